@@ -1,0 +1,321 @@
+//! The asset store: downloaded inputs and generated results kept under `ASSET_DIR` for
+//! delivery and retries.
+//!
+//! A key is a relative path such as `results/<job_id>.mp4`: components of ASCII letters,
+//! digits, `_`, `-` and `.`, none empty, none starting with a dot (so `..` and hidden or
+//! temporary names are impossible), separated by `/`. Every write is atomic: the bytes go
+//! to a temporary file in the same directory, which is then renamed over the target, so a
+//! reader never sees half a file and a crash leaves no truncated asset.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use rei_core::job::AssetRef;
+use tokio::io::AsyncWriteExt;
+
+/// Longest accepted key, in bytes.
+const MAX_KEY_LEN: usize = 255;
+
+/// Why an asset operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AssetError {
+    /// The key is not a safe relative path.
+    #[error("`{key}` is not a valid asset key")]
+    InvalidKey {
+        /// The offending key (shortened).
+        key: String,
+    },
+    /// The content is larger than allowed; nothing was stored.
+    #[error("the file is larger than the {limit}-byte limit")]
+    TooLarge {
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// The source stream failed; nothing was stored.
+    #[error("reading the source failed: {message}")]
+    Source {
+        /// What the source reported.
+        message: String,
+    },
+    /// The file system failed.
+    #[error("asset store I/O failed")]
+    Io(#[from] std::io::Error),
+}
+
+/// Files under one root directory (`ASSET_DIR`).
+#[derive(Clone)]
+pub struct AssetStore {
+    root: PathBuf,
+}
+
+impl fmt::Debug for AssetStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AssetStore")
+            .field("root", &self.root)
+            .finish()
+    }
+}
+
+impl AssetStore {
+    /// A store rooted at `root` (created on first write).
+    #[must_use]
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// The root directory.
+    #[must_use]
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where an asset lives on disk.
+    ///
+    /// # Errors
+    /// [`AssetError::InvalidKey`] when the key is not a safe relative path.
+    pub fn path(&self, asset: &AssetRef) -> Result<PathBuf, AssetError> {
+        let key = asset.as_str();
+        validate_key(key)?;
+        Ok(key
+            .split('/')
+            .fold(self.root.clone(), |path, part| path.join(part)))
+    }
+
+    /// Stores `bytes` under `key` atomically, replacing any earlier content.
+    ///
+    /// # Errors
+    /// [`AssetError::InvalidKey`] for an unsafe key, [`AssetError::Io`] on disk failures.
+    pub async fn write(&self, key: &str, bytes: &[u8]) -> Result<AssetRef, AssetError> {
+        let chunk = Bytes::copy_from_slice(bytes);
+        let stream = futures::stream::iter([Ok::<_, std::convert::Infallible>(chunk)]);
+        self.write_stream(key, stream, u64::MAX)
+            .await
+            .map(|(asset, _)| asset)
+    }
+
+    /// Stores a stream of chunks under `key` atomically, refusing more than `max_bytes`.
+    /// Returns the asset and its size. On any failure nothing is left behind.
+    ///
+    /// # Errors
+    /// [`AssetError::InvalidKey`], [`AssetError::TooLarge`], [`AssetError::Source`] when the
+    /// stream fails, [`AssetError::Io`] on disk failures.
+    pub async fn write_stream<S, E>(
+        &self,
+        key: &str,
+        stream: S,
+        max_bytes: u64,
+    ) -> Result<(AssetRef, u64), AssetError>
+    where
+        S: Stream<Item = Result<Bytes, E>>,
+        E: fmt::Display,
+    {
+        let asset = AssetRef::new(key);
+        let target = self.path(&asset)?;
+        let dir = target
+            .parent()
+            .map_or_else(|| self.root.clone(), Path::to_path_buf);
+        tokio::fs::create_dir_all(&dir).await?;
+        let name = target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let temp = dir.join(format!(".{name}.{:016x}.tmp", rand::random::<u64>()));
+        let written = copy_capped(&temp, stream, max_bytes).await;
+        let renamed = match written {
+            Ok(size) => tokio::fs::rename(&temp, &target)
+                .await
+                .map(|()| size)
+                .map_err(AssetError::from),
+            Err(e) => Err(e),
+        };
+        if renamed.is_err() {
+            // Best effort: the temporary name is unique, a leftover is only garbage.
+            let _ = tokio::fs::remove_file(&temp).await;
+        }
+        renamed.map(|size| (asset, size))
+    }
+
+    /// Reads a whole asset.
+    ///
+    /// # Errors
+    /// [`AssetError::InvalidKey`], or [`AssetError::Io`] (e.g. not found).
+    pub async fn read(&self, asset: &AssetRef) -> Result<Vec<u8>, AssetError> {
+        Ok(tokio::fs::read(self.path(asset)?).await?)
+    }
+
+    /// Deletes an asset; deleting a missing asset is not an error.
+    ///
+    /// # Errors
+    /// [`AssetError::InvalidKey`], or [`AssetError::Io`].
+    pub async fn remove(&self, asset: &AssetRef) -> Result<(), AssetError> {
+        match tokio::fs::remove_file(self.path(asset)?).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Checks that a key is a safe relative path (see the module docs).
+///
+/// # Errors
+/// [`AssetError::InvalidKey`].
+pub fn validate_key(key: &str) -> Result<(), AssetError> {
+    let part_ok = |part: &str| {
+        !part.is_empty()
+            && !part.starts_with('.')
+            && part
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+    };
+    if key.len() <= MAX_KEY_LEN && key.split('/').all(part_ok) {
+        Ok(())
+    } else {
+        Err(AssetError::InvalidKey {
+            key: key.chars().take(64).collect(),
+        })
+    }
+}
+
+async fn copy_capped<S, E>(temp: &Path, stream: S, max_bytes: u64) -> Result<u64, AssetError>
+where
+    S: Stream<Item = Result<Bytes, E>>,
+    E: fmt::Display,
+{
+    let mut file = tokio::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(temp)
+        .await?;
+    let mut stream = std::pin::pin!(stream);
+    let mut size: u64 = 0;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| AssetError::Source {
+            message: e.to_string(),
+        })?;
+        size = size.saturating_add(chunk.len() as u64);
+        if size > max_bytes {
+            return Err(AssetError::TooLarge { limit: max_bytes });
+        }
+        file.write_all(&chunk).await?;
+    }
+    file.flush().await?;
+    file.sync_all().await?;
+    Ok(size)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key_ok(key: &str) -> bool {
+        validate_key(key).is_ok()
+    }
+
+    #[test]
+    fn keys_are_safe_relative_paths() {
+        assert!(key_ok("results/0b7c1e2a-0000-4000-8000-000000000001.mp4"));
+        assert!(key_ok("inputs/a_b-c.jpg"));
+        assert!(key_ok("file"));
+        for bad in [
+            "",
+            "/etc/passwd",
+            "../x",
+            "a/../../x",
+            "a//b",
+            "a/./b",
+            "a/.hidden",
+            "a\\b",
+            "a/b/",
+            "c:x",
+            "a b",
+            "é",
+        ] {
+            assert!(!key_ok(bad), "{bad:?} must be rejected");
+        }
+        assert!(!key_ok(&"a".repeat(256)));
+    }
+
+    #[tokio::test]
+    async fn writes_are_atomic_and_readable() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = AssetStore::new(dir.path());
+        let asset = store.write("results/one.bin", b"hello").await.unwrap();
+        assert_eq!(asset.as_str(), "results/one.bin");
+        assert_eq!(store.read(&asset).await.unwrap(), b"hello");
+        store.write("results/one.bin", b"again").await.unwrap();
+        assert_eq!(store.read(&asset).await.unwrap(), b"again");
+        let names: Vec<_> = std::fs::read_dir(dir.path().join("results"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            names,
+            vec![std::ffi::OsString::from("one.bin")],
+            "no temporary file is left"
+        );
+        store.remove(&asset).await.unwrap();
+        store.remove(&asset).await.unwrap();
+        assert!(store.read(&asset).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn escaping_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = AssetStore::new(dir.path().join("assets"));
+        assert!(matches!(
+            store.write("../outside", b"x").await,
+            Err(AssetError::InvalidKey { .. })
+        ));
+        assert!(matches!(
+            store.read(&AssetRef::new("/etc/passwd")).await,
+            Err(AssetError::InvalidKey { .. })
+        ));
+        assert!(!dir.path().join("outside").exists());
+    }
+
+    #[tokio::test]
+    async fn streams_over_the_cap_leave_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = AssetStore::new(dir.path());
+        let chunks =
+            (0..10).map(|_| Ok::<_, std::convert::Infallible>(Bytes::from_static(&[7u8; 100])));
+        let result = store
+            .write_stream("results/big.mp4", futures::stream::iter(chunks), 999)
+            .await;
+        assert!(matches!(result, Err(AssetError::TooLarge { limit: 999 })));
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("results"))
+                .unwrap()
+                .count(),
+            0
+        );
+
+        let chunks =
+            (0..10).map(|_| Ok::<_, std::convert::Infallible>(Bytes::from_static(&[7u8; 100])));
+        let (asset, size) = store
+            .write_stream("results/ok.mp4", futures::stream::iter(chunks), 1000)
+            .await
+            .unwrap();
+        assert_eq!(size, 1000);
+        assert_eq!(store.read(&asset).await.unwrap().len(), 1000);
+    }
+
+    #[tokio::test]
+    async fn a_failing_source_stores_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = AssetStore::new(dir.path());
+        let chunks = vec![Ok(Bytes::from_static(b"part")), Err("connection reset")];
+        let result = store
+            .write_stream("results/cut.mp4", futures::stream::iter(chunks), 1000)
+            .await;
+        assert!(matches!(result, Err(AssetError::Source { .. })));
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("results"))
+                .unwrap()
+                .count(),
+            0
+        );
+    }
+}

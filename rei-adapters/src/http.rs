@@ -1,0 +1,516 @@
+//! Shared plumbing of the provider clients: the `reqwest` client builder (rustls, connect
+//! and read timeouts), the retry policy (bounded exponential backoff with jitter, driven by
+//! [`backon`], honouring the provider's retry-after), and one helper that runs a request
+//! inside a tracing span and counts it in metrics.
+//!
+//! Metrics (all counters carry a `provider` label: `kling`, `gemini`, `yookassa`):
+//!
+//! - `provider_requests_total{provider, outcome}`: every HTTP exchange; `outcome` is `ok`
+//!   or the error kind (`transient`, `rate_limited`, …).
+//! - `provider_errors_total{provider, kind}`: every failed exchange, by error kind.
+//! - `provider_retries_total{provider}`: every retry the policy decided.
+//! - `provider_request_duration_seconds{provider}`: a histogram of exchange latency.
+//!
+//! Spans are named `provider_request` with the fields `provider`, `method`, `path` (never a
+//! query string, a key or a full URL), `status` and `latency_ms`.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use backon::{ExponentialBuilder, Retryable};
+use bytes::{Bytes, BytesMut};
+use rei_core::ports::{ProviderError, ProviderErrorKind};
+use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+use tracing::Instrument;
+
+/// Timeouts of one provider's HTTP client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpConfig {
+    /// Longest wait for a TCP + TLS connection.
+    pub connect_timeout: Duration,
+    /// Longest wait between two reads of a response.
+    pub read_timeout: Duration,
+    /// Longest time for a whole exchange, body included.
+    pub request_timeout: Duration,
+}
+
+impl HttpConfig {
+    /// Timeouts with the given total request timeout, 10 s to connect, and reads bounded
+    /// by the total.
+    #[must_use]
+    pub const fn with_request_timeout(request_timeout: Duration) -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(10),
+            read_timeout: request_timeout,
+            request_timeout,
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    /// 10 s to connect, 60 s per exchange.
+    fn default() -> Self {
+        Self::with_request_timeout(Duration::from_secs(60))
+    }
+}
+
+/// The HTTP client could not be built (TLS backend or configuration failure).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("cannot build the {provider} HTTP client: {message}")]
+pub struct ClientBuildError {
+    provider: &'static str,
+    message: String,
+}
+
+impl ClientBuildError {
+    pub(crate) fn new(provider: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            provider,
+            message: message.into(),
+        }
+    }
+}
+
+/// Builds a `reqwest` client over rustls with the configured timeouts.
+pub(crate) fn build_client(
+    provider: &'static str,
+    config: &HttpConfig,
+) -> Result<reqwest::Client, ClientBuildError> {
+    reqwest::Client::builder()
+        .use_rustls_tls()
+        .https_only(false)
+        .connect_timeout(config.connect_timeout)
+        .read_timeout(config.read_timeout)
+        .timeout(config.request_timeout)
+        .user_agent(concat!("rei/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| ClientBuildError::new(provider, e.without_url().to_string()))
+}
+
+/// How provider calls are retried: only transient failures and rate limits, a bounded
+/// number of times, with exponential backoff and jitter. A rate limit that names its
+/// wait (a `Retry-After` header, Gemini's `RetryInfo.retryDelay`) is waited out exactly,
+/// unless the wait is longer than [`RetryPolicy::max_retry_after`]: then the error is
+/// returned at once for the caller to reschedule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in total, the first included (1 = never retry).
+    pub max_attempts: u32,
+    /// The first backoff delay.
+    pub min_delay: Duration,
+    /// The largest backoff delay.
+    pub max_delay: Duration,
+    /// The longest provider-requested wait that is honoured in place.
+    pub max_retry_after: Duration,
+    /// Randomise the backoff delays (on by default; tests may turn it off).
+    pub jitter: bool,
+}
+
+impl Default for RetryPolicy {
+    /// 3 attempts, 0.5 s → 8 s backoff with jitter, provider waits up to 60 s honoured.
+    fn default() -> Self {
+        Self {
+            max_attempts: 3,
+            min_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(8),
+            max_retry_after: Duration::from_secs(60),
+            jitter: true,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// A policy that never retries.
+    #[must_use]
+    pub fn no_retry() -> Self {
+        Self {
+            max_attempts: 1,
+            ..Self::default()
+        }
+    }
+
+    /// The delay before the next attempt after `error`, given the delay the backoff
+    /// schedule proposes (`None` once the attempt budget is spent). `None` means: do not
+    /// retry.
+    ///
+    /// A rate limit carrying the provider's wait uses that wait (when within
+    /// [`Self::max_retry_after`]); other retryable errors use the backoff delay.
+    #[must_use]
+    pub fn delay_for(&self, error: &ProviderError, backoff: Option<Duration>) -> Option<Duration> {
+        if !error.is_retryable() {
+            return None;
+        }
+        let backoff = backoff?;
+        match error {
+            ProviderError::RateLimited {
+                retry_after: Some(wait),
+            } => (*wait <= self.max_retry_after).then_some(*wait),
+            _ => Some(backoff),
+        }
+    }
+
+    fn backoff(&self) -> ExponentialBuilder {
+        let builder = ExponentialBuilder::default()
+            .with_min_delay(self.min_delay)
+            .with_max_delay(self.max_delay.max(self.min_delay))
+            .with_max_times(
+                usize::try_from(self.max_attempts.saturating_sub(1)).unwrap_or(usize::MAX),
+            );
+        if self.jitter {
+            builder.with_jitter()
+        } else {
+            builder
+        }
+    }
+
+    /// Runs `operation` under this policy; retries are logged and counted in
+    /// `provider_retries_total{provider}`.
+    pub(crate) async fn run<T, F, Fut>(
+        &self,
+        provider: &'static str,
+        operation: F,
+    ) -> Result<T, ProviderError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, ProviderError>>,
+    {
+        operation
+            .retry(self.backoff())
+            .when(ProviderError::is_retryable)
+            .adjust(|error, backoff| self.delay_for(error, backoff))
+            .notify(|error, delay| {
+                metrics::counter!("provider_retries_total", "provider" => provider).increment(1);
+                tracing::warn!(
+                    provider,
+                    error.kind = error.kind().as_str(),
+                    delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                    "retrying provider call"
+                );
+            })
+            .await
+    }
+}
+
+/// A provider's answer, read in full (up to a size limit).
+#[derive(Clone)]
+pub(crate) struct Exchange {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// The `Retry-After` header, when present and parseable as seconds.
+    pub retry_after: Option<Duration>,
+    /// The body.
+    pub body: Bytes,
+}
+
+impl fmt::Debug for Exchange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Exchange")
+            .field("status", &self.status)
+            .field("retry_after", &self.retry_after)
+            .field("body_bytes", &self.body.len())
+            .finish()
+    }
+}
+
+/// An error that knows its class, so exchanges can be counted by kind.
+pub(crate) trait Classified: From<ProviderError> {
+    /// The class counted in metrics.
+    fn kind(&self) -> ProviderErrorKind;
+}
+
+impl Classified for ProviderError {
+    fn kind(&self) -> ProviderErrorKind {
+        Self::kind(self)
+    }
+}
+
+/// Names one exchange for the span and the metrics.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Call<'a> {
+    /// `kling`, `gemini`, `yookassa`.
+    pub provider: &'static str,
+    /// `GET`, `POST`.
+    pub method: &'static str,
+    /// The path without query or host; never contains a secret.
+    pub path: &'a str,
+    /// The largest body read; more is an `Unknown` error.
+    pub body_limit: usize,
+}
+
+/// Sends `request`, reads the answer and lets `interpret` turn it into a result, inside a
+/// `provider_request` span, counting the outcome. Transport failures (connection,
+/// timeout, body read) become [`ProviderError::Transient`] without any URL in the text.
+pub(crate) async fn exchange<T, E>(
+    call: Call<'_>,
+    request: reqwest::RequestBuilder,
+    interpret: impl FnOnce(Exchange) -> Result<T, E>,
+) -> Result<T, E>
+where
+    E: Classified,
+{
+    let span = tracing::info_span!(
+        "provider_request",
+        provider = call.provider,
+        method = call.method,
+        path = call.path,
+        status = tracing::field::Empty,
+        latency_ms = tracing::field::Empty,
+    );
+    async move {
+        let started = Instant::now();
+        let answer = read_answer(call, request).await;
+        let result = match answer {
+            Ok(exchange) => {
+                tracing::Span::current().record("status", exchange.status.as_u16());
+                interpret(exchange)
+            }
+            Err(error) => Err(E::from(error)),
+        };
+        let latency = started.elapsed();
+        tracing::Span::current().record(
+            "latency_ms",
+            u64::try_from(latency.as_millis()).unwrap_or(u64::MAX),
+        );
+        record_outcome(
+            call.provider,
+            result.as_ref().err().map(Classified::kind),
+            latency,
+        );
+        result
+    }
+    .instrument(span)
+    .await
+}
+
+/// Counts one finished exchange (`None` = success).
+pub(crate) fn record_outcome(
+    provider: &'static str,
+    error: Option<ProviderErrorKind>,
+    latency: Duration,
+) {
+    let outcome = error.map_or("ok", ProviderErrorKind::as_str);
+    metrics::counter!("provider_requests_total", "provider" => provider, "outcome" => outcome)
+        .increment(1);
+    metrics::histogram!("provider_request_duration_seconds", "provider" => provider)
+        .record(latency.as_secs_f64());
+    if let Some(kind) = error {
+        metrics::counter!("provider_errors_total", "provider" => provider, "kind" => kind.as_str())
+            .increment(1);
+        tracing::debug!(outcome, "provider request failed");
+    } else {
+        tracing::debug!(outcome, "provider request succeeded");
+    }
+}
+
+async fn read_answer(
+    call: Call<'_>,
+    request: reqwest::RequestBuilder,
+) -> Result<Exchange, ProviderError> {
+    let mut response = request.send().await.map_err(transport_error)?;
+    let status = response.status();
+    let retry_after = retry_after(response.headers());
+    if response
+        .content_length()
+        .is_some_and(|n| n > call.body_limit as u64)
+    {
+        return Err(ProviderError::Unknown {
+            message: format!("answer larger than {} bytes", call.body_limit),
+        });
+    }
+    let mut body = BytesMut::new();
+    while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
+        if body.len() + chunk.len() > call.body_limit {
+            return Err(ProviderError::Unknown {
+                message: format!("answer larger than {} bytes", call.body_limit),
+            });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Exchange {
+        status,
+        retry_after,
+        body: body.freeze(),
+    })
+}
+
+/// Maps a transport failure to a transient error, with the URL stripped from its text.
+pub(crate) fn transport_error(error: reqwest::Error) -> ProviderError {
+    let error = error.without_url();
+    if error.is_builder() {
+        return ProviderError::InvalidRequest {
+            message: format!("cannot build the request: {}", chain(&error)),
+        };
+    }
+    let what = if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "connection failed"
+    } else if error.is_body() || error.is_decode() {
+        "reading the answer failed"
+    } else {
+        "request failed"
+    };
+    ProviderError::Transient {
+        message: format!("{what}: {}", chain(&error)),
+    }
+}
+
+/// The error and its sources, joined with `: `.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// A `Retry-After` header given in (possibly fractional) seconds. The HTTP-date form is
+/// not used by these providers and is ignored.
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let text = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    parse_seconds(text)
+}
+
+/// Parses `"22"`, `"1.203"` as a duration in seconds (no floats; up to nanoseconds).
+pub(crate) fn parse_seconds(text: &str) -> Option<Duration> {
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    if whole.is_empty()
+        || !whole.bytes().all(|b| b.is_ascii_digit())
+        || !fraction.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let secs: u64 = whole.parse().ok()?;
+    let mut nanos: u32 = 0;
+    for (i, digit) in fraction.bytes().take(9).enumerate() {
+        let place = 10u32.pow(8 - u32::try_from(i).ok()?);
+        nanos += u32::from(digit - b'0') * place;
+    }
+    Some(Duration::new(secs, nanos))
+}
+
+/// Joins a base URL (with or without a trailing slash, possibly with a path such as
+/// `/v3`) and an absolute API path.
+pub(crate) fn endpoint(base: &url::Url, path: &str) -> String {
+    format!(
+        "{}/{}",
+        base.as_str().trim_end_matches('/'),
+        path.trim_start_matches('/')
+    )
+}
+
+/// The first `max` characters of a provider's text, for error messages.
+pub(crate) fn truncate(text: &str, max: usize) -> String {
+    let mut out: String = text.chars().take(max).collect();
+    if text.chars().nth(max).is_some() {
+        out.push('…');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_parse_without_floats() {
+        assert_eq!(parse_seconds("22"), Some(Duration::from_secs(22)));
+        assert_eq!(parse_seconds("1.203"), Some(Duration::from_millis(1203)));
+        assert_eq!(parse_seconds("0.000000001"), Some(Duration::from_nanos(1)));
+        assert_eq!(parse_seconds("0.0000000019"), Some(Duration::from_nanos(1)));
+        assert_eq!(parse_seconds(""), None);
+        assert_eq!(parse_seconds("-1"), None);
+        assert_eq!(parse_seconds("1e3"), None);
+        assert_eq!(parse_seconds(".5"), None);
+    }
+
+    #[test]
+    fn only_retryable_errors_get_a_delay() {
+        let p = RetryPolicy::default();
+        let backoff = Some(Duration::from_millis(700));
+        assert_eq!(
+            p.delay_for(
+                &ProviderError::Transient {
+                    message: String::new()
+                },
+                backoff
+            ),
+            backoff
+        );
+        assert_eq!(
+            p.delay_for(&ProviderError::RateLimited { retry_after: None }, backoff),
+            backoff
+        );
+        assert_eq!(
+            p.delay_for(
+                &ProviderError::Auth {
+                    message: String::new()
+                },
+                backoff
+            ),
+            None
+        );
+        assert_eq!(
+            p.delay_for(
+                &ProviderError::OutOfFunds {
+                    message: String::new()
+                },
+                backoff
+            ),
+            None
+        );
+        assert_eq!(
+            p.delay_for(
+                &ProviderError::Transient {
+                    message: String::new()
+                },
+                None
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn provider_waits_are_honoured_up_to_the_cap() {
+        let p = RetryPolicy {
+            max_retry_after: Duration::from_secs(30),
+            ..RetryPolicy::default()
+        };
+        let limited = |s| ProviderError::RateLimited {
+            retry_after: Some(Duration::from_secs(s)),
+        };
+        assert_eq!(
+            p.delay_for(&limited(22), Some(Duration::from_millis(1))),
+            Some(Duration::from_secs(22))
+        );
+        assert_eq!(
+            p.delay_for(&limited(31), Some(Duration::from_millis(1))),
+            None
+        );
+        assert_eq!(p.delay_for(&limited(1), None), None);
+    }
+
+    #[test]
+    fn endpoints_join_base_and_path() {
+        let base = url::Url::parse("https://api.yookassa.ru/v3").unwrap();
+        assert_eq!(
+            endpoint(&base, "/payments"),
+            "https://api.yookassa.ru/v3/payments"
+        );
+        let base = url::Url::parse("https://api-singapore.klingai.com/").unwrap();
+        assert_eq!(
+            endpoint(&base, "/v1/videos/text2video"),
+            "https://api-singapore.klingai.com/v1/videos/text2video"
+        );
+    }
+
+    #[test]
+    fn truncation_counts_characters() {
+        assert_eq!(truncate("привет", 3), "при…");
+        assert_eq!(truncate("abc", 3), "abc");
+    }
+}

@@ -1,0 +1,1143 @@
+//! The conformance cases. Each takes a fresh, empty store.
+
+use futures::future::join_all;
+use uuid::Uuid;
+
+use super::{Backend, Store};
+use crate::ids::{IdempotencyKey, JobId, PaymentId, ReservationId, UserId};
+use crate::job::{
+    AssetRef, CancelledBy, FailureReason, Job, JobEvent, JobFilter, JobSpec, JobState, NewJob,
+    Prompt,
+};
+use crate::ledger::{EntryKind, NewEntry, NewReservation, RefType, ReservationState, Settlement};
+use crate::money::Money;
+use crate::payment::{
+    NewPayment, Payment, PaymentEffect, PaymentEvent, PaymentFilter, PaymentProvider, PaymentState,
+};
+use crate::ports::StoreError;
+use crate::pricing::{Product, Quote};
+use crate::time::Timestamp;
+use crate::user::{Actor, AuditAction, AuditRecord, Language, UserProfile};
+
+const T0: i64 = 1_700_000_000_000;
+
+fn at(offset_ms: i64) -> Timestamp {
+    Timestamp::from_millis(T0 + offset_ms)
+}
+
+fn m(kopecks: i64) -> Money {
+    Money::from_kopecks(kopecks).unwrap()
+}
+
+fn key(k: &str) -> IdempotencyKey {
+    IdempotencyKey::new(k).unwrap()
+}
+
+fn uuid(n: u128) -> Uuid {
+    Uuid::from_u128(n)
+}
+
+async fn user<S: Backend>(s: &S, n: i64) -> UserId {
+    let id = UserId::new(n).unwrap();
+    let profile = UserProfile {
+        id,
+        username: Some(format!("user{n}")),
+        first_name: Some("Test".into()),
+        language: Language::Ru,
+    };
+    s.register(profile, at(0)).await.unwrap();
+    id
+}
+
+fn entry(user: UserId, kind: EntryKind, kopecks: i64, k: &str) -> NewEntry {
+    NewEntry {
+        user_id: user,
+        kind,
+        amount: m(kopecks),
+        ref_type: RefType::Admin,
+        ref_id: "admin:1".into(),
+        description: "test".into(),
+        idempotency_key: key(k),
+        created_at: at(1),
+    }
+}
+
+async fn fund<S: Backend>(s: &S, user: UserId, kopecks: i64) {
+    s.post(
+        entry(
+            user,
+            EntryKind::Credit,
+            kopecks,
+            &format!("fund:{user}:{kopecks}"),
+        ),
+        None,
+    )
+    .await
+    .unwrap();
+}
+
+fn hold(n: u128, user: UserId, kopecks: i64) -> NewReservation {
+    NewReservation {
+        id: ReservationId::from_uuid(uuid(n)),
+        user_id: user,
+        amount: m(kopecks),
+        job_id: None,
+        description: "hold".into(),
+        idempotency_key: key(&format!("hold:{n}")),
+        created_at: at(2),
+    }
+}
+
+fn new_job(n: u128, user: UserId, kopecks: i64) -> NewJob {
+    NewJob {
+        id: JobId::from_uuid(uuid(n)),
+        user_id: user,
+        spec: JobSpec::ImageGeneration {
+            prompt: Prompt::parse("a fox").unwrap(),
+        },
+        quote: Quote {
+            product: Product::ImageGeneration,
+            amount: m(kopecks),
+        },
+        reservation_id: ReservationId::from_uuid(uuid(1_000_000 + n)),
+        idempotency_key: key(&format!("confirm:{n}")),
+        created_at: at(3),
+    }
+}
+
+fn audit(user: UserId, action: AuditAction) -> AuditRecord {
+    AuditRecord {
+        actor: Actor::Cli("tester".into()),
+        action,
+        target_user: Some(user),
+        amount: None,
+        reason: "r".into(),
+        created_at: at(4),
+    }
+}
+
+async fn available<S: Backend>(s: &S, user: UserId) -> i64 {
+    s.balance(user).await.unwrap().available.kopecks()
+}
+
+async fn assert_sound<S: Backend>(s: &S) {
+    let report = s.verify().await.unwrap();
+    assert!(
+        report.is_ok(),
+        "ledger invariants broken: {:?}",
+        report.violations
+    );
+}
+
+async fn transition<S: Backend>(s: &S, job: &Job, event: JobEvent) -> Result<Job, StoreError> {
+    let t = job.apply(event, at(10)).unwrap();
+    s.save_transition(&t).await
+}
+
+// ---- users ----
+
+pub async fn register_creates_then_refreshes<S: Backend>(s: Store<S>) {
+    let id = UserId::new(7).unwrap();
+    let p = UserProfile {
+        id,
+        username: Some("a".into()),
+        first_name: None,
+        language: Language::En,
+    };
+    let (u, created) = s.register(p.clone(), at(0)).await.unwrap();
+    assert!(created);
+    assert_eq!(
+        (u.language, u.balance, u.is_banned),
+        (Language::En, Money::ZERO, false)
+    );
+    s.set_language(id, Language::Ru).await.unwrap();
+    let again = UserProfile {
+        username: Some("b".into()),
+        language: Language::En,
+        ..p
+    };
+    let (u2, created2) = s.register(again, at(5)).await.unwrap();
+    assert!(!created2);
+    assert_eq!(u2.username.as_deref(), Some("b"));
+    assert_eq!(
+        u2.language,
+        Language::Ru,
+        "re-registration keeps the chosen language"
+    );
+    assert_eq!(u2.created_at, at(0));
+}
+
+pub async fn ban_is_audited_and_noticed_once<S: Backend>(s: Store<S>) {
+    let u = user(&*s, 1).await;
+    assert!(
+        !s.mark_ban_notified(u).await.unwrap(),
+        "no notice for users who are not banned"
+    );
+    let banned = s
+        .set_banned(u, true, audit(u, AuditAction::Ban))
+        .await
+        .unwrap();
+    assert!(banned.is_banned);
+    assert!(s.mark_ban_notified(u).await.unwrap());
+    assert!(!s.mark_ban_notified(u).await.unwrap());
+    s.set_banned(u, false, audit(u, AuditAction::Unban))
+        .await
+        .unwrap();
+    s.set_banned(u, true, audit(u, AuditAction::Ban))
+        .await
+        .unwrap();
+    assert!(
+        s.mark_ban_notified(u).await.unwrap(),
+        "a new ban gets a new notice"
+    );
+    let log = s.audit_log(10).await.unwrap();
+    assert_eq!(
+        log.iter().map(|a| a.action).collect::<Vec<_>>(),
+        vec![AuditAction::Ban, AuditAction::Unban, AuditAction::Ban]
+    );
+    assert_eq!(log[0].actor, Actor::Cli("tester".into()));
+}
+
+pub async fn language_is_kept<S: Backend>(s: Store<S>) {
+    let u = user(&*s, 1).await;
+    s.set_language(u, Language::En).await.unwrap();
+    assert_eq!(s.user(u).await.unwrap().unwrap().language, Language::En);
+}
+
+pub async fn unknown_users_are_not_found<S: Backend>(s: Store<S>) {
+    let ghost = UserId::new(404).unwrap();
+    assert!(s.user(ghost).await.unwrap().is_none());
+    assert!(matches!(
+        s.set_language(ghost, Language::En).await,
+        Err(StoreError::NotFound { what: "user", .. })
+    ));
+    assert!(matches!(
+        s.set_banned(ghost, true, audit(ghost, AuditAction::Ban))
+            .await,
+        Err(StoreError::NotFound { what: "user", .. })
+    ));
+    assert!(matches!(
+        s.balance(ghost).await,
+        Err(StoreError::NotFound { what: "user", .. })
+    ));
+    let r = s
+        .post(entry(ghost, EntryKind::Credit, 100, "k"), None)
+        .await;
+    assert!(
+        matches!(r, Err(StoreError::NotFound { what: "user", .. })),
+        "{r:?}"
+    );
+    assert!(
+        s.audit_log(10).await.unwrap().is_empty(),
+        "a refused ban writes no audit"
+    );
+}
+
+// ---- ledger ----
+
+pub async fn credit_updates_balance_and_history<S: Backend>(s: Store<S>) {
+    let u = user(&*s, 1).await;
+    let posted = s
+        .post(entry(u, EntryKind::Credit, 1_250, "c1"), None)
+        .await
+        .unwrap();
+    assert!(!posted.replayed);
+    assert_eq!(posted.balance, m(1_250));
+    assert_eq!(
+        (
+            posted.entry.kind,
+            posted.entry.amount,
+            posted.entry.ref_type
+        ),
+        (EntryKind::Credit, m(1_250), RefType::Admin)
+    );
+    let d = s
+        .post(entry(u, EntryKind::Debit, 250, "d1"), None)
+        .await
+        .unwrap();
+    assert_eq!(d.balance, m(1_000));
+    assert_eq!(available(&*s, u).await, 1_000);
+    assert_eq!(s.user(u).await.unwrap().unwrap().balance, m(1_000));
+    let history = s.entries(u, 10).await.unwrap();
+    assert_eq!(history.len(), 2);
+    assert_eq!(history[0].idempotency_key.as_str(), "d1");
+    assert!(history[0].id > history[1].id);
+    assert_sound(&*s).await;
+}
+
+pub async fn post_is_idempotent<S: Backend>(s: Store<S>) {
+    let u = user(&*s, 1).await;
+    let first = s
+        .post(entry(u, EntryKind::Credit, 500, "same"), None)
+        .await
+        .unwrap();
+    let again = s
+        .post(entry(u, EntryKind::Credit, 500, "same"), None)
+        .await
+        .unwrap();
+    assert!(again.replayed);
+    assert_eq!(again.entry, first.entry);
+    assert_eq!(available(&*s, u).await, 500);
+    assert_eq!(s.entries(u, 10).await.unwrap().len(), 1);
+}
+
+pub async fn key_reuse_with_other_content_conflicts<S: Backend>(s: Store<S>) {
+    let u = user(&*s, 1).await;
+    s.post(entry(u, EntryKind::Credit, 500, "k"), None)
+        .await
+        .unwrap();
+    let r = s.post(entry(u, EntryKind::Credit, 501, "k"), None).await;
+    assert!(
+        matches!(r, Err(StoreError::IdempotencyConflict { .. })),
+        "{r:?}"
+    );
+    assert_eq!(available(&*s, u).await, 500);
+}
+
+pub async fn debit_beyond_balance_posts_nothing<S: Backend>(s: Store<S>) {
+    let u = user(&*s, 1).await;
+    fund(&*s, u, 100).await;
+    let r = s.post(entry(u, EntryKind::Debit, 101, "d"), None).await;
+    match r {
+        Err(StoreError::InsufficientFunds { needed, available }) => {
+            assert_eq!((needed, available), (m(101), m(100)))
+        }
+        other => panic!("expected InsufficientFunds, got {other:?}"),
+    }
+    assert_eq!(available(&*s, u).await, 100);
+    assert_eq!(s.entries(u, 10).await.unwrap().len(), 1);
+    // The same key may be used once the user can pay: a refusal consumed nothing.
+    fund(&*s, u, 1).await;
+    s.post(entry(u, EntryKind::Debit, 101, "d"), None)
+        .await
+        .unwrap();
+    assert_eq!(available(&*s, u).await, 0);
+    assert_sound(&*s).await;
+}
+
+pub async fn zero_amounts_are_invalid<S: Backend>(s: Store<S>) {
+    let u = user(&*s, 1).await;
+    let mut e = entry(u, EntryKind::Credit, 1, "z");
+    e.amount = Money::ZERO;
+    assert!(matches!(s.post(e, None).await, Err(StoreError::Invalid(_))));
+    assert!(s.entries(u, 10).await.unwrap().is_empty());
+}
+
+pub async fn audit_is_written_once_with_its_post<S: Backend>(s: Store<S>) {
+    let u = user(&*s, 1).await;
+    let a = AuditRecord {
+        amount: Some(m(300)),
+        ..audit(u, AuditAction::BalanceAdd)
+    };
+    s.post(entry(u, EntryKind::Credit, 300, "adm"), Some(a.clone()))
+        .await
+        .unwrap();
+    s.post(entry(u, EntryKind::Credit, 300, "adm"), Some(a.clone()))
+        .await
+        .unwrap();
+    let refused = AuditRecord {
+        amount: Some(m(900)),
+        ..audit(u, AuditAction::BalanceSub)
+    };
+    assert!(
+        s.post(entry(u, EntryKind::Debit, 900, "sub"), Some(refused))
+            .await
+            .is_err()
+    );
+    let log = s.audit_log(10).await.unwrap();
+    assert_eq!(
+        log,
+        vec![a],
+        "one audit line per effective adjustment, none for refusals"
+    );
+}
+
+pub async fn reserve_holds_and_is_idempotent<S: Backend>(s: Store<S>) {
+    let u = user(&*s, 1).await;
+    fund(&*s, u, 1_000).await;
+    let r = s.reserve(hold(1, u, 300)).await.unwrap();
+    assert_eq!((r.state, r.amount), (ReservationState::Held, m(300)));
+    assert_eq!(available(&*s, u).await, 700);
+    assert_eq!(s.balance(u).await.unwrap().held, m(300));
+    let again = s.reserve(hold(1, u, 300)).await.unwrap();
+    assert_eq!(again, r);
+    // A replay under another id but the same key still returns the first hold.
+    let mut other_id = hold(1, u, 300);
+    other_id.id = ReservationId::from_uuid(uuid(99));
+    assert_eq!(s.reserve(other_id).await.unwrap().id, r.id);
+    assert_eq!(available(&*s, u).await, 700);
+    let mut conflicting = hold(1, u, 301);
+    conflicting.id = ReservationId::from_uuid(uuid(98));
+    assert!(matches!(
+        s.reserve(conflicting).await,
+        Err(StoreError::IdempotencyConflict { .. })
+    ));
+    assert_eq!(s.reservation(r.id).await.unwrap(), Some(r));
+    assert_sound(&*s).await;
+}
+
+pub async fn reserve_beyond_balance_holds_nothing<S: Backend>(s: Store<S>) {
+    let u = user(&*s, 1).await;
+    fund(&*s, u, 100).await;
+    assert!(matches!(
+        s.reserve(hold(1, u, 101)).await,
+        Err(StoreError::InsufficientFunds { .. })
+    ));
+    assert_eq!(available(&*s, u).await, 100);
+    assert!(
+        s.reservation(ReservationId::from_uuid(uuid(1)))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_sound(&*s).await;
+}
+
+pub async fn partial_capture_refunds_difference<S: Backend>(s: Store<S>) {
+    let u = user(&*s, 1).await;
+    fund(&*s, u, 1_000).await;
+    let r = s.reserve(hold(1, u, 400)).await.unwrap();
+    let settled = s
+        .settle(r.id, Settlement::Capture { actual: m(250) }, at(20))
+        .await
+        .unwrap();
+    assert_eq!(
+        (settled.state, settled.captured, settled.settled_at),
+        (ReservationState::Captured, Some(m(250)), Some(at(20)))
+    );
+    assert_eq!(available(&*s, u).await, 750);
+    assert_eq!(s.balance(u).await.unwrap().held, Money::ZERO);
+    let full = s.reserve(hold(2, u, 100)).await.unwrap();
+    s.settle(full.id, Settlement::Capture { actual: m(100) }, at(21))
+        .await
+        .unwrap();
+    assert_eq!(available(&*s, u).await, 650);
+    assert_sound(&*s).await;
+}
+
+pub async fn release_refunds_everything<S: Backend>(s: Store<S>) {
+    let u = user(&*s, 1).await;
+    fund(&*s, u, 1_000).await;
+    let r = s.reserve(hold(1, u, 400)).await.unwrap();
+    let released = s.settle(r.id, Settlement::Release, at(20)).await.unwrap();
+    assert_eq!(released.state, ReservationState::Released);
+    assert_eq!(available(&*s, u).await, 1_000);
+    let history = s.entries(u, 10).await.unwrap();
+    assert_eq!(
+        (history[0].kind, history[0].amount, history[0].ref_type),
+        (EntryKind::Refund, m(400), RefType::Reservation)
+    );
+    assert_sound(&*s).await;
+}
+
+pub async fn settlement_happens_exactly_once<S: Backend>(s: Store<S>) {
+    let u = user(&*s, 1).await;
+    fund(&*s, u, 1_000).await;
+    let r = s.reserve(hold(1, u, 400)).await.unwrap();
+    assert!(matches!(
+        s.settle(r.id, Settlement::Capture { actual: m(401) }, at(20))
+            .await,
+        Err(StoreError::Settlement(
+            crate::ledger::SettlementError::CaptureExceedsHold { .. }
+        ))
+    ));
+    let first = s.settle(r.id, Settlement::Release, at(20)).await.unwrap();
+    let again = s.settle(r.id, Settlement::Release, at(30)).await.unwrap();
+    assert_eq!(
+        again, first,
+        "a repeated release returns the first settlement"
+    );
+    assert!(matches!(
+        s.settle(r.id, Settlement::Capture { actual: m(400) }, at(20))
+            .await,
+        Err(StoreError::Settlement(
+            crate::ledger::SettlementError::AlreadySettled { .. }
+        ))
+    ));
+    assert_eq!(available(&*s, u).await, 1_000);
+    assert_eq!(s.entries(u, 10).await.unwrap().len(), 3);
+    assert_sound(&*s).await;
+}
+
+pub async fn unknown_reservation_is_not_found<S: Backend>(s: Store<S>) {
+    let r = s
+        .settle(
+            ReservationId::from_uuid(uuid(5)),
+            Settlement::Release,
+            at(1),
+        )
+        .await;
+    assert!(
+        matches!(
+            r,
+            Err(StoreError::NotFound {
+                what: "reservation",
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+}
+
+pub async fn entries_are_newest_first_and_limited<S: Backend>(s: Store<S>) {
+    let u = user(&*s, 1).await;
+    let other = user(&*s, 2).await;
+    for i in 0..5 {
+        s.post(entry(u, EntryKind::Credit, 100 + i, &format!("e{i}")), None)
+            .await
+            .unwrap();
+    }
+    fund(&*s, other, 1).await;
+    let page = s.entries(u, 3).await.unwrap();
+    assert_eq!(
+        page.iter().map(|e| e.amount.kopecks()).collect::<Vec<_>>(),
+        vec![104, 103, 102]
+    );
+    assert!(page.iter().all(|e| e.user_id == u));
+}
+
+// ---- jobs ----
+
+pub async fn job_and_reservation_are_created_together<S: Backend>(s: Store<S>) {
+    let u = user(&*s, 1).await;
+    fund(&*s, u, 10_000).await;
+    let nj = new_job(1, u, 5_000);
+    let job = s.create_job(nj.clone(), 3).await.unwrap();
+    assert_eq!(job, nj.pending());
+    assert_eq!(s.job(job.id).await.unwrap(), Some(job.clone()));
+    let r = s
+        .reservation(job.reservation_id)
+        .await
+        .unwrap()
+        .expect("the job's reservation exists");
+    assert_eq!(
+        (r.amount, r.state, r.job_id),
+        (m(5_000), ReservationState::Held, Some(job.id))
+    );
+    assert_eq!(available(&*s, u).await, 5_000);
+    assert_sound(&*s).await;
+}
+
+pub async fn job_creation_is_idempotent<S: Backend>(s: Store<S>) {
+    let u = user(&*s, 1).await;
+    fund(&*s, u, 10_000).await;
+    let first = s.create_job(new_job(1, u, 5_000), 3).await.unwrap();
+    let mut replay = new_job(2, u, 5_000);
+    replay.idempotency_key = key("confirm:1");
+    assert_eq!(
+        s.create_job(replay, 3).await.unwrap(),
+        first,
+        "same key: the first job, no second hold"
+    );
+    assert_eq!(available(&*s, u).await, 5_000);
+    let mut conflicting = new_job(3, u, 4_000);
+    conflicting.idempotency_key = key("confirm:1");
+    conflicting.quote.amount = m(4_000);
+    assert!(matches!(
+        s.create_job(conflicting, 3).await,
+        Err(StoreError::IdempotencyConflict { .. })
+    ));
+    assert_eq!(s.jobs(JobFilter::default()).await.unwrap().len(), 1);
+}
+
+pub async fn job_without_funds_writes_nothing<S: Backend>(s: Store<S>) {
+    let u = user(&*s, 1).await;
+    fund(&*s, u, 4_999).await;
+    let r = s.create_job(new_job(1, u, 5_000), 3).await;
+    assert!(
+        matches!(r, Err(StoreError::InsufficientFunds { .. })),
+        "{r:?}"
+    );
+    assert!(s.job(JobId::from_uuid(uuid(1))).await.unwrap().is_none());
+    assert!(
+        s.reservation(ReservationId::from_uuid(uuid(1_000_001)))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(available(&*s, u).await, 4_999);
+    let ghost = new_job(2, UserId::new(999).unwrap(), 1);
+    assert!(matches!(
+        s.create_job(ghost, 3).await,
+        Err(StoreError::NotFound { what: "user", .. })
+    ));
+    assert_sound(&*s).await;
+}
+
+pub async fn active_job_cap_is_enforced<S: Backend>(s: Store<S>) {
+    let u = user(&*s, 1).await;
+    fund(&*s, u, 10_000).await;
+    let a = s.create_job(new_job(1, u, 100), 2).await.unwrap();
+    s.create_job(new_job(2, u, 100), 2).await.unwrap();
+    assert!(matches!(
+        s.create_job(new_job(3, u, 100), 2).await,
+        Err(StoreError::ActiveJobLimit { limit: 2 })
+    ));
+    assert_eq!(available(&*s, u).await, 9_800);
+    let processing = transition(&*s, &a, JobEvent::Started).await.unwrap();
+    assert!(
+        matches!(
+            s.create_job(new_job(3, u, 100), 2).await,
+            Err(StoreError::ActiveJobLimit { .. })
+        ),
+        "processing counts"
+    );
+    transition(
+        &*s,
+        &processing,
+        JobEvent::Failed {
+            reason: FailureReason::ProviderFailed { detail: "x".into() },
+        },
+    )
+    .await
+    .unwrap();
+    s.create_job(new_job(3, u, 100), 2).await.unwrap();
+    assert_sound(&*s).await;
+}
+
+pub async fn stale_job_version_conflicts<S: Backend>(s: Store<S>) {
+    let u = user(&*s, 1).await;
+    fund(&*s, u, 1_000).await;
+    let job = s.create_job(new_job(1, u, 100), 3).await.unwrap();
+    transition(&*s, &job, JobEvent::Started).await.unwrap();
+    let stale = transition(
+        &*s,
+        &job,
+        JobEvent::Cancelled {
+            by: CancelledBy::User,
+        },
+    )
+    .await;
+    assert!(
+        matches!(stale, Err(StoreError::Conflict { what: "job", .. })),
+        "{stale:?}"
+    );
+    let now = s.job(job.id).await.unwrap().unwrap();
+    assert_eq!(now.state, JobState::Processing);
+    assert_eq!(
+        available(&*s, u).await,
+        900,
+        "a refused transition settles nothing"
+    );
+    assert_sound(&*s).await;
+}
+
+pub async fn job_settlements_follow_transitions<S: Backend>(s: Store<S>) {
+    let u = user(&*s, 1).await;
+    fund(&*s, u, 1_000).await;
+    // completed at a lower cost: the difference comes back
+    let a = s.create_job(new_job(1, u, 300), 3).await.unwrap();
+    let a = transition(&*s, &a, JobEvent::Started).await.unwrap();
+    let a = transition(
+        &*s,
+        &a,
+        JobEvent::ProviderTaskCreated {
+            task_id: crate::ids::ProviderTaskId::new("t-1").unwrap(),
+        },
+    )
+    .await
+    .unwrap();
+    let done = transition(
+        &*s,
+        &a,
+        JobEvent::Succeeded {
+            result: AssetRef::new("results/a.png"),
+            actual_cost: m(200),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        done.provider_task_id
+            .as_ref()
+            .map(crate::ids::ProviderTaskId::as_str),
+        Some("t-1")
+    );
+    assert_eq!(s.job(done.id).await.unwrap().unwrap(), done);
+    assert_eq!(
+        s.reservation(done.reservation_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
+        ReservationState::Captured
+    );
+    assert_eq!(available(&*s, u).await, 800);
+    // failed: released
+    let b = s.create_job(new_job(2, u, 300), 3).await.unwrap();
+    let b = transition(&*s, &b, JobEvent::Started).await.unwrap();
+    let failed = transition(
+        &*s,
+        &b,
+        JobEvent::Failed {
+            reason: FailureReason::ContentRefused {
+                detail: "nope".into(),
+            },
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        failed.failure,
+        Some(FailureReason::ContentRefused {
+            detail: "nope".into()
+        })
+    );
+    assert_eq!(
+        s.reservation(failed.reservation_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
+        ReservationState::Released
+    );
+    // cancelled while pending: released
+    let c = s.create_job(new_job(3, u, 300), 3).await.unwrap();
+    transition(
+        &*s,
+        &c,
+        JobEvent::Cancelled {
+            by: CancelledBy::Admin("cli:root".into()),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(available(&*s, u).await, 800);
+    assert_sound(&*s).await;
+}
+
+pub async fn jobs_are_filtered_newest_first<S: Backend>(s: Store<S>) {
+    let u = user(&*s, 1).await;
+    let v = user(&*s, 2).await;
+    fund(&*s, u, 1_000).await;
+    fund(&*s, v, 1_000).await;
+    let a = s.create_job(new_job(1, u, 10), 5).await.unwrap();
+    let b = s.create_job(new_job(2, v, 10), 5).await.unwrap();
+    let c = s.create_job(new_job(3, u, 10), 5).await.unwrap();
+    transition(&*s, &a, JobEvent::Started).await.unwrap();
+    let ids = |jobs: Vec<Job>| jobs.into_iter().map(|j| j.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(s.jobs(JobFilter::default()).await.unwrap()),
+        vec![c.id, b.id, a.id]
+    );
+    assert_eq!(
+        ids(s
+            .jobs(JobFilter {
+                user_id: Some(u),
+                ..JobFilter::default()
+            })
+            .await
+            .unwrap()),
+        vec![c.id, a.id]
+    );
+    assert_eq!(
+        ids(s
+            .jobs(JobFilter {
+                state: Some(JobState::Pending),
+                ..JobFilter::default()
+            })
+            .await
+            .unwrap()),
+        vec![c.id, b.id]
+    );
+    assert_eq!(
+        ids(s
+            .jobs(JobFilter {
+                limit: 1,
+                ..JobFilter::default()
+            })
+            .await
+            .unwrap()),
+        vec![c.id]
+    );
+}
+
+// ---- payments ----
+
+fn new_payment(n: u128, user: UserId, kopecks: i64) -> NewPayment {
+    NewPayment {
+        id: PaymentId::from_uuid(uuid(n)),
+        user_id: user,
+        provider: PaymentProvider::Yookassa,
+        amount: m(kopecks),
+        created_at: at(n as i64),
+    }
+}
+
+async fn pay<S: Backend>(s: &S, p: &Payment, event: PaymentEvent) -> Result<Payment, StoreError> {
+    let t = p.apply(event, at(50)).unwrap();
+    s.save_payment_transition(&t).await
+}
+
+fn succeeded(provider_id: &str, kopecks: i64) -> PaymentEvent {
+    PaymentEvent::ProviderSucceeded {
+        provider_payment_id: provider_id.into(),
+        amount: m(kopecks),
+    }
+}
+
+pub async fn payment_creation_is_idempotent<S: Backend>(s: Store<S>) {
+    let u = user(&*s, 1).await;
+    let p = s.create_payment(new_payment(1, u, 50_000)).await.unwrap();
+    assert_eq!(p, new_payment(1, u, 50_000).pending());
+    assert_eq!(
+        s.create_payment(new_payment(1, u, 50_000)).await.unwrap(),
+        p
+    );
+    assert!(matches!(
+        s.create_payment(new_payment(1, u, 60_000)).await,
+        Err(StoreError::IdempotencyConflict { .. })
+    ));
+    assert!(matches!(
+        s.create_payment(new_payment(2, UserId::new(9).unwrap(), 1))
+            .await,
+        Err(StoreError::NotFound { what: "user", .. })
+    ));
+    assert_eq!(s.payment(p.id).await.unwrap(), Some(p));
+}
+
+pub async fn paid_payment_credits_exactly_once<S: Backend>(s: Store<S>) {
+    let u = user(&*s, 1).await;
+    let p = s.create_payment(new_payment(1, u, 50_000)).await.unwrap();
+    let registered = pay(
+        &*s,
+        &p,
+        PaymentEvent::Registered {
+            provider_payment_id: "yk-1".into(),
+            confirmation_url: Some("https://pay".into()),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.payment_by_provider_id(PaymentProvider::Yookassa, "yk-1")
+            .await
+            .unwrap(),
+        Some(registered.clone())
+    );
+    assert!(
+        s.payment_by_provider_id(PaymentProvider::TelegramStars, "yk-1")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let paid = pay(&*s, &registered, succeeded("yk-1", 50_000))
+        .await
+        .unwrap();
+    assert_eq!(paid.state, PaymentState::Paid);
+    assert_eq!(available(&*s, u).await, 50_000);
+    // A duplicate webhook racing the first one carries the stale version: refused.
+    assert!(matches!(
+        pay(&*s, &registered, succeeded("yk-1", 50_000)).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    assert_eq!(available(&*s, u).await, 50_000);
+    // Even a forged transition that claims a second credit posts nothing (the credit key is unique).
+    let mut forged = paid.apply(PaymentEvent::ProviderPending, at(60)).unwrap();
+    forged.after.version += 1;
+    forged.effect = Some(PaymentEffect::Credit);
+    let _ = s.save_payment_transition(&forged).await;
+    assert_eq!(available(&*s, u).await, 50_000);
+    assert_sound(&*s).await;
+}
+
+pub async fn provider_ids_are_unique<S: Backend>(s: Store<S>) {
+    let u = user(&*s, 1).await;
+    let a = s.create_payment(new_payment(1, u, 100)).await.unwrap();
+    let b = s.create_payment(new_payment(2, u, 100)).await.unwrap();
+    pay(
+        &*s,
+        &a,
+        PaymentEvent::Registered {
+            provider_payment_id: "dup".into(),
+            confirmation_url: None,
+        },
+    )
+    .await
+    .unwrap();
+    let r = pay(
+        &*s,
+        &b,
+        PaymentEvent::Registered {
+            provider_payment_id: "dup".into(),
+            confirmation_url: None,
+        },
+    )
+    .await;
+    assert!(matches!(r, Err(StoreError::Conflict { .. })), "{r:?}");
+    assert_eq!(
+        s.payment(b.id).await.unwrap().unwrap().provider_payment_id,
+        None
+    );
+}
+
+pub async fn refund_hold_is_captured_with_the_transition<S: Backend>(s: Store<S>) {
+    let u = user(&*s, 1).await;
+    let p = s.create_payment(new_payment(1, u, 30_000)).await.unwrap();
+    let paid = pay(&*s, &p, succeeded("yk-1", 30_000)).await.unwrap();
+    let hold = s.reserve(hold(7, u, 30_000)).await.unwrap();
+    let started = pay(
+        &*s,
+        &paid,
+        PaymentEvent::RefundStarted {
+            reservation_id: hold.id,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(started.refund_reservation_id, Some(hold.id));
+    assert_eq!(available(&*s, u).await, 0);
+    let refunded = pay(&*s, &started, PaymentEvent::RefundSucceeded)
+        .await
+        .unwrap();
+    assert_eq!(refunded.state, PaymentState::Refunded);
+    assert_eq!(
+        s.reservation(hold.id).await.unwrap().unwrap().state,
+        ReservationState::Captured
+    );
+    assert_eq!(available(&*s, u).await, 0);
+    // A refused refund releases its hold instead.
+    let q = s.create_payment(new_payment(2, u, 10_000)).await.unwrap();
+    let q = pay(&*s, &q, succeeded("yk-2", 10_000)).await.unwrap();
+    let h2 = s.reserve(self::hold(8, u, 10_000)).await.unwrap();
+    let q = pay(
+        &*s,
+        &q,
+        PaymentEvent::RefundStarted {
+            reservation_id: h2.id,
+        },
+    )
+    .await
+    .unwrap();
+    let q = pay(&*s, &q, PaymentEvent::RefundFailed).await.unwrap();
+    assert_eq!(
+        (q.state, q.refund_reservation_id),
+        (PaymentState::Paid, None)
+    );
+    assert_eq!(available(&*s, u).await, 10_000);
+    assert_sound(&*s).await;
+}
+
+pub async fn payments_are_filtered<S: Backend>(s: Store<S>) {
+    let u = user(&*s, 1).await;
+    let v = user(&*s, 2).await;
+    let a = s.create_payment(new_payment(1, u, 100)).await.unwrap();
+    let b = s.create_payment(new_payment(2, v, 100)).await.unwrap();
+    let c = s.create_payment(new_payment(3, u, 100)).await.unwrap();
+    pay(&*s, &a, succeeded("p-a", 100)).await.unwrap();
+    let ids = |ps: Vec<Payment>| ps.into_iter().map(|p| p.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(s.payments(PaymentFilter::default()).await.unwrap()),
+        vec![c.id, b.id, a.id]
+    );
+    assert_eq!(
+        ids(s
+            .payments(PaymentFilter {
+                state: Some(PaymentState::Pending),
+                ..Default::default()
+            })
+            .await
+            .unwrap()),
+        vec![c.id, b.id]
+    );
+    assert_eq!(
+        ids(s
+            .payments(PaymentFilter {
+                user_id: Some(u),
+                ..Default::default()
+            })
+            .await
+            .unwrap()),
+        vec![c.id, a.id]
+    );
+    assert_eq!(
+        ids(s
+            .payments(PaymentFilter {
+                since: Some(at(2)),
+                ..Default::default()
+            })
+            .await
+            .unwrap()),
+        vec![c.id, b.id]
+    );
+}
+
+pub async fn stats_count_everything<S: Backend>(s: Store<S>) {
+    let u = user(&*s, 1).await;
+    let v = user(&*s, 2).await;
+    fund(&*s, u, 1_000).await;
+    s.set_banned(v, true, audit(v, AuditAction::Ban))
+        .await
+        .unwrap();
+    s.create_job(new_job(1, u, 300), 3).await.unwrap();
+    let p = s.create_payment(new_payment(1, v, 5_000)).await.unwrap();
+    pay(&*s, &p, succeeded("x", 5_000)).await.unwrap();
+    let stats = s.stats().await.unwrap();
+    assert_eq!((stats.users, stats.banned_users), (2, 1));
+    assert_eq!(stats.balances_total, m(5_700));
+    assert_eq!(stats.held_total, m(300));
+    let jobs = |st: JobState| {
+        stats
+            .jobs_by_state
+            .iter()
+            .find(|(s, _)| *s == st)
+            .map_or(0, |(_, n)| *n)
+    };
+    assert_eq!((jobs(JobState::Pending), jobs(JobState::Completed)), (1, 0));
+    let paid = stats
+        .payments_by_state
+        .iter()
+        .find(|(s, _, _)| *s == PaymentState::Paid)
+        .copied();
+    assert_eq!(paid, Some((PaymentState::Paid, 1, m(5_000))));
+}
+
+pub async fn dialogue_state_round_trips<S: Backend>(s: Store<S>) {
+    let u = user(&*s, 1).await;
+    assert_eq!(s.load_dialogue(u).await.unwrap(), None);
+    s.save_dialogue(u, r#"{"step":"model"}"#, at(1))
+        .await
+        .unwrap();
+    s.save_dialogue(u, r#"{"step":"duration"}"#, at(2))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.load_dialogue(u).await.unwrap().as_deref(),
+        Some(r#"{"step":"duration"}"#)
+    );
+    s.clear_dialogue(u).await.unwrap();
+    s.clear_dialogue(u).await.unwrap();
+    assert_eq!(s.load_dialogue(u).await.unwrap(), None);
+}
+
+// ---- concurrency ----
+
+pub async fn concurrent_spends_never_overdraw<S: Backend>(s: Store<S>) {
+    let u = user(&*s, 1).await;
+    fund(&*s, u, 100).await;
+    let spends = (0..100u128).map(|i| {
+        let s = s.clone();
+        async move { s.reserve(hold(i + 1, u, 10)).await }
+    });
+    let results = join_all(spends).await;
+    let ok = results.iter().filter(|r| r.is_ok()).count();
+    for r in &results {
+        assert!(
+            matches!(r, Ok(_) | Err(StoreError::InsufficientFunds { .. })),
+            "unexpected outcome: {r:?}"
+        );
+    }
+    assert_eq!(ok, 10, "exactly ten 10-kopeck holds fit in 100");
+    assert_eq!(available(&*s, u).await, 0);
+    assert_sound(&*s).await;
+}
+
+pub async fn concurrent_duplicate_credits_post_once<S: Backend>(s: Store<S>) {
+    let u = user(&*s, 1).await;
+    let p = s.create_payment(new_payment(1, u, 50_000)).await.unwrap();
+    let credits = (0..50).map(|_| {
+        let s = s.clone();
+        let p = p.clone();
+        async move { pay(&*s, &p, succeeded("yk-1", 50_000)).await }
+    });
+    let results = join_all(credits).await;
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        1,
+        "one webhook wins"
+    );
+    assert!(
+        results
+            .iter()
+            .all(|r| matches!(r, Ok(_) | Err(StoreError::Conflict { .. })))
+    );
+    let posts = (0..50).map(|_| {
+        let s = s.clone();
+        async move {
+            s.post(entry(u, EntryKind::Credit, 700, "same-key"), None)
+                .await
+        }
+    });
+    let posted = join_all(posts).await;
+    assert!(
+        posted.iter().all(Result::is_ok),
+        "replays are not errors: {posted:?}"
+    );
+    assert_eq!(
+        posted
+            .iter()
+            .filter(|r| r.as_ref().is_ok_and(|p| !p.replayed))
+            .count(),
+        1
+    );
+    assert_eq!(available(&*s, u).await, 50_700);
+    assert_sound(&*s).await;
+}
+
+pub async fn concurrent_job_creation_respects_the_cap<S: Backend>(s: Store<S>) {
+    let u = user(&*s, 1).await;
+    fund(&*s, u, 100_000).await;
+    let creates = (0..20u128).map(|i| {
+        let s = s.clone();
+        async move { s.create_job(new_job(i + 1, u, 100), 3).await }
+    });
+    let results = join_all(creates).await;
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 3);
+    assert!(
+        results
+            .iter()
+            .all(|r| matches!(r, Ok(_) | Err(StoreError::ActiveJobLimit { .. }))),
+        "{results:?}"
+    );
+    assert_eq!(available(&*s, u).await, 99_700);
+    assert_sound(&*s).await;
+}
+
+pub async fn concurrent_settlements_settle_once<S: Backend>(s: Store<S>) {
+    let u = user(&*s, 1).await;
+    fund(&*s, u, 1_000).await;
+    let r = s.reserve(hold(1, u, 600)).await.unwrap();
+    let settles = (0..30).map(|i| {
+        let s = s.clone();
+        let how = if i % 2 == 0 {
+            Settlement::Release
+        } else {
+            Settlement::Capture { actual: m(600) }
+        };
+        async move { s.settle(r.id, how, at(9)).await }
+    });
+    let results = join_all(settles).await;
+    let state = s.reservation(r.id).await.unwrap().unwrap().state;
+    let expected_ok = results
+        .iter()
+        .filter(|res| res.as_ref().is_ok_and(|x| x.state == state))
+        .count();
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        expected_ok,
+        "only settlements matching the winner succeed"
+    );
+    assert_eq!(
+        available(&*s, u).await,
+        if state == ReservationState::Released {
+            1_000
+        } else {
+            400
+        }
+    );
+    assert_sound(&*s).await;
+}
+
+pub async fn verify_reports_a_sound_store<S: Backend>(s: Store<S>) {
+    let u = user(&*s, 1).await;
+    fund(&*s, u, 10_000).await;
+    let j = s.create_job(new_job(1, u, 1_000), 3).await.unwrap();
+    transition(&*s, &j, JobEvent::Started).await.unwrap();
+    let p = s.create_payment(new_payment(1, u, 2_000)).await.unwrap();
+    pay(&*s, &p, succeeded("v", 2_000)).await.unwrap();
+    let report = s.verify().await.unwrap();
+    assert!(report.is_ok(), "{:?}", report.violations);
+    assert_eq!(report.users_checked, 1);
+    assert_eq!(report.entries_checked, 3);
+    assert_eq!(report.reservations_checked, 1);
+}

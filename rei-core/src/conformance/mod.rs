@@ -1,0 +1,95 @@
+//! The contract suite every store implementation runs against itself.
+//!
+//! Each case is a generic async function taking a fresh, empty store that implements
+//! every store port. [`conformance_tests!`](crate::conformance_tests) stamps one
+//! `#[tokio::test]` per case for a backend:
+//!
+//! ```ignore
+//! rei_core::conformance_tests!(async { std::sync::Arc::new(MyStore::open_fresh().await) });
+//! ```
+//!
+//! The cases check exactly the `# Errors` promises written on the port traits. Panics
+//! (failed assertions) are the test failures.
+#![allow(
+    clippy::missing_panics_doc,
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used
+)]
+
+mod cases;
+
+pub use cases::*;
+
+use std::sync::Arc;
+
+use crate::ports::{DialogueStore, JobStore, LedgerStore, PaymentStore, UserStore};
+
+/// A store that implements every store port (the shape of the SQL and memory stores).
+pub trait Backend:
+    UserStore + LedgerStore + JobStore + PaymentStore + DialogueStore + 'static
+{
+}
+
+impl<T> Backend for T where
+    T: UserStore + LedgerStore + JobStore + PaymentStore + DialogueStore + 'static
+{
+}
+
+/// Shared handle the cases take.
+pub type Store<S> = Arc<S>;
+
+/// Stamps one `#[tokio::test]` per conformance case. The argument is an expression that
+/// evaluates to a future of a fresh `Arc<S>` (called once per test).
+#[macro_export]
+macro_rules! conformance_tests {
+    ($make:expr) => {
+        $crate::conformance_tests!(@cases $make;
+            register_creates_then_refreshes,
+            ban_is_audited_and_noticed_once,
+            language_is_kept,
+            unknown_users_are_not_found,
+            credit_updates_balance_and_history,
+            post_is_idempotent,
+            key_reuse_with_other_content_conflicts,
+            debit_beyond_balance_posts_nothing,
+            zero_amounts_are_invalid,
+            audit_is_written_once_with_its_post,
+            reserve_holds_and_is_idempotent,
+            reserve_beyond_balance_holds_nothing,
+            partial_capture_refunds_difference,
+            release_refunds_everything,
+            settlement_happens_exactly_once,
+            unknown_reservation_is_not_found,
+            entries_are_newest_first_and_limited,
+            job_and_reservation_are_created_together,
+            job_creation_is_idempotent,
+            job_without_funds_writes_nothing,
+            active_job_cap_is_enforced,
+            stale_job_version_conflicts,
+            job_settlements_follow_transitions,
+            jobs_are_filtered_newest_first,
+            payment_creation_is_idempotent,
+            paid_payment_credits_exactly_once,
+            provider_ids_are_unique,
+            refund_hold_is_captured_with_the_transition,
+            payments_are_filtered,
+            stats_count_everything,
+            dialogue_state_round_trips,
+            concurrent_spends_never_overdraw,
+            concurrent_duplicate_credits_post_once,
+            concurrent_job_creation_respects_the_cap,
+            concurrent_settlements_settle_once,
+            verify_reports_a_sound_store,
+        );
+    };
+    (@cases $make:expr; $($case:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let store = $make.await;
+                $crate::conformance::$case(store).await;
+            }
+        )+
+    };
+}

@@ -1,0 +1,180 @@
+//! The whole-ledger invariant check, as a pure function over totals every store can
+//! compute (`rei-cli ledger verify`). One implementation, so every backend means the
+//! same thing by "sound".
+
+use crate::ids::{JobId, PaymentId, ReservationId, UserId};
+use crate::job::JobState;
+use crate::ledger::{Reservation, ReservationState, VerifyReport, Violation};
+use crate::payment::PaymentState;
+
+/// A user's cached balance and the sum of their entries, in kopecks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UserTotals {
+    /// The user.
+    pub user_id: UserId,
+    /// The cached balance.
+    pub cached: i64,
+    /// The sum of their entries.
+    pub sum: i64,
+}
+
+/// A reservation and the entries that refer to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReservationTotals {
+    /// The reservation.
+    pub reservation: Reservation,
+    /// Debit entries (the hold): must be exactly one, of the reservation's amount.
+    pub debit_count: u32,
+    /// Their sum.
+    pub debit_sum: i64,
+    /// Refund entries: none while held, one for a release or a cheaper capture.
+    pub refund_count: u32,
+    /// Their sum.
+    pub refund_sum: i64,
+}
+
+/// A job and the state of its reservation (`None`: the reservation is missing).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JobTotals {
+    /// The job.
+    pub job_id: JobId,
+    /// Its state.
+    pub state: JobState,
+    /// Its reservation.
+    pub reservation_id: ReservationId,
+    /// The reservation's state, if it exists.
+    pub reservation_state: Option<ReservationState>,
+}
+
+/// A payment and its credit entries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PaymentTotals {
+    /// The payment.
+    pub payment_id: PaymentId,
+    /// Its state.
+    pub state: PaymentState,
+    /// Its amount in kopecks.
+    pub amount: i64,
+    /// Credit entries referring to it.
+    pub credit_count: u32,
+    /// Their sum.
+    pub credit_sum: i64,
+}
+
+/// Everything a store gathers for a verification.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LedgerTotals {
+    /// Entries summed.
+    pub entries: u64,
+    /// Per user.
+    pub users: Vec<UserTotals>,
+    /// Per reservation.
+    pub reservations: Vec<ReservationTotals>,
+    /// Per job.
+    pub jobs: Vec<JobTotals>,
+    /// Per payment.
+    pub payments: Vec<PaymentTotals>,
+}
+
+/// Checks every invariant and lists what is broken.
+#[must_use]
+pub fn check(totals: &LedgerTotals) -> VerifyReport {
+    let mut violations = Vec::new();
+    for u in &totals.users {
+        if u.cached != u.sum {
+            violations.push(Violation::CachedBalanceMismatch {
+                user_id: u.user_id,
+                cached: u.cached,
+                sum: u.sum,
+            });
+        }
+        if u.sum < 0 {
+            violations.push(Violation::NegativeBalance {
+                user_id: u.user_id,
+                sum: u.sum,
+            });
+        }
+    }
+    for t in &totals.reservations {
+        if let Some(detail) = reservation_problem(t) {
+            violations.push(Violation::SettlementMismatch {
+                reservation_id: t.reservation.id,
+                detail,
+            });
+        }
+    }
+    for j in &totals.jobs {
+        let expected = match j.state {
+            JobState::Pending | JobState::Processing => ReservationState::Held,
+            JobState::Completed => ReservationState::Captured,
+            JobState::Failed | JobState::Cancelled => ReservationState::Released,
+        };
+        let detail = match j.reservation_state {
+            None => Some(format!("job is {} but its reservation is missing", j.state)),
+            Some(actual) if actual != expected => Some(format!(
+                "job is {} but its reservation is {actual}",
+                j.state
+            )),
+            Some(_) => None,
+        };
+        if let Some(detail) = detail {
+            violations.push(Violation::DanglingReservation {
+                reservation_id: j.reservation_id,
+                job_id: Some(j.job_id),
+                detail,
+            });
+        }
+    }
+    for p in &totals.payments {
+        let credited = matches!(p.state, PaymentState::Paid | PaymentState::Refunded);
+        let detail = match (credited, p.credit_count) {
+            (true, 1) if p.credit_sum == p.amount => None,
+            (true, 1) => Some(format!(
+                "credited {} kopecks for a payment of {}",
+                p.credit_sum, p.amount
+            )),
+            (true, n) => Some(format!("payment is {} with {n} credits", p.state)),
+            (false, 0) => None,
+            (false, n) => Some(format!("payment is {} but has {n} credits", p.state)),
+        };
+        if let Some(detail) = detail {
+            violations.push(Violation::PaymentCreditMismatch {
+                payment_id: p.payment_id.to_string(),
+                detail,
+            });
+        }
+    }
+    VerifyReport {
+        users_checked: totals.users.len() as u64,
+        entries_checked: totals.entries,
+        reservations_checked: totals.reservations.len() as u64,
+        violations,
+    }
+}
+
+fn reservation_problem(t: &ReservationTotals) -> Option<String> {
+    let r = &t.reservation;
+    let amount = r.amount.kopecks();
+    if t.debit_count != 1 || t.debit_sum != amount {
+        return Some(format!(
+            "{} hold entries summing {} for a hold of {amount}",
+            t.debit_count, t.debit_sum
+        ));
+    }
+    let expected_refund = match (r.state, r.captured) {
+        (ReservationState::Held, _) => 0,
+        (ReservationState::Released, _) => amount,
+        (ReservationState::Captured, Some(actual)) => amount - actual.kopecks(),
+        (ReservationState::Captured, None) => {
+            return Some("captured without an actual cost".to_owned());
+        }
+    };
+    let expected_count = u32::from(expected_refund > 0);
+    if t.refund_count != expected_count || t.refund_sum != expected_refund {
+        return Some(format!(
+            "{} reservation has {} refunds summing {}, expected {expected_count} summing {expected_refund}",
+            r.state, t.refund_count, t.refund_sum
+        ));
+    }
+    None
+}

@@ -1,0 +1,719 @@
+//! `MemoryStore`: every store port over one mutex-guarded state.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use async_trait::async_trait;
+
+use crate::ids::{JobId, PaymentId, ReservationId, UserId};
+use crate::job::{Job, JobFilter, JobState, JobTransition, NewJob};
+use crate::ledger::verify::{
+    self, JobTotals, LedgerTotals, PaymentTotals, ReservationTotals, UserTotals,
+};
+use crate::ledger::{
+    Balance, EntryKind, LedgerEntry, NewEntry, NewReservation, Posted, RefType, Reservation,
+    ReservationState, Settlement, SettlementPlan, VerifyReport,
+};
+use crate::money::Money;
+use crate::payment::{
+    NewPayment, Payment, PaymentEffect, PaymentFilter, PaymentProvider, PaymentTransition,
+};
+use crate::ports::{DialogueStore, JobStore, LedgerStore, PaymentStore, StoreError, UserStore};
+use crate::time::Timestamp;
+use crate::user::{AuditRecord, Language, Stats, User, UserProfile};
+
+/// Every store port in memory. Cheap to create; share it behind an `Arc`.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    users: BTreeMap<UserId, User>,
+    entries: Vec<LedgerEntry>,
+    entry_by_key: HashMap<String, usize>,
+    reservations: HashMap<ReservationId, Reservation>,
+    reservation_by_key: HashMap<String, ReservationId>,
+    jobs: HashMap<JobId, Job>,
+    job_order: Vec<JobId>,
+    job_by_key: HashMap<String, JobId>,
+    payments: HashMap<PaymentId, Payment>,
+    payment_order: Vec<PaymentId>,
+    payment_by_provider: HashMap<(PaymentProvider, String), PaymentId>,
+    audit: Vec<AuditRecord>,
+    dialogues: HashMap<UserId, String>,
+}
+
+/// A post that passed every check and can no longer fail.
+enum PostPlan {
+    Replay(Posted),
+    New { balance: Money },
+}
+
+fn not_found(what: &'static str, id: &dyn std::fmt::Display) -> StoreError {
+    StoreError::NotFound {
+        what,
+        id: id.to_string(),
+    }
+}
+
+const DEFAULT_LIMIT: u32 = 100;
+
+fn limit(n: u32) -> usize {
+    usize::try_from(if n == 0 { DEFAULT_LIMIT } else { n }).unwrap_or(usize::MAX)
+}
+
+impl MemoryStore {
+    /// An empty store.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave half a write: every method checks
+        // first and mutates last, with infallible steps only.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl State {
+    fn user(&self, id: UserId) -> Result<&User, StoreError> {
+        self.users.get(&id).ok_or_else(|| not_found("user", &id))
+    }
+
+    fn plan_post(&self, entry: &NewEntry) -> Result<PostPlan, StoreError> {
+        if entry.amount.is_zero() {
+            return Err(StoreError::Invalid(
+                "ledger amounts must be positive".into(),
+            ));
+        }
+        if let Some(&i) = self.entry_by_key.get(entry.idempotency_key.as_str()) {
+            let first = &self.entries[i];
+            if !entry.matches(first) {
+                return Err(StoreError::IdempotencyConflict {
+                    key: entry.idempotency_key.to_string(),
+                });
+            }
+            let balance = self.user(first.user_id)?.balance;
+            return Ok(PostPlan::Replay(Posted {
+                entry: first.clone(),
+                balance,
+                replayed: true,
+            }));
+        }
+        let available = self.user(entry.user_id)?.balance;
+        let next = available
+            .kopecks()
+            .checked_add(entry.kind.signed(entry.amount))
+            .ok_or(StoreError::Invalid("balance overflow".into()))?;
+        let balance = Money::from_kopecks(next).map_err(|_| StoreError::InsufficientFunds {
+            needed: entry.amount,
+            available,
+        })?;
+        Ok(PostPlan::New { balance })
+    }
+
+    /// Appends a planned entry; infallible.
+    fn commit_post(&mut self, entry: NewEntry, balance: Money) -> Posted {
+        let id = i64::try_from(self.entries.len())
+            .unwrap_or(i64::MAX)
+            .saturating_add(1);
+        let stored = LedgerEntry {
+            id,
+            user_id: entry.user_id,
+            kind: entry.kind,
+            amount: entry.amount,
+            ref_type: entry.ref_type,
+            ref_id: entry.ref_id,
+            description: entry.description,
+            idempotency_key: entry.idempotency_key,
+            created_at: entry.created_at,
+        };
+        self.entry_by_key
+            .insert(stored.idempotency_key.to_string(), self.entries.len());
+        if let Some(u) = self.users.get_mut(&stored.user_id) {
+            u.balance = balance;
+        }
+        self.entries.push(stored.clone());
+        Posted {
+            entry: stored,
+            balance,
+            replayed: false,
+        }
+    }
+
+    fn post(&mut self, entry: NewEntry) -> Result<Posted, StoreError> {
+        match self.plan_post(&entry)? {
+            PostPlan::Replay(p) => Ok(p),
+            PostPlan::New { balance } => Ok(self.commit_post(entry, balance)),
+        }
+    }
+
+    /// Checks a reservation request; `Some` is a replay of the key.
+    fn plan_reserve(&self, r: &NewReservation) -> Result<Option<Reservation>, StoreError> {
+        if let Some(id) = self.reservation_by_key.get(r.idempotency_key.as_str()) {
+            let first = self.reservations.get(id).ok_or_else(|| {
+                StoreError::Corrupt(format!("reservation {id} indexed but missing"))
+            })?;
+            return if r.matches(first) {
+                Ok(Some(first.clone()))
+            } else {
+                Err(StoreError::IdempotencyConflict {
+                    key: r.idempotency_key.to_string(),
+                })
+            };
+        }
+        if self.reservations.contains_key(&r.id) {
+            return Err(StoreError::Invalid(format!(
+                "reservation id {} already exists",
+                r.id
+            )));
+        }
+        match self.plan_post(&r.hold_entry())? {
+            PostPlan::New { .. } => Ok(None),
+            PostPlan::Replay(_) => Err(StoreError::IdempotencyConflict {
+                key: r.idempotency_key.to_string(),
+            }),
+        }
+    }
+
+    fn commit_reserve(&mut self, r: &NewReservation) -> Reservation {
+        if let Ok(PostPlan::New { balance }) = self.plan_post(&r.hold_entry()) {
+            self.commit_post(r.hold_entry(), balance);
+        }
+        let held = r.held();
+        self.reservation_by_key
+            .insert(r.idempotency_key.to_string(), r.id);
+        self.reservations.insert(r.id, held.clone());
+        held
+    }
+
+    fn plan_settle(
+        &self,
+        id: ReservationId,
+        how: Settlement,
+        at: Timestamp,
+    ) -> Result<SettlementPlan, StoreError> {
+        let r = self
+            .reservations
+            .get(&id)
+            .ok_or_else(|| not_found("reservation", &id))?;
+        let plan = r.settle(how, at)?;
+        if let Some(refund) = &plan.refund {
+            // A refund only adds; this checks the key and the user.
+            self.plan_post(refund)?;
+        }
+        Ok(plan)
+    }
+
+    fn commit_settle(&mut self, plan: SettlementPlan) -> Reservation {
+        if !plan.changed {
+            return plan.reservation;
+        }
+        if let Some(refund) = plan.refund {
+            if let Ok(PostPlan::New { balance }) = self.plan_post(&refund) {
+                self.commit_post(refund, balance);
+            }
+        }
+        self.reservations
+            .insert(plan.reservation.id, plan.reservation.clone());
+        plan.reservation
+    }
+
+    fn held_total(&self, user: Option<UserId>) -> Money {
+        let k: i64 = self
+            .reservations
+            .values()
+            .filter(|r| r.state == ReservationState::Held && user.is_none_or(|u| r.user_id == u))
+            .map(|r| r.amount.kopecks())
+            .sum();
+        Money::from_kopecks(k).unwrap_or(Money::ZERO)
+    }
+
+    fn totals(&self) -> LedgerTotals {
+        let mut sums: HashMap<UserId, i64> = HashMap::new();
+        let mut by_ref: HashMap<(RefType, &str), Vec<&LedgerEntry>> = HashMap::new();
+        for e in &self.entries {
+            *sums.entry(e.user_id).or_default() += e.signed();
+            by_ref
+                .entry((e.ref_type, e.ref_id.as_str()))
+                .or_default()
+                .push(e);
+        }
+        let count_sum = |entries: Option<&Vec<&LedgerEntry>>, kind: EntryKind| {
+            entries.map_or((0, 0), |v| {
+                let of_kind = v.iter().filter(|e| e.kind == kind);
+                (
+                    u32::try_from(of_kind.clone().count()).unwrap_or(u32::MAX),
+                    of_kind.map(|e| e.amount.kopecks()).sum(),
+                )
+            })
+        };
+        let users = self
+            .users
+            .values()
+            .map(|u| UserTotals {
+                user_id: u.id,
+                cached: u.balance.kopecks(),
+                sum: sums.get(&u.id).copied().unwrap_or(0),
+            })
+            .collect();
+        let reservations = self
+            .reservations
+            .values()
+            .map(|r| {
+                let id = r.id.to_string();
+                let entries = by_ref.get(&(RefType::Reservation, id.as_str()));
+                let (debit_count, debit_sum) = count_sum(entries, EntryKind::Debit);
+                let (refund_count, refund_sum) = count_sum(entries, EntryKind::Refund);
+                ReservationTotals {
+                    reservation: r.clone(),
+                    debit_count,
+                    debit_sum,
+                    refund_count,
+                    refund_sum,
+                }
+            })
+            .collect();
+        let jobs = self
+            .jobs
+            .values()
+            .map(|j| JobTotals {
+                job_id: j.id,
+                state: j.state,
+                reservation_id: j.reservation_id,
+                reservation_state: self.reservations.get(&j.reservation_id).map(|r| r.state),
+            })
+            .collect();
+        let payments = self
+            .payments
+            .values()
+            .map(|p| {
+                let id = p.id.to_string();
+                let (credit_count, credit_sum) = count_sum(
+                    by_ref.get(&(RefType::Payment, id.as_str())),
+                    EntryKind::Credit,
+                );
+                PaymentTotals {
+                    payment_id: p.id,
+                    state: p.state,
+                    amount: p.amount.kopecks(),
+                    credit_count,
+                    credit_sum,
+                }
+            })
+            .collect();
+        LedgerTotals {
+            entries: self.entries.len() as u64,
+            users,
+            reservations,
+            jobs,
+            payments,
+        }
+    }
+}
+
+#[async_trait]
+impl UserStore for MemoryStore {
+    async fn register(
+        &self,
+        profile: UserProfile,
+        at: Timestamp,
+    ) -> Result<(User, bool), StoreError> {
+        let mut s = self.lock();
+        if let Some(u) = s.users.get_mut(&profile.id) {
+            u.username = profile.username;
+            u.first_name = profile.first_name;
+            return Ok((u.clone(), false));
+        }
+        let user = User {
+            id: profile.id,
+            username: profile.username,
+            first_name: profile.first_name,
+            language: profile.language,
+            is_banned: false,
+            ban_notified: false,
+            balance: Money::ZERO,
+            created_at: at,
+        };
+        s.users.insert(user.id, user.clone());
+        Ok((user, true))
+    }
+
+    async fn user(&self, id: UserId) -> Result<Option<User>, StoreError> {
+        Ok(self.lock().users.get(&id).cloned())
+    }
+
+    async fn set_banned(
+        &self,
+        id: UserId,
+        banned: bool,
+        audit: AuditRecord,
+    ) -> Result<User, StoreError> {
+        let mut s = self.lock();
+        let u = s.users.get_mut(&id).ok_or_else(|| not_found("user", &id))?;
+        if u.is_banned != banned {
+            u.ban_notified = false;
+        }
+        u.is_banned = banned;
+        let user = u.clone();
+        s.audit.push(audit);
+        Ok(user)
+    }
+
+    async fn mark_ban_notified(&self, id: UserId) -> Result<bool, StoreError> {
+        let mut s = self.lock();
+        let u = s.users.get_mut(&id).ok_or_else(|| not_found("user", &id))?;
+        let first = u.is_banned && !u.ban_notified;
+        if first {
+            u.ban_notified = true;
+        }
+        Ok(first)
+    }
+
+    async fn set_language(&self, id: UserId, language: Language) -> Result<(), StoreError> {
+        let mut s = self.lock();
+        s.users
+            .get_mut(&id)
+            .ok_or_else(|| not_found("user", &id))?
+            .language = language;
+        Ok(())
+    }
+
+    async fn audit_log(&self, limit_n: u32) -> Result<Vec<AuditRecord>, StoreError> {
+        Ok(self
+            .lock()
+            .audit
+            .iter()
+            .rev()
+            .take(limit(limit_n))
+            .cloned()
+            .collect())
+    }
+
+    async fn stats(&self) -> Result<Stats, StoreError> {
+        let s = self.lock();
+        let balances: i64 = s.users.values().map(|u| u.balance.kopecks()).sum();
+        let jobs_by_state = JobState::ALL
+            .iter()
+            .map(|st| {
+                (
+                    *st,
+                    s.jobs.values().filter(|j| j.state == *st).count() as u64,
+                )
+            })
+            .collect();
+        let payments_by_state = crate::payment::PaymentState::ALL
+            .iter()
+            .map(|st| {
+                let of: Vec<&Payment> = s.payments.values().filter(|p| p.state == *st).collect();
+                let sum: i64 = of.iter().map(|p| p.amount.kopecks()).sum();
+                (
+                    *st,
+                    of.len() as u64,
+                    Money::from_kopecks(sum).unwrap_or(Money::ZERO),
+                )
+            })
+            .collect();
+        Ok(Stats {
+            users: s.users.len() as u64,
+            banned_users: s.users.values().filter(|u| u.is_banned).count() as u64,
+            balances_total: Money::from_kopecks(balances).unwrap_or(Money::ZERO),
+            held_total: s.held_total(None),
+            jobs_by_state,
+            payments_by_state,
+        })
+    }
+}
+
+#[async_trait]
+impl LedgerStore for MemoryStore {
+    async fn post(
+        &self,
+        entry: NewEntry,
+        audit: Option<AuditRecord>,
+    ) -> Result<Posted, StoreError> {
+        let mut s = self.lock();
+        let posted = s.post(entry)?;
+        if let (false, Some(a)) = (posted.replayed, audit) {
+            s.audit.push(a);
+        }
+        Ok(posted)
+    }
+
+    async fn reserve(&self, reservation: NewReservation) -> Result<Reservation, StoreError> {
+        let mut s = self.lock();
+        match s.plan_reserve(&reservation)? {
+            Some(first) => Ok(first),
+            None => Ok(s.commit_reserve(&reservation)),
+        }
+    }
+
+    async fn settle(
+        &self,
+        id: ReservationId,
+        how: Settlement,
+        at: Timestamp,
+    ) -> Result<Reservation, StoreError> {
+        let mut s = self.lock();
+        let plan = s.plan_settle(id, how, at)?;
+        Ok(s.commit_settle(plan))
+    }
+
+    async fn reservation(&self, id: ReservationId) -> Result<Option<Reservation>, StoreError> {
+        Ok(self.lock().reservations.get(&id).cloned())
+    }
+
+    async fn balance(&self, user: UserId) -> Result<Balance, StoreError> {
+        let s = self.lock();
+        let available = s.user(user)?.balance;
+        Ok(Balance {
+            available,
+            held: s.held_total(Some(user)),
+        })
+    }
+
+    async fn entries(&self, user: UserId, limit_n: u32) -> Result<Vec<LedgerEntry>, StoreError> {
+        let s = self.lock();
+        Ok(s.entries
+            .iter()
+            .rev()
+            .filter(|e| e.user_id == user)
+            .take(limit(limit_n))
+            .cloned()
+            .collect())
+    }
+
+    async fn verify(&self) -> Result<VerifyReport, StoreError> {
+        Ok(verify::check(&self.lock().totals()))
+    }
+}
+
+#[async_trait]
+impl JobStore for MemoryStore {
+    async fn create_job(&self, job: NewJob, max_active: u32) -> Result<Job, StoreError> {
+        let mut s = self.lock();
+        if let Some(id) = s.job_by_key.get(job.idempotency_key.as_str()) {
+            let first = s
+                .jobs
+                .get(id)
+                .ok_or_else(|| StoreError::Corrupt(format!("job {id} indexed but missing")))?;
+            return if job.matches(first) {
+                Ok(first.clone())
+            } else {
+                Err(StoreError::IdempotencyConflict {
+                    key: job.idempotency_key.to_string(),
+                })
+            };
+        }
+        s.user(job.user_id)?;
+        if s.jobs.contains_key(&job.id) {
+            return Err(StoreError::Invalid(format!(
+                "job id {} already exists",
+                job.id
+            )));
+        }
+        let active = s
+            .jobs
+            .values()
+            .filter(|j| j.user_id == job.user_id && j.state.is_active())
+            .count();
+        if active >= usize::try_from(max_active).unwrap_or(usize::MAX) {
+            return Err(StoreError::ActiveJobLimit { limit: max_active });
+        }
+        let reservation = job.reservation();
+        if s.plan_reserve(&reservation)?.is_some() {
+            return Err(StoreError::IdempotencyConflict {
+                key: reservation.idempotency_key.to_string(),
+            });
+        }
+        s.commit_reserve(&reservation);
+        let created = job.pending();
+        s.job_by_key.insert(job.idempotency_key.to_string(), job.id);
+        s.job_order.push(job.id);
+        s.jobs.insert(job.id, created.clone());
+        Ok(created)
+    }
+
+    async fn job(&self, id: JobId) -> Result<Option<Job>, StoreError> {
+        Ok(self.lock().jobs.get(&id).cloned())
+    }
+
+    async fn save_transition(&self, t: &JobTransition) -> Result<Job, StoreError> {
+        let mut s = self.lock();
+        let stored = s
+            .jobs
+            .get(&t.before.id)
+            .ok_or_else(|| not_found("job", &t.before.id))?;
+        if stored.version != t.before.version {
+            return Err(StoreError::Conflict {
+                what: "job",
+                id: t.before.id.to_string(),
+            });
+        }
+        let plan = match t.settlement {
+            Some(how) => Some(s.plan_settle(t.after.reservation_id, how, t.after.updated_at)?),
+            None => None,
+        };
+        if let Some(plan) = plan {
+            s.commit_settle(plan);
+        }
+        s.jobs.insert(t.after.id, t.after.clone());
+        Ok(t.after.clone())
+    }
+
+    async fn jobs(&self, filter: JobFilter) -> Result<Vec<Job>, StoreError> {
+        let s = self.lock();
+        Ok(s.job_order
+            .iter()
+            .rev()
+            .filter_map(|id| s.jobs.get(id))
+            .filter(|j| {
+                filter.state.is_none_or(|st| j.state == st)
+                    && filter.user_id.is_none_or(|u| j.user_id == u)
+            })
+            .take(limit(filter.limit))
+            .cloned()
+            .collect())
+    }
+}
+
+#[async_trait]
+impl PaymentStore for MemoryStore {
+    async fn create_payment(&self, payment: NewPayment) -> Result<Payment, StoreError> {
+        let mut s = self.lock();
+        if let Some(first) = s.payments.get(&payment.id) {
+            let same = first.user_id == payment.user_id
+                && first.amount == payment.amount
+                && first.provider == payment.provider;
+            return if same {
+                Ok(first.clone())
+            } else {
+                Err(StoreError::IdempotencyConflict {
+                    key: payment.id.to_string(),
+                })
+            };
+        }
+        s.user(payment.user_id)?;
+        if payment.amount.is_zero() {
+            return Err(StoreError::Invalid(
+                "payment amounts must be positive".into(),
+            ));
+        }
+        let created = payment.pending();
+        s.payment_order.push(payment.id);
+        s.payments.insert(payment.id, created.clone());
+        Ok(created)
+    }
+
+    async fn payment(&self, id: PaymentId) -> Result<Option<Payment>, StoreError> {
+        Ok(self.lock().payments.get(&id).cloned())
+    }
+
+    async fn payment_by_provider_id(
+        &self,
+        provider: PaymentProvider,
+        provider_payment_id: &str,
+    ) -> Result<Option<Payment>, StoreError> {
+        let s = self.lock();
+        Ok(s.payment_by_provider
+            .get(&(provider, provider_payment_id.to_owned()))
+            .and_then(|id| s.payments.get(id))
+            .cloned())
+    }
+
+    async fn save_payment_transition(&self, t: &PaymentTransition) -> Result<Payment, StoreError> {
+        let mut s = self.lock();
+        let id = t.before.id;
+        let stored = s
+            .payments
+            .get(&id)
+            .ok_or_else(|| not_found("payment", &id))?;
+        if stored.version != t.before.version {
+            return Err(StoreError::Conflict {
+                what: "payment",
+                id: id.to_string(),
+            });
+        }
+        let provider_key = t
+            .after
+            .provider_payment_id
+            .clone()
+            .map(|p| (t.after.provider, p));
+        if let Some(key) = &provider_key {
+            if s.payment_by_provider
+                .get(key)
+                .is_some_and(|other| *other != id)
+            {
+                return Err(StoreError::Conflict {
+                    what: "provider payment id",
+                    id: key.1.clone(),
+                });
+            }
+        }
+        let at = t.after.updated_at;
+        match t.effect {
+            None => {}
+            Some(PaymentEffect::Credit) => {
+                let entry = t.after.credit_entry(at);
+                if let PostPlan::New { balance } = s.plan_post(&entry)? {
+                    s.commit_post(entry, balance);
+                }
+            }
+            Some(PaymentEffect::CaptureRefundHold(r)) => {
+                let amount = s.reservations.get(&r).map_or(t.after.amount, |h| h.amount);
+                let plan = s.plan_settle(r, Settlement::Capture { actual: amount }, at)?;
+                s.commit_settle(plan);
+            }
+            Some(PaymentEffect::ReleaseRefundHold(r)) => {
+                let plan = s.plan_settle(r, Settlement::Release, at)?;
+                s.commit_settle(plan);
+            }
+        }
+        if let Some(key) = provider_key {
+            s.payment_by_provider.insert(key, id);
+        }
+        s.payments.insert(id, t.after.clone());
+        Ok(t.after.clone())
+    }
+
+    async fn payments(&self, filter: PaymentFilter) -> Result<Vec<Payment>, StoreError> {
+        let s = self.lock();
+        Ok(s.payment_order
+            .iter()
+            .rev()
+            .filter_map(|id| s.payments.get(id))
+            .filter(|p| {
+                filter.state.is_none_or(|st| p.state == st)
+                    && filter.user_id.is_none_or(|u| p.user_id == u)
+                    && filter.since.is_none_or(|t| p.created_at >= t)
+            })
+            .take(limit(filter.limit))
+            .cloned()
+            .collect())
+    }
+}
+
+#[async_trait]
+impl DialogueStore for MemoryStore {
+    async fn load_dialogue(&self, user: UserId) -> Result<Option<String>, StoreError> {
+        Ok(self.lock().dialogues.get(&user).cloned())
+    }
+
+    async fn save_dialogue(
+        &self,
+        user: UserId,
+        state: &str,
+        _at: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.lock().dialogues.insert(user, state.to_owned());
+        Ok(())
+    }
+
+    async fn clear_dialogue(&self, user: UserId) -> Result<(), StoreError> {
+        self.lock().dialogues.remove(&user);
+        Ok(())
+    }
+}

@@ -1,0 +1,397 @@
+//! Top-up payments and their state machine.
+//!
+//! `pending → paid → refunded` and `pending → cancelled`. The provider's
+//! `waiting_for_capture` counts as pending. Entering `paid` credits the user exactly
+//! once, in the same store transaction. A refund takes the credited amount back only if
+//! the user still has it: the service first holds it with a reservation, then asks the
+//! provider, then captures (refund done) or releases (provider refused) the hold.
+
+pub mod service;
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{IdempotencyKey, PaymentId, ReservationId, UserId};
+use crate::ledger::{EntryKind, NewEntry, RefType, text_codes};
+use crate::money::Money;
+use crate::time::Timestamp;
+
+pub use service::{PaymentApplied, PaymentConfig, PaymentError, PaymentService, RefundOutcome};
+
+/// Who takes the money.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentProvider {
+    /// YooKassa (cards, SBP, wallets).
+    Yookassa,
+    /// Telegram Stars (XTR invoices).
+    TelegramStars,
+}
+
+/// Where a payment is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentState {
+    /// Created; the user has not paid (or the provider holds it).
+    Pending,
+    /// Paid and credited.
+    Paid,
+    /// Cancelled or expired before paying.
+    Cancelled,
+    /// Paid, credited, then refunded (credit taken back).
+    Refunded,
+}
+
+text_codes!(PaymentProvider { Yookassa => "yookassa", TelegramStars => "telegram_stars" });
+text_codes!(PaymentState { Pending => "pending", Paid => "paid", Cancelled => "cancelled", Refunded => "refunded" });
+
+impl PaymentState {
+    /// Every state, for reports.
+    pub const ALL: [Self; 4] = [Self::Pending, Self::Paid, Self::Cancelled, Self::Refunded];
+}
+
+/// A payment, as stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Payment {
+    /// Our id (YooKassa's `Idempotence-Key` and `metadata.payment_id`).
+    pub id: PaymentId,
+    /// Who pays.
+    pub user_id: UserId,
+    /// Who takes the money.
+    pub provider: PaymentProvider,
+    /// The provider's id (YooKassa payment id, Telegram charge id); unique per provider.
+    pub provider_payment_id: Option<String>,
+    /// What is credited when paid.
+    pub amount: Money,
+    /// Where it is.
+    pub state: PaymentState,
+    /// The link the user pays at (YooKassa).
+    pub confirmation_url: Option<String>,
+    /// The hold taken while a refund is under way.
+    pub refund_reservation_id: Option<ReservationId>,
+    /// Provider's cancellation reason, if any.
+    pub cancel_reason: Option<String>,
+    /// Bumped by every stored change.
+    pub version: u32,
+    /// When created.
+    pub created_at: Timestamp,
+    /// When paid.
+    pub paid_at: Option<Timestamp>,
+    /// Last change.
+    pub updated_at: Timestamp,
+}
+
+/// A payment to create.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewPayment {
+    /// Its id (creating the same id twice returns the first).
+    pub id: PaymentId,
+    /// Who pays.
+    pub user_id: UserId,
+    /// Who takes the money.
+    pub provider: PaymentProvider,
+    /// What to credit (positive).
+    pub amount: Money,
+    /// When.
+    pub created_at: Timestamp,
+}
+
+impl NewPayment {
+    /// The payment as created.
+    #[must_use]
+    pub fn pending(&self) -> Payment {
+        Payment {
+            id: self.id,
+            user_id: self.user_id,
+            provider: self.provider,
+            provider_payment_id: None,
+            amount: self.amount,
+            state: PaymentState::Pending,
+            confirmation_url: None,
+            refund_reservation_id: None,
+            cancel_reason: None,
+            version: 0,
+            created_at: self.created_at,
+            paid_at: None,
+            updated_at: self.created_at,
+        }
+    }
+}
+
+/// Something that happens to a payment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PaymentEvent {
+    /// The provider created it (id and link known).
+    Registered {
+        /// Provider id.
+        provider_payment_id: String,
+        /// Where to pay.
+        confirmation_url: Option<String>,
+    },
+    /// The provider says: not paid yet (`pending`, `waiting_for_capture`).
+    ProviderPending,
+    /// The provider says: paid (`succeeded`, Telegram `successful_payment`).
+    ProviderSucceeded {
+        /// Provider id (for Stars it first becomes known here).
+        provider_payment_id: String,
+        /// The amount the provider reports.
+        amount: Money,
+    },
+    /// The provider says: cancelled.
+    ProviderCancelled {
+        /// The provider's reason.
+        reason: Option<String>,
+    },
+    /// A refund hold was taken (the credited amount is held).
+    RefundStarted {
+        /// The hold.
+        reservation_id: ReservationId,
+    },
+    /// The provider refunded the money: capture the hold.
+    RefundSucceeded,
+    /// The provider refused the refund: release the hold.
+    RefundFailed,
+}
+
+impl PaymentEvent {
+    /// A short name for logs and errors.
+    #[must_use]
+    pub const fn name(&self) -> &'static str {
+        match self {
+            Self::Registered { .. } => "registered",
+            Self::ProviderPending => "provider_pending",
+            Self::ProviderSucceeded { .. } => "provider_succeeded",
+            Self::ProviderCancelled { .. } => "provider_cancelled",
+            Self::RefundStarted { .. } => "refund_started",
+            Self::RefundSucceeded => "refund_succeeded",
+            Self::RefundFailed => "refund_failed",
+        }
+    }
+}
+
+/// A ledger effect that must be written with a payment transition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PaymentEffect {
+    /// Credit the payment's amount (exactly once per payment).
+    Credit,
+    /// Capture the refund hold in full.
+    CaptureRefundHold(ReservationId),
+    /// Release the refund hold.
+    ReleaseRefundHold(ReservationId),
+}
+
+/// Why a payment event is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PaymentTransitionError {
+    /// Not allowed in this state.
+    #[error("payment {payment_id}: `{event}` is not allowed when {from}")]
+    Illegal {
+        /// The payment.
+        payment_id: PaymentId,
+        /// Its state.
+        from: PaymentState,
+        /// The event's name.
+        event: &'static str,
+    },
+    /// The provider reports another amount than we asked for: never credit it blindly.
+    #[error("payment {payment_id}: provider reports {reported}, expected {expected}")]
+    AmountMismatch {
+        /// The payment.
+        payment_id: PaymentId,
+        /// What we created.
+        expected: Money,
+        /// What the provider says.
+        reported: Money,
+    },
+    /// The provider reports another id than the one stored.
+    #[error("payment {payment_id}: provider id {reported} differs from stored {stored}")]
+    ProviderIdMismatch {
+        /// The payment.
+        payment_id: PaymentId,
+        /// Stored id.
+        stored: String,
+        /// Reported id.
+        reported: String,
+    },
+}
+
+/// A payment transition: what to store and the ledger effect to write with it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PaymentTransition {
+    /// Before (stores compare `version`).
+    pub before: Payment,
+    /// After.
+    pub after: Payment,
+    /// The ledger effect, written in the same transaction.
+    pub effect: Option<PaymentEffect>,
+}
+
+impl PaymentTransition {
+    /// False when the event was a repeat: nothing to write.
+    #[must_use]
+    pub fn changed(&self) -> bool {
+        self.before != self.after
+    }
+}
+
+impl Payment {
+    /// Applies an event: a pure function. Repeats (a duplicate webhook, a status re-read)
+    /// are `Ok` with no change and no effect.
+    ///
+    /// # Errors
+    /// [`PaymentTransitionError`] for illegal events or mismatching provider data.
+    pub fn apply(
+        &self,
+        event: PaymentEvent,
+        now: Timestamp,
+    ) -> Result<PaymentTransition, PaymentTransitionError> {
+        use PaymentState::{Cancelled, Paid, Pending, Refunded};
+        let illegal = || PaymentTransitionError::Illegal {
+            payment_id: self.id,
+            from: self.state,
+            event: event.name(),
+        };
+        let mut next = self.clone();
+        let mut effect = None;
+        match (&event, self.state) {
+            (
+                PaymentEvent::Registered {
+                    provider_payment_id,
+                    confirmation_url,
+                },
+                Pending,
+            ) => {
+                self.check_provider_id(provider_payment_id)?;
+                next.provider_payment_id = Some(provider_payment_id.clone());
+                next.confirmation_url.clone_from(confirmation_url);
+            }
+            (PaymentEvent::ProviderPending, Pending | Paid | Refunded) => {}
+            (
+                PaymentEvent::ProviderSucceeded {
+                    provider_payment_id,
+                    amount,
+                },
+                Pending,
+            ) => {
+                self.check_provider_id(provider_payment_id)?;
+                if *amount != self.amount {
+                    return Err(PaymentTransitionError::AmountMismatch {
+                        payment_id: self.id,
+                        expected: self.amount,
+                        reported: *amount,
+                    });
+                }
+                next.provider_payment_id = Some(provider_payment_id.clone());
+                next.state = Paid;
+                next.paid_at = Some(now);
+                effect = Some(PaymentEffect::Credit);
+            }
+            (
+                PaymentEvent::ProviderSucceeded {
+                    provider_payment_id,
+                    ..
+                },
+                Paid | Refunded,
+            ) => {
+                self.check_provider_id(provider_payment_id)?;
+            }
+            (PaymentEvent::ProviderCancelled { reason }, Pending) => {
+                next.state = Cancelled;
+                next.cancel_reason.clone_from(reason);
+            }
+            (PaymentEvent::ProviderCancelled { .. }, Cancelled) => {}
+            (PaymentEvent::RefundStarted { reservation_id }, Paid) => {
+                match self.refund_reservation_id {
+                    Some(existing) if existing == *reservation_id => {}
+                    Some(_) => return Err(illegal()),
+                    None => next.refund_reservation_id = Some(*reservation_id),
+                }
+            }
+            (PaymentEvent::RefundSucceeded, Paid) => {
+                let Some(hold) = self.refund_reservation_id else {
+                    return Err(illegal());
+                };
+                next.state = Refunded;
+                effect = Some(PaymentEffect::CaptureRefundHold(hold));
+            }
+            (PaymentEvent::RefundSucceeded, Refunded) => {}
+            (PaymentEvent::RefundFailed, Paid) => {
+                let Some(hold) = self.refund_reservation_id else {
+                    return Err(illegal());
+                };
+                next.refund_reservation_id = None;
+                effect = Some(PaymentEffect::ReleaseRefundHold(hold));
+            }
+            (PaymentEvent::Registered { .. }, Paid | Cancelled | Refunded)
+            | (PaymentEvent::ProviderPending, Cancelled)
+            | (PaymentEvent::ProviderSucceeded { .. }, Cancelled)
+            | (PaymentEvent::ProviderCancelled { .. }, Paid | Refunded)
+            | (PaymentEvent::RefundStarted { .. }, Pending | Cancelled | Refunded)
+            | (PaymentEvent::RefundSucceeded, Pending | Cancelled)
+            | (PaymentEvent::RefundFailed, Pending | Cancelled | Refunded) => return Err(illegal()),
+        }
+        if next != *self {
+            next.version = self.version.wrapping_add(1);
+            next.updated_at = now;
+        }
+        Ok(PaymentTransition {
+            before: self.clone(),
+            after: next,
+            effect,
+        })
+    }
+
+    /// The credit entry that entering `paid` posts: keyed by the payment, so a payment
+    /// can never be credited twice.
+    #[must_use]
+    pub fn credit_entry(&self, at: Timestamp) -> NewEntry {
+        NewEntry {
+            user_id: self.user_id,
+            kind: EntryKind::Credit,
+            amount: self.amount,
+            ref_type: RefType::Payment,
+            ref_id: self.id.to_string(),
+            description: format!("top-up via {}", self.provider),
+            idempotency_key: IdempotencyKey::derived("payment", &self.id, "credit"),
+            created_at: at,
+        }
+    }
+
+    fn check_provider_id(&self, reported: &str) -> Result<(), PaymentTransitionError> {
+        match &self.provider_payment_id {
+            Some(stored) if stored != reported => Err(PaymentTransitionError::ProviderIdMismatch {
+                payment_id: self.id,
+                stored: stored.clone(),
+                reported: reported.to_owned(),
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Which payments to list.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PaymentFilter {
+    /// Only this state.
+    pub state: Option<PaymentState>,
+    /// Only this user.
+    pub user_id: Option<UserId>,
+    /// Only created at or after this instant.
+    pub since: Option<Timestamp>,
+    /// At most this many, newest first (0 = store default of 100).
+    pub limit: u32,
+}
+
+impl fmt::Display for Payment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "payment {} ({}, {}, {})",
+            self.id, self.provider, self.amount, self.state
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests;

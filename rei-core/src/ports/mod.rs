@@ -1,0 +1,41 @@
+//! Ports: the async traits every adapter implements.
+//!
+//! Each store method is one atomic, idempotent domain step; the adapter owns the
+//! transaction. Writes that must commit together (a job and its reservation, a payment
+//! and its credit) are single methods. All ports are object safe and held as
+//! `Arc<dyn Port>`, so backends are picked at run time.
+
+mod clock;
+mod notify;
+mod providers;
+mod queue;
+mod store;
+
+pub use clock::{Clock, IdGenerator};
+pub use notify::{
+    AdminAlert, LimiterError, Notice, Notifier, NotifyError, RateDecision, RateLimiter,
+};
+pub use providers::{
+    CreatePayment, DownloadedAsset, GatewayPayment, GatewayRefund, GatewayStatus, GeneratedImage,
+    ImageGenerator, ImageInput, ImageRequest, PaymentGateway, PaymentPage, ProviderError,
+    ProviderErrorKind, RefundRequest, RefundStatus, VideoGenerator, VideoInput, VideoRequest,
+    VideoTaskStatus,
+};
+pub use queue::{JobQueue, Lease, QueueError};
+pub use store::{DialogueStore, JobStore, LedgerStore, PaymentStore, StoreError, UserStore};
+
+/// A boxed error from an adapter, kept as the source of a port error.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+#[cfg(test)]
+pub use clock::{MockClock, MockIdGenerator};
+#[cfg(test)]
+pub use notify::{MockNotifier, MockRateLimiter};
+#[cfg(test)]
+pub use providers::{MockImageGenerator, MockPaymentGateway, MockVideoGenerator};
+#[cfg(test)]
+pub use queue::MockJobQueue;
+#[cfg(test)]
+pub use store::{
+    MockDialogueStore, MockJobStore, MockLedgerStore, MockPaymentStore, MockUserStore,
+};

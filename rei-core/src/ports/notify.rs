@@ -1,0 +1,149 @@
+//! Telling users and admins, and limiting how often users may ask.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::{BoxError, ProviderErrorKind};
+use crate::ids::{JobId, PaymentId, UserId};
+use crate::job::{AssetRef, FailureReason, JobKind, Progress};
+use crate::money::Money;
+
+/// Something a user is told. The notifier renders it in the user's language.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Notice {
+    /// A job moved on.
+    JobProgress {
+        /// The job.
+        job_id: JobId,
+        /// Now at.
+        progress: Progress,
+    },
+    /// A job finished: deliver the result.
+    JobCompleted {
+        /// The job.
+        job_id: JobId,
+        /// Image or video.
+        kind: JobKind,
+        /// The result file.
+        result: AssetRef,
+        /// What was charged.
+        charged: Money,
+    },
+    /// A job failed; the money is back.
+    JobFailed {
+        /// The job.
+        job_id: JobId,
+        /// Why.
+        reason: FailureReason,
+        /// What was refunded.
+        refunded: Money,
+    },
+    /// A job was cancelled; the money is back.
+    JobCancelled {
+        /// The job.
+        job_id: JobId,
+        /// What was refunded.
+        refunded: Money,
+    },
+    /// A top-up was credited.
+    PaymentCredited {
+        /// The payment.
+        payment_id: PaymentId,
+        /// How much.
+        amount: Money,
+        /// Balance after.
+        balance: Money,
+    },
+    /// A top-up was refunded to the card (and taken from the balance).
+    PaymentRefunded {
+        /// The payment.
+        payment_id: PaymentId,
+        /// How much.
+        amount: Money,
+        /// Balance after.
+        balance: Money,
+    },
+    /// An admin credited the balance.
+    BalanceCredited {
+        /// How much.
+        amount: Money,
+        /// Balance after.
+        balance: Money,
+    },
+    /// An admin debited the balance.
+    BalanceDebited {
+        /// How much.
+        amount: Money,
+        /// Balance after.
+        balance: Money,
+    },
+}
+
+/// Something admins must act on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdminAlert {
+    /// `kling`, `nano_banana`, `yookassa`, …
+    pub provider: String,
+    /// What went wrong.
+    pub kind: ProviderErrorKind,
+    /// Details (never secrets).
+    pub message: String,
+}
+
+/// Why a notice was not delivered.
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    /// The user blocked the bot or is gone.
+    #[error("user {0} is unreachable")]
+    Unreachable(UserId),
+    /// The messenger failed.
+    #[error("notifier unavailable")]
+    Unavailable(#[source] BoxError),
+}
+
+/// Delivers notices to users and alerts to admins.
+#[cfg_attr(test, mockall::automock)]
+#[async_trait]
+pub trait Notifier: Send + Sync {
+    /// Tells a user. Delivery is best effort: callers log failures, money state is
+    /// already committed when this is called.
+    ///
+    /// # Errors
+    /// `Unreachable` when the user blocked the bot, `Unavailable` otherwise.
+    async fn notify(&self, user: UserId, notice: Notice) -> Result<(), NotifyError>;
+
+    /// Tells every admin.
+    ///
+    /// # Errors
+    /// `Unavailable` when no admin could be told.
+    async fn alert_admins(&self, alert: AdminAlert) -> Result<(), NotifyError>;
+}
+
+/// Whether an update may be handled now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RateDecision {
+    /// Go ahead.
+    Allowed,
+    /// Too many updates; try again after this long.
+    Limited {
+        /// How long to wait.
+        retry_after: Duration,
+    },
+}
+
+/// Why the limiter could not decide.
+#[derive(Debug, thiserror::Error)]
+#[error("rate limiter unavailable")]
+pub struct LimiterError(#[source] pub BoxError);
+
+/// Per-user rate limiting (`RATE_LIMIT_PER_MINUTE`).
+#[cfg_attr(test, mockall::automock)]
+#[async_trait]
+pub trait RateLimiter: Send + Sync {
+    /// Counts one update of `user` and says whether it may be handled.
+    ///
+    /// # Errors
+    /// `LimiterError` when the backend fails (callers then allow, and log).
+    async fn check(&self, user: UserId) -> Result<RateDecision, LimiterError>;
+}

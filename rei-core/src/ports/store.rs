@@ -1,0 +1,297 @@
+//! Storage ports: users, ledger, jobs, payments, dialogue state.
+
+use async_trait::async_trait;
+
+use super::BoxError;
+use crate::ids::{JobId, PaymentId, ReservationId, UserId};
+use crate::job::{Job, JobFilter, JobTransition, NewJob};
+use crate::ledger::{
+    Balance, LedgerEntry, NewEntry, NewReservation, Posted, Reservation, Settlement,
+    SettlementError, VerifyReport,
+};
+use crate::money::Money;
+use crate::payment::{NewPayment, Payment, PaymentFilter, PaymentProvider, PaymentTransition};
+use crate::time::Timestamp;
+use crate::user::{AuditRecord, Language, Stats, User, UserProfile};
+
+/// What a store can refuse or fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The referenced object does not exist.
+    #[error("{what} {id} not found")]
+    NotFound {
+        /// Kind of object (`user`, `job`, …).
+        what: &'static str,
+        /// Its id.
+        id: String,
+    },
+    /// A debit or hold is larger than the available balance.
+    #[error("insufficient funds: needed {needed}, available {available}")]
+    InsufficientFunds {
+        /// The amount asked for.
+        needed: Money,
+        /// What the user has.
+        available: Money,
+    },
+    /// The user already has the maximum number of pending + processing jobs.
+    #[error("the user already has {limit} active jobs")]
+    ActiveJobLimit {
+        /// The limit.
+        limit: u32,
+    },
+    /// An idempotency key was reused for a different operation.
+    #[error("idempotency key `{key}` was already used for a different operation")]
+    IdempotencyConflict {
+        /// The key.
+        key: String,
+    },
+    /// A reservation cannot be settled this way.
+    #[error(transparent)]
+    Settlement(#[from] SettlementError),
+    /// The object changed since it was read (the stored `version` differs).
+    #[error("{what} {id} was changed concurrently")]
+    Conflict {
+        /// Kind of object.
+        what: &'static str,
+        /// Its id.
+        id: String,
+    },
+    /// The request breaks a store constraint (e.g. a zero amount): a bug in the caller.
+    #[error("invalid request to the store: {0}")]
+    Invalid(String),
+    /// Stored data violates a domain rule (corruption or a newer schema).
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+    /// The store cannot be reached or failed; the operation may be retried.
+    #[error("storage unavailable")]
+    Unavailable(#[source] BoxError),
+}
+
+/// Users, bans, languages, the audit log and statistics.
+#[cfg_attr(test, mockall::automock)]
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    /// Registers a user or refreshes their names; returns the user and whether it is new.
+    /// An existing user's language and ban are kept.
+    ///
+    /// # Errors
+    /// MUST return `Unavailable` only for storage failures.
+    async fn register(
+        &self,
+        profile: UserProfile,
+        at: Timestamp,
+    ) -> Result<(User, bool), StoreError>;
+
+    /// A user by id, `None` if unknown.
+    ///
+    /// # Errors
+    /// `Unavailable` on storage failure.
+    async fn user(&self, id: UserId) -> Result<Option<User>, StoreError>;
+
+    /// Bans or unbans a user and appends `audit` in the same transaction. Unbanning also
+    /// resets the ban notice. Repeating is harmless (the audit line is still written).
+    ///
+    /// # Errors
+    /// MUST return `NotFound` for an unknown user.
+    async fn set_banned(
+        &self,
+        id: UserId,
+        banned: bool,
+        audit: AuditRecord,
+    ) -> Result<User, StoreError>;
+
+    /// Marks the one ban notice as sent; returns true only for the first call after a ban.
+    ///
+    /// # Errors
+    /// MUST return `NotFound` for an unknown user.
+    async fn mark_ban_notified(&self, id: UserId) -> Result<bool, StoreError>;
+
+    /// Sets the bot language.
+    ///
+    /// # Errors
+    /// MUST return `NotFound` for an unknown user.
+    async fn set_language(&self, id: UserId, language: Language) -> Result<(), StoreError>;
+
+    /// The newest `limit` audit records, newest first.
+    ///
+    /// # Errors
+    /// `Unavailable` on storage failure.
+    async fn audit_log(&self, limit: u32) -> Result<Vec<AuditRecord>, StoreError>;
+
+    /// Counts of users, balances, jobs and payments.
+    ///
+    /// # Errors
+    /// `Unavailable` on storage failure.
+    async fn stats(&self) -> Result<Stats, StoreError>;
+}
+
+/// The append-only ledger and reservations on it.
+#[cfg_attr(test, mockall::automock)]
+#[async_trait]
+pub trait LedgerStore: Send + Sync {
+    /// Posts one entry and, if given, its audit record, atomically, updating the cached
+    /// balance. A repeat with the same idempotency key and the same content returns the
+    /// first entry with `replayed = true` and posts nothing.
+    ///
+    /// # Errors
+    /// - MUST return `NotFound` for an unknown user.
+    /// - MUST return `InsufficientFunds` when a debit exceeds the balance (nothing posted),
+    ///   whatever the concurrency.
+    /// - MUST return `IdempotencyConflict` when the key was used with different content.
+    async fn post(&self, entry: NewEntry, audit: Option<AuditRecord>)
+    -> Result<Posted, StoreError>;
+
+    /// Holds money: posts the hold's debit entry and the reservation atomically. A repeat
+    /// with the same key returns the first reservation and holds nothing more.
+    ///
+    /// # Errors
+    /// `NotFound` (user), `InsufficientFunds`, `IdempotencyConflict` as for [`Self::post`].
+    async fn reserve(&self, reservation: NewReservation) -> Result<Reservation, StoreError>;
+
+    /// Settles a reservation exactly once (see [`Reservation::settle`]), posting its
+    /// refund entry in the same transaction. Settling again the same way returns the
+    /// settled reservation and posts nothing.
+    ///
+    /// # Errors
+    /// MUST return `NotFound` for an unknown reservation and `Settlement` when it was
+    /// settled differently or the capture exceeds the hold.
+    async fn settle(
+        &self,
+        id: ReservationId,
+        how: Settlement,
+        at: Timestamp,
+    ) -> Result<Reservation, StoreError>;
+
+    /// A reservation by id.
+    ///
+    /// # Errors
+    /// `Unavailable` on storage failure.
+    async fn reservation(&self, id: ReservationId) -> Result<Option<Reservation>, StoreError>;
+
+    /// A user's balance.
+    ///
+    /// # Errors
+    /// MUST return `NotFound` for an unknown user.
+    async fn balance(&self, user: UserId) -> Result<Balance, StoreError>;
+
+    /// A user's newest `limit` entries, newest first.
+    ///
+    /// # Errors
+    /// `Unavailable` on storage failure.
+    async fn entries(&self, user: UserId, limit: u32) -> Result<Vec<LedgerEntry>, StoreError>;
+
+    /// Checks every invariant across the whole store: cached balances equal sums, no sum
+    /// is negative, every reservation's entries match its state, every final job's
+    /// reservation is settled, every paid payment has exactly one credit.
+    ///
+    /// # Errors
+    /// `Unavailable` on storage failure (violations are data, not errors).
+    async fn verify(&self) -> Result<VerifyReport, StoreError>;
+}
+
+/// Generation jobs.
+#[cfg_attr(test, mockall::automock)]
+#[async_trait]
+pub trait JobStore: Send + Sync {
+    /// Creates a pending job and its reservation in one transaction. Refuses when the user
+    /// already has `max_active` pending + processing jobs, or cannot pay, whatever the
+    /// concurrency. A repeat with the same idempotency key and content returns the first
+    /// job and holds nothing more.
+    ///
+    /// # Errors
+    /// `NotFound` (user), `ActiveJobLimit`, `InsufficientFunds`, `IdempotencyConflict`.
+    async fn create_job(&self, job: NewJob, max_active: u32) -> Result<Job, StoreError>;
+
+    /// A job by id.
+    ///
+    /// # Errors
+    /// `Unavailable` on storage failure.
+    async fn job(&self, id: JobId) -> Result<Option<Job>, StoreError>;
+
+    /// Stores a transition when the stored job still has `before.version`, and settles the
+    /// job's reservation in the same transaction when `settlement` says so.
+    ///
+    /// # Errors
+    /// MUST return `Conflict` when the stored version differs (nothing written),
+    /// `NotFound` for an unknown job, `Settlement` when the reservation refuses.
+    async fn save_transition(&self, transition: &JobTransition) -> Result<Job, StoreError>;
+
+    /// Jobs matching a filter, newest first.
+    ///
+    /// # Errors
+    /// `Unavailable` on storage failure.
+    async fn jobs(&self, filter: JobFilter) -> Result<Vec<Job>, StoreError>;
+}
+
+/// Top-up payments.
+#[cfg_attr(test, mockall::automock)]
+#[async_trait]
+pub trait PaymentStore: Send + Sync {
+    /// Creates a pending payment; creating the same id again returns the stored one.
+    ///
+    /// # Errors
+    /// `NotFound` (user); `IdempotencyConflict` when the id exists with other content.
+    async fn create_payment(&self, payment: NewPayment) -> Result<Payment, StoreError>;
+
+    /// A payment by our id.
+    ///
+    /// # Errors
+    /// `Unavailable` on storage failure.
+    async fn payment(&self, id: PaymentId) -> Result<Option<Payment>, StoreError>;
+
+    /// A payment by the provider's id.
+    ///
+    /// # Errors
+    /// `Unavailable` on storage failure.
+    async fn payment_by_provider_id(
+        &self,
+        provider: PaymentProvider,
+        provider_payment_id: &str,
+    ) -> Result<Option<Payment>, StoreError>;
+
+    /// Stores a transition when the stored payment still has `before.version`, writing its
+    /// effect in the same transaction: `Credit` posts the payment's credit (at most once
+    /// per payment, enforced by the store); refund effects capture or release the hold.
+    ///
+    /// # Errors
+    /// MUST return `Conflict` when the stored version differs or the provider id is taken
+    /// by another payment (nothing written), `NotFound` for an unknown payment.
+    async fn save_payment_transition(
+        &self,
+        transition: &PaymentTransition,
+    ) -> Result<Payment, StoreError>;
+
+    /// Payments matching a filter, newest first.
+    ///
+    /// # Errors
+    /// `Unavailable` on storage failure.
+    async fn payments(&self, filter: PaymentFilter) -> Result<Vec<Payment>, StoreError>;
+}
+
+/// The bot's per-user dialogue and draft state, as opaque text (JSON by the bot).
+#[cfg_attr(test, mockall::automock)]
+#[async_trait]
+pub trait DialogueStore: Send + Sync {
+    /// The saved state, if any.
+    ///
+    /// # Errors
+    /// `Unavailable` on storage failure.
+    async fn load_dialogue(&self, user: UserId) -> Result<Option<String>, StoreError>;
+
+    /// Replaces the state.
+    ///
+    /// # Errors
+    /// `Unavailable` on storage failure.
+    async fn save_dialogue(
+        &self,
+        user: UserId,
+        state: &str,
+        at: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    /// Removes the state (no error when there is none).
+    ///
+    /// # Errors
+    /// `Unavailable` on storage failure.
+    async fn clear_dialogue(&self, user: UserId) -> Result<(), StoreError>;
+}

@@ -1,0 +1,162 @@
+//! Users, the admin audit log and statistics.
+
+pub mod service;
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::UserId;
+use crate::job::JobState;
+use crate::ledger::text_codes;
+use crate::money::Money;
+use crate::payment::PaymentState;
+use crate::time::Timestamp;
+
+pub use service::{Access, AdminService, StatsReport, UserError, UserService};
+
+/// The language the bot speaks to a user.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Language {
+    /// Russian (the default).
+    #[default]
+    Ru,
+    /// English.
+    En,
+}
+
+text_codes!(Language { Ru => "ru", En => "en" });
+
+/// A registered user.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    /// Telegram id.
+    pub id: UserId,
+    /// Telegram @username, if any.
+    pub username: Option<String>,
+    /// Telegram first name, if any.
+    pub first_name: Option<String>,
+    /// Bot language.
+    pub language: Language,
+    /// Banned users get one notice and are otherwise ignored.
+    pub is_banned: bool,
+    /// When the ban notice was sent (so it is sent once).
+    pub ban_notified: bool,
+    /// The cached balance (always equal to the sum of the ledger entries).
+    pub balance: Money,
+    /// When registered.
+    pub created_at: Timestamp,
+}
+
+/// What Telegram tells us about a user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserProfile {
+    /// Telegram id.
+    pub id: UserId,
+    /// @username.
+    pub username: Option<String>,
+    /// First name.
+    pub first_name: Option<String>,
+    /// Language for a new user.
+    pub language: Language,
+}
+
+/// Who did an admin action.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "type", content = "id", rename_all = "snake_case")]
+pub enum Actor {
+    /// An admin in Telegram.
+    Admin(UserId),
+    /// The CLI, as `cli:<OS user>`.
+    Cli(String),
+    /// REI itself (reconciliation, sweeps).
+    System,
+}
+
+impl fmt::Display for Actor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Admin(id) => write!(f, "admin:{id}"),
+            Self::Cli(user) => write!(f, "cli:{user}"),
+            Self::System => f.write_str("system"),
+        }
+    }
+}
+
+impl std::str::FromStr for Actor {
+    type Err = crate::ids::IdError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Some(id) = s.strip_prefix("admin:") {
+            return id.parse().map(Self::Admin);
+        }
+        if let Some(user) = s.strip_prefix("cli:") {
+            return Ok(Self::Cli(user.to_owned()));
+        }
+        Ok(Self::System)
+    }
+}
+
+/// What an admin did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditAction {
+    /// Credited a balance.
+    BalanceAdd,
+    /// Debited a balance.
+    BalanceSub,
+    /// Banned a user.
+    Ban,
+    /// Unbanned a user.
+    Unban,
+    /// Cancelled a job.
+    JobCancel,
+    /// Refunded a payment.
+    PaymentRefund,
+}
+
+text_codes!(AuditAction {
+    BalanceAdd => "balance_add",
+    BalanceSub => "balance_sub",
+    Ban => "ban",
+    Unban => "unban",
+    JobCancel => "job_cancel",
+    PaymentRefund => "payment_refund",
+});
+
+/// One line of the admin audit log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// Who.
+    pub actor: Actor,
+    /// What.
+    pub action: AuditAction,
+    /// Whom.
+    pub target_user: Option<UserId>,
+    /// How much.
+    pub amount: Option<Money>,
+    /// Why (free text) and what object (job or payment id).
+    pub reason: String,
+    /// When.
+    pub created_at: Timestamp,
+}
+
+/// Counts for `/stats` and `rei-cli stats`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Registered users.
+    pub users: u64,
+    /// Banned users.
+    pub banned_users: u64,
+    /// Sum of all balances.
+    pub balances_total: Money,
+    /// Held by unsettled reservations.
+    pub held_total: Money,
+    /// Jobs per state.
+    pub jobs_by_state: Vec<(JobState, u64)>,
+    /// Payments per state: count and amount.
+    pub payments_by_state: Vec<(PaymentState, u64, Money)>,
+}
+
+#[cfg(test)]
+mod tests;

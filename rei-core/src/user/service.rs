@@ -1,0 +1,357 @@
+//! Registration, access checks, and the admin operations (balance adjustments, bans,
+//! statistics), each recorded in the audit log.
+
+use std::sync::Arc;
+
+use crate::ids::{IdempotencyKey, UserId};
+use crate::ledger::{EntryKind, NewEntry, Posted, RefType};
+use crate::money::Money;
+use crate::ports::{
+    Clock, JobQueue, LedgerStore, Notice, Notifier, QueueError, StoreError, UserStore,
+};
+use crate::user::{Actor, AuditAction, AuditRecord, Language, Stats, User, UserProfile};
+
+/// What user and admin operations can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum UserError {
+    /// No such user.
+    #[error("user {0} is not registered")]
+    UnknownUser(UserId),
+    /// An adjustment of zero.
+    #[error("the amount must be greater than zero")]
+    ZeroAmount,
+    /// A debit larger than the balance.
+    #[error("the balance is {available}, cannot take {needed}")]
+    InsufficientFunds {
+        /// Asked for.
+        needed: Money,
+        /// Available.
+        available: Money,
+    },
+    /// The reason is too long.
+    #[error("the reason is longer than {max} characters")]
+    ReasonTooLong {
+        /// The limit.
+        max: usize,
+    },
+    /// The idempotency key was used for another adjustment.
+    #[error("this operation id was already used for a different adjustment")]
+    DuplicateKey,
+    /// The store failed.
+    #[error(transparent)]
+    Store(StoreError),
+    /// The queue failed (stats).
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+}
+
+impl UserError {
+    fn from_store(user: UserId) -> impl FnOnce(StoreError) -> Self {
+        move |e| match e {
+            StoreError::NotFound { what: "user", .. } => Self::UnknownUser(user),
+            StoreError::InsufficientFunds { needed, available } => {
+                Self::InsufficientFunds { needed, available }
+            }
+            StoreError::IdempotencyConflict { .. } => Self::DuplicateKey,
+            other => Self::Store(other),
+        }
+    }
+}
+
+/// Whether a user's update may be handled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Registered and not banned.
+    Allowed,
+    /// Banned; `notify` is true exactly once after the ban, to send the one notice.
+    Banned {
+        /// Send the ban notice now.
+        notify: bool,
+    },
+    /// Not registered yet (must `/start`).
+    Unknown,
+}
+
+/// Registration and per-update access checks.
+#[derive(Clone)]
+pub struct UserService {
+    users: Arc<dyn UserStore>,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for UserService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UserService")
+    }
+}
+
+impl UserService {
+    /// A service over a user store.
+    #[must_use]
+    pub fn new(users: Arc<dyn UserStore>, clock: Arc<dyn Clock>) -> Self {
+        Self { users, clock }
+    }
+
+    /// Registers a user (or refreshes their names); returns the user and whether it is new.
+    ///
+    /// # Errors
+    /// [`UserError::Store`] on storage failure.
+    pub async fn register(&self, profile: UserProfile) -> Result<(User, bool), UserError> {
+        let id = profile.id;
+        self.users
+            .register(profile, self.clock.now())
+            .await
+            .map_err(UserError::from_store(id))
+    }
+
+    /// A user, if registered.
+    ///
+    /// # Errors
+    /// [`UserError::Store`] on storage failure.
+    pub async fn user(&self, id: UserId) -> Result<Option<User>, UserError> {
+        self.users.user(id).await.map_err(UserError::from_store(id))
+    }
+
+    /// Whether to handle an update from this user; banned users get one notice.
+    ///
+    /// # Errors
+    /// [`UserError::Store`] on storage failure.
+    pub async fn access(&self, id: UserId) -> Result<Access, UserError> {
+        let Some(user) = self.user(id).await? else {
+            return Ok(Access::Unknown);
+        };
+        if !user.is_banned {
+            return Ok(Access::Allowed);
+        }
+        let notify = self
+            .users
+            .mark_ban_notified(id)
+            .await
+            .map_err(UserError::from_store(id))?;
+        Ok(Access::Banned { notify })
+    }
+
+    /// Sets the bot language (`/lang`).
+    ///
+    /// # Errors
+    /// [`UserError::UnknownUser`] for an unregistered user.
+    pub async fn set_language(&self, id: UserId, language: Language) -> Result<(), UserError> {
+        self.users
+            .set_language(id, language)
+            .await
+            .map_err(UserError::from_store(id))
+    }
+}
+
+/// Longest admin reason, in characters.
+const MAX_REASON_CHARS: usize = 500;
+
+/// Statistics plus the queue depth.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatsReport {
+    /// Store counts.
+    pub stats: Stats,
+    /// Jobs queued or leased.
+    pub queue_depth: u64,
+}
+
+/// Admin operations: every mutation is written with its audit record in one transaction.
+#[derive(Clone)]
+pub struct AdminService {
+    users: Arc<dyn UserStore>,
+    ledger: Arc<dyn LedgerStore>,
+    queue: Arc<dyn JobQueue>,
+    notifier: Arc<dyn Notifier>,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for AdminService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminService")
+    }
+}
+
+impl AdminService {
+    /// A service over its ports.
+    #[must_use]
+    pub fn new(
+        users: Arc<dyn UserStore>,
+        ledger: Arc<dyn LedgerStore>,
+        queue: Arc<dyn JobQueue>,
+        notifier: Arc<dyn Notifier>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            users,
+            ledger,
+            queue,
+            notifier,
+            clock,
+        }
+    }
+
+    /// Credits a user (`/add`, `rei-cli balance add`). Repeating with the same key
+    /// returns the first result and credits nothing more.
+    ///
+    /// # Errors
+    /// [`UserError::UnknownUser`], [`UserError::ZeroAmount`], [`UserError::ReasonTooLong`],
+    /// [`UserError::DuplicateKey`].
+    pub async fn credit(
+        &self,
+        actor: Actor,
+        user: UserId,
+        amount: Money,
+        reason: &str,
+        key: IdempotencyKey,
+    ) -> Result<Posted, UserError> {
+        self.adjust(actor, user, amount, reason, key, EntryKind::Credit)
+            .await
+    }
+
+    /// Debits a user (`/sub`, `rei-cli balance sub`), never below zero.
+    ///
+    /// # Errors
+    /// As [`Self::credit`], plus [`UserError::InsufficientFunds`] (nothing changes).
+    pub async fn debit(
+        &self,
+        actor: Actor,
+        user: UserId,
+        amount: Money,
+        reason: &str,
+        key: IdempotencyKey,
+    ) -> Result<Posted, UserError> {
+        self.adjust(actor, user, amount, reason, key, EntryKind::Debit)
+            .await
+    }
+
+    async fn adjust(
+        &self,
+        actor: Actor,
+        user: UserId,
+        amount: Money,
+        reason: &str,
+        key: IdempotencyKey,
+        kind: EntryKind,
+    ) -> Result<Posted, UserError> {
+        if amount.is_zero() {
+            return Err(UserError::ZeroAmount);
+        }
+        let reason = reason.trim();
+        if reason.chars().count() > MAX_REASON_CHARS {
+            return Err(UserError::ReasonTooLong {
+                max: MAX_REASON_CHARS,
+            });
+        }
+        let now = self.clock.now();
+        let action = if kind == EntryKind::Credit {
+            AuditAction::BalanceAdd
+        } else {
+            AuditAction::BalanceSub
+        };
+        let description = if reason.is_empty() {
+            action.as_str().to_owned()
+        } else {
+            reason.to_owned()
+        };
+        let entry = NewEntry {
+            user_id: user,
+            kind,
+            amount,
+            ref_type: RefType::Admin,
+            ref_id: actor.to_string(),
+            description: description.clone(),
+            idempotency_key: key,
+            created_at: now,
+        };
+        let audit = AuditRecord {
+            actor,
+            action,
+            target_user: Some(user),
+            amount: Some(amount),
+            reason: description,
+            created_at: now,
+        };
+        let posted = self
+            .ledger
+            .post(entry, Some(audit))
+            .await
+            .map_err(UserError::from_store(user))?;
+        if !posted.replayed {
+            let notice = if kind == EntryKind::Credit {
+                Notice::BalanceCredited {
+                    amount,
+                    balance: posted.balance,
+                }
+            } else {
+                Notice::BalanceDebited {
+                    amount,
+                    balance: posted.balance,
+                }
+            };
+            // Best effort: the money is committed; the notifier logs its own failures.
+            let _ = self.notifier.notify(user, notice).await;
+        }
+        Ok(posted)
+    }
+
+    /// Bans a user (`/ban`): they get one notice and are otherwise ignored.
+    ///
+    /// # Errors
+    /// [`UserError::UnknownUser`].
+    pub async fn ban(&self, actor: Actor, user: UserId) -> Result<User, UserError> {
+        self.set_banned(actor, user, true).await
+    }
+
+    /// Lifts a ban (`/unban`).
+    ///
+    /// # Errors
+    /// [`UserError::UnknownUser`].
+    pub async fn unban(&self, actor: Actor, user: UserId) -> Result<User, UserError> {
+        self.set_banned(actor, user, false).await
+    }
+
+    async fn set_banned(
+        &self,
+        actor: Actor,
+        user: UserId,
+        banned: bool,
+    ) -> Result<User, UserError> {
+        let audit = AuditRecord {
+            actor,
+            action: if banned {
+                AuditAction::Ban
+            } else {
+                AuditAction::Unban
+            },
+            target_user: Some(user),
+            amount: None,
+            reason: String::new(),
+            created_at: self.clock.now(),
+        };
+        self.users
+            .set_banned(user, banned, audit)
+            .await
+            .map_err(UserError::from_store(user))
+    }
+
+    /// Counts for `/stats` and `rei-cli stats`.
+    ///
+    /// # Errors
+    /// [`UserError::Store`] or [`UserError::Queue`] on backend failure.
+    pub async fn stats(&self) -> Result<StatsReport, UserError> {
+        let stats = self.users.stats().await.map_err(UserError::Store)?;
+        let queue_depth = self.queue.depth().await?;
+        Ok(StatsReport { stats, queue_depth })
+    }
+
+    /// The newest audit records.
+    ///
+    /// # Errors
+    /// [`UserError::Store`] on storage failure.
+    pub async fn audit_log(&self, limit: u32) -> Result<Vec<AuditRecord>, UserError> {
+        self.users
+            .audit_log(limit.clamp(1, 1000))
+            .await
+            .map_err(UserError::Store)
+    }
+}

@@ -1,0 +1,7 @@
+//! The store contract, run against the in-memory adapters.
+
+use std::sync::Arc;
+
+use rei_core::memory::MemoryStore;
+
+rei_core::conformance_tests!(async { Arc::new(MemoryStore::new()) });
