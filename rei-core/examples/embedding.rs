@@ -1,1 +1,190 @@
-fn main() {}
+//! Embedding rei-core: a full flow on the in-memory adapters, no database, no network.
+//!
+//! A user registers, tops up through a (local, in-process) payment gateway, orders an
+//! image, the job runs and is captured, a second job fails and is refunded, and the
+//! ledger is verified. Run with `cargo run -p rei-core --example embedding`.
+
+use std::error::Error;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use rei_core::job::{AssetRef, FailureReason, JobLimits, JobSpec, Prompt};
+use rei_core::memory::{ManualClock, MemoryQueue, MemoryStore, RecordingNotifier, SequentialIds};
+use rei_core::payment::PaymentConfig;
+use rei_core::ports::{
+    CreatePayment, GatewayPayment, GatewayRefund, GatewayStatus, JobQueue, LedgerStore,
+    PaymentGateway, PaymentPage, ProviderError, RefundRequest, RefundStatus,
+};
+use rei_core::prelude::*;
+
+/// A gateway that accepts every payment at once: stands in for YooKassa here.
+#[derive(Debug, Default)]
+struct InstantGateway;
+
+#[async_trait]
+impl PaymentGateway for InstantGateway {
+    async fn create_payment(&self, r: &CreatePayment) -> Result<GatewayPayment, ProviderError> {
+        Ok(GatewayPayment {
+            provider_payment_id: format!("local-{}", r.payment_id),
+            status: GatewayStatus::Pending,
+            amount: r.amount,
+            confirmation_url: Some("https://pay.example/checkout".into()),
+            payment_id: Some(r.payment_id),
+            user_id: Some(r.user_id),
+            created_at: None,
+            test: true,
+        })
+    }
+
+    async fn get_payment(&self, id: &str) -> Result<GatewayPayment, ProviderError> {
+        let ours = id.strip_prefix("local-").and_then(|p| p.parse().ok());
+        Ok(GatewayPayment {
+            provider_payment_id: id.to_owned(),
+            status: GatewayStatus::Succeeded,
+            amount: "300".parse().map_err(|e| ProviderError::Unknown {
+                message: format!("{e}"),
+            })?,
+            confirmation_url: None,
+            payment_id: ours,
+            user_id: None,
+            created_at: None,
+            test: true,
+        })
+    }
+
+    async fn refund(&self, _: &RefundRequest) -> Result<GatewayRefund, ProviderError> {
+        Ok(GatewayRefund {
+            refund_id: "local-refund".into(),
+            status: RefundStatus::Succeeded,
+        })
+    }
+
+    async fn list_payments(
+        &self,
+        _: Timestamp,
+        _: Option<String>,
+    ) -> Result<PaymentPage, ProviderError> {
+        Ok(PaymentPage::default())
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Box<dyn Error>> {
+    let store = Arc::new(MemoryStore::new());
+    let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_767_225_600_000)));
+    let ids = Arc::new(SequentialIds::default());
+    let queue = Arc::new(MemoryQueue::new(clock.clone()));
+    let notifier = Arc::new(RecordingNotifier::default());
+
+    let users = UserService::new(store.clone(), clock.clone());
+    let payments = PaymentService::new(
+        store.clone(),
+        store.clone(),
+        store.clone(),
+        Some(Arc::new(InstantGateway)),
+        notifier.clone(),
+        clock.clone(),
+        ids.clone(),
+        PaymentConfig {
+            return_url: "https://t.me/ExampleBot".into(),
+            ..PaymentConfig::default()
+        },
+    );
+    let jobs = JobService::new(
+        store.clone(),
+        store.clone(),
+        queue.clone(),
+        notifier.clone(),
+        clock.clone(),
+        ids.clone(),
+        PriceList::seed_defaults(),
+        JobLimits::default(),
+    );
+
+    let anna = UserId::new(123_456_789)?;
+    users
+        .register(UserProfile {
+            id: anna,
+            username: Some("anna".into()),
+            first_name: Some("Anna".into()),
+            language: Language::Ru,
+        })
+        .await?;
+
+    // Top up 300 ₽: a link, then the (duplicated) webhook credits once.
+    let payment = payments.create_topup(anna, "300".parse()?, None).await?;
+    println!(
+        "pay at {}",
+        payment.confirmation_url.as_deref().unwrap_or("-")
+    );
+    let provider_id = payment.provider_payment_id.clone().unwrap_or_default();
+    payments.sync_provider_payment(&provider_id).await?;
+    payments.sync_provider_payment(&provider_id).await?;
+    println!(
+        "balance after top-up: {}",
+        store.balance(anna).await?.available
+    );
+
+    // An image: 50 ₽ held at confirmation, captured on success.
+    let spec = JobSpec::ImageGeneration {
+        prompt: Prompt::parse("a red fox in the snow, watercolor")?,
+    };
+    let quote = jobs.quote(&spec);
+    println!("draft: {} costs {}", quote.product, quote.amount);
+    let job = jobs
+        .create(anna, spec, quote, IdempotencyKey::new("confirm:1")?)
+        .await?;
+    let lease = queue
+        .claim("worker-1", std::time::Duration::from_secs(60))
+        .await?
+        .ok_or("the job was not queued")?;
+    jobs.start(lease.job_id).await?;
+    jobs.generating(job.id).await?;
+    jobs.complete(job.id, AssetRef::new("results/fox.png"), job.quote.amount)
+        .await?;
+    queue.ack(&lease).await?;
+
+    // A video that the provider refuses: the hold comes back.
+    let video = JobSpec::Video {
+        mode: VideoMode::TextToVideo,
+        model: "kling-v2-6".into(),
+        duration: VideoDuration::Ten,
+        prompt: Prompt::parse("a fox running")?,
+        input: None,
+    };
+    let quote = jobs.quote(&video);
+    println!("draft: {} costs {}", quote.product, quote.amount);
+    let job = jobs
+        .create(anna, video, quote, IdempotencyKey::new("confirm:2")?)
+        .await?;
+    jobs.start(job.id).await?;
+    jobs.fail(
+        job.id,
+        FailureReason::ContentRefused {
+            detail: "content-risk".into(),
+        },
+    )
+    .await?;
+
+    let balance = store.balance(anna).await?;
+    println!(
+        "final balance: {} (held {})",
+        balance.available, balance.held
+    );
+    for e in store.entries(anna, 10).await?.iter().rev() {
+        println!(
+            "  {:>6} {:>10} {:<11} {}",
+            e.kind.as_str(),
+            e.amount.to_string(),
+            e.ref_type.as_str(),
+            e.description
+        );
+    }
+    println!("notices sent: {}", notifier.notices().len());
+    let report = store.verify().await?;
+    println!("ledger verified: {} violations", report.violations.len());
+    if !report.is_ok() || balance.available != "250".parse()? {
+        return Err("the ledger does not add up".into());
+    }
+    Ok(())
+}

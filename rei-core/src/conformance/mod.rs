@@ -4,7 +4,7 @@
 //! every store port. [`conformance_tests!`](crate::conformance_tests) stamps one
 //! `#[tokio::test]` per case for a backend:
 //!
-//! ```ignore
+//! ```text
 //! rei_core::conformance_tests!(async { std::sync::Arc::new(MyStore::open_fresh().await) });
 //! ```
 //!

@@ -1,2 +1,626 @@
+//! Payment state machine and `PaymentService` tests.
+
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use super::*;
+use crate::ids::{IdempotencyKey, PaymentId, UserId};
+use crate::ledger::{EntryKind, NewEntry, RefType, ReservationState};
+use crate::memory::{ManualClock, MemoryStore, RecordingNotifier, SequentialIds};
+use crate::money::Money;
+use crate::ports::{
+    GatewayPayment, GatewayRefund, GatewayStatus, LedgerStore, MockPaymentGateway, Notice,
+    PaymentStore, ProviderError, RefundStatus, UserStore,
+};
+use crate::time::Timestamp;
+use crate::user::{Language, UserProfile};
+
+fn m(k: i64) -> Money {
+    Money::from_kopecks(k).unwrap()
+}
+
+fn t(ms: i64) -> Timestamp {
+    Timestamp::from_millis(ms)
+}
+
+fn pending() -> Payment {
+    NewPayment {
+        id: PaymentId::from_uuid(Uuid::from_u128(1)),
+        user_id: UserId::new(1).unwrap(),
+        provider: PaymentProvider::Yookassa,
+        amount: m(50_000),
+        created_at: t(0),
+    }
+    .pending()
+}
+
+fn ok_step(p: &Payment, ev: PaymentEvent) -> PaymentTransition {
+    p.apply(ev, t(10)).unwrap()
+}
+
+fn succeeded(id: &str, k: i64) -> PaymentEvent {
+    PaymentEvent::ProviderSucceeded {
+        provider_payment_id: id.into(),
+        amount: m(k),
+    }
+}
+
+// ---- state machine ----
+
 #[test]
-fn x() {}
+fn entering_paid_credits_once() {
+    let tr = ok_step(&pending(), succeeded("yk", 50_000));
+    assert_eq!(
+        (tr.after.state, tr.effect),
+        (PaymentState::Paid, Some(PaymentEffect::Credit))
+    );
+    assert_eq!(tr.after.paid_at, Some(t(10)));
+    let again = ok_step(&tr.after, succeeded("yk", 50_000));
+    assert!(!again.changed());
+    assert_eq!(again.effect, None);
+}
+
+#[test]
+fn waiting_for_capture_and_pending_change_nothing() {
+    let tr = ok_step(&pending(), PaymentEvent::ProviderPending);
+    assert!(!tr.changed());
+    assert_eq!(tr.effect, None);
+}
+
+#[test]
+fn cancellation_is_final() {
+    let c = ok_step(
+        &pending(),
+        PaymentEvent::ProviderCancelled {
+            reason: Some("expired_on_confirmation".into()),
+        },
+    )
+    .after;
+    assert_eq!(
+        (c.state, c.cancel_reason.as_deref()),
+        (PaymentState::Cancelled, Some("expired_on_confirmation"))
+    );
+    assert!(!ok_step(&c, PaymentEvent::ProviderCancelled { reason: None }).changed());
+    assert!(matches!(
+        c.apply(succeeded("yk", 50_000), t(1)),
+        Err(PaymentTransitionError::Illegal { .. })
+    ));
+}
+
+#[test]
+fn a_paid_payment_cannot_be_cancelled_by_the_provider() {
+    let paid = ok_step(&pending(), succeeded("yk", 50_000)).after;
+    assert!(
+        paid.apply(PaymentEvent::ProviderCancelled { reason: None }, t(1))
+            .is_err()
+    );
+}
+
+#[test]
+fn a_different_amount_is_never_credited() {
+    let r = pending().apply(succeeded("yk", 49_999), t(1));
+    assert_eq!(
+        r,
+        Err(PaymentTransitionError::AmountMismatch {
+            payment_id: pending().id,
+            expected: m(50_000),
+            reported: m(49_999)
+        })
+    );
+}
+
+#[test]
+fn a_different_provider_id_is_refused() {
+    let reg = ok_step(
+        &pending(),
+        PaymentEvent::Registered {
+            provider_payment_id: "a".into(),
+            confirmation_url: None,
+        },
+    )
+    .after;
+    assert!(matches!(
+        reg.apply(succeeded("b", 50_000), t(1)),
+        Err(PaymentTransitionError::ProviderIdMismatch { .. })
+    ));
+}
+
+#[test]
+fn refunds_capture_or_release_the_hold() {
+    let paid = ok_step(&pending(), succeeded("yk", 50_000)).after;
+    assert!(
+        paid.apply(PaymentEvent::RefundSucceeded, t(1)).is_err(),
+        "no refund without a hold"
+    );
+    let hold = crate::ids::ReservationId::from_uuid(Uuid::from_u128(9));
+    let started = ok_step(
+        &paid,
+        PaymentEvent::RefundStarted {
+            reservation_id: hold,
+        },
+    )
+    .after;
+    let done = ok_step(&started, PaymentEvent::RefundSucceeded);
+    assert_eq!(
+        (done.after.state, done.effect),
+        (
+            PaymentState::Refunded,
+            Some(PaymentEffect::CaptureRefundHold(hold))
+        )
+    );
+    assert!(!ok_step(&done.after, PaymentEvent::RefundSucceeded).changed());
+    assert!(
+        !ok_step(&done.after, succeeded("yk", 50_000)).changed(),
+        "YooKassa still says succeeded after a refund"
+    );
+    let failed = ok_step(&started, PaymentEvent::RefundFailed);
+    assert_eq!(
+        (failed.after.state, failed.effect),
+        (
+            PaymentState::Paid,
+            Some(PaymentEffect::ReleaseRefundHold(hold))
+        )
+    );
+}
+
+#[test]
+fn payment_codes_are_stable() {
+    for s in PaymentState::ALL {
+        assert_eq!(s.as_str().parse::<PaymentState>(), Ok(s));
+    }
+    assert_eq!(PaymentProvider::TelegramStars.as_str(), "telegram_stars");
+}
+
+// ---- service ----
+
+struct World {
+    store: Arc<MemoryStore>,
+    notifier: Arc<RecordingNotifier>,
+    user: UserId,
+}
+
+async fn world() -> World {
+    let store = Arc::new(MemoryStore::new());
+    let user = UserId::new(7).unwrap();
+    store
+        .register(
+            UserProfile {
+                id: user,
+                username: None,
+                first_name: None,
+                language: Language::Ru,
+            },
+            t(0),
+        )
+        .await
+        .unwrap();
+    World {
+        store,
+        notifier: Arc::new(RecordingNotifier::default()),
+        user,
+    }
+}
+
+fn service(
+    w: &World,
+    gateway: Option<MockPaymentGateway>,
+    config: PaymentConfig,
+) -> PaymentService {
+    PaymentService::new(
+        w.store.clone(),
+        w.store.clone(),
+        w.store.clone(),
+        gateway.map(|g| Arc::new(g) as Arc<dyn crate::ports::PaymentGateway>),
+        w.notifier.clone(),
+        Arc::new(ManualClock::new(t(1_000))),
+        Arc::new(SequentialIds::default()),
+        config,
+    )
+}
+
+fn config() -> PaymentConfig {
+    PaymentConfig {
+        return_url: "https://t.me/ReiBot".into(),
+        ..PaymentConfig::default()
+    }
+}
+
+fn remote(id: &str, status: GatewayStatus, k: i64, ours: Option<PaymentId>) -> GatewayPayment {
+    GatewayPayment {
+        provider_payment_id: id.into(),
+        status,
+        amount: m(k),
+        confirmation_url: Some(format!("https://yoomoney.ru/checkout/{id}")),
+        payment_id: ours,
+        user_id: None,
+        created_at: None,
+        test: true,
+    }
+}
+
+fn gateway_creating(id: &'static str) -> MockPaymentGateway {
+    let mut g = MockPaymentGateway::new();
+    g.expect_create_payment().times(1).returning(move |req| {
+        assert_eq!(req.return_url, "https://t.me/ReiBot");
+        Ok(remote(
+            id,
+            GatewayStatus::Pending,
+            req.amount.kopecks(),
+            Some(req.payment_id),
+        ))
+    });
+    g
+}
+
+async fn balance(w: &World) -> i64 {
+    w.store.balance(w.user).await.unwrap().available.kopecks()
+}
+
+#[tokio::test]
+async fn a_top_up_gets_a_link_then_the_webhook_credits_once() {
+    let w = world().await;
+    let mut g = gateway_creating("yk-1");
+    g.expect_get_payment()
+        .times(3)
+        .returning(|id| Ok(remote(id, GatewayStatus::Succeeded, 50_000, None)));
+    let svc = service(&w, Some(g), config());
+    let p = svc.create_topup(w.user, m(50_000), None).await.unwrap();
+    assert_eq!(
+        p.confirmation_url.as_deref(),
+        Some("https://yoomoney.ru/checkout/yk-1")
+    );
+    assert_eq!(p.provider_payment_id.as_deref(), Some("yk-1"));
+    let first = svc.sync_provider_payment("yk-1").await.unwrap();
+    assert!(first.credited);
+    for _ in 0..2 {
+        let dup = svc.sync_provider_payment("yk-1").await.unwrap();
+        assert!(!dup.credited, "duplicate webhooks credit nothing");
+    }
+    assert_eq!(balance(&w).await, 50_000);
+    let credited: Vec<_> = w
+        .notifier
+        .notices()
+        .into_iter()
+        .filter(|(_, n)| matches!(n, Notice::PaymentCredited { .. }))
+        .collect();
+    assert_eq!(credited.len(), 1, "the user is told once");
+    assert!(w.store.verify().await.unwrap().is_ok());
+}
+
+#[tokio::test]
+async fn the_check_button_asks_the_gateway_only_for_pending_payments() {
+    let w = world().await;
+    let mut g = gateway_creating("yk-1");
+    g.expect_get_payment()
+        .times(1)
+        .returning(|id| Ok(remote(id, GatewayStatus::WaitingForCapture, 10_000, None)));
+    let svc = service(&w, Some(g), config());
+    let p = svc.create_topup(w.user, m(10_000), None).await.unwrap();
+    let checked = svc.check(p.id).await.unwrap();
+    assert_eq!(
+        (checked.payment.state, checked.credited),
+        (PaymentState::Pending, false)
+    );
+    assert_eq!(balance(&w).await, 0);
+}
+
+#[tokio::test]
+async fn a_gateway_failure_at_creation_cancels_the_local_payment() {
+    let w = world().await;
+    let mut g = MockPaymentGateway::new();
+    g.expect_create_payment().times(1).returning(|_| {
+        Err(ProviderError::Transient {
+            message: "503".into(),
+        })
+    });
+    let svc = service(&w, Some(g), config());
+    let r = svc.create_topup(w.user, m(10_000), None).await;
+    assert!(
+        matches!(
+            r,
+            Err(PaymentError::Provider(ProviderError::Transient { .. }))
+        ),
+        "{r:?}"
+    );
+    let all = w.store.payments(PaymentFilter::default()).await.unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].state, PaymentState::Cancelled);
+}
+
+#[tokio::test]
+async fn a_crash_before_storing_the_provider_id_is_healed_by_metadata() {
+    let w = world().await;
+    let svc = service(&w, None, config());
+    // Simulate: payment created locally, gateway created it, we crashed before Registered.
+    let ours = w
+        .store
+        .create_payment(NewPayment {
+            id: PaymentId::from_uuid(Uuid::from_u128(5)),
+            user_id: w.user,
+            provider: PaymentProvider::Yookassa,
+            amount: m(30_000),
+            created_at: t(0),
+        })
+        .await
+        .unwrap();
+    let applied = svc
+        .apply_gateway_payment(&remote(
+            "yk-9",
+            GatewayStatus::Succeeded,
+            30_000,
+            Some(ours.id),
+        ))
+        .await
+        .unwrap();
+    assert!(applied.credited);
+    assert_eq!(applied.payment.provider_payment_id.as_deref(), Some("yk-9"));
+    assert_eq!(balance(&w).await, 30_000);
+}
+
+#[tokio::test]
+async fn foreign_payments_and_wrong_amounts_are_never_credited() {
+    let w = world().await;
+    let mut g = gateway_creating("yk-1");
+    g.expect_get_payment()
+        .returning(|id| Ok(remote(id, GatewayStatus::Succeeded, 1, None)));
+    let svc = service(&w, Some(g), config());
+    svc.create_topup(w.user, m(10_000), None).await.unwrap();
+    assert!(matches!(
+        svc.sync_provider_payment("yk-1").await,
+        Err(PaymentError::Transition(
+            PaymentTransitionError::AmountMismatch { .. }
+        ))
+    ));
+    assert!(matches!(
+        svc.sync_provider_payment("someone-else").await,
+        Err(PaymentError::UnknownPayment(_))
+    ));
+    assert_eq!(balance(&w).await, 0);
+}
+
+#[tokio::test]
+async fn bad_top_up_requests_change_nothing() {
+    let w = world().await;
+    let mut g = MockPaymentGateway::new();
+    g.expect_create_payment().never();
+    let receipts = PaymentConfig {
+        receipts: true,
+        ..config()
+    };
+    let svc = service(&w, Some(g), receipts);
+    assert!(matches!(
+        svc.create_topup(w.user, m(50), None).await,
+        Err(PaymentError::AmountOutOfRange { .. })
+    ));
+    assert!(matches!(
+        svc.create_topup(w.user, m(10_000), None).await,
+        Err(PaymentError::EmailRequired)
+    ));
+    assert!(matches!(
+        svc.create_topup(UserId::new(404).unwrap(), m(10_000), None)
+            .await,
+        Err(PaymentError::UnknownUser(_))
+    ));
+    let none = service(&w, None, config());
+    assert!(matches!(
+        none.create_topup(w.user, m(10_000), None).await,
+        Err(PaymentError::MethodUnavailable)
+    ));
+    assert!(
+        w.store
+            .payments(PaymentFilter::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn stars_credit_by_rate_once_per_charge() {
+    let w = world().await;
+    let svc = service(
+        &w,
+        None,
+        PaymentConfig {
+            stars_rate: Some(m(150)),
+            ..config()
+        },
+    );
+    let p = svc.create_stars_topup(w.user, 100).await.unwrap();
+    assert_eq!(
+        (p.amount, p.provider),
+        (m(15_000), PaymentProvider::TelegramStars)
+    );
+    assert!(svc.stars_paid(p.id, "stx-1", 100).await.unwrap().credited);
+    assert!(!svc.stars_paid(p.id, "stx-1", 100).await.unwrap().credited);
+    assert_eq!(balance(&w).await, 15_000);
+    let q = svc.create_stars_topup(w.user, 10).await.unwrap();
+    assert!(
+        matches!(
+            svc.stars_paid(q.id, "stx-2", 9).await,
+            Err(PaymentError::Transition(_))
+        ),
+        "a short payment is not credited"
+    );
+    let off = service(&w, None, config());
+    assert!(matches!(
+        off.create_stars_topup(w.user, 10).await,
+        Err(PaymentError::MethodUnavailable)
+    ));
+}
+
+async fn paid_topup(w: &World, g: MockPaymentGateway, k: i64) -> (PaymentService, Payment) {
+    let mut g = g;
+    g.expect_create_payment().times(1).returning(|req| {
+        Ok(remote(
+            "yk-1",
+            GatewayStatus::Pending,
+            req.amount.kopecks(),
+            Some(req.payment_id),
+        ))
+    });
+    g.expect_get_payment()
+        .returning(move |id| Ok(remote(id, GatewayStatus::Succeeded, k, None)));
+    let svc = service(w, Some(g), config());
+    let p = svc.create_topup(w.user, m(k), None).await.unwrap();
+    svc.sync_provider_payment("yk-1").await.unwrap();
+    (svc, p)
+}
+
+#[tokio::test]
+async fn a_refund_takes_the_money_back_once() {
+    let w = world().await;
+    let mut g = MockPaymentGateway::new();
+    g.expect_refund().times(1).returning(|req| {
+        assert_eq!(req.amount.kopecks(), 20_000);
+        Ok(GatewayRefund {
+            refund_id: "rf-1".into(),
+            status: RefundStatus::Succeeded,
+        })
+    });
+    let (svc, p) = paid_topup(&w, g, 20_000).await;
+    let out = svc.refund(p.id, "customer asked").await.unwrap();
+    assert!(matches!(out, RefundOutcome::Refunded(ref r) if r.state == PaymentState::Refunded));
+    assert_eq!(balance(&w).await, 0);
+    assert!(
+        matches!(
+            svc.refund(p.id, "again").await.unwrap(),
+            RefundOutcome::Refunded(_)
+        ),
+        "repeat is a no-op"
+    );
+    assert!(w.store.verify().await.unwrap().is_ok());
+}
+
+#[tokio::test]
+async fn a_refund_of_spent_money_is_refused_with_a_clear_error() {
+    let w = world().await;
+    let mut g = MockPaymentGateway::new();
+    g.expect_refund().never();
+    let (svc, p) = paid_topup(&w, g, 20_000).await;
+    let spend = NewEntry {
+        user_id: w.user,
+        kind: EntryKind::Debit,
+        amount: m(5_000),
+        ref_type: RefType::Admin,
+        ref_id: "x".into(),
+        description: "spent".into(),
+        idempotency_key: IdempotencyKey::new("spend").unwrap(),
+        created_at: t(1),
+    };
+    w.store.post(spend, None).await.unwrap();
+    match svc.refund(p.id, "r").await {
+        Err(PaymentError::RefundExceedsBalance { needed, available }) => {
+            assert_eq!((needed, available), (m(20_000), m(15_000)))
+        }
+        other => panic!("expected RefundExceedsBalance, got {other:?}"),
+    }
+    assert_eq!(balance(&w).await, 15_000);
+    assert_eq!(svc.payment(p.id).await.unwrap().state, PaymentState::Paid);
+}
+
+#[tokio::test]
+async fn a_refused_refund_releases_the_hold_and_a_later_one_can_succeed() {
+    let w = world().await;
+    let mut g = MockPaymentGateway::new();
+    let mut seq = mockall::Sequence::new();
+    g.expect_refund()
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_| {
+            Ok(GatewayRefund {
+                refund_id: "rf".into(),
+                status: RefundStatus::Canceled {
+                    reason: Some("rejected_by_payee".into()),
+                },
+            })
+        });
+    g.expect_refund()
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_| {
+            Ok(GatewayRefund {
+                refund_id: "rf2".into(),
+                status: RefundStatus::Succeeded,
+            })
+        });
+    let (svc, p) = paid_topup(&w, g, 20_000).await;
+    assert!(matches!(
+        svc.refund(p.id, "r").await,
+        Err(PaymentError::RefundRefused { .. })
+    ));
+    assert_eq!(balance(&w).await, 20_000, "the hold was released");
+    assert!(matches!(
+        svc.refund(p.id, "r").await.unwrap(),
+        RefundOutcome::Refunded(_)
+    ));
+    assert_eq!(balance(&w).await, 0);
+    assert!(w.store.verify().await.unwrap().is_ok());
+}
+
+#[tokio::test]
+async fn a_transient_refund_failure_keeps_the_hold_for_a_safe_retry() {
+    let w = world().await;
+    let mut g = MockPaymentGateway::new();
+    let mut seq = mockall::Sequence::new();
+    g.expect_refund()
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_| {
+            Err(ProviderError::Transient {
+                message: "timeout".into(),
+            })
+        });
+    g.expect_refund()
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_| {
+            Ok(GatewayRefund {
+                refund_id: "rf".into(),
+                status: RefundStatus::Succeeded,
+            })
+        });
+    let (svc, p) = paid_topup(&w, g, 20_000).await;
+    assert!(matches!(
+        svc.refund(p.id, "r").await,
+        Err(PaymentError::Provider(_))
+    ));
+    let held = svc
+        .payment(p.id)
+        .await
+        .unwrap()
+        .refund_reservation_id
+        .unwrap();
+    assert_eq!(
+        w.store.reservation(held).await.unwrap().unwrap().state,
+        ReservationState::Held
+    );
+    assert_eq!(
+        balance(&w).await,
+        0,
+        "the amount stays held while the result is unknown"
+    );
+    svc.refund(p.id, "r").await.unwrap();
+    assert_eq!(
+        w.store.reservation(held).await.unwrap().unwrap().state,
+        ReservationState::Captured,
+        "the same hold is captured"
+    );
+    assert!(w.store.verify().await.unwrap().is_ok());
+}
+
+#[tokio::test]
+async fn unpaid_payments_cannot_be_refunded() {
+    let w = world().await;
+    let g = gateway_creating("yk-1");
+    let svc = service(&w, Some(g), config());
+    let p = svc.create_topup(w.user, m(10_000), None).await.unwrap();
+    assert!(matches!(
+        svc.refund(p.id, "r").await,
+        Err(PaymentError::WrongState {
+            state: PaymentState::Pending,
+            ..
+        })
+    ));
+}

@@ -1,2 +1,269 @@
+//! `UserService` and `AdminService` tests.
+
+use std::sync::Arc;
+
+use super::service::{Access, UserError};
+use super::*;
+use crate::ids::{IdempotencyKey, UserId};
+use crate::memory::{ManualClock, MemoryQueue, MemoryStore, RecordingNotifier};
+use crate::money::Money;
+use crate::ports::{
+    LedgerStore, MockJobQueue, MockLedgerStore, MockNotifier, MockUserStore, Notice, QueueError,
+    StoreError,
+};
+use crate::time::Timestamp;
+
+fn m(k: i64) -> Money {
+    Money::from_kopecks(k).unwrap()
+}
+
+struct World {
+    store: Arc<MemoryStore>,
+    notifier: Arc<RecordingNotifier>,
+    users: UserService,
+    admin: AdminService,
+    alice: UserId,
+}
+
+async fn world() -> World {
+    let store = Arc::new(MemoryStore::new());
+    let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_000)));
+    let notifier = Arc::new(RecordingNotifier::default());
+    let queue = Arc::new(MemoryQueue::new(clock.clone()));
+    let users = UserService::new(store.clone(), clock.clone());
+    let admin = AdminService::new(store.clone(), store.clone(), queue, notifier.clone(), clock);
+    let alice = UserId::new(5).unwrap();
+    users
+        .register(UserProfile {
+            id: alice,
+            username: Some("alice".into()),
+            first_name: None,
+            language: Language::Ru,
+        })
+        .await
+        .unwrap();
+    World {
+        store,
+        notifier,
+        users,
+        admin,
+        alice,
+    }
+}
+
+fn key(k: &str) -> IdempotencyKey {
+    IdempotencyKey::new(k).unwrap()
+}
+
+fn admin() -> Actor {
+    Actor::Admin(UserId::new(1).unwrap())
+}
+
+#[tokio::test]
+async fn admin_credit_and_debit_are_audited_and_notified() {
+    let w = world().await;
+    let posted = w
+        .admin
+        .credit(admin(), w.alice, m(10_000), "bonus", key("a1"))
+        .await
+        .unwrap();
+    assert_eq!(posted.balance, m(10_000));
+    w.admin
+        .debit(admin(), w.alice, m(2_500), "correction", key("a2"))
+        .await
+        .unwrap();
+    assert_eq!(w.store.balance(w.alice).await.unwrap().available, m(7_500));
+    let log = w.admin.audit_log(10).await.unwrap();
+    assert_eq!(log.len(), 2);
+    assert_eq!(
+        (log[0].action, log[0].amount, log[0].reason.as_str()),
+        (AuditAction::BalanceSub, Some(m(2_500)), "correction")
+    );
+    assert_eq!(log[1].actor, admin());
+    assert_eq!(
+        w.notifier
+            .notices()
+            .into_iter()
+            .map(|(_, n)| n)
+            .collect::<Vec<_>>(),
+        vec![
+            Notice::BalanceCredited {
+                amount: m(10_000),
+                balance: m(10_000)
+            },
+            Notice::BalanceDebited {
+                amount: m(2_500),
+                balance: m(7_500)
+            }
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_repeated_admin_command_applies_once() {
+    let w = world().await;
+    w.admin
+        .credit(admin(), w.alice, m(100), "x", key("same"))
+        .await
+        .unwrap();
+    let again = w
+        .admin
+        .credit(admin(), w.alice, m(100), "x", key("same"))
+        .await
+        .unwrap();
+    assert!(again.replayed);
+    assert_eq!(w.store.balance(w.alice).await.unwrap().available, m(100));
+    assert_eq!(w.admin.audit_log(10).await.unwrap().len(), 1);
+    assert_eq!(w.notifier.notices().len(), 1);
+    assert!(matches!(
+        w.admin
+            .credit(admin(), w.alice, m(200), "x", key("same"))
+            .await,
+        Err(UserError::DuplicateKey)
+    ));
+}
+
+#[tokio::test]
+async fn admin_debit_never_goes_below_zero() {
+    let w = world().await;
+    w.admin
+        .credit(admin(), w.alice, m(100), "", key("a"))
+        .await
+        .unwrap();
+    let r = w.admin.debit(admin(), w.alice, m(101), "", key("b")).await;
+    assert!(
+        matches!(r, Err(UserError::InsufficientFunds { needed, available }) if needed == m(101) && available == m(100))
+    );
+    assert_eq!(w.store.balance(w.alice).await.unwrap().available, m(100));
+    assert_eq!(
+        w.admin.audit_log(10).await.unwrap().len(),
+        1,
+        "a refused debit leaves no audit line"
+    );
+}
+
+#[tokio::test]
+async fn bad_admin_input_changes_nothing() {
+    let w = world().await;
+    let ghost = UserId::new(999).unwrap();
+    assert!(
+        matches!(w.admin.credit(admin(), ghost, m(1), "", key("g")).await, Err(UserError::UnknownUser(id)) if id == ghost)
+    );
+    assert!(matches!(
+        w.admin
+            .credit(admin(), w.alice, Money::ZERO, "", key("z"))
+            .await,
+        Err(UserError::ZeroAmount)
+    ));
+    assert!(matches!(
+        w.admin
+            .credit(admin(), w.alice, m(1), &"x".repeat(501), key("l"))
+            .await,
+        Err(UserError::ReasonTooLong { max: 500 })
+    ));
+    assert!(matches!(
+        w.admin.ban(admin(), ghost).await,
+        Err(UserError::UnknownUser(_))
+    ));
+    assert!(w.admin.audit_log(10).await.unwrap().is_empty());
+    assert!(w.notifier.notices().is_empty());
+}
+
+#[tokio::test]
+async fn banned_users_get_one_notice_then_silence() {
+    let w = world().await;
+    assert_eq!(w.users.access(w.alice).await.unwrap(), Access::Allowed);
+    w.admin.ban(admin(), w.alice).await.unwrap();
+    assert_eq!(
+        w.users.access(w.alice).await.unwrap(),
+        Access::Banned { notify: true }
+    );
+    assert_eq!(
+        w.users.access(w.alice).await.unwrap(),
+        Access::Banned { notify: false }
+    );
+    w.admin.unban(admin(), w.alice).await.unwrap();
+    assert_eq!(w.users.access(w.alice).await.unwrap(), Access::Allowed);
+    assert_eq!(
+        w.users.access(UserId::new(3).unwrap()).await.unwrap(),
+        Access::Unknown
+    );
+}
+
+#[tokio::test]
+async fn language_and_stats() {
+    let w = world().await;
+    w.users.set_language(w.alice, Language::En).await.unwrap();
+    assert_eq!(
+        w.users.user(w.alice).await.unwrap().unwrap().language,
+        Language::En
+    );
+    assert!(matches!(
+        w.users
+            .set_language(UserId::new(77).unwrap(), Language::En)
+            .await,
+        Err(UserError::UnknownUser(_))
+    ));
+    w.admin
+        .credit(admin(), w.alice, m(300), "", key("s"))
+        .await
+        .unwrap();
+    let report = w.admin.stats().await.unwrap();
+    assert_eq!(
+        (
+            report.stats.users,
+            report.stats.balances_total,
+            report.queue_depth
+        ),
+        (1, m(300), 0)
+    );
+}
+
+#[tokio::test]
+async fn backend_outages_are_surfaced() {
+    let mut ledger = MockLedgerStore::new();
+    ledger.expect_post().returning(|_, _| {
+        Err(StoreError::Unavailable(Box::new(std::io::Error::other(
+            "db gone",
+        ))))
+    });
+    let mut notifier = MockNotifier::new();
+    notifier.expect_notify().never();
+    let mut users = MockUserStore::new();
+    users.expect_stats().returning(|| Ok(Stats::default()));
+    let mut queue = MockJobQueue::new();
+    queue.expect_depth().returning(|| {
+        Err(QueueError::Unavailable(Box::new(std::io::Error::other(
+            "redis gone",
+        ))))
+    });
+    let clock = Arc::new(ManualClock::new(Timestamp::from_millis(0)));
+    let admin_svc = AdminService::new(
+        Arc::new(users),
+        Arc::new(ledger),
+        Arc::new(queue),
+        Arc::new(notifier),
+        clock,
+    );
+    let r = admin_svc
+        .credit(admin(), UserId::new(1).unwrap(), m(1), "", key("k"))
+        .await;
+    assert!(
+        matches!(r, Err(UserError::Store(StoreError::Unavailable(_)))),
+        "{r:?}"
+    );
+    assert!(matches!(admin_svc.stats().await, Err(UserError::Queue(_))));
+}
+
 #[test]
-fn x() {}
+fn actors_print_as_audit_strings() {
+    assert_eq!(Actor::Cli("root".into()).to_string(), "cli:root");
+    assert_eq!(
+        "admin:12".parse::<Actor>().unwrap(),
+        Actor::Admin(UserId::new(12).unwrap())
+    );
+    assert_eq!(
+        "cli:ops".parse::<Actor>().unwrap(),
+        Actor::Cli("ops".into())
+    );
+}

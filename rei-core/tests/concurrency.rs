@@ -1,0 +1,109 @@
+//! Many tasks on many threads spending one balance through the services, on the memory
+//! adapters: nobody overdraws, every hold is settled once.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use rei_core::job::JobError;
+use rei_core::job::{AssetRef, FailureReason, JobLimits, JobSpec, Prompt};
+use rei_core::memory::{ManualClock, MemoryQueue, MemoryStore, RecordingNotifier, SequentialIds};
+use rei_core::ports::LedgerStore;
+use rei_core::prelude::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn many_tasks_spending_one_balance_never_overdraw() {
+    let store = Arc::new(MemoryStore::new());
+    let clock = Arc::new(ManualClock::new(Timestamp::from_millis(0)));
+    let users = UserService::new(store.clone(), clock.clone());
+    let admin = AdminService::new(
+        store.clone(),
+        store.clone(),
+        Arc::new(MemoryQueue::new(clock.clone())),
+        Arc::new(RecordingNotifier::default()),
+        clock.clone(),
+    );
+    let jobs = Arc::new(JobService::new(
+        store.clone(),
+        store.clone(),
+        Arc::new(MemoryQueue::new(clock.clone())),
+        Arc::new(RecordingNotifier::default()),
+        clock,
+        Arc::new(SequentialIds::default()),
+        PriceList::seed_defaults(),
+        JobLimits {
+            max_active_per_user: 1_000,
+            max_attempts: 3,
+        },
+    ));
+    let u = UserId::new(1).unwrap();
+    users
+        .register(UserProfile {
+            id: u,
+            username: None,
+            first_name: None,
+            language: Language::Ru,
+        })
+        .await
+        .unwrap();
+    // 1000 ₽ = exactly 20 images at 50 ₽.
+    admin
+        .credit(
+            Actor::System,
+            u,
+            "1000".parse().unwrap(),
+            "seed",
+            IdempotencyKey::new("seed").unwrap(),
+        )
+        .await
+        .unwrap();
+
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let jobs = jobs.clone();
+            tokio::spawn(async move {
+                let spec = JobSpec::ImageGeneration {
+                    prompt: Prompt::parse("fox").unwrap(),
+                };
+                let quote = jobs.quote(&spec);
+                let job = jobs
+                    .create(
+                        u,
+                        spec,
+                        quote,
+                        IdempotencyKey::new(format!("tap-{i}")).unwrap(),
+                    )
+                    .await?;
+                jobs.start(job.id).await?;
+                // Half succeed, half fail and are refunded.
+                if i % 2 == 0 {
+                    jobs.complete(job.id, AssetRef::new("r.png"), job.quote.amount)
+                        .await?;
+                } else {
+                    jobs.fail(job.id, FailureReason::ProviderFailed { detail: "x".into() })
+                        .await?;
+                }
+                Ok::<_, JobError>(i % 2 == 0)
+            })
+        })
+        .collect();
+    let mut created = 0;
+    let mut captured = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(true) => {
+                created += 1;
+                captured += 1;
+            }
+            Ok(false) => created += 1,
+            Err(JobError::InsufficientFunds { .. }) => {}
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+    assert!(created >= 20, "at least the first 20 fit");
+    let balance = store.balance(u).await.unwrap();
+    assert_eq!(balance.available.kopecks(), 100_000 - captured * 5_000);
+    assert_eq!(balance.held, Money::ZERO);
+    let report = store.verify().await.unwrap();
+    assert!(report.is_ok(), "{:?}", report.violations);
+}
