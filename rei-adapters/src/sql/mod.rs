@@ -1,1 +1,242 @@
-//! In progress.
+//! SQL stores: SQLite (the embedded default) and PostgreSQL (scale-out), behind every
+//! store port of `rei-core`, with embedded migrations per backend.
+//!
+//! [`connect`] picks the backend from `DATABASE_URL` (`sqlite://…` or `postgres://…`)
+//! or `DATABASE_PATH`, applies migrations and returns the ports.
+
+mod postgres;
+mod rows;
+mod sqlite;
+mod store;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rei_core::ports::{
+    BoxError, DialogueStore, JobStore, LedgerStore, PaymentStore, StoreError, UserStore,
+};
+use sqlx::error::ErrorKind;
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+/// Why a database could not be opened or migrated.
+#[derive(Debug, thiserror::Error)]
+pub enum SqlError {
+    /// The URL names no supported backend or is malformed.
+    #[error("invalid database URL: {0}")]
+    BadUrl(String),
+    /// The database could not be reached or opened.
+    #[error("cannot open the database")]
+    Connect(#[source] BoxError),
+    /// Migrations failed.
+    #[error("database migrations failed")]
+    Migrate(#[source] BoxError),
+}
+
+/// Which database, from configuration.
+#[derive(Clone, PartialEq, Eq)]
+pub enum DatabaseTarget {
+    /// A SQLite file (created if absent).
+    SqlitePath(String),
+    /// A `sqlite://` URL.
+    SqliteUrl(String),
+    /// A `postgres://` or `postgresql://` URL.
+    Postgres(String),
+}
+
+impl std::fmt::Debug for DatabaseTarget {
+    /// Redacts passwords in URLs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::SqlitePath(p) => write!(f, "SqlitePath({p:?})"),
+            Self::SqliteUrl(u) => write!(f, "SqliteUrl({u:?})"),
+            Self::Postgres(u) => write!(f, "Postgres({:?})", redact(u)),
+        }
+    }
+}
+
+/// A URL with any password replaced by `***`, for logs.
+#[must_use]
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        Err(_) => "<unparseable url>".to_owned(),
+    }
+}
+
+impl DatabaseTarget {
+    /// `DATABASE_URL` wins over `DATABASE_PATH`.
+    ///
+    /// # Errors
+    /// [`SqlError::BadUrl`] for a URL of another scheme.
+    pub fn from_config(url: Option<&str>, path: &str) -> Result<Self, SqlError> {
+        match url.map(str::trim).filter(|u| !u.is_empty()) {
+            None => Ok(Self::SqlitePath(path.to_owned())),
+            Some(u) if u.starts_with("sqlite:") => Ok(Self::SqliteUrl(u.to_owned())),
+            Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => {
+                Ok(Self::Postgres(u.to_owned()))
+            }
+            Some(u) => Err(SqlError::BadUrl(format!(
+                "{} (expected sqlite://… or postgres://…)",
+                redact(u)
+            ))),
+        }
+    }
+}
+
+/// The store ports over one database.
+#[derive(Clone)]
+pub struct Stores {
+    /// Users, bans, audit log, stats.
+    pub users: Arc<dyn UserStore>,
+    /// Ledger and reservations.
+    pub ledger: Arc<dyn LedgerStore>,
+    /// Jobs.
+    pub jobs: Arc<dyn JobStore>,
+    /// Payments.
+    pub payments: Arc<dyn PaymentStore>,
+    /// Bot dialogue state.
+    pub dialogues: Arc<dyn DialogueStore>,
+    /// Answers whether the database is reachable (for `/readyz`).
+    pub health: Arc<dyn Health>,
+}
+
+impl std::fmt::Debug for Stores {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Stores")
+    }
+}
+
+/// A cheap reachability check.
+#[async_trait::async_trait]
+pub trait Health: Send + Sync {
+    /// `Ok` when the database answers a trivial query.
+    ///
+    /// # Errors
+    /// `Unavailable` otherwise.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+fn stores<S>(s: Arc<S>) -> Stores
+where
+    S: UserStore + LedgerStore + JobStore + PaymentStore + DialogueStore + Health + 'static,
+{
+    Stores {
+        users: s.clone(),
+        ledger: s.clone(),
+        jobs: s.clone(),
+        payments: s.clone(),
+        dialogues: s.clone(),
+        health: s,
+    }
+}
+
+/// Opens the database, applies migrations, and returns the ports.
+///
+/// # Errors
+/// [`SqlError`] when the database cannot be opened or migrated.
+pub async fn connect(target: &DatabaseTarget) -> Result<Stores, SqlError> {
+    Ok(match target {
+        DatabaseTarget::SqlitePath(path) => stores(Arc::new(SqliteStore::open_path(path).await?)),
+        DatabaseTarget::SqliteUrl(url) => stores(Arc::new(SqliteStore::open_url(url).await?)),
+        DatabaseTarget::Postgres(url) => stores(Arc::new(PostgresStore::connect(url).await?)),
+    })
+}
+
+/// An attempt's failure: a domain refusal (final) or a database error (maybe transient).
+#[derive(Debug)]
+pub(crate) enum TxError {
+    Store(StoreError),
+    Sql(sqlx::Error),
+}
+
+impl From<StoreError> for TxError {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
+impl From<sqlx::Error> for TxError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Sql(e)
+    }
+}
+
+impl From<TxError> for StoreError {
+    fn from(e: TxError) -> Self {
+        match e {
+            TxError::Store(s) => s,
+            TxError::Sql(e) => classify(e),
+        }
+    }
+}
+
+/// Conflicts another transaction may have caused: unique races on PostgreSQL,
+/// serialisation failures and deadlocks, and SQLite's busy/locked answers.
+fn is_transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => {
+            matches!(db.kind(), ErrorKind::UniqueViolation)
+                || matches!(
+                    db.code().as_deref(),
+                    Some("40001" | "40P01" | "5" | "6" | "517" | "261" | "262")
+                )
+        }
+        sqlx::Error::PoolTimedOut => true,
+        _ => false,
+    }
+}
+
+/// Maps a final database error to the port's error: constraint violations are bugs in
+/// the caller (or corruption), everything else means the store is unavailable.
+fn classify(e: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(db) = &e {
+        match db.kind() {
+            ErrorKind::UniqueViolation => {
+                return StoreError::Conflict {
+                    what: "row",
+                    id: db.constraint().unwrap_or("unique").to_owned(),
+                };
+            }
+            ErrorKind::CheckViolation
+            | ErrorKind::ForeignKeyViolation
+            | ErrorKind::NotNullViolation => {
+                return StoreError::Invalid(db.message().to_owned());
+            }
+            _ => {}
+        }
+    }
+    StoreError::Unavailable(Box::new(e))
+}
+
+/// How many times one write is attempted when another transaction got in the way.
+const ATTEMPTS: u32 = 6;
+
+/// Runs one write attempt until it succeeds, is refused by the domain, or fails for a
+/// reason other than a transient conflict. Every attempt is a whole transaction, so a
+/// retry never sees half of an earlier one.
+pub(crate) async fn retrying<T, F, Fut>(mut attempt: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, TxError>>,
+{
+    let mut n = 0;
+    loop {
+        n += 1;
+        match attempt().await {
+            Ok(v) => return Ok(v),
+            Err(TxError::Sql(e)) if n < ATTEMPTS && is_transient(&e) => {
+                tracing::debug!(attempt = n, error = %e, "transient database conflict, retrying");
+                let jitter = u64::from(rand::random::<u8>() % 8);
+                tokio::time::sleep(Duration::from_millis((1 << n) + jitter)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}

@@ -40,11 +40,25 @@ impl<T> Backend for T where
 pub type Store<S> = Arc<S>;
 
 /// Stamps one `#[tokio::test]` per conformance case. The argument is an expression that
-/// evaluates to a future of a fresh `Arc<S>` (called once per test).
+/// evaluates to a future of a fresh `Arc<S>` (awaited once per test). With `optional:`,
+/// the future yields `Option<Arc<S>>` and `None` runs nothing (for backends that may be
+/// absent on a developer machine; the caller decides whether absence is a failure).
 #[macro_export]
 macro_rules! conformance_tests {
+    (optional: $make:expr) => {
+        $crate::__conformance_cases!(optional $make);
+    };
     ($make:expr) => {
-        $crate::conformance_tests!(@cases $make;
+        $crate::__conformance_cases!(required $make);
+    };
+}
+
+/// The list of cases, in one place.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_cases {
+    ($mode:ident $make:expr) => {
+        $crate::__conformance_stamp!($mode $make;
             register_creates_then_refreshes,
             ban_is_audited_and_noticed_once,
             language_is_kept,
@@ -83,12 +97,27 @@ macro_rules! conformance_tests {
             verify_reports_a_sound_store,
         );
     };
-    (@cases $make:expr; $($case:ident),+ $(,)?) => {
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_stamp {
+    (required $make:expr; $($case:ident),+ $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
                 let store = $make.await;
                 $crate::conformance::$case(store).await;
+            }
+        )+
+    };
+    (optional $make:expr; $($case:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                if let Some(store) = $make.await {
+                    $crate::conformance::$case(store).await;
+                }
             }
         )+
     };

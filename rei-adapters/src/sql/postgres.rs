@@ -1,0 +1,68 @@
+//! PostgreSQL: read-committed transactions with `SELECT … FOR UPDATE` on the rows a
+//! write depends on (the user's balance, a reservation), conditional updates on
+//! versions, and retries on unique races, serialisation failures and deadlocks.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use rei_core::ports::StoreError;
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+use super::{Health, SqlError};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Every store port over one PostgreSQL database.
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    /// Connects and applies migrations.
+    ///
+    /// # Errors
+    /// [`SqlError`] when the URL is malformed, the server cannot be reached, or
+    /// migrations fail.
+    pub async fn connect(url: &str) -> Result<Self, SqlError> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| SqlError::BadUrl(format!("{}: {e}", super::redact(url))))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options)
+            .await
+            .map_err(|e| SqlError::Connect(Box::new(e)))?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|e| SqlError::Migrate(Box::new(e)))?;
+        Ok(Self { pool })
+    }
+
+    /// Closes the pool.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+#[async_trait::async_trait]
+impl Health for PostgresStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+        Ok(())
+    }
+}
+
+super::store::sql_store!(
+    store = PostgresStore,
+    db = sqlx::Postgres,
+    begin_write = "BEGIN",
+    lock = " FOR UPDATE",
+    snapshot = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ",
+    order_col = "seq",
+);

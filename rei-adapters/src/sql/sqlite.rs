@@ -1,0 +1,87 @@
+//! SQLite: WAL, `synchronous=FULL`, foreign keys, a busy timeout, and writes through
+//! `BEGIN IMMEDIATE` so concurrent writers queue instead of failing or overdrawing.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use rei_core::ports::StoreError;
+use sqlx::SqlitePool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+use super::{Health, SqlError};
+
+/// How long a writer waits for the write lock before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// Every store port over one SQLite file.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if absent) a SQLite file and applies migrations.
+    ///
+    /// # Errors
+    /// [`SqlError`] when the file cannot be opened or migrated.
+    pub async fn open_path(path: &str) -> Result<Self, SqlError> {
+        Self::open(SqliteConnectOptions::new().filename(path)).await
+    }
+
+    /// Opens a `sqlite://` URL and applies migrations.
+    ///
+    /// # Errors
+    /// [`SqlError`] when the URL is malformed or the file cannot be opened or migrated.
+    pub async fn open_url(url: &str) -> Result<Self, SqlError> {
+        let options =
+            SqliteConnectOptions::from_str(url).map_err(|e| SqlError::BadUrl(e.to_string()))?;
+        Self::open(options).await
+    }
+
+    async fn open(options: SqliteConnectOptions) -> Result<Self, SqlError> {
+        let options = options
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(BUSY_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(|e| SqlError::Connect(Box::new(e)))?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|e| SqlError::Migrate(Box::new(e)))?;
+        Ok(Self { pool })
+    }
+
+    /// Closes the pool (waits for connections to be returned).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+#[async_trait::async_trait]
+impl Health for SqliteStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+        Ok(())
+    }
+}
+
+super::store::sql_store!(
+    store = SqliteStore,
+    db = sqlx::Sqlite,
+    begin_write = "BEGIN IMMEDIATE",
+    lock = "",
+    snapshot = "",
+    order_col = "rowid",
+);
