@@ -1,15 +1,12 @@
 //! Storage adapters against real databases: the conformance suite on SQLite and
 //! PostgreSQL, multi-threaded and multi-process concurrency, and SIGKILL crash safety.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod helpers;
 
 mod conformance_sqlite {
-    rei_core::conformance_tests!(crate::helpers::sqlite());
+    rei_core::conformance_tests!(async { rei_tests::sqlite().await.unwrap() });
 }
 
 mod conformance_postgres {
-    rei_core::conformance_tests!(optional: crate::helpers::postgres());
+    rei_core::conformance_tests!(optional: async { rei_tests::postgres().await.unwrap() });
 }
 
 mod concurrency;

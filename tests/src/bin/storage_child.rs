@@ -1,0 +1,212 @@
+//! A child process for the storage tests: spends from a shared SQLite file, or writes
+//! money flows until it is killed with SIGKILL.
+//!
+//! ```text
+//! rei-storage-child spend <sqlite-path> <tg-id> <attempts>
+//! rei-storage-child crash-writer <sqlite-path | postgres-url> <round>
+//! ```
+
+use std::io::Write;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use rei_adapters::sql::{DatabaseTarget, Stores, connect};
+use rei_core::job::{AssetRef, FailureReason, JobLimits, JobSpec, Prompt};
+use rei_core::ledger::NewReservation;
+use rei_core::memory::{ManualClock, MemoryQueue, RecordingNotifier};
+use rei_core::payment::PaymentConfig;
+use rei_core::ports::{IdGenerator, StoreError};
+use rei_core::prelude::*;
+use uuid::Uuid;
+
+/// Random ids: children run concurrently and after each other on one database.
+struct RandomIds;
+
+impl IdGenerator for RandomIds {
+    fn job_id(&self) -> JobId {
+        JobId::from_uuid(Uuid::new_v4())
+    }
+    fn payment_id(&self) -> PaymentId {
+        PaymentId::from_uuid(Uuid::new_v4())
+    }
+    fn reservation_id(&self) -> ReservationId {
+        ReservationId::from_uuid(Uuid::new_v4())
+    }
+}
+
+fn target(arg: &str) -> anyhow::Result<DatabaseTarget> {
+    if arg.starts_with("postgres") {
+        Ok(DatabaseTarget::from_config(Some(arg), "")?)
+    } else {
+        Ok(DatabaseTarget::SqlitePath(arg.to_owned()))
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("spend") if args.len() == 5 => {
+            spend(&args[2], args[3].parse()?, args[4].parse()?).await
+        }
+        Some("crash-writer") if args.len() == 4 => crash_writer(&args[2], args[3].parse()?).await,
+        _ => bail!(
+            "usage: rei-storage-child spend <path> <tg-id> <attempts> | crash-writer <target> <round>"
+        ),
+    }
+}
+
+/// Holds 10 kopecks `attempts` times; prints how many succeeded. Any error other than
+/// insufficient funds (e.g. "database is locked") fails the process.
+async fn spend(path: &str, user: i64, attempts: u32) -> anyhow::Result<()> {
+    let stores = connect(&target(path)?).await?;
+    let user = UserId::new(user)?;
+    let (mut ok, mut refused) = (0, 0);
+    for _ in 0..attempts {
+        let hold = NewReservation {
+            id: ReservationId::from_uuid(Uuid::new_v4()),
+            user_id: user,
+            amount: Money::from_kopecks(10)?,
+            job_id: None,
+            description: "child spend".into(),
+            idempotency_key: IdempotencyKey::new(format!("spend-{}", Uuid::new_v4()))?,
+            created_at: Timestamp::from_millis(0),
+        };
+        match stores.ledger.reserve(hold).await {
+            Ok(_) => ok += 1,
+            Err(StoreError::InsufficientFunds { .. }) => refused += 1,
+            Err(e) => bail!("unexpected store error: {e}"),
+        }
+    }
+    println!("ok {ok} refused {refused}");
+    Ok(())
+}
+
+/// Runs credit → job → start → complete/fail → Stars top-up flows forever, printing
+/// `op N` after each step, until killed.
+async fn crash_writer(target_arg: &str, round: u32) -> anyhow::Result<()> {
+    let Stores {
+        users,
+        ledger,
+        jobs,
+        payments,
+        ..
+    } = connect(&target(target_arg)?).await?;
+    let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_767_225_600_000)));
+    let queue = Arc::new(MemoryQueue::new(clock.clone()));
+    let notifier = Arc::new(RecordingNotifier::default());
+    let ids = Arc::new(RandomIds);
+    let user_svc = UserService::new(users.clone(), clock.clone());
+    let admin = AdminService::new(
+        users.clone(),
+        ledger.clone(),
+        queue.clone(),
+        notifier.clone(),
+        clock.clone(),
+    );
+    let job_svc = JobService::new(
+        users.clone(),
+        jobs,
+        queue,
+        notifier.clone(),
+        clock.clone(),
+        ids.clone(),
+        PriceList::seed_defaults(),
+        JobLimits {
+            max_active_per_user: 50,
+            max_attempts: 3,
+        },
+    );
+    let pay = PaymentService::new(
+        users,
+        payments,
+        ledger,
+        None,
+        notifier,
+        clock,
+        ids,
+        PaymentConfig {
+            stars_rate: Some(Money::from_kopecks(150)?),
+            ..PaymentConfig::default()
+        },
+    );
+    let mut out = std::io::stdout();
+    let mut op = 0u64;
+    let mut step = |out: &mut std::io::Stdout| -> anyhow::Result<()> {
+        op += 1;
+        writeln!(out, "op {op}")?;
+        out.flush()?;
+        Ok(())
+    };
+    for i in 0u64.. {
+        let user = UserId::new(i64::try_from(i % 4 + 1)?)?;
+        user_svc
+            .register(UserProfile {
+                id: user,
+                username: None,
+                first_name: None,
+                language: Language::Ru,
+            })
+            .await?;
+        step(&mut out)?;
+        let key = IdempotencyKey::new(format!("credit-{round}-{i}"))?;
+        admin
+            .credit(
+                Actor::System,
+                user,
+                Money::from_kopecks(7_000)?,
+                "crash test",
+                key,
+            )
+            .await?;
+        step(&mut out)?;
+        let spec = JobSpec::ImageGeneration {
+            prompt: Prompt::parse("crash")?,
+        };
+        let quote = job_svc.quote(&spec);
+        let job = match job_svc
+            .create(
+                user,
+                spec,
+                quote,
+                IdempotencyKey::new(format!("job-{round}-{i}"))?,
+            )
+            .await
+        {
+            Ok(job) => job,
+            Err(
+                rei_core::job::JobError::InsufficientFunds { .. }
+                | rei_core::job::JobError::TooManyActiveJobs { .. },
+            ) => continue,
+            Err(e) => return Err(e).context("create job"),
+        };
+        step(&mut out)?;
+        job_svc.start(job.id).await?;
+        step(&mut out)?;
+        if i % 3 == 0 {
+            job_svc
+                .fail(
+                    job.id,
+                    FailureReason::ProviderFailed {
+                        detail: "crash test".into(),
+                    },
+                )
+                .await?;
+        } else {
+            job_svc
+                .complete(
+                    job.id,
+                    AssetRef::new("results/x.png"),
+                    Money::from_kopecks(4_000)?,
+                )
+                .await?;
+        }
+        step(&mut out)?;
+        let topup = pay.create_stars_topup(user, 10).await?;
+        step(&mut out)?;
+        pay.stars_paid(topup.id, &format!("stx-{round}-{i}"), 10)
+            .await?;
+        step(&mut out)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,140 @@
+//! Opening databases, migrations, and the schema's constraints as the last line of defence.
+
+use rei_adapters::sql::{DatabaseTarget, SqlError, connect, redact};
+use sqlx::Connection;
+
+#[test]
+fn database_url_wins_over_path_and_bad_schemes_are_named() {
+    assert_eq!(
+        DatabaseTarget::from_config(None, "rei_bot.db").unwrap(),
+        DatabaseTarget::SqlitePath("rei_bot.db".into())
+    );
+    assert_eq!(
+        DatabaseTarget::from_config(Some(""), "a.db").unwrap(),
+        DatabaseTarget::SqlitePath("a.db".into())
+    );
+    assert!(matches!(
+        DatabaseTarget::from_config(Some("sqlite://x.db"), "a.db").unwrap(),
+        DatabaseTarget::SqliteUrl(_)
+    ));
+    assert!(matches!(
+        DatabaseTarget::from_config(Some("postgres://u:p@h/db"), "a.db").unwrap(),
+        DatabaseTarget::Postgres(_)
+    ));
+    let err = DatabaseTarget::from_config(Some("mysql://root:hunter2@db/rei"), "a.db").unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, SqlError::BadUrl(_)));
+    assert!(text.contains("mysql://root:***@db/rei"), "{text}");
+    assert!(
+        !text.contains("hunter2"),
+        "passwords never appear in errors"
+    );
+    assert!(
+        !format!(
+            "{:?}",
+            DatabaseTarget::from_config(Some("postgres://u:secret@h/db"), "").unwrap()
+        )
+        .contains("secret")
+    );
+    assert_eq!(
+        redact("postgres://u:pw@h:5432/db"),
+        "postgres://u:***@h:5432/db"
+    );
+}
+
+#[tokio::test]
+async fn sqlite_file_is_created_in_wal_mode_and_reopening_keeps_data() {
+    let path = rei_tests::sqlite_path().unwrap();
+    assert!(!std::path::Path::new(&path).exists());
+    let stores = connect(&DatabaseTarget::SqlitePath(path.clone()))
+        .await
+        .unwrap();
+    stores.health.ping().await.unwrap();
+    drop(stores);
+    let again = connect(&DatabaseTarget::SqliteUrl(format!("sqlite://{path}")))
+        .await
+        .unwrap();
+    again.health.ping().await.unwrap();
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{path}"))
+        .await
+        .unwrap();
+    let (mode,): (String,) = sqlx::query_as("PRAGMA journal_mode")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(mode, "wal");
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM _sqlx_migrations")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(n, 1, "migrations are applied once");
+}
+
+#[tokio::test]
+async fn an_unreachable_postgres_is_a_clear_error() {
+    let err = connect(
+        &DatabaseTarget::from_config(Some("postgres://rei:pw@127.0.0.1:1/none"), "").unwrap(),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, SqlError::Connect(_)), "{err:?}");
+}
+
+const MUST_SUCCEED: [&str; 5] = [
+    "INSERT INTO users (tg_id, created_at) VALUES (1, 0)",
+    "INSERT INTO ledger (user_id, type, amount, ref_type, ref_id, description, idempotency_key, created_at) VALUES (1, 'credit', 5, 'admin', 'x', 'x', 'dup', 0)",
+    "INSERT INTO payments (id, provider, provider_payment_id, user_id, amount, status, created_at, updated_at) VALUES ('p1', 'yookassa', 'yk-same', 1, 100, 'pending', 0, 0)",
+    "INSERT INTO reservations (id, user_id, amount, state, description, idempotency_key, created_at) VALUES ('r1', 1, 10, 'held', 'd', 'rk', 0)",
+    "INSERT INTO settlements (reservation_id, kind, actual, settled_at) VALUES ('r1', 'capture', 10, 0)",
+];
+
+/// Raw writes that bypass the domain must still be refused by the schema.
+macro_rules! constraints_hold {
+    ($conn:expr) => {{
+        let must_fail = [
+            "UPDATE ledger SET amount = 1",
+            "DELETE FROM ledger",
+            "INSERT INTO ledger (user_id, type, amount, ref_type, ref_id, description, idempotency_key, created_at) VALUES (1, 'credit', -5, 'admin', 'x', 'x', 'neg', 0)",
+            "INSERT INTO ledger (user_id, type, amount, ref_type, ref_id, description, idempotency_key, created_at) VALUES (1, 'gift', 5, 'admin', 'x', 'x', 'bad-type', 0)",
+            "INSERT INTO ledger (user_id, type, amount, ref_type, ref_id, description, idempotency_key, created_at) VALUES (1, 'credit', 5, 'admin', 'x', 'x', 'dup', 0)",
+            "UPDATE users SET balance = -1",
+            "INSERT INTO payments (id, provider, provider_payment_id, user_id, amount, status, created_at, updated_at) VALUES ('p2', 'yookassa', 'yk-same', 1, 100, 'pending', 0, 0)",
+            "INSERT INTO settlements (reservation_id, kind, actual, settled_at) VALUES ('r1', 'release', NULL, 0)",
+            "INSERT INTO ledger (user_id, type, amount, ref_type, ref_id, description, idempotency_key, created_at) VALUES (999, 'credit', 5, 'admin', 'x', 'x', 'no-user', 0)",
+        ];
+        for ok in MUST_SUCCEED {
+            sqlx::query(ok).execute(&mut $conn).await.unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        for bad in must_fail {
+            assert!(sqlx::query(bad).execute(&mut $conn).await.is_err(), "the schema accepted: {bad}");
+        }
+    }};
+}
+
+#[tokio::test]
+async fn sqlite_schema_refuses_what_the_domain_forbids() {
+    let path = rei_tests::sqlite_path().unwrap();
+    connect(&DatabaseTarget::SqlitePath(path.clone()))
+        .await
+        .unwrap();
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{path}"))
+        .await
+        .unwrap();
+    sqlx::query("PRAGMA foreign_keys = ON")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    constraints_hold!(conn);
+}
+
+#[tokio::test]
+async fn postgres_schema_refuses_what_the_domain_forbids() {
+    let Some(url) = rei_tests::postgres_url().await.unwrap() else {
+        return;
+    };
+    connect(&DatabaseTarget::from_config(Some(&url), "").unwrap())
+        .await
+        .unwrap();
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    constraints_hold!(conn);
+}
