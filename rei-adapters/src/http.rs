@@ -79,7 +79,6 @@ pub(crate) fn build_client(
 ) -> Result<reqwest::Client, ClientBuildError> {
     reqwest::Client::builder()
         .use_rustls_tls()
-        .https_only(false)
         .connect_timeout(config.connect_timeout)
         .read_timeout(config.read_timeout)
         .timeout(config.request_timeout)

@@ -32,11 +32,19 @@ impl KlingCredentials {
     ///
     /// # Errors
     /// [`CredentialsError`] when either key is empty.
-    pub fn new(access_key: SecretString, secret_key: SecretString) -> Result<Self, CredentialsError> {
-        if access_key.expose_secret().trim().is_empty() || secret_key.expose_secret().trim().is_empty() {
+    pub fn new(
+        access_key: SecretString,
+        secret_key: SecretString,
+    ) -> Result<Self, CredentialsError> {
+        if access_key.expose_secret().trim().is_empty()
+            || secret_key.expose_secret().trim().is_empty()
+        {
             return Err(CredentialsError);
         }
-        Ok(Self { access_key, secret_key })
+        Ok(Self {
+            access_key,
+            secret_key,
+        })
     }
 
     /// Credentials from the combined form `ACCESS_KEY:SECRET_KEY` (`KLING_API_KEY`).
@@ -44,8 +52,15 @@ impl KlingCredentials {
     /// # Errors
     /// [`CredentialsError`] without a `:` or with an empty part.
     pub fn from_combined(combined: &SecretString) -> Result<Self, CredentialsError> {
-        let (access, secret) = combined.expose_secret().trim().split_once(':').ok_or(CredentialsError)?;
-        Self::new(SecretString::from(access.trim()), SecretString::from(secret.trim()))
+        let (access, secret) = combined
+            .expose_secret()
+            .trim()
+            .split_once(':')
+            .ok_or(CredentialsError)?;
+        Self::new(
+            SecretString::from(access.trim()),
+            SecretString::from(secret.trim()),
+        )
     }
 }
 
@@ -81,26 +96,41 @@ impl fmt::Debug for TokenSigner {
 
 impl TokenSigner {
     pub(crate) fn new(credentials: KlingCredentials) -> Self {
-        Self { credentials, cached: Mutex::new(None) }
+        Self {
+            credentials,
+            cached: Mutex::new(None),
+        }
     }
 
     /// A valid token: the cached one while it has more than [`REFRESH_MARGIN_SECS`] left,
     /// a freshly signed one otherwise.
     pub(crate) fn token(&self) -> Result<SecretString, ProviderError> {
         let now = now_secs();
-        let mut cached = self.cached.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(c) = cached.as_ref().filter(|c| c.expires_at > now + REFRESH_MARGIN_SECS) {
+        let mut cached = self
+            .cached
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(c) = cached
+            .as_ref()
+            .filter(|c| c.expires_at > now + REFRESH_MARGIN_SECS)
+        {
             return Ok(c.token.clone());
         }
         let expires_at = now + TOKEN_LIFETIME_SECS;
         let token = self.sign(now, expires_at)?;
-        *cached = Some(CachedToken { token: token.clone(), expires_at });
+        *cached = Some(CachedToken {
+            token: token.clone(),
+            expires_at,
+        });
         Ok(token)
     }
 
     /// Forgets the cached token (after Kling said it is not yet valid or expired).
     pub(crate) fn invalidate(&self) {
-        *self.cached.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+        *self
+            .cached
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
     }
 
     fn sign(&self, now: u64, expires_at: u64) -> Result<SecretString, ProviderError> {
@@ -112,12 +142,16 @@ impl TokenSigner {
         let key = EncodingKey::from_secret(self.credentials.secret_key.expose_secret().as_bytes());
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key)
             .map(SecretString::from)
-            .map_err(|e| ProviderError::Auth { message: format!("cannot sign the Kling token: {e}") })
+            .map_err(|e| ProviderError::Auth {
+                message: format!("cannot sign the Kling token: {e}"),
+            })
     }
 }
 
 fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]
@@ -127,8 +161,14 @@ mod tests {
     #[test]
     fn combined_keys_split_at_the_colon() {
         assert!(KlingCredentials::from_combined(&SecretString::from("ak:sk")).is_ok());
-        assert_eq!(KlingCredentials::from_combined(&SecretString::from("aksk")).err(), Some(CredentialsError));
-        assert_eq!(KlingCredentials::from_combined(&SecretString::from(":sk")).err(), Some(CredentialsError));
+        assert_eq!(
+            KlingCredentials::from_combined(&SecretString::from("aksk")).err(),
+            Some(CredentialsError)
+        );
+        assert_eq!(
+            KlingCredentials::from_combined(&SecretString::from(":sk")).err(),
+            Some(CredentialsError)
+        );
         let creds = KlingCredentials::from_combined(&SecretString::from("ak:sk")).unwrap();
         assert!(!format!("{creds:?}").contains("sk"));
     }
@@ -138,9 +178,15 @@ mod tests {
         let creds = KlingCredentials::from_combined(&SecretString::from("ak:sk")).unwrap();
         let signer = TokenSigner::new(creds);
         let first = signer.token().unwrap();
-        assert_eq!(first.expose_secret(), signer.token().unwrap().expose_secret());
+        assert_eq!(
+            first.expose_secret(),
+            signer.token().unwrap().expose_secret()
+        );
         signer.invalidate();
         assert!(signer.cached.lock().unwrap().is_none());
-        assert_eq!(signer.token().unwrap().expose_secret().split('.').count(), 3);
+        assert_eq!(
+            signer.token().unwrap().expose_secret().split('.').count(),
+            3
+        );
     }
 }

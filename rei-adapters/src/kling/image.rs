@@ -17,7 +17,10 @@ pub(crate) enum ImageFormat {
 /// Returns why the image cannot be sent, if it cannot.
 pub(crate) fn check(bytes: &[u8]) -> Result<ImageFormat, String> {
     if bytes.len() > MAX_IMAGE_BYTES {
-        return Err(format!("the image is {} bytes; Kling accepts at most {MAX_IMAGE_BYTES}", bytes.len()));
+        return Err(format!(
+            "the image is {} bytes; Kling accepts at most {MAX_IMAGE_BYTES}",
+            bytes.len()
+        ));
     }
     let (format, size) = if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
         (ImageFormat::Png, png_size(bytes))
@@ -28,11 +31,15 @@ pub(crate) fn check(bytes: &[u8]) -> Result<ImageFormat, String> {
     };
     let (width, height) = size.ok_or_else(|| "the image size cannot be read".to_owned())?;
     if width < MIN_SIDE || height < MIN_SIDE {
-        return Err(format!("the image is {width}×{height} px; both sides must be at least {MIN_SIDE} px"));
+        return Err(format!(
+            "the image is {width}×{height} px; both sides must be at least {MIN_SIDE} px"
+        ));
     }
     let (w, h) = (u64::from(width), u64::from(height));
     if 2 * w > 5 * h || 2 * h > 5 * w {
-        return Err(format!("the image is {width}×{height} px; the aspect ratio must be between 1:2.5 and 2.5:1"));
+        return Err(format!(
+            "the image is {width}×{height} px; the aspect ratio must be between 1:2.5 and 2.5:1"
+        ));
     }
     Ok(format)
 }
@@ -116,7 +123,10 @@ pub(crate) mod tests {
         assert!(check(&jpeg(1000, 299)).is_err());
         assert!(check(&jpeg(300, 751)).is_err());
         assert!(check(&png(2000, 700)).is_err());
-        assert!(check(&[0xFF, 0xD8, 0xFF, 0xE0, 0x00]).is_err(), "truncated JPEG");
+        assert!(
+            check(&[0xFF, 0xD8, 0xFF, 0xE0, 0x00]).is_err(),
+            "truncated JPEG"
+        );
         assert!(check(&[0xFF, 0xD8, 0xFF]).is_err());
     }
 

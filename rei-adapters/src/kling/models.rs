@@ -47,7 +47,10 @@ impl KlingModel {
     /// # Errors
     /// [`ModelListError::BadName`] for a name with other characters than `a-z0-9-._`, or
     /// [`ModelListError::Malformed`] for an empty label.
-    pub fn new(api_name: impl Into<String>, label: impl Into<String>) -> Result<Self, ModelListError> {
+    pub fn new(
+        api_name: impl Into<String>,
+        label: impl Into<String>,
+    ) -> Result<Self, ModelListError> {
         let api_name = api_name.into().trim().to_owned();
         let label = label.into().trim().to_owned();
         if !is_model_name(&api_name) {
@@ -86,7 +89,9 @@ impl KlingModel {
     pub fn parse_list(text: &str) -> Result<Vec<Self>, ModelListError> {
         let mut models: Vec<Self> = Vec::new();
         for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-            let (name, label) = entry.split_once(':').ok_or_else(|| ModelListError::Malformed(entry.to_owned()))?;
+            let (name, label) = entry
+                .split_once(':')
+                .ok_or_else(|| ModelListError::Malformed(entry.to_owned()))?;
             let model = Self::new(name, label)?;
             if models.iter().any(|m| m.api_name == model.api_name) {
                 return Err(ModelListError::Duplicate(model.api_name));
@@ -117,7 +122,9 @@ impl FromStr for KlingModel {
 
     /// One `api_model_name:Label` entry.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (name, label) = s.split_once(':').ok_or_else(|| ModelListError::Malformed(s.to_owned()))?;
+        let (name, label) = s
+            .split_once(':')
+            .ok_or_else(|| ModelListError::Malformed(s.to_owned()))?;
         Self::new(name, label)
     }
 }
@@ -144,7 +151,9 @@ pub fn supports(api_name: &str, mode: VideoMode) -> bool {
 pub(crate) fn is_model_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'.' | b'_'))
+        && name.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'.' | b'_')
+        })
 }
 
 #[cfg(test)]
@@ -155,7 +164,14 @@ mod tests {
     fn the_default_list_is_the_seed_models_in_menu_order() {
         let models = KlingModel::defaults();
         let names: Vec<_> = models.iter().map(|m| (m.api_name(), m.label())).collect();
-        assert_eq!(names, vec![("kling-v3", "Kling 3.0"), ("kling-v2-6", "Kling 2.6"), ("kling-v1-5", "Kling 1.5")]);
+        assert_eq!(
+            names,
+            vec![
+                ("kling-v3", "Kling 3.0"),
+                ("kling-v2-6", "Kling 2.6"),
+                ("kling-v1-5", "Kling 1.5")
+            ]
+        );
     }
 
     #[test]
@@ -174,10 +190,22 @@ mod tests {
     #[test]
     fn malformed_lists_are_rejected() {
         assert_eq!(KlingModel::parse_list(""), Err(ModelListError::Empty));
-        assert_eq!(KlingModel::parse_list("kling-v3"), Err(ModelListError::Malformed("kling-v3".into())));
-        assert_eq!(KlingModel::parse_list("Kling 3:Kling"), Err(ModelListError::BadName("Kling 3".into())));
-        assert_eq!(KlingModel::parse_list("kling-v3:A,kling-v3:B"), Err(ModelListError::Duplicate("kling-v3".into())));
-        assert!(matches!(KlingModel::parse_list("kling-v3:"), Err(ModelListError::Malformed(_))));
+        assert_eq!(
+            KlingModel::parse_list("kling-v3"),
+            Err(ModelListError::Malformed("kling-v3".into()))
+        );
+        assert_eq!(
+            KlingModel::parse_list("Kling 3:Kling"),
+            Err(ModelListError::BadName("Kling 3".into()))
+        );
+        assert_eq!(
+            KlingModel::parse_list("kling-v3:A,kling-v3:B"),
+            Err(ModelListError::Duplicate("kling-v3".into()))
+        );
+        assert!(matches!(
+            KlingModel::parse_list("kling-v3:"),
+            Err(ModelListError::Malformed(_))
+        ));
         let one = KlingModel::parse_list(" kling-v2-6 : Kling 2.6 , ").unwrap();
         assert_eq!(one[0].to_string(), "kling-v2-6:Kling 2.6");
     }

@@ -114,6 +114,8 @@ pub(crate) struct Video {
 impl Task {
     /// `task_info.external_task_id`, if present.
     pub(crate) fn external_task_id(&self) -> Option<&str> {
-        self.task_info.as_ref().and_then(|i| i.external_task_id.as_deref())
+        self.task_info
+            .as_ref()
+            .and_then(|i| i.external_task_id.as_deref())
     }
 }

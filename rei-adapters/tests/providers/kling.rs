@@ -1,0 +1,1047 @@
+//! Kling against a fake that speaks providers.md §1.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use rei_adapters::files::AssetStore;
+use rei_adapters::kling::{
+    self, KlingClient, KlingConfig, KlingCredentials, KlingMode, PollPolicy,
+};
+use rei_core::ids::{JobId, ProviderTaskId};
+use rei_core::job::VideoMode;
+use rei_core::ports::{
+    ImageInput, ProviderError, ProviderErrorKind, VideoGenerator, VideoInput, VideoRequest,
+    VideoTaskStatus,
+};
+use rei_core::pricing::VideoDuration;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+use crate::support::{LogCapture, TestRecorder, fast_retry, job, jpeg, png};
+
+const AK: &str = "ak-test-access-key";
+const SK: &str = "sk-test-secret-key-0123456789";
+const TASK: &str = "867283741759111202";
+
+struct Fixture {
+    server: MockServer,
+    dir: TempDir,
+    client: KlingClient,
+}
+
+async fn fixture() -> Fixture {
+    fixture_with(|_| {}).await
+}
+
+async fn fixture_with(edit: impl FnOnce(&mut KlingConfig)) -> Fixture {
+    let server = MockServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let credentials =
+        KlingCredentials::new(SecretString::from(AK), SecretString::from(SK)).unwrap();
+    let mut config = KlingConfig::new(credentials);
+    config.base_url = server.uri();
+    config.retry = fast_retry(3);
+    edit(&mut config);
+    let client = KlingClient::new(config, AssetStore::new(dir.path())).unwrap();
+    Fixture {
+        server,
+        dir,
+        client,
+    }
+}
+
+fn text_request(job: JobId, model: &str) -> VideoRequest {
+    VideoRequest {
+        job_id: job,
+        mode: VideoMode::TextToVideo,
+        model: model.to_owned(),
+        duration: VideoDuration::Five,
+        prompt: "A red fox running through snowy forest, cinematic".to_owned(),
+        input: VideoInput::None,
+        callback_url: None,
+    }
+}
+
+fn image_request(job: JobId, bytes: Vec<u8>) -> VideoRequest {
+    VideoRequest {
+        mode: VideoMode::ImageToVideo,
+        model: "kling-v1-5".to_owned(),
+        duration: VideoDuration::Ten,
+        prompt: "The astronaut walks away".to_owned(),
+        input: VideoInput::Image(ImageInput {
+            bytes,
+            mime_type: "image/jpeg".to_owned(),
+        }),
+        ..text_request(job, "kling-v1-5")
+    }
+}
+
+fn created(job: JobId) -> Value {
+    json!({"code": 0, "message": "SUCCEED", "request_id": "c0656403-1e6e-4b7e-b8f8-2cdd2595f2b9",
+           "data": {"task_id": TASK, "task_status": "submitted", "task_info": {"external_task_id": job.to_string()},
+                    "created_at": 1_774_805_076_166_i64, "updated_at": 1_774_805_076_166_i64}})
+}
+
+fn task(job: JobId, status: &str, extra: Value) -> Value {
+    let mut data = json!({"task_id": TASK, "task_status": status, "task_status_msg": "", "task_info": {"external_task_id": job.to_string()},
+                          "watermark_info": {"enabled": false}, "created_at": 1_774_805_076_166_i64, "updated_at": 1_774_805_161_002_i64});
+    if let (Some(data), Some(extra)) = (data.as_object_mut(), extra.as_object()) {
+        data.extend(extra.clone());
+    }
+    json!({"code": 0, "message": "SUCCEED", "request_id": "5d1d0e4b-0f8a-4ad3-9f55-3c1f1a2b3c4d", "data": data})
+}
+
+fn kling_error(code: i64, message: &str) -> Value {
+    json!({"code": code, "message": message, "request_id": "9984d27b-2a6f-4b1f-a7d5-0e4f4c0d9a11"})
+}
+
+async fn requests(server: &MockServer) -> Vec<Request> {
+    server.received_requests().await.unwrap()
+}
+
+#[derive(serde::Deserialize)]
+struct Claims {
+    iss: String,
+    exp: u64,
+    nbf: u64,
+}
+
+/// Decodes and verifies the Bearer JWT of a request: HS256 signed with SK, `iss` = AK,
+/// `exp` ≈ now + 1800, `nbf` ≈ now − 5.
+fn check_jwt(request: &Request) -> String {
+    let auth = request
+        .headers
+        .get("authorization")
+        .unwrap()
+        .to_str()
+        .unwrap();
+    let token = auth.strip_prefix("Bearer ").unwrap();
+    let header = jsonwebtoken::decode_header(token).unwrap();
+    assert_eq!(header.alg, jsonwebtoken::Algorithm::HS256);
+    assert_eq!(header.typ.as_deref(), Some("JWT"));
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    validation.validate_nbf = true;
+    validation.set_required_spec_claims(&["exp", "nbf", "iss"]);
+    validation.set_issuer(&[AK]);
+    let key = jsonwebtoken::DecodingKey::from_secret(SK.as_bytes());
+    let claims = jsonwebtoken::decode::<Claims>(token, &key, &validation)
+        .unwrap()
+        .claims;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert_eq!(claims.iss, AK);
+    assert!(
+        claims.exp.abs_diff(now + 1800) <= 5,
+        "exp {} vs now {now}",
+        claims.exp
+    );
+    assert!(
+        claims.nbf.abs_diff(now - 5) <= 5,
+        "nbf {} vs now {now}",
+        claims.nbf
+    );
+    token.to_owned()
+}
+
+// ---------------------------------------------------------------- create: every mode
+
+#[tokio::test]
+async fn text_to_video_posts_the_documented_body_with_a_valid_jwt() {
+    let f = fixture().await;
+    let job = job(1);
+    Mock::given(method("POST"))
+        .and(path("/v1/videos/text2video"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(created(job)))
+        .expect(1)
+        .mount(&f.server)
+        .await;
+
+    let task = f
+        .client
+        .submit(&text_request(job, "kling-v3"))
+        .await
+        .unwrap();
+
+    assert_eq!(task.as_str(), TASK);
+    let sent = requests(&f.server).await;
+    assert_eq!(
+        sent[0].headers.get("content-type").unwrap(),
+        "application/json"
+    );
+    check_jwt(&sent[0]);
+    let body: Value = sent[0].body_json().unwrap();
+    assert_eq!(
+        body,
+        json!({"model_name": "kling-v3", "prompt": "A red fox running through snowy forest, cinematic", "mode": "std",
+               "duration": "5", "external_task_id": job.to_string()})
+    );
+}
+
+#[tokio::test]
+async fn image_to_video_sends_raw_base64_without_data_prefix() {
+    let f = fixture_with(|c| c.mode = KlingMode::Pro).await;
+    let job = job(2);
+    Mock::given(method("POST"))
+        .and(path("/v1/videos/image2video"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(created(job)))
+        .expect(1)
+        .mount(&f.server)
+        .await;
+    let image = jpeg(1280, 720);
+
+    f.client
+        .submit(&image_request(job, image.clone()))
+        .await
+        .unwrap();
+
+    let body: Value = requests(&f.server).await[0].body_json().unwrap();
+    let sent_image = body["image"].as_str().unwrap();
+    assert!(!sent_image.starts_with("data:"));
+    assert_eq!(
+        base64::engine::general_purpose::STANDARD
+            .decode(sent_image)
+            .unwrap(),
+        image
+    );
+    assert_eq!(body["model_name"], "kling-v1-5");
+    assert_eq!(body["duration"], "10");
+    assert_eq!(body["mode"], "pro");
+    assert_eq!(body["prompt"], "The astronaut walks away");
+    assert_eq!(body["external_task_id"], job.to_string());
+}
+
+#[tokio::test]
+async fn video_to_video_edits_through_the_omni_endpoint_with_a_callback() {
+    let f = fixture_with(|c| c.public_url = Some("https://bot.example.com/".to_owned())).await;
+    let job = job(3);
+    Mock::given(method("POST"))
+        .and(path("/v1/videos/omni-video"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(created(job)))
+        .expect(1)
+        .mount(&f.server)
+        .await;
+    let request = VideoRequest {
+        mode: VideoMode::VideoToVideo,
+        model: "kling-v3".to_owned(),
+        prompt: "Turn <<<video_1>>> into a watercolor animation".to_owned(),
+        input: VideoInput::VideoUrl("https://bot.example.com/assets/s3cr3t/in.mp4".to_owned()),
+        ..text_request(job, "kling-v3")
+    };
+
+    f.client.submit(&request).await.unwrap();
+
+    let body: Value = requests(&f.server).await[0].body_json().unwrap();
+    assert_eq!(
+        body,
+        json!({"model_name": "kling-v3-omni", "prompt": "Turn <<<video_1>>> into a watercolor animation",
+               "video_list": [{"video_url": "https://bot.example.com/assets/s3cr3t/in.mp4", "refer_type": "base", "keep_original_sound": "no"}],
+               "mode": "std", "sound": "off", "callback_url": "https://bot.example.com/webhooks/kling",
+               "external_task_id": job.to_string()})
+    );
+}
+
+#[tokio::test]
+async fn a_prompt_without_the_video_reference_gets_one() {
+    let f = fixture().await;
+    let job = job(4);
+    Mock::given(method("POST"))
+        .and(path("/v1/videos/omni-video"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(created(job)))
+        .mount(&f.server)
+        .await;
+    let request = VideoRequest {
+        mode: VideoMode::VideoToVideo,
+        model: "kling-video-o1".to_owned(),
+        prompt: "make it a watercolor".to_owned(),
+        input: VideoInput::VideoUrl("https://bot.example.com/in.mp4".to_owned()),
+        ..text_request(job, "kling-video-o1")
+    };
+    f.client.submit(&request).await.unwrap();
+    let body: Value = requests(&f.server).await[0].body_json().unwrap();
+    assert_eq!(body["prompt"], "Edit <<<video_1>>>: make it a watercolor");
+    assert_eq!(
+        body["model_name"], "kling-video-o1",
+        "an omni model asked for explicitly is kept"
+    );
+}
+
+// ---------------------------------------------------------------- checks before any money is spent
+
+#[tokio::test]
+async fn kling_1_5_cannot_do_text_to_video_and_nothing_is_sent() {
+    let f = fixture().await;
+    let err = f
+        .client
+        .submit(&text_request(job(5), "kling-v1-5"))
+        .await
+        .unwrap_err();
+    let ProviderError::InvalidRequest { message } = err else {
+        panic!("expected InvalidRequest, got {err:?}")
+    };
+    assert!(message.contains("kling-v3, kling-v2-6"), "{message}");
+    assert!(requests(&f.server).await.is_empty());
+    assert!(!f.client.models()[2].supports(VideoMode::TextToVideo));
+}
+
+#[tokio::test]
+async fn unusable_images_are_refused_before_sending() {
+    let f = fixture().await;
+    let mut huge = png(2000, 2000);
+    huge.resize(10 * 1024 * 1024 + 1, 0);
+    for image in [
+        b"GIF89a\x01\x00\x01\x00".to_vec(),
+        png(200, 200),
+        jpeg(3000, 1000),
+        huge,
+    ] {
+        let err = f
+            .client
+            .submit(&image_request(job(6), image))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ProviderErrorKind::InvalidRequest, "{err:?}");
+    }
+    let wrong_input = VideoRequest {
+        input: VideoInput::None,
+        ..image_request(job(6), png(500, 500))
+    };
+    assert_eq!(
+        f.client.submit(&wrong_input).await.unwrap_err().kind(),
+        ProviderErrorKind::InvalidRequest
+    );
+    assert!(requests(&f.server).await.is_empty());
+}
+
+// ---------------------------------------------------------------- query
+
+#[tokio::test]
+async fn task_states_map_to_video_task_status() {
+    let f = fixture().await;
+    let job = job(7);
+    let id = ProviderTaskId::new(TASK).unwrap();
+    let cases = [
+        (
+            task(job, "submitted", json!({})),
+            VideoTaskStatus::Submitted,
+        ),
+        (
+            task(job, "processing", json!({})),
+            VideoTaskStatus::Processing,
+        ),
+        (
+            task(
+                job,
+                "succeed",
+                json!({"final_unit_deduction": "2", "task_result": {"videos": [{"id": "a1b2c3d4", "url": "https://p1.a.kwimgs.com/bs2/output.mp4", "watermark_url": "", "duration": "5.1"}]}}),
+            ),
+            VideoTaskStatus::Succeeded {
+                url: "https://p1.a.kwimgs.com/bs2/output.mp4".to_owned(),
+                duration_ms: Some(5_100),
+            },
+        ),
+        (
+            task(
+                job,
+                "failed",
+                json!({"task_status_msg": "Failure to pass the risk control system"}),
+            ),
+            VideoTaskStatus::Failed {
+                message: "Failure to pass the risk control system".to_owned(),
+            },
+        ),
+    ];
+    for (answer, expected) in cases {
+        f.server.reset().await;
+        Mock::given(method("GET"))
+            .and(path(format!("/v1/videos/image2video/{TASK}")))
+            .respond_with(ResponseTemplate::new(200).set_body_json(answer))
+            .expect(1)
+            .mount(&f.server)
+            .await;
+        assert_eq!(
+            f.client.status(VideoMode::ImageToVideo, &id).await.unwrap(),
+            expected
+        );
+        check_jwt(&requests(&f.server).await[0]);
+    }
+}
+
+#[tokio::test]
+async fn a_success_without_a_video_or_an_unknown_state_is_an_unknown_error() {
+    let f = fixture().await;
+    let id = ProviderTaskId::new(TASK).unwrap();
+    for answer in [
+        task(job(8), "succeed", json!({"task_result": {"videos": []}})),
+        task(job(8), "exploded", json!({})),
+    ] {
+        f.server.reset().await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(answer))
+            .mount(&f.server)
+            .await;
+        assert_eq!(
+            f.client
+                .status(VideoMode::TextToVideo, &id)
+                .await
+                .unwrap_err()
+                .kind(),
+            ProviderErrorKind::Unknown
+        );
+    }
+}
+
+#[tokio::test]
+async fn malformed_answers_are_clear_errors_not_panics() {
+    let f = fixture().await;
+    let id = ProviderTaskId::new(TASK).unwrap();
+    let bodies = [
+        "<html>502 Bad Gateway</html>".to_owned(),
+        r#"{"code":0,"message":"SUCCEED","data":{"task_id":5}}"#.to_owned(),
+        r#"{"code":0,"message":"SUCCEED"}"#.to_owned(),
+        r#"{"code":0,"data":{"task_id":"1","task_status":"succeed","task_result":{"videos":"nope"}}}"#.to_owned(),
+    ];
+    for body in bodies {
+        f.server.reset().await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(200).set_body_raw(body.clone(), "application/json"))
+            .mount(&f.server)
+            .await;
+        let err = f
+            .client
+            .status(VideoMode::TextToVideo, &id)
+            .await
+            .unwrap_err();
+        let ProviderError::Unknown { message } = &err else {
+            panic!("{body}: expected Unknown, got {err:?}")
+        };
+        assert!(message.contains("Kling"), "{message}");
+        assert_eq!(
+            requests(&f.server).await.len(),
+            1,
+            "malformed answers are not retried"
+        );
+    }
+}
+
+// ---------------------------------------------------------------- never pay twice
+
+#[tokio::test]
+async fn find_by_job_looks_the_task_up_by_external_task_id() {
+    let f = fixture().await;
+    let job = job(9);
+    Mock::given(method("GET"))
+        .and(path(format!("/v1/videos/text2video/{job}")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(task(job, "processing", json!({}))))
+        .expect(1)
+        .mount(&f.server)
+        .await;
+    let found = f
+        .client
+        .find_by_job(VideoMode::TextToVideo, job)
+        .await
+        .unwrap();
+    assert_eq!(found, Some(ProviderTaskId::new(TASK).unwrap()));
+}
+
+#[tokio::test]
+async fn find_by_job_is_none_when_kling_has_no_such_task() {
+    let f = fixture().await;
+    let job = job(10);
+    Mock::given(method("GET"))
+        .and(path(format!("/v1/videos/omni-video/{job}")))
+        .respond_with(
+            ResponseTemplate::new(404).set_body_json(kling_error(1203, "resource not found")),
+        )
+        .expect(1)
+        .mount(&f.server)
+        .await;
+    assert_eq!(
+        f.client
+            .find_by_job(VideoMode::VideoToVideo, job)
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+#[tokio::test]
+async fn find_by_job_refuses_a_task_of_another_job() {
+    let f = fixture().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(task(
+            job(99),
+            "processing",
+            json!({}),
+        )))
+        .mount(&f.server)
+        .await;
+    let err = f
+        .client
+        .find_by_job(VideoMode::TextToVideo, job(11))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ProviderErrorKind::Unknown);
+}
+
+#[tokio::test]
+async fn a_create_without_answer_is_looked_up_instead_of_posted_again() {
+    let f = fixture().await;
+    let job = job(12);
+    Mock::given(method("POST"))
+        .and(path("/v1/videos/text2video"))
+        .respond_with(ResponseTemplate::new(500).set_body_json(kling_error(5000, "internal error")))
+        .expect(1)
+        .mount(&f.server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("/v1/videos/text2video/{job}")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(task(job, "submitted", json!({}))))
+        .expect(1)
+        .mount(&f.server)
+        .await;
+
+    let task = f
+        .client
+        .submit(&text_request(job, "kling-v2-6"))
+        .await
+        .unwrap();
+
+    assert_eq!(task.as_str(), TASK);
+}
+
+#[tokio::test]
+async fn a_create_that_did_not_land_is_posted_again_with_the_same_external_task_id() {
+    let f = fixture().await;
+    let job = job(13);
+    Mock::given(method("POST"))
+        .and(path("/v1/videos/text2video"))
+        .respond_with(ResponseTemplate::new(503).set_body_json(kling_error(5001, "maintenance")))
+        .up_to_n_times(1)
+        .mount(&f.server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/videos/text2video"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(created(job)))
+        .mount(&f.server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("/v1/videos/text2video/{job}")))
+        .respond_with(
+            ResponseTemplate::new(404).set_body_json(kling_error(1203, "resource not found")),
+        )
+        .expect(1)
+        .mount(&f.server)
+        .await;
+
+    f.client
+        .submit(&text_request(job, "kling-v2-6"))
+        .await
+        .unwrap();
+
+    let posts: Vec<Value> = requests(&f.server)
+        .await
+        .iter()
+        .filter(|r| r.method.as_str() == "POST")
+        .map(|r| r.body_json().unwrap())
+        .collect();
+    assert_eq!(posts.len(), 2);
+    assert_eq!(
+        posts[0], posts[1],
+        "the retry repeats the body and its external_task_id"
+    );
+}
+
+// ---------------------------------------------------------------- error classes
+
+#[tokio::test]
+async fn every_documented_error_code_maps_to_its_class() {
+    use ProviderErrorKind::{Auth, InvalidRequest, OutOfFunds, RateLimited, Refused, Transient};
+    let cases = [
+        (401, 1000, Auth),
+        (401, 1001, Auth),
+        (401, 1002, Auth),
+        (403, 1103, Auth),
+        (429, 1100, Auth),
+        (429, 1304, Auth),
+        (429, 1101, OutOfFunds),
+        (429, 1102, OutOfFunds),
+        (429, 1302, RateLimited),
+        (429, 1303, RateLimited),
+        (400, 1200, InvalidRequest),
+        (400, 1201, InvalidRequest),
+        (404, 1202, InvalidRequest),
+        (404, 1203, InvalidRequest),
+        (400, 1300, Refused),
+        (400, 1301, Refused),
+        (500, 5000, Transient),
+        (503, 5001, Transient),
+        (504, 5002, Transient),
+    ];
+    for (status, code, kind) in cases {
+        let f = fixture().await;
+        Mock::given(method("POST"))
+            .respond_with(
+                ResponseTemplate::new(status).set_body_json(kling_error(code, "provider words")),
+            )
+            .mount(&f.server)
+            .await;
+        // Transient creates look the task up before posting again: answer "no such task".
+        Mock::given(method("GET"))
+            .respond_with(
+                ResponseTemplate::new(404).set_body_json(kling_error(1203, "resource not found")),
+            )
+            .mount(&f.server)
+            .await;
+        let err = f
+            .client
+            .submit(&text_request(job(14), "kling-v3"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), kind, "HTTP {status} code {code}: {err:?}");
+        let posts = requests(&f.server)
+            .await
+            .iter()
+            .filter(|r| r.method.as_str() == "POST")
+            .count();
+        let expected_posts = if err.is_retryable() { 3 } else { 1 };
+        assert_eq!(
+            posts, expected_posts,
+            "HTTP {status} code {code}: retried only when retryable, within the budget"
+        );
+        assert_eq!(err.alerts_admins(), matches!(kind, Auth | OutOfFunds));
+        if kind == Refused {
+            assert_eq!(
+                err,
+                ProviderError::Refused {
+                    reason: "provider words".to_owned()
+                }
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_expired_token_is_re_signed_and_retried_once() {
+    let f = fixture().await;
+    let job = job(15);
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(401).set_body_json(kling_error(1004, "token expired")))
+        .up_to_n_times(1)
+        .mount(&f.server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(created(job)))
+        .mount(&f.server)
+        .await;
+
+    f.client
+        .submit(&text_request(job, "kling-v3"))
+        .await
+        .unwrap();
+
+    let sent = requests(&f.server).await;
+    assert_eq!(sent.len(), 2);
+    check_jwt(&sent[1]);
+}
+
+#[tokio::test]
+async fn a_token_rejected_twice_is_an_auth_failure_after_one_re_sign() {
+    let f = fixture().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(401).set_body_json(kling_error(1003, "token not yet valid")),
+        )
+        .mount(&f.server)
+        .await;
+    let err = f
+        .client
+        .submit(&text_request(job(16), "kling-v3"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ProviderErrorKind::Auth);
+    assert!(err.alerts_admins());
+    assert_eq!(requests(&f.server).await.len(), 2);
+}
+
+#[tokio::test]
+async fn tokens_are_reused_between_calls() {
+    let f = fixture().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(task(
+            job(17),
+            "processing",
+            json!({}),
+        )))
+        .mount(&f.server)
+        .await;
+    let id = ProviderTaskId::new(TASK).unwrap();
+    f.client.status(VideoMode::TextToVideo, &id).await.unwrap();
+    f.client.status(VideoMode::TextToVideo, &id).await.unwrap();
+    let sent = requests(&f.server).await;
+    assert_eq!(check_jwt(&sent[0]), check_jwt(&sent[1]));
+}
+
+#[tokio::test]
+async fn rate_limits_are_retried_then_succeed_and_are_counted() {
+    let recorder = TestRecorder::default();
+    let _metrics = metrics::set_default_local_recorder(&recorder);
+    let f = fixture().await;
+    let job = job(18);
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .set_body_json(kling_error(1303, "parallel task over resource pack limit")),
+        )
+        .up_to_n_times(2)
+        .mount(&f.server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(created(job)))
+        .mount(&f.server)
+        .await;
+
+    f.client
+        .submit(&text_request(job, "kling-v3"))
+        .await
+        .unwrap();
+
+    assert_eq!(
+        requests(&f.server).await.len(),
+        3,
+        "no lookup: a rate-limited create created nothing"
+    );
+    assert_eq!(
+        recorder.counter("provider_retries_total", &[("provider", "kling")]),
+        2
+    );
+    assert_eq!(
+        recorder.counter(
+            "provider_requests_total",
+            &[("provider", "kling"), ("outcome", "rate_limited")]
+        ),
+        2
+    );
+    assert_eq!(
+        recorder.counter(
+            "provider_requests_total",
+            &[("provider", "kling"), ("outcome", "ok")]
+        ),
+        1
+    );
+    assert_eq!(
+        recorder.counter(
+            "provider_errors_total",
+            &[("provider", "kling"), ("kind", "rate_limited")]
+        ),
+        2
+    );
+}
+
+#[tokio::test]
+async fn a_retry_after_header_is_honoured() {
+    let f = fixture().await;
+    let job = job(19);
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .insert_header("Retry-After", "1")
+                .set_body_json(kling_error(1302, "request rate too high")),
+        )
+        .up_to_n_times(1)
+        .mount(&f.server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(created(job)))
+        .mount(&f.server)
+        .await;
+    let started = Instant::now();
+    f.client
+        .submit(&text_request(job, "kling-v3"))
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "waited {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_retry_after_beyond_the_cap_is_returned_at_once() {
+    let f = fixture().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .insert_header("Retry-After", "120")
+                .set_body_json(kling_error(1302, "too fast")),
+        )
+        .mount(&f.server)
+        .await;
+    let err = f
+        .client
+        .submit(&text_request(job(20), "kling-v3"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        ProviderError::RateLimited {
+            retry_after: Some(Duration::from_secs(120))
+        }
+    );
+    assert_eq!(requests(&f.server).await.len(), 1);
+}
+
+// ---------------------------------------------------------------- download
+
+#[tokio::test]
+async fn results_are_streamed_into_the_asset_dir_without_credentials() {
+    let f = fixture().await;
+    let video = vec![0x42u8; 300_000];
+    Mock::given(method("GET"))
+        .and(path("/bs2/upload-ylab-stunt/output.mp4"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(video.clone(), "video/mp4"))
+        .expect(1)
+        .mount(&f.server)
+        .await;
+    let job = job(21);
+
+    let asset = f
+        .client
+        .download(
+            &format!(
+                "{}/bs2/upload-ylab-stunt/output.mp4?sig=abc",
+                f.server.uri()
+            ),
+            job,
+        )
+        .await
+        .unwrap();
+
+    assert_eq!(asset.bytes, 300_000);
+    assert_eq!(asset.asset.as_str(), format!("results/{job}.mp4"));
+    assert_eq!(
+        std::fs::read(f.dir.path().join("results").join(format!("{job}.mp4"))).unwrap(),
+        video
+    );
+    assert!(
+        requests(&f.server).await[0]
+            .headers
+            .get("authorization")
+            .is_none(),
+        "the JWT never goes to the CDN"
+    );
+}
+
+#[tokio::test]
+async fn downloads_over_the_cap_fail_and_store_nothing() {
+    let f = fixture_with(|c| c.download.max_bytes = 1000).await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(vec![0u8; 1001], "video/mp4"))
+        .mount(&f.server)
+        .await;
+    let err = f
+        .client
+        .download(&format!("{}/out.mp4", f.server.uri()), job(22))
+        .await
+        .unwrap_err();
+    let ProviderError::Unknown { message } = err else {
+        panic!("expected Unknown, got {err:?}")
+    };
+    assert!(message.contains("1000-byte"), "{message}");
+    assert_eq!(
+        requests(&f.server).await.len(),
+        1,
+        "over the cap is not retried"
+    );
+    assert!(
+        !f.dir
+            .path()
+            .join("results")
+            .join(format!("{}.mp4", job(22)))
+            .exists()
+    );
+}
+
+#[tokio::test]
+async fn downloads_retry_server_errors_and_give_up_on_missing_files() {
+    let f = fixture().await;
+    Mock::given(method("GET"))
+        .and(path("/flaky.mp4"))
+        .respond_with(ResponseTemplate::new(502))
+        .up_to_n_times(1)
+        .mount(&f.server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/flaky.mp4"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(vec![1u8; 10], "video/mp4"))
+        .mount(&f.server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/gone.mp4"))
+        .respond_with(ResponseTemplate::new(404))
+        .mount(&f.server)
+        .await;
+    assert_eq!(
+        f.client
+            .download(&format!("{}/flaky.mp4", f.server.uri()), job(23))
+            .await
+            .unwrap()
+            .bytes,
+        10
+    );
+    assert_eq!(
+        f.client
+            .download(&format!("{}/gone.mp4", f.server.uri()), job(24))
+            .await
+            .unwrap_err()
+            .kind(),
+        ProviderErrorKind::Unknown
+    );
+    assert_eq!(
+        f.client
+            .download("file:///etc/passwd", job(25))
+            .await
+            .unwrap_err()
+            .kind(),
+        ProviderErrorKind::InvalidRequest
+    );
+}
+
+#[tokio::test]
+async fn slow_downloads_time_out_as_transient() {
+    let f = fixture_with(|c| {
+        c.download.timeout = Duration::from_millis(100);
+        c.retry = fast_retry(1);
+    })
+    .await;
+    Mock::given(method("GET"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_raw(vec![1u8; 10], "video/mp4")
+                .set_delay(Duration::from_secs(5)),
+        )
+        .mount(&f.server)
+        .await;
+    let err = f
+        .client
+        .download(&format!("{}/slow.mp4", f.server.uri()), job(26))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ProviderErrorKind::Transient, "{err:?}");
+}
+
+// ---------------------------------------------------------------- callbacks and polling
+
+#[tokio::test]
+async fn callbacks_name_the_task_to_re_read() {
+    let job = job(27);
+    let body = json!({"task_id": TASK, "task_status": "succeed", "task_status_msg": "", "created_at": 1_774_805_076_166_i64,
+                      "updated_at": 1_774_805_161_002_i64, "final_unit_deduction": "2", "task_info": {"external_task_id": job.to_string()},
+                      "task_result": {"videos": [{"id": "a1b2", "url": "https://p1.a.kwimgs.com/out.mp4", "duration": "5.1"}]}});
+    let callback = kling::parse_callback(&serde_json::to_vec(&body).unwrap()).unwrap();
+    assert_eq!(callback.task_id.as_str(), TASK);
+    assert_eq!(callback.job_id(), Some(job));
+    assert_eq!(callback.status, "succeed");
+    assert!(kling::parse_callback(b"{\"code\":0}").is_err());
+    assert!(kling::parse_callback(b"not json").is_err());
+}
+
+#[tokio::test]
+async fn polling_waits_until_the_task_is_final() {
+    let f = fixture().await;
+    let job = job(28);
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(task(job, "processing", json!({}))))
+        .up_to_n_times(2)
+        .mount(&f.server)
+        .await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(500).set_body_json(kling_error(5000, "internal")))
+        .up_to_n_times(1)
+        .mount(&f.server)
+        .await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(task(
+            job,
+            "succeed",
+            json!({"task_result": {"videos": [{"url": "https://cdn/x.mp4", "duration": "10"}]}}),
+        )))
+        .mount(&f.server)
+        .await;
+    let policy = PollPolicy {
+        first_delay: Duration::from_millis(1),
+        max_delay: Duration::from_millis(2),
+        deadline: Duration::from_secs(5),
+    };
+    let id = ProviderTaskId::new(TASK).unwrap();
+    let status = kling::poll_until_final(&f.client, VideoMode::TextToVideo, &id, &policy)
+        .await
+        .unwrap();
+    assert_eq!(
+        status,
+        VideoTaskStatus::Succeeded {
+            url: "https://cdn/x.mp4".to_owned(),
+            duration_ms: Some(10_000)
+        }
+    );
+}
+
+#[tokio::test]
+async fn polling_returns_the_running_state_at_the_deadline() {
+    let f = fixture().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(task(
+            job(29),
+            "submitted",
+            json!({}),
+        )))
+        .mount(&f.server)
+        .await;
+    let policy = PollPolicy {
+        first_delay: Duration::from_millis(1),
+        max_delay: Duration::from_millis(2),
+        deadline: Duration::from_millis(20),
+    };
+    let id = ProviderTaskId::new(TASK).unwrap();
+    assert_eq!(
+        kling::poll_until_final(&f.client, VideoMode::TextToVideo, &id, &policy)
+            .await
+            .unwrap(),
+        VideoTaskStatus::Submitted
+    );
+}
+
+// ---------------------------------------------------------------- secrets
+
+#[tokio::test]
+async fn logs_carry_method_path_and_status_but_no_secret() {
+    let (logs, _guard) = LogCapture::start();
+    let f = fixture().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(401).set_body_json(kling_error(1002, "token invalid")))
+        .mount(&f.server)
+        .await;
+    let err = f
+        .client
+        .submit(&text_request(job(30), "kling-v3"))
+        .await
+        .unwrap_err();
+    let token = check_jwt(&requests(&f.server).await[0]);
+    let text = logs.text();
+    assert!(text.contains("provider_request"), "{text}");
+    assert!(
+        text.contains("/v1/videos/text2video")
+            && text.contains("status=401")
+            && text.contains("latency_ms="),
+        "{text}"
+    );
+    for secret in [SK, token.as_str(), "Bearer"] {
+        assert!(!text.contains(secret), "a secret leaked into the logs");
+        assert!(!format!("{err:?} {err} {:?}", f.client).contains(secret));
+    }
+}

@@ -1,0 +1,515 @@
+//! YooKassa against a fake that speaks providers.md §3.
+
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use rei_adapters::yookassa::{VatCode, YooKassaClient, YooKassaConfig};
+use rei_core::Money;
+use rei_core::ids::{PaymentId, UserId};
+use rei_core::ports::{
+    CreatePayment, GatewayPayment, GatewayStatus, PaymentGateway, PaymentPage, ProviderError,
+    ProviderErrorKind, RefundRequest, RefundStatus,
+};
+use rei_core::time::Timestamp;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use wiremock::matchers::{header, method, path, query_param};
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+use crate::support::{LogCapture, fast_retry};
+
+const SHOP: &str = "123456";
+const SECRET: &str = "test_Fh8hUAVVBGUGbjmlzba6TB0iyUbos_lueTHE-axOwM0";
+const PAYMENT: &str = "4f0d1e6a-7c1b-4e55-9d7e-2a1f0b3c9d11";
+const GATEWAY_ID: &str = "2f9e1c3a-000f-5000-9000-1b7d4c6e8a20";
+
+async fn fixture(edit: impl FnOnce(&mut YooKassaConfig)) -> (MockServer, YooKassaClient) {
+    let server = MockServer::start().await;
+    let mut config = YooKassaConfig::new(SHOP, SecretString::from(SECRET));
+    config.base_url = format!("{}/v3", server.uri());
+    config.retry = fast_retry(3);
+    edit(&mut config);
+    (server, YooKassaClient::new(config).unwrap())
+}
+
+fn payment_id() -> PaymentId {
+    PAYMENT.parse().unwrap()
+}
+
+fn create(receipt_email: Option<&str>) -> CreatePayment {
+    CreatePayment {
+        payment_id: payment_id(),
+        user_id: UserId::new(123_456_789).unwrap(),
+        amount: Money::from_rubles(500).unwrap(),
+        description: "Пополнение баланса на 500 ₽".to_owned(),
+        return_url: "https://t.me/ExampleGenBot".to_owned(),
+        receipt_email: receipt_email.map(str::to_owned),
+    }
+}
+
+fn payment(status: &str, extra: Value) -> Value {
+    let mut body = json!({
+        "id": GATEWAY_ID, "status": status, "paid": status == "succeeded", "amount": {"value": "500.00", "currency": "RUB"},
+        "created_at": "2025-05-20T09:15:02.117Z", "description": "Пополнение баланса на 500 ₽",
+        "metadata": {"tg_user_id": "123456789", "payment_id": PAYMENT},
+        "recipient": {"account_id": "123456", "gateway_id": "654321"}, "refundable": false, "test": false
+    });
+    if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+        body.extend(extra.clone());
+    }
+    body
+}
+
+fn pending() -> Value {
+    payment(
+        "pending",
+        json!({"confirmation": {"type": "redirect", "confirmation_url": format!("https://yoomoney.ru/checkout/payments/v2/contract?orderId={GATEWAY_ID}")}}),
+    )
+}
+
+fn yookassa_error(code: &str, description: &str) -> Value {
+    json!({"type": "error", "id": "ab5a11cd-13cc-4e33-af8b-75a74e18dd09", "code": code, "description": description, "parameter": "amount.value"})
+}
+
+async fn requests(server: &MockServer) -> Vec<Request> {
+    server.received_requests().await.unwrap()
+}
+
+fn expected_pending() -> GatewayPayment {
+    GatewayPayment {
+        provider_payment_id: GATEWAY_ID.to_owned(),
+        status: GatewayStatus::Pending,
+        amount: Money::from_rubles(500).unwrap(),
+        confirmation_url: Some(format!(
+            "https://yoomoney.ru/checkout/payments/v2/contract?orderId={GATEWAY_ID}"
+        )),
+        payment_id: Some(payment_id()),
+        user_id: Some(UserId::new(123_456_789).unwrap()),
+        created_at: Some(Timestamp::from_millis(1_747_732_502_117)),
+        test: false,
+    }
+}
+
+#[tokio::test]
+async fn create_payment_sends_the_documented_request() {
+    let (server, client) = fixture(|_| {}).await;
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{SHOP}:{SECRET}"))
+    );
+    Mock::given(method("POST"))
+        .and(path("/v3/payments"))
+        .and(header("authorization", basic.as_str()))
+        .and(header("idempotence-key", PAYMENT))
+        .and(header("content-type", "application/json"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(pending()))
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    let created = client.create_payment(&create(None)).await.unwrap();
+
+    assert_eq!(created, expected_pending());
+    let body: Value = requests(&server).await[0].body_json().unwrap();
+    assert_eq!(
+        body,
+        json!({"amount": {"value": "500.00", "currency": "RUB"}, "capture": true,
+               "confirmation": {"type": "redirect", "return_url": "https://t.me/ExampleGenBot"},
+               "description": "Пополнение баланса на 500 ₽", "metadata": {"tg_user_id": "123456789", "payment_id": PAYMENT}})
+    );
+}
+
+#[tokio::test]
+async fn a_vat_code_adds_a_prepayment_receipt() {
+    let (server, client) = fixture(|c| c.receipt_vat_code = Some(VatCode::new(4).unwrap())).await;
+    Mock::given(method("POST"))
+        .and(path("/v3/payments"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(pending()))
+        .mount(&server)
+        .await;
+
+    client
+        .create_payment(&create(Some("user@example.com")))
+        .await
+        .unwrap();
+
+    let body: Value = requests(&server).await[0].body_json().unwrap();
+    assert_eq!(
+        body["receipt"],
+        json!({"customer": {"email": "user@example.com"},
+               "items": [{"description": "Пополнение баланса на 500 ₽", "quantity": "1.00", "amount": {"value": "500.00", "currency": "RUB"},
+                          "vat_code": 4, "payment_mode": "full_prepayment", "payment_subject": "service"}]})
+    );
+    let missing_email = client.create_payment(&create(None)).await.unwrap_err();
+    assert_eq!(missing_email.kind(), ProviderErrorKind::InvalidRequest);
+    assert_eq!(
+        requests(&server).await.len(),
+        1,
+        "nothing is sent without the receipt e-mail"
+    );
+}
+
+#[tokio::test]
+async fn long_descriptions_are_cut_to_128_characters_and_amounts_keep_kopecks() {
+    let (server, client) = fixture(|_| {}).await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(pending()))
+        .mount(&server)
+        .await;
+    let request = CreatePayment {
+        description: "я".repeat(200),
+        amount: Money::from_kopecks(12_345).unwrap(),
+        ..create(None)
+    };
+    client.create_payment(&request).await.unwrap();
+    let body: Value = requests(&server).await[0].body_json().unwrap();
+    assert_eq!(body["description"].as_str().unwrap().chars().count(), 128);
+    assert_eq!(body["amount"]["value"], "123.45");
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_with_the_same_key_and_body() {
+    let (server, client) = fixture(|_| {}).await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(500).set_body_json(yookassa_error(
+            "internal_server_error",
+            "Internal server error",
+        )))
+        .up_to_n_times(2)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(pending()))
+        .mount(&server)
+        .await;
+
+    client.create_payment(&create(None)).await.unwrap();
+
+    let sent = requests(&server).await;
+    assert_eq!(sent.len(), 3);
+    for r in &sent {
+        assert_eq!(r.headers.get("idempotence-key").unwrap(), PAYMENT);
+        assert_eq!(r.body, sent[0].body);
+    }
+}
+
+#[tokio::test]
+async fn timeouts_are_transient_and_retried_with_the_same_key() {
+    let (server, client) = fixture(|c| c.http.request_timeout = Duration::from_millis(200)).await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(pending())
+                .set_delay(Duration::from_secs(3)),
+        )
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(pending()))
+        .mount(&server)
+        .await;
+    client.create_payment(&create(None)).await.unwrap();
+    let sent = requests(&server).await;
+    assert_eq!(sent.len(), 2);
+    assert_eq!(
+        sent[0].headers.get("idempotence-key"),
+        sent[1].headers.get("idempotence-key")
+    );
+}
+
+#[tokio::test]
+async fn the_retry_budget_ends_in_a_transient_error() {
+    let (server, client) = fixture(|_| {}).await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(500).set_body_json(yookassa_error("internal_server_error", "x")),
+        )
+        .mount(&server)
+        .await;
+    let err = client.create_payment(&create(None)).await.unwrap_err();
+    assert_eq!(err.kind(), ProviderErrorKind::Transient);
+    assert_eq!(requests(&server).await.len(), 3);
+}
+
+#[tokio::test]
+async fn error_answers_map_to_their_class() {
+    use ProviderErrorKind::{Auth, InvalidRequest, Transient};
+    let cases = [
+        (400, "invalid_request", InvalidRequest, 1),
+        (400, "not_supported", InvalidRequest, 1),
+        (401, "invalid_credentials", Auth, 1),
+        (403, "forbidden", Auth, 1),
+        (404, "not_found", InvalidRequest, 1),
+        (500, "internal_server_error", Transient, 3),
+    ];
+    for (status, code, kind, attempts) in cases {
+        let (server, client) = fixture(|_| {}).await;
+        Mock::given(method("GET"))
+            .respond_with(
+                ResponseTemplate::new(status).set_body_json(yookassa_error(code, "words")),
+            )
+            .mount(&server)
+            .await;
+        let err = client.get_payment(GATEWAY_ID).await.unwrap_err();
+        assert_eq!(err.kind(), kind, "HTTP {status} {code}");
+        assert_eq!(
+            requests(&server).await.len(),
+            attempts,
+            "HTTP {status} {code}"
+        );
+        assert_eq!(err.alerts_admins(), kind == Auth);
+        assert!(!err.to_string().contains(SECRET));
+    }
+}
+
+#[tokio::test]
+async fn too_many_requests_honours_retry_after() {
+    let (server, client) = fixture(|_| {}).await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .insert_header("Retry-After", "1")
+                .set_body_json(yookassa_error("too_many_requests", "Too many requests")),
+        )
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(pending()))
+        .mount(&server)
+        .await;
+    let started = Instant::now();
+    client.create_payment(&create(None)).await.unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "waited {:?}",
+        started.elapsed()
+    );
+    let sent = requests(&server).await;
+    assert_eq!(
+        sent[0].headers.get("idempotence-key"),
+        sent[1].headers.get("idempotence-key")
+    );
+}
+
+#[tokio::test]
+async fn payment_statuses_map_to_the_state_machine() {
+    let cases = [
+        (payment("pending", json!({})), GatewayStatus::Pending),
+        (
+            payment("waiting_for_capture", json!({})),
+            GatewayStatus::WaitingForCapture,
+        ),
+        (
+            payment(
+                "succeeded",
+                json!({"captured_at": "2025-05-20T09:16:40.331Z", "income_amount": {"value": "482.50", "currency": "RUB"},
+                                        "payment_method": {"type": "bank_card", "id": GATEWAY_ID, "saved": false, "title": "Bank card *4444"},
+                                        "refundable": true, "refunded_amount": {"value": "0.00", "currency": "RUB"}}),
+            ),
+            GatewayStatus::Succeeded,
+        ),
+        (
+            payment(
+                "canceled",
+                json!({"cancellation_details": {"party": "payment_network", "reason": "insufficient_funds"}}),
+            ),
+            GatewayStatus::Canceled {
+                reason: Some("insufficient_funds".to_owned()),
+            },
+        ),
+    ];
+    for (body, status) in cases {
+        let (server, client) = fixture(|_| {}).await;
+        Mock::given(method("GET"))
+            .and(path(format!("/v3/payments/{GATEWAY_ID}")))
+            .respond_with(ResponseTemplate::new(200).set_body_json(body))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let got = client.get_payment(GATEWAY_ID).await.unwrap();
+        assert_eq!(got.status, status);
+        assert_eq!(got.payment_id, Some(payment_id()));
+        assert!(
+            requests(&server).await[0]
+                .headers
+                .get("idempotence-key")
+                .is_none(),
+            "GET needs no key"
+        );
+    }
+}
+
+#[tokio::test]
+async fn malformed_or_unknown_answers_are_clear_errors_not_panics() {
+    let bodies = [
+        "not json".to_owned(),
+        payment("exploded", json!({})).to_string(),
+        payment(
+            "pending",
+            json!({"amount": {"value": "5.000", "currency": "RUB"}}),
+        )
+        .to_string(),
+        payment(
+            "pending",
+            json!({"amount": {"value": "5.00", "currency": "USD"}}),
+        )
+        .to_string(),
+        payment("pending", json!({"created_at": "yesterday"})).to_string(),
+        json!({"id": GATEWAY_ID}).to_string(),
+    ];
+    for body in bodies {
+        let (server, client) = fixture(|_| {}).await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(200).set_body_raw(body.clone(), "application/json"))
+            .mount(&server)
+            .await;
+        let err = client.get_payment(GATEWAY_ID).await.unwrap_err();
+        assert_eq!(err.kind(), ProviderErrorKind::Unknown, "{body}: {err:?}");
+    }
+    let (_server, client) = fixture(|_| {}).await;
+    assert_eq!(
+        client.get_payment("../refunds").await.unwrap_err().kind(),
+        ProviderErrorKind::InvalidRequest
+    );
+}
+
+#[tokio::test]
+async fn refunds_use_a_distinct_stable_key() {
+    let (server, client) = fixture(|_| {}).await;
+    Mock::given(method("POST"))
+        .and(path("/v3/refunds"))
+        .respond_with(ResponseTemplate::new(500))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v3/refunds"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "2f9e2b7c-0015-5000-8000-1a2b3c4d5e6f", "payment_id": GATEWAY_ID,
+            "status": "succeeded", "amount": {"value": "500.00", "currency": "RUB"}, "created_at": "2025-05-21T10:00:00.000Z", "description": "Возврат пополнения"})))
+        .mount(&server)
+        .await;
+    let request = RefundRequest {
+        payment_id: payment_id(),
+        provider_payment_id: GATEWAY_ID.to_owned(),
+        amount: Money::from_rubles(500).unwrap(),
+        description: "Возврат пополнения".to_owned(),
+        receipt_email: None,
+    };
+
+    let refund = client.refund(&request).await.unwrap();
+
+    assert_eq!(refund.refund_id, "2f9e2b7c-0015-5000-8000-1a2b3c4d5e6f");
+    assert_eq!(refund.status, RefundStatus::Succeeded);
+    let sent = requests(&server).await;
+    for r in &sent {
+        assert_eq!(
+            r.headers.get("idempotence-key").unwrap().to_str().unwrap(),
+            format!("refund-{PAYMENT}")
+        );
+    }
+    let body: Value = sent[0].body_json().unwrap();
+    assert_eq!(
+        body,
+        json!({"payment_id": GATEWAY_ID, "amount": {"value": "500.00", "currency": "RUB"}, "description": "Возврат пополнения"})
+    );
+}
+
+#[tokio::test]
+async fn canceled_refunds_carry_their_reason() {
+    let (server, client) = fixture(|_| {}).await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "r1", "payment_id": GATEWAY_ID, "status": "canceled",
+            "amount": {"value": "1.00", "currency": "RUB"}, "cancellation_details": {"party": "yoo_money", "reason": "general_decline"}})))
+        .mount(&server)
+        .await;
+    let request = RefundRequest {
+        payment_id: payment_id(),
+        provider_payment_id: GATEWAY_ID.to_owned(),
+        amount: Money::from_rubles(1).unwrap(),
+        description: "x".to_owned(),
+        receipt_email: None,
+    };
+    assert_eq!(
+        client.refund(&request).await.unwrap().status,
+        RefundStatus::Canceled {
+            reason: Some("general_decline".to_owned())
+        }
+    );
+}
+
+#[tokio::test]
+async fn listing_pages_through_payments_since_an_instant() {
+    let (server, client) = fixture(|_| {}).await;
+    Mock::given(method("GET"))
+        .and(path("/v3/payments"))
+        .and(query_param("created_at.gte", "2025-05-01T00:00:00.000Z"))
+        .and(query_param("limit", "100"))
+        .and(query_param(
+            "cursor",
+            "37a5c87d-3984-51e8-a7f3-8de646d39ec15",
+        ))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"type": "list", "items": [pending()]})),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v3/payments"))
+        .and(query_param("created_at.gte", "2025-05-01T00:00:00.000Z"))
+        .and(query_param("limit", "100"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"type": "list", "items": [pending(), payment("succeeded", json!({}))], "next_cursor": "37a5c87d-3984-51e8-a7f3-8de646d39ec15"}),
+        ))
+        .mount(&server)
+        .await;
+    let since = Timestamp::from_millis(1_746_057_600_000);
+
+    let first = client.list_payments(since, None).await.unwrap();
+    let second = client
+        .list_payments(since, first.next_cursor.clone())
+        .await
+        .unwrap();
+
+    assert_eq!(first.items.len(), 2);
+    assert_eq!(first.items[1].status, GatewayStatus::Succeeded);
+    assert_eq!(
+        first.next_cursor.as_deref(),
+        Some("37a5c87d-3984-51e8-a7f3-8de646d39ec15")
+    );
+    assert_eq!(
+        second,
+        PaymentPage {
+            items: vec![expected_pending()],
+            next_cursor: None
+        }
+    );
+}
+
+#[tokio::test]
+async fn the_secret_never_reaches_the_logs() {
+    let (logs, _guard) = LogCapture::start();
+    let (server, client) = fixture(|c| c.retry = fast_retry(2)).await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(401).set_body_json(yookassa_error(
+            "invalid_credentials",
+            "Login or password is invalid",
+        )))
+        .mount(&server)
+        .await;
+    let err = client.create_payment(&create(None)).await.unwrap_err();
+    assert_eq!(err, ProviderError::Auth { message: "YooKassa 401 invalid_credentials: Login or password is invalid (parameter amount.value)".to_owned() });
+    let text = logs.text();
+    assert!(
+        text.contains("provider_request")
+            && text.contains("/payments")
+            && text.contains("status=401"),
+        "{text}"
+    );
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{SHOP}:{SECRET}"));
+    for secret in [SECRET, basic.as_str(), "Basic "] {
+        assert!(!text.contains(secret), "a secret leaked into the logs");
+        assert!(!format!("{client:?}").contains(secret));
+    }
+}
