@@ -483,8 +483,11 @@ impl PaymentService {
             },
         )
         .await?;
+        // One key per refund attempt, derived from its hold: the same for every retry of
+        // this attempt, new after a refusal (the hold is then new too).
         let request = RefundRequest {
             payment_id: id,
+            idempotency_key: IdempotencyKey::derived("refund", &hold, "gateway"),
             provider_payment_id,
             amount: payment.amount,
             description: reason.to_owned(),

@@ -524,11 +524,14 @@ async fn a_refund_of_spent_money_is_refused_with_a_clear_error() {
 async fn a_refused_refund_releases_the_hold_and_a_later_one_can_succeed() {
     let w = world().await;
     let mut g = MockPaymentGateway::new();
+    let seen = Arc::new(std::sync::Mutex::new(None));
+    let first = seen.clone();
     let mut seq = mockall::Sequence::new();
     g.expect_refund()
         .times(1)
         .in_sequence(&mut seq)
-        .returning(|_| {
+        .returning(move |r| {
+            *seen.lock().unwrap() = Some(r.idempotency_key.clone());
             Ok(GatewayRefund {
                 refund_id: "rf".into(),
                 status: RefundStatus::Canceled {
@@ -539,7 +542,12 @@ async fn a_refused_refund_releases_the_hold_and_a_later_one_can_succeed() {
     g.expect_refund()
         .times(1)
         .in_sequence(&mut seq)
-        .returning(|_| {
+        .returning(move |r| {
+            assert_ne!(
+                first.lock().unwrap().as_ref(),
+                Some(&r.idempotency_key),
+                "a new attempt after a refusal uses a new key"
+            );
             Ok(GatewayRefund {
                 refund_id: "rf2".into(),
                 status: RefundStatus::Succeeded,
@@ -563,11 +571,14 @@ async fn a_refused_refund_releases_the_hold_and_a_later_one_can_succeed() {
 async fn a_transient_refund_failure_keeps_the_hold_for_a_safe_retry() {
     let w = world().await;
     let mut g = MockPaymentGateway::new();
+    let keys = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (k1, k2) = (keys.clone(), keys.clone());
     let mut seq = mockall::Sequence::new();
     g.expect_refund()
         .times(1)
         .in_sequence(&mut seq)
-        .returning(|_| {
+        .returning(move |r| {
+            k1.lock().unwrap().push(r.idempotency_key.clone());
             Err(ProviderError::Transient {
                 message: "timeout".into(),
             })
@@ -575,7 +586,8 @@ async fn a_transient_refund_failure_keeps_the_hold_for_a_safe_retry() {
     g.expect_refund()
         .times(1)
         .in_sequence(&mut seq)
-        .returning(|_| {
+        .returning(move |r| {
+            k2.lock().unwrap().push(r.idempotency_key.clone());
             Ok(GatewayRefund {
                 refund_id: "rf".into(),
                 status: RefundStatus::Succeeded,
@@ -608,6 +620,9 @@ async fn a_transient_refund_failure_keeps_the_hold_for_a_safe_retry() {
         "the same hold is captured"
     );
     assert!(w.store.verify().await.unwrap().is_ok());
+    let keys = keys.lock().unwrap();
+    assert_eq!(keys.len(), 2);
+    assert_eq!(keys[0], keys[1], "a retried refund reuses its idempotency key");
 }
 
 #[tokio::test]

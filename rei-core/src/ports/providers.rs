@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::ids::{JobId, PaymentId, ProviderTaskId, UserId};
+use crate::ids::{IdempotencyKey, JobId, PaymentId, ProviderTaskId, UserId};
 use crate::job::{AssetRef, FailureReason, VideoMode};
 use crate::ledger::text_codes;
 use crate::money::Money;
@@ -390,8 +390,11 @@ impl GatewayPayment {
 /// A refund to create.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RefundRequest {
-    /// Our payment (the refund's idempotency key is derived from it).
+    /// Our payment.
     pub payment_id: PaymentId,
+    /// The refund's idempotency key: the same for every retry of one refund attempt, new
+    /// for a new attempt (so a refused refund is not replayed for 24 hours).
+    pub idempotency_key: IdempotencyKey,
     /// The gateway's payment id.
     pub provider_payment_id: String,
     /// How much.

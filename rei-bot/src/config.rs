@@ -1,0 +1,314 @@
+//! Configuration: every environment variable of the contract
+//! (`shared/spec/interfaces.md`), parsed into domain types at start-up, so a malformed
+//! value stops the process with a message naming the variable.
+
+use std::net::SocketAddr;
+
+use clap::{Parser, ValueEnum};
+use rei_core::ids::UserId;
+use rei_core::money::Money;
+use rei_core::pricing::{PriceList, PricingError};
+use secrecy::SecretString;
+
+/// Telegram update delivery.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum TelegramMode {
+    /// `getUpdates` long polling.
+    Polling,
+    /// `setWebhook` to `PUBLIC_URL/webhooks/telegram`.
+    Webhook,
+}
+
+/// Log output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum LogFormat {
+    /// Human-readable.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// REI bot: Telegram bot, HTTP server and workers. Every option is also an environment
+/// variable (and may be set in `.env`).
+#[derive(Debug, Parser)]
+#[command(name = "rei-bot", version, about)]
+pub(crate) struct Config {
+    /// Telegram bot token from @BotFather.
+    #[arg(long, env = "BOT_TOKEN", hide_env_values = true)]
+    pub bot_token: SecretString,
+    /// Comma-separated Telegram ids of admins.
+    #[arg(long, env = "ADMIN_IDS", value_parser = parse_user_id, value_delimiter = ',', required = true)]
+    pub admin_ids: Vec<UserId>,
+    /// Nano Banana Pro (Gemini) API key; image features are off without it.
+    #[arg(long, env = "NANO_BANANA_API_KEY", hide_env_values = true)]
+    pub nano_banana_api_key: Option<SecretString>,
+    /// Kling `ACCESS_KEY:SECRET_KEY`; video features are off without Kling keys.
+    #[arg(long, env = "KLING_API_KEY", hide_env_values = true)]
+    pub kling_api_key: Option<SecretString>,
+    /// Kling access key (with `KLING_SECRET_KEY`, instead of `KLING_API_KEY`).
+    #[arg(long, env = "KLING_ACCESS_KEY", hide_env_values = true)]
+    pub kling_access_key: Option<SecretString>,
+    /// Kling secret key.
+    #[arg(long, env = "KLING_SECRET_KEY", hide_env_values = true)]
+    pub kling_secret_key: Option<SecretString>,
+    /// YooKassa shop id; card payments are off without it.
+    #[arg(long, env = "YOOKASSA_SHOP_ID")]
+    pub yookassa_shop_id: Option<String>,
+    /// YooKassa secret key.
+    #[arg(long, env = "YOOKASSA_SECRET_KEY", hide_env_values = true)]
+    pub yookassa_secret_key: Option<SecretString>,
+    /// SQLite file (created if absent, WAL mode).
+    #[arg(long, env = "DATABASE_PATH", default_value = "rei_bot.db")]
+    pub database_path: String,
+    /// `sqlite://…` or `postgres://…`; wins over `DATABASE_PATH`.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Redis for the queue and rate limiter; unset: the database queue and an in-process limiter.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// `api_model_name:Label,…` in menu order.
+    #[arg(long, env = "KLING_MODELS", default_value = "kling-v3:Kling 3.0,kling-v2-6:Kling 2.6,kling-v1-5:Kling 1.5")]
+    pub kling_models: String,
+    /// Model for video→video (omni-video endpoint).
+    #[arg(long, env = "KLING_OMNI_MODEL", default_value = "kling-v3-omni")]
+    pub kling_omni_model: String,
+    /// `std` (720p) or `pro` (1080p).
+    #[arg(long, env = "KLING_MODE", default_value = "std")]
+    pub kling_mode: String,
+    /// Rubles per generated image.
+    #[arg(long, env = "IMAGE_GENERATION_PRICE", default_value = "50", value_parser = parse_price)]
+    pub image_generation_price: Money,
+    /// Rubles per edited image.
+    #[arg(long, env = "IMAGE_EDIT_PRICE", default_value = "30", value_parser = parse_price)]
+    pub image_edit_price: Money,
+    /// Rubles per 5 s video.
+    #[arg(long, env = "VIDEO_5SEC_PRICE", default_value = "100", value_parser = parse_price)]
+    pub video_5sec_price: Money,
+    /// 10 s price = 5 s price × this.
+    #[arg(long, env = "VIDEO_10SEC_MULTIPLIER", default_value = "2", value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub video_10sec_multiplier: u32,
+    /// Pending + processing jobs per user.
+    #[arg(long, env = "MAX_ACTIVE_JOBS_PER_USER", default_value = "3", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub max_active_jobs_per_user: u32,
+    /// Updates per user per minute.
+    #[arg(long, env = "RATE_LIMIT_PER_MINUTE", default_value = "10", value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub rate_limit_per_minute: u32,
+    /// Rubles offered by /pay.
+    #[arg(long, env = "TOPUP_AMOUNTS", default_value = "100,300,500,1000", value_parser = parse_price, value_delimiter = ',')]
+    pub topup_amounts: Vec<Money>,
+    /// Jobs at once per process.
+    #[arg(long, env = "WORKER_CONCURRENCY", default_value = "4", value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub worker_concurrency: u32,
+    /// Address of the HTTP server (webhooks, health, metrics).
+    #[arg(long, env = "HTTP_ADDR", default_value = "0.0.0.0:8080")]
+    pub http_addr: SocketAddr,
+    /// https base URL for webhooks (Telegram webhook mode, Kling callbacks, video→video inputs).
+    #[arg(long, env = "PUBLIC_URL", value_parser = parse_https_url)]
+    pub public_url: Option<url::Url>,
+    /// `polling` or `webhook` (needs `PUBLIC_URL`).
+    #[arg(long, env = "TELEGRAM_MODE", value_enum, default_value = "polling")]
+    pub telegram_mode: TelegramMode,
+    /// Checked against `X-Telegram-Bot-Api-Secret-Token`; random per start when unset.
+    #[arg(long, env = "TELEGRAM_WEBHOOK_SECRET", hide_env_values = true, value_parser = parse_webhook_secret)]
+    pub telegram_webhook_secret: Option<SecretString>,
+    /// Where the payer returns (default `https://t.me/<bot username>`).
+    #[arg(long, env = "YOOKASSA_RETURN_URL", value_parser = parse_https_url)]
+    pub yookassa_return_url: Option<url::Url>,
+    /// CIDR list allowed to call the payment webhook (default: YooKassa's published ranges).
+    #[arg(long, env = "YOOKASSA_WEBHOOK_ALLOWED_IPS")]
+    pub yookassa_webhook_allowed_ips: Option<String>,
+    /// Downloaded inputs and results.
+    #[arg(long, env = "ASSET_DIR", default_value = "./assets")]
+    pub asset_dir: String,
+    /// Days to keep assets.
+    #[arg(long, env = "ASSET_RETENTION_DAYS", default_value = "7", value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub asset_retention_days: u32,
+    /// Telegram Bot API base URL.
+    #[arg(long, env = "TELEGRAM_API_URL", default_value = "https://api.telegram.org")]
+    pub telegram_api_url: url::Url,
+    /// Kling API base URL.
+    #[arg(long, env = "KLING_API_URL", default_value = "https://api-singapore.klingai.com")]
+    pub kling_api_url: url::Url,
+    /// Gemini API base URL.
+    #[arg(long, env = "NANO_BANANA_API_URL", default_value = "https://generativelanguage.googleapis.com")]
+    pub nano_banana_api_url: url::Url,
+    /// Image model id.
+    #[arg(long, env = "NANO_BANANA_MODEL", default_value = "gemini-3-pro-image-preview")]
+    pub nano_banana_model: String,
+    /// YooKassa API base URL.
+    #[arg(long, env = "YOOKASSA_API_URL", default_value = "https://api.yookassa.ru/v3")]
+    pub yookassa_api_url: url::Url,
+    /// Rubles credited per Telegram Star; set to enable top-up with Stars.
+    #[arg(long, env = "STARS_RUB_RATE", value_parser = parse_price)]
+    pub stars_rub_rate: Option<Money>,
+    /// VAT code (1–6) for 54-FZ receipts; the payer's e-mail is then asked once.
+    #[arg(long, env = "YOOKASSA_RECEIPT_VAT_CODE", value_parser = clap::value_parser!(u8).range(1..=6))]
+    pub yookassa_receipt_vat_code: Option<u8>,
+    /// `pretty` or `json`; the level comes from `RUST_LOG`.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "pretty")]
+    pub log_format: LogFormat,
+}
+
+/// A configuration that parsed but does not hold together.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub(crate) enum ConfigError {
+    /// Webhook mode without a public URL.
+    #[error("TELEGRAM_MODE=webhook needs PUBLIC_URL")]
+    WebhookWithoutPublicUrl,
+    /// Prices do not make a price list.
+    #[error("invalid prices: {0}")]
+    Prices(#[from] PricingError),
+    /// Only one of the Kling key pair.
+    #[error("KLING_ACCESS_KEY and KLING_SECRET_KEY must be set together")]
+    HalfKlingKeys,
+    /// Only one of the YooKassa pair.
+    #[error("YOOKASSA_SHOP_ID and YOOKASSA_SECRET_KEY must be set together")]
+    HalfYookassaKeys,
+    /// The models list is malformed.
+    #[error("KLING_MODELS: {0}")]
+    KlingModels(String),
+    /// The mode is neither std nor pro.
+    #[error("KLING_MODE: {0}")]
+    KlingMode(String),
+}
+
+impl Config {
+    /// Cross-field checks and derived values.
+    pub(crate) fn validate(&self) -> Result<PriceList, ConfigError> {
+        if self.telegram_mode == TelegramMode::Webhook && self.public_url.is_none() {
+            return Err(ConfigError::WebhookWithoutPublicUrl);
+        }
+        if self.kling_access_key.is_some() != self.kling_secret_key.is_some() {
+            return Err(ConfigError::HalfKlingKeys);
+        }
+        if self.yookassa_shop_id.is_some() != self.yookassa_secret_key.is_some() {
+            return Err(ConfigError::HalfYookassaKeys);
+        }
+        rei_adapters::kling::KlingModel::parse_list(&self.kling_models).map_err(|e| ConfigError::KlingModels(e.to_string()))?;
+        self.kling_mode.parse::<rei_adapters::kling::KlingMode>().map_err(|e| ConfigError::KlingMode(e.to_string()))?;
+        Ok(PriceList::new(self.image_generation_price, self.image_edit_price, self.video_5sec_price, self.video_10sec_multiplier)?)
+    }
+
+    /// Which provider features are off for lack of credentials (for start-up warnings).
+    pub(crate) fn disabled_features(&self) -> Vec<&'static str> {
+        let mut off = Vec::new();
+        if self.nano_banana_api_key.is_none() {
+            off.push("image generation (NANO_BANANA_API_KEY is not set)");
+        }
+        if self.kling_api_key.is_none() && self.kling_access_key.is_none() {
+            off.push("video generation (KLING_API_KEY is not set)");
+        }
+        if self.yookassa_shop_id.is_none() {
+            off.push("card payments (YOOKASSA_SHOP_ID / YOOKASSA_SECRET_KEY are not set)");
+        }
+        off
+    }
+}
+
+fn parse_user_id(s: &str) -> Result<UserId, String> {
+    s.parse::<UserId>().map_err(|e| e.to_string())
+}
+
+fn parse_price(s: &str) -> Result<Money, String> {
+    let m = Money::parse_rubles(s).map_err(|e| e.to_string())?;
+    if m.is_zero() { Err("must be greater than zero".into()) } else { Ok(m) }
+}
+
+fn parse_https_url(s: &str) -> Result<url::Url, String> {
+    let u = url::Url::parse(s).map_err(|e| e.to_string())?;
+    if u.scheme() == "https" || u.host_str().is_some_and(|h| h == "localhost" || h == "127.0.0.1") {
+        Ok(u)
+    } else {
+        Err("must be an https URL".into())
+    }
+}
+
+fn parse_webhook_secret(s: &str) -> Result<SecretString, String> {
+    let ok = (1..=256).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok { Ok(SecretString::from(s.to_owned())) } else { Err("must be 1-256 characters of A-Z a-z 0-9 _ -".into()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(env: &[(&str, &str)]) -> Result<Config, String> {
+        let mut args = vec!["rei-bot".to_owned()];
+        // Flags carry the same value parsers as the variables; `--flag=value` keeps
+        // values such as `-5` from reading as flags.
+        for (k, v) in env {
+            args.push(format!("--{}={v}", k.to_lowercase().replace('_', "-")));
+        }
+        Config::try_parse_from(args).map_err(|e| e.to_string())
+    }
+
+    const MIN: [(&str, &str); 2] = [("BOT_TOKEN", "123:abc"), ("ADMIN_IDS", "1,2")];
+
+    fn with(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
+        MIN.iter().chain(extra).copied().collect()
+    }
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let c = parse(&MIN).unwrap();
+        assert_eq!(c.admin_ids, vec![UserId::new(1).unwrap(), UserId::new(2).unwrap()]);
+        assert_eq!(c.database_path, "rei_bot.db");
+        assert_eq!(c.image_generation_price, "50".parse().unwrap());
+        assert_eq!(c.topup_amounts.len(), 4);
+        assert_eq!(c.telegram_mode, TelegramMode::Polling);
+        assert_eq!(c.http_addr.port(), 8080);
+        assert_eq!(c.validate().unwrap(), PriceList::seed_defaults());
+        assert_eq!(c.disabled_features().len(), 3);
+    }
+
+    #[test]
+    fn malformed_values_name_their_variable() {
+        for (var, bad) in [
+            ("ADMIN_IDS", "abc"),
+            ("IMAGE_GENERATION_PRICE", "-5"),
+            ("IMAGE_EDIT_PRICE", "1.005"),
+            ("VIDEO_5SEC_PRICE", "0"),
+            ("VIDEO_10SEC_MULTIPLIER", "0"),
+            ("MAX_ACTIVE_JOBS_PER_USER", "many"),
+            ("TOPUP_AMOUNTS", "100,abc"),
+            ("HTTP_ADDR", "nowhere"),
+            ("PUBLIC_URL", "http://bot.example.com"),
+            ("TELEGRAM_MODE", "carrier-pigeon"),
+            ("YOOKASSA_RECEIPT_VAT_CODE", "9"),
+            ("LOG_FORMAT", "xml"),
+        ] {
+            let args = [MIN[0], ("ADMIN_IDS", if var == "ADMIN_IDS" { bad } else { "1" }), (var, bad)];
+            let args: Vec<_> = if var == "ADMIN_IDS" { args[..2].to_vec() } else { args.to_vec() };
+            let err = parse(&args).expect_err(var);
+            assert!(err.contains(var), "the error for {var}={bad} must name {var}: {err}");
+            assert!(err.contains(bad.split(',').next_back().unwrap_or(bad)), "and show the bad value: {err}");
+        }
+    }
+
+    #[test]
+    fn required_variables_are_required() {
+        assert!(parse(&[("BOT_TOKEN", "x")]).unwrap_err().contains("ADMIN_IDS"));
+        assert!(parse(&[("ADMIN_IDS", "1")]).unwrap_err().contains("BOT_TOKEN"));
+    }
+
+    #[test]
+    fn cross_field_rules_are_checked() {
+        let c = parse(&with(&[("TELEGRAM_MODE", "webhook")])).unwrap();
+        assert_eq!(c.validate(), Err(ConfigError::WebhookWithoutPublicUrl));
+        let c = parse(&with(&[("TELEGRAM_MODE", "webhook"), ("PUBLIC_URL", "https://bot.example.com")])).unwrap();
+        assert!(c.validate().is_ok());
+        let c = parse(&with(&[("KLING_ACCESS_KEY", "ak")])).unwrap();
+        assert_eq!(c.validate(), Err(ConfigError::HalfKlingKeys));
+        let c = parse(&with(&[("KLING_MODE", "ultra")])).unwrap();
+        assert!(matches!(c.validate(), Err(ConfigError::KlingMode(_))));
+        let c = parse(&with(&[("KLING_MODELS", "no-label")])).unwrap();
+        assert!(matches!(c.validate(), Err(ConfigError::KlingModels(_))));
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let c = parse(&with(&[("YOOKASSA_SECRET_KEY", "live_supersecret"), ("YOOKASSA_SHOP_ID", "1")])).unwrap();
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("supersecret") && !shown.contains("123:abc"), "{shown}");
+    }
+}
