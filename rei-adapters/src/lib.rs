@@ -11,10 +11,12 @@
 //! - `gemini`: Nano Banana Pro image generation (`ImageGenerator`).
 //! - `yookassa`: YooKassa payments (`PaymentGateway`).
 //! - `files`: the asset store under `ASSET_DIR`.
+//! - `system`: the wall clock, random ids, a logging notifier.
 
 pub mod files;
 pub mod gemini;
 pub mod http;
 pub mod kling;
 pub mod sql;
+pub mod system;
 pub mod yookassa;

@@ -28,6 +28,18 @@ CREATE TABLE ledger (
 CREATE INDEX ledger_by_user ON ledger (user_id, id);
 CREATE INDEX ledger_by_ref ON ledger (ref_type, ref_id);
 
+-- The cached balance follows every entry in the same statement; CHECK (balance >= 0)
+-- on users turns an overdraft into a constraint error, whatever the caller does.
+CREATE FUNCTION ledger_updates_balance() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE users SET balance = balance + (CASE NEW.type WHEN 'debit' THEN -NEW.amount ELSE NEW.amount END)
+    WHERE tg_id = NEW.user_id;
+    RETURN NULL;
+END;
+$$;
+CREATE TRIGGER ledger_updates_balance AFTER INSERT ON ledger
+    FOR EACH ROW EXECUTE FUNCTION ledger_updates_balance();
+
 CREATE FUNCTION ledger_is_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     RAISE EXCEPTION 'ledger is append-only';
@@ -60,6 +72,17 @@ CREATE TABLE settlements (
     settled_at     BIGINT  NOT NULL,
     CHECK ((kind = 'capture') = (actual IS NOT NULL))
 );
+
+-- Settling a reservation records its one settlement (the primary key refuses a second).
+CREATE FUNCTION reservation_settles_once() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO settlements (reservation_id, kind, actual, settled_at)
+    VALUES (NEW.id, CASE NEW.state WHEN 'captured' THEN 'capture' ELSE 'release' END, NEW.captured, NEW.settled_at);
+    RETURN NULL;
+END;
+$$;
+CREATE TRIGGER reservation_settles_once AFTER UPDATE OF state ON reservations
+    FOR EACH ROW WHEN (OLD.state = 'held' AND NEW.state <> 'held') EXECUTE FUNCTION reservation_settles_once();
 
 CREATE TABLE jobs (
     id               TEXT    PRIMARY KEY,

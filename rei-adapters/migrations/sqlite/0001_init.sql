@@ -28,6 +28,14 @@ CREATE TABLE ledger (
 CREATE INDEX ledger_by_user ON ledger (user_id, id);
 CREATE INDEX ledger_by_ref ON ledger (ref_type, ref_id);
 
+-- The cached balance follows every entry in the same statement; CHECK (balance >= 0)
+-- on users turns an overdraft into a constraint error, whatever the caller does.
+CREATE TRIGGER ledger_updates_balance AFTER INSERT ON ledger
+BEGIN
+    UPDATE users SET balance = balance + (CASE NEW.type WHEN 'debit' THEN -NEW.amount ELSE NEW.amount END)
+    WHERE tg_id = NEW.user_id;
+END;
+
 CREATE TRIGGER ledger_no_update BEFORE UPDATE ON ledger
 BEGIN
     SELECT RAISE(ABORT, 'ledger is append-only');
@@ -61,6 +69,14 @@ CREATE TABLE settlements (
     settled_at     INTEGER NOT NULL,
     CHECK ((kind = 'capture') = (actual IS NOT NULL))
 );
+
+-- Settling a reservation records its one settlement (the primary key refuses a second).
+CREATE TRIGGER reservation_settles_once AFTER UPDATE OF state ON reservations
+WHEN OLD.state = 'held' AND NEW.state <> 'held'
+BEGIN
+    INSERT INTO settlements (reservation_id, kind, actual, settled_at)
+    VALUES (NEW.id, CASE NEW.state WHEN 'captured' THEN 'capture' ELSE 'release' END, NEW.captured, NEW.settled_at);
+END;
 
 CREATE TABLE jobs (
     id               TEXT    PRIMARY KEY,

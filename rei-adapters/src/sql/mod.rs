@@ -177,6 +177,30 @@ impl From<TxError> for StoreError {
     }
 }
 
+/// A foreign-key violation on a row that references `users` means the user is unknown.
+pub(crate) fn unknown_user(e: sqlx::Error, user: rei_core::ids::UserId) -> TxError {
+    match &e {
+        sqlx::Error::Database(db) if matches!(db.kind(), ErrorKind::ForeignKeyViolation) => {
+            TxError::Store(StoreError::NotFound { what: "user", id: user.to_string() })
+        }
+        _ => TxError::Sql(e),
+    }
+}
+
+/// Maps the refusals of an entry insert: a CHECK violation can only be the
+/// `users.balance >= 0` check fired by the balance trigger (the entry's own columns are
+/// valid by construction), i.e. an overdraft; a foreign-key violation is an unknown user.
+/// The balance the refusal reports is filled in by the caller, outside the failed
+/// transaction.
+pub(crate) fn entry_refused(e: sqlx::Error, entry: &rei_core::ledger::NewEntry) -> TxError {
+    match &e {
+        sqlx::Error::Database(db) if matches!(db.kind(), ErrorKind::CheckViolation) => {
+            TxError::Store(StoreError::InsufficientFunds { needed: entry.amount, available: rei_core::money::Money::ZERO })
+        }
+        _ => unknown_user(e, entry.user_id),
+    }
+}
+
 /// Conflicts another transaction may have caused: unique races on PostgreSQL,
 /// serialisation failures and deadlocks, and SQLite's busy/locked answers.
 fn is_transient(e: &sqlx::Error) -> bool {

@@ -31,11 +31,19 @@ macro_rules! sql_store {
         use rei_core::user::{AuditRecord, Language, Stats, User, UserProfile};
 
         use crate::sql::rows::{self, *};
-        use crate::sql::{TxError, retrying};
+        use crate::sql::{TxError, entry_refused, retrying, unknown_user};
 
         type Tx<'a> = sqlx::Transaction<'a, $db>;
 
         const DEFAULT_LIMIT: i64 = 100;
+
+        /// What an entry insert did.
+        enum Inserted {
+            /// Posted now.
+            New(LedgerEntry),
+            /// The key was already used for this same entry: nothing posted.
+            Replay(LedgerEntry),
+        }
 
         /// Which unique column finds a job.
         #[derive(Clone, Copy)]
@@ -72,25 +80,18 @@ macro_rules! sql_store {
                 Ok(row.map(LedgerEntry::try_from).transpose()?)
             }
 
-            /// Posts an entry for a user whose row this transaction has locked.
-            async fn post_locked(tx: &mut Tx<'_>, e: &NewEntry, available: Money) -> Result<Posted, TxError> {
+            /// Inserts an entry in one statement: a trigger moves the cached balance in
+            /// the same statement, and `CHECK (balance >= 0)` refuses an overdraft (on
+            /// PostgreSQL the trigger's update takes the user's row lock and applies to
+            /// the committed balance, so concurrent debits never overdraw). A replay of
+            /// the key inserts nothing and is detected by the missing `RETURNING` row.
+            async fn insert_entry(tx: &mut Tx<'_>, e: &NewEntry) -> Result<Inserted, TxError> {
                 if e.amount.is_zero() {
                     return Err(StoreError::Invalid("ledger amounts must be positive".into()).into());
                 }
-                if let Some(first) = Self::entry_by_key(tx, e.idempotency_key.as_str()).await? {
-                    if !e.matches(&first) {
-                        return Err(StoreError::IdempotencyConflict { key: e.idempotency_key.to_string() }.into());
-                    }
-                    return Ok(Posted { entry: first, balance: available, replayed: true });
-                }
-                let next = available
-                    .kopecks()
-                    .checked_add(e.kind.signed(e.amount))
-                    .ok_or_else(|| StoreError::Invalid("balance overflow".into()))?;
-                let balance = Money::from_kopecks(next).map_err(|_| StoreError::InsufficientFunds { needed: e.amount, available })?;
-                let (id,): (i64,) = sqlx::query_as(
+                let inserted: Option<(i64,)> = sqlx::query_as(
                     "INSERT INTO ledger (user_id, type, amount, ref_type, ref_id, description, idempotency_key, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
                 )
                 .bind(e.user_id.get())
                 .bind(e.kind.as_str())
@@ -100,25 +101,39 @@ macro_rules! sql_store {
                 .bind(&e.description)
                 .bind(e.idempotency_key.as_str())
                 .bind(e.created_at.millis())
-                .fetch_one(&mut **tx)
-                .await?;
-                sqlx::query("UPDATE users SET balance = $1 WHERE tg_id = $2")
-                    .bind(balance.kopecks())
-                    .bind(e.user_id.get())
-                    .execute(&mut **tx)
-                    .await?;
-                let entry = LedgerEntry {
-                    id,
-                    user_id: e.user_id,
-                    kind: e.kind,
-                    amount: e.amount,
-                    ref_type: e.ref_type,
-                    ref_id: e.ref_id.clone(),
-                    description: e.description.clone(),
-                    idempotency_key: e.idempotency_key.clone(),
-                    created_at: e.created_at,
-                };
-                Ok(Posted { entry, balance, replayed: false })
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(|err| entry_refused(err, e))?;
+                match inserted {
+                    Some((id,)) => Ok(Inserted::New(LedgerEntry {
+                        id,
+                        user_id: e.user_id,
+                        kind: e.kind,
+                        amount: e.amount,
+                        ref_type: e.ref_type,
+                        ref_id: e.ref_id.clone(),
+                        description: e.description.clone(),
+                        idempotency_key: e.idempotency_key.clone(),
+                        created_at: e.created_at,
+                    })),
+                    None => {
+                        let first = Self::entry_by_key(tx, e.idempotency_key.as_str())
+                            .await?
+                            .ok_or_else(|| StoreError::Corrupt(format!("entry {} conflicts but is missing", e.idempotency_key)))?;
+                        if e.matches(&first) {
+                            Ok(Inserted::Replay(first))
+                        } else {
+                            Err(StoreError::IdempotencyConflict { key: e.idempotency_key.to_string() }.into())
+                        }
+                    }
+                }
+            }
+
+            async fn current_balance(tx: &mut Tx<'_>, user: UserId) -> Result<Money, TxError> {
+                let row: Option<(i64,)> =
+                    sqlx::query_as("SELECT balance FROM users WHERE tg_id = $1").bind(user.get()).fetch_optional(&mut **tx).await?;
+                let (k,) = row.ok_or_else(|| StoreError::NotFound { what: "user", id: user.to_string() })?;
+                Ok(money("balance", k)?)
             }
 
             async fn insert_audit(tx: &mut Tx<'_>, a: &AuditRecord) -> Result<(), TxError> {
@@ -150,17 +165,14 @@ macro_rules! sql_store {
                 Ok(row.map(Reservation::try_from).transpose()?)
             }
 
-            /// Places a hold for a user whose row this transaction has locked.
-            async fn reserve_locked(tx: &mut Tx<'_>, r: &NewReservation, available: Money) -> Result<Reservation, TxError> {
-                let posted = Self::post_locked(tx, &r.hold_entry(), available).await?;
-                if posted.replayed {
-                    // The key names an entry but no reservation: another operation owns it.
-                    return Err(StoreError::IdempotencyConflict { key: r.idempotency_key.to_string() }.into());
-                }
+            /// Places a hold: the reservation row first (a replay of its key inserts
+            /// nothing and returns the first hold), then its debit entry, which refuses
+            /// to overdraw. Three statements on the common path.
+            async fn reserve_in(tx: &mut Tx<'_>, r: &NewReservation) -> Result<Reservation, TxError> {
                 let held = r.held();
-                sqlx::query(
+                let inserted = sqlx::query(
                     "INSERT INTO reservations (id, user_id, amount, state, captured, job_id, description, idempotency_key, created_at, settled_at) \
-                     VALUES ($1, $2, $3, 'held', NULL, $4, $5, $6, $7, NULL)",
+                     VALUES ($1, $2, $3, 'held', NULL, $4, $5, $6, $7, NULL) ON CONFLICT (idempotency_key) DO NOTHING",
                 )
                 .bind(held.id.to_string())
                 .bind(held.user_id.get())
@@ -170,7 +182,22 @@ macro_rules! sql_store {
                 .bind(held.idempotency_key.as_str())
                 .bind(held.created_at.millis())
                 .execute(&mut **tx)
-                .await?;
+                .await
+                .map_err(|err| unknown_user(err, r.user_id))?;
+                if inserted.rows_affected() == 0 {
+                    let first = Self::reservation_by_key(tx, r.idempotency_key.as_str())
+                        .await?
+                        .ok_or_else(|| StoreError::Corrupt(format!("reservation {} conflicts but is missing", r.idempotency_key)))?;
+                    return if r.matches(&first) {
+                        Ok(first)
+                    } else {
+                        Err(StoreError::IdempotencyConflict { key: r.idempotency_key.to_string() }.into())
+                    };
+                }
+                if let Inserted::Replay(_) = Self::insert_entry(tx, &r.hold_entry()).await? {
+                    // The key names an entry but no reservation: another operation owns it.
+                    return Err(StoreError::IdempotencyConflict { key: r.idempotency_key.to_string() }.into());
+                }
                 Ok(held)
             }
 
@@ -191,17 +218,9 @@ macro_rules! sql_store {
                 if done.rows_affected() != 1 {
                     return Err(StoreError::Conflict { what: "reservation", id: r.id.to_string() }.into());
                 }
-                let kind = if r.captured.is_some() { "capture" } else { "release" };
-                sqlx::query("INSERT INTO settlements (reservation_id, kind, actual, settled_at) VALUES ($1, $2, $3, $4)")
-                    .bind(r.id.to_string())
-                    .bind(kind)
-                    .bind(r.captured.map(Money::kopecks))
-                    .bind(r.settled_at.map_or(0, Timestamp::millis))
-                    .execute(&mut **tx)
-                    .await?;
+                // The `reservation_settles_once` trigger records the settlement row.
                 if let Some(refund) = &plan.refund {
-                    let available = Self::lock_user(tx, refund.user_id).await?;
-                    Self::post_locked(tx, refund, available).await?;
+                    Self::insert_entry(tx, refund).await?;
                 }
                 Ok(())
             }
@@ -234,6 +253,23 @@ macro_rules! sql_store {
                 let sql = concat!("SELECT ", user_cols!(), " FROM users WHERE tg_id = $1", $lock);
                 let row: Option<UserRow> = sqlx::query_as(sql).bind(id.get()).fetch_optional(&mut **tx).await?;
                 Ok(row.map(User::try_from).transpose()?)
+            }
+
+            /// Fills in the balance an overdraft refusal reports: the refused
+            /// transaction is gone (on PostgreSQL it is aborted), so it is read afresh.
+            async fn with_available<T>(&self, user: UserId, r: Result<T, StoreError>) -> Result<T, StoreError> {
+                match r {
+                    Err(StoreError::InsufficientFunds { needed, .. }) => {
+                        let row: Option<(i64,)> = sqlx::query_as("SELECT balance FROM users WHERE tg_id = $1")
+                            .bind(user.get())
+                            .fetch_optional(&self.pool)
+                            .await
+                            .map_err(TxError::from)?;
+                        let available = money("balance", row.map_or(0, |(b,)| b))?;
+                        Err(StoreError::InsufficientFunds { needed, available })
+                    }
+                    other => other,
+                }
             }
 
             // ---- one attempt of each write; `retrying` repeats it on transient conflicts ----
@@ -284,8 +320,12 @@ macro_rules! sql_store {
 
             async fn post_once(&self, e: &NewEntry, audit: Option<&AuditRecord>) -> Result<Posted, TxError> {
                 let mut tx = self.write().await?;
-                let available = Self::lock_user(&mut tx, e.user_id).await?;
-                let posted = Self::post_locked(&mut tx, e, available).await?;
+                let (entry, replayed) = match Self::insert_entry(&mut tx, e).await? {
+                    Inserted::New(entry) => (entry, false),
+                    Inserted::Replay(first) => (first, true),
+                };
+                let balance = Self::current_balance(&mut tx, entry.user_id).await?;
+                let posted = Posted { entry, balance, replayed };
                 if let (false, Some(a)) = (posted.replayed, audit) {
                     Self::insert_audit(&mut tx, a).await?;
                 }
@@ -295,15 +335,7 @@ macro_rules! sql_store {
 
             async fn reserve_once(&self, r: &NewReservation) -> Result<Reservation, TxError> {
                 let mut tx = self.write().await?;
-                let available = Self::lock_user(&mut tx, r.user_id).await?;
-                if let Some(first) = Self::reservation_by_key(&mut tx, r.idempotency_key.as_str()).await? {
-                    return if r.matches(&first) {
-                        Ok(first)
-                    } else {
-                        Err(StoreError::IdempotencyConflict { key: r.idempotency_key.to_string() }.into())
-                    };
-                }
-                let held = Self::reserve_locked(&mut tx, r, available).await?;
+                let held = Self::reserve_in(&mut tx, r).await?;
                 tx.commit().await?;
                 Ok(held)
             }
@@ -317,7 +349,9 @@ macro_rules! sql_store {
 
             async fn create_job_once(&self, job: &NewJob, max_active: u32) -> Result<Job, TxError> {
                 let mut tx = self.write().await?;
-                let available = Self::lock_user(&mut tx, job.user_id).await?;
+                // Serialises job creation per user on PostgreSQL, so the active-job count
+                // below cannot be raced past the cap.
+                Self::lock_user(&mut tx, job.user_id).await?;
                 if let Some(first) = Self::job_in(&mut tx, JobBy::Key, job.idempotency_key.as_str()).await? {
                     return if job.matches(&first) {
                         Ok(first)
@@ -332,7 +366,10 @@ macro_rules! sql_store {
                 if active >= i64::from(max_active) {
                     return Err(StoreError::ActiveJobLimit { limit: max_active }.into());
                 }
-                Self::reserve_locked(&mut tx, &job.reservation(), available).await?;
+                let hold = Self::reserve_in(&mut tx, &job.reservation()).await?;
+                if hold.job_id != Some(job.id) {
+                    return Err(StoreError::IdempotencyConflict { key: job.reservation().idempotency_key.to_string() }.into());
+                }
                 let created = job.pending();
                 sqlx::query(
                     "INSERT INTO jobs (id, user_id, type, status, progress, params, quote, cost_estimate, reservation_id, idempotency_key, \
@@ -454,8 +491,7 @@ macro_rules! sql_store {
                 match t.effect {
                     None => {}
                     Some(PaymentEffect::Credit) => {
-                        let available = Self::lock_user(&mut tx, p.user_id).await?;
-                        Self::post_locked(&mut tx, &p.credit_entry(at), available).await?;
+                        Self::insert_entry(&mut tx, &p.credit_entry(at)).await?;
                     }
                     Some(PaymentEffect::CaptureRefundHold(r)) => {
                         let hold = Self::reservation_in(&mut tx, r, true)
@@ -602,11 +638,11 @@ macro_rules! sql_store {
         #[async_trait]
         impl LedgerStore for $store {
             async fn post(&self, entry: NewEntry, audit: Option<AuditRecord>) -> Result<Posted, StoreError> {
-                retrying(|| self.post_once(&entry, audit.as_ref())).await
+                self.with_available(entry.user_id, retrying(|| self.post_once(&entry, audit.as_ref())).await).await
             }
 
             async fn reserve(&self, reservation: NewReservation) -> Result<Reservation, StoreError> {
-                retrying(|| self.reserve_once(&reservation)).await
+                self.with_available(reservation.user_id, retrying(|| self.reserve_once(&reservation)).await).await
             }
 
             async fn settle(&self, id: ReservationId, how: Settlement, at: Timestamp) -> Result<Reservation, StoreError> {
@@ -648,7 +684,7 @@ macro_rules! sql_store {
         #[async_trait]
         impl JobStore for $store {
             async fn create_job(&self, job: NewJob, max_active: u32) -> Result<Job, StoreError> {
-                retrying(|| self.create_job_once(&job, max_active)).await
+                self.with_available(job.user_id, retrying(|| self.create_job_once(&job, max_active)).await).await
             }
 
             async fn job(&self, id: JobId) -> Result<Option<Job>, StoreError> {

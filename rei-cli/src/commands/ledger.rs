@@ -1,0 +1,81 @@
+//! `rei-cli ledger history|verify` and `rei-cli stats`.
+
+use clap::Subcommand;
+use rei_core::ids::UserId;
+use serde_json::json;
+
+use super::{Ctx, operational};
+use crate::Failure;
+use crate::output::when;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum LedgerCommand {
+    /// A user's newest entries.
+    History {
+        tg_id: UserId,
+        #[arg(long, default_value = "20")]
+        limit: u32,
+    },
+    /// Checks every invariant across the database; exit 1 when any is broken.
+    Verify,
+}
+
+pub(crate) async fn run(ctx: &Ctx, c: &LedgerCommand) -> Result<(), Failure> {
+    match c {
+        LedgerCommand::History { tg_id, limit } => {
+            ctx.known_user(*tg_id).await?;
+            let entries = ctx.stores.ledger.entries(*tg_id, (*limit).clamp(1, 1000)).await.map_err(operational)?;
+            let value = serde_json::to_value(&entries).map_err(operational)?;
+            let rows = entries
+                .iter()
+                .map(|e| vec![e.id.to_string(), when(e.created_at), e.kind.to_string(), e.amount.to_string(), e.ref_type.to_string(), e.ref_id.clone(), e.description.clone()])
+                .collect();
+            ctx.out.table(&value, &["id", "at (UTC)", "type", "amount", "ref", "ref id", "description"], rows);
+            Ok(())
+        }
+        LedgerCommand::Verify => {
+            let report = ctx.stores.ledger.verify().await.map_err(operational)?;
+            let value = serde_json::to_value(&report).map_err(operational)?;
+            if ctx.out.json {
+                println!("{value}");
+            } else {
+                println!(
+                    "checked {} users, {} entries, {} reservations: {} violation(s)",
+                    report.users_checked,
+                    report.entries_checked,
+                    report.reservations_checked,
+                    report.violations.len()
+                );
+                for v in &report.violations {
+                    println!("  {}", serde_json::to_string(v).map_err(operational)?);
+                }
+            }
+            if report.is_ok() { Ok(()) } else { Err(Failure::Operational(format!("{} ledger invariant(s) broken", report.violations.len()))) }
+        }
+    }
+}
+
+pub(crate) async fn stats(ctx: &Ctx) -> Result<(), Failure> {
+    let s = ctx.stores.users.stats().await.map_err(operational)?;
+    let pending = s.jobs_by_state.iter().find(|(st, _)| *st == rei_core::job::JobState::Pending).map_or(0, |(_, n)| *n);
+    let value = json!({
+        "users": s.users,
+        "banned_users": s.banned_users,
+        "balances_total_kopecks": s.balances_total.kopecks(),
+        "held_total_kopecks": s.held_total.kopecks(),
+        "jobs": s.jobs_by_state.iter().map(|(st, n)| (st.as_str().to_owned(), json!(n))).collect::<serde_json::Map<_, _>>(),
+        "payments": s.payments_by_state.iter().map(|(st, n, sum)| (st.as_str().to_owned(), json!({"count": n, "amount_kopecks": sum.kopecks()}))).collect::<serde_json::Map<_, _>>(),
+        "queue_depth": pending,
+    });
+    let mut rows = vec![
+        vec!["users".into(), s.users.to_string()],
+        vec!["banned users".into(), s.banned_users.to_string()],
+        vec!["balances total".into(), s.balances_total.to_string()],
+        vec!["held by running jobs".into(), s.held_total.to_string()],
+        vec!["queue depth (pending jobs)".into(), pending.to_string()],
+    ];
+    rows.extend(s.jobs_by_state.iter().map(|(st, n)| vec![format!("jobs {st}"), n.to_string()]));
+    rows.extend(s.payments_by_state.iter().map(|(st, n, sum)| vec![format!("payments {st}"), format!("{n} ({sum})")]));
+    ctx.out.table(&value, &["metric", "value"], rows);
+    Ok(())
+}

@@ -1,0 +1,56 @@
+//! `rei-cli user show|ban|unban`.
+
+use clap::Subcommand;
+use rei_core::ids::UserId;
+use serde_json::json;
+
+use super::{Ctx, operational};
+use crate::Failure;
+use crate::output::when;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum UserCommand {
+    /// A user's profile, balance and state.
+    Show { tg_id: UserId },
+    /// Bans a user (they get one notice, then are ignored).
+    Ban { tg_id: UserId },
+    /// Lifts a ban.
+    Unban { tg_id: UserId },
+}
+
+pub(crate) async fn run(ctx: &Ctx, c: &UserCommand) -> Result<(), Failure> {
+    let (id, user) = match *c {
+        UserCommand::Show { tg_id } => (tg_id, ctx.known_user(tg_id).await?),
+        UserCommand::Ban { tg_id } => {
+            ctx.known_user(tg_id).await?;
+            (tg_id, ctx.admin().ban(Ctx::actor(), tg_id).await.map_err(operational)?)
+        }
+        UserCommand::Unban { tg_id } => {
+            ctx.known_user(tg_id).await?;
+            (tg_id, ctx.admin().unban(Ctx::actor(), tg_id).await.map_err(operational)?)
+        }
+    };
+    let balance = ctx.stores.ledger.balance(id).await.map_err(operational)?;
+    let value = json!({
+        "tg_id": user.id.get(),
+        "username": user.username,
+        "first_name": user.first_name,
+        "language": user.language.as_str(),
+        "banned": user.is_banned,
+        "balance_kopecks": balance.available.kopecks(),
+        "held_kopecks": balance.held.kopecks(),
+        "created_at": user.created_at.millis(),
+    });
+    let rows = vec![
+        vec!["tg_id".into(), user.id.to_string()],
+        vec!["username".into(), user.username.clone().unwrap_or_default()],
+        vec!["first name".into(), user.first_name.clone().unwrap_or_default()],
+        vec!["language".into(), user.language.to_string()],
+        vec!["banned".into(), user.is_banned.to_string()],
+        vec!["balance".into(), balance.available.to_string()],
+        vec!["held".into(), balance.held.to_string()],
+        vec!["registered".into(), when(user.created_at)],
+    ];
+    ctx.out.table(&value, &["field", "value"], rows);
+    Ok(())
+}
