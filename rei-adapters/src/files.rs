@@ -5,7 +5,9 @@
 //! digits, `_`, `-` and `.`, none empty, none starting with a dot (so `..` and hidden or
 //! temporary names are impossible), separated by `/`. Every write is atomic: the bytes go
 //! to a temporary file in the same directory, which is then renamed over the target, so a
-//! reader never sees half a file and a crash leaves no truncated asset.
+//! reader never sees half a file and a crash leaves no truncated asset. The temporary file
+//! is deleted whenever the write does not complete: on an error, and also when the write's
+//! future is dropped half-way (a cancelled job, a download timeout).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -96,7 +98,8 @@ impl AssetStore {
     }
 
     /// Stores a stream of chunks under `key` atomically, refusing more than `max_bytes`.
-    /// Returns the asset and its size. On any failure nothing is left behind.
+    /// Returns the asset and its size. On any failure nothing is left behind, nor when the
+    /// returned future is dropped before it completes.
     ///
     /// # Errors
     /// [`AssetError::InvalidKey`], [`AssetError::TooLarge`], [`AssetError::Source`] when the
@@ -121,20 +124,12 @@ impl AssetStore {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let temp = dir.join(format!(".{name}.{:016x}.tmp", rand::random::<u64>()));
-        let written = copy_capped(&temp, stream, max_bytes).await;
-        let renamed = match written {
-            Ok(size) => tokio::fs::rename(&temp, &target)
-                .await
-                .map(|()| size)
-                .map_err(AssetError::from),
-            Err(e) => Err(e),
-        };
-        if renamed.is_err() {
-            // Best effort: the temporary name is unique, a leftover is only garbage.
-            let _ = tokio::fs::remove_file(&temp).await;
-        }
-        renamed.map(|size| (asset, size))
+        let temp =
+            TempFile::create(dir.join(format!(".{name}.{:016x}.tmp", rand::random::<u64>())))?;
+        let size = copy_capped(temp.file, stream, max_bytes).await?;
+        tokio::fs::rename(&temp.guard.path, &target).await?;
+        temp.guard.keep();
+        Ok((asset, size))
     }
 
     /// Reads a whole asset.
@@ -178,16 +173,66 @@ pub fn validate_key(key: &str) -> Result<(), AssetError> {
     }
 }
 
-async fn copy_capped<S, E>(temp: &Path, stream: S, max_bytes: u64) -> Result<u64, AssetError>
+/// A new temporary file and the guard that deletes it.
+struct TempFile {
+    file: tokio::fs::File,
+    guard: TempGuard,
+}
+
+impl TempFile {
+    fn create(path: PathBuf) -> Result<Self, AssetError> {
+        // Opened synchronously (one `open` call): with `tokio::fs` the file would be created
+        // on a blocking thread, possibly after a cancelled write had already run its guard.
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        Ok(Self {
+            file: tokio::fs::File::from_std(file),
+            guard: TempGuard { path, armed: true },
+        })
+    }
+}
+
+/// Deletes a temporary file when dropped, unless [`TempGuard::keep`] said it was renamed.
+/// Dropping covers every way a write can end early: an error (`?`), and the write's future
+/// being dropped at an `.await` (cancellation, timeout).
+struct TempGuard {
+    path: PathBuf,
+    armed: bool,
+}
+
+impl TempGuard {
+    /// The file was renamed into place: nothing to delete.
+    fn keep(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for TempGuard {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        // Synchronous on purpose: a drop cannot await. One unlink of a file we created; if it
+        // fails, the unique name makes the leftover harmless garbage.
+        if let Err(error) = std::fs::remove_file(&self.path) {
+            if error.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(error = %error, "cannot delete a temporary asset file");
+            }
+        }
+    }
+}
+
+async fn copy_capped<S, E>(
+    mut file: tokio::fs::File,
+    stream: S,
+    max_bytes: u64,
+) -> Result<u64, AssetError>
 where
     S: Stream<Item = Result<Bytes, E>>,
     E: fmt::Display,
 {
-    let mut file = tokio::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(temp)
-        .await?;
     let mut stream = std::pin::pin!(stream);
     let mut size: u64 = 0;
     while let Some(chunk) = stream.next().await {
@@ -300,6 +345,62 @@ mod tests {
             .unwrap();
         assert_eq!(size, 1000);
         assert_eq!(store.read(&asset).await.unwrap().len(), 1000);
+    }
+
+    #[tokio::test]
+    async fn a_write_dropped_mid_stream_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = AssetStore::new(dir.path());
+        let (reached_tx, reached_rx) = tokio::sync::oneshot::channel::<()>();
+        let mut reached_tx = Some(reached_tx);
+        // One chunk, then a source that never ends; it says when it is polled for more,
+        // i.e. once the first chunk is in the temporary file.
+        let endless = futures::stream::iter([Ok::<_, std::convert::Infallible>(
+            Bytes::from_static(b"part"),
+        )])
+        .chain(futures::stream::poll_fn(move |_| {
+            if let Some(tx) = reached_tx.take() {
+                let _ = tx.send(());
+            }
+            std::task::Poll::Pending
+        }));
+        let mut write = Box::pin(store.write_stream("results/cut.mp4", endless, 1000));
+        tokio::select! {
+            biased;
+            _ = &mut write => panic!("the source never ends"),
+            _ = reached_rx => {}
+        }
+        let leftovers = || {
+            std::fs::read_dir(dir.path().join("results"))
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(leftovers().len(), 1, "the temporary file exists mid-write");
+        drop(write);
+        assert_eq!(leftovers(), Vec::<std::ffi::OsString>::new());
+    }
+
+    #[tokio::test]
+    async fn a_write_cut_by_a_timeout_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = AssetStore::new(dir.path());
+        let endless = futures::stream::iter([Ok::<_, std::convert::Infallible>(
+            Bytes::from_static(b"part"),
+        )])
+        .chain(futures::stream::pending());
+        let timed_out = tokio::time::timeout(
+            std::time::Duration::from_millis(50),
+            store.write_stream("results/slow.mp4", endless, 1000),
+        )
+        .await;
+        assert!(timed_out.is_err());
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("results"))
+                .unwrap()
+                .count(),
+            0
+        );
     }
 
     #[tokio::test]

@@ -5,9 +5,12 @@
 //!
 //! Metrics (all counters carry a `provider` label: `kling`, `gemini`, `yookassa`):
 //!
-//! - `provider_requests_total{provider, outcome}`: every HTTP exchange; `outcome` is `ok`
-//!   or the error kind (`transient`, `rate_limited`, …).
-//! - `provider_errors_total{provider, kind}`: every failed exchange, by error kind.
+//! - `provider_requests_total{provider, outcome}`: every HTTP exchange; `outcome` is `ok`,
+//!   `reauth` (Kling refused the token's time window and the call is repeated with a new
+//!   token) or the error kind (`transient`, `rate_limited`, …).
+//! - `provider_errors_total{provider, kind}`: every failed exchange, by error kind (a
+//!   `reauth` exchange is not an error).
+//! - `provider_reauth_total{provider}`: every exchange answered "sign again".
 //! - `provider_retries_total{provider}`: every retry the policy decided.
 //! - `provider_request_duration_seconds{provider}`: a histogram of exchange latency.
 //!
@@ -91,7 +94,8 @@ pub(crate) fn build_client(
 /// number of times, with exponential backoff and jitter. A rate limit that names its
 /// wait (a `Retry-After` header, Gemini's `RetryInfo.retryDelay`) is waited out exactly,
 /// unless the wait is longer than [`RetryPolicy::max_retry_after`]: then the error is
-/// returned at once for the caller to reschedule.
+/// returned at once for the caller to reschedule. A rate limit that names no wait waits
+/// at least [`RetryPolicy::rate_limit_floor`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RetryPolicy {
     /// Attempts in total, the first included (1 = never retry).
@@ -102,18 +106,23 @@ pub struct RetryPolicy {
     pub max_delay: Duration,
     /// The longest provider-requested wait that is honoured in place.
     pub max_retry_after: Duration,
+    /// The shortest wait after a rate limit that names no wait of its own (Kling asks for
+    /// at least 1 s on code 1303; zero by default).
+    pub rate_limit_floor: Duration,
     /// Randomise the backoff delays (on by default; tests may turn it off).
     pub jitter: bool,
 }
 
 impl Default for RetryPolicy {
-    /// 3 attempts, 0.5 s → 8 s backoff with jitter, provider waits up to 60 s honoured.
+    /// 3 attempts, 0.5 s → 8 s backoff with jitter, provider waits up to 60 s honoured, no
+    /// rate-limit floor beyond the backoff.
     fn default() -> Self {
         Self {
             max_attempts: 3,
             min_delay: Duration::from_millis(500),
             max_delay: Duration::from_secs(8),
             max_retry_after: Duration::from_secs(60),
+            rate_limit_floor: Duration::ZERO,
             jitter: true,
         }
     }
@@ -134,7 +143,8 @@ impl RetryPolicy {
     /// retry.
     ///
     /// A rate limit carrying the provider's wait uses that wait (when within
-    /// [`Self::max_retry_after`]); other retryable errors use the backoff delay.
+    /// [`Self::max_retry_after`]); a rate limit without one uses the backoff delay, but at
+    /// least [`Self::rate_limit_floor`]; other retryable errors use the backoff delay.
     #[must_use]
     pub fn delay_for(&self, error: &ProviderError, backoff: Option<Duration>) -> Option<Duration> {
         if !error.is_retryable() {
@@ -145,6 +155,9 @@ impl RetryPolicy {
             ProviderError::RateLimited {
                 retry_after: Some(wait),
             } => (*wait <= self.max_retry_after).then_some(*wait),
+            ProviderError::RateLimited { retry_after: None } => {
+                Some(backoff.max(self.rate_limit_floor))
+            }
             _ => Some(backoff),
         }
     }
@@ -212,16 +225,51 @@ impl fmt::Debug for Exchange {
     }
 }
 
-/// An error that knows its class, so exchanges can be counted by kind.
+/// How one finished exchange is counted in metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// A usable answer.
+    Ok,
+    /// A failure of this class.
+    Failed(ProviderErrorKind),
+    /// The provider refused the credentials' time window and the call is repeated with
+    /// fresh ones (Kling 1003/1004): not an error unless the repeat fails too.
+    Reauth,
+}
+
+impl Outcome {
+    /// The outcome of a plain result.
+    pub(crate) fn of<T>(result: &Result<T, ProviderError>) -> Self {
+        result
+            .as_ref()
+            .err()
+            .map_or(Self::Ok, |e| Self::Failed(e.kind()))
+    }
+}
+
+/// An error that knows how it is counted.
 pub(crate) trait Classified: From<ProviderError> {
-    /// The class counted in metrics.
-    fn kind(&self) -> ProviderErrorKind;
+    /// The outcome counted in metrics.
+    fn outcome(&self) -> Outcome;
 }
 
 impl Classified for ProviderError {
-    fn kind(&self) -> ProviderErrorKind {
-        Self::kind(self)
+    fn outcome(&self) -> Outcome {
+        Outcome::Failed(self.kind())
     }
+}
+
+/// Whether sending a request again can do (and bill) the work twice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Replay {
+    /// Repeating is safe: the call only reads, carries an idempotency key (YooKassa), or
+    /// is looked up before it is repeated (Kling's `external_task_id`). A failure while
+    /// reading the answer is `Transient`.
+    Safe,
+    /// Every request the provider began to answer may have been billed (Gemini): a
+    /// failure while reading the answer is `Unknown`, so it is never retried. Failures
+    /// before any answer stay `Transient`.
+    Billed,
 }
 
 /// Names one exchange for the span and the metrics.
@@ -235,11 +283,14 @@ pub(crate) struct Call<'a> {
     pub path: &'a str,
     /// The largest body read; more is an `Unknown` error.
     pub body_limit: usize,
+    /// Whether a broken answer may be retried.
+    pub replay: Replay,
 }
 
 /// Sends `request`, reads the answer and lets `interpret` turn it into a result, inside a
-/// `provider_request` span, counting the outcome. Transport failures (connection,
-/// timeout, body read) become [`ProviderError::Transient`] without any URL in the text.
+/// `provider_request` span, counting the outcome. Failures before any answer (connection,
+/// timeout) become [`ProviderError::Transient`] without any URL in the text; failures
+/// while reading the answer too, unless the call is [`Replay::Billed`].
 pub(crate) async fn exchange<T, E>(
     call: Call<'_>,
     request: reqwest::RequestBuilder,
@@ -271,34 +322,39 @@ where
             "latency_ms",
             u64::try_from(latency.as_millis()).unwrap_or(u64::MAX),
         );
-        record_outcome(
-            call.provider,
-            result.as_ref().err().map(Classified::kind),
-            latency,
-        );
+        let outcome = result
+            .as_ref()
+            .err()
+            .map_or(Outcome::Ok, Classified::outcome);
+        record_outcome(call.provider, outcome, latency);
         result
     }
     .instrument(span)
     .await
 }
 
-/// Counts one finished exchange (`None` = success).
-pub(crate) fn record_outcome(
-    provider: &'static str,
-    error: Option<ProviderErrorKind>,
-    latency: Duration,
-) {
-    let outcome = error.map_or("ok", ProviderErrorKind::as_str);
-    metrics::counter!("provider_requests_total", "provider" => provider, "outcome" => outcome)
+/// Counts one finished exchange.
+pub(crate) fn record_outcome(provider: &'static str, outcome: Outcome, latency: Duration) {
+    let label = match outcome {
+        Outcome::Ok => "ok",
+        Outcome::Failed(kind) => kind.as_str(),
+        Outcome::Reauth => "reauth",
+    };
+    metrics::counter!("provider_requests_total", "provider" => provider, "outcome" => label)
         .increment(1);
     metrics::histogram!("provider_request_duration_seconds", "provider" => provider)
         .record(latency.as_secs_f64());
-    if let Some(kind) = error {
-        metrics::counter!("provider_errors_total", "provider" => provider, "kind" => kind.as_str())
-            .increment(1);
-        tracing::debug!(outcome, "provider request failed");
-    } else {
-        tracing::debug!(outcome, "provider request succeeded");
+    match outcome {
+        Outcome::Ok => tracing::debug!(outcome = label, "provider request succeeded"),
+        Outcome::Failed(kind) => {
+            metrics::counter!("provider_errors_total", "provider" => provider, "kind" => kind.as_str())
+                .increment(1);
+            tracing::debug!(outcome = label, "provider request failed");
+        }
+        Outcome::Reauth => {
+            metrics::counter!("provider_reauth_total", "provider" => provider).increment(1);
+            tracing::debug!(outcome = label, "provider asked for new credentials");
+        }
     }
 }
 
@@ -318,7 +374,11 @@ async fn read_answer(
         });
     }
     let mut body = BytesMut::new();
-    while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
+    let broken = |error: reqwest::Error| match call.replay {
+        Replay::Safe => transport_error(error),
+        Replay::Billed => broken_billed_answer(error),
+    };
+    while let Some(chunk) = response.chunk().await.map_err(broken)? {
         if body.len() + chunk.len() > call.body_limit {
             return Err(ProviderError::Unknown {
                 message: format!("answer larger than {} bytes", call.body_limit),
@@ -352,6 +412,24 @@ pub(crate) fn transport_error(error: reqwest::Error) -> ProviderError {
     };
     ProviderError::Transient {
         message: format!("{what}: {}", chain(&error)),
+    }
+}
+
+/// An answer of a billed call that broke off after its status line: the provider has
+/// the request and may have billed it, so this is not `Transient` (never retried).
+fn broken_billed_answer(error: reqwest::Error) -> ProviderError {
+    let error = error.without_url();
+    let what = if error.is_timeout() {
+        "timed out"
+    } else {
+        "broke off"
+    };
+    ProviderError::Unknown {
+        message: format!(
+            "the answer {what} after it began; not repeated, since the provider may have \
+             billed the call: {}",
+            chain(&error)
+        ),
     }
 }
 
@@ -491,6 +569,32 @@ mod tests {
             None
         );
         assert_eq!(p.delay_for(&limited(1), None), None);
+    }
+
+    #[test]
+    fn rate_limits_without_a_wait_wait_at_least_the_floor() {
+        let p = RetryPolicy {
+            rate_limit_floor: Duration::from_secs(1),
+            ..RetryPolicy::default()
+        };
+        let unnamed = ProviderError::RateLimited { retry_after: None };
+        assert_eq!(
+            p.delay_for(&unnamed, Some(Duration::from_millis(300))),
+            Some(Duration::from_secs(1))
+        );
+        assert_eq!(
+            p.delay_for(&unnamed, Some(Duration::from_secs(3))),
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(p.delay_for(&unnamed, None), None, "the budget still ends");
+        let transient = ProviderError::Transient {
+            message: String::new(),
+        };
+        assert_eq!(
+            p.delay_for(&transient, Some(Duration::from_millis(300))),
+            Some(Duration::from_millis(300)),
+            "the floor is for rate limits only"
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use rei_core::ids::{JobId, PaymentId, ReservationId, UserId};
-use rei_core::ports::{AdminAlert, Clock, IdGenerator, Notice, NotifyError, Notifier};
+use rei_core::ports::{AdminAlert, Clock, IdGenerator, Notice, Notifier, NotifyError};
 use rei_core::time::Timestamp;
 use uuid::Uuid;
 
@@ -43,7 +43,11 @@ pub struct LogNotifier;
 #[async_trait]
 impl Notifier for LogNotifier {
     async fn notify(&self, user: UserId, notice: Notice) -> Result<(), NotifyError> {
-        tracing::info!(user_id = user.get(), ?notice, "notice not delivered: no messenger in this process");
+        tracing::info!(
+            user_id = user.get(),
+            ?notice,
+            "notice not delivered: no messenger in this process"
+        );
         Ok(())
     }
 

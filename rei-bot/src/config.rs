@@ -67,7 +67,11 @@ pub(crate) struct Config {
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
     /// `api_model_name:Label,…` in menu order.
-    #[arg(long, env = "KLING_MODELS", default_value = "kling-v3:Kling 3.0,kling-v2-6:Kling 2.6,kling-v1-5:Kling 1.5")]
+    #[arg(
+        long,
+        env = "KLING_MODELS",
+        default_value = "kling-v3:Kling 3.0,kling-v2-6:Kling 2.6,kling-v1-5:Kling 1.5"
+    )]
     pub kling_models: String,
     /// Model for video→video (omni-video endpoint).
     #[arg(long, env = "KLING_OMNI_MODEL", default_value = "kling-v3-omni")]
@@ -124,19 +128,39 @@ pub(crate) struct Config {
     #[arg(long, env = "ASSET_RETENTION_DAYS", default_value = "7", value_parser = clap::value_parser!(u32).range(1..=3650))]
     pub asset_retention_days: u32,
     /// Telegram Bot API base URL.
-    #[arg(long, env = "TELEGRAM_API_URL", default_value = "https://api.telegram.org")]
+    #[arg(
+        long,
+        env = "TELEGRAM_API_URL",
+        default_value = "https://api.telegram.org"
+    )]
     pub telegram_api_url: url::Url,
     /// Kling API base URL.
-    #[arg(long, env = "KLING_API_URL", default_value = "https://api-singapore.klingai.com")]
+    #[arg(
+        long,
+        env = "KLING_API_URL",
+        default_value = "https://api-singapore.klingai.com"
+    )]
     pub kling_api_url: url::Url,
     /// Gemini API base URL.
-    #[arg(long, env = "NANO_BANANA_API_URL", default_value = "https://generativelanguage.googleapis.com")]
+    #[arg(
+        long,
+        env = "NANO_BANANA_API_URL",
+        default_value = "https://generativelanguage.googleapis.com"
+    )]
     pub nano_banana_api_url: url::Url,
     /// Image model id.
-    #[arg(long, env = "NANO_BANANA_MODEL", default_value = "gemini-3-pro-image-preview")]
+    #[arg(
+        long,
+        env = "NANO_BANANA_MODEL",
+        default_value = "gemini-3-pro-image-preview"
+    )]
     pub nano_banana_model: String,
     /// YooKassa API base URL.
-    #[arg(long, env = "YOOKASSA_API_URL", default_value = "https://api.yookassa.ru/v3")]
+    #[arg(
+        long,
+        env = "YOOKASSA_API_URL",
+        default_value = "https://api.yookassa.ru/v3"
+    )]
     pub yookassa_api_url: url::Url,
     /// Rubles credited per Telegram Star; set to enable top-up with Stars.
     #[arg(long, env = "STARS_RUB_RATE", value_parser = parse_price)]
@@ -184,9 +208,17 @@ impl Config {
         if self.yookassa_shop_id.is_some() != self.yookassa_secret_key.is_some() {
             return Err(ConfigError::HalfYookassaKeys);
         }
-        rei_adapters::kling::KlingModel::parse_list(&self.kling_models).map_err(|e| ConfigError::KlingModels(e.to_string()))?;
-        self.kling_mode.parse::<rei_adapters::kling::KlingMode>().map_err(|e| ConfigError::KlingMode(e.to_string()))?;
-        Ok(PriceList::new(self.image_generation_price, self.image_edit_price, self.video_5sec_price, self.video_10sec_multiplier)?)
+        rei_adapters::kling::KlingModel::parse_list(&self.kling_models)
+            .map_err(|e| ConfigError::KlingModels(e.to_string()))?;
+        self.kling_mode
+            .parse::<rei_adapters::kling::KlingMode>()
+            .map_err(|e| ConfigError::KlingMode(e.to_string()))?;
+        Ok(PriceList::new(
+            self.image_generation_price,
+            self.image_edit_price,
+            self.video_5sec_price,
+            self.video_10sec_multiplier,
+        )?)
     }
 
     /// Which provider features are off for lack of credentials (for start-up warnings).
@@ -211,12 +243,19 @@ fn parse_user_id(s: &str) -> Result<UserId, String> {
 
 fn parse_price(s: &str) -> Result<Money, String> {
     let m = Money::parse_rubles(s).map_err(|e| e.to_string())?;
-    if m.is_zero() { Err("must be greater than zero".into()) } else { Ok(m) }
+    if m.is_zero() {
+        Err("must be greater than zero".into())
+    } else {
+        Ok(m)
+    }
 }
 
 fn parse_https_url(s: &str) -> Result<url::Url, String> {
     let u = url::Url::parse(s).map_err(|e| e.to_string())?;
-    if u.scheme() == "https" || u.host_str().is_some_and(|h| h == "localhost" || h == "127.0.0.1") {
+    if u.scheme() == "https"
+        || u.host_str()
+            .is_some_and(|h| h == "localhost" || h == "127.0.0.1")
+    {
         Ok(u)
     } else {
         Err("must be an https URL".into())
@@ -224,8 +263,14 @@ fn parse_https_url(s: &str) -> Result<url::Url, String> {
 }
 
 fn parse_webhook_secret(s: &str) -> Result<SecretString, String> {
-    let ok = (1..=256).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if ok { Ok(SecretString::from(s.to_owned())) } else { Err("must be 1-256 characters of A-Z a-z 0-9 _ -".into()) }
+    let ok = (1..=256).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(SecretString::from(s.to_owned()))
+    } else {
+        Err("must be 1-256 characters of A-Z a-z 0-9 _ -".into())
+    }
 }
 
 #[cfg(test)]
@@ -251,7 +296,10 @@ mod tests {
     #[test]
     fn defaults_follow_the_contract() {
         let c = parse(&MIN).unwrap();
-        assert_eq!(c.admin_ids, vec![UserId::new(1).unwrap(), UserId::new(2).unwrap()]);
+        assert_eq!(
+            c.admin_ids,
+            vec![UserId::new(1).unwrap(), UserId::new(2).unwrap()]
+        );
         assert_eq!(c.database_path, "rei_bot.db");
         assert_eq!(c.image_generation_price, "50".parse().unwrap());
         assert_eq!(c.topup_amounts.len(), 4);
@@ -277,25 +325,51 @@ mod tests {
             ("YOOKASSA_RECEIPT_VAT_CODE", "9"),
             ("LOG_FORMAT", "xml"),
         ] {
-            let args = [MIN[0], ("ADMIN_IDS", if var == "ADMIN_IDS" { bad } else { "1" }), (var, bad)];
-            let args: Vec<_> = if var == "ADMIN_IDS" { args[..2].to_vec() } else { args.to_vec() };
+            let args = [
+                MIN[0],
+                ("ADMIN_IDS", if var == "ADMIN_IDS" { bad } else { "1" }),
+                (var, bad),
+            ];
+            let args: Vec<_> = if var == "ADMIN_IDS" {
+                args[..2].to_vec()
+            } else {
+                args.to_vec()
+            };
             let err = parse(&args).expect_err(var);
-            assert!(err.contains(var), "the error for {var}={bad} must name {var}: {err}");
-            assert!(err.contains(bad.split(',').next_back().unwrap_or(bad)), "and show the bad value: {err}");
+            assert!(
+                err.contains(var),
+                "the error for {var}={bad} must name {var}: {err}"
+            );
+            assert!(
+                err.contains(bad.split(',').next_back().unwrap_or(bad)),
+                "and show the bad value: {err}"
+            );
         }
     }
 
     #[test]
     fn required_variables_are_required() {
-        assert!(parse(&[("BOT_TOKEN", "x")]).unwrap_err().contains("ADMIN_IDS"));
-        assert!(parse(&[("ADMIN_IDS", "1")]).unwrap_err().contains("BOT_TOKEN"));
+        assert!(
+            parse(&[("BOT_TOKEN", "x")])
+                .unwrap_err()
+                .contains("ADMIN_IDS")
+        );
+        assert!(
+            parse(&[("ADMIN_IDS", "1")])
+                .unwrap_err()
+                .contains("BOT_TOKEN")
+        );
     }
 
     #[test]
     fn cross_field_rules_are_checked() {
         let c = parse(&with(&[("TELEGRAM_MODE", "webhook")])).unwrap();
         assert_eq!(c.validate(), Err(ConfigError::WebhookWithoutPublicUrl));
-        let c = parse(&with(&[("TELEGRAM_MODE", "webhook"), ("PUBLIC_URL", "https://bot.example.com")])).unwrap();
+        let c = parse(&with(&[
+            ("TELEGRAM_MODE", "webhook"),
+            ("PUBLIC_URL", "https://bot.example.com"),
+        ]))
+        .unwrap();
         assert!(c.validate().is_ok());
         let c = parse(&with(&[("KLING_ACCESS_KEY", "ak")])).unwrap();
         assert_eq!(c.validate(), Err(ConfigError::HalfKlingKeys));
@@ -307,8 +381,15 @@ mod tests {
 
     #[test]
     fn secrets_never_print() {
-        let c = parse(&with(&[("YOOKASSA_SECRET_KEY", "live_supersecret"), ("YOOKASSA_SHOP_ID", "1")])).unwrap();
+        let c = parse(&with(&[
+            ("YOOKASSA_SECRET_KEY", "live_supersecret"),
+            ("YOOKASSA_SHOP_ID", "1"),
+        ]))
+        .unwrap();
         let shown = format!("{c:?}");
-        assert!(!shown.contains("supersecret") && !shown.contains("123:abc"), "{shown}");
+        assert!(
+            !shown.contains("supersecret") && !shown.contains("123:abc"),
+            "{shown}"
+        );
     }
 }

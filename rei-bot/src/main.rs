@@ -11,7 +11,8 @@ use clap::Parser;
 use crate::config::{Config, LogFormat};
 
 fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     match format {
         LogFormat::Pretty => builder.init(),
@@ -28,10 +29,19 @@ async fn main() -> anyhow::Result<()> {
     for feature in config.disabled_features() {
         tracing::warn!(feature, "feature disabled");
     }
-    let target = rei_adapters::sql::DatabaseTarget::from_config(config.database_url.as_deref(), &config.database_path)?;
+    let target = rei_adapters::sql::DatabaseTarget::from_config(
+        config.database_url.as_deref(),
+        &config.database_path,
+    )?;
     tracing::info!(database = ?target, "opening database");
-    let stores = rei_adapters::sql::connect(&target).await.context("opening the database")?;
-    let report = stores.ledger.verify().await.context("verifying the ledger")?;
+    let stores = rei_adapters::sql::connect(&target)
+        .await
+        .context("opening the database")?;
+    let report = stores
+        .ledger
+        .verify()
+        .await
+        .context("verifying the ledger")?;
     tracing::info!(
         users = report.users_checked,
         entries = report.entries_checked,
@@ -39,5 +49,7 @@ async fn main() -> anyhow::Result<()> {
         image_price_kopecks = prices.price(&rei_core::Product::ImageGeneration).kopecks(),
         "database ready"
     );
-    anyhow::bail!("the Telegram front end is not part of this build yet (see README, Status); the database is migrated and verified")
+    anyhow::bail!(
+        "the Telegram front end is not part of this build yet (see README, Status); the database is migrated and verified"
+    )
 }

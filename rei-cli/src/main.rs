@@ -19,7 +19,12 @@ struct Cli {
     #[arg(long, global = true)]
     json: bool,
     /// SQLite file (created if absent).
-    #[arg(long, env = "DATABASE_PATH", default_value = "rei_bot.db", global = true)]
+    #[arg(
+        long,
+        env = "DATABASE_PATH",
+        default_value = "rei_bot.db",
+        global = true
+    )]
     database_path: String,
     /// `sqlite://…` or `postgres://…`; wins over `DATABASE_PATH`.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
@@ -44,11 +49,22 @@ async fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
     let out = output::Output { json: cli.json };
-    match commands::run(&cli.command, cli.database_url.as_deref(), &cli.database_path, &out).await {
+    match commands::run(
+        &cli.command,
+        cli.database_url.as_deref(),
+        &cli.database_path,
+        &out,
+    )
+    .await
+    {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Usage(msg)) => {
             out.error(&msg);

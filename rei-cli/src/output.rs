@@ -17,7 +17,8 @@ impl Output {
             return;
         }
         let mut t = Table::new();
-        t.load_preset(UTF8_FULL_CONDENSED).set_header(header.to_vec());
+        t.load_preset(UTF8_FULL_CONDENSED)
+            .set_header(header.to_vec());
         for r in rows {
             t.add_row(r);
         }
@@ -45,5 +46,8 @@ impl Output {
 
 /// A timestamp in UTC, for tables.
 pub(crate) fn when(t: rei_core::Timestamp) -> String {
-    chrono::DateTime::from_timestamp_millis(t.millis()).map_or_else(|| t.to_string(), |d| d.format("%Y-%m-%d %H:%M:%S").to_string())
+    chrono::DateTime::from_timestamp_millis(t.millis()).map_or_else(
+        || t.to_string(),
+        |d| d.format("%Y-%m-%d %H:%M:%S").to_string(),
+    )
 }

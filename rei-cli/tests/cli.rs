@@ -23,7 +23,11 @@ fn cli(db: &Db, args: &[&str]) -> (i32, String, String) {
         .env("USER", "ops")
         .output()
         .unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn json(s: &str) -> serde_json::Value {
@@ -34,14 +38,22 @@ fn json(s: &str) -> serde_json::Value {
 fn register(db: &Db, id: i64) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let stores = rei_adapters::sql::connect(&rei_adapters::sql::DatabaseTarget::SqlitePath(db.path.clone())).await.unwrap();
+        let stores = rei_adapters::sql::connect(&rei_adapters::sql::DatabaseTarget::SqlitePath(
+            db.path.clone(),
+        ))
+        .await
+        .unwrap();
         let profile = rei_core::user::UserProfile {
             id: rei_core::ids::UserId::new(id).unwrap(),
             username: Some("anna".into()),
             first_name: None,
             language: rei_core::user::Language::Ru,
         };
-        stores.users.register(profile, rei_core::Timestamp::from_millis(0)).await.unwrap();
+        stores
+            .users
+            .register(profile, rei_core::Timestamp::from_millis(0))
+            .await
+            .unwrap();
     });
 }
 
@@ -60,20 +72,44 @@ fn migrate_then_verify_an_empty_database() {
 fn balance_adjustments_are_audited_and_never_go_below_zero() {
     let d = db();
     register(&d, 42);
-    let (code, out, err) = cli(&d, &["--json", "balance", "add", "42", "150.50", "--reason", "compensation"]);
+    let (code, out, err) = cli(
+        &d,
+        &[
+            "--json",
+            "balance",
+            "add",
+            "42",
+            "150.50",
+            "--reason",
+            "compensation",
+        ],
+    );
     assert_eq!(code, 0, "{out}{err}");
     let v = json(&out);
-    assert_eq!((v["amount_kopecks"].as_i64(), v["balance_kopecks"].as_i64()), (Some(15_050), Some(15_050)));
+    assert_eq!(
+        (v["amount_kopecks"].as_i64(), v["balance_kopecks"].as_i64()),
+        (Some(15_050), Some(15_050))
+    );
     let (code, _, err) = cli(&d, &["balance", "sub", "42", "200", "--reason", "too much"]);
-    assert_eq!(code, 2, "a debit beyond the balance is refused as a usage error");
-    assert!(err.contains("the balance is 150.50 ₽, cannot take 200.00 ₽"), "{err}");
+    assert_eq!(
+        code, 2,
+        "a debit beyond the balance is refused as a usage error"
+    );
+    assert!(
+        err.contains("the balance is 150.50 ₽, cannot take 200.00 ₽"),
+        "{err}"
+    );
     let (code, out, _) = cli(&d, &["--json", "user", "show", "42"]);
     assert_eq!(code, 0);
     assert_eq!(json(&out)["balance_kopecks"], 15_050);
     // The audit log names the OS user.
     let rt = tokio::runtime::Runtime::new().unwrap();
     let log = rt.block_on(async {
-        let stores = rei_adapters::sql::connect(&rei_adapters::sql::DatabaseTarget::SqlitePath(d.path.clone())).await.unwrap();
+        let stores = rei_adapters::sql::connect(&rei_adapters::sql::DatabaseTarget::SqlitePath(
+            d.path.clone(),
+        ))
+        .await
+        .unwrap();
         stores.users.audit_log(10).await.unwrap()
     });
     assert_eq!(log.len(), 1);
@@ -85,7 +121,19 @@ fn a_retried_adjustment_with_a_key_applies_once() {
     let d = db();
     register(&d, 42);
     for _ in 0..2 {
-        let (code, _, _) = cli(&d, &["balance", "add", "42", "10", "--reason", "r", "--idempotency-key", "ticket-7"]);
+        let (code, _, _) = cli(
+            &d,
+            &[
+                "balance",
+                "add",
+                "42",
+                "10",
+                "--reason",
+                "r",
+                "--idempotency-key",
+                "ticket-7",
+            ],
+        );
         assert_eq!(code, 0);
     }
     let (_, out, _) = cli(&d, &["--json", "user", "show", "42"]);
@@ -125,14 +173,25 @@ fn stats_history_and_lists_render() {
     let (code, out, _) = cli(&d, &["--json", "stats"]);
     assert_eq!(code, 0);
     let v = json(&out);
-    assert_eq!((v["users"].as_u64(), v["balances_total_kopecks"].as_i64()), (Some(1), Some(10_000)));
-    let (code, out, _) = cli(&d, &["--json", "payments", "list", "--status", "paid", "--since", "7d"]);
+    assert_eq!(
+        (v["users"].as_u64(), v["balances_total_kopecks"].as_i64()),
+        (Some(1), Some(10_000))
+    );
+    let (code, out, _) = cli(
+        &d,
+        &[
+            "--json", "payments", "list", "--status", "paid", "--since", "7d",
+        ],
+    );
     assert_eq!(code, 0);
     assert_eq!(json(&out), serde_json::json!([]));
     let (code, out, _) = cli(&d, &["--json", "jobs", "list", "--user", "42"]);
     assert_eq!(code, 0);
     assert_eq!(json(&out), serde_json::json!([]));
-    let (code, _, err) = cli(&d, &["jobs", "cancel", "00000000-0000-0000-0000-000000000001"]);
+    let (code, _, err) = cli(
+        &d,
+        &["jobs", "cancel", "00000000-0000-0000-0000-000000000001"],
+    );
     assert_eq!(code, 2, "an unknown job is the caller's mistake: {err}");
 }
 
@@ -145,8 +204,13 @@ fn a_broken_ledger_fails_verification_with_exit_1() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         use sqlx::Connection;
-        let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", d.path)).await.unwrap();
-        sqlx::query("UPDATE users SET balance = balance + 1").execute(&mut conn).await.unwrap();
+        let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", d.path))
+            .await
+            .unwrap();
+        sqlx::query("UPDATE users SET balance = balance + 1")
+            .execute(&mut conn)
+            .await
+            .unwrap();
     });
     let (code, out, _) = cli(&d, &["ledger", "verify"]);
     assert_eq!(code, 1, "{out}");

@@ -7,9 +7,12 @@
 //! - The result is the last non-thought part with `inlineData`; the non-thought texts
 //!   become the caption. A blocked prompt, a safety `finishReason` or an answer without a
 //!   final image is `ProviderError::Refused` with a reason a user can read.
-//! - Gemini has no idempotency key and every call is billed: only 429 (after
-//!   `RetryInfo.retryDelay`), 5xx and failures before any answer are retried, a bounded
-//!   number of times. A 429 on a daily quota (`quotaId` with `PerDay`) is out of funds.
+//! - Gemini has no idempotency key and every call is billed (providers.md §2.5): only 429
+//!   (after `RetryInfo.retryDelay`), 500/503/504 and failures before any answer are
+//!   retried, a bounded number of times. An answer that breaks off (or times out) after its
+//!   status line, and any other status, is `Unknown` and never retried: Google has the
+//!   request and may have billed it. A 429 on a daily quota (`quotaId` with `PerDay`) is
+//!   out of funds.
 
 mod wire;
 
@@ -22,7 +25,7 @@ use reqwest::header::{CONTENT_TYPE, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
-use crate::http::{self, Call, ClientBuildError, Exchange, HttpConfig, RetryPolicy};
+use crate::http::{self, Call, ClientBuildError, Exchange, HttpConfig, Replay, RetryPolicy};
 
 /// The default of `NANO_BANANA_API_URL`.
 pub const DEFAULT_BASE_URL: &str = "https://generativelanguage.googleapis.com";
@@ -179,6 +182,7 @@ impl GeminiClient {
             method: "POST",
             path,
             body_limit: RESPONSE_LIMIT,
+            replay: Replay::Billed,
         };
         http::exchange(call, request, interpret).await
     }
@@ -308,7 +312,9 @@ fn classify(
                 retry_after: delay.or(retry_after_header),
             }
         }
-        408 | 500..=599 => ProviderError::Transient { message: text },
+        // Only these are documented as "retry with backoff" (providers.md §2.4/§2.5); any
+        // other status may have been billed and is not retried.
+        500 | 503 | 504 => ProviderError::Transient { message: text },
         _ => ProviderError::Unknown { message: text },
     }
 }
@@ -416,6 +422,8 @@ fn invalid(message: impl Into<String>) -> ProviderError {
 mod tests {
     use std::time::Duration;
 
+    use rei_core::ports::ProviderErrorKind;
+
     use super::*;
 
     #[test]
@@ -427,6 +435,17 @@ mod tests {
         );
         assert_eq!(parse_retry_delay("22"), None);
         assert_eq!(parse_retry_delay("s"), None);
+    }
+
+    #[test]
+    fn only_500_503_and_504_are_transient() {
+        let kind = |status| classify(status, wire::Status::default(), None).kind();
+        for status in [500, 503, 504] {
+            assert_eq!(kind(status), ProviderErrorKind::Transient, "HTTP {status}");
+        }
+        for status in [408, 501, 502, 505, 507, 599, 418] {
+            assert_eq!(kind(status), ProviderErrorKind::Unknown, "HTTP {status}");
+        }
     }
 
     #[test]

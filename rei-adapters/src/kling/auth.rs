@@ -12,6 +12,11 @@ use secrecy::{ExposeSecret, SecretString};
 pub(crate) const TOKEN_LIFETIME_SECS: u64 = 1800;
 /// `nbf` = now − 5 s, as in Kling's sample (tolerates small clock skew).
 pub(crate) const NOT_BEFORE_SKEW_SECS: u64 = 5;
+/// After Kling calls a token "not yet valid" (1003, our clock is ahead of Kling's), `nbf`
+/// goes back at least this far…
+pub(crate) const RESIGN_NOT_BEFORE_SKEW_SECS: u64 = 60;
+/// …growing fourfold with every further 1003, up to this.
+pub(crate) const MAX_NOT_BEFORE_SKEW_SECS: u64 = 600;
 /// A cached token is replaced this long before it expires.
 pub(crate) const REFRESH_MARGIN_SECS: u64 = 300;
 
@@ -82,10 +87,25 @@ struct CachedToken {
     expires_at: u64,
 }
 
+/// Why Kling refused a token (401 with code 1003 or 1004).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Rejection {
+    /// 1003: `nbf` is in Kling's future (our clock runs ahead): sign with an earlier `nbf`.
+    NotYetValid,
+    /// 1004: expired: sign a new one.
+    Expired,
+}
+
+struct SignerState {
+    cached: Option<CachedToken>,
+    /// How far before "now" `nbf` is put; grows after a 1003 and stays (the skew does).
+    not_before_skew: u64,
+}
+
 /// Signs tokens and caches one until shortly before it expires.
 pub(crate) struct TokenSigner {
     credentials: KlingCredentials,
-    cached: Mutex<Option<CachedToken>>,
+    state: Mutex<SignerState>,
 }
 
 impl fmt::Debug for TokenSigner {
@@ -98,46 +118,63 @@ impl TokenSigner {
     pub(crate) fn new(credentials: KlingCredentials) -> Self {
         Self {
             credentials,
-            cached: Mutex::new(None),
+            state: Mutex::new(SignerState {
+                cached: None,
+                not_before_skew: NOT_BEFORE_SKEW_SECS,
+            }),
         }
     }
 
-    /// A valid token: the cached one while it has more than [`REFRESH_MARGIN_SECS`] left,
-    /// a freshly signed one otherwise.
+    /// A valid token now (see [`Self::token_at`]).
     pub(crate) fn token(&self) -> Result<SecretString, ProviderError> {
-        let now = now_secs();
-        let mut cached = self
+        self.token_at(now_secs())
+    }
+
+    /// A valid token at `now` (Unix seconds): the cached one while it has more than
+    /// [`REFRESH_MARGIN_SECS`] left, a freshly signed one otherwise.
+    pub(crate) fn token_at(&self, now: u64) -> Result<SecretString, ProviderError> {
+        let mut state = self.lock();
+        if let Some(c) = state
             .cached
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(c) = cached
             .as_ref()
-            .filter(|c| c.expires_at > now + REFRESH_MARGIN_SECS)
+            .filter(|c| c.expires_at > now.saturating_add(REFRESH_MARGIN_SECS))
         {
             return Ok(c.token.clone());
         }
-        let expires_at = now + TOKEN_LIFETIME_SECS;
-        let token = self.sign(now, expires_at)?;
-        *cached = Some(CachedToken {
+        let expires_at = now.saturating_add(TOKEN_LIFETIME_SECS);
+        let not_before = now.saturating_sub(state.not_before_skew);
+        let token = self.sign(not_before, expires_at)?;
+        state.cached = Some(CachedToken {
             token: token.clone(),
             expires_at,
         });
         Ok(token)
     }
 
-    /// Forgets the cached token (after Kling said it is not yet valid or expired).
-    pub(crate) fn invalidate(&self) {
-        *self
-            .cached
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+    /// Forgets the cached token after Kling refused it. After a "not yet valid" the next
+    /// tokens carry an earlier `nbf`, so the repeated call does not meet the same refusal.
+    pub(crate) fn invalidate(&self, rejection: Rejection) {
+        let mut state = self.lock();
+        state.cached = None;
+        if rejection == Rejection::NotYetValid {
+            state.not_before_skew = state
+                .not_before_skew
+                .saturating_mul(4)
+                .clamp(RESIGN_NOT_BEFORE_SKEW_SECS, MAX_NOT_BEFORE_SKEW_SECS);
+        }
     }
 
-    fn sign(&self, now: u64, expires_at: u64) -> Result<SecretString, ProviderError> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, SignerState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn sign(&self, not_before: u64, expires_at: u64) -> Result<SecretString, ProviderError> {
         let claims = Claims {
             iss: self.credentials.access_key.expose_secret(),
             exp: expires_at,
-            nbf: now.saturating_sub(NOT_BEFORE_SKEW_SECS),
+            nbf: not_before,
         };
         let key = EncodingKey::from_secret(self.credentials.secret_key.expose_secret().as_bytes());
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key)
@@ -173,20 +210,87 @@ mod tests {
         assert!(!format!("{creds:?}").contains("sk"));
     }
 
+    const T0: u64 = 1_774_805_076;
+
+    fn signer() -> TokenSigner {
+        TokenSigner::new(KlingCredentials::from_combined(&SecretString::from("ak:sk")).unwrap())
+    }
+
+    /// The `(exp, nbf)` claims of a token.
+    fn claims(token: &SecretString) -> (u64, u64) {
+        use base64::Engine;
+        let payload = token.expose_secret().split('.').nth(1).unwrap();
+        let json: serde_json::Value = serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload)
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(json["iss"], "ak");
+        (json["exp"].as_u64().unwrap(), json["nbf"].as_u64().unwrap())
+    }
+
     #[test]
-    fn tokens_are_cached_until_invalidated() {
-        let creds = KlingCredentials::from_combined(&SecretString::from("ak:sk")).unwrap();
-        let signer = TokenSigner::new(creds);
-        let first = signer.token().unwrap();
+    fn a_token_carries_the_samples_window() {
+        let token = signer().token_at(T0).unwrap();
+        assert_eq!(claims(&token), (T0 + 1800, T0 - 5));
+    }
+
+    #[test]
+    fn a_cached_token_is_reused_well_before_it_expires() {
+        let signer = signer();
+        let first = signer.token_at(T0).unwrap();
+        let later = signer.token_at(T0 + 1000).unwrap();
+        assert_eq!(first.expose_secret(), later.expose_secret());
+        assert_eq!(claims(&later), (T0 + 1800, T0 - 5));
+    }
+
+    #[test]
+    fn a_token_is_replaced_within_the_refresh_margin() {
+        let signer = signer();
+        let first = signer.token_at(T0).unwrap();
         assert_eq!(
+            signer.token_at(T0 + 1499).unwrap().expose_secret(),
             first.expose_secret(),
-            signer.token().unwrap().expose_secret()
+            "301 s left: still reused"
         );
-        signer.invalidate();
-        assert!(signer.cached.lock().unwrap().is_none());
+        let renewed = signer.token_at(T0 + 1501).unwrap();
+        assert_ne!(renewed.expose_secret(), first.expose_secret());
+        assert_eq!(claims(&renewed), (T0 + 1501 + 1800, T0 + 1501 - 5));
+    }
+
+    #[test]
+    fn an_invalidated_token_is_signed_again() {
+        let signer = signer();
+        let first = signer.token_at(T0).unwrap();
+        signer.invalidate(Rejection::Expired);
+        let fresh = signer.token_at(T0 + 10).unwrap();
+        assert_ne!(fresh.expose_secret(), first.expose_secret());
+        assert_eq!(claims(&fresh), (T0 + 10 + 1800, T0 + 10 - 5));
+    }
+
+    #[test]
+    fn a_not_yet_valid_token_is_re_signed_with_an_earlier_nbf() {
+        let signer = signer();
+        let first = signer.token_at(T0).unwrap();
+        signer.invalidate(Rejection::NotYetValid);
+        let resigned = signer.token_at(T0).unwrap();
+        assert_ne!(
+            resigned.expose_secret(),
+            first.expose_secret(),
+            "the repeat in the same second differs"
+        );
+        assert_eq!(claims(&resigned), (T0 + 1800, T0 - 60));
+        let mut nbfs = Vec::new();
+        for _ in 0..3 {
+            signer.invalidate(Rejection::NotYetValid);
+            nbfs.push(T0 - claims(&signer.token_at(T0).unwrap()).1);
+        }
+        assert_eq!(nbfs, vec![240, 600, 600], "grows, then stays capped");
         assert_eq!(
-            signer.token().unwrap().expose_secret().split('.').count(),
-            3
+            claims(&signer.token_at(T0 + 1501).unwrap()).1,
+            T0 + 1501 - 600,
+            "the learnt skew is kept for later tokens"
         );
     }
 }

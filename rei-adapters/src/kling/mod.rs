@@ -7,11 +7,11 @@
 //!   `video_list:[{video_url, refer_type:"base", keep_original_sound:"no"}]`.
 //! - Every request carries `Authorization: Bearer <JWT>` (HS256 from the access and secret
 //!   keys, cached and refreshed five minutes before it expires; re-signed and retried once
-//!   when Kling answers 401 with code 1003/1004).
+//!   when Kling answers 401 with code 1003/1004, with an earlier `nbf` after a 1003).
 //! - `external_task_id` is the job id, so [`VideoGenerator::find_by_job`] finds a task that
-//!   was created before a crash (`GET /v1/videos/<family>/<job id>`), and a create whose
-//!   outcome is unknown (timeout, 5xx) looks the task up before it posts again: the
-//!   provider is never paid twice.
+//!   was created before a crash (`GET /v1/videos/<family>/<job id>`; any 404 means "no
+//!   such task"), and a create whose outcome is unknown (timeout, 5xx) looks the task up
+//!   before it posts again: the provider is never paid twice.
 //! - Results are streamed into the asset store with a size cap and a timeout.
 //! - Callbacks ([`parse_callback`]) only name the task to re-read; polling
 //!   ([`poll_until_final`]) stays the way results are found.
@@ -32,8 +32,7 @@ use futures::TryStreamExt;
 use rei_core::ids::{JobId, ProviderTaskId};
 use rei_core::job::VideoMode;
 use rei_core::ports::{
-    DownloadedAsset, ProviderError, ProviderErrorKind, VideoGenerator, VideoInput, VideoRequest,
-    VideoTaskStatus,
+    DownloadedAsset, ProviderError, VideoGenerator, VideoInput, VideoRequest, VideoTaskStatus,
 };
 use reqwest::Method;
 use reqwest::header::CONTENT_TYPE;
@@ -42,13 +41,16 @@ use serde::de::DeserializeOwned;
 use tracing::Instrument;
 use url::Url;
 
+use auth::Rejection;
 pub use auth::{CredentialsError, KlingCredentials};
 pub use models::{
     DEFAULT_MODELS, DEFAULT_OMNI_MODEL, KlingModel, ModelListError, is_omni, supports,
 };
 
 use crate::files::{AssetError, AssetStore};
-use crate::http::{self, Call, Classified, ClientBuildError, Exchange, HttpConfig, RetryPolicy};
+use crate::http::{
+    self, Call, Classified, ClientBuildError, Exchange, HttpConfig, Outcome, Replay, RetryPolicy,
+};
 
 /// The default of `KLING_API_URL`.
 pub const DEFAULT_BASE_URL: &str = "https://api-singapore.klingai.com";
@@ -61,6 +63,9 @@ const PROVIDER: &str = "kling";
 const JSON_LIMIT: usize = 4 * 1024 * 1024;
 /// Longest prompt Kling accepts, in characters.
 const MAX_PROMPT_CHARS: usize = 2500;
+/// The shortest wait after a 429 without `Retry-After` (providers.md §1.9: on 1303 "first
+/// delay ≥ 1 s").
+pub const RATE_LIMIT_FLOOR: Duration = Duration::from_secs(1);
 
 /// Video quality (`KLING_MODE`): `std` = 720p, `pro` = 1080p.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -145,7 +150,8 @@ pub struct KlingConfig {
     pub download: DownloadLimits,
     /// Timeouts of API calls.
     pub http: HttpConfig,
-    /// Retries of API calls and downloads.
+    /// Retries of API calls and downloads (default: [`RetryPolicy::default`] with a
+    /// [`RATE_LIMIT_FLOOR`] of 1 s).
     pub retry: RetryPolicy,
 }
 
@@ -162,7 +168,10 @@ impl KlingConfig {
             public_url: None,
             download: DownloadLimits::default(),
             http: HttpConfig::default(),
-            retry: RetryPolicy::default(),
+            retry: RetryPolicy {
+                rate_limit_floor: RATE_LIMIT_FLOOR,
+                ..RetryPolicy::default()
+            },
         }
     }
 }
@@ -256,11 +265,6 @@ impl KlingClient {
         request: &VideoRequest,
     ) -> Result<(&'static str, Vec<u8>), ProviderError> {
         let prompt = request.prompt.trim();
-        if prompt.chars().count() > MAX_PROMPT_CHARS {
-            return Err(invalid(format!(
-                "the prompt is longer than {MAX_PROMPT_CHARS} characters"
-            )));
-        }
         let external_task_id = request.job_id.to_string();
         let callback_url = request
             .callback_url
@@ -274,6 +278,7 @@ impl KlingClient {
                 if prompt.is_empty() {
                     return Err(invalid("text→video needs a prompt"));
                 }
+                check_prompt_length(prompt)?;
                 let model_name = request.model.as_str();
                 serde_json::to_vec(&wire::TextToVideo {
                     model_name,
@@ -286,6 +291,7 @@ impl KlingClient {
             }
             (VideoMode::ImageToVideo, VideoInput::Image(input)) => {
                 self.check_model(&request.model, VideoMode::ImageToVideo)?;
+                check_prompt_length(prompt)?;
                 image::check(&input.bytes).map_err(invalid)?;
                 let image = base64::engine::general_purpose::STANDARD.encode(&input.bytes);
                 let model_name = request.model.as_str();
@@ -316,6 +322,8 @@ impl KlingClient {
                 } else {
                     format!("Edit <<<video_1>>>: {prompt}")
                 };
+                // Checked as sent: the prefix counts against Kling's limit too.
+                check_prompt_length(&prompt)?;
                 let video_list = vec![wire::VideoRef {
                     video_url,
                     refer_type: "base",
@@ -373,9 +381,19 @@ impl KlingClient {
         let path = format!("/v1/videos/{family}/{external}");
         let task = match self.send::<wire::Task>(Method::GET, &path, None).await {
             Ok(task) => task,
-            Err(KlingFailure::Provider {
-                code: Some(1203), ..
-            }) => return Ok(None),
+            // Any 404 (with or without Kling's envelope) and code 1203 mean "no such task"
+            // (the reference leaves the exact answer unconfirmed; docs/providers.md).
+            Err(KlingFailure::Provider { code, status, .. })
+                if status == Some(404) || code == Some(1203) =>
+            {
+                tracing::info!(
+                    provider = PROVIDER,
+                    http_status = status,
+                    kling_code = code,
+                    "Kling has no task for this job"
+                );
+                return Ok(None);
+            }
             Err(failure) => return Err(failure.into_error()),
         };
         if let Some(found) = task.external_task_id().filter(|found| *found != external) {
@@ -400,16 +418,18 @@ impl KlingClient {
     where
         T: DeserializeOwned,
     {
-        match self.attempt(method.clone(), path, body).await {
-            Err(KlingFailure::TokenRejected(_)) => {
+        match self
+            .attempt(method.clone(), path, body, Signing::Cached)
+            .await
+        {
+            Err(KlingFailure::TokenRejected { rejection, .. }) => {
                 tracing::warn!(
                     provider = PROVIDER,
+                    rejection = ?rejection,
                     "Kling rejected the token's time window; re-signing once"
                 );
-                self.signer.invalidate();
-                self.attempt(method, path, body)
-                    .await
-                    .map_err(KlingFailure::settle)
+                self.signer.invalidate(rejection);
+                self.attempt(method, path, body, Signing::Resigned).await
             }
             other => other,
         }
@@ -420,6 +440,7 @@ impl KlingClient {
         method: Method,
         path: &str,
         body: Option<&[u8]>,
+        signing: Signing,
     ) -> Result<T, KlingFailure>
     where
         T: DeserializeOwned,
@@ -439,8 +460,18 @@ impl KlingClient {
             method: method_name(&method),
             path,
             body_limit: JSON_LIMIT,
+            // Reads are safe to repeat; a create is looked up before it is repeated.
+            replay: Replay::Safe,
         };
-        http::exchange(call, request, interpret::<T>).await
+        http::exchange(call, request, |exchange| {
+            let result = interpret::<T>(exchange);
+            match signing {
+                Signing::Cached => result,
+                // After the one re-sign a refused token is an auth failure, counted as one.
+                Signing::Resigned => result.map_err(KlingFailure::settle),
+            }
+        })
+        .await
     }
 
     async fn download_once(&self, url: &Url, key: &str) -> Result<DownloadedAsset, ProviderError> {
@@ -460,11 +491,7 @@ impl KlingClient {
                 "latency_ms",
                 u64::try_from(latency.as_millis()).unwrap_or(u64::MAX),
             );
-            http::record_outcome(
-                PROVIDER,
-                result.as_ref().err().map(ProviderError::kind),
-                latency,
-            );
+            http::record_outcome(PROVIDER, Outcome::of(&result), latency);
             result
         }
         .instrument(span)
@@ -612,11 +639,14 @@ impl Default for PollPolicy {
 }
 
 /// Polls `task` with growing waits until it succeeds or fails, or until the deadline.
-/// Returns the last status: final, or `Submitted`/`Processing` when the deadline passed.
-/// Transient errors and rate limits are waited out too.
+/// Returns the last status: final, or `Submitted`/`Processing` when the deadline passed
+/// (the last poll happens at the deadline). Transient errors and rate limits are waited
+/// out too; a provider-requested wait is honoured but capped at
+/// [`PollPolicy::max_delay`], and never waited past the deadline.
 ///
 /// # Errors
-/// The first non-retryable [`ProviderError`], or the last retryable one at the deadline.
+/// The first non-retryable [`ProviderError`], or a retryable one whose wait would end
+/// after the deadline.
 pub async fn poll_until_final(
     generator: &dyn VideoGenerator,
     mode: VideoMode,
@@ -627,11 +657,11 @@ pub async fn poll_until_final(
         Running(VideoTaskStatus),
         Failed(ProviderError),
     }
+    let deadline = tokio::time::Instant::now() + policy.deadline;
     let backoff = ExponentialBuilder::default()
         .with_min_delay(policy.first_delay)
         .with_max_delay(policy.max_delay.max(policy.first_delay))
         .without_max_times()
-        .with_total_delay(Some(policy.deadline))
         .with_jitter();
     let poll = || async {
         match generator.status(mode, task).await {
@@ -648,17 +678,48 @@ pub async fn poll_until_final(
             Step::Running(_) => true,
             Step::Failed(error) => error.is_retryable(),
         })
-        .adjust(|step, delay| match step {
-            Step::Failed(ProviderError::RateLimited {
-                retry_after: Some(wait),
-            }) => delay.map(|d| d.max(*wait)),
-            _ => delay,
+        .adjust(|step, delay| {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let wait = match step {
+                Step::Running(_) => PollWait::Running,
+                Step::Failed(ProviderError::RateLimited { retry_after }) => {
+                    PollWait::Failed(*retry_after)
+                }
+                Step::Failed(_) => PollWait::Failed(None),
+            };
+            poll_wait(wait, delay?, left, policy.max_delay)
         })
         .await;
     match outcome {
         Ok(done) => Ok(done),
         Err(Step::Running(status)) => Ok(status),
         Err(Step::Failed(error)) => Err(error),
+    }
+}
+
+/// What the last poll asks of the next wait.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PollWait {
+    /// The task is running: wait the backoff, but poll once more at the deadline.
+    Running,
+    /// A retryable error, with the provider's requested wait if any: wait (capped), or
+    /// give up with the error when the wait would end after the deadline.
+    Failed(Option<Duration>),
+}
+
+/// The next wait between polls, `None` to stop.
+fn poll_wait(
+    wait: PollWait,
+    backoff: Duration,
+    left: Duration,
+    max_delay: Duration,
+) -> Option<Duration> {
+    match wait {
+        PollWait::Running => (!left.is_zero()).then(|| backoff.min(left)),
+        PollWait::Failed(asked) => {
+            let wait = asked.map_or(backoff, |asked| backoff.max(asked).min(max_delay));
+            (wait <= left).then_some(wait)
+        }
     }
 }
 
@@ -734,27 +795,45 @@ const fn family(mode: VideoMode) -> &'static str {
     }
 }
 
-/// A failed Kling exchange: a mapped error with Kling's code, or a token to re-sign.
+/// Which token an attempt carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Signing {
+    /// The cached one: a 1003/1004 answer asks for one re-sign.
+    Cached,
+    /// One signed after Kling refused the cached one: a refusal now is final.
+    Resigned,
+}
+
+/// A failed Kling exchange: a mapped error with Kling's code and the HTTP status, or a
+/// token to re-sign.
 #[derive(Debug)]
 enum KlingFailure {
     Provider {
         error: ProviderError,
         code: Option<i64>,
+        status: Option<u16>,
     },
-    TokenRejected(ProviderError),
+    TokenRejected {
+        error: ProviderError,
+        rejection: Rejection,
+    },
 }
 
 impl KlingFailure {
     fn into_error(self) -> ProviderError {
         match self {
-            Self::Provider { error, .. } | Self::TokenRejected(error) => error,
+            Self::Provider { error, .. } | Self::TokenRejected { error, .. } => error,
         }
     }
 
     /// After the one re-sign, a rejected token is an ordinary auth failure.
     fn settle(self) -> Self {
         match self {
-            Self::TokenRejected(error) => Self::Provider { error, code: None },
+            Self::TokenRejected { error, .. } => Self::Provider {
+                error,
+                code: None,
+                status: None,
+            },
             other => other,
         }
     }
@@ -762,14 +841,20 @@ impl KlingFailure {
 
 impl From<ProviderError> for KlingFailure {
     fn from(error: ProviderError) -> Self {
-        Self::Provider { error, code: None }
+        Self::Provider {
+            error,
+            code: None,
+            status: None,
+        }
     }
 }
 
 impl Classified for KlingFailure {
-    fn kind(&self) -> ProviderErrorKind {
+    fn outcome(&self) -> Outcome {
         match self {
-            Self::Provider { error, .. } | Self::TokenRejected(error) => error.kind(),
+            Self::Provider { error, .. } => Outcome::Failed(error.kind()),
+            // Not an error yet: the call is repeated with a new token.
+            Self::TokenRejected { .. } => Outcome::Reauth,
         }
     }
 }
@@ -832,8 +917,15 @@ fn classify(
         (None, _) => format!("Kling answered HTTP {status}"),
     };
     let error = match code {
-        Some(1003 | 1004) => {
-            return KlingFailure::TokenRejected(ProviderError::Auth { message: text });
+        Some(code @ (1003 | 1004)) => {
+            return KlingFailure::TokenRejected {
+                error: ProviderError::Auth { message: text },
+                rejection: if code == 1003 {
+                    Rejection::NotYetValid
+                } else {
+                    Rejection::Expired
+                },
+            };
         }
         Some(1000..=1002 | 1100 | 1103 | 1304) => ProviderError::Auth { message: text },
         Some(1101 | 1102) => ProviderError::OutOfFunds { message: text },
@@ -852,7 +944,11 @@ fn classify(
             _ => ProviderError::Unknown { message: text },
         },
     };
-    KlingFailure::Provider { error, code }
+    KlingFailure::Provider {
+        error,
+        code,
+        status: Some(status),
+    }
 }
 
 fn task_status(task: wire::Task) -> Result<VideoTaskStatus, ProviderError> {
@@ -912,6 +1008,16 @@ fn too_large(limit: u64) -> ProviderError {
     }
 }
 
+/// Kling's prompt limit, on the prompt as sent.
+fn check_prompt_length(prompt: &str) -> Result<(), ProviderError> {
+    if prompt.chars().count() > MAX_PROMPT_CHARS {
+        return Err(invalid(format!(
+            "the prompt is longer than {MAX_PROMPT_CHARS} characters"
+        )));
+    }
+    Ok(())
+}
+
 fn method_name(method: &Method) -> &'static str {
     if *method == Method::POST {
         "POST"
@@ -928,6 +1034,8 @@ fn parse_http_url(text: &str) -> Option<Url> {
 
 #[cfg(test)]
 mod tests {
+    use rei_core::ports::ProviderErrorKind;
+
     use super::*;
 
     #[test]
@@ -943,9 +1051,17 @@ mod tests {
         assert_eq!(duration_millis("99999999"), None);
     }
 
+    fn kind_of(failure: &KlingFailure) -> ProviderErrorKind {
+        match failure {
+            KlingFailure::Provider { error, .. } | KlingFailure::TokenRejected { error, .. } => {
+                error.kind()
+            }
+        }
+    }
+
     #[test]
     fn code_decides_before_http_status() {
-        let kind = |status, code: i64| classify(status, Some(code), Some("m"), None).kind();
+        let kind = |status, code: i64| kind_of(&classify(status, Some(code), Some("m"), None));
         assert_eq!(kind(429, 1302), ProviderErrorKind::RateLimited);
         assert_eq!(kind(429, 1303), ProviderErrorKind::RateLimited);
         assert_eq!(kind(429, 1101), ProviderErrorKind::OutOfFunds);
@@ -956,15 +1072,75 @@ mod tests {
         assert_eq!(kind(401, 1004), ProviderErrorKind::Auth);
         assert!(matches!(
             classify(401, Some(1003), None, None),
-            KlingFailure::TokenRejected(_)
+            KlingFailure::TokenRejected {
+                rejection: Rejection::NotYetValid,
+                ..
+            }
+        ));
+        assert!(matches!(
+            classify(401, Some(1004), None, None),
+            KlingFailure::TokenRejected {
+                rejection: Rejection::Expired,
+                ..
+            }
         ));
         assert_eq!(
-            classify(502, None, None, None).kind(),
+            classify(401, Some(1004), None, None).outcome(),
+            Outcome::Reauth,
+            "a refused token is not counted as an auth error before the re-sign"
+        );
+        assert_eq!(
+            classify(401, Some(1004), None, None).settle().outcome(),
+            Outcome::Failed(ProviderErrorKind::Auth)
+        );
+        assert_eq!(
+            kind_of(&classify(502, None, None, None)),
             ProviderErrorKind::Transient
         );
         assert_eq!(
-            classify(418, None, None, None).kind(),
+            kind_of(&classify(418, None, None, None)),
             ProviderErrorKind::Unknown
         );
+    }
+
+    #[test]
+    fn rate_limits_without_retry_after_wait_at_least_a_second_by_default() {
+        let credentials = KlingCredentials::from_combined(&secrecy::SecretString::from("ak:sk"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let policy = KlingConfig::new(credentials).retry;
+        let limited = ProviderError::RateLimited { retry_after: None };
+        for backoff in [1, 250, 500, 999] {
+            let delay = policy.delay_for(&limited, Some(Duration::from_millis(backoff)));
+            assert_eq!(delay, Some(Duration::from_secs(1)), "backoff {backoff} ms");
+        }
+        assert_eq!(
+            policy.delay_for(&limited, Some(Duration::from_secs(4))),
+            Some(Duration::from_secs(4))
+        );
+    }
+
+    #[test]
+    fn poll_waits_are_capped_and_end_at_the_deadline() {
+        let s = Duration::from_secs;
+        let max = s(30);
+        // A provider wait beyond the cap is capped.
+        assert_eq!(
+            poll_wait(PollWait::Failed(Some(s(3600))), s(5), s(600), max),
+            Some(max)
+        );
+        // A wait within the cap but after the deadline ends polling with the error.
+        assert_eq!(
+            poll_wait(PollWait::Failed(Some(s(20))), s(5), s(10), max),
+            None
+        );
+        assert_eq!(poll_wait(PollWait::Failed(None), s(12), s(10), max), None);
+        assert_eq!(
+            poll_wait(PollWait::Failed(Some(s(2))), s(5), s(10), max),
+            Some(s(5)),
+            "the backoff when it is longer"
+        );
+        // A running task is polled once more at the deadline, then not again.
+        assert_eq!(poll_wait(PollWait::Running, s(20), s(7), max), Some(s(7)));
+        assert_eq!(poll_wait(PollWait::Running, s(20), s(0), max), None);
     }
 }

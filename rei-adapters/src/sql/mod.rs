@@ -181,7 +181,10 @@ impl From<TxError> for StoreError {
 pub(crate) fn unknown_user(e: sqlx::Error, user: rei_core::ids::UserId) -> TxError {
     match &e {
         sqlx::Error::Database(db) if matches!(db.kind(), ErrorKind::ForeignKeyViolation) => {
-            TxError::Store(StoreError::NotFound { what: "user", id: user.to_string() })
+            TxError::Store(StoreError::NotFound {
+                what: "user",
+                id: user.to_string(),
+            })
         }
         _ => TxError::Sql(e),
     }
@@ -195,7 +198,10 @@ pub(crate) fn unknown_user(e: sqlx::Error, user: rei_core::ids::UserId) -> TxErr
 pub(crate) fn entry_refused(e: sqlx::Error, entry: &rei_core::ledger::NewEntry) -> TxError {
     match &e {
         sqlx::Error::Database(db) if matches!(db.kind(), ErrorKind::CheckViolation) => {
-            TxError::Store(StoreError::InsufficientFunds { needed: entry.amount, available: rei_core::money::Money::ZERO })
+            TxError::Store(StoreError::InsufficientFunds {
+                needed: entry.amount,
+                available: rei_core::money::Money::ZERO,
+            })
         }
         _ => unknown_user(e, entry.user_id),
     }

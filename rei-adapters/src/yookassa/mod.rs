@@ -2,13 +2,18 @@
 //! (providers.md §0.3 and §3).
 //!
 //! - HTTP Basic auth `shopId:secretKey`; every POST carries an `Idempotence-Key`: our
-//!   payment id for a payment, `refund-<payment id>` for its refund. A retry repeats the
-//!   same body with the same key, so YooKassa replays the first outcome.
+//!   payment id for a payment, the request's `idempotency_key` for a refund (one per
+//!   refund attempt, chosen by the caller). A retry repeats the same body with the same
+//!   key, so YooKassa replays the first outcome.
+//! - HTTP 202 (`{"type":"processing","retry_after":<ms>}`: YooKassa is still working on
+//!   it) is a rate limit that names its wait: the same request is repeated with the same
+//!   key after `retry_after` milliseconds, as the official SDKs do.
 //! - `POST /payments`: amount as a decimal string in RUB, `capture: true`, a redirect
 //!   confirmation, metadata `{tg_user_id, payment_id}`, and a 54-FZ receipt
 //!   (`full_prepayment`, `service`) when a VAT code is configured.
-//! - `GET /payments/{id}`, `GET /payments?created_at.gte=…&limit=100&cursor=…`,
-//!   `POST /refunds`.
+//! - `GET /payments/{id}`, `GET /payments?created_at.gte=…&limit=100&cursor=…` (an item
+//!   that cannot be read is skipped with a warning, so one odd payment never blocks
+//!   reconciliation), `POST /refunds`.
 
 mod wire;
 
@@ -30,7 +35,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use url::Url;
 
-use crate::http::{self, Call, ClientBuildError, Exchange, HttpConfig, RetryPolicy};
+use crate::http::{self, Call, ClientBuildError, Exchange, HttpConfig, Replay, RetryPolicy};
 
 /// The default of `YOOKASSA_API_URL`.
 pub const DEFAULT_BASE_URL: &str = "https://api.yookassa.ru/v3";
@@ -43,6 +48,10 @@ const MAX_DESCRIPTION_CHARS: usize = 128;
 const MAX_REFUND_DESCRIPTION_CHARS: usize = 250;
 /// Payments per list page (the API maximum).
 const PAGE_SIZE: &str = "100";
+/// Longest `Idempotence-Key` (providers.md §3.2: treat 64 as a hard limit).
+const MAX_KEY_LEN: usize = 64;
+/// The wait after a 202 without `retry_after` (the official PHP SDK's `DEFAULT_DELAY`).
+const PROCESSING_DEFAULT_DELAY: std::time::Duration = std::time::Duration::from_millis(1800);
 
 /// A 54-FZ VAT code, 1 to 6 (`YOOKASSA_RECEIPT_VAT_CODE`): 1 no VAT, 2 = 0 %, 3 = 10 %,
 /// 4 = 20 %, 5 = 10/110, 6 = 20/120.
@@ -192,12 +201,6 @@ impl YooKassaClient {
         payment.to_string()
     }
 
-    /// The `Idempotence-Key` of a payment's refund: `refund-<payment id>` (43 characters).
-    #[must_use]
-    pub fn refund_key(payment: PaymentId) -> String {
-        format!("refund-{payment}")
-    }
-
     fn receipt(
         &self,
         email: Option<&str>,
@@ -256,6 +259,8 @@ impl YooKassaClient {
             method,
             path,
             body_limit: JSON_LIMIT,
+            // GETs only read; every POST carries its Idempotence-Key.
+            replay: Replay::Safe,
         };
         http::exchange(call, request, interpret::<T>).await
     }
@@ -338,6 +343,12 @@ impl PaymentGateway for YooKassaClient {
         if request.amount.is_zero() {
             return Err(invalid("the amount must be positive"));
         }
+        let key = request.idempotency_key.as_str();
+        if key.len() > MAX_KEY_LEN {
+            return Err(invalid(format!(
+                "the refund's idempotency key is longer than {MAX_KEY_LEN} characters"
+            )));
+        }
         let payment_id = path_segment(&request.provider_payment_id)?;
         let body = wire::CreateRefund {
             payment_id,
@@ -350,9 +361,7 @@ impl PaymentGateway for YooKassaClient {
             )?,
         };
         let body = encode(&body)?;
-        let refund: wire::Refund = self
-            .post("/refunds", &Self::refund_key(request.payment_id), &body)
-            .await?;
+        let refund: wire::Refund = self.post("/refunds", key, &body).await?;
         let status = match refund.status.as_str() {
             "pending" => RefundStatus::Pending,
             "succeeded" => RefundStatus::Succeeded,
@@ -386,11 +395,7 @@ impl PaymentGateway for YooKassaClient {
             query.push(("cursor", cursor));
         }
         let list: wire::PaymentList = self.get("/payments", &query).await?;
-        let items = list
-            .items
-            .into_iter()
-            .map(gateway_payment)
-            .collect::<Result<Vec<_>, _>>()?;
+        let items = list.items.into_iter().filter_map(listed_payment).collect();
         Ok(PaymentPage {
             items,
             next_cursor: list.next_cursor.filter(|c| !c.is_empty()),
@@ -398,10 +403,46 @@ impl PaymentGateway for YooKassaClient {
     }
 }
 
+/// One item of a payment list, or `None` (logged) when it cannot be read: a page is never
+/// lost to one odd payment, and the page's cursor still leads on.
+fn listed_payment(item: serde_json::Value) -> Option<GatewayPayment> {
+    let id = item
+        .get("id")
+        .and_then(serde_json::Value::as_str)
+        .map(|id| http::truncate(id, 64));
+    let parsed = serde_json::from_value::<wire::Payment>(item)
+        .map_err(|e| unknown(format!("malformed YooKassa payment: {e}")))
+        .and_then(gateway_payment);
+    match parsed {
+        Ok(payment) => Some(payment),
+        Err(error) => {
+            // The id and our own error text only: never the raw object.
+            tracing::warn!(
+                provider = PROVIDER,
+                provider_payment_id = id.as_deref().unwrap_or("<none>"),
+                error = %error,
+                "skipping a payment of the list that cannot be read"
+            );
+            None
+        }
+    }
+}
+
 fn interpret<T>(exchange: Exchange) -> Result<T, ProviderError>
 where
     T: DeserializeOwned,
 {
+    if exchange.status == reqwest::StatusCode::ACCEPTED {
+        // Still processing: repeat the same request with the same key after the wait the
+        // body names, in milliseconds (the official SDKs repeat on 202 likewise).
+        let wait = serde_json::from_slice::<wire::Processing>(&exchange.body)
+            .ok()
+            .and_then(|p| p.retry_after)
+            .map_or(PROCESSING_DEFAULT_DELAY, std::time::Duration::from_millis);
+        return Err(ProviderError::RateLimited {
+            retry_after: Some(wait),
+        });
+    }
     if exchange.status.is_success() {
         return serde_json::from_slice(&exchange.body)
             .map_err(|e| unknown(format!("malformed YooKassa answer: {e}")));
@@ -578,16 +619,37 @@ mod tests {
     }
 
     #[test]
-    fn idempotence_keys_fit_in_64_characters() {
+    fn payment_keys_are_the_payment_id() {
         let id: PaymentId = "4f0d1e6a-7c1b-4e55-9d7e-2a1f0b3c9d11".parse().unwrap();
         assert_eq!(
             YooKassaClient::payment_key(id),
             "4f0d1e6a-7c1b-4e55-9d7e-2a1f0b3c9d11"
         );
+        assert!(YooKassaClient::payment_key(id).len() <= MAX_KEY_LEN);
+    }
+
+    fn answer(status: u16, body: &str) -> Exchange {
+        Exchange {
+            status: reqwest::StatusCode::from_u16(status).unwrap(),
+            retry_after: None,
+            body: bytes::Bytes::from(body.to_owned()),
+        }
+    }
+
+    #[test]
+    fn processing_answers_are_rate_limits_with_the_named_wait_in_milliseconds() {
+        let waited = |body: &str| match interpret::<wire::Payment>(answer(202, body)) {
+            Err(ProviderError::RateLimited { retry_after }) => retry_after,
+            other => panic!("{body}: {other:?}"),
+        };
         assert_eq!(
-            YooKassaClient::refund_key(id),
-            "refund-4f0d1e6a-7c1b-4e55-9d7e-2a1f0b3c9d11"
+            waited(r#"{"type":"processing","description":"Request accepted","retry_after":1800}"#),
+            Some(std::time::Duration::from_millis(1800))
         );
-        assert!(YooKassaClient::refund_key(id).len() <= 64);
+        assert_eq!(
+            waited(r#"{"type":"processing","retry_after":250}"#),
+            Some(std::time::Duration::from_millis(250))
+        );
+        assert_eq!(waited(""), Some(PROCESSING_DEFAULT_DELAY));
     }
 }

@@ -106,11 +106,12 @@ pub(crate) struct Refund {
     pub cancellation_details: Option<CancellationDetails>,
 }
 
-/// `GET /payments` answer.
+/// `GET /payments` answer; each item is read on its own, so one odd payment does not
+/// spoil the page.
 #[derive(Debug, Deserialize)]
 pub(crate) struct PaymentList {
     #[serde(default)]
-    pub items: Vec<Payment>,
+    pub items: Vec<serde_json::Value>,
     #[serde(default)]
     pub next_cursor: Option<String>,
 }
@@ -126,4 +127,12 @@ pub(crate) struct ErrorBody {
     pub description: Option<String>,
     #[serde(default)]
     pub parameter: Option<String>,
+}
+
+/// The HTTP 202 answer: `{"type":"processing","description":…,"retry_after":1800}`, the
+/// wait in milliseconds.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct Processing {
+    #[serde(default)]
+    pub retry_after: Option<u64>,
 }

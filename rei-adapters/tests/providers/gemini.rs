@@ -11,17 +11,25 @@ use serde_json::{Value, json};
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
-use crate::support::{LogCapture, TestRecorder, fast_retry, job, jpeg, png};
+use crate::support::{
+    LogCapture, RawAnswer, RawServer, TestRecorder, Then, fast_retry, job, jpeg, png,
+};
 
 const KEY: &str = "AIzaSy-test-key-0123456789";
 const ENDPOINT: &str = "/v1beta/models/gemini-3-pro-image-preview:generateContent";
 
 async fn fixture(attempts: u32) -> (MockServer, GeminiClient) {
     let server = MockServer::start().await;
+    let client = client_for(&server.uri(), attempts, |_| {});
+    (server, client)
+}
+
+fn client_for(base_url: &str, attempts: u32, edit: impl FnOnce(&mut GeminiConfig)) -> GeminiClient {
     let mut config = GeminiConfig::new(SecretString::from(KEY));
-    config.base_url = server.uri();
+    config.base_url = base_url.to_owned();
     config.retry = fast_retry(attempts);
-    (server, GeminiClient::new(config).unwrap())
+    edit(&mut config);
+    GeminiClient::new(config).unwrap()
 }
 
 fn request(images: Vec<ImageInput>) -> ImageRequest {
@@ -186,7 +194,7 @@ async fn refusals_carry_the_providers_reason() {
 
 #[tokio::test]
 async fn error_answers_map_to_their_class() {
-    use ProviderErrorKind::{Auth, InvalidRequest, OutOfFunds, Transient};
+    use ProviderErrorKind::{Auth, InvalidRequest, OutOfFunds, Transient, Unknown};
     let key_invalid = json!([{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID", "domain": "googleapis.com",
                               "metadata": {"service": "generativelanguage.googleapis.com"}}]);
     let cases = [
@@ -269,6 +277,15 @@ async fn error_answers_map_to_their_class() {
             Transient,
             3,
         ),
+        // Not documented as retryable: the generation may have been billed.
+        (
+            502,
+            google_error(502, "UNAVAILABLE", "Bad gateway.", json!([])),
+            Unknown,
+            1,
+        ),
+        (408, json!({}), Unknown, 1),
+        (501, json!({}), Unknown, 1),
     ];
     for (status, body, kind, attempts) in cases {
         let (server, client) = fixture(3).await;
@@ -395,6 +412,44 @@ async fn server_and_connection_errors_are_retried_then_succeed() {
         png(300, 300)
     );
     assert_eq!(requests(&server).await.len(), 3);
+}
+
+#[tokio::test]
+async fn an_answer_that_breaks_off_after_its_status_line_is_not_repeated() {
+    // Google has the request: a repeat would be a second billed generation.
+    let broken = RawAnswer::new(
+        "HTTP/1.1 200 OK",
+        &["Content-Type: application/json", "Content-Length: 4096"],
+        br#"{"candidates": [{"content": {"parts": ["#,
+        Then::Close,
+    );
+    let server = RawServer::start(vec![broken]).await;
+    let client = client_for(&server.uri(), 3, |_| {});
+    let err = client.generate(&request(vec![])).await.unwrap_err();
+    let ProviderError::Unknown { message } = &err else {
+        panic!("expected Unknown, got {err:?}")
+    };
+    assert!(message.contains("billed"), "{message}");
+    assert!(!err.is_retryable());
+    assert_eq!(server.requests().len(), 1, "not repeated");
+}
+
+#[tokio::test]
+async fn an_answer_that_stalls_after_its_status_line_is_not_repeated() {
+    let stalled = RawAnswer::new(
+        "HTTP/1.1 200 OK",
+        &["Content-Type: application/json", "Content-Length: 4096"],
+        b"{",
+        Then::Stall,
+    );
+    let server = RawServer::start(vec![stalled]).await;
+    let client = client_for(&server.uri(), 3, |c| {
+        c.http.request_timeout = Duration::from_millis(300);
+        c.http.read_timeout = Duration::from_millis(300);
+    });
+    let err = client.generate(&request(vec![])).await.unwrap_err();
+    assert_eq!(err.kind(), ProviderErrorKind::Unknown, "{err:?}");
+    assert_eq!(server.requests().len(), 1, "not repeated");
 }
 
 #[tokio::test]

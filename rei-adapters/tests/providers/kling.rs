@@ -1,7 +1,9 @@
 //! Kling against a fake that speaks providers.md §1.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use async_trait::async_trait;
 use base64::Engine;
 use rei_adapters::files::AssetStore;
 use rei_adapters::kling::{
@@ -10,8 +12,8 @@ use rei_adapters::kling::{
 use rei_core::ids::{JobId, ProviderTaskId};
 use rei_core::job::VideoMode;
 use rei_core::ports::{
-    ImageInput, ProviderError, ProviderErrorKind, VideoGenerator, VideoInput, VideoRequest,
-    VideoTaskStatus,
+    DownloadedAsset, ImageInput, ProviderError, ProviderErrorKind, VideoGenerator, VideoInput,
+    VideoRequest, VideoTaskStatus,
 };
 use rei_core::pricing::VideoDuration;
 use secrecy::SecretString;
@@ -20,7 +22,9 @@ use tempfile::TempDir;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
-use crate::support::{LogCapture, TestRecorder, fast_retry, job, jpeg, png};
+use crate::support::{
+    LogCapture, RawAnswer, RawServer, TestRecorder, Then, chunked, fast_retry, job, jpeg, png,
+};
 
 const AK: &str = "ak-test-access-key";
 const SK: &str = "sk-test-secret-key-0123456789";
@@ -109,9 +113,9 @@ struct Claims {
     nbf: u64,
 }
 
-/// Decodes and verifies the Bearer JWT of a request: HS256 signed with SK, `iss` = AK,
-/// `exp` ≈ now + 1800, `nbf` ≈ now − 5.
-fn check_jwt(request: &Request) -> String {
+/// The Bearer JWT of a request and its claims, its HS256 signature (with SK) and issuer
+/// verified.
+fn jwt(request: &Request) -> (String, Claims) {
     let auth = request
         .headers
         .get("authorization")
@@ -130,6 +134,20 @@ fn check_jwt(request: &Request) -> String {
     let claims = jsonwebtoken::decode::<Claims>(token, &key, &validation)
         .unwrap()
         .claims;
+    (token.to_owned(), claims)
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Decodes and verifies the Bearer JWT of a request: HS256 signed with SK, `iss` = AK,
+/// `exp` ≈ now + 1800, `nbf` ≈ now − 5.
+fn check_jwt(request: &Request) -> String {
+    let (token, claims) = jwt(request);
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -145,7 +163,7 @@ fn check_jwt(request: &Request) -> String {
         "nbf {} vs now {now}",
         claims.nbf
     );
-    token.to_owned()
+    token
 }
 
 // ---------------------------------------------------------------- create: every mode
@@ -268,6 +286,32 @@ async fn a_prompt_without_the_video_reference_gets_one() {
         body["model_name"], "kling-video-o1",
         "an omni model asked for explicitly is kept"
     );
+}
+
+#[tokio::test]
+async fn the_omni_prefix_counts_against_the_prompt_limit() {
+    let f = fixture().await;
+    let job = job(40);
+    Mock::given(method("POST"))
+        .and(path("/v1/videos/omni-video"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(created(job)))
+        .mount(&f.server)
+        .await;
+    let edit = |chars: usize| VideoRequest {
+        mode: VideoMode::VideoToVideo,
+        model: "kling-v3-omni".to_owned(),
+        prompt: "a".repeat(chars),
+        input: VideoInput::VideoUrl("https://bot.example.com/in.mp4".to_owned()),
+        ..text_request(job, "kling-v3-omni")
+    };
+    // "Edit <<<video_1>>>: " is 20 characters: 2481 + 20 = 2501 > 2500.
+    let err = f.client.submit(&edit(2481)).await.unwrap_err();
+    assert_eq!(err.kind(), ProviderErrorKind::InvalidRequest, "{err:?}");
+    assert!(requests(&f.server).await.is_empty(), "nothing is sent");
+
+    f.client.submit(&edit(2480)).await.unwrap();
+    let body: Value = requests(&f.server).await[0].body_json().unwrap();
+    assert_eq!(body["prompt"].as_str().unwrap().chars().count(), 2500);
 }
 
 // ---------------------------------------------------------------- checks before any money is spent
@@ -470,6 +514,59 @@ async fn find_by_job_is_none_when_kling_has_no_such_task() {
 }
 
 #[tokio::test]
+async fn find_by_job_is_none_on_any_404_even_without_a_kling_body() {
+    let f = fixture().await;
+    let job = job(41);
+    for answer in [
+        ResponseTemplate::new(404),
+        ResponseTemplate::new(404).set_body_raw("<html>Not Found</html>", "text/html"),
+        ResponseTemplate::new(404).set_body_json(kling_error(1202, "invalid method")),
+    ] {
+        f.server.reset().await;
+        Mock::given(method("GET"))
+            .and(path(format!("/v1/videos/text2video/{job}")))
+            .respond_with(answer)
+            .expect(1)
+            .mount(&f.server)
+            .await;
+        assert_eq!(
+            f.client
+                .find_by_job(VideoMode::TextToVideo, job)
+                .await
+                .unwrap(),
+            None
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_unanswered_create_met_by_a_bare_404_lookup_is_posted_again() {
+    let f = fixture().await;
+    let job = job(42);
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(504).set_body_json(kling_error(5002, "timeout")))
+        .up_to_n_times(1)
+        .mount(&f.server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(created(job)))
+        .mount(&f.server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("/v1/videos/text2video/{job}")))
+        .respond_with(ResponseTemplate::new(404))
+        .expect(1)
+        .mount(&f.server)
+        .await;
+    let task = f
+        .client
+        .submit(&text_request(job, "kling-v3"))
+        .await
+        .unwrap();
+    assert_eq!(task.as_str(), TASK);
+}
+
+#[tokio::test]
 async fn find_by_job_refuses_a_task_of_another_job() {
     let f = fixture().await;
     Mock::given(method("GET"))
@@ -627,6 +724,8 @@ async fn every_documented_error_code_maps_to_its_class() {
 
 #[tokio::test]
 async fn an_expired_token_is_re_signed_and_retried_once() {
+    let recorder = TestRecorder::default();
+    let _metrics = metrics::set_default_local_recorder(&recorder);
     let f = fixture().await;
     let job = job(15);
     Mock::given(method("POST"))
@@ -647,10 +746,71 @@ async fn an_expired_token_is_re_signed_and_retried_once() {
     let sent = requests(&f.server).await;
     assert_eq!(sent.len(), 2);
     check_jwt(&sent[1]);
+    let count = |name, labels: &[(&str, &str)]| recorder.counter(name, labels);
+    assert_eq!(
+        count(
+            "provider_errors_total",
+            &[("provider", "kling"), ("kind", "auth")]
+        ),
+        0,
+        "a refusal cured by the re-sign is no auth error"
+    );
+    assert_eq!(count("provider_reauth_total", &[("provider", "kling")]), 1);
+    assert_eq!(
+        count(
+            "provider_requests_total",
+            &[("provider", "kling"), ("outcome", "reauth")]
+        ),
+        1
+    );
+    assert_eq!(
+        count(
+            "provider_requests_total",
+            &[("provider", "kling"), ("outcome", "ok")]
+        ),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_not_yet_valid_token_is_re_signed_with_an_earlier_nbf() {
+    let f = fixture().await;
+    let job = job(43);
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(401).set_body_json(kling_error(1003, "token not yet valid")),
+        )
+        .up_to_n_times(1)
+        .mount(&f.server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(created(job)))
+        .mount(&f.server)
+        .await;
+
+    f.client
+        .submit(&text_request(job, "kling-v3"))
+        .await
+        .unwrap();
+
+    let sent = requests(&f.server).await;
+    assert_eq!(sent.len(), 2);
+    let (first, first_claims) = jwt(&sent[0]);
+    let (second, second_claims) = jwt(&sent[1]);
+    assert_ne!(first, second, "the repeat carries another token");
+    assert!(
+        second_claims.nbf + 50 <= first_claims.nbf,
+        "nbf moved back: {} then {}",
+        first_claims.nbf,
+        second_claims.nbf
+    );
+    assert!(second_claims.exp.abs_diff(now_secs() + 1800) <= 5);
 }
 
 #[tokio::test]
 async fn a_token_rejected_twice_is_an_auth_failure_after_one_re_sign() {
+    let recorder = TestRecorder::default();
+    let _metrics = metrics::set_default_local_recorder(&recorder);
     let f = fixture().await;
     Mock::given(method("POST"))
         .respond_with(
@@ -666,24 +826,18 @@ async fn a_token_rejected_twice_is_an_auth_failure_after_one_re_sign() {
     assert_eq!(err.kind(), ProviderErrorKind::Auth);
     assert!(err.alerts_admins());
     assert_eq!(requests(&f.server).await.len(), 2);
-}
-
-#[tokio::test]
-async fn tokens_are_reused_between_calls() {
-    let f = fixture().await;
-    Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(task(
-            job(17),
-            "processing",
-            json!({}),
-        )))
-        .mount(&f.server)
-        .await;
-    let id = ProviderTaskId::new(TASK).unwrap();
-    f.client.status(VideoMode::TextToVideo, &id).await.unwrap();
-    f.client.status(VideoMode::TextToVideo, &id).await.unwrap();
-    let sent = requests(&f.server).await;
-    assert_eq!(check_jwt(&sent[0]), check_jwt(&sent[1]));
+    assert_eq!(
+        recorder.counter(
+            "provider_errors_total",
+            &[("provider", "kling"), ("kind", "auth")]
+        ),
+        1,
+        "the failed repeat is the one auth error"
+    );
+    assert_eq!(
+        recorder.counter("provider_reauth_total", &[("provider", "kling")]),
+        1
+    );
 }
 
 #[tokio::test]
@@ -868,6 +1022,46 @@ async fn downloads_over_the_cap_fail_and_store_nothing() {
 }
 
 #[tokio::test]
+async fn streamed_downloads_without_a_length_stop_at_the_cap_and_leave_no_file() {
+    let f = fixture_with(|c| c.download.max_bytes = 1000).await;
+    // No Content-Length, so only the streaming cap can stop them: a chunked body (ten
+    // chunks of 300 bytes) and a body ended by closing the connection.
+    let answers = [
+        RawAnswer::new(
+            "HTTP/1.1 200 OK",
+            &["Content-Type: video/mp4", "Transfer-Encoding: chunked"],
+            &chunked(10, 300),
+            Then::Close,
+        ),
+        RawAnswer::new(
+            "HTTP/1.1 200 OK",
+            &["Content-Type: video/mp4", "Connection: close"],
+            &[7u8; 5000],
+            Then::Close,
+        ),
+    ];
+    for (n, answer) in answers.into_iter().enumerate() {
+        let cdn = RawServer::start(vec![answer]).await;
+        let job = job(44 + n as u128);
+        let err = f
+            .client
+            .download(&format!("{}/out.mp4", cdn.uri()), job)
+            .await
+            .unwrap_err();
+        let ProviderError::Unknown { message } = err else {
+            panic!("answer {n}: expected Unknown, got {err:?}")
+        };
+        assert!(message.contains("1000-byte"), "{message}");
+        assert_eq!(cdn.requests().len(), 1, "over the cap is not retried");
+        let left: Vec<_> = std::fs::read_dir(f.dir.path().join("results"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(left.is_empty(), "answer {n}: left behind {left:?}");
+    }
+}
+
+#[tokio::test]
 async fn downloads_retry_server_errors_and_give_up_on_missing_files() {
     let f = fixture().await;
     Mock::given(method("GET"))
@@ -1013,6 +1207,103 @@ async fn polling_returns_the_running_state_at_the_deadline() {
             .await
             .unwrap(),
         VideoTaskStatus::Submitted
+    );
+}
+
+/// A generator whose task is always rate limited with the given wait (a port double for
+/// the polling loop, not a stand-in for the Kling adapter).
+struct AlwaysRateLimited {
+    wait: Duration,
+    polls: AtomicUsize,
+}
+
+#[async_trait]
+impl VideoGenerator for AlwaysRateLimited {
+    async fn submit(&self, _: &VideoRequest) -> Result<ProviderTaskId, ProviderError> {
+        unreachable!("polling never submits")
+    }
+
+    async fn find_by_job(
+        &self,
+        _: VideoMode,
+        _: JobId,
+    ) -> Result<Option<ProviderTaskId>, ProviderError> {
+        unreachable!("polling never looks up")
+    }
+
+    async fn status(
+        &self,
+        _: VideoMode,
+        _: &ProviderTaskId,
+    ) -> Result<VideoTaskStatus, ProviderError> {
+        self.polls.fetch_add(1, Ordering::SeqCst);
+        Err(ProviderError::RateLimited {
+            retry_after: Some(self.wait),
+        })
+    }
+
+    async fn download(&self, _: &str, _: JobId) -> Result<DownloadedAsset, ProviderError> {
+        unreachable!("polling never downloads")
+    }
+}
+
+#[tokio::test]
+async fn polling_caps_a_provider_wait_and_keeps_the_deadline() {
+    let generator = AlwaysRateLimited {
+        wait: Duration::from_secs(3600),
+        polls: AtomicUsize::new(0),
+    };
+    let policy = PollPolicy {
+        first_delay: Duration::from_millis(5),
+        max_delay: Duration::from_millis(20),
+        deadline: Duration::from_millis(200),
+    };
+    let id = ProviderTaskId::new(TASK).unwrap();
+    let started = Instant::now();
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(10),
+        kling::poll_until_final(&generator, VideoMode::TextToVideo, &id, &policy),
+    )
+    .await
+    .expect("a one-hour Retry-After must not be waited out");
+    assert_eq!(
+        outcome,
+        Err(ProviderError::RateLimited {
+            retry_after: Some(Duration::from_secs(3600))
+        })
+    );
+    assert!(
+        generator.polls.load(Ordering::SeqCst) >= 2,
+        "the wait was capped at max_delay, so polling went on"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn polling_stops_with_the_error_when_the_wait_ends_after_the_deadline() {
+    let generator = AlwaysRateLimited {
+        wait: Duration::from_secs(5),
+        polls: AtomicUsize::new(0),
+    };
+    let policy = PollPolicy {
+        first_delay: Duration::from_millis(5),
+        max_delay: Duration::from_secs(30),
+        deadline: Duration::from_secs(1),
+    };
+    let id = ProviderTaskId::new(TASK).unwrap();
+    let started = Instant::now();
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(10),
+        kling::poll_until_final(&generator, VideoMode::TextToVideo, &id, &policy),
+    )
+    .await
+    .expect("a wait past the deadline is not started");
+    assert_eq!(outcome.unwrap_err().kind(), ProviderErrorKind::RateLimited);
+    assert_eq!(generator.polls.load(Ordering::SeqCst), 1);
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "returned at once, not after the deadline: {:?}",
+        started.elapsed()
     );
 }
 

@@ -1,5 +1,6 @@
 //! Helpers shared by the provider tests: fast retry policies, a metrics recorder, log
-//! capture, and tiny but well-formed test images.
+//! capture, tiny but well-formed test images, and a bare HTTP/1.1 server for answers a
+//! mock server cannot give (bodies without `Content-Length`, answers that break off).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -12,13 +13,15 @@ use rei_adapters::http::RetryPolicy;
 use rei_core::ids::JobId;
 use uuid::Uuid;
 
-/// `attempts` attempts with millisecond backoff, no jitter, provider waits up to 2 s.
+/// `attempts` attempts with millisecond backoff, no jitter, no rate-limit floor, provider
+/// waits up to 2 s.
 pub fn fast_retry(attempts: u32) -> RetryPolicy {
     RetryPolicy {
         max_attempts: attempts,
         min_delay: Duration::from_millis(1),
         max_delay: Duration::from_millis(4),
         max_retry_after: Duration::from_secs(2),
+        rate_limit_floor: Duration::ZERO,
         jitter: false,
     }
 }
@@ -146,4 +149,156 @@ pub fn jpeg(width: u16, height: u16) -> Vec<u8> {
     b.extend_from_slice(&width.to_be_bytes());
     b.extend_from_slice(&[3, 1, 0x22, 0, 2, 0x11, 1, 3, 0x11, 1, 0xFF, 0xD9]);
     b
+}
+
+/// What a [`RawServer`] does after writing an answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Then {
+    /// Close the connection (ends a body without `Content-Length`, or cuts one short).
+    Close,
+    /// Keep the connection open without another byte.
+    Stall,
+}
+
+/// One scripted answer: bytes written verbatim, then [`Then`].
+#[derive(Clone, Debug)]
+pub struct RawAnswer {
+    pub bytes: Vec<u8>,
+    pub then: Then,
+}
+
+impl RawAnswer {
+    /// A status line and headers (each `Name: value`, CRLF added), then `body` as is.
+    pub fn new(status_line: &str, headers: &[&str], body: &[u8], then: Then) -> Self {
+        let mut bytes = format!("{status_line}\r\n").into_bytes();
+        for header in headers {
+            bytes.extend_from_slice(header.as_bytes());
+            bytes.extend_from_slice(b"\r\n");
+        }
+        bytes.extend_from_slice(b"\r\n");
+        bytes.extend_from_slice(body);
+        Self { bytes, then }
+    }
+}
+
+/// A bare HTTP/1.1 server on 127.0.0.1: the n-th connection reads one request and gets the
+/// n-th answer (the last one repeats). Bound before it is spawned, so it is ready at once.
+pub struct RawServer {
+    addr: std::net::SocketAddr,
+    requests: Arc<Mutex<Vec<String>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl RawServer {
+    pub async fn start(answers: Vec<RawAnswer>) -> Self {
+        assert!(!answers.is_empty());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let recorded = requests.clone();
+        let accept = tokio::spawn(async move {
+            let mut served = 0;
+            while let Ok((socket, _)) = listener.accept().await {
+                let answer = answers[served.min(answers.len() - 1)].clone();
+                served += 1;
+                tokio::spawn(serve(socket, answer, recorded.clone()));
+            }
+        });
+        Self {
+            addr,
+            requests,
+            accept,
+        }
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn uri(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Every request read so far (head and body as text), in order.
+    pub fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+impl Drop for RawServer {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+async fn serve(
+    mut socket: tokio::net::TcpStream,
+    answer: RawAnswer,
+    requests: Arc<Mutex<Vec<String>>>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        match socket.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .map_or(0, |v| v.trim().parse().unwrap());
+    while buf.len() < head_end + length {
+        match socket.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    requests
+        .lock()
+        .unwrap()
+        .push(String::from_utf8_lossy(&buf).into_owned());
+    if socket.write_all(&answer.bytes).await.is_err() {
+        return;
+    }
+    let _ = socket.flush().await;
+    match answer.then {
+        Then::Close => {
+            let _ = socket.shutdown().await;
+        }
+        Then::Stall => {
+            std::future::pending::<()>().await;
+            drop(socket);
+        }
+    }
+}
+
+/// A chunked-transfer body of `chunks` chunks of `size` bytes each, then the last chunk.
+pub fn chunked(chunks: usize, size: usize) -> Vec<u8> {
+    let mut body = Vec::new();
+    for _ in 0..chunks {
+        body.extend_from_slice(format!("{size:x}\r\n").as_bytes());
+        body.extend(std::iter::repeat_n(b'v', size));
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(b"0\r\n\r\n");
+    body
+}
+
+/// The value of a header in a request recorded by [`RawServer`].
+pub fn raw_header(request: &str, name: &str) -> Option<String> {
+    let name = format!("{}:", name.to_ascii_lowercase());
+    request
+        .split("\r\n\r\n")
+        .next()?
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with(&name))
+        .map(|l| l[name.len()..].trim().to_owned())
+}
+
+/// The body of a request recorded by [`RawServer`].
+pub fn raw_body(request: &str) -> &str {
+    request.split_once("\r\n\r\n").map_or("", |(_, body)| body)
 }

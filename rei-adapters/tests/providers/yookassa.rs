@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use rei_adapters::yookassa::{VatCode, YooKassaClient, YooKassaConfig};
 use rei_core::Money;
-use rei_core::ids::{PaymentId, UserId};
+use rei_core::ids::{IdempotencyKey, PaymentId, UserId};
 use rei_core::ports::{
     CreatePayment, GatewayPayment, GatewayStatus, PaymentGateway, PaymentPage, ProviderError,
     ProviderErrorKind, RefundRequest, RefundStatus,
@@ -16,12 +16,14 @@ use serde_json::{Value, json};
 use wiremock::matchers::{header, method, path, query_param};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
-use crate::support::{LogCapture, fast_retry};
+use crate::support::{LogCapture, RawAnswer, RawServer, Then, fast_retry, raw_body, raw_header};
 
 const SHOP: &str = "123456";
 const SECRET: &str = "test_Fh8hUAVVBGUGbjmlzba6TB0iyUbos_lueTHE-axOwM0";
 const PAYMENT: &str = "4f0d1e6a-7c1b-4e55-9d7e-2a1f0b3c9d11";
 const GATEWAY_ID: &str = "2f9e1c3a-000f-5000-9000-1b7d4c6e8a20";
+/// The refund key the caller chose (as rei-core derives it from the refund's hold).
+const REFUND_KEY: &str = "refund:7d3c0a52-2f4e-4c1b-9a57-5e0c2b1d8f60:gateway";
 
 async fn fixture(edit: impl FnOnce(&mut YooKassaConfig)) -> (MockServer, YooKassaClient) {
     let server = MockServer::start().await;
@@ -65,6 +67,17 @@ fn pending() -> Value {
         "pending",
         json!({"confirmation": {"type": "redirect", "confirmation_url": format!("https://yoomoney.ru/checkout/payments/v2/contract?orderId={GATEWAY_ID}")}}),
     )
+}
+
+fn refund_request(amount: Money) -> RefundRequest {
+    RefundRequest {
+        payment_id: payment_id(),
+        idempotency_key: IdempotencyKey::new(REFUND_KEY).unwrap(),
+        provider_payment_id: GATEWAY_ID.to_owned(),
+        amount,
+        description: "Возврат пополнения".to_owned(),
+        receipt_email: None,
+    }
 }
 
 fn yookassa_error(code: &str, description: &str) -> Value {
@@ -376,7 +389,7 @@ async fn malformed_or_unknown_answers_are_clear_errors_not_panics() {
 }
 
 #[tokio::test]
-async fn refunds_use_a_distinct_stable_key() {
+async fn refunds_use_the_requests_key_on_every_retry() {
     let (server, client) = fixture(|_| {}).await;
     Mock::given(method("POST"))
         .and(path("/v3/refunds"))
@@ -390,24 +403,21 @@ async fn refunds_use_a_distinct_stable_key() {
             "status": "succeeded", "amount": {"value": "500.00", "currency": "RUB"}, "created_at": "2025-05-21T10:00:00.000Z", "description": "Возврат пополнения"})))
         .mount(&server)
         .await;
-    let request = RefundRequest {
-        payment_id: payment_id(),
-        provider_payment_id: GATEWAY_ID.to_owned(),
-        amount: Money::from_rubles(500).unwrap(),
-        description: "Возврат пополнения".to_owned(),
-        receipt_email: None,
-    };
-
-    let refund = client.refund(&request).await.unwrap();
+    let refund = client
+        .refund(&refund_request(Money::from_rubles(500).unwrap()))
+        .await
+        .unwrap();
 
     assert_eq!(refund.refund_id, "2f9e2b7c-0015-5000-8000-1a2b3c4d5e6f");
     assert_eq!(refund.status, RefundStatus::Succeeded);
     let sent = requests(&server).await;
+    assert_eq!(sent.len(), 2, "the 500 was retried");
     for r in &sent {
         assert_eq!(
             r.headers.get("idempotence-key").unwrap().to_str().unwrap(),
-            format!("refund-{PAYMENT}")
+            REFUND_KEY
         );
+        assert_eq!(r.body, sent[0].body);
     }
     let body: Value = sent[0].body_json().unwrap();
     assert_eq!(
@@ -425,11 +435,8 @@ async fn canceled_refunds_carry_their_reason() {
         .mount(&server)
         .await;
     let request = RefundRequest {
-        payment_id: payment_id(),
-        provider_payment_id: GATEWAY_ID.to_owned(),
-        amount: Money::from_rubles(1).unwrap(),
         description: "x".to_owned(),
-        receipt_email: None,
+        ..refund_request(Money::from_rubles(1).unwrap())
     };
     assert_eq!(
         client.refund(&request).await.unwrap().status,
@@ -437,6 +444,152 @@ async fn canceled_refunds_carry_their_reason() {
             reason: Some("general_decline".to_owned())
         }
     );
+}
+
+#[tokio::test]
+async fn refund_keys_over_64_characters_are_refused_before_sending() {
+    let (server, client) = fixture(|_| {}).await;
+    let request = RefundRequest {
+        idempotency_key: IdempotencyKey::new("k".repeat(65)).unwrap(),
+        ..refund_request(Money::from_rubles(1).unwrap())
+    };
+    assert_eq!(
+        client.refund(&request).await.unwrap_err().kind(),
+        ProviderErrorKind::InvalidRequest
+    );
+    assert!(requests(&server).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_processing_answer_is_repeated_with_the_same_key_after_its_wait() {
+    let (server, client) = fixture(|_| {}).await;
+    Mock::given(method("POST"))
+        .and(path("/v3/payments"))
+        .respond_with(ResponseTemplate::new(202).set_body_json(
+            json!({"type": "processing", "description": "Request accepted", "retry_after": 300}),
+        ))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v3/payments"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(pending()))
+        .mount(&server)
+        .await;
+
+    let started = Instant::now();
+    let created = client.create_payment(&create(None)).await.unwrap();
+
+    assert_eq!(created, expected_pending());
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "retry_after is in milliseconds: waited {:?}",
+        started.elapsed()
+    );
+    let sent = requests(&server).await;
+    assert_eq!(sent.len(), 2);
+    for r in &sent {
+        assert_eq!(r.headers.get("idempotence-key").unwrap(), PAYMENT);
+        assert_eq!(r.body, sent[0].body);
+    }
+}
+
+#[tokio::test]
+async fn a_processing_answer_that_never_ends_is_a_rate_limit() {
+    let (server, client) = fixture(|c| c.retry = fast_retry(2)).await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(202)
+                .set_body_json(json!({"type": "processing", "retry_after": 10})),
+        )
+        .mount(&server)
+        .await;
+    let err = client.create_payment(&create(None)).await.unwrap_err();
+    assert_eq!(
+        err,
+        ProviderError::RateLimited {
+            retry_after: Some(Duration::from_millis(10))
+        }
+    );
+    assert_eq!(requests(&server).await.len(), 2);
+}
+
+#[tokio::test]
+async fn an_answer_that_breaks_off_is_repeated_with_the_same_key() {
+    // Unlike Gemini, a repeat is safe here: the Idempotence-Key replays the first outcome.
+    let broken = RawAnswer::new(
+        "HTTP/1.1 200 OK",
+        &["Content-Type: application/json", "Content-Length: 4096"],
+        br#"{"id": "2f9e1c3a"#,
+        Then::Close,
+    );
+    let whole = pending().to_string();
+    let length = format!("Content-Length: {}", whole.len());
+    let good = RawAnswer::new(
+        "HTTP/1.1 200 OK",
+        &[
+            "Content-Type: application/json",
+            &length,
+            "Connection: close",
+        ],
+        whole.as_bytes(),
+        Then::Close,
+    );
+    let server = RawServer::start(vec![broken, good]).await;
+    let (_mock, client) = fixture(|c| c.base_url = format!("{}/v3", server.uri())).await;
+
+    assert_eq!(
+        client.create_payment(&create(None)).await.unwrap(),
+        expected_pending()
+    );
+
+    let sent = server.requests();
+    assert_eq!(sent.len(), 2);
+    for r in &sent {
+        assert_eq!(raw_header(r, "idempotence-key").as_deref(), Some(PAYMENT));
+        assert_eq!(raw_body(r), raw_body(&sent[0]));
+    }
+}
+
+#[tokio::test]
+async fn an_unreadable_payment_is_skipped_and_the_page_goes_on() {
+    let (logs, _guard) = LogCapture::start();
+    let (server, client) = fixture(|_| {}).await;
+    let odd_status = json!({"id": "odd-status-0001", "status": "exploded", "amount": {"value": "1.00", "currency": "RUB"}});
+    let no_amount = json!({"id": "no-amount-0002", "status": "succeeded"});
+    Mock::given(method("GET"))
+        .and(path("/v3/payments"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"type": "list",
+            "items": [pending(), odd_status, no_amount, payment("succeeded", json!({}))],
+            "next_cursor": "37a5c87d-3984-51e8-a7f3-8de646d39ec15"})),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    let page = client
+        .list_payments(Timestamp::from_millis(1_746_057_600_000), None)
+        .await
+        .unwrap();
+
+    assert_eq!(page.items.len(), 2);
+    assert_eq!(page.items[0], expected_pending());
+    assert_eq!(page.items[1].status, GatewayStatus::Succeeded);
+    assert_eq!(
+        page.next_cursor.as_deref(),
+        Some("37a5c87d-3984-51e8-a7f3-8de646d39ec15"),
+        "the cursor is kept"
+    );
+    let text = logs.text();
+    assert!(
+        text.contains("WARN")
+            && text.contains("skipping a payment")
+            && text.contains("odd-status-0001")
+            && text.contains("no-amount-0002"),
+        "{text}"
+    );
+    assert!(!text.contains(SECRET));
 }
 
 #[tokio::test]

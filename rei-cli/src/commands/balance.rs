@@ -34,15 +34,36 @@ pub(crate) enum BalanceCommand {
 }
 
 pub(crate) async fn run(ctx: &Ctx, c: &BalanceCommand) -> Result<(), Failure> {
-    let (BalanceCommand::Add { tg_id, amount, reason, idempotency_key } | BalanceCommand::Sub { tg_id, amount, reason, idempotency_key }) = c;
+    let (BalanceCommand::Add {
+        tg_id,
+        amount,
+        reason,
+        idempotency_key,
+    }
+    | BalanceCommand::Sub {
+        tg_id,
+        amount,
+        reason,
+        idempotency_key,
+    }) = c;
     let key = match idempotency_key {
-        Some(k) => IdempotencyKey::new(format!("cli:{k}")).map_err(|e| Failure::Usage(e.to_string()))?,
+        Some(k) => {
+            IdempotencyKey::new(format!("cli:{k}")).map_err(|e| Failure::Usage(e.to_string()))?
+        }
         None => IdempotencyKey::derived("cli", &uuid::Uuid::new_v4(), "adjust"),
     };
     let admin = ctx.admin();
     let result = match c {
-        BalanceCommand::Add { .. } => admin.credit(Ctx::actor(), *tg_id, *amount, reason, key).await,
-        BalanceCommand::Sub { .. } => admin.debit(Ctx::actor(), *tg_id, *amount, reason, key).await,
+        BalanceCommand::Add { .. } => {
+            admin
+                .credit(Ctx::actor(), *tg_id, *amount, reason, key)
+                .await
+        }
+        BalanceCommand::Sub { .. } => {
+            admin
+                .debit(Ctx::actor(), *tg_id, *amount, reason, key)
+                .await
+        }
     };
     let posted = result.map_err(|e| match e {
         UserError::Store(s) => operational(s),
@@ -57,8 +78,22 @@ pub(crate) async fn run(ctx: &Ctx, c: &BalanceCommand) -> Result<(), Failure> {
         "balance_kopecks": posted.balance.kopecks(),
         "replayed": posted.replayed,
     });
-    let verb = if posted.entry.kind == rei_core::ledger::EntryKind::Credit { "credited" } else { "debited" };
-    let note = if posted.replayed { " (already applied earlier; nothing changed)" } else { "" };
-    ctx.out.message(&value, &format!("{verb} {} to {tg_id}; balance {}{note}", posted.entry.amount, posted.balance));
+    let verb = if posted.entry.kind == rei_core::ledger::EntryKind::Credit {
+        "credited"
+    } else {
+        "debited"
+    };
+    let note = if posted.replayed {
+        " (already applied earlier; nothing changed)"
+    } else {
+        ""
+    };
+    ctx.out.message(
+        &value,
+        &format!(
+            "{verb} {} to {tg_id}; balance {}{note}",
+            posted.entry.amount, posted.balance
+        ),
+    );
     Ok(())
 }

@@ -32,8 +32,16 @@ pub(crate) enum JobsCommand {
 
 pub(crate) async fn run(ctx: &Ctx, c: &JobsCommand) -> Result<(), Failure> {
     match c {
-        JobsCommand::List { status, user, limit } => {
-            let filter = JobFilter { state: *status, user_id: *user, limit: (*limit).clamp(1, 10_000) };
+        JobsCommand::List {
+            status,
+            user,
+            limit,
+        } => {
+            let filter = JobFilter {
+                state: *status,
+                user_id: *user,
+                limit: (*limit).clamp(1, 10_000),
+            };
             let jobs = ctx.stores.jobs.jobs(filter).await.map_err(operational)?;
             let value = serde_json::to_value(&jobs).map_err(operational)?;
             let rows = jobs
@@ -51,7 +59,20 @@ pub(crate) async fn run(ctx: &Ctx, c: &JobsCommand) -> Result<(), Failure> {
                     ]
                 })
                 .collect();
-            ctx.out.table(&value, &["id", "created (UTC)", "user", "type", "status", "progress", "price", "attempts"], rows);
+            ctx.out.table(
+                &value,
+                &[
+                    "id",
+                    "created (UTC)",
+                    "user",
+                    "type",
+                    "status",
+                    "progress",
+                    "price",
+                    "attempts",
+                ],
+                rows,
+            );
             Ok(())
         }
         JobsCommand::Cancel { job_id } => {
@@ -67,14 +88,20 @@ pub(crate) async fn run(ctx: &Ctx, c: &JobsCommand) -> Result<(), Failure> {
                 PriceList::seed_defaults(),
                 JobLimits::default(),
             );
-            let applied = jobs.cancel(*job_id, CancelledBy::Admin(Ctx::actor().to_string())).await.map_err(|e| match e {
-                JobError::Store(s) => operational(s),
-                usage => Failure::Usage(usage.to_string()),
-            })?;
+            let applied = jobs
+                .cancel(*job_id, CancelledBy::Admin(Ctx::actor().to_string()))
+                .await
+                .map_err(|e| match e {
+                    JobError::Store(s) => operational(s),
+                    usage => Failure::Usage(usage.to_string()),
+                })?;
             let job = applied.job;
             let value = json!({ "job_id": job.id.to_string(), "status": job.state.as_str(), "refunded_kopecks": job.quote.amount.kopecks(), "changed": applied.changed });
             let text = if applied.changed {
-                format!("job {} cancelled; {} returned to {}", job.id, job.quote.amount, job.user_id)
+                format!(
+                    "job {} cancelled; {} returned to {}",
+                    job.id, job.quote.amount, job.user_id
+                )
             } else {
                 format!("job {} was already cancelled", job.id)
             };

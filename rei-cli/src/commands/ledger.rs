@@ -24,13 +24,40 @@ pub(crate) async fn run(ctx: &Ctx, c: &LedgerCommand) -> Result<(), Failure> {
     match c {
         LedgerCommand::History { tg_id, limit } => {
             ctx.known_user(*tg_id).await?;
-            let entries = ctx.stores.ledger.entries(*tg_id, (*limit).clamp(1, 1000)).await.map_err(operational)?;
+            let entries = ctx
+                .stores
+                .ledger
+                .entries(*tg_id, (*limit).clamp(1, 1000))
+                .await
+                .map_err(operational)?;
             let value = serde_json::to_value(&entries).map_err(operational)?;
             let rows = entries
                 .iter()
-                .map(|e| vec![e.id.to_string(), when(e.created_at), e.kind.to_string(), e.amount.to_string(), e.ref_type.to_string(), e.ref_id.clone(), e.description.clone()])
+                .map(|e| {
+                    vec![
+                        e.id.to_string(),
+                        when(e.created_at),
+                        e.kind.to_string(),
+                        e.amount.to_string(),
+                        e.ref_type.to_string(),
+                        e.ref_id.clone(),
+                        e.description.clone(),
+                    ]
+                })
                 .collect();
-            ctx.out.table(&value, &["id", "at (UTC)", "type", "amount", "ref", "ref id", "description"], rows);
+            ctx.out.table(
+                &value,
+                &[
+                    "id",
+                    "at (UTC)",
+                    "type",
+                    "amount",
+                    "ref",
+                    "ref id",
+                    "description",
+                ],
+                rows,
+            );
             Ok(())
         }
         LedgerCommand::Verify => {
@@ -50,14 +77,25 @@ pub(crate) async fn run(ctx: &Ctx, c: &LedgerCommand) -> Result<(), Failure> {
                     println!("  {}", serde_json::to_string(v).map_err(operational)?);
                 }
             }
-            if report.is_ok() { Ok(()) } else { Err(Failure::Operational(format!("{} ledger invariant(s) broken", report.violations.len()))) }
+            if report.is_ok() {
+                Ok(())
+            } else {
+                Err(Failure::Operational(format!(
+                    "{} ledger invariant(s) broken",
+                    report.violations.len()
+                )))
+            }
         }
     }
 }
 
 pub(crate) async fn stats(ctx: &Ctx) -> Result<(), Failure> {
     let s = ctx.stores.users.stats().await.map_err(operational)?;
-    let pending = s.jobs_by_state.iter().find(|(st, _)| *st == rei_core::job::JobState::Pending).map_or(0, |(_, n)| *n);
+    let pending = s
+        .jobs_by_state
+        .iter()
+        .find(|(st, _)| *st == rei_core::job::JobState::Pending)
+        .map_or(0, |(_, n)| *n);
     let value = json!({
         "users": s.users,
         "banned_users": s.banned_users,
@@ -74,8 +112,16 @@ pub(crate) async fn stats(ctx: &Ctx) -> Result<(), Failure> {
         vec!["held by running jobs".into(), s.held_total.to_string()],
         vec!["queue depth (pending jobs)".into(), pending.to_string()],
     ];
-    rows.extend(s.jobs_by_state.iter().map(|(st, n)| vec![format!("jobs {st}"), n.to_string()]));
-    rows.extend(s.payments_by_state.iter().map(|(st, n, sum)| vec![format!("payments {st}"), format!("{n} ({sum})")]));
+    rows.extend(
+        s.jobs_by_state
+            .iter()
+            .map(|(st, n)| vec![format!("jobs {st}"), n.to_string()]),
+    );
+    rows.extend(
+        s.payments_by_state
+            .iter()
+            .map(|(st, n, sum)| vec![format!("payments {st}"), format!("{n} ({sum})")]),
+    );
     ctx.out.table(&value, &["metric", "value"], rows);
     Ok(())
 }

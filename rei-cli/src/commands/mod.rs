@@ -52,18 +52,31 @@ pub(crate) struct Ctx {
 impl Ctx {
     /// The actor of audited commands: `cli:<OS user>`.
     pub(crate) fn actor() -> Actor {
-        let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".to_owned());
+        let user = std::env::var("USER")
+            .or_else(|_| std::env::var("LOGNAME"))
+            .unwrap_or_else(|_| "unknown".to_owned());
         Actor::Cli(user)
     }
 
     pub(crate) fn admin(&self) -> AdminService {
         let clock = Arc::new(SystemClock);
-        AdminService::new(self.stores.users.clone(), self.stores.ledger.clone(), Arc::new(MemoryQueue::new(clock.clone())), Arc::new(LogNotifier), clock)
+        AdminService::new(
+            self.stores.users.clone(),
+            self.stores.ledger.clone(),
+            Arc::new(MemoryQueue::new(clock.clone())),
+            Arc::new(LogNotifier),
+            clock,
+        )
     }
 
     /// Fails with a usage error when the user is not registered.
     pub(crate) async fn known_user(&self, id: UserId) -> Result<rei_core::user::User, Failure> {
-        self.stores.users.user(id).await.map_err(operational)?.ok_or_else(|| Failure::Usage(format!("user {id} is not registered")))
+        self.stores
+            .users
+            .user(id)
+            .await
+            .map_err(operational)?
+            .ok_or_else(|| Failure::Usage(format!("user {id} is not registered")))
     }
 }
 
@@ -75,7 +88,9 @@ pub(crate) fn operational(e: impl std::fmt::Display) -> Failure {
 /// Parses `7d`, `24h`, `30m`, `45s`.
 pub(crate) fn parse_age(s: &str) -> Result<Duration, String> {
     let (n, unit) = s.split_at(s.len().saturating_sub(1));
-    let n: u64 = n.parse().map_err(|_| format!("`{s}` is not an age like 7d, 24h, 30m or 45s"))?;
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("`{s}` is not an age like 7d, 24h, 30m or 45s"))?;
     let secs = match unit {
         "d" => n.checked_mul(86_400),
         "h" => n.checked_mul(3_600),
@@ -83,17 +98,29 @@ pub(crate) fn parse_age(s: &str) -> Result<Duration, String> {
         "s" => Some(n),
         _ => None,
     };
-    secs.map(Duration::from_secs).ok_or_else(|| format!("`{s}` is not an age like 7d, 24h, 30m or 45s"))
+    secs.map(Duration::from_secs)
+        .ok_or_else(|| format!("`{s}` is not an age like 7d, 24h, 30m or 45s"))
 }
 
 /// Opens the database and runs a command.
-pub(crate) async fn run(command: &Command, url: Option<&str>, path: &str, out: &Output) -> Result<(), Failure> {
-    let target = DatabaseTarget::from_config(url, path).map_err(|e| Failure::Usage(e.to_string()))?;
-    let stores = connect(&target).await.map_err(|e| operational(format!("{e}: {}", source_chain(&e))))?;
+pub(crate) async fn run(
+    command: &Command,
+    url: Option<&str>,
+    path: &str,
+    out: &Output,
+) -> Result<(), Failure> {
+    let target =
+        DatabaseTarget::from_config(url, path).map_err(|e| Failure::Usage(e.to_string()))?;
+    let stores = connect(&target)
+        .await
+        .map_err(|e| operational(format!("{e}: {}", source_chain(&e))))?;
     let ctx = Ctx { stores, out: *out };
     match command {
         Command::Migrate => {
-            out.message(&serde_json::json!({ "migrated": true }), "migrations applied");
+            out.message(
+                &serde_json::json!({ "migrated": true }),
+                "migrations applied",
+            );
             Ok(())
         }
         Command::User(c) => user::run(&ctx, c).await,

@@ -24,10 +24,24 @@ pub(crate) enum PaymentsCommand {
 }
 
 pub(crate) async fn run(ctx: &Ctx, c: &PaymentsCommand) -> Result<(), Failure> {
-    let PaymentsCommand::List { status, since, limit } = c;
+    let PaymentsCommand::List {
+        status,
+        since,
+        limit,
+    } = c;
     let since = since.map(|age| rei_adapters::system::SystemClock.now().minus(age));
-    let filter = PaymentFilter { state: *status, user_id: None, since, limit: (*limit).clamp(1, 10_000) };
-    let payments = ctx.stores.payments.payments(filter).await.map_err(operational)?;
+    let filter = PaymentFilter {
+        state: *status,
+        user_id: None,
+        since,
+        limit: (*limit).clamp(1, 10_000),
+    };
+    let payments = ctx
+        .stores
+        .payments
+        .payments(filter)
+        .await
+        .map_err(operational)?;
     let value = serde_json::to_value(&payments).map_err(operational)?;
     let rows = payments
         .iter()
@@ -43,6 +57,18 @@ pub(crate) async fn run(ctx: &Ctx, c: &PaymentsCommand) -> Result<(), Failure> {
             ]
         })
         .collect();
-    ctx.out.table(&value, &["id", "created (UTC)", "user", "provider", "amount", "status", "provider id"], rows);
+    ctx.out.table(
+        &value,
+        &[
+            "id",
+            "created (UTC)",
+            "user",
+            "provider",
+            "amount",
+            "status",
+            "provider id",
+        ],
+        rows,
+    );
     Ok(())
 }

@@ -23,11 +23,23 @@ pub(crate) async fn run(ctx: &Ctx, c: &UserCommand) -> Result<(), Failure> {
         UserCommand::Show { tg_id } => (tg_id, ctx.known_user(tg_id).await?),
         UserCommand::Ban { tg_id } => {
             ctx.known_user(tg_id).await?;
-            (tg_id, ctx.admin().ban(Ctx::actor(), tg_id).await.map_err(operational)?)
+            (
+                tg_id,
+                ctx.admin()
+                    .ban(Ctx::actor(), tg_id)
+                    .await
+                    .map_err(operational)?,
+            )
         }
         UserCommand::Unban { tg_id } => {
             ctx.known_user(tg_id).await?;
-            (tg_id, ctx.admin().unban(Ctx::actor(), tg_id).await.map_err(operational)?)
+            (
+                tg_id,
+                ctx.admin()
+                    .unban(Ctx::actor(), tg_id)
+                    .await
+                    .map_err(operational)?,
+            )
         }
     };
     let balance = ctx.stores.ledger.balance(id).await.map_err(operational)?;
@@ -44,7 +56,10 @@ pub(crate) async fn run(ctx: &Ctx, c: &UserCommand) -> Result<(), Failure> {
     let rows = vec![
         vec!["tg_id".into(), user.id.to_string()],
         vec!["username".into(), user.username.clone().unwrap_or_default()],
-        vec!["first name".into(), user.first_name.clone().unwrap_or_default()],
+        vec![
+            "first name".into(),
+            user.first_name.clone().unwrap_or_default(),
+        ],
         vec!["language".into(), user.language.to_string()],
         vec!["banned".into(), user.is_banned.to_string()],
         vec!["balance".into(), balance.available.to_string()],

@@ -622,7 +622,10 @@ async fn a_transient_refund_failure_keeps_the_hold_for_a_safe_retry() {
     assert!(w.store.verify().await.unwrap().is_ok());
     let keys = keys.lock().unwrap();
     assert_eq!(keys.len(), 2);
-    assert_eq!(keys[0], keys[1], "a retried refund reuses its idempotency key");
+    assert_eq!(
+        keys[0], keys[1],
+        "a retried refund reuses its idempotency key"
+    );
 }
 
 #[tokio::test]

@@ -24,7 +24,10 @@ struct Args {
 }
 
 fn args() -> anyhow::Result<Args> {
-    let mut a = Args { pairs: 2_000, writers: 1 };
+    let mut a = Args {
+        pairs: 2_000,
+        writers: 1,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let value = it.next().with_context(|| format!("{flag} needs a value"))?;
@@ -42,7 +45,18 @@ async fn pairs(stores: &Stores, args: Args) -> anyhow::Result<f64> {
     let mut users = Vec::new();
     for w in 0..args.writers {
         let u = UserId::new(i64::from(w) + 1)?;
-        stores.users.register(UserProfile { id: u, username: None, first_name: None, language: Language::Ru }, Timestamp::from_millis(0)).await?;
+        stores
+            .users
+            .register(
+                UserProfile {
+                    id: u,
+                    username: None,
+                    first_name: None,
+                    language: Language::Ru,
+                },
+                Timestamp::from_millis(0),
+            )
+            .await?;
         let seed = NewEntry {
             user_id: u,
             kind: EntryKind::Credit,
@@ -75,7 +89,15 @@ async fn pairs(stores: &Stores, args: Args) -> anyhow::Result<f64> {
                         created_at: Timestamp::from_millis(1),
                     };
                     ledger.reserve(hold).await?;
-                    ledger.settle(id, Settlement::Capture { actual: Money::from_kopecks(4_000)? }, Timestamp::from_millis(2)).await?;
+                    ledger
+                        .settle(
+                            id,
+                            Settlement::Capture {
+                                actual: Money::from_kopecks(4_000)?,
+                            },
+                            Timestamp::from_millis(2),
+                        )
+                        .await?;
                 }
                 anyhow::Ok(())
             })
@@ -86,7 +108,11 @@ async fn pairs(stores: &Stores, args: Args) -> anyhow::Result<f64> {
     }
     let secs = started.elapsed().as_secs_f64();
     let report = stores.ledger.verify().await?;
-    anyhow::ensure!(report.is_ok(), "benchmark broke the ledger: {:?}", report.violations);
+    anyhow::ensure!(
+        report.is_ok(),
+        "benchmark broke the ledger: {:?}",
+        report.violations
+    );
     Ok(f64::from(per_writer * args.writers) / secs)
 }
 
@@ -117,7 +143,10 @@ where
             tokio::spawn(async move {
                 for i in 0..per_writer {
                     let mut tx = pool.begin_with(begin).await?;
-                    sqlx::query(insert).bind(i64::from(w * per_writer + i)).execute(&mut *tx).await?;
+                    sqlx::query(insert)
+                        .bind(i64::from(w * per_writer + i))
+                        .execute(&mut *tx)
+                        .await?;
                     tx.commit().await?;
                 }
                 anyhow::Ok(())
@@ -149,8 +178,19 @@ async fn sqlite(args: Args) -> anyhow::Result<()> {
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Full)
         .busy_timeout(Duration::from_secs(30));
-    let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
-    let raw = raw_commits(pool, "BEGIN IMMEDIATE", "CREATE TABLE bench_raw (id INTEGER PRIMARY KEY, v INTEGER NOT NULL)", "INSERT INTO bench_raw (v) VALUES ($1)", args.pairs * 2, args.writers).await?;
+    let pool = SqlitePoolOptions::new()
+        .max_connections(8)
+        .connect_with(options)
+        .await?;
+    let raw = raw_commits(
+        pool,
+        "BEGIN IMMEDIATE",
+        "CREATE TABLE bench_raw (id INTEGER PRIMARY KEY, v INTEGER NOT NULL)",
+        "INSERT INTO bench_raw (v) VALUES ($1)",
+        args.pairs * 2,
+        args.writers,
+    )
+    .await?;
     row("SQLite", args.writers, pair_rate, raw);
     Ok(())
 }
@@ -158,13 +198,26 @@ async fn sqlite(args: Args) -> anyhow::Result<()> {
 async fn postgres(args: Args, admin: &str) -> anyhow::Result<()> {
     let name = format!("rei_bench_{}", Uuid::new_v4().simple());
     let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(admin).await?;
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await?;
     let mut url = url::Url::parse(admin)?;
     url.set_path(&name);
     let stores = connect(&DatabaseTarget::from_config(Some(url.as_str()), "")?).await?;
     let pair_rate = pairs(&stores, args).await?;
-    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(16).connect(url.as_str()).await?;
-    let raw = raw_commits(pool, "BEGIN", "CREATE TABLE bench_raw (id BIGSERIAL PRIMARY KEY, v BIGINT NOT NULL)", "INSERT INTO bench_raw (v) VALUES ($1)", args.pairs * 2, args.writers).await?;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(16)
+        .connect(url.as_str())
+        .await?;
+    let raw = raw_commits(
+        pool,
+        "BEGIN",
+        "CREATE TABLE bench_raw (id BIGSERIAL PRIMARY KEY, v BIGINT NOT NULL)",
+        "INSERT INTO bench_raw (v) VALUES ($1)",
+        args.pairs * 2,
+        args.writers,
+    )
+    .await?;
     row("PostgreSQL", args.writers, pair_rate, raw);
     Ok(())
 }
@@ -172,13 +225,21 @@ async fn postgres(args: Args, admin: &str) -> anyhow::Result<()> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = args()?;
-    println!("reserve + capture pairs vs raw single-row insert commits ({} pairs, {} writer(s))", args.pairs, args.writers);
-    println!("(a pair is two store transactions: the hold at confirmation, the capture at delivery)");
+    println!(
+        "reserve + capture pairs vs raw single-row insert commits ({} pairs, {} writer(s))",
+        args.pairs, args.writers
+    );
+    println!(
+        "(a pair is two store transactions: the hold at confirmation, the capture at delivery)"
+    );
     println!();
-    println!("| backend | writers | pairs/s | transactions/s | raw commits/s | pairs / raw | transactions / raw |");
+    println!(
+        "| backend | writers | pairs/s | transactions/s | raw commits/s | pairs / raw | transactions / raw |"
+    );
     println!("|---|---|---|---|---|---|---|");
     sqlite(args).await?;
-    let pg = std::env::var("REI_BENCH_POSTGRES_URL").or_else(|_| std::env::var("REI_TEST_POSTGRES_URL"));
+    let pg =
+        std::env::var("REI_BENCH_POSTGRES_URL").or_else(|_| std::env::var("REI_TEST_POSTGRES_URL"));
     match pg {
         Ok(url) if !url.is_empty() => postgres(args, &url).await?,
         _ => println!("| PostgreSQL | - | skipped: set REI_BENCH_POSTGRES_URL | | | | |"),
