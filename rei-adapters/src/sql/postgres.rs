@@ -5,11 +5,10 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use rei_core::ports::StoreError;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
-use super::{Health, SqlError};
+use super::SqlError;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -39,22 +38,6 @@ impl PostgresStore {
             .await
             .map_err(|e| SqlError::Migrate(Box::new(e)))?;
         Ok(Self { pool })
-    }
-
-    /// Closes the pool.
-    pub async fn close(&self) {
-        self.pool.close().await;
-    }
-}
-
-#[async_trait::async_trait]
-impl Health for PostgresStore {
-    async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
-        Ok(())
     }
 }
 

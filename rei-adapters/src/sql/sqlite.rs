@@ -4,11 +4,10 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use rei_core::ports::StoreError;
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
-use super::{Health, SqlError};
+use super::SqlError;
 
 /// How long a writer waits for the write lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -58,22 +57,6 @@ impl SqliteStore {
             .await
             .map_err(|e| SqlError::Migrate(Box::new(e)))?;
         Ok(Self { pool })
-    }
-
-    /// Closes the pool (waits for connections to be returned).
-    pub async fn close(&self) {
-        self.pool.close().await;
-    }
-}
-
-#[async_trait::async_trait]
-impl Health for SqliteStore {
-    async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
-        Ok(())
     }
 }
 

@@ -26,7 +26,7 @@ macro_rules! sql_store {
         };
         use rei_core::money::Money;
         use rei_core::payment::{NewPayment, Payment, PaymentEffect, PaymentFilter, PaymentProvider, PaymentTransition};
-        use rei_core::ports::{DialogueStore, JobStore, LedgerStore, PaymentStore, UserStore};
+        use rei_core::ports::{DialogueStore, JobStore, LedgerStore, PaymentStore, StoreError, UserStore};
         use rei_core::time::Timestamp;
         use rei_core::user::{AuditRecord, Language, Stats, User, UserProfile};
 
@@ -61,6 +61,11 @@ macro_rules! sql_store {
         }
 
         impl $store {
+            /// Closes the pool (waits for connections to be returned).
+            pub async fn close(&self) {
+                self.pool.close().await;
+            }
+
             async fn write(&self) -> Result<Tx<'_>, TxError> {
                 Ok(self.pool.begin_with($begin).await?)
             }
@@ -366,8 +371,10 @@ macro_rules! sql_store {
                 if active >= i64::from(max_active) {
                     return Err(StoreError::ActiveJobLimit { limit: max_active }.into());
                 }
+                // A hold under this job's key that is not this job's reservation means the
+                // job id was reused: refuse rather than pair a new job with an old hold.
                 let hold = Self::reserve_in(&mut tx, &job.reservation()).await?;
-                if hold.job_id != Some(job.id) {
+                if hold.id != job.reservation_id {
                     return Err(StoreError::IdempotencyConflict { key: job.reservation().idempotency_key.to_string() }.into());
                 }
                 let created = job.pending();
@@ -543,6 +550,14 @@ macro_rules! sql_store {
                 tx.rollback().await?;
                 let totals = rows::totals(entries, users, reservations, jobs, payments)?;
                 Ok(rei_core::ledger::verify::check(&totals))
+            }
+        }
+
+        #[async_trait]
+        impl crate::sql::Health for $store {
+            async fn ping(&self) -> Result<(), StoreError> {
+                sqlx::query("SELECT 1").execute(&self.pool).await.map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+                Ok(())
             }
         }
 

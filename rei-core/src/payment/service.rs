@@ -187,6 +187,16 @@ impl PaymentService {
         &self.config
     }
 
+    fn new_payment(&self, user: UserId, provider: PaymentProvider, amount: Money) -> NewPayment {
+        NewPayment {
+            id: self.ids.payment_id(),
+            user_id: user,
+            provider,
+            amount,
+            created_at: self.clock.now(),
+        }
+    }
+
     async fn check_payer(&self, user: UserId, amount: Money) -> Result<(), PaymentError> {
         let Some(u) = self.users.user(user).await? else {
             return Err(PaymentError::UnknownUser(user));
@@ -223,13 +233,7 @@ impl PaymentService {
         if self.config.receipts && receipt_email.is_none() {
             return Err(PaymentError::EmailRequired);
         }
-        let new = NewPayment {
-            id: self.ids.payment_id(),
-            user_id: user,
-            provider: PaymentProvider::Yookassa,
-            amount,
-            created_at: self.clock.now(),
-        };
+        let new = self.new_payment(user, PaymentProvider::Yookassa, amount);
         let payment = self.payments.create_payment(new).await?;
         let request = CreatePayment {
             payment_id: payment.id,
@@ -275,13 +279,7 @@ impl PaymentService {
         };
         let amount = rate.checked_mul(stars).ok_or_else(range)?;
         self.check_payer(user, amount).await?;
-        let new = NewPayment {
-            id: self.ids.payment_id(),
-            user_id: user,
-            provider: PaymentProvider::TelegramStars,
-            amount,
-            created_at: self.clock.now(),
-        };
+        let new = self.new_payment(user, PaymentProvider::TelegramStars, amount);
         Ok(self.payments.create_payment(new).await?)
     }
 

@@ -15,24 +15,9 @@ use rei_core::job::{AssetRef, FailureReason, JobLimits, JobSpec, Prompt};
 use rei_core::ledger::NewReservation;
 use rei_core::memory::{ManualClock, MemoryQueue, RecordingNotifier};
 use rei_core::payment::PaymentConfig;
-use rei_core::ports::{IdGenerator, StoreError};
+use rei_core::ports::StoreError;
 use rei_core::prelude::*;
 use uuid::Uuid;
-
-/// Random ids: children run concurrently and after each other on one database.
-struct RandomIds;
-
-impl IdGenerator for RandomIds {
-    fn job_id(&self) -> JobId {
-        JobId::from_uuid(Uuid::new_v4())
-    }
-    fn payment_id(&self) -> PaymentId {
-        PaymentId::from_uuid(Uuid::new_v4())
-    }
-    fn reservation_id(&self) -> ReservationId {
-        ReservationId::from_uuid(Uuid::new_v4())
-    }
-}
 
 fn target(arg: &str) -> anyhow::Result<DatabaseTarget> {
     if arg.starts_with("postgres") {
@@ -95,7 +80,8 @@ async fn crash_writer(target_arg: &str, round: u32) -> anyhow::Result<()> {
     let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_767_225_600_000)));
     let queue = Arc::new(MemoryQueue::new(clock.clone()));
     let notifier = Arc::new(RecordingNotifier::default());
-    let ids = Arc::new(RandomIds);
+    // Random ids: children run concurrently and after each other on one database.
+    let ids = Arc::new(rei_adapters::system::RandomIds);
     let user_svc = UserService::new(users.clone(), clock.clone());
     let admin = AdminService::new(
         users.clone(),
