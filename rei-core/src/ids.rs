@@ -173,6 +173,20 @@ impl IdempotencyKey {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Namespaces of the keys REI derives itself ([`Self::derived`]).
+    pub const RESERVED_NAMESPACES: [&'static str; 4] =
+        ["job:", "payment:", "reservation:", "refund:"];
+
+    /// True when the key lies in a namespace REI derives keys in. Services refuse such
+    /// keys from callers, so an outside key can never take the place of, say, a
+    /// reservation's refund entry and make it impossible to settle.
+    #[must_use]
+    pub fn is_reserved(&self) -> bool {
+        Self::RESERVED_NAMESPACES
+            .iter()
+            .any(|ns| self.0.starts_with(ns))
+    }
 }
 
 impl TryFrom<String> for IdempotencyKey {

@@ -45,6 +45,12 @@ impl Money {
     /// Zero kopecks.
     pub const ZERO: Self = Self(0);
 
+    /// Money from a constant known to be non-negative (for `const` items in this crate).
+    pub(crate) const fn from_nonnegative_const(kopecks: i64) -> Self {
+        assert!(kopecks >= 0, "money constants are non-negative");
+        Self(kopecks)
+    }
+
     /// Money from kopecks; fails on a negative number.
     ///
     /// # Errors

@@ -9,7 +9,7 @@ CREATE TABLE users (
     is_banned     BOOLEAN NOT NULL DEFAULT FALSE,
     ban_notified  BOOLEAN NOT NULL DEFAULT FALSE,
     -- Cached sum of the user's ledger entries; `rei-cli ledger verify` checks it.
-    balance       BIGINT  NOT NULL DEFAULT 0 CHECK (balance >= 0),
+    balance       BIGINT  NOT NULL DEFAULT 0 CHECK (balance >= 0 AND balance <= 1000000000000000),
     created_at    BIGINT  NOT NULL
 );
 
@@ -18,7 +18,7 @@ CREATE TABLE ledger (
     id              BIGSERIAL PRIMARY KEY,
     user_id         BIGINT  NOT NULL REFERENCES users (tg_id),
     type            TEXT    NOT NULL CHECK (type IN ('credit', 'debit', 'refund')),
-    amount          BIGINT  NOT NULL CHECK (amount > 0),
+    amount          BIGINT  NOT NULL CHECK (amount > 0 AND amount <= 1000000000000000),
     ref_type        TEXT    NOT NULL CHECK (ref_type IN ('payment', 'job', 'admin', 'reservation')),
     ref_id          TEXT    NOT NULL,
     description     TEXT    NOT NULL,
@@ -125,6 +125,7 @@ CREATE TABLE payments (
     provider_payment_id   TEXT    UNIQUE,
     user_id               BIGINT  NOT NULL REFERENCES users (tg_id),
     amount                BIGINT  NOT NULL CHECK (amount > 0),
+    provider_units        BIGINT  CHECK (provider_units IS NULL OR provider_units > 0),
     status                TEXT    NOT NULL CHECK (status IN ('pending', 'paid', 'cancelled', 'refunded')),
     confirmation_url      TEXT,
     refund_reservation_id TEXT    REFERENCES reservations (id),

@@ -9,7 +9,7 @@ CREATE TABLE users (
     is_banned     INTEGER NOT NULL DEFAULT 0 CHECK (is_banned IN (0, 1)),
     ban_notified  INTEGER NOT NULL DEFAULT 0 CHECK (ban_notified IN (0, 1)),
     -- Cached sum of the user's ledger entries; `rei-cli ledger verify` checks it.
-    balance       INTEGER NOT NULL DEFAULT 0 CHECK (balance >= 0),
+    balance       INTEGER NOT NULL DEFAULT 0 CHECK (balance >= 0 AND balance <= 1000000000000000),
     created_at    INTEGER NOT NULL
 );
 
@@ -18,7 +18,7 @@ CREATE TABLE ledger (
     id              INTEGER PRIMARY KEY AUTOINCREMENT,
     user_id         INTEGER NOT NULL REFERENCES users (tg_id),
     type            TEXT    NOT NULL CHECK (type IN ('credit', 'debit', 'refund')),
-    amount          INTEGER NOT NULL CHECK (amount > 0),
+    amount          INTEGER NOT NULL CHECK (amount > 0 AND amount <= 1000000000000000),
     ref_type        TEXT    NOT NULL CHECK (ref_type IN ('payment', 'job', 'admin', 'reservation')),
     ref_id          TEXT    NOT NULL,
     description     TEXT    NOT NULL,
@@ -117,6 +117,7 @@ CREATE TABLE payments (
     provider_payment_id   TEXT    UNIQUE,
     user_id               INTEGER NOT NULL REFERENCES users (tg_id),
     amount                INTEGER NOT NULL CHECK (amount > 0),
+    provider_units        INTEGER CHECK (provider_units IS NULL OR provider_units > 0),
     status                TEXT    NOT NULL CHECK (status IN ('pending', 'paid', 'cancelled', 'refunded')),
     confirmation_url      TEXT,
     refund_reservation_id TEXT    REFERENCES reservations (id),

@@ -13,6 +13,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rei_core::ledger::{EntryKind, MAX_BALANCE};
 use rei_core::ports::{
     BoxError, DialogueStore, JobStore, LedgerStore, PaymentStore, StoreError, UserStore,
 };
@@ -197,11 +198,17 @@ pub(crate) fn unknown_user(e: sqlx::Error, user: rei_core::ids::UserId) -> TxErr
 /// transaction.
 pub(crate) fn entry_refused(e: sqlx::Error, entry: &rei_core::ledger::NewEntry) -> TxError {
     match &e {
+        // A debit can only break `balance >= 0`; a credit or refund only the upper bound.
         sqlx::Error::Database(db) if matches!(db.kind(), ErrorKind::CheckViolation) => {
-            TxError::Store(StoreError::InsufficientFunds {
-                needed: entry.amount,
-                available: rei_core::money::Money::ZERO,
-            })
+            match entry.kind {
+                EntryKind::Debit => TxError::Store(StoreError::InsufficientFunds {
+                    needed: entry.amount,
+                    available: rei_core::money::Money::ZERO,
+                }),
+                EntryKind::Credit | EntryKind::Refund => TxError::Store(StoreError::Invalid(
+                    format!("a balance or entry cannot exceed {MAX_BALANCE}"),
+                )),
+            }
         }
         _ => unknown_user(e, entry.user_id),
     }

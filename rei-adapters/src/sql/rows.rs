@@ -238,7 +238,7 @@ impl TryFrom<JobRow> for Job {
 /// Column list of `payment` queries.
 macro_rules! payment_cols {
     () => {
-        "id, provider, provider_payment_id, user_id, amount, status, confirmation_url, refund_reservation_id, cancel_reason, version, created_at, paid_at, updated_at"
+        "id, provider, provider_payment_id, user_id, amount, provider_units, status, confirmation_url, refund_reservation_id, cancel_reason, version, created_at, paid_at, updated_at"
     };
 }
 pub(crate) use payment_cols;
@@ -250,6 +250,7 @@ pub(crate) struct PaymentRow {
     provider_payment_id: Option<String>,
     user_id: i64,
     amount: i64,
+    provider_units: Option<i64>,
     status: String,
     confirmation_url: Option<String>,
     refund_reservation_id: Option<String>,
@@ -269,6 +270,10 @@ impl TryFrom<PaymentRow> for Payment {
             provider: parse("payment provider", &r.provider)?,
             provider_payment_id: r.provider_payment_id,
             amount: money("amount", r.amount)?,
+            provider_units: r
+                .provider_units
+                .map(|u| u32::try_from(u).map_err(|e| corrupt("provider units", e)))
+                .transpose()?,
             state: parse("payment status", &r.status)?,
             confirmation_url: r.confirmation_url,
             refund_reservation_id: r
@@ -353,6 +358,7 @@ pub(crate) struct PaymentTotalsRow {
     pub(crate) amount: i64,
     pub(crate) credit_count: i64,
     pub(crate) credit_sum: i64,
+    pub(crate) refund_reservation_id: Option<String>,
 }
 
 /// Converts verification rows into the domain totals.
@@ -415,6 +421,11 @@ pub(crate) fn totals(
                     amount: p.amount,
                     credit_count: count(p.credit_count)?,
                     credit_sum: p.credit_sum,
+                    refund_hold: p
+                        .refund_reservation_id
+                        .as_deref()
+                        .map(|r| parse("reservation id", r))
+                        .transpose()?,
                 })
             })
             .collect::<Result<_, StoreError>>()?,

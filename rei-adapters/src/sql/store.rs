@@ -436,7 +436,10 @@ macro_rules! sql_store {
             async fn create_payment_once(&self, p: &NewPayment) -> Result<Payment, TxError> {
                 let mut tx = self.write().await?;
                 if let Some(first) = Self::payment_in(&mut tx, p.id).await? {
-                    let same = first.user_id == p.user_id && first.amount == p.amount && first.provider == p.provider;
+                    let same = first.user_id == p.user_id
+                        && first.amount == p.amount
+                        && first.provider == p.provider
+                        && first.provider_units == p.provider_units;
                     return if same { Ok(first) } else { Err(StoreError::IdempotencyConflict { key: p.id.to_string() }.into()) };
                 }
                 Self::lock_user(&mut tx, p.user_id).await?;
@@ -445,8 +448,8 @@ macro_rules! sql_store {
                 }
                 let created = p.pending();
                 sqlx::query(
-                    "INSERT INTO payments (id, provider, user_id, amount, status, version, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, 0, $6, $6)",
+                    "INSERT INTO payments (id, provider, user_id, amount, status, version, created_at, updated_at, provider_units) \
+                     VALUES ($1, $2, $3, $4, $5, 0, $6, $6, $7)",
                 )
                 .bind(created.id.to_string())
                 .bind(created.provider.as_str())
@@ -454,6 +457,7 @@ macro_rules! sql_store {
                 .bind(created.amount.kopecks())
                 .bind(created.state.as_str())
                 .bind(created.created_at.millis())
+                .bind(created.provider_units.map(i64::from))
                 .execute(&mut *tx)
                 .await?;
                 tx.commit().await?;
@@ -498,7 +502,17 @@ macro_rules! sql_store {
                 match t.effect {
                     None => {}
                     Some(PaymentEffect::Credit) => {
-                        Self::insert_entry(&mut tx, &p.credit_entry(at)).await?;
+                        // Built from the stored row, not the caller's copy.
+                        let stored = Self::payment_in(&mut tx, p.id)
+                            .await?
+                            .ok_or_else(|| StoreError::NotFound { what: "payment", id: p.id.to_string() })?;
+                        Self::insert_entry(&mut tx, &stored.credit_entry(at)).await?;
+                    }
+                    Some(PaymentEffect::AttachRefundHold(r)) => {
+                        let fits = Self::reservation_in(&mut tx, r, true).await?.is_some_and(|h| t.before.refund_hold_fits(&h));
+                        if !fits {
+                            return Err(StoreError::Conflict { what: "refund hold", id: r.to_string() }.into());
+                        }
                     }
                     Some(PaymentEffect::CaptureRefundHold(r)) => {
                         let hold = Self::reservation_in(&mut tx, r, true)
@@ -542,8 +556,9 @@ macro_rules! sql_store {
                 .fetch_all(&mut *tx)
                 .await?;
                 let payments: Vec<PaymentTotalsRow> = sqlx::query_as(
-                    "SELECT p.id, p.status, p.amount, COUNT(l.id) AS credit_count, CAST(COALESCE(SUM(l.amount), 0) AS BIGINT) AS credit_sum \
-                     FROM payments p LEFT JOIN ledger l ON l.ref_type = 'payment' AND l.ref_id = p.id AND l.type = 'credit' GROUP BY p.id, p.status, p.amount",
+                    "SELECT p.id, p.status, p.amount, COUNT(l.id) AS credit_count, CAST(COALESCE(SUM(l.amount), 0) AS BIGINT) AS credit_sum, \
+                     p.refund_reservation_id FROM payments p LEFT JOIN ledger l ON l.ref_type = 'payment' AND l.ref_id = p.id AND l.type = 'credit' \
+                     GROUP BY p.id, p.status, p.amount, p.refund_reservation_id",
                 )
                 .fetch_all(&mut *tx)
                 .await?;

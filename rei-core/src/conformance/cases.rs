@@ -760,6 +760,7 @@ fn new_payment(n: u128, user: UserId, kopecks: i64) -> NewPayment {
         user_id: user,
         provider: PaymentProvider::Yookassa,
         amount: m(kopecks),
+        provider_units: None,
         created_at: at(n as i64),
     }
 }
@@ -1108,15 +1109,28 @@ pub async fn concurrent_settlements_settle_once<S: Backend>(s: Store<S>) {
     });
     let results = join_all(settles).await;
     let state = s.reservation(r.id).await.unwrap().unwrap().state;
-    let expected_ok = results
-        .iter()
-        .filter(|res| res.as_ref().is_ok_and(|x| x.state == state))
-        .count();
+    assert_ne!(state, ReservationState::Held, "one settlement won");
+    let (wins, losses): (Vec<_>, Vec<_>) = results.iter().partition(|r| r.is_ok());
     assert_eq!(
-        results.iter().filter(|r| r.is_ok()).count(),
-        expected_ok,
-        "only settlements matching the winner succeed"
+        wins.len(),
+        15,
+        "every settlement the winner's way succeeds (the first, then its repeats)"
     );
+    assert!(
+        wins.iter()
+            .all(|w| w.as_ref().is_ok_and(|x| x.state == state))
+    );
+    for l in &losses {
+        assert!(
+            matches!(
+                l,
+                Err(StoreError::Settlement(
+                    crate::ledger::SettlementError::AlreadySettled { .. }
+                ))
+            ),
+            "the other way is refused as already settled, not failed: {l:?}"
+        );
+    }
     assert_eq!(
         available(&*s, u).await,
         if state == ReservationState::Released {
@@ -1140,4 +1154,154 @@ pub async fn verify_reports_a_sound_store<S: Backend>(s: Store<S>) {
     assert_eq!(report.users_checked, 1);
     assert_eq!(report.entries_checked, 3);
     assert_eq!(report.reservations_checked, 1);
+}
+
+pub async fn balances_are_capped<S: Backend>(s: Store<S>) {
+    let u = user(&*s, 1).await;
+    let max = crate::ledger::MAX_BALANCE.kopecks();
+    s.post(entry(u, EntryKind::Credit, max, "to-the-top"), None)
+        .await
+        .unwrap();
+    let r = s
+        .post(entry(u, EntryKind::Credit, 1, "one-more"), None)
+        .await;
+    assert!(matches!(r, Err(StoreError::Invalid(_))), "{r:?}");
+    let v = user(&*s, 2).await;
+    let r = s
+        .post(entry(v, EntryKind::Credit, max + 1, "too-big"), None)
+        .await;
+    assert!(matches!(r, Err(StoreError::Invalid(_))), "{r:?}");
+    assert_eq!((available(&*s, u).await, available(&*s, v).await), (max, 0));
+    assert_sound(&*s).await;
+}
+
+pub async fn refund_holds_must_fit_their_payment<S: Backend>(s: Store<S>) {
+    let u = user(&*s, 1).await;
+    let v = user(&*s, 2).await;
+    fund(&*s, u, 100_000).await;
+    fund(&*s, v, 50_000).await;
+    let p = s.create_payment(new_payment(1, u, 30_000)).await.unwrap();
+    let paid = pay(&*s, &p, succeeded("yk-1", 30_000)).await.unwrap();
+    let refund_hold = |n: u128, who: UserId, kopecks: i64| NewReservation {
+        idempotency_key: key(&format!("payment:{}:refund-hold-v{n}", paid.id)),
+        ..hold(n, who, kopecks)
+    };
+    let foreign = s.reserve(refund_hold(10, v, 30_000)).await.unwrap();
+    let wrong_amount = s.reserve(refund_hold(11, u, 10_000)).await.unwrap();
+    let released = s.reserve(refund_hold(12, u, 20_000)).await.unwrap();
+    s.settle(released.id, Settlement::Release, at(5))
+        .await
+        .unwrap();
+    for bad in [
+        foreign.id,
+        wrong_amount.id,
+        released.id,
+        ReservationId::from_uuid(uuid(99)),
+    ] {
+        let r = pay(
+            &*s,
+            &paid,
+            PaymentEvent::RefundStarted {
+                reservation_id: bad,
+            },
+        )
+        .await;
+        assert!(
+            matches!(r, Err(StoreError::Conflict { .. } | StoreError::Invalid(_))),
+            "{bad}: {r:?}"
+        );
+    }
+    assert_eq!(
+        s.payment(paid.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .refund_reservation_id,
+        None
+    );
+    let good = s.reserve(refund_hold(13, u, 30_000)).await.unwrap();
+    let started = pay(
+        &*s,
+        &paid,
+        PaymentEvent::RefundStarted {
+            reservation_id: good.id,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(started.refund_reservation_id, Some(good.id));
+}
+
+pub async fn orphaned_refund_holds_are_reported<S: Backend>(s: Store<S>) {
+    let u = user(&*s, 1).await;
+    let p = s.create_payment(new_payment(1, u, 30_000)).await.unwrap();
+    let paid = pay(&*s, &p, succeeded("yk-1", 30_000)).await.unwrap();
+    // A crash between placing the hold and recording it on the payment.
+    let orphan = NewReservation {
+        idempotency_key: key(&format!(
+            "payment:{}:refund-hold-v{}",
+            paid.id, paid.version
+        )),
+        ..hold(1, u, 30_000)
+    };
+    let h = s.reserve(orphan).await.unwrap();
+    let report = s.verify().await.unwrap();
+    assert!(
+        matches!(report.violations.as_slice(), [crate::ledger::Violation::DanglingReservation { reservation_id, job_id: None, .. }] if *reservation_id == h.id),
+        "{:?}",
+        report.violations
+    );
+    // Repeating the refund finds the same hold (same key) and records it: sound again.
+    pay(
+        &*s,
+        &paid,
+        PaymentEvent::RefundStarted {
+            reservation_id: h.id,
+        },
+    )
+    .await
+    .unwrap();
+    assert_sound(&*s).await;
+}
+
+pub async fn provider_units_and_global_provider_ids<S: Backend>(s: Store<S>) {
+    let u = user(&*s, 1).await;
+    let stars = NewPayment {
+        provider: PaymentProvider::TelegramStars,
+        provider_units: Some(100),
+        ..new_payment(1, u, 15_000)
+    };
+    let created = s.create_payment(stars.clone()).await.unwrap();
+    assert_eq!(created.provider_units, Some(100));
+    assert_eq!(s.payment(created.id).await.unwrap().unwrap(), created);
+    let other_units = NewPayment {
+        provider_units: Some(99),
+        ..stars
+    };
+    assert!(matches!(
+        s.create_payment(other_units).await,
+        Err(StoreError::IdempotencyConflict { .. })
+    ));
+    let yk = s.create_payment(new_payment(2, u, 100)).await.unwrap();
+    pay(
+        &*s,
+        &yk,
+        PaymentEvent::Registered {
+            provider_payment_id: "same-id".into(),
+            confirmation_url: None,
+        },
+    )
+    .await
+    .unwrap();
+    let r = pay(&*s, &created, succeeded("same-id", 15_000)).await;
+    assert!(
+        matches!(r, Err(StoreError::Conflict { .. })),
+        "a provider id belongs to one payment, across providers: {r:?}"
+    );
+    assert!(
+        s.payment_by_provider_id(PaymentProvider::TelegramStars, "same-id")
+            .await
+            .unwrap()
+            .is_none()
+    );
 }

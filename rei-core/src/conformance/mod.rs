@@ -95,6 +95,10 @@ macro_rules! __conformance_cases {
             concurrent_job_creation_respects_the_cap,
             concurrent_settlements_settle_once,
             verify_reports_a_sound_store,
+            balances_are_capped,
+            refund_holds_must_fit_their_payment,
+            orphaned_refund_holds_are_reported,
+            provider_units_and_global_provider_ids,
         );
     };
 }

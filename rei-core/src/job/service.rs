@@ -205,6 +205,9 @@ impl JobService {
         if quote.product != spec.product() {
             return Err(JobError::QuoteMismatch);
         }
+        if key.is_reserved() {
+            return Err(JobError::DuplicateKey);
+        }
         let new = NewJob {
             id: self.ids.job_id(),
             user_id: user,
@@ -269,6 +272,15 @@ impl JobService {
     /// # Errors
     /// As [`Self::apply`].
     pub async fn start(&self, id: JobId) -> Result<Applied, JobError> {
+        // A delivery of a job that already finished (a crash between the final write
+        // and the queue ack) changes nothing: the worker sees the final state and acks.
+        let current = self.job(id).await?;
+        if current.state.is_final() {
+            return Ok(Applied {
+                job: current,
+                changed: false,
+            });
+        }
         let applied = self.apply(id, JobEvent::Started).await?;
         if applied.job.attempts > self.limits.max_attempts {
             let attempts = applied.job.attempts.saturating_sub(1);
@@ -428,24 +440,27 @@ impl JobService {
         Ok(self.jobs.jobs(filter).await?)
     }
 
-    /// Queues every pending job again (after a queue outage or with a fresh Redis).
-    /// Enqueuing is idempotent, so this is safe to run at every start. Returns how many.
+    /// Queues every active job again (after a queue outage or with a fresh Redis): pending
+    /// ones, and processing ones whose queue entry may be gone with a crashed worker —
+    /// otherwise their holds would never settle. Enqueuing is idempotent (a job already
+    /// queued or leased is left alone), so this is safe at every start. Returns how many.
     ///
     /// # Errors
     /// [`JobError::Store`] or [`JobError::Queue`] on backend failure.
     pub async fn recover(&self) -> Result<usize, JobError> {
-        let pending = self
-            .jobs
-            .jobs(JobFilter {
-                state: Some(JobState::Pending),
+        let mut active = Vec::new();
+        for state in [JobState::Pending, JobState::Processing] {
+            let filter = JobFilter {
+                state: Some(state),
                 user_id: None,
                 limit: u32::MAX,
-            })
-            .await?;
-        for job in &pending {
+            };
+            active.extend(self.jobs.jobs(filter).await?);
+        }
+        for job in &active {
             self.queue.enqueue(job.id).await?;
         }
-        Ok(pending.len())
+        Ok(active.len())
     }
 
     async fn tell_progress(&self, applied: &Applied) {

@@ -825,3 +825,51 @@ async fn a_store_outage_during_a_transition_is_surfaced_not_swallowed() {
         Err(JobError::Store(_))
     ));
 }
+
+#[tokio::test]
+async fn a_redelivered_finished_job_is_left_alone() {
+    let w = world(10_000).await;
+    let job = confirm(&w, "c").await.unwrap();
+    w.jobs.start(job.id).await.unwrap();
+    w.jobs
+        .complete(job.id, AssetRef::new("r.png"), m(5_000))
+        .await
+        .unwrap();
+    let again = w.jobs.start(job.id).await.unwrap();
+    assert!(!again.changed);
+    assert_eq!(
+        (again.job.state, again.job.attempts),
+        (JobState::Completed, 1)
+    );
+}
+
+#[tokio::test]
+async fn recovery_requeues_processing_jobs_whose_queue_entry_was_lost() {
+    let w = world(10_000).await;
+    let job = confirm(&w, "c").await.unwrap();
+    let lease = w
+        .queue
+        .claim("w1", std::time::Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    w.jobs.start(job.id).await.unwrap();
+    w.queue.ack(&lease).await.unwrap(); // the entry is gone, the job still processing
+    assert_eq!(w.queue.depth().await.unwrap(), 0);
+    assert_eq!(w.jobs.recover().await.unwrap(), 1);
+    assert_eq!(w.queue.depth().await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn keys_in_reserved_namespaces_are_refused() {
+    let w = world(10_000).await;
+    let spec = image_spec();
+    let quote = w.jobs.quote(&spec);
+    let key =
+        IdempotencyKey::new("reservation:00000000-0000-0000-0000-000000000001:release").unwrap();
+    assert!(matches!(
+        w.jobs.create(w.user, spec, quote, key).await,
+        Err(JobError::DuplicateKey)
+    ));
+    assert_eq!(available(&w).await, 10_000);
+}

@@ -16,6 +16,11 @@ use crate::time::Timestamp;
 
 pub use service::{LedgerError, LedgerService};
 
+/// The largest balance (and entry) a store accepts: 10 000 000 000 000 ₽ in kopecks.
+/// Far above any real balance, and far enough below `i64::MAX` that no sum of two
+/// overflows; the SQL schemas carry the same bound as a CHECK.
+pub const MAX_BALANCE: Money = Money::from_nonnegative_const(1_000_000_000_000_000);
+
 /// Direction of an entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

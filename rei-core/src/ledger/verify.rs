@@ -59,6 +59,8 @@ pub struct PaymentTotals {
     pub credit_count: u32,
     /// Their sum.
     pub credit_sum: i64,
+    /// The hold of a refund under way, if any.
+    pub refund_hold: Option<ReservationId>,
 }
 
 /// Everything a store gathers for a verification.
@@ -122,6 +124,27 @@ pub fn check(totals: &LedgerTotals) -> VerifyReport {
                 reservation_id: j.reservation_id,
                 job_id: Some(j.job_id),
                 detail,
+            });
+        }
+    }
+    // A refund hold (keyed in the reserved `payment:` namespace) must belong to a paid
+    // payment's refund under way; one that no payment names is money held for nothing,
+    // e.g. orphaned by a crash between placing it and recording it on the payment.
+    // (Other job-less holds are an embedder's own use of `LedgerStore::reserve`.)
+    let refund_holds: std::collections::HashSet<ReservationId> = totals
+        .payments
+        .iter()
+        .filter(|p| p.state == PaymentState::Paid)
+        .filter_map(|p| p.refund_hold)
+        .collect();
+    for t in &totals.reservations {
+        let r = &t.reservation;
+        let refund_hold = r.job_id.is_none() && r.idempotency_key.as_str().starts_with("payment:");
+        if r.state == ReservationState::Held && refund_hold && !refund_holds.contains(&r.id) {
+            violations.push(Violation::DanglingReservation {
+                reservation_id: r.id,
+                job_id: None,
+                detail: "refund hold that no paid payment names".to_owned(),
             });
         }
     }

@@ -11,8 +11,8 @@ use crate::ledger::verify::{
     self, JobTotals, LedgerTotals, PaymentTotals, ReservationTotals, UserTotals,
 };
 use crate::ledger::{
-    Balance, EntryKind, LedgerEntry, NewEntry, NewReservation, Posted, RefType, Reservation,
-    ReservationState, Settlement, SettlementPlan, VerifyReport,
+    Balance, EntryKind, LedgerEntry, MAX_BALANCE, NewEntry, NewReservation, Posted, RefType,
+    Reservation, ReservationState, Settlement, SettlementPlan, VerifyReport,
 };
 use crate::money::Money;
 use crate::payment::{
@@ -40,7 +40,8 @@ struct State {
     job_by_key: HashMap<String, JobId>,
     payments: HashMap<PaymentId, Payment>,
     payment_order: Vec<PaymentId>,
-    payment_by_provider: HashMap<(PaymentProvider, String), PaymentId>,
+    /// Provider payment ids are unique across providers (as in the SQL schema).
+    payment_by_provider: HashMap<String, PaymentId>,
     audit: Vec<AuditRecord>,
     dialogues: HashMap<UserId, String>,
 }
@@ -84,10 +85,10 @@ impl State {
     }
 
     fn plan_post(&self, entry: &NewEntry) -> Result<PostPlan, StoreError> {
-        if entry.amount.is_zero() {
-            return Err(StoreError::Invalid(
-                "ledger amounts must be positive".into(),
-            ));
+        if entry.amount.is_zero() || entry.amount > MAX_BALANCE {
+            return Err(StoreError::Invalid(format!(
+                "ledger amounts must be between 0.01 ₽ and {MAX_BALANCE}"
+            )));
         }
         if let Some(&i) = self.entry_by_key.get(entry.idempotency_key.as_str()) {
             let first = &self.entries[i];
@@ -112,6 +113,11 @@ impl State {
             needed: entry.amount,
             available,
         })?;
+        if balance > MAX_BALANCE {
+            return Err(StoreError::Invalid(format!(
+                "a balance cannot exceed {MAX_BALANCE}"
+            )));
+        }
         Ok(PostPlan::New { balance })
     }
 
@@ -297,6 +303,7 @@ impl State {
                     EntryKind::Credit,
                 );
                 PaymentTotals {
+                    refund_hold: p.refund_reservation_id,
                     payment_id: p.id,
                     state: p.state,
                     amount: p.amount.kopecks(),
@@ -587,7 +594,8 @@ impl PaymentStore for MemoryStore {
         if let Some(first) = s.payments.get(&payment.id) {
             let same = first.user_id == payment.user_id
                 && first.amount == payment.amount
-                && first.provider == payment.provider;
+                && first.provider == payment.provider
+                && first.provider_units == payment.provider_units;
             return if same {
                 Ok(first.clone())
             } else {
@@ -619,8 +627,9 @@ impl PaymentStore for MemoryStore {
     ) -> Result<Option<Payment>, StoreError> {
         let s = self.lock();
         Ok(s.payment_by_provider
-            .get(&(provider, provider_payment_id.to_owned()))
+            .get(provider_payment_id)
             .and_then(|id| s.payments.get(id))
+            .filter(|p| p.provider == provider)
             .cloned())
     }
 
@@ -637,11 +646,8 @@ impl PaymentStore for MemoryStore {
                 id: id.to_string(),
             });
         }
-        let provider_key = t
-            .after
-            .provider_payment_id
-            .clone()
-            .map(|p| (t.after.provider, p));
+        let stored = stored.clone();
+        let provider_key = t.after.provider_payment_id.clone();
         if let Some(key) = &provider_key {
             if s.payment_by_provider
                 .get(key)
@@ -649,7 +655,7 @@ impl PaymentStore for MemoryStore {
             {
                 return Err(StoreError::Conflict {
                     what: "provider payment id",
-                    id: key.1.clone(),
+                    id: key.clone(),
                 });
             }
         }
@@ -657,9 +663,22 @@ impl PaymentStore for MemoryStore {
         match t.effect {
             None => {}
             Some(PaymentEffect::Credit) => {
-                let entry = t.after.credit_entry(at);
+                // Built from the stored payment, not the caller's copy.
+                let entry = stored.credit_entry(at);
                 if let PostPlan::New { balance } = s.plan_post(&entry)? {
                     s.commit_post(entry, balance);
+                }
+            }
+            Some(PaymentEffect::AttachRefundHold(r)) => {
+                let fits = s
+                    .reservations
+                    .get(&r)
+                    .is_some_and(|h| stored.refund_hold_fits(h));
+                if !fits {
+                    return Err(StoreError::Conflict {
+                        what: "refund hold",
+                        id: r.to_string(),
+                    });
                 }
             }
             Some(PaymentEffect::CaptureRefundHold(r)) => {

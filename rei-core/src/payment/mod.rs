@@ -64,6 +64,9 @@ pub struct Payment {
     pub provider_payment_id: Option<String>,
     /// What is credited when paid.
     pub amount: Money,
+    /// The price in the provider's own units, when it has them (Telegram Stars): a
+    /// payment is credited for the units it was invoiced in, whatever the rate is later.
+    pub provider_units: Option<u32>,
     /// Where it is.
     pub state: PaymentState,
     /// The link the user pays at (YooKassa).
@@ -93,6 +96,8 @@ pub struct NewPayment {
     pub provider: PaymentProvider,
     /// What to credit (positive).
     pub amount: Money,
+    /// The price in the provider's units (Telegram Stars), if any.
+    pub provider_units: Option<u32>,
     /// When.
     pub created_at: Timestamp,
 }
@@ -107,6 +112,7 @@ impl NewPayment {
             provider: self.provider,
             provider_payment_id: None,
             amount: self.amount,
+            provider_units: self.provider_units,
             state: PaymentState::Pending,
             confirmation_url: None,
             refund_reservation_id: None,
@@ -175,6 +181,9 @@ impl PaymentEvent {
 pub enum PaymentEffect {
     /// Credit the payment's amount (exactly once per payment).
     Credit,
+    /// Attach a refund hold: the store checks in the same transaction that it exists, is
+    /// still held, has no job, and holds this payment's amount for this payment's user.
+    AttachRefundHold(ReservationId),
     /// Capture the refund hold in full.
     CaptureRefundHold(ReservationId),
     /// Release the refund hold.
@@ -305,7 +314,10 @@ impl Payment {
                 match self.refund_reservation_id {
                     Some(existing) if existing == *reservation_id => {}
                     Some(_) => return Err(illegal()),
-                    None => next.refund_reservation_id = Some(*reservation_id),
+                    None => {
+                        next.refund_reservation_id = Some(*reservation_id);
+                        effect = Some(PaymentEffect::AttachRefundHold(*reservation_id));
+                    }
                 }
             }
             (PaymentEvent::RefundSucceeded, Paid) => {
@@ -323,6 +335,15 @@ impl Payment {
                 next.refund_reservation_id = None;
                 effect = Some(PaymentEffect::ReleaseRefundHold(hold));
             }
+            // A webhook may be applied before creation stores the provider id: a later
+            // `Registered` with the same id is then a repeat.
+            (
+                PaymentEvent::Registered {
+                    provider_payment_id,
+                    ..
+                },
+                Paid | Cancelled | Refunded,
+            ) if self.provider_payment_id.as_deref() == Some(provider_payment_id.as_str()) => {}
             (PaymentEvent::Registered { .. }, Paid | Cancelled | Refunded)
             | (PaymentEvent::ProviderPending, Cancelled)
             | (PaymentEvent::ProviderSucceeded { .. }, Cancelled)
@@ -356,6 +377,16 @@ impl Payment {
             idempotency_key: IdempotencyKey::derived("payment", &self.id, "credit"),
             created_at: at,
         }
+    }
+
+    /// Whether a reservation can serve as this payment's refund hold: still held, not a
+    /// job's, the payment's user and amount. Stores check it when attaching the hold.
+    #[must_use]
+    pub fn refund_hold_fits(&self, hold: &crate::ledger::Reservation) -> bool {
+        hold.state == crate::ledger::ReservationState::Held
+            && hold.job_id.is_none()
+            && hold.user_id == self.user_id
+            && hold.amount == self.amount
     }
 
     fn check_provider_id(&self, reported: &str) -> Result<(), PaymentTransitionError> {

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::ids::{IdempotencyKey, PaymentId, ReservationId, UserId};
-use crate::ledger::NewReservation;
+use crate::ledger::{NewReservation, ReservationState};
 use crate::money::Money;
 use crate::payment::{
     NewPayment, Payment, PaymentEffect, PaymentEvent, PaymentFilter, PaymentProvider, PaymentState,
@@ -85,11 +85,25 @@ pub enum PaymentError {
         /// The balance.
         available: Money,
     },
+    /// Another refund attempt of this payment is running or has just ended; try again.
+    #[error("a refund of payment {id} is already under way")]
+    RefundInProgress {
+        /// The payment.
+        id: PaymentId,
+    },
     /// The provider refused the refund (the hold was released).
     #[error("the provider refused the refund: {reason}")]
     RefundRefused {
         /// Its reason.
         reason: String,
+    },
+    /// Telegram reports another number of Stars than the invoice (nothing credited).
+    #[error("the invoice was for {invoiced} Stars but {paid} were paid")]
+    StarsMismatch {
+        /// Stars on the invoice.
+        invoiced: u32,
+        /// Stars reported paid.
+        paid: u32,
     },
     /// The provider's data contradicts ours (nothing credited).
     #[error(transparent)]
@@ -187,12 +201,19 @@ impl PaymentService {
         &self.config
     }
 
-    fn new_payment(&self, user: UserId, provider: PaymentProvider, amount: Money) -> NewPayment {
+    fn new_payment(
+        &self,
+        user: UserId,
+        provider: PaymentProvider,
+        amount: Money,
+        provider_units: Option<u32>,
+    ) -> NewPayment {
         NewPayment {
             id: self.ids.payment_id(),
             user_id: user,
             provider,
             amount,
+            provider_units,
             created_at: self.clock.now(),
         }
     }
@@ -233,7 +254,7 @@ impl PaymentService {
         if self.config.receipts && receipt_email.is_none() {
             return Err(PaymentError::EmailRequired);
         }
-        let new = self.new_payment(user, PaymentProvider::Yookassa, amount);
+        let new = self.new_payment(user, PaymentProvider::Yookassa, amount, None);
         let payment = self.payments.create_payment(new).await?;
         let request = CreatePayment {
             payment_id: payment.id,
@@ -250,6 +271,13 @@ impl PaymentService {
                     confirmation_url: created.confirmation_url.clone(),
                 };
                 Ok(self.apply(payment.id, event).await?.payment)
+            }
+            // A definite refusal: the gateway created nothing, so the local payment is
+            // cancelled. An unknown outcome (timeout, 5xx after retries) stays pending:
+            // the gateway may have created it (same idempotency key), and its webhook or
+            // the poller then registers it through the metadata.
+            Err(e) if e.is_retryable() || matches!(e, ProviderError::Unknown { .. }) => {
+                Err(e.into())
             }
             Err(e) => {
                 let reason = Some(format!("creation failed: {}", e.kind()));
@@ -279,7 +307,7 @@ impl PaymentService {
         };
         let amount = rate.checked_mul(stars).ok_or_else(range)?;
         self.check_payer(user, amount).await?;
-        let new = self.new_payment(user, PaymentProvider::TelegramStars, amount);
+        let new = self.new_payment(user, PaymentProvider::TelegramStars, amount, Some(stars));
         Ok(self.payments.create_payment(new).await?)
     }
 
@@ -295,12 +323,24 @@ impl PaymentService {
         charge_id: &str,
         stars: u32,
     ) -> Result<PaymentApplied, PaymentError> {
-        let Some(rate) = self.config.stars_rate else {
-            return Err(PaymentError::MethodUnavailable);
+        // Credit what was invoiced, whatever `STARS_RUB_RATE` is now; a payment for
+        // another number of Stars than the invoice is never credited.
+        let payment = self.payment(payment_id).await?;
+        let amount = match (payment.provider, payment.provider_units) {
+            (PaymentProvider::TelegramStars, Some(invoiced)) if invoiced == stars => payment.amount,
+            (PaymentProvider::TelegramStars, Some(invoiced)) => {
+                return Err(PaymentError::StarsMismatch {
+                    invoiced,
+                    paid: stars,
+                });
+            }
+            _ => {
+                return Err(PaymentError::WrongState {
+                    id: payment_id,
+                    state: payment.state,
+                });
+            }
         };
-        let amount = rate
-            .checked_mul(stars)
-            .ok_or(PaymentError::MethodUnavailable)?;
         self.apply(
             payment_id,
             PaymentEvent::ProviderSucceeded {
@@ -522,19 +562,17 @@ impl PaymentService {
                     })
                 }
             },
-            Err(e) if e.is_retryable() || matches!(e, ProviderError::Unknown { .. }) => {
-                Err(e.into())
-            }
-            Err(e) => {
-                self.apply(id, PaymentEvent::RefundFailed).await?;
-                Err(PaymentError::RefundRefused {
-                    reason: e.to_string(),
-                })
-            }
+            // Only an explicit refusal releases the hold. Any error — even a 4xx — may
+            // hide a refund that was made (e.g. a repeat after the key expired), so the
+            // amount stays held until the refund is reconciled: never refund twice.
+            Err(e) => Err(e.into()),
         }
     }
 
-    async fn hold_for_refund(&self, payment: &Payment) -> Result<ReservationId, PaymentError> {
+    pub(crate) async fn hold_for_refund(
+        &self,
+        payment: &Payment,
+    ) -> Result<ReservationId, PaymentError> {
         if let Some(existing) = payment.refund_reservation_id {
             return Ok(existing);
         }
@@ -555,7 +593,9 @@ impl PaymentService {
             created_at: self.clock.now(),
         };
         match self.ledger.reserve(hold).await {
-            Ok(r) => Ok(r.id),
+            Ok(r) if r.state == ReservationState::Held => Ok(r.id),
+            // The key replayed a hold that an earlier, concurrent attempt already settled.
+            Ok(_) => Err(PaymentError::RefundInProgress { id: payment.id }),
             Err(StoreError::InsufficientFunds { needed, available }) => {
                 Err(PaymentError::RefundExceedsBalance { needed, available })
             }

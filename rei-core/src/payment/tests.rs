@@ -30,6 +30,7 @@ fn pending() -> Payment {
         user_id: UserId::new(1).unwrap(),
         provider: PaymentProvider::Yookassa,
         amount: m(50_000),
+        provider_units: None,
         created_at: t(0),
     }
     .pending()
@@ -306,26 +307,48 @@ async fn the_check_button_asks_the_gateway_only_for_pending_payments() {
 }
 
 #[tokio::test]
-async fn a_gateway_failure_at_creation_cancels_the_local_payment() {
+async fn a_refused_creation_cancels_the_local_payment_but_an_unknown_outcome_stays_pending() {
     let w = world().await;
     let mut g = MockPaymentGateway::new();
-    g.expect_create_payment().times(1).returning(|_| {
-        Err(ProviderError::Transient {
-            message: "503".into(),
-        })
-    });
+    let mut seq = mockall::Sequence::new();
+    g.expect_create_payment()
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_| {
+            Err(ProviderError::InvalidRequest {
+                message: "amount.value".into(),
+            })
+        });
+    g.expect_create_payment()
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_| {
+            Err(ProviderError::Transient {
+                message: "503".into(),
+            })
+        });
     let svc = service(&w, Some(g), config());
-    let r = svc.create_topup(w.user, m(10_000), None).await;
+    let refused = svc.create_topup(w.user, m(10_000), None).await;
     assert!(
         matches!(
-            r,
+            refused,
+            Err(PaymentError::Provider(ProviderError::InvalidRequest { .. }))
+        ),
+        "{refused:?}"
+    );
+    let unknown = svc.create_topup(w.user, m(10_000), None).await;
+    assert!(
+        matches!(
+            unknown,
             Err(PaymentError::Provider(ProviderError::Transient { .. }))
         ),
-        "{r:?}"
+        "{unknown:?}"
     );
     let all = w.store.payments(PaymentFilter::default()).await.unwrap();
-    assert_eq!(all.len(), 1);
-    assert_eq!(all[0].state, PaymentState::Cancelled);
+    let states: Vec<_> = all.iter().map(|p| p.state).collect();
+    // Newest first: the unknown outcome may exist at YooKassa and stays pending, so its
+    // webhook can still register and credit it; the refused one is cancelled.
+    assert_eq!(states, vec![PaymentState::Pending, PaymentState::Cancelled]);
 }
 
 #[tokio::test]
@@ -340,6 +363,7 @@ async fn a_crash_before_storing_the_provider_id_is_healed_by_metadata() {
             user_id: w.user,
             provider: PaymentProvider::Yookassa,
             amount: m(30_000),
+            provider_units: None,
             created_at: t(0),
         })
         .await
@@ -439,7 +463,10 @@ async fn stars_credit_by_rate_once_per_charge() {
     assert!(
         matches!(
             svc.stars_paid(q.id, "stx-2", 9).await,
-            Err(PaymentError::Transition(_))
+            Err(PaymentError::StarsMismatch {
+                invoiced: 10,
+                paid: 9
+            })
         ),
         "a short payment is not credited"
     );
@@ -641,4 +668,110 @@ async fn unpaid_payments_cannot_be_refunded() {
             ..
         })
     ));
+}
+
+#[test]
+fn a_late_registration_after_the_webhook_is_a_repeat() {
+    let paid = ok_step(&pending(), succeeded("yk", 50_000)).after;
+    let same = PaymentEvent::Registered {
+        provider_payment_id: "yk".into(),
+        confirmation_url: None,
+    };
+    assert!(!ok_step(&paid, same).changed());
+    let other = PaymentEvent::Registered {
+        provider_payment_id: "other".into(),
+        confirmation_url: None,
+    };
+    assert!(paid.apply(other, t(1)).is_err());
+}
+
+#[tokio::test]
+async fn stars_are_credited_at_the_invoiced_rate_even_after_a_rate_change() {
+    let w = world().await;
+    let old = service(
+        &w,
+        None,
+        PaymentConfig {
+            stars_rate: Some(m(150)),
+            ..config()
+        },
+    );
+    let p = old.create_stars_topup(w.user, 100).await.unwrap();
+    assert_eq!(p.provider_units, Some(100));
+    let new = service(
+        &w,
+        None,
+        PaymentConfig {
+            stars_rate: Some(m(200)),
+            ..config()
+        },
+    );
+    assert!(matches!(
+        new.stars_paid(p.id, "stx-1", 99).await,
+        Err(PaymentError::StarsMismatch {
+            invoiced: 100,
+            paid: 99
+        })
+    ));
+    assert!(new.stars_paid(p.id, "stx-1", 100).await.unwrap().credited);
+    assert_eq!(
+        balance(&w).await,
+        15_000,
+        "the invoiced amount, not 100 × the new rate"
+    );
+}
+
+#[tokio::test]
+async fn a_refund_error_of_any_kind_keeps_the_hold() {
+    let w = world().await;
+    let mut g = MockPaymentGateway::new();
+    g.expect_refund().times(1).returning(|_| {
+        Err(ProviderError::InvalidRequest {
+            message: "payment already refunded".into(),
+        })
+    });
+    let (svc, p) = paid_topup(&w, g, 20_000).await;
+    assert!(matches!(
+        svc.refund(p.id, "r").await,
+        Err(PaymentError::Provider(ProviderError::InvalidRequest { .. }))
+    ));
+    let held = svc
+        .payment(p.id)
+        .await
+        .unwrap()
+        .refund_reservation_id
+        .unwrap();
+    assert_eq!(
+        w.store.reservation(held).await.unwrap().unwrap().state,
+        ReservationState::Held,
+        "a 4xx may hide a refund that happened: the money stays held, never handed back twice"
+    );
+    assert_eq!(balance(&w).await, 0);
+    assert!(w.store.verify().await.unwrap().is_ok());
+}
+
+#[tokio::test]
+async fn a_racing_second_refund_never_attaches_a_settled_hold() {
+    let w = world().await;
+    let mut g = MockPaymentGateway::new();
+    g.expect_refund().times(1).returning(|_| {
+        Ok(GatewayRefund {
+            refund_id: "rf".into(),
+            status: RefundStatus::Canceled { reason: None },
+        })
+    });
+    let (svc, p) = paid_topup(&w, g, 20_000).await;
+    let before = svc.payment(p.id).await.unwrap();
+    assert!(matches!(
+        svc.refund(p.id, "r").await,
+        Err(PaymentError::RefundRefused { .. })
+    ));
+    // A second attempt that read the payment before the first one (same version, so the
+    // same hold key) replays the first, now released, hold: it must stop, not attach it.
+    assert!(matches!(
+        svc.hold_for_refund(&before).await,
+        Err(PaymentError::RefundInProgress { .. })
+    ));
+    assert_eq!(svc.payment(p.id).await.unwrap().refund_reservation_id, None);
+    assert_eq!(balance(&w).await, 20_000);
 }

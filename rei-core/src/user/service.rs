@@ -236,6 +236,9 @@ impl AdminService {
         if amount.is_zero() {
             return Err(UserError::ZeroAmount);
         }
+        if key.is_reserved() {
+            return Err(UserError::DuplicateKey);
+        }
         let reason = reason.trim();
         if reason.chars().count() > MAX_REASON_CHARS {
             return Err(UserError::ReasonTooLong {

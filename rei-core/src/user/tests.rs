@@ -267,3 +267,14 @@ fn actors_print_as_audit_strings() {
         Actor::Cli("ops".into())
     );
 }
+
+#[tokio::test]
+async fn admin_keys_cannot_take_a_reserved_namespace() {
+    let w = world().await;
+    let key = IdempotencyKey::new("payment:x:credit").unwrap();
+    assert!(matches!(
+        w.admin.credit(admin(), w.alice, m(1), "", key).await,
+        Err(UserError::DuplicateKey)
+    ));
+    assert!(w.admin.audit_log(10).await.unwrap().is_empty());
+}
