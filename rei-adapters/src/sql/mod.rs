@@ -235,11 +235,13 @@ fn is_transient(e: &sqlx::Error) -> bool {
 fn classify(e: sqlx::Error) -> StoreError {
     if let sqlx::Error::Database(db) = &e {
         match db.kind() {
+            // Still a duplicate after every retry: not a race but a reused id (a caller
+            // bug), as the memory store reports it.
             ErrorKind::UniqueViolation => {
-                return StoreError::Conflict {
-                    what: "row",
-                    id: db.constraint().unwrap_or("unique").to_owned(),
-                };
+                return StoreError::Invalid(format!(
+                    "duplicate value for {}",
+                    db.constraint().unwrap_or("a unique column")
+                ));
             }
             ErrorKind::CheckViolation
             | ErrorKind::ForeignKeyViolation

@@ -375,7 +375,7 @@ macro_rules! sql_store {
                 // job id was reused: refuse rather than pair a new job with an old hold.
                 let hold = Self::reserve_in(&mut tx, &job.reservation()).await?;
                 if hold.id != job.reservation_id {
-                    return Err(StoreError::IdempotencyConflict { key: job.reservation().idempotency_key.to_string() }.into());
+                    return Err(StoreError::Invalid(format!("job id {} already exists", job.id)).into());
                 }
                 let created = job.pending();
                 sqlx::query(

@@ -1305,3 +1305,20 @@ pub async fn provider_units_and_global_provider_ids<S: Backend>(s: Store<S>) {
             .is_none()
     );
 }
+
+pub async fn reused_ids_are_invalid<S: Backend>(s: Store<S>) {
+    let u = user(&*s, 1).await;
+    fund(&*s, u, 10_000).await;
+    s.create_job(new_job(1, u, 100), 5).await.unwrap();
+    let mut same_id = new_job(1, u, 100);
+    same_id.idempotency_key = key("another-confirmation");
+    let r = s.create_job(same_id, 5).await;
+    assert!(matches!(r, Err(StoreError::Invalid(_))), "{r:?}");
+    let mut same_hold_id = hold(5, u, 100);
+    s.reserve(same_hold_id.clone()).await.unwrap();
+    same_hold_id.idempotency_key = key("another-hold");
+    let r = s.reserve(same_hold_id).await;
+    assert!(matches!(r, Err(StoreError::Invalid(_))), "{r:?}");
+    assert_eq!(available(&*s, u).await, 9_800);
+    assert_sound(&*s).await;
+}

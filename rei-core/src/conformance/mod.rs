@@ -99,6 +99,7 @@ macro_rules! __conformance_cases {
             refund_holds_must_fit_their_payment,
             orphaned_refund_holds_are_reported,
             provider_units_and_global_provider_ids,
+            reused_ids_are_invalid,
         );
     };
 }
