@@ -45,6 +45,14 @@ pub(crate) enum Failure {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     dotenvy::dotenv().ok();
+    // Logs go to stderr (warnings by default; `RUST_LOG` for more), so stdout stays the
+    // command's output, e.g. clean JSON.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

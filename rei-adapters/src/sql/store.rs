@@ -667,14 +667,17 @@ macro_rules! sql_store {
 
         #[async_trait]
         impl LedgerStore for $store {
+            #[tracing::instrument(level = "debug", skip_all, fields(store = stringify!($store), user_id = entry.user_id.get(), kind = entry.kind.as_str(), amount_kopecks = entry.amount.kopecks(), key = entry.idempotency_key.as_str()))]
             async fn post(&self, entry: NewEntry, audit: Option<AuditRecord>) -> Result<Posted, StoreError> {
                 self.with_available(entry.user_id, retrying(|| self.post_once(&entry, audit.as_ref())).await).await
             }
 
+            #[tracing::instrument(level = "debug", skip_all, fields(store = stringify!($store), user_id = reservation.user_id.get(), reservation_id = %reservation.id, amount_kopecks = reservation.amount.kopecks()))]
             async fn reserve(&self, reservation: NewReservation) -> Result<Reservation, StoreError> {
                 self.with_available(reservation.user_id, retrying(|| self.reserve_once(&reservation)).await).await
             }
 
+            #[tracing::instrument(level = "debug", skip_all, fields(store = stringify!($store), reservation_id = %id, settlement = ?how))]
             async fn settle(&self, id: ReservationId, how: Settlement, at: Timestamp) -> Result<Reservation, StoreError> {
                 retrying(|| self.settle_once(id, how, at)).await
             }
@@ -706,6 +709,7 @@ macro_rules! sql_store {
                 rows.into_iter().map(LedgerEntry::try_from).collect()
             }
 
+            #[tracing::instrument(level = "debug", skip_all, fields(store = stringify!($store)))]
             async fn verify(&self) -> Result<VerifyReport, StoreError> {
                 retrying(|| self.verify_once()).await
             }
@@ -713,6 +717,7 @@ macro_rules! sql_store {
 
         #[async_trait]
         impl JobStore for $store {
+            #[tracing::instrument(level = "debug", skip_all, fields(store = stringify!($store), user_id = job.user_id.get(), job_id = %job.id, amount_kopecks = job.quote.amount.kopecks()))]
             async fn create_job(&self, job: NewJob, max_active: u32) -> Result<Job, StoreError> {
                 self.with_available(job.user_id, retrying(|| self.create_job_once(&job, max_active)).await).await
             }
@@ -723,6 +728,7 @@ macro_rules! sql_store {
                 row.map(Job::try_from).transpose()
             }
 
+            #[tracing::instrument(level = "debug", skip_all, fields(store = stringify!($store), job_id = %transition.after.id, from = transition.before.state.as_str(), to = transition.after.state.as_str()))]
             async fn save_transition(&self, transition: &JobTransition) -> Result<Job, StoreError> {
                 retrying(|| self.save_transition_once(transition)).await
             }
@@ -744,6 +750,7 @@ macro_rules! sql_store {
 
         #[async_trait]
         impl PaymentStore for $store {
+            #[tracing::instrument(level = "debug", skip_all, fields(store = stringify!($store), user_id = payment.user_id.get(), payment_id = %payment.id, amount_kopecks = payment.amount.kopecks()))]
             async fn create_payment(&self, payment: NewPayment) -> Result<Payment, StoreError> {
                 retrying(|| self.create_payment_once(&payment)).await
             }
@@ -766,6 +773,7 @@ macro_rules! sql_store {
                 row.map(Payment::try_from).transpose()
             }
 
+            #[tracing::instrument(level = "debug", skip_all, fields(store = stringify!($store), payment_id = %transition.after.id, from = transition.before.state.as_str(), to = transition.after.state.as_str()))]
             async fn save_payment_transition(&self, transition: &PaymentTransition) -> Result<Payment, StoreError> {
                 retrying(|| self.save_payment_transition_once(transition)).await
             }
