@@ -46,6 +46,19 @@ struct State {
     dialogues: HashMap<UserId, String>,
 }
 
+/// A hold that passed every check: the first one (a replay) or the balance after it.
+enum ReservePlan {
+    Replay(Reservation),
+    New { balance: Money },
+}
+
+/// A settlement that passed every check, with the balance after its refund entry
+/// (`None` when there is nothing to post).
+struct SettlePlan {
+    plan: SettlementPlan,
+    refund_balance: Option<Money>,
+}
+
 /// A post that passed every check and can no longer fail.
 enum PostPlan {
     Replay(Posted),
@@ -158,13 +171,13 @@ impl State {
     }
 
     /// Checks a reservation request; `Some` is a replay of the key.
-    fn plan_reserve(&self, r: &NewReservation) -> Result<Option<Reservation>, StoreError> {
+    fn plan_reserve(&self, r: &NewReservation) -> Result<ReservePlan, StoreError> {
         if let Some(id) = self.reservation_by_key.get(r.idempotency_key.as_str()) {
             let first = self.reservations.get(id).ok_or_else(|| {
                 StoreError::Corrupt(format!("reservation {id} indexed but missing"))
             })?;
             return if r.matches(first) {
-                Ok(Some(first.clone()))
+                Ok(ReservePlan::Replay(first.clone()))
             } else {
                 Err(StoreError::IdempotencyConflict {
                     key: r.idempotency_key.to_string(),
@@ -178,17 +191,16 @@ impl State {
             )));
         }
         match self.plan_post(&r.hold_entry())? {
-            PostPlan::New { .. } => Ok(None),
+            PostPlan::New { balance } => Ok(ReservePlan::New { balance }),
             PostPlan::Replay(_) => Err(StoreError::IdempotencyConflict {
                 key: r.idempotency_key.to_string(),
             }),
         }
     }
 
-    fn commit_reserve(&mut self, r: &NewReservation) -> Reservation {
-        if let Ok(PostPlan::New { balance }) = self.plan_post(&r.hold_entry()) {
-            self.commit_post(r.hold_entry(), balance);
-        }
+    /// Writes a planned hold; infallible.
+    fn commit_reserve(&mut self, r: &NewReservation, balance: Money) -> Reservation {
+        self.commit_post(r.hold_entry(), balance);
         let held = r.held();
         self.reservation_by_key
             .insert(r.idempotency_key.to_string(), r.id);
@@ -201,27 +213,39 @@ impl State {
         id: ReservationId,
         how: Settlement,
         at: Timestamp,
-    ) -> Result<SettlementPlan, StoreError> {
+    ) -> Result<SettlePlan, StoreError> {
         let r = self
             .reservations
             .get(&id)
             .ok_or_else(|| not_found("reservation", &id))?;
         let plan = r.settle(how, at)?;
-        if let Some(refund) = &plan.refund {
-            // A refund only adds; this checks the key and the user.
-            self.plan_post(refund)?;
-        }
-        Ok(plan)
+        // A refund only adds; planning it checks the key and the user.
+        let refund_balance = match &plan.refund {
+            Some(refund) => match self.plan_post(refund)? {
+                PostPlan::New { balance } => Some(balance),
+                PostPlan::Replay(_) => None,
+            },
+            None => None,
+        };
+        Ok(SettlePlan {
+            plan,
+            refund_balance,
+        })
     }
 
-    fn commit_settle(&mut self, plan: SettlementPlan) -> Reservation {
+    /// Writes a planned settlement; infallible.
+    fn commit_settle(
+        &mut self,
+        SettlePlan {
+            plan,
+            refund_balance,
+        }: SettlePlan,
+    ) -> Reservation {
         if !plan.changed {
             return plan.reservation;
         }
-        if let Some(refund) = plan.refund {
-            if let Ok(PostPlan::New { balance }) = self.plan_post(&refund) {
-                self.commit_post(refund, balance);
-            }
+        if let (Some(refund), Some(balance)) = (plan.refund, refund_balance) {
+            self.commit_post(refund, balance);
         }
         self.reservations
             .insert(plan.reservation.id, plan.reservation.clone());
@@ -453,8 +477,8 @@ impl LedgerStore for MemoryStore {
     async fn reserve(&self, reservation: NewReservation) -> Result<Reservation, StoreError> {
         let mut s = self.lock();
         match s.plan_reserve(&reservation)? {
-            Some(first) => Ok(first),
-            None => Ok(s.commit_reserve(&reservation)),
+            ReservePlan::Replay(first) => Ok(first),
+            ReservePlan::New { balance } => Ok(s.commit_reserve(&reservation, balance)),
         }
     }
 
@@ -531,12 +555,12 @@ impl JobStore for MemoryStore {
             return Err(StoreError::ActiveJobLimit { limit: max_active });
         }
         let reservation = job.reservation();
-        if s.plan_reserve(&reservation)?.is_some() {
+        let ReservePlan::New { balance } = s.plan_reserve(&reservation)? else {
             return Err(StoreError::IdempotencyConflict {
                 key: reservation.idempotency_key.to_string(),
             });
-        }
-        s.commit_reserve(&reservation);
+        };
+        s.commit_reserve(&reservation, balance);
         let created = job.pending();
         s.job_by_key.insert(job.idempotency_key.to_string(), job.id);
         s.job_order.push(job.id);
