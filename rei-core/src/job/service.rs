@@ -272,16 +272,23 @@ impl JobService {
     /// # Errors
     /// As [`Self::apply`].
     pub async fn start(&self, id: JobId) -> Result<Applied, JobError> {
-        // A delivery of a job that already finished (a crash between the final write
-        // and the queue ack) changes nothing: the worker sees the final state and acks.
-        let current = self.job(id).await?;
-        if current.state.is_final() {
-            return Ok(Applied {
-                job: current,
-                changed: false,
-            });
-        }
-        let applied = self.apply(id, JobEvent::Started).await?;
+        let applied = match self.apply(id, JobEvent::Started).await {
+            Ok(applied) => applied,
+            // `Started` is refused only on a finished job: a delivery after a crash between
+            // the final write and the queue ack. It changes nothing; the worker sees the
+            // final state and acks.
+            Err(JobError::Transition(refused)) => {
+                let job = self.job(id).await?;
+                if job.state.is_final() {
+                    return Ok(Applied {
+                        job,
+                        changed: false,
+                    });
+                }
+                return Err(JobError::Transition(refused));
+            }
+            Err(e) => return Err(e),
+        };
         if applied.job.attempts > self.limits.max_attempts {
             let attempts = applied.job.attempts.saturating_sub(1);
             return self
