@@ -442,7 +442,6 @@ macro_rules! sql_store {
                         && first.provider_units == p.provider_units;
                     return if same { Ok(first) } else { Err(StoreError::IdempotencyConflict { key: p.id.to_string() }.into()) };
                 }
-                Self::lock_user(&mut tx, p.user_id).await?;
                 if p.amount.is_zero() {
                     return Err(StoreError::Invalid("payment amounts must be positive".into()).into());
                 }
@@ -459,7 +458,8 @@ macro_rules! sql_store {
                 .bind(created.created_at.millis())
                 .bind(created.provider_units.map(i64::from))
                 .execute(&mut *tx)
-                .await?;
+                .await
+                .map_err(|e| unknown_user(e, p.user_id))?;
                 tx.commit().await?;
                 Ok(created)
             }
