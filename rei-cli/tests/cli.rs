@@ -150,6 +150,8 @@ fn bad_input_is_a_usage_error_and_changes_nothing() {
         vec!["balance", "add", "abc", "5", "--reason", "x"],
         vec!["balance", "add", "42", "5"],
         vec!["user", "show", "999"],
+        vec!["user", "ban", "999"],
+        vec!["user", "unban", "999"],
         vec!["balance", "add", "999", "5", "--reason", "x"],
         vec!["payments", "list", "--since", "7w"],
         vec!["jobs", "cancel", "not-a-uuid"],

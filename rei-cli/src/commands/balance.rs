@@ -3,10 +3,9 @@
 use clap::Subcommand;
 use rei_core::ids::{IdempotencyKey, UserId};
 use rei_core::money::Money;
-use rei_core::user::UserError;
 use serde_json::json;
 
-use super::{Ctx, operational};
+use super::{Ctx, admin_failure};
 use crate::Failure;
 
 #[derive(Debug, Subcommand)]
@@ -65,11 +64,7 @@ pub(crate) async fn run(ctx: &Ctx, c: &BalanceCommand) -> Result<(), Failure> {
                 .await
         }
     };
-    let posted = result.map_err(|e| match e {
-        UserError::Store(s) => operational(s),
-        UserError::Queue(q) => operational(q),
-        usage => Failure::Usage(usage.to_string()),
-    })?;
+    let posted = result.map_err(admin_failure)?;
     let value = json!({
         "tg_id": tg_id.get(),
         "entry_id": posted.entry.id,

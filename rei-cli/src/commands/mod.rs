@@ -85,6 +85,17 @@ pub(crate) fn operational(e: impl std::fmt::Display) -> Failure {
     Failure::Operational(e.to_string())
 }
 
+/// Maps an admin operation's error: backend failures are operational (exit 1),
+/// everything else — unknown user, zero amount, insufficient balance — is the caller's
+/// (exit 2).
+pub(crate) fn admin_failure(e: rei_core::user::UserError) -> Failure {
+    match e {
+        rei_core::user::UserError::Store(s) => operational(s),
+        rei_core::user::UserError::Queue(q) => operational(q),
+        usage => Failure::Usage(usage.to_string()),
+    }
+}
+
 /// Parses `7d`, `24h`, `30m`, `45s`.
 pub(crate) fn parse_age(s: &str) -> Result<Duration, String> {
     let (n, unit) = s.split_at(s.len().saturating_sub(1));

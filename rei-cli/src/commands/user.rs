@@ -4,7 +4,7 @@ use clap::Subcommand;
 use rei_core::ids::UserId;
 use serde_json::json;
 
-use super::{Ctx, operational};
+use super::{Ctx, admin_failure, operational};
 use crate::Failure;
 use crate::output::when;
 
@@ -21,26 +21,20 @@ pub(crate) enum UserCommand {
 pub(crate) async fn run(ctx: &Ctx, c: &UserCommand) -> Result<(), Failure> {
     let (id, user) = match *c {
         UserCommand::Show { tg_id } => (tg_id, ctx.known_user(tg_id).await?),
-        UserCommand::Ban { tg_id } => {
-            ctx.known_user(tg_id).await?;
-            (
-                tg_id,
-                ctx.admin()
-                    .ban(Ctx::actor(), tg_id)
-                    .await
-                    .map_err(operational)?,
-            )
-        }
-        UserCommand::Unban { tg_id } => {
-            ctx.known_user(tg_id).await?;
-            (
-                tg_id,
-                ctx.admin()
-                    .unban(Ctx::actor(), tg_id)
-                    .await
-                    .map_err(operational)?,
-            )
-        }
+        UserCommand::Ban { tg_id } => (
+            tg_id,
+            ctx.admin()
+                .ban(Ctx::actor(), tg_id)
+                .await
+                .map_err(admin_failure)?,
+        ),
+        UserCommand::Unban { tg_id } => (
+            tg_id,
+            ctx.admin()
+                .unban(Ctx::actor(), tg_id)
+                .await
+                .map_err(admin_failure)?,
+        ),
     };
     let balance = ctx.stores.ledger.balance(id).await.map_err(operational)?;
     let value = json!({
