@@ -266,9 +266,11 @@ pub(crate) enum Replay {
     /// is looked up before it is repeated (Kling's `external_task_id`). A failure while
     /// reading the answer is `Transient`.
     Safe,
-    /// Every request the provider began to answer may have been billed (Gemini): a
-    /// failure while reading the answer is `Unknown`, so it is never retried. Failures
-    /// before any answer stay `Transient`.
+    /// Every request that left the client may have been billed (Gemini: no idempotency
+    /// key). Only a failure to open the connection (refused, unreachable, connect
+    /// timeout: nothing was sent) is `Transient`. Once the request was sent, a timeout
+    /// or a broken connection, before or after the answer began, is `Unknown`, so it is
+    /// never retried: the provider may still be working on it, and billing it.
     Billed,
 }
 
@@ -288,9 +290,11 @@ pub(crate) struct Call<'a> {
 }
 
 /// Sends `request`, reads the answer and lets `interpret` turn it into a result, inside a
-/// `provider_request` span, counting the outcome. Failures before any answer (connection,
-/// timeout) become [`ProviderError::Transient`] without any URL in the text; failures
-/// while reading the answer too, unless the call is [`Replay::Billed`].
+/// `provider_request` span, counting the outcome. Transport failures (connection,
+/// timeout, an answer that breaks off) become [`ProviderError::Transient`] without any
+/// URL in the text, unless the call is [`Replay::Billed`]: then only a connection that
+/// never opened is `Transient`, and everything after the request was sent is
+/// [`ProviderError::Unknown`].
 pub(crate) async fn exchange<T, E>(
     call: Call<'_>,
     request: reqwest::RequestBuilder,
@@ -362,7 +366,15 @@ async fn read_answer(
     call: Call<'_>,
     request: reqwest::RequestBuilder,
 ) -> Result<Exchange, ProviderError> {
-    let mut response = request.send().await.map_err(transport_error)?;
+    let started = Instant::now();
+    let mut response = request.send().await.map_err(|error| match call.replay {
+        // `is_connect`: the connector failed (refused, DNS, TLS, connect timeout), so no
+        // byte of the request left; a builder error is ours, before sending too.
+        Replay::Billed if !error.is_connect() && !error.is_builder() => {
+            failed_billed_call(call.provider, error, started.elapsed())
+        }
+        Replay::Safe | Replay::Billed => transport_error(error),
+    })?;
     let status = response.status();
     let retry_after = retry_after(response.headers());
     if response
@@ -376,7 +388,7 @@ async fn read_answer(
     let mut body = BytesMut::new();
     let broken = |error: reqwest::Error| match call.replay {
         Replay::Safe => transport_error(error),
-        Replay::Billed => broken_billed_answer(error),
+        Replay::Billed => failed_billed_call(call.provider, error, started.elapsed()),
     };
     while let Some(chunk) = response.chunk().await.map_err(broken)? {
         if body.len() + chunk.len() > call.body_limit {
@@ -415,21 +427,46 @@ pub(crate) fn transport_error(error: reqwest::Error) -> ProviderError {
     }
 }
 
-/// An answer of a billed call that broke off after its status line: the provider has
-/// the request and may have billed it, so this is not `Transient` (never retried).
-fn broken_billed_answer(error: reqwest::Error) -> ProviderError {
+/// A billed call that failed after its request was sent (no answer in time, or a
+/// connection or answer that broke off): the provider has the request and may have
+/// billed it, so this is `Unknown`, never retried, and counts as one failed attempt.
+fn failed_billed_call(
+    provider: &'static str,
+    error: reqwest::Error,
+    waited: Duration,
+) -> ProviderError {
     let error = error.without_url();
-    let what = if error.is_timeout() {
-        "timed out"
+    let name = display_name(provider);
+    let message = if error.is_timeout() {
+        format!(
+            "{name} did not answer within {}; the call may have been billed, so it is not \
+             repeated",
+            seconds(waited)
+        )
     } else {
-        "broke off"
-    };
-    ProviderError::Unknown {
-        message: format!(
-            "the answer {what} after it began; not repeated, since the provider may have \
-             billed the call: {}",
+        format!(
+            "the connection to {name} broke after the request was sent; the call may have \
+             been billed, so it is not repeated: {}",
             chain(&error)
-        ),
+        )
+    };
+    ProviderError::Unknown { message }
+}
+
+/// `gemini` → `Gemini`, for messages.
+fn display_name(provider: &str) -> String {
+    let mut chars = provider.chars();
+    chars.next().map_or_else(String::new, |first| {
+        first.to_uppercase().chain(chars).collect()
+    })
+}
+
+/// A wait as people read it: `180 s`, `0.3 s`.
+fn seconds(waited: Duration) -> String {
+    if waited >= Duration::from_secs(10) {
+        format!("{} s", waited.as_secs())
+    } else {
+        format!("{:.1} s", waited.as_secs_f64())
     }
 }
 
@@ -609,6 +646,15 @@ mod tests {
             endpoint(&base, "/v1/videos/text2video"),
             "https://api-singapore.klingai.com/v1/videos/text2video"
         );
+    }
+
+    #[test]
+    fn waits_read_as_seconds() {
+        assert_eq!(seconds(Duration::from_millis(300)), "0.3 s");
+        assert_eq!(seconds(Duration::from_millis(9_960)), "10.0 s");
+        assert_eq!(seconds(Duration::from_millis(180_004)), "180 s");
+        assert_eq!(display_name("gemini"), "Gemini");
+        assert_eq!(display_name(""), "");
     }
 
     #[test]

@@ -34,6 +34,9 @@ impl IdGenerator for RandomIds {
     fn reservation_id(&self) -> ReservationId {
         ReservationId::from_uuid(Uuid::new_v4())
     }
+    fn lease_token(&self) -> rei_core::job::LeaseToken {
+        rei_core::job::LeaseToken::new(Uuid::new_v4().to_string())
+    }
 }
 
 /// Writes notices and alerts to the log instead of delivering them.

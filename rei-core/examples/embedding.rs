@@ -8,12 +8,15 @@ use std::error::Error;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use rei_core::job::{AssetRef, FailureReason, JobLimits, JobSpec, Prompt};
-use rei_core::memory::{ManualClock, MemoryQueue, MemoryStore, RecordingNotifier, SequentialIds};
+use rei_core::job::{
+    JobLimits, JobPorts, JobRunner, JobSpec, Next, Prompt, RunnerConfig, RunnerPorts, StoreQueue,
+};
+use rei_core::memory::{ManualClock, MemoryAssets, MemoryStore, RecordingNotifier, SequentialIds};
 use rei_core::payment::PaymentConfig;
 use rei_core::ports::{
-    CreatePayment, GatewayPayment, GatewayRefund, GatewayStatus, JobQueue, LedgerStore,
-    PaymentGateway, PaymentPage, ProviderError, RefundRequest, RefundStatus,
+    CreatePayment, DownloadedAsset, GatewayPayment, GatewayRefund, GatewayStatus, GeneratedImage,
+    ImageRequest, LedgerStore, PaymentGateway, PaymentPage, ProviderError, RefundRequest,
+    RefundStatus, VideoRequest, VideoTaskStatus,
 };
 use rei_core::prelude::*;
 
@@ -68,12 +71,74 @@ impl PaymentGateway for InstantGateway {
     }
 }
 
+/// An image generator that draws at once: stands in for Nano Banana Pro here.
+#[derive(Debug, Default)]
+struct InstantImages;
+
+#[async_trait]
+impl ImageGenerator for InstantImages {
+    async fn generate(&self, _: &ImageRequest) -> Result<GeneratedImage, ProviderError> {
+        Ok(GeneratedImage {
+            bytes: b"\x89PNG example".to_vec(),
+            mime_type: "image/png".into(),
+            caption: None,
+        })
+    }
+}
+
+/// A video generator that refuses everything: stands in for Kling's content check.
+#[derive(Debug, Default)]
+struct RefusingVideos;
+
+#[async_trait]
+impl VideoGenerator for RefusingVideos {
+    async fn submit(&self, _: &VideoRequest) -> Result<ProviderTaskId, ProviderError> {
+        Err(ProviderError::Refused {
+            reason: "content-risk".into(),
+        })
+    }
+    async fn find_by_job(
+        &self,
+        _: VideoMode,
+        _: JobId,
+    ) -> Result<Option<ProviderTaskId>, ProviderError> {
+        Ok(None)
+    }
+    async fn status(
+        &self,
+        _: VideoMode,
+        _: &ProviderTaskId,
+    ) -> Result<VideoTaskStatus, ProviderError> {
+        Ok(VideoTaskStatus::Processing)
+    }
+    async fn download(&self, _: &str, _: JobId) -> Result<DownloadedAsset, ProviderError> {
+        Err(ProviderError::Unknown {
+            message: "nothing to download".into(),
+        })
+    }
+}
+
+/// What a worker loop does: claim, run steps until it lets go.
+async fn work_once(jobs: &JobService, runner: &JobRunner) -> Result<(), Box<dyn Error>> {
+    let mut job = jobs
+        .claim("worker-1", std::time::Duration::from_secs(60))
+        .await?
+        .ok_or("the job was not queued")?;
+    loop {
+        let out = runner.step(job).await?;
+        match out.next {
+            Next::Continue => job = out.job,
+            Next::Wait(_) | Next::Released | Next::Finished => return Ok(()),
+        }
+    }
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn Error>> {
     let store = Arc::new(MemoryStore::new());
     let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_767_225_600_000)));
     let ids = Arc::new(SequentialIds::default());
-    let queue = Arc::new(MemoryQueue::new(clock.clone()));
+    let queue = Arc::new(StoreQueue::new(store.clone()));
     let notifier = Arc::new(RecordingNotifier::default());
 
     let users = UserService::new(store.clone(), clock.clone());
@@ -90,15 +155,27 @@ async fn main() -> Result<(), Box<dyn Error>> {
             ..PaymentConfig::default()
         },
     );
-    let jobs = JobService::new(
-        store.clone(),
-        store.clone(),
-        queue.clone(),
-        notifier.clone(),
-        clock.clone(),
-        ids.clone(),
+    let jobs = Arc::new(JobService::new(
+        JobPorts {
+            users: store.clone(),
+            jobs: store.clone(),
+            queue: queue.clone(),
+            clock: clock.clone(),
+            ids: ids.clone(),
+        },
         PriceList::seed_defaults(),
         JobLimits::default(),
+    ));
+    let runner = JobRunner::new(
+        RunnerPorts {
+            jobs: jobs.clone(),
+            images: Some(Arc::new(InstantImages)),
+            videos: Some(Arc::new(RefusingVideos)),
+            assets: Arc::new(MemoryAssets::default()),
+            notifier: notifier.clone(),
+            clock: clock.clone(),
+        },
+        RunnerConfig::default(),
     );
 
     let anna = UserId::new(123_456_789)?;
@@ -131,18 +208,9 @@ async fn main() -> Result<(), Box<dyn Error>> {
     };
     let quote = jobs.quote(&spec);
     println!("draft: {} costs {}", quote.product, quote.amount);
-    let job = jobs
-        .create(anna, spec, quote, IdempotencyKey::new("confirm:1")?)
+    jobs.create(anna, spec, &quote, IdempotencyKey::new("confirm:1")?)
         .await?;
-    let lease = queue
-        .claim("worker-1", std::time::Duration::from_secs(60))
-        .await?
-        .ok_or("the job was not queued")?;
-    jobs.start(lease.job_id).await?;
-    jobs.generating(job.id).await?;
-    jobs.complete(job.id, AssetRef::new("results/fox.png"), job.quote.amount)
-        .await?;
-    queue.ack(&lease).await?;
+    work_once(&jobs, &runner).await?;
 
     // A video that the provider refuses: the hold comes back.
     let video = JobSpec::Video {
@@ -154,17 +222,9 @@ async fn main() -> Result<(), Box<dyn Error>> {
     };
     let quote = jobs.quote(&video);
     println!("draft: {} costs {}", quote.product, quote.amount);
-    let job = jobs
-        .create(anna, video, quote, IdempotencyKey::new("confirm:2")?)
+    jobs.create(anna, video, &quote, IdempotencyKey::new("confirm:2")?)
         .await?;
-    jobs.start(job.id).await?;
-    jobs.fail(
-        job.id,
-        FailureReason::ContentRefused {
-            detail: "content-risk".into(),
-        },
-    )
-    .await?;
+    work_once(&jobs, &runner).await?;
 
     let balance = store.balance(anna).await?;
     println!(

@@ -41,34 +41,37 @@
 //! # futures::executor::block_on(async {
 //! use std::sync::Arc;
 //! use rei_core::prelude::*;
-//! use rei_core::memory::{ManualClock, MemoryStore, RecordingNotifier, SequentialIds, MemoryQueue};
+//! use rei_core::job::{JobEvent, JobGuard, JobPorts, StoreQueue};
+//! use rei_core::memory::{ManualClock, MemoryStore, RecordingNotifier, SequentialIds};
 //!
 //! let store = Arc::new(MemoryStore::new());
 //! let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_700_000_000_000)));
-//! let ids = Arc::new(SequentialIds::default());
-//! let queue = Arc::new(MemoryQueue::new(clock.clone()));
+//! let queue = Arc::new(StoreQueue::new(store.clone()));
 //! let notifier = Arc::new(RecordingNotifier::default());
 //!
 //! let users = UserService::new(store.clone(), clock.clone());
 //! let admin = AdminService::new(store.clone(), store.clone(), queue.clone(), notifier.clone(), clock.clone());
-//! let jobs = JobService::new(
-//!     store.clone(), store.clone(), queue.clone(), notifier.clone(), clock.clone(), ids.clone(),
-//!     PriceList::seed_defaults(), JobLimits::default(),
-//! );
+//! let ports = JobPorts {
+//!     users: store.clone(), jobs: store.clone(), queue, clock: clock.clone(),
+//!     ids: Arc::new(SequentialIds::default()),
+//! };
+//! let jobs = JobService::new(ports, PriceList::seed_defaults(), JobLimits::default());
 //!
 //! let alice = UserId::new(42)?;
 //! users.register(UserProfile { id: alice, username: None, first_name: Some("Alice".into()), language: Language::Ru }).await?;
 //! admin.credit(Actor::System, alice, "100".parse()?, "welcome", IdempotencyKey::new("welcome:42")?).await?;
 //!
-//! // The user confirms a 50 ₽ image: the price is held at once.
+//! // The user confirms a 50 ₽ image: the price is held at once, and the job is queued.
 //! let spec = JobSpec::ImageGeneration { prompt: Prompt::parse("a red fox in snow")? };
 //! let quote = jobs.quote(&spec);
-//! let job = jobs.create(alice, spec, quote, IdempotencyKey::new("confirm:1")?).await?;
+//! jobs.create(alice, spec, &quote, IdempotencyKey::new("confirm:1")?).await?;
 //! assert_eq!(store.balance(alice).await?.available, "50".parse()?);
 //!
-//! // The generation fails: the hold is released and the money is back.
-//! jobs.start(job.id).await?;
-//! jobs.fail(job.id, FailureReason::ProviderFailed { detail: "timeout".into() }).await?;
+//! // A worker claims it under a lease; the generation fails: the money is back.
+//! let job = jobs.claim("worker-1", std::time::Duration::from_secs(60)).await?.ok_or("queued")?;
+//! let lease = JobGuard::Lease(job.lease.clone().ok_or("leased")?.token);
+//! let reason = FailureReason::ProviderFailed { detail: "timeout".into() };
+//! jobs.write(job.id, JobEvent::Failed { reason }, lease).await?;
 //! assert_eq!(store.balance(alice).await?.available, "100".parse()?);
 //! assert!(store.verify().await?.is_ok());
 //! # Ok::<(), Box<dyn std::error::Error>>(())

@@ -200,7 +200,7 @@ impl PriceList {
     #[must_use]
     pub fn quote(&self, product: Product) -> Quote {
         let amount = self.price(&product);
-        Quote { product, amount }
+        Quote::new(product, amount)
     }
 }
 
@@ -211,6 +211,14 @@ pub struct Quote {
     pub product: Product,
     /// What it costs.
     pub amount: Money,
+}
+
+impl Quote {
+    /// A quote (price lists make them; stores read them back).
+    #[must_use]
+    pub const fn new(product: Product, amount: Money) -> Self {
+        Self { product, amount }
+    }
 }
 
 #[cfg(test)]

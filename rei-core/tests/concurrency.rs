@@ -6,8 +6,9 @@
 use std::sync::Arc;
 
 use rei_core::job::JobError;
-use rei_core::job::{AssetRef, FailureReason, JobLimits, JobSpec, Prompt};
-use rei_core::memory::{ManualClock, MemoryQueue, MemoryStore, RecordingNotifier, SequentialIds};
+use rei_core::job::{AssetRef, FailureReason, JobLimits, JobPorts, JobSpec, Prompt, StoreQueue};
+use rei_core::job::{JobEvent, JobGuard};
+use rei_core::memory::{ManualClock, MemoryStore, RecordingNotifier, SequentialIds};
 use rei_core::ports::LedgerStore;
 use rei_core::prelude::*;
 
@@ -19,21 +20,23 @@ async fn many_tasks_spending_one_balance_never_overdraw() {
     let admin = AdminService::new(
         store.clone(),
         store.clone(),
-        Arc::new(MemoryQueue::new(clock.clone())),
+        Arc::new(StoreQueue::new(store.clone())),
         Arc::new(RecordingNotifier::default()),
         clock.clone(),
     );
     let jobs = Arc::new(JobService::new(
-        store.clone(),
-        store.clone(),
-        Arc::new(MemoryQueue::new(clock.clone())),
-        Arc::new(RecordingNotifier::default()),
-        clock,
-        Arc::new(SequentialIds::default()),
+        JobPorts {
+            users: store.clone(),
+            jobs: store.clone(),
+            queue: Arc::new(StoreQueue::new(store.clone())),
+            clock,
+            ids: Arc::new(SequentialIds::default()),
+        },
         PriceList::seed_defaults(),
         JobLimits {
             max_active_per_user: 1_000,
             max_attempts: 3,
+            max_deliveries: 10,
         },
     ));
     let u = UserId::new(1).unwrap();
@@ -70,19 +73,28 @@ async fn many_tasks_spending_one_balance_never_overdraw() {
                     .create(
                         u,
                         spec,
-                        quote,
+                        &quote,
                         IdempotencyKey::new(format!("tap-{i}")).unwrap(),
                     )
                     .await?;
-                jobs.start(job.id).await?;
+                // Any worker may claim any job: run whichever this task got.
+                let claimed = jobs
+                    .claim("w", std::time::Duration::from_secs(60))
+                    .await?
+                    .expect("as many claims as jobs: one is always ready");
+                let guard = JobGuard::Lease(claimed.lease.clone().unwrap().token);
                 // Half succeed, half fail and are refunded.
-                if i % 2 == 0 {
-                    jobs.complete(job.id, AssetRef::new("r.png"), job.quote.amount)
-                        .await?;
+                let event = if i % 2 == 0 {
+                    JobEvent::Succeeded {
+                        result: AssetRef::new("r.png"),
+                        actual_cost: job.quote.amount,
+                    }
                 } else {
-                    jobs.fail(job.id, FailureReason::ProviderFailed { detail: "x".into() })
-                        .await?;
-                }
+                    JobEvent::Failed {
+                        reason: FailureReason::ProviderFailed { detail: "x".into() },
+                    }
+                };
+                jobs.write(claimed.id, event, guard).await?;
                 Ok::<_, JobError>(i % 2 == 0)
             })
         })

@@ -8,11 +8,13 @@ use std::sync::Arc;
 
 use futures::executor::block_on;
 use proptest::prelude::*;
-use rei_core::job::{AssetRef, CancelledBy, FailureReason, JobLimits, JobSpec, Prompt};
+use rei_core::job::{AssetRef, FailureReason, JobLimits, JobSpec, Prompt};
+use rei_core::job::{JobEvent, JobGuard, JobLease, JobPorts, LeaseToken, StoreQueue};
 use rei_core::ledger::{
     EntryKind, NewEntry, NewReservation, RefType, ReservationState, Settlement,
 };
-use rei_core::memory::{ManualClock, MemoryQueue, MemoryStore, RecordingNotifier, SequentialIds};
+use rei_core::memory::{ManualClock, MemoryStore, SequentialIds};
+use rei_core::ports::{ClaimTarget, JobStore};
 use rei_core::ports::{LedgerStore, StoreError, UserStore};
 use rei_core::prelude::*;
 use rei_core::user::UserProfile;
@@ -99,18 +101,19 @@ async fn entry_count(store: &MemoryStore) -> usize {
 async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let store = Arc::new(MemoryStore::new());
     let clock = Arc::new(ManualClock::new(Timestamp::from_millis(0)));
-    let queue = Arc::new(MemoryQueue::new(clock.clone()));
     let jobs = JobService::new(
-        store.clone(),
-        store.clone(),
-        queue,
-        Arc::new(RecordingNotifier::default()),
-        clock,
-        Arc::new(SequentialIds::default()),
+        JobPorts {
+            users: store.clone(),
+            jobs: store.clone(),
+            queue: Arc::new(StoreQueue::new(store.clone())),
+            clock,
+            ids: Arc::new(SequentialIds::default()),
+        },
         PriceList::seed_defaults(),
         JobLimits {
             max_active_per_user: 3,
             max_attempts: 2,
+            max_deliveries: 10,
         },
     );
     for u in 0..3 {
@@ -220,7 +223,7 @@ async fn apply(
             };
             let quote = w.jobs.quote(&spec);
             let k = IdempotencyKey::new(format!("confirm-{user}-{key}")).unwrap();
-            match w.jobs.create(uid(user), spec, quote, k).await {
+            match w.jobs.create(uid(user), spec, &quote, k).await {
                 Ok(job) => {
                     let repeat = w.created_jobs.contains(&job.id);
                     if !repeat {
@@ -235,19 +238,36 @@ async fn apply(
             let Some(&id) = w.created_jobs.get(usize::from(job)) else {
                 return Ok(false);
             };
-            let _ = match step {
-                0 => w.jobs.start(id).await,
-                1 => w.jobs.generating(id).await,
-                2 => w.jobs.complete(id, AssetRef::new("r"), m(4_000)).await,
-                3 => {
-                    w.jobs
-                        .fail(id, FailureReason::ProviderFailed { detail: "x".into() })
-                        .await
+            let lease = JobLease::new(LeaseToken::new("p"), Timestamp::from_millis(60_000));
+            let worker = JobGuard::Lease(LeaseToken::new("p"));
+            let event = match step {
+                0 => {
+                    let claimed = w
+                        .store
+                        .claim_job(ClaimTarget::Job(id), &lease, Timestamp::from_millis(0))
+                        .await;
+                    // A claim posts nothing, whether it succeeds or not.
+                    return Ok(claimed.is_ok());
                 }
-                4 => w.jobs.cancel(id, CancelledBy::User).await,
-                _ => w.jobs.complete(id, AssetRef::new("r"), m(5_000)).await,
+                1 => JobEvent::Generating,
+                2 => JobEvent::Succeeded {
+                    result: AssetRef::new("r"),
+                    actual_cost: m(4_000),
+                },
+                3 => JobEvent::Failed {
+                    reason: FailureReason::ProviderFailed { detail: "x".into() },
+                },
+                4 => {
+                    let cancelled = w.jobs.cancel(id, Actor::System, "p").await;
+                    return Ok(matches!(cancelled, Ok(a) if !a.changed));
+                }
+                _ => JobEvent::Succeeded {
+                    result: AssetRef::new("r"),
+                    actual_cost: m(5_000),
+                },
             };
-            false
+            let written = w.jobs.write(id, event, worker).await;
+            matches!(written, Ok(a) if !a.changed)
         }
     })
 }

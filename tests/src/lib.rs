@@ -1,8 +1,8 @@
 //! Shared helpers for REI's end-to-end tests and benchmarks: fresh databases per test.
 //!
-//! PostgreSQL comes from `REI_TEST_POSTGRES_URL` (set by `scripts/test`, which starts a
-//! throwaway server). When it is unset, PostgreSQL tests print that they were skipped;
-//! under `CI=true` they fail instead.
+//! PostgreSQL comes from `REI_TEST_POSTGRES_URL` and Redis from `REI_TEST_REDIS_URL`
+//! (set by `scripts/test`, which starts throwaway servers). When one is unset its tests
+//! fail, unless `REI_SKIP_SERVER_TESTS=1` says to skip them (CI never sets it).
 
 use std::sync::Arc;
 
@@ -31,25 +31,31 @@ pub async fn sqlite() -> anyhow::Result<Arc<SqliteStore>> {
     Ok(Arc::new(SqliteStore::open_path(&sqlite_path()?).await?))
 }
 
-/// The admin URL of the test server, or `None` (with a note) when it is not configured.
+/// The URL of a test server from `var`, or `None` (with a note) when it is not set and
+/// `REI_SKIP_SERVER_TESTS=1` allows skipping.
 ///
 /// # Panics
-/// Under `CI=true` when the server is not configured: CI must never skip silently.
+/// When `var` is unset and skipping was not asked for: a missing server never passes.
 #[must_use]
-pub fn postgres_admin_url() -> Option<String> {
-    match std::env::var("REI_TEST_POSTGRES_URL") {
+pub fn server_url(var: &str) -> Option<String> {
+    match std::env::var(var) {
         Ok(url) if !url.is_empty() => Some(url),
         _ => {
             assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "REI_TEST_POSTGRES_URL is not set under CI=true: run the tests through scripts/test"
+                std::env::var("REI_SKIP_SERVER_TESTS").as_deref() == Ok("1"),
+                "{var} is not set: run the tests through scripts/test (which starts the server), \
+                 or set REI_SKIP_SERVER_TESTS=1 to skip them knowingly"
             );
-            eprintln!(
-                "skipped: REI_TEST_POSTGRES_URL is not set (scripts/test starts PostgreSQL and sets it)"
-            );
+            eprintln!("skipped: {var} is not set and REI_SKIP_SERVER_TESTS=1");
             None
         }
     }
+}
+
+/// The admin URL of the PostgreSQL test server (see [`server_url`]).
+#[must_use]
+pub fn postgres_admin_url() -> Option<String> {
+    server_url("REI_TEST_POSTGRES_URL")
 }
 
 /// The URL of a new, empty PostgreSQL database, or `None` when no server is configured.

@@ -5,14 +5,32 @@
 //!   `x-goog-api-key` header (never in the URL), one user turn of the prompt and the
 //!   photos as `inline_data`, and `generationConfig.responseModalities ["TEXT","IMAGE"]`.
 //! - The result is the last non-thought part with `inlineData`; the non-thought texts
-//!   become the caption. A blocked prompt, a safety `finishReason` or an answer without a
-//!   final image is `ProviderError::Refused` with a reason a user can read.
-//! - Gemini has no idempotency key and every call is billed (providers.md §2.5): only 429
-//!   (after `RetryInfo.retryDelay`), 500/503/504 and failures before any answer are
-//!   retried, a bounded number of times. An answer that breaks off (or times out) after its
-//!   status line, and any other status, is `Unknown` and never retried: Google has the
-//!   request and may have billed it. A 429 on a daily quota (`quotaId` with `PerDay`) is
-//!   out of funds.
+//!   become the caption.
+//! - Only a candidate that stopped naturally delivers: `finishReason` `STOP` (or none).
+//!   Every other `finishReason` is `ProviderError::Refused` with a reason a user can read
+//!   (naming the code, plus Google's `finishMessage` when given), even when an image part
+//!   is attached, so the job is refunded and never billed as a success:
+//!   - the policy codes (`SAFETY`, `PROHIBITED_CONTENT`, `BLOCKLIST`, `SPII`,
+//!     `RECITATION`, `IMAGE_SAFETY`, `IMAGE_PROHIBITED_CONTENT`, `IMAGE_RECITATION`);
+//!   - `IMAGE_OTHER` (image generation stopped, reason unspecified) and `NO_IMAGE` (an
+//!     image was expected, none was made);
+//!   - `MAX_TOKENS`: the output budget ran out, so an attached image may be cut short or
+//!     an interim one; repeating would most likely stop the same way and be billed again;
+//!   - `OTHER`, `LANGUAGE`, the tool-call codes, `FINISH_REASON_UNSPECIFIED` and any code
+//!     added later.
+//!
+//!   A blocked prompt (`promptFeedback.blockReason`), no candidate, or a `STOP` without a
+//!   final image is `Refused` too.
+//! - Gemini has no idempotency key and every call is billed (providers.md §2.5), so a
+//!   call is repeated (a bounded number of times, counted in `provider_retries_total`)
+//!   only when nothing was sent or Google's answer says to retry (providers.md §2.4): a
+//!   connection that never opened (refused, unreachable, connect timeout), 429 (after
+//!   `RetryInfo.retryDelay`) and 500/503/504. Once the request was sent, a client timeout
+//!   (no answer yet, or an answer that stalls) or a connection that breaks is
+//!   `ProviderError::Unknown` ("Gemini did not answer within N s; the call may have been
+//!   billed …"), never retried by the client: Google has the request and may render and
+//!   bill it anyway. The caller counts it as one failed attempt. Any other status is
+//!   `Unknown` too. A 429 on a daily quota (`quotaId` with `PerDay`) is out of funds.
 
 mod wire;
 
@@ -49,8 +67,8 @@ const INPUT_MIME_TYPES: &[&str] = &[
     "image/heic",
     "image/heif",
 ];
-/// Finish reasons that mean the content was refused (providers.md §2.3).
-const REFUSING_FINISH_REASONS: &[&str] = &[
+/// Finish reasons that mean the content was refused by a policy (providers.md §2.3).
+const POLICY_FINISH_REASONS: &[&str] = &[
     "SAFETY",
     "PROHIBITED_CONTENT",
     "BLOCKLIST",
@@ -341,10 +359,11 @@ fn final_image(answer: wire::GenerateResponse) -> Result<GeneratedImage, Provide
     let Some(candidate) = answer.candidates.into_iter().next() else {
         return Err(refused("the provider returned no answer"));
     };
-    let finish = candidate.finish_reason.as_deref().unwrap_or("");
-    if REFUSING_FINISH_REASONS.contains(&finish) {
-        return Err(refused(format!(
-            "the result was blocked by the provider's content policy ({finish})"
+    let finish = candidate.finish_reason.as_deref().map_or("", str::trim);
+    if !matches!(finish, "" | "STOP") {
+        return Err(refused(unfinished(
+            finish,
+            candidate.finish_message.as_deref(),
         )));
     }
     let parts: Vec<wire::ResponsePart> = candidate
@@ -366,13 +385,12 @@ fn final_image(answer: wire::GenerateResponse) -> Result<GeneratedImage, Provide
         .rev()
         .find_map(|p| p.inline_data.as_ref().filter(|d| !d.data.is_empty()));
     let Some(image) = image else {
-        let reason = match (finish, caption.as_deref()) {
-            ("" | "STOP", Some(text)) => format!(
+        let reason = match caption.as_deref() {
+            Some(text) => format!(
                 "the provider answered without an image: {}",
                 http::truncate(text, 300)
             ),
-            ("" | "STOP", None) => "the provider answered without an image".to_owned(),
-            (other, _) => format!("the provider produced no image ({other})"),
+            None => "the provider answered without an image".to_owned(),
         };
         return Err(refused(reason));
     };
@@ -391,6 +409,26 @@ fn final_image(answer: wire::GenerateResponse) -> Result<GeneratedImage, Provide
         mime_type,
         caption,
     })
+}
+
+/// Why a candidate that did not stop naturally (`finishReason` other than `STOP`) is
+/// refused, whatever parts it carries (providers.md §2.3; the module doc has the rules).
+fn unfinished(finish: &str, finish_message: Option<&str>) -> String {
+    let what = if POLICY_FINISH_REASONS.contains(&finish) {
+        "the result was blocked by the provider's content policy"
+    } else {
+        match finish {
+            "NO_IMAGE" => "the provider produced no image",
+            "MAX_TOKENS" => "the provider stopped before the image was finished",
+            _ => "the provider stopped without a usable image",
+        }
+    };
+    let detail = finish_message
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+        .map(|m| format!(": {}", http::truncate(m, 200)))
+        .unwrap_or_default();
+    format!("{what} ({}){detail}", http::truncate(finish, 60))
 }
 
 /// The image type by content, when the answer does not say.

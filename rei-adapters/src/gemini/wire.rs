@@ -66,6 +66,9 @@ pub(crate) struct Candidate {
     pub content: Option<CandidateContent>,
     #[serde(default, rename = "finishReason", alias = "finish_reason")]
     pub finish_reason: Option<String>,
+    /// Google's words on why it stopped (set with some non-`STOP` reasons).
+    #[serde(default, rename = "finishMessage", alias = "finish_message")]
+    pub finish_message: Option<String>,
 }
 
 /// `candidates[].content`.

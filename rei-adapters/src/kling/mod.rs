@@ -9,12 +9,21 @@
 //!   keys, cached and refreshed five minutes before it expires; re-signed and retried once
 //!   when Kling answers 401 with code 1003/1004, with an earlier `nbf` after a 1003).
 //! - `external_task_id` is the job id, so [`VideoGenerator::find_by_job`] finds a task that
-//!   was created before a crash (`GET /v1/videos/<family>/<job id>`; any 404 means "no
-//!   such task"), and a create whose outcome is unknown (timeout, 5xx) looks the task up
-//!   before it posts again: the provider is never paid twice.
+//!   was created before a crash, and a create whose outcome is unknown (timeout, 5xx) is
+//!   searched for the same way before it is posted again: the provider is never paid
+//!   twice. The search asks `GET /v1/videos/<family>/<job id>` first; when that answer
+//!   does not show the job's task (a 404, code 1203, another job's task, a malformed
+//!   body), it reads the task list `GET /v1/videos/<family>?pageNum=N&pageSize=500`,
+//!   newest first, for a task whose `task_info.external_task_id` is the job id. It stops
+//!   at the end of the list or once a page ends with tasks older than a day, and reads at
+//!   most four pages (the 2000 newest tasks). `Ok(None)` ("no task") comes only from a
+//!   lookup that said "not found" and a list read to its end or to its day-old tasks; a
+//!   list that fails, or is still young after the last page read, is an error: the
+//!   caller must not create.
 //! - Results are streamed into the asset store with a size cap and a timeout.
-//! - Callbacks ([`parse_callback`]) only name the task to re-read; polling
-//!   ([`poll_until_final`]) stays the way results are found.
+//! - Callbacks ([`parse_callback`]) only name the task to re-read. The client does not
+//!   poll: rei-core's job runner calls [`VideoGenerator::status`] once per step and owns
+//!   the polling cadence.
 
 mod auth;
 mod image;
@@ -23,10 +32,9 @@ mod wire;
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use backon::{ExponentialBuilder, Retryable};
 use base64::Engine;
 use futures::TryStreamExt;
 use rei_core::ids::{JobId, ProviderTaskId};
@@ -66,6 +74,14 @@ const MAX_PROMPT_CHARS: usize = 2500;
 /// The shortest wait after a 429 without `Retry-After` (providers.md §1.9: on 1303 "first
 /// delay ≥ 1 s").
 pub const RATE_LIMIT_FLOOR: Duration = Duration::from_secs(1);
+/// Tasks per page of the task list read when a lookup does not show a job's task (the
+/// largest `pageSize` Kling accepts, providers.md §1.4).
+const LIST_PAGE_SIZE: u32 = 500;
+/// Pages of the task list read at most: with [`LIST_PAGE_SIZE`], the 2000 newest tasks.
+const LIST_MAX_PAGES: u32 = 4;
+/// How far back the task list is read: a page that ends with tasks older than this ends
+/// the search (a job's task is created minutes, not days, before it is searched for).
+const LIST_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// Video quality (`KLING_MODE`): `std` = 720p, `pro` = 1080p.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -371,18 +387,48 @@ impl KlingClient {
         )))
     }
 
-    /// `GET /v1/videos/<family>/<job id>`: the task created for this job, if any.
-    async fn lookup(
+    /// The task created for this job, if any: looked up by `external_task_id`, then, when
+    /// that answer does not show the task, searched for in the task list. `Ok(None)` only
+    /// when the lookup said "not found" and the list holds no such task either.
+    async fn find(
         &self,
         family: &'static str,
         job: JobId,
     ) -> Result<Option<ProviderTaskId>, ProviderError> {
+        let unclear = match self.lookup(family, job).await? {
+            Lookup::Found(task) => return Ok(Some(task)),
+            Lookup::NotFound => None,
+            Lookup::Unclear(why) => Some(why),
+        };
+        if let Some(task) = self.search_list(family, job).await? {
+            tracing::info!(
+                provider = PROVIDER,
+                task_id = %task,
+                "found the job's task in Kling's task list"
+            );
+            return Ok(Some(task));
+        }
+        match unclear {
+            None => Ok(None),
+            Some(why) => Err(ProviderError::Unknown {
+                message: format!(
+                    "cannot tell whether Kling has a task for job {job}: the lookup {why}, \
+                     and the task list has none"
+                ),
+            }),
+        }
+    }
+
+    /// `GET /v1/videos/<family>/<job id>`: what Kling says about the task created for this
+    /// job. Failures of the service (timeouts, 5xx, rate limits, auth) are errors; answers
+    /// that show no task of this job are [`Lookup::NotFound`] or [`Lookup::Unclear`].
+    async fn lookup(&self, family: &'static str, job: JobId) -> Result<Lookup, ProviderError> {
         let external = job.to_string();
         let path = format!("/v1/videos/{family}/{external}");
-        let task = match self.send::<wire::Task>(Method::GET, &path, None).await {
+        let task = match self.send::<wire::Task>(Method::GET, &path, &[], None).await {
             Ok(task) => task,
-            // Any 404 (with or without Kling's envelope) and code 1203 mean "no such task"
-            // (the reference leaves the exact answer unconfirmed; docs/providers.md).
+            // Any 404 (with or without Kling's envelope) and code 1203 say "no such task"
+            // (the exact answer is unconfirmed; docs/providers.md). The list confirms it.
             Err(KlingFailure::Provider { code, status, .. })
                 if status == Some(404) || code == Some(1203) =>
             {
@@ -390,21 +436,82 @@ impl KlingClient {
                     provider = PROVIDER,
                     http_status = status,
                     kling_code = code,
-                    "Kling has no task for this job"
+                    "Kling's lookup has no task for this job; reading the task list"
                 );
-                return Ok(None);
+                return Ok(Lookup::NotFound);
             }
-            Err(failure) => return Err(failure.into_error()),
+            Err(failure) => {
+                return match failure.into_error() {
+                    ProviderError::InvalidRequest { message }
+                    | ProviderError::Unknown { message } => {
+                        tracing::warn!(
+                            provider = PROVIDER,
+                            error = %message,
+                            "Kling's lookup answer shows no task; reading the task list"
+                        );
+                        Ok(Lookup::Unclear(format!("answered `{message}`")))
+                    }
+                    error => Err(error),
+                };
+            }
         };
-        if let Some(found) = task.external_task_id().filter(|found| *found != external) {
-            return Err(ProviderError::Unknown {
-                message: format!(
-                    "looking up job {external} returned the task of `{}`",
-                    http::truncate(found, 64)
-                ),
-            });
+        match task.external_task_id() {
+            Some(found) if found == external => task_id(task.task_id).map(Lookup::Found),
+            found => {
+                let why = found.map_or_else(
+                    || "returned a task without external_task_id".to_owned(),
+                    |found| format!("returned the task of `{}`", http::truncate(found, 64)),
+                );
+                tracing::warn!(
+                    provider = PROVIDER,
+                    task_id = %http::truncate(&task.task_id, 64),
+                    "Kling's lookup {why}; reading the task list"
+                );
+                Ok(Lookup::Unclear(why))
+            }
         }
-        task_id(task.task_id).map(Some)
+    }
+
+    /// Reads the task list (`GET /v1/videos/<family>?pageNum=N&pageSize=500`, newest first)
+    /// for the task whose `external_task_id` is the job id.
+    ///
+    /// `Ok(None)` once the list ends, or once a page in newest-first order ends with tasks
+    /// older than [`LIST_WINDOW`]. A failing page, or [`LIST_MAX_PAGES`] pages without
+    /// either end, is an error: the task may exist.
+    async fn search_list(
+        &self,
+        family: &'static str,
+        job: JobId,
+    ) -> Result<Option<ProviderTaskId>, ProviderError> {
+        let external = job.to_string();
+        let path = format!("/v1/videos/{family}");
+        let oldest = now_millis().saturating_sub(millis(LIST_WINDOW));
+        let page_size = usize::try_from(LIST_PAGE_SIZE).unwrap_or(usize::MAX);
+        for page in 1..=LIST_MAX_PAGES {
+            let query = [("pageNum", page), ("pageSize", LIST_PAGE_SIZE)];
+            let tasks = self
+                .send::<Vec<wire::Task>>(Method::GET, &path, &query, None)
+                .await
+                .map_err(KlingFailure::into_error)?;
+            match scan_page(tasks, &external, page_size, oldest) {
+                Scan::Found(id) => return task_id(id).map(Some),
+                Scan::End => {
+                    tracing::info!(
+                        provider = PROVIDER,
+                        pages = page,
+                        "Kling's task list has no task for this job"
+                    );
+                    return Ok(None);
+                }
+                Scan::More => {}
+            }
+        }
+        Err(ProviderError::Unknown {
+            message: format!(
+                "the {LIST_MAX_PAGES} newest pages of Kling's task list hold no task of job \
+                 {external} but do not reach tasks older than a day: a task may exist"
+            ),
+        })
     }
 
     /// One API call; a token Kling calls not yet valid or expired is re-signed and the
@@ -413,13 +520,14 @@ impl KlingClient {
         &self,
         method: Method,
         path: &str,
+        query: &[(&str, u32)],
         body: Option<&[u8]>,
     ) -> Result<T, KlingFailure>
     where
         T: DeserializeOwned,
     {
         match self
-            .attempt(method.clone(), path, body, Signing::Cached)
+            .attempt(method.clone(), path, query, body, Signing::Cached)
             .await
         {
             Err(KlingFailure::TokenRejected { rejection, .. }) => {
@@ -429,7 +537,8 @@ impl KlingClient {
                     "Kling rejected the token's time window; re-signing once"
                 );
                 self.signer.invalidate(rejection);
-                self.attempt(method, path, body, Signing::Resigned).await
+                self.attempt(method, path, query, body, Signing::Resigned)
+                    .await
             }
             other => other,
         }
@@ -439,6 +548,7 @@ impl KlingClient {
         &self,
         method: Method,
         path: &str,
+        query: &[(&str, u32)],
         body: Option<&[u8]>,
         signing: Signing,
     ) -> Result<T, KlingFailure>
@@ -450,6 +560,9 @@ impl KlingClient {
             .http
             .request(method.clone(), http::endpoint(&self.base_url, path))
             .bearer_auth(token.expose_secret());
+        if !query.is_empty() {
+            request = request.query(query);
+        }
         if let Some(body) = body {
             request = request
                 .header(CONTENT_TYPE, "application/json")
@@ -553,12 +666,12 @@ impl VideoGenerator for KlingClient {
             .run(PROVIDER, || async move {
                 // The last create may have reached Kling: find its task instead of paying twice.
                 if outcome_unknown.load(Ordering::Acquire) {
-                    if let Some(task) = self.lookup(family, request.job_id).await? {
+                    if let Some(task) = self.find(family, request.job_id).await? {
                         tracing::info!(provider = PROVIDER, task_id = %task, "found the task of an unanswered create");
                         return Ok(task);
                     }
                 }
-                let created = self.send::<wire::Task>(Method::POST, path, Some(body)).await.map_err(KlingFailure::into_error);
+                let created = self.send::<wire::Task>(Method::POST, path, &[], Some(body)).await.map_err(KlingFailure::into_error);
                 if matches!(created, Err(ProviderError::Transient { .. })) {
                     outcome_unknown.store(true, Ordering::Release);
                 }
@@ -574,7 +687,7 @@ impl VideoGenerator for KlingClient {
         job: JobId,
     ) -> Result<Option<ProviderTaskId>, ProviderError> {
         self.retry
-            .run(PROVIDER, || self.lookup(family(mode), job))
+            .run(PROVIDER, || self.find(family(mode), job))
             .await
     }
 
@@ -596,7 +709,7 @@ impl VideoGenerator for KlingClient {
         let task = self
             .retry
             .run(PROVIDER, || async move {
-                self.send::<wire::Task>(Method::GET, path, None)
+                self.send::<wire::Task>(Method::GET, path, &[], None)
                     .await
                     .map_err(KlingFailure::into_error)
             })
@@ -613,113 +726,6 @@ impl VideoGenerator for KlingClient {
         self.retry
             .run(PROVIDER, || self.download_once(url, key))
             .await
-    }
-}
-
-/// When to poll a task and for how long.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PollPolicy {
-    /// The first wait between two polls.
-    pub first_delay: Duration,
-    /// The longest wait between two polls (the waits grow exponentially, with jitter).
-    pub max_delay: Duration,
-    /// Total waiting after which the last (running) status is returned.
-    pub deadline: Duration,
-}
-
-impl Default for PollPolicy {
-    /// 5 s growing to 30 s, for up to 30 minutes.
-    fn default() -> Self {
-        Self {
-            first_delay: Duration::from_secs(5),
-            max_delay: Duration::from_secs(30),
-            deadline: Duration::from_secs(30 * 60),
-        }
-    }
-}
-
-/// Polls `task` with growing waits until it succeeds or fails, or until the deadline.
-/// Returns the last status: final, or `Submitted`/`Processing` when the deadline passed
-/// (the last poll happens at the deadline). Transient errors and rate limits are waited
-/// out too; a provider-requested wait is honoured but capped at
-/// [`PollPolicy::max_delay`], and never waited past the deadline.
-///
-/// # Errors
-/// The first non-retryable [`ProviderError`], or a retryable one whose wait would end
-/// after the deadline.
-pub async fn poll_until_final(
-    generator: &dyn VideoGenerator,
-    mode: VideoMode,
-    task: &ProviderTaskId,
-    policy: &PollPolicy,
-) -> Result<VideoTaskStatus, ProviderError> {
-    enum Step {
-        Running(VideoTaskStatus),
-        Failed(ProviderError),
-    }
-    let deadline = tokio::time::Instant::now() + policy.deadline;
-    let backoff = ExponentialBuilder::default()
-        .with_min_delay(policy.first_delay)
-        .with_max_delay(policy.max_delay.max(policy.first_delay))
-        .without_max_times()
-        .with_jitter();
-    let poll = || async {
-        match generator.status(mode, task).await {
-            Ok(running @ (VideoTaskStatus::Submitted | VideoTaskStatus::Processing)) => {
-                Err(Step::Running(running))
-            }
-            Ok(done) => Ok(done),
-            Err(error) => Err(Step::Failed(error)),
-        }
-    };
-    let outcome = poll
-        .retry(backoff)
-        .when(|step| match step {
-            Step::Running(_) => true,
-            Step::Failed(error) => error.is_retryable(),
-        })
-        .adjust(|step, delay| {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let wait = match step {
-                Step::Running(_) => PollWait::Running,
-                Step::Failed(ProviderError::RateLimited { retry_after }) => {
-                    PollWait::Failed(*retry_after)
-                }
-                Step::Failed(_) => PollWait::Failed(None),
-            };
-            poll_wait(wait, delay?, left, policy.max_delay)
-        })
-        .await;
-    match outcome {
-        Ok(done) => Ok(done),
-        Err(Step::Running(status)) => Ok(status),
-        Err(Step::Failed(error)) => Err(error),
-    }
-}
-
-/// What the last poll asks of the next wait.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum PollWait {
-    /// The task is running: wait the backoff, but poll once more at the deadline.
-    Running,
-    /// A retryable error, with the provider's requested wait if any: wait (capped), or
-    /// give up with the error when the wait would end after the deadline.
-    Failed(Option<Duration>),
-}
-
-/// The next wait between polls, `None` to stop.
-fn poll_wait(
-    wait: PollWait,
-    backoff: Duration,
-    left: Duration,
-    max_delay: Duration,
-) -> Option<Duration> {
-    match wait {
-        PollWait::Running => (!left.is_zero()).then(|| backoff.min(left)),
-        PollWait::Failed(asked) => {
-            let wait = asked.map_or(backoff, |asked| backoff.max(asked).min(max_delay));
-            (wait <= left).then_some(wait)
-        }
     }
 }
 
@@ -793,6 +799,62 @@ const fn family(mode: VideoMode) -> &'static str {
         VideoMode::ImageToVideo => "image2video",
         VideoMode::VideoToVideo => "omni-video",
     }
+}
+
+/// What the lookup by `external_task_id` said.
+#[derive(Debug)]
+enum Lookup {
+    /// The job's task.
+    Found(ProviderTaskId),
+    /// "No such task": HTTP 404 or code 1203.
+    NotFound,
+    /// An answer that shows no task of this job without saying there is none (another
+    /// job's task, a task without `external_task_id`, another 4xx, a malformed body); the
+    /// text says what came back.
+    Unclear(String),
+}
+
+/// What one page of the task list says.
+#[derive(Debug, PartialEq, Eq)]
+enum Scan {
+    /// The `task_id` of the job's task.
+    Found(String),
+    /// No later page can hold the task: the list ended, or this page, newest first, ends
+    /// with tasks older than the window.
+    End,
+    /// The next page may hold it.
+    More,
+}
+
+/// Looks for `external` on one page of the task list. The list order is not documented:
+/// the age rule applies only to a page whose `created_at` never increases (newest first),
+/// so a list in any other order is read to its end or to the page budget.
+fn scan_page(tasks: Vec<wire::Task>, external: &str, page_size: usize, oldest_ms: i64) -> Scan {
+    let last_page = tasks.len() < page_size;
+    let created: Option<Vec<i64>> = tasks.iter().map(|t| t.created_at).collect();
+    let reaches_old_tasks = created.is_some_and(|created| {
+        created.windows(2).all(|pair| pair[0] >= pair[1])
+            && created.last().is_some_and(|&last| last < oldest_ms)
+    });
+    match tasks
+        .into_iter()
+        .find(|t| t.external_task_id() == Some(external))
+    {
+        Some(task) => Scan::Found(task.task_id),
+        None if last_page || reaches_old_tasks => Scan::End,
+        None => Scan::More,
+    }
+}
+
+/// Now in Unix milliseconds, Kling's timestamps.
+fn now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, millis)
+}
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// Which token an attempt carries.
@@ -1119,28 +1181,58 @@ mod tests {
         );
     }
 
+    /// A page of `(external_task_id, created_at)` tasks (`None`: field absent).
+    fn page(tasks: &[(&str, Option<i64>)]) -> Vec<wire::Task> {
+        tasks
+            .iter()
+            .enumerate()
+            .map(|(i, (external, created))| {
+                serde_json::from_value(serde_json::json!({
+                    "task_id": format!("t{i}"), "task_status": "succeed",
+                    "task_info": {"external_task_id": external}, "created_at": created,
+                }))
+                .unwrap_or_else(|e| panic!("{e}"))
+            })
+            .collect()
+    }
+
+    #[track_caller]
+    fn check(tasks: &[(&str, Option<i64>)], page_size: usize, expected: Scan) {
+        assert_eq!(scan_page(page(tasks), "job", page_size, 100), expected);
+    }
+
     #[test]
-    fn poll_waits_are_capped_and_end_at_the_deadline() {
-        let s = Duration::from_secs;
-        let max = s(30);
-        // A provider wait beyond the cap is capped.
-        assert_eq!(
-            poll_wait(PollWait::Failed(Some(s(3600))), s(5), s(600), max),
-            Some(max)
+    fn a_page_finds_the_task_wherever_it_is() {
+        check(
+            &[("a", Some(300)), ("job", Some(50))],
+            2,
+            Scan::Found("t1".into()),
         );
-        // A wait within the cap but after the deadline ends polling with the error.
-        assert_eq!(
-            poll_wait(PollWait::Failed(Some(s(20))), s(5), s(10), max),
-            None
+        check(&[("job", None)], 5, Scan::Found("t0".into()));
+    }
+
+    #[test]
+    fn a_short_page_ends_the_list() {
+        check(&[], 2, Scan::End);
+        check(&[("a", Some(300))], 2, Scan::End);
+        check(&[("a", None)], 2, Scan::End);
+    }
+
+    #[test]
+    fn a_full_newest_first_page_ending_in_old_tasks_ends_the_search() {
+        check(&[("a", Some(300)), ("b", Some(99))], 2, Scan::End);
+        check(&[("a", Some(300)), ("b", Some(100))], 2, Scan::More);
+        check(&[("a", Some(300)), ("b", Some(300))], 2, Scan::More);
+    }
+
+    #[test]
+    fn old_tasks_end_nothing_unless_the_page_is_newest_first_with_known_times() {
+        check(&[("a", Some(50)), ("b", Some(300))], 2, Scan::More);
+        check(
+            &[("a", Some(99)), ("b", Some(50)), ("c", Some(300))],
+            3,
+            Scan::More,
         );
-        assert_eq!(poll_wait(PollWait::Failed(None), s(12), s(10), max), None);
-        assert_eq!(
-            poll_wait(PollWait::Failed(Some(s(2))), s(5), s(10), max),
-            Some(s(5)),
-            "the backoff when it is longer"
-        );
-        // A running task is polled once more at the deadline, then not again.
-        assert_eq!(poll_wait(PollWait::Running, s(20), s(7), max), Some(s(7)));
-        assert_eq!(poll_wait(PollWait::Running, s(20), s(0), max), None);
+        check(&[("a", None), ("b", Some(50))], 2, Scan::More);
     }
 }

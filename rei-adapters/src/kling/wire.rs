@@ -1,6 +1,6 @@
 //! Kling JSON bodies (providers.md §1.3–§1.9). Only this module knows the field names.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// `{"code":0,"message":"SUCCEED","request_id":…,"data":…}`; errors carry no `data`.
 #[derive(Debug, Deserialize)]
@@ -75,7 +75,8 @@ pub(crate) struct VideoRef<'a> {
     pub keep_original_sound: &'static str,
 }
 
-/// A task object (the `data` of create and query, and the whole body of a callback).
+/// A task object (the `data` of create and query, an item of the list's `data` array, and
+/// the whole body of a callback).
 #[derive(Debug, Deserialize)]
 pub(crate) struct Task {
     pub task_id: String,
@@ -86,6 +87,10 @@ pub(crate) struct Task {
     pub task_info: Option<TaskInfo>,
     #[serde(default)]
     pub task_result: Option<TaskResult>,
+    /// Unix milliseconds; `None` when absent or not a whole number (some mirrors of the
+    /// docs type it as a string, so a numeric string is read too).
+    #[serde(default, deserialize_with = "millis")]
+    pub created_at: Option<i64>,
 }
 
 /// `task_info`.
@@ -111,11 +116,54 @@ pub(crate) struct Video {
     pub duration: Option<String>,
 }
 
+/// A timestamp as a JSON number or a numeric string; anything else is `None`.
+fn millis<'de, D>(deserializer: D) -> Result<Option<i64>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    Ok(match serde_json::Value::deserialize(deserializer)? {
+        serde_json::Value::Number(n) => n.as_i64(),
+        serde_json::Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    })
+}
+
 impl Task {
     /// `task_info.external_task_id`, if present.
     pub(crate) fn external_task_id(&self) -> Option<&str> {
         self.task_info
             .as_ref()
             .and_then(|i| i.external_task_id.as_deref())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn created_at(json: &str) -> Option<i64> {
+        serde_json::from_str::<Task>(json)
+            .unwrap_or_else(|e| panic!("{json}: {e}"))
+            .created_at
+    }
+
+    #[test]
+    fn created_at_is_read_as_a_number_or_a_numeric_string() {
+        let task = r#"{"task_id":"1","task_status":"submitted""#;
+        assert_eq!(
+            created_at(&format!("{task},\"created_at\":1774805076166}}")),
+            Some(1_774_805_076_166)
+        );
+        assert_eq!(
+            created_at(&format!("{task},\"created_at\":\"1774805076166\"}}")),
+            Some(1_774_805_076_166)
+        );
+        assert_eq!(created_at(&format!("{task}}}")), None);
+        assert_eq!(created_at(&format!("{task},\"created_at\":null}}")), None);
+        assert_eq!(created_at(&format!("{task},\"created_at\":1.5}}")), None);
+        assert_eq!(
+            created_at(&format!("{task},\"created_at\":\"soon\"}}")),
+            None
+        );
     }
 }

@@ -4,10 +4,15 @@
 //! [`connect`] picks the backend from `DATABASE_URL` (`sqlite://…` or `postgres://…`)
 //! or `DATABASE_PATH`, applies migrations and returns the ports.
 
+mod dialogues;
+mod jobs;
+mod ledger;
+mod payments;
 mod postgres;
-mod rows;
+pub(crate) mod rows;
 mod sqlite;
 mod store;
+mod users;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -46,6 +46,7 @@ super::store::sql_store!(
     db = sqlx::Postgres,
     begin_write = "BEGIN",
     lock = " FOR UPDATE",
+    skip_locked = " FOR UPDATE SKIP LOCKED",
     snapshot = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ",
     order_col = "seq",
 );

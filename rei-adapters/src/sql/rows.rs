@@ -4,7 +4,7 @@
 use std::str::FromStr;
 
 use rei_core::ids::{IdempotencyKey, JobId, PaymentId, ProviderTaskId, ReservationId, UserId};
-use rei_core::job::{AssetRef, FailureReason, Job, JobSpec};
+use rei_core::job::{AssetRef, CancelledBy, FailureReason, Job, JobLease, JobSpec, LeaseToken};
 use rei_core::ledger::{LedgerEntry, Reservation};
 use rei_core::money::Money;
 use rei_core::payment::Payment;
@@ -171,7 +171,9 @@ impl TryFrom<ReservationRow> for Reservation {
 /// Column list of `job` queries.
 macro_rules! job_cols {
     () => {
-        "id, user_id, status, progress, params, quote, cost_actual, reservation_id, idempotency_key, attempts, provider_task_id, result_url, error_message, version, created_at, started_at, completed_at, updated_at"
+        "id, user_id, status, progress, params, quote, cost_actual, reservation_id, idempotency_key, attempts, deliveries, provider_calls, \
+         provider_task_id, result_url, error_message, cancel_requested, lease_token, lease_until, run_after, delivery, delivery_attempts, \
+         delivered_at, version, created_at, started_at, completed_at, updated_at"
     };
 }
 pub(crate) use job_cols;
@@ -188,9 +190,18 @@ pub(crate) struct JobRow {
     reservation_id: String,
     idempotency_key: String,
     attempts: i64,
+    deliveries: i64,
+    provider_calls: i64,
     provider_task_id: Option<String>,
     result_url: Option<String>,
     error_message: Option<String>,
+    cancel_requested: Option<String>,
+    lease_token: Option<String>,
+    lease_until: Option<i64>,
+    run_after: Option<i64>,
+    delivery: String,
+    delivery_attempts: i64,
+    delivered_at: Option<i64>,
     version: i64,
     created_at: i64,
     started_at: Option<i64>,
@@ -214,7 +225,9 @@ impl TryFrom<JobRow> for Job {
             cost_actual: r.cost_actual.map(|c| money("cost_actual", c)).transpose()?,
             reservation_id: parse("reservation id", &r.reservation_id)?,
             idempotency_key: key(r.idempotency_key)?,
-            attempts: u32::try_from(r.attempts).map_err(|e| corrupt("attempts", e))?,
+            attempts: count("attempts", r.attempts)?,
+            deliveries: count("deliveries", r.deliveries)?,
+            provider_calls: count("provider_calls", r.provider_calls)?,
             provider_task_id: r
                 .provider_task_id
                 .map(ProviderTaskId::new)
@@ -226,6 +239,23 @@ impl TryFrom<JobRow> for Job {
                 .as_deref()
                 .map(|f| json::<FailureReason>("job failure", f))
                 .transpose()?,
+            cancel_requested: r
+                .cancel_requested
+                .as_deref()
+                .map(|c| json::<CancelledBy>("job cancel request", c))
+                .transpose()?,
+            lease: match (r.lease_token, r.lease_until) {
+                (Some(token), Some(until)) => Some(JobLease::new(
+                    LeaseToken::new(token),
+                    Timestamp::from_millis(until),
+                )),
+                (None, None) => None,
+                _ => return Err(StoreError::Corrupt("job lease: token without end".into())),
+            },
+            run_after: r.run_after.map(Timestamp::from_millis),
+            delivery: parse("job delivery", &r.delivery)?,
+            delivery_attempts: count("delivery_attempts", r.delivery_attempts)?,
+            delivered_at: r.delivered_at.map(Timestamp::from_millis),
             version: version(r.version)?,
             created_at: Timestamp::from_millis(r.created_at),
             started_at: r.started_at.map(Timestamp::from_millis),
@@ -430,4 +460,8 @@ pub(crate) fn totals(
             })
             .collect::<Result<_, StoreError>>()?,
     })
+}
+
+fn count(what: &str, n: i64) -> Result<u32, StoreError> {
+    u32::try_from(n).map_err(|e| corrupt(what, e))
 }

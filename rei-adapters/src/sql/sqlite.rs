@@ -65,6 +65,7 @@ super::store::sql_store!(
     db = sqlx::Sqlite,
     begin_write = "BEGIN IMMEDIATE",
     lock = "",
+    skip_locked = "",
     snapshot = "",
     order_col = "rowid",
 );

@@ -172,6 +172,13 @@ async fn refusals_carry_the_providers_reason() {
             "NO_IMAGE",
         ),
         (
+            json!({"candidates": [{"content": {"role": "model", "parts": [
+                       {"inlineData": {"mimeType": "image/png", "data": STANDARD.encode(png(64, 64))}}]},
+                   "finishReason": "IMAGE_OTHER",
+                   "finishMessage": "Unable to show the generated image. You will not be charged for this request."}]}),
+            "(IMAGE_OTHER): Unable to show the generated image.",
+        ),
+        (
             json!({"candidates": [{"content": {"parts": [{"inlineData": {"mimeType": "image/png", "data": STANDARD.encode(png(8, 8))}, "thought": true}]}, "finishReason": "STOP"}]}),
             "without an image",
         ),
@@ -190,6 +197,71 @@ async fn refusals_carry_the_providers_reason() {
         assert!(got.contains(reason), "{got:?} should mention {reason:?}");
         assert_eq!(requests(&server).await.len(), 1, "refusals are not retried");
     }
+}
+
+#[tokio::test]
+async fn only_stop_or_no_finish_reason_delivers_the_image() {
+    // Each answer carries a final image; only a natural stop may be billed as a success.
+    const IMAGE: Option<ProviderErrorKind> = None;
+    const REFUSED: Option<ProviderErrorKind> = Some(ProviderErrorKind::Refused);
+    let cases = [
+        (Some("STOP"), IMAGE),
+        (None, IMAGE),
+        (Some("IMAGE_OTHER"), REFUSED),
+        (Some("NO_IMAGE"), REFUSED),
+        (Some("MAX_TOKENS"), REFUSED),
+        (Some("OTHER"), REFUSED),
+        (Some("FINISH_REASON_UNSPECIFIED"), REFUSED),
+        (Some("LANGUAGE"), REFUSED),
+        (Some("MALFORMED_FUNCTION_CALL"), REFUSED),
+        (Some("UNEXPECTED_TOOL_CALL"), REFUSED),
+        (Some("TOO_MANY_TOOL_CALLS"), REFUSED),
+        (Some("SAFETY"), REFUSED),
+        (Some("PROHIBITED_CONTENT"), REFUSED),
+        (Some("BLOCKLIST"), REFUSED),
+        (Some("SPII"), REFUSED),
+        (Some("RECITATION"), REFUSED),
+        (Some("IMAGE_SAFETY"), REFUSED),
+        (Some("IMAGE_PROHIBITED_CONTENT"), REFUSED),
+        (Some("IMAGE_RECITATION"), REFUSED),
+        (Some("A_REASON_ADDED_LATER"), REFUSED),
+    ];
+    let mut wrong = Vec::new();
+    for (finish, expected) in cases {
+        let final_image = jpeg(640, 480);
+        let mut body = answer(&final_image);
+        match finish {
+            Some(reason) => body["candidates"][0]["finishReason"] = json!(reason),
+            None => {
+                body["candidates"][0]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("finishReason");
+            }
+        }
+        let (server, client) = fixture(3).await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(body))
+            .mount(&server)
+            .await;
+        let result = client.generate(&request(vec![])).await;
+        assert_eq!(requests(&server).await.len(), 1, "{finish:?}: not retried");
+        match (expected, result) {
+            (None, Ok(image)) => assert_eq!(image.bytes, final_image, "{finish:?}"),
+            (Some(kind), Err(err)) if err.kind() == kind => {
+                let reason = err.to_string();
+                assert!(
+                    reason.contains(finish.unwrap()),
+                    "{finish:?}: {reason:?} should name the finish reason"
+                );
+            }
+            (expected, result) => wrong.push(format!(
+                "{finish:?}: expected {expected:?}, got {:?}",
+                result.map(|image| image.mime_type)
+            )),
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
 }
 
 #[tokio::test]
@@ -384,15 +456,8 @@ async fn rate_limits_exhaust_the_retry_budget() {
 }
 
 #[tokio::test]
-async fn server_and_connection_errors_are_retried_then_succeed() {
+async fn server_errors_are_retried_then_succeed() {
     let (server, client) = fixture(3).await;
-    Mock::given(method("POST"))
-        .respond_with_err(|_: &Request| {
-            std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset")
-        })
-        .up_to_n_times(1)
-        .mount(&server)
-        .await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(503).set_body_json(google_error(
             503,
@@ -411,7 +476,108 @@ async fn server_and_connection_errors_are_retried_then_succeed() {
         client.generate(&request(vec![])).await.unwrap().bytes,
         png(300, 300)
     );
-    assert_eq!(requests(&server).await.len(), 3);
+    assert_eq!(requests(&server).await.len(), 2);
+}
+
+#[tokio::test]
+async fn a_refused_connection_is_retried_a_bounded_number_of_times() {
+    // Nothing was sent, so nothing was billed: the one transport failure that is retried.
+    let recorder = TestRecorder::default();
+    let _metrics = metrics::set_default_local_recorder(&recorder);
+    // A bound socket that never listens: every connection attempt is refused.
+    let closed = tokio::net::TcpSocket::new_v4().unwrap();
+    closed.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let client = client_for(
+        &format!("http://{}", closed.local_addr().unwrap()),
+        3,
+        |_| {},
+    );
+
+    let err = client.generate(&request(vec![])).await.unwrap_err();
+
+    let ProviderError::Transient { message } = &err else {
+        panic!("expected Transient, got {err:?}")
+    };
+    assert!(message.contains("connection failed"), "{message}");
+    assert_eq!(
+        recorder.counter(
+            "provider_requests_total",
+            &[("provider", "gemini"), ("outcome", "transient")]
+        ),
+        3,
+        "three attempts in total"
+    );
+    assert_eq!(
+        recorder.counter("provider_retries_total", &[("provider", "gemini")]),
+        2
+    );
+}
+
+#[tokio::test]
+async fn an_answer_slower_than_the_timeout_is_not_requested_again() {
+    // Google has the request and goes on rendering (and billing) it after we stop waiting:
+    // a repeat would be a second billed generation.
+    let recorder = TestRecorder::default();
+    let _metrics = metrics::set_default_local_recorder(&recorder);
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(answer(&png(300, 300)))
+                .set_delay(Duration::from_secs(5)),
+        )
+        .mount(&server)
+        .await;
+    let client = client_for(&server.uri(), 3, |c| {
+        c.http.request_timeout = Duration::from_millis(300);
+        c.http.read_timeout = Duration::from_millis(300);
+    });
+
+    let err = client.generate(&request(vec![])).await.unwrap_err();
+
+    assert_eq!(
+        requests(&server).await.len(),
+        1,
+        "exactly one request reached Gemini; got {err:?}"
+    );
+    let ProviderError::Unknown { message } = &err else {
+        panic!("expected Unknown, got {err:?}")
+    };
+    assert!(
+        message.starts_with("Gemini did not answer within") && message.contains("billed"),
+        "{message}"
+    );
+    assert!(!err.is_retryable());
+    assert_eq!(
+        recorder.counter("provider_retries_total", &[("provider", "gemini")]),
+        0
+    );
+    assert_eq!(
+        recorder.counter(
+            "provider_errors_total",
+            &[("provider", "gemini"), ("kind", "unknown")]
+        ),
+        1,
+        "one failed attempt"
+    );
+}
+
+#[tokio::test]
+async fn a_connection_that_drops_after_the_request_was_sent_is_not_repeated() {
+    let (server, client) = fixture(3).await;
+    Mock::given(method("POST"))
+        .respond_with_err(|_: &Request| {
+            std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset")
+        })
+        .mount(&server)
+        .await;
+    let err = client.generate(&request(vec![])).await.unwrap_err();
+    assert_eq!(requests(&server).await.len(), 1, "not repeated: {err:?}");
+    let ProviderError::Unknown { message } = &err else {
+        panic!("expected Unknown, got {err:?}")
+    };
+    assert!(message.contains("billed"), "{message}");
+    assert!(!err.is_retryable());
 }
 
 #[tokio::test]

@@ -1,26 +1,24 @@
 //! Kling against a fake that speaks providers.md §1.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use async_trait::async_trait;
 use base64::Engine;
 use rei_adapters::files::AssetStore;
-use rei_adapters::kling::{
-    self, KlingClient, KlingConfig, KlingCredentials, KlingMode, PollPolicy,
-};
+use rei_adapters::kling::{self, KlingClient, KlingConfig, KlingCredentials, KlingMode};
 use rei_core::ids::{JobId, ProviderTaskId};
 use rei_core::job::VideoMode;
 use rei_core::ports::{
-    DownloadedAsset, ImageInput, ProviderError, ProviderErrorKind, VideoGenerator, VideoInput,
-    VideoRequest, VideoTaskStatus,
+    ImageInput, ProviderError, ProviderErrorKind, VideoGenerator, VideoInput, VideoRequest,
+    VideoTaskStatus,
 };
 use rei_core::pricing::VideoDuration;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 use crate::support::{
     LogCapture, RawAnswer, RawServer, TestRecorder, Then, chunked, fast_retry, job, jpeg, png,
@@ -493,28 +491,7 @@ async fn find_by_job_looks_the_task_up_by_external_task_id() {
 }
 
 #[tokio::test]
-async fn find_by_job_is_none_when_kling_has_no_such_task() {
-    let f = fixture().await;
-    let job = job(10);
-    Mock::given(method("GET"))
-        .and(path(format!("/v1/videos/omni-video/{job}")))
-        .respond_with(
-            ResponseTemplate::new(404).set_body_json(kling_error(1203, "resource not found")),
-        )
-        .expect(1)
-        .mount(&f.server)
-        .await;
-    assert_eq!(
-        f.client
-            .find_by_job(VideoMode::VideoToVideo, job)
-            .await
-            .unwrap(),
-        None
-    );
-}
-
-#[tokio::test]
-async fn find_by_job_is_none_on_any_404_even_without_a_kling_body() {
+async fn any_404_lookup_confirmed_by_an_empty_list_is_none() {
     let f = fixture().await;
     let job = job(41);
     for answer in [
@@ -529,6 +506,7 @@ async fn find_by_job_is_none_on_any_404_even_without_a_kling_body() {
             .expect(1)
             .mount(&f.server)
             .await;
+        Account::default().mount_list(&f.server, "text2video").await;
         assert_eq!(
             f.client
                 .find_by_job(VideoMode::TextToVideo, job)
@@ -536,11 +514,12 @@ async fn find_by_job_is_none_on_any_404_even_without_a_kling_body() {
                 .unwrap(),
             None
         );
+        assert_eq!(list_pages(&f.server, "text2video").await.len(), 1);
     }
 }
 
 #[tokio::test]
-async fn an_unanswered_create_met_by_a_bare_404_lookup_is_posted_again() {
+async fn an_unanswered_create_that_neither_the_lookup_nor_the_list_shows_is_posted_again() {
     let f = fixture().await;
     let job = job(42);
     Mock::given(method("POST"))
@@ -558,31 +537,61 @@ async fn an_unanswered_create_met_by_a_bare_404_lookup_is_posted_again() {
         .expect(1)
         .mount(&f.server)
         .await;
+    Account::default().mount_list(&f.server, "text2video").await;
     let task = f
         .client
         .submit(&text_request(job, "kling-v3"))
         .await
         .unwrap();
     assert_eq!(task.as_str(), TASK);
+    assert_eq!(posts(&f.server).await, 2);
+    assert_eq!(list_pages(&f.server, "text2video").await.len(), 1);
 }
 
 #[tokio::test]
-async fn find_by_job_refuses_a_task_of_another_job() {
-    let f = fixture().await;
-    Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(task(
-            job(99),
-            "processing",
-            json!({}),
-        )))
-        .mount(&f.server)
-        .await;
-    let err = f
-        .client
-        .find_by_job(VideoMode::TextToVideo, job(11))
-        .await
-        .unwrap_err();
-    assert_eq!(err.kind(), ProviderErrorKind::Unknown);
+async fn a_lookup_answer_that_shows_no_task_of_the_job_is_never_taken_for_none() {
+    let other = job(99);
+    let job = job(11);
+    let unclear = [
+        ResponseTemplate::new(200).set_body_json(task(other, "processing", json!({}))),
+        ResponseTemplate::new(200).set_body_json(task(job, "processing", json!({"task_info": {}}))),
+        ResponseTemplate::new(400).set_body_json(kling_error(1201, "invalid task id")),
+        ResponseTemplate::new(200).set_body_json(json!({"code": 0, "message": "SUCCEED"})),
+    ];
+    for answer in unclear {
+        // The list has no task of the job: an error, not None.
+        let f = fixture().await;
+        Mock::given(method("GET"))
+            .and(path(format!("/v1/videos/text2video/{job}")))
+            .respond_with(answer.clone())
+            .mount(&f.server)
+            .await;
+        Account::default().mount_list(&f.server, "text2video").await;
+        let err = f
+            .client
+            .find_by_job(VideoMode::TextToVideo, job)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ProviderErrorKind::Unknown, "{err:?}");
+
+        // The list has it: found.
+        let f = fixture().await;
+        Mock::given(method("GET"))
+            .and(path(format!("/v1/videos/text2video/{job}")))
+            .respond_with(answer)
+            .mount(&f.server)
+            .await;
+        let account = Account::default();
+        let ours = account.add("text2video", &job.to_string(), HOUR);
+        account.mount_list(&f.server, "text2video").await;
+        assert_eq!(
+            f.client
+                .find_by_job(VideoMode::TextToVideo, job)
+                .await
+                .unwrap(),
+            Some(ProviderTaskId::new(ours).unwrap())
+        );
+    }
 }
 
 #[tokio::test]
@@ -634,6 +643,7 @@ async fn a_create_that_did_not_land_is_posted_again_with_the_same_external_task_
         .expect(1)
         .mount(&f.server)
         .await;
+    Account::default().mount_list(&f.server, "text2video").await;
 
     f.client
         .submit(&text_request(job, "kling-v2-6"))
@@ -651,6 +661,381 @@ async fn a_create_that_did_not_land_is_posted_again_with_the_same_external_task_
         posts[0], posts[1],
         "the retry repeats the body and its external_task_id"
     );
+}
+
+// ---------------------------------------------------------------- never pay twice: the task list
+
+/// The fake Kling account: every task it holds, as the list endpoint serves them and as a
+/// create that reached Kling adds them (providers.md §1.4, §1.7).
+#[derive(Clone, Default)]
+struct Account {
+    tasks: Arc<Mutex<Vec<(&'static str, Value)>>>,
+    next_id: Arc<AtomicU64>,
+}
+
+/// What the fake answers to a create that it records.
+#[derive(Clone, Copy)]
+enum CreateAnswer {
+    /// The create envelope of §1.7.
+    Created,
+    /// The task is created but the answer is lost: HTTP 504, code 5002.
+    Lost,
+}
+
+impl Account {
+    /// Records a `submitted` task of `family` for `external`, created `age` ago; returns
+    /// its `task_id`.
+    fn add(&self, family: &'static str, external: &str, age: Duration) -> String {
+        self.add_task(family, external, age)["task_id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// Like [`Self::add`], returning the whole task object.
+    fn add_task(&self, family: &'static str, external: &str, age: Duration) -> Value {
+        let n = self.next_id.fetch_add(1, Ordering::SeqCst);
+        let task_id = format!("8672837417{:08}", 59_000_000 + n);
+        let created_at = now_millis() - i64::try_from(age.as_millis()).unwrap();
+        let task = json!({"task_id": task_id, "task_status": "submitted", "task_status_msg": "",
+                          "task_info": {"external_task_id": external}, "created_at": created_at, "updated_at": created_at});
+        self.tasks.lock().unwrap().push((family, task.clone()));
+        task
+    }
+
+    /// `count` tasks of other jobs, created `age` ago.
+    fn add_others(&self, family: &'static str, count: usize, age: Duration) {
+        for n in 0..count {
+            self.add(family, &format!("other-job-{n}"), age);
+        }
+    }
+
+    /// Serves `GET /v1/videos/<family>?pageNum=&pageSize=` from the account.
+    async fn mount_list(&self, server: &MockServer, family: &'static str) {
+        Mock::given(method("GET"))
+            .and(path(format!("/v1/videos/{family}")))
+            .respond_with(ListTasks {
+                account: self.clone(),
+                family,
+            })
+            .mount(server)
+            .await;
+    }
+
+    /// Records every `POST /v1/videos/<family>` as a task and answers `answer`.
+    async fn mount_create(&self, server: &MockServer, family: &'static str, answer: CreateAnswer) {
+        Mock::given(method("POST"))
+            .and(path(format!("/v1/videos/{family}")))
+            .respond_with(CreateTask {
+                account: self.clone(),
+                family,
+                answer,
+            })
+            .mount(server)
+            .await;
+    }
+}
+
+fn now_millis() -> i64 {
+    i64::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap()
+}
+
+/// Kling's task list (providers.md §1.4): `pageNum` 1–1000 (default 1), `pageSize` 1–500
+/// (default 30), `data` an array of task objects, newest first (the order is unconfirmed;
+/// newest first is what the client assumes when it stops at old tasks). Out-of-range
+/// parameters are refused with HTTP 400, code 1201.
+struct ListTasks {
+    account: Account,
+    family: &'static str,
+}
+
+impl Respond for ListTasks {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let param = |name: &str, default: usize, max: usize| {
+            request
+                .url
+                .query_pairs()
+                .find(|(key, _)| key == name)
+                .map_or(Some(default), |(_, value)| value.parse().ok())
+                .filter(|n| (1..=max).contains(n))
+        };
+        let (Some(page), Some(size)) = (param("pageNum", 1, 1000), param("pageSize", 30, 500))
+        else {
+            return ResponseTemplate::new(400)
+                .set_body_json(kling_error(1201, "pageNum or pageSize out of range"));
+        };
+        let mut tasks: Vec<Value> = self
+            .account
+            .tasks
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(family, _)| *family == self.family)
+            .map(|(_, task)| task.clone())
+            .collect();
+        tasks.sort_by_key(|t| std::cmp::Reverse(t["created_at"].as_i64().unwrap()));
+        let data: Vec<Value> = tasks
+            .into_iter()
+            .skip((page - 1) * size)
+            .take(size)
+            .collect();
+        ResponseTemplate::new(200).set_body_json(json!({"code": 0, "message": "SUCCEED",
+            "request_id": "7e2a1c3b-5d4f-4e6a-8b9c-0d1e2f3a4b5c", "data": data}))
+    }
+}
+
+/// A create that reaches Kling: the task exists whatever the answer says.
+struct CreateTask {
+    account: Account,
+    family: &'static str,
+    answer: CreateAnswer,
+}
+
+impl Respond for CreateTask {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let body: Value = request.body_json().unwrap();
+        let external = body["external_task_id"].as_str().unwrap();
+        let task = self.account.add_task(self.family, external, Duration::ZERO);
+        match self.answer {
+            CreateAnswer::Created => ResponseTemplate::new(200)
+                .set_body_json(json!({"code": 0, "message": "SUCCEED",
+                    "request_id": "c0656403-1e6e-4b7e-b8f8-2cdd2595f2b9", "data": task})),
+            CreateAnswer::Lost => ResponseTemplate::new(504)
+                .set_body_json(kling_error(5002, "timeout, please try again later")),
+        }
+    }
+}
+
+/// `GET /v1/videos/<family>/<job id>` answers 404 / code 1203, as if Kling did not resolve
+/// `external_task_id` in the path (the unconfirmed case the list covers).
+async fn mount_lookup_not_found(server: &MockServer, family: &str, job: JobId) {
+    Mock::given(method("GET"))
+        .and(path(format!("/v1/videos/{family}/{job}")))
+        .respond_with(
+            ResponseTemplate::new(404).set_body_json(kling_error(1203, "resource not found")),
+        )
+        .mount(server)
+        .await;
+}
+
+/// The list requests received, as `(pageNum, pageSize)`.
+async fn list_pages(server: &MockServer, family: &str) -> Vec<(String, String)> {
+    let list_path = format!("/v1/videos/{family}");
+    requests(server)
+        .await
+        .iter()
+        .filter(|r| r.method.as_str() == "GET" && r.url.path() == list_path)
+        .map(|r| {
+            let param = |name: &str| {
+                r.url
+                    .query_pairs()
+                    .find(|(key, _)| key == name)
+                    .map(|(_, value)| value.into_owned())
+                    .unwrap_or_default()
+            };
+            (param("pageNum"), param("pageSize"))
+        })
+        .collect()
+}
+
+async fn posts(server: &MockServer) -> usize {
+    requests(server)
+        .await
+        .iter()
+        .filter(|r| r.method.as_str() == "POST")
+        .count()
+}
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+#[tokio::test]
+async fn a_task_the_lookup_misses_is_found_in_the_list_and_nothing_is_created() {
+    let f = fixture().await;
+    let job = job(50);
+    let account = Account::default();
+    account.add_others("text2video", 3, HOUR);
+    let ours = account.add("text2video", &job.to_string(), 2 * HOUR);
+    account.add_others("text2video", 2, 3 * HOUR);
+    account.add("image2video", &job.to_string(), HOUR);
+    mount_lookup_not_found(&f.server, "text2video", job).await;
+    account.mount_list(&f.server, "text2video").await;
+    account
+        .mount_create(&f.server, "text2video", CreateAnswer::Created)
+        .await;
+
+    let found = f
+        .client
+        .find_by_job(VideoMode::TextToVideo, job)
+        .await
+        .unwrap();
+
+    assert_eq!(found, Some(ProviderTaskId::new(ours).unwrap()));
+    assert_eq!(posts(&f.server).await, 0, "nothing is created");
+    assert_eq!(
+        list_pages(&f.server, "text2video").await,
+        vec![("1".to_owned(), "500".to_owned())]
+    );
+    let listed = requests(&f.server).await;
+    check_jwt(listed.last().unwrap());
+}
+
+#[tokio::test]
+async fn find_by_job_is_none_only_when_the_lookup_and_the_list_both_have_no_task() {
+    let job = job(51);
+    let empty = Account::default();
+    let others = Account::default();
+    others.add_others("omni-video", 4, HOUR);
+    others.add("text2video", &job.to_string(), HOUR);
+    for account in [empty, others] {
+        let f = fixture().await;
+        mount_lookup_not_found(&f.server, "omni-video", job).await;
+        account.mount_list(&f.server, "omni-video").await;
+
+        let found = f
+            .client
+            .find_by_job(VideoMode::VideoToVideo, job)
+            .await
+            .unwrap();
+
+        assert_eq!(
+            list_pages(&f.server, "omni-video").await,
+            vec![("1".to_owned(), "500".to_owned())],
+            "a 404 lookup is confirmed by the list before saying None"
+        );
+        assert_eq!(found, None);
+    }
+}
+
+#[tokio::test]
+async fn a_failing_list_makes_find_by_job_an_error_not_none() {
+    let f = fixture().await;
+    let job = job(52);
+    mount_lookup_not_found(&f.server, "text2video", job).await;
+    Mock::given(method("GET"))
+        .and(path("/v1/videos/text2video"))
+        .respond_with(ResponseTemplate::new(500).set_body_json(kling_error(5000, "internal error")))
+        .mount(&f.server)
+        .await;
+
+    let outcome = f.client.find_by_job(VideoMode::TextToVideo, job).await;
+
+    let err = outcome.expect_err("an unreadable list is inconclusive, never None");
+    assert_eq!(err.kind(), ProviderErrorKind::Transient, "{err:?}");
+    assert_eq!(posts(&f.server).await, 0);
+}
+
+#[tokio::test]
+async fn an_unanswered_create_is_not_posted_again_while_the_list_fails() {
+    let f = fixture().await;
+    let job = job(53);
+    let account = Account::default();
+    account
+        .mount_create(&f.server, "text2video", CreateAnswer::Lost)
+        .await;
+    mount_lookup_not_found(&f.server, "text2video", job).await;
+    Mock::given(method("GET"))
+        .and(path("/v1/videos/text2video"))
+        .respond_with(ResponseTemplate::new(500).set_body_json(kling_error(5000, "internal error")))
+        .mount(&f.server)
+        .await;
+
+    let outcome = f.client.submit(&text_request(job, "kling-v3")).await;
+
+    assert_eq!(posts(&f.server).await, 1, "exactly one create: {outcome:?}");
+    assert_eq!(outcome.unwrap_err().kind(), ProviderErrorKind::Transient);
+}
+
+#[tokio::test]
+async fn an_unanswered_create_found_only_in_the_list_is_not_paid_twice() {
+    let f = fixture().await;
+    let job = job(54);
+    let account = Account::default();
+    account.add_others("text2video", 7, HOUR);
+    account
+        .mount_create(&f.server, "text2video", CreateAnswer::Lost)
+        .await;
+    mount_lookup_not_found(&f.server, "text2video", job).await;
+    account.mount_list(&f.server, "text2video").await;
+
+    let outcome = f.client.submit(&text_request(job, "kling-v3")).await;
+
+    assert_eq!(posts(&f.server).await, 1, "exactly one create: {outcome:?}");
+    let task = outcome.unwrap();
+    let created: Vec<String> = account
+        .tasks
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, t)| t["task_info"]["external_task_id"] == job.to_string())
+        .map(|(_, t)| t["task_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(created, vec![task.as_str().to_owned()]);
+}
+
+#[tokio::test]
+async fn the_list_is_read_page_by_page_until_tasks_are_a_day_old() {
+    // Our task on page 2, behind 500 newer tasks.
+    let f = fixture().await;
+    let on_page_2 = job(55);
+    let account = Account::default();
+    account.add_others("image2video", 500, HOUR);
+    let ours = account.add("image2video", &on_page_2.to_string(), 2 * HOUR);
+    account.add_others("image2video", 10, 30 * HOUR);
+    mount_lookup_not_found(&f.server, "image2video", on_page_2).await;
+    account.mount_list(&f.server, "image2video").await;
+    assert_eq!(
+        f.client
+            .find_by_job(VideoMode::ImageToVideo, on_page_2)
+            .await
+            .unwrap(),
+        Some(ProviderTaskId::new(ours).unwrap())
+    );
+    assert_eq!(list_pages(&f.server, "image2video").await.len(), 2);
+
+    // No task of ours: page 2 ends with tasks older than a day, so page 3 is never read.
+    let f = fixture().await;
+    let absent = job(56);
+    let account = Account::default();
+    account.add_others("image2video", 700, HOUR);
+    account.add_others("image2video", 600, 25 * HOUR);
+    mount_lookup_not_found(&f.server, "image2video", absent).await;
+    account.mount_list(&f.server, "image2video").await;
+    assert_eq!(
+        f.client
+            .find_by_job(VideoMode::ImageToVideo, absent)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        list_pages(&f.server, "image2video").await,
+        vec![
+            ("1".to_owned(), "500".to_owned()),
+            ("2".to_owned(), "500".to_owned())
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_list_longer_than_the_page_budget_is_inconclusive() {
+    let f = fixture().await;
+    let job = job(57);
+    let account = Account::default();
+    account.add_others("text2video", 2_100, HOUR);
+    mount_lookup_not_found(&f.server, "text2video", job).await;
+    account.mount_list(&f.server, "text2video").await;
+
+    let outcome = f.client.find_by_job(VideoMode::TextToVideo, job).await;
+
+    let err = outcome.expect_err("recent tasks beyond the last page read may hide ours");
+    assert_eq!(err.kind(), ProviderErrorKind::Unknown, "{err:?}");
+    assert_eq!(list_pages(&f.server, "text2video").await.len(), 4);
 }
 
 // ---------------------------------------------------------------- error classes
@@ -687,13 +1072,16 @@ async fn every_documented_error_code_maps_to_its_class() {
             )
             .mount(&f.server)
             .await;
-        // Transient creates look the task up before posting again: answer "no such task".
+        // Transient creates look the task up before posting again: answer "no such task",
+        // and an empty task list.
         Mock::given(method("GET"))
+            .and(path(format!("/v1/videos/text2video/{}", job(14))))
             .respond_with(
                 ResponseTemplate::new(404).set_body_json(kling_error(1203, "resource not found")),
             )
             .mount(&f.server)
             .await;
+        Account::default().mount_list(&f.server, "text2video").await;
         let err = f
             .client
             .submit(&text_request(job(14), "kling-v3"))
@@ -1129,7 +1517,7 @@ async fn slow_downloads_time_out_as_transient() {
     assert_eq!(err.kind(), ProviderErrorKind::Transient, "{err:?}");
 }
 
-// ---------------------------------------------------------------- callbacks and polling
+// ---------------------------------------------------------------- callbacks
 
 #[tokio::test]
 async fn callbacks_name_the_task_to_re_read() {
@@ -1143,168 +1531,6 @@ async fn callbacks_name_the_task_to_re_read() {
     assert_eq!(callback.status, "succeed");
     assert!(kling::parse_callback(b"{\"code\":0}").is_err());
     assert!(kling::parse_callback(b"not json").is_err());
-}
-
-#[tokio::test]
-async fn polling_waits_until_the_task_is_final() {
-    let f = fixture().await;
-    let job = job(28);
-    Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(task(job, "processing", json!({}))))
-        .up_to_n_times(2)
-        .mount(&f.server)
-        .await;
-    Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(500).set_body_json(kling_error(5000, "internal")))
-        .up_to_n_times(1)
-        .mount(&f.server)
-        .await;
-    Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(task(
-            job,
-            "succeed",
-            json!({"task_result": {"videos": [{"url": "https://cdn/x.mp4", "duration": "10"}]}}),
-        )))
-        .mount(&f.server)
-        .await;
-    let policy = PollPolicy {
-        first_delay: Duration::from_millis(1),
-        max_delay: Duration::from_millis(2),
-        deadline: Duration::from_secs(5),
-    };
-    let id = ProviderTaskId::new(TASK).unwrap();
-    let status = kling::poll_until_final(&f.client, VideoMode::TextToVideo, &id, &policy)
-        .await
-        .unwrap();
-    assert_eq!(
-        status,
-        VideoTaskStatus::Succeeded {
-            url: "https://cdn/x.mp4".to_owned(),
-            duration_ms: Some(10_000)
-        }
-    );
-}
-
-#[tokio::test]
-async fn polling_returns_the_running_state_at_the_deadline() {
-    let f = fixture().await;
-    Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(task(
-            job(29),
-            "submitted",
-            json!({}),
-        )))
-        .mount(&f.server)
-        .await;
-    let policy = PollPolicy {
-        first_delay: Duration::from_millis(1),
-        max_delay: Duration::from_millis(2),
-        deadline: Duration::from_millis(20),
-    };
-    let id = ProviderTaskId::new(TASK).unwrap();
-    assert_eq!(
-        kling::poll_until_final(&f.client, VideoMode::TextToVideo, &id, &policy)
-            .await
-            .unwrap(),
-        VideoTaskStatus::Submitted
-    );
-}
-
-/// A generator whose task is always rate limited with the given wait (a port double for
-/// the polling loop, not a stand-in for the Kling adapter).
-struct AlwaysRateLimited {
-    wait: Duration,
-    polls: AtomicUsize,
-}
-
-#[async_trait]
-impl VideoGenerator for AlwaysRateLimited {
-    async fn submit(&self, _: &VideoRequest) -> Result<ProviderTaskId, ProviderError> {
-        unreachable!("polling never submits")
-    }
-
-    async fn find_by_job(
-        &self,
-        _: VideoMode,
-        _: JobId,
-    ) -> Result<Option<ProviderTaskId>, ProviderError> {
-        unreachable!("polling never looks up")
-    }
-
-    async fn status(
-        &self,
-        _: VideoMode,
-        _: &ProviderTaskId,
-    ) -> Result<VideoTaskStatus, ProviderError> {
-        self.polls.fetch_add(1, Ordering::SeqCst);
-        Err(ProviderError::RateLimited {
-            retry_after: Some(self.wait),
-        })
-    }
-
-    async fn download(&self, _: &str, _: JobId) -> Result<DownloadedAsset, ProviderError> {
-        unreachable!("polling never downloads")
-    }
-}
-
-#[tokio::test]
-async fn polling_caps_a_provider_wait_and_keeps_the_deadline() {
-    let generator = AlwaysRateLimited {
-        wait: Duration::from_secs(3600),
-        polls: AtomicUsize::new(0),
-    };
-    let policy = PollPolicy {
-        first_delay: Duration::from_millis(5),
-        max_delay: Duration::from_millis(20),
-        deadline: Duration::from_millis(200),
-    };
-    let id = ProviderTaskId::new(TASK).unwrap();
-    let started = Instant::now();
-    let outcome = tokio::time::timeout(
-        Duration::from_secs(10),
-        kling::poll_until_final(&generator, VideoMode::TextToVideo, &id, &policy),
-    )
-    .await
-    .expect("a one-hour Retry-After must not be waited out");
-    assert_eq!(
-        outcome,
-        Err(ProviderError::RateLimited {
-            retry_after: Some(Duration::from_secs(3600))
-        })
-    );
-    assert!(
-        generator.polls.load(Ordering::SeqCst) >= 2,
-        "the wait was capped at max_delay, so polling went on"
-    );
-    assert!(started.elapsed() < Duration::from_secs(5));
-}
-
-#[tokio::test]
-async fn polling_stops_with_the_error_when_the_wait_ends_after_the_deadline() {
-    let generator = AlwaysRateLimited {
-        wait: Duration::from_secs(5),
-        polls: AtomicUsize::new(0),
-    };
-    let policy = PollPolicy {
-        first_delay: Duration::from_millis(5),
-        max_delay: Duration::from_secs(30),
-        deadline: Duration::from_secs(1),
-    };
-    let id = ProviderTaskId::new(TASK).unwrap();
-    let started = Instant::now();
-    let outcome = tokio::time::timeout(
-        Duration::from_secs(10),
-        kling::poll_until_final(&generator, VideoMode::TextToVideo, &id, &policy),
-    )
-    .await
-    .expect("a wait past the deadline is not started");
-    assert_eq!(outcome.unwrap_err().kind(), ProviderErrorKind::RateLimited);
-    assert_eq!(generator.polls.load(Ordering::SeqCst), 1);
-    assert!(
-        started.elapsed() < Duration::from_millis(900),
-        "returned at once, not after the deadline: {:?}",
-        started.elapsed()
-    );
 }
 
 // ---------------------------------------------------------------- secrets

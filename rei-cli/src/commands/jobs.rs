@@ -3,10 +3,9 @@
 use std::sync::Arc;
 
 use clap::Subcommand;
-use rei_adapters::system::{LogNotifier, RandomIds, SystemClock};
+use rei_adapters::system::{RandomIds, SystemClock};
 use rei_core::ids::{JobId, UserId};
-use rei_core::job::{CancelledBy, JobError, JobFilter, JobLimits, JobService, JobState};
-use rei_core::memory::MemoryQueue;
+use rei_core::job::{JobError, JobFilter, JobLimits, JobPorts, JobService, JobState, StoreQueue};
 use rei_core::pricing::PriceList;
 use serde_json::json;
 
@@ -79,17 +78,18 @@ pub(crate) async fn run(ctx: &Ctx, c: &JobsCommand) -> Result<(), Failure> {
             let clock = Arc::new(SystemClock);
             // The price list and queue do not matter for a cancellation; the job's own quote is refunded.
             let jobs = JobService::new(
-                ctx.stores.users.clone(),
-                ctx.stores.jobs.clone(),
-                Arc::new(MemoryQueue::new(clock.clone())),
-                Arc::new(LogNotifier),
-                clock,
-                Arc::new(RandomIds),
+                JobPorts {
+                    users: ctx.stores.users.clone(),
+                    jobs: ctx.stores.jobs.clone(),
+                    queue: Arc::new(StoreQueue::new(ctx.stores.jobs.clone())),
+                    clock,
+                    ids: Arc::new(RandomIds),
+                },
                 PriceList::seed_defaults(),
                 JobLimits::default(),
             );
             let applied = jobs
-                .cancel(*job_id, CancelledBy::Admin(Ctx::actor().to_string()))
+                .cancel(*job_id, Ctx::actor(), "cancelled with rei-cli")
                 .await
                 .map_err(|e| match e {
                     JobError::Store(s) => operational(s),
@@ -97,13 +97,17 @@ pub(crate) async fn run(ctx: &Ctx, c: &JobsCommand) -> Result<(), Failure> {
                 })?;
             let job = applied.job;
             let value = json!({ "job_id": job.id.to_string(), "status": job.state.as_str(), "refunded_kopecks": job.quote.amount.kopecks(), "changed": applied.changed });
-            let text = if applied.changed {
-                format!(
+            let text = match (applied.changed, job.state) {
+                (true, JobState::Cancelled) => format!(
                     "job {} cancelled; {} returned to {}",
                     job.id, job.quote.amount, job.user_id
-                )
-            } else {
-                format!("job {} was already cancelled", job.id)
+                ),
+                (true, _) => format!(
+                    "job {} is running: cancel requested; its worker releases {} at its next step",
+                    job.id, job.quote.amount
+                ),
+                (false, JobState::Cancelled) => format!("job {} was already cancelled", job.id),
+                (false, _) => format!("a cancel of job {} was already requested", job.id),
             };
             ctx.out.message(&value, &text);
             Ok(())

@@ -13,7 +13,7 @@ use clap::Subcommand;
 use rei_adapters::sql::{DatabaseTarget, Stores, connect};
 use rei_adapters::system::{LogNotifier, SystemClock};
 use rei_core::ids::UserId;
-use rei_core::memory::MemoryQueue;
+use rei_core::job::StoreQueue;
 use rei_core::user::{Actor, AdminService};
 
 use crate::Failure;
@@ -63,7 +63,7 @@ impl Ctx {
         AdminService::new(
             self.stores.users.clone(),
             self.stores.ledger.clone(),
-            Arc::new(MemoryQueue::new(clock.clone())),
+            Arc::new(StoreQueue::new(self.stores.jobs.clone())),
             Arc::new(LogNotifier),
             clock,
         )

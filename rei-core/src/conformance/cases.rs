@@ -6,15 +6,15 @@ use uuid::Uuid;
 use super::{Backend, Store};
 use crate::ids::{IdempotencyKey, JobId, PaymentId, ReservationId, UserId};
 use crate::job::{
-    AssetRef, CancelledBy, FailureReason, Job, JobEvent, JobFilter, JobSpec, JobState, NewJob,
-    Prompt,
+    AssetRef, CancelledBy, FailureReason, Job, JobEvent, JobFilter, JobGuard, JobLease, JobSpec,
+    JobState, JobWrite, LeaseToken, NewJob, Prompt,
 };
 use crate::ledger::{EntryKind, NewEntry, NewReservation, RefType, ReservationState, Settlement};
 use crate::money::Money;
 use crate::payment::{
     NewPayment, Payment, PaymentEffect, PaymentEvent, PaymentFilter, PaymentProvider, PaymentState,
 };
-use crate::ports::StoreError;
+use crate::ports::{ClaimTarget, StoreError};
 use crate::pricing::{Product, Quote};
 use crate::time::Timestamp;
 use crate::user::{Actor, AuditAction, AuditRecord, Language, UserProfile};
@@ -89,20 +89,21 @@ fn hold(n: u128, user: UserId, kopecks: i64) -> NewReservation {
 }
 
 fn new_job(n: u128, user: UserId, kopecks: i64) -> NewJob {
-    NewJob {
-        id: JobId::from_uuid(uuid(n)),
-        user_id: user,
-        spec: JobSpec::ImageGeneration {
+    new_job_keyed(n, user, kopecks, &format!("confirm:{n}"))
+}
+
+fn new_job_keyed(n: u128, user: UserId, kopecks: i64, k: &str) -> NewJob {
+    NewJob::new(
+        JobId::from_uuid(uuid(n)),
+        user,
+        JobSpec::ImageGeneration {
             prompt: Prompt::parse("a fox").unwrap(),
         },
-        quote: Quote {
-            product: Product::ImageGeneration,
-            amount: m(kopecks),
-        },
-        reservation_id: ReservationId::from_uuid(uuid(1_000_000 + n)),
-        idempotency_key: key(&format!("confirm:{n}")),
-        created_at: at(3),
-    }
+        Quote::new(Product::ImageGeneration, m(kopecks)),
+        ReservationId::from_uuid(uuid(1_000_000 + n)),
+        key(k),
+        at(3),
+    )
 }
 
 fn audit(user: UserId, action: AuditAction) -> AuditRecord {
@@ -129,9 +130,32 @@ async fn assert_sound<S: Backend>(s: &S) {
     );
 }
 
+fn lease_for(job: JobId) -> JobLease {
+    JobLease::new(LeaseToken::new(format!("lease-{job}")), at(60_000))
+}
+
+/// Claims this job for a worker (at 10 ms, leased for a minute).
+async fn claim<S: Backend>(s: &S, job: &Job) -> Result<Job, StoreError> {
+    let claimed = s
+        .claim_job(ClaimTarget::Job(job.id), &lease_for(job.id), at(10))
+        .await?;
+    Ok(claimed.expect("the job is claimable"))
+}
+
+/// Writes an event as the job's worker (its lease) or, without a lease, as anyone.
 async fn transition<S: Backend>(s: &S, job: &Job, event: JobEvent) -> Result<Job, StoreError> {
-    let t = job.apply(event, at(10)).unwrap();
-    s.save_transition(&t).await
+    let guard = job
+        .lease
+        .as_ref()
+        .map_or(JobGuard::Unleased, |l| JobGuard::Lease(l.token.clone()));
+    let write = JobWrite {
+        job_id: job.id,
+        event,
+        guard,
+        audit: None,
+        at: at(10),
+    };
+    s.write_job(&write).await.map(|a| a.job)
 }
 
 // ---- users ----
@@ -522,17 +546,14 @@ pub async fn job_creation_is_idempotent<S: Backend>(s: Store<S>) {
     let u = user(&*s, 1).await;
     fund(&*s, u, 10_000).await;
     let first = s.create_job(new_job(1, u, 5_000), 3).await.unwrap();
-    let mut replay = new_job(2, u, 5_000);
-    replay.idempotency_key = key("confirm:1");
+    let replay = new_job_keyed(2, u, 5_000, "confirm:1");
     assert_eq!(
         s.create_job(replay, 3).await.unwrap(),
         first,
         "same key: the first job, no second hold"
     );
     assert_eq!(available(&*s, u).await, 5_000);
-    let mut conflicting = new_job(3, u, 4_000);
-    conflicting.idempotency_key = key("confirm:1");
-    conflicting.quote.amount = m(4_000);
+    let conflicting = new_job_keyed(3, u, 4_000, "confirm:1");
     assert!(matches!(
         s.create_job(conflicting, 3).await,
         Err(StoreError::IdempotencyConflict { .. })
@@ -574,7 +595,7 @@ pub async fn active_job_cap_is_enforced<S: Backend>(s: Store<S>) {
         Err(StoreError::ActiveJobLimit { limit: 2 })
     ));
     assert_eq!(available(&*s, u).await, 9_800);
-    let processing = transition(&*s, &a, JobEvent::Started).await.unwrap();
+    let processing = claim(&*s, &a).await.unwrap();
     assert!(
         matches!(
             s.create_job(new_job(3, u, 100), 2).await,
@@ -595,30 +616,272 @@ pub async fn active_job_cap_is_enforced<S: Backend>(s: Store<S>) {
     assert_sound(&*s).await;
 }
 
-pub async fn stale_job_version_conflicts<S: Backend>(s: Store<S>) {
+pub async fn stale_lease_is_refused<S: Backend>(s: Store<S>) {
     let u = user(&*s, 1).await;
     fund(&*s, u, 1_000).await;
     let job = s.create_job(new_job(1, u, 100), 3).await.unwrap();
-    transition(&*s, &job, JobEvent::Started).await.unwrap();
+    let claimed = claim(&*s, &job).await.unwrap();
+    let mut forged = claimed.clone();
+    forged.lease = Some(JobLease::new(LeaseToken::new("not-the-lease"), at(60_000)));
     let stale = transition(
         &*s,
-        &job,
-        JobEvent::Cancelled {
-            by: CancelledBy::User,
+        &forged,
+        JobEvent::Succeeded {
+            result: AssetRef::new("results/x.png"),
+            actual_cost: m(100),
         },
     )
     .await;
     assert!(
-        matches!(stale, Err(StoreError::Conflict { what: "job", .. })),
+        matches!(stale, Err(StoreError::LeaseLost { job_id }) if job_id == job.id),
         "{stale:?}"
     );
-    let now = s.job(job.id).await.unwrap().unwrap();
-    assert_eq!(now.state, JobState::Processing);
-    assert_eq!(
-        available(&*s, u).await,
-        900,
-        "a refused transition settles nothing"
+    let unleased = transition(&*s, &job, JobEvent::Generating).await;
+    assert!(
+        matches!(unleased, Err(StoreError::LeaseLost { .. })),
+        "a worker event without a lease: {unleased:?}"
     );
+    let now = s.job(job.id).await.unwrap().unwrap();
+    assert_eq!(now, claimed, "a refused write changes nothing");
+    assert_eq!(available(&*s, u).await, 900, "and settles nothing");
+    assert_sound(&*s).await;
+}
+
+pub async fn an_expired_lease_passes_to_the_next_worker<S: Backend>(s: Store<S>) {
+    let u = user(&*s, 1).await;
+    fund(&*s, u, 1_000).await;
+    let job = s.create_job(new_job(1, u, 100), 3).await.unwrap();
+    let first = claim(&*s, &job).await.unwrap();
+    assert_eq!((first.state, first.deliveries), (JobState::Processing, 1));
+    let second_lease = JobLease::new(LeaseToken::new("second"), at(120_000));
+    assert_eq!(
+        s.claim_job(ClaimTarget::Next, &second_lease, at(59_999))
+            .await
+            .unwrap(),
+        None,
+        "a live lease keeps the job"
+    );
+    assert_eq!(
+        s.claim_job(ClaimTarget::Job(job.id), &second_lease, at(59_999))
+            .await
+            .unwrap(),
+        None
+    );
+    let second = s
+        .claim_job(ClaimTarget::Next, &second_lease, at(60_000))
+        .await
+        .unwrap()
+        .expect("an expired lease frees the job");
+    assert_eq!(second.deliveries, 2);
+    assert_eq!(second.lease, Some(second_lease));
+    let late = JobWrite {
+        job_id: job.id,
+        event: JobEvent::CallStarted,
+        guard: JobGuard::Lease(first.lease.clone().unwrap().token),
+        audit: None,
+        at: at(60_001),
+    };
+    assert!(matches!(
+        s.write_job(&late).await,
+        Err(StoreError::LeaseLost { .. })
+    ));
+    let mine = JobWrite {
+        guard: JobGuard::Lease(LeaseToken::new("second")),
+        ..late
+    };
+    let applied = s.write_job(&mine).await.unwrap();
+    assert_eq!((applied.changed, applied.job.provider_calls), (true, 1));
+    assert_sound(&*s).await;
+}
+
+pub async fn the_queue_hands_out_ready_jobs_oldest_first<S: Backend>(s: Store<S>) {
+    let u = user(&*s, 1).await;
+    fund(&*s, u, 1_000).await;
+    let a = s.create_job(new_job(1, u, 100), 5).await.unwrap();
+    let b = s.create_job(new_job(2, u, 100), 5).await.unwrap();
+    assert_eq!(
+        a.run_after,
+        Some(at(3)),
+        "queued with the job, in one write"
+    );
+    assert_eq!(s.queue_depth().await.unwrap(), 2);
+    assert_eq!(s.queued_jobs(10).await.unwrap().len(), 2);
+    let lease = |n: &str| JobLease::new(LeaseToken::new(n), at(60_000));
+    let first = s
+        .claim_job(ClaimTarget::Next, &lease("w1"), at(10))
+        .await
+        .unwrap()
+        .unwrap();
+    let second = s
+        .claim_job(ClaimTarget::Next, &lease("w2"), at(10))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut got = vec![first.id, second.id];
+    got.sort();
+    let mut want = vec![a.id, b.id];
+    want.sort();
+    assert_eq!(got, want, "two claims, two different jobs");
+    assert_eq!(
+        s.claim_job(ClaimTarget::Next, &lease("w3"), at(10))
+            .await
+            .unwrap(),
+        None
+    );
+    // Handed back for later: not ready before its time.
+    let handed = transition(
+        &*s,
+        &first,
+        JobEvent::Released {
+            run_after: at(5_000),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!((handed.lease, handed.run_after), (None, Some(at(5_000))));
+    assert_eq!(
+        s.claim_job(ClaimTarget::Next, &lease("w3"), at(4_999))
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(
+        s.claim_job(ClaimTarget::Next, &lease("w3"), at(5_000))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(s.queue_depth().await.unwrap(), 2);
+}
+
+pub async fn finished_jobs_stay_queued_until_delivered<S: Backend>(s: Store<S>) {
+    let u = user(&*s, 1).await;
+    fund(&*s, u, 1_000).await;
+    let job = s.create_job(new_job(1, u, 100), 5).await.unwrap();
+    let job = claim(&*s, &job).await.unwrap();
+    let done = transition(
+        &*s,
+        &job,
+        JobEvent::Succeeded {
+            result: AssetRef::new("results/x.png"),
+            actual_cost: m(100),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(done.delivery, crate::job::Delivery::Pending);
+    assert_eq!(
+        s.queue_depth().await.unwrap(),
+        1,
+        "the result is still to deliver"
+    );
+    let retry = transition(
+        &*s,
+        &done,
+        JobEvent::DeliveryFailed {
+            retry_at: at(1_000),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!((retry.delivery_attempts, retry.lease.is_none()), (1, true));
+    let again = s
+        .claim_job(ClaimTarget::Next, &lease_for(job.id), at(1_000))
+        .await
+        .unwrap()
+        .expect("an undelivered result is claimed again");
+    assert_eq!(again.state, JobState::Completed);
+    let delivered = transition(&*s, &again, JobEvent::Delivered).await.unwrap();
+    assert_eq!(delivered.delivered_at, Some(at(10)));
+    assert_eq!((delivered.run_after, delivered.lease), (None, None));
+    assert_eq!(s.queue_depth().await.unwrap(), 0);
+    assert_eq!(
+        s.reservation(job.reservation_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
+        ReservationState::Captured,
+        "charged once"
+    );
+    assert_eq!(available(&*s, u).await, 900);
+    assert_sound(&*s).await;
+}
+
+pub async fn a_running_job_is_cancelled_by_its_worker_once<S: Backend>(s: Store<S>) {
+    let u = user(&*s, 1).await;
+    fund(&*s, u, 1_000).await;
+    let job = s.create_job(new_job(1, u, 100), 5).await.unwrap();
+    let running = claim(&*s, &job).await.unwrap();
+    let cancel = JobWrite {
+        job_id: job.id,
+        event: JobEvent::Cancelled {
+            by: CancelledBy::Admin("cli:root".into()),
+        },
+        guard: JobGuard::Unleased,
+        audit: Some(audit(u, AuditAction::JobCancel)),
+        at: at(20),
+    };
+    let asked = s.write_job(&cancel).await.unwrap();
+    assert_eq!(
+        asked.job.state,
+        JobState::Processing,
+        "a request, not a release"
+    );
+    assert_eq!(
+        asked.job.cancel_requested,
+        Some(CancelledBy::Admin("cli:root".into()))
+    );
+    assert_eq!(available(&*s, u).await, 900);
+    let again = s.write_job(&cancel).await.unwrap();
+    assert!(!again.changed, "asking twice changes nothing");
+    assert_eq!(s.audit_log(10).await.unwrap().len(), 1, "audited once");
+    // The worker's success arrives after the request: the cancel wins, released once.
+    let settled = transition(
+        &*s,
+        &asked.job,
+        JobEvent::Succeeded {
+            result: AssetRef::new("results/x.png"),
+            actual_cost: m(100),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(settled.state, JobState::Cancelled);
+    assert_eq!(settled.result, None);
+    assert_eq!(available(&*s, u).await, 1_000);
+    assert_eq!(running.reservation_id, settled.reservation_id);
+    assert_eq!(
+        s.reservation(settled.reservation_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
+        ReservationState::Released
+    );
+    assert_sound(&*s).await;
+}
+
+pub async fn a_cost_above_the_stored_quote_is_refused<S: Backend>(s: Store<S>) {
+    let u = user(&*s, 1).await;
+    fund(&*s, u, 1_000).await;
+    let job = s.create_job(new_job(1, u, 100), 5).await.unwrap();
+    let running = claim(&*s, &job).await.unwrap();
+    // The caller's copy says the quote is larger: the store decides on its own row.
+    let mut forged = running.clone();
+    forged.quote.amount = m(1_000);
+    let r = transition(
+        &*s,
+        &forged,
+        JobEvent::Succeeded {
+            result: AssetRef::new("results/x.png"),
+            actual_cost: m(500),
+        },
+    )
+    .await;
+    assert!(matches!(r, Err(StoreError::Transition(_))), "{r:?}");
+    assert_eq!(available(&*s, u).await, 900);
+    assert_eq!(s.job(job.id).await.unwrap().unwrap(), running);
     assert_sound(&*s).await;
 }
 
@@ -627,7 +890,7 @@ pub async fn job_settlements_follow_transitions<S: Backend>(s: Store<S>) {
     fund(&*s, u, 1_000).await;
     // completed at a lower cost: the difference comes back
     let a = s.create_job(new_job(1, u, 300), 3).await.unwrap();
-    let a = transition(&*s, &a, JobEvent::Started).await.unwrap();
+    let a = claim(&*s, &a).await.unwrap();
     let a = transition(
         &*s,
         &a,
@@ -665,7 +928,7 @@ pub async fn job_settlements_follow_transitions<S: Backend>(s: Store<S>) {
     assert_eq!(available(&*s, u).await, 800);
     // failed: released
     let b = s.create_job(new_job(2, u, 300), 3).await.unwrap();
-    let b = transition(&*s, &b, JobEvent::Started).await.unwrap();
+    let b = claim(&*s, &b).await.unwrap();
     let failed = transition(
         &*s,
         &b,
@@ -714,7 +977,7 @@ pub async fn jobs_are_filtered_newest_first<S: Backend>(s: Store<S>) {
     let a = s.create_job(new_job(1, u, 10), 5).await.unwrap();
     let b = s.create_job(new_job(2, v, 10), 5).await.unwrap();
     let c = s.create_job(new_job(3, u, 10), 5).await.unwrap();
-    transition(&*s, &a, JobEvent::Started).await.unwrap();
+    claim(&*s, &a).await.unwrap();
     let ids = |jobs: Vec<Job>| jobs.into_iter().map(|j| j.id).collect::<Vec<_>>();
     assert_eq!(
         ids(s.jobs(JobFilter::default()).await.unwrap()),
@@ -1146,7 +1409,7 @@ pub async fn verify_reports_a_sound_store<S: Backend>(s: Store<S>) {
     let u = user(&*s, 1).await;
     fund(&*s, u, 10_000).await;
     let j = s.create_job(new_job(1, u, 1_000), 3).await.unwrap();
-    transition(&*s, &j, JobEvent::Started).await.unwrap();
+    claim(&*s, &j).await.unwrap();
     let p = s.create_payment(new_payment(1, u, 2_000)).await.unwrap();
     pay(&*s, &p, succeeded("v", 2_000)).await.unwrap();
     let report = s.verify().await.unwrap();
@@ -1310,8 +1573,7 @@ pub async fn reused_ids_are_invalid<S: Backend>(s: Store<S>) {
     let u = user(&*s, 1).await;
     fund(&*s, u, 10_000).await;
     s.create_job(new_job(1, u, 100), 5).await.unwrap();
-    let mut same_id = new_job(1, u, 100);
-    same_id.idempotency_key = key("another-confirmation");
+    let same_id = new_job_keyed(1, u, 100, "another-confirmation");
     let r = s.create_job(same_id, 5).await;
     assert!(matches!(r, Err(StoreError::Invalid(_))), "{r:?}");
     let mut same_hold_id = hold(5, u, 100);

@@ -4,6 +4,9 @@
 //! Each transition is a pure function that rejects illegal moves and says which ledger
 //! effect (capture or release of the job's reservation) must be written with it.
 
+mod machine;
+pub mod queue;
+pub mod runner;
 pub mod service;
 
 use std::fmt;
@@ -16,7 +19,10 @@ use crate::money::Money;
 use crate::pricing::{Product, Quote, VideoDuration};
 use crate::time::Timestamp;
 
-pub use service::{Applied, JobError, JobLimits, JobService};
+pub use machine::{Applied, ApplyError, JobGuard, JobWrite};
+pub use queue::StoreQueue;
+pub use runner::{JobRunner, Next, RunnerConfig, RunnerPorts, StepNote, StepOutcome};
+pub use service::{JobError, JobLimits, JobPorts, JobService};
 
 /// What kind of generation a job is (the seed's `jobs.type`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -318,10 +324,16 @@ pub enum FailureReason {
         /// What is wrong.
         detail: String,
     },
-    /// Ran out of attempts (e.g. crashed workers).
+    /// Ran out of attempts (provider failures, or deliveries of a job that keeps
+    /// crashing its workers).
     TooManyAttempts {
         /// Attempts made.
         attempts: u32,
+    },
+    /// The job ran past its deadline.
+    DeadlineExceeded {
+        /// The deadline, in seconds from the first claim.
+        after_secs: u64,
     },
 }
 
@@ -333,6 +345,7 @@ impl fmt::Display for FailureReason {
             Self::ServiceUnavailable { detail } => write!(f, "service unavailable: {detail}"),
             Self::BadInput { detail } => write!(f, "bad input: {detail}"),
             Self::TooManyAttempts { attempts } => write!(f, "gave up after {attempts} attempts"),
+            Self::DeadlineExceeded { after_secs } => write!(f, "not done within {after_secs} s"),
         }
     }
 }
@@ -347,7 +360,68 @@ pub enum CancelledBy {
     Admin(String),
 }
 
-/// A generation job, as stored.
+/// Proves that a worker owns a job: written with the claim, required on every worker
+/// write. A write with a stale token is refused ([`ApplyError::LeaseLost`]).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct LeaseToken(String);
+
+impl LeaseToken {
+    /// Wraps a token (unique per claim: a UUID from the id generator).
+    #[must_use]
+    pub fn new(token: impl Into<String>) -> Self {
+        Self(token.into())
+    }
+
+    /// The text.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for LeaseToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A worker's lease on a job.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobLease {
+    /// The owner's token.
+    pub token: LeaseToken,
+    /// When another worker may claim the job unless the lease is extended.
+    pub until: Timestamp,
+}
+
+/// Whether the user has been told how a finished job ended. A finished job stays in the
+/// queue until this is settled: a paid result is never left undelivered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Delivery {
+    /// The job is not finished yet.
+    NotYet,
+    /// Finished; the result or the failure notice is still to be sent.
+    Pending,
+    /// Sent.
+    Delivered,
+    /// The user cannot be reached (blocked the bot): recorded, the job stays as it ended.
+    Unreachable,
+    /// Nothing to send: the user cancelled it in the dialogue, which told them.
+    Skipped,
+}
+
+text_codes!(Delivery {
+    NotYet => "not_yet",
+    Pending => "pending",
+    Delivered => "delivered",
+    Unreachable => "unreachable",
+    Skipped => "skipped",
+});
+
+/// A generation job, as stored. Read-only outside the stores: every change goes through
+/// [`Job::apply`], which the store runs on its own stored row.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Job {
     /// Its id (also Kling's `external_task_id`).
@@ -368,15 +442,32 @@ pub struct Job {
     pub reservation_id: ReservationId,
     /// The key that created it (confirming twice makes one job).
     pub idempotency_key: IdempotencyKey,
-    /// Worker starts so far.
+    /// Provider failures so far (crashed workers do not count).
     pub attempts: u32,
+    /// Times a worker claimed it (the queue's deliveries).
+    pub deliveries: u32,
+    /// Billed provider calls started (a create, or a Gemini request): more calls than
+    /// recorded outcomes means a worker died mid-call.
+    pub provider_calls: u32,
     /// The provider's task id, stored before polling.
     pub provider_task_id: Option<ProviderTaskId>,
     /// The result file.
     pub result: Option<AssetRef>,
     /// Why it failed.
     pub failure: Option<FailureReason>,
-    /// Bumped by every stored change; stores compare it to refuse lost updates.
+    /// A cancel asked for while a worker runs it; the worker settles it at its next step.
+    pub cancel_requested: Option<CancelledBy>,
+    /// The worker that owns it, if any.
+    pub lease: Option<JobLease>,
+    /// When a worker should next pick it up; `None` once nothing is left to do.
+    pub run_after: Option<Timestamp>,
+    /// Whether the user was told how it ended.
+    pub delivery: Delivery,
+    /// Failed attempts to tell the user.
+    pub delivery_attempts: u32,
+    /// When the user was told.
+    pub delivered_at: Option<Timestamp>,
+    /// Bumped by every stored change.
     pub version: u32,
     /// When created.
     pub created_at: Timestamp,
@@ -388,11 +479,45 @@ pub struct Job {
     pub updated_at: Timestamp,
 }
 
+impl Job {
+    /// True when a worker may claim it at `now`: work is left and no live lease.
+    #[must_use]
+    pub fn is_claimable(&self, now: Timestamp) -> bool {
+        self.run_after.is_some_and(|at| at <= now)
+            && self.lease.as_ref().is_none_or(|l| l.until <= now)
+    }
+
+    /// True when `token` is the job's live lease at `now`.
+    #[must_use]
+    pub fn is_leased_by(&self, token: &LeaseToken, now: Timestamp) -> bool {
+        self.lease
+            .as_ref()
+            .is_some_and(|l| &l.token == token && l.until > now)
+    }
+}
+
 /// Something that happens to a job.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum JobEvent {
-    /// A worker picked it up or resumed it after a crash (attempts + 1, progress ≥ 10 %).
-    Started,
+    /// A worker claims it (unleased write; refused while another lease is live):
+    /// pending → processing at 10 %, deliveries + 1.
+    Claimed {
+        /// The new lease.
+        lease: JobLease,
+    },
+    /// Heartbeat: the lease now ends at `until`.
+    LeaseExtended {
+        /// The new end.
+        until: Timestamp,
+    },
+    /// The worker hands the job back (shutdown, waiting): claimable again at `run_after`.
+    Released {
+        /// When.
+        run_after: Timestamp,
+    },
+    /// A billed provider call is about to be sent (recorded first, so a worker that dies
+    /// mid-call is noticed by the next one).
+    CallStarted,
     /// The provider accepted a task (stored before polling, progress 50 %).
     ProviderTaskCreated {
         /// The provider's id.
@@ -400,25 +525,40 @@ pub enum JobEvent {
     },
     /// The provider is generating (progress 50 %).
     Generating,
-    /// The provider produced the result.
+    /// A provider call failed in a way worth another try: attempts + 1, handed back
+    /// until `retry_at`.
+    AttemptFailed {
+        /// When to try again.
+        retry_at: Timestamp,
+    },
+    /// The provider produced the result: captured, unless a cancel was requested.
     Succeeded {
         /// Where the result is stored.
         result: AssetRef,
         /// What to charge (≤ the quote).
         actual_cost: Money,
     },
-    /// The provider failed or refused.
+    /// The provider failed or refused: released.
     Failed {
         /// Why.
         reason: FailureReason,
     },
-    /// The user or an admin cancelled it.
+    /// The user or an admin cancels it. Unleased on a pending job: released at once;
+    /// unleased on a processing job: a request the worker settles; leased: the worker
+    /// settles it (released).
     Cancelled {
         /// Who.
         by: CancelledBy,
     },
-    /// The worker lost its lease (crash): back to pending for another attempt.
-    Requeued,
+    /// The user was told how the job ended.
+    Delivered,
+    /// Telling the user failed for now: try again at `retry_at`.
+    DeliveryFailed {
+        /// When.
+        retry_at: Timestamp,
+    },
+    /// The user cannot be reached (blocked the bot): recorded, nothing more to do.
+    Undeliverable,
 }
 
 impl JobEvent {
@@ -426,13 +566,19 @@ impl JobEvent {
     #[must_use]
     pub const fn name(&self) -> &'static str {
         match self {
-            Self::Started => "started",
+            Self::Claimed { .. } => "claimed",
+            Self::LeaseExtended { .. } => "lease_extended",
+            Self::Released { .. } => "released",
+            Self::CallStarted => "call_started",
             Self::ProviderTaskCreated { .. } => "provider_task_created",
             Self::Generating => "generating",
+            Self::AttemptFailed { .. } => "attempt_failed",
             Self::Succeeded { .. } => "succeeded",
             Self::Failed { .. } => "failed",
             Self::Cancelled { .. } => "cancelled",
-            Self::Requeued => "requeued",
+            Self::Delivered => "delivered",
+            Self::DeliveryFailed { .. } => "delivery_failed",
+            Self::Undeliverable => "undeliverable",
         }
     }
 }
@@ -452,7 +598,7 @@ pub struct TransitionError {
 /// The result of applying an event: the job to store and the ledger effect to write with it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct JobTransition {
-    /// The job before (stores compare its `version`).
+    /// The job before.
     pub before: Job,
     /// The job after.
     pub after: Job,
@@ -468,140 +614,83 @@ impl JobTransition {
     }
 }
 
-impl Job {
-    /// Applies an event: a pure function. Re-applying the event that produced the current
-    /// state (a duplicate callback, a retried worker) is `Ok` with no change and no effect.
-    ///
-    /// # Errors
-    /// [`TransitionError`] for an event that is illegal in the current state.
-    pub fn apply(&self, event: JobEvent, now: Timestamp) -> Result<JobTransition, TransitionError> {
-        use JobState::{Cancelled, Completed, Failed, Pending, Processing};
-        let illegal = || TransitionError {
-            job_id: self.id,
-            from: self.state,
-            event: event.name(),
-        };
-        let mut next = self.clone();
-        let mut settlement = None;
-        match (&event, self.state) {
-            // Processing too: a worker resuming a job whose previous worker died.
-            (JobEvent::Started, Pending | Processing) => {
-                next.state = Processing;
-                next.attempts = self.attempts.saturating_add(1);
-                next.progress = next.progress.max(Progress::Started);
-                next.started_at = Some(self.started_at.unwrap_or(now));
-            }
-            (JobEvent::ProviderTaskCreated { task_id }, Processing) => match &self.provider_task_id
-            {
-                Some(existing) if existing == task_id => {}
-                Some(_) => return Err(illegal()),
-                None => {
-                    next.provider_task_id = Some(task_id.clone());
-                    next.progress = next.progress.max(Progress::Generating);
-                }
-            },
-            (JobEvent::Generating, Processing) => {
-                next.progress = next.progress.max(Progress::Generating)
-            }
-            (
-                JobEvent::Succeeded {
-                    result,
-                    actual_cost,
-                },
-                Processing,
-            ) => {
-                if *actual_cost > self.quote.amount {
-                    return Err(illegal());
-                }
-                next.state = Completed;
-                next.progress = Progress::Done;
-                next.result = Some(result.clone());
-                next.cost_actual = Some(*actual_cost);
-                next.finished_at = Some(now);
-                settlement = Some(Settlement::Capture {
-                    actual: *actual_cost,
-                });
-            }
-            (
-                JobEvent::Succeeded {
-                    result,
-                    actual_cost,
-                },
-                Completed,
-            ) if self.result.as_ref() == Some(result) && self.cost_actual == Some(*actual_cost) => {
-                return Ok(self.unchanged());
-            }
-            (JobEvent::Failed { reason }, Processing) => {
-                next.state = Failed;
-                next.failure = Some(reason.clone());
-                next.finished_at = Some(now);
-                settlement = Some(Settlement::Release);
-            }
-            (JobEvent::Failed { .. }, Failed) | (JobEvent::Cancelled { .. }, Cancelled) => {
-                return Ok(self.unchanged());
-            }
-            (JobEvent::Cancelled { .. }, Pending | Processing) => {
-                next.state = Cancelled;
-                next.finished_at = Some(now);
-                settlement = Some(Settlement::Release);
-            }
-            (JobEvent::Requeued, Processing) => {
-                next.state = Pending;
-                next.progress = Progress::Queued;
-            }
-            (JobEvent::Started, Completed | Failed | Cancelled)
-            | (
-                JobEvent::ProviderTaskCreated { .. } | JobEvent::Generating,
-                Pending | Completed | Failed | Cancelled,
-            )
-            | (JobEvent::Succeeded { .. }, Pending | Completed | Failed | Cancelled)
-            | (JobEvent::Failed { .. }, Pending | Completed | Cancelled)
-            | (JobEvent::Cancelled { .. }, Completed | Failed)
-            | (JobEvent::Requeued, Pending | Completed | Failed | Cancelled) => {
-                return Err(illegal());
-            }
-        }
-        if next != *self {
-            next.version = self.version.wrapping_add(1);
-            next.updated_at = now;
-        }
-        Ok(JobTransition {
-            before: self.clone(),
-            after: next,
-            settlement,
-        })
-    }
-
-    fn unchanged(&self) -> JobTransition {
-        JobTransition {
-            before: self.clone(),
-            after: self.clone(),
-            settlement: None,
-        }
-    }
-}
-
-/// A job to create together with its reservation.
+/// A job to create together with its reservation. Built by [`JobService`] only, with the
+/// price from its price list: a caller cannot choose what is charged.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewJob {
-    /// Its id.
-    pub id: JobId,
-    /// Who orders it.
-    pub user_id: UserId,
-    /// What to generate.
-    pub spec: JobSpec,
-    /// The price the user confirmed.
-    pub quote: Quote,
-    /// The reservation to create with it.
-    pub reservation_id: ReservationId,
-    /// Confirming twice with this key makes one job and one hold.
-    pub idempotency_key: IdempotencyKey,
-    /// When.
-    pub created_at: Timestamp,
+    id: JobId,
+    user_id: UserId,
+    spec: JobSpec,
+    quote: Quote,
+    reservation_id: ReservationId,
+    idempotency_key: IdempotencyKey,
+    created_at: Timestamp,
 }
 
 impl NewJob {
-    /// The job as created: pending, 0 %, version 0.
+    pub(crate) const fn new(
+        id: JobId,
+        user_id: UserId,
+        spec: JobSpec,
+        quote: Quote,
+        reservation_id: ReservationId,
+        idempotency_key: IdempotencyKey,
+        created_at: Timestamp,
+    ) -> Self {
+        Self {
+            id,
+            user_id,
+            spec,
+            quote,
+            reservation_id,
+            idempotency_key,
+            created_at,
+        }
+    }
+
+    /// Its id.
+    #[must_use]
+    pub const fn id(&self) -> JobId {
+        self.id
+    }
+
+    /// Who orders it.
+    #[must_use]
+    pub const fn user_id(&self) -> UserId {
+        self.user_id
+    }
+
+    /// What to generate.
+    #[must_use]
+    pub const fn spec(&self) -> &JobSpec {
+        &self.spec
+    }
+
+    /// The price (from the price list).
+    #[must_use]
+    pub const fn quote(&self) -> &Quote {
+        &self.quote
+    }
+
+    /// The reservation created with it.
+    #[must_use]
+    pub const fn reservation_id(&self) -> ReservationId {
+        self.reservation_id
+    }
+
+    /// Confirming twice with this key makes one job and one hold.
+    #[must_use]
+    pub const fn idempotency_key(&self) -> &IdempotencyKey {
+        &self.idempotency_key
+    }
+
+    /// When.
+    #[must_use]
+    pub const fn created_at(&self) -> Timestamp {
+        self.created_at
+    }
+
+    /// The job as created: pending, 0 %, version 0, ready for a worker at once.
     #[must_use]
     pub fn pending(&self) -> Job {
         Job {
@@ -615,9 +704,17 @@ impl NewJob {
             reservation_id: self.reservation_id,
             idempotency_key: self.idempotency_key.clone(),
             attempts: 0,
+            deliveries: 0,
+            provider_calls: 0,
             provider_task_id: None,
             result: None,
             failure: None,
+            cancel_requested: None,
+            lease: None,
+            run_after: Some(self.created_at),
+            delivery: Delivery::NotYet,
+            delivery_attempts: 0,
+            delivered_at: None,
             version: 0,
             created_at: self.created_at,
             started_at: None,

@@ -1,26 +1,29 @@
-//! The job lifecycle: quote → create with its reservation → start → progress →
-//! complete / fail / cancel, each step idempotent and safe to repeat after a crash.
+//! The job lifecycle seen from the front ends: quote → create with its reservation and
+//! queue entry (one transaction) → cancel; and the leased writes workers make through
+//! [`JobService::write`]. Every change is an event the store applies to its own row.
 
 use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
 
-use crate::ids::{IdempotencyKey, JobId, ProviderTaskId, UserId};
+use crate::ids::{IdempotencyKey, JobId, UserId};
 use crate::job::{
-    AssetRef, CancelledBy, FailureReason, Job, JobEvent, JobFilter, JobSpec, JobState, NewJob,
+    Applied, CancelledBy, Job, JobEvent, JobFilter, JobGuard, JobLease, JobSpec, JobWrite, NewJob,
     TransitionError,
 };
 use crate::money::Money;
-use crate::ports::{
-    Clock, IdGenerator, JobQueue, JobStore, Notice, Notifier, QueueError, StoreError, UserStore,
-};
+use crate::ports::{Clock, IdGenerator, JobQueue, JobStore, QueueError, StoreError, UserStore};
 use crate::pricing::{PriceList, Quote};
+use crate::user::{Actor, AuditAction, AuditRecord};
 
 /// Limits on jobs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct JobLimits {
     /// Pending + processing jobs per user (`MAX_ACTIVE_JOBS_PER_USER`).
     pub max_active_per_user: u32,
-    /// Worker starts before a job fails for good (crashed workers count).
+    /// Provider failures before a job fails for good (crashed workers do not count).
     pub max_attempts: u32,
+    /// Claims before a job that keeps crashing its workers fails for good.
+    pub max_deliveries: u32,
 }
 
 impl Default for JobLimits {
@@ -28,6 +31,7 @@ impl Default for JobLimits {
         Self {
             max_active_per_user: 3,
             max_attempts: 3,
+            max_deliveries: 10,
         }
     }
 }
@@ -58,24 +62,22 @@ pub enum JobError {
         /// The limit.
         limit: u32,
     },
-    /// The quote is for another product than the spec.
-    #[error("the quote does not match the requested generation")]
-    QuoteMismatch,
+    /// The price shown to the user is not today's price (or not for this generation):
+    /// nothing was reserved; show `current` and ask again.
+    #[error("the price changed: it is now {}", current.amount)]
+    PriceChanged {
+        /// Today's quote for the same generation.
+        current: Quote,
+    },
     /// The confirmation key was already used for a different job.
     #[error("this confirmation was already used for a different job")]
     DuplicateKey,
     /// The event is not allowed in the job's state.
     #[error(transparent)]
     Transition(#[from] TransitionError),
-    /// The job was created (money held) but could not be queued; recovery re-queues it.
-    #[error("job {job_id} was created but not queued")]
-    NotQueued {
-        /// The job.
-        job_id: JobId,
-        /// Why.
-        #[source]
-        source: QueueError,
-    },
+    /// The worker's lease is gone: it must stop touching the job.
+    #[error("the lease on job {0} was lost")]
+    LeaseLost(JobId),
     /// The store failed.
     #[error(transparent)]
     Store(StoreError),
@@ -92,31 +94,41 @@ impl From<StoreError> for JobError {
             }
             StoreError::ActiveJobLimit { limit } => Self::TooManyActiveJobs { limit },
             StoreError::IdempotencyConflict { .. } => Self::DuplicateKey,
+            StoreError::Transition(t) => Self::Transition(t),
+            StoreError::LeaseLost { job_id } => Self::LeaseLost(job_id),
+            StoreError::NotFound { what: "job", id } => match id.parse() {
+                Ok(job) => Self::UnknownJob(job),
+                Err(_) => Self::Store(StoreError::NotFound { what: "job", id }),
+            },
             other => Self::Store(other),
         }
     }
 }
 
-/// The result of applying an event.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Applied {
-    /// The job now.
-    pub job: Job,
-    /// False when the event was a repeat and nothing changed.
-    pub changed: bool,
+/// The ports a [`JobService`] works over.
+#[derive(Clone)]
+pub struct JobPorts {
+    /// Users (who may order).
+    pub users: Arc<dyn UserStore>,
+    /// Jobs and their reservations.
+    pub jobs: Arc<dyn JobStore>,
+    /// Where workers find ready jobs.
+    pub queue: Arc<dyn JobQueue>,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+    /// Ids and lease tokens.
+    pub ids: Arc<dyn IdGenerator>,
 }
 
-/// How many times a transition is retried when another writer changed the job meanwhile.
-const CONFLICT_RETRIES: u32 = 3;
+impl std::fmt::Debug for JobPorts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JobPorts")
+    }
+}
 
 /// Runs jobs through their lifecycle.
 pub struct JobService {
-    users: Arc<dyn UserStore>,
-    jobs: Arc<dyn JobStore>,
-    queue: Arc<dyn JobQueue>,
-    notifier: Arc<dyn Notifier>,
-    clock: Arc<dyn Clock>,
-    ids: Arc<dyn IdGenerator>,
+    ports: JobPorts,
     prices: RwLock<Arc<PriceList>>,
     limits: JobLimits,
 }
@@ -131,25 +143,10 @@ impl std::fmt::Debug for JobService {
 
 impl JobService {
     /// A service over its ports.
-    #[allow(clippy::too_many_arguments)]
     #[must_use]
-    pub fn new(
-        users: Arc<dyn UserStore>,
-        jobs: Arc<dyn JobStore>,
-        queue: Arc<dyn JobQueue>,
-        notifier: Arc<dyn Notifier>,
-        clock: Arc<dyn Clock>,
-        ids: Arc<dyn IdGenerator>,
-        prices: PriceList,
-        limits: JobLimits,
-    ) -> Self {
+    pub fn new(ports: JobPorts, prices: PriceList, limits: JobLimits) -> Self {
         Self {
-            users,
-            jobs,
-            queue,
-            notifier,
-            clock,
-            ids,
+            ports,
             prices: RwLock::new(Arc::new(prices)),
             limits,
         }
@@ -164,7 +161,8 @@ impl JobService {
             .clone()
     }
 
-    /// Replaces the price list (live prices). Quotes already given keep their price.
+    /// Replaces the price list (live prices). Jobs already created keep their price; a
+    /// draft shown at the old price is re-quoted at confirmation.
     pub fn set_prices(&self, prices: PriceList) {
         *self.prices.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(prices);
     }
@@ -175,60 +173,57 @@ impl JobService {
         self.limits
     }
 
-    /// The price of a generation now, to show on the draft and store with the job.
+    /// The price of a generation now, to show on the draft.
     #[must_use]
     pub fn quote(&self, spec: &JobSpec) -> Quote {
         self.prices().quote(spec.product())
     }
 
-    /// Creates a job with its reservation (one transaction) and queues it. Confirming
-    /// twice with the same key makes one job and holds the money once.
+    /// Creates a job at today's price with its reservation and queue entry (one
+    /// transaction), then tells the queue. `shown` is the price the user confirmed: when
+    /// it is not today's price nothing is reserved ([`JobError::PriceChanged`]).
+    /// Confirming twice with the same key makes one job and holds the money once.
     ///
     /// # Errors
-    /// [`JobError::UnknownUser`], [`JobError::Banned`], [`JobError::QuoteMismatch`],
+    /// [`JobError::UnknownUser`], [`JobError::Banned`], [`JobError::PriceChanged`],
     /// [`JobError::InsufficientFunds`], [`JobError::TooManyActiveJobs`],
-    /// [`JobError::DuplicateKey`]; [`JobError::NotQueued`] when the job exists but the
-    /// queue failed (recovery queues it later).
+    /// [`JobError::DuplicateKey`], [`JobError::Store`].
     pub async fn create(
         &self,
         user: UserId,
         spec: JobSpec,
-        quote: Quote,
+        shown: &Quote,
         key: IdempotencyKey,
     ) -> Result<Job, JobError> {
-        let Some(profile) = self.users.user(user).await.map_err(JobError::Store)? else {
+        let Some(profile) = self.ports.users.user(user).await.map_err(JobError::Store)? else {
             return Err(JobError::UnknownUser(user));
         };
         if profile.is_banned {
             return Err(JobError::Banned(user));
         }
-        if quote.product != spec.product() {
-            return Err(JobError::QuoteMismatch);
-        }
         if key.is_reserved() {
             return Err(JobError::DuplicateKey);
         }
-        let new = NewJob {
-            id: self.ids.job_id(),
-            user_id: user,
+        let current = self.quote(&spec);
+        if current != *shown {
+            return Err(JobError::PriceChanged { current });
+        }
+        let new = NewJob::new(
+            self.ports.ids.job_id(),
+            user,
             spec,
-            quote,
-            reservation_id: self.ids.reservation_id(),
-            idempotency_key: key,
-            created_at: self.clock.now(),
-        };
+            current,
+            self.ports.ids.reservation_id(),
+            key,
+            self.ports.clock.now(),
+        );
         let job = self
+            .ports
             .jobs
             .create_job(new, self.limits.max_active_per_user)
             .await?;
-        if job.state == JobState::Pending {
-            self.queue
-                .enqueue(job.id)
-                .await
-                .map_err(|source| JobError::NotQueued {
-                    job_id: job.id,
-                    source,
-                })?;
+        if job.run_after.is_some() {
+            self.ports.queue.enqueue(job.id).await;
         }
         Ok(job)
     }
@@ -238,190 +233,97 @@ impl JobService {
     /// # Errors
     /// [`JobError::UnknownJob`].
     pub async fn job(&self, id: JobId) -> Result<Job, JobError> {
-        self.jobs.job(id).await?.ok_or(JobError::UnknownJob(id))
+        self.ports
+            .jobs
+            .job(id)
+            .await?
+            .ok_or(JobError::UnknownJob(id))
     }
 
-    /// Applies an event and stores it with its ledger effect in one transaction. A repeat
-    /// of the event that made the current state is `Ok` with `changed = false`.
+    /// Applies one event to a job (the store checks it against its own row, and the
+    /// lease when `guard` carries one). A repeat is `Ok` with `changed = false`.
     ///
     /// # Errors
-    /// [`JobError::UnknownJob`], [`JobError::Transition`] for an illegal event.
-    pub async fn apply(&self, id: JobId, event: JobEvent) -> Result<Applied, JobError> {
-        let mut attempt = 0;
-        loop {
-            let job = self.job(id).await?;
-            let transition = job.apply(event.clone(), self.clock.now())?;
-            if !transition.changed() {
-                return Ok(Applied {
-                    job,
-                    changed: false,
-                });
-            }
-            match self.jobs.save_transition(&transition).await {
-                Ok(job) => return Ok(Applied { job, changed: true }),
-                Err(StoreError::Conflict { .. }) if attempt < CONFLICT_RETRIES => attempt += 1,
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-
-    /// A worker starts or resumes the job (attempts + 1, at least 10 %). A job that has
-    /// used up its attempts (crashed workers count) is failed for good and refunded
-    /// instead: the returned job is then `failed`, and the worker must stop.
-    ///
-    /// # Errors
-    /// As [`Self::apply`].
-    pub async fn start(&self, id: JobId) -> Result<Applied, JobError> {
-        let applied = match self.apply(id, JobEvent::Started).await {
-            Ok(applied) => applied,
-            // `Started` is refused only on a finished job: a delivery after a crash between
-            // the final write and the queue ack. It changes nothing; the worker sees the
-            // final state and acks.
-            Err(JobError::Transition(refused)) => {
-                let job = self.job(id).await?;
-                if job.state.is_final() {
-                    return Ok(Applied {
-                        job,
-                        changed: false,
-                    });
-                }
-                return Err(JobError::Transition(refused));
-            }
-            Err(e) => return Err(e),
-        };
-        if applied.job.attempts > self.limits.max_attempts {
-            let attempts = applied.job.attempts.saturating_sub(1);
-            return self
-                .fail(id, FailureReason::TooManyAttempts { attempts })
-                .await;
-        }
-        self.tell(
-            &applied.job,
-            Notice::JobProgress {
-                job_id: id,
-                progress: applied.job.progress,
-            },
-        )
-        .await;
-        Ok(applied)
-    }
-
-    /// Records the provider's task id, before any polling: a restarted worker resumes
-    /// polling this task instead of paying for another.
-    ///
-    /// # Errors
-    /// As [`Self::apply`]; a different task id for the same job is illegal.
-    pub async fn task_created(&self, id: JobId, task: ProviderTaskId) -> Result<Applied, JobError> {
-        let applied = self
-            .apply(id, JobEvent::ProviderTaskCreated { task_id: task })
-            .await?;
-        self.tell_progress(&applied).await;
-        Ok(applied)
-    }
-
-    /// The provider is generating (50 %).
-    ///
-    /// # Errors
-    /// As [`Self::apply`].
-    pub async fn generating(&self, id: JobId) -> Result<Applied, JobError> {
-        let applied = self.apply(id, JobEvent::Generating).await?;
-        self.tell_progress(&applied).await;
-        Ok(applied)
-    }
-
-    /// The job succeeded: store the result and capture `actual_cost` (≤ the quote; the
-    /// difference is refunded) in one transaction, then deliver.
-    ///
-    /// # Errors
-    /// As [`Self::apply`]; a cost above the quote is illegal.
-    pub async fn complete(
+    /// [`JobError::UnknownJob`], [`JobError::LeaseLost`], [`JobError::Transition`],
+    /// [`JobError::Store`].
+    pub async fn write(
         &self,
         id: JobId,
-        result: AssetRef,
-        actual_cost: Money,
+        event: JobEvent,
+        guard: JobGuard,
     ) -> Result<Applied, JobError> {
-        let applied = self
-            .apply(
-                id,
-                JobEvent::Succeeded {
-                    result: result.clone(),
-                    actual_cost,
-                },
-            )
-            .await?;
-        if applied.changed {
-            let job = &applied.job;
-            self.tell(
-                job,
-                Notice::JobCompleted {
-                    job_id: id,
-                    kind: job.spec.kind(),
-                    result,
-                    charged: actual_cost,
-                },
-            )
-            .await;
-        }
-        Ok(applied)
+        let write = JobWrite {
+            job_id: id,
+            event,
+            guard,
+            audit: None,
+            at: self.ports.clock.now(),
+        };
+        Ok(self.ports.jobs.write_job(&write).await?)
     }
 
-    /// The job failed: release the reservation in the same transaction, then tell the user
-    /// why and that the money is back.
+    /// Claims the next ready job for `worker`, leased for `lease_for`.
     ///
     /// # Errors
-    /// As [`Self::apply`].
-    pub async fn fail(&self, id: JobId, reason: FailureReason) -> Result<Applied, JobError> {
-        let applied = self
-            .apply(
-                id,
-                JobEvent::Failed {
-                    reason: reason.clone(),
-                },
-            )
-            .await?;
-        if applied.changed {
-            let refunded = applied.job.quote.amount;
-            self.tell(
-                &applied.job,
-                Notice::JobFailed {
-                    job_id: id,
-                    reason,
-                    refunded,
-                },
-            )
-            .await;
-        }
-        Ok(applied)
+    /// [`JobError::Queue`] on backend failure.
+    pub async fn claim(&self, worker: &str, lease_for: Duration) -> Result<Option<Job>, JobError> {
+        let now = self.ports.clock.now();
+        let lease = JobLease::new(self.ports.ids.lease_token(), now.plus(lease_for));
+        Ok(self.ports.queue.claim(worker, &lease, now).await?)
     }
 
-    /// Cancels a pending or processing job and releases its reservation.
+    /// Tells the queue a worker is done with `job` for now.
     ///
     /// # Errors
-    /// As [`Self::apply`]; finished jobs cannot be cancelled.
-    pub async fn cancel(&self, id: JobId, by: CancelledBy) -> Result<Applied, JobError> {
-        let applied = self.apply(id, JobEvent::Cancelled { by }).await?;
-        if applied.changed {
-            let refunded = applied.job.quote.amount;
-            self.tell(
-                &applied.job,
-                Notice::JobCancelled {
-                    job_id: id,
-                    refunded,
-                },
-            )
-            .await;
-        }
-        Ok(applied)
+    /// [`JobError::Queue`] on backend failure.
+    pub async fn done(&self, job: &Job) -> Result<(), JobError> {
+        Ok(self.ports.queue.done(job).await?)
     }
 
-    /// Puts a processing job back to pending (its worker lost the lease).
+    /// Extends a worker's lease (heartbeat).
     ///
     /// # Errors
-    /// As [`Self::apply`].
-    pub async fn requeue(&self, id: JobId) -> Result<Applied, JobError> {
-        let applied = self.apply(id, JobEvent::Requeued).await?;
-        self.queue.enqueue(id).await?;
-        Ok(applied)
+    /// [`JobError::LeaseLost`] when the lease is no longer the job's.
+    pub async fn extend(&self, job: &Job, lease_for: Duration) -> Result<Applied, JobError> {
+        let lease = job.lease.as_ref().ok_or(JobError::LeaseLost(job.id))?;
+        let until = self.ports.clock.now().plus(lease_for);
+        self.write(
+            job.id,
+            JobEvent::LeaseExtended { until },
+            JobGuard::Lease(lease.token.clone()),
+        )
+        .await
+    }
+
+    /// Cancels a job on behalf of `actor`, audited in the same transaction. A pending
+    /// job is released at once; a running one is marked, and its worker settles the
+    /// cancel (release) at its next step, exactly once.
+    ///
+    /// # Errors
+    /// [`JobError::UnknownJob`]; [`JobError::Transition`] for a finished job.
+    pub async fn cancel(&self, id: JobId, actor: Actor, reason: &str) -> Result<Applied, JobError> {
+        let job = self.job(id).await?;
+        let by = match &actor {
+            Actor::User(user) if *user == job.user_id => CancelledBy::User,
+            Actor::User(_) => return Err(JobError::UnknownJob(id)),
+            other => CancelledBy::Admin(other.to_string()),
+        };
+        let at = self.ports.clock.now();
+        let write = JobWrite {
+            job_id: id,
+            event: JobEvent::Cancelled { by },
+            guard: JobGuard::Unleased,
+            audit: Some(AuditRecord {
+                actor,
+                action: AuditAction::JobCancel,
+                target_user: Some(job.user_id),
+                amount: Some(job.quote.amount),
+                reason: format!("job {id}: {reason}"),
+                created_at: at,
+            }),
+            at,
+        };
+        Ok(self.ports.jobs.write_job(&write).await?)
     }
 
     /// A user's newest jobs.
@@ -430,6 +332,7 @@ impl JobService {
     /// [`JobError::Store`] on storage failure.
     pub async fn history(&self, user: UserId, limit: u32) -> Result<Vec<Job>, JobError> {
         Ok(self
+            .ports
             .jobs
             .jobs(JobFilter {
                 state: None,
@@ -444,48 +347,27 @@ impl JobService {
     /// # Errors
     /// [`JobError::Store`] on storage failure.
     pub async fn list(&self, filter: JobFilter) -> Result<Vec<Job>, JobError> {
-        Ok(self.jobs.jobs(filter).await?)
+        Ok(self.ports.jobs.jobs(filter).await?)
     }
 
-    /// Queues every active job again (after a queue outage or with a fresh Redis): pending
-    /// ones, and processing ones whose queue entry may be gone with a crashed worker —
-    /// otherwise their holds would never settle. Enqueuing is idempotent (a job already
-    /// queued or leased is left alone), so this is safe at every start. Returns how many.
+    /// Jobs with work left (queued, leased, or a result still to deliver).
     ///
     /// # Errors
-    /// [`JobError::Store`] or [`JobError::Queue`] on backend failure.
-    pub async fn recover(&self) -> Result<usize, JobError> {
-        let mut active = Vec::new();
-        for state in [JobState::Pending, JobState::Processing] {
-            let filter = JobFilter {
-                state: Some(state),
-                user_id: None,
-                limit: u32::MAX,
-            };
-            active.extend(self.jobs.jobs(filter).await?);
-        }
-        for job in &active {
-            self.queue.enqueue(job.id).await?;
-        }
-        Ok(active.len())
+    /// [`JobError::Queue`] on backend failure.
+    pub async fn queue_depth(&self) -> Result<u64, JobError> {
+        Ok(self.ports.queue.depth().await?)
     }
 
-    async fn tell_progress(&self, applied: &Applied) {
-        if applied.changed {
-            let job = &applied.job;
-            self.tell(
-                job,
-                Notice::JobProgress {
-                    job_id: job.id,
-                    progress: job.progress,
-                },
-            )
-            .await;
+    /// Tells the queue again about every job with work left (a fresh or restarted
+    /// broker). Harmless to repeat. Returns how many.
+    ///
+    /// # Errors
+    /// [`JobError::Store`] on storage failure.
+    pub async fn resync_queue(&self, limit: u32) -> Result<usize, JobError> {
+        let ids = self.ports.jobs.queued_jobs(limit).await?;
+        for id in &ids {
+            self.ports.queue.enqueue(*id).await;
         }
-    }
-
-    async fn tell(&self, job: &Job, notice: Notice) {
-        // Best effort: the state is committed; the notifier logs its own failures.
-        let _ = self.notifier.notify(job.user_id, notice).await;
+        Ok(ids.len())
     }
 }

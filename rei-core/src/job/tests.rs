@@ -1,22 +1,24 @@
-//! Job state machine and `JobService` tests.
+//! Job state machine, `JobService` and `JobRunner` tests.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use uuid::Uuid;
 
 use super::*;
 use crate::ids::{IdempotencyKey, JobId, ProviderTaskId, ReservationId, UserId};
-use crate::job::service::JobError;
 use crate::ledger::{EntryKind, NewEntry, RefType, ReservationState, Settlement};
-use crate::memory::{ManualClock, MemoryQueue, MemoryStore, RecordingNotifier, SequentialIds};
+use crate::memory::{
+    Failure, ManualClock, MemoryAssets, MemoryStore, RecordingNotifier, SequentialIds,
+};
 use crate::money::Money;
 use crate::ports::{
-    JobQueue, LedgerStore, MockJobQueue, MockJobStore, MockNotifier, MockUserStore, Notice,
-    NotifyError, QueueError, StoreError, UserStore,
+    Assets, Clock, DownloadedAsset, GeneratedImage, JobQueue, JobStore, LedgerStore,
+    MockImageGenerator, MockVideoGenerator, Notice, ProviderError, UserStore, VideoTaskStatus,
 };
 use crate::pricing::{PriceList, Product, Quote};
 use crate::time::Timestamp;
-use crate::user::{Language, UserProfile};
+use crate::user::{Actor, AuditAction, Language, UserProfile};
 
 fn m(k: i64) -> Money {
     Money::from_kopecks(k).unwrap()
@@ -33,19 +35,24 @@ fn image_spec() -> JobSpec {
 }
 
 fn pending_job() -> Job {
-    NewJob {
-        id: JobId::from_uuid(Uuid::from_u128(1)),
-        user_id: UserId::new(1).unwrap(),
-        spec: image_spec(),
-        quote: Quote {
-            product: Product::ImageGeneration,
-            amount: m(5_000),
-        },
-        reservation_id: ReservationId::from_uuid(Uuid::from_u128(2)),
-        idempotency_key: IdempotencyKey::new("k").unwrap(),
-        created_at: t(0),
-    }
+    NewJob::new(
+        JobId::from_uuid(Uuid::from_u128(1)),
+        UserId::new(1).unwrap(),
+        image_spec(),
+        Quote::new(Product::ImageGeneration, m(5_000)),
+        ReservationId::from_uuid(Uuid::from_u128(2)),
+        IdempotencyKey::new("k").unwrap(),
+        t(0),
+    )
     .pending()
+}
+
+fn lease(token: &str, until: i64) -> JobLease {
+    JobLease::new(LeaseToken::new(token), t(until))
+}
+
+fn mine() -> JobGuard {
+    JobGuard::Lease(LeaseToken::new("w1"))
 }
 
 fn failed_reason() -> FailureReason {
@@ -54,123 +61,276 @@ fn failed_reason() -> FailureReason {
     }
 }
 
-fn step(job: &Job, ev: JobEvent) -> JobTransition {
-    job.apply(ev, t(100)).unwrap()
+/// Applies an event at 100 ms; panics when refused.
+fn step(job: &Job, ev: JobEvent, guard: &JobGuard) -> JobTransition {
+    job.apply(&ev, guard, t(100)).unwrap()
+}
+
+fn claimed() -> Job {
+    step(
+        &pending_job(),
+        JobEvent::Claimed {
+            lease: lease("w1", 10_000),
+        },
+        &JobGuard::Unleased,
+    )
+    .after
+}
+
+fn done(job: &Job) -> Job {
+    step(
+        job,
+        JobEvent::Succeeded {
+            result: AssetRef::new("results/1.png"),
+            actual_cost: m(5_000),
+        },
+        &mine(),
+    )
+    .after
 }
 
 // ---- state machine ----
 
 #[test]
-fn start_moves_pending_to_processing_at_ten_percent() {
-    let tr = step(&pending_job(), JobEvent::Started);
+fn a_claim_moves_pending_to_processing_at_ten_percent_under_a_lease() {
+    let job = claimed();
     assert_eq!(
-        (tr.after.state, tr.after.progress, tr.after.attempts),
-        (JobState::Processing, Progress::Started, 1)
+        (job.state, job.progress, job.deliveries, job.attempts),
+        (JobState::Processing, Progress::Started, 1, 0)
     );
-    assert_eq!(tr.after.started_at, Some(t(100)));
-    assert_eq!(tr.after.version, 1);
-    assert_eq!(tr.settlement, None);
+    assert_eq!(job.lease, Some(lease("w1", 10_000)));
+    assert_eq!((job.started_at, job.version), (Some(t(100)), 1));
+    assert!(!job.is_claimable(t(9_999)));
+    assert!(job.is_claimable(t(10_000)), "an expired lease frees it");
 }
 
 #[test]
-fn resuming_a_processing_job_counts_an_attempt_and_keeps_progress() {
-    let p = step(&pending_job(), JobEvent::Started).after;
-    let g = step(&p, JobEvent::Generating).after;
-    let resumed = step(&g, JobEvent::Started).after;
+fn a_live_lease_refuses_other_claims_and_an_expired_one_passes_on() {
+    let job = claimed();
+    let other = JobEvent::Claimed {
+        lease: lease("w2", 20_000),
+    };
     assert_eq!(
-        (resumed.attempts, resumed.progress),
-        (2, Progress::Generating)
+        job.apply(&other, &JobGuard::Unleased, t(9_999)),
+        Err(ApplyError::NotClaimable { job_id: job.id })
     );
-    assert_eq!(resumed.started_at, Some(t(100)));
+    let taken = job
+        .apply(&other, &JobGuard::Unleased, t(10_000))
+        .unwrap()
+        .after;
+    assert_eq!(
+        (taken.deliveries, taken.attempts),
+        (2, 0),
+        "a restart is not an attempt"
+    );
+    assert_eq!(
+        taken.apply(&JobEvent::Generating, &mine(), t(10_001)),
+        Err(ApplyError::LeaseLost { job_id: job.id }),
+        "the first worker's lease is gone"
+    );
 }
 
 #[test]
-fn success_captures_the_actual_cost() {
-    let p = step(&pending_job(), JobEvent::Started).after;
+fn worker_events_need_the_live_lease() {
+    let job = claimed();
+    for guard in [JobGuard::Unleased, JobGuard::Lease(LeaseToken::new("w2"))] {
+        assert_eq!(
+            job.apply(&JobEvent::CallStarted, &guard, t(100)),
+            Err(ApplyError::LeaseLost { job_id: job.id })
+        );
+    }
+    assert_eq!(
+        job.apply(&JobEvent::CallStarted, &mine(), t(10_000)),
+        Err(ApplyError::LeaseLost { job_id: job.id }),
+        "expired"
+    );
+    let extended = step(&job, JobEvent::LeaseExtended { until: t(30_000) }, &mine()).after;
+    assert!(
+        extended
+            .apply(&JobEvent::CallStarted, &mine(), t(20_000))
+            .is_ok()
+    );
+}
+
+#[test]
+fn success_captures_the_actual_cost_and_waits_for_delivery() {
     let tr = step(
-        &p,
+        &claimed(),
         JobEvent::Succeeded {
-            result: AssetRef::new("r.png"),
+            result: AssetRef::new("results/1.png"),
             actual_cost: m(4_000),
         },
-    );
-    assert_eq!(
-        (tr.after.state, tr.after.progress),
-        (JobState::Completed, Progress::Done)
+        &mine(),
     );
     assert_eq!(
         tr.settlement,
         Some(Settlement::Capture { actual: m(4_000) })
     );
-    assert_eq!(tr.after.cost_actual, Some(m(4_000)));
+    let job = tr.after;
+    assert_eq!(
+        (job.state, job.progress, job.cost_actual),
+        (JobState::Completed, Progress::Done, Some(m(4_000)))
+    );
+    assert_eq!(
+        (job.delivery, job.run_after),
+        (Delivery::Pending, Some(t(100)))
+    );
+    assert!(job.lease.is_some(), "the same worker delivers");
 }
 
 #[test]
 fn success_above_the_quote_is_illegal() {
-    let p = step(&pending_job(), JobEvent::Started).after;
-    assert!(
-        p.apply(
-            JobEvent::Succeeded {
-                result: AssetRef::new("r"),
-                actual_cost: m(5_001)
-            },
-            t(1)
-        )
-        .is_err()
+    let r = claimed().apply(
+        &JobEvent::Succeeded {
+            result: AssetRef::new("r"),
+            actual_cost: m(5_001),
+        },
+        &mine(),
+        t(100),
+    );
+    assert!(matches!(r, Err(ApplyError::Transition(_))));
+}
+
+#[test]
+fn failure_releases_and_a_user_cancel_of_a_pending_job_needs_no_notice() {
+    let tr = step(
+        &claimed(),
+        JobEvent::Failed {
+            reason: failed_reason(),
+        },
+        &mine(),
+    );
+    assert_eq!(tr.settlement, Some(Settlement::Release));
+    assert_eq!(tr.after.delivery, Delivery::Pending);
+    let by_user = step(
+        &pending_job(),
+        JobEvent::Cancelled {
+            by: CancelledBy::User,
+        },
+        &JobGuard::Unleased,
+    );
+    assert_eq!(by_user.settlement, Some(Settlement::Release));
+    assert_eq!(
+        (by_user.after.delivery, by_user.after.run_after),
+        (Delivery::Skipped, None)
+    );
+    let by_admin = step(
+        &pending_job(),
+        JobEvent::Cancelled {
+            by: CancelledBy::Admin("cli:root".into()),
+        },
+        &JobGuard::Unleased,
+    );
+    assert_eq!(
+        by_admin.after.delivery,
+        Delivery::Pending,
+        "the worker tells the user"
     );
 }
 
 #[test]
-fn failure_and_cancel_release() {
-    let p = step(&pending_job(), JobEvent::Started).after;
+fn cancelling_a_running_job_is_a_request_its_worker_settles_once() {
+    let running = claimed();
+    let ask = JobEvent::Cancelled {
+        by: CancelledBy::User,
+    };
+    let asked = step(&running, ask.clone(), &JobGuard::Unleased);
     assert_eq!(
-        step(
-            &p,
-            JobEvent::Failed {
-                reason: failed_reason()
-            }
-        )
-        .settlement,
-        Some(Settlement::Release)
+        asked.settlement, None,
+        "nothing released while the worker runs"
+    );
+    assert_eq!(asked.after.state, JobState::Processing);
+    assert!(!step(&asked.after, ask.clone(), &JobGuard::Unleased).changed());
+    let settled = step(&asked.after, ask, &mine());
+    assert_eq!(settled.settlement, Some(Settlement::Release));
+    assert_eq!(settled.after.state, JobState::Cancelled);
+    // A success reported after the request is the cancel, not an error.
+    let late = step(
+        &asked.after,
+        JobEvent::Succeeded {
+            result: AssetRef::new("r"),
+            actual_cost: m(5_000),
+        },
+        &mine(),
     );
     assert_eq!(
-        step(
-            &p,
-            JobEvent::Cancelled {
-                by: CancelledBy::User
-            }
-        )
-        .settlement,
-        Some(Settlement::Release)
+        (late.after.state, late.settlement, late.after.result),
+        (JobState::Cancelled, Some(Settlement::Release), None)
     );
+}
+
+#[test]
+fn a_failed_attempt_counts_and_hands_the_job_back() {
+    let job = step(
+        &claimed(),
+        JobEvent::AttemptFailed { retry_at: t(5_000) },
+        &mine(),
+    )
+    .after;
     assert_eq!(
-        step(
-            &pending_job(),
-            JobEvent::Cancelled {
-                by: CancelledBy::User
-            }
+        (job.attempts, &job.lease, job.run_after),
+        (1, &None, Some(t(5_000)))
+    );
+    assert!(!job.is_claimable(t(4_999)));
+    assert!(job.is_claimable(t(5_000)));
+}
+
+#[test]
+fn delivery_is_recorded_once_and_ends_the_queue_entry() {
+    let job = done(&claimed());
+    let retry = step(&job, JobEvent::DeliveryFailed { retry_at: t(900) }, &mine()).after;
+    assert_eq!((retry.delivery_attempts, &retry.lease), (1, &None));
+    let again = retry
+        .apply(
+            &JobEvent::Claimed {
+                lease: lease("w1", 20_000),
+            },
+            &JobGuard::Unleased,
+            t(900),
         )
-        .settlement,
-        Some(Settlement::Release)
+        .unwrap();
+    assert_eq!(
+        again.after.state,
+        JobState::Completed,
+        "claiming a finished job keeps it"
+    );
+    let delivered = step(&again.after, JobEvent::Delivered, &mine()).after;
+    assert_eq!(
+        (
+            delivered.delivery,
+            delivered.delivered_at,
+            delivered.run_after,
+            &delivered.lease
+        ),
+        (Delivery::Delivered, Some(t(100)), None, &None)
+    );
+    assert!(!delivered.is_claimable(t(1_000_000)));
+    let blocked = step(&job, JobEvent::Undeliverable, &mine()).after;
+    assert_eq!(
+        (blocked.delivery, blocked.state),
+        (Delivery::Unreachable, JobState::Completed)
     );
 }
 
 #[test]
 fn repeated_final_events_change_nothing() {
-    let p = step(&pending_job(), JobEvent::Started).after;
-    let done_ev = JobEvent::Succeeded {
-        result: AssetRef::new("r"),
-        actual_cost: m(5_000),
-    };
-    let done = step(&p, done_ev.clone()).after;
-    let again = step(&done, done_ev);
+    let job = done(&claimed());
+    let again = step(
+        &job,
+        JobEvent::Succeeded {
+            result: AssetRef::new("results/1.png"),
+            actual_cost: m(5_000),
+        },
+        &mine(),
+    );
     assert!(!again.changed());
     assert_eq!(again.settlement, None);
     let failed = step(
-        &p,
+        &claimed(),
         JobEvent::Failed {
             reason: failed_reason(),
         },
+        &mine(),
     )
     .after;
     assert!(
@@ -178,23 +338,8 @@ fn repeated_final_events_change_nothing() {
             &failed,
             JobEvent::Failed {
                 reason: failed_reason()
-            }
-        )
-        .changed()
-    );
-    let cancelled = step(
-        &p,
-        JobEvent::Cancelled {
-            by: CancelledBy::User,
-        },
-    )
-    .after;
-    assert!(
-        !step(
-            &cancelled,
-            JobEvent::Cancelled {
-                by: CancelledBy::User
-            }
+            },
+            &mine()
         )
         .changed()
     );
@@ -202,132 +347,84 @@ fn repeated_final_events_change_nothing() {
 
 #[test]
 fn provider_task_id_is_set_once() {
-    let p = step(&pending_job(), JobEvent::Started).after;
-    let task = ProviderTaskId::new("t1").unwrap();
-    let with = step(
-        &p,
-        JobEvent::ProviderTaskCreated {
-            task_id: task.clone(),
-        },
+    let a = ProviderTaskId::new("a").unwrap();
+    let job = step(
+        &claimed(),
+        JobEvent::ProviderTaskCreated { task_id: a.clone() },
+        &mine(),
     )
     .after;
-    assert_eq!(with.progress, Progress::Generating);
-    assert!(!step(&with, JobEvent::ProviderTaskCreated { task_id: task }).changed());
-    assert!(
-        with.apply(
-            JobEvent::ProviderTaskCreated {
-                task_id: ProviderTaskId::new("t2").unwrap()
-            },
-            t(1)
-        )
-        .is_err()
-    );
+    assert_eq!(job.progress, Progress::Generating);
+    assert!(!step(&job, JobEvent::ProviderTaskCreated { task_id: a }, &mine()).changed());
+    let b = ProviderTaskId::new("b").unwrap();
+    assert!(matches!(
+        job.apply(
+            &JobEvent::ProviderTaskCreated { task_id: b },
+            &mine(),
+            t(100)
+        ),
+        Err(ApplyError::Transition(_))
+    ));
 }
 
 #[test]
 fn illegal_moves_are_rejected_with_their_names() {
-    let pending = pending_job();
-    let processing = step(&pending, JobEvent::Started).after;
-    let completed = step(
-        &processing,
+    let completed = done(&claimed());
+    let failed = step(
+        &claimed(),
+        JobEvent::Failed {
+            reason: failed_reason(),
+        },
+        &mine(),
+    )
+    .after;
+    let check = |job: &Job, ev: JobEvent| {
+        let name = ev.name();
+        match job.apply(&ev, &mine(), t(100)) {
+            Err(ApplyError::Transition(e)) => {
+                assert_eq!((e.from, e.event), (job.state, name));
+            }
+            other => panic!("{name} on {}: {other:?}", job.state),
+        }
+    };
+    check(
+        &completed,
+        JobEvent::Failed {
+            reason: failed_reason(),
+        },
+    );
+    check(&completed, JobEvent::Generating);
+    check(&completed, JobEvent::CallStarted);
+    check(
+        &completed,
+        JobEvent::Cancelled {
+            by: CancelledBy::User,
+        },
+    );
+    check(
+        &failed,
         JobEvent::Succeeded {
             result: AssetRef::new("r"),
             actual_cost: m(1),
         },
-    )
-    .after;
-    let failed = step(
-        &processing,
-        JobEvent::Failed {
-            reason: failed_reason(),
-        },
-    )
-    .after;
-    let cancelled = step(
-        &pending,
-        JobEvent::Cancelled {
-            by: CancelledBy::User,
-        },
-    )
-    .after;
-    let cases: Vec<(&Job, JobEvent)> = vec![
-        (&pending, JobEvent::Generating),
-        (
-            &pending,
-            JobEvent::Failed {
-                reason: failed_reason(),
-            },
-        ),
-        (
-            &pending,
-            JobEvent::Succeeded {
-                result: AssetRef::new("r"),
-                actual_cost: m(1),
-            },
-        ),
-        (&pending, JobEvent::Requeued),
-        (&completed, JobEvent::Started),
-        (
-            &completed,
-            JobEvent::Failed {
-                reason: failed_reason(),
-            },
-        ),
-        (
-            &completed,
-            JobEvent::Cancelled {
-                by: CancelledBy::User,
-            },
-        ),
-        (
-            &completed,
-            JobEvent::Succeeded {
-                result: AssetRef::new("other"),
-                actual_cost: m(1),
-            },
-        ),
-        (
-            &failed,
-            JobEvent::Succeeded {
-                result: AssetRef::new("r"),
-                actual_cost: m(1),
-            },
-        ),
-        (
-            &failed,
-            JobEvent::Cancelled {
-                by: CancelledBy::User,
-            },
-        ),
-        (&cancelled, JobEvent::Started),
-        (
-            &cancelled,
-            JobEvent::Failed {
-                reason: failed_reason(),
-            },
-        ),
-    ];
-    for (job, ev) in cases {
-        let name = ev.name();
-        let err = job.apply(ev, t(1)).expect_err(name);
-        assert_eq!((err.from, err.event), (job.state, name));
-    }
-}
-
-#[test]
-fn requeue_returns_processing_to_pending() {
-    let p = step(&pending_job(), JobEvent::Started).after;
-    let back = step(&p, JobEvent::Requeued).after;
-    assert_eq!(
-        (back.state, back.progress, back.attempts),
-        (JobState::Pending, Progress::Queued, 1)
     );
+    check(&claimed(), JobEvent::Delivered);
+    check(&claimed(), JobEvent::Undeliverable);
 }
 
 #[test]
-fn states_progress_and_specs_have_stable_codes() {
+fn states_progress_delivery_and_specs_have_stable_codes() {
     for s in JobState::ALL {
         assert_eq!(s.as_str().parse::<JobState>(), Ok(s));
+    }
+    for d in [
+        Delivery::NotYet,
+        Delivery::Pending,
+        Delivery::Delivered,
+        Delivery::Unreachable,
+        Delivery::Skipped,
+    ] {
+        assert_eq!(d.as_str().parse::<Delivery>(), Ok(d));
     }
     assert_eq!(serde_json::to_string(&Progress::Generating).unwrap(), "50");
     assert!(serde_json::from_str::<Progress>("42").is_err());
@@ -357,20 +454,26 @@ fn prompts_are_bounded() {
     assert_eq!(Prompt::parse("  hi ").unwrap().as_str(), "hi");
 }
 
-// ---- service over memory adapters ----
+// ---- service and runner over memory adapters ----
 
 struct World {
     store: Arc<MemoryStore>,
-    queue: Arc<MemoryQueue>,
+    clock: Arc<ManualClock>,
     notifier: Arc<RecordingNotifier>,
-    jobs: JobService,
+    assets: Arc<MemoryAssets>,
+    jobs: Arc<JobService>,
     user: UserId,
 }
+
+const LIMITS: JobLimits = JobLimits {
+    max_active_per_user: 2,
+    max_attempts: 3,
+    max_deliveries: 10,
+};
 
 async fn world(balance: i64) -> World {
     let store = Arc::new(MemoryStore::new());
     let clock = Arc::new(ManualClock::new(t(1_000)));
-    let queue = Arc::new(MemoryQueue::new(clock.clone()));
     let notifier = Arc::new(RecordingNotifier::default());
     let user = UserId::new(42).unwrap();
     store
@@ -398,26 +501,67 @@ async fn world(balance: i64) -> World {
         };
         store.post(e, None).await.unwrap();
     }
-    let limits = JobLimits {
-        max_active_per_user: 2,
-        max_attempts: 2,
+    let ports = JobPorts {
+        users: store.clone(),
+        jobs: store.clone(),
+        queue: Arc::new(StoreQueue::new(store.clone())),
+        clock: clock.clone(),
+        ids: Arc::new(SequentialIds::default()),
     };
-    let jobs = JobService::new(
-        store.clone(),
-        store.clone(),
-        queue.clone(),
-        notifier.clone(),
-        clock,
-        Arc::new(SequentialIds::default()),
-        PriceList::seed_defaults(),
-        limits,
-    );
+    let jobs = Arc::new(JobService::new(ports, PriceList::seed_defaults(), LIMITS));
     World {
         store,
-        queue,
+        clock,
         notifier,
+        assets: Arc::new(MemoryAssets::with_public_urls()),
         jobs,
         user,
+    }
+}
+
+impl World {
+    fn runner(&self, images: MockImageGenerator, videos: MockVideoGenerator) -> JobRunner {
+        JobRunner::new(
+            RunnerPorts {
+                jobs: self.jobs.clone(),
+                images: Some(Arc::new(images)),
+                videos: Some(Arc::new(videos)),
+                assets: self.assets.clone(),
+                notifier: self.notifier.clone(),
+                clock: self.clock.clone(),
+            },
+            RunnerConfig::default(),
+        )
+    }
+
+    async fn claim(&self) -> Option<Job> {
+        self.jobs.claim("w", Duration::from_secs(60)).await.unwrap()
+    }
+
+    fn advance(&self, secs: u64) {
+        self.clock.advance(Duration::from_secs(secs));
+    }
+
+    async fn available(&self) -> i64 {
+        self.store
+            .balance(self.user)
+            .await
+            .unwrap()
+            .available
+            .kopecks()
+    }
+
+    async fn reservation_state(&self, job: &Job) -> ReservationState {
+        self.store
+            .reservation(job.reservation_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .state
+    }
+
+    async fn stored(&self, job: &Job) -> Job {
+        self.store.job(job.id).await.unwrap().unwrap()
     }
 }
 
@@ -425,44 +569,107 @@ fn key(k: &str) -> IdempotencyKey {
     IdempotencyKey::new(k).unwrap()
 }
 
-async fn confirm(w: &World, k: &str) -> Result<Job, JobError> {
-    let spec = image_spec();
+async fn confirm_spec(w: &World, spec: JobSpec, k: &str) -> Result<Job, JobError> {
     let quote = w.jobs.quote(&spec);
-    w.jobs.create(w.user, spec, quote, key(k)).await
+    w.jobs.create(w.user, spec, &quote, key(k)).await
 }
 
-async fn available(w: &World) -> i64 {
-    w.store.balance(w.user).await.unwrap().available.kopecks()
+async fn confirm(w: &World, k: &str) -> Result<Job, JobError> {
+    confirm_spec(w, image_spec(), k).await
+}
+
+fn video_spec(mode: VideoMode, input: Option<&str>) -> JobSpec {
+    JobSpec::Video {
+        mode,
+        model: "kling-v2-6".into(),
+        duration: crate::pricing::VideoDuration::Five,
+        prompt: Prompt::parse("a cat").unwrap(),
+        input: input.map(AssetRef::new),
+    }
+}
+
+fn png() -> GeneratedImage {
+    GeneratedImage {
+        bytes: vec![0x89, b'P', b'N', b'G', 1, 2, 3],
+        mime_type: "image/png".into(),
+        caption: None,
+    }
+}
+
+/// Runs steps until the worker lets go of the job; returns the last outcome.
+async fn run(runner: &JobRunner, mut job: Job) -> StepOutcome {
+    for _ in 0..20 {
+        let out = runner.step(job).await.unwrap();
+        match out.next {
+            Next::Continue => job = out.job,
+            Next::Wait(_) | Next::Released | Next::Finished => return out,
+        }
+    }
+    panic!("the runner never let go of the job");
 }
 
 #[tokio::test]
-async fn confirming_reserves_the_quote_and_queues_the_job() {
+async fn confirming_reserves_the_price_and_queues_the_job_in_one_write() {
     let w = world(10_000).await;
     let job = confirm(&w, "c1").await.unwrap();
-    assert_eq!(job.quote.amount, m(5_000));
-    assert_eq!(available(&w).await, 5_000);
-    assert_eq!(w.queue.depth().await.unwrap(), 1);
+    assert_eq!((job.state, job.quote.amount), (JobState::Pending, m(5_000)));
+    assert_eq!(job.run_after, Some(t(1_000)));
+    assert_eq!(w.available().await, 5_000);
+    assert_eq!(w.jobs.queue_depth().await.unwrap(), 1);
     let again = confirm(&w, "c1").await.unwrap();
-    assert_eq!(again.id, job.id, "a double tap on Confirm makes one job");
-    assert_eq!(available(&w).await, 5_000);
-    assert_eq!(w.queue.depth().await.unwrap(), 1);
+    assert_eq!(again, job, "a second confirm is the same job");
+    assert_eq!(w.available().await, 5_000);
+    let claimed = w.claim().await.unwrap();
+    assert_eq!((claimed.id, claimed.state), (job.id, JobState::Processing));
 }
 
 #[tokio::test]
-async fn confirming_without_money_offers_nothing_and_holds_nothing() {
+async fn the_price_charged_is_the_price_list_not_the_callers() {
+    // Gap 5: `create` used to charge whatever quote the caller passed.
+    let w = world(10_000).await;
+    let spec = image_spec();
+    let forged = Quote::new(Product::ImageGeneration, m(1));
+    let r = w
+        .jobs
+        .create(w.user, spec.clone(), &forged, key("c1"))
+        .await;
+    let Err(JobError::PriceChanged { current }) = r else {
+        panic!("{r:?}")
+    };
+    assert_eq!(current, w.jobs.quote(&spec));
+    assert_eq!(w.available().await, 10_000, "nothing reserved");
+    let other_product = Quote::new(Product::ImageEdit, m(3_000));
+    assert!(matches!(
+        w.jobs.create(w.user, spec, &other_product, key("c2")).await,
+        Err(JobError::PriceChanged { .. })
+    ));
+    assert!(w.store.jobs(JobFilter::default()).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_price_change_between_draft_and_confirm_asks_again() {
+    let w = world(100_000).await;
+    let spec = image_spec();
+    let shown = w.jobs.quote(&spec);
+    w.jobs
+        .set_prices(PriceList::new(m(7_000), m(3_000), m(10_000), 2).unwrap());
+    let r = w.jobs.create(w.user, spec.clone(), &shown, key("c1")).await;
+    assert!(matches!(r, Err(JobError::PriceChanged { current }) if current.amount == m(7_000)));
+    let job = w
+        .jobs
+        .create(w.user, spec, &w.jobs.quote(&image_spec()), key("c1"))
+        .await
+        .unwrap();
+    assert_eq!(job.quote.amount, m(7_000));
+}
+
+#[tokio::test]
+async fn refusals_at_creation_hold_nothing() {
     let w = world(4_999).await;
-    match confirm(&w, "c1").await {
-        Err(JobError::InsufficientFunds { needed, available }) => {
-            assert_eq!((needed, available), (m(5_000), m(4_999)))
-        }
-        other => panic!("expected InsufficientFunds, got {other:?}"),
-    }
-    assert_eq!(available(&w).await, 4_999);
-    assert_eq!(w.queue.depth().await.unwrap(), 0);
-}
-
-#[tokio::test]
-async fn the_active_job_cap_applies() {
+    assert!(matches!(
+        confirm(&w, "c1").await,
+        Err(JobError::InsufficientFunds { needed, .. }) if needed == m(5_000)
+    ));
     let w = world(100_000).await;
     confirm(&w, "a").await.unwrap();
     confirm(&w, "b").await.unwrap();
@@ -470,406 +677,483 @@ async fn the_active_job_cap_applies() {
         confirm(&w, "c").await,
         Err(JobError::TooManyActiveJobs { limit: 2 })
     ));
+    assert!(matches!(
+        w.jobs
+            .create(
+                w.user,
+                image_spec(),
+                &w.jobs.quote(&image_spec()),
+                IdempotencyKey::derived("job", &1, "x")
+            )
+            .await,
+        Err(JobError::DuplicateKey)
+    ));
+    let stranger = UserId::new(7).unwrap();
+    assert!(matches!(
+        w.jobs.create(stranger, image_spec(), &w.jobs.quote(&image_spec()), key("z")).await,
+        Err(JobError::UnknownUser(u)) if u == stranger
+    ));
+    assert_eq!(w.available().await, 90_000);
 }
 
 #[tokio::test]
-async fn a_stale_quote_for_another_product_is_refused() {
-    let w = world(100_000).await;
-    let quote = w.jobs.quote(&JobSpec::ImageEdit {
-        prompt: Prompt::parse("x").unwrap(),
-        image: AssetRef::new("a"),
-    });
-    let r = w.jobs.create(w.user, image_spec(), quote, key("k")).await;
-    assert!(matches!(r, Err(JobError::QuoteMismatch)));
-}
-
-#[tokio::test]
-async fn quotes_survive_price_changes() {
-    let w = world(100_000).await;
-    let spec = image_spec();
-    let quote = w.jobs.quote(&spec);
-    w.jobs
-        .set_prices(PriceList::new(m(9_900), m(1), m(1), 2).unwrap());
-    let job = w.jobs.create(w.user, spec, quote, key("k")).await.unwrap();
-    assert_eq!(job.quote.amount, m(5_000));
-    assert_eq!(w.jobs.quote(&image_spec()).amount, m(9_900));
-}
-
-#[tokio::test]
-async fn a_full_successful_run_captures_and_notifies_in_order() {
+async fn an_image_job_runs_captures_and_is_delivered_once() {
     let w = world(10_000).await;
-    let job = confirm(&w, "c").await.unwrap();
-    w.jobs.start(job.id).await.unwrap();
-    w.jobs.generating(job.id).await.unwrap();
-    let done = w
-        .jobs
-        .complete(job.id, AssetRef::new("results/x.png"), m(5_000))
-        .await
-        .unwrap();
-    assert!(done.changed);
-    assert_eq!(done.job.state, JobState::Completed);
-    assert_eq!(available(&w).await, 5_000);
+    let job = confirm(&w, "c1").await.unwrap();
+    let mut images = MockImageGenerator::new();
+    images.expect_generate().times(1).returning(|_| Ok(png()));
+    let runner = w.runner(images, MockVideoGenerator::new());
+    let out = run(&runner, w.claim().await.unwrap()).await;
+    assert_eq!(out.next, Next::Finished);
+    let stored = w.stored(&job).await;
     assert_eq!(
-        w.store
-            .reservation(job.reservation_id)
-            .await
-            .unwrap()
-            .unwrap()
-            .state,
-        ReservationState::Captured
+        (stored.state, stored.delivery),
+        (JobState::Completed, Delivery::Delivered)
     );
-    let progress: Vec<String> = w
+    assert_eq!(stored.delivered_at, Some(t(1_000)));
+    assert_eq!(w.reservation_state(&job).await, ReservationState::Captured);
+    assert_eq!(w.available().await, 5_000);
+    let result = stored.result.clone().unwrap();
+    assert_eq!(w.assets.read(&result).await.unwrap(), png().bytes);
+    let notices: Vec<Notice> = w.notifier.notices().into_iter().map(|(_, n)| n).collect();
+    assert_eq!(
+        notices,
+        vec![
+            Notice::JobProgress {
+                job_id: job.id,
+                progress: Progress::Started
+            },
+            Notice::JobCompleted {
+                job_id: job.id,
+                kind: JobKind::ImageGeneration,
+                result,
+                charged: m(5_000),
+            },
+        ]
+    );
+    assert_eq!(w.claim().await, None, "nothing left in the queue");
+    assert!(w.store.verify().await.unwrap().is_ok());
+}
+
+#[tokio::test]
+async fn a_failed_delivery_is_retried_later_and_recorded_once() {
+    // Gap 1: a notifier error after the capture used to lose the delivery.
+    let w = world(10_000).await;
+    let job = confirm(&w, "c1").await.unwrap();
+    let mut images = MockImageGenerator::new();
+    images.expect_generate().times(1).returning(|_| Ok(png()));
+    let runner = w.runner(images, MockVideoGenerator::new());
+    let first = runner.step(w.claim().await.unwrap()).await.unwrap();
+    assert_eq!(first.job.state, JobState::Completed);
+    w.notifier
+        .fail_next([Failure::Unavailable, Failure::Unavailable]);
+    let out = runner.step(first.job).await.unwrap();
+    assert_eq!(out.next, Next::Released);
+    assert_eq!(out.job.delivery_attempts, 1);
+    assert!(matches!(
+        out.notes.as_slice(),
+        [StepNote::DeliveryFailed { .. }]
+    ));
+    assert_eq!(w.claim().await, None, "not before the backoff");
+    w.advance(5);
+    let out = run(&runner, w.claim().await.unwrap()).await;
+    assert_eq!((out.next, out.job.delivery_attempts), (Next::Released, 2));
+    w.advance(10);
+    let out = run(&runner, w.claim().await.unwrap()).await;
+    assert_eq!(out.next, Next::Finished);
+    assert_eq!(w.stored(&job).await.delivery, Delivery::Delivered);
+    let completed = w
         .notifier
         .notices()
         .into_iter()
-        .map(|(_, n)| match n {
-            Notice::JobProgress { progress, .. } => format!("{}%", progress.percent()),
-            Notice::JobCompleted { .. } => "done".into(),
-            other => format!("{other:?}"),
-        })
-        .collect();
-    assert_eq!(progress, vec!["10%", "50%", "done"]);
-    // A retried worker reporting success again changes and charges nothing.
-    let again = w
-        .jobs
-        .complete(job.id, AssetRef::new("results/x.png"), m(5_000))
-        .await
-        .unwrap();
-    assert!(!again.changed);
-    assert_eq!(w.notifier.notices().len(), 3);
-    assert!(w.store.verify().await.unwrap().is_ok());
+        .filter(|(_, n)| matches!(n, Notice::JobCompleted { .. }))
+        .count();
+    assert_eq!(completed, 1, "delivered exactly once");
+    assert_eq!(w.available().await, 5_000, "charged once");
+}
+
+#[tokio::test]
+async fn a_user_who_blocked_the_bot_is_recorded_and_still_charged() {
+    let w = world(10_000).await;
+    let job = confirm(&w, "c1").await.unwrap();
+    let mut images = MockImageGenerator::new();
+    images.expect_generate().times(1).returning(|_| Ok(png()));
+    let runner = w.runner(images, MockVideoGenerator::new());
+    // The progress notice and then the result both meet the block.
+    w.notifier
+        .fail_next([Failure::Unreachable, Failure::Unreachable]);
+    let out = run(&runner, w.claim().await.unwrap()).await;
+    assert_eq!(out.next, Next::Finished);
+    let stored = w.stored(&job).await;
+    assert_eq!(
+        (stored.state, stored.delivery),
+        (JobState::Completed, Delivery::Unreachable)
+    );
+    assert_eq!(w.reservation_state(&job).await, ReservationState::Captured);
+    assert_eq!(w.claim().await, None);
 }
 
 #[tokio::test]
 async fn a_content_refusal_refunds_and_tells_the_reason() {
     let w = world(10_000).await;
-    let job = confirm(&w, "c").await.unwrap();
-    w.jobs.start(job.id).await.unwrap();
+    let job = confirm(&w, "c1").await.unwrap();
+    let mut images = MockImageGenerator::new();
+    images.expect_generate().times(1).returning(|_| {
+        Err(ProviderError::Refused {
+            reason: "unsafe".into(),
+        })
+    });
+    let runner = w.runner(images, MockVideoGenerator::new());
+    let out = run(&runner, w.claim().await.unwrap()).await;
+    assert_eq!(out.next, Next::Finished);
+    assert_eq!(w.available().await, 10_000);
     let reason = FailureReason::ContentRefused {
-        detail: "PROHIBITED_CONTENT".into(),
+        detail: "unsafe".into(),
     };
-    w.jobs.fail(job.id, reason.clone()).await.unwrap();
-    assert_eq!(available(&w).await, 10_000);
-    let last = w.notifier.notices().pop().unwrap().1;
-    assert_eq!(
-        last,
+    assert!(w.notifier.notices().contains(&(
+        w.user,
         Notice::JobFailed {
             job_id: job.id,
             reason,
             refunded: m(5_000)
         }
-    );
-    // Success arriving after the failure (a late callback) is refused.
-    assert!(matches!(
-        w.jobs.complete(job.id, AssetRef::new("r"), m(1)).await,
-        Err(JobError::Transition(_))
-    ));
-    assert_eq!(available(&w).await, 10_000);
+    )));
 }
 
 #[tokio::test]
-async fn cancelling_releases_and_finished_jobs_cannot_be_cancelled() {
+async fn transient_failures_are_retried_with_backoff_then_refunded() {
     let w = world(10_000).await;
-    let job = confirm(&w, "c").await.unwrap();
-    w.jobs.cancel(job.id, CancelledBy::User).await.unwrap();
-    assert_eq!(available(&w).await, 10_000);
-    let again = w.jobs.cancel(job.id, CancelledBy::User).await.unwrap();
-    assert!(!again.changed);
-    let other = confirm(&w, "d").await.unwrap();
-    w.jobs.start(other.id).await.unwrap();
+    let job = confirm(&w, "c1").await.unwrap();
+    let mut images = MockImageGenerator::new();
+    images.expect_generate().times(3).returning(|_| {
+        Err(ProviderError::Transient {
+            message: "503".into(),
+        })
+    });
+    let runner = w.runner(images, MockVideoGenerator::new());
+    let out = run(&runner, w.claim().await.unwrap()).await;
+    assert_eq!((out.next, out.job.attempts), (Next::Released, 1));
+    w.advance(5);
+    let out = run(&runner, w.claim().await.unwrap()).await;
+    assert_eq!((out.next, out.job.attempts), (Next::Released, 2));
+    assert_eq!(w.claim().await, None, "the second wait is longer");
+    w.advance(10);
+    let out = run(&runner, w.claim().await.unwrap()).await;
+    assert_eq!(out.next, Next::Finished);
+    assert_eq!(w.stored(&job).await.state, JobState::Failed);
+    assert_eq!(w.available().await, 10_000);
+}
+
+#[tokio::test]
+async fn a_gemini_call_cut_off_by_a_crash_counts_as_one_attempt() {
+    let w = world(10_000).await;
+    let job = confirm(&w, "c1").await.unwrap();
+    // A worker claims, records the call, and dies before the answer.
+    let dead = w.claim().await.unwrap();
+    let token = dead.lease.clone().unwrap().token;
     w.jobs
-        .complete(other.id, AssetRef::new("r"), m(5_000))
+        .write(job.id, JobEvent::CallStarted, JobGuard::Lease(token))
         .await
         .unwrap();
-    assert!(matches!(
-        w.jobs.cancel(other.id, CancelledBy::User).await,
-        Err(JobError::Transition(_))
-    ));
-}
-
-#[tokio::test]
-async fn crashed_workers_use_up_attempts_then_the_job_is_refunded() {
-    let w = world(10_000).await;
-    let job = confirm(&w, "c").await.unwrap();
+    w.advance(61);
+    let mut images = MockImageGenerator::new();
+    images.expect_generate().times(1).returning(|_| Ok(png()));
+    let runner = w.runner(images, MockVideoGenerator::new());
+    let out = runner.step(w.claim().await.unwrap()).await.unwrap();
+    assert_eq!(out.next, Next::Released);
     assert_eq!(
-        w.jobs.start(job.id).await.unwrap().job.state,
-        JobState::Processing
+        out.notes,
+        vec![StepNote::CallRepeated { provider: "gemini" }]
     );
-    // The worker dies; another resumes.
-    assert_eq!(w.jobs.start(job.id).await.unwrap().job.attempts, 2);
-    // The third start exceeds max_attempts = 2: failed for good, money back.
-    let last = w.jobs.start(job.id).await.unwrap();
-    assert_eq!(last.job.state, JobState::Failed);
-    assert_eq!(
-        last.job.failure,
-        Some(FailureReason::TooManyAttempts { attempts: 2 })
-    );
-    assert_eq!(available(&w).await, 10_000);
+    assert_eq!(out.job.attempts, 1);
+    let out = run(&runner, w.claim().await.unwrap()).await;
+    assert_eq!(out.next, Next::Finished);
+    assert_eq!(w.stored(&job).await.state, JobState::Completed);
 }
 
 #[tokio::test]
-async fn recovery_requeues_pending_jobs_idempotently() {
+async fn repeated_crashes_mid_call_end_in_a_refund_not_endless_calls() {
     let w = world(10_000).await;
-    confirm(&w, "a").await.unwrap();
-    assert_eq!(w.jobs.recover().await.unwrap(), 1);
-    assert_eq!(w.jobs.recover().await.unwrap(), 1);
-    assert_eq!(w.queue.depth().await.unwrap(), 1);
-}
-
-#[tokio::test]
-async fn unknown_jobs_and_users_are_reported() {
-    let w = world(0).await;
-    let ghost = JobId::from_uuid(Uuid::from_u128(77));
-    assert!(matches!(w.jobs.start(ghost).await, Err(JobError::UnknownJob(id)) if id == ghost));
-    let stranger = UserId::new(999).unwrap();
-    let spec = image_spec();
-    let q = w.jobs.quote(&spec);
-    assert!(matches!(
-        w.jobs.create(stranger, spec, q, key("k")).await,
-        Err(JobError::UnknownUser(_))
-    ));
-}
-
-// ---- failure branches with mocks ----
-
-fn mocked(
-    users: MockUserStore,
-    jobs: MockJobStore,
-    queue: MockJobQueue,
-    notifier: MockNotifier,
-) -> JobService {
-    JobService::new(
-        Arc::new(users),
-        Arc::new(jobs),
-        Arc::new(queue),
-        Arc::new(notifier),
-        Arc::new(ManualClock::new(t(5))),
-        Arc::new(SequentialIds::default()),
-        PriceList::seed_defaults(),
-        JobLimits::default(),
-    )
-}
-
-fn known_user() -> MockUserStore {
-    let mut users = MockUserStore::new();
-    users.expect_user().returning(|id| {
-        Ok(Some(crate::user::User {
-            id,
-            username: None,
-            first_name: None,
-            language: Language::Ru,
-            is_banned: false,
-            ban_notified: false,
-            balance: Money::ZERO,
-            created_at: t(0),
-        }))
-    });
-    users
-}
-
-fn io_error() -> StoreError {
-    StoreError::Unavailable(Box::new(std::io::Error::other("disk on fire")))
-}
-
-#[tokio::test]
-async fn a_store_outage_at_creation_is_reported_and_nothing_is_queued() {
-    let mut jobs = MockJobStore::new();
-    jobs.expect_create_job()
-        .times(1)
-        .returning(|_, _| Err(io_error()));
-    let mut queue = MockJobQueue::new();
-    queue.expect_enqueue().never();
-    let svc = mocked(known_user(), jobs, queue, MockNotifier::new());
-    let spec = image_spec();
-    let q = svc.quote(&spec);
-    let r = svc.create(UserId::new(1).unwrap(), spec, q, key("k")).await;
-    assert!(
-        matches!(r, Err(JobError::Store(StoreError::Unavailable(_)))),
-        "{r:?}"
-    );
-}
-
-#[tokio::test]
-async fn a_queue_outage_after_creation_says_the_job_exists() {
-    let mut jobs = MockJobStore::new();
-    jobs.expect_create_job()
-        .returning(|new, _| Ok(new.pending()));
-    let mut queue = MockJobQueue::new();
-    queue.expect_enqueue().times(1).returning(|_| {
-        Err(QueueError::Unavailable(Box::new(std::io::Error::other(
-            "redis down",
-        ))))
-    });
-    let svc = mocked(known_user(), jobs, queue, MockNotifier::new());
-    let spec = image_spec();
-    let q = svc.quote(&spec);
-    let r = svc.create(UserId::new(1).unwrap(), spec, q, key("k")).await;
-    assert!(matches!(r, Err(JobError::NotQueued { .. })), "{r:?}");
-}
-
-#[tokio::test]
-async fn a_banned_user_cannot_order() {
-    let mut users = MockUserStore::new();
-    users.expect_user().returning(|id| {
-        Ok(Some(crate::user::User {
-            id,
-            username: None,
-            first_name: None,
-            language: Language::Ru,
-            is_banned: true,
-            ban_notified: true,
-            balance: m(1_000_000),
-            created_at: t(0),
-        }))
-    });
-    let mut jobs = MockJobStore::new();
-    jobs.expect_create_job().never();
-    let svc = mocked(users, jobs, MockJobQueue::new(), MockNotifier::new());
-    let spec = image_spec();
-    let q = svc.quote(&spec);
-    assert!(matches!(
-        svc.create(UserId::new(1).unwrap(), spec, q, key("k")).await,
-        Err(JobError::Banned(_))
-    ));
-}
-
-#[tokio::test]
-async fn a_concurrent_writer_is_retried_from_a_fresh_read() {
-    let job = pending_job();
-    let mut jobs = MockJobStore::new();
-    let mut reads = mockall::Sequence::new();
-    let first = job.clone();
-    jobs.expect_job()
-        .times(1)
-        .in_sequence(&mut reads)
-        .returning(move |_| Ok(Some(first.clone())));
-    // Another worker started it meanwhile.
-    let moved = step(&job, JobEvent::Started).after;
-    let moved2 = moved.clone();
-    jobs.expect_job()
-        .times(1)
-        .in_sequence(&mut reads)
-        .returning(move |_| Ok(Some(moved2.clone())));
-    let mut saves = 0;
-    jobs.expect_save_transition().times(2).returning(move |tr| {
-        saves += 1;
-        if saves == 1 {
-            Err(StoreError::Conflict {
-                what: "job",
-                id: tr.before.id.to_string(),
-            })
-        } else {
-            Ok(tr.after.clone())
+    let job = confirm(&w, "c1").await.unwrap();
+    // Every worker that makes the call dies before the answer; the generator is never
+    // reached by this test's runner.
+    let runner = w.runner(MockImageGenerator::new(), MockVideoGenerator::new());
+    let mut repeats = 0;
+    for _ in 0..20 {
+        let Some(claimed) = w.claim().await else {
+            break;
+        };
+        if claimed.provider_calls > claimed.attempts || claimed.state.is_final() {
+            let out = runner.step(claimed).await.unwrap();
+            repeats += out
+                .notes
+                .iter()
+                .filter(|n| matches!(n, StepNote::CallRepeated { .. }))
+                .count();
+            if out.job.state.is_final() {
+                run(&runner, out.job).await;
+                break;
+            }
+            continue;
         }
-    });
-    let svc = mocked(
-        MockUserStore::new(),
-        jobs,
-        MockJobQueue::new(),
-        MockNotifier::new(),
+        let token = claimed.lease.clone().unwrap().token;
+        w.jobs
+            .write(job.id, JobEvent::CallStarted, JobGuard::Lease(token))
+            .await
+            .unwrap();
+        w.advance(61);
+    }
+    let stored = w.stored(&job).await;
+    assert_eq!(stored.state, JobState::Failed);
+    assert_eq!(
+        (stored.provider_calls, repeats),
+        (LIMITS.max_attempts, 3),
+        "at most max_attempts billed calls, each lost one counted"
     );
-    let r = svc
-        .apply(
-            job.id,
-            JobEvent::Cancelled {
-                by: CancelledBy::User,
-            },
-        )
+    assert_eq!(stored.delivery, Delivery::Delivered);
+    assert_eq!(w.available().await, 10_000);
+}
+
+#[tokio::test]
+async fn a_video_with_a_stored_task_resumes_polling_whatever_the_restarts() {
+    // Gap 3: every restart used to count as an attempt and refund a running task.
+    let w = world(100_000).await;
+    let job = confirm_spec(&w, video_spec(VideoMode::TextToVideo, None), "v1")
         .await
         .unwrap();
-    assert_eq!(r.job.state, JobState::Cancelled);
+    let mut videos = MockVideoGenerator::new();
+    videos
+        .expect_submit()
+        .times(1)
+        .returning(|_| Ok(ProviderTaskId::new("task-1").unwrap()));
+    videos
+        .expect_status()
+        .times(6)
+        .returning(|_, _| Ok(VideoTaskStatus::Processing));
+    videos.expect_find_by_job().times(0);
+    let runner = w.runner(MockImageGenerator::new(), videos);
+    let out = run(&runner, w.claim().await.unwrap()).await;
+    assert!(matches!(out.next, Next::Wait(_)));
+    assert_eq!(out.job.progress, Progress::Generating);
+    // Five crashed workers in a row: each lease expires, the next one polls.
+    for _ in 0..5 {
+        w.advance(61);
+        let out = run(&runner, w.claim().await.unwrap()).await;
+        assert!(matches!(out.next, Next::Wait(_)), "{out:?}");
+    }
+    let stored = w.stored(&job).await;
     assert_eq!(
-        r.job.attempts, 1,
-        "the retry applied the event to the fresh state"
+        (stored.state, stored.deliveries, stored.attempts),
+        (JobState::Processing, 6, 0)
     );
+    assert_eq!(w.available().await, 90_000, "still held, not refunded");
 }
 
 #[tokio::test]
-async fn an_unreachable_user_does_not_undo_the_refund() {
-    let job = step(&pending_job(), JobEvent::Started).after;
-    let mut jobs = MockJobStore::new();
-    let j = job.clone();
-    jobs.expect_job().returning(move |_| Ok(Some(j.clone())));
-    jobs.expect_save_transition().times(1).returning(|tr| {
-        assert_eq!(
-            tr.settlement,
-            Some(Settlement::Release),
-            "the refund is written with the failure"
-        );
-        Ok(tr.after.clone())
-    });
-    let mut notifier = MockNotifier::new();
-    notifier
-        .expect_notify()
-        .times(1)
-        .returning(|u, _| Err(NotifyError::Unreachable(u)));
-    let svc = mocked(MockUserStore::new(), jobs, MockJobQueue::new(), notifier);
-    let r = svc.fail(job.id, failed_reason()).await.unwrap();
-    assert_eq!(r.job.state, JobState::Failed);
-}
-
-#[tokio::test]
-async fn a_store_outage_during_a_transition_is_surfaced_not_swallowed() {
-    let job = step(&pending_job(), JobEvent::Started).after;
-    let mut jobs = MockJobStore::new();
-    let j = job.clone();
-    jobs.expect_job().returning(move |_| Ok(Some(j.clone())));
-    jobs.expect_save_transition()
-        .times(1)
-        .returning(|_| Err(io_error()));
-    let mut notifier = MockNotifier::new();
-    notifier.expect_notify().never();
-    let svc = mocked(MockUserStore::new(), jobs, MockJobQueue::new(), notifier);
-    assert!(matches!(
-        svc.complete(job.id, AssetRef::new("r"), m(1)).await,
-        Err(JobError::Store(_))
-    ));
-}
-
-#[tokio::test]
-async fn a_redelivered_finished_job_is_left_alone() {
-    let w = world(10_000).await;
-    let job = confirm(&w, "c").await.unwrap();
-    w.jobs.start(job.id).await.unwrap();
+async fn a_video_create_whose_answer_was_lost_is_found_not_paid_again() {
+    let w = world(100_000).await;
+    let job = confirm_spec(&w, video_spec(VideoMode::TextToVideo, None), "v1")
+        .await
+        .unwrap();
+    let dead = w.claim().await.unwrap();
+    let token = dead.lease.clone().unwrap().token;
     w.jobs
-        .complete(job.id, AssetRef::new("r.png"), m(5_000))
+        .write(job.id, JobEvent::CallStarted, JobGuard::Lease(token))
         .await
         .unwrap();
-    let again = w.jobs.start(job.id).await.unwrap();
-    assert!(!again.changed);
+    w.advance(61);
+    let mut videos = MockVideoGenerator::new();
+    videos.expect_submit().times(0);
+    videos
+        .expect_find_by_job()
+        .times(1)
+        .returning(|_, _| Ok(Some(ProviderTaskId::new("task-1").unwrap())));
+    videos.expect_status().times(1).returning(|_, _| {
+        Ok(VideoTaskStatus::Succeeded {
+            url: "https://cdn.test/v.mp4".into(),
+            duration_ms: Some(5_000),
+        })
+    });
+    let job_id = job.id;
+    videos.expect_download().times(1).returning(move |_, _| {
+        Ok(DownloadedAsset {
+            asset: AssetRef::new(format!("results/{job_id}.mp4")),
+            bytes: 10,
+        })
+    });
+    let runner = w.runner(MockImageGenerator::new(), videos);
+    let out = run(&runner, w.claim().await.unwrap()).await;
+    assert_eq!(out.next, Next::Finished);
+    let stored = w.stored(&job).await;
+    assert_eq!(stored.state, JobState::Completed);
+    assert_eq!(stored.provider_task_id.unwrap().as_str(), "task-1");
+    assert_eq!(w.available().await, 90_000);
+}
+
+#[tokio::test]
+async fn a_video_past_its_deadline_is_failed_and_refunded() {
+    let w = world(100_000).await;
+    let job = confirm_spec(&w, video_spec(VideoMode::TextToVideo, None), "v1")
+        .await
+        .unwrap();
+    let mut videos = MockVideoGenerator::new();
+    videos
+        .expect_submit()
+        .times(1)
+        .returning(|_| Ok(ProviderTaskId::new("task-1").unwrap()));
+    videos
+        .expect_status()
+        .returning(|_, _| Ok(VideoTaskStatus::Processing));
+    let runner = w.runner(MockImageGenerator::new(), videos);
+    run(&runner, w.claim().await.unwrap()).await;
+    w.advance(15 * 60);
+    let out = run(&runner, w.claim().await.unwrap()).await;
+    assert_eq!(out.next, Next::Finished);
+    let stored = w.stored(&job).await;
     assert_eq!(
-        (again.job.state, again.job.attempts),
-        (JobState::Completed, 1)
+        stored.failure,
+        Some(FailureReason::DeadlineExceeded { after_secs: 900 })
     );
+    assert_eq!(w.available().await, 100_000);
 }
 
 #[tokio::test]
-async fn recovery_requeues_processing_jobs_whose_queue_entry_was_lost() {
-    let w = world(10_000).await;
-    let job = confirm(&w, "c").await.unwrap();
-    let lease = w
-        .queue
-        .claim("w1", std::time::Duration::from_secs(60))
+async fn a_cancel_during_a_run_is_settled_by_the_worker_and_audited() {
+    // Gap 4: cancelling a processing job used to release at once, and the worker's later
+    // success was an illegal transition; the cancel was never audited.
+    let w = world(100_000).await;
+    let job = confirm_spec(&w, video_spec(VideoMode::TextToVideo, None), "v1")
         .await
-        .unwrap()
         .unwrap();
-    w.jobs.start(job.id).await.unwrap();
-    w.queue.ack(&lease).await.unwrap(); // the entry is gone, the job still processing
-    assert_eq!(w.queue.depth().await.unwrap(), 0);
-    assert_eq!(w.jobs.recover().await.unwrap(), 1);
-    assert_eq!(w.queue.depth().await.unwrap(), 1);
+    let mut videos = MockVideoGenerator::new();
+    videos
+        .expect_submit()
+        .times(1)
+        .returning(|_| Ok(ProviderTaskId::new("task-1").unwrap()));
+    videos
+        .expect_status()
+        .times(1)
+        .returning(|_, _| Ok(VideoTaskStatus::Processing));
+    let runner = w.runner(MockImageGenerator::new(), videos);
+    let out = run(&runner, w.claim().await.unwrap()).await;
+    let asked = w
+        .jobs
+        .cancel(job.id, Actor::Cli("root".into()), "user asked")
+        .await
+        .unwrap();
+    assert_eq!(asked.job.state, JobState::Processing);
+    assert_eq!(
+        w.available().await,
+        90_000,
+        "held until the worker settles it"
+    );
+    let audit = w.store.audit_log(10).await.unwrap();
+    assert_eq!(audit.len(), 1);
+    assert_eq!(
+        (audit[0].action, audit[0].target_user),
+        (AuditAction::JobCancel, Some(w.user))
+    );
+    let out = run(&runner, out.job).await;
+    assert_eq!(out.next, Next::Finished);
+    assert_eq!(w.stored(&job).await.state, JobState::Cancelled);
+    assert_eq!(w.available().await, 100_000);
+    assert!(w.notifier.notices().contains(&(
+        w.user,
+        Notice::JobCancelled {
+            job_id: job.id,
+            refunded: m(10_000)
+        }
+    )));
+    assert!(w.store.verify().await.unwrap().is_ok());
 }
 
 #[tokio::test]
-async fn keys_in_reserved_namespaces_are_refused() {
+async fn users_cancel_only_their_own_jobs() {
     let w = world(10_000).await;
-    let spec = image_spec();
-    let quote = w.jobs.quote(&spec);
-    let key =
-        IdempotencyKey::new("reservation:00000000-0000-0000-0000-000000000001:release").unwrap();
+    let job = confirm(&w, "c1").await.unwrap();
+    let stranger = UserId::new(7).unwrap();
     assert!(matches!(
-        w.jobs.create(w.user, spec, quote, key).await,
-        Err(JobError::DuplicateKey)
+        w.jobs.cancel(job.id, Actor::User(stranger), "x").await,
+        Err(JobError::UnknownJob(_))
     ));
-    assert_eq!(available(&w).await, 10_000);
+    let done = w
+        .jobs
+        .cancel(job.id, Actor::User(w.user), "x")
+        .await
+        .unwrap();
+    assert_eq!(
+        (done.job.state, done.job.delivery),
+        (JobState::Cancelled, Delivery::Skipped)
+    );
+    assert_eq!(w.available().await, 10_000);
+    assert!(matches!(
+        w.jobs
+            .cancel(JobId::from_uuid(Uuid::from_u128(999)), Actor::System, "x")
+            .await,
+        Err(JobError::UnknownJob(_))
+    ));
+}
+
+#[tokio::test]
+async fn provider_auth_failures_alert_admins_and_refund() {
+    let w = world(10_000).await;
+    confirm(&w, "c1").await.unwrap();
+    let mut images = MockImageGenerator::new();
+    images.expect_generate().times(1).returning(|_| {
+        Err(ProviderError::OutOfFunds {
+            message: "quota".into(),
+        })
+    });
+    let runner = w.runner(images, MockVideoGenerator::new());
+    let out = run(&runner, w.claim().await.unwrap()).await;
+    assert_eq!(out.next, Next::Finished);
+    assert_eq!(w.notifier.alerts().len(), 1);
+    assert_eq!(w.available().await, 10_000);
+}
+
+#[tokio::test]
+async fn an_image_edit_whose_input_is_gone_fails_with_a_refund() {
+    let w = world(10_000).await;
+    let spec = JobSpec::ImageEdit {
+        prompt: Prompt::parse("brighter").unwrap(),
+        image: AssetRef::new("inputs/missing.jpg"),
+    };
+    let job = confirm_spec(&w, spec, "e1").await.unwrap();
+    let runner = w.runner(MockImageGenerator::new(), MockVideoGenerator::new());
+    run(&runner, w.claim().await.unwrap()).await;
+    let stored = w.stored(&job).await;
+    assert!(matches!(
+        stored.failure,
+        Some(FailureReason::BadInput { .. })
+    ));
+    assert_eq!(w.available().await, 10_000);
+}
+
+#[tokio::test]
+async fn a_stale_worker_is_stopped_by_its_lost_lease() {
+    // Gap 2: two workers could both run a job whose lease expired.
+    let w = world(10_000).await;
+    confirm(&w, "c1").await.unwrap();
+    let first = w.claim().await.unwrap();
+    w.advance(61);
+    let second = w.claim().await.unwrap();
+    assert_eq!(second.deliveries, 2);
+    let mut images = MockImageGenerator::new();
+    images.expect_generate().times(0);
+    let runner = w.runner(images, MockVideoGenerator::new());
+    assert!(matches!(
+        runner.step(first).await,
+        Err(JobError::LeaseLost(_))
+    ));
+}
+
+#[tokio::test]
+async fn the_queue_resync_names_every_job_with_work_left() {
+    let w = world(100_000).await;
+    confirm(&w, "a").await.unwrap();
+    confirm(&w, "b").await.unwrap();
+    assert_eq!(w.jobs.resync_queue(100).await.unwrap(), 2);
+    let q = StoreQueue::new(w.store.clone());
+    assert_eq!(q.depth().await.unwrap(), 2);
+    let _ = Clock::now(&*w.clock);
 }

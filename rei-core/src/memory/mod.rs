@@ -5,7 +5,6 @@
 //! so it is atomic and correct under any concurrency — the same contract the SQL stores
 //! meet, checked by the same conformance suite. State lives only in memory.
 
-mod queue;
 mod store;
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -18,7 +17,6 @@ use crate::ids::{JobId, PaymentId, ReservationId, UserId};
 use crate::ports::{AdminAlert, Clock, IdGenerator, Notice, Notifier, NotifyError};
 use crate::time::Timestamp;
 
-pub use queue::MemoryQueue;
 pub use store::MemoryStore;
 
 /// A clock that only moves when told to.
@@ -71,6 +69,9 @@ impl IdGenerator for SequentialIds {
     fn reservation_id(&self) -> ReservationId {
         ReservationId::from_uuid(self.next())
     }
+    fn lease_token(&self) -> crate::job::LeaseToken {
+        crate::job::LeaseToken::new(self.next().to_string())
+    }
 }
 
 /// A notifier that keeps every notice and alert, for tests and examples.
@@ -78,6 +79,16 @@ impl IdGenerator for SequentialIds {
 pub struct RecordingNotifier {
     notices: Mutex<Vec<(UserId, Notice)>>,
     alerts: Mutex<Vec<AdminAlert>>,
+    failures: Mutex<std::collections::VecDeque<Failure>>,
+}
+
+/// A failure a [`RecordingNotifier`] answers instead of sending (scripted by tests).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// Telegram is down: try again later.
+    Unavailable,
+    /// The user blocked the bot.
+    Unreachable,
 }
 
 impl RecordingNotifier {
@@ -88,6 +99,14 @@ impl RecordingNotifier {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    /// The next notices fail like this, in order, and are not recorded.
+    pub fn fail_next(&self, failures: impl IntoIterator<Item = Failure>) {
+        self.failures
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(failures);
     }
 
     /// Every admin alert so far, in order.
@@ -103,6 +122,18 @@ impl RecordingNotifier {
 #[async_trait]
 impl Notifier for RecordingNotifier {
     async fn notify(&self, user: UserId, notice: Notice) -> Result<(), NotifyError> {
+        let failure = self
+            .failures
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop_front();
+        match failure {
+            Some(Failure::Unavailable) => {
+                return Err(NotifyError::Unavailable("scripted outage".into()));
+            }
+            Some(Failure::Unreachable) => return Err(NotifyError::Unreachable(user)),
+            None => {}
+        }
         self.notices
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -116,5 +147,69 @@ impl Notifier for RecordingNotifier {
             .unwrap_or_else(PoisonError::into_inner)
             .push(alert);
         Ok(())
+    }
+}
+
+/// Assets in memory, with optional public URLs (`https://assets.test/<key>`).
+#[derive(Debug, Default)]
+pub struct MemoryAssets {
+    files: Mutex<std::collections::HashMap<String, Vec<u8>>>,
+    public: bool,
+}
+
+impl MemoryAssets {
+    /// An empty store whose assets have public URLs.
+    #[must_use]
+    pub fn with_public_urls() -> Self {
+        Self {
+            public: true,
+            ..Self::default()
+        }
+    }
+
+    /// Keys stored, sorted.
+    #[must_use]
+    pub fn keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self
+            .files
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keys()
+            .cloned()
+            .collect();
+        keys.sort();
+        keys
+    }
+}
+
+#[async_trait]
+impl crate::ports::Assets for MemoryAssets {
+    async fn read(
+        &self,
+        asset: &crate::job::AssetRef,
+    ) -> Result<Vec<u8>, crate::ports::AssetError> {
+        self.files
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(asset.as_str())
+            .cloned()
+            .ok_or_else(|| crate::ports::AssetError::NotFound(asset.clone()))
+    }
+
+    async fn write(
+        &self,
+        key: &str,
+        bytes: &[u8],
+    ) -> Result<crate::job::AssetRef, crate::ports::AssetError> {
+        self.files
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key.to_owned(), bytes.to_vec());
+        Ok(crate::job::AssetRef::new(key))
+    }
+
+    fn public_url(&self, asset: &crate::job::AssetRef) -> Option<String> {
+        self.public
+            .then(|| format!("https://assets.test/{}", asset.as_str()))
     }
 }

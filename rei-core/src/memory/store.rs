@@ -6,7 +6,10 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use async_trait::async_trait;
 
 use crate::ids::{JobId, PaymentId, ReservationId, UserId};
-use crate::job::{Job, JobFilter, JobState, JobTransition, NewJob};
+use crate::job::{
+    Applied, Job, JobEvent, JobFilter, JobGuard, JobLease, JobState, JobTransition, JobWrite,
+    NewJob,
+};
 use crate::ledger::verify::{
     self, JobTotals, LedgerTotals, PaymentTotals, ReservationTotals, UserTotals,
 };
@@ -18,7 +21,9 @@ use crate::money::Money;
 use crate::payment::{
     NewPayment, Payment, PaymentEffect, PaymentFilter, PaymentProvider, PaymentTransition,
 };
-use crate::ports::{DialogueStore, JobStore, LedgerStore, PaymentStore, StoreError, UserStore};
+use crate::ports::{
+    ClaimTarget, DialogueStore, JobStore, LedgerStore, PaymentStore, StoreError, UserStore,
+};
 use crate::time::Timestamp;
 use crate::user::{AuditRecord, Language, Stats, User, UserProfile};
 
@@ -250,6 +255,29 @@ impl State {
         self.reservations
             .insert(plan.reservation.id, plan.reservation.clone());
         plan.reservation
+    }
+
+    /// Writes a checked job transition with its settlement (of the stored job's own
+    /// reservation) and audit line, all or nothing.
+    fn commit_job(
+        &mut self,
+        t: &JobTransition,
+        audit: Option<AuditRecord>,
+    ) -> Result<(), StoreError> {
+        let plan = match t.settlement {
+            Some(how) => {
+                Some(self.plan_settle(t.before.reservation_id, how, t.after.updated_at)?)
+            }
+            None => None,
+        };
+        if let Some(plan) = plan {
+            self.commit_settle(plan);
+        }
+        if let Some(audit) = audit {
+            self.audit.push(audit);
+        }
+        self.jobs.insert(t.after.id, t.after.clone());
+        Ok(())
     }
 
     fn held_total(&self, user: Option<UserId>) -> Money {
@@ -526,7 +554,7 @@ impl LedgerStore for MemoryStore {
 impl JobStore for MemoryStore {
     async fn create_job(&self, job: NewJob, max_active: u32) -> Result<Job, StoreError> {
         let mut s = self.lock();
-        if let Some(id) = s.job_by_key.get(job.idempotency_key.as_str()) {
+        if let Some(id) = s.job_by_key.get(job.idempotency_key().as_str()) {
             let first = s
                 .jobs
                 .get(id)
@@ -535,21 +563,21 @@ impl JobStore for MemoryStore {
                 Ok(first.clone())
             } else {
                 Err(StoreError::IdempotencyConflict {
-                    key: job.idempotency_key.to_string(),
+                    key: job.idempotency_key().to_string(),
                 })
             };
         }
-        s.user(job.user_id)?;
-        if s.jobs.contains_key(&job.id) {
+        s.user(job.user_id())?;
+        if s.jobs.contains_key(&job.id()) {
             return Err(StoreError::Invalid(format!(
                 "job id {} already exists",
-                job.id
+                job.id()
             )));
         }
         let active = s
             .jobs
             .values()
-            .filter(|j| j.user_id == job.user_id && j.state.is_active())
+            .filter(|j| j.user_id == job.user_id() && j.state.is_active())
             .count();
         if active >= usize::try_from(max_active).unwrap_or(usize::MAX) {
             return Err(StoreError::ActiveJobLimit { limit: max_active });
@@ -562,9 +590,10 @@ impl JobStore for MemoryStore {
         };
         s.commit_reserve(&reservation, balance);
         let created = job.pending();
-        s.job_by_key.insert(job.idempotency_key.to_string(), job.id);
-        s.job_order.push(job.id);
-        s.jobs.insert(job.id, created.clone());
+        s.job_by_key
+            .insert(job.idempotency_key().to_string(), job.id());
+        s.job_order.push(job.id());
+        s.jobs.insert(job.id(), created.clone());
         Ok(created)
     }
 
@@ -572,27 +601,67 @@ impl JobStore for MemoryStore {
         Ok(self.lock().jobs.get(&id).cloned())
     }
 
-    async fn save_transition(&self, t: &JobTransition) -> Result<Job, StoreError> {
+    async fn write_job(&self, w: &JobWrite) -> Result<Applied, StoreError> {
         let mut s = self.lock();
         let stored = s
             .jobs
-            .get(&t.before.id)
-            .ok_or_else(|| not_found("job", &t.before.id))?;
-        if stored.version != t.before.version {
-            return Err(StoreError::Conflict {
-                what: "job",
-                id: t.before.id.to_string(),
+            .get(&w.job_id)
+            .ok_or_else(|| not_found("job", &w.job_id))?;
+        let t = stored.apply(&w.event, &w.guard, w.at)?;
+        if !t.changed() {
+            return Ok(Applied {
+                job: t.after,
+                changed: false,
             });
         }
-        let plan = match t.settlement {
-            Some(how) => Some(s.plan_settle(t.after.reservation_id, how, t.after.updated_at)?),
-            None => None,
+        s.commit_job(&t, w.audit.clone())?;
+        Ok(Applied {
+            job: t.after,
+            changed: true,
+        })
+    }
+
+    async fn claim_job(
+        &self,
+        target: ClaimTarget,
+        lease: &JobLease,
+        at: Timestamp,
+    ) -> Result<Option<Job>, StoreError> {
+        let mut s = self.lock();
+        let candidate = match target {
+            ClaimTarget::Job(id) => s.jobs.get(&id).filter(|j| j.is_claimable(at)),
+            ClaimTarget::Next => s
+                .job_order
+                .iter()
+                .filter_map(|id| s.jobs.get(id))
+                .filter(|j| j.is_claimable(at))
+                .min_by_key(|j| j.run_after),
         };
-        if let Some(plan) = plan {
-            s.commit_settle(plan);
-        }
-        s.jobs.insert(t.after.id, t.after.clone());
-        Ok(t.after.clone())
+        let Some(job) = candidate else {
+            return Ok(None);
+        };
+        let event = JobEvent::Claimed {
+            lease: lease.clone(),
+        };
+        let t = job.apply(&event, &JobGuard::Unleased, at)?;
+        s.commit_job(&t, None)?;
+        Ok(Some(t.after))
+    }
+
+    async fn queued_jobs(&self, limit_n: u32) -> Result<Vec<JobId>, StoreError> {
+        let s = self.lock();
+        let mut queued: Vec<&Job> = s.jobs.values().filter(|j| j.run_after.is_some()).collect();
+        queued.sort_by_key(|j| j.run_after);
+        Ok(queued
+            .into_iter()
+            .take(limit(limit_n))
+            .map(|j| j.id)
+            .collect())
+    }
+
+    async fn queue_depth(&self) -> Result<u64, StoreError> {
+        let s = self.lock();
+        Ok(s.jobs.values().filter(|j| j.run_after.is_some()).count() as u64)
     }
 
     async fn jobs(&self, filter: JobFilter) -> Result<Vec<Job>, StoreError> {

@@ -1,6 +1,7 @@
 //! Time and identity: injected so tests control both.
 
 use crate::ids::{JobId, PaymentId, ReservationId};
+use crate::job::LeaseToken;
 use crate::time::Timestamp;
 
 /// The current time.
@@ -22,4 +23,6 @@ pub trait IdGenerator: Send + Sync {
     fn payment_id(&self) -> PaymentId;
     /// A new reservation id.
     fn reservation_id(&self) -> ReservationId;
+    /// A fresh, unique lease token.
+    fn lease_token(&self) -> LeaseToken;
 }

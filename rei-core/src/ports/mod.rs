@@ -5,12 +5,14 @@
 //! and its credit) are single methods. All ports are object safe and held as
 //! `Arc<dyn Port>`, so backends are picked at run time.
 
+mod assets;
 mod clock;
 mod notify;
 mod providers;
 mod queue;
 mod store;
 
+pub use assets::{AssetError, Assets};
 pub use clock::{Clock, IdGenerator};
 pub use notify::{
     AdminAlert, LimiterError, Notice, Notifier, NotifyError, RateDecision, RateLimiter,
@@ -21,12 +23,16 @@ pub use providers::{
     ProviderErrorKind, RefundRequest, RefundStatus, VideoGenerator, VideoInput, VideoRequest,
     VideoTaskStatus,
 };
-pub use queue::{JobQueue, Lease, QueueError};
-pub use store::{DialogueStore, JobStore, LedgerStore, PaymentStore, StoreError, UserStore};
+pub use queue::{JobQueue, QueueError};
+pub use store::{
+    ClaimTarget, DialogueStore, JobStore, LedgerStore, PaymentStore, StoreError, UserStore,
+};
 
 /// A boxed error from an adapter, kept as the source of a port error.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
+#[cfg(test)]
+pub use assets::MockAssets;
 #[cfg(test)]
 pub use clock::{MockClock, MockIdGenerator};
 #[cfg(test)]

@@ -1,78 +1,57 @@
-//! The job queue: at-least-once delivery with leases.
-
-use std::time::Duration;
+//! The job queue: which job a worker takes next. The job store is the source of truth
+//! (a job row with `run_after` set is queued, its lease says who owns it); a queue only
+//! finds ready jobs faster or across processes.
 
 use async_trait::async_trait;
 
-use super::BoxError;
+use super::{BoxError, StoreError};
 use crate::ids::JobId;
+use crate::job::{Job, JobLease};
 use crate::time::Timestamp;
-
-/// A claimed job: the worker owns it until `expires_at` unless it extends the lease.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Lease {
-    /// The job.
-    pub job_id: JobId,
-    /// Proves ownership; a stale token cannot ack or extend.
-    pub token: String,
-    /// When another worker may claim the job.
-    pub expires_at: Timestamp,
-    /// How many times the job has been delivered, this one included.
-    pub deliveries: u32,
-}
 
 /// What a queue can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
-    /// The lease expired or was taken over; the worker must stop touching the job.
-    #[error("the lease on job {job_id} was lost")]
-    LeaseLost {
-        /// The job.
-        job_id: JobId,
-    },
+    /// The job store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
     /// The queue backend failed.
     #[error("queue unavailable")]
     Unavailable(#[source] BoxError),
 }
 
-/// A durable queue of job ids.
+/// Hands ready jobs to workers, at least once.
 #[cfg_attr(test, mockall::automock)]
 #[async_trait]
 pub trait JobQueue: Send + Sync {
-    /// Adds a job. Enqueuing a job that is already queued or leased does nothing.
+    /// Says a committed job is ready. The database queue has nothing to do (the job row
+    /// is the queue entry); a broker adds it to its stream. Repeating is harmless. It
+    /// cannot fail the caller: the job is already queued in the store, and a broker that
+    /// missed it (it was down) finds it again with its sweep, logging the outage itself.
+    async fn enqueue(&self, job: JobId);
+
+    /// Claims a ready job for `worker` with `lease` (written to the store in the same
+    /// step), or `None` when nothing is ready.
+    ///
+    /// # Errors
+    /// `Store` or `Unavailable` on backend failure.
+    async fn claim(
+        &self,
+        worker: &str,
+        lease: &JobLease,
+        at: Timestamp,
+    ) -> Result<Option<Job>, QueueError>;
+
+    /// The worker is done with `job` for now: it is finished, or handed back until its
+    /// `run_after`.
     ///
     /// # Errors
     /// `Unavailable` on backend failure.
-    async fn enqueue(&self, job: JobId) -> Result<(), QueueError>;
+    async fn done(&self, job: &Job) -> Result<(), QueueError>;
 
-    /// Claims the oldest ready job for `lease_for`, or `None` when there is none. A job
-    /// whose lease expired is ready again (with `deliveries` + 1).
+    /// Jobs with work left.
     ///
     /// # Errors
-    /// `Unavailable` on backend failure.
-    async fn claim(&self, worker: &str, lease_for: Duration) -> Result<Option<Lease>, QueueError>;
-
-    /// Extends a lease (heartbeat).
-    ///
-    /// # Errors
-    /// MUST return `LeaseLost` when the token is no longer the job's current lease.
-    async fn extend(&self, lease: &Lease, lease_for: Duration) -> Result<Lease, QueueError>;
-
-    /// Removes a finished job.
-    ///
-    /// # Errors
-    /// MUST return `LeaseLost` when the token is no longer the job's current lease.
-    async fn ack(&self, lease: &Lease) -> Result<(), QueueError>;
-
-    /// Gives a job back, ready again after `delay`.
-    ///
-    /// # Errors
-    /// MUST return `LeaseLost` when the token is no longer the job's current lease.
-    async fn retry(&self, lease: &Lease, delay: Duration) -> Result<(), QueueError>;
-
-    /// Jobs queued or leased.
-    ///
-    /// # Errors
-    /// `Unavailable` on backend failure.
+    /// `Store` or `Unavailable` on backend failure.
     async fn depth(&self) -> Result<u64, QueueError>;
 }

@@ -4,7 +4,9 @@ use async_trait::async_trait;
 
 use super::BoxError;
 use crate::ids::{JobId, PaymentId, ReservationId, UserId};
-use crate::job::{Job, JobFilter, JobTransition, NewJob};
+use crate::job::{
+    Applied, ApplyError, Job, JobFilter, JobLease, JobWrite, NewJob, TransitionError,
+};
 use crate::ledger::{
     Balance, LedgerEntry, NewEntry, NewReservation, Posted, Reservation, Settlement,
     SettlementError, VerifyReport,
@@ -56,6 +58,15 @@ pub enum StoreError {
         /// Its id.
         id: String,
     },
+    /// A worker wrote without the job's live lease (expired or taken over): it must stop.
+    #[error("the lease on job {job_id} was lost")]
+    LeaseLost {
+        /// The job.
+        job_id: JobId,
+    },
+    /// The event is not allowed in the stored job's state.
+    #[error(transparent)]
+    Transition(#[from] TransitionError),
     /// The request breaks a store constraint (e.g. a zero amount): a bug in the caller.
     #[error("invalid request to the store: {0}")]
     Invalid(String),
@@ -65,6 +76,28 @@ pub enum StoreError {
     /// The store cannot be reached or failed; the operation may be retried.
     #[error("storage unavailable")]
     Unavailable(#[source] BoxError),
+}
+
+impl From<ApplyError> for StoreError {
+    fn from(e: ApplyError) -> Self {
+        match e {
+            ApplyError::Transition(t) => Self::Transition(t),
+            ApplyError::LeaseLost { job_id } => Self::LeaseLost { job_id },
+            ApplyError::NotClaimable { job_id } => Self::Conflict {
+                what: "job lease",
+                id: job_id.to_string(),
+            },
+        }
+    }
+}
+
+/// Which job a worker claims.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClaimTarget {
+    /// The job that has been ready longest.
+    Next,
+    /// This job (a hint from a queue, a provider callback).
+    Job(JobId),
 }
 
 /// Users, bans, languages, the audit log and statistics.
@@ -208,13 +241,41 @@ pub trait JobStore: Send + Sync {
     /// `Unavailable` on storage failure.
     async fn job(&self, id: JobId) -> Result<Option<Job>, StoreError>;
 
-    /// Stores a transition when the stored job still has `before.version`, and settles the
-    /// job's reservation in the same transaction when `settlement` says so.
+    /// Applies `write.event` to the stored job with [`Job::apply`], and writes the new
+    /// row, the settlement of the job's own reservation and `write.audit` in one
+    /// transaction. A repeat changes nothing (`changed = false`, no audit line).
     ///
     /// # Errors
-    /// MUST return `Conflict` when the stored version differs (nothing written),
-    /// `NotFound` for an unknown job, `Settlement` when the reservation refuses.
-    async fn save_transition(&self, transition: &JobTransition) -> Result<Job, StoreError>;
+    /// MUST return `NotFound` for an unknown job, `LeaseLost` when the guard is a lease
+    /// that is not the job's live lease (nothing written), `Transition` for an event the
+    /// stored state refuses, `Settlement` when the reservation refuses.
+    async fn write_job(&self, write: &JobWrite) -> Result<Applied, StoreError>;
+
+    /// Claims a job for a worker in one transaction: the job must be ready
+    /// (`run_after <= at`) and not leased by anyone live; the claim moves a pending job
+    /// to processing, counts the delivery and stores `lease`. Concurrent claimers never
+    /// get the same job. `None` when nothing (or not that job) can be claimed now.
+    ///
+    /// # Errors
+    /// `Unavailable` on storage failure.
+    async fn claim_job(
+        &self,
+        target: ClaimTarget,
+        lease: &JobLease,
+        at: Timestamp,
+    ) -> Result<Option<Job>, StoreError>;
+
+    /// Ids of jobs with work left (queued, leased or awaiting delivery), oldest first.
+    ///
+    /// # Errors
+    /// `Unavailable` on storage failure.
+    async fn queued_jobs(&self, limit: u32) -> Result<Vec<JobId>, StoreError>;
+
+    /// How many jobs have work left.
+    ///
+    /// # Errors
+    /// `Unavailable` on storage failure.
+    async fn queue_depth(&self) -> Result<u64, StoreError>;
 
     /// Jobs matching a filter, newest first.
     ///

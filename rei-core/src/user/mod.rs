@@ -66,6 +66,8 @@ pub struct UserProfile {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "type", content = "id", rename_all = "snake_case")]
 pub enum Actor {
+    /// A user acting on their own things (cancelling their job).
+    User(UserId),
     /// An admin in Telegram.
     Admin(UserId),
     /// The CLI, as `cli:<OS user>`.
@@ -77,6 +79,7 @@ pub enum Actor {
 impl fmt::Display for Actor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Self::User(id) => write!(f, "user:{id}"),
             Self::Admin(id) => write!(f, "admin:{id}"),
             Self::Cli(user) => write!(f, "cli:{user}"),
             Self::System => f.write_str("system"),
@@ -87,6 +90,9 @@ impl fmt::Display for Actor {
 impl std::str::FromStr for Actor {
     type Err = crate::ids::IdError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Some(id) = s.strip_prefix("user:") {
+            return id.parse().map(Self::User);
+        }
         if let Some(id) = s.strip_prefix("admin:") {
             return id.parse().map(Self::Admin);
         }

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use super::service::{Access, UserError};
 use super::*;
 use crate::ids::{IdempotencyKey, UserId};
-use crate::memory::{ManualClock, MemoryQueue, MemoryStore, RecordingNotifier};
+use crate::job::StoreQueue;
+use crate::memory::{ManualClock, MemoryStore, RecordingNotifier};
 use crate::money::Money;
 use crate::ports::{
     LedgerStore, MockJobQueue, MockLedgerStore, MockNotifier, MockUserStore, Notice, QueueError,
@@ -29,7 +30,7 @@ async fn world() -> World {
     let store = Arc::new(MemoryStore::new());
     let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_000)));
     let notifier = Arc::new(RecordingNotifier::default());
-    let queue = Arc::new(MemoryQueue::new(clock.clone()));
+    let queue = Arc::new(StoreQueue::new(store.clone()));
     let users = UserService::new(store.clone(), clock.clone());
     let admin = AdminService::new(store.clone(), store.clone(), queue, notifier.clone(), clock);
     let alice = UserId::new(5).unwrap();

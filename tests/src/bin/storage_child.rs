@@ -11,11 +11,14 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use rei_adapters::sql::{DatabaseTarget, Stores, connect};
-use rei_core::job::{AssetRef, FailureReason, JobLimits, JobSpec, Prompt};
+use rei_core::job::{
+    AssetRef, FailureReason, JobEvent, JobGuard, JobLease, JobLimits, JobPorts, JobSpec, Prompt,
+    StoreQueue,
+};
 use rei_core::ledger::NewReservation;
-use rei_core::memory::{ManualClock, MemoryQueue, RecordingNotifier};
+use rei_core::memory::{ManualClock, RecordingNotifier};
 use rei_core::payment::PaymentConfig;
-use rei_core::ports::StoreError;
+use rei_core::ports::{ClaimTarget, Clock, IdGenerator, StoreError};
 use rei_core::prelude::*;
 use uuid::Uuid;
 
@@ -78,7 +81,7 @@ async fn crash_writer(target_arg: &str, round: u32) -> anyhow::Result<()> {
         ..
     } = connect(&target(target_arg)?).await?;
     let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_767_225_600_000)));
-    let queue = Arc::new(MemoryQueue::new(clock.clone()));
+    let queue = Arc::new(StoreQueue::new(jobs.clone()));
     let notifier = Arc::new(RecordingNotifier::default());
     // Random ids: children run concurrently and after each other on one database.
     let ids = Arc::new(rei_adapters::system::RandomIds);
@@ -91,16 +94,18 @@ async fn crash_writer(target_arg: &str, round: u32) -> anyhow::Result<()> {
         clock.clone(),
     );
     let job_svc = JobService::new(
-        users.clone(),
-        jobs,
-        queue,
-        notifier.clone(),
-        clock.clone(),
-        ids.clone(),
+        JobPorts {
+            users: users.clone(),
+            jobs: jobs.clone(),
+            queue,
+            clock: clock.clone(),
+            ids: ids.clone(),
+        },
         PriceList::seed_defaults(),
         JobLimits {
             max_active_per_user: 50,
             max_attempts: 3,
+            max_deliveries: 10,
         },
     );
     let pay = PaymentService::new(
@@ -109,8 +114,8 @@ async fn crash_writer(target_arg: &str, round: u32) -> anyhow::Result<()> {
         ledger,
         None,
         notifier,
-        clock,
-        ids,
+        clock.clone(),
+        ids.clone(),
         PaymentConfig {
             stars_rate: Some(Money::from_kopecks(150)?),
             ..PaymentConfig::default()
@@ -154,7 +159,7 @@ async fn crash_writer(target_arg: &str, round: u32) -> anyhow::Result<()> {
             .create(
                 user,
                 spec,
-                quote,
+                &quote,
                 IdempotencyKey::new(format!("job-{round}-{i}"))?,
             )
             .await
@@ -167,26 +172,30 @@ async fn crash_writer(target_arg: &str, round: u32) -> anyhow::Result<()> {
             Err(e) => return Err(e).context("create job"),
         };
         step(&mut out)?;
-        job_svc.start(job.id).await?;
+        let now = clock.now();
+        let lease = JobLease::new(
+            ids.lease_token(),
+            now.plus(std::time::Duration::from_secs(60)),
+        );
+        let claimed = jobs
+            .claim_job(ClaimTarget::Job(job.id), &lease, now)
+            .await?
+            .context("the new job is claimable")?;
         step(&mut out)?;
-        if i % 3 == 0 {
-            job_svc
-                .fail(
-                    job.id,
-                    FailureReason::ProviderFailed {
-                        detail: "crash test".into(),
-                    },
-                )
-                .await?;
+        let guard = JobGuard::Lease(lease.token);
+        let event = if i % 3 == 0 {
+            JobEvent::Failed {
+                reason: FailureReason::ProviderFailed {
+                    detail: "crash test".into(),
+                },
+            }
         } else {
-            job_svc
-                .complete(
-                    job.id,
-                    AssetRef::new("results/x.png"),
-                    Money::from_kopecks(4_000)?,
-                )
-                .await?;
-        }
+            JobEvent::Succeeded {
+                result: AssetRef::new("results/x.png"),
+                actual_cost: Money::from_kopecks(4_000)?,
+            }
+        };
+        job_svc.write(claimed.id, event, guard).await?;
         step(&mut out)?;
         let topup = pay.create_stars_topup(user, 10).await?;
         step(&mut out)?;

@@ -67,7 +67,7 @@ async fn sqlite_file_is_created_in_wal_mode_and_reopening_keeps_data() {
         .fetch_one(&mut conn)
         .await
         .unwrap();
-    assert_eq!(n, 1, "migrations are applied once");
+    assert_eq!(n, 2, "each migration is applied once");
 }
 
 #[tokio::test]
@@ -80,12 +80,34 @@ async fn an_unreachable_postgres_is_a_clear_error() {
     assert!(matches!(err, SqlError::Connect(_)), "{err:?}");
 }
 
-const MUST_SUCCEED: [&str; 5] = [
+const MUST_SUCCEED: [&str; 6] = [
     "INSERT INTO users (tg_id, created_at) VALUES (1, 0)",
     "INSERT INTO ledger (user_id, type, amount, ref_type, ref_id, description, idempotency_key, created_at) VALUES (1, 'credit', 5, 'admin', 'x', 'x', 'dup', 0)",
     "INSERT INTO payments (id, provider, provider_payment_id, user_id, amount, status, created_at, updated_at) VALUES ('p1', 'yookassa', 'yk-same', 1, 100, 'pending', 0, 0)",
     "INSERT INTO reservations (id, user_id, amount, state, description, idempotency_key, created_at) VALUES ('r1', 1, 10, 'held', 'd', 'rk', 0)",
-    "INSERT INTO settlements (reservation_id, kind, actual, settled_at) VALUES ('r1', 'capture', 10, 0)",
+    "UPDATE reservations SET state = 'captured', captured = 10, settled_at = 0 WHERE id = 'r1'",
+    "INSERT INTO reservations (id, user_id, amount, state, description, idempotency_key, created_at) VALUES ('r2', 1, 10, 'held', 'd', 'rk2', 0)",
+];
+
+/// Raw writes that must be refused by one named rule (the message proves which fired).
+const MUST_FAIL_WITH: [(&str, &str); 4] = [
+    // Captured -> released with the capture erased would refund a captured job.
+    (
+        "UPDATE reservations SET state = 'released', captured = NULL WHERE id = 'r1'",
+        "a settled reservation cannot change",
+    ),
+    (
+        "UPDATE reservations SET amount = 5 WHERE id = 'r1'",
+        "a settled reservation cannot change",
+    ),
+    (
+        "INSERT INTO settlements (reservation_id, kind, actual, settled_at) VALUES ('r2', 'capture', 10, 0)",
+        "a settlement must match a settled reservation",
+    ),
+    (
+        "INSERT INTO settlements (reservation_id, kind, actual, settled_at) VALUES ('r2', 'release', NULL, 0)",
+        "a settlement must match a settled reservation",
+    ),
 ];
 
 /// Raw writes that bypass the domain must still be refused by the schema.
@@ -100,6 +122,8 @@ macro_rules! constraints_hold {
             "UPDATE users SET balance = -1",
             "INSERT INTO payments (id, provider, provider_payment_id, user_id, amount, status, created_at, updated_at) VALUES ('p2', 'yookassa', 'yk-same', 1, 100, 'pending', 0, 0)",
             "INSERT INTO settlements (reservation_id, kind, actual, settled_at) VALUES ('r1', 'release', NULL, 0)",
+            "INSERT INTO jobs (id, user_id, type, status, progress, params, quote, cost_estimate, reservation_id, idempotency_key, created_at, updated_at, delivery) \
+             VALUES ('j1', 1, 'image_generation', 'pending', 0, '{}', '{}', 10, 'r2', 'jk', 0, 0, 'delivered')",
             "INSERT INTO ledger (user_id, type, amount, ref_type, ref_id, description, idempotency_key, created_at) VALUES (999, 'credit', 5, 'admin', 'x', 'x', 'no-user', 0)",
         ];
         for ok in MUST_SUCCEED {
@@ -107,6 +131,12 @@ macro_rules! constraints_hold {
         }
         for bad in must_fail {
             assert!(sqlx::query(bad).execute(&mut $conn).await.is_err(), "the schema accepted: {bad}");
+        }
+        for (bad, rule) in MUST_FAIL_WITH {
+            match sqlx::query(bad).execute(&mut $conn).await {
+                Ok(_) => panic!("the schema accepted: {bad}"),
+                Err(e) => assert!(e.to_string().contains(rule), "{bad}: refused by another rule than `{rule}`: {e}"),
+            }
         }
     }};
 }

@@ -1,0 +1,156 @@
+//! `PaymentStore` over SQL: top-ups, credits, refund holds.
+
+/// Stamps the port for one backend (see `store.rs`).
+macro_rules! sql_payments {
+    ($store:ident, $order:literal) => {
+        use super::common::*;
+
+        impl $store {
+            async fn create_payment_once(&self, p: &NewPayment) -> Result<Payment, TxError> {
+                let mut tx = self.write().await?;
+                if let Some(first) = Self::payment_in(&mut tx, p.id).await? {
+                    let same = first.user_id == p.user_id
+                        && first.amount == p.amount
+                        && first.provider == p.provider
+                        && first.provider_units == p.provider_units;
+                    return if same { Ok(first) } else { Err(StoreError::IdempotencyConflict { key: p.id.to_string() }.into()) };
+                }
+                if p.amount.is_zero() {
+                    return Err(StoreError::Invalid("payment amounts must be positive".into()).into());
+                }
+                let created = p.pending();
+                sqlx::query(
+                    "INSERT INTO payments (id, provider, user_id, amount, status, version, created_at, updated_at, provider_units) \
+                     VALUES ($1, $2, $3, $4, $5, 0, $6, $6, $7)",
+                )
+                .bind(created.id.to_string())
+                .bind(created.provider.as_str())
+                .bind(created.user_id.get())
+                .bind(created.amount.kopecks())
+                .bind(created.state.as_str())
+                .bind(created.created_at.millis())
+                .bind(created.provider_units.map(i64::from))
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| unknown_user(e, p.user_id))?;
+                tx.commit().await?;
+                Ok(created)
+            }
+
+            async fn save_payment_transition_once(&self, t: &PaymentTransition) -> Result<Payment, TxError> {
+                let mut tx = self.write().await?;
+                let p = &t.after;
+                if let Some(provider_id) = &p.provider_payment_id {
+                    let other: Option<(String,)> = sqlx::query_as("SELECT id FROM payments WHERE provider_payment_id = $1 AND id <> $2")
+                        .bind(provider_id)
+                        .bind(p.id.to_string())
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    if other.is_some() {
+                        return Err(StoreError::Conflict { what: "provider payment id", id: provider_id.clone() }.into());
+                    }
+                }
+                let done = sqlx::query(
+                    "UPDATE payments SET provider_payment_id = $1, status = $2, confirmation_url = $3, refund_reservation_id = $4, \
+                     cancel_reason = $5, version = $6, paid_at = $7, updated_at = $8 WHERE id = $9 AND version = $10",
+                )
+                .bind(&p.provider_payment_id)
+                .bind(p.state.as_str())
+                .bind(&p.confirmation_url)
+                .bind(p.refund_reservation_id.map(|r| r.to_string()))
+                .bind(&p.cancel_reason)
+                .bind(i64::from(p.version))
+                .bind(p.paid_at.map(Timestamp::millis))
+                .bind(p.updated_at.millis())
+                .bind(p.id.to_string())
+                .bind(i64::from(t.before.version))
+                .execute(&mut *tx)
+                .await?;
+                if done.rows_affected() != 1 {
+                    let exists = Self::payment_in(&mut tx, p.id).await?.is_some();
+                    let id = p.id.to_string();
+                    return Err(if exists { StoreError::Conflict { what: "payment", id } } else { StoreError::NotFound { what: "payment", id } }.into());
+                }
+                let at = p.updated_at;
+                match t.effect {
+                    None => {}
+                    Some(PaymentEffect::Credit) => {
+                        // Built from the stored row, not the caller's copy.
+                        let stored = Self::payment_in(&mut tx, p.id)
+                            .await?
+                            .ok_or_else(|| StoreError::NotFound { what: "payment", id: p.id.to_string() })?;
+                        Self::insert_entry(&mut tx, &stored.credit_entry(at)).await?;
+                    }
+                    Some(PaymentEffect::AttachRefundHold(r)) => {
+                        let fits = Self::reservation_in(&mut tx, r, true).await?.is_some_and(|h| t.before.refund_hold_fits(&h));
+                        if !fits {
+                            return Err(StoreError::Conflict { what: "refund hold", id: r.to_string() }.into());
+                        }
+                    }
+                    Some(PaymentEffect::CaptureRefundHold(r)) => {
+                        let hold = Self::reservation_in(&mut tx, r, true)
+                            .await?
+                            .ok_or_else(|| StoreError::NotFound { what: "reservation", id: r.to_string() })?;
+                        Self::settle_in(&mut tx, r, Settlement::Capture { actual: hold.amount }, at).await?;
+                    }
+                    Some(PaymentEffect::ReleaseRefundHold(r)) => {
+                        Self::settle_in(&mut tx, r, Settlement::Release, at).await?;
+                    }
+                }
+                tx.commit().await?;
+                Ok(p.clone())
+            }
+
+        }
+
+        #[async_trait]
+        impl PaymentStore for $store {
+            #[tracing::instrument(level = "debug", skip_all, fields(store = stringify!($store), user_id = payment.user_id.get(), payment_id = %payment.id, amount_kopecks = payment.amount.kopecks()))]
+            async fn create_payment(&self, payment: NewPayment) -> Result<Payment, StoreError> {
+                retrying(|| self.create_payment_once(&payment)).await
+            }
+
+            async fn payment(&self, id: PaymentId) -> Result<Option<Payment>, StoreError> {
+                let sql = concat!("SELECT ", payment_cols!(), " FROM payments WHERE id = $1");
+                let row: Option<PaymentRow> =
+                    sqlx::query_as(sql).bind(id.to_string()).fetch_optional(&self.pool).await.map_err(TxError::from)?;
+                row.map(Payment::try_from).transpose()
+            }
+
+            async fn payment_by_provider_id(&self, provider: PaymentProvider, provider_payment_id: &str) -> Result<Option<Payment>, StoreError> {
+                let sql = concat!("SELECT ", payment_cols!(), " FROM payments WHERE provider = $1 AND provider_payment_id = $2");
+                let row: Option<PaymentRow> = sqlx::query_as(sql)
+                    .bind(provider.as_str())
+                    .bind(provider_payment_id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(TxError::from)?;
+                row.map(Payment::try_from).transpose()
+            }
+
+            #[tracing::instrument(level = "debug", skip_all, fields(store = stringify!($store), payment_id = %transition.after.id, from = transition.before.state.as_str(), to = transition.after.state.as_str()))]
+            async fn save_payment_transition(&self, transition: &PaymentTransition) -> Result<Payment, StoreError> {
+                retrying(|| self.save_payment_transition_once(transition)).await
+            }
+
+            async fn payments(&self, filter: PaymentFilter) -> Result<Vec<Payment>, StoreError> {
+                let sql = concat!(
+                    "SELECT ", payment_cols!(), " FROM payments WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR user_id = $2) ",
+                    "AND ($3 IS NULL OR created_at >= $3) ORDER BY ", $order, " DESC LIMIT $4"
+                );
+                let rows: Vec<PaymentRow> = sqlx::query_as(sql)
+                    .bind(filter.state.map(|s| s.as_str()))
+                    .bind(filter.user_id.map(UserId::get))
+                    .bind(filter.since.map(Timestamp::millis))
+                    .bind(limit(filter.limit))
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(TxError::from)?;
+                rows.into_iter().map(Payment::try_from).collect()
+            }
+        }
+
+    };
+}
+
+pub(crate) use sql_payments;
