@@ -295,7 +295,7 @@ async fn settle(
             prop_assert_eq!(first, r.state, "a reservation changed how it was settled");
             Ok(repeat)
         }
-        Err(StoreError::NotFound { .. } | StoreError::Settlement(_)) => Ok(false),
+        Err(StoreError::NotFound(_) | StoreError::Settlement(_)) => Ok(false),
         Err(e) => Err(TestCaseError::fail(format!("settle: {e}"))),
     }
 }

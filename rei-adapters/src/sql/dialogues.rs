@@ -26,7 +26,7 @@ macro_rules! sql_dialogues {
                 .bind(at.millis())
                 .execute(&self.pool)
                 .await
-                .map_err(TxError::from)?;
+                .map_err(|e| StoreError::from(unknown_user(e, user)))?;
                 Ok(())
             }
 

@@ -120,7 +120,7 @@ macro_rules! sql_jobs {
                 let mut tx = self.write().await?;
                 let stored = Self::job_locked(&mut tx, w.job_id)
                     .await?
-                    .ok_or_else(|| StoreError::NotFound { what: "job", id: w.job_id.to_string() })?;
+                    .ok_or_else(|| StoreError::NotFound(Missing::Job(w.job_id)))?;
                 let t = stored.apply(&w.event, &w.guard, w.at).map_err(StoreError::from)?;
                 if !t.changed() {
                     tx.rollback().await?;

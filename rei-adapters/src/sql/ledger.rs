@@ -58,7 +58,8 @@ macro_rules! sql_ledger {
                 .fetch_all(&mut *tx)
                 .await?;
                 let jobs: Vec<JobTotalsRow> = sqlx::query_as(
-                    "SELECT j.id, j.status, j.reservation_id, r.state AS reservation_state FROM jobs j LEFT JOIN reservations r ON r.id = j.reservation_id",
+                    "SELECT j.id, j.status, j.reservation_id, r.state AS reservation_state, j.cost_actual, r.captured \
+                     FROM jobs j LEFT JOIN reservations r ON r.id = j.reservation_id",
                 )
                 .fetch_all(&mut *tx)
                 .await?;
@@ -108,7 +109,7 @@ macro_rules! sql_ledger {
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(TxError::from)?;
-                let (available, held) = row.ok_or_else(|| StoreError::NotFound { what: "user", id: user.to_string() })?;
+                let (available, held) = row.ok_or_else(|| StoreError::NotFound(Missing::User(user)))?;
                 Ok(Balance { available: money("balance", available)?, held: money("held", held)? })
             }
 

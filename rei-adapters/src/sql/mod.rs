@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use rei_core::ledger::{EntryKind, MAX_BALANCE};
 use rei_core::ports::{
-    BoxError, DialogueStore, JobStore, LedgerStore, PaymentStore, StoreError, UserStore,
+    BoxError, DialogueStore, JobStore, LedgerStore, Missing, PaymentStore, StoreError, UserStore,
 };
 use sqlx::error::ErrorKind;
 
@@ -187,10 +187,7 @@ impl From<TxError> for StoreError {
 pub(crate) fn unknown_user(e: sqlx::Error, user: rei_core::ids::UserId) -> TxError {
     match &e {
         sqlx::Error::Database(db) if matches!(db.kind(), ErrorKind::ForeignKeyViolation) => {
-            TxError::Store(StoreError::NotFound {
-                what: "user",
-                id: user.to_string(),
-            })
+            TxError::Store(StoreError::NotFound(Missing::User(user)))
         }
         _ => TxError::Sql(e),
     }

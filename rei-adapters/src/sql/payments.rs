@@ -2,7 +2,7 @@
 
 /// Stamps the port for one backend (see `store.rs`).
 macro_rules! sql_payments {
-    ($store:ident, $order:literal) => {
+    ($store:ident, $lock:literal, $order:literal) => {
         use super::common::*;
 
         impl $store {
@@ -40,6 +40,16 @@ macro_rules! sql_payments {
             async fn save_payment_transition_once(&self, t: &PaymentTransition) -> Result<Payment, TxError> {
                 let mut tx = self.write().await?;
                 let p = &t.after;
+                // Effects are checked against the stored row, never the caller's copy.
+                let sql = concat!("SELECT ", payment_cols!(), " FROM payments WHERE id = $1", $lock);
+                let row: Option<PaymentRow> = sqlx::query_as(sql).bind(p.id.to_string()).fetch_optional(&mut *tx).await?;
+                let stored = row
+                    .map(Payment::try_from)
+                    .transpose()?
+                    .ok_or_else(|| StoreError::NotFound(Missing::Payment(p.id)))?;
+                if stored.version != t.before.version {
+                    return Err(StoreError::Conflict { what: "payment", id: p.id.to_string() }.into());
+                }
                 if let Some(provider_id) = &p.provider_payment_id {
                     let other: Option<(String,)> = sqlx::query_as("SELECT id FROM payments WHERE provider_payment_id = $1 AND id <> $2")
                         .bind(provider_id)
@@ -69,7 +79,7 @@ macro_rules! sql_payments {
                 if done.rows_affected() != 1 {
                     let exists = Self::payment_in(&mut tx, p.id).await?.is_some();
                     let id = p.id.to_string();
-                    return Err(if exists { StoreError::Conflict { what: "payment", id } } else { StoreError::NotFound { what: "payment", id } }.into());
+                    return Err(if exists { StoreError::Conflict { what: "payment", id } } else { StoreError::NotFound(Missing::Payment(p.id)) }.into());
                 }
                 let at = p.updated_at;
                 match t.effect {
@@ -78,11 +88,11 @@ macro_rules! sql_payments {
                         // Built from the stored row, not the caller's copy.
                         let stored = Self::payment_in(&mut tx, p.id)
                             .await?
-                            .ok_or_else(|| StoreError::NotFound { what: "payment", id: p.id.to_string() })?;
+                            .ok_or_else(|| StoreError::NotFound(Missing::Payment(p.id)))?;
                         Self::insert_entry(&mut tx, &stored.credit_entry(at)).await?;
                     }
                     Some(PaymentEffect::AttachRefundHold(r)) => {
-                        let fits = Self::reservation_in(&mut tx, r, true).await?.is_some_and(|h| t.before.refund_hold_fits(&h));
+                        let fits = Self::reservation_in(&mut tx, r, true).await?.is_some_and(|h| stored.refund_hold_fits(&h));
                         if !fits {
                             return Err(StoreError::Conflict { what: "refund hold", id: r.to_string() }.into());
                         }
@@ -90,7 +100,7 @@ macro_rules! sql_payments {
                     Some(PaymentEffect::CaptureRefundHold(r)) => {
                         let hold = Self::reservation_in(&mut tx, r, true)
                             .await?
-                            .ok_or_else(|| StoreError::NotFound { what: "reservation", id: r.to_string() })?;
+                            .ok_or_else(|| StoreError::NotFound(Missing::Reservation(r)))?;
                         Self::settle_in(&mut tx, r, Settlement::Capture { actual: hold.amount }, at).await?;
                     }
                     Some(PaymentEffect::ReleaseRefundHold(r)) => {

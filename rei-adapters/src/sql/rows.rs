@@ -378,6 +378,8 @@ pub(crate) struct JobTotalsRow {
     pub(crate) status: String,
     pub(crate) reservation_id: String,
     pub(crate) reservation_state: Option<String>,
+    pub(crate) cost_actual: Option<i64>,
+    pub(crate) captured: Option<i64>,
 }
 
 /// Per-payment credits for verification.
@@ -439,6 +441,8 @@ pub(crate) fn totals(
                         .as_deref()
                         .map(|s| parse("reservation state", s))
                         .transpose()?,
+                    cost_actual: j.cost_actual,
+                    captured: j.captured,
                 })
             })
             .collect::<Result<_, StoreError>>()?,

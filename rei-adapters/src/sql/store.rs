@@ -38,7 +38,7 @@ macro_rules! sql_store {
             crate::sql::jobs::sql_jobs!($store, $lock, $skip, $order);
         }
         mod payments {
-            crate::sql::payments::sql_payments!($store, $order);
+            crate::sql::payments::sql_payments!($store, $lock, $order);
         }
         mod dialogues {
             crate::sql::dialogues::sql_dialogues!($store);
@@ -58,7 +58,7 @@ macro_rules! sql_common {
         };
         pub(crate) use rei_core::money::Money;
         pub(crate) use rei_core::payment::{NewPayment, Payment, PaymentEffect, PaymentFilter, PaymentProvider, PaymentTransition};
-        pub(crate) use rei_core::ports::{DialogueStore, JobStore, LedgerStore, PaymentStore, StoreError, UserStore};
+        pub(crate) use rei_core::ports::{Missing, DialogueStore, JobStore, LedgerStore, PaymentStore, StoreError, UserStore};
         pub(crate) use rei_core::time::Timestamp;
         pub(crate) use rei_core::user::{AuditRecord, Language, Stats, User, UserProfile};
 
@@ -100,7 +100,7 @@ macro_rules! sql_common {
                     .bind(user.get())
                     .fetch_optional(&mut **tx)
                     .await?;
-                let (k,) = row.ok_or_else(|| StoreError::NotFound { what: "user", id: user.to_string() })?;
+                let (k,) = row.ok_or_else(|| StoreError::NotFound(Missing::User(user)))?;
                 Ok(money("balance", k)?)
             }
 
@@ -116,8 +116,12 @@ macro_rules! sql_common {
             /// the committed balance, so concurrent debits never overdraw). A replay of
             /// the key inserts nothing and is detected by the missing `RETURNING` row.
             pub(crate) async fn insert_entry(tx: &mut Tx<'_>, e: &NewEntry) -> Result<Inserted, TxError> {
-                if e.amount.is_zero() {
-                    return Err(StoreError::Invalid("ledger amounts must be positive".into()).into());
+                if e.amount.is_zero() || e.amount > rei_core::ledger::MAX_BALANCE {
+                    return Err(StoreError::Invalid(format!(
+                        "ledger amounts must be between 0.01 ₽ and {}",
+                        rei_core::ledger::MAX_BALANCE
+                    ))
+                    .into());
                 }
                 let inserted: Option<(i64,)> = sqlx::query_as(
                     "INSERT INTO ledger (user_id, type, amount, ref_type, ref_id, description, idempotency_key, created_at) \
@@ -162,7 +166,7 @@ macro_rules! sql_common {
             pub(crate) async fn current_balance(tx: &mut Tx<'_>, user: UserId) -> Result<Money, TxError> {
                 let row: Option<(i64,)> =
                     sqlx::query_as("SELECT balance FROM users WHERE tg_id = $1").bind(user.get()).fetch_optional(&mut **tx).await?;
-                let (k,) = row.ok_or_else(|| StoreError::NotFound { what: "user", id: user.to_string() })?;
+                let (k,) = row.ok_or_else(|| StoreError::NotFound(Missing::User(user)))?;
                 Ok(money("balance", k)?)
             }
 
@@ -258,7 +262,7 @@ macro_rules! sql_common {
             pub(crate) async fn settle_in(tx: &mut Tx<'_>, id: ReservationId, how: Settlement, at: Timestamp) -> Result<Reservation, TxError> {
                 let r = Self::reservation_in(tx, id, true)
                     .await?
-                    .ok_or_else(|| StoreError::NotFound { what: "reservation", id: id.to_string() })?;
+                    .ok_or_else(|| StoreError::NotFound(Missing::Reservation(id)))?;
                 let plan = r.settle(how, at).map_err(StoreError::from)?;
                 Self::apply_settlement(tx, &plan).await?;
                 Ok(plan.reservation)

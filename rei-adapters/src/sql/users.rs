@@ -37,7 +37,7 @@ macro_rules! sql_users {
 
             async fn set_banned_once(&self, id: UserId, banned: bool, audit: &AuditRecord) -> Result<User, TxError> {
                 let mut tx = self.write().await?;
-                let user = Self::user_in(&mut tx, id).await?.ok_or_else(|| StoreError::NotFound { what: "user", id: id.to_string() })?;
+                let user = Self::user_in(&mut tx, id).await?.ok_or_else(|| StoreError::NotFound(Missing::User(id)))?;
                 let notified = user.is_banned == banned && user.ban_notified;
                 sqlx::query("UPDATE users SET is_banned = $1, ban_notified = $2 WHERE tg_id = $3")
                     .bind(banned)
@@ -79,7 +79,7 @@ macro_rules! sql_users {
                 }
                 match self.user(id).await? {
                     Some(_) => Ok(false),
-                    None => Err(StoreError::NotFound { what: "user", id: id.to_string() }),
+                    None => Err(StoreError::NotFound(Missing::User(id))),
                 }
             }
 
@@ -90,7 +90,7 @@ macro_rules! sql_users {
                     .execute(&self.pool)
                     .await
                     .map_err(TxError::from)?;
-                if done.rows_affected() == 1 { Ok(()) } else { Err(StoreError::NotFound { what: "user", id: id.to_string() }) }
+                if done.rows_affected() == 1 { Ok(()) } else { Err(StoreError::NotFound(Missing::User(id))) }
             }
 
             async fn audit_log(&self, n: u32) -> Result<Vec<AuditRecord>, StoreError> {

@@ -14,7 +14,7 @@ use crate::money::Money;
 use crate::payment::{
     NewPayment, Payment, PaymentEffect, PaymentEvent, PaymentFilter, PaymentProvider, PaymentState,
 };
-use crate::ports::{ClaimTarget, StoreError};
+use crate::ports::{ClaimTarget, Missing, StoreError};
 use crate::pricing::{Product, Quote};
 use crate::time::Timestamp;
 use crate::user::{Actor, AuditAction, AuditRecord, Language, UserProfile};
@@ -233,22 +233,22 @@ pub async fn unknown_users_are_not_found<S: Backend>(s: Store<S>) {
     assert!(s.user(ghost).await.unwrap().is_none());
     assert!(matches!(
         s.set_language(ghost, Language::En).await,
-        Err(StoreError::NotFound { what: "user", .. })
+        Err(StoreError::NotFound(Missing::User(_)))
     ));
     assert!(matches!(
         s.set_banned(ghost, true, audit(ghost, AuditAction::Ban))
             .await,
-        Err(StoreError::NotFound { what: "user", .. })
+        Err(StoreError::NotFound(Missing::User(_)))
     ));
     assert!(matches!(
         s.balance(ghost).await,
-        Err(StoreError::NotFound { what: "user", .. })
+        Err(StoreError::NotFound(Missing::User(_)))
     ));
     let r = s
         .post(entry(ghost, EntryKind::Credit, 100, "k"), None)
         .await;
     assert!(
-        matches!(r, Err(StoreError::NotFound { what: "user", .. })),
+        matches!(r, Err(StoreError::NotFound(Missing::User(_)))),
         "{r:?}"
     );
     assert!(
@@ -492,13 +492,7 @@ pub async fn unknown_reservation_is_not_found<S: Backend>(s: Store<S>) {
         )
         .await;
     assert!(
-        matches!(
-            r,
-            Err(StoreError::NotFound {
-                what: "reservation",
-                ..
-            })
-        ),
+        matches!(r, Err(StoreError::NotFound(Missing::Reservation(_)))),
         "{r:?}"
     );
 }
@@ -580,7 +574,7 @@ pub async fn job_without_funds_writes_nothing<S: Backend>(s: Store<S>) {
     let ghost = new_job(2, UserId::new(999).unwrap(), 1);
     assert!(matches!(
         s.create_job(ghost, 3).await,
-        Err(StoreError::NotFound { what: "user", .. })
+        Err(StoreError::NotFound(Missing::User(_)))
     ));
     assert_sound(&*s).await;
 }
@@ -1055,7 +1049,7 @@ pub async fn payment_creation_is_idempotent<S: Backend>(s: Store<S>) {
     assert!(matches!(
         s.create_payment(new_payment(2, UserId::new(9).unwrap(), 1))
             .await,
-        Err(StoreError::NotFound { what: "user", .. })
+        Err(StoreError::NotFound(Missing::User(_)))
     ));
     assert_eq!(s.payment(p.id).await.unwrap(), Some(p));
 }
@@ -1436,6 +1430,69 @@ pub async fn balances_are_capped<S: Backend>(s: Store<S>) {
     assert!(matches!(r, Err(StoreError::Invalid(_))), "{r:?}");
     assert_eq!((available(&*s, u).await, available(&*s, v).await), (max, 0));
     assert_sound(&*s).await;
+}
+
+pub async fn refund_holds_are_checked_against_the_stored_payment<S: Backend>(s: Store<S>) {
+    let u = user(&*s, 1).await;
+    fund(&*s, u, 100_000).await;
+    let p = s.create_payment(new_payment(1, u, 30_000)).await.unwrap();
+    let paid = pay(&*s, &p, succeeded("yk-1", 30_000)).await.unwrap();
+    // The caller's copy says the payment was 10 000: a hold of that size fits the copy,
+    // not the stored payment.
+    let mut forged = paid.clone();
+    forged.amount = m(10_000);
+    let small = s
+        .reserve(NewReservation {
+            idempotency_key: key(&format!("payment:{}:refund-hold-v1", paid.id)),
+            ..hold(20, u, 10_000)
+        })
+        .await
+        .unwrap();
+    let r = pay(
+        &*s,
+        &forged,
+        PaymentEvent::RefundStarted {
+            reservation_id: small.id,
+        },
+    )
+    .await;
+    assert!(
+        matches!(
+            r,
+            Err(StoreError::Conflict {
+                what: "refund hold",
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+    assert_eq!(s.payment(paid.id).await.unwrap().unwrap(), paid);
+}
+
+pub async fn dialogue_of_an_unknown_user_is_not_found<S: Backend>(s: Store<S>) {
+    let ghost = UserId::new(404).unwrap();
+    let r = s.save_dialogue(ghost, "{}", at(1)).await;
+    assert!(
+        matches!(r, Err(StoreError::NotFound(Missing::User(_)))),
+        "{r:?}"
+    );
+    assert_eq!(s.load_dialogue(ghost).await.unwrap(), None);
+}
+
+pub async fn entries_above_the_cap_are_invalid_whatever_their_kind<S: Backend>(s: Store<S>) {
+    let u = user(&*s, 1).await;
+    fund(&*s, u, 1_000).await;
+    let max = crate::ledger::MAX_BALANCE.kopecks();
+    for kind in [EntryKind::Debit, EntryKind::Credit, EntryKind::Refund] {
+        let r = s
+            .post(
+                entry(u, kind, max + 1, &format!("huge-{}", kind.as_str())),
+                None,
+            )
+            .await;
+        assert!(matches!(r, Err(StoreError::Invalid(_))), "{kind:?}: {r:?}");
+    }
+    assert_eq!(available(&*s, u).await, 1_000);
 }
 
 pub async fn refund_holds_must_fit_their_payment<S: Backend>(s: Store<S>) {

@@ -11,7 +11,9 @@ use crate::job::{
     TransitionError,
 };
 use crate::money::Money;
-use crate::ports::{Clock, IdGenerator, JobQueue, JobStore, QueueError, StoreError, UserStore};
+use crate::ports::{
+    Clock, IdGenerator, JobQueue, JobStore, Missing, QueueError, StoreError, UserStore,
+};
 use crate::pricing::{PriceList, Quote};
 use crate::user::{Actor, AuditAction, AuditRecord};
 
@@ -96,10 +98,7 @@ impl From<StoreError> for JobError {
             StoreError::IdempotencyConflict { .. } => Self::DuplicateKey,
             StoreError::Transition(t) => Self::Transition(t),
             StoreError::LeaseLost { job_id } => Self::LeaseLost(job_id),
-            StoreError::NotFound { what: "job", id } => match id.parse() {
-                Ok(job) => Self::UnknownJob(job),
-                Err(_) => Self::Store(StoreError::NotFound { what: "job", id }),
-            },
+            StoreError::NotFound(Missing::Job(job)) => Self::UnknownJob(job),
             other => Self::Store(other),
         }
     }

@@ -447,6 +447,15 @@ pub enum Violation {
         /// What is wrong, in words.
         detail: String,
     },
+    /// A completed job whose `cost_actual` is not what its reservation captured.
+    JobCostMismatch {
+        /// The job.
+        job_id: JobId,
+        /// What the job says it charged, kopecks.
+        cost_actual: Option<i64>,
+        /// What the reservation captured, kopecks.
+        captured: Option<i64>,
+    },
 }
 
 /// The result of checking every ledger invariant across a store.

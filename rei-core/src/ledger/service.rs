@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use crate::ids::UserId;
 use crate::ledger::{Balance, LedgerEntry, VerifyReport};
-use crate::ports::{LedgerStore, StoreError};
+use crate::ports::{LedgerStore, Missing, StoreError};
 
 /// What the ledger service can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -42,7 +42,7 @@ impl LedgerService {
     /// [`LedgerError::UnknownUser`] for an unregistered user.
     pub async fn balance(&self, user: UserId) -> Result<Balance, LedgerError> {
         self.ledger.balance(user).await.map_err(|e| match e {
-            StoreError::NotFound { what: "user", .. } => LedgerError::UnknownUser(user),
+            StoreError::NotFound(Missing::User(_)) => LedgerError::UnknownUser(user),
             other => LedgerError::Store(other),
         })
     }

@@ -44,6 +44,10 @@ pub struct JobTotals {
     pub reservation_id: ReservationId,
     /// The reservation's state, if it exists.
     pub reservation_state: Option<ReservationState>,
+    /// What the job says it charged (`cost_actual`), kopecks.
+    pub cost_actual: Option<i64>,
+    /// What its reservation captured, kopecks.
+    pub captured: Option<i64>,
 }
 
 /// A payment and its credit entries.
@@ -126,6 +130,13 @@ pub fn check(totals: &LedgerTotals) -> VerifyReport {
                 detail,
             });
         }
+        if j.state == JobState::Completed && j.cost_actual != j.captured {
+            violations.push(Violation::JobCostMismatch {
+                job_id: j.job_id,
+                cost_actual: j.cost_actual,
+                captured: j.captured,
+            });
+        }
     }
     // A refund hold (keyed in the reserved `payment:` namespace) must belong to a paid
     // payment's refund under way; one that no payment names is money held for nothing,
@@ -200,4 +211,155 @@ fn reservation_problem(t: &ReservationTotals) -> Option<String> {
         ));
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::ids::IdempotencyKey;
+    use crate::money::Money;
+    use crate::time::Timestamp;
+
+    fn user() -> UserId {
+        UserId::new(1).unwrap()
+    }
+
+    fn reservation(state: ReservationState, captured: Option<i64>) -> Reservation {
+        Reservation {
+            id: ReservationId::from_uuid(Uuid::from_u128(7)),
+            user_id: user(),
+            amount: Money::from_kopecks(100).unwrap(),
+            state,
+            captured: captured.map(|c| Money::from_kopecks(c).unwrap()),
+            job_id: Some(JobId::from_uuid(Uuid::from_u128(8))),
+            description: "d".into(),
+            idempotency_key: IdempotencyKey::new("k").unwrap(),
+            created_at: Timestamp::from_millis(0),
+            settled_at: (state != ReservationState::Held).then(|| Timestamp::from_millis(1)),
+        }
+    }
+
+    /// A sound store: one user with 100 credited, a captured job of 60 (40 refunded).
+    fn sound() -> LedgerTotals {
+        LedgerTotals {
+            entries: 3,
+            users: vec![UserTotals {
+                user_id: user(),
+                cached: 40,
+                sum: 40,
+            }],
+            reservations: vec![ReservationTotals {
+                reservation: reservation(ReservationState::Captured, Some(60)),
+                debit_count: 1,
+                debit_sum: 100,
+                refund_count: 1,
+                refund_sum: 40,
+            }],
+            jobs: vec![JobTotals {
+                job_id: JobId::from_uuid(Uuid::from_u128(8)),
+                state: JobState::Completed,
+                reservation_id: ReservationId::from_uuid(Uuid::from_u128(7)),
+                reservation_state: Some(ReservationState::Captured),
+                cost_actual: Some(60),
+                captured: Some(60),
+            }],
+            payments: vec![PaymentTotals {
+                payment_id: PaymentId::from_uuid(Uuid::from_u128(9)),
+                state: PaymentState::Paid,
+                amount: 100,
+                credit_count: 1,
+                credit_sum: 100,
+                refund_hold: None,
+            }],
+        }
+    }
+
+    fn kinds(totals: &LedgerTotals) -> Vec<&'static str> {
+        check(totals)
+            .violations
+            .iter()
+            .map(|v| match v {
+                Violation::CachedBalanceMismatch { .. } => "cached_balance",
+                Violation::NegativeBalance { .. } => "negative_balance",
+                Violation::DanglingReservation { .. } => "dangling_reservation",
+                Violation::SettlementMismatch { .. } => "settlement_mismatch",
+                Violation::PaymentCreditMismatch { .. } => "payment_credit",
+                Violation::JobCostMismatch { .. } => "job_cost",
+            })
+            .collect()
+    }
+
+    fn check_one(corrupt: impl FnOnce(&mut LedgerTotals), expected: &[&str]) {
+        let mut t = sound();
+        corrupt(&mut t);
+        assert_eq!(kinds(&t), expected);
+    }
+
+    #[test]
+    fn a_sound_store_has_no_violation() {
+        assert!(check(&sound()).is_ok());
+    }
+
+    #[test]
+    fn a_cached_balance_that_is_not_the_sum_is_reported() {
+        check_one(|t| t.users[0].cached = 41, &["cached_balance"]);
+    }
+
+    #[test]
+    fn a_negative_sum_is_reported() {
+        check_one(
+            |t| {
+                t.users[0].cached = -1;
+                t.users[0].sum = -1;
+            },
+            &["negative_balance"],
+        );
+    }
+
+    #[test]
+    fn a_second_refund_of_a_reservation_is_a_settlement_mismatch() {
+        check_one(
+            |t| {
+                t.reservations[0].refund_count = 2;
+                t.reservations[0].refund_sum = 80;
+            },
+            &["settlement_mismatch"],
+        );
+        check_one(
+            |t| t.reservations[0].debit_count = 0,
+            &["settlement_mismatch"],
+        );
+    }
+
+    #[test]
+    fn a_finished_job_whose_hold_is_still_held_is_dangling() {
+        check_one(
+            |t| t.jobs[0].reservation_state = Some(ReservationState::Held),
+            &["dangling_reservation"],
+        );
+        check_one(
+            |t| t.jobs[0].reservation_state = None,
+            &["dangling_reservation"],
+        );
+    }
+
+    #[test]
+    fn a_paid_payment_without_exactly_one_credit_is_reported() {
+        check_one(|t| t.payments[0].credit_count = 2, &["payment_credit"]);
+        check_one(|t| t.payments[0].credit_sum = 90, &["payment_credit"]);
+        check_one(
+            |t| {
+                t.payments[0].state = PaymentState::Cancelled;
+            },
+            &["payment_credit"],
+        );
+    }
+
+    #[test]
+    fn a_job_that_charged_other_than_its_capture_is_reported() {
+        check_one(|t| t.jobs[0].cost_actual = Some(50), &["job_cost"]);
+        check_one(|t| t.jobs[0].captured = None, &["job_cost"]);
+    }
 }

@@ -22,7 +22,7 @@ use crate::payment::{
     NewPayment, Payment, PaymentEffect, PaymentFilter, PaymentProvider, PaymentTransition,
 };
 use crate::ports::{
-    ClaimTarget, DialogueStore, JobStore, LedgerStore, PaymentStore, StoreError, UserStore,
+    ClaimTarget, DialogueStore, JobStore, LedgerStore, Missing, PaymentStore, StoreError, UserStore,
 };
 use crate::time::Timestamp;
 use crate::user::{AuditRecord, Language, Stats, User, UserProfile};
@@ -70,13 +70,6 @@ enum PostPlan {
     New { balance: Money },
 }
 
-fn not_found(what: &'static str, id: &dyn std::fmt::Display) -> StoreError {
-    StoreError::NotFound {
-        what,
-        id: id.to_string(),
-    }
-}
-
 const DEFAULT_LIMIT: u32 = 100;
 
 fn limit(n: u32) -> usize {
@@ -99,7 +92,9 @@ impl MemoryStore {
 
 impl State {
     fn user(&self, id: UserId) -> Result<&User, StoreError> {
-        self.users.get(&id).ok_or_else(|| not_found("user", &id))
+        self.users
+            .get(&id)
+            .ok_or_else(|| StoreError::NotFound(Missing::User(id)))
     }
 
     fn plan_post(&self, entry: &NewEntry) -> Result<PostPlan, StoreError> {
@@ -222,7 +217,7 @@ impl State {
         let r = self
             .reservations
             .get(&id)
-            .ok_or_else(|| not_found("reservation", &id))?;
+            .ok_or_else(|| StoreError::NotFound(Missing::Reservation(id)))?;
         let plan = r.settle(how, at)?;
         // A refund only adds; planning it checks the key and the user.
         let refund_balance = match &plan.refund {
@@ -343,6 +338,12 @@ impl State {
                 state: j.state,
                 reservation_id: j.reservation_id,
                 reservation_state: self.reservations.get(&j.reservation_id).map(|r| r.state),
+                cost_actual: j.cost_actual.map(Money::kopecks),
+                captured: self
+                    .reservations
+                    .get(&j.reservation_id)
+                    .and_then(|r| r.captured)
+                    .map(Money::kopecks),
             })
             .collect();
         let payments = self
@@ -412,7 +413,10 @@ impl UserStore for MemoryStore {
         audit: AuditRecord,
     ) -> Result<User, StoreError> {
         let mut s = self.lock();
-        let u = s.users.get_mut(&id).ok_or_else(|| not_found("user", &id))?;
+        let u = s
+            .users
+            .get_mut(&id)
+            .ok_or_else(|| StoreError::NotFound(Missing::User(id)))?;
         if u.is_banned != banned {
             u.ban_notified = false;
         }
@@ -424,7 +428,10 @@ impl UserStore for MemoryStore {
 
     async fn mark_ban_notified(&self, id: UserId) -> Result<bool, StoreError> {
         let mut s = self.lock();
-        let u = s.users.get_mut(&id).ok_or_else(|| not_found("user", &id))?;
+        let u = s
+            .users
+            .get_mut(&id)
+            .ok_or_else(|| StoreError::NotFound(Missing::User(id)))?;
         let first = u.is_banned && !u.ban_notified;
         if first {
             u.ban_notified = true;
@@ -436,7 +443,7 @@ impl UserStore for MemoryStore {
         let mut s = self.lock();
         s.users
             .get_mut(&id)
-            .ok_or_else(|| not_found("user", &id))?
+            .ok_or_else(|| StoreError::NotFound(Missing::User(id)))?
             .language = language;
         Ok(())
     }
@@ -606,7 +613,7 @@ impl JobStore for MemoryStore {
         let stored = s
             .jobs
             .get(&w.job_id)
-            .ok_or_else(|| not_found("job", &w.job_id))?;
+            .ok_or_else(|| StoreError::NotFound(Missing::Job(w.job_id)))?;
         let t = stored.apply(&w.event, &w.guard, w.at)?;
         if !t.changed() {
             return Ok(Applied {
@@ -732,7 +739,7 @@ impl PaymentStore for MemoryStore {
         let stored = s
             .payments
             .get(&id)
-            .ok_or_else(|| not_found("payment", &id))?;
+            .ok_or_else(|| StoreError::NotFound(Missing::Payment(id)))?;
         if stored.version != t.before.version {
             return Err(StoreError::Conflict {
                 what: "payment",
@@ -820,7 +827,9 @@ impl DialogueStore for MemoryStore {
         state: &str,
         _at: Timestamp,
     ) -> Result<(), StoreError> {
-        self.lock().dialogues.insert(user, state.to_owned());
+        let mut s = self.lock();
+        s.user(user)?;
+        s.dialogues.insert(user, state.to_owned());
         Ok(())
     }
 

@@ -11,7 +11,7 @@ use crate::payment::{
     PaymentTransitionError,
 };
 use crate::ports::{
-    Clock, CreatePayment, GatewayPayment, IdGenerator, LedgerStore, Notice, Notifier,
+    Clock, CreatePayment, GatewayPayment, IdGenerator, LedgerStore, Missing, Notice, Notifier,
     PaymentGateway, PaymentStore, ProviderError, RefundRequest, RefundStatus, StoreError,
     UserStore,
 };
@@ -119,10 +119,7 @@ pub enum PaymentError {
 impl From<StoreError> for PaymentError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::NotFound {
-                what: "payment",
-                id,
-            } => Self::UnknownPayment(id),
+            StoreError::NotFound(Missing::Payment(id)) => Self::UnknownPayment(id.to_string()),
             other => Self::Store(other),
         }
     }

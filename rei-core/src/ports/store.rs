@@ -16,17 +16,36 @@ use crate::payment::{NewPayment, Payment, PaymentFilter, PaymentProvider, Paymen
 use crate::time::Timestamp;
 use crate::user::{AuditRecord, Language, Stats, User, UserProfile};
 
+/// The object a store did not find.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Missing {
+    /// A user (Telegram id).
+    User(UserId),
+    /// A job.
+    Job(JobId),
+    /// A payment (our id).
+    Payment(PaymentId),
+    /// A reservation.
+    Reservation(ReservationId),
+}
+
+impl std::fmt::Display for Missing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::User(id) => write!(f, "user {id}"),
+            Self::Job(id) => write!(f, "job {id}"),
+            Self::Payment(id) => write!(f, "payment {id}"),
+            Self::Reservation(id) => write!(f, "reservation {id}"),
+        }
+    }
+}
+
 /// What a store can refuse or fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The referenced object does not exist.
-    #[error("{what} {id} not found")]
-    NotFound {
-        /// Kind of object (`user`, `job`, …).
-        what: &'static str,
-        /// Its id.
-        id: String,
-    },
+    #[error("{0} not found")]
+    NotFound(Missing),
     /// A debit or hold is larger than the available balance.
     #[error("insufficient funds: needed {needed}, available {available}")]
     InsufficientFunds {

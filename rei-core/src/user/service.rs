@@ -7,7 +7,7 @@ use crate::ids::{IdempotencyKey, UserId};
 use crate::ledger::{EntryKind, NewEntry, Posted, RefType};
 use crate::money::Money;
 use crate::ports::{
-    Clock, JobQueue, LedgerStore, Notice, Notifier, QueueError, StoreError, UserStore,
+    Clock, JobQueue, LedgerStore, Missing, Notice, Notifier, QueueError, StoreError, UserStore,
 };
 use crate::user::{Actor, AuditAction, AuditRecord, Language, Stats, User, UserProfile};
 
@@ -48,7 +48,7 @@ pub enum UserError {
 impl UserError {
     fn from_store(user: UserId) -> impl FnOnce(StoreError) -> Self {
         move |e| match e {
-            StoreError::NotFound { what: "user", .. } => Self::UnknownUser(user),
+            StoreError::NotFound(Missing::User(_)) => Self::UnknownUser(user),
             StoreError::InsufficientFunds { needed, available } => {
                 Self::InsufficientFunds { needed, available }
             }

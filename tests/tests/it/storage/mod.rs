@@ -12,3 +12,4 @@ mod conformance_postgres {
 mod concurrency;
 mod crash;
 mod open;
+mod verify;
