@@ -152,6 +152,36 @@ impl AssetStore {
     }
 }
 
+#[async_trait::async_trait]
+impl rei_core::ports::Assets for AssetStore {
+    async fn read(&self, asset: &AssetRef) -> Result<Vec<u8>, rei_core::ports::AssetError> {
+        match Self::read(self, asset).await {
+            Ok(bytes) => Ok(bytes),
+            Err(AssetError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(rei_core::ports::AssetError::NotFound(asset.clone()))
+            }
+            Err(e) => Err(rei_core::ports::AssetError::Unavailable(Box::new(e))),
+        }
+    }
+
+    async fn write(
+        &self,
+        key: &str,
+        bytes: &[u8],
+    ) -> Result<AssetRef, rei_core::ports::AssetError> {
+        Self::write(self, key, bytes)
+            .await
+            .map_err(|e| rei_core::ports::AssetError::Unavailable(Box::new(e)))
+    }
+
+    fn public_url(&self, _asset: &AssetRef) -> Option<String> {
+        // Serving assets under PUBLIC_URL (for Kling's video→video) comes with the HTTP
+        // server; until then video→video is unavailable, as the contract says without
+        // PUBLIC_URL.
+        None
+    }
+}
+
 /// Checks that a key is a safe relative path (see the module docs).
 ///
 /// # Errors

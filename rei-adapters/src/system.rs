@@ -45,13 +45,17 @@ pub struct LogNotifier;
 
 #[async_trait]
 impl Notifier for LogNotifier {
-    async fn notify(&self, user: UserId, notice: Notice) -> Result<(), NotifyError> {
+    async fn notify(
+        &self,
+        user: UserId,
+        notice: Notice,
+    ) -> Result<Option<rei_core::ports::MessageRef>, NotifyError> {
         tracing::info!(
             user_id = user.get(),
             ?notice,
             "notice not delivered: no messenger in this process"
         );
-        Ok(())
+        Ok(None)
     }
 
     async fn alert_admins(&self, alert: AdminAlert) -> Result<(), NotifyError> {

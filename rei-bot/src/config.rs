@@ -28,11 +28,23 @@ pub(crate) enum LogFormat {
     Json,
 }
 
+/// What to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::Subcommand)]
+pub(crate) enum Command {
+    /// The bot, the HTTP server and the workers in one process (the default).
+    Run,
+    /// Workers only (scale-out: several processes on one PostgreSQL and Redis).
+    Worker,
+}
+
 /// REI bot: Telegram bot, HTTP server and workers. Every option is also an environment
 /// variable (and may be set in `.env`).
 #[derive(Debug, Parser)]
 #[command(name = "rei-bot", version, about)]
 pub(crate) struct Config {
+    /// `run` (default) or `worker`.
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// Telegram bot token from @BotFather.
     #[arg(long, env = "BOT_TOKEN", hide_env_values = true)]
     pub bot_token: SecretString,
@@ -103,6 +115,13 @@ pub(crate) struct Config {
     /// Jobs at once per process.
     #[arg(long, env = "WORKER_CONCURRENCY", default_value = "4", value_parser = clap::value_parser!(u32).range(1..=256))]
     pub worker_concurrency: u32,
+    /// How long a worker's claim holds a job before another worker may take it over
+    /// (renewed every third of it while the job runs).
+    #[arg(long, env = "WORKER_LEASE_SECS", default_value = "60", value_parser = clap::value_parser!(u64).range(2..=3600))]
+    pub worker_lease_secs: u64,
+    /// Wait between two status polls of a running video.
+    #[arg(long, env = "VIDEO_POLL_INTERVAL_MS", default_value = "10000", value_parser = clap::value_parser!(u64).range(50..=600_000))]
+    pub video_poll_interval_ms: u64,
     /// Address of the HTTP server (webhooks, health, metrics).
     #[arg(long, env = "HTTP_ADDR", default_value = "0.0.0.0:8080")]
     pub http_addr: SocketAddr,

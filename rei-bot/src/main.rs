@@ -1,55 +1,51 @@
-//! `rei-bot`: validates the configuration, opens the database and applies migrations.
-//!
-//! The Telegram dialogue, the HTTP server and the workers arrive with their own issues;
-//! until then this binary stops after start-up checks with a clear message.
+//! `rei-bot`: the Telegram bot, HTTP server and workers in one process (`rei-bot run`,
+//! the default), or workers only (`rei-bot worker`). Wiring only: see `wiring.rs`.
 
 mod config;
+mod telemetry;
+mod wiring;
 
 use anyhow::Context;
 use clap::Parser;
+use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, LogFormat};
-
-fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match format {
-        LogFormat::Pretty => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
-}
+use crate::config::{Command, Config};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     dotenvy::dotenv().ok();
     let config = Config::parse();
-    init_tracing(config.log_format);
-    let prices = config.validate().context("invalid configuration")?;
-    for feature in config.disabled_features() {
-        tracing::warn!(feature, "feature disabled");
+    telemetry::init(config.log_format);
+    let app = wiring::build(&config).await.context("starting rei-bot")?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+    match config.command.unwrap_or(Command::Run) {
+        Command::Worker => app.run_workers(shutdown).await,
+        Command::Run => app.run_all(shutdown).await,
     }
-    let target = rei_adapters::sql::DatabaseTarget::from_config(
-        config.database_url.as_deref(),
-        &config.database_path,
-    )?;
-    tracing::info!(database = ?target, "opening database");
-    let stores = rei_adapters::sql::connect(&target)
-        .await
-        .context("opening the database")?;
-    let report = stores
-        .ledger
-        .verify()
-        .await
-        .context("verifying the ledger")?;
-    tracing::info!(
-        users = report.users_checked,
-        entries = report.entries_checked,
-        violations = report.violations.len(),
-        image_price_kopecks = prices.price(&rei_core::Product::ImageGeneration).kopecks(),
-        "database ready"
-    );
-    anyhow::bail!(
-        "the Telegram front end is not part of this build yet (see README, Status); the database is migrated and verified"
-    )
+}
+
+/// Cancels `shutdown` on SIGINT or SIGTERM.
+async fn stop_on_signal(shutdown: CancellationToken) {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down: finishing the current steps");
+    shutdown.cancel();
 }

@@ -4,6 +4,8 @@
 //! (set by `scripts/test`, which starts throwaway servers). When one is unset its tests
 //! fail, unless `REI_SKIP_SERVER_TESTS=1` says to skip them (CI never sets it).
 
+pub mod fakes;
+
 use std::sync::Arc;
 
 use anyhow::Context;

@@ -172,7 +172,7 @@ impl TryFrom<ReservationRow> for Reservation {
 macro_rules! job_cols {
     () => {
         "id, user_id, status, progress, params, quote, cost_actual, reservation_id, idempotency_key, attempts, deliveries, provider_calls, \
-         provider_task_id, result_url, error_message, cancel_requested, lease_token, lease_until, run_after, delivery, delivery_attempts, \
+         provider_task_id, result_url, error_message, cancel_requested, status_message, lease_token, lease_until, run_after, delivery, delivery_attempts, \
          delivered_at, version, created_at, started_at, completed_at, updated_at"
     };
 }
@@ -196,6 +196,7 @@ pub(crate) struct JobRow {
     result_url: Option<String>,
     error_message: Option<String>,
     cancel_requested: Option<String>,
+    status_message: Option<String>,
     lease_token: Option<String>,
     lease_until: Option<i64>,
     run_after: Option<i64>,
@@ -253,6 +254,7 @@ impl TryFrom<JobRow> for Job {
                 _ => return Err(StoreError::Corrupt("job lease: token without end".into())),
             },
             run_after: r.run_after.map(Timestamp::from_millis),
+            status_message: r.status_message.map(rei_core::ports::MessageRef::new),
             delivery: parse("job delivery", &r.delivery)?,
             delivery_attempts: count("delivery_attempts", r.delivery_attempts)?,
             delivered_at: r.delivered_at.map(Timestamp::from_millis),

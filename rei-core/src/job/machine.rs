@@ -96,7 +96,10 @@ impl Job {
             JobGuard::Lease(_) => return Err(lost),
             JobGuard::Unleased => false,
         };
-        let needs_lease = !matches!(event, JobEvent::Claimed { .. } | JobEvent::Cancelled { .. });
+        let needs_lease = !matches!(
+            event,
+            JobEvent::Claimed { .. } | JobEvent::Cancelled { .. } | JobEvent::StatusMessage { .. }
+        );
         if needs_lease && !leased {
             return Err(lost);
         }
@@ -127,6 +130,9 @@ impl Job {
                 if self.run_after.is_some() {
                     next.run_after = Some(*run_after);
                 }
+            }
+            (JobEvent::StatusMessage { message }, _) => {
+                next.status_message = Some(message.clone());
             }
             (JobEvent::CallStarted, Processing) => {
                 next.provider_calls = self.provider_calls.saturating_add(1);

@@ -461,6 +461,8 @@ pub struct Job {
     pub lease: Option<JobLease>,
     /// When a worker should next pick it up; `None` once nothing is left to do.
     pub run_after: Option<Timestamp>,
+    /// The front end's status message of this job (edited with the progress).
+    pub status_message: Option<crate::ports::MessageRef>,
     /// Whether the user was told how it ended.
     pub delivery: Delivery,
     /// Failed attempts to tell the user.
@@ -550,6 +552,11 @@ pub enum JobEvent {
         /// Who.
         by: CancelledBy,
     },
+    /// The front end sent the job's status message (any writer: no money moves).
+    StatusMessage {
+        /// The message to edit from now on.
+        message: crate::ports::MessageRef,
+    },
     /// The user was told how the job ended.
     Delivered,
     /// Telling the user failed for now: try again at `retry_at`.
@@ -576,6 +583,7 @@ impl JobEvent {
             Self::Succeeded { .. } => "succeeded",
             Self::Failed { .. } => "failed",
             Self::Cancelled { .. } => "cancelled",
+            Self::StatusMessage { .. } => "status_message",
             Self::Delivered => "delivered",
             Self::DeliveryFailed { .. } => "delivery_failed",
             Self::Undeliverable => "undeliverable",
@@ -712,6 +720,7 @@ impl NewJob {
             cancel_requested: None,
             lease: None,
             run_after: Some(self.created_at),
+            status_message: None,
             delivery: Delivery::NotYet,
             delivery_attempts: 0,
             delivered_at: None,

@@ -228,7 +228,7 @@ impl Step<'_> {
                     && self.job.deliveries == 1
                     && self.job.provider_calls == 0
                 {
-                    self.progress().await;
+                    self.progress().await?;
                 }
                 match self.job.spec.clone() {
                     JobSpec::ImageGeneration { .. } | JobSpec::ImageEdit { .. } => {
@@ -445,7 +445,7 @@ impl Step<'_> {
             return match videos.status(v.mode, &task).await {
                 Ok(VideoTaskStatus::Submitted | VideoTaskStatus::Processing) => {
                     if self.write(JobEvent::Generating).await?.changed {
-                        self.progress().await;
+                        self.progress().await?;
                     }
                     Ok(Next::Wait(self.runner.config.poll_interval))
                 }
@@ -469,7 +469,7 @@ impl Step<'_> {
                 Ok(Some(task)) => {
                     self.write(JobEvent::ProviderTaskCreated { task_id: task })
                         .await?;
-                    self.progress().await;
+                    self.progress().await?;
                     return Ok(Next::Continue);
                 }
                 Ok(None) => {}
@@ -527,31 +527,38 @@ impl Step<'_> {
             Ok(task) => {
                 self.write(JobEvent::ProviderTaskCreated { task_id: task })
                     .await?;
-                self.progress().await;
+                self.progress().await?;
                 Ok(Next::Continue)
             }
             Err(e) => self.provider_failed("kling", e).await,
         }
     }
 
-    /// Best effort: the status message shows the stored progress.
-    async fn progress(&mut self) {
+    /// Best effort: the status message shows the stored progress. A status message the
+    /// notifier starts is stored with the job, so later notices edit it.
+    async fn progress(&mut self) -> Result<(), JobError> {
         let notice = Notice::JobProgress {
             job_id: self.job.id,
             progress: self.job.progress,
+            status_message: self.job.status_message.clone(),
         };
-        if let Err(e) = self
+        match self
             .runner
             .ports
             .notifier
             .notify(self.job.user_id, notice)
             .await
         {
-            self.notes.push(StepNote::NotSent {
+            Ok(Some(message)) if self.job.status_message.as_ref() != Some(&message) => {
+                self.write(JobEvent::StatusMessage { message }).await?;
+            }
+            Ok(_) => {}
+            Err(e) => self.notes.push(StepNote::NotSent {
                 what: "progress",
                 error: e.to_string(),
-            });
+            }),
         }
+        Ok(())
     }
 
     /// Tells the user how the job ended, and records it: delivered, unreachable (blocked
@@ -568,6 +575,7 @@ impl Step<'_> {
                     kind: job.spec.kind(),
                     result: result.clone(),
                     charged,
+                    status_message: job.status_message.clone(),
                 },
                 _ => {
                     return Err(JobError::Store(crate::ports::StoreError::Corrupt(format!(
@@ -585,16 +593,18 @@ impl Step<'_> {
                         detail: String::new(),
                     }),
                 refunded: job.quote.amount,
+                status_message: job.status_message.clone(),
             },
             JobState::Cancelled | JobState::Pending | JobState::Processing => {
                 Notice::JobCancelled {
                     job_id: job.id,
                     refunded: job.quote.amount,
+                    status_message: job.status_message.clone(),
                 }
             }
         };
         match self.runner.ports.notifier.notify(job.user_id, notice).await {
-            Ok(()) => {
+            Ok(_) => {
                 self.write(JobEvent::Delivered).await?;
                 Ok(Next::Finished)
             }

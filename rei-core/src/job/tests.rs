@@ -716,20 +716,28 @@ async fn an_image_job_runs_captures_and_is_delivered_once() {
     let result = stored.result.clone().unwrap();
     assert_eq!(w.assets.read(&result).await.unwrap(), png().bytes);
     let notices: Vec<Notice> = w.notifier.notices().into_iter().map(|(_, n)| n).collect();
+    let status = crate::ports::MessageRef::new(format!("status-{}", job.id));
     assert_eq!(
         notices,
         vec![
             Notice::JobProgress {
                 job_id: job.id,
-                progress: Progress::Started
+                progress: Progress::Started,
+                status_message: None,
             },
             Notice::JobCompleted {
                 job_id: job.id,
                 kind: JobKind::ImageGeneration,
                 result,
                 charged: m(5_000),
+                status_message: Some(status.clone()),
             },
         ]
+    );
+    assert_eq!(
+        stored.status_message,
+        Some(status),
+        "the status message is kept"
     );
     assert_eq!(w.claim().await, None, "nothing left in the queue");
     assert!(w.store.verify().await.unwrap().is_ok());
@@ -815,7 +823,8 @@ async fn a_content_refusal_refunds_and_tells_the_reason() {
         Notice::JobFailed {
             job_id: job.id,
             reason,
-            refunded: m(5_000)
+            refunded: m(5_000),
+            status_message: Some(crate::ports::MessageRef::new(format!("status-{}", job.id))),
         }
     )));
 }
@@ -1061,7 +1070,8 @@ async fn a_cancel_during_a_run_is_settled_by_the_worker_and_audited() {
         w.user,
         Notice::JobCancelled {
             job_id: job.id,
-            refunded: m(10_000)
+            refunded: m(10_000),
+            status_message: Some(crate::ports::MessageRef::new(format!("status-{}", job.id))),
         }
     )));
     assert!(w.store.verify().await.unwrap().is_ok());

@@ -121,7 +121,11 @@ impl RecordingNotifier {
 
 #[async_trait]
 impl Notifier for RecordingNotifier {
-    async fn notify(&self, user: UserId, notice: Notice) -> Result<(), NotifyError> {
+    async fn notify(
+        &self,
+        user: UserId,
+        notice: Notice,
+    ) -> Result<Option<crate::ports::MessageRef>, NotifyError> {
         let failure = self
             .failures
             .lock()
@@ -137,8 +141,16 @@ impl Notifier for RecordingNotifier {
         self.notices
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .push((user, notice));
-        Ok(())
+            .push((user, notice.clone()));
+        // A job's first progress notice starts its status message: `status-<job id>`.
+        Ok(match notice {
+            Notice::JobProgress {
+                job_id,
+                status_message: None,
+                ..
+            } => Some(crate::ports::MessageRef::new(format!("status-{job_id}"))),
+            _ => None,
+        })
     }
 
     async fn alert_admins(&self, alert: AdminAlert) -> Result<(), NotifyError> {

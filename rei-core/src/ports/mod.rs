@@ -15,7 +15,7 @@ mod store;
 pub use assets::{AssetError, Assets};
 pub use clock::{Clock, IdGenerator};
 pub use notify::{
-    AdminAlert, LimiterError, Notice, Notifier, NotifyError, RateDecision, RateLimiter,
+    AdminAlert, LimiterError, MessageRef, Notice, Notifier, NotifyError, RateDecision, RateLimiter,
 };
 pub use providers::{
     CreatePayment, DownloadedAsset, GatewayPayment, GatewayRefund, GatewayStatus, GeneratedImage,

@@ -9,6 +9,26 @@ use crate::ids::{JobId, PaymentId, UserId};
 use crate::job::{AssetRef, FailureReason, JobKind, Progress};
 use crate::money::Money;
 
+/// A message a front end sent and can edit later (the status message of a job): opaque
+/// to core, stored with the job.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct MessageRef(String);
+
+impl MessageRef {
+    /// Wraps a front end's message reference (for Telegram, the message id).
+    #[must_use]
+    pub fn new(reference: impl Into<String>) -> Self {
+        Self(reference.into())
+    }
+
+    /// The text.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// Something a user is told. The notifier renders it in the user's language.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Notice {
@@ -18,6 +38,8 @@ pub enum Notice {
         job_id: JobId,
         /// Now at.
         progress: Progress,
+        /// The job's status message, to edit instead of sending a new one.
+        status_message: Option<MessageRef>,
     },
     /// A job finished: deliver the result.
     JobCompleted {
@@ -29,6 +51,8 @@ pub enum Notice {
         result: AssetRef,
         /// What was charged.
         charged: Money,
+        /// The job's status message, to mark done.
+        status_message: Option<MessageRef>,
     },
     /// A job failed; the money is back.
     JobFailed {
@@ -38,6 +62,8 @@ pub enum Notice {
         reason: FailureReason,
         /// What was refunded.
         refunded: Money,
+        /// The job's status message, to mark failed.
+        status_message: Option<MessageRef>,
     },
     /// A job was cancelled; the money is back.
     JobCancelled {
@@ -45,6 +71,8 @@ pub enum Notice {
         job_id: JobId,
         /// What was refunded.
         refunded: Money,
+        /// The job's status message, to mark cancelled.
+        status_message: Option<MessageRef>,
     },
     /// A top-up was credited.
     PaymentCredited {
@@ -106,12 +134,15 @@ pub enum NotifyError {
 #[cfg_attr(test, mockall::automock)]
 #[async_trait]
 pub trait Notifier: Send + Sync {
-    /// Tells a user. Delivery is best effort: callers log failures, money state is
-    /// already committed when this is called.
+    /// Tells a user. Money state is already committed when this is called; a job's
+    /// final notice is retried by its worker until it is delivered or the user is
+    /// unreachable. Returns the message sent when it is one to edit later (a job's new
+    /// status message), `None` otherwise.
     ///
     /// # Errors
     /// `Unreachable` when the user blocked the bot, `Unavailable` otherwise.
-    async fn notify(&self, user: UserId, notice: Notice) -> Result<(), NotifyError>;
+    async fn notify(&self, user: UserId, notice: Notice)
+    -> Result<Option<MessageRef>, NotifyError>;
 
     /// Tells every admin.
     ///

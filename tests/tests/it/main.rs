@@ -1,4 +1,5 @@
 //! REI end-to-end tests: one test binary (one link step on 2 cores), a module per area.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod jobs;
 mod storage;

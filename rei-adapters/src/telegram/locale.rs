@@ -1,0 +1,171 @@
+//! The bot's texts: Fluent files per language (`locales/ru.ftl`, `locales/en.ftl`),
+//! compiled into the binary, with CLDR plural rules (Russian one / few / many).
+
+use std::collections::HashMap;
+
+use fluent_bundle::concurrent::FluentBundle;
+use fluent_bundle::{FluentArgs, FluentResource, FluentValue};
+use rei_core::user::Language;
+
+const RU: &str = include_str!("locales/ru.ftl");
+const EN: &str = include_str!("locales/en.ftl");
+
+/// Why the locale files could not be loaded (a build bug: they are compiled in).
+#[derive(Debug, thiserror::Error)]
+#[error("locale {language}: {message}")]
+pub struct LocaleError {
+    language: &'static str,
+    message: String,
+}
+
+/// One bundle per language.
+pub struct Locales {
+    bundles: HashMap<Language, FluentBundle<FluentResource>>,
+}
+
+impl std::fmt::Debug for Locales {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Locales").finish_non_exhaustive()
+    }
+}
+
+/// A text argument: a word or a number (numbers choose plural forms).
+#[derive(Clone, Debug)]
+pub enum Arg {
+    /// Shown as is (amounts arrive formatted by `Money`).
+    Text(String),
+    /// A count.
+    Number(i64),
+}
+
+impl Locales {
+    /// Loads the compiled-in files.
+    ///
+    /// # Errors
+    /// [`LocaleError`] when a file does not parse.
+    pub fn load() -> Result<Self, LocaleError> {
+        let mut bundles = HashMap::new();
+        for (language, tag, text) in [(Language::Ru, "ru", RU), (Language::En, "en", EN)] {
+            let error = |message: String| LocaleError {
+                language: tag,
+                message,
+            };
+            let resource = FluentResource::try_new(text.to_owned())
+                .map_err(|(_, errors)| error(format!("{errors:?}")))?;
+            let id: unic_langid::LanguageIdentifier =
+                tag.parse().map_err(|e| error(format!("{e}")))?;
+            let mut bundle = FluentBundle::new_concurrent(vec![id]);
+            // Telegram shows the isolation marks Fluent would add around arguments.
+            bundle.set_use_isolating(false);
+            bundle
+                .add_resource(resource)
+                .map_err(|errors| error(format!("{errors:?}")))?;
+            bundles.insert(language, bundle);
+        }
+        Ok(Self { bundles })
+    }
+
+    /// The text of `key` in `language` with `args`; the key itself when missing (a test
+    /// checks that every key exists in every language).
+    #[must_use]
+    pub fn text(&self, language: Language, key: &str, args: &[(&str, Arg)]) -> String {
+        let Some(bundle) = self.bundles.get(&language) else {
+            return key.to_owned();
+        };
+        let Some(pattern) = bundle.get_message(key).and_then(|m| m.value()) else {
+            return key.to_owned();
+        };
+        let mut fluent_args = FluentArgs::new();
+        for (name, value) in args {
+            let value = match value {
+                Arg::Text(t) => FluentValue::from(t.clone()),
+                Arg::Number(n) => FluentValue::from(*n),
+            };
+            fluent_args.set(*name, value);
+        }
+        let mut errors = Vec::new();
+        bundle
+            .format_pattern(pattern, Some(&fluent_args), &mut errors)
+            .into_owned()
+    }
+
+    /// Every message key of a language, sorted.
+    #[must_use]
+    pub fn keys(language: Language) -> Vec<String> {
+        let text = match language {
+            Language::Ru => RU,
+            Language::En => EN,
+        };
+        let mut keys: Vec<String> = text
+            .lines()
+            .filter(|l| l.chars().next().is_some_and(|c| c.is_ascii_lowercase()))
+            .filter_map(|l| l.split_once(" =").map(|(k, _)| k.trim().to_owned()))
+            .collect();
+        keys.sort();
+        keys
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(lang: Language, key: &str, args: &[(&str, Arg)]) -> String {
+        Locales::load().unwrap().text(lang, key, args)
+    }
+
+    #[test]
+    fn every_key_exists_in_every_language() {
+        let ru = Locales::keys(Language::Ru);
+        assert!(ru.len() > 10, "{ru:?}");
+        assert_eq!(ru, Locales::keys(Language::En));
+    }
+
+    #[test]
+    fn every_key_renders_without_errors() {
+        let locales = Locales::load().unwrap();
+        for lang in [Language::Ru, Language::En] {
+            for key in Locales::keys(lang) {
+                assert_ne!(
+                    locales.text(lang, &key, &[]),
+                    key,
+                    "{key} is missing in {lang:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn russian_plurals_follow_cldr() {
+        let n = |k: i64| {
+            text(
+                Language::Ru,
+                "failure-too-many-attempts",
+                &[("attempts", Arg::Number(k))],
+            )
+        };
+        assert_eq!(n(1), "не удалось после 1 попытки");
+        assert_eq!(n(3), "не удалось после 3 попыток");
+        assert_eq!(n(5), "не удалось после 5 попыток");
+        assert_eq!(n(21), "не удалось после 21 попытки");
+        let m = |k: i64| {
+            text(
+                Language::En,
+                "failure-deadline",
+                &[("minutes", Arg::Number(k))],
+            )
+        };
+        assert_eq!(m(1), "generation took longer than 1 minute");
+        assert_eq!(m(15), "generation took longer than 15 minutes");
+    }
+
+    #[test]
+    fn arguments_are_not_wrapped_in_isolation_marks() {
+        let t = text(
+            Language::Ru,
+            "job-progress",
+            &[("percent", Arg::Number(50))],
+        );
+        assert_eq!(t, "⏳ Генерация: 50%");
+    }
+}

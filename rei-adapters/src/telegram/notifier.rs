@@ -1,0 +1,440 @@
+//! [`TelegramNotifier`]: core's `Notifier` over the Bot API.
+//!
+//! - Progress edits the job's one status message (sent on the first notice, its id then
+//!   stored with the job by core); "message is not modified" is success, and a status
+//!   message that is gone is replaced by a new one.
+//! - A result goes as a photo (≤ 10 MB, else a document) or a video (≤ 50 MB; larger
+//!   ones are reported with their size, since the cloud Bot API cannot upload them).
+//! - A blocked bot or a deactivated user is `Unreachable` (recorded, never retried);
+//!   429 and network failures are `Unavailable` (the job's worker retries with backoff).
+//! - Admin alerts reach every `ADMIN_IDS` chat, at most once per hour per provider and
+//!   kind in this process.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use rei_core::UserId;
+use rei_core::job::{FailureReason, JobKind};
+use rei_core::ports::{
+    AdminAlert, MessageRef, Notice, Notifier, NotifyError, ProviderErrorKind, UserStore,
+};
+use rei_core::user::Language;
+use teloxide::payloads::{SendDocumentSetters, SendPhotoSetters, SendVideoSetters};
+use teloxide::prelude::Requester;
+use teloxide::types::{ChatId, InputFile, MessageId};
+use teloxide::{ApiError, Bot, RequestError};
+
+use super::locale::{Arg, Locales};
+use crate::files::AssetStore;
+
+/// Largest photo the Bot API takes by upload; larger images go as documents.
+const MAX_PHOTO_BYTES: u64 = 10 * 1024 * 1024;
+/// Largest file the cloud Bot API takes by upload.
+const MAX_UPLOAD_BYTES: u64 = 50 * 1024 * 1024;
+/// One alert per provider and kind per this long.
+const ALERT_EVERY: Duration = Duration::from_secs(3600);
+
+/// What the notifier needs besides the bot.
+#[derive(Clone, Debug)]
+pub struct TelegramNotifierConfig {
+    /// Who gets provider alerts (`ADMIN_IDS`).
+    pub admins: Vec<UserId>,
+}
+
+/// Tells users and admins through Telegram.
+#[derive(Clone)]
+pub struct TelegramNotifier {
+    bot: Bot,
+    users: Arc<dyn UserStore>,
+    assets: AssetStore,
+    locales: Arc<Locales>,
+    config: TelegramNotifierConfig,
+    alerted: Arc<Mutex<HashMap<(String, ProviderErrorKind), Instant>>>,
+}
+
+impl std::fmt::Debug for TelegramNotifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The bot holds the token: never print it.
+        f.debug_struct("TelegramNotifier")
+            .field("admins", &self.config.admins)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TelegramNotifier {
+    /// A notifier sending through `bot`, reading users' languages from `users` and
+    /// results from `assets`.
+    #[must_use]
+    pub fn new(
+        bot: Bot,
+        users: Arc<dyn UserStore>,
+        assets: AssetStore,
+        locales: Arc<Locales>,
+        config: TelegramNotifierConfig,
+    ) -> Self {
+        Self {
+            bot,
+            users,
+            assets,
+            locales,
+            config,
+            alerted: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    async fn language(&self, user: UserId) -> Language {
+        match self.users.user(user).await {
+            Ok(Some(u)) => u.language,
+            Ok(None) => Language::default(),
+            Err(e) => {
+                tracing::warn!(user_id = user.get(), error = %e, "cannot read the user's language");
+                Language::default()
+            }
+        }
+    }
+
+    fn text(&self, language: Language, key: &str, args: &[(&str, Arg)]) -> String {
+        self.locales.text(language, key, args)
+    }
+
+    fn failure(&self, language: Language, reason: &FailureReason) -> String {
+        let detail = |d: &str| [("detail", Arg::Text(d.to_owned()))];
+        match reason {
+            FailureReason::ContentRefused { detail: d } => {
+                self.text(language, "failure-content-refused", &detail(d))
+            }
+            FailureReason::ProviderFailed { .. } => {
+                self.text(language, "failure-provider-failed", &[])
+            }
+            FailureReason::ServiceUnavailable { .. } => {
+                self.text(language, "failure-service-unavailable", &[])
+            }
+            FailureReason::BadInput { detail: d } => {
+                self.text(language, "failure-bad-input", &detail(d))
+            }
+            FailureReason::TooManyAttempts { attempts } => self.text(
+                language,
+                "failure-too-many-attempts",
+                &[("attempts", Arg::Number(i64::from(*attempts)))],
+            ),
+            FailureReason::DeadlineExceeded { after_secs } => self.text(
+                language,
+                "failure-deadline",
+                &[(
+                    "minutes",
+                    Arg::Number(i64::try_from(after_secs.div_ceil(60)).unwrap_or(i64::MAX)),
+                )],
+            ),
+        }
+    }
+
+    /// Edits the status message, or sends a new one when there is none (or it is gone).
+    /// Returns the new message when one was sent.
+    async fn show_status(
+        &self,
+        chat: ChatId,
+        status: Option<&MessageRef>,
+        text: String,
+    ) -> Result<Option<MessageRef>, NotifyError> {
+        if let Some(id) = status.and_then(|m| m.as_str().parse::<i32>().ok()) {
+            match self
+                .bot
+                .edit_message_text(chat, MessageId(id), text.clone())
+                .await
+            {
+                Ok(_) | Err(RequestError::Api(ApiError::MessageNotModified)) => return Ok(None),
+                Err(RequestError::Api(
+                    ApiError::MessageToEditNotFound | ApiError::MessageCantBeEdited,
+                )) => {}
+                Err(e) => return Err(map_error(e, chat)),
+            }
+        }
+        let sent = self
+            .bot
+            .send_message(chat, text)
+            .await
+            .map_err(|e| map_error(e, chat))?;
+        Ok(Some(MessageRef::new(sent.id.0.to_string())))
+    }
+
+    async fn send_text(&self, chat: ChatId, text: String) -> Result<(), NotifyError> {
+        self.bot
+            .send_message(chat, text)
+            .await
+            .map(|_| ())
+            .map_err(|e| map_error(e, chat))
+    }
+
+    /// Marks the status message done (best effort), then sends the result file.
+    async fn deliver(
+        &self,
+        chat: ChatId,
+        language: Language,
+        kind: JobKind,
+        result: &rei_core::job::AssetRef,
+        charged: rei_core::Money,
+        status: Option<&MessageRef>,
+    ) -> Result<(), NotifyError> {
+        let charged = charged.to_string();
+        let caption = self.text(
+            language,
+            "job-done-caption",
+            &[("charged", Arg::Text(charged.clone()))],
+        );
+        let done = self.text(language, "job-done-status", &[]);
+        if let Err(e) = self.show_status_if_any(chat, status, done).await {
+            tracing::debug!(error = %e, "the status message could not be marked done");
+        }
+        let path = self
+            .assets
+            .path(result)
+            .map_err(|e| NotifyError::Unavailable(Box::new(e)))?;
+        let size = tokio::fs::metadata(&path)
+            .await
+            .map_err(|e| NotifyError::Unavailable(Box::new(e)))?
+            .len();
+        let file = InputFile::file(path);
+        let sent = match kind {
+            JobKind::ImageGeneration | JobKind::ImageEdit if size <= MAX_PHOTO_BYTES => self
+                .bot
+                .send_photo(chat, file)
+                .caption(caption)
+                .await
+                .map(|_| ()),
+            JobKind::ImageGeneration | JobKind::ImageEdit => self
+                .bot
+                .send_document(chat, file)
+                .caption(caption)
+                .await
+                .map(|_| ()),
+            JobKind::VideoGeneration if size <= MAX_UPLOAD_BYTES => self
+                .bot
+                .send_video(chat, file)
+                .caption(caption)
+                .supports_streaming(true)
+                .await
+                .map(|_| ()),
+            JobKind::VideoGeneration => {
+                let megabytes = i64::try_from(size.div_ceil(1024 * 1024)).unwrap_or(i64::MAX);
+                let text = self.text(
+                    language,
+                    "job-too-large",
+                    &[
+                        ("megabytes", Arg::Number(megabytes)),
+                        ("charged", Arg::Text(charged)),
+                    ],
+                );
+                return self.send_text(chat, text).await;
+            }
+        };
+        sent.map_err(|e| map_error(e, chat))
+    }
+
+    /// Edits the status message when there is one; otherwise nothing.
+    async fn show_status_if_any(
+        &self,
+        chat: ChatId,
+        status: Option<&MessageRef>,
+        text: String,
+    ) -> Result<(), NotifyError> {
+        match status {
+            Some(_) => self.show_status(chat, status, text).await.map(|_| ()),
+            None => Ok(()),
+        }
+    }
+
+    /// A final text: in place of the status message when there is one, else new.
+    async fn finish(
+        &self,
+        chat: ChatId,
+        status: Option<&MessageRef>,
+        text: String,
+    ) -> Result<(), NotifyError> {
+        self.show_status(chat, status, text).await.map(|_| ())
+    }
+
+    fn should_alert(&self, alert: &AdminAlert) -> bool {
+        let mut alerted = self.alerted.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = (alert.provider.clone(), alert.kind);
+        let now = Instant::now();
+        match alerted.get(&key) {
+            Some(last) if now.duration_since(*last) < ALERT_EVERY => false,
+            _ => {
+                alerted.insert(key, now);
+                true
+            }
+        }
+    }
+}
+
+/// Maps a Bot API failure: a user who blocked the bot is unreachable, everything else
+/// is worth another try later.
+fn map_error(e: RequestError, chat: ChatId) -> NotifyError {
+    match (e, UserId::new(chat.0)) {
+        (
+            RequestError::Api(
+                ApiError::BotBlocked | ApiError::UserDeactivated | ApiError::ChatNotFound,
+            ),
+            Ok(user),
+        ) => NotifyError::Unreachable(user),
+        (other, _) => NotifyError::Unavailable(Box::new(other)),
+    }
+}
+
+#[async_trait]
+impl Notifier for TelegramNotifier {
+    #[tracing::instrument(skip_all, fields(user_id = user.get(), notice = notice_name(&notice)))]
+    async fn notify(
+        &self,
+        user: UserId,
+        notice: Notice,
+    ) -> Result<Option<MessageRef>, NotifyError> {
+        let chat = ChatId(user.get());
+        let language = self.language(user).await;
+        match notice {
+            Notice::JobProgress {
+                progress,
+                status_message,
+                ..
+            } => {
+                let text = self.text(
+                    language,
+                    "job-progress",
+                    &[("percent", Arg::Number(i64::from(progress.percent())))],
+                );
+                self.show_status(chat, status_message.as_ref(), text).await
+            }
+            Notice::JobCompleted {
+                kind,
+                result,
+                charged,
+                status_message,
+                ..
+            } => self
+                .deliver(
+                    chat,
+                    language,
+                    kind,
+                    &result,
+                    charged,
+                    status_message.as_ref(),
+                )
+                .await
+                .map(|()| None),
+            Notice::JobFailed {
+                reason,
+                refunded,
+                status_message,
+                ..
+            } => {
+                let text = self.text(
+                    language,
+                    "job-failed",
+                    &[
+                        ("reason", Arg::Text(self.failure(language, &reason))),
+                        ("refunded", Arg::Text(refunded.to_string())),
+                    ],
+                );
+                self.finish(chat, status_message.as_ref(), text)
+                    .await
+                    .map(|()| None)
+            }
+            Notice::JobCancelled {
+                refunded,
+                status_message,
+                ..
+            } => {
+                let text = self.text(
+                    language,
+                    "job-cancelled",
+                    &[("refunded", Arg::Text(refunded.to_string()))],
+                );
+                self.finish(chat, status_message.as_ref(), text)
+                    .await
+                    .map(|()| None)
+            }
+            Notice::PaymentCredited {
+                amount, balance, ..
+            } => {
+                self.money(chat, language, "payment-credited", amount, balance)
+                    .await
+            }
+            Notice::PaymentRefunded {
+                amount, balance, ..
+            } => {
+                self.money(chat, language, "payment-refunded", amount, balance)
+                    .await
+            }
+            Notice::BalanceCredited { amount, balance } => {
+                self.money(chat, language, "balance-credited", amount, balance)
+                    .await
+            }
+            Notice::BalanceDebited { amount, balance } => {
+                self.money(chat, language, "balance-debited", amount, balance)
+                    .await
+            }
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(provider = %alert.provider, kind = alert.kind.as_str()))]
+    async fn alert_admins(&self, alert: AdminAlert) -> Result<(), NotifyError> {
+        if !self.should_alert(&alert) {
+            tracing::debug!("admin alert suppressed: one was sent within the hour");
+            return Ok(());
+        }
+        let mut last_error = None;
+        for admin in &self.config.admins {
+            let language = self.language(*admin).await;
+            let text = self.text(
+                language,
+                "admin-alert",
+                &[
+                    ("provider", Arg::Text(alert.provider.clone())),
+                    ("kind", Arg::Text(alert.kind.as_str().to_owned())),
+                    ("message", Arg::Text(alert.message.clone())),
+                ],
+            );
+            if let Err(e) = self.send_text(ChatId(admin.get()), text).await {
+                tracing::warn!(admin = admin.get(), error = %e, "admin alert not delivered");
+                last_error = Some(e);
+            }
+        }
+        last_error.map_or(Ok(()), Err)
+    }
+}
+
+impl TelegramNotifier {
+    async fn money(
+        &self,
+        chat: ChatId,
+        language: Language,
+        key: &str,
+        amount: rei_core::Money,
+        balance: rei_core::Money,
+    ) -> Result<Option<MessageRef>, NotifyError> {
+        let text = self.text(
+            language,
+            key,
+            &[
+                ("amount", Arg::Text(amount.to_string())),
+                ("balance", Arg::Text(balance.to_string())),
+            ],
+        );
+        self.send_text(chat, text).await.map(|()| None)
+    }
+}
+
+const fn notice_name(notice: &Notice) -> &'static str {
+    match notice {
+        Notice::JobProgress { .. } => "job_progress",
+        Notice::JobCompleted { .. } => "job_completed",
+        Notice::JobFailed { .. } => "job_failed",
+        Notice::JobCancelled { .. } => "job_cancelled",
+        Notice::PaymentCredited { .. } => "payment_credited",
+        Notice::PaymentRefunded { .. } => "payment_refunded",
+        Notice::BalanceCredited { .. } => "balance_credited",
+        Notice::BalanceDebited { .. } => "balance_debited",
+    }
+}

@@ -1,0 +1,16 @@
+//! Logging: `LOG_FORMAT` (pretty or JSON lines), level from `RUST_LOG` (default `info`).
+
+use crate::config::LogFormat;
+
+/// Installs the global subscriber once.
+pub(crate) fn init(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Pretty => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

@@ -1,0 +1,177 @@
+//! Builds adapters, then services, then the runnable parts, once. The only place that
+//! picks technologies (through `rei_adapters::backends::connect`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use rei_adapters::backends::{Backends, BackendsConfig};
+use rei_adapters::files::AssetStore;
+use rei_adapters::gemini::{GeminiClient, GeminiConfig};
+use rei_adapters::kling::{KlingClient, KlingConfig, KlingCredentials, KlingModel};
+use rei_adapters::system::{RandomIds, SystemClock};
+use rei_adapters::telegram::{Locales, TelegramNotifier, TelegramNotifierConfig};
+use rei_adapters::worker::{Worker, WorkerConfig};
+use rei_core::job::{JobLimits, JobPorts, JobRunner, JobService, RunnerConfig, RunnerPorts};
+use rei_core::ports::{Clock, ImageGenerator, VideoGenerator};
+use secrecy::ExposeSecret;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+
+/// Everything `main` runs.
+pub(crate) struct App {
+    backends: Backends,
+    worker: Worker,
+}
+
+/// Opens the backends, checks the ledger, and builds the services and workers.
+pub(crate) async fn build(config: &Config) -> anyhow::Result<App> {
+    let prices = config.validate().context("invalid configuration")?;
+    for feature in config.disabled_features() {
+        tracing::warn!(feature, "feature disabled");
+    }
+    let database = rei_adapters::sql::DatabaseTarget::from_config(
+        config.database_url.as_deref(),
+        &config.database_path,
+    )?;
+    tracing::info!(database = ?database, redis = config.redis_url.is_some(), "opening backends");
+    let backends = rei_adapters::backends::connect(&BackendsConfig {
+        database,
+        redis_url: config.redis_url.clone(),
+        rate_limit_per_minute: config.rate_limit_per_minute,
+        lease_for: Duration::from_secs(config.worker_lease_secs),
+    })
+    .await
+    .context("opening the database and queue")?;
+    let report = backends
+        .stores
+        .ledger
+        .verify()
+        .await
+        .context("verifying the ledger")?;
+    if report.is_ok() {
+        tracing::info!(
+            users = report.users_checked,
+            entries = report.entries_checked,
+            "ledger verified"
+        );
+    } else {
+        tracing::error!(violations = ?report.violations, "the ledger has violations: run `rei-cli ledger verify`");
+    }
+
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let stores = &backends.stores;
+    let jobs = Arc::new(JobService::new(
+        JobPorts {
+            users: stores.users.clone(),
+            jobs: stores.jobs.clone(),
+            queue: backends.queue.clone(),
+            clock: clock.clone(),
+            ids: Arc::new(RandomIds),
+        },
+        prices,
+        JobLimits {
+            max_active_per_user: config.max_active_jobs_per_user,
+            ..JobLimits::default()
+        },
+    ));
+    let assets = AssetStore::new(&config.asset_dir);
+    let bot = teloxide::Bot::new(config.bot_token.expose_secret())
+        .set_api_url(config.telegram_api_url.clone());
+    let notifier = Arc::new(TelegramNotifier::new(
+        bot,
+        stores.users.clone(),
+        assets.clone(),
+        Arc::new(Locales::load()?),
+        TelegramNotifierConfig {
+            admins: config.admin_ids.clone(),
+        },
+    ));
+    let runner_config = RunnerConfig {
+        lease_for: Duration::from_secs(config.worker_lease_secs),
+        poll_interval: Duration::from_millis(config.video_poll_interval_ms),
+        ..RunnerConfig::default()
+    };
+    let runner = Arc::new(JobRunner::new(
+        RunnerPorts {
+            jobs: jobs.clone(),
+            images: images(config)?,
+            videos: videos(config, &assets)?,
+            assets: Arc::new(assets),
+            notifier,
+            clock: clock.clone(),
+        },
+        runner_config,
+    ));
+    let worker = Worker::new(
+        jobs,
+        runner,
+        clock,
+        WorkerConfig {
+            name: worker_name(),
+            concurrency: usize::try_from(config.worker_concurrency).unwrap_or(1),
+            ..WorkerConfig::default()
+        },
+    );
+    Ok(App { backends, worker })
+}
+
+fn images(config: &Config) -> anyhow::Result<Option<Arc<dyn ImageGenerator>>> {
+    let Some(key) = &config.nano_banana_api_key else {
+        return Ok(None);
+    };
+    let mut gemini = GeminiConfig::new(key.clone());
+    gemini.base_url = config.nano_banana_api_url.to_string();
+    gemini.model.clone_from(&config.nano_banana_model);
+    let client = GeminiClient::new(gemini).context("NANO_BANANA_API_URL")?;
+    Ok(Some(Arc::new(client)))
+}
+
+fn videos(config: &Config, assets: &AssetStore) -> anyhow::Result<Option<Arc<dyn VideoGenerator>>> {
+    let credentials = match (
+        &config.kling_api_key,
+        &config.kling_access_key,
+        &config.kling_secret_key,
+    ) {
+        (Some(combined), _, _) => {
+            KlingCredentials::from_combined(combined).context("KLING_API_KEY")?
+        }
+        (None, Some(access), Some(secret)) => KlingCredentials::new(access.clone(), secret.clone())
+            .context("KLING_ACCESS_KEY / KLING_SECRET_KEY")?,
+        _ => return Ok(None),
+    };
+    let mut kling = KlingConfig::new(credentials);
+    kling.base_url = config.kling_api_url.to_string();
+    kling.models = KlingModel::parse_list(&config.kling_models).context("KLING_MODELS")?;
+    kling.omni_model.clone_from(&config.kling_omni_model);
+    kling.mode = config.kling_mode.parse().context("KLING_MODE")?;
+    kling.public_url = config.public_url.as_ref().map(ToString::to_string);
+    let client = KlingClient::new(kling, assets.clone()).context("KLING_API_URL")?;
+    Ok(Some(Arc::new(client)))
+}
+
+/// `host:pid`: unique per process, readable in logs.
+fn worker_name() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "rei".to_owned());
+    format!("{host}:{}", std::process::id())
+}
+
+impl App {
+    /// Workers (and the queue's background sweep) until shutdown.
+    pub(crate) async fn run_workers(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let maintenance = self.backends.spawn_maintenance(shutdown.clone());
+        self.worker.run(shutdown).await;
+        maintenance.await.context("queue maintenance")?;
+        Ok(())
+    }
+
+    /// The whole bot. The Telegram front end and the HTTP server come with their own
+    /// issues; until then this runs the workers.
+    pub(crate) async fn run_all(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        tracing::warn!(
+            "the Telegram front end and the HTTP server are not in this build yet: running the workers only"
+        );
+        self.run_workers(shutdown).await
+    }
+}

@@ -1,0 +1,444 @@
+//! The real `rei-bot worker` process against fake Kling and Telegram servers and a real
+//! database: SIGKILLed inside every step of a paid video job, then restarted, the job
+//! ends delivered and charged once, Kling saw exactly one create, and the ledger
+//! verifies. On SQLite and on PostgreSQL.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rei_adapters::sql::{DatabaseTarget, Stores, connect};
+use rei_core::job::{
+    Delivery, Job, JobLimits, JobPorts, JobSpec, JobState, Prompt, StoreQueue, VideoMode,
+};
+use rei_core::prelude::*;
+use rei_tests::fakes::kling::{FakeKling, Hang};
+use rei_tests::fakes::telegram::FakeTelegram;
+use tokio::process::{Child, Command};
+
+const USER: i64 = 4242;
+
+/// Where a worker is killed.
+#[derive(Clone, Copy, Debug)]
+enum Step {
+    /// Claimed, telling the user it started (before any provider call).
+    AfterClaim,
+    /// Kling accepted the task; its id never reached our database.
+    AfterProviderAccepted,
+    /// The task id is stored; the worker is polling.
+    WhilePolling,
+    /// The video is ready; the worker is downloading it, before the capture.
+    BeforeCapture,
+    /// Captured; the worker is sending the video to the user.
+    DuringDelivery,
+}
+
+const STEPS: [Step; 5] = [
+    Step::AfterClaim,
+    Step::AfterProviderAccepted,
+    Step::WhilePolling,
+    Step::BeforeCapture,
+    Step::DuringDelivery,
+];
+
+struct World {
+    target: DatabaseTarget,
+    stores: Stores,
+    jobs: JobService,
+    kling: FakeKling,
+    telegram: FakeTelegram,
+    assets: tempfile::TempDir,
+}
+
+async fn world(target: DatabaseTarget) -> World {
+    let stores = connect(&target).await.unwrap();
+    let clock: Arc<dyn Clock> = Arc::new(rei_adapters::system::SystemClock);
+    let jobs = JobService::new(
+        JobPorts {
+            users: stores.users.clone(),
+            jobs: stores.jobs.clone(),
+            queue: Arc::new(StoreQueue::new(stores.jobs.clone())),
+            clock: clock.clone(),
+            ids: Arc::new(rei_adapters::system::RandomIds),
+        },
+        PriceList::seed_defaults(),
+        JobLimits::default(),
+    );
+    let users = UserService::new(stores.users.clone(), clock.clone());
+    users
+        .register(UserProfile {
+            id: UserId::new(USER).unwrap(),
+            username: None,
+            first_name: Some("Anna".into()),
+            language: Language::Ru,
+        })
+        .await
+        .unwrap();
+    let admin = AdminService::new(
+        stores.users.clone(),
+        stores.ledger.clone(),
+        Arc::new(StoreQueue::new(stores.jobs.clone())),
+        Arc::new(rei_core::memory::RecordingNotifier::default()),
+        clock,
+    );
+    admin
+        .credit(
+            Actor::System,
+            UserId::new(USER).unwrap(),
+            "500".parse().unwrap(),
+            "test",
+            IdempotencyKey::new("seed").unwrap(),
+        )
+        .await
+        .unwrap();
+    World {
+        target,
+        stores,
+        jobs,
+        kling: FakeKling::start(2).await.unwrap(),
+        telegram: FakeTelegram::start().await.unwrap(),
+        assets: tempfile::tempdir().unwrap(),
+    }
+}
+
+impl World {
+    fn worker(&self) -> Child {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rei-bot"));
+        cmd.arg("worker")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("BOT_TOKEN", "123456:TEST")
+            .env("ADMIN_IDS", "1")
+            .env("KLING_API_KEY", "ak-test:sk-test")
+            .env("KLING_API_URL", &self.kling.url)
+            .env("TELEGRAM_API_URL", &self.telegram.url)
+            .env("ASSET_DIR", self.assets.path())
+            .env("WORKER_CONCURRENCY", "1")
+            .env("WORKER_LEASE_SECS", "2")
+            .env("VIDEO_POLL_INTERVAL_MS", "100")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(if std::env::var("TEST_LOG").is_ok() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
+            .kill_on_drop(true);
+        match &self.target {
+            DatabaseTarget::SqlitePath(p) => cmd.env("DATABASE_PATH", p),
+            DatabaseTarget::SqliteUrl(u) | DatabaseTarget::Postgres(u) => {
+                cmd.env("DATABASE_URL", u)
+            }
+        };
+        cmd.spawn().expect("start rei-bot worker")
+    }
+
+    async fn order_video(&self, key: &str) -> Job {
+        let spec = JobSpec::Video {
+            mode: VideoMode::TextToVideo,
+            model: "kling-v2-6".into(),
+            duration: VideoDuration::Five,
+            prompt: Prompt::parse("a fox in the snow").unwrap(),
+            input: None,
+        };
+        let quote = self.jobs.quote(&spec);
+        self.jobs
+            .create(
+                UserId::new(USER).unwrap(),
+                spec,
+                &quote,
+                IdempotencyKey::new(key).unwrap(),
+            )
+            .await
+            .unwrap()
+    }
+
+    async fn job(&self, job: &Job) -> Job {
+        self.stores.jobs.job(job.id).await.unwrap().unwrap()
+    }
+
+    async fn available(&self) -> i64 {
+        self.stores
+            .ledger
+            .balance(UserId::new(USER).unwrap())
+            .await
+            .unwrap()
+            .available
+            .kopecks()
+    }
+}
+
+/// Polls until `done` holds, failing after `limit`.
+async fn eventually<F, Fut>(what: &str, limit: Duration, mut done: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !done().await {
+        assert!(start.elapsed() < limit, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Arms the fakes so the worker blocks inside `step`.
+fn arm(w: &World, step: Step) {
+    match step {
+        Step::AfterClaim => w.telegram.hang("sendMessage"),
+        Step::AfterProviderAccepted => w.kling.hang(Hang::CreateAfterAccept),
+        Step::WhilePolling => w.kling.hang(Hang::Status),
+        Step::BeforeCapture => w.kling.hang(Hang::Download),
+        Step::DuringDelivery => w.telegram.hang("sendVideo"),
+    }
+}
+
+/// Waits until the worker is inside `step`.
+async fn reached(w: &World, step: Step, job: &Job) {
+    let external = job.id.to_string();
+    let limit = Duration::from_secs(30);
+    match step {
+        Step::AfterClaim => {
+            eventually("the progress notice", limit, || async {
+                !w.telegram.calls_to("sendMessage", USER).is_empty()
+            })
+            .await;
+            assert_eq!(w.job(job).await.state, JobState::Processing);
+            assert!(w.kling.creates().is_empty(), "no provider call yet");
+        }
+        Step::AfterProviderAccepted => {
+            eventually("a create", limit, || async {
+                w.kling.creates().contains(&external)
+            })
+            .await;
+        }
+        Step::WhilePolling => {
+            eventually("a poll", limit, || async { w.kling.polls(&external) > 0 }).await;
+            assert!(
+                w.job(job).await.provider_task_id.is_some(),
+                "the task id is stored before polling"
+            );
+        }
+        Step::BeforeCapture => {
+            eventually("a download", limit, || async { w.kling.downloads() > 0 }).await;
+            assert_eq!(
+                w.job(job).await.state,
+                JobState::Processing,
+                "not captured yet"
+            );
+        }
+        Step::DuringDelivery => {
+            eventually("sendVideo", limit, || async {
+                !w.telegram.calls_to("sendVideo", USER).is_empty()
+            })
+            .await;
+            assert_eq!(
+                w.job(job).await.state,
+                JobState::Completed,
+                "captured before delivery"
+            );
+        }
+    }
+}
+
+async fn crash_at_every_step(target: impl Fn() -> DatabaseTarget) {
+    for step in STEPS {
+        let w = world(target()).await;
+        let before = w.available().await;
+        let job = w.order_video(&format!("crash-{step:?}")).await;
+        let price = job.quote.amount.kopecks();
+        arm(&w, step);
+        let mut first = w.worker();
+        reached(&w, step, &job).await;
+        first.kill().await.unwrap(); // SIGKILL
+        w.kling.hang(Hang::Never);
+        w.telegram.release();
+        let mut second = w.worker();
+        eventually(
+            &format!("the job to finish after a kill {step:?}"),
+            Duration::from_secs(60),
+            || async {
+                let j = w.job(&job).await;
+                j.state.is_final() && j.delivery != Delivery::Pending
+            },
+        )
+        .await;
+        second.kill().await.unwrap();
+        let done = w.job(&job).await;
+        assert_eq!(
+            (done.state, done.delivery),
+            (JobState::Completed, Delivery::Delivered),
+            "{step:?}: {done:?}"
+        );
+        assert_eq!(
+            w.kling
+                .creates()
+                .iter()
+                .filter(|c| **c == job.id.to_string())
+                .count(),
+            1,
+            "{step:?}: Kling must be paid exactly once"
+        );
+        assert_eq!(
+            w.available().await,
+            before - price,
+            "{step:?}: charged exactly once"
+        );
+        assert!(
+            !w.telegram.calls_to("sendVideo", USER).is_empty(),
+            "{step:?}: the video was sent"
+        );
+        let report = w.stores.ledger.verify().await.unwrap();
+        assert!(report.is_ok(), "{step:?}: {:?}", report.violations);
+        assert_eq!(
+            w.stores.jobs.queue_depth().await.unwrap(),
+            0,
+            "{step:?}: nothing left queued"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_at_every_step_on_sqlite_loses_nothing() {
+    crash_at_every_step(|| DatabaseTarget::SqlitePath(rei_tests::sqlite_path().unwrap())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_at_every_step_on_postgres_loses_nothing() {
+    let Some(_) = rei_tests::postgres_admin_url() else {
+        return;
+    };
+    let mut urls = Vec::new();
+    for _ in STEPS {
+        urls.push(rei_tests::postgres_url().await.unwrap().unwrap());
+    }
+    let urls = std::sync::Mutex::new(urls);
+    crash_at_every_step(|| DatabaseTarget::Postgres(urls.lock().unwrap().pop().unwrap())).await;
+}
+
+/// Runs one worker until `job` is settled (final and no delivery pending).
+async fn run_until_settled(w: &World, job: &Job, limit: Duration) -> Job {
+    let mut worker = w.worker();
+    eventually("the job to settle", limit, || async {
+        let j = w.job(job).await;
+        j.state.is_final() && j.delivery != Delivery::Pending
+    })
+    .await;
+    worker.kill().await.unwrap();
+    w.job(job).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn telegram_refusing_the_delivery_is_retried_and_recorded_once() {
+    let w = world(DatabaseTarget::SqlitePath(
+        rei_tests::sqlite_path().unwrap(),
+    ))
+    .await;
+    let job = w.order_video("late").await;
+    // Progress (2) and status edit go through; then Telegram answers 429 for a while.
+    w.telegram.hang("sendVideo");
+    let mut worker = w.worker();
+    eventually("the first send", Duration::from_secs(30), || async {
+        !w.telegram.calls_to("sendVideo", USER).is_empty()
+    })
+    .await;
+    worker.kill().await.unwrap();
+    w.telegram.release();
+    w.telegram.too_many_requests(3);
+    let done = run_until_settled(&w, &job, Duration::from_secs(60)).await;
+    assert_eq!(
+        (done.state, done.delivery),
+        (JobState::Completed, Delivery::Delivered)
+    );
+    assert!(done.delivery_attempts >= 1, "{done:?}");
+    assert!(w.stores.ledger.verify().await.unwrap().is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_who_blocked_the_bot_is_recorded_completed_and_charged() {
+    let w = world(DatabaseTarget::SqlitePath(
+        rei_tests::sqlite_path().unwrap(),
+    ))
+    .await;
+    let before = w.available().await;
+    let job = w.order_video("blocked").await;
+    w.telegram.block(USER);
+    let done = run_until_settled(&w, &job, Duration::from_secs(60)).await;
+    assert_eq!(
+        (done.state, done.delivery),
+        (JobState::Completed, Delivery::Unreachable)
+    );
+    assert_eq!(
+        w.available().await,
+        before - job.quote.amount.kopecks(),
+        "charged: the video was made"
+    );
+    assert_eq!(w.kling.creates().len(), 1);
+    assert!(w.stores.ledger.verify().await.unwrap().is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_worker_processes_share_jobs_and_survive_one_being_killed() {
+    let w = world(DatabaseTarget::SqlitePath(
+        rei_tests::sqlite_path().unwrap(),
+    ))
+    .await;
+    let mut jobs = Vec::new();
+    for i in 0..3 {
+        jobs.push(w.order_video(&format!("shared-{i}")).await);
+    }
+    // The first worker holds a job whose poll never answers; the second works beside it
+    // (it cannot take the held job while the first keeps its lease), then the first dies.
+    w.kling.hang(Hang::Status);
+    let mut a = w.worker();
+    eventually(
+        "the first worker polling",
+        Duration::from_secs(30),
+        || async { jobs.iter().any(|j| w.kling.polls(&j.id.to_string()) > 0) },
+    )
+    .await;
+    w.kling.hang(Hang::Never);
+    let mut b = w.worker();
+    eventually(
+        "the second worker finishing the others",
+        Duration::from_secs(60),
+        || async {
+            let mut settled = 0;
+            for j in &jobs {
+                let j = w.job(j).await;
+                settled += usize::from(j.state.is_final() && j.delivery != Delivery::Pending);
+            }
+            settled == 2
+        },
+    )
+    .await;
+    a.kill().await.unwrap();
+    eventually("every job to settle", Duration::from_secs(90), || async {
+        let mut all = true;
+        for j in &jobs {
+            let j = w.job(j).await;
+            all &= j.state.is_final() && j.delivery != Delivery::Pending;
+        }
+        all
+    })
+    .await;
+    b.kill().await.unwrap();
+    for j in &jobs {
+        let done = w.job(j).await;
+        assert_eq!(
+            (done.state, done.delivery),
+            (JobState::Completed, Delivery::Delivered)
+        );
+        let creates = w
+            .kling
+            .creates()
+            .iter()
+            .filter(|c| **c == j.id.to_string())
+            .count();
+        assert_eq!(creates, 1, "one task per job");
+    }
+    let price: i64 = jobs.iter().map(|j| j.quote.amount.kopecks()).sum();
+    assert_eq!(w.available().await, 50_000 - price);
+    assert!(w.stores.ledger.verify().await.unwrap().is_ok());
+}
