@@ -46,6 +46,17 @@ pub enum AssetError {
     Io(#[from] std::io::Error),
 }
 
+/// What a [`AssetStore::sweep`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Files deleted.
+    pub deleted: u64,
+    /// Their size in bytes.
+    pub bytes: u64,
+    /// Files kept (recent, or in use).
+    pub kept: u64,
+}
+
 /// Files under one root directory (`ASSET_DIR`).
 #[derive(Clone)]
 pub struct AssetStore {
@@ -138,6 +149,59 @@ impl AssetStore {
     /// [`AssetError::InvalidKey`], or [`AssetError::Io`] (e.g. not found).
     pub async fn read(&self, asset: &AssetRef) -> Result<Vec<u8>, AssetError> {
         Ok(tokio::fs::read(self.path(asset)?).await?)
+    }
+
+    /// Deletes files last written before `cutoff`, except the keys in `keep` (inputs and
+    /// results of jobs with work left), and leftover temporary files of the same age.
+    /// Walks the whole store; a file that vanishes meanwhile is not an error.
+    ///
+    /// # Errors
+    /// [`AssetError::Io`] when a directory cannot be read or a file deleted.
+    pub async fn sweep(
+        &self,
+        cutoff: std::time::SystemTime,
+        keep: &std::collections::HashSet<String>,
+    ) -> Result<SweepReport, AssetError> {
+        let mut report = SweepReport::default();
+        let mut dirs = vec![(self.root.clone(), String::new())];
+        while let Some((dir, prefix)) = dirs.pop() {
+            let mut entries = match tokio::fs::read_dir(&dir).await {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e.into()),
+            };
+            while let Some(entry) = entries.next_entry().await? {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let key = if prefix.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{prefix}/{name}")
+                };
+                let meta = match entry.metadata().await {
+                    Ok(meta) => meta,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e.into()),
+                };
+                if meta.is_dir() {
+                    dirs.push((entry.path(), key));
+                    continue;
+                }
+                let old = meta.modified().is_ok_and(|m| m < cutoff);
+                if !old || keep.contains(&key) {
+                    report.kept += 1;
+                    continue;
+                }
+                match tokio::fs::remove_file(entry.path()).await {
+                    Ok(()) => {
+                        report.deleted += 1;
+                        report.bytes += meta.len();
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        Ok(report)
     }
 
     /// Deletes an asset; deleting a missing asset is not an error.
@@ -283,6 +347,62 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_sweep_deletes_old_files_but_not_those_in_use_or_recent() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = AssetStore::new(dir.path());
+        for key in [
+            "results/old.png",
+            "results/in-use.mp4",
+            "inputs/old.jpg",
+            "results/new.png",
+        ] {
+            store.write(key, b"0123456789").await.unwrap();
+        }
+        let leftover = dir.path().join("results/.crashed.png.0000.tmp");
+        std::fs::write(&leftover, b"half").unwrap();
+        let long_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(30 * 86_400);
+        for path in [
+            "results/old.png",
+            "results/in-use.mp4",
+            "inputs/old.jpg",
+            "results/.crashed.png.0000.tmp",
+        ] {
+            let file = std::fs::File::options()
+                .write(true)
+                .open(dir.path().join(path))
+                .unwrap();
+            file.set_modified(long_ago).unwrap();
+        }
+        let cutoff = std::time::SystemTime::now() - std::time::Duration::from_secs(7 * 86_400);
+        let keep = ["results/in-use.mp4".to_owned()].into_iter().collect();
+        let report = store.sweep(cutoff, &keep).await.unwrap();
+        assert_eq!(
+            report,
+            SweepReport {
+                deleted: 3,
+                bytes: 24,
+                kept: 2
+            }
+        );
+        assert!(
+            store
+                .read(&AssetRef::new("results/in-use.mp4"))
+                .await
+                .is_ok()
+        );
+        assert!(store.read(&AssetRef::new("results/new.png")).await.is_ok());
+        assert!(store.read(&AssetRef::new("results/old.png")).await.is_err());
+        assert!(!leftover.exists());
+        let again = store.sweep(cutoff, &keep).await.unwrap();
+        assert_eq!(again.deleted, 0, "a second sweep finds nothing");
+        let missing = AssetStore::new(dir.path().join("nothing-here"));
+        assert_eq!(
+            missing.sweep(cutoff, &keep).await.unwrap(),
+            SweepReport::default()
+        );
+    }
 
     fn key_ok(key: &str) -> bool {
         validate_key(key).is_ok()

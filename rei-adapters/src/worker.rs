@@ -300,3 +300,40 @@ fn record(out: &StepOutcome) {
         }
     }
 }
+
+/// Deletes assets older than `retention` every day (the first sweep a minute after the
+/// start), keeping the inputs and results of jobs with work left, until `shutdown`.
+pub async fn sweep_assets_daily(
+    jobs: Arc<JobService>,
+    assets: crate::files::AssetStore,
+    retention: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut wait = Duration::from_secs(60);
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = shutdown.cancelled() => return,
+        }
+        wait = Duration::from_secs(24 * 3600);
+        let keep = match jobs.assets_in_use(u32::MAX).await {
+            Ok(keep) => keep.into_iter().map(|a| a.as_str().to_owned()).collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "asset sweep skipped: cannot list the assets in use");
+                continue;
+            }
+        };
+        let cutoff = std::time::SystemTime::now()
+            .checked_sub(retention)
+            .unwrap_or(std::time::UNIX_EPOCH);
+        match assets.sweep(cutoff, &keep).await {
+            Ok(report) => tracing::info!(
+                deleted = report.deleted,
+                bytes = report.bytes,
+                kept = report.kept,
+                "asset sweep done"
+            ),
+            Err(e) => tracing::warn!(error = %e, "asset sweep failed"),
+        }
+    }
+}

@@ -23,6 +23,9 @@ use crate::config::Config;
 pub(crate) struct App {
     backends: Backends,
     worker: Worker,
+    jobs: Arc<JobService>,
+    assets: AssetStore,
+    retention: Duration,
 }
 
 /// Opens the backends, checks the ledger, and builds the services and workers.
@@ -98,14 +101,14 @@ pub(crate) async fn build(config: &Config) -> anyhow::Result<App> {
             jobs: jobs.clone(),
             images: images(config)?,
             videos: videos(config, &assets)?,
-            assets: Arc::new(assets),
+            assets: Arc::new(assets.clone()),
             notifier,
             clock: clock.clone(),
         },
         runner_config,
     ));
     let worker = Worker::new(
-        jobs,
+        jobs.clone(),
         runner,
         clock,
         WorkerConfig {
@@ -114,7 +117,13 @@ pub(crate) async fn build(config: &Config) -> anyhow::Result<App> {
             ..WorkerConfig::default()
         },
     );
-    Ok(App { backends, worker })
+    Ok(App {
+        backends,
+        worker,
+        jobs,
+        assets,
+        retention: Duration::from_secs(u64::from(config.asset_retention_days) * 86_400),
+    })
 }
 
 fn images(config: &Config) -> anyhow::Result<Option<Arc<dyn ImageGenerator>>> {
@@ -161,8 +170,15 @@ impl App {
     /// Workers (and the queue's background sweep) until shutdown.
     pub(crate) async fn run_workers(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let maintenance = self.backends.spawn_maintenance(shutdown.clone());
+        let sweeper = tokio::spawn(rei_adapters::worker::sweep_assets_daily(
+            self.jobs,
+            self.assets,
+            self.retention,
+            shutdown.clone(),
+        ));
         self.worker.run(shutdown).await;
         maintenance.await.context("queue maintenance")?;
+        sweeper.await.context("asset sweep")?;
         Ok(())
     }
 

@@ -442,3 +442,45 @@ async fn two_worker_processes_share_jobs_and_survive_one_being_killed() {
     assert_eq!(w.available().await, 50_000 - price);
     assert!(w.stores.ledger.verify().await.unwrap().is_ok());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_hands_the_running_job_back_at_once() {
+    let w = world(DatabaseTarget::SqlitePath(
+        rei_tests::sqlite_path().unwrap(),
+    ))
+    .await;
+    w.kling.finish_after(u32::MAX);
+    let job = w.order_video("term").await;
+    let mut worker = w.worker();
+    let external = job.id.to_string();
+    eventually("polling", Duration::from_secs(30), || async {
+        w.kling.polls(&external) > 2
+    })
+    .await;
+    let pid = worker.id().expect("running").to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let exit = tokio::time::timeout(Duration::from_secs(10), worker.wait())
+        .await
+        .expect("the worker stops within seconds")
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
+    let handed = w.job(&job).await;
+    assert_eq!(handed.state, JobState::Processing);
+    assert_eq!(handed.lease, None, "handed back, not left to expire");
+    assert!(handed.run_after.is_some() && handed.provider_task_id.is_some());
+    w.kling.finish_after(0);
+    let done = run_until_settled(&w, &job, Duration::from_secs(30)).await;
+    assert_eq!(
+        (done.state, done.delivery),
+        (JobState::Completed, Delivery::Delivered)
+    );
+    assert_eq!(
+        w.kling.creates().len(),
+        1,
+        "the next worker polls the same task"
+    );
+}

@@ -140,6 +140,20 @@ macro_rules! sql_jobs {
             }
 
             async fn claim_job_once(&self, target: ClaimTarget, lease: &JobLease, at: Timestamp) -> Result<Option<Job>, TxError> {
+                if target == ClaimTarget::Next {
+                    // An empty queue must not take the write lock (on SQLite, the only
+                    // one): look without a transaction first.
+                    let ready: Option<(String,)> = sqlx::query_as(
+                        "SELECT id FROM jobs WHERE run_after IS NOT NULL AND run_after <= $1 \
+                         AND (lease_until IS NULL OR lease_until <= $1) LIMIT 1",
+                    )
+                    .bind(at.millis())
+                    .fetch_optional(&self.pool)
+                    .await?;
+                    if ready.is_none() {
+                        return Ok(None);
+                    }
+                }
                 let mut tx = self.write().await?;
                 let candidate = match target {
                     ClaimTarget::Job(id) => Self::job_locked(&mut tx, id).await?,

@@ -357,6 +357,29 @@ impl JobService {
         Ok(self.ports.queue.depth().await?)
     }
 
+    /// The inputs and results of jobs with work left (queued, running, or a result still
+    /// to deliver), at most `limit` jobs: what an asset cleanup must keep.
+    ///
+    /// # Errors
+    /// [`JobError::Store`] on storage failure.
+    pub async fn assets_in_use(&self, limit: u32) -> Result<Vec<crate::job::AssetRef>, JobError> {
+        let mut assets = Vec::new();
+        for id in self.ports.jobs.queued_jobs(limit).await? {
+            let Some(job) = self.ports.jobs.job(id).await? else {
+                continue;
+            };
+            match &job.spec {
+                JobSpec::ImageEdit { image, .. } => assets.push(image.clone()),
+                JobSpec::Video {
+                    input: Some(input), ..
+                } => assets.push(input.clone()),
+                JobSpec::ImageGeneration { .. } | JobSpec::Video { input: None, .. } => {}
+            }
+            assets.extend(job.result);
+        }
+        Ok(assets)
+    }
+
     /// Tells the queue again about every job with work left (a fresh or restarted
     /// broker). Harmless to repeat. Returns how many.
     ///

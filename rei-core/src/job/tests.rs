@@ -1167,3 +1167,44 @@ async fn the_queue_resync_names_every_job_with_work_left() {
     assert_eq!(q.depth().await.unwrap(), 2);
     let _ = Clock::now(&*w.clock);
 }
+
+#[tokio::test]
+async fn assets_in_use_are_those_of_jobs_with_work_left() {
+    let w = world(100_000).await;
+    let spec = JobSpec::ImageEdit {
+        prompt: Prompt::parse("brighter").unwrap(),
+        image: AssetRef::new("inputs/photo.jpg"),
+    };
+    let job = confirm_spec(&w, spec, "e1").await.unwrap();
+    assert_eq!(
+        w.jobs.assets_in_use(100).await.unwrap(),
+        vec![AssetRef::new("inputs/photo.jpg")]
+    );
+    w.assets
+        .write("inputs/photo.jpg", b"\xff\xd8jpeg")
+        .await
+        .unwrap();
+    let mut images = MockImageGenerator::new();
+    images.expect_generate().times(1).returning(|_| Ok(png()));
+    let runner = w.runner(images, MockVideoGenerator::new());
+    // Captured but not yet delivered: the result is still needed.
+    w.notifier
+        .fail_next([Failure::Unavailable, Failure::Unavailable]);
+    run(&runner, w.claim().await.unwrap()).await;
+    let stored = w.stored(&job).await;
+    assert_eq!(stored.delivery, Delivery::Pending);
+    let in_use = w.jobs.assets_in_use(100).await.unwrap();
+    assert_eq!(
+        in_use,
+        vec![
+            AssetRef::new("inputs/photo.jpg"),
+            stored.result.clone().unwrap()
+        ]
+    );
+    w.advance(5);
+    run(&runner, w.claim().await.unwrap()).await;
+    assert!(
+        w.jobs.assets_in_use(100).await.unwrap().is_empty(),
+        "delivered: nothing held"
+    );
+}

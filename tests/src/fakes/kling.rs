@@ -84,6 +84,11 @@ impl FakeKling {
         lock(&self.state).hang = hang;
     }
 
+    /// Tasks finish after this many status queries from now on.
+    pub fn finish_after(&self, polls: u32) {
+        lock(&self.state).polls_to_finish = polls;
+    }
+
     /// External ids of every create received (accepted or not).
     #[must_use]
     pub fn creates(&self) -> Vec<String> {
