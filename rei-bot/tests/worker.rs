@@ -76,13 +76,13 @@ async fn world(target: DatabaseTarget) -> World {
         })
         .await
         .unwrap();
-    let admin = AdminService::new(
-        stores.users.clone(),
-        stores.ledger.clone(),
-        Arc::new(StoreQueue::new(stores.jobs.clone())),
-        Arc::new(rei_core::memory::RecordingNotifier::default()),
+    let admin = AdminService::new(AdminPorts {
+        users: stores.users.clone(),
+        ledger: stores.ledger.clone(),
+        queue: Arc::new(StoreQueue::new(stores.jobs.clone())),
+        notifier: Arc::new(rei_core::memory::RecordingNotifier::default()),
         clock,
-    );
+    });
     admin
         .credit(
             Actor::System,

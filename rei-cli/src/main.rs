@@ -29,6 +29,9 @@ struct Cli {
     /// `sqlite://…` or `postgres://…`; wins over `DATABASE_PATH`.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
     database_url: Option<String>,
+    /// Redis of the bot's job queue, if it uses one (queue depth, requeues).
+    #[arg(long, env = "REDIS_URL", hide_env_values = true, global = true)]
+    redis_url: Option<String>,
     #[command(subcommand)]
     command: commands::Command,
 }
@@ -69,6 +72,7 @@ async fn main() -> ExitCode {
         &cli.command,
         cli.database_url.as_deref(),
         &cli.database_path,
+        cli.redis_url,
         &out,
     )
     .await

@@ -143,13 +143,15 @@ async fn main() -> Result<(), Box<dyn Error>> {
 
     let users = UserService::new(store.clone(), clock.clone());
     let payments = PaymentService::new(
-        store.clone(),
-        store.clone(),
-        store.clone(),
-        Some(Arc::new(InstantGateway)),
-        notifier.clone(),
-        clock.clone(),
-        ids.clone(),
+        PaymentPorts {
+            users: store.clone(),
+            payments: store.clone(),
+            ledger: store.clone(),
+            gateway: Some(Arc::new(InstantGateway)),
+            notifier: notifier.clone(),
+            clock: clock.clone(),
+            ids: ids.clone(),
+        },
         PaymentConfig {
             return_url: "https://t.me/ExampleBot".into(),
             ..PaymentConfig::default()

@@ -50,7 +50,7 @@
 //! let notifier = Arc::new(RecordingNotifier::default());
 //!
 //! let users = UserService::new(store.clone(), clock.clone());
-//! let admin = AdminService::new(store.clone(), store.clone(), queue.clone(), notifier.clone(), clock.clone());
+//! let admin = AdminService::new(AdminPorts { users: store.clone(), ledger: store.clone(), queue: queue.clone(), notifier: notifier.clone(), clock: clock.clone() });
 //! let ports = JobPorts {
 //!     users: store.clone(), jobs: store.clone(), queue, clock: clock.clone(),
 //!     ids: Arc::new(SequentialIds::default()),
@@ -115,12 +115,14 @@ pub mod prelude {
         Balance, LedgerEntry, LedgerService, Reservation, ReservationState, Settlement,
     };
     pub use crate::money::Money;
-    pub use crate::payment::{Payment, PaymentProvider, PaymentService, PaymentState};
+    pub use crate::payment::{
+        Payment, PaymentPorts, PaymentProvider, PaymentService, PaymentState,
+    };
     pub use crate::ports::{
         Clock, IdGenerator, ImageGenerator, JobQueue, JobStore, LedgerStore, Notifier,
         PaymentGateway, PaymentStore, UserStore, VideoGenerator,
     };
     pub use crate::pricing::{PriceList, Product, Quote, VideoDuration};
     pub use crate::time::Timestamp;
-    pub use crate::user::{Actor, AdminService, Language, UserProfile, UserService};
+    pub use crate::user::{Actor, AdminPorts, AdminService, Language, UserProfile, UserService};
 }

@@ -17,13 +17,13 @@ async fn many_tasks_spending_one_balance_never_overdraw() {
     let store = Arc::new(MemoryStore::new());
     let clock = Arc::new(ManualClock::new(Timestamp::from_millis(0)));
     let users = UserService::new(store.clone(), clock.clone());
-    let admin = AdminService::new(
-        store.clone(),
-        store.clone(),
-        Arc::new(StoreQueue::new(store.clone())),
-        Arc::new(RecordingNotifier::default()),
-        clock.clone(),
-    );
+    let admin = AdminService::new(AdminPorts {
+        users: store.clone(),
+        ledger: store.clone(),
+        queue: Arc::new(StoreQueue::new(store.clone())),
+        notifier: Arc::new(RecordingNotifier::default()),
+        clock: clock.clone(),
+    });
     let jobs = Arc::new(JobService::new(
         JobPorts {
             users: store.clone(),

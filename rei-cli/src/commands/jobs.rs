@@ -5,7 +5,7 @@ use std::sync::Arc;
 use clap::Subcommand;
 use rei_adapters::system::{RandomIds, SystemClock};
 use rei_core::ids::{JobId, UserId};
-use rei_core::job::{JobError, JobFilter, JobLimits, JobPorts, JobService, JobState, StoreQueue};
+use rei_core::job::{JobError, JobFilter, JobLimits, JobPorts, JobService, JobState};
 use rei_core::pricing::PriceList;
 use serde_json::json;
 
@@ -81,7 +81,7 @@ pub(crate) async fn run(ctx: &Ctx, c: &JobsCommand) -> Result<(), Failure> {
                 JobPorts {
                     users: ctx.stores.users.clone(),
                     jobs: ctx.stores.jobs.clone(),
-                    queue: Arc::new(StoreQueue::new(ctx.stores.jobs.clone())),
+                    queue: ctx.queue.clone(),
                     clock,
                     ids: Arc::new(RandomIds),
                 },

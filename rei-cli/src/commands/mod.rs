@@ -10,11 +10,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Subcommand;
-use rei_adapters::sql::{DatabaseTarget, Stores, connect};
+use rei_adapters::backends::{BackendsConfig, connect};
+use rei_adapters::sql::{DatabaseTarget, Stores};
 use rei_adapters::system::{LogNotifier, SystemClock};
 use rei_core::ids::UserId;
-use rei_core::job::StoreQueue;
-use rei_core::user::{Actor, AdminService};
+use rei_core::ports::JobQueue;
+use rei_core::user::{Actor, AdminPorts, AdminService};
 
 use crate::Failure;
 use crate::output::Output;
@@ -46,6 +47,7 @@ pub(crate) enum Command {
 /// What every command can use.
 pub(crate) struct Ctx {
     pub stores: Stores,
+    pub queue: Arc<dyn JobQueue>,
     pub out: Output,
 }
 
@@ -60,13 +62,13 @@ impl Ctx {
 
     pub(crate) fn admin(&self) -> AdminService {
         let clock = Arc::new(SystemClock);
-        AdminService::new(
-            self.stores.users.clone(),
-            self.stores.ledger.clone(),
-            Arc::new(StoreQueue::new(self.stores.jobs.clone())),
-            Arc::new(LogNotifier),
+        AdminService::new(AdminPorts {
+            users: self.stores.users.clone(),
+            ledger: self.stores.ledger.clone(),
+            queue: self.queue.clone(),
+            notifier: Arc::new(LogNotifier),
             clock,
-        )
+        })
     }
 
     /// Fails with a usage error when the user is not registered.
@@ -113,19 +115,29 @@ pub(crate) fn parse_age(s: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("`{s}` is not an age like 7d, 24h, 30m or 45s"))
 }
 
-/// Opens the database and runs a command.
+/// Opens the database (and the queue) and runs a command.
 pub(crate) async fn run(
     command: &Command,
     url: Option<&str>,
     path: &str,
+    redis_url: Option<String>,
     out: &Output,
 ) -> Result<(), Failure> {
-    let target =
+    let database =
         DatabaseTarget::from_config(url, path).map_err(|e| Failure::Usage(e.to_string()))?;
-    let stores = connect(&target)
-        .await
-        .map_err(|e| operational(format!("{e}: {}", source_chain(&e))))?;
-    let ctx = Ctx { stores, out: *out };
+    let backends = connect(&BackendsConfig {
+        database,
+        redis_url,
+        rate_limit_per_minute: 1,
+        lease_for: Duration::from_secs(60),
+    })
+    .await
+    .map_err(|e| operational(format!("{e}: {}", source_chain(&e))))?;
+    let ctx = Ctx {
+        stores: backends.stores,
+        queue: backends.queue,
+        out: *out,
+    };
     match command {
         Command::Migrate => {
             out.message(

@@ -17,7 +17,9 @@ use crate::ledger::{EntryKind, NewEntry, RefType, text_codes};
 use crate::money::Money;
 use crate::time::Timestamp;
 
-pub use service::{PaymentApplied, PaymentConfig, PaymentError, PaymentService, RefundOutcome};
+pub use service::{
+    PaymentApplied, PaymentConfig, PaymentError, PaymentPorts, PaymentService, RefundOutcome,
+};
 
 /// Who takes the money.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

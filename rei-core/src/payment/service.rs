@@ -145,6 +145,31 @@ pub enum RefundOutcome {
 
 const CONFLICT_RETRIES: u32 = 3;
 
+/// The ports a [`PaymentService`] works over.
+#[derive(Clone)]
+pub struct PaymentPorts {
+    /// Users (who may pay).
+    pub users: Arc<dyn UserStore>,
+    /// Payments and their credits.
+    pub payments: Arc<dyn PaymentStore>,
+    /// Balances and refund holds.
+    pub ledger: Arc<dyn LedgerStore>,
+    /// YooKassa; `None` when it is not configured.
+    pub gateway: Option<Arc<dyn PaymentGateway>>,
+    /// Tells users of credits and refunds.
+    pub notifier: Arc<dyn Notifier>,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+    /// Payment and reservation ids.
+    pub ids: Arc<dyn IdGenerator>,
+}
+
+impl std::fmt::Debug for PaymentPorts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PaymentPorts")
+    }
+}
+
 /// Top-ups and refunds.
 pub struct PaymentService {
     users: Arc<dyn UserStore>,
@@ -167,19 +192,18 @@ impl std::fmt::Debug for PaymentService {
 }
 
 impl PaymentService {
-    /// A service over its ports; `gateway` is `None` when YooKassa is not configured.
-    #[allow(clippy::too_many_arguments)]
+    /// A service over its ports.
     #[must_use]
-    pub fn new(
-        users: Arc<dyn UserStore>,
-        payments: Arc<dyn PaymentStore>,
-        ledger: Arc<dyn LedgerStore>,
-        gateway: Option<Arc<dyn PaymentGateway>>,
-        notifier: Arc<dyn Notifier>,
-        clock: Arc<dyn Clock>,
-        ids: Arc<dyn IdGenerator>,
-        config: PaymentConfig,
-    ) -> Self {
+    pub fn new(ports: PaymentPorts, config: PaymentConfig) -> Self {
+        let PaymentPorts {
+            users,
+            payments,
+            ledger,
+            gateway,
+            notifier,
+            clock,
+            ids,
+        } = ports;
         Self {
             users,
             payments,

@@ -209,13 +209,15 @@ fn service(
     config: PaymentConfig,
 ) -> PaymentService {
     PaymentService::new(
-        w.store.clone(),
-        w.store.clone(),
-        w.store.clone(),
-        gateway.map(|g| Arc::new(g) as Arc<dyn crate::ports::PaymentGateway>),
-        w.notifier.clone(),
-        Arc::new(ManualClock::new(t(1_000))),
-        Arc::new(SequentialIds::default()),
+        PaymentPorts {
+            users: w.store.clone(),
+            payments: w.store.clone(),
+            ledger: w.store.clone(),
+            gateway: gateway.map(|g| Arc::new(g) as Arc<dyn crate::ports::PaymentGateway>),
+            notifier: w.notifier.clone(),
+            clock: Arc::new(ManualClock::new(t(1_000))),
+            ids: Arc::new(SequentialIds::default()),
+        },
         config,
     )
 }

@@ -155,6 +155,27 @@ pub struct StatsReport {
     pub queue_depth: u64,
 }
 
+/// The ports an [`AdminService`] works over.
+#[derive(Clone)]
+pub struct AdminPorts {
+    /// Users, bans, audit log, statistics.
+    pub users: Arc<dyn UserStore>,
+    /// Balances.
+    pub ledger: Arc<dyn LedgerStore>,
+    /// Queue depth for statistics.
+    pub queue: Arc<dyn JobQueue>,
+    /// Tells users of manual credits and debits.
+    pub notifier: Arc<dyn Notifier>,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for AdminPorts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminPorts")
+    }
+}
+
 /// Admin operations: every mutation is written with its audit record in one transaction.
 #[derive(Clone)]
 pub struct AdminService {
@@ -174,13 +195,14 @@ impl std::fmt::Debug for AdminService {
 impl AdminService {
     /// A service over its ports.
     #[must_use]
-    pub fn new(
-        users: Arc<dyn UserStore>,
-        ledger: Arc<dyn LedgerStore>,
-        queue: Arc<dyn JobQueue>,
-        notifier: Arc<dyn Notifier>,
-        clock: Arc<dyn Clock>,
-    ) -> Self {
+    pub fn new(ports: AdminPorts) -> Self {
+        let AdminPorts {
+            users,
+            ledger,
+            queue,
+            notifier,
+            clock,
+        } = ports;
         Self {
             users,
             ledger,

@@ -32,7 +32,13 @@ async fn world() -> World {
     let notifier = Arc::new(RecordingNotifier::default());
     let queue = Arc::new(StoreQueue::new(store.clone()));
     let users = UserService::new(store.clone(), clock.clone());
-    let admin = AdminService::new(store.clone(), store.clone(), queue, notifier.clone(), clock);
+    let admin = AdminService::new(AdminPorts {
+        users: store.clone(),
+        ledger: store.clone(),
+        queue,
+        notifier: notifier.clone(),
+        clock,
+    });
     let alice = UserId::new(5).unwrap();
     users
         .register(UserProfile {
@@ -239,13 +245,13 @@ async fn backend_outages_are_surfaced() {
         ))))
     });
     let clock = Arc::new(ManualClock::new(Timestamp::from_millis(0)));
-    let admin_svc = AdminService::new(
-        Arc::new(users),
-        Arc::new(ledger),
-        Arc::new(queue),
-        Arc::new(notifier),
+    let admin_svc = AdminService::new(AdminPorts {
+        users: Arc::new(users),
+        ledger: Arc::new(ledger),
+        queue: Arc::new(queue),
+        notifier: Arc::new(notifier),
         clock,
-    );
+    });
     let r = admin_svc
         .credit(admin(), UserId::new(1).unwrap(), m(1), "", key("k"))
         .await;

@@ -188,13 +188,13 @@ async fn run(
             language: Language::Ru,
         })
         .await?;
-    AdminService::new(
-        stores.users.clone(),
-        stores.ledger.clone(),
-        timed.clone(),
-        Arc::new(CountingNotifier::default()),
-        clock.clone(),
-    )
+    AdminService::new(AdminPorts {
+        users: stores.users.clone(),
+        ledger: stores.ledger.clone(),
+        queue: timed.clone(),
+        notifier: Arc::new(CountingNotifier::default()),
+        clock: clock.clone(),
+    })
     .credit(
         Actor::System,
         user,

@@ -86,13 +86,13 @@ async fn crash_writer(target_arg: &str, round: u32) -> anyhow::Result<()> {
     // Random ids: children run concurrently and after each other on one database.
     let ids = Arc::new(rei_adapters::system::RandomIds);
     let user_svc = UserService::new(users.clone(), clock.clone());
-    let admin = AdminService::new(
-        users.clone(),
-        ledger.clone(),
-        queue.clone(),
-        notifier.clone(),
-        clock.clone(),
-    );
+    let admin = AdminService::new(AdminPorts {
+        users: users.clone(),
+        ledger: ledger.clone(),
+        queue: queue.clone(),
+        notifier: notifier.clone(),
+        clock: clock.clone(),
+    });
     let job_svc = JobService::new(
         JobPorts {
             users: users.clone(),
@@ -109,13 +109,15 @@ async fn crash_writer(target_arg: &str, round: u32) -> anyhow::Result<()> {
         },
     );
     let pay = PaymentService::new(
-        users,
-        payments,
-        ledger,
-        None,
-        notifier,
-        clock.clone(),
-        ids.clone(),
+        PaymentPorts {
+            users,
+            payments,
+            ledger,
+            gateway: None,
+            notifier,
+            clock: clock.clone(),
+            ids: ids.clone(),
+        },
         PaymentConfig {
             stars_rate: Some(Money::from_kopecks(150)?),
             ..PaymentConfig::default()

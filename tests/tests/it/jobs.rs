@@ -36,13 +36,13 @@ async fn twenty_concurrent_confirmations(target: DatabaseTarget) {
         })
         .await
         .unwrap();
-    AdminService::new(
-        stores.users.clone(),
-        stores.ledger.clone(),
+    AdminService::new(AdminPorts {
+        users: stores.users.clone(),
+        ledger: stores.ledger.clone(),
         queue,
-        Arc::new(RecordingNotifier::default()),
+        notifier: Arc::new(RecordingNotifier::default()),
         clock,
-    )
+    })
     .credit(
         Actor::System,
         user,

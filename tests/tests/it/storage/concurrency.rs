@@ -83,13 +83,15 @@ async fn threads_spend_one_balance(stores: Stores) {
 async fn duplicate_credits_credit_once(stores: Stores) {
     let u = user_with(&stores, 2, 1).await;
     let payments = Arc::new(PaymentService::new(
-        stores.users.clone(),
-        stores.payments.clone(),
-        stores.ledger.clone(),
-        None,
-        Arc::new(RecordingNotifier::default()),
-        Arc::new(ManualClock::new(Timestamp::from_millis(5))),
-        Arc::new(SequentialIds::default()),
+        PaymentPorts {
+            users: stores.users.clone(),
+            payments: stores.payments.clone(),
+            ledger: stores.ledger.clone(),
+            gateway: None,
+            notifier: Arc::new(RecordingNotifier::default()),
+            clock: Arc::new(ManualClock::new(Timestamp::from_millis(5))),
+            ids: Arc::new(SequentialIds::default()),
+        },
         PaymentConfig {
             stars_rate: Some(Money::from_kopecks(150).unwrap()),
             ..PaymentConfig::default()

@@ -46,13 +46,15 @@ async fn sound() -> Planted {
         JobLimits::default(),
     );
     let pay = PaymentService::new(
-        stores.users.clone(),
-        stores.payments.clone(),
-        stores.ledger.clone(),
-        None,
-        Arc::new(RecordingNotifier::default()),
-        clock.clone(),
-        ids,
+        PaymentPorts {
+            users: stores.users.clone(),
+            payments: stores.payments.clone(),
+            ledger: stores.ledger.clone(),
+            gateway: None,
+            notifier: Arc::new(RecordingNotifier::default()),
+            clock: clock.clone(),
+            ids,
+        },
         PaymentConfig {
             stars_rate: Some(Money::from_kopecks(100).unwrap()),
             ..PaymentConfig::default()
