@@ -6,13 +6,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rei_adapters::sql::{DatabaseTarget, Stores, connect};
-use rei_core::job::{
-    Delivery, Job, JobLimits, JobPorts, JobSpec, JobState, Prompt, StoreQueue, VideoMode,
-};
+use rei_core::job::{Delivery, Job, JobLimits, JobSpec, JobState, Prompt, VideoMode};
 use rei_core::prelude::*;
 use rei_tests::fakes::kling::{FakeKling, Hang};
 use rei_tests::fakes::telegram::FakeTelegram;
@@ -54,43 +51,8 @@ struct World {
 
 async fn world(target: DatabaseTarget) -> World {
     let stores = connect(&target).await.unwrap();
-    let clock: Arc<dyn Clock> = Arc::new(rei_adapters::system::SystemClock);
-    let jobs = JobService::new(
-        JobPorts {
-            users: stores.users.clone(),
-            jobs: stores.jobs.clone(),
-            queue: Arc::new(StoreQueue::new(stores.jobs.clone())),
-            clock: clock.clone(),
-            ids: Arc::new(rei_adapters::system::RandomIds),
-        },
-        PriceList::seed_defaults(),
-        JobLimits::default(),
-    );
-    let users = UserService::new(stores.users.clone(), clock.clone());
-    users
-        .register(UserProfile {
-            id: UserId::new(USER).unwrap(),
-            username: None,
-            first_name: Some("Anna".into()),
-            language: Language::Ru,
-        })
-        .await
-        .unwrap();
-    let admin = AdminService::new(AdminPorts {
-        users: stores.users.clone(),
-        ledger: stores.ledger.clone(),
-        queue: Arc::new(StoreQueue::new(stores.jobs.clone())),
-        notifier: Arc::new(rei_core::memory::RecordingNotifier::default()),
-        clock,
-    });
-    admin
-        .credit(
-            Actor::System,
-            UserId::new(USER).unwrap(),
-            "500".parse().unwrap(),
-            "test",
-            IdempotencyKey::new("seed").unwrap(),
-        )
+    let jobs = rei_tests::job_service(&stores, JobLimits::default());
+    rei_tests::funded_user(&stores, USER, "500".parse().unwrap())
         .await
         .unwrap();
     World {

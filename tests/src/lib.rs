@@ -91,3 +91,62 @@ pub async fn postgres() -> anyhow::Result<Option<Arc<PostgresStore>>> {
         None => Ok(None),
     }
 }
+
+/// Registers user `id` and credits `amount` to them (audited as `system`), through the
+/// services, as the bot would.
+///
+/// # Errors
+/// When the store refuses.
+pub async fn funded_user(
+    stores: &rei_adapters::sql::Stores,
+    id: i64,
+    amount: rei_core::Money,
+) -> anyhow::Result<rei_core::UserId> {
+    use rei_core::prelude::*;
+    let clock: Arc<dyn Clock> = Arc::new(rei_adapters::system::SystemClock);
+    let user = UserId::new(id)?;
+    UserService::new(stores.users.clone(), clock.clone())
+        .register(UserProfile {
+            id: user,
+            username: None,
+            first_name: Some("Test".into()),
+            language: Language::Ru,
+        })
+        .await?;
+    AdminService::new(AdminPorts {
+        users: stores.users.clone(),
+        ledger: stores.ledger.clone(),
+        queue: Arc::new(rei_core::job::StoreQueue::new(stores.jobs.clone())),
+        notifier: Arc::new(rei_core::memory::RecordingNotifier::default()),
+        clock,
+    })
+    .credit(
+        Actor::System,
+        user,
+        amount,
+        "test funds",
+        IdempotencyKey::new(format!("test-funds-{id}"))?,
+    )
+    .await?;
+    Ok(user)
+}
+
+/// A job service over `stores` with the seed's prices, the database queue and the
+/// system clock.
+#[must_use]
+pub fn job_service(
+    stores: &rei_adapters::sql::Stores,
+    limits: rei_core::job::JobLimits,
+) -> rei_core::JobService {
+    rei_core::JobService::new(
+        rei_core::job::JobPorts {
+            users: stores.users.clone(),
+            jobs: stores.jobs.clone(),
+            queue: Arc::new(rei_core::job::StoreQueue::new(stores.jobs.clone())),
+            clock: Arc::new(rei_adapters::system::SystemClock),
+            ids: Arc::new(rei_adapters::system::RandomIds),
+        },
+        rei_core::PriceList::seed_defaults(),
+        limits,
+    )
+}

@@ -16,9 +16,9 @@ use crate::job::{
     VideoMode,
 };
 use crate::ports::{
-    AdminAlert, Assets, Clock, ImageGenerator, ImageInput, ImageRequest, Notice, Notifier,
-    NotifyError, ProviderError, ProviderErrorKind, VideoGenerator, VideoInput, VideoRequest,
-    VideoTaskStatus,
+    AdminAlert, AssetError, Assets, Clock, ImageGenerator, ImageInput, ImageRequest, Notice,
+    Notifier, NotifyError, ProviderError, ProviderErrorKind, VideoGenerator, VideoInput,
+    VideoRequest, VideoTaskStatus,
 };
 use crate::time::Timestamp;
 
@@ -375,19 +375,10 @@ impl Step<'_> {
                 .await;
         };
         let mut inputs = Vec::new();
-        if let JobSpec::ImageEdit { image, .. } = &self.job.spec {
-            match self.runner.ports.assets.read(image).await {
-                Ok(bytes) => inputs.push(ImageInput {
-                    mime_type: sniff_image(&bytes).to_owned(),
-                    bytes,
-                }),
-                Err(e) => {
-                    return self
-                        .fail(FailureReason::BadInput {
-                            detail: e.to_string(),
-                        })
-                        .await;
-                }
+        if let JobSpec::ImageEdit { image, .. } = self.job.spec.clone() {
+            match self.input_image(&image).await? {
+                Ok(input) => inputs.push(input),
+                Err(next) => return Ok(next),
             }
         }
         let request = ImageRequest {
@@ -420,6 +411,32 @@ impl Step<'_> {
                 }
             }
             Err(e) => self.provider_failed("gemini", e).await,
+        }
+    }
+
+    /// A stored input photo, or what the step does instead: a file that is gone fails
+    /// the job (refunded), an asset store outage is one failed attempt, tried again later.
+    async fn input_image(
+        &mut self,
+        asset: &crate::job::AssetRef,
+    ) -> Result<Result<ImageInput, Next>, JobError> {
+        match self.runner.ports.assets.read(asset).await {
+            Ok(bytes) => Ok(Ok(ImageInput {
+                mime_type: sniff_image(&bytes).to_owned(),
+                bytes,
+            })),
+            Err(e @ AssetError::NotFound(_)) => self
+                .fail(FailureReason::BadInput {
+                    detail: e.to_string(),
+                })
+                .await
+                .map(Err),
+            Err(e @ AssetError::Unavailable(_)) => {
+                let transient = ProviderError::Transient {
+                    message: format!("cannot read the input: {e}"),
+                };
+                self.provider_failed("assets", transient).await.map(Err)
+            }
         }
     }
 
@@ -478,21 +495,10 @@ impl Step<'_> {
         }
         let input = match (&v.mode, &v.input) {
             (VideoMode::TextToVideo, _) => VideoInput::None,
-            (VideoMode::ImageToVideo, Some(image)) => {
-                match self.runner.ports.assets.read(image).await {
-                    Ok(bytes) => VideoInput::Image(ImageInput {
-                        mime_type: sniff_image(&bytes).to_owned(),
-                        bytes,
-                    }),
-                    Err(e) => {
-                        return self
-                            .fail(FailureReason::BadInput {
-                                detail: e.to_string(),
-                            })
-                            .await;
-                    }
-                }
-            }
+            (VideoMode::ImageToVideo, Some(image)) => match self.input_image(image).await? {
+                Ok(input) => VideoInput::Image(input),
+                Err(next) => return Ok(next),
+            },
             (VideoMode::VideoToVideo, Some(source)) => {
                 match self.runner.ports.assets.public_url(source) {
                     Some(url) => VideoInput::VideoUrl(url),

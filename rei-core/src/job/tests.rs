@@ -588,6 +588,38 @@ fn video_spec(mode: VideoMode, input: Option<&str>) -> JobSpec {
     }
 }
 
+/// A Kling that accepts one task (`task-1`) and reports it running `polls` times.
+fn kling_running(polls: usize) -> MockVideoGenerator {
+    let mut videos = MockVideoGenerator::new();
+    videos
+        .expect_submit()
+        .times(1)
+        .returning(|_| Ok(ProviderTaskId::new("task-1").unwrap()));
+    videos
+        .expect_status()
+        .times(polls)
+        .returning(|_, _| Ok(VideoTaskStatus::Processing));
+    videos
+}
+
+async fn order_video(w: &World) -> Job {
+    confirm_spec(w, video_spec(VideoMode::TextToVideo, None), "v1")
+        .await
+        .unwrap()
+}
+
+/// A worker claims the job, records a billed call, and dies before the answer; its
+/// lease then runs out.
+async fn die_mid_call(w: &World, job: &Job) {
+    let dead = w.claim().await.unwrap();
+    let token = dead.lease.clone().unwrap().token;
+    w.jobs
+        .write(job.id, JobEvent::CallStarted, JobGuard::Lease(token))
+        .await
+        .unwrap();
+    w.advance(61);
+}
+
 fn png() -> GeneratedImage {
     GeneratedImage {
         bytes: vec![0x89, b'P', b'N', b'G', 1, 2, 3],
@@ -858,13 +890,7 @@ async fn a_gemini_call_cut_off_by_a_crash_counts_as_one_attempt() {
     let w = world(10_000).await;
     let job = confirm(&w, "c1").await.unwrap();
     // A worker claims, records the call, and dies before the answer.
-    let dead = w.claim().await.unwrap();
-    let token = dead.lease.clone().unwrap().token;
-    w.jobs
-        .write(job.id, JobEvent::CallStarted, JobGuard::Lease(token))
-        .await
-        .unwrap();
-    w.advance(61);
+    die_mid_call(&w, &job).await;
     let mut images = MockImageGenerator::new();
     images.expect_generate().times(1).returning(|_| Ok(png()));
     let runner = w.runner(images, MockVideoGenerator::new());
@@ -927,18 +953,8 @@ async fn repeated_crashes_mid_call_end_in_a_refund_not_endless_calls() {
 async fn a_video_with_a_stored_task_resumes_polling_whatever_the_restarts() {
     // Gap 3: every restart used to count as an attempt and refund a running task.
     let w = world(100_000).await;
-    let job = confirm_spec(&w, video_spec(VideoMode::TextToVideo, None), "v1")
-        .await
-        .unwrap();
-    let mut videos = MockVideoGenerator::new();
-    videos
-        .expect_submit()
-        .times(1)
-        .returning(|_| Ok(ProviderTaskId::new("task-1").unwrap()));
-    videos
-        .expect_status()
-        .times(6)
-        .returning(|_, _| Ok(VideoTaskStatus::Processing));
+    let job = order_video(&w).await;
+    let mut videos = kling_running(6);
     videos.expect_find_by_job().times(0);
     let runner = w.runner(MockImageGenerator::new(), videos);
     let out = run(&runner, w.claim().await.unwrap()).await;
@@ -961,16 +977,8 @@ async fn a_video_with_a_stored_task_resumes_polling_whatever_the_restarts() {
 #[tokio::test]
 async fn a_video_create_whose_answer_was_lost_is_found_not_paid_again() {
     let w = world(100_000).await;
-    let job = confirm_spec(&w, video_spec(VideoMode::TextToVideo, None), "v1")
-        .await
-        .unwrap();
-    let dead = w.claim().await.unwrap();
-    let token = dead.lease.clone().unwrap().token;
-    w.jobs
-        .write(job.id, JobEvent::CallStarted, JobGuard::Lease(token))
-        .await
-        .unwrap();
-    w.advance(61);
+    let job = order_video(&w).await;
+    die_mid_call(&w, &job).await;
     let mut videos = MockVideoGenerator::new();
     videos.expect_submit().times(0);
     videos
@@ -1002,9 +1010,7 @@ async fn a_video_create_whose_answer_was_lost_is_found_not_paid_again() {
 #[tokio::test]
 async fn a_video_past_its_deadline_is_failed_and_refunded() {
     let w = world(100_000).await;
-    let job = confirm_spec(&w, video_spec(VideoMode::TextToVideo, None), "v1")
-        .await
-        .unwrap();
+    let job = order_video(&w).await;
     let mut videos = MockVideoGenerator::new();
     videos
         .expect_submit()
@@ -1031,18 +1037,8 @@ async fn a_cancel_during_a_run_is_settled_by_the_worker_and_audited() {
     // Gap 4: cancelling a processing job used to release at once, and the worker's later
     // success was an illegal transition; the cancel was never audited.
     let w = world(100_000).await;
-    let job = confirm_spec(&w, video_spec(VideoMode::TextToVideo, None), "v1")
-        .await
-        .unwrap();
-    let mut videos = MockVideoGenerator::new();
-    videos
-        .expect_submit()
-        .times(1)
-        .returning(|_| Ok(ProviderTaskId::new("task-1").unwrap()));
-    videos
-        .expect_status()
-        .times(1)
-        .returning(|_, _| Ok(VideoTaskStatus::Processing));
+    let job = order_video(&w).await;
+    let videos = kling_running(1);
     let runner = w.runner(MockImageGenerator::new(), videos);
     let out = run(&runner, w.claim().await.unwrap()).await;
     let asked = w

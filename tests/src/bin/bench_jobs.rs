@@ -179,30 +179,7 @@ async fn run(
             ..JobLimits::default()
         },
     ));
-    let user = UserId::new(1)?;
-    UserService::new(stores.users.clone(), clock.clone())
-        .register(UserProfile {
-            id: user,
-            username: None,
-            first_name: None,
-            language: Language::Ru,
-        })
-        .await?;
-    AdminService::new(AdminPorts {
-        users: stores.users.clone(),
-        ledger: stores.ledger.clone(),
-        queue: timed.clone(),
-        notifier: Arc::new(CountingNotifier::default()),
-        clock: clock.clone(),
-    })
-    .credit(
-        Actor::System,
-        user,
-        Money::from_kopecks(1_000_000_000_000)?,
-        "bench",
-        IdempotencyKey::new("bench")?,
-    )
-    .await?;
+    let user = rei_tests::funded_user(&stores, 1, Money::from_kopecks(1_000_000_000_000)?).await?;
     let spec = JobSpec::ImageGeneration {
         prompt: Prompt::parse("a fox")?,
     };

@@ -4,6 +4,7 @@
 //! ```text
 //! rei-storage-child spend <sqlite-path> <tg-id> <attempts>
 //! rei-storage-child crash-writer <sqlite-path | postgres-url> <round>
+//! rei-storage-child limit <redis-url> <key-prefix> <tg-id> <per-minute> <attempts>
 //! ```
 
 use std::io::Write;
@@ -38,8 +39,19 @@ async fn main() -> anyhow::Result<()> {
             spend(&args[2], args[3].parse()?, args[4].parse()?).await
         }
         Some("crash-writer") if args.len() == 4 => crash_writer(&args[2], args[3].parse()?).await,
+        Some("limit") if args.len() == 7 => {
+            limit(
+                &args[2],
+                &args[3],
+                args[4].parse()?,
+                args[5].parse()?,
+                args[6].parse()?,
+            )
+            .await
+        }
         _ => bail!(
-            "usage: rei-storage-child spend <path> <tg-id> <attempts> | crash-writer <target> <round>"
+            "usage: rei-storage-child spend <path> <tg-id> <attempts> | crash-writer <target> <round> \
+             | limit <redis-url> <prefix> <tg-id> <per-minute> <attempts>"
         ),
     }
 }
@@ -67,6 +79,29 @@ async fn spend(path: &str, user: i64, attempts: u32) -> anyhow::Result<()> {
         }
     }
     println!("ok {ok} refused {refused}");
+    Ok(())
+}
+
+/// Asks the Redis rate limiter `attempts` times for one user; prints how many were
+/// allowed. Any limiter error fails the process.
+async fn limit(
+    url: &str,
+    prefix: &str,
+    user: i64,
+    per_minute: u32,
+    attempts: u32,
+) -> anyhow::Result<()> {
+    use rei_core::ports::{RateDecision, RateLimiter};
+    let per_minute = std::num::NonZeroU32::new(per_minute).context("per-minute must be > 0")?;
+    let limiter = rei_adapters::redis::RedisLimiter::new(url, prefix, per_minute)?;
+    let user = UserId::new(user)?;
+    let mut allowed = 0;
+    for _ in 0..attempts {
+        if limiter.check(user).await? == RateDecision::Allowed {
+            allowed += 1;
+        }
+    }
+    println!("allowed {allowed}");
     Ok(())
 }
 

@@ -4,54 +4,21 @@
 use std::sync::Arc;
 
 use rei_adapters::sql::{DatabaseTarget, Stores, connect};
-use rei_core::job::{JobError, JobLimits, JobPorts, JobSpec, Prompt, StoreQueue};
-use rei_core::memory::RecordingNotifier;
+use rei_core::job::{JobError, JobLimits, JobSpec, Prompt};
 use rei_core::prelude::*;
 
 async fn twenty_concurrent_confirmations(target: DatabaseTarget) {
     let stores: Stores = connect(&target).await.unwrap();
-    let clock: Arc<dyn Clock> = Arc::new(rei_adapters::system::SystemClock);
-    let queue = Arc::new(StoreQueue::new(stores.jobs.clone()));
-    let jobs = Arc::new(JobService::new(
-        JobPorts {
-            users: stores.users.clone(),
-            jobs: stores.jobs.clone(),
-            queue: queue.clone(),
-            clock: clock.clone(),
-            ids: Arc::new(rei_adapters::system::RandomIds),
-        },
-        PriceList::seed_defaults(),
+    let jobs = Arc::new(rei_tests::job_service(
+        &stores,
         JobLimits {
             max_active_per_user: 3,
             ..JobLimits::default()
         },
     ));
-    let user = UserId::new(77).unwrap();
-    UserService::new(stores.users.clone(), clock.clone())
-        .register(UserProfile {
-            id: user,
-            username: None,
-            first_name: None,
-            language: Language::Ru,
-        })
+    let user = rei_tests::funded_user(&stores, 77, "10000".parse().unwrap())
         .await
         .unwrap();
-    AdminService::new(AdminPorts {
-        users: stores.users.clone(),
-        ledger: stores.ledger.clone(),
-        queue,
-        notifier: Arc::new(RecordingNotifier::default()),
-        clock,
-    })
-    .credit(
-        Actor::System,
-        user,
-        "10000".parse().unwrap(),
-        "seed",
-        IdempotencyKey::new("seed").unwrap(),
-    )
-    .await
-    .unwrap();
     let tasks: Vec<_> = (0..20)
         .map(|i| {
             let jobs = jobs.clone();
