@@ -79,6 +79,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod conversation;
 pub mod ids;
 pub mod job;
 pub mod ledger;

@@ -122,6 +122,16 @@ mod tests {
     }
 
     #[test]
+    fn every_text_of_the_conversation_exists() {
+        let ru = Locales::keys(Language::Ru);
+        let missing: Vec<&&str> = rei_core::conversation::TEXT_KEYS
+            .iter()
+            .filter(|k| !ru.iter().any(|r| r == **k))
+            .collect();
+        assert!(missing.is_empty(), "missing in the locale files: {missing:?}");
+    }
+
+    #[test]
     fn every_key_renders_without_errors() {
         let locales = Locales::load().unwrap();
         for lang in [Language::Ru, Language::En] {

@@ -294,6 +294,20 @@ impl JobService {
         .await
     }
 
+    /// Records the front end's status message of a job (the reply to its confirmation),
+    /// so the worker edits it with the progress instead of sending new messages.
+    ///
+    /// # Errors
+    /// [`JobError::UnknownJob`], [`JobError::Store`].
+    pub async fn set_status_message(
+        &self,
+        id: JobId,
+        message: crate::ports::MessageRef,
+    ) -> Result<Applied, JobError> {
+        self.write(id, JobEvent::StatusMessage { message }, JobGuard::Unleased)
+            .await
+    }
+
     /// Cancels a job on behalf of `actor`, audited in the same transaction. A pending
     /// job is released at once; a running one is marked, and its worker settles the
     /// cancel (release) at its next step, exactly once.

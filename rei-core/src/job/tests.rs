@@ -1204,3 +1204,28 @@ async fn assets_in_use_are_those_of_jobs_with_work_left() {
         "delivered: nothing held"
     );
 }
+
+#[tokio::test]
+async fn the_confirmation_reply_becomes_the_status_message_the_worker_edits() {
+    let w = world(10_000).await;
+    let job = confirm(&w, "c1").await.unwrap();
+    let message = crate::ports::MessageRef::new("777");
+    w.jobs
+        .set_status_message(job.id, message.clone())
+        .await
+        .unwrap();
+    let mut images = MockImageGenerator::new();
+    images.expect_generate().times(1).returning(|_| Ok(png()));
+    let runner = w.runner(images, MockVideoGenerator::new());
+    run(&runner, w.claim().await.unwrap()).await;
+    let progress = w.notifier.notices().into_iter().find_map(|(_, n)| match n {
+        Notice::JobProgress { status_message, .. } => Some(status_message),
+        _ => None,
+    });
+    assert_eq!(
+        progress,
+        Some(Some(message.clone())),
+        "the progress edits the reply"
+    );
+    assert_eq!(w.stored(&job).await.status_message, Some(message));
+}

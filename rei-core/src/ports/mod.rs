@@ -7,6 +7,7 @@
 
 mod assets;
 mod clock;
+mod media;
 mod notify;
 mod providers;
 mod queue;
@@ -14,6 +15,7 @@ mod store;
 
 pub use assets::{AssetError, Assets};
 pub use clock::{Clock, IdGenerator};
+pub use media::{MediaError, MediaFetcher};
 pub use notify::{
     AdminAlert, LimiterError, MessageRef, Notice, Notifier, NotifyError, RateDecision, RateLimiter,
 };
@@ -35,6 +37,8 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 pub use assets::MockAssets;
 #[cfg(test)]
 pub use clock::{MockClock, MockIdGenerator};
+#[cfg(test)]
+pub use media::MockMediaFetcher;
 #[cfg(test)]
 pub use notify::{MockNotifier, MockRateLimiter};
 #[cfg(test)]

@@ -27,3 +27,118 @@ balance-credited = 💰 An admin credited { $amount }. Balance now: { $balance }
 balance-debited = ➖ An admin debited { $amount }. Balance now: { $balance }
 
 admin-alert = ⚠️ { $provider }: { $kind } — { $message }
+
+## The dialogue
+
+welcome = Hi, { $name }! I generate images and videos.
+    Balance: { $balance }
+    Send text for a picture, a photo with a caption to edit it, /video for a video.
+    /pay to top up, /balance, /history, /help.
+help = What I do:
+    • text → image;
+    • photo with a caption → edited image;
+    • /video → a video from text, a photo or a video.
+    I show the price before anything starts; you pay only for a finished result, and a failure is refunded.
+    /balance, /pay to top up, /history, /cancel, /lang.
+balance = Balance: { $available } (held: { $held })
+history = Recent operations:
+    { $entries }
+    Recent jobs:
+    { $jobs }
+history-empty = No operations yet.
+history-credit = + { $amount } — { $what }
+history-debit = − { $amount } — { $what }
+history-refund = ↩ { $amount } — { $what }
+history-job = { $what }: { $status }, { $price }
+lang-choose = Choose a language:
+lang-ru = Русский
+lang-en = English
+lang-set = Done: language changed.
+cancelled = Cancelled.
+nothing-to-cancel = Nothing to cancel.
+start-first = Press /start to begin.
+banned = Your access to the bot is restricted.
+unknown-command = I do not know that command. /help shows what I do.
+unknown-input = I do not understand this message. /help shows what I do.
+button-expired = This button has expired — please start again.
+rate-limited = { $seconds ->
+    [one] Too many messages. Try again in { $seconds } second.
+   *[other] Too many messages. Try again in { $seconds } seconds.
+}
+images-unavailable = Image generation is not available right now.
+video-unavailable = Video generation is not available right now.
+video-choose-model = Choose a model:
+video-model = { $label }
+video-choose-duration = { $model }: choose the length.
+video-duration = { $seconds } s — { $price }
+video-send-any = Send text (a video from text) or a photo with a caption (animate it).{ $video }
+video-send-photo = Send a photo with a caption — this model animates photos.{ $video }
+video-send-text = Send text — this model makes videos from text.{ $video }
+video-send-video = Send a video with a caption.{ $video }
+video-send-video-too = { " " }Or a video with a caption (3–10 s) to change it.
+video-use-buttons = Choose with the buttons above, or press /cancel.
+video-mode-unsupported = This model cannot do that. These can: { $models }.
+video-start-with-command = To make a video from a video, start with /video.
+video-to-video-unavailable = Video from video is not available right now.
+video-needs-caption = Add a caption to the video: what should change.
+video-format = The video must be MP4 or MOV.
+video-length = The source video must be { $min } to { $max } seconds long.
+photo-needs-caption = Add a caption to the photo: what should change.
+image-too-small = The photo is too small: at least { $pixels } pixels on each side.
+file-too-large = The file is too large: at most { $megabytes } MB.
+file-unavailable = Could not get the file; please send it again.
+prompt-empty = Describe what to generate.
+prompt-too-long = The description is too long: at most { $max } characters.
+draft-image = 🖼 An image from your description.
+    Price: { $price }. Your balance: { $balance }.
+draft-edit = 🖼 Photo editing.
+    Price: { $price }. Your balance: { $balance }.
+draft-text-video = 🎬 Video from text, { $model }, { $seconds } s.
+    Price: { $price }. Your balance: { $balance }.
+draft-image-video = 🎬 Video from a photo, { $model }, { $seconds } s.
+    Price: { $price }. Your balance: { $balance }.
+draft-video-video = 🎬 Video from a video, { $model }; as long as the source, priced as { $seconds } s.
+    Price: { $price }. Your balance: { $balance }.
+draft-short-of-money = Your balance is too low — top it up: /pay
+button-confirm = ✅ Start
+button-cancel = ✖ Cancel
+draft-cancelled = Cancelled, nothing charged.
+draft-already-confirmed = Already started.
+draft-expired = This offer has expired — please send the request again.
+price-changed = The price has changed — here is the new offer.
+job-queued = ⏳ Started, { $price } held. The result will arrive here.
+insufficient-funds = Not enough money: the price is { $price }, your balance is { $balance }. Top up: /pay
+too-many-jobs = At most { $limit } jobs can run at once — wait for a result.
+pay-unavailable = Payments are not available right now.
+pay-choose = Choose an amount:
+pay-amount = { $amount }
+pay-link = A payment of { $amount } is ready. Pay with the button — your balance is topped up automatically.
+pay-open = 💳 Pay
+pay-check = 🔄 Check payment
+pay-provider-down = The payment service is not answering; try again later.
+pay-check-paid = ✅ Payment received, balance topped up.
+pay-check-pending = The payment has not arrived yet.
+pay-check-cancelled = The payment was cancelled.
+
+## Admin
+
+admin-menu = Admin: /add <id> <amount> [reason], /sub <id> <amount> [reason], /ban <id>, /unban <id>, /stats
+admin-stats-button = 📊 Statistics
+admin-stats = Users: { $users } (banned: { $banned })
+    Balances: { $balances } (held: { $held })
+    Revenue: { $revenue }
+    Queue: { $queue }
+    Jobs:
+    { $jobs }
+admin-stats-jobs = { $status }: { $count }
+admin-added = Credited { $amount } to user { $user }. Balance: { $balance }
+admin-subtracted = Debited { $amount } from user { $user }. Balance: { $balance }
+admin-sub-too-much = User { $user } has only { $balance }: a balance cannot go below zero.
+admin-reason-too-long = The reason is too long.
+admin-unknown-user = User { $user } not found.
+admin-banned = User { $user } is banned.
+admin-unbanned = User { $user } is unbanned.
+admin-usage-add = Usage: /add <id> <amount> [reason]
+admin-usage-sub = Usage: /sub <id> <amount> [reason]
+admin-usage-ban = Usage: /ban <id>
+admin-usage-unban = Usage: /unban <id>

@@ -27,3 +27,119 @@ balance-credited = 💰 Администратор начислил { $amount }.
 balance-debited = ➖ Администратор списал { $amount }. Текущий баланс: { $balance }
 
 admin-alert = ⚠️ { $provider }: { $kind } — { $message }
+
+## The dialogue
+
+welcome = Привет, { $name }! Я генерирую изображения и видео.
+    Баланс: { $balance }
+    Отправьте текст — нарисую картинку; фото с подписью — отредактирую; /video — видео.
+    /pay — пополнить баланс, /balance — баланс, /history — история, /help — помощь.
+help = Что я умею:
+    • текст → изображение;
+    • фото с подписью → отредактированное изображение;
+    • /video → видео из текста, фото или видео.
+    Перед запуском я покажу цену; деньги списываются только за готовый результат, при ошибке — возвращаются.
+    /balance — баланс, /pay — пополнить, /history — история, /cancel — отменить, /lang — язык.
+balance = Баланс: { $available } (в резерве: { $held })
+history = Последние операции:
+    { $entries }
+    Последние задачи:
+    { $jobs }
+history-empty = Операций пока нет.
+history-credit = + { $amount } — { $what }
+history-debit = − { $amount } — { $what }
+history-refund = ↩ { $amount } — { $what }
+history-job = { $what }: { $status }, { $price }
+lang-choose = Выберите язык:
+lang-ru = Русский
+lang-en = English
+lang-set = Готово: язык изменён.
+cancelled = Отменено.
+nothing-to-cancel = Отменять нечего.
+start-first = Нажмите /start, чтобы начать.
+banned = Доступ к боту ограничен.
+unknown-command = Не знаю такой команды. /help — что я умею.
+unknown-input = Не понимаю такое сообщение. /help — что я умею.
+button-expired = Эта кнопка устарела — начните заново.
+rate-limited = { $seconds ->
+    [one] Слишком много сообщений. Попробуйте через { $seconds } секунду.
+    [few] Слишком много сообщений. Попробуйте через { $seconds } секунды.
+   *[other] Слишком много сообщений. Попробуйте через { $seconds } секунд.
+}
+images-unavailable = Генерация изображений сейчас недоступна.
+video-unavailable = Генерация видео сейчас недоступна.
+video-choose-model = Выберите модель:
+video-model = { $label }
+video-choose-duration = { $model }: выберите длительность.
+video-duration = { $seconds } с — { $price }
+video-send-any = Отправьте текст (видео из текста) или фото с подписью (оживить фото).{ $video }
+video-send-photo = Отправьте фото с подписью — эта модель оживляет фото.{ $video }
+video-send-text = Отправьте текст — эта модель делает видео из текста.{ $video }
+video-send-video = Отправьте видео с подписью.{ $video }
+video-send-video-too = { " " }Или видео с подписью (3–10 с) — изменю его.
+video-use-buttons = Выберите вариант кнопками выше или нажмите /cancel.
+video-mode-unsupported = Эта модель так не умеет. Подойдут: { $models }.
+video-start-with-command = Чтобы сделать видео из видео, начните с /video.
+video-to-video-unavailable = Видео из видео сейчас недоступно.
+video-needs-caption = Добавьте к видео подпись — что с ним сделать.
+video-format = Нужно видео в формате MP4 или MOV.
+video-length = Исходное видео должно длиться от { $min } до { $max } секунд.
+photo-needs-caption = Добавьте к фото подпись — что с ним сделать.
+image-too-small = Фото слишком маленькое: нужно не меньше { $pixels } пикселей по каждой стороне.
+file-too-large = Файл слишком большой: не больше { $megabytes } МБ.
+file-unavailable = Не удалось получить файл, отправьте его ещё раз.
+prompt-empty = Опишите, что нужно сгенерировать.
+prompt-too-long = Описание слишком длинное: не больше { $max } символов.
+draft-image = 🖼 Изображение по описанию.
+    Цена: { $price }. Ваш баланс: { $balance }.
+draft-edit = 🖼 Редактирование фото.
+    Цена: { $price }. Ваш баланс: { $balance }.
+draft-text-video = 🎬 Видео из текста, { $model }, { $seconds } с.
+    Цена: { $price }. Ваш баланс: { $balance }.
+draft-image-video = 🎬 Видео из фото, { $model }, { $seconds } с.
+    Цена: { $price }. Ваш баланс: { $balance }.
+draft-video-video = 🎬 Видео из видео, { $model }; длительность как у исходного, цена как за { $seconds } с.
+    Цена: { $price }. Ваш баланс: { $balance }.
+draft-short-of-money = На балансе не хватает денег — пополните его: /pay
+button-confirm = ✅ Запустить
+button-cancel = ✖ Отмена
+draft-cancelled = Отменено, ничего не списано.
+draft-already-confirmed = Уже запущено.
+draft-expired = Это предложение устарело — отправьте запрос ещё раз.
+price-changed = Цена изменилась — вот новое предложение.
+job-queued = ⏳ Запущено, в резерве { $price }. Пришлю результат сюда.
+insufficient-funds = Не хватает денег: цена { $price }, на балансе { $balance }. Пополнить: /pay
+too-many-jobs = Одновременно можно запустить не больше { $limit } задач — дождитесь результата.
+pay-unavailable = Оплата сейчас недоступна.
+pay-choose = Выберите сумму пополнения:
+pay-amount = { $amount }
+pay-link = Платёж на { $amount } создан. Оплатите по кнопке — баланс пополнится автоматически.
+pay-open = 💳 Оплатить
+pay-check = 🔄 Проверить оплату
+pay-provider-down = Платёжный сервис не отвечает, попробуйте позже.
+pay-check-paid = ✅ Оплата получена, баланс пополнен.
+pay-check-pending = Оплата ещё не поступила.
+pay-check-cancelled = Платёж отменён.
+
+## Admin
+
+admin-menu = Админ-панель: /add <id> <сумма> [причина], /sub <id> <сумма> [причина], /ban <id>, /unban <id>, /stats
+admin-stats-button = 📊 Статистика
+admin-stats = Пользователей: { $users } (забанено: { $banned })
+    Балансы: { $balances } (в резерве: { $held })
+    Выручка: { $revenue }
+    Очередь: { $queue }
+    Задачи:
+    { $jobs }
+admin-stats-jobs = { $status }: { $count }
+admin-added = Пользователю { $user } начислено { $amount }. Баланс: { $balance }
+admin-subtracted = У пользователя { $user } списано { $amount }. Баланс: { $balance }
+admin-sub-too-much = У пользователя { $user } только { $balance }: ниже нуля списать нельзя.
+admin-reason-too-long = Причина слишком длинная.
+admin-unknown-user = Пользователь { $user } не найден.
+admin-banned = Пользователь { $user } заблокирован.
+admin-unbanned = Пользователь { $user } разблокирован.
+admin-usage-add = Формат: /add <id> <сумма> [причина]
+admin-usage-sub = Формат: /sub <id> <сумма> [причина]
+admin-usage-ban = Формат: /ban <id>
+admin-usage-unban = Формат: /unban <id>

@@ -1,0 +1,166 @@
+//! Commands: parsed in core, because who may use which is a business rule (admin
+//! commands are unknown commands for everyone else).
+
+use crate::ids::UserId;
+use crate::money::Money;
+
+/// A user command.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Register, show balance and menu.
+    Start,
+    /// What the bot does.
+    Help,
+    /// The balance.
+    Balance,
+    /// Top up.
+    Pay,
+    /// Recent ledger entries and jobs.
+    History,
+    /// Start the video dialogue.
+    Video,
+    /// Leave the current dialogue.
+    Cancel,
+    /// Choose the language.
+    Lang,
+    /// An admin command (only for `ADMIN_IDS`).
+    Admin(AdminCommand),
+}
+
+/// An admin command.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AdminCommand {
+    /// The admin menu.
+    Menu,
+    /// Credit a user.
+    Add {
+        /// Whom.
+        target: UserId,
+        /// How much.
+        amount: Money,
+        /// Why (audited).
+        reason: String,
+    },
+    /// Debit a user (never below zero).
+    Sub {
+        /// Whom.
+        target: UserId,
+        /// How much.
+        amount: Money,
+        /// Why (audited).
+        reason: String,
+    },
+    /// Ban a user.
+    Ban {
+        /// Whom.
+        target: UserId,
+    },
+    /// Unban a user.
+    Unban {
+        /// Whom.
+        target: UserId,
+    },
+    /// Statistics.
+    Stats,
+}
+
+/// Why a command is not accepted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CommandError {
+    /// Not a command this user has.
+    Unknown,
+    /// A known command with bad arguments: the locale key of its usage line.
+    Usage(&'static str),
+}
+
+impl Command {
+    /// Parses a message text: `None` when it is not a command (no leading `/`). Admin
+    /// commands are unknown unless `is_admin`. `/cmd@botname` is accepted.
+    #[must_use]
+    pub fn parse(text: &str, is_admin: bool) -> Option<Result<Self, CommandError>> {
+        let text = text.trim();
+        let rest = text.strip_prefix('/')?;
+        let mut words = rest.split_whitespace();
+        let head = words.next().unwrap_or_default();
+        let name = head
+            .split('@')
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let args: Vec<&str> = words.collect();
+        let plain = |c: Self| Some(Ok(c));
+        match name.as_str() {
+            "start" => plain(Self::Start),
+            "help" => plain(Self::Help),
+            "balance" => plain(Self::Balance),
+            "pay" => plain(Self::Pay),
+            "history" => plain(Self::History),
+            "video" => plain(Self::Video),
+            "cancel" => plain(Self::Cancel),
+            "lang" => plain(Self::Lang),
+            "admin" | "add" | "sub" | "ban" | "unban" | "stats" if !is_admin => {
+                Some(Err(CommandError::Unknown))
+            }
+            "admin" => plain(Self::Admin(AdminCommand::Menu)),
+            "stats" => plain(Self::Admin(AdminCommand::Stats)),
+            "add" | "sub" => Some(money_command(&name, &args).map(Self::Admin)),
+            "ban" | "unban" => Some(target_command(&name, &args).map(Self::Admin)),
+            _ => Some(Err(CommandError::Unknown)),
+        }
+    }
+}
+
+fn money_command(name: &str, args: &[&str]) -> Result<AdminCommand, CommandError> {
+    let usage = if name == "add" {
+        "admin-usage-add"
+    } else {
+        "admin-usage-sub"
+    };
+    let (Some(target), Some(amount)) = (args.first(), args.get(1)) else {
+        return Err(CommandError::Usage(usage));
+    };
+    let target = target
+        .parse::<i64>()
+        .ok()
+        .and_then(|t| UserId::new(t).ok())
+        .ok_or(CommandError::Usage(usage))?;
+    let amount: Money = amount.parse().map_err(|_| CommandError::Usage(usage))?;
+    if amount.is_zero() {
+        return Err(CommandError::Usage(usage));
+    }
+    let reason = args.get(2..).map(|r| r.join(" ")).unwrap_or_default();
+    Ok(if name == "add" {
+        AdminCommand::Add {
+            target,
+            amount,
+            reason,
+        }
+    } else {
+        AdminCommand::Sub {
+            target,
+            amount,
+            reason,
+        }
+    })
+}
+
+fn target_command(name: &str, args: &[&str]) -> Result<AdminCommand, CommandError> {
+    let usage = if name == "ban" {
+        "admin-usage-ban"
+    } else {
+        "admin-usage-unban"
+    };
+    let target = match args {
+        [one] => one
+            .parse::<i64>()
+            .ok()
+            .and_then(|t| UserId::new(t).ok())
+            .ok_or(CommandError::Usage(usage))?,
+        _ => return Err(CommandError::Usage(usage)),
+    };
+    Ok(if name == "ban" {
+        AdminCommand::Ban { target }
+    } else {
+        AdminCommand::Unban { target }
+    })
+}

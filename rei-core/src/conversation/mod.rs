@@ -1,0 +1,299 @@
+//! The dialogue as a state machine, independent of any messenger: typed inputs (a text
+//! or command, a photo, a video, a button press) and the user's stored state in, typed
+//! replies out (a message key with arguments, buttons as typed actions). It calls the
+//! core services (quote, reserve, create job, top-up, admin operations) and knows nothing
+//! of Telegram: the Telegram adapter only turns updates into [`Input`]s and renders
+//! [`Reply`]s from its locale files. Every flow is unit-testable without a network.
+
+mod command;
+mod engine;
+mod state;
+
+pub use command::{AdminCommand, Command, CommandError};
+pub use engine::{
+    Conversation, ConversationConfig, ConversationError, ConversationPorts, VideoModel,
+};
+pub use state::{DialogueState, Draft, DraftId};
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::PaymentId;
+use crate::money::Money;
+use crate::pricing::VideoDuration;
+use crate::user::Language;
+
+/// Every locale key the conversation can produce: a front end's locale files must have
+/// each of them (its tests check; a core test checks this list against the code).
+pub const TEXT_KEYS: &[&str] = &[
+    "admin-added",
+    "admin-banned",
+    "admin-menu",
+    "admin-reason-too-long",
+    "admin-stats",
+    "admin-stats-button",
+    "admin-stats-jobs",
+    "admin-sub-too-much",
+    "admin-subtracted",
+    "admin-unbanned",
+    "admin-unknown-user",
+    "admin-usage-add",
+    "admin-usage-ban",
+    "admin-usage-sub",
+    "admin-usage-unban",
+    "balance",
+    "banned",
+    "button-cancel",
+    "button-confirm",
+    "button-expired",
+    "cancelled",
+    "draft-already-confirmed",
+    "draft-cancelled",
+    "draft-edit",
+    "draft-expired",
+    "draft-image",
+    "draft-image-video",
+    "draft-short-of-money",
+    "draft-text-video",
+    "draft-video-video",
+    "file-too-large",
+    "file-unavailable",
+    "help",
+    "history",
+    "history-credit",
+    "history-debit",
+    "history-empty",
+    "history-job",
+    "history-refund",
+    "image-too-small",
+    "images-unavailable",
+    "insufficient-funds",
+    "job-queued",
+    "lang-choose",
+    "lang-en",
+    "lang-ru",
+    "lang-set",
+    "nothing-to-cancel",
+    "pay-amount",
+    "pay-check",
+    "pay-check-cancelled",
+    "pay-check-paid",
+    "pay-check-pending",
+    "pay-choose",
+    "pay-link",
+    "pay-open",
+    "pay-provider-down",
+    "pay-unavailable",
+    "photo-needs-caption",
+    "price-changed",
+    "prompt-empty",
+    "prompt-too-long",
+    "rate-limited",
+    "start-first",
+    "too-many-jobs",
+    "unknown-command",
+    "unknown-input",
+    "video-choose-duration",
+    "video-choose-model",
+    "video-duration",
+    "video-format",
+    "video-length",
+    "video-mode-unsupported",
+    "video-model",
+    "video-needs-caption",
+    "video-send-any",
+    "video-send-photo",
+    "video-send-text",
+    "video-send-video",
+    "video-send-video-too",
+    "video-start-with-command",
+    "video-to-video-unavailable",
+    "video-unavailable",
+    "video-use-buttons",
+    "welcome",
+];
+
+/// Who sent an input (as the messenger knows them).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sender {
+    /// Their id (Telegram user id).
+    pub id: crate::ids::UserId,
+    /// `@username`, if any.
+    pub username: Option<String>,
+    /// First name, if any.
+    pub first_name: Option<String>,
+    /// The messenger's language code (`ru`, `en-US`, …): the default bot language.
+    pub language_code: Option<String>,
+}
+
+/// A photo or video a user sent, as the messenger describes it (nothing downloaded yet).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Media {
+    /// The messenger's file id (to download it).
+    pub file_id: String,
+    /// Size in bytes, when known.
+    pub size: Option<u64>,
+    /// Width in pixels, when known.
+    pub width: Option<u32>,
+    /// Height in pixels, when known.
+    pub height: Option<u32>,
+    /// Length in seconds (videos).
+    pub duration_secs: Option<u32>,
+    /// MIME type, when known.
+    pub mime_type: Option<String>,
+}
+
+/// One thing a user did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// A message text; `/commands` included.
+    Text(String),
+    /// A photo, with its caption.
+    Photo {
+        /// The largest size.
+        media: Media,
+        /// The caption (the prompt).
+        caption: Option<String>,
+    },
+    /// A video, with its caption.
+    Video {
+        /// The video.
+        media: Media,
+        /// The caption (the prompt).
+        caption: Option<String>,
+    },
+    /// A button press the front end decoded.
+    Button(Action),
+    /// A button whose data could not be decoded (stale, from an older version, forged).
+    StaleButton,
+    /// Anything else (stickers, voice, …).
+    Other,
+}
+
+/// What a button does. The front end encodes it compactly (Telegram: ≤ 64 bytes).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Confirm a draft: reserve and queue.
+    Confirm(DraftId),
+    /// Drop a draft.
+    Discard(DraftId),
+    /// `/video`: the model, by its index in the menu.
+    VideoModel(u8),
+    /// `/video`: the length.
+    VideoDuration(VideoDuration),
+    /// `/pay`: the amount, by its index in `TOPUP_AMOUNTS`.
+    TopUp(u8),
+    /// Ask the provider about a payment now ("Check payment").
+    CheckPayment(PaymentId),
+    /// `/lang`.
+    SetLanguage(Language),
+    /// `/admin` menu: statistics.
+    AdminStats,
+}
+
+/// An argument of a text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Arg {
+    /// An amount, rendered by `Money`'s display (`50.00 ₽`).
+    Money(Money),
+    /// A count (chooses plural forms).
+    Number(i64),
+    /// Words shown as they are (a name, a prompt, a provider's reason).
+    Text(String),
+    /// Another text of the locale, by key (e.g. a model's capability).
+    Key(&'static str),
+    /// Texts shown one per line (history).
+    List(Vec<Text>),
+}
+
+/// A text of the locale: its key and arguments.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Text {
+    /// The locale key.
+    pub key: &'static str,
+    /// Named arguments.
+    pub args: Vec<(&'static str, Arg)>,
+}
+
+impl Text {
+    /// A text without arguments.
+    #[must_use]
+    pub const fn key(key: &'static str) -> Self {
+        Self {
+            key,
+            args: Vec::new(),
+        }
+    }
+
+    /// Adds an argument.
+    #[must_use]
+    pub fn arg(mut self, name: &'static str, value: Arg) -> Self {
+        self.args.push((name, value));
+        self
+    }
+}
+
+/// Where a button leads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ButtonTarget {
+    /// Back to the bot.
+    Action(Action),
+    /// Out to a web page (a payment form).
+    Url(String),
+}
+
+/// An inline button.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Button {
+    /// Its label.
+    pub label: Text,
+    /// What it does.
+    pub target: ButtonTarget,
+}
+
+impl Button {
+    /// A button back to the bot.
+    #[must_use]
+    pub const fn action(label: Text, action: Action) -> Self {
+        Self {
+            label,
+            target: ButtonTarget::Action(action),
+        }
+    }
+}
+
+/// One message to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reply {
+    /// The text.
+    pub text: Text,
+    /// Rows of inline buttons.
+    pub buttons: Vec<Vec<Button>>,
+    /// A job was created: this message becomes its status message (edited with the
+    /// progress), and the front end stores it with the job.
+    pub status_of: Option<crate::ids::JobId>,
+}
+
+impl Reply {
+    /// A plain message.
+    #[must_use]
+    pub const fn text(text: Text) -> Self {
+        Self {
+            text,
+            buttons: Vec::new(),
+            status_of: None,
+        }
+    }
+
+    /// A message with buttons.
+    #[must_use]
+    pub const fn with_buttons(text: Text, buttons: Vec<Vec<Button>>) -> Self {
+        Self {
+            text,
+            buttons,
+            status_of: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

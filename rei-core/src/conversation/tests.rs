@@ -1,0 +1,915 @@
+//! The conversation engine, flow by flow, on memory adapters: no network.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::*;
+use crate::job::{JobFilter, JobLimits, JobPorts, JobSpec, StoreQueue, VideoMode};
+use crate::ledger::LedgerService;
+use crate::memory::{ManualClock, MemoryAssets, MemoryStore, RecordingNotifier, SequentialIds};
+use crate::payment::{PaymentConfig, PaymentPorts, PaymentService};
+use crate::ports::{
+    Assets, GatewayPayment, GatewayStatus, JobStore, LedgerStore, LimiterError, MediaError,
+    MediaFetcher, MockPaymentGateway, RateDecision, RateLimiter, UserStore,
+};
+use crate::pricing::PriceList;
+use crate::time::Timestamp;
+use crate::user::{AdminPorts, AdminService, UserService};
+use crate::{IdempotencyKey, JobService, UserId};
+
+const ADMIN: i64 = 1;
+const ANNA: i64 = 42;
+
+/// Stores what it is asked to fetch (as `MemoryAssets`), and counts the calls.
+#[derive(Default)]
+struct FakeMedia {
+    assets: Arc<MemoryAssets>,
+    fetched: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl MediaFetcher for FakeMedia {
+    async fn fetch(&self, media: &Media, key: &str) -> Result<crate::job::AssetRef, MediaError> {
+        self.fetched.lock().unwrap().push(media.file_id.clone());
+        self.assets
+            .write(key, media.file_id.as_bytes())
+            .await
+            .map_err(|e| MediaError::Unavailable(Box::new(e)))
+    }
+}
+
+/// A limiter the test switches.
+#[derive(Default)]
+struct Switch(Mutex<Option<Duration>>);
+
+#[async_trait]
+impl RateLimiter for Switch {
+    async fn check(&self, _: UserId) -> Result<RateDecision, LimiterError> {
+        Ok(match *self.0.lock().unwrap() {
+            Some(retry_after) => RateDecision::Limited { retry_after },
+            None => RateDecision::Allowed,
+        })
+    }
+}
+
+struct World {
+    store: Arc<MemoryStore>,
+    clock: Arc<ManualClock>,
+    media: Arc<FakeMedia>,
+    limiter: Arc<Switch>,
+    jobs: Arc<JobService>,
+    ports: ConversationPorts,
+    chat: Conversation,
+    next_update: Mutex<u64>,
+}
+
+fn config(video_to_video: bool) -> ConversationConfig {
+    ConversationConfig {
+        admins: vec![UserId::new(ADMIN).unwrap()],
+        topup_amounts: vec!["100".parse().unwrap(), "300".parse().unwrap()],
+        images: true,
+        videos: true,
+        video_models: vec![
+            VideoModel {
+                api_name: "kling-v2-6".into(),
+                label: "Kling 2.6".into(),
+                text_to_video: true,
+                image_to_video: true,
+            },
+            VideoModel {
+                api_name: "kling-v1-5".into(),
+                label: "Kling 1.5".into(),
+                text_to_video: false,
+                image_to_video: true,
+            },
+        ],
+        omni_model: "kling-v3-omni".into(),
+        video_to_video,
+        draft_ttl: Duration::from_secs(3600),
+    }
+}
+
+fn world_with(config: ConversationConfig, gateway: Option<MockPaymentGateway>) -> World {
+    let store = Arc::new(MemoryStore::new());
+    let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_000_000)));
+    let ids = Arc::new(SequentialIds::default());
+    let queue = Arc::new(StoreQueue::new(store.clone()));
+    let notifier = Arc::new(RecordingNotifier::default());
+    let jobs = Arc::new(JobService::new(
+        JobPorts {
+            users: store.clone(),
+            jobs: store.clone(),
+            queue: queue.clone(),
+            clock: clock.clone(),
+            ids: ids.clone(),
+        },
+        PriceList::seed_defaults(),
+        JobLimits::default(),
+    ));
+    let payments = gateway.map(|g| {
+        Arc::new(PaymentService::new(
+            PaymentPorts {
+                users: store.clone(),
+                payments: store.clone(),
+                ledger: store.clone(),
+                gateway: Some(Arc::new(g)),
+                notifier: notifier.clone(),
+                clock: clock.clone(),
+                ids: ids.clone(),
+            },
+            PaymentConfig {
+                return_url: "https://t.me/rei_bot".into(),
+                ..PaymentConfig::default()
+            },
+        ))
+    });
+    let media = Arc::new(FakeMedia::default());
+    let limiter = Arc::new(Switch::default());
+    let ports = ConversationPorts {
+        users: UserService::new(store.clone(), clock.clone()),
+        ledger: LedgerService::new(store.clone()),
+        jobs: jobs.clone(),
+        payments,
+        admin: AdminService::new(AdminPorts {
+            users: store.clone(),
+            ledger: store.clone(),
+            queue,
+            notifier,
+            clock: clock.clone(),
+        }),
+        dialogues: store.clone(),
+        limiter: limiter.clone(),
+        media: media.clone(),
+        clock: clock.clone(),
+        ids,
+    };
+    let chat = Conversation::new(ports.clone(), config);
+    World {
+        ports,
+        store,
+        clock,
+        media,
+        limiter,
+        jobs,
+        chat,
+        next_update: Mutex::new(0),
+    }
+}
+
+fn world() -> World {
+    world_with(config(false), None)
+}
+
+fn sender(id: i64) -> Sender {
+    Sender {
+        id: UserId::new(id).unwrap(),
+        username: None,
+        first_name: Some("Anna".into()),
+        language_code: Some("ru".into()),
+    }
+}
+
+impl World {
+    async fn send(&self, user: i64, input: Input) -> Vec<Reply> {
+        let key = {
+            let mut n = self.next_update.lock().unwrap();
+            *n += 1;
+            format!("tg:{n}")
+        };
+        self.chat.handle(&sender(user), input, &key).await.unwrap()
+    }
+
+    async fn say(&self, user: i64, text: &str) -> Vec<Reply> {
+        self.send(user, Input::Text(text.into())).await
+    }
+
+    async fn press(&self, user: i64, action: Action) -> Vec<Reply> {
+        self.send(user, Input::Button(action)).await
+    }
+
+    /// Registers `user` and credits `rubles`.
+    async fn user_with(&self, user: i64, rubles: &str) {
+        self.say(user, "/start").await;
+        if rubles != "0" {
+            self.store
+                .post(
+                    crate::ledger::NewEntry {
+                        user_id: UserId::new(user).unwrap(),
+                        kind: crate::ledger::EntryKind::Credit,
+                        amount: rubles.parse().unwrap(),
+                        ref_type: crate::ledger::RefType::Admin,
+                        ref_id: "test".into(),
+                        description: "test".into(),
+                        idempotency_key: IdempotencyKey::new(format!("seed-{user}")).unwrap(),
+                        created_at: Timestamp::from_millis(0),
+                    },
+                    None,
+                )
+                .await
+                .unwrap();
+        }
+    }
+
+    async fn available(&self, user: i64) -> Money {
+        self.store
+            .balance(UserId::new(user).unwrap())
+            .await
+            .unwrap()
+            .available
+    }
+
+    async fn jobs_of(&self, user: i64) -> Vec<crate::job::Job> {
+        self.store
+            .jobs(JobFilter {
+                user_id: Some(UserId::new(user).unwrap()),
+                ..JobFilter::default()
+            })
+            .await
+            .unwrap()
+    }
+}
+
+fn keys(replies: &[Reply]) -> Vec<&'static str> {
+    replies.iter().map(|r| r.text.key).collect()
+}
+
+fn arg<'a>(reply: &'a Reply, name: &str) -> &'a Arg {
+    &reply
+        .text
+        .args
+        .iter()
+        .find(|(n, _)| *n == name)
+        .unwrap_or_else(|| panic!("no arg {name} in {reply:?}"))
+        .1
+}
+
+fn rub(s: &str) -> Arg {
+    Arg::Money(s.parse().unwrap())
+}
+
+/// The action of the button labelled `key` in the first reply.
+fn button(replies: &[Reply], key: &str) -> Action {
+    replies
+        .iter()
+        .flat_map(|r| r.buttons.iter().flatten())
+        .find(|b| b.label.key == key)
+        .and_then(|b| match &b.target {
+            ButtonTarget::Action(a) => Some(a.clone()),
+            ButtonTarget::Url(_) => None,
+        })
+        .unwrap_or_else(|| panic!("no button {key} in {replies:?}"))
+}
+
+fn photo(file: &str, size: u64) -> Media {
+    Media {
+        file_id: file.into(),
+        size: Some(size),
+        width: Some(1280),
+        height: Some(960),
+        duration_secs: None,
+        mime_type: None,
+    }
+}
+
+fn clip(file: &str, secs: u32) -> Media {
+    Media {
+        file_id: file.into(),
+        size: Some(5_000_000),
+        width: Some(1280),
+        height: Some(720),
+        duration_secs: Some(secs),
+        mime_type: Some("video/mp4".into()),
+    }
+}
+
+// ---- registration, help, balance, language ----
+
+#[tokio::test]
+async fn start_registers_and_shows_the_balance() {
+    let w = world();
+    let replies = w.say(ANNA, "/start").await;
+    assert_eq!(keys(&replies), ["welcome"]);
+    assert_eq!(arg(&replies[0], "balance"), &rub("0"));
+    let user = w
+        .store
+        .user(UserId::new(ANNA).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(user.language, Language::Ru);
+    let mut english = sender(7);
+    english.language_code = Some("en-US".into());
+    w.chat
+        .handle(&english, Input::Text("/start".into()), "tg:x")
+        .await
+        .unwrap();
+    let user = w
+        .store
+        .user(UserId::new(7).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        user.language,
+        Language::En,
+        "the messenger's language is the default"
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_user_is_asked_to_start_first() {
+    let w = world();
+    assert_eq!(keys(&w.say(ANNA, "a fox").await), ["start-first"]);
+    assert!(w.jobs_of(ANNA).await.is_empty());
+}
+
+#[tokio::test]
+async fn help_balance_and_unknown_input() {
+    let w = world();
+    w.user_with(ANNA, "120").await;
+    assert_eq!(keys(&w.say(ANNA, "/help").await), ["help"]);
+    let b = w.say(ANNA, "/balance").await;
+    assert_eq!(
+        (arg(&b[0], "available"), arg(&b[0], "held")),
+        (&rub("120"), &rub("0"))
+    );
+    assert_eq!(keys(&w.send(ANNA, Input::Other).await), ["unknown-input"]);
+    assert_eq!(keys(&w.say(ANNA, "/nonsense").await), ["unknown-command"]);
+    assert_eq!(
+        keys(&w.send(ANNA, Input::StaleButton).await),
+        ["button-expired"]
+    );
+}
+
+#[tokio::test]
+async fn lang_switches_the_language() {
+    let w = world();
+    w.user_with(ANNA, "0").await;
+    let r = w.say(ANNA, "/lang").await;
+    assert_eq!(button(&r, "lang-en"), Action::SetLanguage(Language::En));
+    assert_eq!(
+        keys(&w.press(ANNA, Action::SetLanguage(Language::En)).await),
+        ["lang-set"]
+    );
+    let user = w
+        .store
+        .user(UserId::new(ANNA).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(user.language, Language::En);
+}
+
+// ---- image drafts ----
+
+#[tokio::test]
+async fn text_makes_a_priced_draft_and_confirm_queues_one_job() {
+    let w = world();
+    w.user_with(ANNA, "120").await;
+    let draft = w.say(ANNA, "a red fox").await;
+    assert_eq!(keys(&draft), ["draft-image"]);
+    assert_eq!(
+        (arg(&draft[0], "price"), arg(&draft[0], "balance")),
+        (&rub("50"), &rub("120"))
+    );
+    let confirm = button(&draft, "button-confirm");
+    let queued = w.press(ANNA, confirm.clone()).await;
+    assert_eq!(keys(&queued), ["job-queued"]);
+    let jobs = w.jobs_of(ANNA).await;
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(
+        queued[0].status_of,
+        Some(jobs[0].id),
+        "the reply becomes the status message"
+    );
+    assert_eq!(w.available(ANNA).await, "70".parse().unwrap());
+    // Pressed again (or the update delivered twice): the same job, no second hold.
+    assert_eq!(
+        keys(&w.press(ANNA, confirm).await),
+        ["draft-already-confirmed"]
+    );
+    assert_eq!(w.jobs_of(ANNA).await.len(), 1);
+    assert_eq!(w.available(ANNA).await, "70".parse().unwrap());
+}
+
+#[tokio::test]
+async fn a_draft_survives_a_restart_of_the_front_end() {
+    let w = world();
+    w.user_with(ANNA, "120").await;
+    let draft = w.say(ANNA, "a red fox").await;
+    // A new engine over the same store: the dialogue state is stored, not in memory.
+    let restarted = Conversation::new(w.ports.clone(), config(false));
+    let confirm = Input::Button(button(&draft, "button-confirm"));
+    let queued = restarted
+        .handle(&sender(ANNA), confirm, "tg:after-restart")
+        .await
+        .unwrap();
+    assert_eq!(keys(&queued), ["job-queued"]);
+    assert_eq!(w.jobs_of(ANNA).await.len(), 1);
+}
+
+#[tokio::test]
+async fn without_money_the_confirm_offers_pay_and_holds_nothing() {
+    let w = world();
+    w.user_with(ANNA, "20").await;
+    let draft = w.say(ANNA, "a red fox").await;
+    assert_eq!(keys(&draft), ["draft-image", "draft-short-of-money"]);
+    let r = w.press(ANNA, button(&draft, "button-confirm")).await;
+    assert_eq!(keys(&r), ["insufficient-funds"]);
+    assert_eq!(
+        (arg(&r[0], "price"), arg(&r[0], "balance")),
+        (&rub("50"), &rub("20"))
+    );
+    assert!(w.jobs_of(ANNA).await.is_empty());
+    assert_eq!(w.available(ANNA).await, "20".parse().unwrap());
+}
+
+#[tokio::test]
+async fn cancelled_expired_and_stale_drafts_charge_nothing() {
+    let w = world();
+    w.user_with(ANNA, "500").await;
+    let draft = w.say(ANNA, "a red fox").await;
+    assert_eq!(
+        keys(&w.press(ANNA, button(&draft, "button-cancel")).await),
+        ["draft-cancelled"]
+    );
+    assert_eq!(
+        keys(&w.press(ANNA, button(&draft, "button-confirm")).await),
+        ["button-expired"]
+    );
+    let old = w.say(ANNA, "a slow fox").await;
+    w.clock.advance(Duration::from_secs(3601));
+    assert_eq!(
+        keys(&w.press(ANNA, button(&old, "button-confirm")).await),
+        ["draft-expired"]
+    );
+    assert!(w.jobs_of(ANNA).await.is_empty());
+    assert_eq!(w.available(ANNA).await, "500".parse().unwrap());
+    assert_eq!(keys(&w.say(ANNA, "   ").await), ["prompt-empty"]);
+    assert_eq!(
+        keys(&w.say(ANNA, &"x".repeat(2501)).await),
+        ["prompt-too-long"]
+    );
+}
+
+#[tokio::test]
+async fn a_price_change_before_confirm_shows_the_new_price() {
+    let w = world();
+    w.user_with(ANNA, "500").await;
+    let draft = w.say(ANNA, "a red fox").await;
+    w.jobs.set_prices(
+        PriceList::new(
+            "70".parse().unwrap(),
+            "30".parse().unwrap(),
+            "100".parse().unwrap(),
+            2,
+        )
+        .unwrap(),
+    );
+    let r = w.press(ANNA, button(&draft, "button-confirm")).await;
+    assert_eq!(keys(&r), ["price-changed", "draft-image"]);
+    assert_eq!(arg(&r[1], "price"), &rub("70"));
+    assert!(w.jobs_of(ANNA).await.is_empty());
+    w.press(ANNA, button(&r, "button-confirm")).await;
+    assert_eq!(w.jobs_of(ANNA).await[0].quote.amount, "70".parse().unwrap());
+}
+
+#[tokio::test]
+async fn a_photo_with_a_caption_is_an_edit_draft_and_limits_are_checked_first() {
+    let w = world();
+    w.user_with(ANNA, "500").await;
+    let no_caption = w
+        .send(
+            ANNA,
+            Input::Photo {
+                media: photo("f1", 1_000),
+                caption: None,
+            },
+        )
+        .await;
+    assert_eq!(keys(&no_caption), ["photo-needs-caption"]);
+    let huge = w
+        .send(
+            ANNA,
+            Input::Photo {
+                media: photo("f2", 21 * 1024 * 1024),
+                caption: Some("anime".into()),
+            },
+        )
+        .await;
+    assert_eq!(keys(&huge), ["file-too-large"]);
+    assert!(
+        w.media.fetched.lock().unwrap().is_empty(),
+        "nothing downloaded"
+    );
+    let draft = w
+        .send(
+            ANNA,
+            Input::Photo {
+                media: photo("f3", 100_000),
+                caption: Some("anime style".into()),
+            },
+        )
+        .await;
+    assert_eq!(keys(&draft), ["draft-edit"]);
+    assert_eq!(arg(&draft[0], "price"), &rub("30"));
+    w.press(ANNA, button(&draft, "button-confirm")).await;
+    let job = &w.jobs_of(ANNA).await[0];
+    let JobSpec::ImageEdit { image, .. } = &job.spec else {
+        panic!("{job:?}")
+    };
+    assert_eq!(w.media.assets.read(image).await.unwrap(), b"f3");
+}
+
+// ---- video ----
+
+#[tokio::test]
+async fn the_video_flow_prices_by_model_and_length() {
+    let w = world();
+    w.user_with(ANNA, "1000").await;
+    let models = w.say(ANNA, "/video").await;
+    assert_eq!(keys(&models), ["video-choose-model"]);
+    assert_eq!(models[0].buttons.len(), 2);
+    let durations = w.press(ANNA, Action::VideoModel(0)).await;
+    assert_eq!(keys(&durations), ["video-choose-duration"]);
+    let ten = &durations[0].buttons[0][1];
+    assert_eq!(
+        ten.target,
+        ButtonTarget::Action(Action::VideoDuration(VideoDuration::Ten))
+    );
+    assert!(ten.label.args.contains(&("price", rub("200"))), "{ten:?}");
+    assert_eq!(keys(&w.say(ANNA, "a fox").await), ["video-use-buttons"]);
+    assert_eq!(
+        keys(
+            &w.press(ANNA, Action::VideoDuration(VideoDuration::Ten))
+                .await
+        ),
+        ["video-send-any"]
+    );
+    let draft = w.say(ANNA, "a fox running").await;
+    assert_eq!(keys(&draft), ["draft-text-video"]);
+    assert_eq!(arg(&draft[0], "price"), &rub("200"));
+    w.press(ANNA, button(&draft, "button-confirm")).await;
+    let job = &w.jobs_of(ANNA).await[0];
+    assert!(
+        matches!(&job.spec, JobSpec::Video { mode: VideoMode::TextToVideo, model, duration: VideoDuration::Ten, .. } if model == "kling-v2-6")
+    );
+}
+
+#[tokio::test]
+async fn a_model_without_text_to_video_refuses_text_and_names_the_ones_that_can() {
+    let w = world();
+    w.user_with(ANNA, "1000").await;
+    w.say(ANNA, "/video").await;
+    w.press(ANNA, Action::VideoModel(1)).await;
+    assert_eq!(
+        keys(
+            &w.press(ANNA, Action::VideoDuration(VideoDuration::Five))
+                .await
+        ),
+        ["video-send-photo"]
+    );
+    let r = w.say(ANNA, "a fox").await;
+    assert_eq!(keys(&r), ["video-mode-unsupported"]);
+    assert_eq!(arg(&r[0], "models"), &Arg::Text("Kling 2.6".into()));
+    let small = Media {
+        width: Some(200),
+        ..photo("p", 1_000)
+    };
+    let r = w
+        .send(
+            ANNA,
+            Input::Photo {
+                media: small,
+                caption: Some("go".into()),
+            },
+        )
+        .await;
+    assert_eq!(keys(&r), ["image-too-small"]);
+    let r = w
+        .send(
+            ANNA,
+            Input::Photo {
+                media: photo("p2", 11 * 1024 * 1024),
+                caption: Some("go".into()),
+            },
+        )
+        .await;
+    assert_eq!(
+        keys(&r),
+        ["file-too-large"],
+        "Kling takes images up to 10 MB"
+    );
+    let draft = w
+        .send(
+            ANNA,
+            Input::Photo {
+                media: photo("p3", 1_000),
+                caption: Some("go".into()),
+            },
+        )
+        .await;
+    assert_eq!(keys(&draft), ["draft-image-video"]);
+    assert!(
+        w.jobs_of(ANNA).await.is_empty(),
+        "nothing reserved by a draft"
+    );
+}
+
+#[tokio::test]
+async fn video_to_video_needs_a_public_url_and_a_source_of_3_to_10_seconds() {
+    let w = world();
+    w.user_with(ANNA, "1000").await;
+    assert_eq!(
+        keys(
+            &w.send(
+                ANNA,
+                Input::Video {
+                    media: clip("v", 5),
+                    caption: Some("x".into())
+                }
+            )
+            .await
+        ),
+        ["video-start-with-command"]
+    );
+    w.say(ANNA, "/video").await;
+    w.press(ANNA, Action::VideoModel(0)).await;
+    w.press(ANNA, Action::VideoDuration(VideoDuration::Five))
+        .await;
+    let r = w
+        .send(
+            ANNA,
+            Input::Video {
+                media: clip("v", 5),
+                caption: Some("x".into()),
+            },
+        )
+        .await;
+    assert_eq!(keys(&r), ["video-to-video-unavailable"]);
+
+    let w = world_with(config(true), None);
+    w.user_with(ANNA, "1000").await;
+    w.say(ANNA, "/video").await;
+    w.press(ANNA, Action::VideoModel(0)).await;
+    w.press(ANNA, Action::VideoDuration(VideoDuration::Five))
+        .await;
+    let long = w
+        .send(
+            ANNA,
+            Input::Video {
+                media: clip("v", 12),
+                caption: Some("x".into()),
+            },
+        )
+        .await;
+    assert_eq!(keys(&long), ["video-length"]);
+    let draft = w
+        .send(
+            ANNA,
+            Input::Video {
+                media: clip("v7", 7),
+                caption: Some("watercolor".into()),
+            },
+        )
+        .await;
+    assert_eq!(keys(&draft), ["draft-video-video"]);
+    assert_eq!(
+        arg(&draft[0], "price"),
+        &rub("200"),
+        "a 7 s source is priced as 10 s"
+    );
+    w.press(ANNA, button(&draft, "button-confirm")).await;
+    let job = &w.jobs_of(ANNA).await[0];
+    assert!(
+        matches!(&job.spec, JobSpec::Video { mode: VideoMode::VideoToVideo, model, .. } if model == "kling-v3-omni")
+    );
+}
+
+#[tokio::test]
+async fn cancel_leaves_the_dialogue() {
+    let w = world();
+    w.user_with(ANNA, "0").await;
+    assert_eq!(keys(&w.say(ANNA, "/cancel").await), ["nothing-to-cancel"]);
+    w.say(ANNA, "/video").await;
+    assert_eq!(keys(&w.say(ANNA, "/cancel").await), ["cancelled"]);
+    assert_eq!(
+        keys(&w.press(ANNA, Action::VideoModel(0)).await),
+        ["button-expired"]
+    );
+}
+
+// ---- history, pay ----
+
+#[tokio::test]
+async fn history_lists_entries_and_jobs() {
+    let w = world();
+    w.user_with(ANNA, "0").await;
+    assert_eq!(keys(&w.say(ANNA, "/history").await), ["history-empty"]);
+    w.user_with(ANNA, "100").await;
+    let draft = w.say(ANNA, "a fox").await;
+    w.press(ANNA, button(&draft, "button-confirm")).await;
+    let h = w.say(ANNA, "/history").await;
+    let (Arg::List(entries), Arg::List(jobs)) = (arg(&h[0], "entries"), arg(&h[0], "jobs")) else {
+        panic!("{h:?}")
+    };
+    assert_eq!(
+        entries.iter().map(|t| t.key).collect::<Vec<_>>(),
+        ["history-debit", "history-credit"]
+    );
+    assert_eq!(jobs.len(), 1);
+}
+
+#[tokio::test]
+async fn pay_offers_amounts_then_a_link_and_a_check_button() {
+    let w = world();
+    w.user_with(ANNA, "0").await;
+    assert_eq!(keys(&w.say(ANNA, "/pay").await), ["pay-unavailable"]);
+    let mut gateway = MockPaymentGateway::new();
+    gateway.expect_create_payment().returning(|r| {
+        Ok(GatewayPayment {
+            provider_payment_id: "yk-1".into(),
+            status: GatewayStatus::Pending,
+            amount: r.amount,
+            confirmation_url: Some("https://yoomoney.test/checkout".into()),
+            payment_id: Some(r.payment_id),
+            user_id: Some(r.user_id),
+            created_at: None,
+            test: true,
+        })
+    });
+    gateway.expect_get_payment().returning(|id| {
+        Ok(GatewayPayment {
+            provider_payment_id: id.into(),
+            status: GatewayStatus::Pending,
+            amount: "300".parse().unwrap(),
+            confirmation_url: None,
+            payment_id: None,
+            user_id: None,
+            created_at: None,
+            test: true,
+        })
+    });
+    let w = world_with(config(false), Some(gateway));
+    w.user_with(ANNA, "0").await;
+    let menu = w.say(ANNA, "/pay").await;
+    assert_eq!(keys(&menu), ["pay-choose"]);
+    let link = w.press(ANNA, button(&menu, "pay-amount")).await;
+    assert_eq!(keys(&link), ["pay-link"]);
+    assert_eq!(arg(&link[0], "amount"), &rub("100"));
+    assert_eq!(
+        link[0].buttons[0][0].target,
+        ButtonTarget::Url("https://yoomoney.test/checkout".into())
+    );
+    let check = button(&link, "pay-check");
+    assert_eq!(
+        keys(&w.press(ANNA, check.clone()).await),
+        ["pay-check-pending"]
+    );
+    // Another user's button for this payment tells them nothing.
+    w.user_with(7, "0").await;
+    assert_eq!(keys(&w.press(7, check).await), ["button-expired"]);
+    assert_eq!(
+        keys(&w.press(ANNA, Action::TopUp(9)).await),
+        ["button-expired"]
+    );
+}
+
+// ---- admin, bans, rate limit ----
+
+#[tokio::test]
+async fn admin_commands_are_unknown_to_others_and_audited_for_admins() {
+    let w = world();
+    w.user_with(ADMIN, "0").await;
+    w.user_with(ANNA, "0").await;
+    assert_eq!(keys(&w.say(ANNA, "/add 42 100").await), ["unknown-command"]);
+    assert_eq!(keys(&w.say(ANNA, "/stats").await), ["unknown-command"]);
+    assert_eq!(w.available(ANNA).await, Money::ZERO);
+    assert_eq!(keys(&w.say(ADMIN, "/add 42").await), ["admin-usage-add"]);
+    assert_eq!(keys(&w.say(ADMIN, "/add 42 -5").await), ["admin-usage-add"]);
+    let added = w.say(ADMIN, "/add 42 100 welcome gift").await;
+    assert_eq!(keys(&added), ["admin-added"]);
+    assert_eq!(arg(&added[0], "balance"), &rub("100"));
+    let too_much = w.say(ADMIN, "/sub 42 150").await;
+    assert_eq!(keys(&too_much), ["admin-sub-too-much"]);
+    assert_eq!(
+        keys(&w.say(ADMIN, "/sub 42 40").await),
+        ["admin-subtracted"]
+    );
+    assert_eq!(w.available(ANNA).await, "60".parse().unwrap());
+    assert_eq!(
+        keys(&w.say(ADMIN, "/ban 999").await),
+        ["admin-unknown-user"]
+    );
+    assert_eq!(keys(&w.say(ADMIN, "/admin").await), ["admin-menu"]);
+    let stats = w.press(ADMIN, Action::AdminStats).await;
+    assert_eq!(keys(&stats), ["admin-stats"]);
+    assert_eq!(arg(&stats[0], "users"), &Arg::Number(2));
+    assert_eq!(
+        keys(&w.press(ANNA, Action::AdminStats).await),
+        ["button-expired"]
+    );
+    let audit = w.store.audit_log(10).await.unwrap();
+    assert_eq!(audit.len(), 2, "the credit and the debit are audited");
+}
+
+#[tokio::test]
+async fn a_banned_user_gets_one_notice_then_silence() {
+    let w = world();
+    w.user_with(ADMIN, "0").await;
+    w.user_with(ANNA, "100").await;
+    assert_eq!(keys(&w.say(ADMIN, "/ban 42").await), ["admin-banned"]);
+    assert_eq!(keys(&w.say(ANNA, "a fox").await), ["banned"]);
+    assert!(w.say(ANNA, "a fox").await.is_empty());
+    assert!(w.say(ANNA, "/start").await.is_empty());
+    assert!(w.jobs_of(ANNA).await.is_empty());
+    w.say(ADMIN, "/unban 42").await;
+    assert_eq!(keys(&w.say(ANNA, "a fox").await), ["draft-image"]);
+}
+
+#[tokio::test]
+async fn a_rate_limited_user_is_told_once_when_to_retry() {
+    let w = world();
+    w.user_with(ANNA, "100").await;
+    *w.limiter.0.lock().unwrap() = Some(Duration::from_secs(12));
+    let r = w.say(ANNA, "a fox").await;
+    assert_eq!(keys(&r), ["rate-limited"]);
+    assert_eq!(arg(&r[0], "seconds"), &Arg::Number(12));
+    assert!(w.say(ANNA, "a fox").await.is_empty(), "one notice");
+    w.clock.advance(Duration::from_secs(13));
+    assert_eq!(
+        keys(&w.say(ANNA, "a fox").await),
+        ["rate-limited"],
+        "a new period, a new notice"
+    );
+    *w.limiter.0.lock().unwrap() = None;
+    assert_eq!(keys(&w.say(ANNA, "a fox").await), ["draft-image"]);
+}
+
+#[test]
+fn commands_parse_with_bot_names_and_reject_bad_arguments() {
+    assert_eq!(
+        Command::parse("/start@rei_bot", false),
+        Some(Ok(Command::Start))
+    );
+    assert_eq!(Command::parse("hello", false), None);
+    assert_eq!(
+        Command::parse("/add 1 2", false),
+        Some(Err(CommandError::Unknown))
+    );
+    assert_eq!(
+        Command::parse("/ban", true),
+        Some(Err(CommandError::Usage("admin-usage-ban")))
+    );
+    assert_eq!(
+        Command::parse("/ban 0", true),
+        Some(Err(CommandError::Usage("admin-usage-ban")))
+    );
+    assert_eq!(
+        Command::parse("/sub 5 0", true),
+        Some(Err(CommandError::Usage("admin-usage-sub")))
+    );
+    assert_eq!(
+        Command::parse("/add 5 12,50 for the trouble", true),
+        Some(Ok(Command::Admin(AdminCommand::Add {
+            target: UserId::new(5).unwrap(),
+            amount: "12.50".parse().unwrap(),
+            reason: "for the trouble".into(),
+        })))
+    );
+}
+
+#[test]
+fn every_key_the_code_produces_is_listed() {
+    let code = [include_str!("engine.rs"), include_str!("command.rs")];
+    let mut found = std::collections::BTreeSet::new();
+    for source in code {
+        for prefix in ["key(\"", "say(\"", "Key(\"", "Usage(\"", "=> \""] {
+            for (at, _) in source.match_indices(prefix) {
+                let rest = &source[at + prefix.len()..];
+                let literal = &rest[..rest.find('"').unwrap()];
+                if literal
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                {
+                    found.insert(literal.to_owned());
+                }
+            }
+        }
+        for (at, _) in source.match_indices("\"admin-usage-") {
+            let rest = &source[at + 1..];
+            found.insert(rest[..rest.find('"').unwrap()].to_owned());
+        }
+    }
+    // Command names and file extensions matched by `=> "…"` are not texts.
+    let listed: std::collections::BTreeSet<String> =
+        TEXT_KEYS.iter().map(|k| (*k).to_owned()).collect();
+    let missing: Vec<&String> = found.iter().filter(|k| !listed.contains(*k)).collect();
+    assert!(
+        missing.is_empty(),
+        "keys produced but not in TEXT_KEYS: {missing:?}"
+    );
+    assert!(found.len() >= 80, "the scan found {} keys", found.len());
+}
