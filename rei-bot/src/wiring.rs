@@ -10,10 +10,17 @@ use rei_adapters::files::AssetStore;
 use rei_adapters::gemini::{GeminiClient, GeminiConfig};
 use rei_adapters::kling::{KlingClient, KlingConfig, KlingCredentials, KlingModel};
 use rei_adapters::system::{RandomIds, SystemClock};
-use rei_adapters::telegram::{Locales, TelegramNotifier, TelegramNotifierConfig};
+use rei_adapters::telegram::{Locales, TelegramMedia, TelegramNotifier, TelegramNotifierConfig};
 use rei_adapters::worker::{Worker, WorkerConfig};
+use rei_adapters::yookassa::{VatCode, YooKassaClient, YooKassaConfig};
+use rei_core::conversation::{Conversation, ConversationConfig, ConversationPorts, VideoModel};
+use rei_core::job::VideoMode;
 use rei_core::job::{JobLimits, JobPorts, JobRunner, JobService, RunnerConfig, RunnerPorts};
+use rei_core::ledger::LedgerService;
+use rei_core::payment::{PaymentConfig, PaymentPorts, PaymentService};
 use rei_core::ports::{Clock, ImageGenerator, VideoGenerator};
+use rei_core::ports::{IdGenerator, PaymentGateway};
+use rei_core::user::{AdminPorts, AdminService, UserService};
 use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
 
@@ -26,6 +33,10 @@ pub(crate) struct App {
     jobs: Arc<JobService>,
     assets: AssetStore,
     retention: Duration,
+    bot: teloxide::Bot,
+    conversation: Arc<Conversation>,
+    users: UserService,
+    locales: Arc<Locales>,
 }
 
 /// Opens the backends, checks the ledger, and builds the services and workers.
@@ -82,11 +93,12 @@ pub(crate) async fn build(config: &Config) -> anyhow::Result<App> {
     let assets = AssetStore::new(&config.asset_dir);
     let bot = teloxide::Bot::new(config.bot_token.expose_secret())
         .set_api_url(config.telegram_api_url.clone());
+    let locales = Arc::new(Locales::load()?);
     let notifier = Arc::new(TelegramNotifier::new(
-        bot,
+        bot.clone(),
         stores.users.clone(),
         assets.clone(),
-        Arc::new(Locales::load()?),
+        locales.clone(),
         TelegramNotifierConfig {
             admins: config.admin_ids.clone(),
         },
@@ -96,11 +108,43 @@ pub(crate) async fn build(config: &Config) -> anyhow::Result<App> {
         poll_interval: Duration::from_millis(config.video_poll_interval_ms),
         ..RunnerConfig::default()
     };
+    let images = images(config)?;
+    let videos = videos(config, &assets)?;
+    let ids: Arc<dyn IdGenerator> = Arc::new(RandomIds);
+    let users = UserService::new(stores.users.clone(), clock.clone());
+    let payments = payment_service(
+        config,
+        &backends,
+        notifier.clone(),
+        clock.clone(),
+        ids.clone(),
+    )?;
+    let conversation = Arc::new(Conversation::new(
+        ConversationPorts {
+            users: users.clone(),
+            ledger: LedgerService::new(stores.ledger.clone()),
+            jobs: jobs.clone(),
+            payments,
+            admin: AdminService::new(AdminPorts {
+                users: stores.users.clone(),
+                ledger: stores.ledger.clone(),
+                queue: backends.queue.clone(),
+                notifier: notifier.clone(),
+                clock: clock.clone(),
+            }),
+            dialogues: stores.dialogues.clone(),
+            limiter: backends.limiter.clone(),
+            media: Arc::new(TelegramMedia::new(bot.clone(), assets.clone())),
+            clock: clock.clone(),
+            ids,
+        },
+        conversation_config(config, images.is_some(), videos.is_some())?,
+    ));
     let runner = Arc::new(JobRunner::new(
         RunnerPorts {
             jobs: jobs.clone(),
-            images: images(config)?,
-            videos: videos(config, &assets)?,
+            images,
+            videos,
             assets: Arc::new(assets.clone()),
             notifier,
             clock: clock.clone(),
@@ -123,7 +167,90 @@ pub(crate) async fn build(config: &Config) -> anyhow::Result<App> {
         jobs,
         assets,
         retention: Duration::from_secs(u64::from(config.asset_retention_days) * 86_400),
+        bot,
+        conversation,
+        users,
+        locales,
     })
+}
+
+/// What the dialogue offers, from configuration.
+fn conversation_config(
+    config: &Config,
+    images: bool,
+    videos: bool,
+) -> anyhow::Result<ConversationConfig> {
+    let models = KlingModel::parse_list(&config.kling_models).context("KLING_MODELS")?;
+    Ok(ConversationConfig {
+        admins: config.admin_ids.clone(),
+        topup_amounts: config.topup_amounts.clone(),
+        images,
+        videos,
+        video_models: models
+            .iter()
+            .map(|m| VideoModel {
+                api_name: m.api_name().to_owned(),
+                label: m.label().to_owned(),
+                text_to_video: m.supports(VideoMode::TextToVideo),
+                image_to_video: m.supports(VideoMode::ImageToVideo),
+            })
+            .collect(),
+        omni_model: config.kling_omni_model.clone(),
+        // Kling fetches a video→video source from PUBLIC_URL; serving assets there comes
+        // with the HTTP server, so until then the mode is offered as unavailable.
+        video_to_video: false,
+        draft_ttl: Duration::from_secs(3600),
+    })
+}
+
+/// YooKassa top-ups when configured (and Stars when `STARS_RUB_RATE` is set).
+fn payment_service(
+    config: &Config,
+    backends: &Backends,
+    notifier: Arc<TelegramNotifier>,
+    clock: Arc<dyn Clock>,
+    ids: Arc<dyn IdGenerator>,
+) -> anyhow::Result<Option<Arc<PaymentService>>> {
+    let gateway: Option<Arc<dyn PaymentGateway>> =
+        match (&config.yookassa_shop_id, &config.yookassa_secret_key) {
+            (Some(shop), Some(key)) => {
+                let mut yookassa = YooKassaConfig::new(shop.clone(), key.clone());
+                yookassa.base_url = config.yookassa_api_url.to_string();
+                yookassa.receipt_vat_code = config
+                    .yookassa_receipt_vat_code
+                    .map(VatCode::new)
+                    .transpose()
+                    .context("YOOKASSA_RECEIPT_VAT_CODE")?;
+                Some(Arc::new(
+                    YooKassaClient::new(yookassa).context("YOOKASSA_API_URL")?,
+                ))
+            }
+            _ => None,
+        };
+    if gateway.is_none() && config.stars_rub_rate.is_none() {
+        return Ok(None);
+    }
+    let stores = &backends.stores;
+    Ok(Some(Arc::new(PaymentService::new(
+        PaymentPorts {
+            users: stores.users.clone(),
+            payments: stores.payments.clone(),
+            ledger: stores.ledger.clone(),
+            gateway,
+            notifier,
+            clock,
+            ids,
+        },
+        PaymentConfig {
+            return_url: config
+                .yookassa_return_url
+                .as_ref()
+                .map_or_else(String::new, ToString::to_string),
+            receipts: config.yookassa_receipt_vat_code.is_some(),
+            stars_rate: config.stars_rub_rate,
+            ..PaymentConfig::default()
+        },
+    ))))
 }
 
 fn images(config: &Config) -> anyhow::Result<Option<Arc<dyn ImageGenerator>>> {
@@ -182,12 +309,26 @@ impl App {
         Ok(())
     }
 
-    /// The whole bot. The Telegram front end and the HTTP server come with their own
-    /// issues; until then this runs the workers.
+    /// The whole bot: the Telegram front end (long polling) and the workers. A front
+    /// end that stops (a second poller on the token) stops everything.
     pub(crate) async fn run_all(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        tracing::warn!(
-            "the Telegram front end and the HTTP server are not in this build yet: running the workers only"
-        );
-        self.run_workers(shutdown).await
+        let front = tokio::spawn(rei_adapters::telegram::run_polling(
+            self.bot.clone(),
+            self.conversation.clone(),
+            self.jobs.clone(),
+            self.users.clone(),
+            self.locales.clone(),
+            shutdown.clone(),
+        ));
+        let workers = {
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move { self.run_workers(shutdown).await })
+        };
+        let stopped = front.await.context("the Telegram front end panicked")?;
+        // Whatever stopped the front end stops the workers too.
+        shutdown.cancel();
+        workers.await.context("the workers panicked")??;
+        stopped.context("the Telegram front end stopped")?;
+        Ok(())
     }
 }

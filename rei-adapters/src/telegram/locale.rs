@@ -128,7 +128,10 @@ mod tests {
             .iter()
             .filter(|k| !ru.iter().any(|r| r == **k))
             .collect();
-        assert!(missing.is_empty(), "missing in the locale files: {missing:?}");
+        assert!(
+            missing.is_empty(),
+            "missing in the locale files: {missing:?}"
+        );
     }
 
     #[test]

@@ -1,9 +1,14 @@
-//! The Telegram adapter: the notifier that edits a job's status message and delivers
-//! results, the bot's texts (Fluent, Russian and English), and — with the bot issue —
-//! the dialogue front end. Only this module knows teloxide.
+//! The Telegram adapter: the front end (updates → core's conversation → replies), the
+//! notifier that edits a job's status message and delivers results, the compact button
+//! encoding, and the bot's texts (Fluent, Russian and English). Only this module knows
+//! teloxide.
 
+mod callback;
+mod frontend;
 mod locale;
 mod notifier;
 
+pub use callback::{decode, encode};
+pub use frontend::{FrontendError, TelegramMedia, render, run_polling};
 pub use locale::{Arg, LocaleError, Locales};
 pub use notifier::{TelegramNotifier, TelegramNotifierConfig};

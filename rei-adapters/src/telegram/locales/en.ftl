@@ -142,3 +142,15 @@ admin-usage-add = Usage: /add <id> <amount> [reason]
 admin-usage-sub = Usage: /sub <id> <amount> [reason]
 admin-usage-ban = Usage: /ban <id>
 admin-usage-unban = Usage: /unban <id>
+
+## The command menu and errors
+
+command-start = Start
+command-help = Help
+command-balance = Balance
+command-pay = Top up
+command-history = History
+command-video = Video
+command-cancel = Cancel
+command-lang = Language
+error-generic = Something went wrong. Please try again a little later.

@@ -143,3 +143,15 @@ admin-usage-add = Формат: /add <id> <сумма> [причина]
 admin-usage-sub = Формат: /sub <id> <сумма> [причина]
 admin-usage-ban = Формат: /ban <id>
 admin-usage-unban = Формат: /unban <id>
+
+## The command menu and errors
+
+command-start = Начать
+command-help = Помощь
+command-balance = Баланс
+command-pay = Пополнить баланс
+command-history = История
+command-video = Видео
+command-cancel = Отменить
+command-lang = Язык
+error-generic = Что-то пошло не так. Попробуйте ещё раз чуть позже.

@@ -1,0 +1,317 @@
+//! The `callback_data` of inline buttons: a compact, versioned text form of core's
+//! [`Action`].
+//!
+//! Telegram takes 1–64 bytes per button (providers.md §4.3), so every form is short
+//! ASCII: `<version>:<letter>:<value>`.
+//!
+//! | Action | Form |
+//! |---|---|
+//! | `Confirm(DraftId(n))` | `1:c:<n in lowercase hex>` |
+//! | `Discard(DraftId(n))` | `1:x:<n in lowercase hex>` |
+//! | `VideoModel(i)` | `1:m:<i in decimal>` |
+//! | `VideoDuration(d)` | `1:d:5`, `1:d:10` |
+//! | `TopUp(i)` | `1:t:<i in decimal>` |
+//! | `CheckPayment(id)` | `1:p:<uuid as 32 lowercase hex digits>` |
+//! | `SetLanguage(l)` | `1:l:ru`, `1:l:en` |
+//! | `AdminStats` | `1:a:s` |
+//!
+//! Decoding is strict: each action has exactly one accepted form (no leading zeros, no
+//! upper case, no extra fields), and anything else — including a button from another
+//! version of this format — decodes to `None`, which the front end answers with "this
+//! button has expired" instead of guessing. Changing a form means bumping [`VERSION`].
+
+use rei_core::conversation::{Action, DraftId};
+use rei_core::ids::PaymentId;
+use rei_core::pricing::VideoDuration;
+use rei_core::user::Language;
+use uuid::Uuid;
+
+/// The format version: the prefix of every encoding. Bump it when any form changes, so
+/// buttons already shown decode to `None` rather than to a different action.
+const VERSION: &str = "1";
+
+/// The `callback_data` for `action`: 1–64 bytes of ASCII (at most 36 today).
+#[must_use]
+pub fn encode(action: &Action) -> String {
+    let (tag, value) = match action {
+        Action::Confirm(DraftId(id)) => ('c', format!("{id:x}")),
+        Action::Discard(DraftId(id)) => ('x', format!("{id:x}")),
+        Action::VideoModel(index) => ('m', index.to_string()),
+        Action::VideoDuration(duration) => ('d', duration.seconds().to_string()),
+        Action::TopUp(index) => ('t', index.to_string()),
+        Action::CheckPayment(payment) => ('p', payment.as_uuid().simple().to_string()),
+        Action::SetLanguage(Language::Ru) => ('l', "ru".to_owned()),
+        Action::SetLanguage(Language::En) => ('l', "en".to_owned()),
+        Action::AdminStats => ('a', "s".to_owned()),
+    };
+    format!("{VERSION}:{tag}:{value}")
+}
+
+/// The action `data` encodes, or `None` when it is not a button of this version (stale,
+/// from an older format, forged or garbled). Never panics.
+#[must_use]
+pub fn decode(data: &str) -> Option<Action> {
+    let rest = data.strip_prefix(VERSION)?.strip_prefix(':')?;
+    let (tag, value) = rest.split_once(':')?;
+    match tag {
+        "c" => hex_u64(value).map(|id| Action::Confirm(DraftId(id))),
+        "x" => hex_u64(value).map(|id| Action::Discard(DraftId(id))),
+        "m" => decimal_u8(value).map(Action::VideoModel),
+        "d" => match value {
+            "5" => Some(Action::VideoDuration(VideoDuration::Five)),
+            "10" => Some(Action::VideoDuration(VideoDuration::Ten)),
+            _ => None,
+        },
+        "t" => decimal_u8(value).map(Action::TopUp),
+        "p" => simple_uuid(value).map(|id| Action::CheckPayment(PaymentId::from_uuid(id))),
+        "l" => match value {
+            "ru" => Some(Action::SetLanguage(Language::Ru)),
+            "en" => Some(Action::SetLanguage(Language::En)),
+            _ => None,
+        },
+        "a" if value == "s" => Some(Action::AdminStats),
+        _ => None,
+    }
+}
+
+/// `0` or lowercase hex without leading zeros, fitting a `u64`.
+fn hex_u64(value: &str) -> Option<u64> {
+    let canonical = !value.is_empty()
+        && value.len() <= 16
+        && (value == "0" || !value.starts_with('0'))
+        && value
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    if !canonical {
+        return None;
+    }
+    u64::from_str_radix(value, 16).ok()
+}
+
+/// `0` or decimal without leading zeros, fitting a `u8`.
+fn decimal_u8(value: &str) -> Option<u8> {
+    let canonical = !value.is_empty()
+        && value.len() <= 3
+        && (value == "0" || !value.starts_with('0'))
+        && value.bytes().all(|b| b.is_ascii_digit());
+    if !canonical {
+        return None;
+    }
+    value.parse().ok()
+}
+
+/// Exactly 32 lowercase hex digits (a UUID in its "simple" form).
+fn simple_uuid(value: &str) -> Option<Uuid> {
+    let canonical = value.len() == 32
+        && value
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    if !canonical {
+        return None;
+    }
+    Uuid::try_parse(value).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Telegram's limit on `callback_data`, in bytes.
+    const MAX_BYTES: usize = 64;
+
+    fn payment(n: u128) -> PaymentId {
+        PaymentId::from_uuid(Uuid::from_u128(n))
+    }
+
+    /// Every variant, with the extreme values of its field.
+    fn extremes() -> Vec<Action> {
+        vec![
+            Action::Confirm(DraftId(0)),
+            Action::Confirm(DraftId(u64::MAX)),
+            Action::Discard(DraftId(0)),
+            Action::Discard(DraftId(u64::MAX)),
+            Action::VideoModel(0),
+            Action::VideoModel(u8::MAX),
+            Action::VideoDuration(VideoDuration::Five),
+            Action::VideoDuration(VideoDuration::Ten),
+            Action::TopUp(0),
+            Action::TopUp(u8::MAX),
+            Action::CheckPayment(payment(0)),
+            Action::CheckPayment(payment(u128::MAX)),
+            Action::CheckPayment(PaymentId::from_uuid(Uuid::new_v4())),
+            Action::SetLanguage(Language::Ru),
+            Action::SetLanguage(Language::En),
+            Action::AdminStats,
+        ]
+    }
+
+    fn check(data: &str, expected: Option<Action>) {
+        assert_eq!(decode(data), expected, "{data:?}");
+    }
+
+    #[test]
+    fn every_variant_fits_in_callback_data_and_roundtrips() {
+        for action in extremes() {
+            let data = encode(&action);
+            assert!(
+                (1..=MAX_BYTES).contains(&data.len()),
+                "{action:?} encodes to {} bytes: {data}",
+                data.len()
+            );
+            assert!(data.is_ascii(), "{data}");
+            assert_eq!(decode(&data), Some(action), "{data}");
+        }
+    }
+
+    #[test]
+    fn the_forms_are_the_documented_ones() {
+        let cases = [
+            (Action::Confirm(DraftId(255)), "1:c:ff"),
+            (Action::Confirm(DraftId(u64::MAX)), "1:c:ffffffffffffffff"),
+            (Action::Discard(DraftId(0)), "1:x:0"),
+            (Action::VideoModel(2), "1:m:2"),
+            (Action::VideoDuration(VideoDuration::Five), "1:d:5"),
+            (Action::VideoDuration(VideoDuration::Ten), "1:d:10"),
+            (Action::TopUp(3), "1:t:3"),
+            (
+                Action::CheckPayment(payment(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef)),
+                "1:p:0123456789abcdef0123456789abcdef",
+            ),
+            (Action::SetLanguage(Language::Ru), "1:l:ru"),
+            (Action::SetLanguage(Language::En), "1:l:en"),
+            (Action::AdminStats, "1:a:s"),
+        ];
+        for (action, data) in cases {
+            assert_eq!(encode(&action), data);
+            check(data, Some(action));
+        }
+    }
+
+    #[test]
+    fn another_version_is_stale() {
+        check("0:c:ff", None);
+        check("2:c:ff", None);
+        check("11:c:ff", None);
+        check("c:ff", None);
+        check("1c:ff", None);
+        check(":1:c:ff", None);
+    }
+
+    #[test]
+    fn unknown_letters_are_stale() {
+        check("1:z:1", None);
+        check("1:C:ff", None);
+        check("1:cc:ff", None);
+        check("1::ff", None);
+        check("1:a:x", None);
+        check("1:a:", None);
+    }
+
+    #[test]
+    fn bad_hex_is_stale() {
+        check("1:c:", None);
+        check("1:c:FF", None);
+        check("1:c:0ff", None);
+        check("1:c:+ff", None);
+        check("1:c:-1", None);
+        check("1:c:fg", None);
+        check("1:c: ff", None);
+        check("1:x:10000000000000000", None);
+        check("1:p:0123456789ABCDEF0123456789abcdef", None);
+        check("1:p:0123456789abcdef0123456789abcde", None);
+        check("1:p:01234567-89ab-cdef-0123-456789abcdef", None);
+    }
+
+    #[test]
+    fn bad_numbers_are_stale() {
+        check("1:m:256", None);
+        check("1:m:01", None);
+        check("1:m:+1", None);
+        check("1:t:", None);
+        check("1:t:1.0", None);
+        check("1:d:7", None);
+        check("1:d:05", None);
+        check("1:l:de", None);
+        check("1:l:RU", None);
+    }
+
+    #[test]
+    fn extra_fields_are_stale() {
+        check("1:c:ff:1", None);
+        check("1:m:1:", None);
+        check("1:d:5:5", None);
+        check("1:a:s:", None);
+        check("1:l:ru ", None);
+        check("1:t:1\n", None);
+    }
+
+    #[test]
+    fn empty_and_odd_input_is_stale() {
+        check("", None);
+        check("1", None);
+        check("1:", None);
+        check("1::", None);
+        check("ёё:ё:ё", None);
+        check("1:c:ф", None);
+    }
+
+    fn action() -> impl Strategy<Value = Action> {
+        prop_oneof![
+            any::<u64>().prop_map(|n| Action::Confirm(DraftId(n))),
+            any::<u64>().prop_map(|n| Action::Discard(DraftId(n))),
+            any::<u8>().prop_map(Action::VideoModel),
+            prop_oneof![Just(VideoDuration::Five), Just(VideoDuration::Ten)]
+                .prop_map(Action::VideoDuration),
+            any::<u8>().prop_map(Action::TopUp),
+            any::<u128>().prop_map(|n| Action::CheckPayment(payment(n))),
+            prop_oneof![Just(Language::Ru), Just(Language::En)].prop_map(Action::SetLanguage),
+            Just(Action::AdminStats),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn every_action_roundtrips_within_64_bytes(action in action()) {
+            let data = encode(&action);
+            prop_assert!((1..=MAX_BYTES).contains(&data.len()), "{}", data);
+            prop_assert_eq!(decode(&data), Some(action));
+        }
+
+        #[test]
+        fn arbitrary_text_never_panics(data in any::<String>()) {
+            let _ = decode(&data);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..80)) {
+            let _ = decode(&String::from_utf8_lossy(&bytes));
+        }
+
+        /// Near misses exercise every parser; whatever they accept is canonical, so one
+        /// action never has two encodings.
+        #[test]
+        fn whatever_decodes_is_the_one_encoding_of_its_action(
+            data in "[0-2]?:?[a-zA-Z]{0,2}:?[0-9a-fA-F:+-]{0,40}"
+        ) {
+            if let Some(action) = decode(&data) {
+                prop_assert_eq!(encode(&action), data);
+            }
+        }
+
+        #[test]
+        fn a_changed_character_decodes_to_nothing_or_to_its_own_encoding(
+            action in action(),
+            position in any::<prop::sample::Index>(),
+            replacement in any::<char>(),
+        ) {
+            let mut chars: Vec<char> = encode(&action).chars().collect();
+            let at = position.index(chars.len());
+            chars[at] = replacement;
+            let data: String = chars.into_iter().collect();
+            if let Some(decoded) = decode(&data) {
+                prop_assert_eq!(encode(&decoded), data);
+            }
+        }
+    }
+}

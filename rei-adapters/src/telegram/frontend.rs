@@ -1,0 +1,444 @@
+//! The Telegram front end: updates in (long polling), core's [`Conversation`] decides,
+//! replies out. Each handler only translates: an update becomes an [`Input`], a
+//! [`Reply`] becomes a Bot API call rendered from the locale files; nothing here decides
+//! prices, limits or who may do what.
+//!
+//! - A button's data is the compact encoding of a typed action (`callback.rs`); a stale
+//!   or forged one becomes [`Input::StaleButton`] ("this button has expired"). Every
+//!   callback query is answered at once.
+//! - Updates from one chat are handled in order (teloxide's default distribution).
+//! - The reply to a confirmation is the job's status message: its id is stored with the
+//!   job so the worker edits it with the progress.
+//! - A second poller on the same token (409 Conflict) stops the bot with a clear error.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rei_core::conversation::{
+    Arg, Button as CoreButton, ButtonTarget, Conversation, Input, Media, Reply, Sender, Text,
+};
+use rei_core::job::AssetRef;
+use rei_core::ports::{MediaError, MediaFetcher, MessageRef};
+use rei_core::user::Language;
+use rei_core::{JobService, UserId};
+use teloxide::dispatching::{Dispatcher, UpdateFilterExt};
+use teloxide::net::Download;
+use teloxide::payloads::SetMyCommandsSetters;
+use teloxide::prelude::{Requester, dptree};
+use teloxide::types::{
+    BotCommand, BotCommandScope, CallbackQuery, ChatId, InlineKeyboardButton, InlineKeyboardMarkup,
+    Message, Update,
+};
+use teloxide::{ApiError, Bot, RequestError};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::callback;
+use super::locale::{Arg as LocaleArg, Locales};
+use crate::files::AssetStore;
+
+/// Bots may download files up to this size (Bot API).
+const MAX_DOWNLOAD_BYTES: u64 = 20 * 1024 * 1024;
+
+/// Why the front end stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum FrontendError {
+    /// Another process polls with the same token.
+    #[error(
+        "another bot instance is polling with this BOT_TOKEN (Telegram answered 409 Conflict): stop it first"
+    )]
+    Conflict,
+    /// The token is wrong or Telegram is unreachable at start.
+    #[error("Telegram refused the bot at start (check BOT_TOKEN and TELEGRAM_API_URL)")]
+    Start(#[source] RequestError),
+}
+
+/// Downloads users' files through the Bot API into the asset store.
+#[derive(Clone)]
+pub struct TelegramMedia {
+    bot: Bot,
+    assets: AssetStore,
+}
+
+impl std::fmt::Debug for TelegramMedia {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TelegramMedia")
+    }
+}
+
+impl TelegramMedia {
+    /// Fetches through `bot` into `assets`.
+    #[must_use]
+    pub const fn new(bot: Bot, assets: AssetStore) -> Self {
+        Self { bot, assets }
+    }
+}
+
+#[async_trait]
+impl MediaFetcher for TelegramMedia {
+    async fn fetch(&self, media: &Media, key: &str) -> Result<AssetRef, MediaError> {
+        let unavailable = |e: Box<dyn std::error::Error + Send + Sync>| MediaError::Unavailable(e);
+        let file = match self
+            .bot
+            .get_file(teloxide::types::FileId(media.file_id.clone()))
+            .await
+        {
+            Ok(file) => file,
+            Err(RequestError::Api(ApiError::Unknown(text))) if text.contains("file is too big") => {
+                return Err(MediaError::TooLarge {
+                    limit_bytes: MAX_DOWNLOAD_BYTES,
+                });
+            }
+            Err(e) => return Err(unavailable(Box::new(e))),
+        };
+        if u64::from(file.size) > MAX_DOWNLOAD_BYTES && file.size != u32::MAX {
+            return Err(MediaError::TooLarge {
+                limit_bytes: MAX_DOWNLOAD_BYTES,
+            });
+        }
+        let stream = self.bot.download_file_stream(&file.path);
+        match self
+            .assets
+            .write_stream(key, stream, MAX_DOWNLOAD_BYTES)
+            .await
+        {
+            Ok((asset, _)) => Ok(asset),
+            Err(crate::files::AssetError::TooLarge { .. }) => Err(MediaError::TooLarge {
+                limit_bytes: MAX_DOWNLOAD_BYTES,
+            }),
+            Err(e) => Err(unavailable(Box::new(e))),
+        }
+    }
+}
+
+/// The front end's shared parts.
+struct Front {
+    bot: Bot,
+    conversation: Arc<Conversation>,
+    jobs: Arc<JobService>,
+    locales: Arc<Locales>,
+    users: rei_core::user::UserService,
+}
+
+/// Runs the bot with long polling until `shutdown`.
+///
+/// # Errors
+/// [`FrontendError::Conflict`] when another instance polls with the same token,
+/// [`FrontendError::Start`] when Telegram refuses the bot at start.
+pub async fn run_polling(
+    bot: Bot,
+    conversation: Arc<Conversation>,
+    jobs: Arc<JobService>,
+    users: rei_core::user::UserService,
+    locales: Arc<Locales>,
+    shutdown: CancellationToken,
+) -> Result<(), FrontendError> {
+    set_commands(&bot, &locales).await;
+    let front = Arc::new(Front {
+        bot: bot.clone(),
+        conversation,
+        jobs,
+        locales,
+        users,
+    });
+    let handler = dptree::entry()
+        .branch(Update::filter_message().endpoint(on_message))
+        .branch(Update::filter_callback_query().endpoint(on_callback));
+    let mut dispatcher = Dispatcher::builder(bot.clone(), handler)
+        .dependencies(dptree::deps![front])
+        .default_handler(|update| async move {
+            tracing::debug!(update_id = update.id.0, "update ignored");
+        })
+        .build();
+    let conflict = CancellationToken::new();
+    let on_listener_error = {
+        let conflict = conflict.clone();
+        Arc::new(move |e: RequestError| {
+            let conflict = conflict.clone();
+            async move {
+                if matches!(e, RequestError::Api(ApiError::TerminatedByOtherGetUpdates)) {
+                    conflict.cancel();
+                } else {
+                    tracing::warn!(error = %e, "polling Telegram failed; retrying");
+                }
+            }
+        })
+    };
+    let listener = teloxide::update_listeners::Polling::builder(bot)
+        .timeout(Duration::from_secs(25))
+        .delete_webhook()
+        .await
+        .build();
+    let token = dispatcher.shutdown_token();
+    let stopper = {
+        let (shutdown, conflict) = (shutdown.clone(), conflict.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                () = shutdown.cancelled() => {}
+                () = conflict.cancelled() => {}
+            }
+            // The dispatcher may not have started yet: try until it accepts.
+            loop {
+                match token.shutdown() {
+                    Ok(done) => {
+                        done.await;
+                        break;
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+        })
+    };
+    let dispatched = dispatcher
+        .try_dispatch_with_listener(listener, on_listener_error)
+        .await;
+    stopper.abort();
+    dispatched.map_err(FrontendError::Start)?;
+    if conflict.is_cancelled() {
+        return Err(FrontendError::Conflict);
+    }
+    Ok(())
+}
+
+/// The command menu, in Russian (default) and English.
+async fn set_commands(bot: &Bot, locales: &Locales) {
+    const COMMANDS: [&str; 8] = [
+        "start", "help", "balance", "pay", "history", "video", "cancel", "lang",
+    ];
+    for (language, code) in [(Language::Ru, None), (Language::En, Some("en"))] {
+        let commands: Vec<BotCommand> = COMMANDS
+            .iter()
+            .map(|c| BotCommand::new(*c, locales.text(language, &format!("command-{c}"), &[])))
+            .collect();
+        let mut request = bot
+            .set_my_commands(commands)
+            .scope(BotCommandScope::AllPrivateChats);
+        if let Some(code) = code {
+            request = request.language_code(code);
+        }
+        if let Err(e) = request.await {
+            tracing::warn!(error = %e, "setting the command menu failed");
+        }
+    }
+}
+
+fn sender(user: &teloxide::types::User) -> Option<Sender> {
+    if user.is_bot {
+        return None;
+    }
+    let id = i64::try_from(user.id.0)
+        .ok()
+        .and_then(|id| UserId::new(id).ok())?;
+    Some(Sender {
+        id,
+        username: user.username.clone(),
+        first_name: Some(user.first_name.clone()),
+        language_code: user.language_code.clone(),
+    })
+}
+
+fn input(msg: &Message) -> Input {
+    if let Some(text) = msg.text() {
+        return Input::Text(text.to_owned());
+    }
+    let caption = msg.caption().map(str::to_owned);
+    if let Some(sizes) = msg.photo() {
+        if let Some(largest) = sizes
+            .iter()
+            .max_by_key(|p| u64::from(p.width) * u64::from(p.height))
+        {
+            return Input::Photo {
+                media: Media {
+                    file_id: largest.file.id.0.clone(),
+                    size: known_size(largest.file.size),
+                    width: Some(largest.width),
+                    height: Some(largest.height),
+                    duration_secs: None,
+                    mime_type: Some("image/jpeg".into()),
+                },
+                caption,
+            };
+        }
+    }
+    if let Some(video) = msg.video() {
+        return Input::Video {
+            media: Media {
+                file_id: video.file.id.0.clone(),
+                size: known_size(video.file.size),
+                width: Some(video.width),
+                height: Some(video.height),
+                duration_secs: Some(video.duration.seconds()),
+                mime_type: video.mime_type.as_ref().map(ToString::to_string),
+            },
+            caption,
+        };
+    }
+    Input::Other
+}
+
+/// Telegram sends `u32::MAX` when it does not know a size.
+fn known_size(size: u32) -> Option<u64> {
+    (size != u32::MAX).then_some(u64::from(size))
+}
+
+async fn on_message(update: Update, msg: Message, front: Arc<Front>) -> Result<(), RequestError> {
+    let Some(sender) = msg.from.as_ref().and_then(sender) else {
+        return Ok(());
+    };
+    if !msg.chat.is_private() {
+        return Ok(());
+    }
+    let span = tracing::info_span!(
+        "update",
+        update_id = update.id.0,
+        user_id = sender.id.get(),
+        kind = "message"
+    );
+    front
+        .handle(&sender, input(&msg), update.id.0)
+        .instrument(span)
+        .await
+}
+
+async fn on_callback(
+    update: Update,
+    query: CallbackQuery,
+    front: Arc<Front>,
+) -> Result<(), RequestError> {
+    // Answer at once: a late answer fails, and the user's button stops spinning.
+    if let Err(e) = front.bot.answer_callback_query(query.id.clone()).await {
+        tracing::debug!(error = %e, "answering the callback query failed");
+    }
+    let Some(sender) = sender(&query.from) else {
+        return Ok(());
+    };
+    let input = query
+        .data
+        .as_deref()
+        .and_then(callback::decode)
+        .map_or(Input::StaleButton, Input::Button);
+    let span = tracing::info_span!(
+        "update",
+        update_id = update.id.0,
+        user_id = sender.id.get(),
+        kind = "callback"
+    );
+    front
+        .handle(&sender, input, update.id.0)
+        .instrument(span)
+        .await
+}
+
+impl Front {
+    async fn handle(
+        &self,
+        sender: &Sender,
+        input: Input,
+        update_id: u32,
+    ) -> Result<(), RequestError> {
+        let chat = ChatId(sender.id.get());
+        let replies = match self
+            .conversation
+            .handle(sender, input, &format!("tg:{update_id}"))
+            .await
+        {
+            Ok(replies) => replies,
+            Err(e) => {
+                tracing::error!(error = %e, error.chain = ?e, "handling an update failed");
+                vec![Reply::text(Text::key("error-generic"))]
+            }
+        };
+        let language = match self.users.user(sender.id).await {
+            Ok(Some(user)) => user.language,
+            _ => Language::Ru,
+        };
+        for reply in replies {
+            let sent = self.send(chat, language, &reply).await;
+            match sent {
+                Ok(message) => {
+                    if let Some(job) = reply.status_of {
+                        let reference = MessageRef::new(message.id.0.to_string());
+                        if let Err(e) = self.jobs.set_status_message(job, reference).await {
+                            tracing::warn!(job_id = %job, error = %e, "storing the status message failed");
+                        }
+                    }
+                }
+                Err(RequestError::Api(ApiError::BotBlocked | ApiError::UserDeactivated)) => {
+                    tracing::info!("the user blocked the bot");
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    async fn send(
+        &self,
+        chat: ChatId,
+        language: Language,
+        reply: &Reply,
+    ) -> Result<Message, RequestError> {
+        let text = render(&self.locales, language, &reply.text);
+        let request = self.bot.send_message(chat, text);
+        if reply.buttons.is_empty() {
+            return request.await;
+        }
+        let rows: Vec<Vec<InlineKeyboardButton>> = reply
+            .buttons
+            .iter()
+            .map(|row| {
+                row.iter()
+                    .filter_map(|b| self.button(language, b))
+                    .collect()
+            })
+            .collect();
+        teloxide::payloads::SendMessageSetters::reply_markup(
+            request,
+            InlineKeyboardMarkup::new(rows),
+        )
+        .await
+    }
+
+    fn button(&self, language: Language, button: &CoreButton) -> Option<InlineKeyboardButton> {
+        let label = render(&self.locales, language, &button.label);
+        match &button.target {
+            ButtonTarget::Action(action) => Some(InlineKeyboardButton::callback(
+                label,
+                callback::encode(action),
+            )),
+            ButtonTarget::Url(url) => url
+                .parse()
+                .ok()
+                .map(|url| InlineKeyboardButton::url(label, url)),
+        }
+    }
+}
+
+/// A core text in a language: arguments are formatted here (money by `Money`'s display,
+/// lists one per line, keys looked up in the same locale).
+pub fn render(locales: &Locales, language: Language, text: &Text) -> String {
+    let args: Vec<(&str, LocaleArg)> = text
+        .args
+        .iter()
+        .map(|(name, arg)| (*name, locale_arg(locales, language, arg)))
+        .collect();
+    locales.text(language, text.key, &args)
+}
+
+fn locale_arg(locales: &Locales, language: Language, arg: &Arg) -> LocaleArg {
+    match arg {
+        Arg::Money(m) => LocaleArg::Text(m.to_string()),
+        Arg::Number(n) => LocaleArg::Number(*n),
+        Arg::Text(t) => LocaleArg::Text(t.clone()),
+        Arg::Key(k) => LocaleArg::Text(locales.text(language, k, &[])),
+        Arg::List(items) => LocaleArg::Text(
+            items
+                .iter()
+                .map(|t| render(locales, language, t))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        ),
+    }
+}

@@ -1,0 +1,226 @@
+//! The real `rei-bot run` against a fake Telegram Bot API (long polling) and a fake
+//! Kling: a user's whole path from /start to a delivered video, buttons pressed twice,
+//! stale buttons, admin commands, and a second poller on the same token.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use rei_adapters::sql::{DatabaseTarget, Stores, connect};
+use rei_core::job::{Delivery, JobFilter, JobState};
+use rei_core::prelude::*;
+use rei_tests::fakes::kling::FakeKling;
+use rei_tests::fakes::telegram::{Call, FakeTelegram};
+use tokio::process::{Child, Command};
+
+const ADMIN: i64 = 1;
+const ANNA: i64 = 4242;
+
+struct Bot {
+    stores: Stores,
+    telegram: FakeTelegram,
+    _kling: FakeKling,
+    process: Child,
+    _assets: tempfile::TempDir,
+}
+
+async fn bot() -> Bot {
+    let path = rei_tests::sqlite_path().unwrap();
+    let stores = connect(&DatabaseTarget::SqlitePath(path.clone()))
+        .await
+        .unwrap();
+    let telegram = FakeTelegram::start().await.unwrap();
+    let kling = FakeKling::start(1).await.unwrap();
+    let assets = tempfile::tempdir().unwrap();
+    let process = Command::new(env!("CARGO_BIN_EXE_rei-bot"))
+        .arg("run")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("BOT_TOKEN", "123456:TEST")
+        .env("ADMIN_IDS", ADMIN.to_string())
+        .env("DATABASE_PATH", &path)
+        .env("KLING_API_KEY", "ak-test:sk-test")
+        .env("KLING_API_URL", &kling.url)
+        .env("TELEGRAM_API_URL", &telegram.url)
+        .env("ASSET_DIR", assets.path())
+        .env("WORKER_LEASE_SECS", "2")
+        .env("VIDEO_POLL_INTERVAL_MS", "100")
+        .env("HTTP_ADDR", "127.0.0.1:0")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(if std::env::var("TEST_LOG").is_ok() {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        })
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start rei-bot");
+    Bot {
+        stores,
+        telegram,
+        _kling: kling,
+        process,
+        _assets: assets,
+    }
+}
+
+async fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+impl Bot {
+    /// Sends a text and waits for the `n`-th message the bot sends to that user after it.
+    async fn say(&self, user: i64, text: &str) -> Call {
+        let before = self.sent(user).len();
+        self.telegram.send_text(user, text);
+        self.next(user, before).await
+    }
+
+    async fn press(&self, user: i64, message: &Call, data: &str) -> Call {
+        let before = self.sent(user).len();
+        self.telegram
+            .press(user, message.message_id.unwrap_or(1), data);
+        self.next(user, before).await
+    }
+
+    fn sent(&self, user: i64) -> Vec<Call> {
+        self.telegram.calls_to("sendMessage", user)
+    }
+
+    async fn next(&self, user: i64, before: usize) -> Call {
+        eventually("a reply", || self.sent(user).get(before).cloned()).await
+    }
+}
+
+/// The `callback_data` of the button whose label contains `label`.
+fn data(call: &Call, label: &str) -> String {
+    let markup = call
+        .reply_markup
+        .as_ref()
+        .unwrap_or_else(|| panic!("no buttons: {call:?}"));
+    markup["inline_keyboard"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|row| row.as_array().into_iter().flatten())
+        .find(|b| b["text"].as_str().is_some_and(|t| t.contains(label)))
+        .and_then(|b| b["callback_data"].as_str())
+        .unwrap_or_else(|| panic!("no button {label}: {markup}"))
+        .to_owned()
+}
+
+fn text(call: &Call) -> &str {
+    call.text.as_deref().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_video_from_start_to_delivery_with_a_double_confirm() {
+    let bot = bot().await;
+    let welcome = bot.say(ANNA, "/start").await;
+    assert!(text(&welcome).contains("Баланс: 0.00 ₽"), "{welcome:?}");
+    // The admin credits Anna; she is told.
+    bot.say(ADMIN, "/start").await;
+    let before = bot.sent(ANNA).len();
+    let added = bot.say(ADMIN, "/add 4242 500 welcome").await;
+    assert!(text(&added).contains("начислено 500.00 ₽"), "{added:?}");
+    let told = bot.next(ANNA, before).await;
+    assert!(text(&told).contains("500.00 ₽"), "{told:?}");
+
+    let models = bot.say(ANNA, "/video").await;
+    let durations = bot.press(ANNA, &models, &data(&models, "Kling 2.6")).await;
+    assert!(text(&durations).contains("Kling 2.6"), "{durations:?}");
+    let ask = bot.press(ANNA, &durations, &data(&durations, "5 с")).await;
+    assert!(text(&ask).contains("Отправьте текст"), "{ask:?}");
+    let draft = bot.say(ANNA, "a fox running in the snow").await;
+    assert!(text(&draft).contains("Цена: 100.00 ₽"), "{draft:?}");
+    let confirm = data(&draft, "Запустить");
+    let queued = bot.press(ANNA, &draft, &confirm).await;
+    assert!(text(&queued).contains("Запущено"), "{queued:?}");
+    // The same button again (a double tap): one job.
+    let again = bot.press(ANNA, &draft, &confirm).await;
+    assert!(text(&again).contains("Уже запущено"), "{again:?}");
+
+    let user = UserId::new(ANNA).unwrap();
+    let delivered = eventually("the video", || {
+        let sent = bot.telegram.calls_to("sendVideo", ANNA);
+        (!sent.is_empty()).then_some(sent)
+    })
+    .await;
+    assert_eq!(delivered.len(), 1);
+    let jobs = bot
+        .stores
+        .jobs
+        .jobs(JobFilter {
+            user_id: Some(user),
+            ..JobFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), 1, "one job for two presses");
+    let done = loop {
+        let j = bot.stores.jobs.job(jobs[0].id).await.unwrap().unwrap();
+        if j.delivery == Delivery::Delivered {
+            break j;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(done.state, JobState::Completed);
+    let status = done
+        .status_message
+        .expect("the confirmation reply is the status message");
+    let edits = bot.telegram.calls_of("editMessageText");
+    assert!(
+        edits
+            .iter()
+            .any(|e| e.message_id.map(|m| m.to_string()) == Some(status.as_str().to_owned())),
+        "the progress edits the confirmation reply: {edits:?}"
+    );
+    let balance = bot.stores.ledger.balance(user).await.unwrap();
+    assert_eq!(balance.available, "400".parse().unwrap());
+    assert!(bot.stores.ledger.verify().await.unwrap().is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_buttons_unknown_commands_and_admin_only_commands() {
+    let bot = bot().await;
+    bot.say(ANNA, "/start").await;
+    let reply = bot.press(ANNA, &bot.sent(ANNA)[0], "0:zz:forged").await;
+    assert!(text(&reply).contains("кнопка устарела"), "{reply:?}");
+    let reply = bot.say(ANNA, "/add 4242 1000").await;
+    assert!(text(&reply).contains("Не знаю такой команды"), "{reply:?}");
+    let balance = bot
+        .stores
+        .ledger
+        .balance(UserId::new(ANNA).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(balance.available, Money::ZERO, "nothing credited");
+    let answered = bot.telegram.calls_of("answerCallbackQuery");
+    assert_eq!(answered.len(), 1, "every callback query is answered");
+    let commands = bot.telegram.calls_of("setMyCommands");
+    assert_eq!(commands.len(), 2, "the menu in Russian and English");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_poller_on_the_token_stops_the_bot_with_a_clear_error() {
+    let mut bot = bot().await;
+    bot.telegram.until_polling().await;
+    bot.telegram.conflict();
+    let status = tokio::time::timeout(Duration::from_secs(30), bot.process.wait())
+        .await
+        .expect("the bot stops")
+        .unwrap();
+    assert!(!status.success(), "exit status {status:?}");
+}
