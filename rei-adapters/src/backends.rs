@@ -116,7 +116,36 @@ const SWEEP_EVERY: Duration = Duration::from_secs(30);
 /// Jobs looked at per sweep.
 const SWEEP_LIMIT: u32 = 10_000;
 
+/// Which backend is not ready.
+#[derive(Debug, thiserror::Error)]
+pub enum NotReady {
+    /// The database does not answer.
+    #[error("database unavailable")]
+    Database(#[source] rei_core::ports::StoreError),
+    /// Redis does not answer.
+    #[cfg(feature = "redis")]
+    #[error("redis unavailable")]
+    Redis(#[source] crate::redis::RedisError),
+}
+
 impl Backends {
+    /// `Ok` when the database (and Redis, when configured) answer (`/readyz`).
+    ///
+    /// # Errors
+    /// [`NotReady`] naming the first backend that does not answer.
+    pub async fn ready(&self) -> Result<(), NotReady> {
+        self.stores
+            .health
+            .ping()
+            .await
+            .map_err(NotReady::Database)?;
+        #[cfg(feature = "redis")]
+        if let Some(queue) = &self.redis_queue {
+            queue.ping().await.map_err(NotReady::Redis)?;
+        }
+        Ok(())
+    }
+
     /// Background upkeep until `shutdown`: with Redis, the sweep that re-adds committed
     /// jobs the stream is missing. Returns at once without Redis.
     pub fn spawn_maintenance(&self, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {

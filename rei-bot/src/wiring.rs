@@ -37,6 +37,7 @@ pub(crate) struct App {
     conversation: Arc<Conversation>,
     users: UserService,
     locales: Arc<Locales>,
+    http_addr: std::net::SocketAddr,
 }
 
 /// Opens the backends, checks the ledger, and builds the services and workers.
@@ -171,6 +172,7 @@ pub(crate) async fn build(config: &Config) -> anyhow::Result<App> {
         conversation,
         users,
         locales,
+        http_addr: config.http_addr,
     })
 }
 
@@ -312,6 +314,14 @@ impl App {
     /// The whole bot: the Telegram front end (long polling) and the workers. A front
     /// end that stops (a second poller on the token) stops everything.
     pub(crate) async fn run_all(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let listener = tokio::net::TcpListener::bind(self.http_addr)
+            .await
+            .with_context(|| format!("HTTP_ADDR {}: cannot listen", self.http_addr))?;
+        let http = tokio::spawn(rei_adapters::web::serve(
+            listener,
+            self.backends.clone(),
+            shutdown.clone(),
+        ));
         let front = tokio::spawn(rei_adapters::telegram::run_polling(
             self.bot.clone(),
             self.conversation.clone(),
@@ -328,6 +338,9 @@ impl App {
         // Whatever stopped the front end stops the workers too.
         shutdown.cancel();
         workers.await.context("the workers panicked")??;
+        http.await
+            .context("the HTTP server panicked")?
+            .context("the HTTP server failed")?;
         stopped.context("the Telegram front end stopped")?;
         Ok(())
     }

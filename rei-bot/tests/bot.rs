@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use rei_adapters::sql::{DatabaseTarget, Stores, connect};
 use rei_core::job::{Delivery, JobFilter, JobState};
 use rei_core::prelude::*;
+use rei_tests::fakes::gemini::FakeGemini;
 use rei_tests::fakes::kling::FakeKling;
 use rei_tests::fakes::telegram::{Call, FakeTelegram};
 use tokio::process::{Child, Command};
@@ -20,9 +21,12 @@ const ANNA: i64 = 4242;
 struct Bot {
     stores: Stores,
     telegram: FakeTelegram,
-    _kling: FakeKling,
+    kling: FakeKling,
+    gemini: FakeGemini,
+    path: String,
     process: Child,
-    _assets: tempfile::TempDir,
+    assets: tempfile::TempDir,
+    http: String,
 }
 
 async fn bot() -> Bot {
@@ -32,21 +36,48 @@ async fn bot() -> Bot {
         .unwrap();
     let telegram = FakeTelegram::start().await.unwrap();
     let kling = FakeKling::start(1).await.unwrap();
+    let gemini = FakeGemini::start().await.unwrap();
     let assets = tempfile::tempdir().unwrap();
-    let process = Command::new(env!("CARGO_BIN_EXE_rei-bot"))
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let http = free.local_addr().unwrap().to_string();
+    drop(free);
+    let process = spawn(&path, &telegram, &kling, &gemini, assets.path(), &http);
+    Bot {
+        stores,
+        telegram,
+        kling,
+        gemini,
+        path,
+        process,
+        assets,
+        http,
+    }
+}
+
+fn spawn(
+    path: &str,
+    telegram: &FakeTelegram,
+    kling: &FakeKling,
+    gemini: &FakeGemini,
+    assets: &std::path::Path,
+    http: &str,
+) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_rei-bot"))
         .arg("run")
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("BOT_TOKEN", "123456:TEST")
         .env("ADMIN_IDS", ADMIN.to_string())
-        .env("DATABASE_PATH", &path)
+        .env("DATABASE_PATH", path)
+        .env("NANO_BANANA_API_KEY", "test-key")
+        .env("NANO_BANANA_API_URL", &gemini.url)
         .env("KLING_API_KEY", "ak-test:sk-test")
         .env("KLING_API_URL", &kling.url)
         .env("TELEGRAM_API_URL", &telegram.url)
-        .env("ASSET_DIR", assets.path())
+        .env("ASSET_DIR", assets)
         .env("WORKER_LEASE_SECS", "2")
         .env("VIDEO_POLL_INTERVAL_MS", "100")
-        .env("HTTP_ADDR", "127.0.0.1:0")
+        .env("HTTP_ADDR", http)
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(if std::env::var("TEST_LOG").is_ok() {
@@ -56,14 +87,7 @@ async fn bot() -> Bot {
         })
         .kill_on_drop(true)
         .spawn()
-        .expect("start rei-bot");
-    Bot {
-        stores,
-        telegram,
-        _kling: kling,
-        process,
-        _assets: assets,
-    }
+        .expect("start rei-bot")
 }
 
 async fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
@@ -81,6 +105,19 @@ async fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
 }
 
 impl Bot {
+    /// SIGKILLs the bot and starts it again on the same database.
+    async fn restart(&mut self) {
+        self.process.kill().await.unwrap();
+        self.process = spawn(
+            &self.path,
+            &self.telegram,
+            &self.kling,
+            &self.gemini,
+            self.assets.path(),
+            &self.http,
+        );
+    }
+
     /// Sends a text and waits for the `n`-th message the bot sends to that user after it.
     async fn say(&self, user: i64, text: &str) -> Call {
         let before = self.sent(user).len();
@@ -223,4 +260,60 @@ async fn a_second_poller_on_the_token_stops_the_bot_with_a_clear_error() {
         .expect("the bot stops")
         .unwrap();
     assert!(!status.success(), "exit status {status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_draft_survives_a_restart_and_the_photo_is_delivered() {
+    let mut bot = bot().await;
+    bot.say(ADMIN, "/start").await;
+    bot.say(ANNA, "/start").await;
+    bot.say(ADMIN, "/add 4242 100").await;
+    let draft = bot.say(ANNA, "a red fox in the snow").await;
+    assert!(text(&draft).contains("Цена: 50.00 ₽"), "{draft:?}");
+    // The bot dies in the middle of the dialogue; the draft is in the database.
+    bot.restart().await;
+    let queued = bot.press(ANNA, &draft, &data(&draft, "Запустить")).await;
+    assert!(text(&queued).contains("Запущено"), "{queued:?}");
+    let photos = eventually("the photo", || {
+        let sent = bot.telegram.calls_to("sendPhoto", ANNA);
+        (!sent.is_empty()).then_some(sent)
+    })
+    .await;
+    assert_eq!(photos.len(), 1);
+    assert_eq!(bot.gemini.calls(), 1, "one billed call");
+    let balance = bot
+        .stores
+        .ledger
+        .balance(UserId::new(ANNA).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(balance.available, "50".parse().unwrap());
+    let health = reqwest::get(format!("http://{}/readyz", bot.http))
+        .await
+        .unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_photo_with_a_caption_is_downloaded_and_edited() {
+    let bot = bot().await;
+    bot.say(ADMIN, "/start").await;
+    bot.say(ANNA, "/start").await;
+    bot.say(ADMIN, "/add 4242 100").await;
+    let before = bot.sent(ANNA).len();
+    bot.telegram
+        .send_photo(ANNA, Some("make it anime"), "photo-1", 200_000, 1280, 960);
+    let draft = bot.next(ANNA, before).await;
+    assert!(text(&draft).contains("Редактирование фото"), "{draft:?}");
+    let before = bot.sent(ANNA).len();
+    bot.telegram.send_photo(
+        ANNA,
+        Some("too big"),
+        "photo-2",
+        21 * 1024 * 1024,
+        4000,
+        3000,
+    );
+    let refused = bot.next(ANNA, before).await;
+    assert!(text(&refused).contains("слишком большой"), "{refused:?}");
 }

@@ -208,6 +208,23 @@ impl RedisQueue {
         Ok(queue)
     }
 
+    /// Asks Redis for a `PONG` (readiness checks).
+    ///
+    /// # Errors
+    /// [`RedisError::Unavailable`] when Redis does not answer.
+    pub async fn ping(&self) -> Result<(), RedisError> {
+        let mut connection = self
+            .cmd
+            .get()
+            .await
+            .map_err(|e| RedisError::Unavailable(Box::new(e)))?;
+        ::redis::cmd("PING")
+            .query_async::<String>(&mut connection)
+            .await
+            .map(|_| ())
+            .map_err(|e| RedisError::Unavailable(Box::new(e)))
+    }
+
     /// The stream key (`{prefix}jobs`).
     #[must_use]
     pub fn stream_key(&self) -> &str {

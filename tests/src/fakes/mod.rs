@@ -2,6 +2,7 @@
 //! (`shared/reference/providers.md`), recording what they were sent and answering what a
 //! test scripts — including answers that never come (to kill a process mid-call).
 
+pub mod gemini;
 pub mod kling;
 pub mod telegram;
 

@@ -1,0 +1,67 @@
+//! A fake Gemini `generateContent` (providers.md §2): answers every request with one
+//! final PNG part (`finishReason: STOP`) and counts the calls.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use base64::Engine;
+use serde_json::json;
+
+/// The fake and its recordings.
+#[derive(Clone, Debug)]
+pub struct FakeGemini {
+    calls: Arc<AtomicU32>,
+    /// Where it listens (`NANO_BANANA_API_URL`).
+    pub url: String,
+}
+
+/// A tiny valid PNG (1×1, transparent).
+pub const PNG: &[u8] = &[
+    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52,
+    0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1f, 0x15, 0xc4,
+    0x89, 0x00, 0x00, 0x00, 0x0a, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0x00, 0x01, 0x00, 0x00,
+    0x05, 0x00, 0x01, 0x0d, 0x0a, 0x2d, 0xb4, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4e, 0x44, 0xae,
+    0x42, 0x60, 0x82,
+];
+
+impl FakeGemini {
+    /// Starts the fake.
+    ///
+    /// # Errors
+    /// When no port can be bound.
+    pub async fn start() -> anyhow::Result<Self> {
+        let calls = Arc::new(AtomicU32::new(0));
+        let router = Router::new()
+            .route("/v1beta/models/{call}", post(generate))
+            .with_state(calls.clone());
+        let (url, _task) = super::serve(router).await?;
+        Ok(Self { calls, url })
+    }
+
+    /// `generateContent` calls so far.
+    #[must_use]
+    pub fn calls(&self) -> u32 {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+async fn generate(State(calls): State<Arc<AtomicU32>>) -> Response {
+    calls.fetch_add(1, Ordering::SeqCst);
+    let data = base64::engine::general_purpose::STANDARD.encode(PNG);
+    Json(json!({
+        "candidates": [{
+            "content": {"role": "model", "parts": [
+                {"text": "Here is your image."},
+                {"inlineData": {"mimeType": "image/png", "data": data}}
+            ]},
+            "finishReason": "STOP",
+            "index": 0
+        }],
+        "modelVersion": "gemini-3-pro-image-preview"
+    }))
+    .into_response()
+}
