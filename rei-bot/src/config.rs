@@ -153,6 +153,10 @@ pub(crate) struct Config {
         default_value = "https://api.telegram.org"
     )]
     pub telegram_api_url: url::Url,
+    /// Messages per second the bot sends overall (Telegram's limit is about 30); 0 = no
+    /// proactive limit, only Telegram's 429 `retry_after`.
+    #[arg(long, env = "TELEGRAM_SEND_RATE", default_value = "30", value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    pub telegram_send_rate: u32,
     /// Kling API base URL.
     #[arg(
         long,

@@ -10,7 +10,9 @@ use rei_adapters::files::AssetStore;
 use rei_adapters::gemini::{GeminiClient, GeminiConfig};
 use rei_adapters::kling::{KlingClient, KlingConfig, KlingCredentials, KlingModel};
 use rei_adapters::system::{RandomIds, SystemClock};
-use rei_adapters::telegram::{Locales, TelegramMedia, TelegramNotifier, TelegramNotifierConfig};
+use rei_adapters::telegram::{
+    Locales, SendRate, TelegramMedia, TelegramNotifier, TelegramNotifierConfig,
+};
 use rei_adapters::worker::{Worker, WorkerConfig};
 use rei_adapters::yookassa::{VatCode, YooKassaClient, YooKassaConfig};
 use rei_core::conversation::{Conversation, ConversationConfig, ConversationPorts, VideoModel};
@@ -38,6 +40,7 @@ pub(crate) struct App {
     users: UserService,
     locales: Arc<Locales>,
     http_addr: std::net::SocketAddr,
+    send_rate: SendRate,
 }
 
 /// Opens the backends, checks the ledger, and builds the services and workers.
@@ -95,6 +98,7 @@ pub(crate) async fn build(config: &Config) -> anyhow::Result<App> {
     let bot = teloxide::Bot::new(config.bot_token.expose_secret())
         .set_api_url(config.telegram_api_url.clone());
     let locales = Arc::new(Locales::load()?);
+    let send_rate = SendRate::per_second(config.telegram_send_rate);
     let notifier = Arc::new(TelegramNotifier::new(
         bot.clone(),
         stores.users.clone(),
@@ -102,6 +106,7 @@ pub(crate) async fn build(config: &Config) -> anyhow::Result<App> {
         locales.clone(),
         TelegramNotifierConfig {
             admins: config.admin_ids.clone(),
+            send_rate: send_rate.clone(),
         },
     ));
     let runner_config = RunnerConfig {
@@ -173,6 +178,7 @@ pub(crate) async fn build(config: &Config) -> anyhow::Result<App> {
         users,
         locales,
         http_addr: config.http_addr,
+        send_rate,
     })
 }
 
@@ -324,6 +330,7 @@ impl App {
         ));
         let front = tokio::spawn(rei_adapters::telegram::run_polling(
             self.bot.clone(),
+            self.send_rate.clone(),
             self.conversation.clone(),
             self.jobs.clone(),
             self.users.clone(),

@@ -426,3 +426,25 @@ async fn a_flooding_user_is_told_once_when_to_retry() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(bot.sent(ANNA).len(), before, "one notice, then silence");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_refused_with_429_is_sent_after_retry_after() {
+    let bot = bot().await;
+    bot.say(ANNA, "/start").await;
+    let refused_before = bot.telegram.calls_of("sendMessage").len();
+    bot.telegram.too_many_requests(1);
+    let started = Instant::now();
+    bot.telegram.send_text(ANNA, "/help");
+    // The refused attempt (recorded by the fake) and, after retry_after, the one that
+    // went through.
+    let sent = eventually("the retried reply", || {
+        let sent = bot.telegram.calls_of("sendMessage");
+        (sent.len() == refused_before + 2).then_some(sent)
+    })
+    .await;
+    assert!(text(&sent[refused_before + 1]).contains("Что я умею"));
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "waited retry_after (1 s)"
+    );
+}

@@ -115,6 +115,7 @@ impl MediaFetcher for TelegramMedia {
 /// The front end's shared parts.
 struct Front {
     bot: Bot,
+    send_rate: super::SendRate,
     conversation: Arc<Conversation>,
     jobs: Arc<JobService>,
     locales: Arc<Locales>,
@@ -126,8 +127,10 @@ struct Front {
 /// # Errors
 /// [`FrontendError::Conflict`] when another instance polls with the same token,
 /// [`FrontendError::Start`] when Telegram refuses the bot at start.
+#[allow(clippy::too_many_arguments)]
 pub async fn run_polling(
     bot: Bot,
+    send_rate: super::SendRate,
     conversation: Arc<Conversation>,
     jobs: Arc<JobService>,
     users: rei_core::user::UserService,
@@ -137,6 +140,7 @@ pub async fn run_polling(
     set_commands(&bot, &locales).await;
     let front = Arc::new(Front {
         bot: bot.clone(),
+        send_rate,
         conversation,
         jobs,
         locales,
@@ -374,7 +378,32 @@ impl Front {
         Ok(())
     }
 
+    /// Sends a reply within `TELEGRAM_SEND_RATE`, waiting out Telegram's 429
+    /// `retry_after` (a few times) rather than dropping the answer.
     async fn send(
+        &self,
+        chat: ChatId,
+        language: Language,
+        reply: &Reply,
+    ) -> Result<Message, RequestError> {
+        let mut tries = 0;
+        loop {
+            self.send_rate.wait().await;
+            match self.send_once(chat, language, reply).await {
+                Err(RequestError::RetryAfter(wait)) if tries < 3 => {
+                    tries += 1;
+                    tracing::info!(
+                        retry_after_secs = wait.seconds(),
+                        "Telegram asked to slow down"
+                    );
+                    tokio::time::sleep(wait.duration()).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn send_once(
         &self,
         chat: ChatId,
         language: Language,

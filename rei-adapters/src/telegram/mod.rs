@@ -7,8 +7,10 @@ mod callback;
 mod frontend;
 mod locale;
 mod notifier;
+mod outbound;
 
 pub use callback::{decode, encode};
 pub use frontend::{FrontendError, TelegramMedia, render, run_polling};
 pub use locale::{Arg, LocaleError, Locales};
 pub use notifier::{TelegramNotifier, TelegramNotifierConfig};
+pub use outbound::SendRate;

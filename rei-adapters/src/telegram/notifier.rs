@@ -41,6 +41,8 @@ const ALERT_EVERY: Duration = Duration::from_secs(3600);
 pub struct TelegramNotifierConfig {
     /// Who gets provider alerts (`ADMIN_IDS`).
     pub admins: Vec<UserId>,
+    /// `TELEGRAM_SEND_RATE`, shared with the front end.
+    pub send_rate: super::SendRate,
 }
 
 /// Tells users and admins through Telegram.
@@ -151,6 +153,7 @@ impl TelegramNotifier {
                 Err(e) => return Err(map_error(e, chat)),
             }
         }
+        self.config.send_rate.wait().await;
         let sent = self
             .bot
             .send_message(chat, text)
@@ -160,6 +163,7 @@ impl TelegramNotifier {
     }
 
     async fn send_text(&self, chat: ChatId, text: String) -> Result<(), NotifyError> {
+        self.config.send_rate.wait().await;
         self.bot
             .send_message(chat, text)
             .await
@@ -196,6 +200,7 @@ impl TelegramNotifier {
             .map_err(|e| NotifyError::Unavailable(Box::new(e)))?
             .len();
         let file = InputFile::file(path);
+        self.config.send_rate.wait().await;
         let sent = match kind {
             JobKind::ImageGeneration | JobKind::ImageEdit if size <= MAX_PHOTO_BYTES => self
                 .bot
