@@ -147,6 +147,7 @@ impl Conversation {
         let user = sender.id;
         let now = self.ports.clock.now();
         let mut stored = self.load(user).await?;
+        let loaded = stored.clone();
         match self.ports.limiter.check(user).await {
             Ok(RateDecision::Limited { retry_after }) => {
                 if stored.limited_until.is_some_and(|until| until > now) {
@@ -196,7 +197,10 @@ impl Conversation {
             (None, Input::StaleButton) => say("button-expired"),
             (None, Input::Other) => say("unknown-input"),
         };
-        self.save(user, &stored).await?;
+        // Most inputs (balance, help, history) change nothing: no write for them.
+        if stored != loaded {
+            self.save(user, &stored).await?;
+        }
         Ok(replies)
     }
 

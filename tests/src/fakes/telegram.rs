@@ -56,6 +56,8 @@ pub struct Call {
     /// Every parameter as a JSON object (form and multipart values as strings; uploaded
     /// files as `"<file NAME>"`): `callback_query_id`, `payload`, `prices`, `commands`, …
     pub params: Value,
+    /// When the fake received it (latency measurements).
+    pub at: std::time::Instant,
 }
 
 /// What `getFile` and the download route know of a file.
@@ -640,6 +642,7 @@ async fn call(
             reply_markup: json_param(&params, "reply_markup"),
             message_id: int(&params, "message_id"),
             params: Value::Object(params.clone()),
+            at: std::time::Instant::now(),
         });
         let hang = s.hang.contains(&method);
         let answer = if s.too_many > 0 {
