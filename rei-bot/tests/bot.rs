@@ -448,3 +448,60 @@ async fn a_reply_refused_with_429_is_sent_after_retry_after() {
         "waited retry_after (1 s)"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_image_is_explained_and_refunded() {
+    let bot = bot().await;
+    bot.say(ADMIN, "/start").await;
+    bot.say(ANNA, "/start").await;
+    bot.say(ADMIN, "/add 4242 100").await;
+    bot.gemini.refuse();
+    let draft = bot.say(ANNA, "something the filter blocks").await;
+    bot.press(ANNA, &draft, &data(&draft, "Запустить")).await;
+    let failure = eventually("the failure notice", || {
+        bot.telegram.calls().into_iter().find(|c| {
+            c.chat_id == ANNA
+                && c.text
+                    .as_deref()
+                    .is_some_and(|t| t.contains("Не получилось"))
+        })
+    })
+    .await;
+    let told = text(&failure);
+    assert!(
+        told.contains("отклонил") && told.contains("вернулись на баланс: 50.00 ₽"),
+        "{told}"
+    );
+    let user = UserId::new(ANNA).unwrap();
+    // The release is committed before the user is told.
+    let balance = bot.stores.ledger.balance(user).await.unwrap();
+    assert_eq!(
+        (balance.available, balance.held),
+        ("100".parse().unwrap(), Money::ZERO),
+        "refunded"
+    );
+    assert_eq!(bot.gemini.calls(), 1, "a refusal is not retried");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_video_to_video_request_without_a_public_url_is_refused_before_any_charge() {
+    let bot = bot().await;
+    bot.say(ANNA, "/start").await;
+    let models = bot.say(ANNA, "/video").await;
+    let durations = bot.press(ANNA, &models, &data(&models, "Kling 3.0")).await;
+    bot.press(ANNA, &durations, &data(&durations, "5 с")).await;
+    let before = bot.sent(ANNA).len();
+    bot.telegram.send_video(
+        ANNA,
+        Some("make it watercolor"),
+        "clip-1",
+        4_000_000,
+        6,
+        "video/mp4",
+    );
+    let refused = bot.next(ANNA, before).await;
+    assert!(
+        text(&refused).contains("Видео из видео сейчас недоступно"),
+        "{refused:?}"
+    );
+}

@@ -15,6 +15,7 @@ use serde_json::json;
 #[derive(Clone, Debug)]
 pub struct FakeGemini {
     calls: Arc<AtomicU32>,
+    refuse: Arc<std::sync::atomic::AtomicBool>,
     /// Where it listens (`NANO_BANANA_API_URL`).
     pub url: String,
 }
@@ -35,11 +36,18 @@ impl FakeGemini {
     /// When no port can be bound.
     pub async fn start() -> anyhow::Result<Self> {
         let calls = Arc::new(AtomicU32::new(0));
+        let refuse = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let router = Router::new()
             .route("/v1beta/models/{call}", post(generate))
-            .with_state(calls.clone());
+            .with_state((calls.clone(), refuse.clone()));
         let (url, _task) = super::serve(router).await?;
-        Ok(Self { calls, url })
+        Ok(Self { calls, refuse, url })
+    }
+
+    /// From now on every prompt is blocked by the safety filter (HTTP 200 with
+    /// `finishReason: SAFETY` and no image, providers.md §2.3).
+    pub fn refuse(&self) {
+        self.refuse.store(true, Ordering::SeqCst);
     }
 
     /// `generateContent` calls so far.
@@ -49,8 +57,17 @@ impl FakeGemini {
     }
 }
 
-async fn generate(State(calls): State<Arc<AtomicU32>>) -> Response {
+type Shared = (Arc<AtomicU32>, Arc<std::sync::atomic::AtomicBool>);
+
+async fn generate(State((calls, refuse)): State<Shared>) -> Response {
     calls.fetch_add(1, Ordering::SeqCst);
+    if refuse.load(Ordering::SeqCst) {
+        return Json(json!({
+            "candidates": [{"content": {"role": "model", "parts": []}, "finishReason": "SAFETY", "index": 0}],
+            "modelVersion": "gemini-3-pro-image-preview"
+        }))
+        .into_response();
+    }
     let data = base64::engine::general_purpose::STANDARD.encode(PNG);
     Json(json!({
         "candidates": [{
