@@ -531,12 +531,8 @@ impl Conversation {
                 Ok(say("video-use-buttons"))
             }
             DialogueState::VideoInput { model, duration } => {
-                let Some(m) = self.model(&model) else {
-                    stored.state = DialogueState::Idle;
-                    return Ok(say("button-expired"));
-                };
-                if !m.text_to_video {
-                    return Ok(self.unsupported(|m| m.text_to_video));
+                if let Err(refusal) = self.can(&model, |m| m.text_to_video, stored) {
+                    return Ok(refusal);
                 }
                 let prompt = match Prompt::parse(text) {
                     Ok(p) => p,
@@ -559,6 +555,24 @@ impl Conversation {
             .video_models
             .iter()
             .find(|m| m.api_name == api_name)
+    }
+
+    /// Whether the chosen model can take this input; the refusal to send otherwise (a
+    /// model gone from the menu expires the dialogue).
+    fn can(
+        &self,
+        model: &str,
+        able: fn(&VideoModel) -> bool,
+        stored: &mut Stored,
+    ) -> Result<(), Vec<Reply>> {
+        match self.model(model) {
+            None => {
+                stored.state = DialogueState::Idle;
+                Err(say("button-expired"))
+            }
+            Some(m) if !able(m) => Err(self.unsupported(able)),
+            Some(_) => Ok(()),
+        }
     }
 
     /// "This model cannot do that; these can".
@@ -608,12 +622,8 @@ impl Conversation {
                 Ok(say("video-use-buttons"))
             }
             DialogueState::VideoInput { model, duration } => {
-                let Some(m) = self.model(&model) else {
-                    stored.state = DialogueState::Idle;
-                    return Ok(say("button-expired"));
-                };
-                if !m.image_to_video {
-                    return Ok(self.unsupported(|m| m.image_to_video));
+                if let Err(refusal) = self.can(&model, |m| m.image_to_video, stored) {
+                    return Ok(refusal);
                 }
                 if let Some(refusal) = too_large(media, MAX_KLING_IMAGE_BYTES) {
                     return Ok(refusal);

@@ -212,6 +212,13 @@ impl World {
         }
     }
 
+    /// `/video`, then a model and a length by button.
+    async fn choose_video(&self, user: i64, model: u8, duration: VideoDuration) -> Vec<Reply> {
+        self.say(user, "/video").await;
+        self.press(user, Action::VideoModel(model)).await;
+        self.press(user, Action::VideoDuration(duration)).await
+    }
+
     async fn available(&self, user: i64) -> Money {
         self.store
             .balance(UserId::new(user).unwrap())
@@ -635,10 +642,7 @@ async fn video_to_video_needs_a_public_url_and_a_source_of_3_to_10_seconds() {
         ),
         ["video-start-with-command"]
     );
-    w.say(ANNA, "/video").await;
-    w.press(ANNA, Action::VideoModel(0)).await;
-    w.press(ANNA, Action::VideoDuration(VideoDuration::Five))
-        .await;
+    w.choose_video(ANNA, 0, VideoDuration::Five).await;
     let r = w
         .send(
             ANNA,
@@ -652,10 +656,7 @@ async fn video_to_video_needs_a_public_url_and_a_source_of_3_to_10_seconds() {
 
     let w = world_with(config(true), None);
     w.user_with(ANNA, "1000").await;
-    w.say(ANNA, "/video").await;
-    w.press(ANNA, Action::VideoModel(0)).await;
-    w.press(ANNA, Action::VideoDuration(VideoDuration::Five))
-        .await;
+    w.choose_video(ANNA, 0, VideoDuration::Five).await;
     let long = w
         .send(
             ANNA,
