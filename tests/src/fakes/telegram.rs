@@ -143,6 +143,8 @@ impl FakeTelegram {
         let router = Router::new()
             .route("/{bot}/{method}", get(call).post(call))
             .route("/file/{bot}/{*path}", get(download))
+            // Uploads up to the Bot API's 50 MB (axum's default limit is 2 MB).
+            .layer(axum::extract::DefaultBodyLimit::max(51 * 1024 * 1024))
             .with_state(shared.clone());
         let (url, _task) = super::serve(router).await?;
         Ok(Self { shared, url })

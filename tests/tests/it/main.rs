@@ -4,4 +4,5 @@
 mod fakes;
 mod jobs;
 mod limiter;
+mod notifier;
 mod storage;
