@@ -4,6 +4,9 @@
 ALTER TABLE jobs ADD COLUMN provider_calls    BIGINT NOT NULL DEFAULT 0 CHECK (provider_calls >= 0);
 ALTER TABLE jobs ADD COLUMN cancel_requested  TEXT;
 ALTER TABLE jobs ADD COLUMN status_message    TEXT;
+
+-- Dialogue saves are compare-and-set on a version.
+ALTER TABLE dialogues ADD COLUMN version BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE jobs ADD COLUMN delivery          TEXT   NOT NULL DEFAULT 'not_yet'
     CHECK (delivery IN ('not_yet', 'pending', 'delivered', 'unreachable', 'skipped'));
 ALTER TABLE jobs ADD COLUMN delivery_attempts BIGINT NOT NULL DEFAULT 0 CHECK (delivery_attempts >= 0);

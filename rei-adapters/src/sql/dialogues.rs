@@ -7,27 +7,48 @@ macro_rules! sql_dialogues {
 
         #[async_trait]
         impl DialogueStore for $store {
-            async fn load_dialogue(&self, user: UserId) -> Result<Option<String>, StoreError> {
-                let row: Option<(String,)> = sqlx::query_as("SELECT state FROM dialogues WHERE user_id = $1")
+            async fn load_dialogue(&self, user: UserId) -> Result<Option<DialogueRecord>, StoreError> {
+                let row: Option<(String, i64)> = sqlx::query_as("SELECT state, version FROM dialogues WHERE user_id = $1")
                     .bind(user.get())
                     .fetch_optional(&self.pool)
                     .await
                     .map_err(TxError::from)?;
-                Ok(row.map(|(s,)| s))
+                row.map(|(state, version)| {
+                    let version = u64::try_from(version).map_err(|e| StoreError::Corrupt(format!("dialogue version: {e}")))?;
+                    Ok(DialogueRecord { state, version })
+                })
+                .transpose()
             }
 
-            async fn save_dialogue(&self, user: UserId, state: &str, at: Timestamp) -> Result<(), StoreError> {
-                sqlx::query(
-                    "INSERT INTO dialogues (user_id, state, updated_at) VALUES ($1, $2, $3) \
-                     ON CONFLICT (user_id) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
-                )
-                .bind(user.get())
-                .bind(state)
-                .bind(at.millis())
-                .execute(&self.pool)
-                .await
-                .map_err(|e| StoreError::from(unknown_user(e, user)))?;
-                Ok(())
+            async fn save_dialogue(&self, user: UserId, state: &str, expected: Option<u64>, at: Timestamp) -> Result<u64, StoreError> {
+                let conflict = || StoreError::Conflict { what: "dialogue", id: user.to_string() };
+                let done = match expected {
+                    // First save: only if nobody saved meanwhile.
+                    None => sqlx::query(
+                        "INSERT INTO dialogues (user_id, state, version, updated_at) VALUES ($1, $2, 1, $3) ON CONFLICT (user_id) DO NOTHING",
+                    )
+                    .bind(user.get())
+                    .bind(state)
+                    .bind(at.millis())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|e| StoreError::from(unknown_user(e, user)))?,
+                    Some(v) => {
+                        let v = i64::try_from(v).map_err(|_| conflict())?;
+                        sqlx::query("UPDATE dialogues SET state = $1, version = version + 1, updated_at = $2 WHERE user_id = $3 AND version = $4")
+                            .bind(state)
+                            .bind(at.millis())
+                            .bind(user.get())
+                            .bind(v)
+                            .execute(&self.pool)
+                            .await
+                            .map_err(TxError::from)?
+                    }
+                };
+                if done.rows_affected() != 1 {
+                    return Err(conflict());
+                }
+                Ok(expected.map_or(1, |v| v.wrapping_add(1)))
             }
 
             async fn clear_dialogue(&self, user: UserId) -> Result<(), StoreError> {

@@ -58,7 +58,7 @@ macro_rules! sql_common {
         };
         pub(crate) use rei_core::money::Money;
         pub(crate) use rei_core::payment::{NewPayment, Payment, PaymentEffect, PaymentFilter, PaymentProvider, PaymentTransition};
-        pub(crate) use rei_core::ports::{Missing, DialogueStore, JobStore, LedgerStore, PaymentStore, StoreError, UserStore};
+        pub(crate) use rei_core::ports::{Missing, DialogueRecord, DialogueStore, JobStore, LedgerStore, PaymentStore, StoreError, UserStore};
         pub(crate) use rei_core::time::Timestamp;
         pub(crate) use rei_core::user::{AuditRecord, Language, Stats, User, UserProfile};
 

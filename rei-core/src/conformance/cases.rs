@@ -1253,19 +1253,49 @@ pub async fn stats_count_everything<S: Backend>(s: Store<S>) {
 pub async fn dialogue_state_round_trips<S: Backend>(s: Store<S>) {
     let u = user(&*s, 1).await;
     assert_eq!(s.load_dialogue(u).await.unwrap(), None);
-    s.save_dialogue(u, r#"{"step":"model"}"#, at(1))
+    let v1 = s
+        .save_dialogue(u, r#"{"step":"model"}"#, None, at(1))
         .await
         .unwrap();
-    s.save_dialogue(u, r#"{"step":"duration"}"#, at(2))
+    let v2 = s
+        .save_dialogue(u, r#"{"step":"duration"}"#, Some(v1), at(2))
         .await
         .unwrap();
+    assert_ne!(v1, v2);
     assert_eq!(
-        s.load_dialogue(u).await.unwrap().as_deref(),
-        Some(r#"{"step":"duration"}"#)
+        s.load_dialogue(u).await.unwrap(),
+        Some(crate::ports::DialogueRecord {
+            state: r#"{"step":"duration"}"#.into(),
+            version: v2
+        })
     );
     s.clear_dialogue(u).await.unwrap();
     s.clear_dialogue(u).await.unwrap();
     assert_eq!(s.load_dialogue(u).await.unwrap(), None);
+}
+
+pub async fn a_stale_dialogue_save_is_refused<S: Backend>(s: Store<S>) {
+    let u = user(&*s, 1).await;
+    let v1 = s.save_dialogue(u, "a", None, at(1)).await.unwrap();
+    // Two handlers read v1; the first save wins, the second is refused.
+    s.save_dialogue(u, "b", Some(v1), at(2)).await.unwrap();
+    let late = s.save_dialogue(u, "c", Some(v1), at(3)).await;
+    assert!(
+        matches!(
+            late,
+            Err(StoreError::Conflict {
+                what: "dialogue",
+                ..
+            })
+        ),
+        "{late:?}"
+    );
+    let first = s.save_dialogue(u, "d", None, at(4)).await;
+    assert!(
+        matches!(first, Err(StoreError::Conflict { .. })),
+        "a 'first' save over an existing state: {first:?}"
+    );
+    assert_eq!(s.load_dialogue(u).await.unwrap().unwrap().state, "b");
 }
 
 // ---- concurrency ----
@@ -1471,7 +1501,7 @@ pub async fn refund_holds_are_checked_against_the_stored_payment<S: Backend>(s: 
 
 pub async fn dialogue_of_an_unknown_user_is_not_found<S: Backend>(s: Store<S>) {
     let ghost = UserId::new(404).unwrap();
-    let r = s.save_dialogue(ghost, "{}", at(1)).await;
+    let r = s.save_dialogue(ghost, "{}", None, at(1)).await;
     assert!(
         matches!(r, Err(StoreError::NotFound(Missing::User(_)))),
         "{r:?}"

@@ -113,6 +113,10 @@ pub enum ConversationError {
     /// The ledger failed.
     #[error(transparent)]
     Ledger(#[from] crate::ledger::LedgerError),
+    /// Another update of the same user changed the dialogue meanwhile; this one's state
+    /// change was not kept (the user may repeat it).
+    #[error("the dialogue was changed by another update meanwhile")]
+    Concurrent,
     /// The stored dialogue state is unreadable.
     #[error("stored dialogue state is unreadable: {0}")]
     State(String),
@@ -154,7 +158,7 @@ impl Conversation {
                     return Ok(Vec::new());
                 }
                 stored.limited_until = Some(now.plus(retry_after));
-                self.save(user, &stored).await?;
+                self.save(user, &mut stored).await?;
                 let secs = i64::try_from(retry_after.as_secs().max(1)).unwrap_or(i64::MAX);
                 return Ok(vec![Reply::text(
                     Text::key("rate-limited").arg("seconds", Arg::Number(secs)),
@@ -199,35 +203,45 @@ impl Conversation {
         };
         // Most inputs (balance, help, history) change nothing: no write for them.
         if stored != loaded {
-            self.save(user, &stored).await?;
+            self.save(user, &mut stored).await?;
         }
         Ok(replies)
     }
 
     async fn load(&self, user: UserId) -> Result<Stored, ConversationError> {
-        let Some(text) = self.ports.dialogues.load_dialogue(user).await? else {
+        let Some(record) = self.ports.dialogues.load_dialogue(user).await? else {
             return Ok(Stored::default());
         };
         // A state from another schema version is dropped: the user starts over.
-        match serde_json::from_str::<Stored>(&text) {
-            Ok(stored) if stored.v == state::VERSION => Ok(stored),
-            _ => Ok(Stored::default()),
-        }
+        let mut stored = match serde_json::from_str::<Stored>(&record.state) {
+            Ok(stored) if stored.v == state::VERSION => stored,
+            _ => Stored::default(),
+        };
+        stored.revision = Some(record.version);
+        Ok(stored)
     }
 
-    async fn save(&self, user: UserId, stored: &Stored) -> Result<(), ConversationError> {
-        let mut stored = stored.clone();
-        stored.v = state::VERSION;
+    /// Saves the state if nobody saved since it was loaded (compare-and-set on the
+    /// stored version); a concurrent update of the same user is refused, not merged.
+    async fn save(&self, user: UserId, stored: &mut Stored) -> Result<(), ConversationError> {
+        let mut record = stored.clone();
+        record.v = state::VERSION;
+        record.revision = None;
         let text =
-            serde_json::to_string(&stored).map_err(|e| ConversationError::State(e.to_string()))?;
+            serde_json::to_string(&record).map_err(|e| ConversationError::State(e.to_string()))?;
         match self
             .ports
             .dialogues
-            .save_dialogue(user, &text, self.ports.clock.now())
+            .save_dialogue(user, &text, stored.revision, self.ports.clock.now())
             .await
         {
+            Ok(version) => {
+                stored.revision = Some(version);
+                Ok(())
+            }
             // Not registered (yet): nothing to keep.
-            Ok(()) | Err(StoreError::NotFound(_)) => Ok(()),
+            Err(StoreError::NotFound(_)) => Ok(()),
+            Err(StoreError::Conflict { .. }) => Err(ConversationError::Concurrent),
             Err(e) => Err(e.into()),
         }
     }

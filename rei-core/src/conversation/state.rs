@@ -62,6 +62,9 @@ pub(crate) struct Stored {
     /// Drafts confirmed recently (a second press finds its job).
     #[serde(default)]
     pub confirmed: Vec<DraftId>,
+    /// The store's version of this record when it was loaded (not serialised).
+    #[serde(skip)]
+    pub revision: Option<u64>,
 }
 
 /// The current schema version of [`Stored`].

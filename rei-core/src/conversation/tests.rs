@@ -11,8 +11,8 @@ use crate::ledger::LedgerService;
 use crate::memory::{ManualClock, MemoryAssets, MemoryStore, RecordingNotifier, SequentialIds};
 use crate::payment::{PaymentConfig, PaymentPorts, PaymentService};
 use crate::ports::{
-    Assets, GatewayPayment, GatewayStatus, JobStore, LedgerStore, LimiterError, MediaError,
-    MediaFetcher, MockPaymentGateway, RateDecision, RateLimiter, UserStore,
+    Assets, DialogueStore, GatewayPayment, GatewayStatus, JobStore, LedgerStore, LimiterError,
+    MediaError, MediaFetcher, MockPaymentGateway, RateDecision, RateLimiter, UserStore,
 };
 use crate::pricing::PriceList;
 use crate::time::Timestamp;
@@ -913,4 +913,71 @@ fn every_key_the_code_produces_is_listed() {
         "keys produced but not in TEXT_KEYS: {missing:?}"
     );
     assert!(found.len() >= 80, "the scan found {} keys", found.len());
+}
+
+/// A dialogue store where another update of the same user saves between this update's
+/// load and its save.
+struct Racing(Arc<MemoryStore>);
+
+#[async_trait]
+impl crate::ports::DialogueStore for Racing {
+    async fn load_dialogue(
+        &self,
+        user: UserId,
+    ) -> Result<Option<crate::ports::DialogueRecord>, crate::ports::StoreError> {
+        let seen = self.0.load_dialogue(user).await?;
+        if let Some(record) = &seen {
+            self.0
+                .save_dialogue(
+                    user,
+                    &record.state,
+                    Some(record.version),
+                    Timestamp::from_millis(1),
+                )
+                .await?;
+        }
+        Ok(seen)
+    }
+
+    async fn save_dialogue(
+        &self,
+        user: UserId,
+        state: &str,
+        expected: Option<u64>,
+        at: Timestamp,
+    ) -> Result<u64, crate::ports::StoreError> {
+        self.0.save_dialogue(user, state, expected, at).await
+    }
+
+    async fn clear_dialogue(&self, user: UserId) -> Result<(), crate::ports::StoreError> {
+        self.0.clear_dialogue(user).await
+    }
+}
+
+#[tokio::test]
+async fn a_dialogue_changed_by_a_concurrent_update_is_not_overwritten() {
+    let w = world();
+    w.user_with(ANNA, "100").await;
+    let racing = Conversation::new(
+        ConversationPorts {
+            dialogues: Arc::new(Racing(w.store.clone())),
+            ..w.ports.clone()
+        },
+        config(false),
+    );
+    let r = racing
+        .handle(&sender(ANNA), Input::Text("a fox".into()), "tg:race")
+        .await;
+    assert!(matches!(r, Err(ConversationError::Concurrent)), "{r:?}");
+    let stored = w
+        .store
+        .load_dialogue(UserId::new(ANNA).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        !stored.state.contains("draft"),
+        "the other update's state is kept: {}",
+        stored.state
+    );
 }

@@ -22,7 +22,8 @@ use crate::payment::{
     NewPayment, Payment, PaymentEffect, PaymentFilter, PaymentProvider, PaymentTransition,
 };
 use crate::ports::{
-    ClaimTarget, DialogueStore, JobStore, LedgerStore, Missing, PaymentStore, StoreError, UserStore,
+    ClaimTarget, DialogueRecord, DialogueStore, JobStore, LedgerStore, Missing, PaymentStore,
+    StoreError, UserStore,
 };
 use crate::time::Timestamp;
 use crate::user::{AuditRecord, Language, Stats, User, UserProfile};
@@ -48,7 +49,7 @@ struct State {
     /// Provider payment ids are unique across providers (as in the SQL schema).
     payment_by_provider: HashMap<String, PaymentId>,
     audit: Vec<AuditRecord>,
-    dialogues: HashMap<UserId, String>,
+    dialogues: HashMap<UserId, DialogueRecord>,
 }
 
 /// A hold that passed every check: the first one (a replay) or the balance after it.
@@ -817,7 +818,7 @@ impl PaymentStore for MemoryStore {
 
 #[async_trait]
 impl DialogueStore for MemoryStore {
-    async fn load_dialogue(&self, user: UserId) -> Result<Option<String>, StoreError> {
+    async fn load_dialogue(&self, user: UserId) -> Result<Option<DialogueRecord>, StoreError> {
         Ok(self.lock().dialogues.get(&user).cloned())
     }
 
@@ -825,12 +826,27 @@ impl DialogueStore for MemoryStore {
         &self,
         user: UserId,
         state: &str,
+        expected: Option<u64>,
         _at: Timestamp,
-    ) -> Result<(), StoreError> {
+    ) -> Result<u64, StoreError> {
         let mut s = self.lock();
         s.user(user)?;
-        s.dialogues.insert(user, state.to_owned());
-        Ok(())
+        let current = s.dialogues.get(&user).map(|d| d.version);
+        if current != expected {
+            return Err(StoreError::Conflict {
+                what: "dialogue",
+                id: user.to_string(),
+            });
+        }
+        let version = expected.map_or(1, |v| v.wrapping_add(1));
+        s.dialogues.insert(
+            user,
+            DialogueRecord {
+                state: state.to_owned(),
+                version,
+            },
+        );
+        Ok(version)
     }
 
     async fn clear_dialogue(&self, user: UserId) -> Result<(), StoreError> {

@@ -27,7 +27,8 @@ pub use providers::{
 };
 pub use queue::{JobQueue, QueueError};
 pub use store::{
-    ClaimTarget, DialogueStore, JobStore, LedgerStore, Missing, PaymentStore, StoreError, UserStore,
+    ClaimTarget, DialogueRecord, DialogueStore, JobStore, LedgerStore, Missing, PaymentStore,
+    StoreError, UserStore,
 };
 
 /// A boxed error from an adapter, kept as the source of a port error.

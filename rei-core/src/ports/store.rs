@@ -348,7 +348,16 @@ pub trait PaymentStore: Send + Sync {
     async fn payments(&self, filter: PaymentFilter) -> Result<Vec<Payment>, StoreError>;
 }
 
-/// The bot's per-user dialogue and draft state, as opaque text (JSON by the bot).
+/// A user's stored dialogue state and its version (bumped by every save).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DialogueRecord {
+    /// The state, as opaque text (JSON by the conversation engine).
+    pub state: String,
+    /// Compared by the next save.
+    pub version: u64,
+}
+
+/// The bot's per-user dialogue and draft state.
 #[cfg_attr(test, mockall::automock)]
 #[async_trait]
 pub trait DialogueStore: Send + Sync {
@@ -356,18 +365,21 @@ pub trait DialogueStore: Send + Sync {
     ///
     /// # Errors
     /// `Unavailable` on storage failure.
-    async fn load_dialogue(&self, user: UserId) -> Result<Option<String>, StoreError>;
+    async fn load_dialogue(&self, user: UserId) -> Result<Option<DialogueRecord>, StoreError>;
 
-    /// Replaces the state.
+    /// Replaces the state when the stored version is still `expected` (`None`: nothing
+    /// stored yet), and returns the new version.
     ///
     /// # Errors
-    /// `Unavailable` on storage failure.
+    /// MUST return `Conflict` when another save came first (nothing written), and
+    /// `NotFound` for an unknown user.
     async fn save_dialogue(
         &self,
         user: UserId,
         state: &str,
+        expected: Option<u64>,
         at: Timestamp,
-    ) -> Result<(), StoreError>;
+    ) -> Result<u64, StoreError>;
 
     /// Removes the state (no error when there is none).
     ///
