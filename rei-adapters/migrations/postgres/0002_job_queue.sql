@@ -5,6 +5,9 @@ ALTER TABLE jobs ADD COLUMN provider_calls    BIGINT NOT NULL DEFAULT 0 CHECK (p
 ALTER TABLE jobs ADD COLUMN cancel_requested  TEXT;
 ALTER TABLE jobs ADD COLUMN status_message    TEXT;
 
+-- Users who blocked the bot (a send got 403), cleared when they write again.
+ALTER TABLE users ADD COLUMN unreachable_since BIGINT;
+
 -- Dialogue saves are compare-and-set on a version.
 ALTER TABLE dialogues ADD COLUMN version BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE jobs ADD COLUMN delivery          TEXT   NOT NULL DEFAULT 'not_yet'

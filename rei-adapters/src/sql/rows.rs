@@ -52,7 +52,7 @@ pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> 
 /// Column list of `user` queries.
 macro_rules! user_cols {
     () => {
-        "tg_id, username, first_name, language, is_banned, ban_notified, balance, created_at"
+        "tg_id, username, first_name, language, is_banned, ban_notified, unreachable_since, balance, created_at"
     };
 }
 pub(crate) use user_cols;
@@ -65,6 +65,7 @@ pub(crate) struct UserRow {
     language: String,
     is_banned: bool,
     ban_notified: bool,
+    unreachable_since: Option<i64>,
     balance: i64,
     created_at: i64,
 }
@@ -79,6 +80,7 @@ impl TryFrom<UserRow> for User {
             language: parse("language", &r.language)?,
             is_banned: r.is_banned,
             ban_notified: r.ban_notified,
+            unreachable_since: r.unreachable_since.map(Timestamp::from_millis),
             balance: money("balance", r.balance)?,
             created_at: Timestamp::from_millis(r.created_at),
         })

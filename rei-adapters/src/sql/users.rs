@@ -99,8 +99,29 @@ macro_rules! sql_users {
                 rows.into_iter().map(AuditRecord::try_from).collect()
             }
 
-            async fn stats(&self) -> Result<Stats, StoreError> {
+            async fn set_unreachable(&self, id: UserId, since: Option<Timestamp>) -> Result<(), StoreError> {
+                let done = sqlx::query("UPDATE users SET unreachable_since = $1 WHERE tg_id = $2")
+                    .bind(since.map(Timestamp::millis))
+                    .bind(id.get())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(TxError::from)?;
+                if done.rows_affected() == 1 { Ok(()) } else { Err(StoreError::NotFound(Missing::User(id))) }
+            }
+
+            async fn stats(&self, since: Timestamp) -> Result<Stats, StoreError> {
                 let pool = &self.pool;
+                let (active, failed, unreachable): (i64, i64, i64) = sqlx::query_as(
+                    "SELECT \
+                     (SELECT COUNT(*) FROM (SELECT user_id FROM dialogues WHERE updated_at >= $1 \
+                                            UNION SELECT user_id FROM jobs WHERE created_at >= $1) AS a), \
+                     (SELECT COUNT(*) FROM jobs WHERE status = 'failed' AND completed_at >= $1), \
+                     (SELECT COUNT(*) FROM users WHERE unreachable_since IS NOT NULL)",
+                )
+                .bind(since.millis())
+                .fetch_one(pool)
+                .await
+                .map_err(TxError::from)?;
                 let (users, banned, balances): (i64, i64, i64) = sqlx::query_as(
                     "SELECT COUNT(*), CAST(COALESCE(SUM(CASE WHEN is_banned THEN 1 ELSE 0 END), 0) AS BIGINT), CAST(COALESCE(SUM(balance), 0) AS BIGINT) FROM users",
                 )
@@ -137,6 +158,9 @@ macro_rules! sql_users {
                     held_total: money("held total", held)?,
                     jobs_by_state,
                     payments_by_state,
+                    active_since: count(active)?,
+                    failed_since: count(failed)?,
+                    unreachable_users: count(unreachable)?,
                 })
             }
         }

@@ -370,6 +370,9 @@ impl Front {
                 }
                 Err(RequestError::Api(ApiError::BotBlocked | ApiError::UserDeactivated)) => {
                     tracing::info!("the user blocked the bot");
+                    if let Err(e) = self.users.mark_unreachable(sender.id).await {
+                        tracing::warn!(error = %e, "recording that the user blocked the bot failed");
+                    }
                     return Ok(());
                 }
                 Err(e) => return Err(e),

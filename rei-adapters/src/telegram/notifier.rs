@@ -296,7 +296,51 @@ impl Notifier for TelegramNotifier {
         user: UserId,
         notice: Notice,
     ) -> Result<Option<MessageRef>, NotifyError> {
+        let sent = self.send_notice(user, notice).await;
+        if let Err(NotifyError::Unreachable(_)) = &sent {
+            let now = rei_core::ports::Clock::now(&crate::system::SystemClock);
+            if let Err(e) = self.users.set_unreachable(user, Some(now)).await {
+                tracing::warn!(error = %e, "recording that the user blocked the bot failed");
+            }
+        }
+        sent
+    }
+
+    #[tracing::instrument(skip_all, fields(provider = %alert.provider, kind = alert.kind.as_str()))]
+    async fn alert_admins(&self, alert: AdminAlert) -> Result<(), NotifyError> {
+        if !self.should_alert(&alert) {
+            tracing::debug!("admin alert suppressed: one was sent within the hour");
+            return Ok(());
+        }
+        let mut last_error = None;
+        for admin in &self.config.admins {
+            let language = self.language(*admin).await;
+            let text = self.text(
+                language,
+                "admin-alert",
+                &[
+                    ("provider", Arg::Text(alert.provider.clone())),
+                    ("kind", Arg::Text(alert.kind.as_str().to_owned())),
+                    ("message", Arg::Text(alert.message.clone())),
+                ],
+            );
+            if let Err(e) = self.send_text(ChatId(admin.get()), text).await {
+                tracing::warn!(admin = admin.get(), error = %e, "admin alert not delivered");
+                last_error = Some(e);
+            }
+        }
+        last_error.map_or(Ok(()), Err)
+    }
+}
+
+impl TelegramNotifier {
+    async fn send_notice(
+        &self,
+        user: UserId,
+        notice: Notice,
+    ) -> Result<Option<MessageRef>, NotifyError> {
         let chat = ChatId(user.get());
+
         let language = self.language(user).await;
         match notice {
             Notice::JobProgress {
@@ -383,34 +427,6 @@ impl Notifier for TelegramNotifier {
         }
     }
 
-    #[tracing::instrument(skip_all, fields(provider = %alert.provider, kind = alert.kind.as_str()))]
-    async fn alert_admins(&self, alert: AdminAlert) -> Result<(), NotifyError> {
-        if !self.should_alert(&alert) {
-            tracing::debug!("admin alert suppressed: one was sent within the hour");
-            return Ok(());
-        }
-        let mut last_error = None;
-        for admin in &self.config.admins {
-            let language = self.language(*admin).await;
-            let text = self.text(
-                language,
-                "admin-alert",
-                &[
-                    ("provider", Arg::Text(alert.provider.clone())),
-                    ("kind", Arg::Text(alert.kind.as_str().to_owned())),
-                    ("message", Arg::Text(alert.message.clone())),
-                ],
-            );
-            if let Err(e) = self.send_text(ChatId(admin.get()), text).await {
-                tracing::warn!(admin = admin.get(), error = %e, "admin alert not delivered");
-                last_error = Some(e);
-            }
-        }
-        last_error.map_or(Ok(()), Err)
-    }
-}
-
-impl TelegramNotifier {
     async fn money(
         &self,
         chat: ChatId,

@@ -90,12 +90,13 @@ pub(crate) async fn run(ctx: &Ctx, c: &LedgerCommand) -> Result<(), Failure> {
 }
 
 pub(crate) async fn stats(ctx: &Ctx) -> Result<(), Failure> {
-    let s = ctx.stores.users.stats().await.map_err(operational)?;
-    let pending = s
-        .jobs_by_state
-        .iter()
-        .find(|(st, _)| *st == rei_core::job::JobState::Pending)
-        .map_or(0, |(_, n)| *n);
+    let report = ctx
+        .admin()
+        .stats()
+        .await
+        .map_err(crate::commands::admin_failure)?;
+    let s = &report.stats;
+    let depth = report.queue_depth;
     let value = json!({
         "users": s.users,
         "banned_users": s.banned_users,
@@ -103,14 +104,26 @@ pub(crate) async fn stats(ctx: &Ctx) -> Result<(), Failure> {
         "held_total_kopecks": s.held_total.kopecks(),
         "jobs": s.jobs_by_state.iter().map(|(st, n)| (st.as_str().to_owned(), json!(n))).collect::<serde_json::Map<_, _>>(),
         "payments": s.payments_by_state.iter().map(|(st, n, sum)| (st.as_str().to_owned(), json!({"count": n, "amount_kopecks": sum.kopecks()}))).collect::<serde_json::Map<_, _>>(),
-        "queue_depth": pending,
+        "queue_depth": depth,
+        "active_24h": s.active_since,
+        "failed_jobs_24h": s.failed_since,
+        "unreachable_users": s.unreachable_users,
     });
     let mut rows = vec![
         vec!["users".into(), s.users.to_string()],
         vec!["banned users".into(), s.banned_users.to_string()],
         vec!["balances total".into(), s.balances_total.to_string()],
         vec!["held by running jobs".into(), s.held_total.to_string()],
-        vec!["queue depth (pending jobs)".into(), pending.to_string()],
+        vec![
+            "queue depth (jobs with work left)".into(),
+            depth.to_string(),
+        ],
+        vec!["active users (24 h)".into(), s.active_since.to_string()],
+        vec!["failed jobs (24 h)".into(), s.failed_since.to_string()],
+        vec![
+            "users who blocked the bot".into(),
+            s.unreachable_users.to_string(),
+        ],
     ];
     rows.extend(
         s.jobs_by_state

@@ -1230,8 +1230,31 @@ pub async fn stats_count_everything<S: Backend>(s: Store<S>) {
     s.create_job(new_job(1, u, 300), 3).await.unwrap();
     let p = s.create_payment(new_payment(1, v, 5_000)).await.unwrap();
     pay(&*s, &p, succeeded("x", 5_000)).await.unwrap();
-    let stats = s.stats().await.unwrap();
+    s.save_dialogue(v, "{}", None, at(20)).await.unwrap();
+    s.set_unreachable(v, Some(at(21))).await.unwrap();
+    let stats = s.stats(at(0)).await.unwrap();
     assert_eq!((stats.users, stats.banned_users), (2, 1));
+    assert_eq!(
+        (
+            stats.active_since,
+            stats.failed_since,
+            stats.unreachable_users
+        ),
+        (2, 0, 1),
+        "u ordered a job, v wrote to the bot; v blocked it"
+    );
+    assert_eq!(
+        s.stats(at(1_000_000)).await.unwrap().active_since,
+        0,
+        "nothing since"
+    );
+    s.set_unreachable(v, None).await.unwrap();
+    assert_eq!(s.stats(at(0)).await.unwrap().unreachable_users, 0);
+    assert!(matches!(
+        s.set_unreachable(UserId::new(404).unwrap(), None).await,
+        Err(StoreError::NotFound(Missing::User(_)))
+    ));
+    let stats = s.stats(at(0)).await.unwrap();
     assert_eq!(stats.balances_total, m(5_700));
     assert_eq!(stats.held_total, m(300));
     let jobs = |st: JobState| {

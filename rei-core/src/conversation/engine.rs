@@ -491,6 +491,9 @@ impl Conversation {
                 .arg("held", Arg::Money(s.held_total))
                 .arg("revenue", Arg::Money(revenue))
                 .arg("queue", count(report.queue_depth))
+                .arg("active", count(s.active_since))
+                .arg("failed", count(s.failed_since))
+                .arg("unreachable", count(s.unreachable_users))
                 .arg("jobs", Arg::List(jobs)),
         )])
     }

@@ -50,6 +50,7 @@ struct State {
     payment_by_provider: HashMap<String, PaymentId>,
     audit: Vec<AuditRecord>,
     dialogues: HashMap<UserId, DialogueRecord>,
+    dialogue_times: HashMap<UserId, Timestamp>,
 }
 
 /// A hold that passed every check: the first one (a replay) or the balance after it.
@@ -396,6 +397,7 @@ impl UserStore for MemoryStore {
             language: profile.language,
             is_banned: false,
             ban_notified: false,
+            unreachable_since: None,
             balance: Money::ZERO,
             created_at: at,
         };
@@ -460,8 +462,33 @@ impl UserStore for MemoryStore {
             .collect())
     }
 
-    async fn stats(&self) -> Result<Stats, StoreError> {
+    async fn set_unreachable(
+        &self,
+        id: UserId,
+        since: Option<Timestamp>,
+    ) -> Result<(), StoreError> {
+        let mut s = self.lock();
+        s.users
+            .get_mut(&id)
+            .ok_or_else(|| StoreError::NotFound(Missing::User(id)))?
+            .unreachable_since = since;
+        Ok(())
+    }
+
+    async fn stats(&self, since: Timestamp) -> Result<Stats, StoreError> {
         let s = self.lock();
+        let active: std::collections::BTreeSet<UserId> = s
+            .dialogue_times
+            .iter()
+            .filter(|(_, at)| **at >= since)
+            .map(|(u, _)| *u)
+            .chain(
+                s.jobs
+                    .values()
+                    .filter(|j| j.created_at >= since)
+                    .map(|j| j.user_id),
+            )
+            .collect();
         let balances: i64 = s.users.values().map(|u| u.balance.kopecks()).sum();
         let jobs_by_state = JobState::ALL
             .iter()
@@ -491,6 +518,19 @@ impl UserStore for MemoryStore {
             held_total: s.held_total(None),
             jobs_by_state,
             payments_by_state,
+            active_since: active.len() as u64,
+            failed_since: s
+                .jobs
+                .values()
+                .filter(|j| {
+                    j.state == JobState::Failed && j.finished_at.is_some_and(|at| at >= since)
+                })
+                .count() as u64,
+            unreachable_users: s
+                .users
+                .values()
+                .filter(|u| u.unreachable_since.is_some())
+                .count() as u64,
         })
     }
 }
@@ -827,7 +867,7 @@ impl DialogueStore for MemoryStore {
         user: UserId,
         state: &str,
         expected: Option<u64>,
-        _at: Timestamp,
+        at: Timestamp,
     ) -> Result<u64, StoreError> {
         let mut s = self.lock();
         s.user(user)?;
@@ -839,6 +879,7 @@ impl DialogueStore for MemoryStore {
             });
         }
         let version = expected.map_or(1, |v| v.wrapping_add(1));
+        s.dialogue_times.insert(user, at);
         s.dialogues.insert(
             user,
             DialogueRecord {

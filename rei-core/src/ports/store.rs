@@ -170,11 +170,20 @@ pub trait UserStore: Send + Sync {
     /// `Unavailable` on storage failure.
     async fn audit_log(&self, limit: u32) -> Result<Vec<AuditRecord>, StoreError>;
 
-    /// Counts of users, balances, jobs and payments.
+    /// Records that a user cannot be reached since `since` (blocked the bot), or, with
+    /// `None`, that they can be again.
+    ///
+    /// # Errors
+    /// MUST return `NotFound` for an unknown user.
+    async fn set_unreachable(&self, id: UserId, since: Option<Timestamp>)
+    -> Result<(), StoreError>;
+
+    /// Counts of users, balances, jobs and payments; activity and failures since
+    /// `since`.
     ///
     /// # Errors
     /// `Unavailable` on storage failure.
-    async fn stats(&self) -> Result<Stats, StoreError>;
+    async fn stats(&self, since: Timestamp) -> Result<Stats, StoreError>;
 }
 
 /// The append-only ledger and reservations on it.

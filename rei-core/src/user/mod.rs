@@ -43,6 +43,8 @@ pub struct User {
     pub is_banned: bool,
     /// When the ban notice was sent (so it is sent once).
     pub ban_notified: bool,
+    /// Since when the user cannot be reached (blocked the bot); cleared when they write.
+    pub unreachable_since: Option<Timestamp>,
     /// The cached balance (always equal to the sum of the ledger entries).
     pub balance: Money,
     /// When registered.
@@ -162,6 +164,12 @@ pub struct Stats {
     pub jobs_by_state: Vec<(JobState, u64)>,
     /// Payments per state: count and amount.
     pub payments_by_state: Vec<(PaymentState, u64, Money)>,
+    /// Users who wrote to the bot or ordered since the window start.
+    pub active_since: u64,
+    /// Jobs that failed since the window start.
+    pub failed_since: u64,
+    /// Users who blocked the bot.
+    pub unreachable_users: u64,
 }
 
 #[cfg(test)]

@@ -121,6 +121,13 @@ impl UserService {
             return Ok(Access::Unknown);
         };
         if !user.is_banned {
+            if user.unreachable_since.is_some() {
+                // They write to the bot again: they unblocked it.
+                self.users
+                    .set_unreachable(id, None)
+                    .await
+                    .map_err(UserError::from_store(id))?;
+            }
             return Ok(Access::Allowed);
         }
         let notify = self
@@ -129,6 +136,17 @@ impl UserService {
             .await
             .map_err(UserError::from_store(id))?;
         Ok(Access::Banned { notify })
+    }
+
+    /// Records that the user blocked the bot (a send was refused with 403).
+    ///
+    /// # Errors
+    /// [`UserError::UnknownUser`] for an unregistered user.
+    pub async fn mark_unreachable(&self, id: UserId) -> Result<(), UserError> {
+        self.users
+            .set_unreachable(id, Some(self.clock.now()))
+            .await
+            .map_err(UserError::from_store(id))
     }
 
     /// Sets the bot language (`/lang`).
@@ -364,7 +382,11 @@ impl AdminService {
     /// # Errors
     /// [`UserError::Store`] or [`UserError::Queue`] on backend failure.
     pub async fn stats(&self) -> Result<StatsReport, UserError> {
-        let stats = self.users.stats().await.map_err(UserError::Store)?;
+        let day_ago = self
+            .clock
+            .now()
+            .minus(std::time::Duration::from_secs(24 * 3600));
+        let stats = self.users.stats(day_ago).await.map_err(UserError::Store)?;
         let queue_depth = self.queue.depth().await?;
         Ok(StatsReport { stats, queue_depth })
     }

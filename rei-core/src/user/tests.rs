@@ -237,7 +237,7 @@ async fn backend_outages_are_surfaced() {
     let mut notifier = MockNotifier::new();
     notifier.expect_notify().never();
     let mut users = MockUserStore::new();
-    users.expect_stats().returning(|| Ok(Stats::default()));
+    users.expect_stats().returning(|_| Ok(Stats::default()));
     let mut queue = MockJobQueue::new();
     queue.expect_depth().returning(|| {
         Err(QueueError::Unavailable(Box::new(std::io::Error::other(

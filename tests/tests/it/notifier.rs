@@ -16,6 +16,7 @@ const ANNA: i64 = 4242;
 const ADMIN: i64 = 1;
 
 struct World {
+    stores: rei_adapters::sql::Stores,
     telegram: FakeTelegram,
     notifier: TelegramNotifier,
     assets: AssetStore,
@@ -50,6 +51,7 @@ async fn world() -> World {
         },
     );
     World {
+        stores,
         telegram,
         notifier,
         assets,
@@ -181,6 +183,16 @@ async fn a_user_who_blocked_the_bot_is_unreachable() {
         matches!(r, Err(NotifyError::Unreachable(u)) if u == user()),
         "{r:?}"
     );
+    let anna = w.stores.users.user(user()).await.unwrap().unwrap();
+    assert!(anna.unreachable_since.is_some(), "recorded on the user");
+    // Writing to the bot again clears it.
+    let users = UserService::new(
+        w.stores.users.clone(),
+        Arc::new(rei_adapters::system::SystemClock),
+    );
+    users.access(user()).await.unwrap();
+    let anna = w.stores.users.user(user()).await.unwrap().unwrap();
+    assert_eq!(anna.unreachable_since, None);
 }
 
 #[tokio::test]

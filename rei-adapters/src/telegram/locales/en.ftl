@@ -124,7 +124,8 @@ pay-check-cancelled = The payment was cancelled.
 
 admin-menu = Admin: /add <id> <amount> [reason], /sub <id> <amount> [reason], /ban <id>, /unban <id>, /stats
 admin-stats-button = 📊 Statistics
-admin-stats = Users: { $users } (banned: { $banned })
+admin-stats = Users: { $users } (banned: { $banned }, blocked the bot: { $unreachable })
+    Active in 24 h: { $active }; failed jobs in 24 h: { $failed }
     Balances: { $balances } (held: { $held })
     Revenue: { $revenue }
     Queue: { $queue }

@@ -125,7 +125,8 @@ pay-check-cancelled = Платёж отменён.
 
 admin-menu = Админ-панель: /add <id> <сумма> [причина], /sub <id> <сумма> [причина], /ban <id>, /unban <id>, /stats
 admin-stats-button = 📊 Статистика
-admin-stats = Пользователей: { $users } (забанено: { $banned })
+admin-stats = Пользователей: { $users } (забанено: { $banned }, заблокировали бота: { $unreachable })
+    Активных за 24 ч: { $active }; неудачных задач за 24 ч: { $failed }
     Балансы: { $balances } (в резерве: { $held })
     Выручка: { $revenue }
     Очередь: { $queue }

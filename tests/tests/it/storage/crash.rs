@@ -6,6 +6,7 @@ use std::process::{Command, Stdio};
 
 use rand::Rng;
 use rei_adapters::sql::{DatabaseTarget, connect};
+use rei_core::Timestamp;
 
 const ROUNDS: u32 = 8;
 
@@ -46,7 +47,7 @@ async fn verify(target: DatabaseTarget) {
         report.violations
     );
     assert!(report.entries_checked > 0);
-    let stats = stores.users.stats().await.unwrap();
+    let stats = stores.users.stats(Timestamp::from_millis(0)).await.unwrap();
     assert!(stats.users > 0);
 }
 
