@@ -505,3 +505,56 @@ async fn a_video_to_video_request_without_a_public_url_is_refused_before_any_cha
         "{refused:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pay_gives_a_payment_link_and_check_payment_credits_once() {
+    let yookassa = rei_tests::fakes::yookassa::FakeYooKassa::start()
+        .await
+        .unwrap();
+    let url: &'static str = Box::leak(yookassa.url.clone().into_boxed_str());
+    let extra: &'static [(&'static str, &'static str)] = Box::leak(Box::new([
+        ("RATE_LIMIT_PER_MINUTE", "1000"),
+        ("YOOKASSA_SHOP_ID", "123456"),
+        ("YOOKASSA_SECRET_KEY", "test_secret"),
+        ("YOOKASSA_API_URL", url),
+        ("YOOKASSA_RETURN_URL", "https://t.me/rei_test_bot"),
+    ]));
+    let bot = bot_with(extra).await;
+    bot.say(ANNA, "/start").await;
+    let amounts = bot.say(ANNA, "/pay").await;
+    assert!(text(&amounts).contains("Выберите сумму"), "{amounts:?}");
+    let link = bot.press(ANNA, &amounts, &data(&amounts, "300.00 ₽")).await;
+    assert!(text(&link).contains("300.00 ₽"), "{link:?}");
+    let markup = link.reply_markup.clone().unwrap();
+    let pay_url = markup["inline_keyboard"][0][0]["url"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        pay_url.starts_with("https://yoomoney.test/checkout"),
+        "{markup}"
+    );
+    let payments = yookassa.payments();
+    assert_eq!(payments.len(), 1);
+    assert_eq!(payments[0]["amount"]["value"], "300.00");
+    let check = data(&link, "Проверить");
+    let pending = bot.press(ANNA, &link, &check).await;
+    assert!(text(&pending).contains("ещё не поступила"), "{pending:?}");
+    yookassa.pay(payments[0]["id"].as_str().unwrap());
+    let credited = bot.press(ANNA, &link, &check).await;
+    assert!(
+        text(&credited).contains("Баланс пополнен на 300.00 ₽"),
+        "told once, by the credit notice: {credited:?}"
+    );
+    // Pressed again: still paid, credited once.
+    let again = bot.press(ANNA, &link, &check).await;
+    assert!(text(&again).contains("Оплата получена"), "{again:?}");
+    let balance = bot
+        .stores
+        .ledger
+        .balance(UserId::new(ANNA).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(balance.available, "300".parse().unwrap());
+    assert!(bot.stores.ledger.verify().await.unwrap().is_ok());
+}

@@ -877,6 +877,8 @@ impl Conversation {
                 };
                 match payments.check(id).await {
                     Ok(applied) if applied.payment.user_id != user => Ok(say("button-expired")),
+                    // Credited just now: the credit notice is the answer.
+                    Ok(applied) if applied.credited => Ok(Vec::new()),
                     Ok(applied) => Ok(say(match applied.payment.state {
                         PaymentState::Paid | PaymentState::Refunded => "pay-check-paid",
                         PaymentState::Pending => "pay-check-pending",

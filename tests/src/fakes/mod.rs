@@ -5,6 +5,7 @@
 pub mod gemini;
 pub mod kling;
 pub mod telegram;
+pub mod yookassa;
 
 use std::net::SocketAddr;
 
