@@ -293,15 +293,8 @@ async fn on_message(update: Update, msg: Message, front: Arc<Front>) -> Result<(
     if !msg.chat.is_private() {
         return Ok(());
     }
-    let span = tracing::info_span!(
-        "update",
-        update_id = update.id.0,
-        user_id = sender.id.get(),
-        kind = "message"
-    );
     front
-        .handle(&sender, input(&msg), update.id.0)
-        .instrument(span)
+        .handle(&sender, input(&msg), update.id.0, "message")
         .await
 }
 
@@ -322,20 +315,25 @@ async fn on_callback(
         .as_deref()
         .and_then(callback::decode)
         .map_or(Input::StaleButton, Input::Button);
-    let span = tracing::info_span!(
-        "update",
-        update_id = update.id.0,
-        user_id = sender.id.get(),
-        kind = "callback"
-    );
-    front
-        .handle(&sender, input, update.id.0)
-        .instrument(span)
-        .await
+    front.handle(&sender, input, update.id.0, "callback").await
 }
 
 impl Front {
+    /// Handles one update in its own span: the conversation decides, the replies go out.
     async fn handle(
+        &self,
+        sender: &Sender,
+        input: Input,
+        update_id: u32,
+        kind: &'static str,
+    ) -> Result<(), RequestError> {
+        let span = tracing::info_span!("update", update_id, user_id = sender.id.get(), kind);
+        self.handle_in_span(sender, input, update_id)
+            .instrument(span)
+            .await
+    }
+
+    async fn handle_in_span(
         &self,
         sender: &Sender,
         input: Input,
