@@ -2,13 +2,13 @@
 
 /// Stamps the port for one backend (see `store.rs`).
 macro_rules! sql_payments {
-    ($store:ident, $lock:literal, $order:literal) => {
+    ($store:ident, $order:literal) => {
         use super::common::*;
 
         impl $store {
             async fn create_payment_once(&self, p: &NewPayment) -> Result<Payment, TxError> {
                 let mut tx = self.write().await?;
-                if let Some(first) = Self::payment_in(&mut tx, p.id).await? {
+                if let Some(first) = Self::payment_in(&mut tx, p.id, false).await? {
                     let same = first.user_id == p.user_id
                         && first.amount == p.amount
                         && first.provider == p.provider
@@ -41,11 +41,8 @@ macro_rules! sql_payments {
                 let mut tx = self.write().await?;
                 let p = &t.after;
                 // Effects are checked against the stored row, never the caller's copy.
-                let sql = concat!("SELECT ", payment_cols!(), " FROM payments WHERE id = $1", $lock);
-                let row: Option<PaymentRow> = sqlx::query_as(sql).bind(p.id.to_string()).fetch_optional(&mut *tx).await?;
-                let stored = row
-                    .map(Payment::try_from)
-                    .transpose()?
+                let stored = Self::payment_in(&mut tx, p.id, true)
+                    .await?
                     .ok_or_else(|| StoreError::NotFound(Missing::Payment(p.id)))?;
                 if stored.version != t.before.version {
                     return Err(StoreError::Conflict { what: "payment", id: p.id.to_string() }.into());
@@ -77,18 +74,14 @@ macro_rules! sql_payments {
                 .execute(&mut *tx)
                 .await?;
                 if done.rows_affected() != 1 {
-                    let exists = Self::payment_in(&mut tx, p.id).await?.is_some();
-                    let id = p.id.to_string();
-                    return Err(if exists { StoreError::Conflict { what: "payment", id } } else { StoreError::NotFound(Missing::Payment(p.id)) }.into());
+                    // The row was read (and locked) above at this version.
+                    return Err(StoreError::Conflict { what: "payment", id: p.id.to_string() }.into());
                 }
                 let at = p.updated_at;
                 match t.effect {
                     None => {}
                     Some(PaymentEffect::Credit) => {
-                        // Built from the stored row, not the caller's copy.
-                        let stored = Self::payment_in(&mut tx, p.id)
-                            .await?
-                            .ok_or_else(|| StoreError::NotFound(Missing::Payment(p.id)))?;
+                        // Built from the stored row (user, amount, id), not the caller's copy.
                         Self::insert_entry(&mut tx, &stored.credit_entry(at)).await?;
                     }
                     Some(PaymentEffect::AttachRefundHold(r)) => {

@@ -38,7 +38,7 @@ macro_rules! sql_store {
             crate::sql::jobs::sql_jobs!($store, $lock, $skip, $order);
         }
         mod payments {
-            crate::sql::payments::sql_payments!($store, $lock, $order);
+            crate::sql::payments::sql_payments!($store, $order);
         }
         mod dialogues {
             crate::sql::dialogues::sql_dialogues!($store);
@@ -268,8 +268,12 @@ macro_rules! sql_common {
                 Ok(plan.reservation)
             }
 
-            pub(crate) async fn payment_in(tx: &mut Tx<'_>, id: PaymentId) -> Result<Option<Payment>, TxError> {
-                let sql = concat!("SELECT ", payment_cols!(), " FROM payments WHERE id = $1");
+            pub(crate) async fn payment_in(tx: &mut Tx<'_>, id: PaymentId, for_update: bool) -> Result<Option<Payment>, TxError> {
+                let sql = if for_update {
+                    concat!("SELECT ", payment_cols!(), " FROM payments WHERE id = $1", $lock)
+                } else {
+                    concat!("SELECT ", payment_cols!(), " FROM payments WHERE id = $1")
+                };
                 let row: Option<PaymentRow> = sqlx::query_as(sql).bind(id.to_string()).fetch_optional(&mut **tx).await?;
                 Ok(row.map(Payment::try_from).transpose()?)
             }

@@ -214,11 +214,8 @@ impl Step<'_> {
             JobState::Completed | JobState::Failed | JobState::Cancelled => self.deliver().await,
             JobState::Pending => Err(JobError::LeaseLost(self.job.id)),
             JobState::Processing => {
-                if self.job.cancel_requested.is_some() {
-                    let by = self.job.cancel_requested.clone();
-                    if let Some(by) = by {
-                        self.write(JobEvent::Cancelled { by }).await?;
-                    }
+                if let Some(by) = self.job.cancel_requested.clone() {
+                    self.write(JobEvent::Cancelled { by }).await?;
                     return Ok(Next::Continue);
                 }
                 if let Some(reason) = self.out_of_time(limits.max_deliveries) {
