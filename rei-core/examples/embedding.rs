@@ -15,7 +15,7 @@ use rei_core::memory::{ManualClock, MemoryAssets, MemoryStore, RecordingNotifier
 use rei_core::payment::PaymentConfig;
 use rei_core::ports::{
     CreatePayment, DownloadedAsset, GatewayPayment, GatewayRefund, GatewayStatus, GeneratedImage,
-    ImageRequest, LedgerStore, PaymentGateway, PaymentPage, ProviderError, RefundRequest,
+    ImageRequest, LedgerStore, PaymentGateway, PaymentListQuery, PaymentPage, ProviderError, RefundRequest,
     RefundStatus, VideoRequest, VideoTaskStatus,
 };
 use rei_core::prelude::*;
@@ -36,6 +36,7 @@ impl PaymentGateway for InstantGateway {
             user_id: Some(r.user_id),
             created_at: None,
             test: true,
+            ..Default::default()
         })
     }
 
@@ -52,6 +53,7 @@ impl PaymentGateway for InstantGateway {
             user_id: None,
             created_at: None,
             test: true,
+            ..Default::default()
         })
     }
 
@@ -59,14 +61,21 @@ impl PaymentGateway for InstantGateway {
         Ok(GatewayRefund {
             refund_id: "local-refund".into(),
             status: RefundStatus::Succeeded,
+            provider_payment_id: None,
+            amount: None,
         })
     }
 
-    async fn list_payments(
-        &self,
-        _: Timestamp,
-        _: Option<String>,
-    ) -> Result<PaymentPage, ProviderError> {
+    async fn get_refund(&self, id: &str) -> Result<GatewayRefund, ProviderError> {
+        Ok(GatewayRefund {
+            refund_id: id.to_owned(),
+            status: RefundStatus::Succeeded,
+            provider_payment_id: None,
+            amount: None,
+        })
+    }
+
+    async fn list_payments(&self, _: &PaymentListQuery) -> Result<PaymentPage, ProviderError> {
         Ok(PaymentPage::default())
     }
 }

@@ -59,7 +59,7 @@ macro_rules! sql_payments {
                 }
                 let done = sqlx::query(
                     "UPDATE payments SET provider_payment_id = $1, status = $2, confirmation_url = $3, refund_reservation_id = $4, \
-                     cancel_reason = $5, version = $6, paid_at = $7, updated_at = $8 WHERE id = $9 AND version = $10",
+                     cancel_reason = $5, version = $6, paid_at = $7, updated_at = $8, refund_id = $11 WHERE id = $9 AND version = $10",
                 )
                 .bind(&p.provider_payment_id)
                 .bind(p.state.as_str())
@@ -71,6 +71,7 @@ macro_rules! sql_payments {
                 .bind(p.updated_at.millis())
                 .bind(p.id.to_string())
                 .bind(i64::from(t.before.version))
+                .bind(&p.refund_id)
                 .execute(&mut *tx)
                 .await?;
                 if done.rows_affected() != 1 {
@@ -101,7 +102,8 @@ macro_rules! sql_payments {
                     }
                 }
                 tx.commit().await?;
-                Ok(p.clone())
+                // The poller's bookkeeping is the stored one, not the caller's copy.
+                Ok(Payment { checks: stored.checks, next_check_at: stored.next_check_at, ..p.clone() })
             }
 
         }
@@ -150,6 +152,40 @@ macro_rules! sql_payments {
                     .await
                     .map_err(TxError::from)?;
                 rows.into_iter().map(Payment::try_from).collect()
+            }
+
+            async fn due_payments(&self, filter: DueFilter) -> Result<Vec<Payment>, StoreError> {
+                let (status, provider, refunding) = match filter.due {
+                    Due::Pending(provider) => (PaymentState::Pending, Some(provider.as_str()), false),
+                    Due::Refunding => (PaymentState::Paid, None, true),
+                };
+                let sql = concat!(
+                    "SELECT ", payment_cols!(), " FROM payments WHERE status = $1 AND ($2 IS NULL OR provider = $2) ",
+                    "AND ($3 = 0 OR refund_reservation_id IS NOT NULL) AND (next_check_at IS NULL OR next_check_at <= $4) ",
+                    "AND ($5 IS NULL OR created_at >= $5) ORDER BY created_at ASC, id ASC LIMIT $6"
+                );
+                let rows: Vec<PaymentRow> = sqlx::query_as(sql)
+                    .bind(status.as_str())
+                    .bind(provider)
+                    .bind(i64::from(refunding))
+                    .bind(filter.at.millis())
+                    .bind(filter.created_since.map(Timestamp::millis))
+                    .bind(limit(filter.limit))
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(TxError::from)?;
+                rows.into_iter().map(Payment::try_from).collect()
+            }
+
+            async fn schedule_check(&self, id: PaymentId, checks: u32, next_check_at: Timestamp) -> Result<(), StoreError> {
+                let done = sqlx::query("UPDATE payments SET checks = $1, next_check_at = $2 WHERE id = $3")
+                    .bind(i64::from(checks))
+                    .bind(next_check_at.millis())
+                    .bind(id.to_string())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(TxError::from)?;
+                if done.rows_affected() == 1 { Ok(()) } else { Err(StoreError::NotFound(Missing::Payment(id))) }
             }
         }
 

@@ -272,7 +272,7 @@ impl TryFrom<JobRow> for Job {
 /// Column list of `payment` queries.
 macro_rules! payment_cols {
     () => {
-        "id, provider, provider_payment_id, user_id, amount, provider_units, status, confirmation_url, refund_reservation_id, cancel_reason, version, created_at, paid_at, updated_at"
+        "id, provider, provider_payment_id, user_id, amount, provider_units, status, confirmation_url, refund_reservation_id, refund_id, cancel_reason, version, checks, next_check_at, created_at, paid_at, updated_at"
     };
 }
 pub(crate) use payment_cols;
@@ -288,8 +288,11 @@ pub(crate) struct PaymentRow {
     status: String,
     confirmation_url: Option<String>,
     refund_reservation_id: Option<String>,
+    refund_id: Option<String>,
     cancel_reason: Option<String>,
     version: i64,
+    checks: i64,
+    next_check_at: Option<i64>,
     created_at: i64,
     paid_at: Option<i64>,
     updated_at: i64,
@@ -315,8 +318,11 @@ impl TryFrom<PaymentRow> for Payment {
                 .as_deref()
                 .map(|s| parse("reservation id", s))
                 .transpose()?,
+            refund_id: r.refund_id,
             cancel_reason: r.cancel_reason,
             version: version(r.version)?,
+            checks: u32::try_from(r.checks).map_err(|e| corrupt("payment checks", e))?,
+            next_check_at: r.next_check_at.map(Timestamp::from_millis),
             created_at: Timestamp::from_millis(r.created_at),
             paid_at: r.paid_at.map(Timestamp::from_millis),
             updated_at: Timestamp::from_millis(r.updated_at),

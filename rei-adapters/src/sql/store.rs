@@ -57,7 +57,7 @@ macro_rules! sql_common {
             Balance, LedgerEntry, NewEntry, NewReservation, Posted, Reservation, Settlement, SettlementPlan, VerifyReport,
         };
         pub(crate) use rei_core::money::Money;
-        pub(crate) use rei_core::payment::{NewPayment, Payment, PaymentEffect, PaymentFilter, PaymentProvider, PaymentTransition};
+        pub(crate) use rei_core::payment::{Due, DueFilter, NewPayment, Payment, PaymentEffect, PaymentFilter, PaymentProvider, PaymentState, PaymentTransition};
         pub(crate) use rei_core::ports::{Missing, DialogueRecord, DialogueStore, JobStore, LedgerStore, PaymentStore, StoreError, UserStore};
         pub(crate) use rei_core::time::Timestamp;
         pub(crate) use rei_core::user::{AuditRecord, Language, Stats, User, UserProfile};

@@ -261,6 +261,9 @@ impl TelegramNotifier {
     }
 
     fn should_alert(&self, alert: &AdminAlert) -> bool {
+        if alert.payment_id.is_some() {
+            return true;
+        }
         let mut alerted = self.alerted.lock().unwrap_or_else(PoisonError::into_inner);
         let key = (alert.provider.clone(), alert.kind);
         let now = Instant::now();

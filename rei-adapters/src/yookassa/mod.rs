@@ -26,8 +26,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use rei_core::Money;
 use rei_core::ids::{PaymentId, UserId};
 use rei_core::ports::{
-    CreatePayment, GatewayPayment, GatewayRefund, GatewayStatus, PaymentGateway, PaymentPage,
-    ProviderError, RefundRequest, RefundStatus,
+    CreatePayment, GatewayMethod, GatewayPayment, GatewayRefund, GatewayStatus, PaymentGateway,
+    PaymentListQuery, PaymentPage, ProviderError, RefundRequest, RefundStatus,
 };
 use rei_core::time::Timestamp;
 use reqwest::header::CONTENT_TYPE;
@@ -46,8 +46,8 @@ const JSON_LIMIT: usize = 4 * 1024 * 1024;
 const MAX_DESCRIPTION_CHARS: usize = 128;
 /// `description` of a refund.
 const MAX_REFUND_DESCRIPTION_CHARS: usize = 250;
-/// Payments per list page (the API maximum).
-const PAGE_SIZE: &str = "100";
+/// Most payments per list page (the API maximum).
+const MAX_PAGE_SIZE: u32 = 100;
 /// Longest `Idempotence-Key` (providers.md §3.2: treat 64 as a hard limit).
 const MAX_KEY_LEN: usize = 64;
 /// The wait after a 202 without `retry_after` (the official PHP SDK's `DEFAULT_DELAY`).
@@ -362,38 +362,32 @@ impl PaymentGateway for YooKassaClient {
         };
         let body = encode(&body)?;
         let refund: wire::Refund = self.post("/refunds", key, &body).await?;
-        let status = match refund.status.as_str() {
-            "pending" => RefundStatus::Pending,
-            "succeeded" => RefundStatus::Succeeded,
-            "canceled" => RefundStatus::Canceled {
-                reason: refund.cancellation_details.and_then(|d| d.reason),
-            },
-            other => {
-                return Err(unknown(format!(
-                    "unknown YooKassa refund status `{}`",
-                    http::truncate(other, 32)
-                )));
-            }
-        };
-        Ok(GatewayRefund {
-            refund_id: refund.id,
-            status,
-        })
+        gateway_refund(refund)
     }
 
-    #[tracing::instrument(skip_all, fields(provider = PROVIDER, since = since.millis()))]
+    #[tracing::instrument(skip_all, fields(provider = PROVIDER, refund_id = %refund_id))]
+    async fn get_refund(&self, refund_id: &str) -> Result<GatewayRefund, ProviderError> {
+        let id = path_segment(refund_id)?;
+        let refund: wire::Refund = self.get(&format!("/refunds/{id}"), &[]).await?;
+        gateway_refund(refund)
+    }
+
+    #[tracing::instrument(skip_all, fields(provider = PROVIDER, since = query.since.millis(), until = query.until.map(Timestamp::millis)))]
     async fn list_payments(
         &self,
-        since: Timestamp,
-        cursor: Option<String>,
+        query: &PaymentListQuery,
     ) -> Result<PaymentPage, ProviderError> {
-        let since = DateTime::<Utc>::from_timestamp_millis(since.millis())
-            .ok_or_else(|| invalid("the start of the listing is out of range"))?
-            .to_rfc3339_opts(SecondsFormat::Millis, true);
-        let mut query = vec![("created_at.gte", since.as_str()), ("limit", PAGE_SIZE)];
-        if let Some(cursor) = cursor.as_deref() {
-            query.push(("cursor", cursor));
+        let since = iso(query.since)?;
+        let until = query.until.map(iso).transpose()?;
+        let limit = query.limit.clamp(1, MAX_PAGE_SIZE).to_string();
+        let mut params = vec![("created_at.gte", since.as_str()), ("limit", limit.as_str())];
+        if let Some(until) = until.as_deref() {
+            params.push(("created_at.lt", until));
         }
+        if let Some(cursor) = query.cursor.as_deref() {
+            params.push(("cursor", cursor));
+        }
+        let query = params;
         let list: wire::PaymentList = self.get("/payments", &query).await?;
         let items = list.items.into_iter().filter_map(listed_payment).collect();
         Ok(PaymentPage {
@@ -481,7 +475,8 @@ fn classify(
         );
     }
     match status {
-        400 | 404 | 405 | 415 => ProviderError::InvalidRequest { message: text },
+        404 => ProviderError::NotFound { message: text },
+        400 | 405 | 415 => ProviderError::InvalidRequest { message: text },
         401 | 403 => ProviderError::Auth { message: text },
         429 => ProviderError::RateLimited { retry_after },
         408 | 500..=599 => ProviderError::Transient { message: text },
@@ -490,12 +485,15 @@ fn classify(
 }
 
 fn gateway_payment(payment: wire::Payment) -> Result<GatewayPayment, ProviderError> {
+    let (cancellation_party, cancel_reason) = payment
+        .cancellation_details
+        .map_or((None, None), |d| (d.party, d.reason));
     let status = match payment.status.as_str() {
         "pending" => GatewayStatus::Pending,
         "waiting_for_capture" => GatewayStatus::WaitingForCapture,
         "succeeded" => GatewayStatus::Succeeded,
         "canceled" => GatewayStatus::Canceled {
-            reason: payment.cancellation_details.and_then(|d| d.reason),
+            reason: cancel_reason,
         },
         other => {
             return Err(unknown(format!(
@@ -512,6 +510,7 @@ fn gateway_payment(payment: wire::Payment) -> Result<GatewayPayment, ProviderErr
         Some(serde_json::Value::Number(n)) => Some(n.to_string()),
         _ => None,
     };
+    let optional_money = |a: Option<&wire::Amount>| a.map(money_of).transpose();
     Ok(GatewayPayment {
         provider_payment_id: payment.id,
         status,
@@ -521,7 +520,47 @@ fn gateway_payment(payment: wire::Payment) -> Result<GatewayPayment, ProviderErr
         user_id: meta("tg_user_id").and_then(|u| u.parse::<UserId>().ok()),
         created_at,
         test: payment.test,
+        paid: payment.paid,
+        captured_at: payment.captured_at.as_deref().map(timestamp).transpose()?,
+        income_amount: optional_money(payment.income_amount.as_ref())?,
+        payment_method: payment.payment_method.map(|m| GatewayMethod {
+            kind: http::truncate(&m.kind, 32),
+            title: m.title.map(|t| http::truncate(&t, 64)),
+        }),
+        refundable: payment.refundable,
+        refunded_amount: optional_money(payment.refunded_amount.as_ref())?,
+        cancellation_party,
+        receipt_registration: payment.receipt_registration,
     })
+}
+
+fn gateway_refund(refund: wire::Refund) -> Result<GatewayRefund, ProviderError> {
+    let status = match refund.status.as_str() {
+        "pending" => RefundStatus::Pending,
+        "succeeded" => RefundStatus::Succeeded,
+        "canceled" => RefundStatus::Canceled {
+            reason: refund.cancellation_details.and_then(|d| d.reason),
+        },
+        other => {
+            return Err(unknown(format!(
+                "unknown YooKassa refund status `{}`",
+                http::truncate(other, 32)
+            )));
+        }
+    };
+    Ok(GatewayRefund {
+        refund_id: refund.id,
+        status,
+        provider_payment_id: refund.payment_id,
+        amount: refund.amount.as_ref().map(money_of).transpose()?,
+    })
+}
+
+/// An instant as YooKassa's ISO-8601 UTC text with milliseconds.
+fn iso(at: Timestamp) -> Result<String, ProviderError> {
+    DateTime::<Utc>::from_timestamp_millis(at.millis())
+        .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
+        .ok_or_else(|| invalid("a listing bound is out of range"))
 }
 
 /// An ISO-8601 UTC instant (`2025-05-20T09:15:02.117Z`) as milliseconds since the epoch.

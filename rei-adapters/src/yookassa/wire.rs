@@ -81,6 +81,29 @@ pub(crate) struct Payment {
     pub cancellation_details: Option<CancellationDetails>,
     #[serde(default)]
     pub test: bool,
+    #[serde(default)]
+    pub paid: bool,
+    #[serde(default)]
+    pub captured_at: Option<String>,
+    #[serde(default)]
+    pub income_amount: Option<Amount>,
+    #[serde(default)]
+    pub payment_method: Option<PaymentMethod>,
+    #[serde(default)]
+    pub refundable: bool,
+    #[serde(default)]
+    pub refunded_amount: Option<Amount>,
+    #[serde(default)]
+    pub receipt_registration: Option<String>,
+}
+
+/// `payment_method`: only its type and title are read (never card data).
+#[derive(Debug, Deserialize)]
+pub(crate) struct PaymentMethod {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub title: Option<String>,
 }
 
 /// `confirmation` of a payment.
@@ -94,6 +117,8 @@ pub(crate) struct Confirmation {
 #[derive(Debug, Deserialize)]
 pub(crate) struct CancellationDetails {
     #[serde(default)]
+    pub party: Option<String>,
+    #[serde(default)]
     pub reason: Option<String>,
 }
 
@@ -102,6 +127,10 @@ pub(crate) struct CancellationDetails {
 pub(crate) struct Refund {
     pub id: String,
     pub status: String,
+    #[serde(default)]
+    pub payment_id: Option<String>,
+    #[serde(default)]
+    pub amount: Option<Amount>,
     #[serde(default)]
     pub cancellation_details: Option<CancellationDetails>,
 }

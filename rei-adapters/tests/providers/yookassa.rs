@@ -7,8 +7,8 @@ use rei_adapters::yookassa::{VatCode, YooKassaClient, YooKassaConfig};
 use rei_core::Money;
 use rei_core::ids::{IdempotencyKey, PaymentId, UserId};
 use rei_core::ports::{
-    CreatePayment, GatewayPayment, GatewayStatus, PaymentGateway, PaymentPage, ProviderError,
-    ProviderErrorKind, RefundRequest, RefundStatus,
+    CreatePayment, GatewayMethod, GatewayPayment, GatewayStatus, PaymentGateway, PaymentListQuery,
+    PaymentPage, ProviderError, ProviderErrorKind, RefundRequest, RefundStatus,
 };
 use rei_core::time::Timestamp;
 use secrecy::SecretString;
@@ -80,6 +80,15 @@ fn refund_request(amount: Money) -> RefundRequest {
     }
 }
 
+fn list_from(since: Timestamp, cursor: Option<String>) -> PaymentListQuery {
+    PaymentListQuery {
+        since,
+        until: None,
+        cursor,
+        limit: 100,
+    }
+}
+
 fn yookassa_error(code: &str, description: &str) -> Value {
     json!({"type": "error", "id": "ab5a11cd-13cc-4e33-af8b-75a74e18dd09", "code": code, "description": description, "parameter": "amount.value"})
 }
@@ -100,6 +109,7 @@ fn expected_pending() -> GatewayPayment {
         user_id: Some(UserId::new(123_456_789).unwrap()),
         created_at: Some(Timestamp::from_millis(1_747_732_502_117)),
         test: false,
+        ..Default::default()
     }
 }
 
@@ -247,13 +257,13 @@ async fn the_retry_budget_ends_in_a_transient_error() {
 
 #[tokio::test]
 async fn error_answers_map_to_their_class() {
-    use ProviderErrorKind::{Auth, InvalidRequest, Transient};
+    use ProviderErrorKind::{Auth, InvalidRequest, NotFound, Transient};
     let cases = [
         (400, "invalid_request", InvalidRequest, 1),
         (400, "not_supported", InvalidRequest, 1),
         (401, "invalid_credentials", Auth, 1),
         (403, "forbidden", Auth, 1),
-        (404, "not_found", InvalidRequest, 1),
+        (404, "not_found", NotFound, 1),
         (500, "internal_server_error", Transient, 3),
     ];
     for (status, code, kind, attempts) in cases {
@@ -569,7 +579,7 @@ async fn an_unreadable_payment_is_skipped_and_the_page_goes_on() {
         .await;
 
     let page = client
-        .list_payments(Timestamp::from_millis(1_746_057_600_000), None)
+        .list_payments(&list_from(Timestamp::from_millis(1_746_057_600_000), None))
         .await
         .unwrap();
 
@@ -619,9 +629,9 @@ async fn listing_pages_through_payments_since_an_instant() {
         .await;
     let since = Timestamp::from_millis(1_746_057_600_000);
 
-    let first = client.list_payments(since, None).await.unwrap();
+    let first = client.list_payments(&list_from(since, None)).await.unwrap();
     let second = client
-        .list_payments(since, first.next_cursor.clone())
+        .list_payments(&list_from(since, first.next_cursor.clone()))
         .await
         .unwrap();
 
@@ -665,4 +675,140 @@ async fn the_secret_never_reaches_the_logs() {
         assert!(!text.contains(secret), "a secret leaked into the logs");
         assert!(!format!("{client:?}").contains(secret));
     }
+}
+
+#[tokio::test]
+async fn a_finished_payment_is_read_in_full() {
+    let (server, client) = fixture(|_| {}).await;
+    Mock::given(method("GET"))
+        .and(path(format!("/v3/payments/{GATEWAY_ID}")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(payment(
+            "succeeded",
+            json!({"captured_at": "2025-05-20T09:16:40.331Z",
+                   "income_amount": {"value": "482.50", "currency": "RUB"},
+                   "payment_method": {"type": "bank_card", "id": GATEWAY_ID, "saved": false, "title": "Bank card *4444",
+                                      "card": {"first6": "555555", "last4": "4444", "expiry_month": "07", "expiry_year": "2030"}},
+                   "refundable": true,
+                   "refunded_amount": {"value": "100.00", "currency": "RUB"},
+                   "receipt_registration": "succeeded"}),
+        )))
+        .mount(&server)
+        .await;
+    let read = client.get_payment(GATEWAY_ID).await.unwrap();
+    assert_eq!(
+        read,
+        GatewayPayment {
+            status: GatewayStatus::Succeeded,
+            confirmation_url: None,
+            paid: true,
+            captured_at: Some(Timestamp::from_millis(1_747_732_600_331)),
+            income_amount: Some(Money::from_kopecks(48_250).unwrap()),
+            payment_method: Some(GatewayMethod {
+                kind: "bank_card".into(),
+                title: Some("Bank card *4444".into()),
+            }),
+            refundable: true,
+            refunded_amount: Some(Money::from_rubles(100).unwrap()),
+            receipt_registration: Some("succeeded".into()),
+            ..expected_pending()
+        }
+    );
+}
+
+#[tokio::test]
+async fn a_cancelled_payment_names_who_cancelled_it() {
+    let (server, client) = fixture(|_| {}).await;
+    Mock::given(method("GET"))
+        .and(path(format!("/v3/payments/{GATEWAY_ID}")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(payment(
+            "canceled",
+            json!({"cancellation_details": {"party": "yoo_money", "reason": "expired_on_confirmation"}}),
+        )))
+        .mount(&server)
+        .await;
+    let read = client.get_payment(GATEWAY_ID).await.unwrap();
+    assert_eq!(
+        read.status,
+        GatewayStatus::Canceled {
+            reason: Some("expired_on_confirmation".into())
+        }
+    );
+    assert_eq!(read.cancellation_party.as_deref(), Some("yoo_money"));
+}
+
+#[tokio::test]
+async fn unknown_payments_and_refunds_are_not_found_not_bad_requests() {
+    let (server, client) = fixture(|_| {}).await;
+    Mock::given(method("GET"))
+        .respond_with(
+            ResponseTemplate::new(404).set_body_json(yookassa_error("not_found", "Not found")),
+        )
+        .mount(&server)
+        .await;
+    assert_eq!(
+        client.get_payment(GATEWAY_ID).await.unwrap_err().kind(),
+        ProviderErrorKind::NotFound
+    );
+    assert_eq!(
+        client.get_refund("2f9e2b7c-0015-5000-8000-1a2b3c4d5e6f").await.unwrap_err().kind(),
+        ProviderErrorKind::NotFound
+    );
+    assert_eq!(requests(&server).await.len(), 2, "a 404 is not retried");
+}
+
+#[tokio::test]
+async fn a_refund_is_re_read_by_its_id() {
+    let (server, client) = fixture(|_| {}).await;
+    let refund = "2f9e2b7c-0015-5000-8000-1a2b3c4d5e6f";
+    Mock::given(method("GET"))
+        .and(path(format!("/v3/refunds/{refund}")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": refund, "payment_id": GATEWAY_ID, "status": "canceled",
+            "cancellation_details": {"party": "yoo_money", "reason": "rejected_by_payee"},
+            "amount": {"value": "500.00", "currency": "RUB"},
+            "created_at": "2025-05-21T10:00:00.000Z", "description": "Возврат пополнения"})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let read = client.get_refund(refund).await.unwrap();
+    assert_eq!(read.refund_id, refund);
+    assert_eq!(
+        read.status,
+        RefundStatus::Canceled {
+            reason: Some("rejected_by_payee".into())
+        }
+    );
+    assert_eq!(read.provider_payment_id.as_deref(), Some(GATEWAY_ID));
+    assert_eq!(read.amount, Some(Money::from_rubles(500).unwrap()));
+    assert_eq!(
+        client.get_refund("../payments").await.unwrap_err().kind(),
+        ProviderErrorKind::InvalidRequest,
+        "ids never escape their path segment"
+    );
+}
+
+#[tokio::test]
+async fn listing_a_window_sends_both_bounds_and_the_page_size() {
+    let (server, client) = fixture(|_| {}).await;
+    Mock::given(method("GET"))
+        .and(path("/v3/payments"))
+        .and(query_param("created_at.gte", "2025-05-01T00:00:00.000Z"))
+        .and(query_param("created_at.lt", "2025-05-02T00:00:00.000Z"))
+        .and(query_param("limit", "20"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"type": "list", "items": [pending()]})),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    let page = client
+        .list_payments(&PaymentListQuery {
+            since: Timestamp::from_millis(1_746_057_600_000),
+            until: Some(Timestamp::from_millis(1_746_144_000_000)),
+            cursor: None,
+            limit: 20,
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.items, vec![expected_pending()]);
 }

@@ -1220,6 +1220,115 @@ pub async fn payments_are_filtered<S: Backend>(s: Store<S>) {
     );
 }
 
+pub async fn the_poller_sees_due_payments_oldest_first<S: Backend>(s: Store<S>) {
+    use crate::payment::{Due, DueFilter};
+    let u = user(&*s, 1).await;
+    let a = s.create_payment(new_payment(1, u, 10_000)).await.unwrap();
+    let stars = s
+        .create_payment(NewPayment {
+            provider: PaymentProvider::TelegramStars,
+            provider_units: Some(10),
+            ..new_payment(2, u, 1_500)
+        })
+        .await
+        .unwrap();
+    let b = s.create_payment(new_payment(3, u, 20_000)).await.unwrap();
+    let c = s.create_payment(new_payment(4, u, 30_000)).await.unwrap();
+    pay(&*s, &c, succeeded("yk-4", 30_000)).await.unwrap();
+    let ids = |ps: Vec<Payment>| ps.into_iter().map(|p| p.id).collect::<Vec<_>>();
+    let due = |due, at_ms, limit| DueFilter {
+        due,
+        at: at(at_ms),
+        created_since: None,
+        limit,
+    };
+    let yk = Due::Pending(PaymentProvider::Yookassa);
+    assert_eq!(
+        ids(s.due_payments(due(yk, 10, 0)).await.unwrap()),
+        vec![a.id, b.id]
+    );
+    assert_eq!(ids(s.due_payments(due(yk, 10, 1)).await.unwrap()), vec![a.id]);
+    assert_eq!(
+        ids(s
+            .due_payments(due(Due::Pending(PaymentProvider::TelegramStars), 10, 0))
+            .await
+            .unwrap()),
+        vec![stars.id]
+    );
+    // A scheduled check hides the payment until it is due; state and version stay.
+    s.schedule_check(a.id, 3, at(100)).await.unwrap();
+    assert_eq!(ids(s.due_payments(due(yk, 99, 0)).await.unwrap()), vec![b.id]);
+    assert_eq!(
+        ids(s.due_payments(due(yk, 100, 0)).await.unwrap()),
+        vec![a.id, b.id]
+    );
+    let a_now = s.payment(a.id).await.unwrap().unwrap();
+    assert_eq!(
+        (a_now.checks, a_now.next_check_at, a_now.version),
+        (3, Some(at(100)), a.version)
+    );
+    assert_eq!(
+        ids(s
+            .due_payments(DueFilter {
+                created_since: Some(at(2)),
+                ..due(yk, 100, 0)
+            })
+            .await
+            .unwrap()),
+        vec![b.id]
+    );
+    // A transition keeps the poller's bookkeeping.
+    let registered = pay(
+        &*s,
+        &a_now,
+        PaymentEvent::Registered {
+            provider_payment_id: "yk-1".into(),
+            confirmation_url: None,
+        },
+    )
+    .await
+    .unwrap();
+    let stored = s.payment(a.id).await.unwrap().unwrap();
+    assert_eq!((stored.checks, stored.next_check_at), (3, Some(at(100))));
+    assert_eq!(stored.version, registered.version);
+    // Refunds in progress: paid with a hold attached, and their refund id is kept.
+    let c_paid = s.payment(c.id).await.unwrap().unwrap();
+    assert!(
+        s.due_payments(due(Due::Refunding, 100, 0))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let h = s.reserve(hold(7, u, 30_000)).await.unwrap();
+    let started = pay(
+        &*s,
+        &c_paid,
+        PaymentEvent::RefundStarted {
+            reservation_id: h.id,
+        },
+    )
+    .await
+    .unwrap();
+    let asked = pay(
+        &*s,
+        &started,
+        PaymentEvent::RefundRequested {
+            refund_id: "rf-1".into(),
+        },
+    )
+    .await
+    .unwrap();
+    let refunding = s.due_payments(due(Due::Refunding, 100, 0)).await.unwrap();
+    assert_eq!(ids(refunding.clone()), vec![c.id]);
+    assert_eq!(refunding[0].refund_id.as_deref(), Some("rf-1"));
+    assert_eq!(refunding[0], asked);
+    assert!(matches!(
+        s.schedule_check(PaymentId::from_uuid(uuid(99)), 1, at(1)).await,
+        Err(StoreError::NotFound(Missing::Payment(_)))
+    ));
+    assert_sound(&*s).await;
+}
+
 pub async fn stats_count_everything<S: Backend>(s: Store<S>) {
     let u = user(&*s, 1).await;
     let v = user(&*s, 2).await;

@@ -93,6 +93,7 @@ macro_rules! __conformance_cases {
             provider_ids_are_unique,
             refund_hold_is_captured_with_the_transition,
             payments_are_filtered,
+            the_poller_sees_due_payments_oldest_first,
             stats_count_everything,
             dialogue_state_round_trips,
             dialogue_of_an_unknown_user_is_not_found,

@@ -739,6 +739,7 @@ async fn pay_offers_amounts_then_a_link_and_a_check_button() {
             user_id: Some(r.user_id),
             created_at: None,
             test: true,
+            ..Default::default()
         })
     });
     gateway.expect_get_payment().returning(|id| {
@@ -751,6 +752,7 @@ async fn pay_offers_amounts_then_a_link_and_a_check_button() {
             user_id: None,
             created_at: None,
             test: true,
+            ..Default::default()
         })
     });
     let w = world_with(config(false), Some(gateway));

@@ -304,6 +304,7 @@ impl Step<'_> {
                 provider: provider.to_owned(),
                 kind: error.kind(),
                 message: error.to_string(),
+                payment_id: None,
             };
             if let Err(e) = self.runner.ports.notifier.alert_admins(alert).await {
                 self.notes.push(StepNote::NotSent {

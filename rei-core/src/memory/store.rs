@@ -18,7 +18,7 @@ use crate::ledger::{
     Reservation, ReservationState, Settlement, SettlementPlan, VerifyReport,
 };
 use crate::money::Money;
-use crate::payment::{
+use crate::payment::{DueFilter, 
     NewPayment, Payment, PaymentEffect, PaymentFilter, PaymentProvider, PaymentTransition,
 };
 use crate::ports::{
@@ -835,8 +835,14 @@ impl PaymentStore for MemoryStore {
         if let Some(key) = provider_key {
             s.payment_by_provider.insert(key, id);
         }
-        s.payments.insert(id, t.after.clone());
-        Ok(t.after.clone())
+        let mut saved = t.after.clone();
+        if let Some(stored) = s.payments.get(&id) {
+            // The poller's bookkeeping is not part of a transition.
+            saved.checks = stored.checks;
+            saved.next_check_at = stored.next_check_at;
+        }
+        s.payments.insert(id, saved.clone());
+        Ok(saved)
     }
 
     async fn payments(&self, filter: PaymentFilter) -> Result<Vec<Payment>, StoreError> {
@@ -853,6 +859,35 @@ impl PaymentStore for MemoryStore {
             .take(limit(filter.limit))
             .cloned()
             .collect())
+    }
+
+    async fn due_payments(&self, filter: DueFilter) -> Result<Vec<Payment>, StoreError> {
+        let s = self.lock();
+        let mut due: Vec<Payment> = s
+            .payments
+            .values()
+            .filter(|p| filter.matches(p))
+            .cloned()
+            .collect();
+        due.sort_by_key(|p| (p.created_at, p.id));
+        due.truncate(limit(filter.limit));
+        Ok(due)
+    }
+
+    async fn schedule_check(
+        &self,
+        id: PaymentId,
+        checks: u32,
+        next_check_at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut s = self.lock();
+        let p = s
+            .payments
+            .get_mut(&id)
+            .ok_or(StoreError::NotFound(Missing::Payment(id)))?;
+        p.checks = checks;
+        p.next_check_at = Some(next_check_at);
+        Ok(())
     }
 }
 

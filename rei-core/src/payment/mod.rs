@@ -18,7 +18,7 @@ use crate::money::Money;
 use crate::time::Timestamp;
 
 pub use service::{
-    PaymentApplied, PaymentConfig, PaymentError, PaymentPorts, PaymentService, RefundOutcome,
+    GatewayHint, PaymentApplied, PollConfig, PollReport, Told, PaymentConfig, PaymentError, PaymentPorts, PaymentService, RefundOutcome,
 };
 
 /// Who takes the money.
@@ -75,10 +75,17 @@ pub struct Payment {
     pub confirmation_url: Option<String>,
     /// The hold taken while a refund is under way.
     pub refund_reservation_id: Option<ReservationId>,
+    /// The provider's id of the refund under way, once it answered.
+    pub refund_id: Option<String>,
     /// Provider's cancellation reason, if any.
     pub cancel_reason: Option<String>,
     /// Bumped by every stored change.
     pub version: u32,
+    /// How many times the poller has asked the provider about it (bookkeeping, outside
+    /// the state machine: it never bumps `version`).
+    pub checks: u32,
+    /// When the poller may ask again; `None` = at once.
+    pub next_check_at: Option<Timestamp>,
     /// When created.
     pub created_at: Timestamp,
     /// When paid.
@@ -118,8 +125,11 @@ impl NewPayment {
             state: PaymentState::Pending,
             confirmation_url: None,
             refund_reservation_id: None,
+            refund_id: None,
             cancel_reason: None,
             version: 0,
+            checks: 0,
+            next_check_at: None,
             created_at: self.created_at,
             paid_at: None,
             updated_at: self.created_at,
@@ -156,11 +166,22 @@ pub enum PaymentEvent {
         /// The hold.
         reservation_id: ReservationId,
     },
+    /// The provider accepted the refund request and named it (it may still be pending).
+    RefundRequested {
+        /// The provider's refund id.
+        refund_id: String,
+    },
     /// The provider refunded the money: capture the hold.
     RefundSucceeded,
     /// The provider refused the refund: release the hold.
     RefundFailed,
+    /// Nobody paid within the payment window: cancelled here. A provider that later
+    /// reports the money taken is still believed (see [`Payment::apply`]).
+    Expired,
 }
+
+/// The `cancel_reason` of a payment that expired unpaid.
+pub const EXPIRED_REASON: &str = "expired";
 
 impl PaymentEvent {
     /// A short name for logs and errors.
@@ -172,6 +193,8 @@ impl PaymentEvent {
             Self::ProviderSucceeded { .. } => "provider_succeeded",
             Self::ProviderCancelled { .. } => "provider_cancelled",
             Self::RefundStarted { .. } => "refund_started",
+            Self::RefundRequested { .. } => "refund_requested",
+            Self::Expired => "expired",
             Self::RefundSucceeded => "refund_succeeded",
             Self::RefundFailed => "refund_failed",
         }
@@ -277,7 +300,8 @@ impl Payment {
                 next.provider_payment_id = Some(provider_payment_id.clone());
                 next.confirmation_url.clone_from(confirmation_url);
             }
-            (PaymentEvent::ProviderPending, Pending | Paid | Refunded) => {}
+            // "Not paid yet" changes nothing, also about a payment we gave up on.
+            (PaymentEvent::ProviderPending, _) => {}
             (
                 PaymentEvent::ProviderSucceeded {
                     provider_payment_id,
@@ -311,7 +335,44 @@ impl Payment {
                 next.state = Cancelled;
                 next.cancel_reason.clone_from(reason);
             }
-            (PaymentEvent::ProviderCancelled { .. }, Cancelled) => {}
+            // Money taken wins: a payment we expired (an old invoice paid late) or saw
+            // cancelled is credited when the provider says it was paid after all.
+            (
+                PaymentEvent::ProviderSucceeded {
+                    provider_payment_id,
+                    amount,
+                },
+                Cancelled,
+            ) => {
+                self.check_provider_id(provider_payment_id)?;
+                if *amount != self.amount {
+                    return Err(PaymentTransitionError::AmountMismatch {
+                        payment_id: self.id,
+                        expected: self.amount,
+                        reported: *amount,
+                    });
+                }
+                next.provider_payment_id = Some(provider_payment_id.clone());
+                next.state = Paid;
+                next.paid_at = Some(now);
+                next.cancel_reason = None;
+                effect = Some(PaymentEffect::Credit);
+            }
+            (PaymentEvent::ProviderCancelled { .. } | PaymentEvent::Expired, Cancelled) => {}
+            (PaymentEvent::Expired, Pending) => {
+                next.state = Cancelled;
+                next.cancel_reason = Some(EXPIRED_REASON.to_owned());
+            }
+            (PaymentEvent::RefundRequested { refund_id }, Paid) => {
+                match (&self.refund_reservation_id, &self.refund_id) {
+                    (None, _) => return Err(illegal()),
+                    (Some(_), Some(known)) if known == refund_id => {}
+                    (Some(_), Some(_)) => return Err(illegal()),
+                    (Some(_), None) => next.refund_id = Some(refund_id.clone()),
+                }
+            }
+            (PaymentEvent::RefundRequested { refund_id }, Refunded)
+                if self.refund_id.as_deref() == Some(refund_id.as_str()) => {}
             (PaymentEvent::RefundStarted { reservation_id }, Paid) => {
                 match self.refund_reservation_id {
                     Some(existing) if existing == *reservation_id => {}
@@ -335,6 +396,7 @@ impl Payment {
                     return Err(illegal());
                 };
                 next.refund_reservation_id = None;
+                next.refund_id = None;
                 effect = Some(PaymentEffect::ReleaseRefundHold(hold));
             }
             // A webhook may be applied before creation stores the provider id: a later
@@ -346,10 +408,21 @@ impl Payment {
                 },
                 Paid | Cancelled | Refunded,
             ) if self.provider_payment_id.as_deref() == Some(provider_payment_id.as_str()) => {}
+            // Expired here before the provider id was stored (a crash after creating it
+            // at the provider): learning the id keeps it cancelled, and a later success
+            // still credits it.
+            (
+                PaymentEvent::Registered {
+                    provider_payment_id,
+                    ..
+                },
+                Cancelled,
+            ) if self.provider_payment_id.is_none() => {
+                next.provider_payment_id = Some(provider_payment_id.clone());
+            }
             (PaymentEvent::Registered { .. }, Paid | Cancelled | Refunded)
-            | (PaymentEvent::ProviderPending, Cancelled)
-            | (PaymentEvent::ProviderSucceeded { .. }, Cancelled)
-            | (PaymentEvent::ProviderCancelled { .. }, Paid | Refunded)
+            | (PaymentEvent::ProviderCancelled { .. } | PaymentEvent::Expired, Paid | Refunded)
+            | (PaymentEvent::RefundRequested { .. }, Pending | Cancelled | Refunded)
             | (PaymentEvent::RefundStarted { .. }, Pending | Cancelled | Refunded)
             | (PaymentEvent::RefundSucceeded, Pending | Cancelled)
             | (PaymentEvent::RefundFailed, Pending | Cancelled | Refunded) => return Err(illegal()),
@@ -414,6 +487,45 @@ pub struct PaymentFilter {
     pub since: Option<Timestamp>,
     /// At most this many, newest first (0 = store default of 100).
     pub limit: u32,
+}
+
+/// Which payments the poller looks at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Due {
+    /// Pending top-ups of one provider.
+    Pending(PaymentProvider),
+    /// Paid payments with a refund under way (a refund hold attached).
+    Refunding,
+}
+
+/// A poller query: see `PaymentStore::due_payments`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DueFilter {
+    /// Which payments.
+    pub due: Due,
+    /// Only those whose next check is at or before this instant (or unset).
+    pub at: Timestamp,
+    /// Only those created at or after this instant, if set.
+    pub created_since: Option<Timestamp>,
+    /// At most this many (0 = store default of 100), oldest first.
+    pub limit: u32,
+}
+
+impl DueFilter {
+    /// Whether a payment matches (memory stores and tests use it; SQL stores say the same
+    /// in SQL).
+    #[must_use]
+    pub fn matches(&self, p: &Payment) -> bool {
+        let which = match self.due {
+            Due::Pending(provider) => p.state == PaymentState::Pending && p.provider == provider,
+            Due::Refunding => {
+                p.state == PaymentState::Paid && p.refund_reservation_id.is_some()
+            }
+        };
+        which
+            && p.next_check_at.is_none_or(|t| t <= self.at)
+            && self.created_since.is_none_or(|t| p.created_at >= t)
+    }
 }
 
 impl fmt::Display for Payment {

@@ -2,19 +2,21 @@
 //! refunds that never take more than the user still has.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::ids::{IdempotencyKey, PaymentId, ReservationId, UserId};
 use crate::ledger::{NewReservation, ReservationState};
 use crate::money::Money;
 use crate::payment::{
-    NewPayment, Payment, PaymentEffect, PaymentEvent, PaymentFilter, PaymentProvider, PaymentState,
-    PaymentTransitionError,
+    Due, DueFilter, NewPayment, Payment, PaymentEffect, PaymentEvent, PaymentFilter,
+    PaymentProvider, PaymentState, PaymentTransitionError,
 };
 use crate::ports::{
-    Clock, CreatePayment, GatewayPayment, IdGenerator, LedgerStore, Missing, Notice, Notifier,
-    PaymentGateway, PaymentStore, ProviderError, RefundRequest, RefundStatus, StoreError,
-    UserStore,
+    AdminAlert, Clock, CreatePayment, GatewayPayment, GatewayRefund, IdGenerator, LedgerStore,
+    Missing, Notice, Notifier, PaymentGateway, PaymentListQuery, PaymentStore, ProviderError,
+    ProviderErrorKind, RefundRequest, RefundStatus, StoreError, UserStore,
 };
+use crate::time::Timestamp;
 
 /// Payment settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,6 +31,8 @@ pub struct PaymentConfig {
     pub receipts: bool,
     /// Rubles credited per Telegram Star (`STARS_RUB_RATE`); `None` disables Stars.
     pub stars_rate: Option<Money>,
+    /// How the poller for lost webhooks and unfinished refunds works.
+    pub poll: PollConfig,
 }
 
 impl Default for PaymentConfig {
@@ -39,8 +43,102 @@ impl Default for PaymentConfig {
             max_topup: Money::from_kopecks(100_000_000).unwrap_or(Money::ZERO),
             receipts: false,
             stars_rate: None,
+            poll: PollConfig::default(),
         }
     }
+}
+
+/// The poller's timing: the one that catches lost webhooks, expires abandoned payments and
+/// finishes refunds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PollConfig {
+    /// A payment nobody paid within this long is expired (cancelled here) after a last
+    /// look at the provider; an unpaid Stars invoice is refused at checkout after it.
+    pub pending_window: Duration,
+    /// A YooKassa payment whose creation answer was lost (no provider id) is looked up
+    /// in the provider's list once it is this old, and expired when it is not there.
+    pub unregistered_after: Duration,
+    /// The first wait before asking the provider about a payment; doubled after each
+    /// check up to `max_backoff`.
+    pub first_backoff: Duration,
+    /// The longest wait between two checks of one payment.
+    pub max_backoff: Duration,
+    /// At most this many payments of each kind per round.
+    pub batch: u32,
+}
+
+impl Default for PollConfig {
+    fn default() -> Self {
+        Self {
+            pending_window: Duration::from_secs(24 * 3600),
+            unregistered_after: Duration::from_secs(10 * 60),
+            first_backoff: Duration::from_secs(30),
+            max_backoff: Duration::from_secs(30 * 60),
+            batch: 50,
+        }
+    }
+}
+
+impl PollConfig {
+    /// The wait after the `checks`-th check: `first_backoff × 2^(checks-1)`, capped.
+    #[must_use]
+    pub fn backoff(&self, checks: u32) -> Duration {
+        let doubled = self
+            .first_backoff
+            .checked_mul(1_u32 << checks.saturating_sub(1).min(20))
+            .unwrap_or(self.max_backoff);
+        doubled.min(self.max_backoff)
+    }
+}
+
+/// What one poller round did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PollReport {
+    /// Payments the provider was asked about.
+    pub checked: u32,
+    /// Payments credited by this round (their webhook was lost).
+    pub credited: u32,
+    /// Payments the provider cancelled.
+    pub cancelled: u32,
+    /// Payments expired here, unpaid.
+    pub expired: u32,
+    /// Refunds finished (money returned, hold captured).
+    pub refunds_done: u32,
+    /// Refunds the provider refused (hold released, admins told).
+    pub refunds_refused: u32,
+    /// Payments whose check failed (provider error, contradiction); asked again later.
+    pub errors: u32,
+    /// Which, and why: for the caller's log.
+    pub failures: Vec<(PaymentId, String)>,
+}
+
+/// A provider's notification, reduced to what it names: only a hint, re-read before use.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GatewayHint {
+    /// `payment.*`: a payment changed.
+    Payment {
+        /// The provider's payment id.
+        provider_payment_id: String,
+    },
+    /// `refund.*`: a refund changed.
+    Refund {
+        /// The provider's refund id.
+        refund_id: String,
+        /// The provider's id of the refunded payment.
+        provider_payment_id: String,
+    },
+}
+
+/// Whether the user was told about a change (after its commit).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Told {
+    /// Nothing to tell.
+    Nothing,
+    /// Told.
+    Yes,
+    /// The notice could not be delivered (the money state is committed regardless);
+    /// the caller logs it.
+    Failed(String),
 }
 
 /// What payment operations can fail with.
@@ -97,6 +195,9 @@ pub enum PaymentError {
         /// Its reason.
         reason: String,
     },
+    /// The Stars invoice is not this user's, not pending, or too old to be paid.
+    #[error("this invoice can no longer be paid")]
+    InvoiceNotPayable,
     /// Telegram reports another number of Stars than the invoice (nothing credited).
     #[error("the invoice was for {invoiced} Stars but {paid} were paid")]
     StarsMismatch {
@@ -132,6 +233,18 @@ pub struct PaymentApplied {
     pub payment: Payment,
     /// True only for the one call that credited the user.
     pub credited: bool,
+    /// Whether the user was told (only the call that changed something tells).
+    pub told: Told,
+}
+
+impl PaymentApplied {
+    fn unchanged(payment: Payment) -> Self {
+        Self {
+            payment,
+            credited: false,
+            told: Told::Nothing,
+        }
+    }
 }
 
 /// How a refund ended.
@@ -144,6 +257,10 @@ pub enum RefundOutcome {
 }
 
 const CONFLICT_RETRIES: u32 = 3;
+/// Page size when listing the gateway's payments.
+const LIST_PAGE: u32 = 100;
+/// At most this many pages (100 000 payments) in one listing.
+const MAX_LIST_PAGES: u32 = 1000;
 
 /// The ports a [`PaymentService`] works over.
 #[derive(Clone)]
@@ -391,6 +508,45 @@ impl PaymentService {
         Ok(self.payments.payments(filter).await?)
     }
 
+    /// Checks a Telegram Stars checkout before Telegram takes the money
+    /// (`pre_checkout_query`): the invoice must be this user's, still pending, for this
+    /// many Stars, and younger than the payment window.
+    ///
+    /// # Errors
+    /// [`PaymentError::UnknownPayment`], [`PaymentError::InvoiceNotPayable`],
+    /// [`PaymentError::StarsMismatch`], [`PaymentError::Banned`].
+    pub async fn stars_checkout(
+        &self,
+        payment_id: PaymentId,
+        user: UserId,
+        stars: u32,
+    ) -> Result<Payment, PaymentError> {
+        let payment = self.payment(payment_id).await?;
+        let age = self.clock.now().since(payment.created_at);
+        if payment.provider != PaymentProvider::TelegramStars
+            || payment.user_id != user
+            || payment.state != PaymentState::Pending
+            || age >= self.config.poll.pending_window
+        {
+            return Err(PaymentError::InvoiceNotPayable);
+        }
+        match payment.provider_units {
+            Some(invoiced) if invoiced == stars => {}
+            Some(invoiced) => {
+                return Err(PaymentError::StarsMismatch {
+                    invoiced,
+                    paid: stars,
+                });
+            }
+            None => return Err(PaymentError::InvoiceNotPayable),
+        }
+        match self.users.user(user).await? {
+            Some(u) if u.is_banned => Err(PaymentError::Banned(user)),
+            Some(_) => Ok(payment),
+            None => Err(PaymentError::UnknownUser(user)),
+        }
+    }
+
     /// A webhook named a provider payment: re-read it from the gateway (the body is only a
     /// hint) and apply what the gateway says.
     ///
@@ -401,15 +557,56 @@ impl PaymentService {
         &self,
         provider_payment_id: &str,
     ) -> Result<PaymentApplied, PaymentError> {
-        let Some(gateway) = &self.gateway else {
-            return Err(PaymentError::MethodUnavailable);
-        };
+        let gateway = self.gateway()?;
         let remote = gateway.get_payment(provider_payment_id).await?;
         self.apply_gateway_payment(&remote).await
     }
 
-    /// The user's "Check payment" button, and the poller for lost webhooks: asks the
-    /// gateway about a pending payment and applies the answer.
+    /// A provider notification: re-reads what it names and applies that (a payment's
+    /// state, or a refund of one of our refunds in progress). Repeats change nothing.
+    ///
+    /// # Errors
+    /// [`PaymentError::Provider`] when the gateway cannot be asked (the provider should
+    /// retry), [`PaymentError::Store`] when the database cannot (likewise),
+    /// [`PaymentError::UnknownPayment`] when it is not ours.
+    pub async fn gateway_notification(
+        &self,
+        hint: &GatewayHint,
+    ) -> Result<PaymentApplied, PaymentError> {
+        match hint {
+            GatewayHint::Payment {
+                provider_payment_id,
+            } => self.sync_provider_payment(provider_payment_id).await,
+            GatewayHint::Refund {
+                refund_id,
+                provider_payment_id,
+            } => {
+                let payment = self
+                    .payments
+                    .payment_by_provider_id(PaymentProvider::Yookassa, provider_payment_id)
+                    .await?
+                    .ok_or_else(|| PaymentError::UnknownPayment(provider_payment_id.clone()))?;
+                // Only a refund we started moves money here; one made elsewhere (the
+                // provider's dashboard) is left to `rei-cli payments reconcile`.
+                if payment.state != PaymentState::Paid || payment.refund_reservation_id.is_none()
+                {
+                    return Ok(PaymentApplied::unchanged(payment));
+                }
+                let refund = self.gateway()?.get_refund(refund_id).await?;
+                if refund
+                    .provider_payment_id
+                    .as_deref()
+                    .is_some_and(|p| p != provider_payment_id)
+                {
+                    return Ok(PaymentApplied::unchanged(payment));
+                }
+                self.finish_refund(payment.id, &refund).await
+            }
+        }
+    }
+
+    /// The user's "Check payment" button: asks the gateway about a pending payment and
+    /// applies the answer.
     ///
     /// # Errors
     /// As [`Self::sync_provider_payment`].
@@ -423,10 +620,7 @@ impl PaymentService {
             (Some(provider_id), PaymentState::Pending, PaymentProvider::Yookassa) => {
                 self.sync_provider_payment(provider_id).await
             }
-            _ => Ok(PaymentApplied {
-                payment,
-                credited: false,
-            }),
+            _ => Ok(PaymentApplied::unchanged(payment)),
         }
     }
 
@@ -462,7 +656,41 @@ impl PaymentService {
         self.apply(payment.id, remote.event()).await
     }
 
-    /// Applies one event with its ledger effect; tells the user once when credited.
+    /// The gateway's payments created in a window, every page (newest first): what
+    /// reconciliation compares with ours.
+    ///
+    /// # Errors
+    /// [`PaymentError::MethodUnavailable`], [`PaymentError::Provider`].
+    pub async fn gateway_payments(
+        &self,
+        since: Timestamp,
+        until: Option<Timestamp>,
+    ) -> Result<Vec<GatewayPayment>, PaymentError> {
+        let gateway = self.gateway()?;
+        let mut all = Vec::new();
+        let mut cursor = None;
+        for _ in 0..MAX_LIST_PAGES {
+            let page = gateway
+                .list_payments(&PaymentListQuery {
+                    since,
+                    until,
+                    cursor: cursor.take(),
+                    limit: LIST_PAGE,
+                })
+                .await?;
+            all.extend(page.items);
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => return Ok(all),
+            }
+        }
+        Err(PaymentError::Provider(ProviderError::Unknown {
+            message: format!("the payment list has more than {MAX_LIST_PAGES} pages"),
+        }))
+    }
+
+    /// Applies one event with its ledger effect; tells the user once, after the commit,
+    /// when credited or refunded.
     async fn apply(
         &self,
         id: PaymentId,
@@ -473,32 +701,37 @@ impl PaymentService {
             let payment = self.payment(id).await?;
             let transition = payment.apply(event.clone(), self.clock.now())?;
             if !transition.changed() {
-                return Ok(PaymentApplied {
-                    payment,
-                    credited: false,
-                });
+                return Ok(PaymentApplied::unchanged(payment));
             }
             match self.payments.save_payment_transition(&transition).await {
                 Ok(saved) => {
                     let credited = transition.effect == Some(PaymentEffect::Credit);
-                    if credited {
-                        let balance = self
-                            .ledger
-                            .balance(saved.user_id)
-                            .await
-                            .map(|b| b.available)
-                            .unwrap_or(Money::ZERO);
-                        let notice = Notice::PaymentCredited {
-                            payment_id: saved.id,
-                            amount: saved.amount,
-                            balance,
+                    let refunded =
+                        matches!(transition.effect, Some(PaymentEffect::CaptureRefundHold(_)));
+                    let told = if credited || refunded {
+                        let balance = self.available(saved.user_id).await;
+                        let (payment_id, amount) = (saved.id, saved.amount);
+                        let notice = if credited {
+                            Notice::PaymentCredited {
+                                payment_id,
+                                amount,
+                                balance,
+                            }
+                        } else {
+                            Notice::PaymentRefunded {
+                                payment_id,
+                                amount,
+                                balance,
+                            }
                         };
-                        // Best effort: the credit is committed; the notifier logs failures.
-                        let _ = self.notifier.notify(saved.user_id, notice).await;
-                    }
+                        self.tell(saved.user_id, notice).await
+                    } else {
+                        Told::Nothing
+                    };
                     return Ok(PaymentApplied {
                         payment: saved,
                         credited,
+                        told,
                     });
                 }
                 Err(StoreError::Conflict { .. }) if attempt < CONFLICT_RETRIES => attempt += 1,
@@ -507,26 +740,44 @@ impl PaymentService {
         }
     }
 
+    async fn available(&self, user: UserId) -> Money {
+        self.ledger
+            .balance(user)
+            .await
+            .map_or(Money::ZERO, |b| b.available)
+    }
+
+    async fn tell(&self, user: UserId, notice: Notice) -> Told {
+        match self.notifier.notify(user, notice).await {
+            Ok(_) => Told::Yes,
+            Err(e) => Told::Failed(e.to_string()),
+        }
+    }
+
+    fn gateway(&self) -> Result<&Arc<dyn PaymentGateway>, PaymentError> {
+        self.gateway.as_ref().ok_or(PaymentError::MethodUnavailable)
+    }
+
     /// Refunds a paid YooKassa top-up to the payer. The credited amount is first held on
     /// the balance (refused when the user has spent part of it), then the provider is
     /// asked; its answer captures or releases the hold. Safe to repeat: the hold and the
-    /// provider request reuse the same keys.
+    /// provider request reuse the same keys, and the poller finishes a refund left
+    /// pending or cut off by an error. The provider gets a fixed description, so that a
+    /// repeat is the same request; callers audit their own reason.
     ///
     /// # Errors
     /// [`PaymentError::WrongState`] unless paid, [`PaymentError::RefundExceedsBalance`],
     /// [`PaymentError::RefundRefused`] (hold released), [`PaymentError::Provider`] for a
-    /// transient failure (hold kept; repeat later).
-    pub async fn refund(&self, id: PaymentId, reason: &str) -> Result<RefundOutcome, PaymentError> {
-        let Some(gateway) = &self.gateway else {
-            return Err(PaymentError::MethodUnavailable);
-        };
+    /// failure (hold kept; the poller or a repeat finishes it).
+    pub async fn refund(&self, id: PaymentId) -> Result<RefundOutcome, PaymentError> {
+        self.gateway()?;
         let payment = self.payment(id).await?;
         if payment.state == PaymentState::Refunded {
             return Ok(RefundOutcome::Refunded(payment));
         }
-        let (PaymentState::Paid, Some(provider_payment_id), PaymentProvider::Yookassa) = (
+        let (PaymentState::Paid, Some(_), PaymentProvider::Yookassa) = (
             payment.state,
-            payment.provider_payment_id.clone(),
+            payment.provider_payment_id.as_ref(),
             payment.provider,
         ) else {
             return Err(PaymentError::WrongState {
@@ -535,59 +786,300 @@ impl PaymentService {
             });
         };
         let hold = self.hold_for_refund(&payment).await?;
-        self.apply(
-            id,
-            PaymentEvent::RefundStarted {
-                reservation_id: hold,
-            },
-        )
-        .await?;
+        let started = self
+            .apply(
+                id,
+                PaymentEvent::RefundStarted {
+                    reservation_id: hold,
+                },
+            )
+            .await?
+            .payment;
+        let refund = self.request_refund(&started, hold).await?;
+        let done = self.finish_refund(id, &refund).await?;
+        Self::refund_outcome(done.payment)
+    }
+
+    /// Sends (or re-sends, with the same key and body) the refund request of a hold.
+    async fn request_refund(
+        &self,
+        payment: &Payment,
+        hold: ReservationId,
+    ) -> Result<GatewayRefund, PaymentError> {
+        let gateway = self.gateway()?;
+        let Some(provider_payment_id) = payment.provider_payment_id.clone() else {
+            return Err(PaymentError::WrongState {
+                id: payment.id,
+                state: payment.state,
+            });
+        };
         // One key per refund attempt, derived from its hold: the same for every retry of
         // this attempt, new after a refusal (the hold is then new too).
         let request = RefundRequest {
-            payment_id: id,
+            payment_id: payment.id,
             idempotency_key: IdempotencyKey::derived("refund", &hold, "gateway"),
             provider_payment_id,
             amount: payment.amount,
-            description: reason.to_owned(),
+            description: format!("Refund of top-up {}", payment.id),
             receipt_email: None,
         };
-        match gateway.refund(&request).await {
-            Ok(refund) => match refund.status {
-                RefundStatus::Succeeded => {
-                    let done = self.apply(id, PaymentEvent::RefundSucceeded).await?.payment;
-                    let balance = self
-                        .ledger
-                        .balance(done.user_id)
-                        .await
-                        .map(|b| b.available)
-                        .unwrap_or(Money::ZERO);
-                    let _ = self
-                        .notifier
-                        .notify(
-                            done.user_id,
-                            Notice::PaymentRefunded {
-                                payment_id: id,
-                                amount: done.amount,
-                                balance,
-                            },
-                        )
-                        .await;
-                    Ok(RefundOutcome::Refunded(done))
-                }
-                RefundStatus::Pending => Ok(RefundOutcome::Pending(self.payment(id).await?)),
-                RefundStatus::Canceled { reason } => {
-                    self.apply(id, PaymentEvent::RefundFailed).await?;
-                    Err(PaymentError::RefundRefused {
-                        reason: reason.unwrap_or_else(|| "canceled".to_owned()),
-                    })
-                }
-            },
-            // Only an explicit refusal releases the hold. Any error — even a 4xx — may
-            // hide a refund that was made (e.g. a repeat after the key expired), so the
-            // amount stays held until the refund is reconciled: never refund twice.
-            Err(e) => Err(e.into()),
+        // Only an explicit refusal releases the hold. Any error — even a 4xx — may hide a
+        // refund that was made, so the amount stays held until the refund is known.
+        Ok(gateway.refund(&request).await?)
+    }
+
+    /// Applies the provider's answer about our refund in progress: records its id,
+    /// captures the hold when it succeeded (the user is told), releases it when refused
+    /// (admins are told).
+    async fn finish_refund(
+        &self,
+        id: PaymentId,
+        refund: &GatewayRefund,
+    ) -> Result<PaymentApplied, PaymentError> {
+        let payment = self.payment(id).await?;
+        if payment.state == PaymentState::Paid && payment.refund_id.is_none() {
+            self.apply(
+                id,
+                PaymentEvent::RefundRequested {
+                    refund_id: refund.refund_id.clone(),
+                },
+            )
+            .await?;
         }
+        match &refund.status {
+            RefundStatus::Pending => Ok(PaymentApplied::unchanged(self.payment(id).await?)),
+            RefundStatus::Succeeded => self.refund_succeeded(id).await,
+            RefundStatus::Canceled { reason } => {
+                let applied = self.apply(id, PaymentEvent::RefundFailed).await?;
+                let reason = reason.clone().unwrap_or_else(|| "canceled".to_owned());
+                if applied.payment.state == PaymentState::Paid
+                    && applied.payment.version != payment.version
+                {
+                    let alert = AdminAlert {
+                        provider: PaymentProvider::Yookassa.as_str().to_owned(),
+                        kind: ProviderErrorKind::Refused,
+                        message: format!(
+                            "the refund of payment {id} ({}) was refused: {reason}; the amount is back on the user's balance",
+                            applied.payment.amount
+                        ),
+                        payment_id: Some(id),
+                    };
+                    // Best effort, like every notice: the release is committed.
+                    if self.notifier.alert_admins(alert).await.is_err() {
+                        return Err(PaymentError::RefundRefused {
+                            reason: format!("{reason} (admins could not be told)"),
+                        });
+                    }
+                }
+                Err(PaymentError::RefundRefused { reason })
+            }
+        }
+    }
+
+    async fn refund_succeeded(&self, id: PaymentId) -> Result<PaymentApplied, PaymentError> {
+        self.apply(id, PaymentEvent::RefundSucceeded).await
+    }
+
+    fn refund_outcome(payment: Payment) -> Result<RefundOutcome, PaymentError> {
+        match payment.state {
+            PaymentState::Refunded => Ok(RefundOutcome::Refunded(payment)),
+            PaymentState::Paid if payment.refund_reservation_id.is_some() => {
+                Ok(RefundOutcome::Pending(payment))
+            }
+            state => Err(PaymentError::WrongState {
+                id: payment.id,
+                state,
+            }),
+        }
+    }
+
+    /// One round of the poller: asks the provider about pending YooKassa payments whose
+    /// next check is due (oldest first; their webhook may be lost), looks up payments
+    /// whose creation answer was lost, expires payments nobody paid within the window
+    /// (Stars invoices included), and finishes refunds left pending or cut off by an
+    /// error. Each check backs off (`PollConfig`); everything converges on the same
+    /// idempotent path as webhooks and the "Check payment" button.
+    ///
+    /// # Errors
+    /// [`PaymentError::Store`] when the store cannot list what is due. A failure about
+    /// one payment is counted in the report and retried later.
+    pub async fn poll(&self) -> Result<PollReport, PaymentError> {
+        let now = self.clock.now();
+        let cfg = self.config.poll;
+        let mut report = PollReport::default();
+        let due = |due| DueFilter {
+            due,
+            at: now,
+            created_since: None,
+            limit: cfg.batch,
+        };
+        if self.gateway.is_some() {
+            let pending = self
+                .payments
+                .due_payments(due(Due::Pending(PaymentProvider::Yookassa)))
+                .await?;
+            for p in pending {
+                // Webhooks usually come within seconds: the first look waits a little.
+                if p.checks == 0 && now.since(p.created_at) < cfg.first_backoff {
+                    continue;
+                }
+                self.poll_topup(p, now, &mut report).await?;
+            }
+            let refunding = self.payments.due_payments(due(Due::Refunding)).await?;
+            for p in refunding {
+                self.poll_refund(p, now, &mut report).await?;
+            }
+        }
+        let invoices = self
+            .payments
+            .due_payments(due(Due::Pending(PaymentProvider::TelegramStars)))
+            .await?;
+        for p in invoices {
+            let expires = p.created_at.plus(cfg.pending_window);
+            if now >= expires {
+                self.expire(&p, &mut report).await?;
+            } else {
+                self.payments.schedule_check(p.id, p.checks, expires).await?;
+            }
+        }
+        Ok(report)
+    }
+
+    async fn poll_topup(
+        &self,
+        p: Payment,
+        now: Timestamp,
+        report: &mut PollReport,
+    ) -> Result<(), PaymentError> {
+        let cfg = self.config.poll;
+        let age = now.since(p.created_at);
+        let result = match &p.provider_payment_id {
+            Some(provider_id) => self.sync_provider_payment(provider_id).await.map(Some),
+            None if age < cfg.unregistered_after => {
+                let at = p.created_at.plus(cfg.unregistered_after);
+                return Ok(self.payments.schedule_check(p.id, p.checks, at).await?);
+            }
+            None => self.find_unregistered(&p).await,
+        };
+        report.checked += 1;
+        match result {
+            Ok(Some(applied)) => {
+                report.credited += u32::from(applied.credited);
+                match applied.payment.state {
+                    PaymentState::Pending if age >= cfg.pending_window => {
+                        self.expire(&applied.payment, report).await
+                    }
+                    PaymentState::Pending => self.back_off(&p, now).await,
+                    PaymentState::Cancelled => {
+                        report.cancelled += u32::from(p.state == PaymentState::Pending);
+                        Ok(())
+                    }
+                    PaymentState::Paid | PaymentState::Refunded => Ok(()),
+                }
+            }
+            // Never created at the provider: nobody can pay it.
+            Ok(None) => self.expire(&p, report).await,
+            Err(e) => self.failed(&p, now, e, report).await,
+        }
+    }
+
+    /// A payment whose creation answer was lost: is it in the provider's list (by our id
+    /// in its metadata)? Applies what the provider says, or `None` when it is not there.
+    async fn find_unregistered(&self, p: &Payment) -> Result<Option<PaymentApplied>, PaymentError> {
+        let margin = Duration::from_secs(300);
+        let since = p.created_at.minus(margin);
+        let until = p
+            .created_at
+            .plus(self.config.poll.unregistered_after)
+            .plus(margin);
+        let listed = self.gateway_payments(since, Some(until)).await?;
+        match listed.iter().find(|r| r.payment_id == Some(p.id)) {
+            Some(remote) => self.apply_gateway_payment(remote).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn poll_refund(
+        &self,
+        p: Payment,
+        now: Timestamp,
+        report: &mut PollReport,
+    ) -> Result<(), PaymentError> {
+        let Some(hold) = p.refund_reservation_id else {
+            return Ok(());
+        };
+        report.checked += 1;
+        let result = self.resume_refund(&p, hold).await;
+        match result {
+            Ok(applied) if applied.payment.state == PaymentState::Refunded => {
+                report.refunds_done += 1;
+                Ok(())
+            }
+            Ok(_) => self.back_off(&p, now).await,
+            Err(PaymentError::RefundRefused { .. }) => {
+                report.refunds_refused += 1;
+                Ok(())
+            }
+            Err(e) => self.failed(&p, now, e, report).await,
+        }
+    }
+
+    async fn resume_refund(
+        &self,
+        p: &Payment,
+        hold: ReservationId,
+    ) -> Result<PaymentApplied, PaymentError> {
+        let gateway = self.gateway()?;
+        if let Some(refund_id) = &p.refund_id {
+            let refund = gateway.get_refund(refund_id).await?;
+            return self.finish_refund(p.id, &refund).await;
+        }
+        // The request's answer was lost. Its key may have expired (24 h): before sending
+        // it again, make sure the money did not go back already.
+        if let Some(provider_id) = &p.provider_payment_id {
+            let remote = gateway.get_payment(provider_id).await?;
+            if remote.refunded_amount.is_some_and(|r| r >= p.amount) {
+                return self.refund_succeeded(p.id).await;
+            }
+        }
+        let refund = self.request_refund(p, hold).await?;
+        self.finish_refund(p.id, &refund).await
+    }
+
+    async fn expire(&self, p: &Payment, report: &mut PollReport) -> Result<(), PaymentError> {
+        let applied = self.apply(p.id, PaymentEvent::Expired).await;
+        match applied {
+            Ok(a) => {
+                report.expired += u32::from(a.payment.state == PaymentState::Cancelled);
+                Ok(())
+            }
+            // Paid meanwhile (its webhook won the race): nothing to expire.
+            Err(PaymentError::Transition(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn back_off(&self, p: &Payment, now: Timestamp) -> Result<(), PaymentError> {
+        let checks = p.checks.saturating_add(1);
+        let at = now.plus(self.config.poll.backoff(checks));
+        Ok(self.payments.schedule_check(p.id, checks, at).await?)
+    }
+
+    /// One payment's check failed: counted, reported and asked again later; a store
+    /// failure ends the round.
+    async fn failed(
+        &self,
+        p: &Payment,
+        now: Timestamp,
+        error: PaymentError,
+        report: &mut PollReport,
+    ) -> Result<(), PaymentError> {
+        if let PaymentError::Store(_) = error {
+            return Err(error);
+        }
+        report.errors += 1;
+        report.failures.push((p.id, error.to_string()));
+        self.back_off(p, now).await
     }
 
     pub(crate) async fn hold_for_refund(
@@ -622,23 +1114,5 @@ impl PaymentService {
             }
             Err(e) => Err(e.into()),
         }
-    }
-
-    /// Payments still pending, oldest first, for the poller that catches lost webhooks.
-    ///
-    /// # Errors
-    /// [`PaymentError::Store`].
-    pub async fn pending(&self, limit: u32) -> Result<Vec<Payment>, PaymentError> {
-        let mut list = self
-            .payments
-            .payments(PaymentFilter {
-                state: Some(PaymentState::Pending),
-                user_id: None,
-                since: None,
-                limit,
-            })
-            .await?;
-        list.reverse();
-        Ok(list)
     }
 }

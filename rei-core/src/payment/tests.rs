@@ -5,7 +5,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::*;
-use crate::ids::{IdempotencyKey, PaymentId, UserId};
+use crate::ids::{IdempotencyKey, PaymentId, ReservationId, UserId};
 use crate::ledger::{EntryKind, NewEntry, RefType, ReservationState};
 use crate::memory::{ManualClock, MemoryStore, RecordingNotifier, SequentialIds};
 use crate::money::Money;
@@ -83,11 +83,101 @@ fn cancellation_is_final() {
         (PaymentState::Cancelled, Some("expired_on_confirmation"))
     );
     assert!(!ok_step(&c, PaymentEvent::ProviderCancelled { reason: None }).changed());
+    assert!(!ok_step(&c, PaymentEvent::ProviderPending).changed());
     assert!(matches!(
-        c.apply(succeeded("yk", 50_000), t(1)),
+        c.apply(PaymentEvent::RefundSucceeded, t(1)),
         Err(PaymentTransitionError::Illegal { .. })
     ));
 }
+
+#[test]
+fn money_taken_after_a_cancel_or_expiry_is_credited_once() {
+    let expired = ok_step(&pending(), PaymentEvent::Expired).after;
+    assert_eq!(
+        (expired.state, expired.cancel_reason.as_deref()),
+        (PaymentState::Cancelled, Some(EXPIRED_REASON))
+    );
+    assert!(!ok_step(&expired, PaymentEvent::Expired).changed());
+    // Its creation answer was lost: the id becomes known, it stays cancelled.
+    let named = ok_step(
+        &expired,
+        PaymentEvent::Registered {
+            provider_payment_id: "yk".into(),
+            confirmation_url: None,
+        },
+    )
+    .after;
+    assert_eq!(named.state, PaymentState::Cancelled);
+    let paid = ok_step(&named, succeeded("yk", 50_000));
+    assert_eq!(paid.effect, Some(PaymentEffect::Credit));
+    assert_eq!(
+        (paid.after.state, paid.after.cancel_reason.as_deref()),
+        (PaymentState::Paid, None)
+    );
+    assert!(!ok_step(&paid.after, succeeded("yk", 50_000)).changed());
+    assert!(matches!(
+        named.apply(succeeded("other", 50_000), t(1)),
+        Err(PaymentTransitionError::ProviderIdMismatch { .. })
+    ));
+    assert!(matches!(
+        named.apply(succeeded("yk", 40_000), t(1)),
+        Err(PaymentTransitionError::AmountMismatch { .. })
+    ));
+    assert!(paid.after.apply(PaymentEvent::Expired, t(2)).is_err());
+}
+
+#[test]
+fn a_refund_id_is_recorded_once_and_dropped_with_a_refusal() {
+    let paid = ok_step(&pending(), succeeded("yk", 50_000)).after;
+    let hold = ReservationId::from_uuid(Uuid::from_u128(9));
+    assert!(
+        paid.apply(
+            PaymentEvent::RefundRequested {
+                refund_id: "rf".into()
+            },
+            t(1)
+        )
+        .is_err(),
+        "no refund id without a hold"
+    );
+    let started = ok_step(
+        &paid,
+        PaymentEvent::RefundStarted {
+            reservation_id: hold,
+        },
+    )
+    .after;
+    let asked = ok_step(
+        &started,
+        PaymentEvent::RefundRequested {
+            refund_id: "rf".into(),
+        },
+    );
+    assert_eq!(asked.effect, None);
+    assert_eq!(asked.after.refund_id.as_deref(), Some("rf"));
+    let again = PaymentEvent::RefundRequested {
+        refund_id: "rf".into(),
+    };
+    assert!(!ok_step(&asked.after, again).changed());
+    assert!(
+        asked
+            .after
+            .apply(
+                PaymentEvent::RefundRequested {
+                    refund_id: "other".into()
+                },
+                t(1)
+            )
+            .is_err()
+    );
+    let refused = ok_step(&asked.after, PaymentEvent::RefundFailed).after;
+    assert_eq!(
+        (refused.refund_id, refused.refund_reservation_id),
+        (None, None)
+    );
+}
+
+mod poll;
 
 #[test]
 fn a_paid_payment_cannot_be_cancelled_by_the_provider() {
@@ -239,6 +329,7 @@ fn remote(id: &str, status: GatewayStatus, k: i64, ours: Option<PaymentId>) -> G
         user_id: None,
         created_at: None,
         test: true,
+        ..Default::default()
     }
 }
 
@@ -506,15 +597,17 @@ async fn a_refund_takes_the_money_back_once() {
         Ok(GatewayRefund {
             refund_id: "rf-1".into(),
             status: RefundStatus::Succeeded,
+            provider_payment_id: None,
+                amount: None,
         })
     });
     let (svc, p) = paid_topup(&w, g, 20_000).await;
-    let out = svc.refund(p.id, "customer asked").await.unwrap();
+    let out = svc.refund(p.id).await.unwrap();
     assert!(matches!(out, RefundOutcome::Refunded(ref r) if r.state == PaymentState::Refunded));
     assert_eq!(balance(&w).await, 0);
     assert!(
         matches!(
-            svc.refund(p.id, "again").await.unwrap(),
+            svc.refund(p.id).await.unwrap(),
             RefundOutcome::Refunded(_)
         ),
         "repeat is a no-op"
@@ -539,7 +632,7 @@ async fn a_refund_of_spent_money_is_refused_with_a_clear_error() {
         created_at: t(1),
     };
     w.store.post(spend, None).await.unwrap();
-    match svc.refund(p.id, "r").await {
+    match svc.refund(p.id).await {
         Err(PaymentError::RefundExceedsBalance { needed, available }) => {
             assert_eq!((needed, available), (m(20_000), m(15_000)))
         }
@@ -566,6 +659,8 @@ async fn a_refused_refund_releases_the_hold_and_a_later_one_can_succeed() {
                 status: RefundStatus::Canceled {
                     reason: Some("rejected_by_payee".into()),
                 },
+                provider_payment_id: None,
+                amount: None,
             })
         });
     g.expect_refund()
@@ -580,16 +675,18 @@ async fn a_refused_refund_releases_the_hold_and_a_later_one_can_succeed() {
             Ok(GatewayRefund {
                 refund_id: "rf2".into(),
                 status: RefundStatus::Succeeded,
+                provider_payment_id: None,
+                amount: None,
             })
         });
     let (svc, p) = paid_topup(&w, g, 20_000).await;
     assert!(matches!(
-        svc.refund(p.id, "r").await,
+        svc.refund(p.id).await,
         Err(PaymentError::RefundRefused { .. })
     ));
     assert_eq!(balance(&w).await, 20_000, "the hold was released");
     assert!(matches!(
-        svc.refund(p.id, "r").await.unwrap(),
+        svc.refund(p.id).await.unwrap(),
         RefundOutcome::Refunded(_)
     ));
     assert_eq!(balance(&w).await, 0);
@@ -620,11 +717,13 @@ async fn a_transient_refund_failure_keeps_the_hold_for_a_safe_retry() {
             Ok(GatewayRefund {
                 refund_id: "rf".into(),
                 status: RefundStatus::Succeeded,
+                provider_payment_id: None,
+                amount: None,
             })
         });
     let (svc, p) = paid_topup(&w, g, 20_000).await;
     assert!(matches!(
-        svc.refund(p.id, "r").await,
+        svc.refund(p.id).await,
         Err(PaymentError::Provider(_))
     ));
     let held = svc
@@ -642,7 +741,7 @@ async fn a_transient_refund_failure_keeps_the_hold_for_a_safe_retry() {
         0,
         "the amount stays held while the result is unknown"
     );
-    svc.refund(p.id, "r").await.unwrap();
+    svc.refund(p.id).await.unwrap();
     assert_eq!(
         w.store.reservation(held).await.unwrap().unwrap().state,
         ReservationState::Captured,
@@ -664,7 +763,7 @@ async fn unpaid_payments_cannot_be_refunded() {
     let svc = service(&w, Some(g), config());
     let p = svc.create_topup(w.user, m(10_000), None).await.unwrap();
     assert!(matches!(
-        svc.refund(p.id, "r").await,
+        svc.refund(p.id).await,
         Err(PaymentError::WrongState {
             state: PaymentState::Pending,
             ..
@@ -734,7 +833,7 @@ async fn a_refund_error_of_any_kind_keeps_the_hold() {
     });
     let (svc, p) = paid_topup(&w, g, 20_000).await;
     assert!(matches!(
-        svc.refund(p.id, "r").await,
+        svc.refund(p.id).await,
         Err(PaymentError::Provider(ProviderError::InvalidRequest { .. }))
     ));
     let held = svc
@@ -760,12 +859,14 @@ async fn a_racing_second_refund_never_attaches_a_settled_hold() {
         Ok(GatewayRefund {
             refund_id: "rf".into(),
             status: RefundStatus::Canceled { reason: None },
+            provider_payment_id: None,
+                amount: None,
         })
     });
     let (svc, p) = paid_topup(&w, g, 20_000).await;
     let before = svc.payment(p.id).await.unwrap();
     assert!(matches!(
-        svc.refund(p.id, "r").await,
+        svc.refund(p.id).await,
         Err(PaymentError::RefundRefused { .. })
     ));
     // A second attempt that read the payment before the first one (same version, so the

@@ -22,7 +22,7 @@ pub use notify::{
 pub use providers::{
     CreatePayment, DownloadedAsset, GatewayPayment, GatewayRefund, GatewayStatus, GeneratedImage,
     ImageGenerator, ImageInput, ImageRequest, PaymentGateway, PaymentPage, ProviderError,
-    ProviderErrorKind, RefundRequest, RefundStatus, VideoGenerator, VideoInput, VideoRequest,
+    ProviderErrorKind, RefundRequest, RefundStatus, VideoGenerator, VideoInput, VideoRequest, GatewayMethod, PaymentListQuery,
     VideoTaskStatus,
 };
 pub use queue::{JobQueue, QueueError};

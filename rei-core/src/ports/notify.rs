@@ -117,6 +117,9 @@ pub struct AdminAlert {
     pub kind: ProviderErrorKind,
     /// Details (never secrets).
     pub message: String,
+    /// The payment this alert is about, when it is about one (a refused refund). Such
+    /// alerts each need a person and are never throttled; provider-wide ones are.
+    pub payment_id: Option<PaymentId>,
 }
 
 /// Why a notice was not delivered.

@@ -23,6 +23,12 @@ pub enum ProviderError {
         /// The provider's words.
         message: String,
     },
+    /// The provider does not know the object asked for (HTTP 404): never retried.
+    #[error("not found: {message}")]
+    NotFound {
+        /// The provider's words.
+        message: String,
+    },
     /// Credentials or configuration are wrong: admins are alerted, never retried.
     #[error("authentication or configuration failure: {message}")]
     Auth {
@@ -66,6 +72,8 @@ pub enum ProviderError {
 pub enum ProviderErrorKind {
     /// See [`ProviderError::InvalidRequest`].
     InvalidRequest,
+    /// See [`ProviderError::NotFound`].
+    NotFound,
     /// See [`ProviderError::Auth`].
     Auth,
     /// See [`ProviderError::OutOfFunds`].
@@ -82,6 +90,7 @@ pub enum ProviderErrorKind {
 
 text_codes!(ProviderErrorKind {
     InvalidRequest => "invalid_request",
+    NotFound => "not_found",
     Auth => "auth",
     OutOfFunds => "out_of_funds",
     RateLimited => "rate_limited",
@@ -96,6 +105,7 @@ impl ProviderError {
     pub const fn kind(&self) -> ProviderErrorKind {
         match self {
             Self::InvalidRequest { .. } => ProviderErrorKind::InvalidRequest,
+            Self::NotFound { .. } => ProviderErrorKind::NotFound,
             Self::Auth { .. } => ProviderErrorKind::Auth,
             Self::OutOfFunds { .. } => ProviderErrorKind::OutOfFunds,
             Self::RateLimited { .. } => ProviderErrorKind::RateLimited,
@@ -128,9 +138,11 @@ impl ProviderError {
             Self::Auth { .. } | Self::OutOfFunds { .. } => FailureReason::ServiceUnavailable {
                 detail: self.kind().as_str().to_owned(),
             },
-            Self::InvalidRequest { message } => FailureReason::BadInput {
-                detail: message.clone(),
-            },
+            Self::InvalidRequest { message } | Self::NotFound { message } => {
+                FailureReason::BadInput {
+                    detail: message.clone(),
+                }
+            }
             Self::RateLimited { .. } | Self::Transient { .. } | Self::Unknown { .. } => {
                 FailureReason::ProviderFailed {
                     detail: self.to_string(),
@@ -332,9 +344,10 @@ pub struct CreatePayment {
 }
 
 /// The gateway's view of a payment status.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum GatewayStatus {
     /// Not paid yet.
+    #[default]
     Pending,
     /// Paid and held (two-stage payments); counts as pending.
     WaitingForCapture,
@@ -347,8 +360,17 @@ pub enum GatewayStatus {
     },
 }
 
+/// How a payment was paid (`payment_method`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GatewayMethod {
+    /// `bank_card`, `sbp`, `yoo_money`, … (an open set).
+    pub kind: String,
+    /// What the payer sees, e.g. "Bank card *4444" (never a full card number).
+    pub title: Option<String>,
+}
+
 /// A payment as the gateway reports it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct GatewayPayment {
     /// The gateway's id.
     pub provider_payment_id: String,
@@ -366,6 +388,22 @@ pub struct GatewayPayment {
     pub created_at: Option<Timestamp>,
     /// A test-shop payment.
     pub test: bool,
+    /// The money was taken (`paid`).
+    pub paid: bool,
+    /// When it was captured (succeeded).
+    pub captured_at: Option<Timestamp>,
+    /// What the shop receives after the gateway's fee (`income_amount`).
+    pub income_amount: Option<Money>,
+    /// How it was paid.
+    pub payment_method: Option<GatewayMethod>,
+    /// Whether it can still be refunded.
+    pub refundable: bool,
+    /// How much has been refunded so far (`refunded_amount`).
+    pub refunded_amount: Option<Money>,
+    /// Who cancelled it (`cancellation_details.party`: an open set).
+    pub cancellation_party: Option<String>,
+    /// The 54-FZ receipt's state (`receipt_registration`: pending, succeeded, canceled).
+    pub receipt_registration: Option<String>,
 }
 
 impl GatewayPayment {
@@ -426,6 +464,23 @@ pub struct GatewayRefund {
     pub refund_id: String,
     /// Its status.
     pub status: RefundStatus,
+    /// The gateway's id of the refunded payment.
+    pub provider_payment_id: Option<String>,
+    /// How much.
+    pub amount: Option<Money>,
+}
+
+/// Which gateway payments to list: a creation-time window, a page at a time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PaymentListQuery {
+    /// Created at or after.
+    pub since: Timestamp,
+    /// Created before, if bounded.
+    pub until: Option<Timestamp>,
+    /// The page to read (`None`: the first).
+    pub cursor: Option<String>,
+    /// Page size, 1–100.
+    pub limit: u32,
 }
 
 /// One page of the gateway's payment list.
@@ -453,7 +508,7 @@ pub trait PaymentGateway: Send + Sync {
     /// Re-reads a payment by the gateway's id (webhooks are only hints).
     ///
     /// # Errors
-    /// A [`ProviderError`].
+    /// A [`ProviderError`]; `NotFound` for an unknown payment.
     async fn get_payment(&self, provider_payment_id: &str)
     -> Result<GatewayPayment, ProviderError>;
 
@@ -463,13 +518,16 @@ pub trait PaymentGateway: Send + Sync {
     /// A [`ProviderError`].
     async fn refund(&self, request: &RefundRequest) -> Result<GatewayRefund, ProviderError>;
 
-    /// Lists payments created at or after `since`, a page at a time.
+    /// Re-reads a refund by the gateway's id.
+    ///
+    /// # Errors
+    /// A [`ProviderError`]; `NotFound` for an unknown refund.
+    async fn get_refund(&self, refund_id: &str) -> Result<GatewayRefund, ProviderError>;
+
+    /// Lists payments created in a window, newest first, a page at a time.
     ///
     /// # Errors
     /// A [`ProviderError`].
-    async fn list_payments(
-        &self,
-        since: Timestamp,
-        cursor: Option<String>,
-    ) -> Result<PaymentPage, ProviderError>;
+    async fn list_payments(&self, query: &PaymentListQuery)
+    -> Result<PaymentPage, ProviderError>;
 }

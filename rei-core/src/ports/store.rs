@@ -12,7 +12,7 @@ use crate::ledger::{
     SettlementError, VerifyReport,
 };
 use crate::money::Money;
-use crate::payment::{NewPayment, Payment, PaymentFilter, PaymentProvider, PaymentTransition};
+use crate::payment::{DueFilter, NewPayment, Payment, PaymentFilter, PaymentProvider, PaymentTransition};
 use crate::time::Timestamp;
 use crate::user::{AuditRecord, Language, Stats, User, UserProfile};
 
@@ -355,6 +355,25 @@ pub trait PaymentStore: Send + Sync {
     /// # Errors
     /// `Unavailable` on storage failure.
     async fn payments(&self, filter: PaymentFilter) -> Result<Vec<Payment>, StoreError>;
+
+    /// Payments the poller should look at now, **oldest first**: those of `filter.due`
+    /// whose `next_check_at` is unset or not after `filter.at`.
+    ///
+    /// # Errors
+    /// `Unavailable` on storage failure.
+    async fn due_payments(&self, filter: DueFilter) -> Result<Vec<Payment>, StoreError>;
+
+    /// Records that the poller asked about a payment: `checks` and when to ask again.
+    /// Bookkeeping only: state and `version` are untouched.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown payment.
+    async fn schedule_check(
+        &self,
+        id: PaymentId,
+        checks: u32,
+        next_check_at: Timestamp,
+    ) -> Result<(), StoreError>;
 }
 
 /// A user's stored dialogue state and its version (bumped by every save).

@@ -1,0 +1,498 @@
+//! The poller: lost webhooks, abandoned payments, unfinished refunds, provider hints.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use super::*;
+use crate::payment::service::GatewayHint;
+use crate::ports::{Clock, PaymentPage};
+
+const MIN: Duration = Duration::from_secs(60);
+const HOUR: Duration = Duration::from_secs(3600);
+
+fn service_with_clock(
+    w: &World,
+    gateway: Option<MockPaymentGateway>,
+    config: PaymentConfig,
+) -> (PaymentService, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::new(t(1_000)));
+    let svc = PaymentService::new(
+        PaymentPorts {
+            users: w.store.clone(),
+            payments: w.store.clone(),
+            ledger: w.store.clone(),
+            gateway: gateway.map(|g| Arc::new(g) as Arc<dyn crate::ports::PaymentGateway>),
+            notifier: w.notifier.clone(),
+            clock: clock.clone(),
+            ids: Arc::new(SequentialIds::default()),
+        },
+        config,
+    );
+    (svc, clock)
+}
+
+fn stars_config() -> PaymentConfig {
+    PaymentConfig {
+        stars_rate: Some(m(150)),
+        ..config()
+    }
+}
+
+/// A gateway that creates `yk-<n>` payments (n = 1, 2, …) and answers reads from a
+/// shared table of statuses.
+fn gateway_with(
+    statuses: Arc<Mutex<Vec<(String, GatewayStatus)>>>,
+    asked: Arc<Mutex<Vec<String>>>,
+) -> MockPaymentGateway {
+    let mut g = MockPaymentGateway::new();
+    let created = Arc::new(Mutex::new(0));
+    let table = statuses.clone();
+    g.expect_create_payment().returning(move |req| {
+        let mut n = created.lock().unwrap();
+        *n += 1;
+        let id = format!("yk-{n}");
+        table
+            .lock()
+            .unwrap()
+            .push((id.clone(), GatewayStatus::Pending));
+        Ok(remote(
+            &id,
+            GatewayStatus::Pending,
+            req.amount.kopecks(),
+            Some(req.payment_id),
+        ))
+    });
+    g.expect_get_payment().returning(move |id| {
+        asked.lock().unwrap().push(id.to_owned());
+        let status = statuses
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(s, _)| s == id)
+            .map(|(_, st)| st.clone())
+            .ok_or(ProviderError::NotFound {
+                message: id.to_owned(),
+            })?;
+        Ok(remote(id, status, 10_000, None))
+    });
+    g
+}
+
+fn set_status(statuses: &Mutex<Vec<(String, GatewayStatus)>>, id: &str, to: GatewayStatus) {
+    for (s, st) in statuses.lock().unwrap().iter_mut() {
+        if s == id {
+            *st = to.clone();
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_poller_credits_a_paid_top_up_whose_webhook_was_lost_oldest_first() {
+    let w = world().await;
+    let statuses = Arc::new(Mutex::new(Vec::new()));
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let g = gateway_with(statuses.clone(), asked.clone());
+    let (svc, clock) = service_with_clock(&w, Some(g), stars_config());
+    let oldest = svc.create_topup(w.user, m(10_000), None).await.unwrap();
+    clock.advance(MIN);
+    // A Stars invoice has nothing to ask YooKassa about.
+    svc.create_stars_topup(w.user, 10).await.unwrap();
+    clock.advance(MIN);
+    svc.create_topup(w.user, m(10_000), None).await.unwrap();
+    set_status(&statuses, "yk-1", GatewayStatus::Succeeded);
+    // The newest is not asked about yet: webhooks usually come within seconds.
+    clock.advance(Duration::from_secs(10));
+    let report = svc.poll().await.unwrap();
+    assert_eq!(*asked.lock().unwrap(), vec!["yk-1".to_owned()]);
+    assert_eq!((report.checked, report.credited), (1, 1));
+    assert_eq!(svc.payment(oldest.id).await.unwrap().state, PaymentState::Paid);
+    assert_eq!(balance(&w).await, 10_000);
+    let credited = w
+        .notifier
+        .notices()
+        .into_iter()
+        .filter(|(_, n)| matches!(n, Notice::PaymentCredited { .. }))
+        .count();
+    assert_eq!(credited, 1);
+    assert!(w.store.verify().await.unwrap().is_ok());
+}
+
+#[tokio::test]
+async fn an_unpaid_payment_is_asked_about_with_growing_waits_then_expires() {
+    let w = world().await;
+    let statuses = Arc::new(Mutex::new(Vec::new()));
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let g = gateway_with(statuses.clone(), asked.clone());
+    let (svc, clock) = service_with_clock(&w, Some(g), config());
+    let p = svc.create_topup(w.user, m(10_000), None).await.unwrap();
+    clock.advance(MIN);
+    svc.poll().await.unwrap();
+    assert_eq!(asked.lock().unwrap().len(), 1);
+    let after_one = svc.payment(p.id).await.unwrap();
+    assert_eq!(after_one.checks, 1);
+    assert_eq!(
+        after_one.next_check_at,
+        Some(clock.now().plus(Duration::from_secs(30)))
+    );
+    // Not due yet: nobody is asked.
+    clock.advance(Duration::from_secs(20));
+    svc.poll().await.unwrap();
+    assert_eq!(asked.lock().unwrap().len(), 1);
+    clock.advance(Duration::from_secs(10));
+    svc.poll().await.unwrap();
+    assert_eq!(asked.lock().unwrap().len(), 2);
+    assert_eq!(
+        svc.payment(p.id).await.unwrap().next_check_at,
+        Some(clock.now().plus(Duration::from_secs(60))),
+        "the wait doubles"
+    );
+    // A day later, still unpaid: one last look, then it expires.
+    clock.advance(25 * HOUR);
+    let report = svc.poll().await.unwrap();
+    assert_eq!(report.expired, 1);
+    assert_eq!(asked.lock().unwrap().len(), 3);
+    let expired = svc.payment(p.id).await.unwrap();
+    assert_eq!(
+        (expired.state, expired.cancel_reason.as_deref()),
+        (PaymentState::Cancelled, Some(crate::payment::EXPIRED_REASON))
+    );
+    clock.advance(HOUR);
+    svc.poll().await.unwrap();
+    assert_eq!(asked.lock().unwrap().len(), 3, "expired payments are left alone");
+    // Paid after all (a very late payer): the webhook still credits it, once.
+    set_status(&statuses, "yk-1", GatewayStatus::Succeeded);
+    assert!(svc.sync_provider_payment("yk-1").await.unwrap().credited);
+    assert!(!svc.sync_provider_payment("yk-1").await.unwrap().credited);
+    assert_eq!(balance(&w).await, 10_000);
+    assert!(w.store.verify().await.unwrap().is_ok());
+}
+
+#[tokio::test]
+async fn a_payment_cancelled_at_the_provider_is_cancelled_by_the_poller() {
+    let w = world().await;
+    let statuses = Arc::new(Mutex::new(Vec::new()));
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let g = gateway_with(statuses.clone(), asked);
+    let (svc, clock) = service_with_clock(&w, Some(g), config());
+    let p = svc.create_topup(w.user, m(10_000), None).await.unwrap();
+    set_status(
+        &statuses,
+        "yk-1",
+        GatewayStatus::Canceled {
+            reason: Some("expired_on_confirmation".into()),
+        },
+    );
+    clock.advance(MIN);
+    let report = svc.poll().await.unwrap();
+    assert_eq!((report.cancelled, report.expired), (1, 0));
+    let cancelled = svc.payment(p.id).await.unwrap();
+    assert_eq!(
+        cancelled.cancel_reason.as_deref(),
+        Some("expired_on_confirmation")
+    );
+    assert_eq!(balance(&w).await, 0);
+}
+
+#[tokio::test]
+async fn a_payment_whose_creation_answer_was_lost_is_found_in_the_list_or_expired() {
+    let w = world().await;
+    let mut g = MockPaymentGateway::new();
+    // Both creations time out: the provider made the first, not the second.
+    g.expect_create_payment().times(2).returning(|_| {
+        Err(ProviderError::Transient {
+            message: "timeout".into(),
+        })
+    });
+    let made = Arc::new(Mutex::new(None));
+    let listed = made.clone();
+    let windows = Arc::new(Mutex::new(Vec::new()));
+    let seen = windows.clone();
+    g.expect_list_payments().returning(move |q| {
+        seen.lock().unwrap().push((q.since, q.until, q.cursor.clone()));
+        // Two pages: the first holds someone else's payment.
+        match q.cursor.as_deref() {
+            None => Ok(PaymentPage {
+                items: vec![remote("yk-other", GatewayStatus::Succeeded, 500, None)],
+                next_cursor: Some("page-2".into()),
+            }),
+            Some(_) => Ok(PaymentPage {
+                items: listed.lock().unwrap().iter().cloned().collect(),
+                next_cursor: None,
+            }),
+        }
+    });
+    let (svc, clock) = service_with_clock(&w, Some(g), config());
+    assert!(svc.create_topup(w.user, m(10_000), None).await.is_err());
+    assert!(svc.create_topup(w.user, m(20_000), None).await.is_err());
+    let mut lost = svc.list(PaymentFilter::default()).await.unwrap();
+    lost.sort_by_key(|p| p.amount);
+    let (first, second) = (lost[0].clone(), lost[1].clone());
+    *made.lock().unwrap() = Some(remote(
+        "yk-9",
+        GatewayStatus::Succeeded,
+        10_000,
+        Some(first.id),
+    ));
+    // Too young to give up on: the creation may still be under way.
+    clock.advance(MIN);
+    svc.poll().await.unwrap();
+    assert!(windows.lock().unwrap().is_empty());
+    clock.advance(10 * MIN);
+    let report = svc.poll().await.unwrap();
+    assert_eq!((report.credited, report.expired), (1, 1));
+    let found = svc.payment(first.id).await.unwrap();
+    assert_eq!(
+        (found.state, found.provider_payment_id.as_deref()),
+        (PaymentState::Paid, Some("yk-9"))
+    );
+    assert_eq!(
+        svc.payment(second.id).await.unwrap().state,
+        PaymentState::Cancelled
+    );
+    let windows = windows.lock().unwrap();
+    assert!(
+        windows
+            .iter()
+            .all(|(since, until, _)| *since < first.created_at
+                && until.is_some_and(|u| u > first.created_at)),
+        "the list is read around the creation time: {windows:?}"
+    );
+    assert!(windows.iter().any(|(_, _, c)| c.as_deref() == Some("page-2")));
+    assert_eq!(balance(&w).await, 10_000);
+    assert!(w.store.verify().await.unwrap().is_ok());
+}
+
+#[tokio::test]
+async fn an_unpaid_stars_invoice_expires_and_can_no_longer_be_paid() {
+    let w = world().await;
+    let (svc, clock) = service_with_clock(&w, None, stars_config());
+    let p = svc.create_stars_topup(w.user, 10).await.unwrap();
+    assert_eq!(svc.stars_checkout(p.id, w.user, 10).await.unwrap().id, p.id);
+    assert!(matches!(
+        svc.stars_checkout(p.id, w.user, 9).await,
+        Err(PaymentError::StarsMismatch { .. })
+    ));
+    assert!(matches!(
+        svc.stars_checkout(p.id, UserId::new(99).unwrap(), 10).await,
+        Err(PaymentError::InvoiceNotPayable)
+    ));
+    svc.poll().await.unwrap();
+    assert_eq!(
+        svc.payment(p.id).await.unwrap().next_check_at,
+        Some(p.created_at.plus(24 * HOUR)),
+        "looked at again when it expires"
+    );
+    clock.advance(24 * HOUR);
+    assert!(matches!(
+        svc.stars_checkout(p.id, w.user, 10).await,
+        Err(PaymentError::InvoiceNotPayable)
+    ));
+    assert_eq!(svc.poll().await.unwrap().expired, 1);
+    assert_eq!(
+        svc.payment(p.id).await.unwrap().state,
+        PaymentState::Cancelled
+    );
+    // Telegram took the Stars anyway (checkout answered just before): credited once.
+    assert!(svc.stars_paid(p.id, "stx-1", 10).await.unwrap().credited);
+    assert!(!svc.stars_paid(p.id, "stx-1", 10).await.unwrap().credited);
+    assert_eq!(balance(&w).await, 1_500);
+    assert!(w.store.verify().await.unwrap().is_ok());
+}
+
+fn refund_answer(id: &str, status: RefundStatus) -> GatewayRefund {
+    GatewayRefund {
+        refund_id: id.into(),
+        status,
+        provider_payment_id: Some("yk-1".into()),
+        amount: Some(m(20_000)),
+    }
+}
+
+#[tokio::test]
+async fn a_refund_whose_gateway_call_failed_is_finished_by_the_poller() {
+    let w = world().await;
+    let mut g = gateway_creating("yk-1");
+    let keys = Arc::new(Mutex::new(Vec::new()));
+    let k = keys.clone();
+    let calls = Arc::new(Mutex::new(0));
+    g.expect_refund().times(2).returning(move |r| {
+        k.lock().unwrap().push(r.idempotency_key.clone());
+        let mut n = calls.lock().unwrap();
+        *n += 1;
+        if *n == 1 {
+            Err(ProviderError::Transient {
+                message: "timeout".into(),
+            })
+        } else {
+            Ok(refund_answer("rf-1", RefundStatus::Succeeded))
+        }
+    });
+    // Not refunded at the provider when the poller looks.
+    g.expect_get_payment()
+        .returning(|id| Ok(remote(id, GatewayStatus::Succeeded, 20_000, None)));
+    let (svc, clock) = service_with_clock(&w, Some(g), config());
+    let p = svc.create_topup(w.user, m(20_000), None).await.unwrap();
+    svc.sync_provider_payment("yk-1").await.unwrap();
+    assert!(matches!(
+        svc.refund(p.id).await,
+        Err(PaymentError::Provider(_))
+    ));
+    assert_eq!(balance(&w).await, 0, "held while unknown");
+    clock.advance(MIN);
+    let report = svc.poll().await.unwrap();
+    assert_eq!(report.refunds_done, 1);
+    let done = svc.payment(p.id).await.unwrap();
+    assert_eq!(
+        (done.state, done.refund_id.as_deref()),
+        (PaymentState::Refunded, Some("rf-1"))
+    );
+    let keys = keys.lock().unwrap();
+    assert_eq!(keys[0], keys[1], "the same refund request, sent again");
+    let refunded = w
+        .notifier
+        .notices()
+        .into_iter()
+        .filter(|(_, n)| matches!(n, Notice::PaymentRefunded { .. }))
+        .count();
+    assert_eq!(refunded, 1, "the user is told once");
+    clock.advance(HOUR);
+    assert_eq!(svc.poll().await.unwrap().checked, 0);
+    assert!(w.store.verify().await.unwrap().is_ok());
+}
+
+#[tokio::test]
+async fn a_refund_lost_after_the_provider_made_it_is_not_sent_again() {
+    let w = world().await;
+    let mut g = gateway_creating("yk-1");
+    g.expect_refund().times(1).returning(|_| {
+        Err(ProviderError::Transient {
+            message: "connection reset".into(),
+        })
+    });
+    let reads = Arc::new(Mutex::new(0));
+    let r = reads.clone();
+    g.expect_get_payment().returning(move |id| {
+        let mut n = r.lock().unwrap();
+        *n += 1;
+        let mut p = remote(id, GatewayStatus::Succeeded, 20_000, None);
+        // The second read (the poller's) shows the refund that was made.
+        if *n > 1 {
+            p.refunded_amount = Some(m(20_000));
+        }
+        Ok(p)
+    });
+    let (svc, clock) = service_with_clock(&w, Some(g), config());
+    let p = svc.create_topup(w.user, m(20_000), None).await.unwrap();
+    svc.sync_provider_payment("yk-1").await.unwrap();
+    assert!(svc.refund(p.id).await.is_err());
+    clock.advance(MIN);
+    assert_eq!(svc.poll().await.unwrap().refunds_done, 1);
+    assert_eq!(
+        svc.payment(p.id).await.unwrap().state,
+        PaymentState::Refunded
+    );
+    assert_eq!(balance(&w).await, 0);
+    assert!(w.store.verify().await.unwrap().is_ok());
+}
+
+#[tokio::test]
+async fn a_pending_refund_refused_later_releases_the_hold_and_tells_the_admins() {
+    let w = world().await;
+    let mut g = gateway_creating("yk-1");
+    g.expect_refund()
+        .times(1)
+        .returning(|_| Ok(refund_answer("rf-1", RefundStatus::Pending)));
+    g.expect_get_payment()
+        .returning(|id| Ok(remote(id, GatewayStatus::Succeeded, 20_000, None)));
+    let answers = Arc::new(Mutex::new(vec![
+        RefundStatus::Canceled {
+            reason: Some("rejected_by_payee".into()),
+        },
+        RefundStatus::Pending,
+    ]));
+    g.expect_get_refund().returning(move |id| {
+        assert_eq!(id, "rf-1");
+        let status = answers.lock().unwrap().pop().unwrap();
+        Ok(refund_answer(id, status))
+    });
+    let (svc, clock) = service_with_clock(&w, Some(g), config());
+    let p = svc.create_topup(w.user, m(20_000), None).await.unwrap();
+    svc.sync_provider_payment("yk-1").await.unwrap();
+    assert!(matches!(
+        svc.refund(p.id).await.unwrap(),
+        RefundOutcome::Pending(_)
+    ));
+    assert_eq!(
+        svc.payment(p.id).await.unwrap().refund_id.as_deref(),
+        Some("rf-1")
+    );
+    clock.advance(MIN);
+    let first = svc.poll().await.unwrap();
+    assert_eq!((first.checked, first.refunds_done), (1, 0), "still pending");
+    clock.advance(MIN);
+    let second = svc.poll().await.unwrap();
+    assert_eq!(second.refunds_refused, 1);
+    let after = svc.payment(p.id).await.unwrap();
+    assert_eq!(
+        (after.state, after.refund_reservation_id, after.refund_id),
+        (PaymentState::Paid, None, None)
+    );
+    assert_eq!(balance(&w).await, 20_000, "the hold was released");
+    let alerts = w.notifier.alerts();
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0].payment_id, Some(p.id));
+    assert!(alerts[0].message.contains("rejected_by_payee"));
+    assert!(w.store.verify().await.unwrap().is_ok());
+}
+
+#[tokio::test]
+async fn a_refund_notification_is_re_read_and_finishes_our_refund_once() {
+    let w = world().await;
+    let mut g = gateway_creating("yk-1");
+    g.expect_refund()
+        .times(1)
+        .returning(|_| Ok(refund_answer("rf-1", RefundStatus::Pending)));
+    g.expect_get_payment()
+        .returning(|id| Ok(remote(id, GatewayStatus::Succeeded, 20_000, None)));
+    g.expect_get_refund()
+        .returning(|id| Ok(refund_answer(id, RefundStatus::Succeeded)));
+    let (svc, _) = service_with_clock(&w, Some(g), config());
+    let p = svc.create_topup(w.user, m(20_000), None).await.unwrap();
+    svc.sync_provider_payment("yk-1").await.unwrap();
+    svc.refund(p.id).await.unwrap();
+    let hint = GatewayHint::Refund {
+        refund_id: "rf-1".into(),
+        provider_payment_id: "yk-1".into(),
+    };
+    for _ in 0..3 {
+        let applied = svc.gateway_notification(&hint).await.unwrap();
+        assert_eq!(applied.payment.state, PaymentState::Refunded);
+    }
+    let refunded = w
+        .notifier
+        .notices()
+        .into_iter()
+        .filter(|(_, n)| matches!(n, Notice::PaymentRefunded { .. }))
+        .count();
+    assert_eq!(refunded, 1);
+    assert!(matches!(
+        svc.gateway_notification(&GatewayHint::Refund {
+            refund_id: "rf-x".into(),
+            provider_payment_id: "not-ours".into(),
+        })
+        .await,
+        Err(PaymentError::UnknownPayment(_))
+    ));
+    assert_eq!(balance(&w).await, 0);
+    assert!(w.store.verify().await.unwrap().is_ok());
+}
+
+#[test]
+fn waits_double_up_to_the_cap() {
+    let c = PollConfig::default();
+    assert_eq!(c.backoff(1), Duration::from_secs(30));
+    assert_eq!(c.backoff(2), Duration::from_secs(60));
+    assert_eq!(c.backoff(4), Duration::from_secs(240));
+    assert_eq!(c.backoff(7), Duration::from_secs(1800));
+    assert_eq!(c.backoff(u32::MAX), Duration::from_secs(1800));
+}
