@@ -128,6 +128,18 @@ pub enum NotReady {
     Redis(#[source] crate::redis::RedisError),
 }
 
+impl NotReady {
+    /// What is unavailable, in a word (for a response body).
+    #[must_use]
+    pub const fn what(&self) -> &'static str {
+        match self {
+            Self::Database(_) => "database",
+            #[cfg(feature = "redis")]
+            Self::Redis(_) => "redis",
+        }
+    }
+}
+
 impl Backends {
     /// `Ok` when the database (and Redis, when configured) answer (`/readyz`).
     ///

@@ -17,7 +17,7 @@
 //! - `redis` (feature `redis`, on by default): the Redis Streams job queue (`RedisQueue`)
 //!   and the rate limiter shared by processes (`RedisLimiter`).
 //! - `limiter`: the in-process rate limiter (`InProcessLimiter`).
-//! - `web`: the HTTP server (axum): `/healthz`, `/readyz`.
+//! - `web` (feature `web`): the HTTP server (axum): webhooks, `/healthz`, `/readyz`, `/metrics`.
 //! - `worker`: the worker loop (claim, heartbeat, run core's job steps, shutdown).
 
 pub mod backends;
@@ -32,6 +32,7 @@ pub mod sql;
 pub mod system;
 #[cfg(feature = "telegram")]
 pub mod telegram;
+#[cfg(feature = "web")]
 pub mod web;
 pub mod worker;
 pub mod yookassa;

@@ -12,6 +12,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rei_core::ids::JobId;
 use rei_core::job::{
     Job, JobError, JobEvent, JobGuard, JobRunner, JobService, Next, StepNote, StepOutcome,
 };
@@ -43,6 +44,43 @@ impl Default for WorkerConfig {
     }
 }
 
+/// Wakes a job's worker out of its wait between two polls of the provider (a provider
+/// callback said the task changed): the next poll re-reads the task at once. Only jobs
+/// worked on in this process can be woken; elsewhere the next regular poll sees it.
+#[derive(Clone, Debug, Default)]
+pub struct Wakeups {
+    waiting: Arc<std::sync::Mutex<std::collections::HashMap<JobId, Arc<tokio::sync::Notify>>>>,
+}
+
+impl Wakeups {
+    /// Wakes the job's worker if one in this process waits on it; says whether one did.
+    pub fn wake(&self, job: JobId) -> bool {
+        let waiting = self
+            .waiting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        waiting.get(&job).is_some_and(|n| {
+            n.notify_one();
+            true
+        })
+    }
+
+    fn register(&self, job: JobId) -> Arc<tokio::sync::Notify> {
+        let mut waiting = self
+            .waiting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        waiting.entry(job).or_default().clone()
+    }
+
+    fn forget(&self, job: JobId) {
+        self.waiting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&job);
+    }
+}
+
 /// A pool of worker slots.
 #[derive(Clone)]
 pub struct Worker {
@@ -50,6 +88,7 @@ pub struct Worker {
     runner: Arc<JobRunner>,
     clock: Arc<dyn Clock>,
     config: WorkerConfig,
+    wakeups: Wakeups,
 }
 
 impl std::fmt::Debug for Worker {
@@ -81,7 +120,14 @@ impl Worker {
             runner,
             clock,
             config,
+            wakeups: Wakeups::default(),
         }
+    }
+
+    /// The handle that wakes this process's jobs out of their waits.
+    #[must_use]
+    pub fn wakeups(&self) -> Wakeups {
+        self.wakeups.clone()
     }
 
     /// Runs every slot until `shutdown` is cancelled and the slots have let go.
@@ -150,10 +196,16 @@ impl Worker {
                 Next::Continue if shutdown.is_cancelled() => break self.hand_back(&job).await,
                 Next::Continue => {}
                 Next::Wait(wait) => {
+                    let woken = self.wakeups.register(job.id);
                     let waited = tokio::select! {
                         r = self.heartbeat(&job, Some(wait)) => r,
                         () = shutdown.cancelled() => Ok(()),
+                        () = woken.notified() => {
+                            tracing::debug!("woken by a provider callback");
+                            Ok(())
+                        }
                     };
+                    self.wakeups.forget(job.id);
                     if let Err(stop) = waited {
                         break stop;
                     }

@@ -23,7 +23,7 @@ async fn serve(redis_url: Option<String>) -> (String, CancellationToken) {
     let shutdown = CancellationToken::new();
     tokio::spawn(rei_adapters::web::serve(
         listener,
-        backends,
+        rei_adapters::web::WebState::new(backends),
         shutdown.clone(),
     ));
     (url, shutdown)
@@ -43,6 +43,15 @@ async fn health_and_readiness_answer_on_a_working_database() {
         (200, "ready".to_owned())
     );
     assert_eq!(get(&format!("{url}/nothing")).await.0, 404);
+    // Parts not configured answer 404.
+    assert_eq!(get(&format!("{url}/metrics")).await.0, 404);
+    let hook = reqwest::Client::new()
+        .post(format!("{url}/webhooks/yookassa"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(hook.status().as_u16(), 404);
     shutdown.cancel();
 }
 
@@ -56,7 +65,7 @@ async fn readiness_fails_while_redis_is_down_and_health_does_not() {
     assert_eq!(get(&format!("{url}/healthz")).await.0, 200);
     assert_eq!(
         get(&format!("{url}/readyz")).await,
-        (503, "redis unavailable".to_owned())
+        (503, "unavailable: redis".to_owned())
     );
     shutdown.cancel();
 }

@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 
 use clap::{Parser, ValueEnum};
+use rei_adapters::web::IpList;
 use rei_core::ids::UserId;
 use rei_core::money::Money;
 use rei_core::pricing::{PriceList, PricingError};
@@ -138,8 +139,16 @@ pub(crate) struct Config {
     #[arg(long, env = "YOOKASSA_RETURN_URL", value_parser = parse_https_url)]
     pub yookassa_return_url: Option<url::Url>,
     /// CIDR list allowed to call the payment webhook (default: YooKassa's published ranges).
-    #[arg(long, env = "YOOKASSA_WEBHOOK_ALLOWED_IPS")]
-    pub yookassa_webhook_allowed_ips: Option<String>,
+    #[arg(long, env = "YOOKASSA_WEBHOOK_ALLOWED_IPS", default_value = rei_adapters::web::DEFAULT_YOOKASSA_IPS)]
+    pub yookassa_webhook_allowed_ips: IpList,
+    /// CIDR list of reverse proxies whose `X-Forwarded-For` is believed for the payment
+    /// webhook's allow-list (empty: the TCP peer address counts, forwarded headers never).
+    #[arg(long, env = "TRUSTED_PROXIES", default_value = "")]
+    pub trusted_proxies: IpList,
+    /// How often the payment poller runs (lost webhooks, abandoned payments, unfinished
+    /// refunds); also its first wait before asking about a new payment.
+    #[arg(long, env = "PAYMENT_POLL_INTERVAL_SECS", default_value = "30", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub payment_poll_interval_secs: u64,
     /// Downloaded inputs and results.
     #[arg(long, env = "ASSET_DIR", default_value = "./assets")]
     pub asset_dir: String,
@@ -328,6 +337,11 @@ mod tests {
         assert_eq!(c.topup_amounts.len(), 4);
         assert_eq!(c.telegram_mode, TelegramMode::Polling);
         assert_eq!(c.http_addr.port(), 8080);
+        assert!(
+            c.yookassa_webhook_allowed_ips
+                .contains("185.71.76.1".parse().unwrap())
+        );
+        assert!(c.trusted_proxies.is_empty());
         assert_eq!(c.validate().unwrap(), PriceList::seed_defaults());
         assert_eq!(c.disabled_features().len(), 3);
     }
@@ -346,6 +360,9 @@ mod tests {
             ("PUBLIC_URL", "http://bot.example.com"),
             ("TELEGRAM_MODE", "carrier-pigeon"),
             ("YOOKASSA_RECEIPT_VAT_CODE", "9"),
+            ("YOOKASSA_WEBHOOK_ALLOWED_IPS", "185.71.76.0/27,nonsense"),
+            ("TRUSTED_PROXIES", "10.0.0.0/99"),
+            ("PAYMENT_POLL_INTERVAL_SECS", "0"),
             ("LOG_FORMAT", "xml"),
         ] {
             let args = [

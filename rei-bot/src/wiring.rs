@@ -11,22 +11,26 @@ use rei_adapters::gemini::{GeminiClient, GeminiConfig};
 use rei_adapters::kling::{KlingClient, KlingConfig, KlingCredentials, KlingModel};
 use rei_adapters::system::{RandomIds, SystemClock};
 use rei_adapters::telegram::{
-    Locales, SendRate, TelegramMedia, TelegramNotifier, TelegramNotifierConfig,
+    FrontEnd, Locales, SendRate, TelegramMedia, TelegramNotifier, TelegramNotifierConfig,
+    TelegramWebhook, UpdateSource,
 };
+use rei_adapters::web::{IpList, Metrics, WebState};
 use rei_adapters::worker::{Worker, WorkerConfig};
 use rei_adapters::yookassa::{VatCode, YooKassaClient, YooKassaConfig};
 use rei_core::conversation::{Conversation, ConversationConfig, ConversationPorts, VideoModel};
 use rei_core::job::VideoMode;
 use rei_core::job::{JobLimits, JobPorts, JobRunner, JobService, RunnerConfig, RunnerPorts};
 use rei_core::ledger::LedgerService;
-use rei_core::payment::{PaymentConfig, PaymentPorts, PaymentService};
+use rei_core::payment::{PaymentConfig, PaymentPorts, PaymentService, PollConfig};
 use rei_core::ports::{Clock, ImageGenerator, VideoGenerator};
 use rei_core::ports::{IdGenerator, PaymentGateway};
 use rei_core::user::{AdminPorts, AdminService, UserService};
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use tracing::Instrument;
+
+use crate::config::{Config, TelegramMode};
 
 /// Everything `main` runs.
 pub(crate) struct App {
@@ -35,12 +39,16 @@ pub(crate) struct App {
     jobs: Arc<JobService>,
     assets: AssetStore,
     retention: Duration,
-    bot: teloxide::Bot,
-    conversation: Arc<Conversation>,
-    users: UserService,
-    locales: Arc<Locales>,
+    front: FrontEnd,
+    payments: Option<Arc<PaymentService>>,
+    admin: AdminService,
     http_addr: std::net::SocketAddr,
-    send_rate: SendRate,
+    telegram_mode: TelegramMode,
+    public_url: Option<url::Url>,
+    webhook_secret: SecretString,
+    yookassa_ips: IpList,
+    trusted_proxies: IpList,
+    poll_every: Duration,
 }
 
 /// Opens the backends, checks the ledger, and builds the services and workers.
@@ -125,19 +133,20 @@ pub(crate) async fn build(config: &Config) -> anyhow::Result<App> {
         clock.clone(),
         ids.clone(),
     )?;
+    let admin = AdminService::new(AdminPorts {
+        users: stores.users.clone(),
+        ledger: stores.ledger.clone(),
+        queue: backends.queue.clone(),
+        notifier: notifier.clone(),
+        clock: clock.clone(),
+    });
     let conversation = Arc::new(Conversation::new(
         ConversationPorts {
             users: users.clone(),
             ledger: LedgerService::new(stores.ledger.clone()),
             jobs: jobs.clone(),
-            payments,
-            admin: AdminService::new(AdminPorts {
-                users: stores.users.clone(),
-                ledger: stores.ledger.clone(),
-                queue: backends.queue.clone(),
-                notifier: notifier.clone(),
-                clock: clock.clone(),
-            }),
+            payments: payments.clone(),
+            admin: admin.clone(),
             dialogues: stores.dialogues.clone(),
             limiter: backends.limiter.clone(),
             media: Arc::new(TelegramMedia::new(bot.clone(), assets.clone())),
@@ -170,16 +179,41 @@ pub(crate) async fn build(config: &Config) -> anyhow::Result<App> {
     Ok(App {
         backends,
         worker,
-        jobs,
+        jobs: jobs.clone(),
         assets,
         retention: Duration::from_secs(u64::from(config.asset_retention_days) * 86_400),
-        bot,
-        conversation,
-        users,
-        locales,
+        front: FrontEnd {
+            bot,
+            send_rate,
+            conversation,
+            jobs,
+            users,
+            locales,
+        },
+        payments,
+        admin,
         http_addr: config.http_addr,
-        send_rate,
+        telegram_mode: config.telegram_mode,
+        public_url: config.public_url.clone(),
+        webhook_secret: config
+            .telegram_webhook_secret
+            .clone()
+            .unwrap_or_else(random_secret),
+        yookassa_ips: config.yookassa_webhook_allowed_ips.clone(),
+        trusted_proxies: config.trusted_proxies.clone(),
+        poll_every: Duration::from_secs(config.payment_poll_interval_secs),
     })
+}
+
+/// A webhook secret for this start (`TELEGRAM_WEBHOOK_SECRET` unset).
+fn random_secret() -> SecretString {
+    use rand::Rng;
+    let secret: String = rand::rng()
+        .sample_iter(rand::distr::Alphanumeric)
+        .take(48)
+        .map(char::from)
+        .collect();
+    SecretString::from(secret)
 }
 
 /// What the dialogue offers, from configuration.
@@ -256,6 +290,10 @@ fn payment_service(
                 .map_or_else(String::new, ToString::to_string),
             receipts: config.yookassa_receipt_vat_code.is_some(),
             stars_rate: config.stars_rub_rate,
+            poll: PollConfig {
+                first_backoff: Duration::from_secs(config.payment_poll_interval_secs),
+                ..PollConfig::default()
+            },
             ..PaymentConfig::default()
         },
     ))))
@@ -317,26 +355,44 @@ impl App {
         Ok(())
     }
 
-    /// The whole bot: the Telegram front end (long polling) and the workers. A front
-    /// end that stops (a second poller on the token) stops everything.
+    /// The whole bot: the HTTP server, the Telegram front end (long polling or webhook),
+    /// the payment poller and the workers. A front end that stops (a second poller on
+    /// the token) stops everything.
     pub(crate) async fn run_all(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let metrics = Metrics::install().context("installing the metrics recorder")?;
         let listener = tokio::net::TcpListener::bind(self.http_addr)
             .await
             .with_context(|| format!("HTTP_ADDR {}: cannot listen", self.http_addr))?;
-        let http = tokio::spawn(rei_adapters::web::serve(
-            listener,
-            self.backends.clone(),
-            shutdown.clone(),
-        ));
-        let front = tokio::spawn(rei_adapters::telegram::run_polling(
-            self.bot.clone(),
-            self.send_rate.clone(),
-            self.conversation.clone(),
-            self.jobs.clone(),
-            self.users.clone(),
-            self.locales.clone(),
-            shutdown.clone(),
-        ));
+        let (telegram, source) = match (self.telegram_mode, &self.public_url) {
+            (TelegramMode::Webhook, Some(base)) => {
+                let url = base
+                    .join("webhooks/telegram")
+                    .context("PUBLIC_URL: cannot add /webhooks/telegram")?;
+                let (hook, updates) = TelegramWebhook::new(self.webhook_secret.clone());
+                let source = UpdateSource::Webhook {
+                    url,
+                    secret: self.webhook_secret.clone(),
+                    updates,
+                };
+                (Some(hook), source)
+            }
+            _ => (None, UpdateSource::Polling),
+        };
+        let web = WebState {
+            backends: self.backends.clone(),
+            payments: self.payments.clone().filter(|p| p.has_gateway()),
+            yookassa_ips: self.yookassa_ips.clone(),
+            trusted_proxies: self.trusted_proxies.clone(),
+            telegram,
+            kling: Some((self.jobs.clone(), self.worker.wakeups())),
+            metrics: Some(metrics),
+            admin: Some(self.admin.clone()),
+        };
+        let http = tokio::spawn(rei_adapters::web::serve(listener, web, shutdown.clone()));
+        let front = tokio::spawn(self.front.clone().run(source, shutdown.clone()));
+        let poller = self.payments.clone().map(|payments| {
+            tokio::spawn(poll_payments(payments, self.poll_every, shutdown.clone()))
+        });
         let workers = {
             let shutdown = shutdown.clone();
             tokio::spawn(async move { self.run_workers(shutdown).await })
@@ -345,10 +401,54 @@ impl App {
         // Whatever stopped the front end stops the workers too.
         shutdown.cancel();
         workers.await.context("the workers panicked")??;
+        if let Some(poller) = poller {
+            poller.await.context("the payment poller panicked")?;
+        }
         http.await
             .context("the HTTP server panicked")?
             .context("the HTTP server failed")?;
         stopped.context("the Telegram front end stopped")?;
         Ok(())
+    }
+}
+
+/// The payment poller: one round every `every` until shutdown (lost webhooks,
+/// abandoned payments, unfinished refunds).
+async fn poll_payments(
+    payments: Arc<PaymentService>,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = shutdown.cancelled() => return,
+        }
+        poll_once(&payments)
+            .instrument(tracing::info_span!("payment_poll"))
+            .await;
+    }
+}
+
+async fn poll_once(payments: &PaymentService) {
+    match payments.poll().await {
+        Ok(report) => {
+            for (payment_id, error) in &report.failures {
+                tracing::warn!(%payment_id, %error, "a payment check failed; asked again later");
+            }
+            if report.checked + report.expired > 0 {
+                tracing::info!(
+                    checked = report.checked,
+                    credited = report.credited,
+                    cancelled = report.cancelled,
+                    expired = report.expired,
+                    refunds_done = report.refunds_done,
+                    refunds_refused = report.refunds_refused,
+                    errors = report.errors,
+                    "payment poll"
+                );
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, error.chain = ?e, "payment poll failed; retrying"),
     }
 }

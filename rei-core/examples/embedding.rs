@@ -15,8 +15,8 @@ use rei_core::memory::{ManualClock, MemoryAssets, MemoryStore, RecordingNotifier
 use rei_core::payment::PaymentConfig;
 use rei_core::ports::{
     CreatePayment, DownloadedAsset, GatewayPayment, GatewayRefund, GatewayStatus, GeneratedImage,
-    ImageRequest, LedgerStore, PaymentGateway, PaymentListQuery, PaymentPage, ProviderError, RefundRequest,
-    RefundStatus, VideoRequest, VideoTaskStatus,
+    ImageRequest, LedgerStore, PaymentGateway, PaymentListQuery, PaymentPage, ProviderError,
+    RefundRequest, RefundStatus, VideoRequest, VideoTaskStatus,
 };
 use rei_core::prelude::*;
 

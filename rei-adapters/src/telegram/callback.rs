@@ -11,6 +11,7 @@
 //! | `VideoModel(i)` | `1:m:<i in decimal>` |
 //! | `VideoDuration(d)` | `1:d:5`, `1:d:10` |
 //! | `TopUp(i)` | `1:t:<i in decimal>` |
+//! | `TopUpStars(i)` | `1:s:<i in decimal>` |
 //! | `CheckPayment(id)` | `1:p:<uuid as 32 lowercase hex digits>` |
 //! | `SetLanguage(l)` | `1:l:ru`, `1:l:en` |
 //! | `AdminStats` | `1:a:s` |
@@ -39,6 +40,7 @@ pub fn encode(action: &Action) -> String {
         Action::VideoModel(index) => ('m', index.to_string()),
         Action::VideoDuration(duration) => ('d', duration.seconds().to_string()),
         Action::TopUp(index) => ('t', index.to_string()),
+        Action::TopUpStars(index) => ('s', index.to_string()),
         Action::CheckPayment(payment) => ('p', payment.as_uuid().simple().to_string()),
         Action::SetLanguage(Language::Ru) => ('l', "ru".to_owned()),
         Action::SetLanguage(Language::En) => ('l', "en".to_owned()),
@@ -63,6 +65,7 @@ pub fn decode(data: &str) -> Option<Action> {
             _ => None,
         },
         "t" => decimal_u8(value).map(Action::TopUp),
+        "s" => decimal_u8(value).map(Action::TopUpStars),
         "p" => simple_uuid(value).map(|id| Action::CheckPayment(PaymentId::from_uuid(id))),
         "l" => match value {
             "ru" => Some(Action::SetLanguage(Language::Ru)),
@@ -137,6 +140,8 @@ mod tests {
             Action::VideoDuration(VideoDuration::Ten),
             Action::TopUp(0),
             Action::TopUp(u8::MAX),
+            Action::TopUpStars(0),
+            Action::TopUpStars(u8::MAX),
             Action::CheckPayment(payment(0)),
             Action::CheckPayment(payment(u128::MAX)),
             Action::CheckPayment(PaymentId::from_uuid(Uuid::new_v4())),
@@ -174,6 +179,7 @@ mod tests {
             (Action::VideoDuration(VideoDuration::Five), "1:d:5"),
             (Action::VideoDuration(VideoDuration::Ten), "1:d:10"),
             (Action::TopUp(3), "1:t:3"),
+            (Action::TopUpStars(2), "1:s:2"),
             (
                 Action::CheckPayment(payment(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef)),
                 "1:p:0123456789abcdef0123456789abcdef",
@@ -264,6 +270,7 @@ mod tests {
             prop_oneof![Just(VideoDuration::Five), Just(VideoDuration::Ten)]
                 .prop_map(Action::VideoDuration),
             any::<u8>().prop_map(Action::TopUp),
+            any::<u8>().prop_map(Action::TopUpStars),
             any::<u128>().prop_map(|n| Action::CheckPayment(payment(n))),
             prop_oneof![Just(Language::Ru), Just(Language::En)].prop_map(Action::SetLanguage),
             Just(Action::AdminStats),

@@ -24,11 +24,13 @@ use rei_core::user::Language;
 use rei_core::{JobService, UserId};
 use teloxide::dispatching::{Dispatcher, UpdateFilterExt};
 use teloxide::net::Download;
-use teloxide::payloads::SetMyCommandsSetters;
+use teloxide::payloads::{
+    AnswerPreCheckoutQuerySetters, SendInvoiceSetters, SetMyCommandsSetters, SetWebhookSetters,
+};
 use teloxide::prelude::{Requester, dptree};
 use teloxide::types::{
-    BotCommand, BotCommandScope, CallbackQuery, ChatId, InlineKeyboardButton, InlineKeyboardMarkup,
-    Message, Update,
+    AllowedUpdate, BotCommand, BotCommandScope, CallbackQuery, ChatId, InlineKeyboardButton,
+    InlineKeyboardMarkup, LabeledPrice, Message, PreCheckoutQuery, Update,
 };
 use teloxide::{ApiError, Bot, RequestError};
 use tokio_util::sync::CancellationToken;
@@ -122,87 +124,160 @@ struct Front {
     users: rei_core::user::UserService,
 }
 
-/// Runs the bot with long polling until `shutdown`.
-///
-/// # Errors
-/// [`FrontendError::Conflict`] when another instance polls with the same token,
-/// [`FrontendError::Start`] when Telegram refuses the bot at start.
-#[allow(clippy::too_many_arguments)]
-pub async fn run_polling(
-    bot: Bot,
-    send_rate: super::SendRate,
-    conversation: Arc<Conversation>,
-    jobs: Arc<JobService>,
-    users: rei_core::user::UserService,
-    locales: Arc<Locales>,
-    shutdown: CancellationToken,
-) -> Result<(), FrontendError> {
-    set_commands(&bot, &locales).await;
-    let front = Arc::new(Front {
-        bot: bot.clone(),
-        send_rate,
-        conversation,
-        jobs,
-        locales,
-        users,
-    });
-    let handler = dptree::entry()
-        .branch(Update::filter_message().endpoint(on_message))
-        .branch(Update::filter_callback_query().endpoint(on_callback));
-    let mut dispatcher = Dispatcher::builder(bot.clone(), handler)
-        .dependencies(dptree::deps![front])
-        .default_handler(|update| async move {
-            tracing::debug!(update_id = update.id.0, "update ignored");
-        })
-        .build();
-    let conflict = CancellationToken::new();
-    let on_listener_error = {
-        let conflict = conflict.clone();
-        Arc::new(move |e: RequestError| {
-            let conflict = conflict.clone();
-            async move {
-                if matches!(e, RequestError::Api(ApiError::TerminatedByOtherGetUpdates)) {
-                    conflict.cancel();
-                } else {
-                    tracing::warn!(error = %e, "polling Telegram failed; retrying");
-                }
-            }
-        })
-    };
-    let listener = teloxide::update_listeners::Polling::builder(bot)
-        .timeout(Duration::from_secs(25))
-        .delete_webhook()
-        .await
-        .build();
-    let token = dispatcher.shutdown_token();
-    let stopper = {
-        let (shutdown, conflict) = (shutdown.clone(), conflict.clone());
-        tokio::spawn(async move {
-            tokio::select! {
-                () = shutdown.cancelled() => {}
-                () = conflict.cancelled() => {}
-            }
-            // The dispatcher may not have started yet: try until it accepts.
-            loop {
-                match token.shutdown() {
-                    Ok(done) => {
-                        done.await;
-                        break;
-                    }
-                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-                }
-            }
-        })
-    };
-    let dispatched = dispatcher
-        .try_dispatch_with_listener(listener, on_listener_error)
-        .await;
-    stopper.abort();
-    dispatched.map_err(FrontendError::Start)?;
-    if conflict.is_cancelled() {
-        return Err(FrontendError::Conflict);
+/// What the front end works with.
+#[derive(Clone)]
+pub struct FrontEnd {
+    /// The Bot API client (`TELEGRAM_API_URL`).
+    pub bot: Bot,
+    /// `TELEGRAM_SEND_RATE`.
+    pub send_rate: super::SendRate,
+    /// The dialogue engine.
+    pub conversation: Arc<Conversation>,
+    /// Stores a job's status message.
+    pub jobs: Arc<JobService>,
+    /// The user's language; who blocked the bot.
+    pub users: rei_core::user::UserService,
+    /// The texts.
+    pub locales: Arc<Locales>,
+}
+
+impl std::fmt::Debug for FrontEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FrontEnd")
     }
-    Ok(())
+}
+
+/// Where updates come from.
+#[derive(Debug)]
+pub enum UpdateSource {
+    /// Long polling (`getUpdates`; any webhook is deleted first).
+    Polling,
+    /// `TELEGRAM_MODE=webhook`: Telegram posts to `url` with `secret`; the HTTP route
+    /// hands the updates over.
+    Webhook {
+        /// `PUBLIC_URL` + `/webhooks/telegram`.
+        url: url::Url,
+        /// `TELEGRAM_WEBHOOK_SECRET`.
+        secret: secrecy::SecretString,
+        /// What the route accepted.
+        updates: super::WebhookUpdates,
+    },
+}
+
+/// The update kinds the bot handles.
+const ALLOWED_UPDATES: [AllowedUpdate; 3] = [
+    AllowedUpdate::Message,
+    AllowedUpdate::CallbackQuery,
+    AllowedUpdate::PreCheckoutQuery,
+];
+
+impl FrontEnd {
+    /// Runs the bot until `shutdown`.
+    ///
+    /// # Errors
+    /// [`FrontendError::Conflict`] when another instance polls with the same token,
+    /// [`FrontendError::Start`] when Telegram refuses the bot (or the webhook) at start.
+    pub async fn run(
+        self,
+        source: UpdateSource,
+        shutdown: CancellationToken,
+    ) -> Result<(), FrontendError> {
+        let bot = self.bot.clone();
+        set_commands(&bot, &self.locales).await;
+        let front = Arc::new(Front {
+            bot: bot.clone(),
+            send_rate: self.send_rate,
+            conversation: self.conversation,
+            jobs: self.jobs,
+            locales: self.locales,
+            users: self.users,
+        });
+        let handler = dptree::entry()
+            .branch(Update::filter_message().endpoint(on_message))
+            .branch(Update::filter_callback_query().endpoint(on_callback))
+            .branch(Update::filter_pre_checkout_query().endpoint(on_pre_checkout));
+        let mut dispatcher = Dispatcher::builder(bot.clone(), handler)
+            .dependencies(dptree::deps![front])
+            .default_handler(|update| async move {
+                tracing::debug!(update_id = update.id.0, "update ignored");
+            })
+            .build();
+        let token = dispatcher.shutdown_token();
+        let conflict = CancellationToken::new();
+        let stopper = {
+            let (shutdown, conflict) = (shutdown.clone(), conflict.clone());
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = shutdown.cancelled() => {}
+                    () = conflict.cancelled() => {}
+                }
+                // The dispatcher may not have started yet: try until it accepts.
+                loop {
+                    match token.shutdown() {
+                        Ok(done) => {
+                            done.await;
+                            break;
+                        }
+                        Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                    }
+                }
+            })
+        };
+        let dispatched = match source {
+            UpdateSource::Polling => {
+                let on_listener_error = {
+                    let conflict = conflict.clone();
+                    Arc::new(move |e: RequestError| {
+                        let conflict = conflict.clone();
+                        async move {
+                            if matches!(e, RequestError::Api(ApiError::TerminatedByOtherGetUpdates))
+                            {
+                                conflict.cancel();
+                            } else {
+                                tracing::warn!(error = %e, "polling Telegram failed; retrying");
+                            }
+                        }
+                    })
+                };
+                let listener = teloxide::update_listeners::Polling::builder(bot)
+                    .timeout(Duration::from_secs(25))
+                    .allowed_updates(ALLOWED_UPDATES.to_vec())
+                    .delete_webhook()
+                    .await
+                    .build();
+                dispatcher
+                    .try_dispatch_with_listener(listener, on_listener_error)
+                    .await
+            }
+            UpdateSource::Webhook {
+                url,
+                secret,
+                updates,
+            } => {
+                let set = bot
+                    .set_webhook(url.clone())
+                    .secret_token(secrecy::ExposeSecret::expose_secret(&secret).to_owned())
+                    .allowed_updates(ALLOWED_UPDATES.to_vec())
+                    .await;
+                if let Err(e) = set {
+                    stopper.abort();
+                    return Err(FrontendError::Start(e));
+                }
+                tracing::info!(url = %url, "Telegram webhook set");
+                let on_listener_error =
+                    Arc::new(|e: std::convert::Infallible| async move { match e {} });
+                dispatcher
+                    .try_dispatch_with_listener(updates.into_listener(), on_listener_error)
+                    .await
+            }
+        };
+        stopper.abort();
+        dispatched.map_err(FrontendError::Start)?;
+        if conflict.is_cancelled() {
+            return Err(FrontendError::Conflict);
+        }
+        Ok(())
+    }
 }
 
 /// The command menu, in Russian (default) and English.
@@ -290,12 +365,64 @@ async fn on_message(update: Update, msg: Message, front: Arc<Front>) -> Result<(
     let Some(sender) = msg.from.as_ref().and_then(sender) else {
         return Ok(());
     };
+    if let Some(paid) = msg.successful_payment() {
+        // Money was taken: credited whatever the chat, limits or dialogue.
+        return front.stars_paid(&sender, paid, update.id.0).await;
+    }
     if !msg.chat.is_private() {
         return Ok(());
     }
     front
         .handle(&sender, input(&msg), update.id.0, "message")
         .await
+}
+
+/// Telegram asks whether it may take the Stars; it must hear back within 10 seconds.
+async fn on_pre_checkout(
+    update: Update,
+    query: PreCheckoutQuery,
+    front: Arc<Front>,
+) -> Result<(), RequestError> {
+    let Some(sender) = sender(&query.from) else {
+        return Ok(());
+    };
+    let span = tracing::info_span!(
+        "update",
+        update_id = update.id.0,
+        user_id = sender.id.get(),
+        kind = "pre_checkout",
+        stars = query.total_amount,
+    );
+    async move {
+        let verdict = front
+            .conversation
+            .stars_checkout(
+                &sender,
+                &query.invoice_payload,
+                &query.currency,
+                query.total_amount,
+            )
+            .await;
+        let answer = front
+            .bot
+            .answer_pre_checkout_query(query.id, verdict.is_ok());
+        match verdict {
+            Ok(()) => {
+                tracing::info!("Stars checkout accepted");
+                answer.await?;
+            }
+            Err(why) => {
+                tracing::info!(reason = why.key, "Stars checkout refused");
+                let language = front.language(sender.id).await;
+                answer
+                    .error_message(render(&front.locales, language, &why))
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+    .instrument(span)
+    .await
 }
 
 async fn on_callback(
@@ -319,6 +446,53 @@ async fn on_callback(
 }
 
 impl Front {
+    async fn language(&self, user: UserId) -> Language {
+        match self.users.user(user).await {
+            Ok(Some(user)) => user.language,
+            _ => Language::Ru,
+        }
+    }
+
+    /// A `successful_payment`: credited once by its charge id (Telegram may deliver the
+    /// message twice), in its own span.
+    async fn stars_paid(
+        &self,
+        sender: &Sender,
+        paid: &teloxide::types::SuccessfulPayment,
+        update_id: u32,
+    ) -> Result<(), RequestError> {
+        let span = tracing::info_span!(
+            "update",
+            update_id,
+            user_id = sender.id.get(),
+            kind = "successful_payment",
+            stars = paid.total_amount,
+            charge_id = %paid.telegram_payment_charge_id.0,
+        );
+        async move {
+            let replies = match self
+                .conversation
+                .stars_paid(
+                    sender,
+                    &paid.invoice_payload,
+                    &paid.currency,
+                    paid.total_amount,
+                    &paid.telegram_payment_charge_id.0,
+                )
+                .await
+            {
+                Ok(replies) => replies,
+                Err(e) => {
+                    tracing::error!(error = %e, error.chain = ?e, "a Stars payment could not be credited");
+                    vec![Reply::text(Text::key("stars-payment-problem"))]
+                }
+            };
+            self.send_replies(sender, replies).await
+        }
+        .instrument(span)
+        .await
+    }
+
     /// Handles one update in its own span: the conversation decides, the replies go out.
     async fn handle(
         &self,
@@ -327,6 +501,7 @@ impl Front {
         update_id: u32,
         kind: &'static str,
     ) -> Result<(), RequestError> {
+        metrics::counter!("telegram_updates_total", "kind" => kind).increment(1);
         let span = tracing::info_span!("update", update_id, user_id = sender.id.get(), kind);
         self.handle_in_span(sender, input, update_id)
             .instrument(span)
@@ -339,7 +514,6 @@ impl Front {
         input: Input,
         update_id: u32,
     ) -> Result<(), RequestError> {
-        let chat = ChatId(sender.id.get());
         let replies = match self
             .conversation
             .handle(sender, input, &format!("tg:{update_id}"))
@@ -351,10 +525,15 @@ impl Front {
                 vec![Reply::text(Text::key("error-generic"))]
             }
         };
-        let language = match self.users.user(sender.id).await {
-            Ok(Some(user)) => user.language,
-            _ => Language::Ru,
-        };
+        self.send_replies(sender, replies).await
+    }
+
+    async fn send_replies(&self, sender: &Sender, replies: Vec<Reply>) -> Result<(), RequestError> {
+        if replies.is_empty() {
+            return Ok(());
+        }
+        let chat = ChatId(sender.id.get());
+        let language = self.language(sender.id).await;
         for reply in replies {
             let sent = self.send(chat, language, &reply).await;
             match sent {
@@ -411,6 +590,22 @@ impl Front {
         reply: &Reply,
     ) -> Result<Message, RequestError> {
         let text = render(&self.locales, language, &reply.text);
+        if let Some(invoice) = &reply.invoice {
+            let title = render(&self.locales, language, &invoice.title);
+            // Stars: currency XTR, one price line, no provider token.
+            return self
+                .bot
+                .send_invoice(
+                    chat,
+                    title.clone(),
+                    text,
+                    invoice.payload.clone(),
+                    "XTR",
+                    [LabeledPrice::new(title, invoice.stars)],
+                )
+                .provider_token("")
+                .await;
+        }
         let request = self.bot.send_message(chat, text);
         if reply.buttons.is_empty() {
             return request.await;

@@ -8,9 +8,11 @@ mod frontend;
 mod locale;
 mod notifier;
 mod outbound;
+mod webhook;
 
 pub use callback::{decode, encode};
-pub use frontend::{FrontendError, TelegramMedia, render, run_polling};
+pub use frontend::{FrontEnd, FrontendError, TelegramMedia, UpdateSource, render};
 pub use locale::{Arg, LocaleError, Locales};
 pub use notifier::{TelegramNotifier, TelegramNotifierConfig};
 pub use outbound::SendRate;
+pub use webhook::{Pushed, Stopped, TelegramWebhook, WebhookUpdates};

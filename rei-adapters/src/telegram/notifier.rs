@@ -261,7 +261,7 @@ impl TelegramNotifier {
     }
 
     fn should_alert(&self, alert: &AdminAlert) -> bool {
-        if alert.payment_id.is_some() {
+        if alert.subject.is_some() {
             return true;
         }
         let mut alerted = self.alerted.lock().unwrap_or_else(PoisonError::into_inner);

@@ -25,6 +25,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use rei_core::Money;
 use rei_core::ids::{PaymentId, UserId};
+use rei_core::payment::GatewayHint;
 use rei_core::ports::{
     CreatePayment, GatewayMethod, GatewayPayment, GatewayRefund, GatewayStatus, PaymentGateway,
     PaymentListQuery, PaymentPage, ProviderError, RefundRequest, RefundStatus,
@@ -373,14 +374,14 @@ impl PaymentGateway for YooKassaClient {
     }
 
     #[tracing::instrument(skip_all, fields(provider = PROVIDER, since = query.since.millis(), until = query.until.map(Timestamp::millis)))]
-    async fn list_payments(
-        &self,
-        query: &PaymentListQuery,
-    ) -> Result<PaymentPage, ProviderError> {
+    async fn list_payments(&self, query: &PaymentListQuery) -> Result<PaymentPage, ProviderError> {
         let since = iso(query.since)?;
         let until = query.until.map(iso).transpose()?;
         let limit = query.limit.clamp(1, MAX_PAGE_SIZE).to_string();
-        let mut params = vec![("created_at.gte", since.as_str()), ("limit", limit.as_str())];
+        let mut params = vec![
+            ("created_at.gte", since.as_str()),
+            ("limit", limit.as_str()),
+        ];
         if let Some(until) = until.as_deref() {
             params.push(("created_at.lt", until));
         }
@@ -394,6 +395,48 @@ impl PaymentGateway for YooKassaClient {
             items,
             next_cursor: list.next_cursor.filter(|c| !c.is_empty()),
         })
+    }
+}
+
+/// A notification body that cannot be read.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("not a YooKassa notification: {0}")]
+pub struct NotificationError(String);
+
+/// Reads an incoming notification (providers.md §3.7) into the hint it is: the payment
+/// or refund to re-read. `Ok(None)` for events REI does not act on.
+///
+/// # Errors
+/// [`NotificationError`] for malformed JSON, another `type`, or ids that are not
+/// YooKassa ids.
+pub fn parse_notification(body: &[u8]) -> Result<Option<GatewayHint>, NotificationError> {
+    let n: wire::Notification = serde_json::from_slice(body)
+        .map_err(|e| NotificationError(http::truncate(&e.to_string(), 120)))?;
+    if n.kind != "notification" {
+        return Err(NotificationError("the type is not `notification`".into()));
+    }
+    let id = |text: &str| {
+        path_segment(text)
+            .map(str::to_owned)
+            .map_err(|_| NotificationError("an object id is not a YooKassa id".into()))
+    };
+    let (family, _) = n.event.split_once('.').unwrap_or((n.event.as_str(), ""));
+    match family {
+        "payment" => Ok(Some(GatewayHint::Payment {
+            provider_payment_id: id(&n.object.id)?,
+        })),
+        "refund" => {
+            let payment = n
+                .object
+                .payment_id
+                .as_deref()
+                .ok_or_else(|| NotificationError("a refund without `payment_id`".into()))?;
+            Ok(Some(GatewayHint::Refund {
+                refund_id: id(&n.object.id)?,
+                provider_payment_id: id(payment)?,
+            }))
+        }
+        _ => Ok(None),
     }
 }
 
@@ -690,5 +733,35 @@ mod tests {
             Some(std::time::Duration::from_millis(250))
         );
         assert_eq!(waited(""), Some(PROCESSING_DEFAULT_DELAY));
+    }
+
+    #[test]
+    fn notifications_become_hints_and_odd_ones_are_refused() {
+        let payment = br#"{"type":"notification","event":"payment.succeeded","object":{"id":"2f9e1c3a-000f-5000-9000-1b7d4c6e8a20","status":"succeeded","amount":{"value":"500.00","currency":"RUB"}}}"#;
+        assert_eq!(
+            parse_notification(payment),
+            Ok(Some(GatewayHint::Payment {
+                provider_payment_id: "2f9e1c3a-000f-5000-9000-1b7d4c6e8a20".into()
+            }))
+        );
+        let refund = br#"{"type":"notification","event":"refund.succeeded","object":{"id":"rf-1","payment_id":"pay-1","status":"succeeded"}}"#;
+        assert_eq!(
+            parse_notification(refund),
+            Ok(Some(GatewayHint::Refund {
+                refund_id: "rf-1".into(),
+                provider_payment_id: "pay-1".into()
+            }))
+        );
+        let other = br#"{"type":"notification","event":"payout.succeeded","object":{"id":"po-1"}}"#;
+        assert_eq!(parse_notification(other), Ok(None));
+        for bad in [
+            &b"not json"[..],
+            br#"{"type":"list","event":"payment.succeeded","object":{"id":"x"}}"#,
+            br#"{"type":"notification","event":"payment.succeeded","object":{"id":"../../v3/refunds"}}"#,
+            br#"{"type":"notification","event":"refund.succeeded","object":{"id":"rf-1"}}"#,
+            br#"{"type":"notification","event":"payment.succeeded"}"#,
+        ] {
+            assert!(parse_notification(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
     }
 }

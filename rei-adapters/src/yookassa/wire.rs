@@ -165,3 +165,20 @@ pub(crate) struct Processing {
     #[serde(default)]
     pub retry_after: Option<u64>,
 }
+
+/// An incoming notification (providers.md §3.7): only what names the object is read.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Notification {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub event: String,
+    pub object: NotifiedObject,
+}
+
+/// `object` of a notification: a payment, or a refund (which has `payment_id`).
+#[derive(Debug, Deserialize)]
+pub(crate) struct NotifiedObject {
+    pub id: String,
+    #[serde(default)]
+    pub payment_id: Option<String>,
+}

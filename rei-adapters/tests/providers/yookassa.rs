@@ -750,7 +750,11 @@ async fn unknown_payments_and_refunds_are_not_found_not_bad_requests() {
         ProviderErrorKind::NotFound
     );
     assert_eq!(
-        client.get_refund("2f9e2b7c-0015-5000-8000-1a2b3c4d5e6f").await.unwrap_err().kind(),
+        client
+            .get_refund("2f9e2b7c-0015-5000-8000-1a2b3c4d5e6f")
+            .await
+            .unwrap_err()
+            .kind(),
         ProviderErrorKind::NotFound
     );
     assert_eq!(requests(&server).await.len(), 2, "a 404 is not retried");

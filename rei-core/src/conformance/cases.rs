@@ -1247,7 +1247,10 @@ pub async fn the_poller_sees_due_payments_oldest_first<S: Backend>(s: Store<S>) 
         ids(s.due_payments(due(yk, 10, 0)).await.unwrap()),
         vec![a.id, b.id]
     );
-    assert_eq!(ids(s.due_payments(due(yk, 10, 1)).await.unwrap()), vec![a.id]);
+    assert_eq!(
+        ids(s.due_payments(due(yk, 10, 1)).await.unwrap()),
+        vec![a.id]
+    );
     assert_eq!(
         ids(s
             .due_payments(due(Due::Pending(PaymentProvider::TelegramStars), 10, 0))
@@ -1257,7 +1260,10 @@ pub async fn the_poller_sees_due_payments_oldest_first<S: Backend>(s: Store<S>) 
     );
     // A scheduled check hides the payment until it is due; state and version stay.
     s.schedule_check(a.id, 3, at(100)).await.unwrap();
-    assert_eq!(ids(s.due_payments(due(yk, 99, 0)).await.unwrap()), vec![b.id]);
+    assert_eq!(
+        ids(s.due_payments(due(yk, 99, 0)).await.unwrap()),
+        vec![b.id]
+    );
     assert_eq!(
         ids(s.due_payments(due(yk, 100, 0)).await.unwrap()),
         vec![a.id, b.id]
@@ -1323,7 +1329,8 @@ pub async fn the_poller_sees_due_payments_oldest_first<S: Backend>(s: Store<S>) 
     assert_eq!(refunding[0].refund_id.as_deref(), Some("rf-1"));
     assert_eq!(refunding[0], asked);
     assert!(matches!(
-        s.schedule_check(PaymentId::from_uuid(uuid(99)), 1, at(1)).await,
+        s.schedule_check(PaymentId::from_uuid(uuid(99)), 1, at(1))
+            .await,
         Err(StoreError::NotFound(Missing::Payment(_)))
     ));
     assert_sound(&*s).await;

@@ -5,12 +5,15 @@ use std::time::Duration;
 
 use super::command::{AdminCommand, Command, CommandError};
 use super::state::{self, DialogueState, Draft, DraftId, Stored};
-use super::{Action, Arg, Button, ButtonTarget, Input, Media, Reply, Sender, Text};
+use super::{
+    Action, Arg, Button, ButtonTarget, Input, Invoice, Media, Reply, Sender, Text, invoice_payload,
+    payment_of_payload,
+};
 use crate::ids::{IdempotencyKey, UserId};
 use crate::job::{JobError, JobService, JobSpec, Prompt, PromptError, VideoMode};
 use crate::ledger::LedgerService;
 use crate::money::Money;
-use crate::payment::{PaymentError, PaymentService, PaymentState};
+use crate::payment::{PaymentError, PaymentService, PaymentState, Told};
 use crate::ports::{
     Clock, DialogueStore, IdGenerator, MediaError, MediaFetcher, RateDecision, RateLimiter,
     StoreError,
@@ -117,6 +120,9 @@ pub enum ConversationError {
     /// change was not kept (the user may repeat it).
     #[error("the dialogue was changed by another update meanwhile")]
     Concurrent,
+    /// Admins had to be told something and could not be.
+    #[error("the admins could not be told")]
+    Alert(#[from] crate::ports::NotifyError),
     /// The stored dialogue state is unreadable.
     #[error("stored dialogue state is unreadable: {0}")]
     State(String),
@@ -380,26 +386,110 @@ impl Conversation {
     }
 
     fn pay_menu(&self) -> Vec<Reply> {
-        if self.ports.payments.is_none() || self.config.topup_amounts.is_empty() {
+        let Some(payments) = &self.ports.payments else {
             return say("pay-unavailable");
+        };
+        let indexed = || {
+            self.config
+                .topup_amounts
+                .iter()
+                .enumerate()
+                .filter_map(|(i, amount)| Some((u8::try_from(i).ok()?, *amount)))
+        };
+        let mut buttons: Vec<Vec<Button>> = Vec::new();
+        if payments.has_gateway() {
+            let cards: Vec<Button> = indexed()
+                .map(|(index, amount)| {
+                    Button::action(
+                        Text::key("pay-amount").arg("amount", Arg::Money(amount)),
+                        Action::TopUp(index),
+                    )
+                })
+                .collect();
+            buttons.extend(cards.chunks(2).map(<[Button]>::to_vec));
         }
-        let buttons = self
-            .config
-            .topup_amounts
-            .iter()
-            .enumerate()
-            .filter_map(|(i, amount)| {
-                let index = u8::try_from(i).ok()?;
+        let stars: Vec<Button> = indexed()
+            .filter_map(|(index, amount)| {
+                let stars = payments.stars_for(amount)?;
                 Some(Button::action(
-                    Text::key("pay-amount").arg("amount", Arg::Money(*amount)),
-                    Action::TopUp(index),
+                    Text::key("pay-stars-amount")
+                        .arg("stars", Arg::Number(i64::from(stars)))
+                        .arg("amount", Arg::Money(amount)),
+                    Action::TopUpStars(index),
                 ))
             })
-            .collect::<Vec<_>>()
-            .chunks(2)
-            .map(<[Button]>::to_vec)
             .collect();
+        buttons.extend(stars.chunks(2).map(<[Button]>::to_vec));
+        if buttons.is_empty() {
+            return say("pay-unavailable");
+        }
         vec![Reply::with_buttons(Text::key("pay-choose"), buttons)]
+    }
+
+    /// Telegram asks, before taking the Stars, whether the invoice may be paid: it must be
+    /// one of ours, this user's, still open and for this many Stars. `Err` carries the
+    /// words shown to the payer.
+    pub async fn stars_checkout(
+        &self,
+        sender: &Sender,
+        payload: &str,
+        currency: &str,
+        stars: u32,
+    ) -> Result<(), Text> {
+        let (Some(payments), Some(id), "XTR") =
+            (&self.ports.payments, payment_of_payload(payload), currency)
+        else {
+            return Err(Text::key("stars-invoice-expired"));
+        };
+        match payments.stars_checkout(id, sender.id, stars).await {
+            Ok(_) => Ok(()),
+            Err(PaymentError::Store(_)) => Err(Text::key("stars-checkout-unavailable")),
+            Err(_) => Err(Text::key("stars-invoice-expired")),
+        }
+    }
+
+    /// Telegram took the Stars (`successful_payment`): credit exactly once by the
+    /// charge id, whatever the rate limit, a ban or the dialogue say. A payment that
+    /// cannot be credited (another sum, not our invoice) is told to the admins.
+    ///
+    /// # Errors
+    /// [`ConversationError::Payment`] when the store fails (Telegram does not resend
+    /// `successful_payment`: the admins are told to credit it by hand).
+    pub async fn stars_paid(
+        &self,
+        sender: &Sender,
+        payload: &str,
+        currency: &str,
+        stars: u32,
+        charge_id: &str,
+    ) -> Replies {
+        let Some(payments) = &self.ports.payments else {
+            return Ok(say("stars-payment-problem"));
+        };
+        let Some(id) = payment_of_payload(payload).filter(|_| currency == "XTR") else {
+            payments
+                .stars_unmatched(sender.id, charge_id, stars, "not one of our invoices")
+                .await?;
+            return Ok(say("stars-payment-problem"));
+        };
+        match payments.stars_paid(id, charge_id, stars).await {
+            // The credit notice is the answer; a repeat says nothing.
+            Ok(applied) if applied.credited && applied.told == Told::Yes => Ok(Vec::new()),
+            Ok(applied) if applied.credited => Ok(say("pay-check-paid")),
+            Ok(_) => Ok(Vec::new()),
+            Err(e @ PaymentError::Store(_)) => {
+                payments
+                    .stars_unmatched(sender.id, charge_id, stars, "the database failed")
+                    .await?;
+                Err(e.into())
+            }
+            Err(e) => {
+                payments
+                    .stars_unmatched(sender.id, charge_id, stars, &e.to_string())
+                    .await?;
+                Ok(say("stars-payment-problem"))
+            }
+        }
     }
 
     async fn admin(&self, admin: UserId, command: AdminCommand, update_key: &str) -> Replies {
@@ -871,6 +961,34 @@ impl Conversation {
                     Err(e) => Err(e.into()),
                 }
             }
+            Action::TopUpStars(index) => {
+                let (Some(payments), Some(amount)) = (
+                    &self.ports.payments,
+                    self.config.topup_amounts.get(usize::from(index)),
+                ) else {
+                    return Ok(say("button-expired"));
+                };
+                let Some(stars) = payments.stars_for(*amount) else {
+                    return Ok(say("pay-unavailable"));
+                };
+                match payments.create_stars_topup(user, stars).await {
+                    Ok(payment) => Ok(vec![Reply {
+                        invoice: Some(Invoice {
+                            title: Text::key("stars-invoice-title")
+                                .arg("amount", Arg::Money(payment.amount)),
+                            payload: invoice_payload(payment.id),
+                            stars,
+                        }),
+                        ..Reply::text(
+                            Text::key("stars-invoice-description")
+                                .arg("amount", Arg::Money(payment.amount)),
+                        )
+                    }]),
+                    Err(PaymentError::MethodUnavailable) => Ok(say("pay-unavailable")),
+                    Err(PaymentError::AmountOutOfRange { .. }) => Ok(say("button-expired")),
+                    Err(e) => Err(e.into()),
+                }
+            }
             Action::CheckPayment(id) => {
                 let Some(payments) = &self.ports.payments else {
                     return Ok(say("pay-unavailable"));
@@ -929,9 +1047,10 @@ impl Conversation {
                 stored.confirmed.insert(0, id);
                 stored.confirmed.truncate(CONFIRMED_KEPT);
                 Ok(vec![Reply {
-                    text: Text::key("job-queued").arg("price", Arg::Money(job.quote.amount)),
-                    buttons: Vec::new(),
                     status_of: Some(job.id),
+                    ..Reply::text(
+                        Text::key("job-queued").arg("price", Arg::Money(job.quote.amount)),
+                    )
                 }])
             }
             Err(JobError::InsufficientFunds { needed, available }) => Ok(vec![Reply::text(

@@ -82,12 +82,18 @@ pub const TEXT_KEYS: &[&str] = &[
     "pay-link",
     "pay-open",
     "pay-provider-down",
+    "pay-stars-amount",
     "pay-unavailable",
     "photo-needs-caption",
     "price-changed",
     "prompt-empty",
     "prompt-too-long",
     "rate-limited",
+    "stars-checkout-unavailable",
+    "stars-invoice-description",
+    "stars-invoice-expired",
+    "stars-invoice-title",
+    "stars-payment-problem",
     "start-first",
     "too-many-jobs",
     "unknown-command",
@@ -182,6 +188,8 @@ pub enum Action {
     VideoDuration(VideoDuration),
     /// `/pay`: the amount, by its index in `TOPUP_AMOUNTS`.
     TopUp(u8),
+    /// `/pay` with Telegram Stars: the amount, by its index in `TOPUP_AMOUNTS`.
+    TopUpStars(u8),
     /// Ask the provider about a payment now ("Check payment").
     CheckPayment(PaymentId),
     /// `/lang`.
@@ -271,6 +279,36 @@ pub struct Reply {
     /// A job was created: this message becomes its status message (edited with the
     /// progress), and the front end stores it with the job.
     pub status_of: Option<crate::ids::JobId>,
+    /// Send this as an invoice in Telegram Stars (the text is its description).
+    pub invoice: Option<Invoice>,
+}
+
+/// An invoice to pay in the messenger's own currency (Telegram Stars).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Invoice {
+    /// Its title (also the price line's label).
+    pub title: Text,
+    /// What the messenger hands back at checkout and payment: names our payment.
+    pub payload: String,
+    /// The price, in Stars.
+    pub stars: u32,
+}
+
+/// The prefix of our invoice payloads (`rei:<payment id>`).
+const INVOICE_PAYLOAD_PREFIX: &str = "rei:";
+
+/// The payload of a payment's invoice.
+#[must_use]
+pub fn invoice_payload(payment: crate::ids::PaymentId) -> String {
+    format!("{INVOICE_PAYLOAD_PREFIX}{payment}")
+}
+
+/// The payment an invoice payload names, if it is one of ours.
+#[must_use]
+pub fn payment_of_payload(payload: &str) -> Option<crate::ids::PaymentId> {
+    payload
+        .strip_prefix(INVOICE_PAYLOAD_PREFIX)
+        .and_then(|id| id.parse().ok())
 }
 
 impl Reply {
@@ -281,6 +319,7 @@ impl Reply {
             text,
             buttons: Vec::new(),
             status_of: None,
+            invoice: None,
         }
     }
 
@@ -291,6 +330,7 @@ impl Reply {
             text,
             buttons,
             status_of: None,
+            invoice: None,
         }
     }
 }

@@ -62,6 +62,7 @@ struct World {
     jobs: Arc<JobService>,
     ports: ConversationPorts,
     chat: Conversation,
+    notifier: Arc<RecordingNotifier>,
     next_update: Mutex<u64>,
 }
 
@@ -92,6 +93,14 @@ fn config(video_to_video: bool) -> ConversationConfig {
 }
 
 fn world_with(config: ConversationConfig, gateway: Option<MockPaymentGateway>) -> World {
+    world_paying(config, gateway, None)
+}
+
+fn world_paying(
+    config: ConversationConfig,
+    gateway: Option<MockPaymentGateway>,
+    stars_rate: Option<Money>,
+) -> World {
     let store = Arc::new(MemoryStore::new());
     let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_000_000)));
     let ids = Arc::new(SequentialIds::default());
@@ -108,19 +117,20 @@ fn world_with(config: ConversationConfig, gateway: Option<MockPaymentGateway>) -
         PriceList::seed_defaults(),
         JobLimits::default(),
     ));
-    let payments = gateway.map(|g| {
+    let payments = (gateway.is_some() || stars_rate.is_some()).then(|| {
         Arc::new(PaymentService::new(
             PaymentPorts {
                 users: store.clone(),
                 payments: store.clone(),
                 ledger: store.clone(),
-                gateway: Some(Arc::new(g)),
+                gateway: gateway.map(|g| Arc::new(g) as Arc<dyn crate::ports::PaymentGateway>),
                 notifier: notifier.clone(),
                 clock: clock.clone(),
                 ids: ids.clone(),
             },
             PaymentConfig {
                 return_url: "https://t.me/rei_bot".into(),
+                stars_rate,
                 ..PaymentConfig::default()
             },
         ))
@@ -136,7 +146,7 @@ fn world_with(config: ConversationConfig, gateway: Option<MockPaymentGateway>) -
             users: store.clone(),
             ledger: store.clone(),
             queue,
-            notifier,
+            notifier: notifier.clone(),
             clock: clock.clone(),
         }),
         dialogues: store.clone(),
@@ -154,6 +164,7 @@ fn world_with(config: ConversationConfig, gateway: Option<MockPaymentGateway>) -
         limiter,
         jobs,
         chat,
+        notifier,
         next_update: Mutex::new(0),
     }
 }
@@ -249,6 +260,19 @@ fn arg<'a>(reply: &'a Reply, name: &str) -> &'a Arg {
         .iter()
         .find(|(n, _)| *n == name)
         .unwrap_or_else(|| panic!("no arg {name} in {reply:?}"))
+        .1
+}
+
+fn money(s: &str) -> Money {
+    s.parse().unwrap()
+}
+
+fn arg_of<'a>(text: &'a Text, name: &str) -> &'a Arg {
+    &text
+        .args
+        .iter()
+        .find(|(n, _)| *n == name)
+        .unwrap_or_else(|| panic!("no arg {name} in {text:?}"))
         .1
 }
 
@@ -778,6 +802,120 @@ async fn pay_offers_amounts_then_a_link_and_a_check_button() {
         keys(&w.press(ANNA, Action::TopUp(9)).await),
         ["button-expired"]
     );
+}
+
+#[tokio::test]
+async fn stars_are_offered_invoiced_checked_out_and_credited_once() {
+    // Stars only (no card payments): 100 ₽ at 1.30 ₽ a Star is 77 Stars, 100.10 ₽.
+    let w = world_paying(config(false), None, Some(money("1.30")));
+    w.user_with(ANNA, "0").await;
+    let menu = w.say(ANNA, "/pay").await;
+    assert_eq!(keys(&menu), ["pay-choose"]);
+    let labels: Vec<_> = menu[0]
+        .buttons
+        .iter()
+        .flatten()
+        .map(|b| b.label.key)
+        .collect();
+    assert_eq!(
+        labels,
+        ["pay-stars-amount", "pay-stars-amount"],
+        "no card amounts"
+    );
+    let first = &menu[0].buttons[0][0];
+    assert_eq!(
+        (
+            arg_of(&first.label, "stars"),
+            arg_of(&first.label, "amount")
+        ),
+        (&Arg::Number(77), &rub("100"))
+    );
+    let invoice = w.press(ANNA, Action::TopUpStars(0)).await;
+    assert_eq!(keys(&invoice), ["stars-invoice-description"]);
+    let Invoice {
+        title,
+        payload,
+        stars,
+    } = invoice[0].invoice.clone().unwrap();
+    assert_eq!((title.key, stars), ("stars-invoice-title", 77));
+    assert_eq!(arg_of(&title, "amount"), &rub("100.10"));
+    let anna = sender(ANNA);
+    w.chat
+        .stars_checkout(&anna, &payload, "XTR", 77)
+        .await
+        .unwrap();
+    for (who, cur, n) in [
+        (sender(7), "XTR", 77),
+        (sender(ANNA), "RUB", 77),
+        (sender(ANNA), "XTR", 76),
+    ] {
+        assert_eq!(
+            w.chat
+                .stars_checkout(&who, &payload, cur, n)
+                .await
+                .unwrap_err()
+                .key,
+            "stars-invoice-expired"
+        );
+    }
+    assert!(
+        w.chat
+            .stars_checkout(&anna, "someone-else:1", "XTR", 77)
+            .await
+            .is_err()
+    );
+    // Telegram may deliver successful_payment twice: one credit, told once (by the notifier).
+    for _ in 0..2 {
+        let replies = w
+            .chat
+            .stars_paid(&anna, &payload, "XTR", 77, "stx-1")
+            .await
+            .unwrap();
+        assert!(replies.is_empty());
+    }
+    assert_eq!(w.available(ANNA).await, money("100.10"));
+    let credited = w
+        .notifier
+        .notices()
+        .into_iter()
+        .filter(|(_, n)| matches!(n, crate::ports::Notice::PaymentCredited { .. }))
+        .count();
+    assert_eq!(credited, 1);
+    // Paid: the invoice is closed.
+    assert!(
+        w.chat
+            .stars_checkout(&anna, &payload, "XTR", 77)
+            .await
+            .is_err()
+    );
+    // Money for an invoice we cannot match: nothing credited, admins told.
+    let odd = w
+        .chat
+        .stars_paid(&anna, "junk", "XTR", 5, "stx-2")
+        .await
+        .unwrap();
+    assert_eq!(keys(&odd), ["stars-payment-problem"]);
+    let alerts = w.notifier.alerts();
+    assert_eq!(alerts.len(), 1);
+    assert!(alerts[0].message.contains("stx-2"));
+    assert_eq!(w.available(ANNA).await, money("100.10"));
+    assert!(w.store.verify().await.unwrap().is_ok());
+}
+
+#[tokio::test]
+async fn a_banned_or_rate_limited_payer_is_still_credited_for_stars_taken() {
+    let w = world_paying(config(false), None, Some(money("2")));
+    w.user_with(ANNA, "0").await;
+    let invoice = w.press(ANNA, Action::TopUpStars(1)).await;
+    let payload = invoice[0].invoice.clone().unwrap().payload;
+    w.user_with(ADMIN, "0").await;
+    w.say(ADMIN, &format!("/ban {ANNA}")).await;
+    *w.limiter.0.lock().unwrap() = Some(Duration::from_secs(30));
+    w.chat
+        .stars_paid(&sender(ANNA), &payload, "XTR", 150, "stx-9")
+        .await
+        .unwrap();
+    assert_eq!(w.available(ANNA).await, money("300"));
 }
 
 // ---- admin, bans, rate limit ----

@@ -304,7 +304,7 @@ impl Step<'_> {
                 provider: provider.to_owned(),
                 kind: error.kind(),
                 message: error.to_string(),
-                payment_id: None,
+                subject: None,
             };
             if let Err(e) = self.runner.ports.notifier.alert_admins(alert).await {
                 self.notes.push(StepNote::NotSent {

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use crate::ids::{IdempotencyKey, JobId, UserId};
 use crate::job::{
-    Applied, CancelledBy, Job, JobEvent, JobFilter, JobGuard, JobLease, JobSpec, JobWrite, NewJob,
-    TransitionError,
+    Applied, CancelledBy, Job, JobEvent, JobFilter, JobGuard, JobLease, JobSpec, JobState,
+    JobWrite, NewJob, TransitionError,
 };
 use crate::money::Money;
 use crate::ports::{
@@ -237,6 +237,23 @@ impl JobService {
             .job(id)
             .await?
             .ok_or(JobError::UnknownJob(id))
+    }
+
+    /// A provider's callback named a task of a job (`external_task_id`): whether it is a
+    /// running job of ours with that very task, worth waking its worker to re-read the
+    /// task now. Callbacks are unauthenticated hints: nothing else is done with them.
+    ///
+    /// # Errors
+    /// [`JobError::Store`] when the store cannot answer.
+    pub async fn task_callback(&self, job: JobId, task: &str) -> Result<bool, JobError> {
+        let Some(job) = self.ports.jobs.job(job).await? else {
+            return Ok(false);
+        };
+        Ok(job.state == JobState::Processing
+            && job
+                .provider_task_id
+                .as_ref()
+                .is_some_and(|t| t.as_str() == task))
     }
 
     /// Applies one event to a job (the store checks it against its own row, and the

@@ -18,8 +18,9 @@ use crate::ledger::{
     Reservation, ReservationState, Settlement, SettlementPlan, VerifyReport,
 };
 use crate::money::Money;
-use crate::payment::{DueFilter, 
-    NewPayment, Payment, PaymentEffect, PaymentFilter, PaymentProvider, PaymentTransition,
+use crate::payment::{
+    DueFilter, NewPayment, Payment, PaymentEffect, PaymentFilter, PaymentProvider,
+    PaymentTransition,
 };
 use crate::ports::{
     ClaimTarget, DialogueRecord, DialogueStore, JobStore, LedgerStore, Missing, PaymentStore,

@@ -18,7 +18,8 @@ use crate::money::Money;
 use crate::time::Timestamp;
 
 pub use service::{
-    GatewayHint, PaymentApplied, PollConfig, PollReport, Told, PaymentConfig, PaymentError, PaymentPorts, PaymentService, RefundOutcome,
+    GatewayHint, PaymentApplied, PaymentConfig, PaymentError, PaymentPorts, PaymentService,
+    PollConfig, PollReport, RefundOutcome, Told,
 };
 
 /// Who takes the money.
@@ -518,9 +519,7 @@ impl DueFilter {
     pub fn matches(&self, p: &Payment) -> bool {
         let which = match self.due {
             Due::Pending(provider) => p.state == PaymentState::Pending && p.provider == provider,
-            Due::Refunding => {
-                p.state == PaymentState::Paid && p.refund_reservation_id.is_some()
-            }
+            Due::Refunding => p.state == PaymentState::Paid && p.refund_reservation_id.is_some(),
         };
         which
             && p.next_check_at.is_none_or(|t| t <= self.at)

@@ -13,8 +13,8 @@ use crate::payment::{
 };
 use crate::ports::{
     AdminAlert, Clock, CreatePayment, GatewayPayment, GatewayRefund, IdGenerator, LedgerStore,
-    Missing, Notice, Notifier, PaymentGateway, PaymentListQuery, PaymentStore, ProviderError,
-    ProviderErrorKind, RefundRequest, RefundStatus, StoreError, UserStore,
+    Missing, Notice, Notifier, NotifyError, PaymentGateway, PaymentListQuery, PaymentStore,
+    ProviderError, ProviderErrorKind, RefundRequest, RefundStatus, StoreError, UserStore,
 };
 use crate::time::Timestamp;
 
@@ -339,6 +339,52 @@ impl PaymentService {
         &self.config
     }
 
+    /// Whether card payments (YooKassa) are configured.
+    #[must_use]
+    pub fn has_gateway(&self) -> bool {
+        self.gateway.is_some()
+    }
+
+    /// How many Stars top up at least `amount` (rounded up to whole Stars; the credit is
+    /// Stars × `STARS_RUB_RATE`). `None` when Stars are off or the sum is out of range.
+    #[must_use]
+    pub fn stars_for(&self, amount: Money) -> Option<u32> {
+        let rate = self.config.stars_rate.filter(|r| !r.is_zero())?;
+        let (amount, rate_k) = (
+            amount.kopecks().unsigned_abs(),
+            rate.kopecks().unsigned_abs(),
+        );
+        let stars = u32::try_from(amount.div_ceil(rate_k))
+            .ok()
+            .filter(|s| *s > 0)?;
+        let credit = rate.checked_mul(stars)?;
+        (credit >= self.config.min_topup && credit <= self.config.max_topup).then_some(stars)
+    }
+
+    /// Telegram took Stars that cannot be credited (another sum than the invoice, not
+    /// one of our invoices, a store failure): the admins are told, with the charge id a
+    /// person needs to credit or refund it. Never throttled.
+    ///
+    /// # Errors
+    /// [`NotifyError`] when no admin could be told.
+    pub async fn stars_unmatched(
+        &self,
+        user: UserId,
+        charge_id: &str,
+        stars: u32,
+        why: &str,
+    ) -> Result<(), NotifyError> {
+        let alert = AdminAlert {
+            provider: PaymentProvider::TelegramStars.as_str().to_owned(),
+            kind: ProviderErrorKind::Unknown,
+            message: format!(
+                "{stars} Stars paid by user {user} (charge {charge_id}) were not credited: {why}"
+            ),
+            subject: Some(format!("Stars charge {charge_id}")),
+        };
+        self.notifier.alert_admins(alert).await
+    }
+
     fn new_payment(
         &self,
         user: UserId,
@@ -558,7 +604,14 @@ impl PaymentService {
         provider_payment_id: &str,
     ) -> Result<PaymentApplied, PaymentError> {
         let gateway = self.gateway()?;
-        let remote = gateway.get_payment(provider_payment_id).await?;
+        let remote = match gateway.get_payment(provider_payment_id).await {
+            Ok(remote) => remote,
+            // The provider does not know it: not a payment of ours (a forged hint).
+            Err(ProviderError::NotFound { .. }) => {
+                return Err(PaymentError::UnknownPayment(provider_payment_id.to_owned()));
+            }
+            Err(e) => return Err(e.into()),
+        };
         self.apply_gateway_payment(&remote).await
     }
 
@@ -588,8 +641,7 @@ impl PaymentService {
                     .ok_or_else(|| PaymentError::UnknownPayment(provider_payment_id.clone()))?;
                 // Only a refund we started moves money here; one made elsewhere (the
                 // provider's dashboard) is left to `rei-cli payments reconcile`.
-                if payment.state != PaymentState::Paid || payment.refund_reservation_id.is_none()
-                {
+                if payment.state != PaymentState::Paid || payment.refund_reservation_id.is_none() {
                     return Ok(PaymentApplied::unchanged(payment));
                 }
                 let refund = self.gateway()?.get_refund(refund_id).await?;
@@ -862,7 +914,7 @@ impl PaymentService {
                             "the refund of payment {id} ({}) was refused: {reason}; the amount is back on the user's balance",
                             applied.payment.amount
                         ),
-                        payment_id: Some(id),
+                        subject: Some(format!("payment {id}")),
                     };
                     // Best effort, like every notice: the release is committed.
                     if self.notifier.alert_admins(alert).await.is_err() {
@@ -939,7 +991,9 @@ impl PaymentService {
             if now >= expires {
                 self.expire(&p, &mut report).await?;
             } else {
-                self.payments.schedule_check(p.id, p.checks, expires).await?;
+                self.payments
+                    .schedule_check(p.id, p.checks, expires)
+                    .await?;
             }
         }
         Ok(report)

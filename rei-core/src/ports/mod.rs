@@ -20,10 +20,10 @@ pub use notify::{
     AdminAlert, LimiterError, MessageRef, Notice, Notifier, NotifyError, RateDecision, RateLimiter,
 };
 pub use providers::{
-    CreatePayment, DownloadedAsset, GatewayPayment, GatewayRefund, GatewayStatus, GeneratedImage,
-    ImageGenerator, ImageInput, ImageRequest, PaymentGateway, PaymentPage, ProviderError,
-    ProviderErrorKind, RefundRequest, RefundStatus, VideoGenerator, VideoInput, VideoRequest, GatewayMethod, PaymentListQuery,
-    VideoTaskStatus,
+    CreatePayment, DownloadedAsset, GatewayMethod, GatewayPayment, GatewayRefund, GatewayStatus,
+    GeneratedImage, ImageGenerator, ImageInput, ImageRequest, PaymentGateway, PaymentListQuery,
+    PaymentPage, ProviderError, ProviderErrorKind, RefundRequest, RefundStatus, VideoGenerator,
+    VideoInput, VideoRequest, VideoTaskStatus,
 };
 pub use queue::{JobQueue, QueueError};
 pub use store::{

@@ -117,9 +117,9 @@ pub struct AdminAlert {
     pub kind: ProviderErrorKind,
     /// Details (never secrets).
     pub message: String,
-    /// The payment this alert is about, when it is about one (a refused refund). Such
+    /// What this alert is about, when it is about one thing (a payment, a charge): such
     /// alerts each need a person and are never throttled; provider-wide ones are.
-    pub payment_id: Option<PaymentId>,
+    pub subject: Option<String>,
 }
 
 /// Why a notice was not delivered.

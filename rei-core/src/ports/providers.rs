@@ -528,6 +528,5 @@ pub trait PaymentGateway: Send + Sync {
     ///
     /// # Errors
     /// A [`ProviderError`].
-    async fn list_payments(&self, query: &PaymentListQuery)
-    -> Result<PaymentPage, ProviderError>;
+    async fn list_payments(&self, query: &PaymentListQuery) -> Result<PaymentPage, ProviderError>;
 }

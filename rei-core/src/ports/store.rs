@@ -12,7 +12,9 @@ use crate::ledger::{
     SettlementError, VerifyReport,
 };
 use crate::money::Money;
-use crate::payment::{DueFilter, NewPayment, Payment, PaymentFilter, PaymentProvider, PaymentTransition};
+use crate::payment::{
+    DueFilter, NewPayment, Payment, PaymentFilter, PaymentProvider, PaymentTransition,
+};
 use crate::time::Timestamp;
 use crate::user::{AuditRecord, Language, Stats, User, UserProfile};
 

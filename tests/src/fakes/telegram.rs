@@ -361,6 +361,42 @@ impl FakeTelegram {
         id
     }
 
+    /// Telegram asks the bot whether `user` may pay the invoice with `payload` for
+    /// `stars` Stars (`pre_checkout_query`). Returns the query id; the answer is the
+    /// bot's `answerPreCheckoutQuery` call with that `pre_checkout_query_id`.
+    pub fn pre_checkout(&self, user: i64, payload: &str, stars: u32) -> String {
+        let mut id = String::new();
+        self.inject(|s| {
+            id = s.next_query.to_string();
+            s.next_query += 1;
+            json!({"pre_checkout_query": {
+                "id": id,
+                "from": user_json(s, user),
+                "currency": "XTR",
+                "total_amount": stars,
+                "invoice_payload": payload,
+            }})
+        });
+        id
+    }
+
+    /// Telegram took `stars` Stars from `user` for the invoice with `payload`: the
+    /// service message with `successful_payment` (providers.md §4.5). Returns the
+    /// update id.
+    pub fn successful_payment(&self, user: i64, payload: &str, stars: u32, charge_id: &str) -> i64 {
+        self.inject(|s| {
+            let mut message = user_message(s, user);
+            message["successful_payment"] = json!({
+                "currency": "XTR",
+                "total_amount": stars,
+                "invoice_payload": payload,
+                "telegram_payment_charge_id": charge_id,
+                "provider_payment_charge_id": "",
+            });
+            json!({"message": message})
+        })
+    }
+
     /// Serves `bytes` as the file `file_id` (a new file, or instead of the generated
     /// bytes of an injected photo or video).
     pub fn add_file(&self, file_id: &str, bytes: Vec<u8>) {

@@ -202,7 +202,7 @@ async fn admin_alerts_are_sent_at_most_once_per_hour_per_kind() {
         provider: "kling".into(),
         kind,
         message: "resource pack depleted".into(),
-        payment_id: None,
+        subject: None,
     };
     w.notifier
         .alert_admins(alert(ProviderErrorKind::OutOfFunds))

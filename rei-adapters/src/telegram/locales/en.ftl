@@ -119,6 +119,12 @@ pay-provider-down = The payment service is not answering; try again later.
 pay-check-paid = ✅ Payment received, balance topped up.
 pay-check-pending = The payment has not arrived yet.
 pay-check-cancelled = The payment was cancelled.
+pay-stars-amount = ⭐ { $stars } → { $amount }
+stars-invoice-title = Top-up { $amount }
+stars-invoice-description = { $amount } on your balance, paid with Telegram Stars.
+stars-invoice-expired = This invoice can no longer be paid. Open /pay for a new one.
+stars-checkout-unavailable = Payments are briefly unavailable; try again in a minute.
+stars-payment-problem = ⚠️ Your payment arrived but could not be credited automatically. The admins have been told and will sort it out.
 
 ## Admin
 

@@ -120,6 +120,12 @@ pay-provider-down = Платёжный сервис не отвечает, по�
 pay-check-paid = ✅ Оплата получена, баланс пополнен.
 pay-check-pending = Оплата ещё не поступила.
 pay-check-cancelled = Платёж отменён.
+pay-stars-amount = ⭐ { $stars } → { $amount }
+stars-invoice-title = Пополнение на { $amount }
+stars-invoice-description = { $amount } на баланс, оплата звёздами Telegram.
+stars-invoice-expired = Этот счёт больше нельзя оплатить. Откройте /pay, чтобы получить новый.
+stars-checkout-unavailable = Оплата ненадолго недоступна, попробуйте через минуту.
+stars-payment-problem = ⚠️ Оплата пришла, но не зачислена автоматически. Администраторы уже знают и всё исправят.
 
 ## Admin
 

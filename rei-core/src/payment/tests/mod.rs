@@ -598,7 +598,7 @@ async fn a_refund_takes_the_money_back_once() {
             refund_id: "rf-1".into(),
             status: RefundStatus::Succeeded,
             provider_payment_id: None,
-                amount: None,
+            amount: None,
         })
     });
     let (svc, p) = paid_topup(&w, g, 20_000).await;
@@ -606,10 +606,7 @@ async fn a_refund_takes_the_money_back_once() {
     assert!(matches!(out, RefundOutcome::Refunded(ref r) if r.state == PaymentState::Refunded));
     assert_eq!(balance(&w).await, 0);
     assert!(
-        matches!(
-            svc.refund(p.id).await.unwrap(),
-            RefundOutcome::Refunded(_)
-        ),
+        matches!(svc.refund(p.id).await.unwrap(), RefundOutcome::Refunded(_)),
         "repeat is a no-op"
     );
     assert!(w.store.verify().await.unwrap().is_ok());
@@ -860,7 +857,7 @@ async fn a_racing_second_refund_never_attaches_a_settled_hold() {
             refund_id: "rf".into(),
             status: RefundStatus::Canceled { reason: None },
             provider_payment_id: None,
-                amount: None,
+            amount: None,
         })
     });
     let (svc, p) = paid_topup(&w, g, 20_000).await;

@@ -1,0 +1,39 @@
+//! `POST /webhooks/telegram` (`TELEGRAM_MODE=webhook`): 401 without the right secret
+//! header; accepted updates go to the same dispatcher as with long polling.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::HeaderMap;
+
+use super::{WebError, WebState};
+use crate::telegram::{Pushed, Stopped};
+
+/// The header Telegram sends the webhook secret in.
+const SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
+
+pub(super) async fn webhook(
+    State(state): State<Arc<WebState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<&'static str, WebError> {
+    let Some(hook) = &state.telegram else {
+        return Err(WebError::NotFound);
+    };
+    if !hook.accepts(headers.get(SECRET_HEADER).map(|v| v.as_bytes())) {
+        tracing::warn!(
+            route = "/webhooks/telegram",
+            "update without the right secret refused"
+        );
+        return Err(WebError::Unauthorized);
+    }
+    match hook.push(&body) {
+        Ok(Pushed::Accepted) => {
+            metrics::counter!("telegram_updates_received_total", "via" => "webhook").increment(1);
+            Ok("ok")
+        }
+        Ok(Pushed::Unreadable) => Ok("dropped"),
+        Err(Stopped) => Err(WebError::Unavailable("the bot is stopping")),
+    }
+}

@@ -1,0 +1,167 @@
+//! `POST /webhooks/yookassa` and `POST /webhooks/kling`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, State};
+use axum::http::HeaderMap;
+use rei_core::payment::{GatewayHint, PaymentError, Told};
+use tracing::Instrument;
+
+use super::{WebError, WebState, ips};
+
+/// A notification: checked source, parsed hint, re-read and applied by the payment
+/// service. 200 for processed, duplicate and ignored events (YooKassa stops retrying);
+/// 503 when the database or YooKassa's API cannot answer now (YooKassa retries).
+pub(super) async fn yookassa(
+    State(state): State<Arc<WebState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<&'static str, WebError> {
+    let span = tracing::info_span!(
+        "webhook",
+        provider = "yookassa",
+        peer = %peer.ip(),
+        provider_payment_id = tracing::field::Empty,
+        payment_id = tracing::field::Empty,
+        user_id = tracing::field::Empty,
+        amount_kopecks = tracing::field::Empty,
+    );
+    let outcome = handle_yookassa(&state, peer, &headers, &body)
+        .instrument(span)
+        .await;
+    let label = match &outcome {
+        Ok(label) => *label,
+        Err(WebError::Forbidden) => "forbidden",
+        Err(WebError::BadRequest(_)) => "bad_request",
+        Err(WebError::Unavailable(_)) => "unavailable",
+        Err(WebError::NotFound | WebError::Unauthorized) => "refused",
+    };
+    metrics::counter!("payment_webhooks_total", "provider" => "yookassa", "outcome" => label)
+        .increment(1);
+    outcome.map(|_| "ok")
+}
+
+async fn handle_yookassa(
+    state: &WebState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<&'static str, WebError> {
+    let Some(payments) = &state.payments else {
+        return Err(WebError::NotFound);
+    };
+    let from = ips::client_ip(peer.ip(), headers, &state.trusted_proxies);
+    if !from.is_some_and(|ip| state.yookassa_ips.contains(ip)) {
+        tracing::warn!(client = ?from, "payment notification from an address off the allow-list refused");
+        return Err(WebError::Forbidden);
+    }
+    let hint = match crate::yookassa::parse_notification(body) {
+        Ok(Some(hint)) => hint,
+        Ok(None) => {
+            tracing::info!("notification of an event REI does not act on: ignored");
+            return Ok("ignored");
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "unreadable payment notification");
+            return Err(WebError::BadRequest("not a YooKassa notification"));
+        }
+    };
+    let span = tracing::Span::current();
+    match &hint {
+        GatewayHint::Payment {
+            provider_payment_id,
+        }
+        | GatewayHint::Refund {
+            provider_payment_id,
+            ..
+        } => {
+            span.record("provider_payment_id", provider_payment_id.as_str());
+        }
+    }
+    match payments.gateway_notification(&hint).await {
+        Ok(applied) => {
+            let p = &applied.payment;
+            span.record("payment_id", tracing::field::display(p.id));
+            span.record("user_id", p.user_id.get());
+            span.record("amount_kopecks", p.amount.kopecks());
+            if let Told::Failed(error) = &applied.told {
+                tracing::warn!(%error, "the user could not be told (the money state is committed)");
+            }
+            if applied.credited {
+                metrics::counter!("payments_credited_total", "provider" => p.provider.as_str(), "via" => "webhook").increment(1);
+                tracing::info!(state = p.state.as_str(), "payment credited");
+                Ok("credited")
+            } else {
+                tracing::info!(state = p.state.as_str(), "payment notification applied");
+                Ok("applied")
+            }
+        }
+        Err(PaymentError::UnknownPayment(_)) => {
+            tracing::warn!("notification about a payment that is not ours: ignored");
+            Ok("unknown")
+        }
+        Err(e @ (PaymentError::Store(_) | PaymentError::Provider(_))) => {
+            tracing::warn!(error = %e, error.chain = ?e, "cannot apply the notification now; YooKassa will retry");
+            Err(WebError::Unavailable(match e {
+                PaymentError::Store(_) => "database",
+                _ => "payment provider",
+            }))
+        }
+        Err(e) => {
+            // A contradiction (another amount, another id): retrying will not help, a
+            // person must look; the payment is left as it was.
+            tracing::error!(error = %e, error.chain = ?e, "payment notification refused");
+            Ok("refused")
+        }
+    }
+}
+
+/// A Kling task callback: only a hint. When it names a running job of ours with that
+/// task, the job's worker (if in this process) wakes and re-reads the task.
+pub(super) async fn kling(
+    State(state): State<Arc<WebState>>,
+    body: Bytes,
+) -> Result<&'static str, WebError> {
+    let span = tracing::info_span!(
+        "webhook",
+        provider = "kling",
+        task_id = tracing::field::Empty,
+        job_id = tracing::field::Empty
+    );
+    async move {
+        let Some((jobs, wakeups)) = &state.kling else {
+            return Err(WebError::NotFound);
+        };
+        let callback = crate::kling::parse_callback(&body).map_err(|e| {
+            tracing::warn!(error = %e, "unreadable Kling callback");
+            WebError::BadRequest("not a Kling task callback")
+        })?;
+        let span = tracing::Span::current();
+        span.record("task_id", callback.task_id.as_str());
+        let Some(job) = callback.job_id() else {
+            tracing::info!("callback without one of our job ids: ignored");
+            return Ok("ignored");
+        };
+        span.record("job_id", tracing::field::display(job));
+        match jobs.task_callback(job, callback.task_id.as_str()).await {
+            Ok(true) => {
+                let woken = wakeups.wake(job);
+                tracing::info!(status = %callback.status, woken, "task callback");
+                Ok("ok")
+            }
+            Ok(false) => {
+                tracing::info!("callback about no running job of ours: ignored");
+                Ok("ignored")
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot look the job up now");
+                Err(WebError::Unavailable("database"))
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
