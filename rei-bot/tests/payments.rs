@@ -629,6 +629,32 @@ async fn stars_invoice_checkout_and_a_payment_delivered_twice_credit_once() {
     bot.verify().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_receipts_pay_asks_the_email_once_and_attaches_a_receipt() {
+    let bot = bot(&[("YOOKASSA_RECEIPT_VAT_CODE", "1")]).await;
+    bot.say("/start").await;
+    let amounts = bot.say("/pay").await;
+    let ask = bot.press(&amounts, "300.00 ₽").await;
+    assert!(text(&ask).contains("e-mail"), "{ask:?}");
+    assert!(bot.yookassa.payments().is_empty(), "no payment before the e-mail");
+    let again = bot.say("my email").await;
+    assert!(text(&again).contains("name@example.com"), "{again:?}");
+    let link = bot.say("anna@example.com").await;
+    assert!(text(&link).contains("300.00 ₽"), "{link:?}");
+    let sent = bot.yookassa.create_requests();
+    assert_eq!(sent.len(), 1);
+    let receipt = &sent[0]["receipt"];
+    assert_eq!(receipt["customer"]["email"], "anna@example.com");
+    assert_eq!(receipt["items"][0]["vat_code"], 1);
+    assert_eq!(receipt["items"][0]["amount"]["value"], "300.00");
+    // Asked once: the next top-up goes straight to the link.
+    let amounts = bot.say("/pay").await;
+    let link = bot.press(&amounts, "100.00 ₽").await;
+    assert!(text(&link).contains("100.00 ₽"), "{link:?}");
+    assert_eq!(bot.yookassa.create_requests().len(), 2);
+    bot.verify().await;
+}
+
 /// A `/start` update as Telegram posts it to a webhook.
 fn start_update(update_id: i64) -> Value {
     json!({"update_id": update_id, "message": {

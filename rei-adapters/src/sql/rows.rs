@@ -52,7 +52,7 @@ pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> 
 /// Column list of `user` queries.
 macro_rules! user_cols {
     () => {
-        "tg_id, username, first_name, language, is_banned, ban_notified, unreachable_since, balance, created_at"
+        "tg_id, username, first_name, language, is_banned, ban_notified, unreachable_since, receipt_email, balance, created_at"
     };
 }
 pub(crate) use user_cols;
@@ -66,6 +66,7 @@ pub(crate) struct UserRow {
     is_banned: bool,
     ban_notified: bool,
     unreachable_since: Option<i64>,
+    receipt_email: Option<String>,
     balance: i64,
     created_at: i64,
 }
@@ -81,6 +82,10 @@ impl TryFrom<UserRow> for User {
             is_banned: r.is_banned,
             ban_notified: r.ban_notified,
             unreachable_since: r.unreachable_since.map(Timestamp::from_millis),
+            receipt_email: r
+                .receipt_email
+                .map(|e| rei_core::user::Email::parse(&e).map_err(|e| corrupt("receipt e-mail", e)))
+                .transpose()?,
             balance: money("balance", r.balance)?,
             created_at: Timestamp::from_millis(r.created_at),
         })

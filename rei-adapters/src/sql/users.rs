@@ -109,6 +109,16 @@ macro_rules! sql_users {
                 if done.rows_affected() == 1 { Ok(()) } else { Err(StoreError::NotFound(Missing::User(id))) }
             }
 
+            async fn set_receipt_email(&self, id: UserId, email: &rei_core::user::Email) -> Result<(), StoreError> {
+                let done = sqlx::query("UPDATE users SET receipt_email = $1 WHERE tg_id = $2")
+                    .bind(email.as_str())
+                    .bind(id.get())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(TxError::from)?;
+                if done.rows_affected() == 1 { Ok(()) } else { Err(StoreError::NotFound(Missing::User(id))) }
+            }
+
             async fn stats(&self, since: Timestamp) -> Result<Stats, StoreError> {
                 let pool = &self.pool;
                 let (active, failed, unreachable): (i64, i64, i64) = sqlx::query_as(

@@ -1648,6 +1648,26 @@ pub async fn dialogue_of_an_unknown_user_is_not_found<S: Backend>(s: Store<S>) {
     assert_eq!(s.load_dialogue(ghost).await.unwrap(), None);
 }
 
+pub async fn receipt_emails_are_kept_per_user<S: Backend>(s: Store<S>) {
+    use crate::user::Email;
+    let u = user(&*s, 1).await;
+    assert_eq!(s.user(u).await.unwrap().unwrap().receipt_email, None);
+    let first = Email::parse("anna@example.com").unwrap();
+    s.set_receipt_email(u, &first).await.unwrap();
+    assert_eq!(s.user(u).await.unwrap().unwrap().receipt_email, Some(first));
+    let second = Email::parse("anna@example.org").unwrap();
+    s.set_receipt_email(u, &second).await.unwrap();
+    assert_eq!(
+        s.user(u).await.unwrap().unwrap().receipt_email,
+        Some(second.clone())
+    );
+    let ghost = UserId::new(404).unwrap();
+    assert!(matches!(
+        s.set_receipt_email(ghost, &second).await,
+        Err(StoreError::NotFound(Missing::User(_)))
+    ));
+}
+
 pub async fn entries_above_the_cap_are_invalid_whatever_their_kind<S: Backend>(s: Store<S>) {
     let u = user(&*s, 1).await;
     fund(&*s, u, 1_000).await;

@@ -19,7 +19,9 @@ use crate::ports::{
     StoreError,
 };
 use crate::pricing::VideoDuration;
-use crate::user::{Access, Actor, AdminService, Language, UserError, UserProfile, UserService};
+use crate::user::{
+    Access, Actor, AdminService, Email, Language, UserError, UserProfile, UserService,
+};
 
 /// Bots may download files up to this size (Telegram Bot API: 20 MB).
 pub const MAX_DOWNLOAD_BYTES: u64 = 20 * 1024 * 1024;
@@ -426,6 +428,48 @@ impl Conversation {
         vec![Reply::with_buttons(Text::key("pay-choose"), buttons)]
     }
 
+    /// A card top-up of `TOPUP_AMOUNTS[index]`: with receipts on, the payer's e-mail is
+    /// asked once (and kept) before the payment is created.
+    async fn top_up(
+        &self,
+        user: UserId,
+        index: u8,
+        typed_email: Option<Email>,
+        stored: &mut Stored,
+    ) -> Replies {
+        let (Some(payments), Some(amount)) = (
+            &self.ports.payments,
+            self.config.topup_amounts.get(usize::from(index)),
+        ) else {
+            return Ok(say("button-expired"));
+        };
+        let email = if payments.config().receipts {
+            let known = match typed_email {
+                Some(email) => Some(email),
+                None => self
+                    .ports
+                    .users
+                    .user(user)
+                    .await?
+                    .and_then(|u| u.receipt_email),
+            };
+            let Some(email) = known else {
+                stored.state = DialogueState::AwaitingEmail { topup: index };
+                return Ok(say("pay-email-ask"));
+            };
+            Some(email.as_str().to_owned())
+        } else {
+            None
+        };
+        match payments.create_topup(user, *amount, email).await {
+            Ok(payment) => Ok(pay_link(&payment)),
+            Err(PaymentError::MethodUnavailable) => Ok(say("pay-unavailable")),
+            Err(PaymentError::AmountOutOfRange { .. }) => Ok(say("button-expired")),
+            Err(PaymentError::Provider(_)) => Ok(say("pay-provider-down")),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Telegram asks, before taking the Stars, whether the invoice may be paid: it must be
     /// one of ours, this user's, still open and for this many Stars. `Err` carries the
     /// words shown to the payer.
@@ -637,6 +681,14 @@ impl Conversation {
             DialogueState::VideoModel | DialogueState::VideoDuration { .. } => {
                 Ok(say("video-use-buttons"))
             }
+            DialogueState::AwaitingEmail { topup } => {
+                let Ok(email) = Email::parse(text) else {
+                    return Ok(say("pay-email-invalid"));
+                };
+                self.ports.users.set_receipt_email(user, &email).await?;
+                stored.state = DialogueState::Idle;
+                self.top_up(user, topup, Some(email), stored).await
+            }
             DialogueState::VideoInput { model, duration } => {
                 if let Err(refusal) = self.can(&model, |m| m.text_to_video, stored) {
                     return Ok(refusal);
@@ -728,6 +780,7 @@ impl Conversation {
             DialogueState::VideoModel | DialogueState::VideoDuration { .. } => {
                 Ok(say("video-use-buttons"))
             }
+            DialogueState::AwaitingEmail { .. } => Ok(say("pay-email-invalid")),
             DialogueState::VideoInput { model, duration } => {
                 if let Err(refusal) = self.can(&model, |m| m.image_to_video, stored) {
                     return Ok(refusal);
@@ -946,21 +999,7 @@ impl Conversation {
                 }
                 Ok(vec![Reply::text(text)])
             }
-            Action::TopUp(index) => {
-                let (Some(payments), Some(amount)) = (
-                    &self.ports.payments,
-                    self.config.topup_amounts.get(usize::from(index)),
-                ) else {
-                    return Ok(say("button-expired"));
-                };
-                match payments.create_topup(user, *amount, None).await {
-                    Ok(payment) => Ok(pay_link(&payment)),
-                    Err(PaymentError::MethodUnavailable) => Ok(say("pay-unavailable")),
-                    Err(PaymentError::AmountOutOfRange { .. }) => Ok(say("button-expired")),
-                    Err(PaymentError::Provider(_)) => Ok(say("pay-provider-down")),
-                    Err(e) => Err(e.into()),
-                }
-            }
+            Action::TopUp(index) => self.top_up(user, index, None, stored).await,
             Action::TopUpStars(index) => {
                 let (Some(payments), Some(amount)) = (
                     &self.ports.payments,

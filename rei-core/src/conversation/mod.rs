@@ -79,6 +79,8 @@ pub const TEXT_KEYS: &[&str] = &[
     "pay-check-paid",
     "pay-check-pending",
     "pay-choose",
+    "pay-email-ask",
+    "pay-email-invalid",
     "pay-link",
     "pay-open",
     "pay-provider-down",

@@ -48,6 +48,11 @@ pub enum DialogueState {
     },
     /// A draft is shown; the user may still confirm it.
     Draft(Draft),
+    /// `/pay` with receipts on: waiting for the e-mail the receipt goes to.
+    AwaitingEmail {
+        /// The chosen amount, by its index in `TOPUP_AMOUNTS`.
+        topup: u8,
+    },
 }
 
 /// What is stored: the state and when the rate-limit notice was last sent.

@@ -101,6 +101,15 @@ fn world_paying(
     gateway: Option<MockPaymentGateway>,
     stars_rate: Option<Money>,
 ) -> World {
+    world_full(config, gateway, stars_rate, false)
+}
+
+fn world_full(
+    config: ConversationConfig,
+    gateway: Option<MockPaymentGateway>,
+    stars_rate: Option<Money>,
+    receipts: bool,
+) -> World {
     let store = Arc::new(MemoryStore::new());
     let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_000_000)));
     let ids = Arc::new(SequentialIds::default());
@@ -131,6 +140,7 @@ fn world_paying(
             PaymentConfig {
                 return_url: "https://t.me/rei_bot".into(),
                 stars_rate,
+                receipts,
                 ..PaymentConfig::default()
             },
         ))
@@ -802,6 +812,46 @@ async fn pay_offers_amounts_then_a_link_and_a_check_button() {
         keys(&w.press(ANNA, Action::TopUp(9)).await),
         ["button-expired"]
     );
+}
+
+#[tokio::test]
+async fn with_receipts_the_email_is_asked_once_then_kept() {
+    let mut gateway = MockPaymentGateway::new();
+    let emails = Arc::new(Mutex::new(Vec::new()));
+    let seen = emails.clone();
+    gateway
+        .expect_create_payment()
+        .times(2)
+        .returning(move |r| {
+            seen.lock().unwrap().push(r.receipt_email.clone());
+            Ok(GatewayPayment {
+                provider_payment_id: format!("yk-{}", r.payment_id),
+                status: GatewayStatus::Pending,
+                amount: r.amount,
+                confirmation_url: Some("https://yoomoney.test/checkout".into()),
+                payment_id: Some(r.payment_id),
+                ..Default::default()
+            })
+        });
+    let w = world_full(config(false), Some(gateway), None, true);
+    w.user_with(ANNA, "0").await;
+    let asked = w.press(ANNA, Action::TopUp(0)).await;
+    assert_eq!(keys(&asked), ["pay-email-ask"]);
+    assert_eq!(
+        keys(&w.say(ANNA, "not an address").await),
+        ["pay-email-invalid"]
+    );
+    assert_eq!(keys(&w.say(ANNA, "anna@").await), ["pay-email-invalid"]);
+    let link = w.say(ANNA, " anna@example.com ").await;
+    assert_eq!(keys(&link), ["pay-link"]);
+    // Kept: the next top-up does not ask again.
+    assert_eq!(keys(&w.press(ANNA, Action::TopUp(1)).await), ["pay-link"]);
+    assert_eq!(
+        *emails.lock().unwrap(),
+        vec![Some("anna@example.com".to_owned()); 2]
+    );
+    // Text is a prompt again once the e-mail is in.
+    assert_eq!(keys(&w.say(ANNA, "a cat").await)[0], "draft-image");
 }
 
 #[tokio::test]

@@ -27,7 +27,7 @@ use crate::ports::{
     StoreError, UserStore,
 };
 use crate::time::Timestamp;
-use crate::user::{AuditRecord, Language, Stats, User, UserProfile};
+use crate::user::{AuditRecord, Email, Language, Stats, User, UserProfile};
 
 /// Every store port in memory. Cheap to create; share it behind an `Arc`.
 #[derive(Debug, Default)]
@@ -399,6 +399,7 @@ impl UserStore for MemoryStore {
             is_banned: false,
             ban_notified: false,
             unreachable_since: None,
+            receipt_email: None,
             balance: Money::ZERO,
             created_at: at,
         };
@@ -473,6 +474,15 @@ impl UserStore for MemoryStore {
             .get_mut(&id)
             .ok_or_else(|| StoreError::NotFound(Missing::User(id)))?
             .unreachable_since = since;
+        Ok(())
+    }
+
+    async fn set_receipt_email(&self, id: UserId, email: &Email) -> Result<(), StoreError> {
+        let mut s = self.lock();
+        s.users
+            .get_mut(&id)
+            .ok_or_else(|| StoreError::NotFound(Missing::User(id)))?
+            .receipt_email = Some(email.clone());
         Ok(())
     }
 

@@ -16,7 +16,7 @@ use crate::payment::{
     DueFilter, NewPayment, Payment, PaymentFilter, PaymentProvider, PaymentTransition,
 };
 use crate::time::Timestamp;
-use crate::user::{AuditRecord, Language, Stats, User, UserProfile};
+use crate::user::{AuditRecord, Email, Language, Stats, User, UserProfile};
 
 /// The object a store did not find.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -179,6 +179,12 @@ pub trait UserStore: Send + Sync {
     /// MUST return `NotFound` for an unknown user.
     async fn set_unreachable(&self, id: UserId, since: Option<Timestamp>)
     -> Result<(), StoreError>;
+
+    /// Keeps the e-mail for the user's receipts (replacing an earlier one).
+    ///
+    /// # Errors
+    /// MUST return `NotFound` for an unknown user.
+    async fn set_receipt_email(&self, id: UserId, email: &Email) -> Result<(), StoreError>;
 
     /// Counts of users, balances, jobs and payments; activity and failures since
     /// `since`.

@@ -28,6 +28,69 @@ pub enum Language {
 
 text_codes!(Language { Ru => "ru", En => "en" });
 
+/// An e-mail address for 54-FZ receipts: checked loosely (one `@`, a dotted domain, no
+/// spaces, at most 254 characters) — the provider checks the rest.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Email(String);
+
+/// A text that is not an e-mail address.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("not an e-mail address")]
+pub struct EmailError;
+
+impl Email {
+    /// Checks and keeps an address (trimmed).
+    ///
+    /// # Errors
+    /// [`EmailError`] for anything that is not `local@domain.tld`.
+    pub fn parse(text: &str) -> Result<Self, EmailError> {
+        let text = text.trim();
+        let (local, domain) = text.split_once('@').ok_or(EmailError)?;
+        let ok = text.chars().count() <= 254
+            && !local.is_empty()
+            && local.chars().count() <= 64
+            && !domain.contains('@')
+            && domain.contains('.')
+            && !domain.starts_with('.')
+            && !domain.ends_with('.')
+            && !domain.contains("..")
+            && !text.chars().any(|c| c.is_whitespace() || c.is_control());
+        if ok {
+            Ok(Self(text.to_owned()))
+        } else {
+            Err(EmailError)
+        }
+    }
+
+    /// The address.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Email {
+    /// Shows only the domain: an address is personal data.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let domain = self.0.split_once('@').map_or("", |(_, d)| d);
+        write!(f, "Email(…@{domain})")
+    }
+}
+
+impl TryFrom<String> for Email {
+    type Error = EmailError;
+    fn try_from(s: String) -> Result<Self, EmailError> {
+        Self::parse(&s)
+    }
+}
+
+impl From<Email> for String {
+    fn from(e: Email) -> Self {
+        e.0
+    }
+}
+
 /// A registered user.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct User {
@@ -45,6 +108,8 @@ pub struct User {
     pub ban_notified: bool,
     /// Since when the user cannot be reached (blocked the bot); cleared when they write.
     pub unreachable_since: Option<Timestamp>,
+    /// Where 54-FZ receipts go, once the user gave it.
+    pub receipt_email: Option<Email>,
     /// The cached balance (always equal to the sum of the ledger entries).
     pub balance: Money,
     /// When registered.

@@ -159,6 +159,21 @@ impl UserService {
             .await
             .map_err(UserError::from_store(id))
     }
+
+    /// Keeps the e-mail for the user's 54-FZ receipts.
+    ///
+    /// # Errors
+    /// [`UserError::UnknownUser`], [`UserError::Store`].
+    pub async fn set_receipt_email(
+        &self,
+        id: UserId,
+        email: &super::Email,
+    ) -> Result<(), UserError> {
+        self.users
+            .set_receipt_email(id, email)
+            .await
+            .map_err(UserError::from_store(id))
+    }
 }
 
 /// Longest admin reason, in characters.

@@ -285,3 +285,26 @@ async fn admin_keys_cannot_take_a_reserved_namespace() {
     ));
     assert!(w.admin.audit_log(10).await.unwrap().is_empty());
 }
+
+#[test]
+fn receipt_emails_are_checked_and_never_shown_whole() {
+    use super::Email;
+    let e = Email::parse("  anna.k+rei@mail.example.ru ").unwrap();
+    assert_eq!(e.as_str(), "anna.k+rei@mail.example.ru");
+    assert_eq!(format!("{e:?}"), "Email(…@mail.example.ru)");
+    for bad in [
+        "",
+        "anna",
+        "anna@",
+        "@example.com",
+        "anna@example",
+        "anna@.com",
+        "anna@example.",
+        "an na@example.com",
+        "a@b@example.com",
+        "anna@exa..mple.com",
+    ] {
+        assert!(Email::parse(bad).is_err(), "{bad:?}");
+    }
+    assert!(Email::parse(&format!("{}@example.com", "a".repeat(65))).is_err());
+}

@@ -40,6 +40,8 @@ struct Books {
     read_failures: u32,
     /// Requests per route (`POST /payments`, `GET /payments/{id}`, …).
     hits: HashMap<&'static str, u64>,
+    /// Every `POST /payments` body received, in order.
+    create_bodies: Vec<Value>,
 }
 
 /// The fake and its books.
@@ -94,6 +96,12 @@ impl FakeYooKassa {
             .iter()
             .filter_map(|id| b.payments.get(id).cloned())
             .collect()
+    }
+
+    /// Every `POST /payments` body received (receipts included), in order.
+    #[must_use]
+    pub fn create_requests(&self) -> Vec<Value> {
+        lock(&self.books).create_bodies.clone()
     }
 
     /// Refunds made so far.
@@ -225,6 +233,7 @@ async fn create(
         );
     };
     let mut b = lock(&books);
+    b.create_bodies.push(body.clone());
     if let Some(id) = b.by_key.get(key) {
         return Json(b.payments.get(id).cloned().unwrap_or_default()).into_response();
     }
