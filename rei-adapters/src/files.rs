@@ -11,6 +11,11 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
@@ -57,16 +62,29 @@ pub struct SweepReport {
     pub kept: u64,
 }
 
+/// How long a public link to an asset works.
+const PUBLIC_LINK_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// Links to assets under `PUBLIC_URL/assets/…`, signed (HMAC-SHA256 of the key and the
+/// expiry) so that only links REI made, and only until they expire, open a file.
+#[derive(Clone)]
+struct PublicLinks {
+    base: url::Url,
+    secret: Arc<[u8; 32]>,
+}
+
 /// Files under one root directory (`ASSET_DIR`).
 #[derive(Clone)]
 pub struct AssetStore {
     root: PathBuf,
+    public: Option<PublicLinks>,
 }
 
 impl fmt::Debug for AssetStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AssetStore")
             .field("root", &self.root)
+            .field("public", &self.public.as_ref().map(|p| p.base.as_str()))
             .finish()
     }
 }
@@ -75,7 +93,72 @@ impl AssetStore {
     /// A store rooted at `root` (created on first write).
     #[must_use]
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        Self {
+            root: root.into(),
+            public: None,
+        }
+    }
+
+    /// Also hands out signed links under `base` (`PUBLIC_URL`), served by the HTTP
+    /// server's `GET /assets/…`. `secret` must be the same in every process (REI derives
+    /// it from the bot token).
+    #[must_use]
+    pub fn with_public_links(mut self, base: url::Url, secret: &[u8]) -> Self {
+        let digest = Sha256::digest([b"rei-asset-links:".as_slice(), secret].concat());
+        self.public = Some(PublicLinks {
+            base,
+            secret: Arc::new(digest.into()),
+        });
+        self
+    }
+
+    fn signature(links: &PublicLinks, key: &str, expires: u64) -> Option<Hmac<Sha256>> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(links.secret.as_slice()).ok()?;
+        mac.update(key.as_bytes());
+        mac.update(b"\n");
+        mac.update(expires.to_string().as_bytes());
+        Some(mac)
+    }
+
+    /// A signed link to `asset` that works until `now + 24 h`; `None` without
+    /// `PUBLIC_URL` or for an unsafe key.
+    #[must_use]
+    pub fn public_link(&self, asset: &AssetRef, now: SystemTime) -> Option<String> {
+        let links = self.public.as_ref()?;
+        validate_key(asset.as_str()).ok()?;
+        let expires = now
+            .checked_add(PUBLIC_LINK_TTL)?
+            .duration_since(UNIX_EPOCH)
+            .ok()?
+            .as_secs();
+        let sig = hex::encode(
+            Self::signature(links, asset.as_str(), expires)?
+                .finalize()
+                .into_bytes(),
+        );
+        let mut url = links
+            .base
+            .join(&format!("assets/{}", asset.as_str()))
+            .ok()?;
+        url.query_pairs_mut()
+            .append_pair("exp", &expires.to_string())
+            .append_pair("sig", &sig);
+        Some(url.to_string())
+    }
+
+    /// Whether a link's `exp` and `sig` are ours and still valid for `key`.
+    #[must_use]
+    pub fn link_is_valid(&self, key: &str, expires: u64, sig: &str, now: SystemTime) -> bool {
+        let (Some(links), Ok(sig)) = (self.public.as_ref(), hex::decode(sig)) else {
+            return false;
+        };
+        let now = now
+            .duration_since(UNIX_EPOCH)
+            .map_or(u64::MAX, |d| d.as_secs());
+        validate_key(key).is_ok()
+            && expires >= now
+            && Self::signature(links, key, expires)
+                .is_some_and(|mac| mac.verify_slice(&sig).is_ok())
     }
 
     /// The root directory.
@@ -238,11 +321,8 @@ impl rei_core::ports::Assets for AssetStore {
             .map_err(|e| rei_core::ports::AssetError::Unavailable(Box::new(e)))
     }
 
-    fn public_url(&self, _asset: &AssetRef) -> Option<String> {
-        // Serving assets under PUBLIC_URL (for Kling's video→video) comes with the HTTP
-        // server; until then video→video is unavailable, as the contract says without
-        // PUBLIC_URL.
-        None
+    fn public_url(&self, asset: &AssetRef) -> Option<String> {
+        self.public_link(asset, SystemTime::now())
     }
 }
 
@@ -347,6 +427,56 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn public_links_open_only_their_own_file_until_they_expire() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let base: url::Url = "https://bot.example.com/".parse().unwrap();
+        let plain = AssetStore::new("/tmp/x");
+        let asset = AssetRef::new("inputs/clip-1.mp4");
+        assert_eq!(
+            plain.public_link(&asset, now),
+            None,
+            "no PUBLIC_URL, no link"
+        );
+        let store = plain.clone().with_public_links(base.clone(), b"123:token");
+        let link: url::Url = store.public_link(&asset, now).unwrap().parse().unwrap();
+        assert_eq!(link.path(), "/assets/inputs/clip-1.mp4");
+        let q: std::collections::HashMap<_, _> = link.query_pairs().into_owned().collect();
+        let (exp, sig) = (q["exp"].parse::<u64>().unwrap(), q["sig"].clone());
+        assert_eq!(exp, 1_800_000_000 + 24 * 3600);
+        assert!(store.link_is_valid("inputs/clip-1.mp4", exp, &sig, now));
+        assert!(
+            !store.link_is_valid("inputs/clip-2.mp4", exp, &sig, now),
+            "another file"
+        );
+        assert!(
+            !store.link_is_valid("inputs/clip-1.mp4", exp + 1, &sig, now),
+            "another expiry"
+        );
+        assert!(
+            !store.link_is_valid("inputs/clip-1.mp4", exp, "00", now),
+            "forged"
+        );
+        assert!(
+            !store.link_is_valid("inputs/clip-1.mp4", exp, "zz", now),
+            "not hex"
+        );
+        let later = now + Duration::from_secs(24 * 3600 + 1);
+        assert!(
+            !store.link_is_valid("inputs/clip-1.mp4", exp, &sig, later),
+            "expired"
+        );
+        let other = plain.with_public_links(base, b"456:other");
+        assert!(
+            !other.link_is_valid("inputs/clip-1.mp4", exp, &sig, now),
+            "another bot"
+        );
+        assert_eq!(
+            store.public_link(&AssetRef::new("../etc/passwd"), now),
+            None
+        );
+    }
 
     #[tokio::test]
     async fn a_sweep_deletes_old_files_but_not_those_in_use_or_recent() {

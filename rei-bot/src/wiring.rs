@@ -102,7 +102,13 @@ pub(crate) async fn build(config: &Config) -> anyhow::Result<App> {
             ..JobLimits::default()
         },
     ));
-    let assets = AssetStore::new(&config.asset_dir);
+    let mut assets = AssetStore::new(&config.asset_dir);
+    if let Some(base) = &config.public_url {
+        // Signed links Kling can fetch video→video sources from; every process derives
+        // the same signing key from the bot token.
+        assets =
+            assets.with_public_links(base.clone(), config.bot_token.expose_secret().as_bytes());
+    }
     let bot = teloxide::Bot::new(config.bot_token.expose_secret())
         .set_api_url(config.telegram_api_url.clone());
     let locales = Arc::new(Locales::load()?);
@@ -238,9 +244,8 @@ fn conversation_config(
             })
             .collect(),
         omni_model: config.kling_omni_model.clone(),
-        // Kling fetches a video→video source from PUBLIC_URL; serving assets there comes
-        // with the HTTP server, so until then the mode is offered as unavailable.
-        video_to_video: false,
+        // Kling fetches a video→video source from a signed link under PUBLIC_URL.
+        video_to_video: config.public_url.is_some(),
         draft_ttl: Duration::from_secs(3600),
     })
 }
@@ -387,6 +392,7 @@ impl App {
             kling: Some((self.jobs.clone(), self.worker.wakeups())),
             metrics: Some(metrics),
             admin: Some(self.admin.clone()),
+            assets: self.public_url.is_some().then(|| self.assets.clone()),
         };
         let http = tokio::spawn(rei_adapters::web::serve(listener, web, shutdown.clone()));
         let front = tokio::spawn(self.front.clone().run(source, shutdown.clone()));

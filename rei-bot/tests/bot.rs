@@ -507,6 +507,70 @@ async fn a_video_to_video_request_without_a_public_url_is_refused_before_any_cha
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_public_url_a_video_to_video_source_is_fetched_from_a_signed_link() {
+    // The bot's own HTTP server is the public URL here (http on the loopback is allowed).
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = free.local_addr().unwrap().port();
+    drop(free);
+    let public: &'static str = Box::leak(format!("http://127.0.0.1:{port}/").into_boxed_str());
+    let http: &'static str = Box::leak(format!("127.0.0.1:{port}").into_boxed_str());
+    let extra: &'static [(&'static str, &'static str)] = Box::leak(Box::new([
+        ("RATE_LIMIT_PER_MINUTE", "1000"),
+        ("PUBLIC_URL", public),
+        ("HTTP_ADDR", http),
+    ]));
+    let bot = bot_with(extra).await;
+    bot.say(ANNA, "/start").await;
+    bot.say(ADMIN, "/start").await;
+    bot.say(ADMIN, "/add 4242 500").await;
+    let models = bot.say(ANNA, "/video").await;
+    let durations = bot.press(ANNA, &models, &data(&models, "Kling 3.0")).await;
+    let ask = bot.press(ANNA, &durations, &data(&durations, "5 с")).await;
+    assert!(text(&ask).contains("видео"), "{ask:?}");
+    let before = bot.sent(ANNA).len();
+    // The fake serves an MP4 header padded with zeros to the stated size.
+    bot.telegram.send_video(
+        ANNA,
+        Some("make it watercolor"),
+        "clip-1",
+        4096,
+        6,
+        "video/mp4",
+    );
+    let draft = bot.next(ANNA, before).await;
+    let queued = bot.press(ANNA, &draft, &data(&draft, "Запустить")).await;
+    assert!(text(&queued).contains("Запущено"), "{queued:?}");
+    let body = eventually("the omni-video create", || {
+        bot.kling.create_bodies().into_iter().next()
+    })
+    .await;
+    let link = body["video_list"][0]["video_url"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{body}"))
+        .to_owned();
+    assert!(link.starts_with(public), "{link}");
+    // What Kling fetches is the user's clip; a tampered link opens nothing.
+    let fetched = reqwest::get(&link).await.unwrap();
+    assert_eq!(fetched.status(), 200);
+    let bytes = fetched.bytes().await.unwrap();
+    assert_eq!(bytes.len(), 4096);
+    assert!(
+        bytes.starts_with(b"\x00\x00\x00\x18ftypisom"),
+        "the user's clip"
+    );
+    let forged = link.replace("sig=", "sig=00");
+    assert_eq!(reqwest::get(&forged).await.unwrap().status(), 404);
+    let unsigned = link.split('?').next().unwrap().to_owned();
+    assert_eq!(reqwest::get(&unsigned).await.unwrap().status(), 404);
+    eventually("the video", || {
+        let sent = bot.telegram.calls_to("sendVideo", ANNA);
+        (!sent.is_empty()).then_some(sent)
+    })
+    .await;
+    assert!(bot.stores.ledger.verify().await.unwrap().is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pay_gives_a_payment_link_and_check_payment_credits_once() {
     let yookassa = rei_tests::fakes::yookassa::FakeYooKassa::start()
         .await

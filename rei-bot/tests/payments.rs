@@ -636,7 +636,10 @@ async fn with_receipts_pay_asks_the_email_once_and_attaches_a_receipt() {
     let amounts = bot.say("/pay").await;
     let ask = bot.press(&amounts, "300.00 ₽").await;
     assert!(text(&ask).contains("e-mail"), "{ask:?}");
-    assert!(bot.yookassa.payments().is_empty(), "no payment before the e-mail");
+    assert!(
+        bot.yookassa.payments().is_empty(),
+        "no payment before the e-mail"
+    );
     let again = bot.say("my email").await;
     assert!(text(&again).contains("name@example.com"), "{again:?}");
     let link = bot.say("anna@example.com").await;

@@ -11,10 +11,12 @@
 //! - `POST /webhooks/kling`: a task callback only wakes the job's worker, which re-reads
 //!   the task.
 //! - `GET /metrics`: Prometheus text.
+//! - `GET /assets/…`: a file behind a signed, expiring link (video→video sources).
 //!
 //! One tracing span per request; every failure is mapped to a status in one place
 //! ([`WebError`]); bodies are limited and requests time out.
 
+mod assets;
 mod ips;
 mod metrics_route;
 mod telegram;
@@ -41,6 +43,7 @@ pub use ips::{DEFAULT_YOOKASSA_IPS, IpList, IpListError};
 pub use metrics_route::{Metrics, MetricsError};
 
 use crate::backends::Backends;
+use crate::files::AssetStore;
 use crate::telegram::TelegramWebhook;
 use crate::worker::Wakeups;
 
@@ -72,6 +75,8 @@ pub struct WebState {
     pub metrics: Option<Metrics>,
     /// Statistics for the `/metrics` gauges.
     pub admin: Option<AdminService>,
+    /// Files behind signed links (`PUBLIC_URL` set).
+    pub assets: Option<AssetStore>,
 }
 
 impl WebState {
@@ -87,6 +92,7 @@ impl WebState {
             kling: None,
             metrics: None,
             admin: None,
+            assets: None,
         }
     }
 }
@@ -143,6 +149,7 @@ pub fn router(state: WebState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_route::metrics))
+        .route("/assets/{*key}", get(assets::asset))
         .route(
             "/webhooks/yookassa",
             post(webhooks::yookassa).layer(DefaultBodyLimit::max(YOOKASSA_BODY_LIMIT)),

@@ -39,6 +39,7 @@ struct Task {
 struct KlingState {
     tasks: BTreeMap<String, Task>,
     creates: Vec<String>,
+    bodies: Vec<Value>,
     downloads: u32,
     hang: Hang,
     polls_to_finish: u32,
@@ -63,6 +64,7 @@ impl FakeKling {
         let state = Arc::new(Mutex::new(KlingState {
             tasks: BTreeMap::new(),
             creates: Vec::new(),
+            bodies: Vec::new(),
             downloads: 0,
             hang: Hang::Never,
             polls_to_finish,
@@ -93,6 +95,12 @@ impl FakeKling {
     #[must_use]
     pub fn creates(&self) -> Vec<String> {
         lock(&self.state).creates.clone()
+    }
+
+    /// The body of every create received, in order.
+    #[must_use]
+    pub fn create_bodies(&self) -> Vec<Value> {
+        lock(&self.state).bodies.clone()
     }
 
     /// Downloads served or started.
@@ -169,6 +177,7 @@ async fn create(
     let (task, hang) = {
         let mut s = lock(&state);
         s.creates.push(external.clone());
+        s.bodies.push(body.clone());
         s.next_id += 1;
         let task = Task {
             id: s.next_id.to_string(),
