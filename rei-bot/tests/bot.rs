@@ -401,6 +401,75 @@ async fn admin_ban_unban_and_stats() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_come_before_any_charge_and_a_manual_debit_is_told() {
+    let bot = bot().await;
+    bot.say(ANNA, "/start").await;
+    // No money: the draft says so and offers /pay; Confirm is refused with the price.
+    let draft = bot.say(ANNA, "a red fox").await;
+    assert!(text(&draft).contains("Цена: 50.00 ₽"), "{draft:?}");
+    eventually("the short-of-money notice", || {
+        bot.sent(ANNA)
+            .into_iter()
+            .find(|c| text(c).contains("пополните его: /pay"))
+    })
+    .await;
+    let refused = bot.press(ANNA, &draft, &data(&draft, "Запустить")).await;
+    assert!(text(&refused).contains("/pay"), "{refused:?}");
+    // A model that cannot make a video from text.
+    let models = bot.say(ANNA, "/video").await;
+    let durations = bot.press(ANNA, &models, &data(&models, "Kling 1.5")).await;
+    bot.press(ANNA, &durations, &data(&durations, "5 с")).await;
+    let cannot = bot.say(ANNA, "a fox running").await;
+    assert!(text(&cannot).contains("так не умеет"), "{cannot:?}");
+    bot.say(ANNA, "/cancel").await;
+    // A photo over the Bot API's 20 MB download limit is refused unread.
+    let before = bot.sent(ANNA).len();
+    bot.telegram.send_photo(
+        ANNA,
+        Some("make it blue"),
+        "huge-1",
+        21 * 1024 * 1024,
+        4000,
+        3000,
+    );
+    let too_large = bot.next(ANNA, before).await;
+    assert!(
+        text(&too_large).contains("не больше 20 МБ"),
+        "{too_large:?}"
+    );
+    assert!(
+        bot.telegram.calls_of("getFile").is_empty(),
+        "nothing downloaded"
+    );
+    let user = UserId::new(ANNA).unwrap();
+    let jobs = bot
+        .stores
+        .jobs
+        .jobs(JobFilter {
+            user_id: Some(user),
+            ..JobFilter::default()
+        })
+        .await
+        .unwrap();
+    assert!(jobs.is_empty(), "no job, no charge");
+    // An admin's debit is told to the user.
+    bot.say(ADMIN, "/start").await;
+    bot.say(ADMIN, "/add 4242 100").await;
+    let before = bot.sent(ANNA).len();
+    let sub = bot.say(ADMIN, "/sub 4242 30 correction").await;
+    assert!(text(&sub).contains("70.00 ₽"), "{sub:?}");
+    let told = eventually("the debit notice", || {
+        bot.sent(ANNA)
+            .into_iter()
+            .skip(before)
+            .find(|c| text(c).contains("списал 30.00 ₽"))
+    })
+    .await;
+    assert!(text(&told).contains("70.00 ₽"), "{told:?}");
+    assert!(bot.stores.ledger.verify().await.unwrap().is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flooding_user_is_told_once_when_to_retry() {
     let bot = bot_with(&[("RATE_LIMIT_PER_MINUTE", "3")]).await;
     for _ in 0..3 {
