@@ -37,7 +37,7 @@ use rei_core::user::AdminService;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::timeout::TimeoutLayer;
-use tracing::Instrument;
+use tower_http::trace::TraceLayer;
 
 pub use ips::{DEFAULT_YOOKASSA_IPS, IpList, IpListError};
 pub use metrics_route::{Metrics, MetricsError};
@@ -166,26 +166,36 @@ pub fn router(state: WebState) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
         ))
+        // One span per request: method and path only (never the query: signed links).
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &axum::extract::Request| {
+                    tracing::info_span!(
+                        "http",
+                        method = %request.method(),
+                        path = %request.uri().path(),
+                    )
+                })
+                .on_request(())
+                .on_response(
+                    tower_http::trace::DefaultOnResponse::new().level(tracing::Level::DEBUG),
+                ),
+        )
         .with_state(state)
 }
 
 async fn readyz(State(state): State<Arc<WebState>>) -> Result<&'static str, WebError> {
-    let span = tracing::info_span!("http", route = "/readyz");
-    async move {
-        match tokio::time::timeout(READY_TIMEOUT, state.backends.ready()).await {
-            Ok(Ok(())) => Ok("ready"),
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, error.chain = ?e, "not ready");
-                Err(WebError::Unavailable(e.what()))
-            }
-            Err(_) => {
-                tracing::warn!("readiness check timed out");
-                Err(WebError::Unavailable("timed out"))
-            }
+    match tokio::time::timeout(READY_TIMEOUT, state.backends.ready()).await {
+        Ok(Ok(())) => Ok("ready"),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, error.chain = ?e, "not ready");
+            Err(WebError::Unavailable(e.what()))
+        }
+        Err(_) => {
+            tracing::warn!("readiness check timed out");
+            Err(WebError::Unavailable("timed out"))
         }
     }
-    .instrument(span)
-    .await
 }
 
 /// Serves the routes on `listener` until `shutdown`, then lets requests in flight finish.
