@@ -12,7 +12,7 @@ use rei_adapters::kling::{KlingClient, KlingConfig, KlingCredentials, KlingModel
 use rei_adapters::system::{RandomIds, SystemClock};
 use rei_adapters::telegram::{
     FrontEnd, Locales, SendRate, TelegramMedia, TelegramNotifier, TelegramNotifierConfig,
-    TelegramWebhook, UpdateSource,
+    TelegramStars, TelegramWebhook, UpdateSource,
 };
 use rei_adapters::web::{IpList, Metrics, WebState};
 use rei_adapters::worker::{Worker, WorkerConfig};
@@ -134,6 +134,7 @@ pub(crate) async fn build(config: &Config) -> anyhow::Result<App> {
     let users = UserService::new(stores.users.clone(), clock.clone());
     let payments = payment_service(
         config,
+        &bot,
         &backends,
         notifier.clone(),
         clock.clone(),
@@ -253,6 +254,7 @@ fn conversation_config(
 /// YooKassa top-ups when configured (and Stars when `STARS_RUB_RATE` is set).
 fn payment_service(
     config: &Config,
+    bot: &teloxide::Bot,
     backends: &Backends,
     notifier: Arc<TelegramNotifier>,
     clock: Arc<dyn Clock>,
@@ -284,6 +286,7 @@ fn payment_service(
             payments: stores.payments.clone(),
             ledger: stores.ledger.clone(),
             gateway,
+            stars: Some(Arc::new(TelegramStars::new(bot.clone()))),
             notifier,
             clock,
             ids,

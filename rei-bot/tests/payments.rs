@@ -501,6 +501,7 @@ async fn a_refund_whose_gateway_call_failed_is_finished_by_the_poller() {
             payments: bot.stores.payments.clone(),
             ledger: bot.stores.ledger.clone(),
             gateway: Some(gateway),
+            stars: None,
             notifier: Arc::new(rei_core::memory::RecordingNotifier::default()),
             clock: Arc::new(rei_adapters::system::SystemClock),
             ids: Arc::new(rei_adapters::system::RandomIds),

@@ -157,6 +157,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
             payments: store.clone(),
             ledger: store.clone(),
             gateway: Some(Arc::new(InstantGateway)),
+            stars: None,
             notifier: notifier.clone(),
             clock: clock.clone(),
             ids: ids.clone(),

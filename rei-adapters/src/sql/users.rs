@@ -109,6 +109,16 @@ macro_rules! sql_users {
                 if done.rows_affected() == 1 { Ok(()) } else { Err(StoreError::NotFound(Missing::User(id))) }
             }
 
+            async fn append_audit(&self, record: AuditRecord) -> Result<(), StoreError> {
+                retrying(|| async {
+                    let mut tx = self.write().await?;
+                    Self::insert_audit(&mut tx, &record).await?;
+                    tx.commit().await?;
+                    Ok(())
+                })
+                .await
+            }
+
             async fn set_receipt_email(&self, id: UserId, email: &rei_core::user::Email) -> Result<(), StoreError> {
                 let done = sqlx::query("UPDATE users SET receipt_email = $1 WHERE tg_id = $2")
                     .bind(email.as_str())

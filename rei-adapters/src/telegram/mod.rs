@@ -8,6 +8,7 @@ mod frontend;
 mod locale;
 mod notifier;
 mod outbound;
+mod stars;
 mod webhook;
 
 pub use callback::{decode, encode};
@@ -15,4 +16,5 @@ pub use frontend::{FrontEnd, FrontendError, TelegramMedia, UpdateSource, render}
 pub use locale::{Arg, LocaleError, Locales};
 pub use notifier::{TelegramNotifier, TelegramNotifierConfig};
 pub use outbound::SendRate;
+pub use stars::TelegramStars;
 pub use webhook::{Pushed, Stopped, TelegramWebhook, WebhookUpdates};

@@ -133,6 +133,7 @@ fn world_full(
                 payments: store.clone(),
                 ledger: store.clone(),
                 gateway: gateway.map(|g| Arc::new(g) as Arc<dyn crate::ports::PaymentGateway>),
+                stars: None,
                 notifier: notifier.clone(),
                 clock: clock.clone(),
                 ids: ids.clone(),

@@ -50,6 +50,14 @@ pub enum JobError {
     /// No such job.
     #[error("job {0} not found")]
     UnknownJob(JobId),
+    /// Only failed jobs can be retried.
+    #[error("job {id} is {state}: only failed jobs can be retried")]
+    NotRetryable {
+        /// The job.
+        id: JobId,
+        /// Its state.
+        state: JobState,
+    },
     /// The balance does not cover the quote (nothing was reserved).
     #[error("insufficient funds: the price is {needed}, the balance is {available}")]
     InsufficientFunds {
@@ -354,6 +362,62 @@ impl JobService {
             at,
         };
         Ok(self.ports.jobs.write_job(&write).await?)
+    }
+
+    /// Queues a failed job again as a new job: the same inputs, at the price quoted then,
+    /// with a fresh hold on the user's balance. Retrying the same job again returns the
+    /// same new job. Audited.
+    ///
+    /// # Errors
+    /// [`JobError::UnknownJob`], [`JobError::NotRetryable`] unless failed,
+    /// [`JobError::InsufficientFunds`] when the balance is short,
+    /// [`JobError::Banned`], [`JobError::TooManyActiveJobs`].
+    pub async fn retry(&self, id: JobId, actor: Actor, reason: &str) -> Result<Job, JobError> {
+        let old = self.job(id).await?;
+        if old.state != JobState::Failed {
+            return Err(JobError::NotRetryable {
+                id,
+                state: old.state,
+            });
+        }
+        match self.ports.users.user(old.user_id).await? {
+            Some(u) if u.is_banned => return Err(JobError::Banned(old.user_id)),
+            Some(_) => {}
+            None => return Err(JobError::UnknownUser(old.user_id)),
+        }
+        let at = self.ports.clock.now();
+        let new_id = self.ports.ids.job_id();
+        let new = NewJob::new(
+            new_id,
+            old.user_id,
+            old.spec.clone(),
+            old.quote.clone(),
+            self.ports.ids.reservation_id(),
+            IdempotencyKey::derived("job", &id, "retry"),
+            at,
+        );
+        let job = self
+            .ports
+            .jobs
+            .create_job(new, self.limits.max_active_per_user)
+            .await?;
+        if job.id == new_id {
+            self.ports
+                .users
+                .append_audit(AuditRecord {
+                    actor,
+                    action: AuditAction::JobRetry,
+                    target_user: Some(job.user_id),
+                    amount: Some(job.quote.amount),
+                    reason: format!("job {id} retried as {}: {reason}", job.id),
+                    created_at: at,
+                })
+                .await?;
+        }
+        if job.run_after.is_some() {
+            self.ports.queue.enqueue(job.id).await;
+        }
+        Ok(job)
     }
 
     /// A user's newest jobs.

@@ -1229,3 +1229,110 @@ async fn the_confirmation_reply_becomes_the_status_message_the_worker_edits() {
     );
     assert_eq!(w.stored(&job).await.status_message, Some(message));
 }
+
+#[tokio::test]
+async fn a_failed_job_is_retried_once_at_its_quoted_price_with_a_fresh_hold() {
+    let w = world(7_000).await;
+    let job = confirm(&w, "c1").await.unwrap();
+    assert!(
+        matches!(
+            w.jobs.retry(job.id, Actor::Cli("ops".into()), "x").await,
+            Err(JobError::NotRetryable { .. })
+        ),
+        "a pending job is not retried"
+    );
+    let mut images = MockImageGenerator::new();
+    images.expect_generate().times(1).returning(|_| {
+        Err(ProviderError::Refused {
+            reason: "unsafe".into(),
+        })
+    });
+    let runner = w.runner(images, MockVideoGenerator::new());
+    run(&runner, w.claim().await.unwrap()).await;
+    assert_eq!(w.stored(&job).await.state, JobState::Failed);
+    assert_eq!(w.available().await, 7_000, "refunded");
+    let again = w
+        .jobs
+        .retry(job.id, Actor::Cli("ops".into()), "provider fixed")
+        .await
+        .unwrap();
+    assert_ne!(again.id, job.id);
+    assert_eq!(
+        (again.spec.clone(), again.quote.clone()),
+        (job.spec.clone(), job.quote.clone())
+    );
+    assert_eq!(again.state, JobState::Pending);
+    assert_eq!(w.reservation_state(&again).await, ReservationState::Held);
+    assert_eq!(
+        w.available().await,
+        2_000,
+        "a fresh hold of the quoted price"
+    );
+    // Run twice (an operator's retry after a lost answer): the same new job, one hold.
+    let twice = w
+        .jobs
+        .retry(job.id, Actor::Cli("ops".into()), "provider fixed")
+        .await
+        .unwrap();
+    assert_eq!(twice.id, again.id);
+    assert_eq!(w.available().await, 2_000);
+    let audit = w.store.audit_log(10).await.unwrap();
+    let retries: Vec<_> = audit
+        .iter()
+        .filter(|a| a.action == AuditAction::JobRetry)
+        .collect();
+    assert_eq!(retries.len(), 1);
+    assert_eq!(retries[0].actor, Actor::Cli("ops".into()));
+    assert!(
+        w.jobs
+            .claim("w", Duration::from_secs(60))
+            .await
+            .unwrap()
+            .is_some(),
+        "queued"
+    );
+    assert!(w.store.verify().await.unwrap().is_ok());
+}
+
+#[tokio::test]
+async fn a_retry_is_refused_when_the_balance_is_short() {
+    let w = world(5_000).await;
+    let job = confirm(&w, "c1").await.unwrap();
+    let mut images = MockImageGenerator::new();
+    images.expect_generate().times(1).returning(|_| {
+        Err(ProviderError::Refused {
+            reason: "unsafe".into(),
+        })
+    });
+    let runner = w.runner(images, MockVideoGenerator::new());
+    run(&runner, w.claim().await.unwrap()).await;
+    // Spend part of the refund elsewhere.
+    let spend = NewEntry {
+        user_id: w.user,
+        kind: EntryKind::Debit,
+        amount: m(1_000),
+        ref_type: RefType::Admin,
+        ref_id: "test".into(),
+        description: "spent".into(),
+        idempotency_key: IdempotencyKey::new("spent").unwrap(),
+        created_at: t(2_000),
+    };
+    w.store.post(spend, None).await.unwrap();
+    assert!(matches!(
+        w.jobs
+            .retry(job.id, Actor::Cli("ops".into()), "again")
+            .await,
+        Err(JobError::InsufficientFunds { .. })
+    ));
+    assert_eq!(w.available().await, 4_000, "nothing held");
+    assert!(matches!(
+        w.jobs
+            .retry(
+                JobId::from_uuid(uuid::Uuid::from_u128(77)),
+                Actor::Cli("ops".into()),
+                "x"
+            )
+            .await,
+        Err(JobError::UnknownJob(_))
+    ));
+}

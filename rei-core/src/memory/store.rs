@@ -477,6 +477,11 @@ impl UserStore for MemoryStore {
         Ok(())
     }
 
+    async fn append_audit(&self, record: AuditRecord) -> Result<(), StoreError> {
+        self.lock().audit.push(record);
+        Ok(())
+    }
+
     async fn set_receipt_email(&self, id: UserId, email: &Email) -> Result<(), StoreError> {
         let mut s = self.lock();
         s.users

@@ -14,9 +14,11 @@ use crate::payment::{
 use crate::ports::{
     AdminAlert, Clock, CreatePayment, GatewayPayment, GatewayRefund, IdGenerator, LedgerStore,
     Missing, Notice, Notifier, NotifyError, PaymentGateway, PaymentListQuery, PaymentStore,
-    ProviderError, ProviderErrorKind, RefundRequest, RefundStatus, StoreError, UserStore,
+    ProviderError, ProviderErrorKind, RefundRequest, RefundStatus, StarsGateway, StoreError,
+    UserStore,
 };
 use crate::time::Timestamp;
+use crate::user::{Actor, AuditAction, AuditRecord};
 
 /// Payment settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -273,6 +275,8 @@ pub struct PaymentPorts {
     pub ledger: Arc<dyn LedgerStore>,
     /// YooKassa; `None` when it is not configured.
     pub gateway: Option<Arc<dyn PaymentGateway>>,
+    /// Telegram Stars refunds; `None` without a bot token.
+    pub stars: Option<Arc<dyn StarsGateway>>,
     /// Tells users of credits and refunds.
     pub notifier: Arc<dyn Notifier>,
     /// Time.
@@ -293,6 +297,7 @@ pub struct PaymentService {
     payments: Arc<dyn PaymentStore>,
     ledger: Arc<dyn LedgerStore>,
     gateway: Option<Arc<dyn PaymentGateway>>,
+    stars: Option<Arc<dyn StarsGateway>>,
     notifier: Arc<dyn Notifier>,
     clock: Arc<dyn Clock>,
     ids: Arc<dyn IdGenerator>,
@@ -317,6 +322,7 @@ impl PaymentService {
             payments,
             ledger,
             gateway,
+            stars,
             notifier,
             clock,
             ids,
@@ -326,6 +332,7 @@ impl PaymentService {
             payments,
             ledger,
             gateway,
+            stars,
             notifier,
             clock,
             ids,
@@ -822,16 +829,41 @@ impl PaymentService {
     /// [`PaymentError::RefundRefused`] (hold released), [`PaymentError::Provider`] for a
     /// failure (hold kept; the poller or a repeat finishes it).
     pub async fn refund(&self, id: PaymentId) -> Result<RefundOutcome, PaymentError> {
-        self.gateway()?;
+        self.refund_by(id, None).await
+    }
+
+    /// [`Self::refund`], audited as `actor` with `reason` when the refund starts.
+    ///
+    /// # Errors
+    /// As [`Self::refund`].
+    pub async fn refund_audited(
+        &self,
+        id: PaymentId,
+        actor: Actor,
+        reason: &str,
+    ) -> Result<RefundOutcome, PaymentError> {
+        self.refund_by(id, Some((actor, reason))).await
+    }
+
+    async fn refund_by(
+        &self,
+        id: PaymentId,
+        audit: Option<(Actor, &str)>,
+    ) -> Result<RefundOutcome, PaymentError> {
         let payment = self.payment(id).await?;
+        match payment.provider {
+            PaymentProvider::Yookassa => {
+                self.gateway()?;
+            }
+            PaymentProvider::TelegramStars => {
+                self.stars.as_ref().ok_or(PaymentError::MethodUnavailable)?;
+            }
+        }
         if payment.state == PaymentState::Refunded {
             return Ok(RefundOutcome::Refunded(payment));
         }
-        let (PaymentState::Paid, Some(_), PaymentProvider::Yookassa) = (
-            payment.state,
-            payment.provider_payment_id.as_ref(),
-            payment.provider,
-        ) else {
+        let (PaymentState::Paid, Some(_)) = (payment.state, payment.provider_payment_id.as_ref())
+        else {
             return Err(PaymentError::WrongState {
                 id,
                 state: payment.state,
@@ -847,9 +879,57 @@ impl PaymentService {
             )
             .await?
             .payment;
-        let refund = self.request_refund(&started, hold).await?;
-        let done = self.finish_refund(id, &refund).await?;
+        if let Some((actor, reason)) = audit {
+            if started.version != payment.version {
+                self.users
+                    .append_audit(AuditRecord {
+                        actor,
+                        action: AuditAction::PaymentRefund,
+                        target_user: Some(payment.user_id),
+                        amount: Some(payment.amount),
+                        reason: format!("payment {id}: {reason}"),
+                        created_at: self.clock.now(),
+                    })
+                    .await?;
+            }
+        }
+        let done = match started.provider {
+            PaymentProvider::Yookassa => {
+                let refund = self.request_refund(&started, hold).await?;
+                self.finish_refund(id, &refund).await?
+            }
+            PaymentProvider::TelegramStars => self.refund_stars(&started).await?,
+        };
         Self::refund_outcome(done.payment)
+    }
+
+    /// Asks Telegram to return a Stars charge; the answer captures the hold (done) or,
+    /// for a definite refusal, releases it (admins told).
+    async fn refund_stars(&self, payment: &Payment) -> Result<PaymentApplied, PaymentError> {
+        let stars = self.stars.as_ref().ok_or(PaymentError::MethodUnavailable)?;
+        let Some(charge) = payment.provider_payment_id.as_deref() else {
+            return Err(PaymentError::WrongState {
+                id: payment.id,
+                state: payment.state,
+            });
+        };
+        match stars.refund_stars(payment.user_id, charge).await {
+            Ok(()) => self.refund_succeeded(payment.id).await,
+            Err(
+                ProviderError::InvalidRequest { message } | ProviderError::NotFound { message },
+            ) => {
+                let refused = GatewayRefund {
+                    refund_id: charge.to_owned(),
+                    status: RefundStatus::Canceled {
+                        reason: Some(message),
+                    },
+                    provider_payment_id: Some(charge.to_owned()),
+                    amount: Some(payment.amount),
+                };
+                self.finish_refund(payment.id, &refused).await
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Sends (or re-sends, with the same key and body) the refund request of a hold.
@@ -908,7 +988,7 @@ impl PaymentService {
                     && applied.payment.version != payment.version
                 {
                     let alert = AdminAlert {
-                        provider: PaymentProvider::Yookassa.as_str().to_owned(),
+                        provider: applied.payment.provider.as_str().to_owned(),
                         kind: ProviderErrorKind::Refused,
                         message: format!(
                             "the refund of payment {id} ({}) was refused: {reason}; the amount is back on the user's balance",
@@ -977,6 +1057,8 @@ impl PaymentService {
                 }
                 self.poll_topup(p, now, &mut report).await?;
             }
+        }
+        if self.gateway.is_some() || self.stars.is_some() {
             let refunding = self.payments.due_payments(due(Due::Refunding)).await?;
             for p in refunding {
                 self.poll_refund(p, now, &mut report).await?;
@@ -1083,6 +1165,9 @@ impl PaymentService {
         p: &Payment,
         hold: ReservationId,
     ) -> Result<PaymentApplied, PaymentError> {
+        if p.provider == PaymentProvider::TelegramStars {
+            return self.refund_stars(p).await;
+        }
         let gateway = self.gateway()?;
         if let Some(refund_id) = &p.refund_id {
             let refund = gateway.get_refund(refund_id).await?;

@@ -22,8 +22,8 @@ pub use notify::{
 pub use providers::{
     CreatePayment, DownloadedAsset, GatewayMethod, GatewayPayment, GatewayRefund, GatewayStatus,
     GeneratedImage, ImageGenerator, ImageInput, ImageRequest, PaymentGateway, PaymentListQuery,
-    PaymentPage, ProviderError, ProviderErrorKind, RefundRequest, RefundStatus, VideoGenerator,
-    VideoInput, VideoRequest, VideoTaskStatus,
+    PaymentPage, ProviderError, ProviderErrorKind, RefundRequest, RefundStatus, StarsGateway,
+    VideoGenerator, VideoInput, VideoRequest, VideoTaskStatus,
 };
 pub use queue::{JobQueue, QueueError};
 pub use store::{
@@ -43,7 +43,7 @@ pub use media::MockMediaFetcher;
 #[cfg(test)]
 pub use notify::{MockNotifier, MockRateLimiter};
 #[cfg(test)]
-pub use providers::{MockImageGenerator, MockPaymentGateway, MockVideoGenerator};
+pub use providers::{MockImageGenerator, MockPaymentGateway, MockStarsGateway, MockVideoGenerator};
 #[cfg(test)]
 pub use queue::MockJobQueue;
 #[cfg(test)]

@@ -492,6 +492,19 @@ pub struct PaymentPage {
     pub next_cursor: Option<String>,
 }
 
+/// Telegram Stars refunds (`refundStarPayment`).
+#[cfg_attr(test, mockall::automock)]
+#[async_trait]
+pub trait StarsGateway: Send + Sync {
+    /// Returns the Stars of a charge to its payer. A charge that is already refunded is
+    /// `Ok` (the goal is reached), so a repeat after a lost answer is safe.
+    ///
+    /// # Errors
+    /// `InvalidRequest` when Telegram refuses (an unknown charge, another payer), a
+    /// retryable error when it cannot answer.
+    async fn refund_stars(&self, user: UserId, charge_id: &str) -> Result<(), ProviderError>;
+}
+
 /// Card payments (YooKassa).
 #[cfg_attr(test, mockall::automock)]
 #[async_trait]

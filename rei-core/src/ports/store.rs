@@ -180,6 +180,13 @@ pub trait UserStore: Send + Sync {
     async fn set_unreachable(&self, id: UserId, since: Option<Timestamp>)
     -> Result<(), StoreError>;
 
+    /// Appends an audit line on its own (for operations whose money moves are written
+    /// by other ports: a job retried, a refund asked for).
+    ///
+    /// # Errors
+    /// `Unavailable` on storage failure.
+    async fn append_audit(&self, record: AuditRecord) -> Result<(), StoreError>;
+
     /// Keeps the e-mail for the user's receipts (replacing an earlier one).
     ///
     /// # Errors

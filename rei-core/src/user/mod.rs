@@ -184,6 +184,8 @@ pub enum AuditAction {
     Unban,
     /// Cancelled a job.
     JobCancel,
+    /// Queued a failed job again.
+    JobRetry,
     /// Refunded a payment.
     PaymentRefund,
 }
@@ -194,6 +196,7 @@ text_codes!(AuditAction {
     Ban => "ban",
     Unban => "unban",
     JobCancel => "job_cancel",
+    JobRetry => "job_retry",
     PaymentRefund => "payment_refund",
 });
 

@@ -125,6 +125,7 @@ async fn run(label: &str, database: DatabaseTarget, a: &Args) -> anyhow::Result<
             payments: stores.payments.clone(),
             ledger: stores.ledger.clone(),
             gateway: Some(gateway),
+            stars: None,
             notifier: notifier.clone(),
             clock: Arc::new(SystemClock),
             ids: Arc::new(RandomIds),

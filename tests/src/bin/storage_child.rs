@@ -149,6 +149,7 @@ async fn crash_writer(target_arg: &str, round: u32) -> anyhow::Result<()> {
             payments,
             ledger,
             gateway: None,
+            stars: None,
             notifier,
             clock: clock.clone(),
             ids: ids.clone(),

@@ -103,6 +103,8 @@ struct TelegramState {
     next_file: u64,
     /// The current content of every message sent or edited, by (chat, message id).
     messages: HashMap<(i64, i64), Value>,
+    /// Stars charges refunded (`refundStarPayment`).
+    refunded_charges: HashSet<String>,
     /// Callback queries handed out, and whether they were answered.
     queries: HashMap<String, bool>,
     next_query: u64,
@@ -729,6 +731,15 @@ fn answer(
         | "setWebhook"
         | "deleteMessage"
         | "answerPreCheckoutQuery" => ok(json!(true)),
+        "refundStarPayment" => {
+            // Each charge can be refunded once (Telegram answers 400 after that).
+            let charge = string(p, "telegram_payment_charge_id").unwrap_or_default();
+            if s.refunded_charges.insert(charge) {
+                ok(json!(true))
+            } else {
+                error(400, "Bad Request: CHARGE_ALREADY_REFUNDED", None)
+            }
+        }
         "answerCallbackQuery" => {
             let id = string(p, "callback_query_id").unwrap_or_default();
             match s.queries.get_mut(&id) {

@@ -178,6 +178,7 @@ fn a_refund_id_is_recorded_once_and_dropped_with_a_refusal() {
 }
 
 mod poll;
+mod stars;
 
 #[test]
 fn a_paid_payment_cannot_be_cancelled_by_the_provider() {
@@ -304,6 +305,7 @@ fn service(
             payments: w.store.clone(),
             ledger: w.store.clone(),
             gateway: gateway.map(|g| Arc::new(g) as Arc<dyn crate::ports::PaymentGateway>),
+            stars: None,
             notifier: w.notifier.clone(),
             clock: Arc::new(ManualClock::new(t(1_000))),
             ids: Arc::new(SequentialIds::default()),

@@ -22,6 +22,7 @@ fn service_with_clock(
             payments: w.store.clone(),
             ledger: w.store.clone(),
             gateway: gateway.map(|g| Arc::new(g) as Arc<dyn crate::ports::PaymentGateway>),
+            stars: None,
             notifier: w.notifier.clone(),
             clock: clock.clone(),
             ids: Arc::new(SequentialIds::default()),

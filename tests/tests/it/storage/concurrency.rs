@@ -88,6 +88,7 @@ async fn duplicate_credits_credit_once(stores: Stores) {
             payments: stores.payments.clone(),
             ledger: stores.ledger.clone(),
             gateway: None,
+            stars: None,
             notifier: Arc::new(RecordingNotifier::default()),
             clock: Arc::new(ManualClock::new(Timestamp::from_millis(5))),
             ids: Arc::new(SequentialIds::default()),

@@ -51,6 +51,7 @@ async fn sound() -> Planted {
             payments: stores.payments.clone(),
             ledger: stores.ledger.clone(),
             gateway: None,
+            stars: None,
             notifier: Arc::new(RecordingNotifier::default()),
             clock: clock.clone(),
             ids,
