@@ -287,6 +287,46 @@ impl AssetStore {
         Ok(report)
     }
 
+    /// What a sweep would delete: files last written before `cutoff` and not in `keep`,
+    /// with their sizes (keys in walk order). Deletes nothing.
+    ///
+    /// # Errors
+    /// [`AssetError::Io`] when the directory cannot be read.
+    pub async fn plan(
+        &self,
+        cutoff: std::time::SystemTime,
+        keep: &std::collections::HashSet<String>,
+    ) -> Result<Vec<(AssetRef, u64)>, AssetError> {
+        let mut doomed = Vec::new();
+        let mut dirs = vec![(self.root.clone(), String::new())];
+        while let Some((dir, prefix)) = dirs.pop() {
+            let mut entries = match tokio::fs::read_dir(&dir).await {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e.into()),
+            };
+            while let Some(entry) = entries.next_entry().await? {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let key = if prefix.is_empty() {
+                    name
+                } else {
+                    format!("{prefix}/{name}")
+                };
+                let meta = match entry.metadata().await {
+                    Ok(meta) => meta,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e.into()),
+                };
+                if meta.is_dir() {
+                    dirs.push((entry.path(), key));
+                } else if meta.modified().is_ok_and(|m| m < cutoff) && !keep.contains(&key) {
+                    doomed.push((AssetRef::new(key), meta.len()));
+                }
+            }
+        }
+        Ok(doomed)
+    }
+
     /// Deletes an asset; deleting a missing asset is not an error.
     ///
     /// # Errors

@@ -6,32 +6,31 @@
 
 mod commands;
 mod output;
+mod settings;
+mod wiring;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
-/// REI admin tool. Reads `DATABASE_URL` / `DATABASE_PATH` from the environment or `.env`.
+/// REI admin tool. Reads the bot's settings from the environment or `.env`:
+/// `DATABASE_URL` / `DATABASE_PATH` and `REDIS_URL` (the same backends as the bot),
+/// `BOT_TOKEN` (users are told of manual credits and debits; Stars refunds),
+/// `YOOKASSA_SHOP_ID` / `YOOKASSA_SECRET_KEY` (reconcile, refunds), the prices,
+/// `ASSET_DIR` and `ASSET_RETENTION_DAYS`.
 #[derive(Debug, Parser)]
-#[command(name = "rei-cli", version, about)]
+#[command(
+    name = "rei-cli",
+    version,
+    about,
+    after_help = "Exit codes: 0 success, 1 operational failure, 2 usage error.\nExample: rei-cli --json stats"
+)]
 struct Cli {
-    /// Machine-readable output.
+    /// Machine-readable output (one JSON value on stdout; errors as {"error": …}).
     #[arg(long, global = true)]
     json: bool,
-    /// SQLite file (created if absent).
-    #[arg(
-        long,
-        env = "DATABASE_PATH",
-        default_value = "rei_bot.db",
-        global = true
-    )]
-    database_path: String,
-    /// `sqlite://…` or `postgres://…`; wins over `DATABASE_PATH`.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
-    database_url: Option<String>,
-    /// Redis of the bot's job queue, if it uses one (queue depth, requeues).
-    #[arg(long, env = "REDIS_URL", hide_env_values = true, global = true)]
-    redis_url: Option<String>,
+    #[command(flatten)]
+    settings: settings::Settings,
     #[command(subcommand)]
     command: commands::Command,
 }
@@ -43,6 +42,8 @@ pub(crate) enum Failure {
     Usage(String),
     /// Broken invariant, unreachable database: exit 1.
     Operational(String),
+    /// Exit 1, the output already said why (a report that found problems).
+    Reported,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -59,7 +60,9 @@ async fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            let _ = e.print();
+            if e.print().is_err() {
+                return ExitCode::from(2);
+            }
             return if e.use_stderr() {
                 ExitCode::from(2)
             } else {
@@ -68,15 +71,7 @@ async fn main() -> ExitCode {
         }
     };
     let out = output::Output { json: cli.json };
-    match commands::run(
-        &cli.command,
-        cli.database_url.as_deref(),
-        &cli.database_path,
-        cli.redis_url,
-        &out,
-    )
-    .await
-    {
+    match commands::run(&cli.command, &cli.settings, &out).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Usage(msg)) => {
             out.error(&msg);
@@ -86,5 +81,6 @@ async fn main() -> ExitCode {
             out.error(&msg);
             ExitCode::from(1)
         }
+        Err(Failure::Reported) => ExitCode::from(1),
     }
 }

@@ -34,6 +34,23 @@ impl Output {
         }
     }
 
+    /// A progress bar on stderr, shown only to a person at a terminal (never with
+    /// `--json` or when output is redirected).
+    pub(crate) fn progress(&self, len: u64, what: &'static str) -> indicatif::ProgressBar {
+        use std::io::IsTerminal;
+        if self.json || !std::io::stderr().is_terminal() || !std::io::stdout().is_terminal() {
+            return indicatif::ProgressBar::hidden();
+        }
+        let bar = indicatif::ProgressBar::new(len);
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("{msg} {bar:40} {pos}/{len} ({eta})")
+        {
+            bar.set_style(style);
+        }
+        bar.set_message(what);
+        bar
+    }
+
     /// Prints an error to stderr (JSON: `{"error": …}` on stdout for scripts).
     pub(crate) fn error(&self, text: &str) {
         if self.json {

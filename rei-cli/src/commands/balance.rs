@@ -1,4 +1,9 @@
-//! `rei-cli balance add|sub`: audited adjustments, never below zero.
+//! `rei-cli balance add|sub`: audited adjustments, never below zero, safe to retry.
+//!
+//! Every adjustment has an idempotency key: `--idempotency-key K`, or a new one made for
+//! this run. It is printed with the result (and in `--json`), and with every failure:
+//! repeating the command with `--idempotency-key K` applies it at most once, so an
+//! operator who is unsure whether a run went through can simply run it again.
 
 use clap::Subcommand;
 use rei_core::ids::{IdempotencyKey, UserId};
@@ -10,23 +15,37 @@ use crate::Failure;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum BalanceCommand {
-    /// Credits rubles (e.g. 50 or 12.50).
+    /// Credits rubles (e.g. 50 or 12.50); the user is told when BOT_TOKEN is set.
+    #[command(
+        after_help = "Example: rei-cli balance add 123456789 150 --reason \"support ticket 4411\""
+    )]
     Add {
+        /// Telegram id.
         tg_id: UserId,
+        /// Rubles, up to two decimals.
         amount: Money,
+        /// Why (kept in the audit log).
         #[arg(long)]
         reason: String,
-        /// Makes a retried command apply once (default: a new key per run).
+        /// Makes the command apply at most once however often it runs (a new key per run
+        /// when absent; the key used is always printed).
         #[arg(long)]
         idempotency_key: Option<String>,
     },
     /// Debits rubles; refused when the balance is smaller.
+    #[command(
+        after_help = "Example: rei-cli balance sub 123456789 50 --reason \"chargeback\" --idempotency-key ticket-4411"
+    )]
     Sub {
+        /// Telegram id.
         tg_id: UserId,
+        /// Rubles, up to two decimals.
         amount: Money,
+        /// Why (kept in the audit log).
         #[arg(long)]
         reason: String,
-        /// Makes a retried command apply once (default: a new key per run).
+        /// Makes the command apply at most once however often it runs (a new key per run
+        /// when absent; the key used is always printed).
         #[arg(long)]
         idempotency_key: Option<String>,
     },
@@ -45,13 +64,12 @@ pub(crate) async fn run(ctx: &Ctx, c: &BalanceCommand) -> Result<(), Failure> {
         reason,
         idempotency_key,
     }) = c;
-    let key = match idempotency_key {
-        Some(k) => {
-            IdempotencyKey::new(format!("cli:{k}")).map_err(|e| Failure::Usage(e.to_string()))?
-        }
-        None => IdempotencyKey::derived("cli", &uuid::Uuid::new_v4(), "adjust"),
-    };
-    let admin = ctx.admin();
+    let shown = idempotency_key
+        .clone()
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    let key = IdempotencyKey::new(format!("cli:{shown}"))
+        .map_err(|e| Failure::Usage(format!("--idempotency-key: {e}")))?;
+    let admin = &ctx.services.admin;
     let result = match c {
         BalanceCommand::Add { .. } => {
             admin
@@ -64,7 +82,16 @@ pub(crate) async fn run(ctx: &Ctx, c: &BalanceCommand) -> Result<(), Failure> {
                 .await
         }
     };
-    let posted = result.map_err(admin_failure)?;
+    let posted = result.map_err(|e| {
+        let retry = format!(
+            " (idempotency key {shown}: to retry safely, run the same command with --idempotency-key {shown})"
+        );
+        match admin_failure(e) {
+            Failure::Usage(m) => Failure::Usage(m + &retry),
+            Failure::Operational(m) => Failure::Operational(m + &retry),
+            Failure::Reported => Failure::Reported,
+        }
+    })?;
     let value = json!({
         "tg_id": tg_id.get(),
         "entry_id": posted.entry.id,
@@ -72,6 +99,8 @@ pub(crate) async fn run(ctx: &Ctx, c: &BalanceCommand) -> Result<(), Failure> {
         "type": posted.entry.kind.as_str(),
         "balance_kopecks": posted.balance.kopecks(),
         "replayed": posted.replayed,
+        "idempotency_key": shown,
+        "user_told": ctx.services.tells_users && !posted.replayed,
     });
     let verb = if posted.entry.kind == rei_core::ledger::EntryKind::Credit {
         "credited"
@@ -86,7 +115,7 @@ pub(crate) async fn run(ctx: &Ctx, c: &BalanceCommand) -> Result<(), Failure> {
     ctx.out.message(
         &value,
         &format!(
-            "{verb} {} to {tg_id}; balance {}{note}",
+            "{verb} {} to {tg_id}; balance {}{note}\nidempotency key: {shown}",
             posted.entry.amount, posted.balance
         ),
     );

@@ -1,35 +1,55 @@
-//! `rei-cli jobs list|cancel`.
-
-use std::sync::Arc;
+//! `rei-cli jobs list|retry|cancel`.
 
 use clap::Subcommand;
-use rei_adapters::system::{RandomIds, SystemClock};
 use rei_core::ids::{JobId, UserId};
-use rei_core::job::{JobError, JobFilter, JobLimits, JobPorts, JobService, JobState};
-use rei_core::pricing::PriceList;
+use rei_core::job::{JobFilter, JobState};
 use serde_json::json;
 
-use super::{Ctx, operational};
+use super::{Ctx, job_failure, operational};
 use crate::Failure;
 use crate::output::when;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum JobsCommand {
     /// Jobs, newest first.
+    #[command(after_help = "Example: rei-cli jobs list --status failed --user 123456789")]
     List {
         /// pending, processing, completed, failed or cancelled.
         #[arg(long)]
         status: Option<JobState>,
+        /// Only this user's (Telegram id).
         #[arg(long)]
         user: Option<UserId>,
+        /// How many.
         #[arg(long, default_value = "100")]
         limit: u32,
     },
-    /// Cancels a pending or processing job and releases its reservation.
-    Cancel { job_id: JobId },
+    /// Queues a failed job again as a new job at its quoted price, with a fresh hold on
+    /// the user's balance (refused when the balance is short). Running it twice queues
+    /// one job. Audited.
+    #[command(
+        after_help = "Example: rei-cli jobs retry 0192f0c4-8d4e-7c6b-9a53-6f1e2d3c4b5a --reason \"provider outage over\""
+    )]
+    Retry {
+        /// The failed job.
+        job_id: JobId,
+        /// Why (kept in the audit log).
+        #[arg(long, default_value = "retried with rei-cli")]
+        reason: String,
+    },
+    /// Cancels a pending or processing job and releases its reservation. Audited.
+    #[command(after_help = "Example: rei-cli jobs cancel 0192f0c4-8d4e-7c6b-9a53-6f1e2d3c4b5a")]
+    Cancel {
+        /// The job.
+        job_id: JobId,
+        /// Why (kept in the audit log).
+        #[arg(long, default_value = "cancelled with rei-cli")]
+        reason: String,
+    },
 }
 
 pub(crate) async fn run(ctx: &Ctx, c: &JobsCommand) -> Result<(), Failure> {
+    let jobs = &ctx.services.jobs;
     match c {
         JobsCommand::List {
             status,
@@ -41,9 +61,9 @@ pub(crate) async fn run(ctx: &Ctx, c: &JobsCommand) -> Result<(), Failure> {
                 user_id: *user,
                 limit: (*limit).clamp(1, 10_000),
             };
-            let jobs = ctx.stores.jobs.jobs(filter).await.map_err(operational)?;
-            let value = serde_json::to_value(&jobs).map_err(operational)?;
-            let rows = jobs
+            let list = jobs.list(filter).await.map_err(job_failure)?;
+            let value = serde_json::to_value(&list).map_err(operational)?;
+            let rows = list
                 .iter()
                 .map(|j| {
                     vec![
@@ -74,27 +94,32 @@ pub(crate) async fn run(ctx: &Ctx, c: &JobsCommand) -> Result<(), Failure> {
             );
             Ok(())
         }
-        JobsCommand::Cancel { job_id } => {
-            let clock = Arc::new(SystemClock);
-            // The price list and queue do not matter for a cancellation; the job's own quote is refunded.
-            let jobs = JobService::new(
-                JobPorts {
-                    users: ctx.stores.users.clone(),
-                    jobs: ctx.stores.jobs.clone(),
-                    queue: ctx.queue.clone(),
-                    clock,
-                    ids: Arc::new(RandomIds),
-                },
-                PriceList::seed_defaults(),
-                JobLimits::default(),
-            );
-            let applied = jobs
-                .cancel(*job_id, Ctx::actor(), "cancelled with rei-cli")
+        JobsCommand::Retry { job_id, reason } => {
+            let job = jobs
+                .retry(*job_id, Ctx::actor(), reason)
                 .await
-                .map_err(|e| match e {
-                    JobError::Store(s) => operational(s),
-                    usage => Failure::Usage(usage.to_string()),
-                })?;
+                .map_err(job_failure)?;
+            let value = json!({
+                "job_id": job_id.to_string(),
+                "new_job_id": job.id.to_string(),
+                "status": job.state.as_str(),
+                "held_kopecks": job.quote.amount.kopecks(),
+                "tg_id": job.user_id.get(),
+            });
+            ctx.out.message(
+                &value,
+                &format!(
+                    "job {job_id} queued again as {} ({} held from {})",
+                    job.id, job.quote.amount, job.user_id
+                ),
+            );
+            Ok(())
+        }
+        JobsCommand::Cancel { job_id, reason } => {
+            let applied = jobs
+                .cancel(*job_id, Ctx::actor(), reason)
+                .await
+                .map_err(job_failure)?;
             let job = applied.job;
             let value = json!({ "job_id": job.id.to_string(), "status": job.state.as_str(), "refunded_kopecks": job.quote.amount.kopecks(), "changed": applied.changed });
             let text = match (applied.changed, job.state) {

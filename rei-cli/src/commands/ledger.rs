@@ -4,19 +4,23 @@ use clap::Subcommand;
 use rei_core::ids::UserId;
 use serde_json::json;
 
-use super::{Ctx, operational};
+use super::{Ctx, ledger_failure, operational};
 use crate::Failure;
 use crate::output::when;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum LedgerCommand {
     /// A user's newest entries.
+    #[command(after_help = "Example: rei-cli ledger history 123456789 --limit 50")]
     History {
+        /// Telegram id.
         tg_id: UserId,
+        /// How many entries.
         #[arg(long, default_value = "20")]
         limit: u32,
     },
     /// Checks every invariant across the database; exit 1 when any is broken.
+    #[command(after_help = "Example: rei-cli ledger verify || alert-someone")]
     Verify,
 }
 
@@ -25,11 +29,11 @@ pub(crate) async fn run(ctx: &Ctx, c: &LedgerCommand) -> Result<(), Failure> {
         LedgerCommand::History { tg_id, limit } => {
             ctx.known_user(*tg_id).await?;
             let entries = ctx
-                .stores
+                .services
                 .ledger
-                .entries(*tg_id, (*limit).clamp(1, 1000))
+                .history(*tg_id, (*limit).clamp(1, 1000))
                 .await
-                .map_err(operational)?;
+                .map_err(ledger_failure)?;
             let value = serde_json::to_value(&entries).map_err(operational)?;
             let rows = entries
                 .iter()
@@ -61,29 +65,25 @@ pub(crate) async fn run(ctx: &Ctx, c: &LedgerCommand) -> Result<(), Failure> {
             Ok(())
         }
         LedgerCommand::Verify => {
-            let report = ctx.stores.ledger.verify().await.map_err(operational)?;
+            let report = ctx.services.ledger.verify().await.map_err(ledger_failure)?;
             let value = serde_json::to_value(&report).map_err(operational)?;
-            if ctx.out.json {
-                println!("{value}");
-            } else {
-                println!(
-                    "checked {} users, {} entries, {} reservations: {} violation(s)",
-                    report.users_checked,
-                    report.entries_checked,
-                    report.reservations_checked,
-                    report.violations.len()
-                );
-                for v in &report.violations {
-                    println!("  {}", serde_json::to_string(v).map_err(operational)?);
-                }
+            let mut text = format!(
+                "checked {} users, {} entries, {} reservations: {} violation(s)",
+                report.users_checked,
+                report.entries_checked,
+                report.reservations_checked,
+                report.violations.len()
+            );
+            for v in &report.violations {
+                text.push_str("\n  ");
+                text.push_str(&serde_json::to_string(v).map_err(operational)?);
             }
+            ctx.out.message(&value, &text);
+            // The report said what is broken; the exit code says that something is.
             if report.is_ok() {
                 Ok(())
             } else {
-                Err(Failure::Operational(format!(
-                    "{} ledger invariant(s) broken",
-                    report.violations.len()
-                )))
+                Err(Failure::Reported)
             }
         }
     }
@@ -91,7 +91,8 @@ pub(crate) async fn run(ctx: &Ctx, c: &LedgerCommand) -> Result<(), Failure> {
 
 pub(crate) async fn stats(ctx: &Ctx) -> Result<(), Failure> {
     let report = ctx
-        .admin()
+        .services
+        .admin
         .stats()
         .await
         .map_err(crate::commands::admin_failure)?;

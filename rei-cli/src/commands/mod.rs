@@ -1,40 +1,41 @@
-//! Command groups; each returns data that `output` renders.
+//! Command groups. Each goes through a core service built in `wiring.rs` and hands its
+//! result to `output` (a table for people, JSON with `--json`).
 
+mod assets;
 mod balance;
 mod jobs;
 mod ledger;
 mod payments;
 mod user;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Subcommand;
-use rei_adapters::backends::{BackendsConfig, connect};
-use rei_adapters::sql::{DatabaseTarget, Stores};
-use rei_adapters::system::{LogNotifier, SystemClock};
 use rei_core::ids::UserId;
-use rei_core::ports::JobQueue;
-use rei_core::user::{Actor, AdminPorts, AdminService};
+use rei_core::user::Actor;
 
 use crate::Failure;
 use crate::output::Output;
+use crate::settings::Settings;
+use crate::wiring::{self, Services};
 
 /// Every command.
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Applies database migrations (also done at every start of the bot).
+    #[command(after_help = "Example: rei-cli migrate")]
     Migrate,
     /// Users.
     #[command(subcommand)]
     User(user::UserCommand),
-    /// Balance adjustments (audited).
+    /// Balance adjustments (audited; the user is told when BOT_TOKEN is set).
     #[command(subcommand)]
     Balance(balance::BalanceCommand),
     /// The ledger.
     #[command(subcommand)]
     Ledger(ledger::LedgerCommand),
     /// Users, balances total, payments, jobs by status, queue depth.
+    #[command(after_help = "Example: rei-cli --json stats")]
     Stats,
     /// Payments.
     #[command(subcommand)]
@@ -42,12 +43,14 @@ pub(crate) enum Command {
     /// Jobs.
     #[command(subcommand)]
     Jobs(jobs::JobsCommand),
+    /// Downloaded inputs and generated results under ASSET_DIR.
+    #[command(subcommand)]
+    Assets(assets::AssetsCommand),
 }
 
 /// What every command can use.
 pub(crate) struct Ctx {
-    pub stores: Stores,
-    pub queue: Arc<dyn JobQueue>,
+    pub services: Services,
     pub out: Output,
 }
 
@@ -60,34 +63,23 @@ impl Ctx {
         Actor::Cli(user)
     }
 
-    pub(crate) fn admin(&self) -> AdminService {
-        let clock = Arc::new(SystemClock);
-        AdminService::new(AdminPorts {
-            users: self.stores.users.clone(),
-            ledger: self.stores.ledger.clone(),
-            queue: self.queue.clone(),
-            notifier: Arc::new(LogNotifier),
-            clock,
-        })
-    }
-
     /// Fails with a usage error when the user is not registered.
     pub(crate) async fn known_user(&self, id: UserId) -> Result<rei_core::user::User, Failure> {
-        self.stores
+        self.services
             .users
             .user(id)
             .await
-            .map_err(operational)?
+            .map_err(admin_failure)?
             .ok_or_else(|| Failure::Usage(format!("user {id} is not registered")))
     }
 }
 
-/// A store failure is operational (exit 1).
+/// A backend failure is operational (exit 1).
 pub(crate) fn operational(e: impl std::fmt::Display) -> Failure {
     Failure::Operational(e.to_string())
 }
 
-/// Maps an admin operation's error: backend failures are operational (exit 1),
+/// A user or admin operation's error: backend failures are operational (exit 1),
 /// everything else — unknown user, zero amount, insufficient balance — is the caller's
 /// (exit 2).
 pub(crate) fn admin_failure(e: rei_core::user::UserError) -> Failure {
@@ -95,6 +87,36 @@ pub(crate) fn admin_failure(e: rei_core::user::UserError) -> Failure {
         rei_core::user::UserError::Store(s) => operational(s),
         rei_core::user::UserError::Queue(q) => operational(q),
         usage => Failure::Usage(usage.to_string()),
+    }
+}
+
+/// A job operation's error, split the same way.
+pub(crate) fn job_failure(e: rei_core::job::JobError) -> Failure {
+    use rei_core::job::JobError;
+    match e {
+        e @ (JobError::Store(_) | JobError::Queue(_) | JobError::LeaseLost(_)) => operational(e),
+        usage => Failure::Usage(usage.to_string()),
+    }
+}
+
+/// A payment operation's error: the database or a provider failing is operational.
+pub(crate) fn payment_failure(e: rei_core::payment::PaymentError) -> Failure {
+    use rei_core::payment::PaymentError;
+    match e {
+        e @ (PaymentError::Store(_) | PaymentError::Provider(_)) => operational(e),
+        PaymentError::MethodUnavailable => Failure::Usage(
+            "the payment provider is not configured here (YOOKASSA_SHOP_ID / YOOKASSA_SECRET_KEY, or BOT_TOKEN for Stars)".into(),
+        ),
+        usage => Failure::Usage(usage.to_string()),
+    }
+}
+
+/// A ledger read's error.
+pub(crate) fn ledger_failure(e: rei_core::ledger::LedgerError) -> Failure {
+    use rei_core::ledger::LedgerError;
+    match e {
+        LedgerError::UnknownUser(u) => Failure::Usage(format!("user {u} is not registered")),
+        LedgerError::Store(s) => operational(s),
     }
 }
 
@@ -115,27 +137,15 @@ pub(crate) fn parse_age(s: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("`{s}` is not an age like 7d, 24h, 30m or 45s"))
 }
 
-/// Opens the database (and the queue) and runs a command.
+/// Opens the backends, builds the services and runs a command.
 pub(crate) async fn run(
     command: &Command,
-    url: Option<&str>,
-    path: &str,
-    redis_url: Option<String>,
+    settings: &Settings,
     out: &Output,
 ) -> Result<(), Failure> {
-    let database =
-        DatabaseTarget::from_config(url, path).map_err(|e| Failure::Usage(e.to_string()))?;
-    let backends = connect(&BackendsConfig {
-        database,
-        redis_url,
-        rate_limit_per_minute: 1,
-        lease_for: Duration::from_secs(60),
-    })
-    .await
-    .map_err(|e| operational(format!("{e}: {}", source_chain(&e))))?;
+    let services = wiring::build(settings).await?;
     let ctx = Ctx {
-        stores: backends.stores,
-        queue: backends.queue,
+        services,
         out: *out,
     };
     match command {
@@ -152,17 +162,8 @@ pub(crate) async fn run(
         Command::Stats => ledger::stats(&ctx).await,
         Command::Payments(c) => payments::run(&ctx, c).await,
         Command::Jobs(c) => jobs::run(&ctx, c).await,
+        Command::Assets(c) => assets::run(&ctx, c).await,
     }
-}
-
-fn source_chain(e: &dyn std::error::Error) -> String {
-    let mut parts = Vec::new();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        parts.push(s.to_string());
-        cur = s.source();
-    }
-    parts.join(": ")
 }
 
 #[cfg(test)]

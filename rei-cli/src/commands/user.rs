@@ -4,18 +4,30 @@ use clap::Subcommand;
 use rei_core::ids::UserId;
 use serde_json::json;
 
-use super::{Ctx, admin_failure, operational};
+use super::{Ctx, admin_failure, ledger_failure};
 use crate::Failure;
 use crate::output::when;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum UserCommand {
     /// A user's profile, balance and state.
-    Show { tg_id: UserId },
-    /// Bans a user (they get one notice, then are ignored).
-    Ban { tg_id: UserId },
-    /// Lifts a ban.
-    Unban { tg_id: UserId },
+    #[command(after_help = "Example: rei-cli user show 123456789")]
+    Show {
+        /// Telegram id.
+        tg_id: UserId,
+    },
+    /// Bans a user (they get one notice, then are ignored). Audited.
+    #[command(after_help = "Example: rei-cli user ban 123456789")]
+    Ban {
+        /// Telegram id.
+        tg_id: UserId,
+    },
+    /// Lifts a ban. Audited.
+    #[command(after_help = "Example: rei-cli user unban 123456789")]
+    Unban {
+        /// Telegram id.
+        tg_id: UserId,
+    },
 }
 
 pub(crate) async fn run(ctx: &Ctx, c: &UserCommand) -> Result<(), Failure> {
@@ -23,20 +35,27 @@ pub(crate) async fn run(ctx: &Ctx, c: &UserCommand) -> Result<(), Failure> {
         UserCommand::Show { tg_id } => (tg_id, ctx.known_user(tg_id).await?),
         UserCommand::Ban { tg_id } => (
             tg_id,
-            ctx.admin()
+            ctx.services
+                .admin
                 .ban(Ctx::actor(), tg_id)
                 .await
                 .map_err(admin_failure)?,
         ),
         UserCommand::Unban { tg_id } => (
             tg_id,
-            ctx.admin()
+            ctx.services
+                .admin
                 .unban(Ctx::actor(), tg_id)
                 .await
                 .map_err(admin_failure)?,
         ),
     };
-    let balance = ctx.stores.ledger.balance(id).await.map_err(operational)?;
+    let balance = ctx
+        .services
+        .ledger
+        .balance(id)
+        .await
+        .map_err(ledger_failure)?;
     let value = json!({
         "tg_id": user.id.get(),
         "username": user.username,

@@ -6,6 +6,7 @@
 //! the user still has it: the service first holds it with a reservation, then asks the
 //! provider, then captures (refund done) or releases (provider refused) the hold.
 
+pub mod reconcile;
 pub mod service;
 
 use std::fmt;
@@ -17,6 +18,7 @@ use crate::ledger::{EntryKind, NewEntry, RefType, text_codes};
 use crate::money::Money;
 use crate::time::Timestamp;
 
+pub use reconcile::{Difference, DifferenceKind, ReconcileReport, Resolution};
 pub use service::{
     GatewayHint, PaymentApplied, PaymentConfig, PaymentError, PaymentPorts, PaymentService,
     PollConfig, PollReport, RefundOutcome, Told,

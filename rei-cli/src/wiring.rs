@@ -1,0 +1,155 @@
+//! Builds the backends and the core services once, from the same settings and through
+//! the same `backends::connect` as the bot. Commands use only what is built here.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rei_adapters::backends::{BackendsConfig, connect};
+use rei_adapters::files::AssetStore;
+use rei_adapters::sql::DatabaseTarget;
+use rei_adapters::system::{LogNotifier, RandomIds, SystemClock};
+use rei_adapters::telegram::{
+    Locales, SendRate, TelegramNotifier, TelegramNotifierConfig, TelegramStars,
+};
+use rei_adapters::yookassa::{YooKassaClient, YooKassaConfig};
+use rei_core::job::{JobLimits, JobPorts, JobService};
+use rei_core::ledger::LedgerService;
+use rei_core::payment::{PaymentConfig, PaymentPorts, PaymentService};
+use rei_core::ports::{Clock, Notifier, PaymentGateway, StarsGateway};
+use rei_core::pricing::PriceList;
+use rei_core::user::{AdminPorts, AdminService, UserService};
+use secrecy::ExposeSecret;
+
+use crate::Failure;
+use crate::settings::Settings;
+
+/// The services every command works through.
+pub(crate) struct Services {
+    pub users: UserService,
+    pub admin: AdminService,
+    pub ledger: LedgerService,
+    pub jobs: Arc<JobService>,
+    pub payments: Arc<PaymentService>,
+    pub assets: AssetStore,
+    pub retention: Duration,
+    /// Users are told in Telegram (`BOT_TOKEN` set).
+    pub tells_users: bool,
+}
+
+fn source_chain(e: &dyn std::error::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        parts.push(s.to_string());
+        cur = s.source();
+    }
+    parts.join(": ")
+}
+
+/// Opens the database (migrating it) and the queue, and builds the services.
+pub(crate) async fn build(s: &Settings) -> Result<Services, Failure> {
+    let database = DatabaseTarget::from_config(s.database_url.as_deref(), &s.database_path)
+        .map_err(|e| Failure::Usage(e.to_string()))?;
+    let backends = connect(&BackendsConfig {
+        database,
+        redis_url: s.redis_url.clone(),
+        rate_limit_per_minute: 1,
+        lease_for: Duration::from_secs(60),
+    })
+    .await
+    .map_err(|e| Failure::Operational(source_chain(&e)))?;
+    let stores = backends.stores.clone();
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let assets = AssetStore::new(&s.asset_dir);
+    let bot = s.bot_token.as_ref().map(|token| {
+        teloxide::Bot::new(token.expose_secret()).set_api_url(s.telegram_api_url.clone())
+    });
+    let notifier: Arc<dyn Notifier> = match &bot {
+        Some(bot) => {
+            let locales = Locales::load().map_err(|e| Failure::Operational(e.to_string()))?;
+            Arc::new(TelegramNotifier::new(
+                bot.clone(),
+                stores.users.clone(),
+                assets.clone(),
+                Arc::new(locales),
+                TelegramNotifierConfig {
+                    admins: s.admin_ids.clone(),
+                    send_rate: SendRate::per_second(0),
+                },
+            ))
+        }
+        None => Arc::new(LogNotifier),
+    };
+    let gateway: Option<Arc<dyn PaymentGateway>> =
+        match (&s.yookassa_shop_id, &s.yookassa_secret_key) {
+            (Some(shop), Some(key)) => {
+                let mut config = YooKassaConfig::new(shop.clone(), key.clone());
+                config.base_url = s.yookassa_api_url.to_string();
+                Some(Arc::new(YooKassaClient::new(config).map_err(|e| {
+                    Failure::Usage(format!("YOOKASSA_API_URL: {e}"))
+                })?))
+            }
+            (None, None) => None,
+            _ => {
+                return Err(Failure::Usage(
+                    "YOOKASSA_SHOP_ID and YOOKASSA_SECRET_KEY must be set together".into(),
+                ));
+            }
+        };
+    let stars: Option<Arc<dyn StarsGateway>> = bot
+        .as_ref()
+        .map(|bot| Arc::new(TelegramStars::new(bot.clone())) as Arc<dyn StarsGateway>);
+    let prices = PriceList::new(
+        s.image_generation_price,
+        s.image_edit_price,
+        s.video_5sec_price,
+        s.video_10sec_multiplier,
+    )
+    .map_err(|e| Failure::Usage(format!("invalid prices: {e}")))?;
+    let jobs = Arc::new(JobService::new(
+        JobPorts {
+            users: stores.users.clone(),
+            jobs: stores.jobs.clone(),
+            queue: backends.queue.clone(),
+            clock: clock.clone(),
+            ids: Arc::new(RandomIds),
+        },
+        prices,
+        JobLimits {
+            max_active_per_user: s.max_active_jobs_per_user,
+            ..JobLimits::default()
+        },
+    ));
+    let payments = Arc::new(PaymentService::new(
+        PaymentPorts {
+            users: stores.users.clone(),
+            payments: stores.payments.clone(),
+            ledger: stores.ledger.clone(),
+            gateway,
+            stars,
+            notifier: notifier.clone(),
+            clock: clock.clone(),
+            ids: Arc::new(RandomIds),
+        },
+        PaymentConfig {
+            stars_rate: s.stars_rub_rate,
+            ..PaymentConfig::default()
+        },
+    ));
+    Ok(Services {
+        users: UserService::new(stores.users.clone(), clock.clone()),
+        admin: AdminService::new(AdminPorts {
+            users: stores.users.clone(),
+            ledger: stores.ledger.clone(),
+            queue: backends.queue.clone(),
+            notifier,
+            clock,
+        }),
+        ledger: LedgerService::new(stores.ledger.clone()),
+        jobs,
+        payments,
+        assets,
+        retention: Duration::from_secs(u64::from(s.asset_retention_days) * 86_400),
+        tells_users: bot.is_some(),
+    })
+}

@@ -1,0 +1,267 @@
+//! Reconciliation: the provider's payments in a window against ours. Each difference is
+//! reported; with `apply`, those the normal idempotent path can fix (a payment paid or
+//! cancelled there whose news never reached us) are fixed through it, and the rest are
+//! listed for a person.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::service::{PaymentError, PaymentService};
+use super::{Payment, PaymentFilter, PaymentProvider, PaymentState};
+use crate::ids::{PaymentId, UserId};
+use crate::money::Money;
+use crate::ports::{GatewayPayment, GatewayStatus};
+use crate::time::Timestamp;
+
+/// Local payments are read from this long before the window, so that one created just
+/// before it at our end but after it at the provider's is still matched.
+const LOCAL_MARGIN: Duration = Duration::from_secs(3600);
+/// At most this many local payments in one reconciliation.
+const LOCAL_LIMIT: u32 = 100_000;
+
+/// What differs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DifferenceKind {
+    /// Paid at the provider, not credited here.
+    PaidThereNotHere,
+    /// Cancelled at the provider, still pending here.
+    CancelledThereNotHere,
+    /// Credited here, not paid (or not listed) at the provider.
+    PaidHereNotThere,
+    /// Refunded (in part or whole) at the provider, not here.
+    RefundedThereNotHere,
+    /// Refunded here, not at the provider.
+    RefundedHereNotThere,
+    /// Another amount there than here.
+    AmountMismatch,
+    /// A payment of the shop that names none of ours.
+    UnknownToUs,
+}
+
+/// What became of a difference.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "resolution", content = "detail", rename_all = "snake_case")]
+pub enum Resolution {
+    /// Fixed now through the normal path (what was done).
+    Fixed(String),
+    /// Fixable by `--apply`.
+    Fixable,
+    /// A person must look (why it cannot be fixed automatically).
+    NeedsPerson(String),
+}
+
+/// One difference.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Difference {
+    /// What differs.
+    pub kind: DifferenceKind,
+    /// Our payment, when one is involved.
+    pub payment_id: Option<PaymentId>,
+    /// The provider's id, when the provider knows it.
+    pub provider_payment_id: Option<String>,
+    /// The payer.
+    pub user_id: Option<UserId>,
+    /// Our amount.
+    pub local_amount: Option<Money>,
+    /// The provider's amount.
+    pub remote_amount: Option<Money>,
+    /// Our state.
+    pub local_state: Option<PaymentState>,
+    /// The provider's status (`succeeded`, `canceled`, …).
+    pub remote_status: Option<String>,
+    /// What became of it.
+    pub resolution: Resolution,
+}
+
+/// What a reconciliation found.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ReconcileReport {
+    /// Payments listed by the provider.
+    pub remote_checked: usize,
+    /// Our payments in the window.
+    pub local_checked: usize,
+    /// Every difference, oldest first.
+    pub differences: Vec<Difference>,
+}
+
+impl ReconcileReport {
+    /// Differences a person must look at.
+    #[must_use]
+    pub fn needs_person(&self) -> usize {
+        self.differences
+            .iter()
+            .filter(|d| matches!(d.resolution, Resolution::NeedsPerson(_)))
+            .count()
+    }
+}
+
+const fn status_text(status: &GatewayStatus) -> &'static str {
+    match status {
+        GatewayStatus::Pending => "pending",
+        GatewayStatus::WaitingForCapture => "waiting_for_capture",
+        GatewayStatus::Succeeded => "succeeded",
+        GatewayStatus::Canceled { .. } => "canceled",
+    }
+}
+
+impl PaymentService {
+    /// Compares the provider's payments created since `since` with ours; with `apply`,
+    /// fixes what the idempotent path can fix (never crediting anything twice).
+    ///
+    /// # Errors
+    /// [`PaymentError::MethodUnavailable`] without YooKassa, [`PaymentError::Provider`]
+    /// when its list cannot be read, [`PaymentError::Store`].
+    pub async fn reconcile(
+        &self,
+        since: Timestamp,
+        apply: bool,
+    ) -> Result<ReconcileReport, PaymentError> {
+        let mut remote = self.gateway_payments(since, None).await?;
+        remote.reverse();
+        let local: Vec<Payment> = self
+            .list(PaymentFilter {
+                state: None,
+                user_id: None,
+                since: Some(since.minus(LOCAL_MARGIN)),
+                limit: LOCAL_LIMIT,
+            })
+            .await?
+            .into_iter()
+            .filter(|p| p.provider == PaymentProvider::Yookassa)
+            .collect();
+        let by_provider: HashMap<&str, &Payment> = local
+            .iter()
+            .filter_map(|p| p.provider_payment_id.as_deref().map(|id| (id, p)))
+            .collect();
+        let by_ours: HashMap<PaymentId, &Payment> = local.iter().map(|p| (p.id, p)).collect();
+        let mut report = ReconcileReport {
+            remote_checked: remote.len(),
+            local_checked: local.iter().filter(|p| p.created_at >= since).count(),
+            differences: Vec::new(),
+        };
+        let mut seen: HashSet<PaymentId> = HashSet::new();
+        for r in &remote {
+            let mine = match by_provider.get(r.provider_payment_id.as_str()) {
+                Some(p) => Some((*p).clone()),
+                None => match r.payment_id {
+                    Some(ours) => match by_ours.get(&ours) {
+                        Some(p) => Some((*p).clone()),
+                        // Older than the local window: ask the store directly.
+                        None => self.payment(ours).await.ok(),
+                    },
+                    None => None,
+                },
+            };
+            if let Some(p) = &mine {
+                seen.insert(p.id);
+            }
+            if let Some(d) = self.compare(r, mine.as_ref(), apply).await? {
+                report.differences.push(d);
+            }
+        }
+        for p in local.iter().filter(|p| p.created_at >= since) {
+            if seen.contains(&p.id)
+                || !matches!(p.state, PaymentState::Paid | PaymentState::Refunded)
+            {
+                continue;
+            }
+            report.differences.push(Difference {
+                kind: DifferenceKind::PaidHereNotThere,
+                payment_id: Some(p.id),
+                provider_payment_id: p.provider_payment_id.clone(),
+                user_id: Some(p.user_id),
+                local_amount: Some(p.amount),
+                remote_amount: None,
+                local_state: Some(p.state),
+                remote_status: None,
+                resolution: Resolution::NeedsPerson(
+                    "credited here but not in the provider's list".into(),
+                ),
+            });
+        }
+        Ok(report)
+    }
+
+    async fn compare(
+        &self,
+        r: &GatewayPayment,
+        mine: Option<&Payment>,
+        apply: bool,
+    ) -> Result<Option<Difference>, PaymentError> {
+        let difference = |kind, resolution| Difference {
+            kind,
+            payment_id: mine.map(|p| p.id),
+            provider_payment_id: Some(r.provider_payment_id.clone()),
+            user_id: mine.map(|p| p.user_id).or(r.user_id),
+            local_amount: mine.map(|p| p.amount),
+            remote_amount: Some(r.amount),
+            local_state: mine.map(|p| p.state),
+            remote_status: Some(status_text(&r.status).to_owned()),
+            resolution,
+        };
+        let Some(p) = mine else {
+            return Ok(Some(difference(
+                DifferenceKind::UnknownToUs,
+                Resolution::NeedsPerson("no payment of ours matches it".into()),
+            )));
+        };
+        if p.amount != r.amount {
+            return Ok(Some(difference(
+                DifferenceKind::AmountMismatch,
+                Resolution::NeedsPerson(format!("{} here, {} there", p.amount, r.amount)),
+            )));
+        }
+        let refunded_there = r.refunded_amount.unwrap_or(Money::ZERO);
+        let kind = match (&r.status, p.state) {
+            (GatewayStatus::Succeeded, PaymentState::Pending | PaymentState::Cancelled) => {
+                DifferenceKind::PaidThereNotHere
+            }
+            (GatewayStatus::Canceled { .. }, PaymentState::Pending) => {
+                DifferenceKind::CancelledThereNotHere
+            }
+            (
+                GatewayStatus::Pending
+                | GatewayStatus::WaitingForCapture
+                | GatewayStatus::Canceled { .. },
+                PaymentState::Paid | PaymentState::Refunded,
+            ) => DifferenceKind::PaidHereNotThere,
+            (GatewayStatus::Succeeded, PaymentState::Paid) if !refunded_there.is_zero() => {
+                DifferenceKind::RefundedThereNotHere
+            }
+            (GatewayStatus::Succeeded, PaymentState::Refunded) if refunded_there < p.amount => {
+                DifferenceKind::RefundedHereNotThere
+            }
+            _ => return Ok(None),
+        };
+        let resolution = match kind {
+            DifferenceKind::PaidThereNotHere | DifferenceKind::CancelledThereNotHere if apply => {
+                let applied = self.apply_gateway_payment(r).await?;
+                Resolution::Fixed(if applied.credited {
+                    format!("credited {}", applied.payment.amount)
+                } else {
+                    format!("now {}", applied.payment.state)
+                })
+            }
+            DifferenceKind::PaidThereNotHere | DifferenceKind::CancelledThereNotHere => {
+                Resolution::Fixable
+            }
+            DifferenceKind::PaidHereNotThere => Resolution::NeedsPerson(
+                "credited here but not paid there: check the payment in the YooKassa dashboard"
+                    .into(),
+            ),
+            DifferenceKind::RefundedThereNotHere => Resolution::NeedsPerson(format!(
+                "{refunded_there} refunded outside REI: take it back with `rei-cli balance sub` if the user still has it"
+            )),
+            DifferenceKind::RefundedHereNotThere => Resolution::NeedsPerson(
+                "refunded here, not there: look the refund up in the YooKassa dashboard".into(),
+            ),
+            DifferenceKind::AmountMismatch | DifferenceKind::UnknownToUs => {
+                Resolution::NeedsPerson(String::new())
+            }
+        };
+        Ok(Some(difference(kind, resolution)))
+    }
+}
