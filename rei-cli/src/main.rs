@@ -59,15 +59,20 @@ async fn main() -> ExitCode {
         .init();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) => {
-            if e.print().is_err() {
-                return ExitCode::from(2);
-            }
-            return if e.use_stderr() {
-                ExitCode::from(2)
-            } else {
+        // --help and --version print in full; a usage error is one line naming the
+        // problem (clap's own first line), with a hint to --help.
+        Err(e) if !e.use_stderr() => {
+            return if e.print().is_ok() {
                 ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
             };
+        }
+        Err(e) => {
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("invalid arguments");
+            eprintln!("{first} (see --help)");
+            return ExitCode::from(2);
         }
     };
     let out = output::Output { json: cli.json };

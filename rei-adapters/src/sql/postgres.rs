@@ -27,6 +27,18 @@ impl PostgresStore {
     pub async fn connect(url: &str) -> Result<Self, SqlError> {
         let options = PgConnectOptions::from_str(url)
             .map_err(|e| SqlError::BadUrl(format!("{}: {e}", super::redact(url))))?;
+        // One connection first, so that a server that refuses or does not answer is
+        // reported at once rather than after the pool's acquire timeout.
+        let probe = tokio::time::timeout(
+            Duration::from_secs(10),
+            <sqlx::PgConnection as sqlx::Connection>::connect_with(&options),
+        )
+        .await
+        .map_err(|_| SqlError::Connect("the server did not answer within 10 s".into()))?
+        .map_err(|e| SqlError::Connect(Box::new(e)))?;
+        sqlx::Connection::close(probe)
+            .await
+            .map_err(|e| SqlError::Connect(Box::new(e)))?;
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(30))

@@ -165,6 +165,41 @@ impl FakeYooKassa {
         }
     }
 
+    /// Changes a payment's amount (for reconciliation tests: "another amount there").
+    pub fn set_amount(&self, id: &str, value: &str) {
+        if let Some(p) = lock(&self.books).payments.get_mut(id) {
+            p["amount"] = json!({"value": value, "currency": "RUB"});
+        }
+    }
+
+    /// A paid payment of the shop made elsewhere (no metadata of ours); returns its id.
+    pub fn add_foreign(&self, value: &str) -> String {
+        let mut b = lock(&self.books);
+        let id = format!(
+            "2f9e1c3a-000f-5000-9000-{:012x}",
+            0xf000 + b.payments.len() + 1
+        );
+        let payment = json!({
+            "id": id, "status": "succeeded", "paid": true,
+            "amount": {"value": value, "currency": "RUB"},
+            "created_at": now_iso(), "captured_at": now_iso(),
+            "description": "paid on the website", "metadata": {},
+            "refundable": true, "test": true
+        });
+        b.order.push(id.clone());
+        b.payments.insert(id.clone(), payment);
+        id
+    }
+
+    /// A refund made in the YooKassa dashboard, not through REI.
+    pub fn refund_outside(&self, id: &str, value: &str) {
+        add_refunded(
+            &mut lock(&self.books),
+            id,
+            &json!({"value": value, "currency": "RUB"}),
+        );
+    }
+
     /// The next `n` reads of a payment by id answer HTTP 500.
     pub fn fail_reads(&self, n: u32) {
         lock(&self.books).read_failures = n;

@@ -1,0 +1,767 @@
+//! Every `rei-cli` command, the real binary, on SQLite and on PostgreSQL: `--json`
+//! parsed, exit codes, and the ledger verified after each test. Payments against the
+//! YooKassa and Telegram fakes (reconcile with each kind of difference, YooKassa and
+//! Stars refunds); 50 concurrent debits on one balance.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rei_adapters::sql::{DatabaseTarget, Stores, connect};
+use rei_adapters::system::{RandomIds, SystemClock};
+use rei_adapters::yookassa::{YooKassaClient, YooKassaConfig};
+use rei_core::job::{FailureReason, JobEvent, JobGuard, JobLimits, JobSpec, Prompt};
+use rei_core::memory::RecordingNotifier;
+use rei_core::payment::{Payment, PaymentConfig, PaymentPorts, PaymentService};
+use rei_core::prelude::*;
+use rei_tests::fakes::telegram::FakeTelegram;
+use rei_tests::fakes::yookassa::FakeYooKassa;
+use serde_json::{Value, json};
+
+const ANNA: i64 = 4242;
+
+/// A database (SQLite file or PostgreSQL) and an asset directory, for one test.
+struct Env {
+    database: DatabaseTarget,
+    assets: tempfile::TempDir,
+    stores: Stores,
+    extra: Vec<(String, String)>,
+}
+
+async fn env(postgres: bool) -> Option<Env> {
+    let database = if postgres {
+        DatabaseTarget::Postgres(rei_tests::postgres_url().await.unwrap()?)
+    } else {
+        DatabaseTarget::SqlitePath(rei_tests::sqlite_path().unwrap())
+    };
+    let stores = connect(&database).await.unwrap();
+    Some(Env {
+        database,
+        assets: tempfile::tempdir().unwrap(),
+        stores,
+        extra: Vec::new(),
+    })
+}
+
+fn command(e: &Env, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_rei-cli"));
+    c.args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("USER", "ops")
+        .env("ASSET_DIR", e.assets.path());
+    match &e.database {
+        DatabaseTarget::SqlitePath(p) => c.env("DATABASE_PATH", p),
+        DatabaseTarget::SqliteUrl(u) | DatabaseTarget::Postgres(u) => c.env("DATABASE_URL", u),
+    };
+    for (k, v) in &e.extra {
+        c.env(k, v);
+    }
+    c
+}
+
+fn finish(out: &Output) -> (i32, String, String) {
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Runs the CLI (off the async runtime): exit code, stdout, stderr.
+async fn cli(e: &Env, args: &[&str]) -> (i32, String, String) {
+    let mut c = command(e, args);
+    let out = tokio::task::spawn_blocking(move || c.output().unwrap())
+        .await
+        .unwrap();
+    finish(&out)
+}
+
+/// Runs with `--json`, expects `code`, and parses the one JSON value printed.
+async fn cli_json(e: &Env, code: i32, args: &[&str]) -> Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let (got, out, err) = cli(e, &all).await;
+    assert_eq!(got, code, "{args:?}: {out}{err}");
+    assert_eq!(out.trim().lines().count(), 1, "one JSON value: {out}");
+    serde_json::from_str(out.trim()).unwrap_or_else(|x| panic!("not JSON ({x}): {out}"))
+}
+
+async fn user(e: &Env, id: i64, rubles: &str) -> UserId {
+    if rubles != "0" {
+        return rei_tests::funded_user(&e.stores, id, rubles.parse().unwrap())
+            .await
+            .unwrap();
+    }
+    let user = UserId::new(id).unwrap();
+    e.stores
+        .users
+        .register(
+            UserProfile {
+                id: user,
+                username: Some("anna".into()),
+                first_name: None,
+                language: Language::Ru,
+            },
+            Timestamp::from_millis(0),
+        )
+        .await
+        .unwrap();
+    user
+}
+
+async fn balance(e: &Env, id: i64) -> i64 {
+    e.stores
+        .ledger
+        .balance(UserId::new(id).unwrap())
+        .await
+        .unwrap()
+        .available
+        .kopecks()
+}
+
+async fn verified(e: &Env) {
+    let report = e.stores.ledger.verify().await.unwrap();
+    assert!(report.is_ok(), "{:?}", report.violations);
+}
+
+macro_rules! on_both {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                if let Some(e) = super::env(false).await {
+                    super::$name(e).await;
+                }
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some(e) = super::env(true).await {
+                    super::$name(e).await;
+                }
+            }
+        }
+    };
+}
+
+// ---- users, balances, ledger, stats ----
+
+async fn users_balances_ledger_and_stats(e: Env) {
+    user(&e, ANNA, "0").await;
+    let shown = cli_json(&e, 0, &["user", "show", "4242"]).await;
+    assert_eq!(
+        (shown["tg_id"].as_i64(), shown["banned"].as_bool()),
+        (Some(ANNA), Some(false))
+    );
+    let added = cli_json(
+        &e,
+        0,
+        &["balance", "add", "4242", "150.50", "--reason", "gift"],
+    )
+    .await;
+    assert_eq!(added["balance_kopecks"], 15_050);
+    assert_eq!(added["user_told"], false, "no BOT_TOKEN here");
+    let key = added["idempotency_key"].as_str().unwrap().to_owned();
+    // The printed key makes a retry safe.
+    let again = cli_json(
+        &e,
+        0,
+        &[
+            "balance",
+            "add",
+            "4242",
+            "150.50",
+            "--reason",
+            "gift",
+            "--idempotency-key",
+            &key,
+        ],
+    )
+    .await;
+    assert_eq!(
+        (
+            again["replayed"].as_bool(),
+            again["balance_kopecks"].as_i64()
+        ),
+        (Some(true), Some(15_050))
+    );
+    // A failure names the key and how to retry with it.
+    let (code, _, err) = cli(&e, &["balance", "sub", "4242", "500", "--reason", "x"]).await;
+    assert_eq!(code, 2);
+    assert!(err.contains("--idempotency-key"), "{err}");
+    let sub = cli_json(
+        &e,
+        0,
+        &["balance", "sub", "4242", "50.50", "--reason", "fix"],
+    )
+    .await;
+    assert_eq!(sub["balance_kopecks"], 10_000);
+    let history = cli_json(&e, 0, &["ledger", "history", "4242"]).await;
+    assert_eq!(
+        history.as_array().unwrap().len(),
+        2,
+        "a replay adds nothing: {history}"
+    );
+    let (code, table, _) = cli(&e, &["ledger", "history", "4242"]).await;
+    assert_eq!(code, 0);
+    assert!(
+        table.contains("150.50 ₽") && table.contains("fix"),
+        "{table}"
+    );
+    let verify = cli_json(&e, 0, &["ledger", "verify"]).await;
+    assert_eq!(verify["violations"], json!([]));
+    let banned = cli_json(&e, 0, &["user", "ban", "4242"]).await;
+    assert_eq!(banned["banned"], true);
+    let unbanned = cli_json(&e, 0, &["user", "unban", "4242"]).await;
+    assert_eq!(unbanned["banned"], false);
+    let stats = cli_json(&e, 0, &["stats"]).await;
+    assert_eq!(
+        (
+            stats["users"].as_u64(),
+            stats["balances_total_kopecks"].as_i64(),
+            stats["queue_depth"].as_u64()
+        ),
+        (Some(1), Some(10_000), Some(0))
+    );
+    let audit = e.stores.users.audit_log(20).await.unwrap();
+    let actions: Vec<_> = audit.iter().map(|a| a.action.as_str()).collect();
+    for action in ["balance_add", "balance_sub", "ban", "unban"] {
+        assert!(actions.contains(&action), "{actions:?}");
+    }
+    for a in audit
+        .iter()
+        .filter(|a| matches!(a.action.as_str(), "balance_sub" | "ban" | "unban"))
+    {
+        assert_eq!(a.actor.to_string(), "cli:ops");
+    }
+    verified(&e).await;
+}
+on_both!(users_balances_ledger_and_stats);
+
+async fn bad_input_is_refused_with_one_line_and_changes_nothing(e: Env) {
+    user(&e, ANNA, "10").await;
+    for args in [
+        vec!["balance", "add", "4242", "-5", "--reason", "x"],
+        vec!["balance", "add", "4242", "1.005", "--reason", "x"],
+        vec!["balance", "sub", "4242", "0", "--reason", "x"],
+        vec!["balance", "add", "999", "5", "--reason", "x"],
+        vec!["user", "show", "999"],
+        vec!["jobs", "retry", "00000000-0000-0000-0000-000000000001"],
+        vec!["jobs", "retry", "not-a-uuid"],
+        vec![
+            "payments",
+            "refund",
+            "00000000-0000-0000-0000-000000000001",
+            "--reason",
+            "x",
+        ],
+        vec!["payments", "reconcile"],
+        vec!["assets", "cleanup", "--older-than", "soon"],
+    ] {
+        let (code, out, err) = cli(&e, &args).await;
+        assert_eq!(code, 2, "{args:?}: {out}{err}");
+        assert_eq!(
+            err.trim().lines().count(),
+            1,
+            "one line naming the problem: {err}"
+        );
+    }
+    let (code, out, _) = cli(&e, &["--json", "payments", "reconcile"]).await;
+    assert_eq!(code, 2);
+    assert!(out.contains("YOOKASSA_SHOP_ID"), "{out}");
+    assert_eq!(balance(&e, ANNA).await, 1_000);
+    verified(&e).await;
+}
+on_both!(bad_input_is_refused_with_one_line_and_changes_nothing);
+
+#[tokio::test]
+async fn an_unreachable_database_is_an_operational_failure() {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = dead.local_addr().unwrap().port();
+    drop(dead);
+    let e = env(false).await.unwrap();
+    let mut c = command(&e, &["stats"]);
+    c.env(
+        "DATABASE_URL",
+        format!("postgres://rei@127.0.0.1:{port}/rei"),
+    );
+    let (code, _, err) = finish(&c.output().unwrap());
+    assert_eq!(code, 1, "{err}");
+    assert!(err.starts_with("error: "), "{err}");
+    let mut c = command(&e, &["stats"]);
+    c.env("DATABASE_URL", "mysql://nowhere/rei");
+    let (code, _, err) = finish(&c.output().unwrap());
+    assert_eq!(code, 2, "{err}");
+}
+
+// ---- jobs ----
+
+async fn failed_job(e: &Env, user_id: UserId) -> rei_core::job::Job {
+    let jobs = rei_tests::job_service(&e.stores, JobLimits::default());
+    let spec = JobSpec::ImageGeneration {
+        prompt: Prompt::parse("a red fox").unwrap(),
+    };
+    let quote = jobs.quote(&spec);
+    let job = jobs
+        .create(user_id, spec, &quote, IdempotencyKey::new("c-1").unwrap())
+        .await
+        .unwrap();
+    let claimed = jobs
+        .claim("t", Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    let token = claimed.lease.clone().unwrap().token;
+    jobs.write(
+        job.id,
+        JobEvent::Failed {
+            reason: FailureReason::ProviderFailed {
+                detail: "outage".into(),
+            },
+        },
+        JobGuard::Lease(token.clone()),
+    )
+    .await
+    .unwrap();
+    // The user was told: the job leaves the queue, as a worker would finish it.
+    jobs.write(job.id, JobEvent::Delivered, JobGuard::Lease(token))
+        .await
+        .unwrap();
+    job
+}
+
+async fn jobs_list_retry_and_cancel(e: Env) {
+    let anna = user(&e, ANNA, "80").await;
+    let job = failed_job(&e, anna).await;
+    assert_eq!(balance(&e, ANNA).await, 8_000, "refunded");
+    let listed = cli_json(
+        &e,
+        0,
+        &["jobs", "list", "--status", "failed", "--user", "4242"],
+    )
+    .await;
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    let id = job.id.to_string();
+    let retried = cli_json(&e, 0, &["jobs", "retry", &id, "--reason", "outage over"]).await;
+    let new_id = retried["new_job_id"].as_str().unwrap().to_owned();
+    assert_ne!(new_id, id);
+    assert_eq!(retried["held_kopecks"], 5_000);
+    assert_eq!(
+        balance(&e, ANNA).await,
+        3_000,
+        "a fresh hold at the quoted price"
+    );
+    let twice = cli_json(&e, 0, &["jobs", "retry", &id]).await;
+    assert_eq!(
+        twice["new_job_id"],
+        new_id.as_str(),
+        "one retry however often it runs"
+    );
+    assert_eq!(balance(&e, ANNA).await, 3_000);
+    let (code, _, err) = cli(&e, &["jobs", "retry", &new_id]).await;
+    assert_eq!(code, 2, "only failed jobs: {err}");
+    assert!(err.contains("only failed jobs"), "{err}");
+    let cancelled = cli_json(&e, 0, &["jobs", "cancel", &new_id]).await;
+    assert_eq!(cancelled["status"], "cancelled");
+    assert_eq!(balance(&e, ANNA).await, 8_000);
+    // Short of money: the retry of another failed job is refused, nothing held.
+    let other = {
+        let jobs = rei_tests::job_service(&e.stores, JobLimits::default());
+        let spec = JobSpec::ImageGeneration {
+            prompt: Prompt::parse("a blue fox").unwrap(),
+        };
+        let quote = jobs.quote(&spec);
+        let j = jobs
+            .create(anna, spec, &quote, IdempotencyKey::new("c-2").unwrap())
+            .await
+            .unwrap();
+        // Earlier jobs still owe the user a notice: deliver those as a worker would.
+        loop {
+            let claimed = jobs
+                .claim("t", Duration::from_secs(60))
+                .await
+                .unwrap()
+                .unwrap();
+            let token = claimed.lease.clone().unwrap().token;
+            if claimed.id != j.id {
+                jobs.write(claimed.id, JobEvent::Delivered, JobGuard::Lease(token))
+                    .await
+                    .unwrap();
+                continue;
+            }
+            jobs.write(
+                j.id,
+                JobEvent::Failed {
+                    reason: FailureReason::ProviderFailed { detail: "x".into() },
+                },
+                JobGuard::Lease(token),
+            )
+            .await
+            .unwrap();
+            break;
+        }
+        j
+    };
+    cli_json(
+        &e,
+        0,
+        &["balance", "sub", "4242", "40", "--reason", "spent"],
+    )
+    .await;
+    let (code, _, err) = cli(&e, &["jobs", "retry", &other.id.to_string()]).await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("insufficient funds"), "{err}");
+    assert_eq!(balance(&e, ANNA).await, 4_000);
+    let audit = e.stores.users.audit_log(20).await.unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|a| a.action.as_str() == "job_retry" && a.actor.to_string() == "cli:ops")
+    );
+    verified(&e).await;
+}
+on_both!(jobs_list_retry_and_cancel);
+
+// ---- assets ----
+
+async fn assets_cleanup_keeps_files_of_jobs_with_work_left(e: Env) {
+    let anna = user(&e, ANNA, "100").await;
+    let root = e.assets.path();
+    let write = |key: &str| {
+        let path = root.join(key);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, vec![7_u8; 2048]).unwrap();
+    };
+    // A running job's input, and two old files nobody needs.
+    let jobs = rei_tests::job_service(&e.stores, JobLimits::default());
+    let spec = JobSpec::ImageEdit {
+        prompt: Prompt::parse("make it blue").unwrap(),
+        image: rei_core::job::AssetRef::new("inputs/in-use.jpg"),
+    };
+    let quote = jobs.quote(&spec);
+    jobs.create(anna, spec, &quote, IdempotencyKey::new("c-1").unwrap())
+        .await
+        .unwrap();
+    for key in ["inputs/in-use.jpg", "inputs/old.jpg", "results/old.png"] {
+        write(key);
+    }
+    let dry = cli_json(
+        &e,
+        0,
+        &["assets", "cleanup", "--older-than", "0s", "--dry-run"],
+    )
+    .await;
+    let listed: Vec<&str> = dry["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed.len(), 2, "{dry}");
+    assert!(!listed.contains(&"inputs/in-use.jpg"));
+    assert!(
+        root.join("inputs/old.jpg").exists(),
+        "a dry run deletes nothing"
+    );
+    // A long age keeps everything.
+    let none = cli_json(&e, 0, &["assets", "cleanup", "--older-than", "7d"]).await;
+    assert_eq!(none["deleted"], 0);
+    let done = cli_json(&e, 0, &["assets", "cleanup", "--older-than", "0s"]).await;
+    assert_eq!(
+        (done["deleted"].as_u64(), done["bytes"].as_u64()),
+        (Some(2), Some(4096))
+    );
+    assert!(!root.join("inputs/old.jpg").exists());
+    assert!(
+        root.join("inputs/in-use.jpg").exists(),
+        "never a running job's file"
+    );
+    let (code, text, _) = cli(&e, &["assets", "cleanup", "--older-than", "0s"]).await;
+    assert_eq!(code, 0);
+    assert!(text.contains("deleted 0 file(s)"), "{text}");
+    verified(&e).await;
+}
+on_both!(assets_cleanup_keeps_files_of_jobs_with_work_left);
+
+// ---- concurrency ----
+
+async fn fifty_concurrent_debits_never_go_below_zero(e: Env) {
+    user(&e, ANNA, "1000").await;
+    let children: Vec<_> = (0..50)
+        .map(|_| {
+            command(&e, &["balance", "sub", "4242", "30", "--reason", "burst"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let codes = tokio::task::spawn_blocking(move || {
+        children
+            .into_iter()
+            .map(|c| c.wait_with_output().unwrap().status.code().unwrap_or(-1))
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    let ok = codes.iter().filter(|c| **c == 0).count();
+    assert!(codes.iter().all(|c| *c == 0 || *c == 2), "{codes:?}");
+    assert_eq!(
+        ok, 33,
+        "1000 ₽ pays for exactly 33 debits of 30 ₽: {codes:?}"
+    );
+    assert_eq!(balance(&e, ANNA).await, 100_000 - 33 * 3_000);
+    verified(&e).await;
+}
+on_both!(fifty_concurrent_debits_never_go_below_zero);
+
+// ---- payments ----
+
+fn payments_service(e: &Env, yookassa: &FakeYooKassa) -> PaymentService {
+    let mut config = YooKassaConfig::new("123456", secrecy::SecretString::from("test_secret"));
+    config.base_url.clone_from(&yookassa.url);
+    PaymentService::new(
+        PaymentPorts {
+            users: e.stores.users.clone(),
+            payments: e.stores.payments.clone(),
+            ledger: e.stores.ledger.clone(),
+            gateway: Some(Arc::new(YooKassaClient::new(config).unwrap())),
+            stars: None,
+            notifier: Arc::new(RecordingNotifier::default()),
+            clock: Arc::new(SystemClock),
+            ids: Arc::new(RandomIds),
+        },
+        PaymentConfig {
+            return_url: "https://t.me/rei_test_bot".into(),
+            stars_rate: Some("2".parse().unwrap()),
+            ..PaymentConfig::default()
+        },
+    )
+}
+
+fn with_yookassa(e: &mut Env, yookassa: &FakeYooKassa) {
+    e.extra.extend([
+        ("YOOKASSA_SHOP_ID".into(), "123456".into()),
+        ("YOOKASSA_SECRET_KEY".into(), "test_secret".into()),
+        ("YOOKASSA_API_URL".into(), yookassa.url.clone()),
+    ]);
+}
+
+async fn topup(svc: &PaymentService, user: UserId, rubles: &str) -> Payment {
+    svc.create_topup(user, rubles.parse().unwrap(), None)
+        .await
+        .unwrap()
+}
+
+fn provider_id(p: &Payment) -> String {
+    p.provider_payment_id.clone().unwrap()
+}
+
+async fn reconcile_finds_each_kind_of_difference_and_fixes_what_it_can(mut e: Env) {
+    let yookassa = FakeYooKassa::start().await.unwrap();
+    with_yookassa(&mut e, &yookassa);
+    let anna = user(&e, ANNA, "0").await;
+    let svc = payments_service(&e, &yookassa);
+    // In step: paid there and credited here.
+    let fine = topup(&svc, anna, "100").await;
+    yookassa.pay(&provider_id(&fine));
+    svc.sync_provider_payment(&provider_id(&fine))
+        .await
+        .unwrap();
+    // Paid there, the webhook lost.
+    let lost = topup(&svc, anna, "200").await;
+    yookassa.pay(&provider_id(&lost));
+    // Cancelled there, pending here.
+    let dropped = topup(&svc, anna, "300").await;
+    yookassa.cancel(&provider_id(&dropped));
+    // Credited here, pending there (the API said succeeded, then the record changed).
+    let odd = topup(&svc, anna, "400").await;
+    yookassa.pay(&provider_id(&odd));
+    svc.sync_provider_payment(&provider_id(&odd)).await.unwrap();
+    yookassa.set_amount(&provider_id(&odd), "400.00");
+    // Another amount there.
+    let other = topup(&svc, anna, "500").await;
+    yookassa.set_amount(&provider_id(&other), "5000.00");
+    yookassa.pay(&provider_id(&other));
+    // Refunded in the dashboard.
+    let refunded = topup(&svc, anna, "600").await;
+    yookassa.pay(&provider_id(&refunded));
+    svc.sync_provider_payment(&provider_id(&refunded))
+        .await
+        .unwrap();
+    yookassa.refund_outside(&provider_id(&refunded), "600.00");
+    // A payment of the shop that is not ours.
+    yookassa.add_foreign("700.00");
+    let before = balance(&e, ANNA).await;
+    assert_eq!(before, 110_000);
+
+    let dry = cli_json(&e, 1, &["payments", "reconcile", "--since", "1d"]).await;
+    let kinds = |v: &Value| {
+        let mut k: Vec<(String, String)> = v["differences"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                (
+                    d["kind"].as_str().unwrap().to_owned(),
+                    d["resolution"]["resolution"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        k.sort();
+        k
+    };
+    let s = |a: &str, b: &str| (a.to_owned(), b.to_owned());
+    assert_eq!(
+        kinds(&dry),
+        vec![
+            s("amount_mismatch", "needs_person"),
+            s("cancelled_there_not_here", "fixable"),
+            s("paid_there_not_here", "fixable"),
+            s("refunded_there_not_here", "needs_person"),
+            s("unknown_to_us", "needs_person"),
+        ],
+        "{dry}"
+    );
+    assert_eq!(dry["needs_person"], 3);
+    assert_eq!(balance(&e, ANNA).await, before, "a dry run changes nothing");
+    let applied = cli_json(
+        &e,
+        1,
+        &["payments", "reconcile", "--since", "1d", "--apply"],
+    )
+    .await;
+    assert!(
+        kinds(&applied).contains(&s("paid_there_not_here", "fixed")),
+        "{applied}"
+    );
+    assert_eq!(
+        balance(&e, ANNA).await,
+        before + 20_000,
+        "the lost payment credited once"
+    );
+    let again = cli_json(
+        &e,
+        1,
+        &["payments", "reconcile", "--since", "1d", "--apply"],
+    )
+    .await;
+    assert_eq!(again["needs_person"], 3);
+    assert_eq!(balance(&e, ANNA).await, before + 20_000, "never twice");
+    // Credited here, not paid there.
+    yookassa.cancel(&provider_id(&odd));
+    let (code, table, _) = cli(&e, &["payments", "reconcile", "--since", "1d"]).await;
+    assert_eq!(code, 1);
+    assert!(
+        table.contains("paid_here_not_there") && table.contains("needs a person"),
+        "{table}"
+    );
+    verified(&e).await;
+}
+on_both!(reconcile_finds_each_kind_of_difference_and_fixes_what_it_can);
+
+async fn refunds_take_the_credit_back_first(mut e: Env) {
+    let yookassa = FakeYooKassa::start().await.unwrap();
+    with_yookassa(&mut e, &yookassa);
+    let anna = user(&e, ANNA, "0").await;
+    let svc = payments_service(&e, &yookassa);
+    let p = topup(&svc, anna, "300").await;
+    yookassa.pay(&provider_id(&p));
+    svc.sync_provider_payment(&provider_id(&p)).await.unwrap();
+    let id = p.id.to_string();
+    let (code, _, err) = cli(
+        &e,
+        &[
+            "payments", "refund", &id, "--amount", "100", "--reason", "x",
+        ],
+    )
+    .await;
+    assert_eq!(code, 2, "partial refunds are refused clearly: {err}");
+    // Spent part of it: refused, nothing changes.
+    cli_json(&e, 0, &["balance", "sub", "4242", "1", "--reason", "spent"]).await;
+    let (code, _, err) = cli(&e, &["payments", "refund", &id, "--reason", "double"]).await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("cannot refund"), "{err}");
+    assert!(yookassa.refunds().is_empty());
+    cli_json(&e, 0, &["balance", "add", "4242", "1", "--reason", "back"]).await;
+    let done = cli_json(
+        &e,
+        0,
+        &["payments", "refund", &id, "--reason", "double payment"],
+    )
+    .await;
+    assert_eq!(
+        (done["refund"].as_str(), done["amount_kopecks"].as_i64()),
+        (Some("refunded"), Some(30_000))
+    );
+    assert_eq!(balance(&e, ANNA).await, 0);
+    assert_eq!(yookassa.refunds().len(), 1);
+    // Again: nothing more.
+    let again = cli_json(
+        &e,
+        0,
+        &["payments", "refund", &id, "--reason", "double payment"],
+    )
+    .await;
+    assert_eq!(again["refund"], "refunded");
+    assert_eq!(yookassa.refunds().len(), 1);
+    let audit = e.stores.users.audit_log(20).await.unwrap();
+    assert_eq!(
+        audit
+            .iter()
+            .filter(|a| a.action.as_str() == "payment_refund")
+            .count(),
+        1
+    );
+
+    // Stars: refunded through Telegram, the user told there.
+    let telegram = FakeTelegram::start().await.unwrap();
+    e.extra.extend([
+        ("BOT_TOKEN".into(), "123456:TEST".into()),
+        ("TELEGRAM_API_URL".into(), telegram.url.clone()),
+        ("STARS_RUB_RATE".into(), "2".into()),
+    ]);
+    let stars = svc.create_stars_topup(anna, 50).await.unwrap();
+    svc.stars_paid(stars.id, "stxCharge1", 50).await.unwrap();
+    assert_eq!(balance(&e, ANNA).await, 10_000);
+    let done = cli_json(
+        &e,
+        0,
+        &[
+            "payments",
+            "refund",
+            &stars.id.to_string(),
+            "--reason",
+            "asked",
+        ],
+    )
+    .await;
+    assert_eq!(
+        (done["provider"].as_str(), done["refund"].as_str()),
+        (Some("telegram_stars"), Some("refunded"))
+    );
+    let calls = telegram.calls_of("refundStarPayment");
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].params["telegram_payment_charge_id"], "stxCharge1");
+    assert!(
+        telegram.calls_to("sendMessage", ANNA).iter().any(|c| c
+            .text
+            .as_deref()
+            .is_some_and(|t| t.contains("Платёж возвращён: 100.00 ₽"))),
+        "the user is told"
+    );
+    assert_eq!(balance(&e, ANNA).await, 0);
+    // A manual credit is told too, now that BOT_TOKEN is set.
+    let told = cli_json(&e, 0, &["balance", "add", "4242", "5", "--reason", "sorry"]).await;
+    assert_eq!(told["user_told"], true);
+    assert!(telegram.calls_to("sendMessage", ANNA).iter().any(|c| {
+        c.text
+            .as_deref()
+            .is_some_and(|t| t.contains("начислил 5.00 ₽"))
+    }));
+    verified(&e).await;
+}
+on_both!(refunds_take_the_credit_back_first);
