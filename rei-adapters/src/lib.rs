@@ -25,6 +25,7 @@ pub mod files;
 pub mod gemini;
 pub mod http;
 pub mod kling;
+pub mod legacy;
 pub mod limiter;
 #[cfg(feature = "redis")]
 pub mod redis;

@@ -32,6 +32,8 @@ pub(crate) struct Services {
     pub payments: Arc<PaymentService>,
     pub assets: AssetStore,
     pub retention: Duration,
+    /// The stores an import of the v2.0 bot's data writes to.
+    pub import: rei_core::legacy::ImportPorts,
     /// Users are told in Telegram (`BOT_TOKEN` set).
     pub tells_users: bool,
 }
@@ -148,6 +150,12 @@ pub(crate) async fn build(s: &Settings) -> Result<Services, Failure> {
         ledger: LedgerService::new(stores.ledger.clone()),
         jobs,
         payments,
+        import: rei_core::legacy::ImportPorts {
+            users: stores.users.clone(),
+            ledger: stores.ledger.clone(),
+            payments: stores.payments.clone(),
+            jobs: stores.jobs.clone(),
+        },
         assets,
         retention: Duration::from_secs(u64::from(s.asset_retention_days) * 86_400),
         tells_users: bot.is_some(),

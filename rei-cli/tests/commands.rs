@@ -765,3 +765,112 @@ async fn refunds_take_the_credit_back_first(mut e: Env) {
     verified(&e).await;
 }
 on_both!(refunds_take_the_credit_back_first);
+
+// ---- import-legacy ----
+
+/// A v2.0 bot database (schema of the seed README), with the loose types the Python bot
+/// wrote: real and text rubles, ISO and Unix times, a debit stored negative.
+async fn legacy_file(dir: &std::path::Path, broken: bool) -> String {
+    use sqlx::Connection;
+    let path = dir.join(if broken { "broken.db" } else { "legacy.db" });
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let mut statements = vec![
+        "CREATE TABLE users (tg_id INTEGER PRIMARY KEY, username TEXT, first_name TEXT, created_at TIMESTAMP, is_banned BOOLEAN DEFAULT 0)".to_owned(),
+        "CREATE TABLE ledger (id INTEGER PRIMARY KEY AUTOINCREMENT, user_id INTEGER REFERENCES users(tg_id), type TEXT, amount REAL, ref_type TEXT, ref_id TEXT, description TEXT, created_at TIMESTAMP)".to_owned(),
+        "CREATE TABLE jobs (id INTEGER PRIMARY KEY AUTOINCREMENT, user_id INTEGER, type TEXT, status TEXT, progress INTEGER, params TEXT, result_url TEXT, error_message TEXT, cost_estimate REAL, cost_actual REAL, created_at TIMESTAMP, started_at TIMESTAMP, completed_at TIMESTAMP)".to_owned(),
+        "CREATE TABLE payments (id INTEGER PRIMARY KEY AUTOINCREMENT, provider_payment_id TEXT UNIQUE, user_id INTEGER, amount REAL, status TEXT, created_at TIMESTAMP, paid_at TIMESTAMP)".to_owned(),
+        "INSERT INTO users VALUES (4242, 'anna', 'Anna', '2025-03-01 10:00:00', 0), (777, NULL, 'Boris', 1740823200, 1)".to_owned(),
+        "INSERT INTO payments VALUES (1, '2f9e1c3a-000f-5000-9000-00000000a001', 4242, 300.0, 'paid', '2025-03-01 10:05:00', '2025-03-01 10:06:10.5'), (2, '2f9e1c3a-000f-5000-9000-00000000a002', 4242, 100, 'cancelled', '2025-03-02 09:00:00', NULL)".to_owned(),
+        "INSERT INTO jobs VALUES (1, 4242, 'image_generation', 'completed', 100, '{\"prompt\":\"a fox\"}', 'https://old/1.png', NULL, 50.0, 50.0, '2025-03-01 11:00:00', '2025-03-01 11:00:01', '2025-03-01 11:00:30'), (2, 4242, 'video_generation', 'failed', 50, '{}', NULL, 'provider error', 100.0, NULL, '2025-03-01 12:00:00', NULL, '2025-03-01 12:05:00')".to_owned(),
+        "INSERT INTO ledger (user_id, type, amount, ref_type, ref_id, description, created_at) VALUES \
+         (4242, 'credit', 300.0, 'payment', '2f9e1c3a-000f-5000-9000-00000000a001', 'top-up', '2025-03-01 10:06:10'), \
+         (4242, 'debit', -50.0, 'reservation', '1', 'image', '2025-03-01 11:00:00'), \
+         (4242, 'debit', '100.00', 'reservation', '2', 'video', '2025-03-01 12:00:00'), \
+         (4242, 'refund', 100, 'job', '2', 'video failed', '2025-03-01 12:05:00'), \
+         (777, 'credit', 12.34, 'admin', '1', 'welcome', 1740823300)".to_owned(),
+    ];
+    if broken {
+        // Spends more than Anna ever had.
+        statements.push("INSERT INTO ledger (user_id, type, amount, ref_type, ref_id, description, created_at) VALUES (4242, 'debit', 400, 'admin', '1', 'oops', '2025-03-03 00:00:00')".to_owned());
+    }
+    for s in statements {
+        sqlx::query(sqlx::AssertSqlSafe(s))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    conn.close().await.unwrap();
+    path.display().to_string()
+}
+
+async fn importing_a_legacy_file_twice_imports_it_once(e: Env) {
+    let dir = tempfile::tempdir().unwrap();
+    let broken = legacy_file(dir.path(), true).await;
+    let (code, _, err) = cli(&e, &["import-legacy", &broken]).await;
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("nothing imported") && err.contains("ledger row 6 (user 4242)"),
+        "says where: {err}"
+    );
+    assert_eq!(
+        e.stores
+            .users
+            .user(UserId::new(ANNA).unwrap())
+            .await
+            .unwrap(),
+        None,
+        "nothing changed"
+    );
+    let (code, _, err) = cli(&e, &["import-legacy", "/nonexistent/bot.db"]).await;
+    assert_eq!(code, 2, "{err}");
+    let good = legacy_file(dir.path(), false).await;
+    let first = cli_json(&e, 0, &["import-legacy", &good]).await;
+    assert_eq!(
+        (
+            first["users_new"].as_u64(),
+            first["entries_new"].as_u64(),
+            first["payments_new"].as_u64(),
+            first["jobs_new"].as_u64()
+        ),
+        (Some(2), Some(5), Some(2), Some(2)),
+        "{first}"
+    );
+    assert_eq!(first["ledger_verified"], true);
+    assert_eq!(first["balances_total_kopecks"], 26_234);
+    let second = cli_json(&e, 0, &["import-legacy", &good]).await;
+    assert_eq!(
+        (
+            second["users_new"].as_u64(),
+            second["entries_new"].as_u64(),
+            second["payments_new"].as_u64(),
+            second["jobs_new"].as_u64()
+        ),
+        (Some(0), Some(0), Some(0), Some(0)),
+        "{second}"
+    );
+    assert_eq!(balance(&e, ANNA).await, 25_000);
+    assert_eq!(balance(&e, 777).await, 1_234);
+    let boris = cli_json(&e, 0, &["user", "show", "777"]).await;
+    assert_eq!(boris["banned"], true);
+    // The old YooKassa payment is known by its id: a late webhook changes nothing.
+    let old = e
+        .stores
+        .payments
+        .payment_by_provider_id(
+            rei_core::payment::PaymentProvider::Yookassa,
+            "2f9e1c3a-000f-5000-9000-00000000a001",
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (old.state, old.amount.kopecks()),
+        (rei_core::payment::PaymentState::Paid, 30_000)
+    );
+    let (code, table, _) = cli(&e, &["import-legacy", &good]).await;
+    assert_eq!(code, 0);
+    assert!(table.contains("ledger verify: ok"), "{table}");
+    verified(&e).await;
+}
+on_both!(importing_a_legacy_file_twice_imports_it_once);

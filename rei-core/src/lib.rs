@@ -83,6 +83,7 @@ pub mod conversation;
 pub mod ids;
 pub mod job;
 pub mod ledger;
+pub mod legacy;
 pub mod money;
 pub mod payment;
 pub mod ports;

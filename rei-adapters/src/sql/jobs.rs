@@ -241,6 +241,40 @@ macro_rules! sql_jobs {
                     .map_err(TxError::from)?;
                 rows.into_iter().map(Job::try_from).collect()
             }
+
+            async fn import_legacy_job(&self, job: &rei_core::legacy::LegacyJob) -> Result<bool, StoreError> {
+                retrying(|| async {
+                    let mut tx = self.write().await?;
+                    let known: Option<(i64,)> = sqlx::query_as("SELECT id FROM legacy_jobs WHERE id = $1")
+                        .bind(job.id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    if known.is_some() {
+                        return Ok(false);
+                    }
+                    sqlx::query(
+                        "INSERT INTO legacy_jobs (id, user_id, kind, status, params, result_url, error_message, cost_estimate, cost_actual, created_at, completed_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                    )
+                    .bind(job.id)
+                    .bind(job.user_id.get())
+                    .bind(&job.kind)
+                    .bind(&job.status)
+                    .bind(&job.params)
+                    .bind(&job.result_url)
+                    .bind(&job.error_message)
+                    .bind(job.cost_estimate.map(|m| m.kopecks()))
+                    .bind(job.cost_actual.map(|m| m.kopecks()))
+                    .bind(job.created_at.millis())
+                    .bind(job.completed_at.map(Timestamp::millis))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| unknown_user(e, job.user_id))?;
+                    tx.commit().await?;
+                    Ok(true)
+                })
+                .await
+            }
         }
     };
 }

@@ -154,6 +154,47 @@ macro_rules! sql_payments {
                 rows.into_iter().map(Payment::try_from).collect()
             }
 
+            async fn import_payment(&self, p: &Payment) -> Result<bool, StoreError> {
+                retrying(|| async {
+                    let mut tx = self.write().await?;
+                    if Self::payment_in(&mut tx, p.id, false).await?.is_some() {
+                        return Ok(false);
+                    }
+                    if let Some(provider_id) = &p.provider_payment_id {
+                        let other: Option<(String,)> = sqlx::query_as("SELECT id FROM payments WHERE provider_payment_id = $1")
+                            .bind(provider_id)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                        if other.is_some() {
+                            return Err(StoreError::Conflict { what: "provider payment id", id: provider_id.clone() }.into());
+                        }
+                    }
+                    sqlx::query(
+                        "INSERT INTO payments (id, provider, provider_payment_id, user_id, amount, provider_units, status, confirmation_url, \
+                         cancel_reason, version, created_at, paid_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                    )
+                    .bind(p.id.to_string())
+                    .bind(p.provider.as_str())
+                    .bind(&p.provider_payment_id)
+                    .bind(p.user_id.get())
+                    .bind(p.amount.kopecks())
+                    .bind(p.provider_units.map(i64::from))
+                    .bind(p.state.as_str())
+                    .bind(&p.confirmation_url)
+                    .bind(&p.cancel_reason)
+                    .bind(i64::from(p.version))
+                    .bind(p.created_at.millis())
+                    .bind(p.paid_at.map(Timestamp::millis))
+                    .bind(p.updated_at.millis())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| unknown_user(e, p.user_id))?;
+                    tx.commit().await?;
+                    Ok(true)
+                })
+                .await
+            }
+
             async fn due_payments(&self, filter: DueFilter) -> Result<Vec<Payment>, StoreError> {
                 let (status, provider, refunding) = match filter.due {
                     Due::Pending(provider) => (PaymentState::Pending, Some(provider.as_str()), false),

@@ -3,6 +3,7 @@
 
 mod assets;
 mod balance;
+mod import;
 mod jobs;
 mod ledger;
 mod payments;
@@ -46,6 +47,15 @@ pub(crate) enum Command {
     /// Downloaded inputs and generated results under ASSET_DIR.
     #[command(subcommand)]
     Assets(assets::AssetsCommand),
+    /// Imports users, ledger, jobs and payments from the v2.0 Python bot's SQLite file.
+    /// Checks everything first (a file whose balances do not add up is refused, naming
+    /// each problem, and nothing changes); running it twice imports nothing new;
+    /// amounts become kopecks; YooKassa payment ids are kept. Ends with `ledger verify`.
+    #[command(after_help = "Example: rei-cli import-legacy ./old/bot.db")]
+    ImportLegacy {
+        /// The v2.0 bot's SQLite file (opened read-only).
+        path: std::path::PathBuf,
+    },
 }
 
 /// What every command can use.
@@ -163,6 +173,7 @@ pub(crate) async fn run(
         Command::Payments(c) => payments::run(&ctx, c).await,
         Command::Jobs(c) => jobs::run(&ctx, c).await,
         Command::Assets(c) => assets::run(&ctx, c).await,
+        Command::ImportLegacy { path } => import::run(&ctx, path).await,
     }
 }
 

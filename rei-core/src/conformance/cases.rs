@@ -1648,6 +1648,57 @@ pub async fn dialogue_of_an_unknown_user_is_not_found<S: Backend>(s: Store<S>) {
     assert_eq!(s.load_dialogue(ghost).await.unwrap(), None);
 }
 
+pub async fn imported_payments_and_legacy_jobs_are_written_once<S: Backend>(s: Store<S>) {
+    let u = user(&*s, 1).await;
+    let mut paid = new_payment(1, u, 30_000).pending();
+    paid.provider_payment_id = Some("yk-old".into());
+    paid.state = PaymentState::Paid;
+    paid.paid_at = Some(at(5));
+    assert!(s.import_payment(&paid).await.unwrap());
+    assert!(!s.import_payment(&paid).await.unwrap(), "once");
+    let stored = s.payment(paid.id).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.state, stored.provider_payment_id.as_deref()),
+        (PaymentState::Paid, Some("yk-old"))
+    );
+    assert_eq!(available(&*s, u).await, 0, "no ledger effect");
+    let mut other = new_payment(2, u, 100).pending();
+    other.provider_payment_id = Some("yk-old".into());
+    assert!(matches!(
+        s.import_payment(&other).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    let ghost = new_payment(3, UserId::new(404).unwrap(), 100).pending();
+    assert!(matches!(
+        s.import_payment(&ghost).await,
+        Err(StoreError::NotFound(Missing::User(_)))
+    ));
+    let job = crate::legacy::LegacyJob {
+        id: 7,
+        user_id: u,
+        kind: "image_generation".into(),
+        status: "completed".into(),
+        params: "{}".into(),
+        result_url: None,
+        error_message: None,
+        cost_estimate: Some(m(5_000)),
+        cost_actual: Some(m(5_000)),
+        created_at: at(1),
+        completed_at: Some(at(2)),
+    };
+    assert!(s.import_legacy_job(&job).await.unwrap());
+    assert!(!s.import_legacy_job(&job).await.unwrap());
+    let stranger = crate::legacy::LegacyJob {
+        id: 8,
+        user_id: UserId::new(404).unwrap(),
+        ..job
+    };
+    assert!(matches!(
+        s.import_legacy_job(&stranger).await,
+        Err(StoreError::NotFound(Missing::User(_)))
+    ));
+}
+
 pub async fn receipt_emails_are_kept_per_user<S: Backend>(s: Store<S>) {
     use crate::user::Email;
     let u = user(&*s, 1).await;

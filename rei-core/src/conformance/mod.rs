@@ -98,6 +98,7 @@ macro_rules! __conformance_cases {
             dialogue_state_round_trips,
             dialogue_of_an_unknown_user_is_not_found,
             receipt_emails_are_kept_per_user,
+            imported_payments_and_legacy_jobs_are_written_once,
             a_stale_dialogue_save_is_refused,
             entries_above_the_cap_are_invalid_whatever_their_kind,
             refund_holds_are_checked_against_the_stored_payment,

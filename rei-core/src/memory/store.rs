@@ -50,6 +50,7 @@ struct State {
     /// Provider payment ids are unique across providers (as in the SQL schema).
     payment_by_provider: HashMap<String, PaymentId>,
     audit: Vec<AuditRecord>,
+    legacy_jobs: BTreeMap<i64, crate::legacy::LegacyJob>,
     dialogues: HashMap<UserId, DialogueRecord>,
     dialogue_times: HashMap<UserId, Timestamp>,
 }
@@ -742,10 +743,41 @@ impl JobStore for MemoryStore {
             .cloned()
             .collect())
     }
+
+    async fn import_legacy_job(&self, job: &crate::legacy::LegacyJob) -> Result<bool, StoreError> {
+        let mut s = self.lock();
+        s.user(job.user_id)?;
+        if s.legacy_jobs.contains_key(&job.id) {
+            return Ok(false);
+        }
+        s.legacy_jobs.insert(job.id, job.clone());
+        Ok(true)
+    }
 }
 
 #[async_trait]
 impl PaymentStore for MemoryStore {
+    async fn import_payment(&self, payment: &Payment) -> Result<bool, StoreError> {
+        let mut s = self.lock();
+        s.user(payment.user_id)?;
+        if s.payments.contains_key(&payment.id) {
+            return Ok(false);
+        }
+        if let Some(provider_id) = &payment.provider_payment_id {
+            if s.payment_by_provider.contains_key(provider_id) {
+                return Err(StoreError::Conflict {
+                    what: "provider payment id",
+                    id: provider_id.clone(),
+                });
+            }
+            s.payment_by_provider
+                .insert(provider_id.clone(), payment.id);
+        }
+        s.payment_order.push(payment.id);
+        s.payments.insert(payment.id, payment.clone());
+        Ok(true)
+    }
+
     async fn create_payment(&self, payment: NewPayment) -> Result<Payment, StoreError> {
         let mut s = self.lock();
         if let Some(first) = s.payments.get(&payment.id) {

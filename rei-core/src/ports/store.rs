@@ -325,6 +325,13 @@ pub trait JobStore: Send + Sync {
     /// # Errors
     /// `Unavailable` on storage failure.
     async fn jobs(&self, filter: JobFilter) -> Result<Vec<Job>, StoreError>;
+
+    /// Keeps a job of the v2.0 bot as history (outside the queue; its money is already
+    /// in the ledger). Returns false when it was imported before (nothing written).
+    ///
+    /// # Errors
+    /// `NotFound` (user), `Unavailable`.
+    async fn import_legacy_job(&self, job: &crate::legacy::LegacyJob) -> Result<bool, StoreError>;
 }
 
 /// Top-up payments.
@@ -370,6 +377,13 @@ pub trait PaymentStore: Send + Sync {
     /// # Errors
     /// `Unavailable` on storage failure.
     async fn payments(&self, filter: PaymentFilter) -> Result<Vec<Payment>, StoreError>;
+
+    /// Inserts a payment as it is (an import of older data): no ledger effect is written.
+    /// Returns false when a payment with this id exists already (nothing written).
+    ///
+    /// # Errors
+    /// `Conflict` when the provider id belongs to another payment, `NotFound` (user).
+    async fn import_payment(&self, payment: &Payment) -> Result<bool, StoreError>;
 
     /// Payments the poller should look at now, **oldest first**: those of `filter.due`
     /// whose `next_check_at` is unset or not after `filter.at`.

@@ -1,0 +1,340 @@
+//! Reads the v2.0 Python bot's SQLite file (schema in `shared/seed/README.ru.md`: users,
+//! ledger, jobs, payments) into core's typed [`LegacySnapshot`]. Only this module knows
+//! the legacy column names and their loose types: amounts may be stored as integer or
+//! real rubles or as text (`"150.50"`), times as ISO text or Unix seconds. Every row
+//! that cannot be read is named (table, id, column); nothing is guessed.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::str::FromStr;
+
+use chrono::{DateTime, NaiveDateTime};
+use rei_core::UserId;
+use rei_core::ledger::EntryKind;
+use rei_core::legacy::{
+    LegacyEntry, LegacyJob, LegacyPayment, LegacyRef, LegacySnapshot, LegacyUser,
+};
+use rei_core::money::Money;
+use rei_core::payment::PaymentState;
+use rei_core::time::Timestamp;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteRow};
+use sqlx::{Connection, Row, SqliteConnection};
+
+/// Why a legacy file cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum LegacyError {
+    /// The file cannot be opened as SQLite (it is opened read-only).
+    #[error("cannot open {path} as a SQLite database")]
+    Open {
+        /// The path.
+        path: String,
+        /// Why.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// A table or column of the v2.0 schema is missing.
+    #[error("not a v2.0 bot database: {0}")]
+    Schema(String),
+    /// Rows that cannot be read, each named.
+    #[error("{} row(s) cannot be read: {}", .0.len(), .0.join("; "))]
+    Rows(Vec<String>),
+}
+
+/// A cell of SQLite's loose typing.
+enum Cell {
+    Null,
+    Int(i64),
+    Real(f64),
+    Text(String),
+}
+
+fn cell(row: &SqliteRow, column: &str) -> Result<Cell, String> {
+    if let Ok(v) = row.try_get::<Option<i64>, _>(column) {
+        return Ok(v.map_or(Cell::Null, Cell::Int));
+    }
+    if let Ok(v) = row.try_get::<Option<f64>, _>(column) {
+        return Ok(v.map_or(Cell::Null, Cell::Real));
+    }
+    match row.try_get::<Option<String>, _>(column) {
+        Ok(v) => Ok(v.map_or(Cell::Null, Cell::Text)),
+        Err(e) => Err(format!("column {column}: {e}")),
+    }
+}
+
+fn text(row: &SqliteRow, column: &str) -> Result<Option<String>, String> {
+    Ok(match cell(row, column)? {
+        Cell::Null => None,
+        Cell::Int(i) => Some(i.to_string()),
+        Cell::Real(r) => Some(r.to_string()),
+        Cell::Text(t) => Some(t),
+    })
+}
+
+fn int(row: &SqliteRow, column: &str) -> Result<i64, String> {
+    match cell(row, column)? {
+        Cell::Int(i) => Ok(i),
+        Cell::Text(t) => t
+            .trim()
+            .parse()
+            .map_err(|_| format!("{column} `{t}` is not a whole number")),
+        Cell::Real(_) | Cell::Null => Err(format!("{column} is not a whole number")),
+    }
+}
+
+/// Rubles as stored by the old bot; `signed` lets a debit be stored negative.
+fn money(row: &SqliteRow, column: &str, signed: bool) -> Result<Option<Money>, String> {
+    let kopecks = match cell(row, column)? {
+        Cell::Null => return Ok(None),
+        Cell::Int(rubles) => rubles
+            .checked_mul(100)
+            .ok_or_else(|| format!("{column} {rubles} is too large"))?,
+        Cell::Real(rubles) => {
+            let scaled = rubles * 100.0;
+            let rounded = scaled.round();
+            if (scaled - rounded).abs() > 1e-6 || !rounded.is_finite() {
+                return Err(format!("{column} {rubles} is not a sum of whole kopecks"));
+            }
+            #[allow(clippy::cast_possible_truncation)] // finite, whole, checked below
+            let k = rounded as i64;
+            k
+        }
+        Cell::Text(t) => {
+            let t = t.trim();
+            let (negative, digits) = t.strip_prefix('-').map_or((false, t), |d| (true, d));
+            let m = Money::parse_rubles(digits).map_err(|e| format!("{column} `{t}`: {e}"))?;
+            if negative { -m.kopecks() } else { m.kopecks() }
+        }
+    };
+    if kopecks < 0 && !signed {
+        return Err(format!("{column} is negative"));
+    }
+    Money::from_kopecks(kopecks.abs())
+        .map(Some)
+        .map_err(|e| format!("{column}: {e}"))
+}
+
+fn time(row: &SqliteRow, column: &str) -> Result<Option<Timestamp>, String> {
+    match cell(row, column)? {
+        Cell::Null => Ok(None),
+        // Seconds, or milliseconds when that large.
+        Cell::Int(n) if n > 100_000_000_000 => Ok(Some(Timestamp::from_millis(n))),
+        Cell::Int(n) => Ok(Some(Timestamp::from_millis(n.saturating_mul(1000)))),
+        #[allow(clippy::cast_possible_truncation)] // seconds since 1970 fit easily
+        Cell::Real(s) => Ok(Some(Timestamp::from_millis((s * 1000.0).round() as i64))),
+        Cell::Text(t) => {
+            let t = t.trim();
+            if let Ok(d) = DateTime::parse_from_rfc3339(t) {
+                return Ok(Some(Timestamp::from_millis(d.timestamp_millis())));
+            }
+            for format in [
+                "%Y-%m-%d %H:%M:%S%.f",
+                "%Y-%m-%dT%H:%M:%S%.f",
+                "%Y-%m-%d %H:%M:%S",
+                "%Y-%m-%dT%H:%M:%S",
+            ] {
+                if let Ok(d) = NaiveDateTime::parse_from_str(t, format) {
+                    return Ok(Some(Timestamp::from_millis(d.and_utc().timestamp_millis())));
+                }
+            }
+            Err(format!("{column} `{t}` is not a time"))
+        }
+    }
+}
+
+fn user_id(row: &SqliteRow, column: &str) -> Result<UserId, String> {
+    let id = int(row, column)?;
+    UserId::new(id).map_err(|_| format!("{column} {id} is not a Telegram user id"))
+}
+
+fn flag(row: &SqliteRow, column: &str) -> Result<bool, String> {
+    Ok(match cell(row, column)? {
+        Cell::Null => false,
+        Cell::Int(i) => i != 0,
+        Cell::Real(r) => r != 0.0,
+        Cell::Text(t) => matches!(t.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes"),
+    })
+}
+
+async fn rows(
+    conn: &mut SqliteConnection,
+    table: &str,
+    order: &str,
+) -> Result<Vec<SqliteRow>, LegacyError> {
+    let sql = format!("SELECT * FROM {table} ORDER BY {order}");
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .fetch_all(conn)
+        .await
+        .map_err(|e| LegacyError::Schema(format!("table {table}: {e}")))
+}
+
+/// Reads the whole file, read-only.
+///
+/// # Errors
+/// [`LegacyError`] naming the file, the missing table, or every unreadable row.
+pub async fn read(path: &Path) -> Result<LegacySnapshot, LegacyError> {
+    if !path.is_file() {
+        return Err(LegacyError::Open {
+            path: path.display().to_string(),
+            source: sqlx::Error::Configuration("no such file".into()),
+        });
+    }
+    let options = SqliteConnectOptions::from_str("sqlite://")
+        .map_err(|source| LegacyError::Open {
+            path: path.display().to_string(),
+            source,
+        })?
+        .filename(path)
+        .read_only(true);
+    let mut conn = SqliteConnection::connect_with(&options)
+        .await
+        .map_err(|source| LegacyError::Open {
+            path: path.display().to_string(),
+            source,
+        })?;
+    let mut problems = Vec::new();
+    let mut snapshot = LegacySnapshot::default();
+
+    for r in rows(&mut conn, "users", "tg_id").await? {
+        let read = || -> Result<LegacyUser, String> {
+            Ok(LegacyUser {
+                id: user_id(&r, "tg_id")?,
+                username: text(&r, "username")?,
+                first_name: text(&r, "first_name")?,
+                banned: flag(&r, "is_banned")?,
+                created_at: time(&r, "created_at")?.unwrap_or(Timestamp::from_millis(0)),
+            })
+        };
+        match read() {
+            Ok(u) => snapshot.users.push(u),
+            Err(e) => problems.push(format!(
+                "users row {}: {e}",
+                text(&r, "tg_id").ok().flatten().unwrap_or_default()
+            )),
+        }
+    }
+
+    let payment_rows = rows(&mut conn, "payments", "id").await?;
+    let mut by_provider: HashMap<String, i64> = HashMap::new();
+    let mut payment_ids: HashSet<i64> = HashSet::new();
+    for r in &payment_rows {
+        if let Ok(id) = int(r, "id") {
+            payment_ids.insert(id);
+            if let Ok(Some(p)) = text(r, "provider_payment_id") {
+                by_provider.insert(p, id);
+            }
+        }
+    }
+    for r in &payment_rows {
+        let read = || -> Result<LegacyPayment, String> {
+            let state = match text(r, "status")?.unwrap_or_default().trim() {
+                "pending" | "waiting_for_capture" => PaymentState::Pending,
+                "paid" | "succeeded" => PaymentState::Paid,
+                "cancelled" | "canceled" => PaymentState::Cancelled,
+                "refunded" => PaymentState::Refunded,
+                other => return Err(format!("status `{other}` is unknown")),
+            };
+            Ok(LegacyPayment {
+                id: int(r, "id")?,
+                provider_payment_id: text(r, "provider_payment_id")?
+                    .filter(|p| !p.trim().is_empty()),
+                user_id: user_id(r, "user_id")?,
+                amount: money(r, "amount", false)?.ok_or("amount is empty")?,
+                state,
+                created_at: time(r, "created_at")?.unwrap_or(Timestamp::from_millis(0)),
+                paid_at: time(r, "paid_at")?,
+            })
+        };
+        match read() {
+            Ok(p) if p.amount.is_zero() => {
+                problems.push(format!("payments row {}: the amount is zero", p.id))
+            }
+            Ok(p) => snapshot.payments.push(p),
+            Err(e) => problems.push(format!(
+                "payments row {}: {e}",
+                text(r, "id").ok().flatten().unwrap_or_default()
+            )),
+        }
+    }
+
+    let job_rows = rows(&mut conn, "jobs", "id").await?;
+    let job_ids: HashSet<i64> = job_rows.iter().filter_map(|r| int(r, "id").ok()).collect();
+    for r in &job_rows {
+        let read = || -> Result<LegacyJob, String> {
+            Ok(LegacyJob {
+                id: int(r, "id")?,
+                user_id: user_id(r, "user_id")?,
+                kind: text(r, "type")?.unwrap_or_default(),
+                status: text(r, "status")?.unwrap_or_default(),
+                params: text(r, "params")?.unwrap_or_else(|| "{}".to_owned()),
+                result_url: text(r, "result_url")?,
+                error_message: text(r, "error_message")?,
+                cost_estimate: money(r, "cost_estimate", false)?,
+                cost_actual: money(r, "cost_actual", false)?,
+                created_at: time(r, "created_at")?.unwrap_or(Timestamp::from_millis(0)),
+                completed_at: time(r, "completed_at")?,
+            })
+        };
+        match read() {
+            Ok(j) => snapshot.jobs.push(j),
+            Err(e) => problems.push(format!(
+                "jobs row {}: {e}",
+                text(r, "id").ok().flatten().unwrap_or_default()
+            )),
+        }
+    }
+
+    for r in rows(&mut conn, "ledger", "id").await? {
+        let read = || -> Result<LegacyEntry, String> {
+            let kind = match text(&r, "type")?.unwrap_or_default().trim() {
+                "credit" => EntryKind::Credit,
+                "debit" => EntryKind::Debit,
+                "refund" => EntryKind::Refund,
+                other => return Err(format!("type `{other}` is unknown")),
+            };
+            let amount = money(&r, "amount", kind == EntryKind::Debit)?.ok_or("amount is empty")?;
+            if amount.is_zero() {
+                return Err("the amount is zero".into());
+            }
+            let ref_id = text(&r, "ref_id")?.unwrap_or_default();
+            let ref_type = text(&r, "ref_type")?.unwrap_or_default();
+            let number = ref_id.trim().parse::<i64>().ok();
+            let reference = match ref_type.trim() {
+                "payment" => match (number, by_provider.get(ref_id.trim())) {
+                    (Some(n), _) if payment_ids.contains(&n) => LegacyRef::Payment(n),
+                    (_, Some(id)) => LegacyRef::Payment(*id),
+                    _ => LegacyRef::Other(format!("payment {ref_id}")),
+                },
+                "job" | "reservation" => match number {
+                    Some(n) if job_ids.contains(&n) => LegacyRef::Job(n),
+                    _ => LegacyRef::Other(format!("{ref_type} {ref_id}")),
+                },
+                "admin" => LegacyRef::Admin(ref_id.clone()),
+                other => LegacyRef::Other(format!("{other} {ref_id}")),
+            };
+            Ok(LegacyEntry {
+                id: int(&r, "id")?,
+                user_id: user_id(&r, "user_id")?,
+                kind,
+                amount,
+                reference,
+                description: text(&r, "description")?.unwrap_or_default(),
+                created_at: time(&r, "created_at")?.unwrap_or(Timestamp::from_millis(0)),
+            })
+        };
+        match read() {
+            Ok(e) => snapshot.entries.push(e),
+            Err(e) => problems.push(format!(
+                "ledger row {}: {e}",
+                text(&r, "id").ok().flatten().unwrap_or_default()
+            )),
+        }
+    }
+    if let Err(e) = conn.close().await {
+        tracing::debug!(error = %e, "closing the legacy file failed");
+    }
+    if problems.is_empty() {
+        Ok(snapshot)
+    } else {
+        Err(LegacyError::Rows(problems))
+    }
+}

@@ -1,0 +1,219 @@
+//! Legacy import: checks, idempotence, and old payments staying deduplicated.
+
+use std::sync::Arc;
+
+use super::*;
+use crate::memory::MemoryStore;
+
+fn m(k: i64) -> Money {
+    Money::from_kopecks(k).unwrap()
+}
+
+fn t(s: i64) -> Timestamp {
+    Timestamp::from_millis(s * 1000)
+}
+
+fn u(id: i64) -> UserId {
+    UserId::new(id).unwrap()
+}
+
+fn entry(id: i64, user: i64, kind: EntryKind, k: i64, reference: LegacyRef) -> LegacyEntry {
+    LegacyEntry {
+        id,
+        user_id: u(user),
+        kind,
+        amount: m(k),
+        reference,
+        description: format!("row {id}"),
+        created_at: t(id),
+    }
+}
+
+fn job(id: i64, user: i64, status: &str) -> LegacyJob {
+    LegacyJob {
+        id,
+        user_id: u(user),
+        kind: "image_generation".into(),
+        status: status.into(),
+        params: r#"{"prompt":"a fox"}"#.into(),
+        result_url: None,
+        error_message: None,
+        cost_estimate: Some(m(5_000)),
+        cost_actual: Some(m(5_000)),
+        created_at: t(10),
+        completed_at: Some(t(20)),
+    }
+}
+
+/// Anna paid 300 ₽ (payment 1), spent 50 ₽ on job 1, got 30 ₽ back for failed job 2;
+/// Boris is banned with an admin credit of 10 ₽.
+fn snapshot() -> LegacySnapshot {
+    LegacySnapshot {
+        users: vec![
+            LegacyUser {
+                id: u(1),
+                username: Some("anna".into()),
+                first_name: None,
+                banned: false,
+                created_at: t(1),
+            },
+            LegacyUser {
+                id: u(2),
+                username: None,
+                first_name: Some("Boris".into()),
+                banned: true,
+                created_at: t(2),
+            },
+        ],
+        entries: vec![
+            entry(1, 1, EntryKind::Credit, 30_000, LegacyRef::Payment(1)),
+            entry(2, 1, EntryKind::Debit, 5_000, LegacyRef::Job(1)),
+            entry(3, 1, EntryKind::Debit, 3_000, LegacyRef::Job(2)),
+            entry(4, 1, EntryKind::Refund, 3_000, LegacyRef::Job(2)),
+            entry(
+                5,
+                2,
+                EntryKind::Credit,
+                1_000,
+                LegacyRef::Admin("42".into()),
+            ),
+        ],
+        payments: vec![
+            LegacyPayment {
+                id: 1,
+                provider_payment_id: Some("2f9e-old-1".into()),
+                user_id: u(1),
+                amount: m(30_000),
+                state: PaymentState::Paid,
+                created_at: t(1),
+                paid_at: Some(t(2)),
+            },
+            LegacyPayment {
+                id: 2,
+                provider_payment_id: Some("2f9e-old-2".into()),
+                user_id: u(1),
+                amount: m(10_000),
+                state: PaymentState::Cancelled,
+                created_at: t(3),
+                paid_at: None,
+            },
+        ],
+        jobs: vec![job(1, 1, "completed"), job(2, 1, "failed")],
+    }
+}
+
+fn ports(store: &Arc<MemoryStore>) -> ImportPorts {
+    ImportPorts {
+        users: store.clone(),
+        ledger: store.clone(),
+        payments: store.clone(),
+        jobs: store.clone(),
+    }
+}
+
+#[tokio::test]
+async fn an_import_runs_once_and_keeps_old_payments_deduplicated() {
+    let store = Arc::new(MemoryStore::new());
+    let actor = Actor::Cli("ops".into());
+    let first = import(&ports(&store), &snapshot(), actor.clone(), t(100))
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            first.users_new,
+            first.entries_new,
+            first.payments_new,
+            first.jobs_new
+        ),
+        (2, 5, 2, 2)
+    );
+    assert_eq!(first.balances_total, m(26_000));
+    let again = import(&ports(&store), &snapshot(), actor, t(200))
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            again.users_new,
+            again.entries_new,
+            again.payments_new,
+            again.jobs_new
+        ),
+        (0, 0, 0, 0),
+        "a second run imports nothing new"
+    );
+    let anna = store.balance(u(1)).await.unwrap().available;
+    assert_eq!(anna, m(25_000));
+    assert!(store.user(u(2)).await.unwrap().unwrap().is_banned);
+    let paid = store
+        .payment_by_provider_id(PaymentProvider::Yookassa, "2f9e-old-1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (paid.id, paid.state),
+        (payment_id_of(1), PaymentState::Paid)
+    );
+    // A late webhook about the old payment credits nothing twice.
+    let event = crate::payment::PaymentEvent::ProviderSucceeded {
+        provider_payment_id: "2f9e-old-1".into(),
+        amount: m(30_000),
+    };
+    assert!(!paid.apply(event, t(300)).unwrap().changed());
+    let report = store.verify().await.unwrap();
+    assert!(report.is_ok(), "{:?}", report.violations);
+}
+
+#[test]
+fn a_file_that_does_not_add_up_is_refused_with_every_problem_named() {
+    let mut s = snapshot();
+    // Anna spends more than she has; Boris's credit is for a payment that is not there;
+    // payment 1 is credited twice; a job of a stranger is still running.
+    s.entries
+        .push(entry(6, 1, EntryKind::Debit, 30_000, LegacyRef::Job(1)));
+    s.entries.push(entry(
+        7,
+        1,
+        EntryKind::Credit,
+        30_000,
+        LegacyRef::Payment(1),
+    ));
+    s.entries
+        .push(entry(8, 2, EntryKind::Credit, 500, LegacyRef::Payment(9)));
+    s.entries.push(entry(
+        9,
+        7,
+        EntryKind::Credit,
+        500,
+        LegacyRef::Admin("1".into()),
+    ));
+    s.jobs.push(job(3, 1, "processing"));
+    let Err(ImportError::Inconsistent(problems)) = check(&s) else {
+        panic!("refused");
+    };
+    let text = problems.join("\n");
+    for expected in [
+        "ledger row 6 (user 1): the balance 250.00 ₽ cannot take debit 300.00 ₽",
+        "ledger row 8: payment 9 is not in payments",
+        "ledger row 9: user 7 is not in users",
+        "payment 1 of 300.00 ₽ has 2 credit(s)",
+        "job 3 is still processing",
+    ] {
+        assert!(text.contains(expected), "missing `{expected}` in:\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn a_refused_import_writes_nothing() {
+    let store = Arc::new(MemoryStore::new());
+    let mut s = snapshot();
+    s.payments[1].state = PaymentState::Paid;
+    let err = import(&ports(&store), &s, Actor::Cli("ops".into()), t(1))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("payment 2 is paid but the ledger has no credit"),
+        "{err}"
+    );
+    assert_eq!(store.user(u(1)).await.unwrap(), None, "nothing written");
+}
