@@ -73,6 +73,17 @@ struct PublicLinks {
     secret: Arc<[u8; 32]>,
 }
 
+/// A file a sweep deletes (an asset, or a leftover temporary file).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SweptFile {
+    /// Its path under the root, `/`-separated.
+    pub key: String,
+    /// Where it is.
+    pub path: PathBuf,
+    /// Its size.
+    pub bytes: u64,
+}
+
 /// Files under one root directory (`ASSET_DIR`).
 #[derive(Clone)]
 pub struct AssetStore {
@@ -245,46 +256,30 @@ impl AssetStore {
         cutoff: std::time::SystemTime,
         keep: &std::collections::HashSet<String>,
     ) -> Result<SweepReport, AssetError> {
-        let mut report = SweepReport::default();
-        let mut dirs = vec![(self.root.clone(), String::new())];
-        while let Some((dir, prefix)) = dirs.pop() {
-            let mut entries = match tokio::fs::read_dir(&dir).await {
-                Ok(entries) => entries,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e.into()),
-            };
-            while let Some(entry) = entries.next_entry().await? {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                let key = if prefix.is_empty() {
-                    name.clone()
-                } else {
-                    format!("{prefix}/{name}")
-                };
-                let meta = match entry.metadata().await {
-                    Ok(meta) => meta,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                    Err(e) => return Err(e.into()),
-                };
-                if meta.is_dir() {
-                    dirs.push((entry.path(), key));
-                    continue;
-                }
-                let old = meta.modified().is_ok_and(|m| m < cutoff);
-                if !old || keep.contains(&key) {
-                    report.kept += 1;
-                    continue;
-                }
-                match tokio::fs::remove_file(entry.path()).await {
-                    Ok(()) => {
-                        report.deleted += 1;
-                        report.bytes += meta.len();
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(e.into()),
-                }
+        let (doomed, kept) = self.walk(cutoff, keep).await?;
+        let mut report = SweepReport {
+            kept,
+            ..SweepReport::default()
+        };
+        for file in doomed {
+            if Self::delete(&file).await? {
+                report.deleted += 1;
+                report.bytes += file.bytes;
             }
         }
         Ok(report)
+    }
+
+    /// Deletes a file a [`Self::plan`] listed; false when it is gone already.
+    ///
+    /// # Errors
+    /// [`AssetError::Io`].
+    pub async fn delete(file: &SweptFile) -> Result<bool, AssetError> {
+        match tokio::fs::remove_file(&file.path).await {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// What a sweep would delete: files last written before `cutoff` and not in `keep`,
@@ -296,8 +291,18 @@ impl AssetStore {
         &self,
         cutoff: std::time::SystemTime,
         keep: &std::collections::HashSet<String>,
-    ) -> Result<Vec<(AssetRef, u64)>, AssetError> {
+    ) -> Result<Vec<SweptFile>, AssetError> {
+        Ok(self.walk(cutoff, keep).await?.0)
+    }
+
+    /// The files to delete and the number kept.
+    async fn walk(
+        &self,
+        cutoff: std::time::SystemTime,
+        keep: &std::collections::HashSet<String>,
+    ) -> Result<(Vec<SweptFile>, u64), AssetError> {
         let mut doomed = Vec::new();
+        let mut kept = 0;
         let mut dirs = vec![(self.root.clone(), String::new())];
         while let Some((dir, prefix)) = dirs.pop() {
             let mut entries = match tokio::fs::read_dir(&dir).await {
@@ -320,11 +325,17 @@ impl AssetStore {
                 if meta.is_dir() {
                     dirs.push((entry.path(), key));
                 } else if meta.modified().is_ok_and(|m| m < cutoff) && !keep.contains(&key) {
-                    doomed.push((AssetRef::new(key), meta.len()));
+                    doomed.push(SweptFile {
+                        key,
+                        path: entry.path(),
+                        bytes: meta.len(),
+                    });
+                } else {
+                    kept += 1;
                 }
             }
         }
-        Ok(doomed)
+        Ok((doomed, kept))
     }
 
     /// Deletes an asset; deleting a missing asset is not an error.

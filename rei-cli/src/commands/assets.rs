@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
 
 use clap::Subcommand;
+use rei_adapters::files::AssetStore;
 use serde_json::json;
 
 use super::{Ctx, job_failure, operational, parse_age};
@@ -48,13 +49,14 @@ pub(crate) async fn run(ctx: &Ctx, c: &AssetsCommand) -> Result<(), Failure> {
         .collect();
     let assets = &ctx.services.assets;
     let doomed = assets.plan(cutoff, &keep).await.map_err(operational)?;
-    let bytes: u64 = doomed.iter().map(|(_, b)| b).sum();
+    let bytes: u64 = doomed.iter().map(|f| f.bytes).sum();
     let mut deleted = 0_u64;
     if !dry_run {
         let bar = ctx.out.progress(doomed.len() as u64, "deleting");
-        for (asset, _) in &doomed {
-            assets.remove(asset).await.map_err(operational)?;
-            deleted += 1;
+        for file in &doomed {
+            if AssetStore::delete(file).await.map_err(operational)? {
+                deleted += 1;
+            }
             bar.inc(1);
         }
         bar.finish_and_clear();
@@ -62,7 +64,7 @@ pub(crate) async fn run(ctx: &Ctx, c: &AssetsCommand) -> Result<(), Failure> {
     let value = json!({
         "dry_run": dry_run,
         "older_than_secs": age.as_secs(),
-        "files": doomed.iter().map(|(a, b)| json!({"key": a.as_str(), "bytes": b})).collect::<Vec<_>>(),
+        "files": doomed.iter().map(|f| json!({"key": f.key, "bytes": f.bytes})).collect::<Vec<_>>(),
         "deleted": deleted,
         "bytes": bytes,
         "kept_in_use": keep.len(),
@@ -73,8 +75,8 @@ pub(crate) async fn run(ctx: &Ctx, c: &AssetsCommand) -> Result<(), Failure> {
         format!("deleted {deleted} file(s), freed {}", human(bytes))
     };
     if *dry_run {
-        for (a, b) in &doomed {
-            text.push_str(&format!("\n  {} ({})", a.as_str(), human(*b)));
+        for f in &doomed {
+            text.push_str(&format!("\n  {} ({})", f.key, human(f.bytes)));
         }
     }
     ctx.out.message(&value, &text);

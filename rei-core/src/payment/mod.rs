@@ -305,47 +305,14 @@ impl Payment {
             }
             // "Not paid yet" changes nothing, also about a payment we gave up on.
             (PaymentEvent::ProviderPending, _) => {}
+            // Money taken wins: besides a pending payment, one we expired (an old invoice
+            // paid late) or saw cancelled is credited when the provider says it was paid.
             (
                 PaymentEvent::ProviderSucceeded {
                     provider_payment_id,
                     amount,
                 },
-                Pending,
-            ) => {
-                self.check_provider_id(provider_payment_id)?;
-                if *amount != self.amount {
-                    return Err(PaymentTransitionError::AmountMismatch {
-                        payment_id: self.id,
-                        expected: self.amount,
-                        reported: *amount,
-                    });
-                }
-                next.provider_payment_id = Some(provider_payment_id.clone());
-                next.state = Paid;
-                next.paid_at = Some(now);
-                effect = Some(PaymentEffect::Credit);
-            }
-            (
-                PaymentEvent::ProviderSucceeded {
-                    provider_payment_id,
-                    ..
-                },
-                Paid | Refunded,
-            ) => {
-                self.check_provider_id(provider_payment_id)?;
-            }
-            (PaymentEvent::ProviderCancelled { reason }, Pending) => {
-                next.state = Cancelled;
-                next.cancel_reason.clone_from(reason);
-            }
-            // Money taken wins: a payment we expired (an old invoice paid late) or saw
-            // cancelled is credited when the provider says it was paid after all.
-            (
-                PaymentEvent::ProviderSucceeded {
-                    provider_payment_id,
-                    amount,
-                },
-                Cancelled,
+                Pending | Cancelled,
             ) => {
                 self.check_provider_id(provider_payment_id)?;
                 if *amount != self.amount {
@@ -360,6 +327,19 @@ impl Payment {
                 next.paid_at = Some(now);
                 next.cancel_reason = None;
                 effect = Some(PaymentEffect::Credit);
+            }
+            (
+                PaymentEvent::ProviderSucceeded {
+                    provider_payment_id,
+                    ..
+                },
+                Paid | Refunded,
+            ) => {
+                self.check_provider_id(provider_payment_id)?;
+            }
+            (PaymentEvent::ProviderCancelled { reason }, Pending) => {
+                next.state = Cancelled;
+                next.cancel_reason.clone_from(reason);
             }
             (PaymentEvent::ProviderCancelled { .. } | PaymentEvent::Expired, Cancelled) => {}
             (PaymentEvent::Expired, Pending) => {
