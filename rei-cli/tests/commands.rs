@@ -150,6 +150,8 @@ macro_rules! on_both {
 // ---- users, balances, ledger, stats ----
 
 async fn users_balances_ledger_and_stats(e: Env) {
+    let migrated = cli_json(&e, 0, &["migrate"]).await;
+    assert_eq!(migrated["migrated"], true);
     user(&e, ANNA, "0").await;
     let shown = cli_json(&e, 0, &["user", "show", "4242"]).await;
     assert_eq!(
@@ -597,6 +599,10 @@ async fn reconcile_finds_each_kind_of_difference_and_fixes_what_it_can(mut e: En
     yookassa.add_foreign("700.00");
     let before = balance(&e, ANNA).await;
     assert_eq!(before, 110_000);
+    let listed = cli_json(&e, 0, &["payments", "list", "--since", "1d"]).await;
+    assert_eq!(listed.as_array().unwrap().len(), 6);
+    let paid = cli_json(&e, 0, &["payments", "list", "--status", "paid"]).await;
+    assert_eq!(paid.as_array().unwrap().len(), 3, "{paid}");
 
     let dry = cli_json(&e, 1, &["payments", "reconcile", "--since", "1d"]).await;
     let kinds = |v: &Value| {
