@@ -83,6 +83,15 @@ fn int(row: &SqliteRow, column: &str) -> Result<i64, String> {
 
 /// Rubles as stored by the old bot; `signed` lets a debit be stored negative.
 fn money(row: &SqliteRow, column: &str, signed: bool) -> Result<Option<Money>, String> {
+    Ok(signed_money(row, column, signed)?.map(|(m, _)| m))
+}
+
+/// Rubles and whether they were stored negative.
+fn signed_money(
+    row: &SqliteRow,
+    column: &str,
+    signed: bool,
+) -> Result<Option<(Money, bool)>, String> {
     let kopecks = match cell(row, column)? {
         Cell::Null => return Ok(None),
         Cell::Int(rubles) => rubles
@@ -109,7 +118,7 @@ fn money(row: &SqliteRow, column: &str, signed: bool) -> Result<Option<Money>, S
         return Err(format!("{column} is negative"));
     }
     Money::from_kopecks(kopecks.abs())
-        .map(Some)
+        .map(|m| Some((m, kopecks < 0)))
         .map_err(|e| format!("{column}: {e}"))
 }
 
@@ -257,7 +266,6 @@ pub async fn read(path: &Path) -> Result<LegacySnapshot, LegacyError> {
     }
 
     let job_rows = rows(&mut conn, "jobs", "id").await?;
-    let job_ids: HashSet<i64> = job_rows.iter().filter_map(|r| int(r, "id").ok()).collect();
     for r in &job_rows {
         let read = || -> Result<LegacyJob, String> {
             Ok(LegacyJob {
@@ -283,30 +291,44 @@ pub async fn read(path: &Path) -> Result<LegacySnapshot, LegacyError> {
         }
     }
 
+    // Debits are stored either all positive (the type gives the sign) or all negative
+    // (the old bot's `SUM(amount)`); a file mixing both cannot be read safely.
+    let (mut negative_debits, mut positive_debits) = (Vec::new(), Vec::new());
     for r in rows(&mut conn, "ledger", "id").await? {
-        let read = || -> Result<LegacyEntry, String> {
+        let mut read = || -> Result<LegacyEntry, String> {
             let kind = match text(&r, "type")?.unwrap_or_default().trim() {
                 "credit" => EntryKind::Credit,
                 "debit" => EntryKind::Debit,
                 "refund" => EntryKind::Refund,
                 other => return Err(format!("type `{other}` is unknown")),
             };
-            let amount = money(&r, "amount", kind == EntryKind::Debit)?.ok_or("amount is empty")?;
+            let (amount, negative) =
+                signed_money(&r, "amount", kind == EntryKind::Debit)?.ok_or("amount is empty")?;
             if amount.is_zero() {
                 return Err("the amount is zero".into());
+            }
+            if kind == EntryKind::Debit {
+                let id = int(&r, "id")?;
+                if negative {
+                    negative_debits.push(id);
+                } else {
+                    positive_debits.push(id);
+                }
             }
             let ref_id = text(&r, "ref_id")?.unwrap_or_default();
             let ref_type = text(&r, "ref_type")?.unwrap_or_default();
             let number = ref_id.trim().parse::<i64>().ok();
+            // A reference that names nothing is refused (core names unknown numeric ids).
             let reference = match ref_type.trim() {
                 "payment" => match (number, by_provider.get(ref_id.trim())) {
                     (Some(n), _) if payment_ids.contains(&n) => LegacyRef::Payment(n),
                     (_, Some(id)) => LegacyRef::Payment(*id),
-                    _ => LegacyRef::Other(format!("payment {ref_id}")),
+                    (Some(n), None) => LegacyRef::Payment(n),
+                    (None, None) => return Err(format!("ref_id `{ref_id}` names no payment")),
                 },
                 "job" | "reservation" => match number {
-                    Some(n) if job_ids.contains(&n) => LegacyRef::Job(n),
-                    _ => LegacyRef::Other(format!("{ref_type} {ref_id}")),
+                    Some(n) => LegacyRef::Job(n),
+                    None => return Err(format!("ref_id `{ref_id}` names no job")),
                 },
                 "admin" => LegacyRef::Admin(ref_id.clone()),
                 other => LegacyRef::Other(format!("{other} {ref_id}")),
@@ -328,6 +350,20 @@ pub async fn read(path: &Path) -> Result<LegacySnapshot, LegacyError> {
                 text(&r, "id").ok().flatten().unwrap_or_default()
             )),
         }
+    }
+    if !negative_debits.is_empty() && !positive_debits.is_empty() {
+        let few = |ids: &[i64]| {
+            ids.iter()
+                .take(5)
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        problems.push(format!(
+            "ledger: debits are stored both negative (rows {}) and positive (rows {}); the balances cannot be read safely",
+            few(&negative_debits),
+            few(&positive_debits)
+        ));
     }
     if let Err(e) = conn.close().await {
         tracing::debug!(error = %e, "closing the legacy file failed");

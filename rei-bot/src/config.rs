@@ -141,6 +141,9 @@ pub(crate) struct Config {
     /// CIDR list allowed to call the payment webhook (default: YooKassa's published ranges).
     #[arg(long, env = "YOOKASSA_WEBHOOK_ALLOWED_IPS", default_value = rei_adapters::web::DEFAULT_YOOKASSA_IPS)]
     pub yookassa_webhook_allowed_ips: IpList,
+    /// CIDR list allowed to read `/metrics` (default: loopback and private networks).
+    #[arg(long, env = "METRICS_ALLOWED_IPS", default_value = rei_adapters::web::DEFAULT_METRICS_IPS)]
+    pub metrics_allowed_ips: IpList,
     /// CIDR list of reverse proxies whose `X-Forwarded-For` is believed for the payment
     /// webhook's allow-list (empty: the TCP peer address counts, forwarded headers never).
     #[arg(long, env = "TRUSTED_PROXIES", default_value = "")]

@@ -47,6 +47,7 @@ pub(crate) struct App {
     public_url: Option<url::Url>,
     webhook_secret: SecretString,
     yookassa_ips: IpList,
+    metrics_ips: IpList,
     trusted_proxies: IpList,
     poll_every: Duration,
 }
@@ -207,6 +208,7 @@ pub(crate) async fn build(config: &Config) -> anyhow::Result<App> {
             .clone()
             .unwrap_or_else(random_secret),
         yookassa_ips: config.yookassa_webhook_allowed_ips.clone(),
+        metrics_ips: config.metrics_allowed_ips.clone(),
         trusted_proxies: config.trusted_proxies.clone(),
         poll_every: Duration::from_secs(config.payment_poll_interval_secs),
     })
@@ -394,6 +396,7 @@ impl App {
             telegram,
             kling: Some((self.jobs.clone(), self.worker.wakeups())),
             metrics: Some(metrics),
+            metrics_ips: self.metrics_ips.clone(),
             admin: Some(self.admin.clone()),
             assets: self.public_url.is_some().then(|| self.assets.clone()),
         };

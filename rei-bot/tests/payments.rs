@@ -677,6 +677,7 @@ async fn webhook_mode_sets_the_webhook_and_takes_updates_only_with_the_secret() 
         ("TELEGRAM_MODE", "webhook"),
         ("PUBLIC_URL", "https://bot.example.com"),
         ("TELEGRAM_WEBHOOK_SECRET", "s3cret_token-42"),
+        ("METRICS_ALLOWED_IPS", "10.0.0.0/8"),
     ])
     .await;
     let mut set = Vec::new();
@@ -701,6 +702,8 @@ async fn webhook_mode_sets_the_webhook_and_takes_updates_only_with_the_secret() 
     assert_eq!(bot.post("/webhooks/telegram", &update, &right).await, 200);
     let welcome = bot.next(0).await;
     assert!(text(&welcome).contains("Баланс"), "{welcome:?}");
+    // /metrics answers only the allow-list (here: not the loopback).
+    assert_eq!(bot.get("/metrics").await.unwrap().0, 403);
     // Kling callbacks are hints: unreadable ones are refused, strangers ignored.
     assert_eq!(
         bot.post("/webhooks/kling", &json!({"nope": 1}), &[]).await,

@@ -84,6 +84,9 @@ pub(crate) struct Settings {
         hide = true
     )]
     pub yookassa_api_url: url::Url,
+    /// VAT code (1–6) of 54-FZ receipts: refunds then carry a receipt too.
+    #[arg(long, env = "YOOKASSA_RECEIPT_VAT_CODE", global = true, hide = true)]
+    pub yookassa_receipt_vat_code: Option<u8>,
     /// Rubles credited per Telegram Star.
     #[arg(long, env = "STARS_RUB_RATE", global = true, hide = true)]
     pub stars_rub_rate: Option<Money>,

@@ -87,6 +87,11 @@ pub(crate) async fn build(s: &Settings) -> Result<Services, Failure> {
             (Some(shop), Some(key)) => {
                 let mut config = YooKassaConfig::new(shop.clone(), key.clone());
                 config.base_url = s.yookassa_api_url.to_string();
+                config.receipt_vat_code = s
+                    .yookassa_receipt_vat_code
+                    .map(rei_adapters::yookassa::VatCode::new)
+                    .transpose()
+                    .map_err(|e| Failure::Usage(format!("YOOKASSA_RECEIPT_VAT_CODE: {e}")))?;
                 Some(Arc::new(YooKassaClient::new(config).map_err(|e| {
                     Failure::Usage(format!("YOOKASSA_API_URL: {e}"))
                 })?))
@@ -135,6 +140,7 @@ pub(crate) async fn build(s: &Settings) -> Result<Services, Failure> {
         },
         PaymentConfig {
             stars_rate: s.stars_rub_rate,
+            receipts: s.yookassa_receipt_vat_code.is_some(),
             ..PaymentConfig::default()
         },
     ));

@@ -775,7 +775,8 @@ on_both!(refunds_take_the_credit_back_first);
 // ---- import-legacy ----
 
 /// A v2.0 bot database (schema of the seed README), with the loose types the Python bot
-/// wrote: real and text rubles, ISO and Unix times, a debit stored negative.
+/// wrote: real and text rubles, ISO and Unix times, debits stored negative (its balance
+/// is `SUM(amount)`).
 async fn legacy_file(dir: &std::path::Path, broken: bool) -> String {
     use sqlx::Connection;
     let path = dir.join(if broken { "broken.db" } else { "legacy.db" });
@@ -792,13 +793,13 @@ async fn legacy_file(dir: &std::path::Path, broken: bool) -> String {
         "INSERT INTO ledger (user_id, type, amount, ref_type, ref_id, description, created_at) VALUES \
          (4242, 'credit', 300.0, 'payment', '2f9e1c3a-000f-5000-9000-00000000a001', 'top-up', '2025-03-01 10:06:10'), \
          (4242, 'debit', -50.0, 'reservation', '1', 'image', '2025-03-01 11:00:00'), \
-         (4242, 'debit', '100.00', 'reservation', '2', 'video', '2025-03-01 12:00:00'), \
+         (4242, 'debit', '-100.00', 'reservation', '2', 'video', '2025-03-01 12:00:00'), \
          (4242, 'refund', 100, 'job', '2', 'video failed', '2025-03-01 12:05:00'), \
          (777, 'credit', 12.34, 'admin', '1', 'welcome', 1740823300)".to_owned(),
     ];
     if broken {
         // Spends more than Anna ever had.
-        statements.push("INSERT INTO ledger (user_id, type, amount, ref_type, ref_id, description, created_at) VALUES (4242, 'debit', 400, 'admin', '1', 'oops', '2025-03-03 00:00:00')".to_owned());
+        statements.push("INSERT INTO ledger (user_id, type, amount, ref_type, ref_id, description, created_at) VALUES (4242, 'debit', -400, 'admin', '1', 'oops', '2025-03-03 00:00:00')".to_owned());
     }
     for s in statements {
         sqlx::query(sqlx::AssertSqlSafe(s))
@@ -830,6 +831,29 @@ async fn importing_a_legacy_file_twice_imports_it_once(e: Env) {
     );
     let (code, _, err) = cli(&e, &["import-legacy", "/nonexistent/bot.db"]).await;
     assert_eq!(code, 2, "{err}");
+    // Debits stored both ways, and a reference to nothing: refused, rows named.
+    let mixed_dir = tempfile::tempdir().unwrap();
+    let mixed = legacy_file(mixed_dir.path(), false).await;
+    {
+        use sqlx::Connection;
+        let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{mixed}"))
+            .await
+            .unwrap();
+        for sql in [
+            "INSERT INTO ledger (user_id, type, amount, ref_type, ref_id, description, created_at) VALUES (4242, 'debit', 5, 'admin', '1', 'positive', '2025-03-04 00:00:00')",
+            "INSERT INTO ledger (user_id, type, amount, ref_type, ref_id, description, created_at) VALUES (4242, 'credit', 5, 'payment', 'no-such-payment', 'x', '2025-03-04 00:00:00')",
+        ] {
+            sqlx::query(sql).execute(&mut conn).await.unwrap();
+        }
+        conn.close().await.unwrap();
+    }
+    let (code, _, err) = cli(&e, &["import-legacy", &mixed]).await;
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("stored both negative (rows 2, 3) and positive (rows 6)")
+            && err.contains("ledger row 7: ref_id `no-such-payment` names no payment"),
+        "{err}"
+    );
     let good = legacy_file(dir.path(), false).await;
     let first = cli_json(&e, 0, &["import-legacy", &good]).await;
     assert_eq!(

@@ -5,7 +5,7 @@ use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use futures::{Stream, StreamExt};
+use futures::Stream;
 use secrecy::{ExposeSecret, SecretString};
 use teloxide::stop::{StopToken, mk_stop_token};
 use teloxide::types::Update;
@@ -95,15 +95,31 @@ fn first_mut<A, B>(pair: &mut (A, B)) -> &mut A {
 type UpdateStream = Pin<Box<dyn Stream<Item = Result<Update, Infallible>> + Send>>;
 
 impl WebhookUpdates {
-    /// A teloxide update listener over the received updates; its stop token ends it.
+    /// A teloxide update listener over the received updates. Its stop token closes the
+    /// channel — the route then answers 503, so Telegram sends those updates again later
+    /// — and the stream ends only once every update already accepted (answered 200) has
+    /// been handed to the dispatcher: none is lost at shutdown.
     pub(crate) fn into_listener(self) -> impl UpdateListener<Err = Infallible> {
         let (stop_token, stop_flag) = mk_stop_token();
-        let stream: UpdateStream = Box::pin(
-            futures::stream::unfold(self.0, |mut rx| async move {
-                rx.recv().await.map(|update| (Ok(update), rx))
-            })
-            .take_until(stop_flag),
-        );
+        let stopped = futures::FutureExt::shared(stop_flag);
+        let stream: UpdateStream = Box::pin(futures::stream::unfold(
+            (self.0, stopped, false),
+            |(mut rx, stopped, closed)| async move {
+                let next = if closed {
+                    rx.recv().await
+                } else {
+                    tokio::select! {
+                        update = rx.recv() => update,
+                        () = stopped.clone() => {
+                            rx.close();
+                            rx.recv().await
+                        }
+                    }
+                };
+                let closed = closed || stopped.peek().is_some();
+                next.map(|update| (Ok(update), (rx, stopped, closed)))
+            },
+        ));
         StatefulListener::new(
             (stream, stop_token),
             first_mut,

@@ -10,6 +10,10 @@ use ipnet::IpNet;
 /// IPv4 list, and the union of both published IPv6 forms).
 pub const DEFAULT_YOOKASSA_IPS: &str = "185.71.76.0/27,185.71.77.0/27,77.75.153.0/25,77.75.154.128/25,77.75.156.11/32,77.75.156.35/32,2a02:5180::/32";
 
+/// Who may read `/metrics` by default: the host itself and private networks.
+pub const DEFAULT_METRICS_IPS: &str =
+    "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7";
+
 /// A list of networks; a bare address is a one-address network.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct IpList(Vec<IpNet>);

@@ -5,7 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::HeaderMap;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -59,10 +62,17 @@ impl Metrics {
 
 pub(super) async fn metrics(
     State(state): State<Arc<WebState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
 ) -> Result<impl IntoResponse, WebError> {
     let Some(metrics) = &state.metrics else {
         return Err(WebError::NotFound);
     };
+    let from = super::ips::client_ip(peer.ip(), &headers, &state.trusted_proxies);
+    if !from.is_some_and(|ip| state.metrics_ips.contains(ip)) {
+        tracing::warn!(client = ?from, "metrics request from an address off the allow-list refused");
+        return Err(WebError::Forbidden);
+    }
     if let Some(admin) = &state.admin {
         match tokio::time::timeout(STATS_TIMEOUT, admin.stats()).await {
             Ok(Ok(report)) => record_stats(&report),

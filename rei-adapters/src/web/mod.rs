@@ -39,7 +39,7 @@ use tokio_util::sync::CancellationToken;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-pub use ips::{DEFAULT_YOOKASSA_IPS, IpList, IpListError};
+pub use ips::{DEFAULT_METRICS_IPS, DEFAULT_YOOKASSA_IPS, IpList, IpListError};
 pub use metrics_route::{Metrics, MetricsError};
 
 use crate::backends::Backends;
@@ -73,6 +73,8 @@ pub struct WebState {
     pub kling: Option<(Arc<JobService>, Wakeups)>,
     /// `/metrics`.
     pub metrics: Option<Metrics>,
+    /// Who may read `/metrics` (`METRICS_ALLOWED_IPS`).
+    pub metrics_ips: IpList,
     /// Statistics for the `/metrics` gauges.
     pub admin: Option<AdminService>,
     /// Files behind signed links (`PUBLIC_URL` set).
@@ -91,6 +93,7 @@ impl WebState {
             telegram: None,
             kling: None,
             metrics: None,
+            metrics_ips: IpList::default(),
             admin: None,
             assets: None,
         }

@@ -317,6 +317,27 @@ pub async fn import(
     now: Timestamp,
 ) -> Result<ImportReport, ImportError> {
     let balances = check(s)?;
+    // A payment imported before must be exactly as the file says now: a payment that
+    // moved on since (paid in the old bot after the first import, or here through a
+    // webhook) would otherwise be credited twice, once by each path.
+    let mut changed = Vec::new();
+    for p in &s.payments {
+        if let Some(existing) = ports.payments.payment(payment_id_of(p.id)).await? {
+            let same = existing.state == p.state
+                && existing.amount == p.amount
+                && existing.provider_payment_id == p.provider_payment_id
+                && existing.user_id == p.user_id;
+            if !same {
+                changed.push(format!(
+                    "payment {} changed since it was imported ({} {} here, {} {} in the file)",
+                    p.id, existing.state, existing.amount, p.state, p.amount
+                ));
+            }
+        }
+    }
+    if !changed.is_empty() {
+        return Err(ImportError::Inconsistent(changed));
+    }
     let mut report = ImportReport {
         users: s.users.len(),
         entries: s.entries.len(),

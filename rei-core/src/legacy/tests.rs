@@ -217,3 +217,34 @@ async fn a_refused_import_writes_nothing() {
     );
     assert_eq!(store.user(u(1)).await.unwrap(), None, "nothing written");
 }
+
+#[tokio::test]
+async fn a_payment_that_moved_on_since_the_first_import_is_never_credited_twice() {
+    let store = Arc::new(MemoryStore::new());
+    let actor = Actor::Cli("ops".into());
+    // First import: payment 3 is pending in the old bot.
+    let mut s = snapshot();
+    s.payments.push(LegacyPayment {
+        id: 3,
+        provider_payment_id: Some("2f9e-old-3".into()),
+        user_id: u(1),
+        amount: m(5_000),
+        state: PaymentState::Pending,
+        created_at: t(4),
+        paid_at: None,
+    });
+    import(&ports(&store), &s, actor.clone(), t(100))
+        .await
+        .unwrap();
+    // Later the old bot saw it paid and credited it; the newer file is refused.
+    s.payments[2].state = PaymentState::Paid;
+    s.entries
+        .push(entry(6, 1, EntryKind::Credit, 5_000, LegacyRef::Payment(3)));
+    let err = import(&ports(&store), &s, actor, t(200)).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("payment 3 changed since it was imported"),
+        "{err}"
+    );
+    assert_eq!(store.balance(u(1)).await.unwrap().available, m(25_000));
+}

@@ -150,7 +150,11 @@ impl PaymentService {
                     Some(ours) => match by_ours.get(&ours) {
                         Some(p) => Some((*p).clone()),
                         // Older than the local window: ask the store directly.
-                        None => self.payment(ours).await.ok(),
+                        None => match self.payment(ours).await {
+                            Ok(p) => Some(p),
+                            Err(PaymentError::UnknownPayment(_)) => None,
+                            Err(e) => return Err(e),
+                        },
                     },
                     None => None,
                 },
@@ -228,6 +232,10 @@ impl PaymentService {
                 | GatewayStatus::Canceled { .. },
                 PaymentState::Paid | PaymentState::Refunded,
             ) => DifferenceKind::PaidHereNotThere,
+            // Our own refund under way: the poller captures its hold; not a difference.
+            (GatewayStatus::Succeeded, PaymentState::Paid) if p.refund_reservation_id.is_some() => {
+                return Ok(None);
+            }
             (GatewayStatus::Succeeded, PaymentState::Paid) if !refunded_there.is_zero() => {
                 DifferenceKind::RefundedThereNotHere
             }
@@ -238,12 +246,16 @@ impl PaymentService {
         };
         let resolution = match kind {
             DifferenceKind::PaidThereNotHere | DifferenceKind::CancelledThereNotHere if apply => {
-                let applied = self.apply_gateway_payment(r).await?;
-                Resolution::Fixed(if applied.credited {
-                    format!("credited {}", applied.payment.amount)
-                } else {
-                    format!("now {}", applied.payment.state)
-                })
+                match self.apply_gateway_payment(r).await {
+                    Ok(applied) => Resolution::Fixed(if applied.credited {
+                        format!("credited {}", applied.payment.amount)
+                    } else {
+                        format!("now {}", applied.payment.state)
+                    }),
+                    Err(e @ PaymentError::Store(_)) => return Err(e),
+                    // One that cannot be applied is listed; the others still are fixed.
+                    Err(e) => Resolution::NeedsPerson(format!("could not be applied: {e}")),
+                }
             }
             DifferenceKind::PaidThereNotHere | DifferenceKind::CancelledThereNotHere => {
                 Resolution::Fixable

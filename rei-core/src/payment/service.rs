@@ -953,7 +953,13 @@ impl PaymentService {
             provider_payment_id,
             amount: payment.amount,
             description: format!("Refund of top-up {}", payment.id),
-            receipt_email: None,
+            // With 54-FZ receipts on, a refund needs its receipt too (the payer's e-mail).
+            receipt_email: self
+                .users
+                .user(payment.user_id)
+                .await?
+                .and_then(|u| u.receipt_email)
+                .map(|e| e.as_str().to_owned()),
         };
         // Only an explicit refusal releases the hold. Any error — even a 4xx — may hide a
         // refund that was made, so the amount stays held until the refund is known.
@@ -969,6 +975,17 @@ impl PaymentService {
         refund: &GatewayRefund,
     ) -> Result<PaymentApplied, PaymentError> {
         let payment = self.payment(id).await?;
+        // Only our refund moves the hold: the one whose id we stored, or — before the id is
+        // known — one of exactly the payment's amount. Anything else (an older attempt, a
+        // partial refund made in the dashboard) changes nothing here.
+        let ours = payment
+            .refund_id
+            .as_ref()
+            .is_none_or(|known| *known == refund.refund_id)
+            && refund.amount.is_none_or(|a| a == payment.amount);
+        if !ours || payment.refund_reservation_id.is_none() {
+            return Ok(PaymentApplied::unchanged(payment));
+        }
         if payment.state == PaymentState::Paid && payment.refund_id.is_none() {
             self.apply(
                 id,
@@ -1181,8 +1198,24 @@ impl PaymentService {
                 return self.refund_succeeded(p.id).await;
             }
         }
-        let refund = self.request_refund(p, hold).await?;
-        self.finish_refund(p.id, &refund).await
+        match self.request_refund(p, hold).await {
+            Ok(refund) => self.finish_refund(p.id, &refund).await,
+            // Nothing was refunded (just checked) and the provider refuses the request
+            // outright: a refusal — the hold is released and the admins are told, rather
+            // than asking again forever.
+            Err(PaymentError::Provider(ProviderError::InvalidRequest { message })) => {
+                let refused = GatewayRefund {
+                    refund_id: format!("refused:{hold}"),
+                    status: RefundStatus::Canceled {
+                        reason: Some(message),
+                    },
+                    provider_payment_id: p.provider_payment_id.clone(),
+                    amount: Some(p.amount),
+                };
+                self.finish_refund(p.id, &refused).await
+            }
+            Err(e) => Err(e),
+        }
     }
 
     async fn expire(&self, p: &Payment, report: &mut PollReport) -> Result<(), PaymentError> {
@@ -1218,7 +1251,39 @@ impl PaymentService {
         }
         report.errors += 1;
         report.failures.push((p.id, error.to_string()));
-        self.back_off(p, now).await
+        // The provider does not know it, or its data contradicts ours: asking again soon
+        // will not help. A pending one past its window expires; otherwise a person is
+        // told and it is asked about again once a day.
+        let permanent = matches!(
+            error,
+            PaymentError::UnknownPayment(_) | PaymentError::Transition(_)
+        );
+        if !permanent {
+            return self.back_off(p, now).await;
+        }
+        let past_window = now.since(p.created_at) >= self.config.poll.pending_window;
+        if past_window
+            && p.state == PaymentState::Pending
+            && matches!(error, PaymentError::UnknownPayment(_))
+        {
+            return self.expire(p, report).await;
+        }
+        let alert = AdminAlert {
+            provider: p.provider.as_str().to_owned(),
+            kind: ProviderErrorKind::Unknown,
+            message: format!("payment {} needs a person: {error}", p.id),
+            subject: Some(format!("payment {}", p.id)),
+        };
+        if let Err(e) = self.notifier.alert_admins(alert).await {
+            report
+                .failures
+                .push((p.id, format!("the admins could not be told: {e}")));
+        }
+        let tomorrow = now.plus(Duration::from_secs(24 * 3600));
+        Ok(self
+            .payments
+            .schedule_check(p.id, p.checks.saturating_add(1), tomorrow)
+            .await?)
     }
 
     pub(crate) async fn hold_for_refund(

@@ -518,3 +518,140 @@ fn waits_double_up_to_the_cap() {
     assert_eq!(c.backoff(7), Duration::from_secs(1800));
     assert_eq!(c.backoff(u32::MAX), Duration::from_secs(1800));
 }
+
+#[tokio::test]
+async fn only_our_own_refund_moves_the_hold() {
+    let w = world().await;
+    let mut g = gateway_creating("yk-1");
+    g.expect_refund()
+        .times(1)
+        .returning(|_| Ok(refund_answer("rf-1", RefundStatus::Pending)));
+    g.expect_get_payment()
+        .returning(|id| Ok(remote(id, GatewayStatus::Succeeded, 20_000, None)));
+    g.expect_get_refund().returning(|id| {
+        Ok(match id {
+            // An older attempt, refused.
+            "rf-old" => refund_answer(id, RefundStatus::Canceled { reason: None }),
+            // A partial refund made in the dashboard.
+            _ => GatewayRefund {
+                amount: Some(m(5_000)),
+                ..refund_answer(id, RefundStatus::Succeeded)
+            },
+        })
+    });
+    let (svc, _) = service_with_clock(&w, Some(g), config());
+    let p = svc.create_topup(w.user, m(20_000), None).await.unwrap();
+    svc.sync_provider_payment("yk-1").await.unwrap();
+    svc.refund(p.id).await.unwrap();
+    for refund in ["rf-old", "rf-partial"] {
+        let hint = GatewayHint::Refund {
+            refund_id: refund.into(),
+            provider_payment_id: "yk-1".into(),
+        };
+        let applied = svc.gateway_notification(&hint).await.unwrap();
+        assert_eq!(applied.payment.state, PaymentState::Paid);
+        assert!(
+            applied.payment.refund_reservation_id.is_some(),
+            "{refund}: still held"
+        );
+    }
+    assert_eq!(balance(&w).await, 0, "held until our refund rf-1 ends");
+    assert!(w.notifier.alerts().is_empty());
+    assert!(w.store.verify().await.unwrap().is_ok());
+}
+
+#[tokio::test]
+async fn a_refund_request_refused_outright_releases_the_hold_and_receipts_carry_the_email() {
+    let w = world().await;
+    w.store
+        .set_receipt_email(
+            w.user,
+            &crate::user::Email::parse("anna@example.com").unwrap(),
+        )
+        .await
+        .unwrap();
+    let mut g = MockPaymentGateway::new();
+    g.expect_create_payment().returning(|req| {
+        assert_eq!(req.receipt_email.as_deref(), Some("anna@example.com"));
+        Ok(remote(
+            "yk-1",
+            GatewayStatus::Pending,
+            req.amount.kopecks(),
+            Some(req.payment_id),
+        ))
+    });
+    g.expect_get_payment()
+        .returning(|id| Ok(remote(id, GatewayStatus::Succeeded, 20_000, None)));
+    let mut seq = mockall::Sequence::new();
+    g.expect_refund()
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|r| {
+            assert_eq!(r.receipt_email.as_deref(), Some("anna@example.com"));
+            Err(ProviderError::Transient {
+                message: "timeout".into(),
+            })
+        });
+    g.expect_refund()
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_| {
+            Err(ProviderError::InvalidRequest {
+                message: "payment is not refundable".into(),
+            })
+        });
+    let receipts = PaymentConfig {
+        receipts: true,
+        ..config()
+    };
+    let (svc, clock) = service_with_clock(&w, Some(g), receipts);
+    let p = svc
+        .create_topup(w.user, m(20_000), Some("anna@example.com".into()))
+        .await
+        .unwrap();
+    svc.sync_provider_payment("yk-1").await.unwrap();
+    assert!(svc.refund(p.id).await.is_err());
+    clock.advance(MIN);
+    let report = svc.poll().await.unwrap();
+    assert_eq!(report.refunds_refused, 1);
+    assert_eq!(balance(&w).await, 20_000, "released");
+    assert_eq!(w.notifier.alerts().len(), 1);
+    assert!(w.store.verify().await.unwrap().is_ok());
+}
+
+#[tokio::test]
+async fn a_payment_the_provider_contradicts_is_told_to_admins_and_asked_about_daily() {
+    let w = world().await;
+    let statuses = Arc::new(Mutex::new(Vec::new()));
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let g = gateway_with(statuses.clone(), asked.clone());
+    let (svc, clock) = service_with_clock(&w, Some(g), config());
+    // The fake answers 100 ₽ for every payment: this one is 300 ₽ here.
+    let p = svc.create_topup(w.user, m(30_000), None).await.unwrap();
+    set_status(&statuses, "yk-1", GatewayStatus::Succeeded);
+    clock.advance(MIN);
+    let report = svc.poll().await.unwrap();
+    assert_eq!(report.errors, 1);
+    assert_eq!(w.notifier.alerts().len(), 1, "a person is told");
+    assert_eq!(
+        svc.payment(p.id).await.unwrap().next_check_at,
+        Some(clock.now().plus(24 * HOUR))
+    );
+    clock.advance(HOUR);
+    svc.poll().await.unwrap();
+    assert_eq!(
+        asked.lock().unwrap().len(),
+        1,
+        "not asked again within the day"
+    );
+    assert_eq!(balance(&w).await, 0, "never credited blindly");
+    // Unknown to the provider and past its window: expired.
+    statuses.lock().unwrap().clear();
+    clock.advance(25 * HOUR);
+    let report = svc.poll().await.unwrap();
+    assert_eq!(report.expired, 1);
+    assert_eq!(
+        svc.payment(p.id).await.unwrap().state,
+        PaymentState::Cancelled
+    );
+}
