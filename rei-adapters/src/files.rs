@@ -275,11 +275,7 @@ impl AssetStore {
     /// # Errors
     /// [`AssetError::Io`].
     pub async fn delete(file: &SweptFile) -> Result<bool, AssetError> {
-        match tokio::fs::remove_file(&file.path).await {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(e.into()),
-        }
+        remove_file(&file.path).await
     }
 
     /// What a sweep would delete: files last written before `cutoff` and not in `keep`,
@@ -343,10 +339,16 @@ impl AssetStore {
     /// # Errors
     /// [`AssetError::InvalidKey`], or [`AssetError::Io`].
     pub async fn remove(&self, asset: &AssetRef) -> Result<(), AssetError> {
-        match tokio::fs::remove_file(self.path(asset)?).await {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
-            _ => Ok(()),
-        }
+        remove_file(&self.path(asset)?).await.map(|_| ())
+    }
+}
+
+/// Deletes a file; false when it was gone already.
+async fn remove_file(path: &Path) -> Result<bool, AssetError> {
+    match tokio::fs::remove_file(path).await {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -150,6 +150,12 @@ fn time(row: &SqliteRow, column: &str) -> Result<Option<Timestamp>, String> {
     }
 }
 
+/// A row that cannot be read, named by its table and id.
+fn row_problem(table: &str, row: &SqliteRow, id_column: &str, problem: &str) -> String {
+    let id = text(row, id_column).ok().flatten().unwrap_or_default();
+    format!("{table} row {id}: {problem}")
+}
+
 fn user_id(row: &SqliteRow, column: &str) -> Result<UserId, String> {
     let id = int(row, column)?;
     UserId::new(id).map_err(|_| format!("{column} {id} is not a Telegram user id"))
@@ -215,10 +221,7 @@ pub async fn read(path: &Path) -> Result<LegacySnapshot, LegacyError> {
         };
         match read() {
             Ok(u) => snapshot.users.push(u),
-            Err(e) => problems.push(format!(
-                "users row {}: {e}",
-                text(&r, "tg_id").ok().flatten().unwrap_or_default()
-            )),
+            Err(e) => problems.push(row_problem("users", &r, "tg_id", &e)),
         }
     }
 
@@ -258,10 +261,7 @@ pub async fn read(path: &Path) -> Result<LegacySnapshot, LegacyError> {
                 problems.push(format!("payments row {}: the amount is zero", p.id))
             }
             Ok(p) => snapshot.payments.push(p),
-            Err(e) => problems.push(format!(
-                "payments row {}: {e}",
-                text(r, "id").ok().flatten().unwrap_or_default()
-            )),
+            Err(e) => problems.push(row_problem("payments", r, "id", &e)),
         }
     }
 
@@ -284,10 +284,7 @@ pub async fn read(path: &Path) -> Result<LegacySnapshot, LegacyError> {
         };
         match read() {
             Ok(j) => snapshot.jobs.push(j),
-            Err(e) => problems.push(format!(
-                "jobs row {}: {e}",
-                text(r, "id").ok().flatten().unwrap_or_default()
-            )),
+            Err(e) => problems.push(row_problem("jobs", r, "id", &e)),
         }
     }
 
@@ -345,10 +342,7 @@ pub async fn read(path: &Path) -> Result<LegacySnapshot, LegacyError> {
         };
         match read() {
             Ok(e) => snapshot.entries.push(e),
-            Err(e) => problems.push(format!(
-                "ledger row {}: {e}",
-                text(&r, "id").ok().flatten().unwrap_or_default()
-            )),
+            Err(e) => problems.push(row_problem("ledger", &r, "id", &e)),
         }
     }
     if !negative_debits.is_empty() && !positive_debits.is_empty() {

@@ -37,6 +37,22 @@ macro_rules! sql_payments {
                 Ok(created)
             }
 
+            /// `Conflict` when another payment holds `p`'s provider id.
+            async fn provider_id_is_free(tx: &mut Tx<'_>, p: &Payment) -> Result<(), TxError> {
+                let Some(provider_id) = &p.provider_payment_id else {
+                    return Ok(());
+                };
+                let other: Option<(String,)> = sqlx::query_as("SELECT id FROM payments WHERE provider_payment_id = $1 AND id <> $2")
+                    .bind(provider_id)
+                    .bind(p.id.to_string())
+                    .fetch_optional(&mut **tx)
+                    .await?;
+                match other {
+                    Some(_) => Err(StoreError::Conflict { what: "provider payment id", id: provider_id.clone() }.into()),
+                    None => Ok(()),
+                }
+            }
+
             async fn save_payment_transition_once(&self, t: &PaymentTransition) -> Result<Payment, TxError> {
                 let mut tx = self.write().await?;
                 let p = &t.after;
@@ -47,16 +63,7 @@ macro_rules! sql_payments {
                 if stored.version != t.before.version {
                     return Err(StoreError::Conflict { what: "payment", id: p.id.to_string() }.into());
                 }
-                if let Some(provider_id) = &p.provider_payment_id {
-                    let other: Option<(String,)> = sqlx::query_as("SELECT id FROM payments WHERE provider_payment_id = $1 AND id <> $2")
-                        .bind(provider_id)
-                        .bind(p.id.to_string())
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                    if other.is_some() {
-                        return Err(StoreError::Conflict { what: "provider payment id", id: provider_id.clone() }.into());
-                    }
-                }
+                Self::provider_id_is_free(&mut tx, p).await?;
                 let done = sqlx::query(
                     "UPDATE payments SET provider_payment_id = $1, status = $2, confirmation_url = $3, refund_reservation_id = $4, \
                      cancel_reason = $5, version = $6, paid_at = $7, updated_at = $8, refund_id = $11 WHERE id = $9 AND version = $10",
@@ -160,15 +167,7 @@ macro_rules! sql_payments {
                     if Self::payment_in(&mut tx, p.id, false).await?.is_some() {
                         return Ok(false);
                     }
-                    if let Some(provider_id) = &p.provider_payment_id {
-                        let other: Option<(String,)> = sqlx::query_as("SELECT id FROM payments WHERE provider_payment_id = $1")
-                            .bind(provider_id)
-                            .fetch_optional(&mut *tx)
-                            .await?;
-                        if other.is_some() {
-                            return Err(StoreError::Conflict { what: "provider payment id", id: provider_id.clone() }.into());
-                        }
-                    }
+                    Self::provider_id_is_free(&mut tx, p).await?;
                     sqlx::query(
                         "INSERT INTO payments (id, provider, provider_payment_id, user_id, amount, provider_units, status, confirmation_url, \
                          cancel_reason, version, created_at, paid_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",

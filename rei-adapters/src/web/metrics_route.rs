@@ -68,11 +68,7 @@ pub(super) async fn metrics(
     let Some(metrics) = &state.metrics else {
         return Err(WebError::NotFound);
     };
-    let from = super::ips::client_ip(peer.ip(), &headers, &state.trusted_proxies);
-    if !from.is_some_and(|ip| state.metrics_ips.contains(ip)) {
-        tracing::warn!(client = ?from, "metrics request from an address off the allow-list refused");
-        return Err(WebError::Forbidden);
-    }
+    state.admit(&state.metrics_ips, peer, &headers, "metrics")?;
     if let Some(admin) = &state.admin {
         match tokio::time::timeout(STATS_TIMEOUT, admin.stats()).await {
             Ok(Ok(report)) => record_stats(&report),

@@ -100,6 +100,26 @@ impl WebState {
     }
 }
 
+impl WebState {
+    /// Lets a request through when its client address (the peer, or the forwarded one
+    /// from a trusted proxy) is on `allowed`; `what` names the route in the refusal log.
+    fn admit(
+        &self,
+        allowed: &IpList,
+        peer: SocketAddr,
+        headers: &axum::http::HeaderMap,
+        what: &'static str,
+    ) -> Result<(), WebError> {
+        let from = ips::client_ip(peer.ip(), headers, &self.trusted_proxies);
+        if from.is_some_and(|ip| allowed.contains(ip)) {
+            Ok(())
+        } else {
+            tracing::warn!(client = ?from, what, "request from an address off the allow-list refused");
+            Err(WebError::Forbidden)
+        }
+    }
+}
+
 impl std::fmt::Debug for WebState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WebState")

@@ -9,7 +9,7 @@ use axum::http::HeaderMap;
 use rei_core::payment::{GatewayHint, PaymentError, Told};
 use tracing::Instrument;
 
-use super::{WebError, WebState, ips};
+use super::{WebError, WebState};
 
 /// A notification: checked source, parsed hint, re-read and applied by the payment
 /// service. 200 for processed, duplicate and ignored events (YooKassa stops retrying);
@@ -53,11 +53,7 @@ async fn handle_yookassa(
     let Some(payments) = &state.payments else {
         return Err(WebError::NotFound);
     };
-    let from = ips::client_ip(peer.ip(), headers, &state.trusted_proxies);
-    if !from.is_some_and(|ip| state.yookassa_ips.contains(ip)) {
-        tracing::warn!(client = ?from, "payment notification from an address off the allow-list refused");
-        return Err(WebError::Forbidden);
-    }
+    state.admit(&state.yookassa_ips, peer, headers, "payment notification")?;
     let hint = match crate::yookassa::parse_notification(body) {
         Ok(Some(hint)) => hint,
         Ok(None) => {
