@@ -165,6 +165,10 @@ pub(crate) struct Config {
         default_value = "https://api.telegram.org"
     )]
     pub telegram_api_url: url::Url,
+    /// How long to keep trying to reach Telegram at start (network down, DNS not ready)
+    /// before giving up; a rejected token stops the bot at once.
+    #[arg(long, env = "TELEGRAM_START_RETRY_SECS", default_value = "300", value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    pub telegram_start_retry_secs: u64,
     /// Messages per second the bot sends overall (Telegram's limit is about 30); 0 = no
     /// proactive limit, only Telegram's 429 `retry_after`.
     #[arg(long, env = "TELEGRAM_SEND_RATE", default_value = "30", value_parser = clap::value_parser!(u32).range(0..=100_000))]

@@ -11,8 +11,8 @@ use rei_adapters::gemini::{GeminiClient, GeminiConfig};
 use rei_adapters::kling::{KlingClient, KlingConfig, KlingCredentials, KlingModel};
 use rei_adapters::system::{RandomIds, SystemClock};
 use rei_adapters::telegram::{
-    FrontEnd, Locales, SendRate, TelegramMedia, TelegramNotifier, TelegramNotifierConfig,
-    TelegramStars, TelegramWebhook, UpdateSource,
+    BotClients, FrontEnd, Locales, SendRate, TelegramMedia, TelegramNotifier,
+    TelegramNotifierConfig, TelegramStars, TelegramWebhook, UpdateSource,
 };
 use rei_adapters::web::{IpList, Metrics, WebState};
 use rei_adapters::worker::{Worker, WorkerConfig};
@@ -110,8 +110,11 @@ pub(crate) async fn build(config: &Config) -> anyhow::Result<App> {
         assets =
             assets.with_public_links(base.clone(), config.bot_token.expose_secret().as_bytes());
     }
-    let bot = teloxide::Bot::new(config.bot_token.expose_secret())
-        .set_api_url(config.telegram_api_url.clone());
+    let clients = BotClients::new(
+        config.bot_token.expose_secret(),
+        config.telegram_api_url.clone(),
+    )?;
+    let bot = clients.send.clone();
     let locales = Arc::new(Locales::load()?);
     let send_rate = SendRate::per_second(config.telegram_send_rate);
     let notifier = Arc::new(TelegramNotifier::new(
@@ -191,7 +194,8 @@ pub(crate) async fn build(config: &Config) -> anyhow::Result<App> {
         assets,
         retention: Duration::from_secs(u64::from(config.asset_retention_days) * 86_400),
         front: FrontEnd {
-            bot,
+            clients,
+            start_retry: Duration::from_secs(config.telegram_start_retry_secs),
             send_rate,
             conversation,
             jobs,

@@ -26,6 +26,7 @@ struct Bot {
     path: String,
     process: Child,
     assets: tempfile::TempDir,
+    logs: tempfile::TempDir,
     http: String,
     extra: &'static [(&'static str, &'static str)],
 }
@@ -43,15 +44,16 @@ async fn bot_with(extra: &'static [(&'static str, &'static str)]) -> Bot {
     let kling = FakeKling::start(1).await.unwrap();
     let gemini = FakeGemini::start().await.unwrap();
     let assets = tempfile::tempdir().unwrap();
+    let logs = tempfile::tempdir().unwrap();
     let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let http = free.local_addr().unwrap().to_string();
     drop(free);
     let process = spawn(
         &path,
-        &telegram,
+        &telegram.url,
         &kling,
         &gemini,
-        assets.path(),
+        (assets.path(), logs.path()),
         &http,
         extra,
     );
@@ -64,19 +66,28 @@ async fn bot_with(extra: &'static [(&'static str, &'static str)]) -> Bot {
         path,
         process,
         assets,
+        logs,
         http,
     }
 }
 
+/// Starts `rei-bot run` with the fakes' URLs; an `extra` variable with an empty value is
+/// removed (a provider left unconfigured). Its log goes to `bot.log` in `dirs.1`.
 fn spawn(
     path: &str,
-    telegram: &FakeTelegram,
+    telegram: &str,
     kling: &FakeKling,
     gemini: &FakeGemini,
-    assets: &std::path::Path,
+    dirs: (&std::path::Path, &std::path::Path),
     http: &str,
     extra: &[(&str, &str)],
 ) -> Child {
+    let (assets, logs) = dirs;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(logs.join("bot.log"))
+        .expect("open the bot's log");
     let mut command = Command::new(env!("CARGO_BIN_EXE_rei-bot"));
     command
         .arg("run")
@@ -89,36 +100,45 @@ fn spawn(
         .env("NANO_BANANA_API_URL", &gemini.url)
         .env("KLING_API_KEY", "ak-test:sk-test")
         .env("KLING_API_URL", &kling.url)
-        .env("TELEGRAM_API_URL", &telegram.url)
+        .env("TELEGRAM_API_URL", telegram)
         .env("ASSET_DIR", assets)
         .env("WORKER_LEASE_SECS", "2")
         .env("VIDEO_POLL_INTERVAL_MS", "100")
         .env("HTTP_ADDR", http)
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
-        .stderr(if std::env::var("TEST_LOG").is_ok() {
-            Stdio::inherit()
-        } else {
-            Stdio::null()
-        })
+        .stderr(Stdio::from(log))
         .kill_on_drop(true);
     for (name, value) in extra {
-        command.env(name, value);
+        if value.is_empty() {
+            command.env_remove(name);
+        } else {
+            command.env(name, value);
+        }
     }
     command.spawn().expect("start rei-bot")
 }
 
-async fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+async fn eventually<T>(what: &str, check: impl FnMut() -> Option<T>) -> T {
+    within(Duration::from_secs(30), what, check).await
+}
+
+async fn within<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();
     loop {
         if let Some(v) = check() {
             return v;
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "timed out waiting for: {what}"
-        );
+        assert!(start.elapsed() < limit, "timed out waiting for: {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+impl Drop for Bot {
+    fn drop(&mut self) {
+        if std::env::var("TEST_LOG").is_ok() {
+            eprintln!("---- rei-bot log ----\n{}", self.log());
+        }
     }
 }
 
@@ -128,13 +148,18 @@ impl Bot {
         self.process.kill().await.unwrap();
         self.process = spawn(
             &self.path,
-            &self.telegram,
+            &self.telegram.url,
             &self.kling,
             &self.gemini,
-            self.assets.path(),
+            (self.assets.path(), self.logs.path()),
             &self.http,
             self.extra,
         );
+    }
+
+    /// What the bot logged so far (`TEST_LOG=1` also prints it when the bot is dropped).
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.logs.path().join("bot.log")).unwrap_or_default()
     }
 
     /// Sends a text and waits for the `n`-th message the bot sends to that user after it.
@@ -690,4 +715,259 @@ async fn pay_gives_a_payment_link_and_check_payment_credits_once() {
         .unwrap();
     assert_eq!(balance.available, "300".parse().unwrap());
     assert!(bot.stores.ledger.verify().await.unwrap().is_ok());
+}
+
+// ---- [bot-defects]: found driving the release binary against a faithful fake ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_bot_keeps_each_long_poll_open_for_its_full_timeout() {
+    let bot = bot().await;
+    bot.telegram.until_polling().await;
+    let polls_before = bot.telegram.polls();
+    // Longer than teloxide's default client timeout (17 s), shorter than two long polls
+    // (25 s each): a client that cuts its own polls shows here. `REI_IDLE_SECS` runs it
+    // longer by hand (the two minutes: `REI_IDLE_SECS=120`).
+    let idle: u64 = std::env::var("REI_IDLE_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30);
+    tokio::time::sleep(Duration::from_secs(idle)).await;
+    let log = bot.log();
+    assert!(log.contains("opening backends"), "the log is read: {log}");
+    assert_eq!(
+        bot.telegram.abandoned_polls(),
+        0,
+        "no long poll is cut off by our own client: {log}"
+    );
+    let polls = bot.telegram.polls() - polls_before;
+    assert!(
+        polls <= idle / 25 + 1,
+        "each idle poll is held for 25 s ({polls} polls in {idle} s)"
+    );
+    assert!(
+        !log.contains("polling Telegram failed"),
+        "no false alarm while idle: {log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_message_without_start_is_served_and_admin_commands_work_at_once() {
+    let bot = bot().await;
+    // Anna comes from a shared link and writes a prompt straight away.
+    let draft = bot.say(ANNA, "a red fox in the snow").await;
+    assert!(text(&draft).contains("Цена: 50.00 ₽"), "{draft:?}");
+    // The admin never sent /start either: the credit is done, not silently dropped.
+    let added = bot.say(ADMIN, "/add 4242 100 welcome").await;
+    assert!(text(&added).contains("начислено 100.00 ₽"), "{added:?}");
+    let queued = bot.press(ANNA, &draft, &data(&draft, "Запустить")).await;
+    assert!(text(&queued).contains("Запущено"), "{queued:?}");
+    eventually("the photo", || {
+        let sent = bot.telegram.calls_to("sendPhoto", ANNA);
+        (!sent.is_empty()).then_some(sent)
+    })
+    .await;
+    // A first contact in English is registered in English.
+    bot.telegram.user_language(777, Some("en"));
+    let balance = bot.say(777, "/balance").await;
+    assert!(text(&balance).contains("Balance: 0.00 ₽"), "{balance:?}");
+    assert!(bot.stores.ledger.verify().await.unwrap().is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_fails_after_retries_is_told_in_a_new_message() {
+    let bot = bot().await;
+    bot.say(ADMIN, "/start").await;
+    bot.say(ANNA, "/start").await;
+    bot.say(ADMIN, "/add 4242 100").await;
+    bot.gemini.rate_limit();
+    let draft = bot.say(ANNA, "a fox").await;
+    let queued = bot.press(ANNA, &draft, &data(&draft, "Запустить")).await;
+    assert!(text(&queued).contains("Запущено"), "{queued:?}");
+    // Three attempts with backoff (5 s, 10 s) and the client's own retries.
+    let failure = within(Duration::from_secs(90), "the failure message", || {
+        bot.sent(ANNA)
+            .into_iter()
+            .find(|c| text(c).contains("Не получилось"))
+    })
+    .await;
+    assert!(
+        text(&failure).contains("вернулись на баланс: 50.00 ₽"),
+        "{failure:?}"
+    );
+    assert!(bot.gemini.calls() >= 3, "retried: {}", bot.gemini.calls());
+    let balance = bot
+        .stores
+        .ledger
+        .balance(UserId::new(ANNA).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        (balance.available, balance.held),
+        ("100".parse().unwrap(), Money::ZERO)
+    );
+    assert!(bot.stores.ledger.verify().await.unwrap().is_ok());
+}
+
+/// The labels of a message's buttons.
+fn labels(call: &Call) -> Vec<String> {
+    call.reply_markup
+        .as_ref()
+        .map(|m| {
+            m["inline_keyboard"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|row| row.as_array().into_iter().flatten())
+                .filter_map(|b| b["text"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_shows_a_main_menu_whose_buttons_work_like_the_commands() {
+    let bot = bot().await;
+    bot.say(ADMIN, "/start").await;
+    let welcome = bot.say(ANNA, "/start").await;
+    assert!(text(&welcome).contains("Баланс: 0.00 ₽"), "{welcome:?}");
+    let menu = labels(&welcome);
+    for label in ["Картинка", "Видео", "Баланс", "История", "Язык", "Помощь"]
+    {
+        assert!(menu.iter().any(|l| l.contains(label)), "{label}: {menu:?}");
+    }
+    assert!(
+        !menu.iter().any(|l| l.contains("Пополнить")),
+        "no top-up without a payment provider: {menu:?}"
+    );
+    bot.say(ADMIN, "/add 4242 70").await;
+    for (label, command) in [
+        ("Баланс", "/balance"),
+        ("История", "/history"),
+        ("Помощь", "/help"),
+        ("Видео", "/video"),
+    ] {
+        let by_button = bot.press(ANNA, &welcome, &data(&welcome, label)).await;
+        bot.say(ANNA, "/cancel").await;
+        let by_command = bot.say(ANNA, command).await;
+        bot.say(ANNA, "/cancel").await;
+        assert_eq!(by_button.text, by_command.text, "{label}");
+        assert_eq!(by_button.reply_markup, by_command.reply_markup, "{label}");
+    }
+    let ask = bot.press(ANNA, &welcome, &data(&welcome, "Картинка")).await;
+    assert!(text(&ask).contains("Опишите картинку"), "{ask:?}");
+    let draft = bot.say(ANNA, "a fox").await;
+    assert!(text(&draft).contains("Цена: 50.00 ₽"), "{draft:?}");
+    let lang = bot.press(ANNA, &welcome, &data(&welcome, "Язык")).await;
+    bot.press(ANNA, &lang, &data(&lang, "English")).await;
+    let english = bot.say(ANNA, "/start").await;
+    let menu = labels(&english);
+    for label in ["Image", "Video", "Balance", "History", "Language", "Help"] {
+        assert!(menu.iter().any(|l| l.contains(label)), "{label}: {menu:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_main_menu_follows_what_is_configured() {
+    let yookassa = rei_tests::fakes::yookassa::FakeYooKassa::start()
+        .await
+        .unwrap();
+    let url: &'static str = Box::leak(yookassa.url.clone().into_boxed_str());
+    let extra: &'static [(&'static str, &'static str)] = Box::leak(Box::new([
+        ("RATE_LIMIT_PER_MINUTE", "1000"),
+        ("KLING_API_KEY", ""),
+        ("YOOKASSA_SHOP_ID", "123456"),
+        ("YOOKASSA_SECRET_KEY", "test_secret"),
+        ("YOOKASSA_API_URL", url),
+        ("YOOKASSA_RETURN_URL", "https://t.me/rei_test_bot"),
+    ]));
+    let bot = bot_with(extra).await;
+    let welcome = bot.say(ANNA, "/start").await;
+    let menu = labels(&welcome);
+    assert!(
+        !menu.iter().any(|l| l.contains("Видео")),
+        "no video without Kling keys: {menu:?}"
+    );
+    let amounts = bot
+        .press(ANNA, &welcome, &data(&welcome, "Пополнить"))
+        .await;
+    assert!(text(&amounts).contains("Выберите сумму"), "{amounts:?}");
+}
+
+/// Starts `rei-bot run` against `telegram` (a URL) and returns it with its log folder.
+async fn lone_bot(telegram: &str, extra: &[(&str, &str)]) -> (Child, tempfile::TempDir) {
+    let kling = FakeKling::start(1).await.unwrap();
+    let gemini = FakeGemini::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("rei.db").to_string_lossy().into_owned();
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let http = free.local_addr().unwrap().to_string();
+    drop(free);
+    let process = spawn(
+        &db,
+        telegram,
+        &kling,
+        &gemini,
+        (dir.path(), dir.path()),
+        &http,
+        extra,
+    );
+    (process, dir)
+}
+
+async fn exit_within(process: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    tokio::time::timeout(limit, process.wait())
+        .await
+        .expect("the bot stops")
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn telegram_unreachable_at_start_is_retried_then_reported_as_unreachable() {
+    // `.invalid` never resolves (RFC 2606): a DNS failure.
+    let url = "http://rei-telegram.invalid";
+    let (mut process, dir) = lone_bot(url, &[("TELEGRAM_START_RETRY_SECS", "3")]).await;
+    let status = exit_within(&mut process, Duration::from_secs(60)).await;
+    assert!(!status.success(), "{status:?}");
+    let log = std::fs::read_to_string(dir.path().join("bot.log")).unwrap();
+    assert!(
+        log.contains("cannot reach Telegram at http://rei-telegram.invalid"),
+        "{log}"
+    );
+    assert!(log.contains("retrying"), "retried before giving up: {log}");
+    assert!(!log.contains("rejected BOT_TOKEN"), "{log}");
+    assert!(!log.contains("123456:TEST"), "the token never shows: {log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bot_started_before_telegram_is_reachable_comes_up_when_it_is() {
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = free.local_addr().unwrap();
+    drop(free);
+    let (_process, dir) = lone_bot(&format!("http://{addr}"), &[]).await;
+    // Nothing listens yet: the bot keeps trying.
+    within(Duration::from_secs(30), "a retry", || {
+        let log = std::fs::read_to_string(dir.path().join("bot.log")).unwrap_or_default();
+        log.contains("cannot reach Telegram yet").then_some(())
+    })
+    .await;
+    let telegram = FakeTelegram::start_at(addr).await.unwrap();
+    telegram.send_text(ANNA, "/start");
+    let welcome = within(Duration::from_secs(60), "the welcome", || {
+        telegram.calls_to("sendMessage", ANNA).into_iter().next()
+    })
+    .await;
+    assert!(text(&welcome).contains("Привет"), "{welcome:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_token_stops_the_bot_at_once_with_that_reason() {
+    let telegram = FakeTelegram::start().await.unwrap();
+    telegram.reject_token();
+    let (mut process, dir) = lone_bot(&telegram.url, &[]).await;
+    // No retry window is waited out (the default is 300 s).
+    let status = exit_within(&mut process, Duration::from_secs(20)).await;
+    assert!(!status.success(), "{status:?}");
+    let log = std::fs::read_to_string(dir.path().join("bot.log")).unwrap();
+    assert!(log.contains("Telegram rejected BOT_TOKEN"), "{log}");
+    assert!(!log.contains("cannot reach"), "{log}");
 }

@@ -9,7 +9,7 @@ use rei_adapters::files::AssetStore;
 use rei_adapters::sql::DatabaseTarget;
 use rei_adapters::system::{LogNotifier, RandomIds, SystemClock};
 use rei_adapters::telegram::{
-    Locales, SendRate, TelegramNotifier, TelegramNotifierConfig, TelegramStars,
+    BotClients, Locales, SendRate, TelegramNotifier, TelegramNotifierConfig, TelegramStars,
 };
 use rei_adapters::yookassa::{YooKassaClient, YooKassaConfig};
 use rei_core::job::{JobLimits, JobPorts, JobService};
@@ -63,9 +63,13 @@ pub(crate) async fn build(s: &Settings) -> Result<Services, Failure> {
     let stores = backends.stores.clone();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let assets = AssetStore::new(&s.asset_dir);
-    let bot = s.bot_token.as_ref().map(|token| {
-        teloxide::Bot::new(token.expose_secret()).set_api_url(s.telegram_api_url.clone())
-    });
+    let bot = s
+        .bot_token
+        .as_ref()
+        .map(|token| BotClients::new(token.expose_secret(), s.telegram_api_url.clone()))
+        .transpose()
+        .map_err(|e| Failure::Operational(source_chain(&e)))?
+        .map(|clients| clients.send);
     let notifier: Arc<dyn Notifier> = match &bot {
         Some(bot) => {
             let locales = Locales::load().map_err(|e| Failure::Operational(e.to_string()))?;

@@ -15,13 +15,14 @@
 //! | `CheckPayment(id)` | `1:p:<uuid as 32 lowercase hex digits>` |
 //! | `SetLanguage(l)` | `1:l:ru`, `1:l:en` |
 //! | `AdminStats` | `1:a:s` |
+//! | `Menu(item)` | `1:u:image`, `1:u:video`, `1:u:balance`, `1:u:topup`, `1:u:history`, `1:u:lang`, `1:u:help` |
 //!
 //! Decoding is strict: each action has exactly one accepted form (no leading zeros, no
 //! upper case, no extra fields), and anything else — including a button from another
 //! version of this format — decodes to `None`, which the front end answers with "this
 //! button has expired" instead of guessing. Changing a form means bumping [`VERSION`].
 
-use rei_core::conversation::{Action, DraftId};
+use rei_core::conversation::{Action, DraftId, MenuItem};
 use rei_core::ids::PaymentId;
 use rei_core::pricing::VideoDuration;
 use rei_core::user::Language;
@@ -45,6 +46,7 @@ pub fn encode(action: &Action) -> String {
         Action::SetLanguage(Language::Ru) => ('l', "ru".to_owned()),
         Action::SetLanguage(Language::En) => ('l', "en".to_owned()),
         Action::AdminStats => ('a', "s".to_owned()),
+        Action::Menu(item) => ('u', menu_word(*item).to_owned()),
     };
     format!("{VERSION}:{tag}:{value}")
 }
@@ -73,7 +75,24 @@ pub fn decode(data: &str) -> Option<Action> {
             _ => None,
         },
         "a" if value == "s" => Some(Action::AdminStats),
+        "u" => MenuItem::ALL
+            .into_iter()
+            .find(|item| menu_word(*item) == value)
+            .map(Action::Menu),
         _ => None,
+    }
+}
+
+/// The word of a main-menu item in its button's data.
+const fn menu_word(item: MenuItem) -> &'static str {
+    match item {
+        MenuItem::Image => "image",
+        MenuItem::Video => "video",
+        MenuItem::Balance => "balance",
+        MenuItem::TopUp => "topup",
+        MenuItem::History => "history",
+        MenuItem::Language => "lang",
+        MenuItem::Help => "help",
     }
 }
 
@@ -148,6 +167,13 @@ mod tests {
             Action::SetLanguage(Language::Ru),
             Action::SetLanguage(Language::En),
             Action::AdminStats,
+            Action::Menu(MenuItem::Image),
+            Action::Menu(MenuItem::Video),
+            Action::Menu(MenuItem::Balance),
+            Action::Menu(MenuItem::TopUp),
+            Action::Menu(MenuItem::History),
+            Action::Menu(MenuItem::Language),
+            Action::Menu(MenuItem::Help),
         ]
     }
 
@@ -187,6 +213,9 @@ mod tests {
             (Action::SetLanguage(Language::Ru), "1:l:ru"),
             (Action::SetLanguage(Language::En), "1:l:en"),
             (Action::AdminStats, "1:a:s"),
+            (Action::Menu(MenuItem::Image), "1:u:image"),
+            (Action::Menu(MenuItem::TopUp), "1:u:topup"),
+            (Action::Menu(MenuItem::Language), "1:u:lang"),
         ];
         for (action, data) in cases {
             assert_eq!(encode(&action), data);
@@ -240,6 +269,9 @@ mod tests {
         check("1:d:05", None);
         check("1:l:de", None);
         check("1:l:RU", None);
+        check("1:u:Image", None);
+        check("1:u:", None);
+        check("1:u:wallet", None);
     }
 
     #[test]
@@ -274,6 +306,7 @@ mod tests {
             any::<u128>().prop_map(|n| Action::CheckPayment(payment(n))),
             prop_oneof![Just(Language::Ru), Just(Language::En)].prop_map(Action::SetLanguage),
             Just(Action::AdminStats),
+            proptest::sample::select(MenuItem::ALL.to_vec()).prop_map(Action::Menu),
         ]
     }
 

@@ -37,6 +37,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::callback;
+use super::client::{BotClients, BotStartError, LONG_POLL};
 use super::locale::{Arg as LocaleArg, Locales};
 use crate::files::AssetStore;
 
@@ -51,9 +52,15 @@ pub enum FrontendError {
         "another bot instance is polling with this BOT_TOKEN (Telegram answered 409 Conflict): stop it first"
     )]
     Conflict,
-    /// The token is wrong or Telegram is unreachable at start.
-    #[error("Telegram refused the bot at start (check BOT_TOKEN and TELEGRAM_API_URL)")]
-    Start(#[source] RequestError),
+    /// Telegram could not be reached at start, or rejected the token.
+    #[error(transparent)]
+    Start(#[from] BotStartError),
+    /// Telegram refused the webhook (`TELEGRAM_MODE=webhook`).
+    #[error("Telegram refused the webhook at PUBLIC_URL: {0}")]
+    Webhook(#[source] RequestError),
+    /// Receiving updates stopped with an error.
+    #[error("receiving updates from Telegram failed: {0}")]
+    Updates(#[source] RequestError),
 }
 
 /// Downloads users' files through the Bot API into the asset store.
@@ -127,8 +134,10 @@ struct Front {
 /// What the front end works with.
 #[derive(Clone)]
 pub struct FrontEnd {
-    /// The Bot API client (`TELEGRAM_API_URL`).
-    pub bot: Bot,
+    /// The Bot API clients (`TELEGRAM_API_URL`).
+    pub clients: BotClients,
+    /// How long to keep trying to reach Telegram at start before giving up.
+    pub start_retry: Duration,
     /// `TELEGRAM_SEND_RATE`.
     pub send_rate: super::SendRate,
     /// The dialogue engine.
@@ -176,13 +185,20 @@ impl FrontEnd {
     ///
     /// # Errors
     /// [`FrontendError::Conflict`] when another instance polls with the same token,
-    /// [`FrontendError::Start`] when Telegram refuses the bot (or the webhook) at start.
+    /// [`FrontendError::Start`] when Telegram cannot be reached at start (after
+    /// retrying for `start_retry`) or rejects the token, [`FrontendError::Webhook`]
+    /// when it refuses the webhook.
     pub async fn run(
         self,
         source: UpdateSource,
         shutdown: CancellationToken,
     ) -> Result<(), FrontendError> {
-        let bot = self.bot.clone();
+        let me = tokio::select! {
+            me = self.clients.connect(self.start_retry) => me?,
+            () = shutdown.cancelled() => return Ok(()),
+        };
+        tracing::info!(bot = %me.username(), "connected to Telegram");
+        let bot = self.clients.send.clone();
         set_commands(&bot, &self.locales).await;
         let front = Arc::new(Front {
             bot: bot.clone(),
@@ -239,8 +255,8 @@ impl FrontEnd {
                         }
                     })
                 };
-                let listener = teloxide::update_listeners::Polling::builder(bot)
-                    .timeout(Duration::from_secs(25))
+                let listener = teloxide::update_listeners::Polling::builder(self.clients.poll)
+                    .timeout(LONG_POLL)
                     .allowed_updates(ALLOWED_UPDATES.to_vec())
                     .delete_webhook()
                     .await
@@ -261,7 +277,7 @@ impl FrontEnd {
                     .await;
                 if let Err(e) = set {
                     stopper.abort();
-                    return Err(FrontendError::Start(e));
+                    return Err(FrontendError::Webhook(e));
                 }
                 tracing::info!(url = %url, "Telegram webhook set");
                 let on_listener_error =
@@ -272,7 +288,7 @@ impl FrontEnd {
             }
         };
         stopper.abort();
-        dispatched.map_err(FrontendError::Start)?;
+        dispatched.map_err(FrontendError::Updates)?;
         if conflict.is_cancelled() {
             return Err(FrontendError::Conflict);
         }

@@ -4,6 +4,7 @@
 //! teloxide.
 
 mod callback;
+mod client;
 mod frontend;
 mod locale;
 mod notifier;
@@ -12,6 +13,7 @@ mod stars;
 mod webhook;
 
 pub use callback::{decode, encode};
+pub use client::{BotClients, BotStartError, LONG_POLL};
 pub use frontend::{FrontEnd, FrontendError, TelegramMedia, UpdateSource, render};
 pub use locale::{Arg, LocaleError, Locales};
 pub use notifier::{TelegramNotifier, TelegramNotifierConfig};

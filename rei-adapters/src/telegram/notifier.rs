@@ -3,6 +3,9 @@
 //! - Progress edits the job's one status message (sent on the first notice, its id then
 //!   stored with the job by core); "message is not modified" is success, and a status
 //!   message that is gone is replaced by a new one.
+//! - Every final outcome (a result, a failure with its refund, a cancel) is a new
+//!   message, since Telegram notifies nobody of an edit; the status message is edited
+//!   to match as well.
 //! - A result goes as a photo (≤ 10 MB, else a document) or a video (≤ 50 MB; larger
 //!   ones are reported with their size, since the cloud Bot API cannot upload them).
 //! - A blocked bot or a deactivated user is `Unreachable` (recorded, never retried);
@@ -188,9 +191,7 @@ impl TelegramNotifier {
             &[("charged", Arg::Text(charged.clone()))],
         );
         let done = self.text(language, "job-done-status", &[]);
-        if let Err(e) = self.show_status_if_any(chat, status, done).await {
-            tracing::debug!(error = %e, "the status message could not be marked done");
-        }
+        self.edit_status(chat, status, done).await;
         let path = self
             .assets
             .path(result)
@@ -237,27 +238,28 @@ impl TelegramNotifier {
         sent.map_err(|e| map_error(e, chat))
     }
 
-    /// Edits the status message when there is one; otherwise nothing.
-    async fn show_status_if_any(
-        &self,
-        chat: ChatId,
-        status: Option<&MessageRef>,
-        text: String,
-    ) -> Result<(), NotifyError> {
-        match status {
-            Some(_) => self.show_status(chat, status, text).await.map(|_| ()),
-            None => Ok(()),
-        }
-    }
-
-    /// A final text: in place of the status message when there is one, else new.
+    /// A final outcome (a failure, a cancel): the status message shows it too, but the
+    /// outcome itself is a new message, because Telegram notifies nobody of an edit.
     async fn finish(
         &self,
         chat: ChatId,
         status: Option<&MessageRef>,
         text: String,
     ) -> Result<(), NotifyError> {
-        self.show_status(chat, status, text).await.map(|_| ())
+        self.edit_status(chat, status, text.clone()).await;
+        self.send_text(chat, text).await
+    }
+
+    /// Edits the status message, if there is one, best effort: the new message that
+    /// follows is what tells the user.
+    async fn edit_status(&self, chat: ChatId, status: Option<&MessageRef>, text: String) {
+        let Some(id) = status.and_then(|m| m.as_str().parse::<i32>().ok()) else {
+            return;
+        };
+        match self.bot.edit_message_text(chat, MessageId(id), text).await {
+            Ok(_) | Err(RequestError::Api(ApiError::MessageNotModified)) => {}
+            Err(e) => tracing::debug!(error = %e, "the status message could not be edited"),
+        }
     }
 
     fn should_alert(&self, alert: &AdminAlert) -> bool {

@@ -6,8 +6,8 @@ use std::time::Duration;
 use super::command::{AdminCommand, Command, CommandError};
 use super::state::{self, DialogueState, Draft, DraftId, Stored};
 use super::{
-    Action, Arg, Button, ButtonTarget, Input, Invoice, Media, Reply, Sender, Text, invoice_payload,
-    payment_of_payload,
+    Action, Arg, Button, ButtonTarget, Input, Invoice, Media, MenuItem, Reply, Sender, Text,
+    invoice_payload, payment_of_payload,
 };
 use crate::ids::{IdempotencyKey, UserId};
 use crate::job::{JobError, JobService, JobSpec, Prompt, PromptError, VideoMode};
@@ -185,7 +185,14 @@ impl Conversation {
         }
         match self.ports.users.access(user).await? {
             Access::Allowed => {}
-            Access::Unknown => return Ok(say("start-first")),
+            // First contact without /start (a shared link, a forward, a cleared chat):
+            // registered now, then served as usual.
+            Access::Unknown => {
+                let (registered, _) = self.ports.users.register(profile(sender)).await?;
+                if registered.is_banned {
+                    return self.handle_banned(user).await;
+                }
+            }
             Access::Banned { notify: true } => return Ok(say("banned")),
             Access::Banned { notify: false } => return Ok(Vec::new()),
         }
@@ -255,17 +262,7 @@ impl Conversation {
     }
 
     async fn start(&self, sender: &Sender, stored: &mut Stored) -> Replies {
-        let language = match sender.language_code.as_deref() {
-            Some(code) if code.to_ascii_lowercase().starts_with("en") => Language::En,
-            _ => Language::Ru,
-        };
-        let profile = UserProfile {
-            id: sender.id,
-            username: sender.username.clone(),
-            first_name: sender.first_name.clone(),
-            language,
-        };
-        let (user, _) = self.ports.users.register(profile).await?;
+        let (user, _) = self.ports.users.register(profile(sender)).await?;
         if user.is_banned {
             return self.handle_banned(sender.id).await;
         }
@@ -273,11 +270,66 @@ impl Conversation {
         self.save(sender.id, stored).await?;
         let balance = self.ports.ledger.balance(sender.id).await?;
         let name = sender.first_name.clone().unwrap_or_default();
-        Ok(vec![Reply::text(
+        Ok(vec![Reply::with_buttons(
             Text::key("welcome")
                 .arg("name", Arg::Text(name))
                 .arg("balance", Arg::Money(balance.available)),
+            self.main_menu(),
         )])
+    }
+
+    /// The main menu under the welcome: one button per action that is enabled now.
+    fn main_menu(&self) -> Vec<Vec<Button>> {
+        let payments = self
+            .ports
+            .payments
+            .as_ref()
+            .is_some_and(|p| p.has_gateway() || p.config().stars_rate.is_some());
+        let items: Vec<MenuItem> = [
+            (MenuItem::Image, self.config.images),
+            (MenuItem::Video, self.videos_enabled()),
+            (MenuItem::Balance, true),
+            (MenuItem::TopUp, payments),
+            (MenuItem::History, true),
+            (MenuItem::Language, true),
+            (MenuItem::Help, true),
+        ]
+        .into_iter()
+        .filter_map(|(item, enabled)| enabled.then_some(item))
+        .collect();
+        items
+            .chunks(2)
+            .map(|row| {
+                row.iter()
+                    .map(|item| Button::action(Text::key(item.label_key()), Action::Menu(*item)))
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn videos_enabled(&self) -> bool {
+        self.config.videos && !self.config.video_models.is_empty()
+    }
+
+    /// A main-menu button: exactly what its command does.
+    async fn menu(&self, sender: &Sender, item: MenuItem, stored: &mut Stored) -> Replies {
+        let command = match item {
+            MenuItem::Image => {
+                if !self.config.images {
+                    return Ok(say("images-unavailable"));
+                }
+                stored.state = DialogueState::Idle;
+                return Ok(say("menu-image-ask"));
+            }
+            MenuItem::Video => Command::Video,
+            MenuItem::Balance => Command::Balance,
+            MenuItem::TopUp => Command::Pay,
+            MenuItem::History => Command::History,
+            MenuItem::Language => Command::Lang,
+            MenuItem::Help => Command::Help,
+        };
+        // Menu buttons never carry an admin command: no update key is needed.
+        self.command(sender, command, stored, "menu").await
     }
 
     async fn handle_banned(&self, user: UserId) -> Replies {
@@ -364,7 +416,7 @@ impl Conversation {
     }
 
     fn video_menu(&self, stored: &mut Stored) -> Vec<Reply> {
-        if !self.config.videos || self.config.video_models.is_empty() {
+        if !self.videos_enabled() {
             return say("video-unavailable");
         }
         stored.state = DialogueState::VideoModel;
@@ -1050,6 +1102,7 @@ impl Conversation {
                 self.ports.users.set_language(user, language).await?;
                 Ok(say("lang-set"))
             }
+            Action::Menu(item) => self.menu(sender, item, stored).await,
             Action::AdminStats => {
                 if self.config.admins.contains(&user) {
                     self.stats().await
@@ -1108,6 +1161,20 @@ impl Conversation {
             Err(JobError::Banned(_)) => Ok(say("banned")),
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+/// The user as the messenger describes them; the language from the messenger's code.
+fn profile(sender: &Sender) -> UserProfile {
+    let language = match sender.language_code.as_deref() {
+        Some(code) if code.to_ascii_lowercase().starts_with("en") => Language::En,
+        _ => Language::Ru,
+    };
+    UserProfile {
+        id: sender.id,
+        username: sender.username.clone(),
+        first_name: sender.first_name.clone(),
+        language,
     }
 }
 

@@ -72,6 +72,14 @@ pub const TEXT_KEYS: &[&str] = &[
     "lang-en",
     "lang-ru",
     "lang-set",
+    "menu-balance",
+    "menu-help",
+    "menu-history",
+    "menu-image",
+    "menu-image-ask",
+    "menu-language",
+    "menu-topup",
+    "menu-video",
     "nothing-to-cancel",
     "pay-amount",
     "pay-check",
@@ -96,7 +104,6 @@ pub const TEXT_KEYS: &[&str] = &[
     "stars-invoice-expired",
     "stars-invoice-title",
     "stars-payment-problem",
-    "start-first",
     "too-many-jobs",
     "unknown-command",
     "unknown-input",
@@ -198,6 +205,54 @@ pub enum Action {
     SetLanguage(Language),
     /// `/admin` menu: statistics.
     AdminStats,
+    /// The main menu under `/start`: does what its command does.
+    Menu(MenuItem),
+}
+
+/// A button of the main menu (`/start`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MenuItem {
+    /// Make an image: asks for a description or a photo with a caption.
+    Image,
+    /// `/video`.
+    Video,
+    /// `/balance`.
+    Balance,
+    /// `/pay`.
+    TopUp,
+    /// `/history`.
+    History,
+    /// `/lang`.
+    Language,
+    /// `/help`.
+    Help,
+}
+
+impl MenuItem {
+    /// Every item, in menu order.
+    pub const ALL: [Self; 7] = [
+        Self::Image,
+        Self::Video,
+        Self::Balance,
+        Self::TopUp,
+        Self::History,
+        Self::Language,
+        Self::Help,
+    ];
+
+    /// The locale key of its label.
+    #[must_use]
+    pub const fn label_key(self) -> &'static str {
+        match self {
+            Self::Image => "menu-image",
+            Self::Video => "menu-video",
+            Self::Balance => "menu-balance",
+            Self::TopUp => "menu-topup",
+            Self::History => "menu-history",
+            Self::Language => "menu-language",
+            Self::Help => "menu-help",
+        }
+    }
 }
 
 /// An argument of a text.

@@ -361,10 +361,115 @@ async fn start_registers_and_shows_the_balance() {
 }
 
 #[tokio::test]
-async fn an_unknown_user_is_asked_to_start_first() {
+async fn a_first_message_without_start_registers_the_user_and_is_served() {
     let w = world();
-    assert_eq!(keys(&w.say(ANNA, "a fox").await), ["start-first"]);
-    assert!(w.jobs_of(ANNA).await.is_empty());
+    let mut english = sender(ANNA);
+    english.language_code = Some("en-GB".into());
+    let replies = w
+        .chat
+        .handle(&english, Input::Text("a fox".into()), "tg:1")
+        .await
+        .unwrap();
+    assert_eq!(keys(&replies), ["draft-image", "draft-short-of-money"]);
+    let user = w
+        .store
+        .user(UserId::new(ANNA).unwrap())
+        .await
+        .unwrap()
+        .expect("registered on first contact");
+    assert_eq!(user.language, Language::En, "the update's language");
+    // The draft was kept: Confirm finds it (and is refused only for want of money).
+    let refused = w.press(ANNA, button(&replies, "button-confirm")).await;
+    assert_eq!(keys(&refused), ["insufficient-funds"]);
+}
+
+#[tokio::test]
+async fn an_admin_who_never_sent_start_can_credit_at_once() {
+    let w = world();
+    w.user_with(ANNA, "0").await;
+    let replies = w.say(ADMIN, "/add 42 100 gift").await;
+    assert_eq!(keys(&replies), ["admin-added"]);
+    assert_eq!(w.available(ANNA).await, money("100"));
+}
+
+#[tokio::test]
+async fn start_shows_the_main_menu_of_what_is_enabled() {
+    let labels = |replies: &[Reply]| -> Vec<&'static str> {
+        replies[0]
+            .buttons
+            .iter()
+            .flatten()
+            .map(|b| b.label.key)
+            .collect()
+    };
+    let w = world();
+    let everything_but_payments = labels(&w.say(ANNA, "/start").await);
+    assert_eq!(
+        everything_but_payments,
+        [
+            "menu-image",
+            "menu-video",
+            "menu-balance",
+            "menu-history",
+            "menu-language",
+            "menu-help"
+        ],
+        "no top-up without a payment provider"
+    );
+    let mut bare = config(false);
+    bare.videos = false;
+    bare.images = false;
+    let w = world_paying(bare, None, Some(money("1.5")));
+    assert_eq!(
+        labels(&w.say(ANNA, "/start").await),
+        [
+            "menu-balance",
+            "menu-topup",
+            "menu-history",
+            "menu-language",
+            "menu-help"
+        ],
+        "no image or video button without their providers; Stars alone can top up"
+    );
+}
+
+#[tokio::test]
+async fn main_menu_buttons_do_what_their_commands_do() {
+    let w = world_paying(config(false), None, Some(money("1.5")));
+    w.user_with(ANNA, "120").await;
+    for (item, command) in [
+        (MenuItem::Balance, "/balance"),
+        (MenuItem::History, "/history"),
+        (MenuItem::Language, "/lang"),
+        (MenuItem::Help, "/help"),
+        (MenuItem::TopUp, "/pay"),
+        (MenuItem::Video, "/video"),
+    ] {
+        let by_button = w.press(ANNA, Action::Menu(item)).await;
+        w.say(ANNA, "/cancel").await;
+        let by_command = w.say(ANNA, command).await;
+        w.say(ANNA, "/cancel").await;
+        assert_eq!(by_button, by_command, "{item:?}");
+    }
+    // The video button leaves the dialogue where /video does: a model is chosen next.
+    w.press(ANNA, Action::Menu(MenuItem::Video)).await;
+    let durations = w.press(ANNA, Action::VideoModel(0)).await;
+    assert_eq!(keys(&durations), ["video-choose-duration"]);
+    // The image button ends any dialogue and asks for a description.
+    assert_eq!(
+        keys(&w.press(ANNA, Action::Menu(MenuItem::Image)).await),
+        ["menu-image-ask"]
+    );
+    let draft = w.say(ANNA, "a red fox").await;
+    assert_eq!(keys(&draft), ["draft-image"]);
+    let mut no_images = config(false);
+    no_images.images = false;
+    let w = world_with(no_images, None);
+    w.user_with(ANNA, "0").await;
+    assert_eq!(
+        keys(&w.press(ANNA, Action::Menu(MenuItem::Image)).await),
+        ["images-unavailable"]
+    );
 }
 
 #[tokio::test]

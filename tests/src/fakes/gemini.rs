@@ -1,5 +1,6 @@
 //! A fake Gemini `generateContent` (providers.md §2): answers every request with one
-//! final PNG part (`finishReason: STOP`) and counts the calls.
+//! final PNG part (`finishReason: STOP`) and counts the calls; a test can make it refuse
+//! every prompt (safety filter) or answer every call with 429 `RESOURCE_EXHAUSTED`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -16,6 +17,7 @@ use serde_json::json;
 pub struct FakeGemini {
     calls: Arc<AtomicU32>,
     refuse: Arc<std::sync::atomic::AtomicBool>,
+    limited: Arc<std::sync::atomic::AtomicBool>,
     /// Where it listens (`NANO_BANANA_API_URL`).
     pub url: String,
 }
@@ -37,11 +39,23 @@ impl FakeGemini {
     pub async fn start() -> anyhow::Result<Self> {
         let calls = Arc::new(AtomicU32::new(0));
         let refuse = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let limited = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let router = Router::new()
             .route("/v1beta/models/{call}", post(generate))
-            .with_state((calls.clone(), refuse.clone()));
+            .with_state((calls.clone(), refuse.clone(), limited.clone()));
         let (url, _task) = super::serve(router).await?;
-        Ok(Self { calls, refuse, url })
+        Ok(Self {
+            calls,
+            refuse,
+            limited,
+            url,
+        })
+    }
+
+    /// From now on every call is refused with 429 `RESOURCE_EXHAUSTED` and a
+    /// `RetryInfo.retryDelay` of one second (providers.md §2.4).
+    pub fn rate_limit(&self) {
+        self.limited.store(true, Ordering::SeqCst);
     }
 
     /// From now on every prompt is blocked by the safety filter (HTTP 200 with
@@ -57,10 +71,33 @@ impl FakeGemini {
     }
 }
 
-type Shared = (Arc<AtomicU32>, Arc<std::sync::atomic::AtomicBool>);
+type Shared = (
+    Arc<AtomicU32>,
+    Arc<std::sync::atomic::AtomicBool>,
+    Arc<std::sync::atomic::AtomicBool>,
+);
 
-async fn generate(State((calls, refuse)): State<Shared>) -> Response {
+async fn generate(State((calls, refuse, limited)): State<Shared>) -> Response {
     calls.fetch_add(1, Ordering::SeqCst);
+    if limited.load(Ordering::SeqCst) {
+        return (
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            Json(json!({"error": {
+                "code": 429,
+                "message": "You exceeded your current quota, please check your plan and billing details.",
+                "status": "RESOURCE_EXHAUSTED",
+                "details": [
+                    {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [{
+                        "quotaMetric": "generativelanguage.googleapis.com/generate_content_paid_tier_requests",
+                        "quotaId": "GenerateRequestsPerMinutePerProjectPerModel",
+                        "quotaValue": "10"
+                    }]},
+                    {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "1s"}
+                ]
+            }})),
+        )
+            .into_response();
+    }
     if refuse.load(Ordering::SeqCst) {
         return Json(json!({
             "candidates": [{"content": {"role": "model", "parts": []}, "finishReason": "SAFETY", "index": 0}],

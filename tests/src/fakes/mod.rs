@@ -16,9 +16,21 @@ use anyhow::Context;
 /// # Errors
 /// When no port can be bound.
 pub async fn serve(router: axum::Router) -> anyhow::Result<(String, tokio::task::JoinHandle<()>)> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+    serve_at("127.0.0.1:0".parse()?, router).await
+}
+
+/// Serves `router` at `addr` (a port chosen beforehand: a client may already be trying
+/// it); returns the base URL and the server task.
+///
+/// # Errors
+/// When the address cannot be bound.
+pub async fn serve_at(
+    addr: SocketAddr,
+    router: axum::Router,
+) -> anyhow::Result<(String, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(addr)
         .await
-        .context("bind a fake's port")?;
+        .with_context(|| format!("bind a fake's port at {addr}"))?;
     let addr: SocketAddr = listener.local_addr()?;
     let task = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, router).await {

@@ -166,6 +166,50 @@ async fn a_failure_is_told_in_plain_words_with_the_refund() {
 }
 
 #[tokio::test]
+async fn a_failure_with_a_status_message_is_a_new_message_not_only_an_edit() {
+    let w = world().await;
+    let status = w
+        .notifier
+        .notify(
+            user(),
+            Notice::JobProgress {
+                job_id: job(),
+                progress: rei_core::job::Progress::Started,
+                status_message: None,
+            },
+        )
+        .await
+        .unwrap()
+        .expect("a status message");
+    for notice in [
+        Notice::JobFailed {
+            job_id: job(),
+            reason: FailureReason::TooManyAttempts { attempts: 3 },
+            refunded: "100".parse().unwrap(),
+            status_message: Some(status.clone()),
+        },
+        Notice::JobCancelled {
+            job_id: job(),
+            refunded: "100".parse().unwrap(),
+            status_message: Some(status.clone()),
+        },
+    ] {
+        let before = w.telegram.calls_to("sendMessage", ANNA).len();
+        w.notifier.notify(user(), notice).await.unwrap();
+        let sent = w.telegram.calls_to("sendMessage", ANNA);
+        assert_eq!(sent.len(), before + 1, "a new message notifies the user");
+        let told = sent[before].text.as_deref().unwrap_or_default();
+        assert!(told.contains("100.00 ₽"), "{told}");
+        let edits = w.telegram.calls_of("editMessageText");
+        assert_eq!(
+            edits.last().and_then(|e| e.text.clone()).as_deref(),
+            Some(told),
+            "the status message shows the outcome too"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_user_who_blocked_the_bot_is_unreachable() {
     let w = world().await;
     w.telegram.block(ANNA);

@@ -33,7 +33,15 @@ admin-alert = ⚠️ { $provider }: { $kind } — { $message }
 welcome = Hi, { $name }! I generate images and videos.
     Balance: { $balance }
     Send text for a picture, a photo with a caption to edit it, /video for a video.
-    /pay to top up, /balance, /history, /help.
+    Or pick an action below.
+menu-image = 🖼 Image
+menu-video = 🎬 Video
+menu-balance = 💰 Balance
+menu-topup = 💳 Top up
+menu-history = 📜 History
+menu-language = 🌐 Language
+menu-help = ❓ Help
+menu-image-ask = Describe the picture in words, or send a photo with a caption saying what to change.
 help = What I do:
     • text → image;
     • photo with a caption → edited image;
@@ -56,7 +64,6 @@ lang-en = English
 lang-set = Done: language changed.
 cancelled = Cancelled.
 nothing-to-cancel = Nothing to cancel.
-start-first = Press /start to begin.
 banned = Your access to the bot is restricted.
 unknown-command = I do not know that command. /help shows what I do.
 unknown-input = I do not understand this message. /help shows what I do.
