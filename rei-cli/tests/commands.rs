@@ -193,7 +193,45 @@ async fn users_balances_ledger_and_stats(e: Env) {
     // A failure names the key and how to retry with it.
     let (code, _, err) = cli(&e, &["balance", "sub", "4242", "500", "--reason", "x"]).await;
     assert_eq!(code, 2);
-    assert!(err.contains("--idempotency-key"), "{err}");
+    assert!(err.contains("--key"), "{err}");
+    // The same adjustment run again without --key (a retry after a timeout) is refused,
+    // naming the earlier key; nothing is credited twice.
+    let (code, _, err) = cli(
+        &e,
+        &["balance", "add", "4242", "150.50", "--reason", "gift"],
+    )
+    .await;
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("identical adjustment") && err.contains(&format!("--key {key}")),
+        "{err}"
+    );
+    assert_eq!(
+        cli_json(&e, 0, &["user", "show", "4242"]).await["balance_kopecks"],
+        15_050
+    );
+    // The key is printed before anything is written.
+    let (code, out, err) = cli(
+        &e,
+        &["balance", "add", "4242", "1", "--reason", "tip", "--again"],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let announced = err
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("idempotency key: "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("{err}"))
+        .to_owned();
+    assert!(out.contains(&announced), "{out}");
+    let tip = cli_json(
+        &e,
+        0,
+        &["balance", "sub", "4242", "1", "--reason", "tip", "--again"],
+    )
+    .await;
+    assert_eq!(tip["balance_kopecks"], 15_050, "--again makes another one");
     let sub = cli_json(
         &e,
         0,
@@ -204,8 +242,8 @@ async fn users_balances_ledger_and_stats(e: Env) {
     let history = cli_json(&e, 0, &["ledger", "history", "4242"]).await;
     assert_eq!(
         history.as_array().unwrap().len(),
-        2,
-        "a replay adds nothing: {history}"
+        4,
+        "gift, tip in and out, fix: a replay or a refused repeat adds nothing: {history}"
     );
     let (code, table, _) = cli(&e, &["ledger", "history", "4242"]).await;
     assert_eq!(code, 0);

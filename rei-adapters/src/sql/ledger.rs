@@ -113,6 +113,13 @@ macro_rules! sql_ledger {
                 Ok(Balance { available: money("balance", available)?, held: money("held", held)? })
             }
 
+            async fn entry_by_key(&self, key: &IdempotencyKey) -> Result<Option<LedgerEntry>, StoreError> {
+                let sql = concat!("SELECT ", entry_cols!(), " FROM ledger WHERE idempotency_key = $1");
+                let row: Option<EntryRow> =
+                    sqlx::query_as(sql).bind(key.as_str()).fetch_optional(&self.pool).await.map_err(TxError::from)?;
+                row.map(LedgerEntry::try_from).transpose()
+            }
+
             async fn entries(&self, user: UserId, n: u32) -> Result<Vec<LedgerEntry>, StoreError> {
                 let sql = concat!("SELECT ", entry_cols!(), " FROM ledger WHERE user_id = $1 ORDER BY id DESC LIMIT $2");
                 let rows: Vec<EntryRow> =

@@ -51,7 +51,7 @@ macro_rules! sql_common {
     ($store:ident, $db:ty, $begin:literal, $lock:literal) => {
         pub(crate) use super::$store;
         pub(crate) use async_trait::async_trait;
-        pub(crate) use rei_core::ids::{JobId, PaymentId, ReservationId, UserId};
+        pub(crate) use rei_core::ids::{IdempotencyKey, JobId, PaymentId, ReservationId, UserId};
         pub(crate) use rei_core::job::{Job, JobFilter, JobTransition, NewJob};
         pub(crate) use rei_core::ledger::{
             Balance, LedgerEntry, NewEntry, NewReservation, Posted, Reservation, Settlement, SettlementPlan, VerifyReport,

@@ -1,13 +1,20 @@
 //! `rei-cli balance add|sub`: audited adjustments, never below zero, safe to retry.
 //!
-//! Every adjustment has an idempotency key: `--idempotency-key K`, or a new one made for
-//! this run. It is printed with the result (and in `--json`), and with every failure:
-//! repeating the command with `--idempotency-key K` applies it at most once, so an
-//! operator who is unsure whether a run went through can simply run it again.
+//! Every adjustment has an idempotency key: `--key K` (also `--idempotency-key`), or a new
+//! one made for this run. It is printed on stderr **before** anything is written, and
+//! again with the result (and in `--json`) and with every failure: repeating the command
+//! with `--key K` applies it at most once, so an operator whose command was cut off can
+//! simply run it again.
+//!
+//! Without `--key`, an adjustment identical to one made in the last ten minutes (same
+//! user, direction, amount and reason) is refused: that is a command run twice by
+//! mistake. `--again` makes it anyway.
 
 use clap::Subcommand;
 use rei_core::ids::{IdempotencyKey, UserId};
+use rei_core::ledger::EntryKind;
 use rei_core::money::Money;
+use rei_core::user::{Adjustment, REPEAT_WINDOW, Repeats, UserError};
 use serde_json::json;
 
 use super::{Ctx, admin_failure};
@@ -28,13 +35,16 @@ pub(crate) enum BalanceCommand {
         #[arg(long)]
         reason: String,
         /// Makes the command apply at most once however often it runs (a new key per run
-        /// when absent; the key used is always printed).
+        /// when absent; the key used is always printed, before anything is written).
+        #[arg(long, visible_alias = "idempotency-key")]
+        key: Option<String>,
+        /// Make it even if an identical adjustment was made in the last ten minutes.
         #[arg(long)]
-        idempotency_key: Option<String>,
+        again: bool,
     },
     /// Debits rubles; refused when the balance is smaller.
     #[command(
-        after_help = "Example: rei-cli balance sub 123456789 50 --reason \"chargeback\" --idempotency-key ticket-4411"
+        after_help = "Example: rei-cli balance sub 123456789 50 --reason \"chargeback\" --key ticket-4411"
     )]
     Sub {
         /// Telegram id.
@@ -45,9 +55,12 @@ pub(crate) enum BalanceCommand {
         #[arg(long)]
         reason: String,
         /// Makes the command apply at most once however often it runs (a new key per run
-        /// when absent; the key used is always printed).
+        /// when absent; the key used is always printed, before anything is written).
+        #[arg(long, visible_alias = "idempotency-key")]
+        key: Option<String>,
+        /// Make it even if an identical adjustment was made in the last ten minutes.
         #[arg(long)]
-        idempotency_key: Option<String>,
+        again: bool,
     },
 }
 
@@ -56,42 +69,62 @@ pub(crate) async fn run(ctx: &Ctx, c: &BalanceCommand) -> Result<(), Failure> {
         tg_id,
         amount,
         reason,
-        idempotency_key,
+        key,
+        again,
     }
     | BalanceCommand::Sub {
         tg_id,
         amount,
         reason,
-        idempotency_key,
+        key,
+        again,
     }) = c;
-    let shown = idempotency_key
+    let shown = key
         .clone()
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
-    let key = IdempotencyKey::new(format!("cli:{shown}"))
-        .map_err(|e| Failure::Usage(format!("--idempotency-key: {e}")))?;
-    let admin = &ctx.services.admin;
-    let result = match c {
-        BalanceCommand::Add { .. } => {
-            admin
-                .credit(Ctx::actor(), *tg_id, *amount, reason, key)
-                .await
-        }
-        BalanceCommand::Sub { .. } => {
-            admin
-                .debit(Ctx::actor(), *tg_id, *amount, reason, key)
-                .await
-        }
+    let idempotency_key = IdempotencyKey::new(format!("cli:{shown}"))
+        .map_err(|e| Failure::Usage(format!("--key: {e}")))?;
+    // Before anything is written: a command cut off (a timeout, a lost terminal) can be
+    // repeated with this key and applies at most once.
+    eprintln!("idempotency key: {shown} (to repeat this command safely: --key {shown})");
+    let repeats = if key.is_some() || *again {
+        Repeats::Allow
+    } else {
+        Repeats::RefuseWithin(REPEAT_WINDOW)
     };
-    let posted = result.map_err(|e| {
-        let retry = format!(
-            " (idempotency key {shown}: to retry safely, run the same command with --idempotency-key {shown})"
-        );
-        match admin_failure(e) {
-            Failure::Usage(m) => Failure::Usage(m + &retry),
-            Failure::Operational(m) => Failure::Operational(m + &retry),
-            Failure::Reported => Failure::Reported,
-        }
-    })?;
+    let request = Adjustment {
+        actor: Ctx::actor(),
+        user: *tg_id,
+        kind: match c {
+            BalanceCommand::Add { .. } => EntryKind::Credit,
+            BalanceCommand::Sub { .. } => EntryKind::Debit,
+        },
+        amount: *amount,
+        reason: reason.clone(),
+        key: idempotency_key,
+        repeats,
+    };
+    let posted = ctx
+        .services
+        .admin
+        .adjust_balance(request)
+        .await
+        .map_err(|e| {
+            if let UserError::RepeatedAdjustment { key, .. } = &e {
+                let earlier = key.as_str().strip_prefix("cli:").unwrap_or(key.as_str());
+                return Failure::Usage(format!(
+                    "{e}: not made again. To make a second one, add --again; to finish that one if unsure it went through, run with --key {earlier}"
+                ));
+            }
+            let retry = format!(
+                " (idempotency key {shown}: to retry safely, run the same command with --key {shown})"
+            );
+            match admin_failure(e) {
+                Failure::Usage(m) => Failure::Usage(m + &retry),
+                Failure::Operational(m) => Failure::Operational(m + &retry),
+                Failure::Reported => Failure::Reported,
+            }
+        })?;
     let value = json!({
         "tg_id": tg_id.get(),
         "entry_id": posted.entry.id,
@@ -102,7 +135,7 @@ pub(crate) async fn run(ctx: &Ctx, c: &BalanceCommand) -> Result<(), Failure> {
         "idempotency_key": shown,
         "user_told": ctx.services.tells_users && !posted.replayed,
     });
-    let verb = if posted.entry.kind == rei_core::ledger::EntryKind::Credit {
+    let verb = if posted.entry.kind == EntryKind::Credit {
         "credited"
     } else {
         "debited"

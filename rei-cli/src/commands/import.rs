@@ -36,6 +36,8 @@ pub(crate) async fn run(ctx: &Ctx, path: &Path) -> Result<(), Failure> {
         "payments": report.payments, "payments_new": report.payments_new,
         "jobs": report.jobs, "jobs_new": report.jobs_new,
         "balances_total_kopecks": report.balances_total.kopecks(),
+        "payments_credited": report.payments_credited,
+        "skipped": report.skipped,
         "ledger_verified": verify.is_ok(),
         "violations": serde_json::to_value(&verify.violations).map_err(operational)?,
     });
@@ -66,6 +68,15 @@ pub(crate) async fn run(ctx: &Ctx, path: &Path) -> Result<(), Failure> {
     } else {
         ctx.out
             .table(&value, &["", "in the file", "imported now"], rows);
+        if report.payments_credited > 0 {
+            println!(
+                "{} payment(s) imported before as unpaid were paid in the old bot: credited now, once",
+                report.payments_credited
+            );
+        }
+        for line in &report.skipped {
+            println!("skipped: {line}");
+        }
         println!(
             "balances total {}; ledger verify: {}",
             report.balances_total,

@@ -305,6 +305,19 @@ pub async fn post_is_idempotent<S: Backend>(s: Store<S>) {
     assert_eq!(s.entries(u, 10).await.unwrap().len(), 1);
 }
 
+pub async fn entries_are_found_by_their_key<S: Backend>(s: Store<S>) {
+    let u = user(&*s, 1).await;
+    let posted = s
+        .post(entry(u, EntryKind::Credit, 500, "found"), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.entry_by_key(&key("found")).await.unwrap(),
+        Some(posted.entry)
+    );
+    assert_eq!(s.entry_by_key(&key("missing")).await.unwrap(), None);
+}
+
 pub async fn key_reuse_with_other_content_conflicts<S: Backend>(s: Store<S>) {
     let u = user(&*s, 1).await;
     s.post(entry(u, EntryKind::Credit, 500, "k"), None)

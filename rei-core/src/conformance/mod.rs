@@ -65,6 +65,7 @@ macro_rules! __conformance_cases {
             unknown_users_are_not_found,
             credit_updates_balance_and_history,
             post_is_idempotent,
+            entries_are_found_by_their_key,
             key_reuse_with_other_content_conflicts,
             debit_beyond_balance_posts_nothing,
             zero_amounts_are_invalid,

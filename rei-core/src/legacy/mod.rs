@@ -5,8 +5,10 @@
 //! up (a running balance below zero, a paid payment without exactly one credit of its
 //! amount, an entry of an unknown user, a job still running) is refused with every
 //! problem named, and nothing changes. The import is idempotent: every row is written
-//! under an id or key derived from its legacy id, so a second run imports nothing new.
-//! Provider payment ids are kept, so a late webhook for an old payment finds it paid.
+//! under an id or key derived from its legacy id, so a second run imports nothing new;
+//! a payment's credit row is written under the payment's own credit key, so it and a
+//! credit REI made (webhook, poller) are one credit. Provider payment ids are kept, so a
+//! late webhook for an old payment finds it paid.
 //!
 //! Mapping: legacy entries keep their kind, amount and time; `payment` entries refer to
 //! the imported payment; `job` and `reservation` entries (the legacy bot debited and
@@ -22,7 +24,7 @@ use uuid::Uuid;
 use crate::ids::{IdempotencyKey, PaymentId, UserId};
 use crate::ledger::{EntryKind, NewEntry, RefType};
 use crate::money::Money;
-use crate::payment::{Payment, PaymentProvider, PaymentState};
+use crate::payment::{Payment, PaymentEffect, PaymentEvent, PaymentProvider, PaymentState};
 use crate::ports::{JobStore, LedgerStore, PaymentStore, StoreError, UserStore};
 use crate::time::Timestamp;
 use crate::user::{Actor, AuditAction, AuditRecord, Language, UserProfile};
@@ -154,6 +156,12 @@ pub struct ImportReport {
     pub jobs_new: usize,
     /// The sum of the imported users' balances, kopecks.
     pub balances_total: Money,
+    /// Payments imported before as unpaid that the old bot has since seen paid:
+    /// credited now, once.
+    pub payments_credited: usize,
+    /// Rows left as they are here, each with the reason (also those whose money is
+    /// already in the ledger through another path).
+    pub skipped: Vec<String>,
 }
 
 /// Why an import was refused (nothing was written) or failed.
@@ -306,7 +314,12 @@ pub fn check(s: &LegacySnapshot) -> Result<BTreeMap<UserId, Money>, ImportError>
     }
 }
 
-/// Imports a checked snapshot; a second run writes nothing new.
+/// Imports a checked snapshot; a second run writes nothing new. A file from an old bot
+/// that ran on after an earlier import is imported too: new rows are added, and each
+/// legacy ledger row and each legacy payment is credited at most once — a payment's
+/// credit is one credit whichever side wrote it (REI through a webhook or the poller, or
+/// the old bot's ledger row), because both are posted under the payment's own credit key.
+/// What is left as it is here is listed in [`ImportReport::skipped`].
 ///
 /// # Errors
 /// [`ImportError::Inconsistent`] (nothing written), [`ImportError::Store`].
@@ -317,27 +330,6 @@ pub async fn import(
     now: Timestamp,
 ) -> Result<ImportReport, ImportError> {
     let balances = check(s)?;
-    // A payment imported before must be exactly as the file says now: a payment that
-    // moved on since (paid in the old bot after the first import, or here through a
-    // webhook) would otherwise be credited twice, once by each path.
-    let mut changed = Vec::new();
-    for p in &s.payments {
-        if let Some(existing) = ports.payments.payment(payment_id_of(p.id)).await? {
-            let same = existing.state == p.state
-                && existing.amount == p.amount
-                && existing.provider_payment_id == p.provider_payment_id
-                && existing.user_id == p.user_id;
-            if !same {
-                changed.push(format!(
-                    "payment {} changed since it was imported ({} {} here, {} {} in the file)",
-                    p.id, existing.state, existing.amount, p.state, p.amount
-                ));
-            }
-        }
-    }
-    if !changed.is_empty() {
-        return Err(ImportError::Inconsistent(changed));
-    }
     let mut report = ImportReport {
         users: s.users.len(),
         entries: s.entries.len(),
@@ -371,63 +363,187 @@ pub async fn import(
         }
     }
     for p in &s.payments {
-        let payment = Payment {
-            id: payment_id_of(p.id),
-            user_id: p.user_id,
-            provider: PaymentProvider::Yookassa,
-            provider_payment_id: p.provider_payment_id.clone(),
-            amount: p.amount,
-            provider_units: None,
-            state: p.state,
-            confirmation_url: None,
-            refund_reservation_id: None,
-            refund_id: None,
-            cancel_reason: (p.state == PaymentState::Cancelled).then(|| "legacy".to_owned()),
-            version: 0,
-            checks: 0,
-            next_check_at: None,
-            created_at: p.created_at,
-            paid_at: match p.state {
-                PaymentState::Paid | PaymentState::Refunded => {
-                    Some(p.paid_at.unwrap_or(p.created_at))
-                }
-                PaymentState::Pending | PaymentState::Cancelled => None,
-            },
-            updated_at: now,
-        };
-        report.payments_new += usize::from(ports.payments.import_payment(&payment).await?);
+        import_payment(ports, p, now, &mut report).await?;
     }
     let mut entries: Vec<&LegacyEntry> = s.entries.iter().collect();
     entries.sort_by_key(|e| e.id);
     for e in entries {
-        let (ref_type, ref_id) = match &e.reference {
-            LegacyRef::Payment(p) => (RefType::Payment, payment_id_of(*p).to_string()),
-            LegacyRef::Job(j) => (RefType::Job, format!("legacy-job-{j}")),
-            LegacyRef::Admin(who) => (RefType::Admin, format!("legacy:{who}")),
-            LegacyRef::Other(what) => (RefType::Admin, format!("legacy:{what}")),
-        };
-        let posted = ports
-            .ledger
-            .post(
-                NewEntry {
-                    user_id: e.user_id,
-                    kind: e.kind,
-                    amount: e.amount,
-                    ref_type,
-                    ref_id,
-                    description: e.description.clone(),
-                    idempotency_key: IdempotencyKey::derived("legacy", &e.id, "ledger"),
-                    created_at: e.created_at,
-                },
-                None,
-            )
-            .await?;
-        report.entries_new += usize::from(!posted.replayed);
+        import_entry(ports, e, &mut report).await?;
     }
     for j in &s.jobs {
         report.jobs_new += usize::from(ports.jobs.import_legacy_job(j).await?);
     }
     Ok(report)
+}
+
+/// One legacy payment: new ones are inserted as they are; one imported before follows
+/// the old bot only where that cannot count money twice.
+async fn import_payment(
+    ports: &ImportPorts,
+    p: &LegacyPayment,
+    now: Timestamp,
+    report: &mut ImportReport,
+) -> Result<(), ImportError> {
+    let Some(here) = ports.payments.payment(payment_id_of(p.id)).await? else {
+        let payment = legacy_payment(p, now);
+        report.payments_new += usize::from(ports.payments.import_payment(&payment).await?);
+        return Ok(());
+    };
+    let ids_differ = matches!(
+        (&here.provider_payment_id, &p.provider_payment_id),
+        (Some(a), Some(b)) if a != b
+    );
+    if here.user_id != p.user_id || here.amount != p.amount || ids_differ {
+        report.skipped.push(format!(
+            "payment {}: not the payment imported before ({} of user {} here, {} of user {} in the file): left as it is here",
+            p.id, here.amount, here.user_id, p.amount, p.user_id
+        ));
+        return Ok(());
+    }
+    let paid_in_file = matches!(p.state, PaymentState::Paid | PaymentState::Refunded);
+    let event = match (here.state, p.state) {
+        (a, b) if a == b => return Ok(()),
+        // The old bot saw it paid after the first import: credited here now, once — its
+        // own credit row, imported below, is the same credit under the same key.
+        (PaymentState::Pending | PaymentState::Cancelled, _) if paid_in_file => {
+            let Some(provider_payment_id) = here
+                .provider_payment_id
+                .clone()
+                .or_else(|| p.provider_payment_id.clone())
+            else {
+                report.skipped.push(format!(
+                    "payment {}: {} in the file but without a provider id: check it by hand",
+                    p.id, p.state
+                ));
+                return Ok(());
+            };
+            PaymentEvent::ProviderSucceeded {
+                provider_payment_id,
+                amount: here.amount,
+            }
+        }
+        (PaymentState::Pending, PaymentState::Cancelled) => PaymentEvent::ProviderCancelled {
+            reason: Some("cancelled in the v2.0 bot".to_owned()),
+        },
+        (here_state, file_state) => {
+            report.skipped.push(format!(
+                "payment {}: {here_state} here, {file_state} in the file: left as it is here",
+                p.id
+            ));
+            return Ok(());
+        }
+    };
+    let transition = match here.apply(event, now) {
+        Ok(t) => t,
+        Err(e) => {
+            report.skipped.push(format!("payment {}: {e}", p.id));
+            return Ok(());
+        }
+    };
+    let saved = ports.payments.save_payment_transition(&transition).await?;
+    if transition.effect == Some(PaymentEffect::Credit) {
+        report.payments_credited += 1;
+        if p.state == PaymentState::Refunded {
+            report.skipped.push(format!(
+                "payment {}: refunded in the v2.0 bot; paid here (its refund rows are imported): check it with `rei-cli payments reconcile`",
+                p.id
+            ));
+        }
+    } else {
+        report.skipped.push(format!(
+            "payment {}: now {} here, as in the file",
+            p.id, saved.state
+        ));
+    }
+    Ok(())
+}
+
+fn legacy_payment(p: &LegacyPayment, now: Timestamp) -> Payment {
+    Payment {
+        id: payment_id_of(p.id),
+        user_id: p.user_id,
+        provider: PaymentProvider::Yookassa,
+        provider_payment_id: p.provider_payment_id.clone(),
+        amount: p.amount,
+        provider_units: None,
+        state: p.state,
+        confirmation_url: None,
+        refund_reservation_id: None,
+        refund_id: None,
+        cancel_reason: (p.state == PaymentState::Cancelled).then(|| "legacy".to_owned()),
+        version: 0,
+        checks: 0,
+        next_check_at: None,
+        created_at: p.created_at,
+        paid_at: match p.state {
+            PaymentState::Paid | PaymentState::Refunded => Some(p.paid_at.unwrap_or(p.created_at)),
+            PaymentState::Pending | PaymentState::Cancelled => None,
+        },
+        updated_at: now,
+    }
+}
+
+/// One legacy ledger row, posted at most once: under its own key, or — a payment's
+/// credit — under the payment's credit key, so that it and REI's credit are one.
+async fn import_entry(
+    ports: &ImportPorts,
+    e: &LegacyEntry,
+    report: &mut ImportReport,
+) -> Result<(), ImportError> {
+    let legacy_key = IdempotencyKey::derived("legacy", &e.id, "ledger");
+    let mut entry = NewEntry {
+        user_id: e.user_id,
+        kind: e.kind,
+        amount: e.amount,
+        ref_type: RefType::Admin,
+        ref_id: String::new(),
+        description: e.description.clone(),
+        idempotency_key: legacy_key.clone(),
+        created_at: e.created_at,
+    };
+    match &e.reference {
+        LegacyRef::Payment(p) if e.kind == EntryKind::Credit => {
+            // Imported under its own key by an earlier version of this import.
+            if ports.ledger.entry_by_key(&legacy_key).await?.is_some() {
+                return Ok(());
+            }
+            let payment = payment_id_of(*p);
+            entry.ref_type = RefType::Payment;
+            entry.ref_id = payment.to_string();
+            entry.idempotency_key = Payment::credit_key(payment);
+        }
+        LegacyRef::Payment(p) => {
+            entry.ref_type = RefType::Payment;
+            entry.ref_id = payment_id_of(*p).to_string();
+        }
+        LegacyRef::Job(j) => {
+            entry.ref_type = RefType::Job;
+            entry.ref_id = format!("legacy-job-{j}");
+        }
+        LegacyRef::Admin(who) | LegacyRef::Other(who) => entry.ref_id = format!("legacy:{who}"),
+    }
+    let posted = match ports.ledger.post(entry.clone(), None).await {
+        Ok(posted) => posted,
+        // The key holds another operation: this row's money is not what was credited.
+        Err(StoreError::IdempotencyConflict { .. }) => {
+            report.skipped.push(format!(
+                "ledger row {}: its key is taken by another entry: check it by hand",
+                e.id
+            ));
+            return Ok(());
+        }
+        Err(other) => return Err(other.into()),
+    };
+    if !posted.replayed {
+        report.entries_new += 1;
+    } else if posted.entry.description != e.description || posted.entry.created_at != e.created_at {
+        // Not this row posted before, but the same credit written by REI.
+        report.skipped.push(format!(
+            "ledger row {}: the credit of payment {} is already in the ledger (credited here): not credited twice",
+            e.id, posted.entry.ref_id
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -218,11 +218,8 @@ async fn a_refused_import_writes_nothing() {
     assert_eq!(store.user(u(1)).await.unwrap(), None, "nothing written");
 }
 
-#[tokio::test]
-async fn a_payment_that_moved_on_since_the_first_import_is_never_credited_twice() {
-    let store = Arc::new(MemoryStore::new());
-    let actor = Actor::Cli("ops".into());
-    // First import: payment 3 is pending in the old bot.
+/// The snapshot plus payment 3 (50 ₽) still pending in the old bot.
+fn with_pending_payment() -> LegacySnapshot {
     let mut s = snapshot();
     s.payments.push(LegacyPayment {
         id: 3,
@@ -233,18 +230,175 @@ async fn a_payment_that_moved_on_since_the_first_import_is_never_credited_twice(
         created_at: t(4),
         paid_at: None,
     });
+    s
+}
+
+/// The old bot ran on: it saw payment 3 paid and wrote its own credit row.
+fn paid_in_the_old_bot(s: &mut LegacySnapshot) {
+    s.payments[2].state = PaymentState::Paid;
+    s.payments[2].paid_at = Some(t(50));
+    s.entries
+        .push(entry(6, 1, EntryKind::Credit, 5_000, LegacyRef::Payment(3)));
+}
+
+#[tokio::test]
+async fn a_payment_paid_here_and_in_the_old_bot_is_credited_once_on_reimport() {
+    let store = Arc::new(MemoryStore::new());
+    let actor = Actor::Cli("ops".into());
+    let mut s = with_pending_payment();
     import(&ports(&store), &s, actor.clone(), t(100))
         .await
         .unwrap();
-    // Later the old bot saw it paid and credited it; the newer file is refused.
-    s.payments[2].state = PaymentState::Paid;
-    s.entries
-        .push(entry(6, 1, EntryKind::Credit, 5_000, LegacyRef::Payment(3)));
-    let err = import(&ports(&store), &s, actor, t(200)).await.unwrap_err();
-    assert!(
-        err.to_string()
-            .contains("payment 3 changed since it was imported"),
-        "{err}"
+    // REI's webhook credits payment 3 ...
+    let here = store.payment(payment_id_of(3)).await.unwrap().unwrap();
+    let paid = here
+        .apply(
+            PaymentEvent::ProviderSucceeded {
+                provider_payment_id: "2f9e-old-3".into(),
+                amount: m(5_000),
+            },
+            t(150),
+        )
+        .unwrap();
+    store.save_payment_transition(&paid).await.unwrap();
+    assert_eq!(store.balance(u(1)).await.unwrap().available, m(30_000));
+    // ... and the old bot, still running, credits it too.
+    paid_in_the_old_bot(&mut s);
+    let again = import(&ports(&store), &s, actor.clone(), t(200))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.balance(u(1)).await.unwrap().available,
+        m(30_000),
+        "one credit, whichever side wrote it"
     );
+    assert_eq!(again.entries_new, 0);
+    assert!(
+        again
+            .skipped
+            .iter()
+            .any(|line| line.contains("ledger row 6") && line.contains("not credited twice")),
+        "{:?}",
+        again.skipped
+    );
+    // And once more: nothing new, nothing twice.
+    let third = import(&ports(&store), &s, actor, t(300)).await.unwrap();
+    assert_eq!((third.entries_new, third.payments_credited), (0, 0));
+    assert_eq!(store.balance(u(1)).await.unwrap().available, m(30_000));
+    let report = store.verify().await.unwrap();
+    assert!(report.is_ok(), "{:?}", report.violations);
+}
+
+#[tokio::test]
+async fn a_payment_the_old_bot_saw_paid_after_the_first_import_is_credited_once() {
+    let store = Arc::new(MemoryStore::new());
+    let actor = Actor::Cli("ops".into());
+    let mut s = with_pending_payment();
+    import(&ports(&store), &s, actor.clone(), t(100))
+        .await
+        .unwrap();
+    paid_in_the_old_bot(&mut s);
+    let again = import(&ports(&store), &s, actor.clone(), t(200))
+        .await
+        .unwrap();
+    assert_eq!(again.payments_credited, 1);
+    let payment = store.payment(payment_id_of(3)).await.unwrap().unwrap();
+    assert_eq!(payment.state, PaymentState::Paid, "paid here too");
+    assert_eq!(store.balance(u(1)).await.unwrap().available, m(30_000));
+    // A late webhook about it changes nothing.
+    let late = payment
+        .apply(
+            PaymentEvent::ProviderSucceeded {
+                provider_payment_id: "2f9e-old-3".into(),
+                amount: m(5_000),
+            },
+            t(250),
+        )
+        .unwrap();
+    assert!(!late.changed());
+    let third = import(&ports(&store), &s, actor, t(300)).await.unwrap();
+    assert_eq!((third.entries_new, third.payments_credited), (0, 0));
+    assert_eq!(store.balance(u(1)).await.unwrap().available, m(30_000));
+    let report = store.verify().await.unwrap();
+    assert!(report.is_ok(), "{:?}", report.violations);
+}
+
+#[tokio::test]
+async fn a_payment_paid_here_but_cancelled_in_the_old_bot_stays_paid_and_is_reported() {
+    let store = Arc::new(MemoryStore::new());
+    let actor = Actor::Cli("ops".into());
+    let mut s = with_pending_payment();
+    import(&ports(&store), &s, actor.clone(), t(100))
+        .await
+        .unwrap();
+    let here = store.payment(payment_id_of(3)).await.unwrap().unwrap();
+    let paid = here
+        .apply(
+            PaymentEvent::ProviderSucceeded {
+                provider_payment_id: "2f9e-old-3".into(),
+                amount: m(5_000),
+            },
+            t(150),
+        )
+        .unwrap();
+    store.save_payment_transition(&paid).await.unwrap();
+    s.payments[2].state = PaymentState::Cancelled;
+    let again = import(&ports(&store), &s, actor, t(200)).await.unwrap();
+    assert!(
+        again
+            .skipped
+            .iter()
+            .any(|line| line.contains("payment 3: paid here, cancelled in the file")),
+        "{:?}",
+        again.skipped
+    );
+    assert_eq!(store.balance(u(1)).await.unwrap().available, m(30_000));
+}
+
+#[tokio::test]
+async fn rows_an_earlier_import_posted_under_their_own_keys_are_not_posted_again() {
+    // What an earlier version of the import wrote: every row under the row's own key,
+    // payment credits included.
+    let store = Arc::new(MemoryStore::new());
+    let s = snapshot();
+    for user in &s.users {
+        let profile = UserProfile {
+            id: user.id,
+            username: None,
+            first_name: None,
+            language: Language::Ru,
+        };
+        store.register(profile, t(1)).await.unwrap();
+    }
+    for p in &s.payments {
+        store
+            .import_payment(&legacy_payment(p, t(100)))
+            .await
+            .unwrap();
+    }
+    for e in &s.entries {
+        let (ref_type, ref_id) = match &e.reference {
+            LegacyRef::Payment(p) => (RefType::Payment, payment_id_of(*p).to_string()),
+            LegacyRef::Job(j) => (RefType::Job, format!("legacy-job-{j}")),
+            LegacyRef::Admin(w) | LegacyRef::Other(w) => (RefType::Admin, format!("legacy:{w}")),
+        };
+        let old = NewEntry {
+            user_id: e.user_id,
+            kind: e.kind,
+            amount: e.amount,
+            ref_type,
+            ref_id,
+            description: e.description.clone(),
+            idempotency_key: IdempotencyKey::derived("legacy", &e.id, "ledger"),
+            created_at: e.created_at,
+        };
+        store.post(old, None).await.unwrap();
+    }
+    let again = import(&ports(&store), &s, Actor::Cli("ops".into()), t(200))
+        .await
+        .unwrap();
+    assert_eq!(again.entries_new, 0, "{again:?}");
     assert_eq!(store.balance(u(1)).await.unwrap().available, m(25_000));
+    let report = store.verify().await.unwrap();
+    assert!(report.is_ok(), "{:?}", report.violations);
 }

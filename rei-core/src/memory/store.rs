@@ -5,7 +5,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
 
-use crate::ids::{JobId, PaymentId, ReservationId, UserId};
+use crate::ids::{IdempotencyKey, JobId, PaymentId, ReservationId, UserId};
 use crate::job::{
     Applied, Job, JobEvent, JobFilter, JobGuard, JobLease, JobState, JobTransition, JobWrite,
     NewJob,
@@ -597,6 +597,14 @@ impl LedgerStore for MemoryStore {
             available,
             held: s.held_total(Some(user)),
         })
+    }
+
+    async fn entry_by_key(&self, key: &IdempotencyKey) -> Result<Option<LedgerEntry>, StoreError> {
+        let s = self.lock();
+        Ok(s.entry_by_key
+            .get(key.as_str())
+            .and_then(|i| s.entries.get(*i))
+            .cloned())
     }
 
     async fn entries(&self, user: UserId, limit_n: u32) -> Result<Vec<LedgerEntry>, StoreError> {

@@ -432,9 +432,16 @@ impl Payment {
             ref_type: RefType::Payment,
             ref_id: self.id.to_string(),
             description: format!("top-up via {}", self.provider),
-            idempotency_key: IdempotencyKey::derived("payment", &self.id, "credit"),
+            idempotency_key: Self::credit_key(self.id),
             created_at: at,
         }
+    }
+
+    /// The key of a payment's one credit: whoever posts it (this payment's transition to
+    /// paid, an import of older data) posts it at most once.
+    #[must_use]
+    pub fn credit_key(id: PaymentId) -> IdempotencyKey {
+        IdempotencyKey::derived("payment", &id, "credit")
     }
 
     /// Whether a reservation can serve as this payment's refund hold: still held, not a

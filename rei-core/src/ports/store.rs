@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 
 use super::BoxError;
-use crate::ids::{JobId, PaymentId, ReservationId, UserId};
+use crate::ids::{IdempotencyKey, JobId, PaymentId, ReservationId, UserId};
 use crate::job::{
     Applied, ApplyError, Job, JobFilter, JobLease, JobWrite, NewJob, TransitionError,
 };
@@ -249,6 +249,12 @@ pub trait LedgerStore: Send + Sync {
     /// # Errors
     /// MUST return `NotFound` for an unknown user.
     async fn balance(&self, user: UserId) -> Result<Balance, StoreError>;
+
+    /// The entry posted under an idempotency key, if any.
+    ///
+    /// # Errors
+    /// `Unavailable` on storage failure.
+    async fn entry_by_key(&self, key: &IdempotencyKey) -> Result<Option<LedgerEntry>, StoreError>;
 
     /// A user's newest `limit` entries, newest first.
     ///

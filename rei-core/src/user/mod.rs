@@ -13,7 +13,10 @@ use crate::money::Money;
 use crate::payment::PaymentState;
 use crate::time::Timestamp;
 
-pub use service::{Access, AdminPorts, AdminService, StatsReport, UserError, UserService};
+pub use service::{
+    Access, Adjustment, AdminPorts, AdminService, REPEAT_WINDOW, Repeats, StatsReport, UserError,
+    UserService,
+};
 
 /// The language the bot speaks to a user.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -2,6 +2,7 @@
 //! statistics), each recorded in the audit log.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::ids::{IdempotencyKey, UserId};
 use crate::ledger::{EntryKind, NewEntry, Posted, RefType};
@@ -37,6 +38,15 @@ pub enum UserError {
     /// The idempotency key was used for another adjustment.
     #[error("this operation id was already used for a different adjustment")]
     DuplicateKey,
+    /// The same adjustment (user, direction, amount, reason) was made moments ago under
+    /// another key: probably a command run twice by mistake.
+    #[error("an identical adjustment was made {minutes_ago} minute(s) ago (idempotency key {key})")]
+    RepeatedAdjustment {
+        /// How long ago, in whole minutes.
+        minutes_ago: u64,
+        /// The earlier adjustment's key.
+        key: IdempotencyKey,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(StoreError),
@@ -55,6 +65,47 @@ impl UserError {
             StoreError::IdempotencyConflict { .. } => Self::DuplicateKey,
             other => Self::Store(other),
         }
+    }
+}
+
+/// How long an identical manual adjustment is refused after another (`rei-cli balance`
+/// without `--key` or `--again`).
+pub const REPEAT_WINDOW: Duration = Duration::from_secs(10 * 60);
+/// How many of a user's newest entries are searched for a repeat.
+const RECENT_ENTRIES: u32 = 50;
+
+/// A manual balance adjustment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Adjustment {
+    /// Who.
+    pub actor: Actor,
+    /// Whose balance.
+    pub user: UserId,
+    /// Credit or debit.
+    pub kind: EntryKind,
+    /// How much.
+    pub amount: Money,
+    /// Why (audited).
+    pub reason: String,
+    /// Applies it at most once.
+    pub key: IdempotencyKey,
+    /// What to do about an identical adjustment made shortly before.
+    pub repeats: Repeats,
+}
+
+/// Whether an adjustment identical to a recent one is made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Repeats {
+    /// Made: the caller means it (a chosen key, `--again`, a bot command).
+    Allow,
+    /// Refused when an identical one was made within this long.
+    RefuseWithin(Duration),
+}
+
+const fn adjust_action(kind: EntryKind) -> AuditAction {
+    match kind {
+        EntryKind::Credit | EntryKind::Refund => AuditAction::BalanceAdd,
+        EntryKind::Debit => AuditAction::BalanceSub,
     }
 }
 
@@ -245,6 +296,53 @@ impl AdminService {
         }
     }
 
+    /// Adjusts a balance as `request` says; [`Repeats::RefuseWithin`] refuses an
+    /// adjustment identical to one made within that time under another key (a command
+    /// run again after a timeout, by someone unsure it went through).
+    ///
+    /// # Errors
+    /// As [`Self::credit`] and [`Self::debit`], plus [`UserError::RepeatedAdjustment`].
+    pub async fn adjust_balance(&self, request: Adjustment) -> Result<Posted, UserError> {
+        if let Repeats::RefuseWithin(window) = request.repeats {
+            self.refuse_repeat(&request, window).await?;
+        }
+        self.adjust(
+            request.actor,
+            request.user,
+            request.amount,
+            &request.reason,
+            request.key,
+            request.kind,
+        )
+        .await
+    }
+
+    async fn refuse_repeat(&self, r: &Adjustment, window: Duration) -> Result<(), UserError> {
+        let now = self.clock.now();
+        let reason = r.reason.trim();
+        let recent = self
+            .ledger
+            .entries(r.user, RECENT_ENTRIES)
+            .await
+            .map_err(UserError::from_store(r.user))?;
+        let same = recent.iter().find(|e| {
+            now.since(e.created_at) < window
+                && e.kind == r.kind
+                && e.amount == r.amount
+                && e.ref_type == RefType::Admin
+                && e.idempotency_key != r.key
+                && (e.description == reason
+                    || (reason.is_empty() && e.description == adjust_action(r.kind).as_str()))
+        });
+        match same {
+            Some(e) => Err(UserError::RepeatedAdjustment {
+                minutes_ago: now.since(e.created_at).as_secs() / 60,
+                key: e.idempotency_key.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// Credits a user (`/add`, `rei-cli balance add`). Repeating with the same key
     /// returns the first result and credits nothing more.
     ///
@@ -301,11 +399,7 @@ impl AdminService {
             });
         }
         let now = self.clock.now();
-        let action = if kind == EntryKind::Credit {
-            AuditAction::BalanceAdd
-        } else {
-            AuditAction::BalanceSub
-        };
+        let action = adjust_action(kind);
         let description = if reason.is_empty() {
             action.as_str().to_owned()
         } else {

@@ -19,6 +19,7 @@ fn m(k: i64) -> Money {
 }
 
 struct World {
+    clock: Arc<ManualClock>,
     store: Arc<MemoryStore>,
     notifier: Arc<RecordingNotifier>,
     users: UserService,
@@ -37,7 +38,7 @@ async fn world() -> World {
         ledger: store.clone(),
         queue,
         notifier: notifier.clone(),
-        clock,
+        clock: clock.clone(),
     });
     let alice = UserId::new(5).unwrap();
     users
@@ -50,6 +51,7 @@ async fn world() -> World {
         .await
         .unwrap();
     World {
+        clock,
         store,
         notifier,
         users,
@@ -128,6 +130,52 @@ async fn a_repeated_admin_command_applies_once() {
             .await,
         Err(UserError::DuplicateKey)
     ));
+}
+
+#[tokio::test]
+async fn an_identical_adjustment_under_a_new_key_is_refused_for_ten_minutes() {
+    let w = world().await;
+    let request = |k: &str, repeats| Adjustment {
+        actor: Actor::Cli("ops".into()),
+        user: w.alice,
+        kind: crate::ledger::EntryKind::Credit,
+        amount: m(5_000),
+        reason: "ticket 7".into(),
+        key: key(k),
+        repeats,
+    };
+    let guarded = Repeats::RefuseWithin(REPEAT_WINDOW);
+    w.admin
+        .adjust_balance(request("k1", guarded))
+        .await
+        .unwrap();
+    w.clock.advance(std::time::Duration::from_secs(9 * 60));
+    let refused = w.admin.adjust_balance(request("k2", guarded)).await;
+    assert!(
+        matches!(&refused, Err(UserError::RepeatedAdjustment { minutes_ago: 9, key }) if key.as_str() == "k1"),
+        "{refused:?}"
+    );
+    // The same key is a replay, not a repeat; another reason or amount is another one.
+    let replay = w
+        .admin
+        .adjust_balance(request("k1", guarded))
+        .await
+        .unwrap();
+    assert!(replay.replayed);
+    let mut other = request("k3", guarded);
+    other.reason = "ticket 8".into();
+    w.admin.adjust_balance(other).await.unwrap();
+    // Asked for on purpose, or after the window: made.
+    w.admin
+        .adjust_balance(request("k4", Repeats::Allow))
+        .await
+        .unwrap();
+    w.clock.advance(std::time::Duration::from_secs(11 * 60));
+    w.admin
+        .adjust_balance(request("k5", guarded))
+        .await
+        .unwrap();
+    assert_eq!(w.store.balance(w.alice).await.unwrap().available, m(20_000));
 }
 
 #[tokio::test]
