@@ -452,6 +452,9 @@ async fn poll_once(payments: &PaymentService) {
             for (payment_id, error) in &report.failures {
                 tracing::warn!(%payment_id, %error, "a payment check failed; asked again later");
             }
+            for (stored_id, error) in &report.unreadable {
+                tracing::error!(%stored_id, %error, "a payment row cannot be read; skipped");
+            }
             if report.checked + report.expired > 0 {
                 tracing::info!(
                     checked = report.checked,

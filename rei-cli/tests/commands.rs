@@ -702,6 +702,35 @@ async fn reconcile_finds_each_kind_of_difference_and_fixes_what_it_can(mut e: En
     .await;
     assert_eq!(again["needs_person"], 3);
     assert_eq!(balance(&e, ANNA).await, before + 20_000, "never twice");
+    // Each fix has its audit line (who, when, what, why); the repeat fixed nothing more.
+    let audit = e.stores.users.audit_log(50).await.unwrap();
+    let fixes: Vec<_> = audit
+        .iter()
+        .filter(|a| a.action.as_str() == "payment_reconcile")
+        .collect();
+    assert_eq!(fixes.len(), 2, "a credit and a cancel: {fixes:?}");
+    assert!(
+        fixes
+            .iter()
+            .all(|f| f.actor.to_string().starts_with("cli:") && f.reason.contains("payment ")),
+        "{fixes:?}"
+    );
+    let credit = fixes
+        .iter()
+        .find(|f| f.reason.contains("paid at the provider, not here"))
+        .unwrap();
+    assert_eq!(credit.amount.map(|a| a.kopecks()), Some(20_000));
+    assert!(
+        credit.reason.contains("credited 200.00 ₽"),
+        "{}",
+        credit.reason
+    );
+    assert!(
+        fixes
+            .iter()
+            .any(|f| f.reason.contains("cancelled at the provider") && f.amount.is_none()),
+        "{fixes:?}"
+    );
     // Credited here, not paid there.
     yookassa.cancel(&provider_id(&odd));
     let (code, table, _) = cli(&e, &["payments", "reconcile", "--since", "1d"]).await;
@@ -723,20 +752,41 @@ async fn refunds_take_the_credit_back_first(mut e: Env) {
     yookassa.pay(&provider_id(&p));
     svc.sync_provider_payment(&provider_id(&p)).await.unwrap();
     let id = p.id.to_string();
-    let (code, _, err) = cli(
-        &e,
-        &[
-            "payments", "refund", &id, "--amount", "100", "--reason", "x",
-        ],
-    )
-    .await;
-    assert_eq!(code, 2, "partial refunds are refused clearly: {err}");
-    // Spent part of it: refused, nothing changes.
+    // Spent part of it: the whole 300 cannot come back, nothing changes.
     cli_json(&e, 0, &["balance", "sub", "4242", "1", "--reason", "spent"]).await;
     let (code, _, err) = cli(&e, &["payments", "refund", &id, "--reason", "double"]).await;
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("cannot refund"), "{err}");
     assert!(yookassa.refunds().is_empty());
+    // A part of it can.
+    let part = cli_json(
+        &e,
+        0,
+        &[
+            "payments", "refund", &id, "--amount", "100", "--reason", "partly",
+        ],
+    )
+    .await;
+    assert_eq!(
+        (
+            part["refund"].as_str(),
+            part["amount_kopecks"].as_i64(),
+            part["refunded_total_kopecks"].as_i64(),
+            part["status"].as_str()
+        ),
+        (Some("refunded"), Some(10_000), Some(10_000), Some("paid"))
+    );
+    assert_eq!(balance(&e, ANNA).await, 19_900);
+    // Never more than is left.
+    let (code, _, err) = cli(
+        &e,
+        &[
+            "payments", "refund", &id, "--amount", "250", "--reason", "x",
+        ],
+    )
+    .await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("200.00 ₽ is refundable"), "{err}");
     cli_json(&e, 0, &["balance", "add", "4242", "1", "--reason", "back"]).await;
     let done = cli_json(
         &e,
@@ -745,11 +795,24 @@ async fn refunds_take_the_credit_back_first(mut e: Env) {
     )
     .await;
     assert_eq!(
-        (done["refund"].as_str(), done["amount_kopecks"].as_i64()),
-        (Some("refunded"), Some(30_000))
+        (
+            done["refund"].as_str(),
+            done["amount_kopecks"].as_i64(),
+            done["status"].as_str()
+        ),
+        (Some("refunded"), Some(20_000), Some("refunded"))
     );
     assert_eq!(balance(&e, ANNA).await, 0);
-    assert_eq!(yookassa.refunds().len(), 1);
+    let amounts: Vec<String> = yookassa
+        .refunds()
+        .iter()
+        .map(|r| r["amount"]["value"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(amounts.len(), 2, "{amounts:?}");
+    assert!(
+        amounts.contains(&"100.00".to_owned()) && amounts.contains(&"200.00".to_owned()),
+        "{amounts:?}"
+    );
     // Again: nothing more.
     let again = cli_json(
         &e,
@@ -757,15 +820,19 @@ async fn refunds_take_the_credit_back_first(mut e: Env) {
         &["payments", "refund", &id, "--reason", "double payment"],
     )
     .await;
-    assert_eq!(again["refund"], "refunded");
-    assert_eq!(yookassa.refunds().len(), 1);
+    assert_eq!(
+        (again["refund"].as_str(), again["amount_kopecks"].as_i64()),
+        (Some("refunded"), Some(0))
+    );
+    assert_eq!(yookassa.refunds().len(), 2);
     let audit = e.stores.users.audit_log(20).await.unwrap();
     assert_eq!(
         audit
             .iter()
             .filter(|a| a.action.as_str() == "payment_refund")
             .count(),
-        1
+        2,
+        "one audit line per refund"
     );
 
     // Stars: refunded through Telegram, the user told there.
@@ -778,6 +845,44 @@ async fn refunds_take_the_credit_back_first(mut e: Env) {
     let stars = svc.create_stars_topup(anna, 50).await.unwrap();
     svc.stars_paid(stars.id, "stxCharge1", 50).await.unwrap();
     assert_eq!(balance(&e, ANNA).await, 10_000);
+    // Stars go back whole only.
+    let (code, _, err) = cli(
+        &e,
+        &[
+            "payments",
+            "refund",
+            &stars.id.to_string(),
+            "--amount",
+            "50",
+            "--reason",
+            "half",
+        ],
+    )
+    .await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("refunds only whole payments"), "{err}");
+    assert!(telegram.calls_of("refundStarPayment").is_empty());
+    // Telegram fails in a way that does not say whether the Stars went back: the amount
+    // stays held: the Stars may have gone back.
+    telegram.fail_next("refundStarPayment", 500, "Internal Server Error");
+    let (code, _, err) = cli(
+        &e,
+        &[
+            "payments",
+            "refund",
+            &stars.id.to_string(),
+            "--reason",
+            "asked",
+        ],
+    )
+    .await;
+    assert_eq!(code, 1, "{err}");
+    let held = e.stores.ledger.balance(anna).await.unwrap();
+    assert_eq!(
+        (held.available.kopecks(), held.held.kopecks()),
+        (0, 10_000),
+        "kept on hold while unknown"
+    );
     let done = cli_json(
         &e,
         0,
@@ -795,8 +900,12 @@ async fn refunds_take_the_credit_back_first(mut e: Env) {
         (Some("telegram_stars"), Some("refunded"))
     );
     let calls = telegram.calls_of("refundStarPayment");
-    assert_eq!(calls.len(), 1);
-    assert_eq!(calls[0].params["telegram_payment_charge_id"], "stxCharge1");
+    assert_eq!(
+        calls.len(),
+        2,
+        "the unknown one, then the one that went through"
+    );
+    assert_eq!(calls[1].params["telegram_payment_charge_id"], "stxCharge1");
     assert!(
         telegram.calls_to("sendMessage", ANNA).iter().any(|c| c
             .text

@@ -79,7 +79,7 @@ macro_rules! sql_jobs {
 
             /// Writes every column a transition may change, guarded by the version read.
             async fn update_job(tx: &mut Tx<'_>, t: &JobTransition) -> Result<(), TxError> {
-                let j = &t.after;
+                let j = &t.after();
                 let done = sqlx::query(
                     "UPDATE jobs SET status = $1, progress = $2, cost_actual = $3, attempts = $4, deliveries = $5, provider_calls = $6, \
                      provider_task_id = $7, result_url = $8, error_message = $9, cancel_requested = $10, lease_token = $11, lease_until = $12, \
@@ -108,7 +108,7 @@ macro_rules! sql_jobs {
                 .bind(j.updated_at.millis())
                 .bind(j.status_message.as_ref().map(|m| m.as_str().to_owned()))
                 .bind(j.id.to_string())
-                .bind(i64::from(t.before.version))
+                .bind(i64::from(t.before().version))
                 .execute(&mut **tx)
                 .await?;
                 if done.rows_affected() != 1 {
@@ -125,10 +125,10 @@ macro_rules! sql_jobs {
                 let t = stored.apply(&w.event, &w.guard, w.at).map_err(StoreError::from)?;
                 if !t.changed() {
                     tx.rollback().await?;
-                    return Ok(Applied { job: t.after, changed: false });
+                    return Ok(Applied { job: t.into_after(), changed: false });
                 }
                 Self::update_job(&mut tx, &t).await?;
-                if let Some(how) = t.settlement {
+                if let Some(how) = t.settlement() {
                     // The stored job's own reservation, never one a caller names.
                     Self::settle_in(&mut tx, stored.reservation_id, how, w.at).await?;
                 }
@@ -136,7 +136,7 @@ macro_rules! sql_jobs {
                     Self::insert_audit(&mut tx, audit).await?;
                 }
                 tx.commit().await?;
-                Ok(Applied { job: t.after, changed: true })
+                Ok(Applied { job: t.into_after(), changed: true })
             }
 
             async fn claim_job_once(&self, target: ClaimTarget, lease: &JobLease, at: Timestamp) -> Result<Option<Job>, TxError> {
@@ -181,7 +181,7 @@ macro_rules! sql_jobs {
                 };
                 Self::update_job(&mut tx, &t).await?;
                 tx.commit().await?;
-                Ok(Some(t.after))
+                Ok(Some(t.into_after()))
             }
         }
 

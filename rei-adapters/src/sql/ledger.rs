@@ -30,6 +30,19 @@ macro_rules! sql_ledger {
 
             async fn settle_once(&self, id: ReservationId, how: Settlement, at: Timestamp) -> Result<Reservation, TxError> {
                 let mut tx = self.write().await?;
+                // A job's hold and a payment's refund hold are settled only with them.
+                let held = Self::reservation_in(&mut tx, id, true).await?;
+                let owner = match held.as_ref().and_then(|r| r.job_id) {
+                    Some(job) => Some(format!("job {job}")),
+                    None => sqlx::query_as::<_, (String,)>("SELECT id FROM payments WHERE refund_reservation_id = $1")
+                        .bind(id.to_string())
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        .map(|(payment,)| format!("payment {payment}")),
+                };
+                if let Some(owner) = owner {
+                    return Err(StoreError::Settlement(SettlementError::BelongsElsewhere { id, owner }).into());
+                }
                 let r = Self::settle_in(&mut tx, id, how, at).await?;
                 tx.commit().await?;
                 Ok(r)

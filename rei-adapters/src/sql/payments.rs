@@ -55,57 +55,80 @@ macro_rules! sql_payments {
 
             async fn save_payment_transition_once(&self, t: &PaymentTransition) -> Result<Payment, TxError> {
                 let mut tx = self.write().await?;
-                let p = &t.after;
-                // Effects are checked against the stored row, never the caller's copy.
+                let p = t.after();
+                // Effects are checked against the stored row, never the caller's copy: a
+                // transition made from anything but the stored row is refused.
                 let stored = Self::payment_in(&mut tx, p.id, true)
                     .await?
                     .ok_or_else(|| StoreError::NotFound(Missing::Payment(p.id)))?;
-                if stored.version != t.before.version {
+                if stored.without_bookkeeping() != t.before().without_bookkeeping() {
                     return Err(StoreError::Conflict { what: "payment", id: p.id.to_string() }.into());
                 }
                 Self::provider_id_is_free(&mut tx, p).await?;
+                let at = p.updated_at;
+                // The refund hold is placed before the row names it.
+                if let Some(PaymentEffect::HoldRefund(hold)) = t.effect() {
+                    let fits = hold.user_id == stored.user_id
+                        && hold.job_id.is_none()
+                        && p.refund.as_ref().map(|r| (r.hold, r.amount)) == Some((hold.id, hold.amount));
+                    if !fits {
+                        return Err(StoreError::Conflict { what: "refund hold", id: hold.id.to_string() }.into());
+                    }
+                    let placed = Self::reserve_in(&mut tx, hold).await?;
+                    // A repeat of this very start (same hold) is fine; another hold under
+                    // the key is not this refund's.
+                    if placed.id != hold.id || placed.state != rei_core::ledger::ReservationState::Held {
+                        return Err(StoreError::Conflict { what: "refund hold", id: hold.id.to_string() }.into());
+                    }
+                }
                 let done = sqlx::query(
                     "UPDATE payments SET provider_payment_id = $1, status = $2, confirmation_url = $3, refund_reservation_id = $4, \
-                     cancel_reason = $5, version = $6, paid_at = $7, updated_at = $8, refund_id = $11 WHERE id = $9 AND version = $10",
+                     cancel_reason = $5, version = $6, paid_at = $7, updated_at = $8, refund_id = $11, refund_amount = $12, refunded_amount = $13 \
+                     WHERE id = $9 AND version = $10",
                 )
                 .bind(&p.provider_payment_id)
                 .bind(p.state.as_str())
                 .bind(&p.confirmation_url)
-                .bind(p.refund_reservation_id.map(|r| r.to_string()))
+                .bind(p.refund_hold().map(|r| r.to_string()))
                 .bind(&p.cancel_reason)
                 .bind(i64::from(p.version))
                 .bind(p.paid_at.map(Timestamp::millis))
                 .bind(p.updated_at.millis())
                 .bind(p.id.to_string())
-                .bind(i64::from(t.before.version))
-                .bind(&p.refund_id)
+                .bind(i64::from(t.before().version))
+                .bind(p.refund.as_ref().and_then(|r| r.provider_refund_id.clone()))
+                .bind(p.refund.as_ref().map(|r| r.amount.kopecks()))
+                .bind(p.refunded.kopecks())
                 .execute(&mut *tx)
                 .await?;
                 if done.rows_affected() != 1 {
                     // The row was read (and locked) above at this version.
                     return Err(StoreError::Conflict { what: "payment", id: p.id.to_string() }.into());
                 }
-                let at = p.updated_at;
-                match t.effect {
-                    None => {}
+                match t.effect() {
+                    None | Some(PaymentEffect::HoldRefund(_)) => {}
                     Some(PaymentEffect::Credit) => {
                         // Built from the stored row (user, amount, id), not the caller's copy.
                         Self::insert_entry(&mut tx, &stored.credit_entry(at)).await?;
                     }
-                    Some(PaymentEffect::AttachRefundHold(r)) => {
-                        let fits = Self::reservation_in(&mut tx, r, true).await?.is_some_and(|h| stored.refund_hold_fits(&h));
-                        if !fits {
-                            return Err(StoreError::Conflict { what: "refund hold", id: r.to_string() }.into());
+                    Some(PaymentEffect::CaptureRefundHold(r) | PaymentEffect::ReleaseRefundHold(r)) => {
+                        // Only the payment's own refund hold, as stored.
+                        if stored.refund_hold() != Some(*r) {
+                            return Err(StoreError::Settlement(SettlementError::BelongsElsewhere {
+                                id: *r,
+                                owner: "no refund of this payment".into(),
+                            })
+                            .into());
                         }
-                    }
-                    Some(PaymentEffect::CaptureRefundHold(r)) => {
-                        let hold = Self::reservation_in(&mut tx, r, true)
+                        let hold = Self::reservation_in(&mut tx, *r, true)
                             .await?
-                            .ok_or_else(|| StoreError::NotFound(Missing::Reservation(r)))?;
-                        Self::settle_in(&mut tx, r, Settlement::Capture { actual: hold.amount }, at).await?;
-                    }
-                    Some(PaymentEffect::ReleaseRefundHold(r)) => {
-                        Self::settle_in(&mut tx, r, Settlement::Release, at).await?;
+                            .ok_or_else(|| StoreError::NotFound(Missing::Reservation(*r)))?;
+                        let how = if matches!(t.effect(), Some(PaymentEffect::ReleaseRefundHold(_))) {
+                            Settlement::Release
+                        } else {
+                            Settlement::Capture { actual: hold.amount }
+                        };
+                        Self::settle_in(&mut tx, *r, how, at).await?;
                     }
                 }
                 tx.commit().await?;
@@ -140,9 +163,10 @@ macro_rules! sql_payments {
                 row.map(Payment::try_from).transpose()
             }
 
-            #[tracing::instrument(level = "debug", skip_all, fields(store = stringify!($store), payment_id = %transition.after.id, from = transition.before.state.as_str(), to = transition.after.state.as_str()))]
+            #[tracing::instrument(level = "debug", skip_all, fields(store = stringify!($store), payment_id = %transition.after().id, from = transition.before().state.as_str(), to = transition.after().state.as_str()))]
             async fn save_payment_transition(&self, transition: &PaymentTransition) -> Result<Payment, StoreError> {
-                retrying(|| self.save_payment_transition_once(transition)).await
+                let user = transition.after().user_id;
+                self.with_available(user, retrying(|| self.save_payment_transition_once(transition)).await).await
             }
 
             async fn payments(&self, filter: PaymentFilter) -> Result<Vec<Payment>, StoreError> {
@@ -170,7 +194,7 @@ macro_rules! sql_payments {
                     Self::provider_id_is_free(&mut tx, p).await?;
                     sqlx::query(
                         "INSERT INTO payments (id, provider, provider_payment_id, user_id, amount, provider_units, status, confirmation_url, \
-                         cancel_reason, version, created_at, paid_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                         cancel_reason, version, created_at, paid_at, updated_at, refunded_amount) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
                     )
                     .bind(p.id.to_string())
                     .bind(p.provider.as_str())
@@ -185,6 +209,7 @@ macro_rules! sql_payments {
                     .bind(p.created_at.millis())
                     .bind(p.paid_at.map(Timestamp::millis))
                     .bind(p.updated_at.millis())
+                    .bind(p.refunded.kopecks())
                     .execute(&mut *tx)
                     .await
                     .map_err(|e| unknown_user(e, p.user_id))?;
@@ -194,7 +219,7 @@ macro_rules! sql_payments {
                 .await
             }
 
-            async fn due_payments(&self, filter: DueFilter) -> Result<Vec<Payment>, StoreError> {
+            async fn due_payments(&self, filter: DueFilter) -> Result<DuePayments, StoreError> {
                 let (status, provider, refunding) = match filter.due {
                     Due::Pending(provider) => (PaymentState::Pending, Some(provider.as_str()), false),
                     Due::Refunding => (PaymentState::Paid, None, true),
@@ -214,7 +239,16 @@ macro_rules! sql_payments {
                     .fetch_all(&self.pool)
                     .await
                     .map_err(TxError::from)?;
-                rows.into_iter().map(Payment::try_from).collect()
+                // One unreadable row never stops the poller: it is named and skipped.
+                let mut due = DuePayments::default();
+                for row in rows {
+                    let id = row.id().to_owned();
+                    match Payment::try_from(row) {
+                        Ok(p) => due.payments.push(p),
+                        Err(e) => due.unreadable.push((id, e.to_string())),
+                    }
+                }
+                Ok(due)
             }
 
             async fn schedule_check(&self, id: PaymentId, checks: u32, next_check_at: Timestamp) -> Result<(), StoreError> {

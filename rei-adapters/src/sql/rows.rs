@@ -7,7 +7,7 @@ use rei_core::ids::{IdempotencyKey, JobId, PaymentId, ProviderTaskId, Reservatio
 use rei_core::job::{AssetRef, CancelledBy, FailureReason, Job, JobLease, JobSpec, LeaseToken};
 use rei_core::ledger::{LedgerEntry, Reservation};
 use rei_core::money::Money;
-use rei_core::payment::Payment;
+use rei_core::payment::{Payment, RefundUnderWay};
 use rei_core::ports::StoreError;
 use rei_core::pricing::Quote;
 use rei_core::time::Timestamp;
@@ -277,7 +277,7 @@ impl TryFrom<JobRow> for Job {
 /// Column list of `payment` queries.
 macro_rules! payment_cols {
     () => {
-        "id, provider, provider_payment_id, user_id, amount, provider_units, status, confirmation_url, refund_reservation_id, refund_id, cancel_reason, version, checks, next_check_at, created_at, paid_at, updated_at"
+        "id, provider, provider_payment_id, user_id, amount, provider_units, status, confirmation_url, refund_reservation_id, refund_id, refund_amount, refunded_amount, cancel_reason, version, checks, next_check_at, created_at, paid_at, updated_at"
     };
 }
 pub(crate) use payment_cols;
@@ -294,6 +294,8 @@ pub(crate) struct PaymentRow {
     confirmation_url: Option<String>,
     refund_reservation_id: Option<String>,
     refund_id: Option<String>,
+    refund_amount: Option<i64>,
+    refunded_amount: i64,
     cancel_reason: Option<String>,
     version: i64,
     checks: i64,
@@ -301,6 +303,13 @@ pub(crate) struct PaymentRow {
     created_at: i64,
     paid_at: Option<i64>,
     updated_at: i64,
+}
+
+impl PaymentRow {
+    /// The id as stored (also when the row cannot be read).
+    pub(crate) fn id(&self) -> &str {
+        &self.id
+    }
 }
 
 impl TryFrom<PaymentRow> for Payment {
@@ -318,12 +327,21 @@ impl TryFrom<PaymentRow> for Payment {
                 .transpose()?,
             state: parse("payment status", &r.status)?,
             confirmation_url: r.confirmation_url,
-            refund_reservation_id: r
-                .refund_reservation_id
-                .as_deref()
-                .map(|s| parse("reservation id", s))
-                .transpose()?,
-            refund_id: r.refund_id,
+            refund: match (r.refund_reservation_id.as_deref(), r.refund_amount) {
+                (Some(hold), Some(amount)) => Some(RefundUnderWay {
+                    hold: parse("reservation id", hold)?,
+                    amount: money("refund amount", amount)?,
+                    provider_refund_id: r.refund_id,
+                }),
+                (None, None) => None,
+                _ => {
+                    return Err(StoreError::Corrupt(format!(
+                        "payment {}: a refund hold without its amount, or the other way round",
+                        r.id
+                    )));
+                }
+            },
+            refunded: money("refunded amount", r.refunded_amount)?,
             cancel_reason: r.cancel_reason,
             version: version(r.version)?,
             checks: u32::try_from(r.checks).map_err(|e| corrupt("payment checks", e))?,

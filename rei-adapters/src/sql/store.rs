@@ -54,10 +54,11 @@ macro_rules! sql_common {
         pub(crate) use rei_core::ids::{IdempotencyKey, JobId, PaymentId, ReservationId, UserId};
         pub(crate) use rei_core::job::{Job, JobFilter, JobTransition, NewJob};
         pub(crate) use rei_core::ledger::{
-            Balance, LedgerEntry, NewEntry, NewReservation, Posted, Reservation, Settlement, SettlementPlan, VerifyReport,
+            Balance, LedgerEntry, NewEntry, NewReservation, Posted, Reservation, Settlement, SettlementError, SettlementPlan,
+            VerifyReport,
         };
         pub(crate) use rei_core::money::Money;
-        pub(crate) use rei_core::payment::{Due, DueFilter, NewPayment, Payment, PaymentEffect, PaymentFilter, PaymentProvider, PaymentState, PaymentTransition};
+        pub(crate) use rei_core::payment::{Due, DueFilter, DuePayments, NewPayment, Payment, PaymentEffect, PaymentFilter, PaymentProvider, PaymentState, PaymentTransition};
         pub(crate) use rei_core::ports::{Missing, DialogueRecord, DialogueStore, JobStore, LedgerStore, PaymentStore, StoreError, UserStore};
         pub(crate) use rei_core::time::Timestamp;
         pub(crate) use rei_core::user::{AuditRecord, Language, Stats, User, UserProfile};

@@ -53,22 +53,37 @@ impl StarsGateway for TelegramStars {
     }
 }
 
-/// Maps a Bot API failure: a charge refunded before is done; other refusals are final;
-/// network trouble and 429 are worth another try.
+/// Telegram's words for a refund that can never be made: the charge is unknown, not
+/// this user's, or cannot be refunded.
+const REFUSALS: [&str; 4] = [
+    "CHARGE_NOT_FOUND",
+    "CHARGE_ID_INVALID",
+    "CHARGE_NOT_REFUNDABLE",
+    "USER_ID_INVALID",
+];
+
+/// Maps a Bot API failure. Only Telegram's definite answers settle a refund: a charge
+/// refunded before is done; a charge that is unknown or cannot be refunded is refused.
+/// Anything else — a 5xx, an error text we do not know, a lost answer — may hide a refund
+/// that was made: it is unknown, and the hold stays until a later try knows.
 fn classify(e: RequestError) -> Result<(), ProviderError> {
     match e {
         RequestError::Api(ApiError::Unknown(text)) if text.contains(ALREADY_REFUNDED) => Ok(()),
-        RequestError::Api(api) => Err(ProviderError::InvalidRequest {
-            message: format!("Telegram refused the refund: {api}"),
-        }),
+        RequestError::Api(ApiError::Unknown(text))
+            if REFUSALS.iter().any(|word| text.contains(word)) =>
+        {
+            Err(ProviderError::InvalidRequest {
+                message: format!("Telegram refused the refund: {text}"),
+            })
+        }
         RequestError::RetryAfter(wait) => Err(ProviderError::RateLimited {
             retry_after: Some(wait.duration()),
         }),
-        RequestError::Network(e) => Err(ProviderError::Transient {
-            message: format!("Telegram unreachable: {e}"),
+        RequestError::Network(e) => Err(ProviderError::Unknown {
+            message: format!("no answer from Telegram: {e}"),
         }),
         other => Err(ProviderError::Unknown {
-            message: other.to_string(),
+            message: format!("Telegram's answer does not settle the refund: {other}"),
         }),
     }
 }
@@ -78,15 +93,41 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_earlier_refund_is_success_and_other_refusals_are_final() {
-        let already = RequestError::Api(ApiError::Unknown(
-            "Bad Request: CHARGE_ALREADY_REFUNDED".into(),
-        ));
-        assert_eq!(classify(already), Ok(()));
-        let unknown = RequestError::Api(ApiError::Unknown("Bad Request: CHARGE_NOT_FOUND".into()));
-        assert!(matches!(
-            classify(unknown),
-            Err(ProviderError::InvalidRequest { .. })
-        ));
+    fn only_definite_answers_settle_a_stars_refund() {
+        let api = |text: &str| RequestError::Api(ApiError::Unknown(text.into()));
+        assert_eq!(
+            classify(api("Bad Request: CHARGE_ALREADY_REFUNDED")),
+            Ok(())
+        );
+        for refused in [
+            "Bad Request: CHARGE_NOT_FOUND",
+            "Bad Request: CHARGE_ID_INVALID",
+            "Bad Request: USER_ID_INVALID",
+        ] {
+            assert!(
+                matches!(
+                    classify(api(refused)),
+                    Err(ProviderError::InvalidRequest { .. })
+                ),
+                "{refused}"
+            );
+        }
+        // A server error or a text we do not know may hide a refund that was made.
+        for unknown in [
+            api("Internal Server Error"),
+            api("Bad Request: SOMETHING_NEW"),
+            RequestError::Api(ApiError::BotBlocked),
+            RequestError::InvalidJson {
+                source: std::sync::Arc::new(
+                    serde_json::from_str::<serde_json::Value>("<html>").unwrap_err(),
+                ),
+                raw: "<html>502 Bad Gateway</html>".into(),
+            },
+        ] {
+            assert!(
+                matches!(classify(unknown), Err(ProviderError::Unknown { .. })),
+                "must keep the hold"
+            );
+        }
     }
 }

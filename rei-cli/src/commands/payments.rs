@@ -26,17 +26,19 @@ pub(crate) enum PaymentsCommand {
         #[arg(long, default_value = "100")]
         limit: u32,
     },
-    /// Refunds a paid top-up to the payer (YooKassa, or Stars through Telegram). The
-    /// credited amount is held on the balance first — refused when the user has spent it
-    /// — and taken back when the refund succeeds; a refusal releases it. Audited; the
-    /// user is told. Safe to run again.
+    /// Refunds a paid top-up to the payer (YooKassa, or Stars through Telegram): all that
+    /// is still refundable, or `--amount` (YooKassa: several partial refunds up to the
+    /// paid amount; Stars: whole payments only). The amount is held on the balance first
+    /// — refused when the user has spent it — and taken back when the refund succeeds; a
+    /// refusal releases it. Audited; the user is told. Safe to run again: a refund under
+    /// way is continued.
     #[command(
         after_help = "Example: rei-cli payments refund 0192f0c4-8d4e-7c6b-9a53-6f1e2d3c4b5a --reason \"double payment\""
     )]
     Refund {
         /// Our payment id (see `payments list`).
         payment_id: PaymentId,
-        /// Rubles to refund; only the whole payment can be refunded for now.
+        /// Rubles to refund (default: all that is still refundable).
         #[arg(long)]
         amount: Option<Money>,
         /// Why (kept in the audit log).
@@ -131,43 +133,46 @@ async fn refund(
     reason: &str,
 ) -> Result<(), Failure> {
     let payments = &ctx.services.payments;
-    let payment = payments.payment(id).await.map_err(payment_failure)?;
-    if let Some(asked) = amount {
-        if asked != payment.amount {
-            return Err(Failure::Usage(format!(
-                "partial refunds are not supported: refund the whole payment ({}) and credit the difference with `rei-cli balance add`",
-                payment.amount
-            )));
-        }
-    }
+    let before = payments.payment(id).await.map_err(payment_failure)?;
     let outcome = payments
-        .refund_audited(id, Ctx::actor(), reason)
+        .refund_audited(id, amount, Ctx::actor(), reason)
         .await
         .map_err(payment_failure)?;
-    let (state, text) = match &outcome {
+    let (state, p, this_refund) = match &outcome {
         RefundOutcome::Refunded(p) => (
             "refunded",
-            format!(
-                "payment {id} refunded: {} returned to {}",
-                p.amount, p.user_id
-            ),
+            p,
+            p.refunded
+                .checked_sub(before.refunded)
+                .unwrap_or(Money::ZERO),
         ),
         RefundOutcome::Pending(p) => (
             "pending",
-            format!(
-                "refund of payment {id} asked for; the provider has not decided yet. {} stays held; the bot's poller finishes it",
-                p.amount
-            ),
+            p,
+            p.refund.as_ref().map_or(Money::ZERO, |r| r.amount),
         ),
     };
-    let p = match &outcome {
-        RefundOutcome::Refunded(p) | RefundOutcome::Pending(p) => p,
+    let text = match &outcome {
+        RefundOutcome::Refunded(_) if this_refund.is_zero() => format!(
+            "payment {id}: nothing more to refund ({} of {} refunded)",
+            p.refunded, p.amount
+        ),
+        RefundOutcome::Refunded(_) => format!(
+            "payment {id}: {this_refund} returned to {} ({} of {} refunded)",
+            p.user_id, p.refunded, p.amount
+        ),
+        RefundOutcome::Pending(_) => format!(
+            "refund of {this_refund} of payment {id} asked for; the provider has not decided yet. It stays held; the bot's poller finishes it"
+        ),
     };
     let value = json!({
         "payment_id": id.to_string(),
         "provider": p.provider.as_str(),
         "refund": state,
-        "amount_kopecks": p.amount.kopecks(),
+        "amount_kopecks": this_refund.kopecks(),
+        "refunded_total_kopecks": p.refunded.kopecks(),
+        "payment_amount_kopecks": p.amount.kopecks(),
+        "status": p.state.as_str(),
         "tg_id": p.user_id.get(),
     });
     ctx.out.message(&value, &text);
@@ -180,7 +185,7 @@ async fn reconcile(ctx: &Ctx, age: std::time::Duration, apply: bool) -> Result<(
     let report = ctx
         .services
         .payments
-        .reconcile(since, apply)
+        .reconcile(since, apply.then(Ctx::actor))
         .await
         .map_err(payment_failure)?;
     spinner.finish_and_clear();

@@ -91,6 +91,8 @@ macro_rules! __conformance_cases {
             jobs_are_filtered_newest_first,
             payment_creation_is_idempotent,
             paid_payment_credits_exactly_once,
+            forged_payment_transitions_move_no_money,
+            only_free_holds_are_settled_on_their_own,
             provider_ids_are_unique,
             refund_hold_is_captured_with_the_transition,
             payments_are_filtered,

@@ -258,11 +258,7 @@ impl Job {
             next.version = self.version.wrapping_add(1);
             next.updated_at = now;
         }
-        Ok(JobTransition {
-            before: self.clone(),
-            after: next,
-            settlement,
-        })
+        Ok(JobTransition::new(self.clone(), next, settlement))
     }
 
     /// A final state: the user is to be told, by the worker that holds the job now (or

@@ -603,22 +603,52 @@ pub struct TransitionError {
     pub event: &'static str,
 }
 
-/// The result of applying an event: the job to store and the ledger effect to write with it.
+/// The result of applying an event: the job to store and the ledger effect to write with
+/// it. Only [`Job::apply`] makes one, and stores run that on their own stored row.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct JobTransition {
-    /// The job before.
-    pub before: Job,
-    /// The job after.
-    pub after: Job,
-    /// The settlement of the job's reservation to write in the same transaction.
-    pub settlement: Option<Settlement>,
+    before: Job,
+    after: Job,
+    settlement: Option<Settlement>,
 }
 
 impl JobTransition {
+    pub(crate) const fn new(before: Job, after: Job, settlement: Option<Settlement>) -> Self {
+        Self {
+            before,
+            after,
+            settlement,
+        }
+    }
+
     /// False when the event was a repeat: nothing to write.
     #[must_use]
     pub fn changed(&self) -> bool {
         self.before != self.after
+    }
+
+    /// The job before.
+    #[must_use]
+    pub const fn before(&self) -> &Job {
+        &self.before
+    }
+
+    /// The job after.
+    #[must_use]
+    pub const fn after(&self) -> &Job {
+        &self.after
+    }
+
+    /// The settlement of the job's own reservation, written in the same transaction.
+    #[must_use]
+    pub const fn settlement(&self) -> Option<Settlement> {
+        self.settlement
+    }
+
+    /// The job after, by value.
+    #[must_use]
+    pub fn into_after(self) -> Job {
+        self.after
     }
 }
 

@@ -163,10 +163,10 @@ fn success_captures_the_actual_cost_and_waits_for_delivery() {
         &mine(),
     );
     assert_eq!(
-        tr.settlement,
+        tr.settlement(),
         Some(Settlement::Capture { actual: m(4_000) })
     );
-    let job = tr.after;
+    let job = tr.after();
     assert_eq!(
         (job.state, job.progress, job.cost_actual),
         (JobState::Completed, Progress::Done, Some(m(4_000)))
@@ -200,8 +200,8 @@ fn failure_releases_and_a_user_cancel_of_a_pending_job_needs_no_notice() {
         },
         &mine(),
     );
-    assert_eq!(tr.settlement, Some(Settlement::Release));
-    assert_eq!(tr.after.delivery, Delivery::Pending);
+    assert_eq!(tr.settlement(), Some(Settlement::Release));
+    assert_eq!(tr.after().delivery, Delivery::Pending);
     let by_user = step(
         &pending_job(),
         JobEvent::Cancelled {
@@ -254,7 +254,11 @@ fn cancelling_a_running_job_is_a_request_its_worker_settles_once() {
         &mine(),
     );
     assert_eq!(
-        (late.after.state, late.settlement, late.after.result),
+        (
+            late.after().state,
+            late.settlement(),
+            late.after().result.clone()
+        ),
         (JobState::Cancelled, Some(Settlement::Release), None)
     );
 }
@@ -290,11 +294,11 @@ fn delivery_is_recorded_once_and_ends_the_queue_entry() {
         )
         .unwrap();
     assert_eq!(
-        again.after.state,
+        again.after().state,
         JobState::Completed,
         "claiming a finished job keeps it"
     );
-    let delivered = step(&again.after, JobEvent::Delivered, &mine()).after;
+    let delivered = step(again.after(), JobEvent::Delivered, &mine()).after;
     assert_eq!(
         (
             delivered.delivery,
@@ -324,7 +328,7 @@ fn repeated_final_events_change_nothing() {
         &mine(),
     );
     assert!(!again.changed());
-    assert_eq!(again.settlement, None);
+    assert_eq!(again.settlement(), None);
     let failed = step(
         &claimed(),
         JobEvent::Failed {

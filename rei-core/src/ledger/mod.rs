@@ -305,6 +305,15 @@ pub enum SettlementError {
         /// How it was settled.
         state: ReservationState,
     },
+    /// The reservation pays for something else (a job, a payment's refund): it is
+    /// settled only with that, by the job's or the payment's own transition.
+    #[error("reservation {id} belongs to {owner}: it is settled only with it")]
+    BelongsElsewhere {
+        /// The reservation.
+        id: ReservationId,
+        /// What it belongs to (`job …`, `payment …`).
+        owner: String,
+    },
     /// A capture asked for more than was held.
     #[error("cannot capture {actual} from a hold of {held}")]
     CaptureExceedsHold {

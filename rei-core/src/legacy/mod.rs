@@ -24,7 +24,7 @@ use uuid::Uuid;
 use crate::ids::{IdempotencyKey, PaymentId, UserId};
 use crate::ledger::{EntryKind, NewEntry, RefType};
 use crate::money::Money;
-use crate::payment::{Payment, PaymentEffect, PaymentEvent, PaymentProvider, PaymentState};
+use crate::payment::{Payment, PaymentEvent, PaymentProvider, PaymentState};
 use crate::ports::{JobStore, LedgerStore, PaymentStore, StoreError, UserStore};
 use crate::time::Timestamp;
 use crate::user::{Actor, AuditAction, AuditRecord, Language, UserProfile};
@@ -441,7 +441,7 @@ async fn import_payment(
         }
     };
     let saved = ports.payments.save_payment_transition(&transition).await?;
-    if transition.effect == Some(PaymentEffect::Credit) {
+    if transition.credits() {
         report.payments_credited += 1;
         if p.state == PaymentState::Refunded {
             report.skipped.push(format!(
@@ -468,8 +468,12 @@ fn legacy_payment(p: &LegacyPayment, now: Timestamp) -> Payment {
         provider_units: None,
         state: p.state,
         confirmation_url: None,
-        refund_reservation_id: None,
-        refund_id: None,
+        refund: None,
+        refunded: if p.state == PaymentState::Refunded {
+            p.amount
+        } else {
+            Money::ZERO
+        },
         cancel_reason: (p.state == PaymentState::Cancelled).then(|| "legacy".to_owned()),
         version: 0,
         checks: 0,

@@ -15,11 +15,11 @@ use crate::ledger::verify::{
 };
 use crate::ledger::{
     Balance, EntryKind, LedgerEntry, MAX_BALANCE, NewEntry, NewReservation, Posted, RefType,
-    Reservation, ReservationState, Settlement, SettlementPlan, VerifyReport,
+    Reservation, ReservationState, Settlement, SettlementError, SettlementPlan, VerifyReport,
 };
 use crate::money::Money;
 use crate::payment::{
-    DueFilter, NewPayment, Payment, PaymentEffect, PaymentFilter, PaymentProvider,
+    DueFilter, DuePayments, NewPayment, Payment, PaymentEffect, PaymentFilter, PaymentProvider,
     PaymentTransition,
 };
 use crate::ports::{
@@ -263,9 +263,9 @@ impl State {
         t: &JobTransition,
         audit: Option<AuditRecord>,
     ) -> Result<(), StoreError> {
-        let plan = match t.settlement {
+        let plan = match t.settlement() {
             Some(how) => {
-                Some(self.plan_settle(t.before.reservation_id, how, t.after.updated_at)?)
+                Some(self.plan_settle(t.before().reservation_id, how, t.after().updated_at)?)
             }
             None => None,
         };
@@ -275,7 +275,7 @@ impl State {
         if let Some(audit) = audit {
             self.audit.push(audit);
         }
-        self.jobs.insert(t.after.id, t.after.clone());
+        self.jobs.insert(t.after().id, t.after().clone());
         Ok(())
     }
 
@@ -360,7 +360,7 @@ impl State {
                     EntryKind::Credit,
                 );
                 PaymentTotals {
-                    refund_hold: p.refund_reservation_id,
+                    refund_hold: p.refund_hold(),
                     payment_id: p.id,
                     state: p.state,
                     amount: p.amount.kopecks(),
@@ -582,6 +582,22 @@ impl LedgerStore for MemoryStore {
         at: Timestamp,
     ) -> Result<Reservation, StoreError> {
         let mut s = self.lock();
+        // A job's hold and a payment's refund hold are settled only with them.
+        let owner = match s.reservations.get(&id) {
+            Some(r) if r.job_id.is_some() => r.job_id.map(|j| format!("job {j}")),
+            Some(_) => s
+                .payments
+                .values()
+                .find(|p| p.refund_hold() == Some(id))
+                .map(|p| format!("payment {}", p.id)),
+            None => None,
+        };
+        if let Some(owner) = owner {
+            return Err(StoreError::Settlement(SettlementError::BelongsElsewhere {
+                id,
+                owner,
+            }));
+        }
         let plan = s.plan_settle(id, how, at)?;
         Ok(s.commit_settle(plan))
     }
@@ -683,13 +699,13 @@ impl JobStore for MemoryStore {
         let t = stored.apply(&w.event, &w.guard, w.at)?;
         if !t.changed() {
             return Ok(Applied {
-                job: t.after,
+                job: t.into_after(),
                 changed: false,
             });
         }
         s.commit_job(&t, w.audit.clone())?;
         Ok(Applied {
-            job: t.after,
+            job: t.into_after(),
             changed: true,
         })
     }
@@ -718,7 +734,7 @@ impl JobStore for MemoryStore {
         };
         let t = job.apply(&event, &JobGuard::Unleased, at)?;
         s.commit_job(&t, None)?;
-        Ok(Some(t.after))
+        Ok(Some(t.into_after()))
     }
 
     async fn queued_jobs(&self, limit_n: u32) -> Result<Vec<JobId>, StoreError> {
@@ -832,19 +848,22 @@ impl PaymentStore for MemoryStore {
 
     async fn save_payment_transition(&self, t: &PaymentTransition) -> Result<Payment, StoreError> {
         let mut s = self.lock();
-        let id = t.before.id;
+        let (before, after) = (t.before(), t.after());
+        let id = before.id;
         let stored = s
             .payments
             .get(&id)
-            .ok_or_else(|| StoreError::NotFound(Missing::Payment(id)))?;
-        if stored.version != t.before.version {
+            .ok_or_else(|| StoreError::NotFound(Missing::Payment(id)))?
+            .clone();
+        // Made by the state machine from the stored row, or refused: a transition built
+        // from a doctored copy never moves money.
+        if stored.without_bookkeeping() != before.without_bookkeeping() {
             return Err(StoreError::Conflict {
                 what: "payment",
                 id: id.to_string(),
             });
         }
-        let stored = stored.clone();
-        let provider_key = t.after.provider_payment_id.clone();
+        let provider_key = after.provider_payment_id.clone();
         if let Some(key) = &provider_key {
             if s.payment_by_provider
                 .get(key)
@@ -856,8 +875,8 @@ impl PaymentStore for MemoryStore {
                 });
             }
         }
-        let at = t.after.updated_at;
-        match t.effect {
+        let at = after.updated_at;
+        match t.effect() {
             None => {}
             Some(PaymentEffect::Credit) => {
                 // Built from the stored payment, not the caller's copy.
@@ -866,37 +885,61 @@ impl PaymentStore for MemoryStore {
                     s.commit_post(entry, balance);
                 }
             }
-            Some(PaymentEffect::AttachRefundHold(r)) => {
-                let fits = s
-                    .reservations
-                    .get(&r)
-                    .is_some_and(|h| stored.refund_hold_fits(h));
+            Some(PaymentEffect::HoldRefund(hold)) => {
+                let fits = hold.user_id == stored.user_id
+                    && hold.job_id.is_none()
+                    && after.refund.as_ref().map(|r| (r.hold, r.amount))
+                        == Some((hold.id, hold.amount));
                 if !fits {
                     return Err(StoreError::Conflict {
                         what: "refund hold",
-                        id: r.to_string(),
+                        id: hold.id.to_string(),
                     });
                 }
+                match s.plan_reserve(hold)? {
+                    ReservePlan::New { balance } => {
+                        s.commit_reserve(hold, balance);
+                    }
+                    // A repeat of this very start (same hold) is fine; another hold under
+                    // the key is not this refund's.
+                    ReservePlan::Replay(first)
+                        if first.id == hold.id && first.state == ReservationState::Held => {}
+                    ReservePlan::Replay(_) => {
+                        return Err(StoreError::Conflict {
+                            what: "refund hold",
+                            id: hold.id.to_string(),
+                        });
+                    }
+                }
             }
-            Some(PaymentEffect::CaptureRefundHold(r)) => {
-                let amount = s.reservations.get(&r).map_or(t.after.amount, |h| h.amount);
-                let plan = s.plan_settle(r, Settlement::Capture { actual: amount }, at)?;
-                s.commit_settle(plan);
-            }
-            Some(PaymentEffect::ReleaseRefundHold(r)) => {
-                let plan = s.plan_settle(r, Settlement::Release, at)?;
+            Some(PaymentEffect::CaptureRefundHold(r) | PaymentEffect::ReleaseRefundHold(r)) => {
+                // Only the payment's own refund hold, as stored.
+                if stored.refund_hold() != Some(*r) {
+                    return Err(StoreError::Settlement(SettlementError::BelongsElsewhere {
+                        id: *r,
+                        owner: "no refund of this payment".into(),
+                    }));
+                }
+                let how = match t.effect() {
+                    Some(PaymentEffect::ReleaseRefundHold(_)) => Settlement::Release,
+                    _ => {
+                        let amount = s.reservations.get(r).map_or(Money::ZERO, |h| h.amount);
+                        Settlement::Capture { actual: amount }
+                    }
+                };
+                let plan = s.plan_settle(*r, how, at)?;
                 s.commit_settle(plan);
             }
         }
         if let Some(key) = provider_key {
             s.payment_by_provider.insert(key, id);
         }
-        let mut saved = t.after.clone();
-        if let Some(stored) = s.payments.get(&id) {
-            // The poller's bookkeeping is not part of a transition.
-            saved.checks = stored.checks;
-            saved.next_check_at = stored.next_check_at;
-        }
+        // The poller's bookkeeping is not part of a transition.
+        let saved = Payment {
+            checks: stored.checks,
+            next_check_at: stored.next_check_at,
+            ..after.clone()
+        };
         s.payments.insert(id, saved.clone());
         Ok(saved)
     }
@@ -917,7 +960,7 @@ impl PaymentStore for MemoryStore {
             .collect())
     }
 
-    async fn due_payments(&self, filter: DueFilter) -> Result<Vec<Payment>, StoreError> {
+    async fn due_payments(&self, filter: DueFilter) -> Result<DuePayments, StoreError> {
         let s = self.lock();
         let mut due: Vec<Payment> = s
             .payments
@@ -927,7 +970,10 @@ impl PaymentStore for MemoryStore {
             .collect();
         due.sort_by_key(|p| (p.created_at, p.id));
         due.truncate(limit(filter.limit));
-        Ok(due)
+        Ok(DuePayments {
+            payments: due,
+            unreadable: Vec::new(),
+        })
     }
 
     async fn schedule_check(

@@ -2,9 +2,16 @@
 //!
 //! `pending → paid → refunded` and `pending → cancelled`. The provider's
 //! `waiting_for_capture` counts as pending. Entering `paid` credits the user exactly
-//! once, in the same store transaction. A refund takes the credited amount back only if
-//! the user still has it: the service first holds it with a reservation, then asks the
-//! provider, then captures (refund done) or releases (provider refused) the hold.
+//! once, in the same store transaction. A refund takes money back only if the user still
+//! has it: starting one holds its amount on the balance (in the same transaction that
+//! records the refund on the payment), then the provider is asked, then its answer
+//! captures (refund done) or releases (provider refused) that hold. Refunds may be
+//! partial, one at a time, up to the paid amount; the payment is `refunded` once all of
+//! it went back. Every refund outcome names its attempt (its hold): a late answer about
+//! an earlier attempt never moves a newer one's hold.
+//!
+//! A [`PaymentTransition`] is made only by [`Payment::apply`]; stores check that its
+//! `before` is the stored row and that the hold it settles is the payment's own.
 
 pub mod reconcile;
 pub mod service;
@@ -14,7 +21,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{IdempotencyKey, PaymentId, ReservationId, UserId};
-use crate::ledger::{EntryKind, NewEntry, RefType, text_codes};
+use crate::ledger::{EntryKind, NewEntry, NewReservation, RefType, text_codes};
 use crate::money::Money;
 use crate::time::Timestamp;
 
@@ -76,10 +83,10 @@ pub struct Payment {
     pub state: PaymentState,
     /// The link the user pays at (YooKassa).
     pub confirmation_url: Option<String>,
-    /// The hold taken while a refund is under way.
-    pub refund_reservation_id: Option<ReservationId>,
-    /// The provider's id of the refund under way, once it answered.
-    pub refund_id: Option<String>,
+    /// The refund under way, if any (one at a time).
+    pub refund: Option<RefundUnderWay>,
+    /// What went back to the payer so far (captured refunds).
+    pub refunded: Money,
     /// Provider's cancellation reason, if any.
     pub cancel_reason: Option<String>,
     /// Bumped by every stored change.
@@ -95,6 +102,34 @@ pub struct Payment {
     pub paid_at: Option<Timestamp>,
     /// Last change.
     pub updated_at: Timestamp,
+}
+
+/// A refund that was started and is not settled yet.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefundUnderWay {
+    /// The hold on the user's balance: also the attempt's identity (its provider request
+    /// is keyed by it).
+    pub hold: ReservationId,
+    /// How much goes back.
+    pub amount: Money,
+    /// The provider's id of this refund, once it answered.
+    pub provider_refund_id: Option<String>,
+}
+
+impl Payment {
+    /// What can still be refunded.
+    #[must_use]
+    pub fn refundable(&self) -> Money {
+        self.amount
+            .checked_sub(self.refunded)
+            .unwrap_or(Money::ZERO)
+    }
+
+    /// The hold of the refund under way, if any.
+    #[must_use]
+    pub fn refund_hold(&self) -> Option<ReservationId> {
+        self.refund.as_ref().map(|r| r.hold)
+    }
 }
 
 /// A payment to create.
@@ -127,8 +162,8 @@ impl NewPayment {
             provider_units: self.provider_units,
             state: PaymentState::Pending,
             confirmation_url: None,
-            refund_reservation_id: None,
-            refund_id: None,
+            refund: None,
+            refunded: Money::ZERO,
             cancel_reason: None,
             version: 0,
             checks: 0,
@@ -164,20 +199,32 @@ pub enum PaymentEvent {
         /// The provider's reason.
         reason: Option<String>,
     },
-    /// A refund hold was taken (the credited amount is held).
+    /// A refund starts: `amount` is held on the balance under the new hold
+    /// `reservation_id`, in the same transaction.
     RefundStarted {
-        /// The hold.
+        /// The new hold (also the attempt's identity).
         reservation_id: ReservationId,
+        /// How much goes back (at most what is still refundable).
+        amount: Money,
     },
-    /// The provider accepted the refund request and named it (it may still be pending).
+    /// The provider accepted the refund request of the attempt `hold` and named it (it
+    /// may still be pending).
     RefundRequested {
+        /// The attempt.
+        hold: ReservationId,
         /// The provider's refund id.
         refund_id: String,
     },
-    /// The provider refunded the money: capture the hold.
-    RefundSucceeded,
-    /// The provider refused the refund: release the hold.
-    RefundFailed,
+    /// The provider refunded the attempt `hold`: its hold is captured.
+    RefundSucceeded {
+        /// The attempt.
+        hold: ReservationId,
+    },
+    /// The provider refused the attempt `hold`: its hold is released.
+    RefundFailed {
+        /// The attempt.
+        hold: ReservationId,
+    },
     /// Nobody paid within the payment window: cancelled here. A provider that later
     /// reports the money taken is still believed (see [`Payment::apply`]).
     Expired,
@@ -198,23 +245,23 @@ impl PaymentEvent {
             Self::RefundStarted { .. } => "refund_started",
             Self::RefundRequested { .. } => "refund_requested",
             Self::Expired => "expired",
-            Self::RefundSucceeded => "refund_succeeded",
-            Self::RefundFailed => "refund_failed",
+            Self::RefundSucceeded { .. } => "refund_succeeded",
+            Self::RefundFailed { .. } => "refund_failed",
         }
     }
 }
 
 /// A ledger effect that must be written with a payment transition.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PaymentEffect {
     /// Credit the payment's amount (exactly once per payment).
     Credit,
-    /// Attach a refund hold: the store checks in the same transaction that it exists, is
-    /// still held, has no job, and holds this payment's amount for this payment's user.
-    AttachRefundHold(ReservationId),
-    /// Capture the refund hold in full.
+    /// Hold a refund's amount on the user's balance: the store places this hold in the
+    /// same transaction (refused, with nothing written, when the balance is short).
+    HoldRefund(NewReservation),
+    /// Capture the refund hold in full: the money went back.
     CaptureRefundHold(ReservationId),
-    /// Release the refund hold.
+    /// Release the refund hold: the provider refused.
     ReleaseRefundHold(ReservationId),
 }
 
@@ -241,6 +288,16 @@ pub enum PaymentTransitionError {
         /// What the provider says.
         reported: Money,
     },
+    /// More than what is left to refund, or nothing.
+    #[error("payment {payment_id}: cannot refund {asked}, {refundable} is refundable")]
+    RefundTooLarge {
+        /// The payment.
+        payment_id: PaymentId,
+        /// Asked for.
+        asked: Money,
+        /// What is left.
+        refundable: Money,
+    },
     /// The provider reports another id than the one stored.
     #[error("payment {payment_id}: provider id {reported} differs from stored {stored}")]
     ProviderIdMismatch {
@@ -253,15 +310,13 @@ pub enum PaymentTransitionError {
     },
 }
 
-/// A payment transition: what to store and the ledger effect to write with it.
+/// A payment transition: what to store and the ledger effect to write with it. Only
+/// [`Payment::apply`] makes one; stores check that `before` is their stored row.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PaymentTransition {
-    /// Before (stores compare `version`).
-    pub before: Payment,
-    /// After.
-    pub after: Payment,
-    /// The ledger effect, written in the same transaction.
-    pub effect: Option<PaymentEffect>,
+    before: Payment,
+    after: Payment,
+    effect: Option<PaymentEffect>,
 }
 
 impl PaymentTransition {
@@ -269,6 +324,30 @@ impl PaymentTransition {
     #[must_use]
     pub fn changed(&self) -> bool {
         self.before != self.after
+    }
+
+    /// The payment before (stores compare it with their row).
+    #[must_use]
+    pub const fn before(&self) -> &Payment {
+        &self.before
+    }
+
+    /// The payment after.
+    #[must_use]
+    pub const fn after(&self) -> &Payment {
+        &self.after
+    }
+
+    /// The ledger effect, written in the same transaction.
+    #[must_use]
+    pub const fn effect(&self) -> Option<&PaymentEffect> {
+        self.effect.as_ref()
+    }
+
+    /// Whether this transition credits the payment.
+    #[must_use]
+    pub fn credits(&self) -> bool {
+        self.effect == Some(PaymentEffect::Credit)
     }
 }
 
@@ -346,42 +425,78 @@ impl Payment {
                 next.state = Cancelled;
                 next.cancel_reason = Some(EXPIRED_REASON.to_owned());
             }
-            (PaymentEvent::RefundRequested { refund_id }, Paid) => {
-                match (&self.refund_reservation_id, &self.refund_id) {
-                    (None, _) => return Err(illegal()),
-                    (Some(_), Some(known)) if known == refund_id => {}
-                    (Some(_), Some(_)) => return Err(illegal()),
-                    (Some(_), None) => next.refund_id = Some(refund_id.clone()),
-                }
-            }
-            (PaymentEvent::RefundRequested { refund_id }, Refunded)
-                if self.refund_id.as_deref() == Some(refund_id.as_str()) => {}
-            (PaymentEvent::RefundStarted { reservation_id }, Paid) => {
-                match self.refund_reservation_id {
-                    Some(existing) if existing == *reservation_id => {}
-                    Some(_) => return Err(illegal()),
-                    None => {
-                        next.refund_reservation_id = Some(*reservation_id);
-                        effect = Some(PaymentEffect::AttachRefundHold(*reservation_id));
+            (
+                PaymentEvent::RefundStarted {
+                    reservation_id,
+                    amount,
+                },
+                Paid,
+            ) => match &self.refund {
+                Some(r) if r.hold == *reservation_id && r.amount == *amount => {}
+                Some(_) => return Err(illegal()),
+                None => {
+                    if amount.is_zero() || *amount > self.refundable() {
+                        return Err(PaymentTransitionError::RefundTooLarge {
+                            payment_id: self.id,
+                            asked: *amount,
+                            refundable: self.refundable(),
+                        });
                     }
+                    next.refund = Some(RefundUnderWay {
+                        hold: *reservation_id,
+                        amount: *amount,
+                        provider_refund_id: None,
+                    });
+                    effect = Some(PaymentEffect::HoldRefund(self.refund_hold_of(
+                        *reservation_id,
+                        *amount,
+                        now,
+                    )));
+                }
+            },
+            (PaymentEvent::RefundRequested { hold, refund_id }, Paid) => {
+                match &self.refund {
+                    // A late answer about an earlier attempt: nothing to do.
+                    Some(r) if r.hold != *hold => {}
+                    None => {}
+                    Some(r) => match &r.provider_refund_id {
+                        Some(known) if known == refund_id => {}
+                        Some(_) => return Err(illegal()),
+                        None => {
+                            next.refund = Some(RefundUnderWay {
+                                provider_refund_id: Some(refund_id.clone()),
+                                ..r.clone()
+                            });
+                        }
+                    },
                 }
             }
-            (PaymentEvent::RefundSucceeded, Paid) => {
-                let Some(hold) = self.refund_reservation_id else {
-                    return Err(illegal());
-                };
-                next.state = Refunded;
-                effect = Some(PaymentEffect::CaptureRefundHold(hold));
-            }
-            (PaymentEvent::RefundSucceeded, Refunded) => {}
-            (PaymentEvent::RefundFailed, Paid) => {
-                let Some(hold) = self.refund_reservation_id else {
-                    return Err(illegal());
-                };
-                next.refund_reservation_id = None;
-                next.refund_id = None;
-                effect = Some(PaymentEffect::ReleaseRefundHold(hold));
-            }
+            (PaymentEvent::RefundSucceeded { hold }, Paid) => match &self.refund {
+                Some(r) if r.hold == *hold => {
+                    next.refunded = self.refunded.checked_add(r.amount).ok_or_else(illegal)?;
+                    next.refund = None;
+                    if next.refunded >= self.amount {
+                        next.state = Refunded;
+                    }
+                    effect = Some(PaymentEffect::CaptureRefundHold(r.hold));
+                }
+                _ => {}
+            },
+            (PaymentEvent::RefundFailed { hold }, Paid) => match &self.refund {
+                Some(r) if r.hold == *hold => {
+                    next.refund = None;
+                    effect = Some(PaymentEffect::ReleaseRefundHold(r.hold));
+                }
+                _ => {}
+            },
+            // Whatever is said of an attempt once all of the payment went back changes
+            // nothing: every attempt was settled before.
+            (
+                PaymentEvent::RefundRequested { .. }
+                | PaymentEvent::RefundSucceeded { .. }
+                | PaymentEvent::RefundFailed { .. },
+                Refunded,
+            ) => {}
             // A webhook may be applied before creation stores the provider id: a later
             // `Registered` with the same id is then a repeat.
             (
@@ -405,10 +520,12 @@ impl Payment {
             }
             (PaymentEvent::Registered { .. }, Paid | Cancelled | Refunded)
             | (PaymentEvent::ProviderCancelled { .. } | PaymentEvent::Expired, Paid | Refunded)
-            | (PaymentEvent::RefundRequested { .. }, Pending | Cancelled | Refunded)
+            | (PaymentEvent::RefundRequested { .. }, Pending | Cancelled)
             | (PaymentEvent::RefundStarted { .. }, Pending | Cancelled | Refunded)
-            | (PaymentEvent::RefundSucceeded, Pending | Cancelled)
-            | (PaymentEvent::RefundFailed, Pending | Cancelled | Refunded) => return Err(illegal()),
+            | (
+                PaymentEvent::RefundSucceeded { .. } | PaymentEvent::RefundFailed { .. },
+                Pending | Cancelled,
+            ) => return Err(illegal()),
         }
         if next != *self {
             next.version = self.version.wrapping_add(1);
@@ -444,14 +561,33 @@ impl Payment {
         IdempotencyKey::derived("payment", &id, "credit")
     }
 
-    /// Whether a reservation can serve as this payment's refund hold: still held, not a
-    /// job's, the payment's user and amount. Stores check it when attaching the hold.
+    /// The hold a refund of `amount` places: keyed by the payment and its version, so a
+    /// repeat of the same start finds it, and a new attempt (a later version) gets its own.
+    fn refund_hold_of(&self, id: ReservationId, amount: Money, now: Timestamp) -> NewReservation {
+        NewReservation {
+            id,
+            user_id: self.user_id,
+            amount,
+            job_id: None,
+            description: format!("refund of payment {}", self.id),
+            idempotency_key: IdempotencyKey::derived(
+                "payment",
+                &self.id,
+                &format!("refund-hold-v{}", self.version),
+            ),
+            created_at: now,
+        }
+    }
+
+    /// The payment as a store compares it with a transition's `before`: without the
+    /// poller's bookkeeping, which changes outside the state machine.
     #[must_use]
-    pub fn refund_hold_fits(&self, hold: &crate::ledger::Reservation) -> bool {
-        hold.state == crate::ledger::ReservationState::Held
-            && hold.job_id.is_none()
-            && hold.user_id == self.user_id
-            && hold.amount == self.amount
+    pub fn without_bookkeeping(&self) -> Self {
+        Self {
+            checks: 0,
+            next_check_at: None,
+            ..self.clone()
+        }
     }
 
     fn check_provider_id(&self, reported: &str) -> Result<(), PaymentTransitionError> {
@@ -488,6 +624,16 @@ pub enum Due {
     Refunding,
 }
 
+/// What a poller query found: the payments, and rows that could not be read (each with
+/// its id as stored and why), which the poller counts and skips.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DuePayments {
+    /// Readable payments, oldest first.
+    pub payments: Vec<Payment>,
+    /// Rows that could not be read: (stored id, what is wrong).
+    pub unreadable: Vec<(String, String)>,
+}
+
 /// A poller query: see `PaymentStore::due_payments`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DueFilter {
@@ -508,7 +654,7 @@ impl DueFilter {
     pub fn matches(&self, p: &Payment) -> bool {
         let which = match self.due {
             Due::Pending(provider) => p.state == PaymentState::Pending && p.provider == provider,
-            Due::Refunding => p.state == PaymentState::Paid && p.refund_reservation_id.is_some(),
+            Due::Refunding => p.state == PaymentState::Paid && p.refund.is_some(),
         };
         which
             && p.next_check_at.is_none_or(|t| t <= self.at)

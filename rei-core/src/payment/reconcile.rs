@@ -14,6 +14,7 @@ use crate::ids::{PaymentId, UserId};
 use crate::money::Money;
 use crate::ports::{GatewayPayment, GatewayStatus};
 use crate::time::Timestamp;
+use crate::user::{Actor, AuditAction, AuditRecord};
 
 /// Local payments are read from this long before the window, so that one created just
 /// before it at our end but after it at the provider's is still matched.
@@ -98,6 +99,32 @@ impl ReconcileReport {
     }
 }
 
+impl PaymentService {
+    /// One audit line for a fix made by reconciliation.
+    async fn audit_fix(
+        &self,
+        actor: Actor,
+        payment: &Payment,
+        credited: bool,
+        done: &str,
+        why: &str,
+    ) -> Result<(), PaymentError> {
+        self.audit(AuditRecord {
+            actor,
+            action: AuditAction::PaymentReconcile,
+            target_user: Some(payment.user_id),
+            amount: credited.then_some(payment.amount),
+            reason: format!(
+                "payment {} ({}): {why}; {done}",
+                payment.id,
+                payment.provider_payment_id.as_deref().unwrap_or("-")
+            ),
+            created_at: self.now(),
+        })
+        .await
+    }
+}
+
 const fn status_text(status: &GatewayStatus) -> &'static str {
     match status {
         GatewayStatus::Pending => "pending",
@@ -108,8 +135,9 @@ const fn status_text(status: &GatewayStatus) -> &'static str {
 }
 
 impl PaymentService {
-    /// Compares the provider's payments created since `since` with ours; with `apply`,
-    /// fixes what the idempotent path can fix (never crediting anything twice).
+    /// Compares the provider's payments created since `since` with ours; with `apply`
+    /// (made by `actor`), fixes what the idempotent path can fix (never crediting
+    /// anything twice) and writes an audit line per fix: who, when, what and why.
     ///
     /// # Errors
     /// [`PaymentError::MethodUnavailable`] without YooKassa, [`PaymentError::Provider`]
@@ -117,7 +145,7 @@ impl PaymentService {
     pub async fn reconcile(
         &self,
         since: Timestamp,
-        apply: bool,
+        apply: Option<Actor>,
     ) -> Result<ReconcileReport, PaymentError> {
         let mut remote = self.gateway_payments(since, None).await?;
         remote.reverse();
@@ -162,7 +190,7 @@ impl PaymentService {
             if let Some(p) = &mine {
                 seen.insert(p.id);
             }
-            if let Some(d) = self.compare(r, mine.as_ref(), apply).await? {
+            if let Some(d) = self.compare(r, mine.as_ref(), apply.as_ref()).await? {
                 report.differences.push(d);
             }
         }
@@ -193,7 +221,7 @@ impl PaymentService {
         &self,
         r: &GatewayPayment,
         mine: Option<&Payment>,
-        apply: bool,
+        apply: Option<&Actor>,
     ) -> Result<Option<Difference>, PaymentError> {
         let difference = |kind, resolution| Difference {
             kind,
@@ -233,25 +261,50 @@ impl PaymentService {
                 PaymentState::Paid | PaymentState::Refunded,
             ) => DifferenceKind::PaidHereNotThere,
             // Our own refund under way: the poller captures its hold; not a difference.
-            (GatewayStatus::Succeeded, PaymentState::Paid) if p.refund_reservation_id.is_some() => {
+            (GatewayStatus::Succeeded, PaymentState::Paid) if p.refund.is_some() => {
                 return Ok(None);
             }
-            (GatewayStatus::Succeeded, PaymentState::Paid) if !refunded_there.is_zero() => {
+            (GatewayStatus::Succeeded, PaymentState::Paid | PaymentState::Refunded)
+                if refunded_there > p.refunded =>
+            {
                 DifferenceKind::RefundedThereNotHere
             }
-            (GatewayStatus::Succeeded, PaymentState::Refunded) if refunded_there < p.amount => {
+            (GatewayStatus::Succeeded, PaymentState::Paid | PaymentState::Refunded)
+                if refunded_there < p.refunded =>
+            {
                 DifferenceKind::RefundedHereNotThere
             }
             _ => return Ok(None),
         };
         let resolution = match kind {
-            DifferenceKind::PaidThereNotHere | DifferenceKind::CancelledThereNotHere if apply => {
+            DifferenceKind::PaidThereNotHere | DifferenceKind::CancelledThereNotHere
+                if apply.is_some() =>
+            {
                 match self.apply_gateway_payment(r).await {
-                    Ok(applied) => Resolution::Fixed(if applied.credited {
-                        format!("credited {}", applied.payment.amount)
-                    } else {
-                        format!("now {}", applied.payment.state)
-                    }),
+                    Ok(applied) => {
+                        let done = if applied.credited {
+                            format!("credited {}", applied.payment.amount)
+                        } else {
+                            format!("now {}", applied.payment.state)
+                        };
+                        if let Some(actor) = apply {
+                            let why = match kind {
+                                DifferenceKind::PaidThereNotHere => {
+                                    "paid at the provider, not here"
+                                }
+                                _ => "cancelled at the provider, still pending here",
+                            };
+                            self.audit_fix(
+                                actor.clone(),
+                                &applied.payment,
+                                applied.credited,
+                                &done,
+                                why,
+                            )
+                            .await?;
+                        }
+                        Resolution::Fixed(done)
+                    }
                     Err(e @ PaymentError::Store(_)) => return Err(e),
                     // One that cannot be applied is listed; the others still are fixed.
                     Err(e) => Resolution::NeedsPerson(format!("could not be applied: {e}")),
@@ -265,11 +318,13 @@ impl PaymentService {
                     .into(),
             ),
             DifferenceKind::RefundedThereNotHere => Resolution::NeedsPerson(format!(
-                "{refunded_there} refunded outside REI: take it back with `rei-cli balance sub` if the user still has it"
+                "{refunded_there} refunded there, {} here: take the difference back with `rei-cli balance sub` if the user still has it",
+                p.refunded
             )),
-            DifferenceKind::RefundedHereNotThere => Resolution::NeedsPerson(
-                "refunded here, not there: look the refund up in the YooKassa dashboard".into(),
-            ),
+            DifferenceKind::RefundedHereNotThere => Resolution::NeedsPerson(format!(
+                "{} refunded here, {refunded_there} there: look the refund up in the YooKassa dashboard",
+                p.refunded
+            )),
             DifferenceKind::AmountMismatch | DifferenceKind::UnknownToUs => {
                 Resolution::NeedsPerson(String::new())
             }

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::ids::{IdempotencyKey, PaymentId, ReservationId, UserId};
-use crate::ledger::{NewReservation, ReservationState};
 use crate::money::Money;
 use crate::payment::{
     Due, DueFilter, NewPayment, Payment, PaymentEffect, PaymentEvent, PaymentFilter,
@@ -112,6 +111,17 @@ pub struct PollReport {
     pub errors: u32,
     /// Which, and why: for the caller's log.
     pub failures: Vec<(PaymentId, String)>,
+    /// Rows that could not be read, skipped (stored id, why): for the caller's log.
+    pub unreadable: Vec<(String, String)>,
+}
+
+impl PollReport {
+    fn skip_unreadable(&mut self, rows: Vec<(String, String)>) {
+        self.errors = self
+            .errors
+            .saturating_add(u32::try_from(rows.len()).unwrap_or(u32::MAX));
+        self.unreadable.extend(rows);
+    }
 }
 
 /// A provider's notification, reduced to what it names: only a hint, re-read before use.
@@ -177,7 +187,7 @@ pub enum PaymentError {
         /// Its state.
         state: PaymentState,
     },
-    /// The user has spent part of the top-up: refunding it would make the balance negative.
+    /// The user has spent part of it: refunding would make the balance negative.
     #[error("cannot refund {needed}: the user's balance is only {available}")]
     RefundExceedsBalance {
         /// The payment amount.
@@ -185,11 +195,17 @@ pub enum PaymentError {
         /// The balance.
         available: Money,
     },
-    /// Another refund attempt of this payment is running or has just ended; try again.
+    /// Another refund of this payment is under way (of another amount).
     #[error("a refund of payment {id} is already under way")]
     RefundInProgress {
         /// The payment.
         id: PaymentId,
+    },
+    /// The provider refunds only whole payments (Telegram Stars).
+    #[error("{provider} refunds only whole payments")]
+    PartialRefundUnsupported {
+        /// The provider.
+        provider: PaymentProvider,
     },
     /// The provider refused the refund (the hold was released).
     #[error("the provider refused the refund: {reason}")]
@@ -247,6 +263,15 @@ impl PaymentApplied {
             told: Told::Nothing,
         }
     }
+}
+
+/// Where a refund answer comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Origin {
+    /// The answer to our own request for the attempt (its key is the attempt's).
+    OurRequest,
+    /// A notification or a read by refund id.
+    Report,
 }
 
 /// How a refund ended.
@@ -648,9 +673,12 @@ impl PaymentService {
                     .ok_or_else(|| PaymentError::UnknownPayment(provider_payment_id.clone()))?;
                 // Only a refund we started moves money here; one made elsewhere (the
                 // provider's dashboard) is left to `rei-cli payments reconcile`.
-                if payment.state != PaymentState::Paid || payment.refund_reservation_id.is_none() {
+                let Some(hold) = payment
+                    .refund_hold()
+                    .filter(|_| payment.state == PaymentState::Paid)
+                else {
                     return Ok(PaymentApplied::unchanged(payment));
-                }
+                };
                 let refund = self.gateway()?.get_refund(refund_id).await?;
                 if refund
                     .provider_payment_id
@@ -659,7 +687,8 @@ impl PaymentService {
                 {
                     return Ok(PaymentApplied::unchanged(payment));
                 }
-                self.finish_refund(payment.id, &refund).await
+                self.finish_refund(payment.id, hold, &refund, Origin::Report)
+                    .await
             }
         }
     }
@@ -764,22 +793,27 @@ impl PaymentService {
             }
             match self.payments.save_payment_transition(&transition).await {
                 Ok(saved) => {
-                    let credited = transition.effect == Some(PaymentEffect::Credit);
-                    let refunded =
-                        matches!(transition.effect, Some(PaymentEffect::CaptureRefundHold(_)));
+                    let credited = transition.credits();
+                    let refunded = matches!(
+                        transition.effect(),
+                        Some(PaymentEffect::CaptureRefundHold(_))
+                    );
                     let told = if credited || refunded {
                         let balance = self.available(saved.user_id).await;
-                        let (payment_id, amount) = (saved.id, saved.amount);
+                        let payment_id = saved.id;
                         let notice = if credited {
                             Notice::PaymentCredited {
                                 payment_id,
-                                amount,
+                                amount: saved.amount,
                                 balance,
                             }
                         } else {
                             Notice::PaymentRefunded {
                                 payment_id,
-                                amount,
+                                amount: saved
+                                    .refunded
+                                    .checked_sub(payment.refunded)
+                                    .unwrap_or(saved.refunded),
                                 balance,
                             }
                         };
@@ -797,6 +831,15 @@ impl PaymentService {
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+
+    /// Appends an audit line (for operations whose money moves were written already).
+    pub(crate) async fn audit(&self, record: AuditRecord) -> Result<(), PaymentError> {
+        Ok(self.users.append_audit(record).await?)
+    }
+
+    pub(crate) fn now(&self) -> Timestamp {
+        self.clock.now()
     }
 
     async fn available(&self, user: UserId) -> Money {
@@ -817,19 +860,28 @@ impl PaymentService {
         self.gateway.as_ref().ok_or(PaymentError::MethodUnavailable)
     }
 
-    /// Refunds a paid YooKassa top-up to the payer. The credited amount is first held on
-    /// the balance (refused when the user has spent part of it), then the provider is
-    /// asked; its answer captures or releases the hold. Safe to repeat: the hold and the
-    /// provider request reuse the same keys, and the poller finishes a refund left
-    /// pending or cut off by an error. The provider gets a fixed description, so that a
-    /// repeat is the same request; callers audit their own reason.
+    /// Refunds a paid top-up (YooKassa or Stars) to the payer: `amount`, or all that is
+    /// still refundable. The amount is first held on the balance (refused when the user
+    /// has spent it) in the same transaction that records the refund on the payment, then
+    /// the provider is asked; its answer captures or releases the hold. Safe to repeat: a
+    /// refund under way is continued, not started again, and the poller finishes one left
+    /// pending or cut off by an error. YooKassa refunds may be partial (several, up to the
+    /// paid amount); Stars refunds are whole only. The provider gets a fixed description,
+    /// so that a repeat is the same request; callers audit their own reason.
     ///
     /// # Errors
-    /// [`PaymentError::WrongState`] unless paid, [`PaymentError::RefundExceedsBalance`],
-    /// [`PaymentError::RefundRefused`] (hold released), [`PaymentError::Provider`] for a
-    /// failure (hold kept; the poller or a repeat finishes it).
-    pub async fn refund(&self, id: PaymentId) -> Result<RefundOutcome, PaymentError> {
-        self.refund_by(id, None).await
+    /// [`PaymentError::WrongState`] unless paid, [`PaymentError::PartialRefundUnsupported`]
+    /// (Stars), [`PaymentError::Transition`] for more than is refundable,
+    /// [`PaymentError::RefundInProgress`] when another amount is being refunded,
+    /// [`PaymentError::RefundExceedsBalance`], [`PaymentError::RefundRefused`] (hold
+    /// released), [`PaymentError::Provider`] for a failure (hold kept; the poller or a
+    /// repeat finishes it).
+    pub async fn refund(
+        &self,
+        id: PaymentId,
+        amount: Option<Money>,
+    ) -> Result<RefundOutcome, PaymentError> {
+        self.refund_by(id, amount, None).await
     }
 
     /// [`Self::refund`], audited as `actor` with `reason` when the refund starts.
@@ -839,15 +891,17 @@ impl PaymentService {
     pub async fn refund_audited(
         &self,
         id: PaymentId,
+        amount: Option<Money>,
         actor: Actor,
         reason: &str,
     ) -> Result<RefundOutcome, PaymentError> {
-        self.refund_by(id, Some((actor, reason))).await
+        self.refund_by(id, amount, Some((actor, reason))).await
     }
 
     async fn refund_by(
         &self,
         id: PaymentId,
+        amount: Option<Money>,
         audit: Option<(Actor, &str)>,
     ) -> Result<RefundOutcome, PaymentError> {
         let payment = self.payment(id).await?;
@@ -857,6 +911,11 @@ impl PaymentService {
             }
             PaymentProvider::TelegramStars => {
                 self.stars.as_ref().ok_or(PaymentError::MethodUnavailable)?;
+                if amount.is_some_and(|a| a != payment.amount) {
+                    return Err(PaymentError::PartialRefundUnsupported {
+                        provider: payment.provider,
+                    });
+                }
             }
         }
         if payment.state == PaymentState::Refunded {
@@ -869,52 +928,88 @@ impl PaymentService {
                 state: payment.state,
             });
         };
-        let hold = self.hold_for_refund(&payment).await?;
-        let started = self
-            .apply(
-                id,
-                PaymentEvent::RefundStarted {
-                    reservation_id: hold,
-                },
-            )
-            .await?
-            .payment;
-        if let Some((actor, reason)) = audit {
-            if started.version != payment.version {
-                self.users
-                    .append_audit(AuditRecord {
-                        actor,
-                        action: AuditAction::PaymentRefund,
-                        target_user: Some(payment.user_id),
-                        amount: Some(payment.amount),
-                        reason: format!("payment {id}: {reason}"),
-                        created_at: self.clock.now(),
-                    })
-                    .await?;
+        let started = match &payment.refund {
+            // A repeat of the refund under way continues it.
+            Some(r) if amount.is_none_or(|a| a == r.amount) => payment.clone(),
+            Some(_) => return Err(PaymentError::RefundInProgress { id }),
+            None => {
+                let amount = amount.unwrap_or_else(|| payment.refundable());
+                let event = PaymentEvent::RefundStarted {
+                    reservation_id: self.ids.reservation_id(),
+                    amount,
+                };
+                let started = match self.apply(id, event).await {
+                    Ok(applied) => applied.payment,
+                    Err(PaymentError::Store(StoreError::InsufficientFunds {
+                        needed,
+                        available,
+                    })) => return Err(PaymentError::RefundExceedsBalance { needed, available }),
+                    // Another caller started one meanwhile.
+                    Err(PaymentError::Transition(PaymentTransitionError::Illegal { .. })) => {
+                        return Err(PaymentError::RefundInProgress { id });
+                    }
+                    Err(e) => return Err(e),
+                };
+                if let Some((actor, reason)) = audit {
+                    self.users
+                        .append_audit(AuditRecord {
+                            actor,
+                            action: AuditAction::PaymentRefund,
+                            target_user: Some(payment.user_id),
+                            amount: Some(amount),
+                            reason: format!("payment {id}: {reason}"),
+                            created_at: self.clock.now(),
+                        })
+                        .await?;
+                }
+                started
             }
-        }
-        let done = match started.provider {
-            PaymentProvider::Yookassa => {
-                let refund = self.request_refund(&started, hold).await?;
-                self.finish_refund(id, &refund).await?
-            }
-            PaymentProvider::TelegramStars => self.refund_stars(&started).await?,
         };
+        let Some(hold) = started.refund_hold() else {
+            // Another caller settled it meanwhile: report how it stands.
+            return Self::refund_outcome(self.payment(id).await?);
+        };
+        let done = self.continue_refund(&started, hold).await?;
         Self::refund_outcome(done.payment)
     }
 
+    /// Asks the provider about the refund under way (`hold`) and applies the answer.
+    async fn continue_refund(
+        &self,
+        payment: &Payment,
+        hold: ReservationId,
+    ) -> Result<PaymentApplied, PaymentError> {
+        match payment.provider {
+            PaymentProvider::Yookassa => {
+                let refund = self.request_refund(payment).await?;
+                self.finish_refund(payment.id, hold, &refund, Origin::OurRequest)
+                    .await
+            }
+            PaymentProvider::TelegramStars => self.refund_stars(payment).await,
+        }
+    }
+
     /// Asks Telegram to return a Stars charge; the answer captures the hold (done) or,
-    /// for a definite refusal, releases it (admins told).
+    /// for a definite refusal, releases it (admins told). Anything else keeps the hold.
     async fn refund_stars(&self, payment: &Payment) -> Result<PaymentApplied, PaymentError> {
         let stars = self.stars.as_ref().ok_or(PaymentError::MethodUnavailable)?;
-        let Some(charge) = payment.provider_payment_id.as_deref() else {
+        let (Some(charge), Some(refund)) = (
+            payment.provider_payment_id.as_deref(),
+            payment.refund.as_ref(),
+        ) else {
             return Err(PaymentError::WrongState {
                 id: payment.id,
                 state: payment.state,
             });
         };
         match stars.refund_stars(payment.user_id, charge).await {
-            Ok(()) => self.refund_succeeded(payment.id).await,
+            Ok(()) => {
+                self.apply(
+                    payment.id,
+                    PaymentEvent::RefundSucceeded { hold: refund.hold },
+                )
+                .await
+            }
             Err(
                 ProviderError::InvalidRequest { message } | ProviderError::NotFound { message },
             ) => {
@@ -924,34 +1019,34 @@ impl PaymentService {
                         reason: Some(message),
                     },
                     provider_payment_id: Some(charge.to_owned()),
-                    amount: Some(payment.amount),
+                    amount: Some(refund.amount),
                 };
-                self.finish_refund(payment.id, &refused).await
+                self.finish_refund(payment.id, refund.hold, &refused, Origin::OurRequest)
+                    .await
             }
             Err(e) => Err(e.into()),
         }
     }
 
-    /// Sends (or re-sends, with the same key and body) the refund request of a hold.
-    async fn request_refund(
-        &self,
-        payment: &Payment,
-        hold: ReservationId,
-    ) -> Result<GatewayRefund, PaymentError> {
+    /// Sends (or re-sends, with the same key and body) the refund request of the refund
+    /// under way.
+    async fn request_refund(&self, payment: &Payment) -> Result<GatewayRefund, PaymentError> {
         let gateway = self.gateway()?;
-        let Some(provider_payment_id) = payment.provider_payment_id.clone() else {
+        let (Some(provider_payment_id), Some(refund)) =
+            (payment.provider_payment_id.clone(), payment.refund.as_ref())
+        else {
             return Err(PaymentError::WrongState {
                 id: payment.id,
                 state: payment.state,
             });
         };
         // One key per refund attempt, derived from its hold: the same for every retry of
-        // this attempt, new after a refusal (the hold is then new too).
+        // this attempt, new for the next one (its hold is new too).
         let request = RefundRequest {
             payment_id: payment.id,
-            idempotency_key: IdempotencyKey::derived("refund", &hold, "gateway"),
+            idempotency_key: IdempotencyKey::derived("refund", &refund.hold, "gateway"),
             provider_payment_id,
-            amount: payment.amount,
+            amount: refund.amount,
             description: format!("Refund of top-up {}", payment.id),
             // With 54-FZ receipts on, a refund needs its receipt too (the payer's e-mail).
             receipt_email: self
@@ -966,30 +1061,37 @@ impl PaymentService {
         Ok(gateway.refund(&request).await?)
     }
 
-    /// Applies the provider's answer about our refund in progress: records its id,
+    /// Applies the provider's answer about the refund attempt `hold`: records its id,
     /// captures the hold when it succeeded (the user is told), releases it when refused
-    /// (admins are told).
+    /// (admins are told). An answer about another attempt than the one under way, or one
+    /// that cannot be told to be ours, changes nothing.
     async fn finish_refund(
         &self,
         id: PaymentId,
+        hold: ReservationId,
         refund: &GatewayRefund,
+        origin: Origin,
     ) -> Result<PaymentApplied, PaymentError> {
         let payment = self.payment(id).await?;
-        // Only our refund moves the hold: the one whose id we stored, or — before the id is
-        // known — one of exactly the payment's amount. Anything else (an older attempt, a
-        // partial refund made in the dashboard) changes nothing here.
-        let ours = payment
-            .refund_id
-            .as_ref()
-            .is_none_or(|known| *known == refund.refund_id)
-            && refund.amount.is_none_or(|a| a == payment.amount);
-        if !ours || payment.refund_reservation_id.is_none() {
+        let Some(current) = payment.refund.clone().filter(|r| r.hold == hold) else {
+            return Ok(PaymentApplied::unchanged(payment));
+        };
+        // Ours: the refund whose id we stored, or — before the id is known — the answer
+        // to our own request for this attempt. A report of an unknown refund id (an older
+        // attempt, one made in the dashboard) moves nothing; the poller asks again.
+        let ours = match (&current.provider_refund_id, origin) {
+            (Some(known), _) => *known == refund.refund_id,
+            (None, Origin::OurRequest) => true,
+            (None, Origin::Report) => false,
+        } && refund.amount.is_none_or(|a| a == current.amount);
+        if !ours {
             return Ok(PaymentApplied::unchanged(payment));
         }
-        if payment.state == PaymentState::Paid && payment.refund_id.is_none() {
+        if current.provider_refund_id.is_none() && payment.provider == PaymentProvider::Yookassa {
             self.apply(
                 id,
                 PaymentEvent::RefundRequested {
+                    hold,
                     refund_id: refund.refund_id.clone(),
                 },
             )
@@ -997,19 +1099,17 @@ impl PaymentService {
         }
         match &refund.status {
             RefundStatus::Pending => Ok(PaymentApplied::unchanged(self.payment(id).await?)),
-            RefundStatus::Succeeded => self.refund_succeeded(id).await,
+            RefundStatus::Succeeded => self.apply(id, PaymentEvent::RefundSucceeded { hold }).await,
             RefundStatus::Canceled { reason } => {
-                let applied = self.apply(id, PaymentEvent::RefundFailed).await?;
+                let applied = self.apply(id, PaymentEvent::RefundFailed { hold }).await?;
                 let reason = reason.clone().unwrap_or_else(|| "canceled".to_owned());
-                if applied.payment.state == PaymentState::Paid
-                    && applied.payment.version != payment.version
-                {
+                if applied.payment.version != payment.version {
                     let alert = AdminAlert {
                         provider: applied.payment.provider.as_str().to_owned(),
                         kind: ProviderErrorKind::Refused,
                         message: format!(
-                            "the refund of payment {id} ({}) was refused: {reason}; the amount is back on the user's balance",
-                            applied.payment.amount
+                            "the refund of {} of payment {id} was refused: {reason}; the amount is back on the user's balance",
+                            current.amount
                         ),
                         subject: Some(format!("payment {id}")),
                     };
@@ -1025,16 +1125,11 @@ impl PaymentService {
         }
     }
 
-    async fn refund_succeeded(&self, id: PaymentId) -> Result<PaymentApplied, PaymentError> {
-        self.apply(id, PaymentEvent::RefundSucceeded).await
-    }
-
     fn refund_outcome(payment: Payment) -> Result<RefundOutcome, PaymentError> {
         match payment.state {
             PaymentState::Refunded => Ok(RefundOutcome::Refunded(payment)),
-            PaymentState::Paid if payment.refund_reservation_id.is_some() => {
-                Ok(RefundOutcome::Pending(payment))
-            }
+            PaymentState::Paid if payment.refund.is_some() => Ok(RefundOutcome::Pending(payment)),
+            PaymentState::Paid => Ok(RefundOutcome::Refunded(payment)),
             state => Err(PaymentError::WrongState {
                 id: payment.id,
                 state,
@@ -1067,7 +1162,8 @@ impl PaymentService {
                 .payments
                 .due_payments(due(Due::Pending(PaymentProvider::Yookassa)))
                 .await?;
-            for p in pending {
+            report.skip_unreadable(pending.unreadable);
+            for p in pending.payments {
                 // Webhooks usually come within seconds: the first look waits a little.
                 if p.checks == 0 && now.since(p.created_at) < cfg.first_backoff {
                     continue;
@@ -1077,7 +1173,8 @@ impl PaymentService {
         }
         if self.gateway.is_some() || self.stars.is_some() {
             let refunding = self.payments.due_payments(due(Due::Refunding)).await?;
-            for p in refunding {
+            report.skip_unreadable(refunding.unreadable);
+            for p in refunding.payments {
                 self.poll_refund(p, now, &mut report).await?;
             }
         }
@@ -1085,7 +1182,8 @@ impl PaymentService {
             .payments
             .due_payments(due(Due::Pending(PaymentProvider::TelegramStars)))
             .await?;
-        for p in invoices {
+        report.skip_unreadable(invoices.unreadable);
+        for p in invoices.payments {
             let expires = p.created_at.plus(cfg.pending_window);
             if now >= expires {
                 self.expire(&p, &mut report).await?;
@@ -1158,13 +1256,13 @@ impl PaymentService {
         now: Timestamp,
         report: &mut PollReport,
     ) -> Result<(), PaymentError> {
-        let Some(hold) = p.refund_reservation_id else {
+        let Some(hold) = p.refund_hold() else {
             return Ok(());
         };
         report.checked += 1;
         let result = self.resume_refund(&p, hold).await;
         match result {
-            Ok(applied) if applied.payment.state == PaymentState::Refunded => {
+            Ok(applied) if applied.payment.refund_hold() != Some(hold) => {
                 report.refunds_done += 1;
                 Ok(())
             }
@@ -1186,20 +1284,35 @@ impl PaymentService {
             return self.refund_stars(p).await;
         }
         let gateway = self.gateway()?;
-        if let Some(refund_id) = &p.refund_id {
+        let Some(current) = p.refund.as_ref() else {
+            return Ok(PaymentApplied::unchanged(p.clone()));
+        };
+        if let Some(refund_id) = &current.provider_refund_id {
             let refund = gateway.get_refund(refund_id).await?;
-            return self.finish_refund(p.id, &refund).await;
+            return self
+                .finish_refund(p.id, hold, &refund, Origin::Report)
+                .await;
         }
         // The request's answer was lost. Its key may have expired (24 h): before sending
         // it again, make sure the money did not go back already.
         if let Some(provider_id) = &p.provider_payment_id {
             let remote = gateway.get_payment(provider_id).await?;
-            if remote.refunded_amount.is_some_and(|r| r >= p.amount) {
-                return self.refund_succeeded(p.id).await;
+            let expected = p.refunded.checked_add(current.amount);
+            if remote
+                .refunded_amount
+                .zip(expected)
+                .is_some_and(|(there, expected)| there >= expected)
+            {
+                return self
+                    .apply(p.id, PaymentEvent::RefundSucceeded { hold })
+                    .await;
             }
         }
-        match self.request_refund(p, hold).await {
-            Ok(refund) => self.finish_refund(p.id, &refund).await,
+        match self.request_refund(p).await {
+            Ok(refund) => {
+                self.finish_refund(p.id, hold, &refund, Origin::OurRequest)
+                    .await
+            }
             // Nothing was refunded (just checked) and the provider refuses the request
             // outright: a refusal — the hold is released and the admins are told, rather
             // than asking again forever.
@@ -1210,9 +1323,10 @@ impl PaymentService {
                         reason: Some(message),
                     },
                     provider_payment_id: p.provider_payment_id.clone(),
-                    amount: Some(p.amount),
+                    amount: Some(current.amount),
                 };
-                self.finish_refund(p.id, &refused).await
+                self.finish_refund(p.id, hold, &refused, Origin::OurRequest)
+                    .await
             }
             Err(e) => Err(e),
         }
@@ -1246,7 +1360,9 @@ impl PaymentService {
         error: PaymentError,
         report: &mut PollReport,
     ) -> Result<(), PaymentError> {
-        if let PaymentError::Store(_) = error {
+        // The database is down: the round ends. Anything else about this one payment
+        // is counted, and the others are still looked at.
+        if let PaymentError::Store(StoreError::Unavailable(_)) = error {
             return Err(error);
         }
         report.errors += 1;
@@ -1284,39 +1400,5 @@ impl PaymentService {
             .payments
             .schedule_check(p.id, p.checks.saturating_add(1), tomorrow)
             .await?)
-    }
-
-    pub(crate) async fn hold_for_refund(
-        &self,
-        payment: &Payment,
-    ) -> Result<ReservationId, PaymentError> {
-        if let Some(existing) = payment.refund_reservation_id {
-            return Ok(existing);
-        }
-        let hold = NewReservation {
-            id: self.ids.reservation_id(),
-            user_id: payment.user_id,
-            amount: payment.amount,
-            job_id: None,
-            description: format!("refund of payment {}", payment.id),
-            // Keyed by the payment's version: a crash before `RefundStarted` is stored
-            // finds the same hold again, while a new attempt after a refused refund
-            // (version bumped) gets a new one.
-            idempotency_key: IdempotencyKey::derived(
-                "payment",
-                &payment.id,
-                &format!("refund-hold-v{}", payment.version),
-            ),
-            created_at: self.clock.now(),
-        };
-        match self.ledger.reserve(hold).await {
-            Ok(r) if r.state == ReservationState::Held => Ok(r.id),
-            // The key replayed a hold that an earlier, concurrent attempt already settled.
-            Ok(_) => Err(PaymentError::RefundInProgress { id: payment.id }),
-            Err(StoreError::InsufficientFunds { needed, available }) => {
-                Err(PaymentError::RefundExceedsBalance { needed, available })
-            }
-            Err(e) => Err(e.into()),
-        }
     }
 }

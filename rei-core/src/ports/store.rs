@@ -13,7 +13,7 @@ use crate::ledger::{
 };
 use crate::money::Money;
 use crate::payment::{
-    DueFilter, NewPayment, Payment, PaymentFilter, PaymentProvider, PaymentTransition,
+    DueFilter, DuePayments, NewPayment, Payment, PaymentFilter, PaymentProvider, PaymentTransition,
 };
 use crate::time::Timestamp;
 use crate::user::{AuditRecord, Email, Language, Stats, User, UserProfile};
@@ -396,7 +396,10 @@ pub trait PaymentStore: Send + Sync {
     ///
     /// # Errors
     /// `Unavailable` on storage failure.
-    async fn due_payments(&self, filter: DueFilter) -> Result<Vec<Payment>, StoreError>;
+    ///
+    /// A row that cannot be read (corrupt, from a newer schema) is listed in
+    /// `unreadable` and never stops the others.
+    async fn due_payments(&self, filter: DueFilter) -> Result<DuePayments, StoreError>;
 
     /// Records that the poller asked about a payment: `checks` and when to ask again.
     /// Bookkeeping only: state and `version` are untouched.

@@ -191,6 +191,8 @@ pub enum AuditAction {
     JobRetry,
     /// Refunded a payment.
     PaymentRefund,
+    /// Fixed a payment by reconciliation with the provider.
+    PaymentReconcile,
 }
 
 text_codes!(AuditAction {
@@ -201,6 +203,7 @@ text_codes!(AuditAction {
     JobCancel => "job_cancel",
     JobRetry => "job_retry",
     PaymentRefund => "payment_refund",
+    PaymentReconcile => "payment_reconcile",
 });
 
 /// One line of the admin audit log.

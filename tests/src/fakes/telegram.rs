@@ -105,6 +105,9 @@ struct TelegramState {
     conflict: bool,
     /// Every call answers 401 Unauthorized (a wrong token).
     token_rejected: bool,
+    /// Errors scripted per method, answered (once each, in order) before the method's
+    /// own answer.
+    scripted: HashMap<String, VecDeque<(u16, String)>>,
     /// `language_code` per user; absent: `ru`; `None`: no code sent.
     languages: HashMap<i64, Option<String>>,
     files: HashMap<String, FakeFile>,
@@ -236,6 +239,16 @@ impl FakeTelegram {
     #[must_use]
     pub fn abandoned_polls(&self) -> u64 {
         self.lock().abandoned_polls
+    }
+
+    /// The next call of `method` answers `code` with `description` (an `ok: false` body,
+    /// as Telegram's), without doing anything; several calls queue in order.
+    pub fn fail_next(&self, method: &str, code: u16, description: &str) {
+        self.lock()
+            .scripted
+            .entry(method.to_owned())
+            .or_default()
+            .push_back((code, description.to_owned()));
     }
 
     /// From now on every call answers 401 Unauthorized, as Telegram does for a token
@@ -717,7 +730,10 @@ async fn call(
             at: std::time::Instant::now(),
         });
         let hang = s.hang.contains(&method);
-        let answer = if s.too_many > 0 {
+        let scripted = s.scripted.get_mut(&method).and_then(VecDeque::pop_front);
+        let answer = if let Some((code, description)) = scripted {
+            error(code, &description, None)
+        } else if s.too_many > 0 {
             s.too_many -= 1;
             error(429, "Too Many Requests: retry after 1", Some(1))
         } else if s.blocked.contains(&chat) {

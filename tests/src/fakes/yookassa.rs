@@ -394,6 +394,24 @@ async fn refund(
             "The payment cannot be refunded",
         );
     }
+    // Like YooKassa: never more than what is left of the payment.
+    let cents = |v: &Value| {
+        v["value"]
+            .as_str()
+            .and_then(|s| s.replace('.', "").parse::<i64>().ok())
+            .unwrap_or(0)
+    };
+    let left = b
+        .payments
+        .get(&payment_id)
+        .map_or(0, |p| cents(&p["amount"]) - cents(&p["refunded_amount"]));
+    if cents(&body["amount"]) > left {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "The refund amount exceeds the amount left to refund",
+        );
+    }
     let answer = b
         .refund_answers
         .pop_front()

@@ -53,20 +53,20 @@ fn succeeded(id: &str, k: i64) -> PaymentEvent {
 fn entering_paid_credits_once() {
     let tr = ok_step(&pending(), succeeded("yk", 50_000));
     assert_eq!(
-        (tr.after.state, tr.effect),
-        (PaymentState::Paid, Some(PaymentEffect::Credit))
+        (tr.after().state, tr.effect()),
+        (PaymentState::Paid, Some(&PaymentEffect::Credit))
     );
-    assert_eq!(tr.after.paid_at, Some(t(10)));
-    let again = ok_step(&tr.after, succeeded("yk", 50_000));
+    assert_eq!(tr.after().paid_at, Some(t(10)));
+    let again = ok_step(tr.after(), succeeded("yk", 50_000));
     assert!(!again.changed());
-    assert_eq!(again.effect, None);
+    assert_eq!(again.effect(), None);
 }
 
 #[test]
 fn waiting_for_capture_and_pending_change_nothing() {
     let tr = ok_step(&pending(), PaymentEvent::ProviderPending);
     assert!(!tr.changed());
-    assert_eq!(tr.effect, None);
+    assert_eq!(tr.effect(), None);
 }
 
 #[test]
@@ -85,7 +85,7 @@ fn cancellation_is_final() {
     assert!(!ok_step(&c, PaymentEvent::ProviderCancelled { reason: None }).changed());
     assert!(!ok_step(&c, PaymentEvent::ProviderPending).changed());
     assert!(matches!(
-        c.apply(PaymentEvent::RefundSucceeded, t(1)),
+        c.apply(PaymentEvent::RefundSucceeded { hold: hold(1) }, t(1)),
         Err(PaymentTransitionError::Illegal { .. })
     ));
 }
@@ -109,12 +109,12 @@ fn money_taken_after_a_cancel_or_expiry_is_credited_once() {
     .after;
     assert_eq!(named.state, PaymentState::Cancelled);
     let paid = ok_step(&named, succeeded("yk", 50_000));
-    assert_eq!(paid.effect, Some(PaymentEffect::Credit));
+    assert_eq!(paid.effect(), Some(&PaymentEffect::Credit));
     assert_eq!(
-        (paid.after.state, paid.after.cancel_reason.as_deref()),
+        (paid.after().state, paid.after().cancel_reason.as_deref()),
         (PaymentState::Paid, None)
     );
-    assert!(!ok_step(&paid.after, succeeded("yk", 50_000)).changed());
+    assert!(!ok_step(paid.after(), succeeded("yk", 50_000)).changed());
     assert!(matches!(
         named.apply(succeeded("other", 50_000), t(1)),
         Err(PaymentTransitionError::ProviderIdMismatch { .. })
@@ -123,57 +123,173 @@ fn money_taken_after_a_cancel_or_expiry_is_credited_once() {
         named.apply(succeeded("yk", 40_000), t(1)),
         Err(PaymentTransitionError::AmountMismatch { .. })
     ));
-    assert!(paid.after.apply(PaymentEvent::Expired, t(2)).is_err());
+    assert!(paid.after().apply(PaymentEvent::Expired, t(2)).is_err());
+}
+
+fn hold(n: u128) -> ReservationId {
+    ReservationId::from_uuid(Uuid::from_u128(n))
+}
+
+fn start(p: &Payment, n: u128, k: i64) -> PaymentTransition {
+    ok_step(
+        p,
+        PaymentEvent::RefundStarted {
+            reservation_id: hold(n),
+            amount: m(k),
+        },
+    )
 }
 
 #[test]
 fn a_refund_id_is_recorded_once_and_dropped_with_a_refusal() {
-    let paid = ok_step(&pending(), succeeded("yk", 50_000)).after;
-    let hold = ReservationId::from_uuid(Uuid::from_u128(9));
-    assert!(
-        paid.apply(
-            PaymentEvent::RefundRequested {
-                refund_id: "rf".into()
-            },
-            t(1)
-        )
-        .is_err(),
-        "no refund id without a hold"
-    );
-    let started = ok_step(
-        &paid,
-        PaymentEvent::RefundStarted {
-            reservation_id: hold,
-        },
-    )
-    .after;
-    let asked = ok_step(
-        &started,
-        PaymentEvent::RefundRequested {
-            refund_id: "rf".into(),
-        },
-    );
-    assert_eq!(asked.effect, None);
-    assert_eq!(asked.after.refund_id.as_deref(), Some("rf"));
-    let again = PaymentEvent::RefundRequested {
-        refund_id: "rf".into(),
+    let paid = ok_step(&pending(), succeeded("yk", 50_000)).after().clone();
+    let requested = |n, id: &str| PaymentEvent::RefundRequested {
+        hold: hold(n),
+        refund_id: id.into(),
     };
-    assert!(!ok_step(&asked.after, again).changed());
     assert!(
+        !ok_step(&paid, requested(9, "rf")).changed(),
+        "no refund under way: an answer about it changes nothing"
+    );
+    let started = start(&paid, 9, 50_000);
+    assert!(
+        matches!(started.effect(), Some(PaymentEffect::HoldRefund(h)) if h.id == hold(9) && h.amount == m(50_000) && h.job_id.is_none())
+    );
+    let started = started.after().clone();
+    let asked = ok_step(&started, requested(9, "rf"));
+    assert_eq!(asked.effect(), None);
+    let asked = asked.after().clone();
+    assert_eq!(
         asked
-            .after
+            .refund
+            .as_ref()
+            .and_then(|r| r.provider_refund_id.as_deref()),
+        Some("rf")
+    );
+    assert!(!ok_step(&asked, requested(9, "rf")).changed());
+    assert!(asked.apply(requested(9, "other"), t(1)).is_err());
+    let refused = ok_step(&asked, PaymentEvent::RefundFailed { hold: hold(9) });
+    assert_eq!(
+        refused.effect(),
+        Some(&PaymentEffect::ReleaseRefundHold(hold(9)))
+    );
+    assert_eq!(refused.after().refund, None);
+}
+
+#[test]
+fn refunds_capture_or_release_the_hold() {
+    let paid = ok_step(&pending(), succeeded("yk", 50_000)).after().clone();
+    assert!(
+        !ok_step(&paid, PaymentEvent::RefundSucceeded { hold: hold(9) }).changed(),
+        "no refund under way: nothing to capture"
+    );
+    let started = start(&paid, 9, 50_000).after().clone();
+    let done = ok_step(&started, PaymentEvent::RefundSucceeded { hold: hold(9) });
+    assert_eq!(
+        (done.after().state, done.after().refunded, done.effect()),
+        (
+            PaymentState::Refunded,
+            m(50_000),
+            Some(&PaymentEffect::CaptureRefundHold(hold(9)))
+        )
+    );
+    let done = done.after().clone();
+    assert!(!ok_step(&done, PaymentEvent::RefundSucceeded { hold: hold(9) }).changed());
+    assert!(
+        !ok_step(&done, succeeded("yk", 50_000)).changed(),
+        "YooKassa still says succeeded after a refund"
+    );
+    let failed = ok_step(&started, PaymentEvent::RefundFailed { hold: hold(9) });
+    assert_eq!(
+        (failed.after().state, failed.effect()),
+        (
+            PaymentState::Paid,
+            Some(&PaymentEffect::ReleaseRefundHold(hold(9)))
+        )
+    );
+}
+
+#[test]
+fn partial_refunds_add_up_to_the_paid_amount_one_at_a_time() {
+    let paid = ok_step(&pending(), succeeded("yk", 50_000)).after().clone();
+    let first = start(&paid, 1, 20_000).after().clone();
+    // One at a time.
+    assert!(
+        first
             .apply(
-                PaymentEvent::RefundRequested {
-                    refund_id: "other".into()
+                PaymentEvent::RefundStarted {
+                    reservation_id: hold(2),
+                    amount: m(10_000)
                 },
                 t(1)
             )
             .is_err()
     );
-    let refused = ok_step(&asked.after, PaymentEvent::RefundFailed).after;
+    let part = ok_step(&first, PaymentEvent::RefundSucceeded { hold: hold(1) })
+        .after()
+        .clone();
     assert_eq!(
-        (refused.refund_id, refused.refund_reservation_id),
-        (None, None)
+        (part.state, part.refunded, part.refundable()),
+        (PaymentState::Paid, m(20_000), m(30_000))
+    );
+    // Never more than is left, never nothing.
+    for k in [30_001, 0] {
+        assert!(matches!(
+            part.apply(
+                PaymentEvent::RefundStarted {
+                    reservation_id: hold(2),
+                    amount: m(k)
+                },
+                t(1)
+            ),
+            Err(PaymentTransitionError::RefundTooLarge { .. })
+        ));
+    }
+    let rest = start(&part, 2, 30_000).after().clone();
+    let all = ok_step(&rest, PaymentEvent::RefundSucceeded { hold: hold(2) })
+        .after()
+        .clone();
+    assert_eq!(
+        (all.state, all.refunded),
+        (PaymentState::Refunded, m(50_000))
+    );
+    assert!(
+        all.apply(
+            PaymentEvent::RefundStarted {
+                reservation_id: hold(3),
+                amount: m(1)
+            },
+            t(1)
+        )
+        .is_err()
+    );
+}
+
+#[test]
+fn an_outcome_of_an_earlier_attempt_never_moves_a_newer_ones_hold() {
+    let paid = ok_step(&pending(), succeeded("yk", 50_000)).after().clone();
+    // Attempt A was given up (released); attempt B is under way.
+    let a = start(&paid, 1, 50_000).after().clone();
+    let given_up = ok_step(&a, PaymentEvent::RefundFailed { hold: hold(1) })
+        .after()
+        .clone();
+    let b = start(&given_up, 2, 50_000).after().clone();
+    for late in [
+        PaymentEvent::RefundFailed { hold: hold(1) },
+        PaymentEvent::RefundSucceeded { hold: hold(1) },
+        PaymentEvent::RefundRequested {
+            hold: hold(1),
+            refund_id: "rf-a".into(),
+        },
+    ] {
+        let t = ok_step(&b, late);
+        assert!(!t.changed(), "a late word about A moves nothing");
+        assert_eq!(t.effect(), None);
+    }
+    let done = ok_step(&b, PaymentEvent::RefundSucceeded { hold: hold(2) });
+    assert_eq!(
+        done.effect(),
+        Some(&PaymentEffect::CaptureRefundHold(hold(2)))
     );
 }
 
@@ -216,44 +332,6 @@ fn a_different_provider_id_is_refused() {
         reg.apply(succeeded("b", 50_000), t(1)),
         Err(PaymentTransitionError::ProviderIdMismatch { .. })
     ));
-}
-
-#[test]
-fn refunds_capture_or_release_the_hold() {
-    let paid = ok_step(&pending(), succeeded("yk", 50_000)).after;
-    assert!(
-        paid.apply(PaymentEvent::RefundSucceeded, t(1)).is_err(),
-        "no refund without a hold"
-    );
-    let hold = crate::ids::ReservationId::from_uuid(Uuid::from_u128(9));
-    let started = ok_step(
-        &paid,
-        PaymentEvent::RefundStarted {
-            reservation_id: hold,
-        },
-    )
-    .after;
-    let done = ok_step(&started, PaymentEvent::RefundSucceeded);
-    assert_eq!(
-        (done.after.state, done.effect),
-        (
-            PaymentState::Refunded,
-            Some(PaymentEffect::CaptureRefundHold(hold))
-        )
-    );
-    assert!(!ok_step(&done.after, PaymentEvent::RefundSucceeded).changed());
-    assert!(
-        !ok_step(&done.after, succeeded("yk", 50_000)).changed(),
-        "YooKassa still says succeeded after a refund"
-    );
-    let failed = ok_step(&started, PaymentEvent::RefundFailed);
-    assert_eq!(
-        (failed.after.state, failed.effect),
-        (
-            PaymentState::Paid,
-            Some(PaymentEffect::ReleaseRefundHold(hold))
-        )
-    );
 }
 
 #[test]
@@ -604,11 +682,14 @@ async fn a_refund_takes_the_money_back_once() {
         })
     });
     let (svc, p) = paid_topup(&w, g, 20_000).await;
-    let out = svc.refund(p.id).await.unwrap();
+    let out = svc.refund(p.id, None).await.unwrap();
     assert!(matches!(out, RefundOutcome::Refunded(ref r) if r.state == PaymentState::Refunded));
     assert_eq!(balance(&w).await, 0);
     assert!(
-        matches!(svc.refund(p.id).await.unwrap(), RefundOutcome::Refunded(_)),
+        matches!(
+            svc.refund(p.id, None).await.unwrap(),
+            RefundOutcome::Refunded(_)
+        ),
         "repeat is a no-op"
     );
     assert!(w.store.verify().await.unwrap().is_ok());
@@ -631,7 +712,7 @@ async fn a_refund_of_spent_money_is_refused_with_a_clear_error() {
         created_at: t(1),
     };
     w.store.post(spend, None).await.unwrap();
-    match svc.refund(p.id).await {
+    match svc.refund(p.id, None).await {
         Err(PaymentError::RefundExceedsBalance { needed, available }) => {
             assert_eq!((needed, available), (m(20_000), m(15_000)))
         }
@@ -680,12 +761,12 @@ async fn a_refused_refund_releases_the_hold_and_a_later_one_can_succeed() {
         });
     let (svc, p) = paid_topup(&w, g, 20_000).await;
     assert!(matches!(
-        svc.refund(p.id).await,
+        svc.refund(p.id, None).await,
         Err(PaymentError::RefundRefused { .. })
     ));
     assert_eq!(balance(&w).await, 20_000, "the hold was released");
     assert!(matches!(
-        svc.refund(p.id).await.unwrap(),
+        svc.refund(p.id, None).await.unwrap(),
         RefundOutcome::Refunded(_)
     ));
     assert_eq!(balance(&w).await, 0);
@@ -722,15 +803,10 @@ async fn a_transient_refund_failure_keeps_the_hold_for_a_safe_retry() {
         });
     let (svc, p) = paid_topup(&w, g, 20_000).await;
     assert!(matches!(
-        svc.refund(p.id).await,
+        svc.refund(p.id, None).await,
         Err(PaymentError::Provider(_))
     ));
-    let held = svc
-        .payment(p.id)
-        .await
-        .unwrap()
-        .refund_reservation_id
-        .unwrap();
+    let held = svc.payment(p.id).await.unwrap().refund_hold().unwrap();
     assert_eq!(
         w.store.reservation(held).await.unwrap().unwrap().state,
         ReservationState::Held
@@ -740,7 +816,7 @@ async fn a_transient_refund_failure_keeps_the_hold_for_a_safe_retry() {
         0,
         "the amount stays held while the result is unknown"
     );
-    svc.refund(p.id).await.unwrap();
+    svc.refund(p.id, None).await.unwrap();
     assert_eq!(
         w.store.reservation(held).await.unwrap().unwrap().state,
         ReservationState::Captured,
@@ -762,7 +838,7 @@ async fn unpaid_payments_cannot_be_refunded() {
     let svc = service(&w, Some(g), config());
     let p = svc.create_topup(w.user, m(10_000), None).await.unwrap();
     assert!(matches!(
-        svc.refund(p.id).await,
+        svc.refund(p.id, None).await,
         Err(PaymentError::WrongState {
             state: PaymentState::Pending,
             ..
@@ -772,7 +848,7 @@ async fn unpaid_payments_cannot_be_refunded() {
 
 #[test]
 fn a_late_registration_after_the_webhook_is_a_repeat() {
-    let paid = ok_step(&pending(), succeeded("yk", 50_000)).after;
+    let paid = ok_step(&pending(), succeeded("yk", 50_000)).after().clone();
     let same = PaymentEvent::Registered {
         provider_payment_id: "yk".into(),
         confirmation_url: None,
@@ -832,15 +908,10 @@ async fn a_refund_error_of_any_kind_keeps_the_hold() {
     });
     let (svc, p) = paid_topup(&w, g, 20_000).await;
     assert!(matches!(
-        svc.refund(p.id).await,
+        svc.refund(p.id, None).await,
         Err(PaymentError::Provider(ProviderError::InvalidRequest { .. }))
     ));
-    let held = svc
-        .payment(p.id)
-        .await
-        .unwrap()
-        .refund_reservation_id
-        .unwrap();
+    let held = svc.payment(p.id).await.unwrap().refund_hold().unwrap();
     assert_eq!(
         w.store.reservation(held).await.unwrap().unwrap().state,
         ReservationState::Held,
@@ -851,29 +922,33 @@ async fn a_refund_error_of_any_kind_keeps_the_hold() {
 }
 
 #[tokio::test]
-async fn a_racing_second_refund_never_attaches_a_settled_hold() {
+async fn two_refunds_at_once_ask_the_provider_once_and_take_the_money_back_once() {
     let w = world().await;
     let mut g = MockPaymentGateway::new();
-    g.expect_refund().times(1).returning(|_| {
+    g.expect_refund().times(1).returning(|r| {
         Ok(GatewayRefund {
             refund_id: "rf".into(),
-            status: RefundStatus::Canceled { reason: None },
+            status: RefundStatus::Succeeded,
             provider_payment_id: None,
-            amount: None,
+            amount: Some(r.amount),
         })
     });
     let (svc, p) = paid_topup(&w, g, 20_000).await;
-    let before = svc.payment(p.id).await.unwrap();
-    assert!(matches!(
-        svc.refund(p.id).await,
-        Err(PaymentError::RefundRefused { .. })
-    ));
-    // A second attempt that read the payment before the first one (same version, so the
-    // same hold key) replays the first, now released, hold: it must stop, not attach it.
-    assert!(matches!(
-        svc.hold_for_refund(&before).await,
-        Err(PaymentError::RefundInProgress { .. })
-    ));
-    assert_eq!(svc.payment(p.id).await.unwrap().refund_reservation_id, None);
-    assert_eq!(balance(&w).await, 20_000);
+    let (a, b) = tokio::join!(svc.refund(p.id, None), svc.refund(p.id, None));
+    let outcomes = [a, b];
+    assert!(
+        outcomes
+            .iter()
+            .any(|o| matches!(o, Ok(RefundOutcome::Refunded(_)))),
+        "{outcomes:?}"
+    );
+    assert!(
+        outcomes.iter().all(|o| matches!(
+            o,
+            Ok(RefundOutcome::Refunded(_)) | Err(PaymentError::RefundInProgress { .. })
+        )),
+        "{outcomes:?}"
+    );
+    assert_eq!(balance(&w).await, 0, "taken back once");
+    assert!(w.store.verify().await.unwrap().is_ok());
 }

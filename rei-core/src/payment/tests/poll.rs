@@ -356,7 +356,7 @@ async fn a_refund_whose_gateway_call_failed_is_finished_by_the_poller() {
     let p = svc.create_topup(w.user, m(20_000), None).await.unwrap();
     svc.sync_provider_payment("yk-1").await.unwrap();
     assert!(matches!(
-        svc.refund(p.id).await,
+        svc.refund(p.id, None).await,
         Err(PaymentError::Provider(_))
     ));
     assert_eq!(balance(&w).await, 0, "held while unknown");
@@ -365,8 +365,8 @@ async fn a_refund_whose_gateway_call_failed_is_finished_by_the_poller() {
     assert_eq!(report.refunds_done, 1);
     let done = svc.payment(p.id).await.unwrap();
     assert_eq!(
-        (done.state, done.refund_id.as_deref()),
-        (PaymentState::Refunded, Some("rf-1"))
+        (done.state, done.refunded, done.refund),
+        (PaymentState::Refunded, m(20_000), None)
     );
     let keys = keys.lock().unwrap().clone();
     assert_eq!(keys[0], keys[1], "the same refund request, sent again");
@@ -406,7 +406,7 @@ async fn a_refund_lost_after_the_provider_made_it_is_not_sent_again() {
     let (svc, clock) = service_with_clock(&w, Some(g), config());
     let p = svc.create_topup(w.user, m(20_000), None).await.unwrap();
     svc.sync_provider_payment("yk-1").await.unwrap();
-    assert!(svc.refund(p.id).await.is_err());
+    assert!(svc.refund(p.id, None).await.is_err());
     clock.advance(MIN);
     assert_eq!(svc.poll().await.unwrap().refunds_done, 1);
     assert_eq!(
@@ -441,11 +441,16 @@ async fn a_pending_refund_refused_later_releases_the_hold_and_tells_the_admins()
     let p = svc.create_topup(w.user, m(20_000), None).await.unwrap();
     svc.sync_provider_payment("yk-1").await.unwrap();
     assert!(matches!(
-        svc.refund(p.id).await.unwrap(),
+        svc.refund(p.id, None).await.unwrap(),
         RefundOutcome::Pending(_)
     ));
     assert_eq!(
-        svc.payment(p.id).await.unwrap().refund_id.as_deref(),
+        svc.payment(p.id)
+            .await
+            .unwrap()
+            .refund
+            .and_then(|r| r.provider_refund_id)
+            .as_deref(),
         Some("rf-1")
     );
     clock.advance(MIN);
@@ -455,10 +460,7 @@ async fn a_pending_refund_refused_later_releases_the_hold_and_tells_the_admins()
     let second = svc.poll().await.unwrap();
     assert_eq!(second.refunds_refused, 1);
     let after = svc.payment(p.id).await.unwrap();
-    assert_eq!(
-        (after.state, after.refund_reservation_id, after.refund_id),
-        (PaymentState::Paid, None, None)
-    );
+    assert_eq!((after.state, after.refund), (PaymentState::Paid, None));
     assert_eq!(balance(&w).await, 20_000, "the hold was released");
     let alerts = w.notifier.alerts();
     assert_eq!(alerts.len(), 1);
@@ -481,7 +483,7 @@ async fn a_refund_notification_is_re_read_and_finishes_our_refund_once() {
     let (svc, _) = service_with_clock(&w, Some(g), config());
     let p = svc.create_topup(w.user, m(20_000), None).await.unwrap();
     svc.sync_provider_payment("yk-1").await.unwrap();
-    svc.refund(p.id).await.unwrap();
+    svc.refund(p.id, None).await.unwrap();
     let hint = GatewayHint::Refund {
         refund_id: "rf-1".into(),
         provider_payment_id: "yk-1".into(),
@@ -542,7 +544,7 @@ async fn only_our_own_refund_moves_the_hold() {
     let (svc, _) = service_with_clock(&w, Some(g), config());
     let p = svc.create_topup(w.user, m(20_000), None).await.unwrap();
     svc.sync_provider_payment("yk-1").await.unwrap();
-    svc.refund(p.id).await.unwrap();
+    svc.refund(p.id, None).await.unwrap();
     for refund in ["rf-old", "rf-partial"] {
         let hint = GatewayHint::Refund {
             refund_id: refund.into(),
@@ -550,10 +552,7 @@ async fn only_our_own_refund_moves_the_hold() {
         };
         let applied = svc.gateway_notification(&hint).await.unwrap();
         assert_eq!(applied.payment.state, PaymentState::Paid);
-        assert!(
-            applied.payment.refund_reservation_id.is_some(),
-            "{refund}: still held"
-        );
+        assert!(applied.payment.refund.is_some(), "{refund}: still held");
     }
     assert_eq!(balance(&w).await, 0, "held until our refund rf-1 ends");
     assert!(w.notifier.alerts().is_empty());
@@ -610,7 +609,7 @@ async fn a_refund_request_refused_outright_releases_the_hold_and_receipts_carry_
         .await
         .unwrap();
     svc.sync_provider_payment("yk-1").await.unwrap();
-    assert!(svc.refund(p.id).await.is_err());
+    assert!(svc.refund(p.id, None).await.is_err());
     clock.advance(MIN);
     let report = svc.poll().await.unwrap();
     assert_eq!(report.refunds_refused, 1);
@@ -654,4 +653,99 @@ async fn a_payment_the_provider_contradicts_is_told_to_admins_and_asked_about_da
         svc.payment(p.id).await.unwrap().state,
         PaymentState::Cancelled
     );
+}
+
+/// [money] 2: attempt A is given up here while the provider still has it pending; B is
+/// started (its answer lost, so its refund id is not known yet); A's refusal arrives
+/// late. Only A's hold may move: B's stays held, and B's success takes the balance back
+/// exactly once.
+#[tokio::test]
+async fn a_late_refusal_of_an_earlier_attempt_never_releases_a_newer_ones_hold() {
+    let w = world().await;
+    let mut g = gateway_creating("yk-1");
+    let sent = Arc::new(Mutex::new(Vec::new()));
+    let s = sent.clone();
+    g.expect_refund().times(4).returning(move |r| {
+        let mut keys = s.lock().unwrap();
+        keys.push(r.idempotency_key.as_str().to_owned());
+        match keys.len() {
+            // A: the answer is lost; then its key has expired and the provider refuses
+            // the resend outright.
+            1 => Err(ProviderError::Transient {
+                message: "connection reset".into(),
+            }),
+            2 => Err(ProviderError::InvalidRequest {
+                message: "idempotence key expired".into(),
+            }),
+            // B: the answer is lost too; sent again later, it went through.
+            3 => Err(ProviderError::Transient {
+                message: "connection reset".into(),
+            }),
+            _ => Ok(refund_answer("rf-B", RefundStatus::Succeeded)),
+        }
+    });
+    g.expect_get_payment()
+        .returning(|id| Ok(remote(id, GatewayStatus::Succeeded, 20_000, None)));
+    g.expect_get_refund().returning(|id| {
+        Ok(match id {
+            "rf-A" => refund_answer(
+                id,
+                RefundStatus::Canceled {
+                    reason: Some("rejected_by_payee".into()),
+                },
+            ),
+            _ => refund_answer(id, RefundStatus::Succeeded),
+        })
+    });
+    let (svc, clock) = service_with_clock(&w, Some(g), config());
+    let p = svc.create_topup(w.user, m(20_000), None).await.unwrap();
+    svc.sync_provider_payment("yk-1").await.unwrap();
+    assert!(svc.refund(p.id, None).await.is_err());
+    clock.advance(MIN);
+    assert_eq!(
+        svc.poll().await.unwrap().refunds_refused,
+        1,
+        "A given up here"
+    );
+    assert_eq!(balance(&w).await, 20_000);
+    assert!(svc.refund(p.id, None).await.is_err(), "B's answer lost");
+    let b = svc.payment(p.id).await.unwrap().refund_hold().unwrap();
+    // A's refusal, late.
+    let late_a = GatewayHint::Refund {
+        refund_id: "rf-A".into(),
+        provider_payment_id: "yk-1".into(),
+    };
+    let applied = svc.gateway_notification(&late_a).await.unwrap();
+    assert_eq!(
+        applied.payment.refund_hold(),
+        Some(b),
+        "B is still under way"
+    );
+    assert_eq!(
+        w.store.reservation(b).await.unwrap().unwrap().state,
+        ReservationState::Held,
+        "B's hold is still held"
+    );
+    assert_eq!(balance(&w).await, 0);
+    // The poller sends B again under B's key: it went through; captured once.
+    clock.advance(MIN);
+    assert_eq!(svc.poll().await.unwrap().refunds_done, 1);
+    let done = svc.payment(p.id).await.unwrap();
+    assert_eq!((done.state, done.refund), (PaymentState::Refunded, None));
+    assert_eq!(balance(&w).await, 0);
+    assert_eq!(
+        w.store.reservation(b).await.unwrap().unwrap().state,
+        ReservationState::Captured
+    );
+    let b_done = GatewayHint::Refund {
+        refund_id: "rf-B".into(),
+        provider_payment_id: "yk-1".into(),
+    };
+    svc.gateway_notification(&b_done).await.unwrap();
+    assert_eq!(balance(&w).await, 0, "a duplicate changes nothing");
+    let keys = sent.lock().unwrap().clone();
+    assert_eq!(keys[0], keys[1], "A resent under its own key");
+    assert_ne!(keys[1], keys[2], "B has its own key");
+    assert_eq!(keys[2], keys[3], "B resent under its own key");
+    assert!(w.store.verify().await.unwrap().is_ok());
 }

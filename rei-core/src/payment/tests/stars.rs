@@ -42,14 +42,14 @@ async fn a_stars_payment_is_refunded_and_the_credit_taken_back_once() {
     let p = paid_in_stars(&svc, &w).await;
     assert_eq!(balance(&w).await, 10_000);
     let out = svc
-        .refund_audited(p.id, Actor::Cli("ops".into()), "asked by the user")
+        .refund_audited(p.id, None, Actor::Cli("ops".into()), "asked by the user")
         .await
         .unwrap();
     assert!(matches!(out, RefundOutcome::Refunded(_)));
     assert_eq!(balance(&w).await, 0);
     // Again: already refunded, Telegram is not asked twice.
     assert!(matches!(
-        svc.refund(p.id).await.unwrap(),
+        svc.refund(p.id, None).await.unwrap(),
         RefundOutcome::Refunded(_)
     ));
     let audit = w.store.audit_log(10).await.unwrap();
@@ -94,13 +94,13 @@ async fn a_refused_stars_refund_releases_the_hold_and_a_lost_answer_is_finished_
     let svc = with_stars(&w, stars);
     let p = paid_in_stars(&svc, &w).await;
     assert!(matches!(
-        svc.refund(p.id).await,
+        svc.refund(p.id, None).await,
         Err(PaymentError::RefundRefused { .. })
     ));
     assert_eq!(balance(&w).await, 10_000, "released");
     assert_eq!(w.notifier.alerts().len(), 1, "admins told of the refusal");
     assert!(matches!(
-        svc.refund(p.id).await,
+        svc.refund(p.id, None).await,
         Err(PaymentError::Provider(_))
     ));
     assert_eq!(balance(&w).await, 0, "held while unknown");
@@ -111,5 +111,76 @@ async fn a_refused_stars_refund_releases_the_hold_and_a_lost_answer_is_finished_
         PaymentState::Refunded
     );
     assert_eq!(balance(&w).await, 0);
+    assert!(w.store.verify().await.unwrap().is_ok());
+}
+
+/// [money] 13: the process dies after the refund started (hold placed, recorded on the
+/// payment) and before `refundStarPayment` was sent: the poller finishes it, once.
+#[tokio::test]
+async fn a_stars_refund_cut_off_before_telegram_was_asked_is_finished_by_the_poller() {
+    let w = world().await;
+    let mut stars = MockStarsGateway::new();
+    stars
+        .expect_refund_stars()
+        .times(1)
+        .returning(|_, _| Ok(()));
+    let svc = with_stars(&w, stars);
+    let p = paid_in_stars(&svc, &w).await;
+    // What the dead process committed: the start, with its hold.
+    let started = p
+        .apply(
+            PaymentEvent::RefundStarted {
+                reservation_id: ReservationId::from_uuid(Uuid::from_u128(77)),
+                amount: p.amount,
+            },
+            t(2_000),
+        )
+        .unwrap();
+    w.store.save_payment_transition(&started).await.unwrap();
+    assert_eq!(balance(&w).await, 0, "held");
+    let report = svc.poll().await.unwrap();
+    assert_eq!(report.refunds_done, 1, "{report:?}");
+    let done = svc.payment(p.id).await.unwrap();
+    assert_eq!(done.state, PaymentState::Refunded);
+    assert_eq!(balance(&w).await, 0);
+    assert_eq!(svc.poll().await.unwrap().checked, 0, "nothing left to do");
+    assert!(w.store.verify().await.unwrap().is_ok());
+}
+
+/// Only Telegram's definite answers settle a Stars refund: an unknown outcome keeps the
+/// hold, and the poller asks again.
+#[tokio::test]
+async fn an_unknown_stars_refund_outcome_keeps_the_hold_until_a_definite_answer() {
+    let w = world().await;
+    let mut stars = MockStarsGateway::new();
+    let calls = Arc::new(std::sync::Mutex::new(0));
+    let c = calls.clone();
+    stars.expect_refund_stars().times(2).returning(move |_, _| {
+        let mut n = c.lock().unwrap();
+        *n += 1;
+        if *n == 1 {
+            Err(ProviderError::Unknown {
+                message: "Internal Server Error".into(),
+            })
+        } else {
+            Ok(())
+        }
+    });
+    let svc = with_stars(&w, stars);
+    let p = paid_in_stars(&svc, &w).await;
+    assert!(matches!(
+        svc.refund(p.id, None).await,
+        Err(PaymentError::Provider(ProviderError::Unknown { .. }))
+    ));
+    let held = svc.payment(p.id).await.unwrap().refund_hold().unwrap();
+    assert_eq!(
+        w.store.reservation(held).await.unwrap().unwrap().state,
+        ReservationState::Held
+    );
+    assert_eq!(svc.poll().await.unwrap().refunds_done, 1);
+    assert_eq!(
+        w.store.reservation(held).await.unwrap().unwrap().state,
+        ReservationState::Captured
+    );
     assert!(w.store.verify().await.unwrap().is_ok());
 }
