@@ -135,13 +135,20 @@ impl AssetStore {
     /// `PUBLIC_URL` or for an unsafe key.
     #[must_use]
     pub fn public_link(&self, asset: &AssetRef, now: SystemTime) -> Option<String> {
-        let links = self.public.as_ref()?;
-        validate_key(asset.as_str()).ok()?;
         let expires = now
             .checked_add(PUBLIC_LINK_TTL)?
             .duration_since(UNIX_EPOCH)
             .ok()?
             .as_secs();
+        self.signed_link(asset, expires)
+    }
+
+    /// A signed link to `asset` that works until `expires` (Unix seconds); `None` without
+    /// `PUBLIC_URL` or for an unsafe key.
+    #[must_use]
+    pub fn signed_link(&self, asset: &AssetRef, expires: u64) -> Option<String> {
+        let links = self.public.as_ref()?;
+        validate_key(asset.as_str()).ok()?;
         let sig = hex::encode(
             Self::signature(links, asset.as_str(), expires)?
                 .finalize()
@@ -376,6 +383,20 @@ impl rei_core::ports::Assets for AssetStore {
 
     fn public_url(&self, asset: &AssetRef) -> Option<String> {
         self.public_link(asset, SystemTime::now())
+    }
+
+    fn download_link(&self, asset: &AssetRef, expires: rei_core::Timestamp) -> Option<String> {
+        let seconds = u64::try_from(expires.millis() / 1000).ok()?;
+        self.signed_link(asset, seconds)
+    }
+
+    async fn exists(&self, asset: &AssetRef) -> Result<bool, rei_core::ports::AssetError> {
+        let path = self
+            .path(asset)
+            .map_err(|e| rei_core::ports::AssetError::Unavailable(Box::new(e)))?;
+        tokio::fs::try_exists(&path)
+            .await
+            .map_err(|e| rei_core::ports::AssetError::Unavailable(Box::new(e)))
     }
 }
 

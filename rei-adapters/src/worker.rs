@@ -334,12 +334,19 @@ fn record(out: &StepOutcome) {
             } => {
                 tracing::warn!(provider, kind = kind.as_str(), error = %message, attempts = out.job.attempts, "provider call failed");
             }
-            StepNote::CallRepeated { provider } => {
-                metrics::counter!("provider_call_repeats_total", "provider" => *provider)
+            StepNote::CallLost { provider } => {
+                metrics::counter!("provider_calls_lost_total", "provider" => *provider)
                     .increment(1);
-                tracing::warn!(
+                tracing::error!(
                     provider,
-                    "a billed call was cut off by a crash; counted as a failed attempt"
+                    "the answer to a billed call was lost; not sent again, the user is refunded"
+                );
+            }
+            StepNote::LateResult { provider } => {
+                metrics::counter!("late_results_total", "provider" => *provider).increment(1);
+                tracing::info!(
+                    provider,
+                    "a result came after its job was refunded: delivered free"
                 );
             }
             StepNote::NotSent { what, error } => {

@@ -3,10 +3,12 @@
 //! value stops the process with a message naming the variable.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use rei_adapters::web::IpList;
 use rei_core::ids::UserId;
+use rei_core::job::VideoDeadlines;
 use rei_core::money::Money;
 use rei_core::pricing::{PriceList, PricingError};
 use secrecy::SecretString;
@@ -210,6 +212,19 @@ pub(crate) struct Config {
     /// `pretty` or `json`; the level comes from `RUST_LOG`.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "pretty")]
     pub log_format: LogFormat,
+    /// How long a video task may run at Kling before the job is refunded, for a 5 s
+    /// video (10 s: twice that): `3600`, or with per-model values `3600,kling-v3=5400`.
+    /// A result that still comes later is delivered free.
+    #[arg(long, env = "KLING_TASK_DEADLINE_SECS", default_value = "3600", value_parser = parse_deadlines)]
+    pub kling_task_deadline_secs: VideoDeadlines,
+    /// How long a result's download link works (`7d`, `48h`): results too large for
+    /// Telegram are delivered as such a link, and `/history` lists them.
+    #[arg(long, env = "ASSET_LINK_TTL", default_value = "7d", value_parser = parse_duration)]
+    pub asset_link_ttl: Duration,
+    /// On SIGTERM: how long in-flight provider calls may finish before the process
+    /// exits (a step cut off later resumes without sending its call again).
+    #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value = "60", value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub shutdown_grace_secs: u64,
 }
 
 /// A configuration that parsed but does not hold together.
@@ -233,6 +248,16 @@ pub(crate) enum ConfigError {
     /// The mode is neither std nor pro.
     #[error("KLING_MODE: {0}")]
     KlingMode(String),
+    /// Download links would outlive the files they point to.
+    #[error(
+        "ASSET_LINK_TTL ({link_days} days) is longer than ASSET_RETENTION_DAYS ({retention_days}): links would point at deleted files"
+    )]
+    LinksOutliveFiles {
+        /// `ASSET_LINK_TTL`, in whole days (rounded up).
+        link_days: u64,
+        /// `ASSET_RETENTION_DAYS`.
+        retention_days: u32,
+    },
 }
 
 impl Config {
@@ -252,6 +277,13 @@ impl Config {
         self.kling_mode
             .parse::<rei_adapters::kling::KlingMode>()
             .map_err(|e| ConfigError::KlingMode(e.to_string()))?;
+        let retention = Duration::from_secs(u64::from(self.asset_retention_days) * 86_400);
+        if self.asset_link_ttl > retention {
+            return Err(ConfigError::LinksOutliveFiles {
+                link_days: self.asset_link_ttl.as_secs().div_ceil(86_400),
+                retention_days: self.asset_retention_days,
+            });
+        }
         Ok(PriceList::new(
             self.image_generation_price,
             self.image_edit_price,
@@ -274,6 +306,57 @@ impl Config {
         }
         off
     }
+}
+
+/// A duration: `7d`, `48h`, `30m`, `90s`, or plain seconds.
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration like 7d, 48h, 30m or 90s"))?;
+    let unit_secs = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("`{s}`: the unit must be d, h, m or s")),
+    };
+    n.checked_mul(unit_secs)
+        .filter(|secs| *secs > 0)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("`{s}` must be greater than zero and not absurdly long"))
+}
+
+/// `KLING_TASK_DEADLINE_SECS`: `3600`, or `3600,kling-v3=5400,…`.
+fn parse_deadlines(s: &str) -> Result<VideoDeadlines, String> {
+    let secs = |v: &str| -> Result<Duration, String> {
+        v.trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|n| (60..=7 * 86_400).contains(n))
+            .map(Duration::from_secs)
+            .ok_or_else(|| format!("`{v}` must be a number of seconds from 60 to 604800"))
+    };
+    let mut parts = s.split(',');
+    let five_secs = secs(parts.next().unwrap_or_default())?;
+    let per_model = parts
+        .map(|part| {
+            let (model, value) = part
+                .split_once('=')
+                .ok_or_else(|| format!("`{part}`: per-model values are model=seconds"))?;
+            let model = model.trim();
+            if model.is_empty() {
+                return Err(format!("`{part}`: the model name is empty"));
+            }
+            Ok((model.to_owned(), secs(value)?))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    Ok(VideoDeadlines {
+        five_secs,
+        per_model,
+    })
 }
 
 fn parse_user_id(s: &str) -> Result<UserId, String> {

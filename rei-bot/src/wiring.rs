@@ -130,6 +130,8 @@ pub(crate) async fn build(config: &Config) -> anyhow::Result<App> {
     let runner_config = RunnerConfig {
         lease_for: Duration::from_secs(config.worker_lease_secs),
         poll_interval: Duration::from_millis(config.video_poll_interval_ms),
+        video_deadlines: config.kling_task_deadline_secs.clone(),
+        result_link_ttl: config.asset_link_ttl,
         ..RunnerConfig::default()
     };
     let images = images(config)?;
@@ -161,6 +163,7 @@ pub(crate) async fn build(config: &Config) -> anyhow::Result<App> {
             dialogues: stores.dialogues.clone(),
             limiter: backends.limiter.clone(),
             media: Arc::new(TelegramMedia::new(bot.clone(), assets.clone())),
+            assets: Arc::new(assets.clone()),
             clock: clock.clone(),
             ids,
         },
@@ -184,6 +187,7 @@ pub(crate) async fn build(config: &Config) -> anyhow::Result<App> {
         WorkerConfig {
             name: worker_name(),
             concurrency: usize::try_from(config.worker_concurrency).unwrap_or(1),
+            grace: Duration::from_secs(config.shutdown_grace_secs),
             ..WorkerConfig::default()
         },
     );
@@ -254,6 +258,7 @@ fn conversation_config(
         // Kling fetches a video→video source from a signed link under PUBLIC_URL.
         video_to_video: config.public_url.is_some(),
         draft_ttl: Duration::from_secs(3600),
+        result_link_ttl: config.asset_link_ttl,
     })
 }
 

@@ -88,6 +88,7 @@ async fn many_tasks_spending_one_balance_never_overdraw() {
                     JobEvent::Succeeded {
                         result: AssetRef::new("r.png"),
                         actual_cost: job.quote.amount,
+                        result_url: None,
                     }
                 } else {
                     JobEvent::Failed {

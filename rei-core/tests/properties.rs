@@ -253,6 +253,7 @@ async fn apply(
                 2 => JobEvent::Succeeded {
                     result: AssetRef::new("r"),
                     actual_cost: m(4_000),
+                    result_url: None,
                 },
                 3 => JobEvent::Failed {
                     reason: FailureReason::ProviderFailed { detail: "x".into() },
@@ -264,6 +265,7 @@ async fn apply(
                 _ => JobEvent::Succeeded {
                     result: AssetRef::new("r"),
                     actual_cost: m(5_000),
+                    result_url: None,
                 },
             };
             let written = w.jobs.write(id, event, worker).await;

@@ -84,7 +84,8 @@ macro_rules! sql_jobs {
                     "UPDATE jobs SET status = $1, progress = $2, cost_actual = $3, attempts = $4, deliveries = $5, provider_calls = $6, \
                      provider_task_id = $7, result_url = $8, error_message = $9, cancel_requested = $10, lease_token = $11, lease_until = $12, \
                      run_after = $13, delivery = $14, delivery_attempts = $15, delivered_at = $16, version = $17, started_at = $18, \
-                     completed_at = $19, updated_at = $20, status_message = $21 WHERE id = $22 AND version = $23",
+                     completed_at = $19, updated_at = $20, status_message = $21, provider_result_url = $24, watch_until = $25, \
+                     redelivery = $26 WHERE id = $22 AND version = $23",
                 )
                 .bind(j.state.as_str())
                 .bind(i64::from(j.progress.percent()))
@@ -109,6 +110,9 @@ macro_rules! sql_jobs {
                 .bind(j.status_message.as_ref().map(|m| m.as_str().to_owned()))
                 .bind(j.id.to_string())
                 .bind(i64::from(t.before().version))
+                .bind(&j.result_url)
+                .bind(j.watch_until.map(Timestamp::millis))
+                .bind(j.redelivery)
                 .execute(&mut **tx)
                 .await?;
                 if done.rows_affected() != 1 {

@@ -180,7 +180,7 @@ macro_rules! job_cols {
     () => {
         "id, user_id, status, progress, params, quote, cost_actual, reservation_id, idempotency_key, attempts, deliveries, provider_calls, \
          provider_task_id, result_url, error_message, cancel_requested, status_message, lease_token, lease_until, run_after, delivery, delivery_attempts, \
-         delivered_at, version, created_at, started_at, completed_at, updated_at"
+         delivered_at, version, created_at, started_at, completed_at, updated_at, provider_result_url, watch_until, redelivery"
     };
 }
 pub(crate) use job_cols;
@@ -215,6 +215,9 @@ pub(crate) struct JobRow {
     started_at: Option<i64>,
     completed_at: Option<i64>,
     updated_at: i64,
+    provider_result_url: Option<String>,
+    watch_until: Option<i64>,
+    redelivery: bool,
 }
 
 impl TryFrom<JobRow> for Job {
@@ -262,6 +265,9 @@ impl TryFrom<JobRow> for Job {
             },
             run_after: r.run_after.map(Timestamp::from_millis),
             status_message: r.status_message.map(rei_core::ports::MessageRef::new),
+            result_url: r.provider_result_url,
+            watch_until: r.watch_until.map(Timestamp::from_millis),
+            redelivery: r.redelivery,
             delivery: parse("job delivery", &r.delivery)?,
             delivery_attempts: count("delivery_attempts", r.delivery_attempts)?,
             delivered_at: r.delivered_at.map(Timestamp::from_millis),

@@ -6,8 +6,9 @@
 //! - Every final outcome (a result, a failure with its refund, a cancel) is a new
 //!   message, since Telegram notifies nobody of an edit; the status message is edited
 //!   to match as well.
-//! - A result goes as a photo (≤ 10 MB, else a document) or a video (≤ 50 MB; larger
-//!   ones are reported with their size, since the cloud Bot API cannot upload them).
+//! - A result goes as a photo (≤ 10 MB, else a document) or a video (≤ 50 MB); a larger
+//!   one, which the cloud Bot API cannot upload, as a signed download link (`PUBLIC_URL`,
+//!   valid for `ASSET_LINK_TTL`).
 //! - A blocked bot or a deactivated user is `Unreachable` (recorded, never retried);
 //!   429 and network failures are `Unavailable` (the job's worker retries with backoff).
 //! - Admin alerts reach every `ADMIN_IDS` chat, at most once per hour per provider and
@@ -24,9 +25,11 @@ use rei_core::ports::{
     AdminAlert, MessageRef, Notice, Notifier, NotifyError, ProviderErrorKind, UserStore,
 };
 use rei_core::user::Language;
-use teloxide::payloads::{SendDocumentSetters, SendPhotoSetters, SendVideoSetters};
+use teloxide::payloads::{
+    SendDocumentSetters, SendMessageSetters, SendPhotoSetters, SendVideoSetters,
+};
 use teloxide::prelude::Requester;
-use teloxide::types::{ChatId, InputFile, MessageId};
+use teloxide::types::{ChatId, InlineKeyboardButton, InlineKeyboardMarkup, InputFile, MessageId};
 use teloxide::{ApiError, Bot, RequestError};
 
 use super::locale::{Arg, Locales};
@@ -124,6 +127,14 @@ impl TelegramNotifier {
                 "failure-too-many-attempts",
                 &[("attempts", Arg::Number(i64::from(*attempts)))],
             ),
+            FailureReason::ResultTooLarge { megabytes } => self.text(
+                language,
+                "failure-result-too-large",
+                &[(
+                    "megabytes",
+                    Arg::Number(i64::try_from(*megabytes).unwrap_or(i64::MAX)),
+                )],
+            ),
             FailureReason::DeadlineExceeded { after_secs } => self.text(
                 language,
                 "failure-deadline",
@@ -174,35 +185,67 @@ impl TelegramNotifier {
             .map_err(|e| map_error(e, chat))
     }
 
-    /// Marks the status message done (best effort), then sends the result file.
+    /// Marks the status message done (best effort), then sends the result file: a photo
+    /// (≤ 10 MB, else a document) or a video; a file over the Bot API's upload limit as
+    /// a download link (`caption` says what was charged, or that it is free).
     async fn deliver(
         &self,
         chat: ChatId,
         language: Language,
-        kind: JobKind,
-        result: &rei_core::job::AssetRef,
-        charged: rei_core::Money,
+        result: Delivered<'_>,
+        caption: String,
         status: Option<&MessageRef>,
     ) -> Result<(), NotifyError> {
-        let charged = charged.to_string();
-        let caption = self.text(
-            language,
-            "job-done-caption",
-            &[("charged", Arg::Text(charged.clone()))],
-        );
         let done = self.text(language, "job-done-status", &[]);
         self.edit_status(chat, status, done).await;
         let path = self
             .assets
-            .path(result)
+            .path(result.asset)
             .map_err(|e| NotifyError::Unavailable(Box::new(e)))?;
         let size = tokio::fs::metadata(&path)
             .await
             .map_err(|e| NotifyError::Unavailable(Box::new(e)))?
             .len();
+        if size > MAX_UPLOAD_BYTES {
+            let megabytes = i64::try_from(size.div_ceil(1024 * 1024)).unwrap_or(i64::MAX);
+            let Some(link) = result.download_link else {
+                let text = self.text(
+                    language,
+                    "job-too-large",
+                    &[
+                        ("megabytes", Arg::Number(megabytes)),
+                        ("caption", Arg::Text(caption)),
+                    ],
+                );
+                return self.send_text(chat, text).await;
+            };
+            let text = self.text(
+                language,
+                "job-download",
+                &[
+                    ("megabytes", Arg::Number(megabytes)),
+                    ("link", Arg::Text(link.to_owned())),
+                    ("caption", Arg::Text(caption)),
+                ],
+            );
+            let button = self.text(language, "job-download-button", &[]);
+            self.config.send_rate.wait().await;
+            let request = self.bot.send_message(chat, text);
+            let sent = match link.parse() {
+                Ok(url) => {
+                    request
+                        .reply_markup(InlineKeyboardMarkup::new([[InlineKeyboardButton::url(
+                            button, url,
+                        )]]))
+                        .await
+                }
+                Err(_) => request.await,
+            };
+            return sent.map(|_| ()).map_err(|e| map_error(e, chat));
+        }
         let file = InputFile::file(path);
         self.config.send_rate.wait().await;
-        let sent = match kind {
+        let sent = match result.kind {
             JobKind::ImageGeneration | JobKind::ImageEdit if size <= MAX_PHOTO_BYTES => self
                 .bot
                 .send_photo(chat, file)
@@ -215,25 +258,13 @@ impl TelegramNotifier {
                 .caption(caption)
                 .await
                 .map(|_| ()),
-            JobKind::VideoGeneration if size <= MAX_UPLOAD_BYTES => self
+            JobKind::VideoGeneration => self
                 .bot
                 .send_video(chat, file)
                 .caption(caption)
                 .supports_streaming(true)
                 .await
                 .map(|_| ()),
-            JobKind::VideoGeneration => {
-                let megabytes = i64::try_from(size.div_ceil(1024 * 1024)).unwrap_or(i64::MAX);
-                let text = self.text(
-                    language,
-                    "job-too-large",
-                    &[
-                        ("megabytes", Arg::Number(megabytes)),
-                        ("charged", Arg::Text(charged)),
-                    ],
-                );
-                return self.send_text(chat, text).await;
-            }
         };
         sent.map_err(|e| map_error(e, chat))
     }
@@ -311,6 +342,10 @@ impl Notifier for TelegramNotifier {
         sent
     }
 
+    fn upload_limit(&self) -> Option<u64> {
+        Some(MAX_UPLOAD_BYTES)
+    }
+
     #[tracing::instrument(skip_all, fields(provider = %alert.provider, kind = alert.kind.as_str()))]
     async fn alert_admins(&self, alert: AdminAlert) -> Result<(), NotifyError> {
         if !self.should_alert(&alert) {
@@ -364,19 +399,50 @@ impl TelegramNotifier {
                 kind,
                 result,
                 charged,
+                download_link,
+                resent,
                 status_message,
                 ..
-            } => self
-                .deliver(
-                    chat,
+            } => {
+                let mut caption = self.text(
                     language,
+                    "job-done-caption",
+                    &[("charged", Arg::Text(charged.to_string()))],
+                );
+                if resent {
+                    caption = self.text(language, "job-resent", &[("caption", Arg::Text(caption))]);
+                }
+                let result = Delivered {
                     kind,
-                    &result,
-                    charged,
-                    status_message.as_ref(),
-                )
-                .await
-                .map(|()| None),
+                    asset: &result,
+                    download_link: download_link.as_deref(),
+                };
+                self.deliver(chat, language, result, caption, status_message.as_ref())
+                    .await
+                    .map(|()| None)
+            }
+            Notice::JobLateResult {
+                kind,
+                result,
+                refunded,
+                download_link,
+                status_message,
+                ..
+            } => {
+                let caption = self.text(
+                    language,
+                    "job-late-caption",
+                    &[("refunded", Arg::Text(refunded.to_string()))],
+                );
+                let result = Delivered {
+                    kind,
+                    asset: &result,
+                    download_link: download_link.as_deref(),
+                };
+                self.deliver(chat, language, result, caption, status_message.as_ref())
+                    .await
+                    .map(|()| None)
+            }
             Notice::JobFailed {
                 reason,
                 refunded,
@@ -452,10 +518,18 @@ impl TelegramNotifier {
     }
 }
 
+/// A result to send.
+struct Delivered<'a> {
+    kind: JobKind,
+    asset: &'a rei_core::job::AssetRef,
+    download_link: Option<&'a str>,
+}
+
 const fn notice_name(notice: &Notice) -> &'static str {
     match notice {
         Notice::JobProgress { .. } => "job_progress",
         Notice::JobCompleted { .. } => "job_completed",
+        Notice::JobLateResult { .. } => "job_late_result",
         Notice::JobFailed { .. } => "job_failed",
         Notice::JobCancelled { .. } => "job_cancelled",
         Notice::PaymentCredited { .. } => "payment_credited",

@@ -6,8 +6,8 @@ use uuid::Uuid;
 use super::{Backend, Store};
 use crate::ids::{IdempotencyKey, JobId, PaymentId, ReservationId, UserId};
 use crate::job::{
-    AssetRef, CancelledBy, FailureReason, Job, JobEvent, JobFilter, JobGuard, JobLease, JobSpec,
-    JobState, JobWrite, LeaseToken, NewJob, Prompt,
+    AssetRef, CancelledBy, Delivery, FailureReason, Job, JobEvent, JobFilter, JobGuard, JobLease,
+    JobSpec, JobState, JobWrite, LeaseToken, NewJob, Prompt,
 };
 use crate::ledger::{EntryKind, NewEntry, NewReservation, RefType, ReservationState, Settlement};
 use crate::money::Money;
@@ -636,6 +636,7 @@ pub async fn stale_lease_is_refused<S: Backend>(s: Store<S>) {
         JobEvent::Succeeded {
             result: AssetRef::new("results/x.png"),
             actual_cost: m(100),
+            result_url: None,
         },
     )
     .await;
@@ -772,6 +773,7 @@ pub async fn finished_jobs_stay_queued_until_delivered<S: Backend>(s: Store<S>) 
         JobEvent::Succeeded {
             result: AssetRef::new("results/x.png"),
             actual_cost: m(100),
+            result_url: None,
         },
     )
     .await
@@ -815,11 +817,17 @@ pub async fn finished_jobs_stay_queued_until_delivered<S: Backend>(s: Store<S>) 
     assert_sound(&*s).await;
 }
 
+/// An admin's cancel of a running job releases its hold at once (audited once); the
+/// result of a call that was out still comes, is kept and is delivered free: no second
+/// settlement.
 pub async fn a_running_job_is_cancelled_by_its_worker_once<S: Backend>(s: Store<S>) {
     let u = user(&*s, 1).await;
     fund(&*s, u, 1_000).await;
     let job = s.create_job(new_job(1, u, 100), 5).await.unwrap();
     let running = claim(&*s, &job).await.unwrap();
+    let calling = transition(&*s, &running, JobEvent::CallStarted)
+        .await
+        .unwrap();
     let cancel = JobWrite {
         job_id: job.id,
         event: JobEvent::Cancelled {
@@ -829,37 +837,41 @@ pub async fn a_running_job_is_cancelled_by_its_worker_once<S: Backend>(s: Store<
         audit: Some(audit(u, AuditAction::JobCancel)),
         at: at(20),
     };
-    let asked = s.write_job(&cancel).await.unwrap();
-    assert_eq!(
-        asked.job.state,
-        JobState::Processing,
-        "a request, not a release"
+    let cancelled = s.write_job(&cancel).await.unwrap();
+    assert_eq!(cancelled.job.state, JobState::Cancelled);
+    assert!(
+        cancelled.job.watch_until.is_some(),
+        "the call is out: watched"
     );
-    assert_eq!(
-        asked.job.cancel_requested,
-        Some(CancelledBy::Admin("cli:root".into()))
-    );
-    assert_eq!(available(&*s, u).await, 900);
+    assert_eq!(available(&*s, u).await, 1_000, "released at once");
     let again = s.write_job(&cancel).await.unwrap();
-    assert!(!again.changed, "asking twice changes nothing");
+    assert!(!again.changed, "cancelling twice changes nothing");
     assert_eq!(s.audit_log(10).await.unwrap().len(), 1, "audited once");
-    // The worker's success arrives after the request: the cancel wins, released once.
-    let settled = transition(
+    // The worker's result arrives: kept and delivered free, released once.
+    let late = transition(
         &*s,
-        &asked.job,
+        &calling,
         JobEvent::Succeeded {
             result: AssetRef::new("results/x.png"),
             actual_cost: m(100),
+            result_url: None,
         },
     )
     .await
     .unwrap();
-    assert_eq!(settled.state, JobState::Cancelled);
-    assert_eq!(settled.result, None);
-    assert_eq!(available(&*s, u).await, 1_000);
-    assert_eq!(running.reservation_id, settled.reservation_id);
     assert_eq!(
-        s.reservation(settled.reservation_id)
+        (late.state, late.result.clone(), late.cost_actual),
+        (
+            JobState::Cancelled,
+            Some(AssetRef::new("results/x.png")),
+            None
+        )
+    );
+    assert_eq!(late.delivery, Delivery::Pending);
+    assert_eq!(available(&*s, u).await, 1_000);
+    assert_eq!(running.reservation_id, late.reservation_id);
+    assert_eq!(
+        s.reservation(late.reservation_id)
             .await
             .unwrap()
             .unwrap()
@@ -883,6 +895,7 @@ pub async fn a_cost_above_the_stored_quote_is_refused<S: Backend>(s: Store<S>) {
         JobEvent::Succeeded {
             result: AssetRef::new("results/x.png"),
             actual_cost: m(500),
+            result_url: None,
         },
     )
     .await;
@@ -913,6 +926,7 @@ pub async fn job_settlements_follow_transitions<S: Backend>(s: Store<S>) {
         JobEvent::Succeeded {
             result: AssetRef::new("results/a.png"),
             actual_cost: m(200),
+            result_url: None,
         },
     )
     .await

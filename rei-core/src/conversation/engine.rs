@@ -66,6 +66,9 @@ pub struct ConversationConfig {
     pub video_to_video: bool,
     /// A draft older than this must be made again.
     pub draft_ttl: Duration,
+    /// How long a result's download link works after its job finished
+    /// (`ASSET_LINK_TTL`); `/history` lists the links still valid.
+    pub result_link_ttl: Duration,
 }
 
 /// The services and ports the conversation uses.
@@ -87,6 +90,8 @@ pub struct ConversationPorts {
     pub limiter: Arc<dyn RateLimiter>,
     /// Users' files.
     pub media: Arc<dyn MediaFetcher>,
+    /// Results, for their download links in `/history`.
+    pub assets: Arc<dyn crate::ports::Assets>,
     /// Time.
     pub clock: Arc<dyn Clock>,
     /// Draft ids.
@@ -185,6 +190,7 @@ impl Conversation {
         }
         match self.ports.users.access(user).await? {
             Access::Allowed => {}
+            Access::Back => self.came_back(user).await?,
             // First contact without /start (a shared link, a forward, a cleared chat):
             // registered now, then served as usual.
             Access::Unknown => {
@@ -266,6 +272,11 @@ impl Conversation {
         if user.is_banned {
             return self.handle_banned(sender.id).await;
         }
+        if user.unreachable_since.is_some()
+            && self.ports.users.access(sender.id).await? == Access::Back
+        {
+            self.came_back(sender.id).await?;
+        }
         stored.state = DialogueState::Idle;
         self.save(sender.id, stored).await?;
         let balance = self.ports.ledger.balance(sender.id).await?;
@@ -330,6 +341,13 @@ impl Conversation {
         };
         // Menu buttons never carry an admin command: no update key is needed.
         self.command(sender, command, stored, "menu").await
+    }
+
+    /// A user who could not be reached (blocked the bot) writes again: every paid
+    /// result they did not get is sent again, once.
+    async fn came_back(&self, user: UserId) -> Result<(), ConversationError> {
+        self.ports.jobs.redeliver_to(user).await?;
+        Ok(())
     }
 
     async fn handle_banned(&self, user: UserId) -> Replies {
@@ -399,13 +417,32 @@ impl Conversation {
                 .arg("what", Arg::Text(e.description.clone()))
             })
             .collect();
+        let now = self.ports.clock.now();
         let job_lines = jobs
             .iter()
             .map(|j| {
-                Text::key("history-job")
-                    .arg("what", Arg::Text(j.quote.product.to_string()))
-                    .arg("status", Arg::Text(j.state.as_str().to_owned()))
-                    .arg("price", Arg::Money(j.quote.amount))
+                // A result still kept can be downloaded until its link expires.
+                let link = j.result.as_ref().and_then(|result| {
+                    let expires = j
+                        .finished_at
+                        .unwrap_or(j.updated_at)
+                        .plus(self.config.result_link_ttl);
+                    (expires > now)
+                        .then(|| self.ports.assets.download_link(result, expires))
+                        .flatten()
+                });
+                let line = Text::key(if link.is_some() {
+                    "history-job-link"
+                } else {
+                    "history-job"
+                })
+                .arg("what", Arg::Text(j.quote.product.to_string()))
+                .arg("status", Arg::Text(j.state.as_str().to_owned()))
+                .arg("price", Arg::Money(j.quote.amount));
+                match link {
+                    Some(link) => line.arg("link", Arg::Text(link)),
+                    None => line,
+                }
             })
             .collect();
         Ok(vec![Reply::text(

@@ -63,6 +63,7 @@ pub const TEXT_KEYS: &[&str] = &[
     "history-debit",
     "history-empty",
     "history-job",
+    "history-job-link",
     "history-refund",
     "image-too-small",
     "images-unavailable",

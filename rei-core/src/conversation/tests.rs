@@ -89,6 +89,7 @@ fn config(video_to_video: bool) -> ConversationConfig {
         omni_model: "kling-v3-omni".into(),
         video_to_video,
         draft_ttl: Duration::from_secs(3600),
+        result_link_ttl: Duration::from_secs(7 * 24 * 3600),
     }
 }
 
@@ -163,6 +164,7 @@ fn world_full(
         dialogues: store.clone(),
         limiter: limiter.clone(),
         media: media.clone(),
+        assets: media.assets.clone(),
         clock: clock.clone(),
         ids,
     };

@@ -6,8 +6,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::{
-    CancelledBy, Delivery, Job, JobEvent, JobLease, JobState, JobTransition, LeaseToken, Progress,
-    TransitionError,
+    CancelledBy, Delivery, FailureReason, Job, JobEvent, JobLease, JobState, JobTransition,
+    LeaseToken, Progress, TransitionError,
 };
 use crate::ids::JobId;
 use crate::ledger::Settlement;
@@ -57,7 +57,18 @@ pub enum ApplyError {
         /// The job.
         job_id: JobId,
     },
+    /// The user cancels after the provider call went out: it is already being made (and
+    /// will be delivered and charged as usual).
+    #[error("job {job_id} is already being made")]
+    AlreadyBeingMade {
+        /// The job.
+        job_id: JobId,
+    },
 }
+
+/// How long a result is still looked for after an admin cancelled a job whose provider
+/// call was out.
+pub const LATE_WATCH: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// The result of a write.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -98,7 +109,10 @@ impl Job {
         };
         let needs_lease = !matches!(
             event,
-            JobEvent::Claimed { .. } | JobEvent::Cancelled { .. } | JobEvent::StatusMessage { .. }
+            JobEvent::Claimed { .. }
+                | JobEvent::Cancelled { .. }
+                | JobEvent::StatusMessage { .. }
+                | JobEvent::Redeliver
         );
         if needs_lease && !leased {
             return Err(lost);
@@ -146,6 +160,16 @@ impl Job {
                     next.progress = next.progress.max(Progress::Generating);
                 }
             },
+            // Refunded while the create was out: its task is still worth watching.
+            (JobEvent::ProviderTaskCreated { task_id }, Failed | Cancelled)
+                if self.watch_until.is_some() =>
+            {
+                match &self.provider_task_id {
+                    Some(existing) if existing == task_id => {}
+                    Some(_) => return Err(illegal()),
+                    None => next.provider_task_id = Some(task_id.clone()),
+                }
+            }
             (JobEvent::Generating, Processing) => {
                 next.progress = next.progress.max(Progress::Generating);
             }
@@ -158,21 +182,25 @@ impl Job {
                 JobEvent::Succeeded {
                     result,
                     actual_cost,
+                    result_url,
                 },
                 Processing,
             ) => {
                 if *actual_cost > self.quote.amount {
                     return Err(illegal());
                 }
-                if self.cancel_requested.is_some() {
-                    // The user asked to stop before the result was in: they are not
-                    // charged, and the result is not delivered.
+                next.result = Some(result.clone());
+                next.result_url.clone_from(result_url);
+                if matches!(self.cancel_requested, Some(CancelledBy::Admin(_))) {
+                    // An admin's cancel (asked for by an older version, settled only
+                    // now): released, and the result delivered free.
                     next.state = Cancelled;
                     settlement = Some(Settlement::Release);
                 } else {
+                    // A user's cancel asked for after the call went out does not stop
+                    // it: delivered and charged as usual.
                     next.state = Completed;
                     next.progress = Progress::Done;
-                    next.result = Some(result.clone());
                     next.cost_actual = Some(*actual_cost);
                     settlement = Some(Settlement::Capture {
                         actual: *actual_cost,
@@ -184,10 +212,61 @@ impl Job {
                 JobEvent::Succeeded {
                     result,
                     actual_cost,
+                    ..
                 },
                 Completed,
             ) if self.result.as_ref() == Some(result) && self.cost_actual == Some(*actual_cost) => {
             }
+            // Refunded while the provider worked, and the result came after all: kept
+            // and delivered free (no money moves).
+            (
+                JobEvent::Succeeded {
+                    result, result_url, ..
+                },
+                Failed | Cancelled,
+            ) if self.watch_until.is_some() && self.result.is_none() => {
+                next.result = Some(result.clone());
+                next.result_url.clone_from(result_url);
+                next.watch_until = None;
+                next.progress = Progress::Done;
+                next.delivery = Delivery::Pending;
+                next.delivery_attempts = 0;
+                next.delivered_at = None;
+                next.run_after = Some(now);
+            }
+            (JobEvent::Succeeded { result, .. }, Failed | Cancelled)
+                if self.result.as_ref() == Some(result) => {}
+            (
+                JobEvent::DeadlinePassed {
+                    after_secs,
+                    watch_until,
+                },
+                Processing,
+            ) => {
+                next.state = Failed;
+                next.failure = Some(FailureReason::DeadlineExceeded {
+                    after_secs: *after_secs,
+                });
+                next.watch_until = Some(*watch_until);
+                settlement = Some(Settlement::Release);
+                next.finish(now);
+            }
+            (JobEvent::DeadlinePassed { .. }, Failed) => {}
+            (JobEvent::WatchEnded, Completed | Failed | Cancelled) => {
+                next.watch_until = None;
+                if self.delivery != Delivery::Pending {
+                    next.settle_queue();
+                }
+            }
+            (JobEvent::Redeliver, Completed | Failed | Cancelled)
+                if self.delivery == Delivery::Unreachable && self.result.is_some() =>
+            {
+                next.delivery = Delivery::Pending;
+                next.delivery_attempts = 0;
+                next.redelivery = true;
+                next.run_after = Some(now);
+            }
+            (JobEvent::Redeliver, _) => {}
             (JobEvent::Failed { reason }, Processing) => {
                 next.state = Failed;
                 next.failure = Some(reason.clone());
@@ -206,14 +285,33 @@ impl Job {
                 }
             }
             (JobEvent::Cancelled { by }, Processing) => {
-                if leased {
-                    next.state = Cancelled;
-                    next.cancel_requested =
-                        Some(self.cancel_requested.clone().unwrap_or_else(|| by.clone()));
-                    settlement = Some(Settlement::Release);
-                    next.finish(now);
-                } else if self.cancel_requested.is_none() {
-                    next.cancel_requested = Some(by.clone());
+                // Who asked decides; an older version may have stored a request that
+                // the worker now settles.
+                let by = self.cancel_requested.clone().unwrap_or_else(|| by.clone());
+                match by {
+                    // After the call went out, a user's cancel cannot stop it.
+                    CancelledBy::User if self.provider_calls > 0 => {
+                        return Err(ApplyError::AlreadyBeingMade { job_id: self.id });
+                    }
+                    CancelledBy::User => {
+                        next.state = Cancelled;
+                        next.cancel_requested = Some(CancelledBy::User);
+                        settlement = Some(Settlement::Release);
+                        next.finish(now);
+                        next.delivery = Delivery::Skipped;
+                        next.run_after = None;
+                    }
+                    // An admin's cancel releases at once; a result of a call that is
+                    // out is still looked for, and delivered free.
+                    admin @ CancelledBy::Admin(_) => {
+                        next.state = Cancelled;
+                        next.cancel_requested = Some(admin);
+                        settlement = Some(Settlement::Release);
+                        next.finish(now);
+                        if self.provider_calls > self.attempts || self.provider_task_id.is_some() {
+                            next.watch_until = Some(now.plus(LATE_WATCH));
+                        }
+                    }
                 }
             }
             (JobEvent::Failed { .. }, Failed) | (JobEvent::Cancelled { .. }, Cancelled) => {}
@@ -222,7 +320,8 @@ impl Job {
             {
                 next.delivery = Delivery::Delivered;
                 next.delivered_at = Some(now);
-                next.settle_queue();
+                next.redelivery = false;
+                next.settle_queue_unless_watched(now);
             }
             (JobEvent::DeliveryFailed { retry_at }, Completed | Failed | Cancelled)
                 if self.delivery == Delivery::Pending =>
@@ -235,7 +334,7 @@ impl Job {
                 if self.delivery == Delivery::Pending =>
             {
                 next.delivery = Delivery::Unreachable;
-                next.settle_queue();
+                next.settle_queue_unless_watched(now);
             }
             (
                 JobEvent::CallStarted
@@ -246,6 +345,8 @@ impl Job {
                 Pending | Completed | Failed | Cancelled,
             )
             | (JobEvent::Succeeded { .. }, Pending | Completed | Failed | Cancelled)
+            | (JobEvent::DeadlinePassed { .. }, Pending | Completed | Cancelled)
+            | (JobEvent::WatchEnded, Pending | Processing)
             | (JobEvent::Cancelled { .. }, Completed | Failed)
             | (
                 JobEvent::Delivered | JobEvent::DeliveryFailed { .. } | JobEvent::Undeliverable,
@@ -273,6 +374,16 @@ impl Job {
     fn settle_queue(&mut self) {
         self.run_after = None;
         self.lease = None;
+    }
+
+    /// Out of the queue, unless a late result is still looked for: then the worker that
+    /// holds it goes on watching.
+    fn settle_queue_unless_watched(&mut self, now: Timestamp) {
+        if self.watch_until.is_some() {
+            self.run_after = Some(now);
+        } else {
+            self.settle_queue();
+        }
     }
 }
 

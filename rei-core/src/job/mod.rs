@@ -19,9 +19,11 @@ use crate::money::Money;
 use crate::pricing::{Product, Quote, VideoDuration};
 use crate::time::Timestamp;
 
-pub use machine::{Applied, ApplyError, JobGuard, JobWrite};
+pub use machine::{Applied, ApplyError, JobGuard, JobWrite, LATE_WATCH};
 pub use queue::StoreQueue;
-pub use runner::{JobRunner, Next, RunnerConfig, RunnerPorts, StepNote, StepOutcome};
+pub use runner::{
+    JobRunner, Next, RunnerConfig, RunnerPorts, StepNote, StepOutcome, VideoDeadlines,
+};
 pub use service::{JobError, JobLimits, JobPorts, JobService};
 
 /// What kind of generation a job is (the seed's `jobs.type`).
@@ -335,6 +337,12 @@ pub enum FailureReason {
         /// The deadline, in seconds from the first claim.
         after_secs: u64,
     },
+    /// The result is larger than the messenger takes and no download link can be made
+    /// (no `PUBLIC_URL`): nothing could be delivered, so nothing is charged.
+    ResultTooLarge {
+        /// Its size, in whole megabytes (rounded up).
+        megabytes: u64,
+    },
 }
 
 impl fmt::Display for FailureReason {
@@ -346,6 +354,9 @@ impl fmt::Display for FailureReason {
             Self::BadInput { detail } => write!(f, "bad input: {detail}"),
             Self::TooManyAttempts { attempts } => write!(f, "gave up after {attempts} attempts"),
             Self::DeadlineExceeded { after_secs } => write!(f, "not done within {after_secs} s"),
+            Self::ResultTooLarge { megabytes } => {
+                write!(f, "the result ({megabytes} MB) is too large to deliver")
+            }
         }
     }
 }
@@ -463,6 +474,16 @@ pub struct Job {
     pub run_after: Option<Timestamp>,
     /// The front end's status message of this job (edited with the progress).
     pub status_message: Option<crate::ports::MessageRef>,
+    /// Where the provider serves the result (a Kling video URL, valid for a while): a
+    /// worker on another host, whose asset store lacks the file, fetches it again there.
+    pub result_url: Option<String>,
+    /// The job was refunded while the provider may still produce the result (a deadline
+    /// passed, or an admin cancelled it after the call went out): until then a worker
+    /// keeps asking, and a result that arrives is delivered free.
+    pub watch_until: Option<Timestamp>,
+    /// The next delivery resends a result the user could not be given before (they had
+    /// blocked the bot): it says so.
+    pub redelivery: bool,
     /// Whether the user was told how it ended.
     pub delivery: Delivery,
     /// Failed attempts to tell the user.
@@ -533,13 +554,30 @@ pub enum JobEvent {
         /// When to try again.
         retry_at: Timestamp,
     },
-    /// The provider produced the result: captured, unless a cancel was requested.
+    /// The provider produced the result: captured. On a job refunded while the provider
+    /// worked (watched), the result is kept and delivered free.
     Succeeded {
         /// Where the result is stored.
         result: AssetRef,
         /// What to charge (≤ the quote).
         actual_cost: Money,
+        /// Where the provider serves it, if it does (fetched again there when the file is
+        /// not on this host).
+        #[serde(default)]
+        result_url: Option<String>,
     },
+    /// The job ran past its deadline while the provider works on it: failed and
+    /// refunded, and watched until `watch_until` for a result that still comes.
+    DeadlinePassed {
+        /// The deadline, in seconds from the first claim.
+        after_secs: u64,
+        /// Until when a late result is still looked for.
+        watch_until: Timestamp,
+    },
+    /// Nothing more is looked for (the watch ran out, or the provider failed after all).
+    WatchEnded,
+    /// The user can be reached again: a result they could not be given is sent again.
+    Redeliver,
     /// The provider failed or refused: released.
     Failed {
         /// Why.
@@ -581,6 +619,9 @@ impl JobEvent {
             Self::Generating => "generating",
             Self::AttemptFailed { .. } => "attempt_failed",
             Self::Succeeded { .. } => "succeeded",
+            Self::DeadlinePassed { .. } => "deadline_passed",
+            Self::WatchEnded => "watch_ended",
+            Self::Redeliver => "redeliver",
             Self::Failed { .. } => "failed",
             Self::Cancelled { .. } => "cancelled",
             Self::StatusMessage { .. } => "status_message",
@@ -751,6 +792,9 @@ impl NewJob {
             lease: None,
             run_after: Some(self.created_at),
             status_message: None,
+            result_url: None,
+            watch_until: None,
+            redelivery: false,
             delivery: Delivery::NotYet,
             delivery_attempts: 0,
             delivered_at: None,

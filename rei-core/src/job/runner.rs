@@ -23,7 +23,7 @@ use crate::ports::{
 use crate::time::Timestamp;
 
 /// Timings of the step logic.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RunnerConfig {
     /// How long a claim or heartbeat holds a job.
     pub lease_for: Duration,
@@ -36,10 +36,18 @@ pub struct RunnerConfig {
     pub max_backoff: Duration,
     /// An image job not done this long after its first claim fails and is refunded.
     pub image_deadline: Duration,
-    /// The same for a video job.
-    pub video_deadline: Duration,
+    /// How long a video task may run at the provider (`KLING_TASK_DEADLINE_SECS`).
+    pub video_deadlines: VideoDeadlines,
+    /// After a video's deadline, its result is still looked for this long (and
+    /// delivered free when it comes).
+    pub late_watch: Duration,
+    /// Wait between two looks at a watched task.
+    pub watch_poll: Duration,
     /// Tries to tell the user before the delivery is recorded as impossible.
     pub max_delivery_attempts: u32,
+    /// How long a result's download link works after the job finished
+    /// (`ASSET_LINK_TTL`).
+    pub result_link_ttl: Duration,
 }
 
 impl Default for RunnerConfig {
@@ -50,8 +58,46 @@ impl Default for RunnerConfig {
             retry_backoff: Duration::from_secs(5),
             max_backoff: Duration::from_secs(30 * 60),
             image_deadline: Duration::from_secs(10 * 60),
-            video_deadline: Duration::from_secs(15 * 60),
+            video_deadlines: VideoDeadlines::default(),
+            late_watch: Duration::from_secs(24 * 3600),
+            watch_poll: Duration::from_secs(60),
             max_delivery_attempts: 20,
+            result_link_ttl: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+/// How long a video task may run at the provider before the job is refunded, by model
+/// and length: `five_secs` (or the model's own) for a 5 s video, twice that for 10 s.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VideoDeadlines {
+    /// For a 5 s video of any model not listed.
+    pub five_secs: Duration,
+    /// Per model (the provider's name), for a 5 s video.
+    pub per_model: Vec<(String, Duration)>,
+}
+
+impl Default for VideoDeadlines {
+    fn default() -> Self {
+        Self {
+            five_secs: Duration::from_secs(3600),
+            per_model: Vec::new(),
+        }
+    }
+}
+
+impl VideoDeadlines {
+    /// The deadline of a video of `model` and `duration`.
+    #[must_use]
+    pub fn of(&self, model: &str, duration: crate::pricing::VideoDuration) -> Duration {
+        let base = self
+            .per_model
+            .iter()
+            .find(|(m, _)| m == model)
+            .map_or(self.five_secs, |(_, d)| *d);
+        match duration {
+            crate::pricing::VideoDuration::Five => base,
+            crate::pricing::VideoDuration::Ten => base.saturating_mul(2),
         }
     }
 }
@@ -105,9 +151,14 @@ pub enum StepNote {
         /// The error text (no secrets).
         message: String,
     },
-    /// A billed call cut off by a crash is being counted as a failed attempt (and may
-    /// be made again): the provider may bill twice.
-    CallRepeated {
+    /// A billed call was sent and its answer never came (cut off, or a worker died
+    /// mid-call): not sent again; the job is refunded and the admins told.
+    CallLost {
+        /// `gemini` or `kling`.
+        provider: &'static str,
+    },
+    /// A result came after its job was refunded: delivered free.
+    LateResult {
         /// `gemini` or `kling`.
         provider: &'static str,
     },
@@ -211,15 +262,29 @@ impl Step<'_> {
     async fn run(&mut self) -> Result<Next, JobError> {
         let limits = self.runner.ports.jobs.limits();
         match self.job.state {
-            JobState::Completed | JobState::Failed | JobState::Cancelled => self.deliver().await,
+            JobState::Completed => self.deliver().await,
+            JobState::Failed | JobState::Cancelled => {
+                if self.job.delivery == crate::job::Delivery::Pending {
+                    self.deliver().await
+                } else if self.job.watch_until.is_some() {
+                    self.watch().await
+                } else {
+                    Ok(Next::Finished)
+                }
+            }
             JobState::Pending => Err(JobError::LeaseLost(self.job.id)),
             JobState::Processing => {
                 if let Some(by) = self.job.cancel_requested.clone() {
-                    self.write(JobEvent::Cancelled { by }).await?;
-                    return Ok(Next::Continue);
+                    // A cancel an older version stored as a request: settled now (a
+                    // user's, once the call went out, no longer stops the job).
+                    match self.write(JobEvent::Cancelled { by }).await {
+                        Ok(_) => return Ok(Next::Continue),
+                        Err(JobError::AlreadyBeingMade(_)) => {}
+                        Err(e) => return Err(e),
+                    }
                 }
-                if let Some(reason) = self.out_of_time(limits.max_deliveries) {
-                    return self.fail(reason).await;
+                if let Some(next) = self.out_of_time(limits.max_deliveries).await? {
+                    return Ok(next);
                 }
                 if self.job.progress < crate::job::Progress::Generating
                     && self.job.deliveries == 1
@@ -252,22 +317,53 @@ impl Step<'_> {
         }
     }
 
-    /// The deadline or the crash cap, if either is reached.
-    fn out_of_time(&self, max_deliveries: u32) -> Option<FailureReason> {
+    /// The deadline or the crash cap, if either is reached: what the step does instead.
+    /// A video whose task runs at the provider is never ended by crashes or poll errors,
+    /// only by its deadline — and then still watched for a result that comes late.
+    async fn out_of_time(&mut self, max_deliveries: u32) -> Result<Option<Next>, JobError> {
         let config = &self.runner.config;
-        let deadline = match self.job.spec {
-            JobSpec::Video { .. } => config.video_deadline,
-            JobSpec::ImageGeneration { .. } | JobSpec::ImageEdit { .. } => config.image_deadline,
-        };
         let started = self.job.started_at.unwrap_or(self.job.created_at);
-        if self.runner.now() >= started.plus(deadline) {
-            return Some(FailureReason::DeadlineExceeded {
-                after_secs: deadline.as_secs(),
-            });
+        let now = self.runner.now();
+        if let JobSpec::Video {
+            model, duration, ..
+        } = &self.job.spec
+        {
+            let deadline = config.video_deadlines.of(model, *duration);
+            if now >= started.plus(deadline) {
+                let after_secs = deadline.as_secs();
+                if self.job.provider_task_id.is_some() || self.job.provider_calls > 0 {
+                    let watch_until = now.plus(config.late_watch);
+                    self.write(JobEvent::DeadlinePassed {
+                        after_secs,
+                        watch_until,
+                    })
+                    .await?;
+                    return Ok(Some(Next::Continue));
+                }
+                return self
+                    .fail(FailureReason::DeadlineExceeded { after_secs })
+                    .await
+                    .map(Some);
+            }
+            if self.job.provider_task_id.is_some() {
+                return Ok(None);
+            }
+        } else if now >= started.plus(config.image_deadline) {
+            return self
+                .fail(FailureReason::DeadlineExceeded {
+                    after_secs: config.image_deadline.as_secs(),
+                })
+                .await
+                .map(Some);
         }
-        (self.job.deliveries > max_deliveries).then_some(FailureReason::TooManyAttempts {
-            attempts: self.job.deliveries.saturating_sub(1),
-        })
+        if self.job.deliveries > max_deliveries {
+            let attempts = self.job.deliveries.saturating_sub(1);
+            return self
+                .fail(FailureReason::TooManyAttempts { attempts })
+                .await
+                .map(Some);
+        }
+        Ok(None)
     }
 
     async fn write(&mut self, event: JobEvent) -> Result<Applied, JobError> {
@@ -313,13 +409,21 @@ impl Step<'_> {
                 });
             }
         }
-        let worth_retrying = matches!(
-            error,
-            ProviderError::Transient { .. }
-                | ProviderError::RateLimited { .. }
-                | ProviderError::Unknown { .. }
-        );
+        // A Gemini call whose answer was lost may have been billed: never sent again
+        // automatically (a Kling create is looked up by our job id before any second
+        // one, so it may be tried again).
+        let billed_unknown = provider == "gemini" && matches!(error, ProviderError::Unknown { .. });
+        let worth_retrying = !billed_unknown
+            && matches!(
+                error,
+                ProviderError::Transient { .. }
+                    | ProviderError::RateLimited { .. }
+                    | ProviderError::Unknown { .. }
+            );
         let max = self.runner.ports.jobs.limits().max_attempts;
+        if billed_unknown {
+            return self.call_lost(provider, &error.to_string()).await;
+        }
         if !worth_retrying {
             return self.fail(error.failure_reason()).await;
         }
@@ -340,30 +444,38 @@ impl Step<'_> {
         Ok(Next::Released)
     }
 
-    /// A billed call that was started and never answered (its worker died): one failed
-    /// attempt, after which the job is tried again at once, or failed when the attempts
-    /// are used up. `None` when no call was lost.
-    async fn count_lost_call(&mut self, provider: &'static str) -> Result<Option<Next>, JobError> {
-        if self.job.provider_calls <= self.job.attempts {
-            return Ok(None);
+    /// A billed call that went out and whose answer never came: it is never sent again
+    /// (the provider may have made and billed it). The job ends refunded, and the admins
+    /// are told, so a person can look at what the provider charged.
+    async fn call_lost(&mut self, provider: &'static str, what: &str) -> Result<Next, JobError> {
+        self.notes.push(StepNote::CallLost { provider });
+        let alert = AdminAlert {
+            provider: provider.to_owned(),
+            kind: crate::ports::ProviderErrorKind::Unknown,
+            message: format!(
+                "job {}: the answer to a billed call was lost ({what}); not sent again, the user is refunded",
+                self.job.id
+            ),
+            subject: Some(format!("job {}", self.job.id)),
+        };
+        if let Err(e) = self.runner.ports.notifier.alert_admins(alert).await {
+            self.notes.push(StepNote::NotSent {
+                what: "admin alert",
+                error: e.to_string(),
+            });
         }
-        self.notes.push(StepNote::CallRepeated { provider });
-        let max = self.runner.ports.jobs.limits().max_attempts;
-        if self.job.attempts.saturating_add(1) >= max {
-            let attempts = self.job.attempts.saturating_add(1);
-            return self
-                .fail(FailureReason::TooManyAttempts { attempts })
-                .await
-                .map(Some);
-        }
-        let retry_at = self.runner.now();
-        self.write(JobEvent::AttemptFailed { retry_at }).await?;
-        Ok(Some(Next::Released))
+        self.fail(FailureReason::ProviderFailed {
+            detail: format!("the answer to a billed call was lost: {what}"),
+        })
+        .await
     }
 
     async fn image(&mut self) -> Result<Next, JobError> {
-        if let Some(next) = self.count_lost_call("gemini").await? {
-            return Ok(next);
+        // A call went out before and never came back (its worker died): not sent again.
+        if self.job.provider_calls > self.job.attempts {
+            return self
+                .call_lost("gemini", "the worker that sent it stopped")
+                .await;
         }
         let Some(images) = self.runner.ports.images.clone() else {
             return self
@@ -394,7 +506,7 @@ impl Step<'_> {
                 };
                 let key = format!("results/{}.{ext}", self.job.id);
                 match self.runner.ports.assets.write(&key, &image.bytes).await {
-                    Ok(result) => self.succeed(result).await,
+                    Ok(result) => self.succeed(result, None, "gemini").await,
                     // The render is paid for but could not be kept: try again later
                     // rather than charge for nothing.
                     Err(e) => {
@@ -438,14 +550,47 @@ impl Step<'_> {
         }
     }
 
-    async fn succeed(&mut self, result: crate::job::AssetRef) -> Result<Next, JobError> {
+    async fn succeed(
+        &mut self,
+        result: crate::job::AssetRef,
+        result_url: Option<String>,
+        provider: &'static str,
+    ) -> Result<Next, JobError> {
+        let late = self.job.state.is_final();
         let actual_cost = self.job.quote.amount;
         self.write(JobEvent::Succeeded {
             result,
             actual_cost,
+            result_url,
         })
         .await?;
+        if late {
+            self.notes.push(StepNote::LateResult { provider });
+        }
         Ok(Next::Continue)
+    }
+
+    /// A downloaded video: captured, unless the messenger cannot take a file that large
+    /// and no download link can be made — then nothing could be delivered, so the job is
+    /// refunded instead of charged.
+    async fn video_ready(
+        &mut self,
+        asset: crate::ports::DownloadedAsset,
+        url: String,
+    ) -> Result<Next, JobError> {
+        let limit = self.runner.ports.notifier.upload_limit();
+        let deliverable = limit.is_none_or(|limit| asset.bytes <= limit)
+            || self
+                .runner
+                .ports
+                .assets
+                .download_link(&asset.asset, self.runner.now())
+                .is_some();
+        if !deliverable && !self.job.state.is_final() {
+            let megabytes = asset.bytes.div_ceil(1024 * 1024);
+            return self.fail(FailureReason::ResultTooLarge { megabytes }).await;
+        }
+        self.succeed(asset.asset, Some(url), "kling").await
     }
 
     async fn video(&mut self, v: VideoJob) -> Result<Next, JobError> {
@@ -466,15 +611,15 @@ impl Step<'_> {
                 }
                 Ok(VideoTaskStatus::Succeeded { url, .. }) => {
                     match videos.download(&url, self.job.id).await {
-                        Ok(asset) => self.succeed(asset.asset).await,
-                        Err(e) => self.provider_failed("kling", e).await,
+                        Ok(asset) => self.video_ready(asset, url).await,
+                        Err(e) => self.poll_failed(e).await,
                     }
                 }
                 Ok(VideoTaskStatus::Failed { message }) => {
                     self.fail(FailureReason::ProviderFailed { detail: message })
                         .await
                 }
-                Err(e) => self.provider_failed("kling", e).await,
+                Err(e) => self.poll_failed(e).await,
             };
         }
         if self.job.provider_calls > 0 {
@@ -538,6 +683,91 @@ impl Step<'_> {
         }
     }
 
+    /// Asking about a running task (or fetching its result) failed: counted and asked
+    /// again later with a growing wait. It never ends the job — the task may still be
+    /// running at the provider; only the deadline does.
+    async fn poll_failed(&mut self, error: ProviderError) -> Result<Next, JobError> {
+        self.notes.push(StepNote::ProviderError {
+            provider: "kling",
+            kind: error.kind(),
+            message: error.to_string(),
+        });
+        if error.alerts_admins() {
+            let alert = AdminAlert {
+                provider: "kling".to_owned(),
+                kind: error.kind(),
+                message: error.to_string(),
+                subject: None,
+            };
+            if let Err(e) = self.runner.ports.notifier.alert_admins(alert).await {
+                self.notes.push(StepNote::NotSent {
+                    what: "admin alert",
+                    error: e.to_string(),
+                });
+            }
+        }
+        let asked = match error {
+            ProviderError::RateLimited { retry_after } => retry_after,
+            _ => None,
+        };
+        let wait = self.runner.backoff(self.job.attempts, asked);
+        let retry_at = self.runner.now().plus(wait);
+        self.write(JobEvent::AttemptFailed { retry_at }).await?;
+        Ok(Next::Released)
+    }
+
+    /// A job refunded while its provider worked: ask once more whether the result came.
+    async fn watch(&mut self) -> Result<Next, JobError> {
+        let now = self.runner.now();
+        if self.job.watch_until.is_none_or(|until| now >= until) {
+            self.write(JobEvent::WatchEnded).await?;
+            return Ok(Next::Finished);
+        }
+        let (JobSpec::Video { mode, .. }, Some(videos)) =
+            (&self.job.spec, self.runner.ports.videos.clone())
+        else {
+            // An image call's answer comes only to the worker that sent it.
+            self.write(JobEvent::WatchEnded).await?;
+            return Ok(Next::Finished);
+        };
+        let mode = *mode;
+        let Some(task) = self.job.provider_task_id.clone() else {
+            return match videos.find_by_job(mode, self.job.id).await {
+                Ok(Some(task)) => {
+                    self.write(JobEvent::ProviderTaskCreated { task_id: task })
+                        .await?;
+                    Ok(Next::Continue)
+                }
+                Ok(None) => {
+                    self.write(JobEvent::WatchEnded).await?;
+                    Ok(Next::Finished)
+                }
+                Err(_) => self.watch_again(self.runner.config.watch_poll).await,
+            };
+        };
+        match videos.status(mode, &task).await {
+            Ok(VideoTaskStatus::Succeeded { url, .. }) => {
+                match videos.download(&url, self.job.id).await {
+                    Ok(asset) => self.video_ready(asset, url).await,
+                    Err(_) => self.watch_again(self.runner.config.watch_poll).await,
+                }
+            }
+            Ok(VideoTaskStatus::Failed { .. }) => {
+                self.write(JobEvent::WatchEnded).await?;
+                Ok(Next::Finished)
+            }
+            Ok(VideoTaskStatus::Submitted | VideoTaskStatus::Processing) | Err(_) => {
+                self.watch_again(self.runner.config.watch_poll).await
+            }
+        }
+    }
+
+    async fn watch_again(&mut self, wait: Duration) -> Result<Next, JobError> {
+        let run_after = self.runner.now().plus(wait);
+        self.write(JobEvent::Released { run_after }).await?;
+        Ok(Next::Released)
+    }
+
     /// Best effort: the status message shows the stored progress. A status message the
     /// notifier starts is stored with the job, so later notices edit it.
     async fn progress(&mut self) -> Result<(), JobError> {
@@ -566,29 +796,56 @@ impl Step<'_> {
     }
 
     /// Tells the user how the job ended, and records it: delivered, unreachable (blocked
-    /// the bot), or to be tried again with backoff.
+    /// the bot), or to be tried again with backoff. A result that is not on this host (a
+    /// worker elsewhere stored it) is fetched again from the provider first.
     async fn deliver(&mut self) -> Result<Next, JobError> {
         if self.job.delivery != crate::job::Delivery::Pending {
             return Ok(Next::Finished);
         }
+        if let Some(next) = self.fetch_result_here().await? {
+            return Ok(next);
+        }
         let job = &self.job;
-        let notice = match job.state {
-            JobState::Completed => match (&job.result, job.cost_actual) {
-                (Some(result), Some(charged)) => Notice::JobCompleted {
+        let link = |result: &crate::job::AssetRef| {
+            let finished = job.finished_at.unwrap_or(job.updated_at);
+            self.runner
+                .ports
+                .assets
+                .download_link(result, finished.plus(self.runner.config.result_link_ttl))
+        };
+        let notice = match (job.state, &job.result) {
+            (JobState::Completed, Some(result)) => match job.cost_actual {
+                Some(charged) => Notice::JobCompleted {
                     job_id: job.id,
                     kind: job.spec.kind(),
                     result: result.clone(),
                     charged,
+                    download_link: link(result),
+                    resent: job.redelivery,
                     status_message: job.status_message.clone(),
                 },
-                _ => {
+                None => {
                     return Err(JobError::Store(crate::ports::StoreError::Corrupt(format!(
-                        "completed job {} has no result or cost",
+                        "completed job {} has no cost",
                         job.id
                     ))));
                 }
             },
-            JobState::Failed => Notice::JobFailed {
+            (JobState::Completed, None) => {
+                return Err(JobError::Store(crate::ports::StoreError::Corrupt(format!(
+                    "completed job {} has no result",
+                    job.id
+                ))));
+            }
+            (JobState::Failed | JobState::Cancelled, Some(result)) => Notice::JobLateResult {
+                job_id: job.id,
+                kind: job.spec.kind(),
+                result: result.clone(),
+                refunded: job.quote.amount,
+                download_link: link(result),
+                status_message: job.status_message.clone(),
+            },
+            (JobState::Failed, None) => Notice::JobFailed {
                 job_id: job.id,
                 reason: job
                     .failure
@@ -599,36 +856,94 @@ impl Step<'_> {
                 refunded: job.quote.amount,
                 status_message: job.status_message.clone(),
             },
-            JobState::Cancelled | JobState::Pending | JobState::Processing => {
+            (JobState::Cancelled | JobState::Pending | JobState::Processing, None) => {
                 Notice::JobCancelled {
                     job_id: job.id,
                     refunded: job.quote.amount,
                     status_message: job.status_message.clone(),
                 }
             }
+            (JobState::Pending | JobState::Processing, Some(_)) => {
+                return Err(JobError::LeaseLost(job.id));
+            }
         };
         match self.runner.ports.notifier.notify(job.user_id, notice).await {
             Ok(_) => {
                 self.write(JobEvent::Delivered).await?;
-                Ok(Next::Finished)
+                Ok(self.after_delivery())
             }
             Err(NotifyError::Unreachable(_)) => {
                 self.write(JobEvent::Undeliverable).await?;
-                Ok(Next::Finished)
+                Ok(self.after_delivery())
             }
             Err(e @ NotifyError::Unavailable(_)) => {
                 self.notes.push(StepNote::DeliveryFailed {
                     error: e.to_string(),
                 });
-                let config = &self.runner.config;
-                if self.job.delivery_attempts.saturating_add(1) >= config.max_delivery_attempts {
-                    self.write(JobEvent::Undeliverable).await?;
-                    return Ok(Next::Finished);
-                }
-                let wait = self.runner.backoff(self.job.delivery_attempts, None);
-                let retry_at = self.runner.now().plus(wait);
-                self.write(JobEvent::DeliveryFailed { retry_at }).await?;
-                Ok(Next::Released)
+                self.delivery_failed().await
+            }
+        }
+    }
+
+    /// After the user was told: watch on for a late result, or done.
+    fn after_delivery(&self) -> Next {
+        if self.job.watch_until.is_some() {
+            Next::Continue
+        } else {
+            Next::Finished
+        }
+    }
+
+    /// Telling the user failed for now: tried again with backoff, up to the limit; then
+    /// recorded as undeliverable, and the user marked unreachable so that their next
+    /// message brings every paid result again.
+    async fn delivery_failed(&mut self) -> Result<Next, JobError> {
+        let config = &self.runner.config;
+        if self.job.delivery_attempts.saturating_add(1) >= config.max_delivery_attempts {
+            self.write(JobEvent::Undeliverable).await?;
+            self.runner
+                .ports
+                .jobs
+                .mark_unreachable(self.job.user_id)
+                .await?;
+            return Ok(self.after_delivery());
+        }
+        let wait = self.runner.backoff(self.job.delivery_attempts, None);
+        let retry_at = self.runner.now().plus(wait);
+        self.write(JobEvent::DeliveryFailed { retry_at }).await?;
+        Ok(Next::Released)
+    }
+
+    /// Makes sure the result to deliver is in this host's asset store: fetched again from
+    /// the provider's result URL when it is not. `Some` is what the step does instead
+    /// (tried again later: the file is not here and cannot be fetched now).
+    async fn fetch_result_here(&mut self) -> Result<Option<Next>, JobError> {
+        let Some(result) = self.job.result.clone() else {
+            return Ok(None);
+        };
+        match self.runner.ports.assets.exists(&result).await {
+            Ok(true) => return Ok(None),
+            Ok(false) => {}
+            Err(e) => {
+                self.notes.push(StepNote::DeliveryFailed {
+                    error: e.to_string(),
+                });
+                return self.delivery_failed().await.map(Some);
+            }
+        }
+        let fetched = match (&self.job.result_url, self.runner.ports.videos.clone()) {
+            (Some(url), Some(videos)) => videos.download(url, self.job.id).await.ok(),
+            _ => None,
+        };
+        match fetched {
+            Some(asset) if asset.asset == result => Ok(None),
+            _ => {
+                self.notes.push(StepNote::DeliveryFailed {
+                    error: format!(
+                        "the result {result} is not on this host and cannot be fetched again"
+                    ),
+                });
+                self.delivery_failed().await.map(Some)
             }
         }
     }

@@ -88,6 +88,10 @@ pub enum JobError {
     /// The worker's lease is gone: it must stop touching the job.
     #[error("the lease on job {0} was lost")]
     LeaseLost(JobId),
+    /// The user cancelled after the provider call went out: the job goes on, and is
+    /// delivered and charged as usual.
+    #[error("job {0} is already being made")]
+    AlreadyBeingMade(JobId),
     /// The store failed.
     #[error(transparent)]
     Store(StoreError),
@@ -106,6 +110,7 @@ impl From<StoreError> for JobError {
             StoreError::IdempotencyConflict { .. } => Self::DuplicateKey,
             StoreError::Transition(t) => Self::Transition(t),
             StoreError::LeaseLost { job_id } => Self::LeaseLost(job_id),
+            StoreError::AlreadyBeingMade { job_id } => Self::AlreadyBeingMade(job_id),
             StoreError::NotFound(Missing::Job(job)) => Self::UnknownJob(job),
             other => Self::Store(other),
         }
@@ -418,6 +423,51 @@ impl JobService {
             self.ports.queue.enqueue(job.id).await;
         }
         Ok(job)
+    }
+
+    /// Records that `user` cannot be reached now (a result could not be given to them):
+    /// their next message brings every paid, undelivered result again.
+    ///
+    /// # Errors
+    /// [`JobError::Store`] on storage failure.
+    pub async fn mark_unreachable(&self, user: UserId) -> Result<(), JobError> {
+        let now = self.ports.clock.now();
+        match self.ports.users.set_unreachable(user, Some(now)).await {
+            Ok(()) | Err(StoreError::NotFound(_)) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Sends again, once, every result `user` could not be given (they had blocked the
+    /// bot and now write again): each is queued for delivery with a short note. Returns
+    /// how many.
+    ///
+    /// # Errors
+    /// [`JobError::Store`] on storage failure.
+    pub async fn redeliver_to(&self, user: UserId) -> Result<usize, JobError> {
+        let jobs = self
+            .ports
+            .jobs
+            .jobs(JobFilter {
+                user_id: Some(user),
+                limit: 200,
+                ..JobFilter::default()
+            })
+            .await?;
+        let mut queued = 0;
+        for job in jobs
+            .iter()
+            .filter(|j| j.delivery == crate::job::Delivery::Unreachable && j.result.is_some())
+        {
+            let applied = self
+                .write(job.id, JobEvent::Redeliver, JobGuard::Unleased)
+                .await?;
+            if applied.changed {
+                self.ports.queue.enqueue(job.id).await;
+                queued += 1;
+            }
+        }
+        Ok(queued)
     }
 
     /// A user's newest jobs.

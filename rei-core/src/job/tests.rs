@@ -83,6 +83,7 @@ fn done(job: &Job) -> Job {
         JobEvent::Succeeded {
             result: AssetRef::new("results/1.png"),
             actual_cost: m(5_000),
+            result_url: None,
         },
         &mine(),
     )
@@ -159,6 +160,7 @@ fn success_captures_the_actual_cost_and_waits_for_delivery() {
         JobEvent::Succeeded {
             result: AssetRef::new("results/1.png"),
             actual_cost: m(4_000),
+            result_url: None,
         },
         &mine(),
     );
@@ -184,6 +186,7 @@ fn success_above_the_quote_is_illegal() {
         &JobEvent::Succeeded {
             result: AssetRef::new("r"),
             actual_cost: m(5_001),
+            result_url: None,
         },
         &mine(),
         t(100),
@@ -229,38 +232,99 @@ fn failure_releases_and_a_user_cancel_of_a_pending_job_needs_no_notice() {
 }
 
 #[test]
-fn cancelling_a_running_job_is_a_request_its_worker_settles_once() {
-    let running = claimed();
-    let ask = JobEvent::Cancelled {
+fn a_users_cancel_stops_a_job_only_before_its_call_went_out() {
+    let cancel = JobEvent::Cancelled {
         by: CancelledBy::User,
     };
-    let asked = step(&running, ask.clone(), &JobGuard::Unleased);
+    // Claimed, no call yet: released at once, whoever holds the lease.
+    let before = step(&claimed(), cancel.clone(), &JobGuard::Unleased);
+    assert_eq!(before.settlement(), Some(Settlement::Release));
     assert_eq!(
-        asked.settlement, None,
-        "nothing released while the worker runs"
+        (before.after().state, before.after().delivery),
+        (JobState::Cancelled, Delivery::Skipped)
     );
-    assert_eq!(asked.after.state, JobState::Processing);
-    assert!(!step(&asked.after, ask.clone(), &JobGuard::Unleased).changed());
-    let settled = step(&asked.after, ask, &mine());
-    assert_eq!(settled.settlement, Some(Settlement::Release));
-    assert_eq!(settled.after.state, JobState::Cancelled);
-    // A success reported after the request is the cancel, not an error.
-    let late = step(
-        &asked.after,
+    // The worker's call then never goes out: its record of the call is refused.
+    assert!(
+        before
+            .after()
+            .apply(&JobEvent::CallStarted, &mine(), t(1))
+            .is_err()
+    );
+    // After the call went out: it is already being made.
+    let calling = step(&claimed(), JobEvent::CallStarted, &mine()).into_after();
+    assert!(matches!(
+        calling.apply(&cancel, &JobGuard::Unleased, t(1)),
+        Err(ApplyError::AlreadyBeingMade { .. })
+    ));
+    let done = step(
+        &calling,
         JobEvent::Succeeded {
             result: AssetRef::new("r"),
             actual_cost: m(5_000),
+            result_url: None,
         },
         &mine(),
     );
     assert_eq!(
+        (done.after().state, done.settlement()),
         (
-            late.after().state,
-            late.settlement(),
-            late.after().result.clone()
+            JobState::Completed,
+            Some(Settlement::Capture { actual: m(5_000) })
         ),
-        (JobState::Cancelled, Some(Settlement::Release), None)
+        "delivered and charged as usual"
     );
+}
+
+#[test]
+fn an_admins_cancel_releases_at_once_and_a_late_result_is_delivered_free() {
+    let cancel = JobEvent::Cancelled {
+        by: CancelledBy::Admin("cli:root".into()),
+    };
+    // No call out: released, nothing to watch.
+    let idle = step(&claimed(), cancel.clone(), &JobGuard::Unleased);
+    assert_eq!(idle.settlement(), Some(Settlement::Release));
+    assert_eq!(idle.after().watch_until, None);
+    // The call is out: released at once all the same, and its result watched for.
+    let calling = step(&claimed(), JobEvent::CallStarted, &mine()).into_after();
+    let cancelled = step(&calling, cancel, &JobGuard::Unleased);
+    assert_eq!(cancelled.settlement(), Some(Settlement::Release));
+    let cancelled = cancelled.into_after();
+    assert_eq!(cancelled.state, JobState::Cancelled);
+    assert_eq!(cancelled.watch_until, Some(t(100).plus(LATE_WATCH)));
+    assert!(
+        cancelled.lease.is_some(),
+        "the worker that made the call keeps it"
+    );
+    // The worker's result comes: kept, delivered free, no money moves.
+    let late = step(
+        &cancelled,
+        JobEvent::Succeeded {
+            result: AssetRef::new("r"),
+            actual_cost: m(5_000),
+            result_url: None,
+        },
+        &mine(),
+    );
+    assert_eq!(late.settlement(), None);
+    let late = late.into_after();
+    assert_eq!(
+        (
+            late.state,
+            late.result.clone(),
+            late.cost_actual,
+            late.delivery,
+            late.watch_until
+        ),
+        (
+            JobState::Cancelled,
+            Some(AssetRef::new("r")),
+            None,
+            Delivery::Pending,
+            None
+        )
+    );
+    let delivered = step(&late, JobEvent::Delivered, &mine()).into_after();
+    assert_eq!(delivered.run_after, None, "nothing left to do");
 }
 
 #[test]
@@ -324,6 +388,7 @@ fn repeated_final_events_change_nothing() {
         JobEvent::Succeeded {
             result: AssetRef::new("results/1.png"),
             actual_cost: m(5_000),
+            result_url: None,
         },
         &mine(),
     );
@@ -410,6 +475,7 @@ fn illegal_moves_are_rejected_with_their_names() {
         JobEvent::Succeeded {
             result: AssetRef::new("r"),
             actual_cost: m(1),
+            result_url: None,
         },
     );
     check(&claimed(), JobEvent::Delivered);
@@ -751,6 +817,7 @@ async fn an_image_job_runs_captures_and_is_delivered_once() {
     assert_eq!(w.available().await, 5_000);
     let result = stored.result.clone().unwrap();
     assert_eq!(w.assets.read(&result).await.unwrap(), png().bytes);
+    let link = format!("https://assets.test/{result}?exp=604801");
     let notices: Vec<Notice> = w.notifier.notices().into_iter().map(|(_, n)| n).collect();
     let status = crate::ports::MessageRef::new(format!("status-{}", job.id));
     assert_eq!(
@@ -766,6 +833,9 @@ async fn an_image_job_runs_captures_and_is_delivered_once() {
                 kind: JobKind::ImageGeneration,
                 result,
                 charged: m(5_000),
+                // Memory assets are public: every result also has its link.
+                download_link: Some(link),
+                resent: false,
                 status_message: Some(status.clone()),
             },
         ]
@@ -889,68 +959,54 @@ async fn transient_failures_are_retried_with_backoff_then_refunded() {
     assert_eq!(w.available().await, 10_000);
 }
 
+/// [money] 5 / 12: a Gemini call whose worker died before the answer may have been
+/// billed: it is never sent again; the job ends refunded, the loss is noted (counted on
+/// a metric by the worker) and the admins are told.
 #[tokio::test]
-async fn a_gemini_call_cut_off_by_a_crash_counts_as_one_attempt() {
+async fn a_gemini_call_cut_off_by_a_crash_is_never_sent_again_and_refunded() {
     let w = world(10_000).await;
     let job = confirm(&w, "c1").await.unwrap();
     // A worker claims, records the call, and dies before the answer.
     die_mid_call(&w, &job).await;
     let mut images = MockImageGenerator::new();
-    images.expect_generate().times(1).returning(|_| Ok(png()));
+    images.expect_generate().never();
     let runner = w.runner(images, MockVideoGenerator::new());
     let out = runner.step(w.claim().await.unwrap()).await.unwrap();
-    assert_eq!(out.next, Next::Released);
+    assert_eq!(out.notes, vec![StepNote::CallLost { provider: "gemini" }]);
+    assert_eq!(out.job.state, JobState::Failed);
+    assert_eq!(w.available().await, 10_000, "refunded");
+    let alerts = w.notifier.alerts();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert!(alerts[0].message.contains("not sent again"), "{alerts:?}");
+    run(&runner, out.job).await;
+    let stored = w.stored(&job).await;
     assert_eq!(
-        out.notes,
-        vec![StepNote::CallRepeated { provider: "gemini" }]
+        (stored.provider_calls, stored.delivery),
+        (1, Delivery::Delivered)
     );
-    assert_eq!(out.job.attempts, 1);
-    let out = run(&runner, w.claim().await.unwrap()).await;
-    assert_eq!(out.next, Next::Finished);
-    assert_eq!(w.stored(&job).await.state, JobState::Completed);
+    assert!(w.store.verify().await.unwrap().is_ok());
 }
 
+/// [money] 5: Gemini took the request and the answer was lost (the connection broke):
+/// the client says "unknown"; the job is not tried again.
 #[tokio::test]
-async fn repeated_crashes_mid_call_end_in_a_refund_not_endless_calls() {
+async fn a_gemini_answer_lost_after_sending_is_never_sent_again() {
     let w = world(10_000).await;
     let job = confirm(&w, "c1").await.unwrap();
-    // Every worker that makes the call dies before the answer; the generator is never
-    // reached by this test's runner.
-    let runner = w.runner(MockImageGenerator::new(), MockVideoGenerator::new());
-    let mut repeats = 0;
-    for _ in 0..20 {
-        let Some(claimed) = w.claim().await else {
-            break;
-        };
-        if claimed.provider_calls > claimed.attempts || claimed.state.is_final() {
-            let out = runner.step(claimed).await.unwrap();
-            repeats += out
-                .notes
-                .iter()
-                .filter(|n| matches!(n, StepNote::CallRepeated { .. }))
-                .count();
-            if out.job.state.is_final() {
-                run(&runner, out.job).await;
-                break;
-            }
-            continue;
-        }
-        let token = claimed.lease.clone().unwrap().token;
-        w.jobs
-            .write(job.id, JobEvent::CallStarted, JobGuard::Lease(token))
-            .await
-            .unwrap();
-        w.advance(61);
-    }
+    let mut images = MockImageGenerator::new();
+    images.expect_generate().times(1).returning(|_| {
+        Err(ProviderError::Unknown {
+            message: "the connection to Gemini broke after the request was sent".into(),
+        })
+    });
+    let runner = w.runner(images, MockVideoGenerator::new());
+    let out = run(&runner, w.claim().await.unwrap()).await;
+    assert_eq!(out.next, Next::Finished);
     let stored = w.stored(&job).await;
-    assert_eq!(stored.state, JobState::Failed);
-    assert_eq!(
-        (stored.provider_calls, repeats),
-        (LIMITS.max_attempts, 3),
-        "at most max_attempts billed calls, each lost one counted"
-    );
-    assert_eq!(stored.delivery, Delivery::Delivered);
+    assert_eq!((stored.state, stored.provider_calls), (JobState::Failed, 1));
     assert_eq!(w.available().await, 10_000);
+    assert_eq!(w.claim().await, None, "nothing left to try");
+    assert_eq!(w.notifier.alerts().len(), 1);
 }
 
 #[tokio::test]
@@ -982,6 +1038,11 @@ async fn a_video_with_a_stored_task_resumes_polling_whatever_the_restarts() {
 async fn a_video_create_whose_answer_was_lost_is_found_not_paid_again() {
     let w = world(100_000).await;
     let job = order_video(&w).await;
+    // What the (mocked) download stores.
+    w.assets
+        .write(&format!("results/{}.mp4", job.id), b"video")
+        .await
+        .unwrap();
     die_mid_call(&w, &job).await;
     let mut videos = MockVideoGenerator::new();
     videos.expect_submit().times(0);
@@ -1011,8 +1072,88 @@ async fn a_video_create_whose_answer_was_lost_is_found_not_paid_again() {
     assert_eq!(w.available().await, 90_000);
 }
 
+/// [money] 10: a Kling task keeps its job alive until the deadline of its model and
+/// length (not a fixed 15 minutes); at the deadline the job is refunded, and a result
+/// that still comes is delivered free and noted.
 #[tokio::test]
-async fn a_video_past_its_deadline_is_failed_and_refunded() {
+async fn a_video_past_its_deadline_is_refunded_and_a_late_result_delivered_free() {
+    let w = world(100_000).await;
+    let job = order_video(&w).await;
+    // What the (mocked) download stores.
+    w.assets
+        .write(&format!("results/{}.mp4", job.id), b"video")
+        .await
+        .unwrap();
+    let mut videos = MockVideoGenerator::new();
+    videos
+        .expect_submit()
+        .times(1)
+        .returning(|_| Ok(ProviderTaskId::new("task-1").unwrap()));
+    let finished = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let f = finished.clone();
+    videos.expect_status().returning(move |_, _| {
+        Ok(if f.load(std::sync::atomic::Ordering::SeqCst) {
+            VideoTaskStatus::Succeeded {
+                url: "https://cdn.test/v.mp4".into(),
+                duration_ms: Some(5_000),
+            }
+        } else {
+            VideoTaskStatus::Processing
+        })
+    });
+    let job_id = job.id;
+    videos.expect_download().times(1).returning(move |_, _| {
+        Ok(DownloadedAsset {
+            asset: AssetRef::new(format!("results/{job_id}.mp4")),
+            bytes: 10,
+        })
+    });
+    let runner = w.runner(MockImageGenerator::new(), videos);
+    run(&runner, w.claim().await.unwrap()).await;
+    // Still running after the old fixed 15 minutes: polled, not refunded.
+    w.advance(15 * 60);
+    let out = runner.step(w.claim().await.unwrap()).await.unwrap();
+    assert_eq!(out.job.state, JobState::Processing);
+    assert_eq!(w.available().await, 90_000);
+    // The deadline of a 5 s video (KLING_TASK_DEADLINE_SECS, 3600 s): refunded.
+    w.advance(45 * 60);
+    let out = run(&runner, w.claim().await.unwrap()).await;
+    let stored = w.stored(&job).await;
+    assert_eq!(
+        (stored.state, stored.failure.clone()),
+        (
+            JobState::Failed,
+            Some(FailureReason::DeadlineExceeded { after_secs: 3600 })
+        )
+    );
+    assert!(stored.watch_until.is_some(), "still watched");
+    assert_eq!(w.available().await, 100_000);
+    assert_eq!(out.next, Next::Released, "asked again later");
+    // Kling finishes after all: delivered free.
+    finished.store(true, std::sync::atomic::Ordering::SeqCst);
+    w.advance(61);
+    let out = run(&runner, w.claim().await.unwrap()).await;
+    assert_eq!(out.next, Next::Finished);
+    let stored = w.stored(&job).await;
+    assert_eq!(
+        (stored.state, stored.delivery, stored.watch_until),
+        (JobState::Failed, Delivery::Delivered, None)
+    );
+    assert_eq!(w.available().await, 100_000, "free");
+    let late: Vec<Notice> = w
+        .notifier
+        .notices()
+        .into_iter()
+        .map(|(_, n)| n)
+        .filter(|n| matches!(n, Notice::JobLateResult { .. }))
+        .collect();
+    assert_eq!(late.len(), 1, "{late:?}");
+    assert!(w.store.verify().await.unwrap().is_ok());
+}
+
+/// [money] 10: errors asking Kling about a running task back off and never end the job.
+#[tokio::test]
+async fn poll_errors_back_off_and_never_end_a_running_task() {
     let w = world(100_000).await;
     let job = order_video(&w).await;
     let mut videos = MockVideoGenerator::new();
@@ -1020,60 +1161,95 @@ async fn a_video_past_its_deadline_is_failed_and_refunded() {
         .expect_submit()
         .times(1)
         .returning(|_| Ok(ProviderTaskId::new("task-1").unwrap()));
-    videos
-        .expect_status()
-        .returning(|_, _| Ok(VideoTaskStatus::Processing));
+    videos.expect_status().returning(|_, _| {
+        Err(ProviderError::Transient {
+            message: "502".into(),
+        })
+    });
     let runner = w.runner(MockImageGenerator::new(), videos);
     run(&runner, w.claim().await.unwrap()).await;
-    w.advance(15 * 60);
-    let out = run(&runner, w.claim().await.unwrap()).await;
-    assert_eq!(out.next, Next::Finished);
-    let stored = w.stored(&job).await;
-    assert_eq!(
-        stored.failure,
-        Some(FailureReason::DeadlineExceeded { after_secs: 900 })
+    let mut waits = Vec::new();
+    for _ in 0..8 {
+        let Some(claimed) = w.claim().await else {
+            w.advance(30 * 60);
+            continue;
+        };
+        let out = run(&runner, claimed).await;
+        assert_eq!(out.job.state, JobState::Processing);
+        waits.push(out.job.run_after.unwrap().since(w.clock.now()).as_secs());
+        w.advance(waits.last().copied().unwrap_or_default());
+    }
+    assert_eq!(w.stored(&job).await.state, JobState::Processing);
+    assert!(
+        waits.windows(2).all(|p| p[1] >= p[0]),
+        "growing waits: {waits:?}"
     );
-    assert_eq!(w.available().await, 100_000);
+    assert_eq!(w.available().await, 90_000, "still held");
 }
 
+/// [money] 11: an admin's cancel while Kling works releases the hold at once (audited);
+/// the video that still comes is delivered free.
 #[tokio::test]
-async fn a_cancel_during_a_run_is_settled_by_the_worker_and_audited() {
-    // Gap 4: cancelling a processing job used to release at once, and the worker's later
-    // success was an illegal transition; the cancel was never audited.
+async fn an_admins_cancel_during_a_run_releases_at_once_and_the_late_video_is_free() {
     let w = world(100_000).await;
     let job = order_video(&w).await;
-    let videos = kling_running(1);
+    // What the (mocked) download stores.
+    w.assets
+        .write(&format!("results/{}.mp4", job.id), b"video")
+        .await
+        .unwrap();
+    let mut videos = MockVideoGenerator::new();
+    videos
+        .expect_submit()
+        .times(1)
+        .returning(|_| Ok(ProviderTaskId::new("task-1").unwrap()));
+    videos.expect_status().returning(|_, _| {
+        Ok(VideoTaskStatus::Succeeded {
+            url: "https://cdn.test/v.mp4".into(),
+            duration_ms: Some(5_000),
+        })
+    });
+    let job_id = job.id;
+    videos.expect_download().times(1).returning(move |_, _| {
+        Ok(DownloadedAsset {
+            asset: AssetRef::new(format!("results/{job_id}.mp4")),
+            bytes: 10,
+        })
+    });
     let runner = w.runner(MockImageGenerator::new(), videos);
-    let out = run(&runner, w.claim().await.unwrap()).await;
-    let asked = w
+    let claimed = w.claim().await.unwrap();
+    // The task is created (the call went out) ...
+    let out = runner.step(claimed).await.unwrap();
+    assert!(out.job.provider_task_id.is_some());
+    // ... and the admin cancels: released at once.
+    let cancelled = w
         .jobs
         .cancel(job.id, Actor::Cli("root".into()), "user asked")
         .await
         .unwrap();
-    assert_eq!(asked.job.state, JobState::Processing);
-    assert_eq!(
-        w.available().await,
-        90_000,
-        "held until the worker settles it"
-    );
+    assert_eq!(cancelled.job.state, JobState::Cancelled);
+    assert_eq!(w.available().await, 100_000, "released at once");
     let audit = w.store.audit_log(10).await.unwrap();
-    assert_eq!(audit.len(), 1);
     assert_eq!(
         (audit[0].action, audit[0].target_user),
         (AuditAction::JobCancel, Some(w.user))
     );
+    // The worker goes on: the cancel is told, and the video that comes is free.
     let out = run(&runner, out.job).await;
     assert_eq!(out.next, Next::Finished);
-    assert_eq!(w.stored(&job).await.state, JobState::Cancelled);
+    let stored = w.stored(&job).await;
+    assert_eq!(
+        (stored.state, stored.cost_actual, stored.delivery),
+        (JobState::Cancelled, None, Delivery::Delivered)
+    );
     assert_eq!(w.available().await, 100_000);
-    assert!(w.notifier.notices().contains(&(
-        w.user,
-        Notice::JobCancelled {
-            job_id: job.id,
-            refunded: m(10_000),
-            status_message: Some(crate::ports::MessageRef::new(format!("status-{}", job.id))),
-        }
-    )));
+    let notices: Vec<Notice> = w.notifier.notices().into_iter().map(|(_, n)| n).collect();
+    assert!(
+        notices
+            .iter()
+            .any(|n| matches!(n, Notice::JobLateResult { .. })),
+        "{notices:?}"
+    );
     assert!(w.store.verify().await.unwrap().is_ok());
 }
 

@@ -224,4 +224,26 @@ impl crate::ports::Assets for MemoryAssets {
         self.public
             .then(|| format!("https://assets.test/{}", asset.as_str()))
     }
+
+    fn download_link(
+        &self,
+        asset: &crate::job::AssetRef,
+        expires: crate::time::Timestamp,
+    ) -> Option<String> {
+        self.public.then(|| {
+            format!(
+                "https://assets.test/{}?exp={}",
+                asset.as_str(),
+                expires.millis() / 1000
+            )
+        })
+    }
+
+    async fn exists(&self, asset: &crate::job::AssetRef) -> Result<bool, crate::ports::AssetError> {
+        Ok(self
+            .files
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(asset.as_str()))
+    }
 }

@@ -35,4 +35,14 @@ pub trait Assets: Send + Sync {
     /// A URL from which a provider can fetch the asset (video→video), or `None` when the
     /// deployment has no public URL.
     fn public_url(&self, asset: &AssetRef) -> Option<String>;
+
+    /// A download link for a user, valid until `expires` (a result too large for the
+    /// messenger), or `None` when the deployment has no public URL.
+    fn download_link(&self, asset: &AssetRef, expires: crate::time::Timestamp) -> Option<String>;
+
+    /// Whether the asset is here (a worker on another host may lack it).
+    ///
+    /// # Errors
+    /// `Unavailable` when the store cannot tell.
+    async fn exists(&self, asset: &AssetRef) -> Result<bool, AssetError>;
 }

@@ -51,7 +51,28 @@ pub enum Notice {
         result: AssetRef,
         /// What was charged.
         charged: Money,
+        /// A download link for a file larger than the messenger takes, when the
+        /// deployment can serve one.
+        download_link: Option<String>,
+        /// It is sent again (the user could not be given it before): say so.
+        resent: bool,
         /// The job's status message, to mark done.
+        status_message: Option<MessageRef>,
+    },
+    /// A result that came after the job was refunded (a deadline passed, an admin
+    /// cancelled it): delivered free.
+    JobLateResult {
+        /// The job.
+        job_id: JobId,
+        /// Image or video.
+        kind: JobKind,
+        /// The result file.
+        result: AssetRef,
+        /// What had been refunded (it stays refunded).
+        refunded: Money,
+        /// A download link for a file larger than the messenger takes, if any.
+        download_link: Option<String>,
+        /// The job's status message.
         status_message: Option<MessageRef>,
     },
     /// A job failed; the money is back.
@@ -152,6 +173,12 @@ pub trait Notifier: Send + Sync {
     /// # Errors
     /// `Unavailable` when no admin could be told.
     async fn alert_admins(&self, alert: AdminAlert) -> Result<(), NotifyError>;
+
+    /// The largest result file the messenger takes as an upload (Telegram's cloud Bot
+    /// API: 50 MB); `None` when there is no limit. A larger result needs a download link.
+    fn upload_limit(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Whether an update may be handled now.

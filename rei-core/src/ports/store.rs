@@ -85,6 +85,12 @@ pub enum StoreError {
         /// The job.
         job_id: JobId,
     },
+    /// The user cancelled a job whose provider call went out: it is already being made.
+    #[error("job {job_id} is already being made")]
+    AlreadyBeingMade {
+        /// The job.
+        job_id: JobId,
+    },
     /// The event is not allowed in the stored job's state.
     #[error(transparent)]
     Transition(#[from] TransitionError),
@@ -104,6 +110,7 @@ impl From<ApplyError> for StoreError {
         match e {
             ApplyError::Transition(t) => Self::Transition(t),
             ApplyError::LeaseLost { job_id } => Self::LeaseLost { job_id },
+            ApplyError::AlreadyBeingMade { job_id } => Self::AlreadyBeingMade { job_id },
             ApplyError::NotClaimable { job_id } => Self::Conflict {
                 what: "job lease",
                 id: job_id.to_string(),

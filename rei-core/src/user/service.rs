@@ -114,6 +114,9 @@ const fn adjust_action(kind: EntryKind) -> AuditAction {
 pub enum Access {
     /// Registered and not banned.
     Allowed,
+    /// Registered and not banned, and back after being unreachable (they had blocked
+    /// the bot, or results could not be given to them): what they missed is resent.
+    Back,
     /// Banned; `notify` is true exactly once after the ban, to send the one notice.
     Banned {
         /// Send the ban notice now.
@@ -178,6 +181,7 @@ impl UserService {
                     .set_unreachable(id, None)
                     .await
                     .map_err(UserError::from_store(id))?;
+                return Ok(Access::Back);
             }
             return Ok(Access::Allowed);
         }

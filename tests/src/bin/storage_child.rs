@@ -231,6 +231,7 @@ async fn crash_writer(target_arg: &str, round: u32) -> anyhow::Result<()> {
             JobEvent::Succeeded {
                 result: AssetRef::new("results/x.png"),
                 actual_cost: Money::from_kopecks(4_000)?,
+                result_url: None,
             }
         };
         job_svc.write(claimed.id, event, guard).await?;

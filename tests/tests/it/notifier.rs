@@ -125,6 +125,8 @@ async fn results_go_as_photo_document_or_video_by_size() {
             kind,
             result: asset,
             charged: "50".parse().unwrap(),
+            download_link: None,
+            resent: false,
             status_message: Some(MessageRef::new("100")),
         };
         w.notifier.notify(user(), notice).await.unwrap();

@@ -3,7 +3,14 @@
 job-progress = ⏳ Generating: { $percent }%
 job-done-caption = ✅ Done! Charged: { $charged }
 job-done-status = ✅ Done: 100%
-job-too-large = ✅ Done, but the file is too large for Telegram ({ $megabytes } MB). Charged: { $charged }
+job-too-large = ✅ Done, but the file is too large for Telegram ({ $megabytes } MB). { $caption }
+job-download = ✅ Done! The file is large ({ $megabytes } MB): download it here:
+    { $link }
+    { $caption }
+job-download-button = ⬇️ Download
+job-resent = This result did not reach you while the bot was blocked: here it is again.
+    { $caption }
+job-late-caption = ✅ The result came after all, free: your money ({ $refunded }) stays on your balance.
 job-failed = ❌ It did not work: { $reason }
     Your money is back on the balance: { $refunded }
 job-cancelled = 🚫 Generation cancelled. Your money is back on the balance: { $refunded }
@@ -12,6 +19,7 @@ failure-content-refused = the service refused the request ({ $detail })
 failure-provider-failed = the generation service did not answer
 failure-service-unavailable = the generation service is temporarily unavailable
 failure-bad-input = the file cannot be used ({ $detail })
+failure-result-too-large = the result is too large for Telegram ({ $megabytes } MB), and the bot cannot give a download link right now
 failure-too-many-attempts = { $attempts ->
     [one] gave up after { $attempts } attempt
    *[other] gave up after { $attempts } attempts
@@ -58,6 +66,7 @@ history-credit = + { $amount } — { $what }
 history-debit = − { $amount } — { $what }
 history-refund = ↩ { $amount } — { $what }
 history-job = { $what }: { $status }, { $price }
+history-job-link = { $what }: { $status }, { $price } — download: { $link }
 lang-choose = Choose a language:
 lang-ru = Русский
 lang-en = English

@@ -3,7 +3,14 @@
 job-progress = ⏳ Генерация: { $percent }%
 job-done-caption = ✅ Готово! Списано: { $charged }
 job-done-status = ✅ Готово: 100%
-job-too-large = ✅ Готово, но файл слишком большой для Telegram ({ $megabytes } МБ). Списано: { $charged }
+job-too-large = ✅ Готово, но файл слишком большой для Telegram ({ $megabytes } МБ). { $caption }
+job-download = ✅ Готово! Файл большой ({ $megabytes } МБ) — скачайте его по ссылке:
+    { $link }
+    { $caption }
+job-download-button = ⬇️ Скачать
+job-resent = Пока бот был у вас заблокирован, этот результат не дошёл — отправляю снова.
+    { $caption }
+job-late-caption = ✅ Результат всё-таки пришёл — бесплатно: деньги ({ $refunded }) остались у вас на балансе.
 job-failed = ❌ Не получилось: { $reason }
     Деньги вернулись на баланс: { $refunded }
 job-cancelled = 🚫 Генерация отменена. Деньги вернулись на баланс: { $refunded }
@@ -12,6 +19,7 @@ failure-content-refused = сервис отклонил запрос ({ $detail 
 failure-provider-failed = сервис генерации не ответил
 failure-service-unavailable = сервис генерации временно недоступен
 failure-bad-input = файл не подходит ({ $detail })
+failure-result-too-large = результат слишком большой для Telegram ({ $megabytes } МБ), а ссылку для скачивания бот сейчас выдать не может
 failure-too-many-attempts = { $attempts ->
     [one] не удалось после { $attempts } попытки
    *[other] не удалось после { $attempts } попыток
@@ -58,6 +66,7 @@ history-credit = + { $amount } — { $what }
 history-debit = − { $amount } — { $what }
 history-refund = ↩ { $amount } — { $what }
 history-job = { $what }: { $status }, { $price }
+history-job-link = { $what }: { $status }, { $price } — скачать: { $link }
 lang-choose = Выберите язык:
 lang-ru = Русский
 lang-en = English

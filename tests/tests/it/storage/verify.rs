@@ -91,6 +91,7 @@ async fn sound() -> Planted {
             JobEvent::Succeeded {
                 result: AssetRef::new("results/a.png"),
                 actual_cost: quote.amount,
+                result_url: None,
             },
             JobGuard::Lease(claimed.lease.clone().unwrap().token),
         )
