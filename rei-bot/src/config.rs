@@ -335,9 +335,9 @@ fn parse_deadlines(s: &str) -> Result<VideoDeadlines, String> {
         v.trim()
             .parse::<u64>()
             .ok()
-            .filter(|n| (60..=7 * 86_400).contains(n))
+            .filter(|n| (1..=7 * 86_400).contains(n))
             .map(Duration::from_secs)
-            .ok_or_else(|| format!("`{v}` must be a number of seconds from 60 to 604800"))
+            .ok_or_else(|| format!("`{v}` must be a number of seconds from 1 to 604800"))
     };
     let mut parts = s.split(',');
     let five_secs = secs(parts.next().unwrap_or_default())?;

@@ -131,6 +131,8 @@ pub(crate) async fn build(config: &Config) -> anyhow::Result<App> {
         lease_for: Duration::from_secs(config.worker_lease_secs),
         poll_interval: Duration::from_millis(config.video_poll_interval_ms),
         video_deadlines: config.kling_task_deadline_secs.clone(),
+        // A refunded task is asked about less often than a running one.
+        watch_poll: Duration::from_millis(config.video_poll_interval_ms.saturating_mul(6)),
         result_link_ttl: config.asset_link_ttl,
         ..RunnerConfig::default()
     };

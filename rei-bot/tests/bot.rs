@@ -971,3 +971,335 @@ async fn a_rejected_token_stops_the_bot_at_once_with_that_reason() {
     assert!(log.contains("Telegram rejected BOT_TOKEN"), "{log}");
     assert!(!log.contains("cannot reach"), "{log}");
 }
+
+// ---- [money]: paid results are never lost, billed calls never sent twice ----
+
+/// Admin and Anna registered; Anna has `rubles`.
+async fn funded(bot: &Bot, rubles: &str) {
+    bot.say(ADMIN, "/start").await;
+    bot.say(ANNA, "/start").await;
+    bot.say(ADMIN, &format!("/add 4242 {rubles}")).await;
+}
+
+async fn anna_balance(bot: &Bot) -> (Money, Money) {
+    let b = bot
+        .stores
+        .ledger
+        .balance(UserId::new(ANNA).unwrap())
+        .await
+        .unwrap();
+    (b.available, b.held)
+}
+
+/// SIGTERM to the bot process.
+fn terminate(process: &Child) {
+    let pid = process.id().expect("running").to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+}
+
+/// [money] 5: Gemini takes the request and the connection drops before its answer:
+/// exactly one request reaches it, the job ends refunded, the user and the admins are
+/// told.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gemini_call_whose_answer_is_lost_is_sent_once_and_refunded() {
+    let bot = bot().await;
+    funded(&bot, "100").await;
+    bot.gemini.drop_answers();
+    let draft = bot.say(ANNA, "a fox").await;
+    bot.press(ANNA, &draft, &data(&draft, "Запустить")).await;
+    let failure = eventually("the failure message", || {
+        bot.sent(ANNA)
+            .into_iter()
+            .find(|c| text(c).contains("Не получилось"))
+    })
+    .await;
+    assert!(text(&failure).contains("50.00 ₽"), "{failure:?}");
+    assert_eq!(
+        anna_balance(&bot).await,
+        ("100".parse().unwrap(), Money::ZERO)
+    );
+    eventually("the admins' alert", || {
+        bot.sent(ADMIN)
+            .into_iter()
+            .find(|c| text(c).contains("not sent again"))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(bot.gemini.calls(), 1, "never sent again");
+    assert!(bot.stores.ledger.verify().await.unwrap().is_ok());
+}
+
+/// [money] 12: SIGTERM while a Gemini call is out: the process waits for it (up to
+/// SHUTDOWN_GRACE_SECS, 60 s by default; here the render takes 22 s), so the result is
+/// kept and delivered after the restart, and Gemini is asked once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_waits_for_a_call_in_flight_and_the_result_is_delivered_once() {
+    let mut bot = bot().await;
+    funded(&bot, "100").await;
+    bot.gemini.answer_after(Duration::from_secs(22));
+    let draft = bot.say(ANNA, "a slow fox").await;
+    bot.press(ANNA, &draft, &data(&draft, "Запустить")).await;
+    eventually("the call out", || (bot.gemini.calls() == 1).then_some(())).await;
+    terminate(&bot.process);
+    let exit = tokio::time::timeout(Duration::from_secs(60), bot.process.wait())
+        .await
+        .expect("the bot stops once the call is answered")
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
+    bot.gemini.answer_after(Duration::ZERO);
+    bot.restart().await;
+    let photos = within(Duration::from_secs(60), "the photo", || {
+        let sent = bot.telegram.calls_to("sendPhoto", ANNA);
+        (!sent.is_empty()).then_some(sent)
+    })
+    .await;
+    assert_eq!(photos.len(), 1);
+    assert_eq!(bot.gemini.calls(), 1, "the call was not sent again");
+    assert_eq!(
+        anna_balance(&bot).await,
+        ("50".parse().unwrap(), Money::ZERO)
+    );
+    assert!(bot.stores.ledger.verify().await.unwrap().is_ok());
+}
+
+/// [money] 12 / 5: the grace ends while the call is out: after the restart the step
+/// resumes without sending it again — the job is refunded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_cut_off_by_shutdown_after_its_call_went_out_is_not_sent_again() {
+    let mut bot = bot_with(&[
+        ("RATE_LIMIT_PER_MINUTE", "1000"),
+        ("SHUTDOWN_GRACE_SECS", "1"),
+    ])
+    .await;
+    funded(&bot, "100").await;
+    bot.gemini.answer_after(Duration::from_secs(30));
+    let draft = bot.say(ANNA, "a fox").await;
+    bot.press(ANNA, &draft, &data(&draft, "Запустить")).await;
+    eventually("the call out", || (bot.gemini.calls() == 1).then_some(())).await;
+    terminate(&bot.process);
+    let exit = tokio::time::timeout(Duration::from_secs(15), bot.process.wait())
+        .await
+        .expect("the bot stops after its grace")
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
+    bot.gemini.answer_after(Duration::ZERO);
+    bot.restart().await;
+    let failure = within(Duration::from_secs(60), "the refund", || {
+        bot.sent(ANNA)
+            .into_iter()
+            .find(|c| text(c).contains("Не получилось"))
+    })
+    .await;
+    assert!(text(&failure).contains("50.00 ₽"), "{failure:?}");
+    assert_eq!(bot.gemini.calls(), 1, "never sent again");
+    assert_eq!(
+        anna_balance(&bot).await,
+        ("100".parse().unwrap(), Money::ZERO)
+    );
+    assert!(bot.stores.ledger.verify().await.unwrap().is_ok());
+}
+
+/// A bot whose `PUBLIC_URL` is its own HTTP server (http on the loopback is allowed).
+async fn public_bot(more: &[(&'static str, &'static str)]) -> Bot {
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = free.local_addr().unwrap().port();
+    drop(free);
+    let public: &'static str = Box::leak(format!("http://127.0.0.1:{port}/").into_boxed_str());
+    let http: &'static str = Box::leak(format!("127.0.0.1:{port}").into_boxed_str());
+    let mut extra = vec![
+        ("RATE_LIMIT_PER_MINUTE", "1000"),
+        ("PUBLIC_URL", public),
+        ("HTTP_ADDR", http),
+    ];
+    extra.extend_from_slice(more);
+    bot_with(Box::leak(extra.into_boxed_slice())).await
+}
+
+/// Orders a 5 s Kling 2.6 video of text; returns the confirmation.
+async fn order_video(bot: &Bot) -> Call {
+    let models = bot.say(ANNA, "/video").await;
+    let durations = bot.press(ANNA, &models, &data(&models, "Kling 2.6")).await;
+    bot.press(ANNA, &durations, &data(&durations, "5 с")).await;
+    let draft = bot.say(ANNA, "a fox running in the snow").await;
+    bot.press(ANNA, &draft, &data(&draft, "Запустить")).await
+}
+
+/// [money] 7: a 60 MB video (over the Bot API's 50 MB upload limit) is delivered as a
+/// signed download link that works, and `/history` lists it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_video_too_large_to_upload_is_delivered_as_a_download_link() {
+    let bot = public_bot(&[]).await;
+    funded(&bot, "500").await;
+    bot.kling.result_size(60 * 1024 * 1024);
+    order_video(&bot).await;
+    let link_message = within(Duration::from_secs(60), "the download link", || {
+        bot.sent(ANNA)
+            .into_iter()
+            .find(|c| text(c).contains("скачайте"))
+    })
+    .await;
+    let link = link_message.reply_markup.as_ref().unwrap()["inline_keyboard"][0][0]["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(text(&link_message).contains("60 МБ"), "{link_message:?}");
+    assert!(
+        text(&link_message).contains("100.00 ₽"),
+        "the charge is said"
+    );
+    assert!(
+        bot.telegram.calls_to("sendVideo", ANNA).is_empty(),
+        "not uploaded"
+    );
+    let downloaded = reqwest::get(&link).await.unwrap();
+    assert_eq!(downloaded.status(), 200);
+    assert_eq!(
+        downloaded.bytes().await.unwrap().len(),
+        60 * 1024 * 1024,
+        "the whole video"
+    );
+    let history = bot.say(ANNA, "/history").await;
+    assert!(text(&history).contains("скачать: http"), "{history:?}");
+    assert_eq!(
+        anna_balance(&bot).await,
+        ("400".parse().unwrap(), Money::ZERO)
+    );
+    assert!(bot.stores.ledger.verify().await.unwrap().is_ok());
+}
+
+/// [money] 7: without `PUBLIC_URL` such a video cannot be delivered at all: the job is
+/// refunded instead of charged, and the user told why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_video_too_large_to_deliver_anyhow_is_refunded() {
+    let bot = bot().await;
+    funded(&bot, "500").await;
+    bot.kling.result_size(60 * 1024 * 1024);
+    order_video(&bot).await;
+    let failure = within(Duration::from_secs(60), "the refund", || {
+        bot.sent(ANNA)
+            .into_iter()
+            .find(|c| text(c).contains("Не получилось"))
+    })
+    .await;
+    assert!(
+        text(&failure).contains("слишком большой") && text(&failure).contains("100.00 ₽"),
+        "{failure:?}"
+    );
+    assert_eq!(
+        anna_balance(&bot).await,
+        ("500".parse().unwrap(), Money::ZERO)
+    );
+    assert!(bot.stores.ledger.verify().await.unwrap().is_ok());
+}
+
+/// [money] 9: Anna blocked the bot before her photo was ready: it is recorded
+/// undeliverable and charged; when she writes again it is sent again, once, with a note.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_who_comes_back_gets_a_paid_result_again_once() {
+    let bot = bot().await;
+    funded(&bot, "100").await;
+    let draft = bot.say(ANNA, "a fox").await;
+    bot.telegram.block(ANNA);
+    bot.telegram.press(
+        ANNA,
+        draft.message_id.unwrap_or(1),
+        &data(&draft, "Запустить"),
+    );
+    let user = UserId::new(ANNA).unwrap();
+    let started = Instant::now();
+    let job = loop {
+        let jobs = bot
+            .stores
+            .jobs
+            .jobs(JobFilter {
+                user_id: Some(user),
+                ..JobFilter::default()
+            })
+            .await
+            .unwrap();
+        if let Some(job) = jobs
+            .into_iter()
+            .find(|j| j.delivery == Delivery::Unreachable)
+        {
+            break job;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "never undeliverable"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(job.state, JobState::Completed);
+    bot.telegram.unblock(ANNA);
+    bot.telegram.send_text(ANNA, "hello again");
+    let resent = eventually("the photo again", || {
+        let sent = bot.telegram.calls_to("sendPhoto", ANNA);
+        sent.into_iter().find(|c| text(c).contains("не дошёл"))
+    })
+    .await;
+    assert!(text(&resent).contains("Списано: 50.00 ₽"), "{resent:?}");
+    bot.telegram.send_text(ANNA, "/balance");
+    eventually("the balance", || {
+        bot.sent(ANNA)
+            .into_iter()
+            .find(|c| text(c).contains("Баланс: 50.00 ₽"))
+    })
+    .await;
+    assert_eq!(
+        bot.telegram
+            .calls_to("sendPhoto", ANNA)
+            .iter()
+            .filter(|c| c.text.is_some())
+            .count(),
+        2,
+        "the refused first try and the one resend: never a third"
+    );
+    assert!(bot.stores.ledger.verify().await.unwrap().is_ok());
+}
+
+/// [money] 10: Kling errors while asked about a running task do not end the job; at
+/// the deadline the user is refunded, and the video that comes later is delivered free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kling_task_past_its_deadline_is_refunded_and_the_late_video_is_free() {
+    let bot = bot_with(&[
+        ("RATE_LIMIT_PER_MINUTE", "1000"),
+        ("KLING_TASK_DEADLINE_SECS", "3"),
+    ])
+    .await;
+    funded(&bot, "500").await;
+    bot.kling.finish_after(u32::MAX);
+    bot.kling.fail_polls(5);
+    order_video(&bot).await;
+    let failure = within(
+        Duration::from_secs(60),
+        "the refund at the deadline",
+        || {
+            bot.sent(ANNA)
+                .into_iter()
+                .find(|c| text(c).contains("Не получилось"))
+        },
+    )
+    .await;
+    assert!(text(&failure).contains("100.00 ₽"), "{failure:?}");
+    assert_eq!(
+        anna_balance(&bot).await,
+        ("500".parse().unwrap(), Money::ZERO)
+    );
+    // Kling finishes after all.
+    bot.kling.finish_after(0);
+    let video = within(Duration::from_secs(120), "the late video", || {
+        bot.telegram.calls_to("sendVideo", ANNA).into_iter().next()
+    })
+    .await;
+    assert!(text(&video).contains("бесплатно"), "{video:?}");
+    assert_eq!(
+        anna_balance(&bot).await,
+        ("500".parse().unwrap(), Money::ZERO)
+    );
+    assert_eq!(bot.kling.creates().len(), 1);
+    assert!(bot.stores.ledger.verify().await.unwrap().is_ok());
+}

@@ -67,6 +67,11 @@ async fn world(target: DatabaseTarget) -> World {
 
 impl World {
     fn worker(&self) -> Child {
+        self.worker_in(self.assets.path())
+    }
+
+    /// A worker whose `ASSET_DIR` is `assets` (another host's disk).
+    fn worker_in(&self, assets: &std::path::Path) -> Child {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_rei-bot"));
         cmd.arg("worker")
             .env_clear()
@@ -76,7 +81,7 @@ impl World {
             .env("KLING_API_KEY", "ak-test:sk-test")
             .env("KLING_API_URL", &self.kling.url)
             .env("TELEGRAM_API_URL", &self.telegram.url)
-            .env("ASSET_DIR", self.assets.path())
+            .env("ASSET_DIR", assets)
             .env("WORKER_CONCURRENCY", "1")
             .env("WORKER_LEASE_SECS", "2")
             .env("VIDEO_POLL_INTERVAL_MS", "100")
@@ -445,4 +450,48 @@ async fn sigterm_hands_the_running_job_back_at_once() {
         1,
         "the next worker polls the same task"
     );
+}
+
+/// [money] 8: the worker that downloaded and captured a video dies while sending it; a
+/// worker on another host (another `ASSET_DIR`, without the file) fetches the result
+/// again from Kling's URL and delivers it — the user is not left charged with nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_stored_on_another_host_is_fetched_again_and_delivered() {
+    let w = world(DatabaseTarget::SqlitePath(
+        rei_tests::sqlite_path().unwrap(),
+    ))
+    .await;
+    let before = w.available().await;
+    let job = w.order_video("two-hosts").await;
+    w.telegram.hang("sendVideo");
+    let mut first = w.worker();
+    reached(&w, Step::DuringDelivery, &job).await;
+    first.kill().await.unwrap();
+    w.telegram.release();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let mut second = w.worker_in(elsewhere.path());
+    eventually(
+        "the delivery from the other host",
+        Duration::from_secs(60),
+        || async { w.job(&job).await.delivery == Delivery::Delivered },
+    )
+    .await;
+    second.kill().await.unwrap();
+    assert_eq!(w.kling.downloads(), 2, "fetched again from Kling's URL");
+    assert_eq!(w.kling.creates().len(), 1, "never made again");
+    assert!(
+        elsewhere
+            .path()
+            .join(format!("results/{}.mp4", job.id))
+            .exists(),
+        "stored on the second host"
+    );
+    let done = w.job(&job).await;
+    assert_eq!(done.state, JobState::Completed);
+    assert_eq!(
+        w.available().await,
+        before - done.quote.amount.kopecks(),
+        "charged once"
+    );
+    assert!(w.stores.ledger.verify().await.unwrap().is_ok());
 }

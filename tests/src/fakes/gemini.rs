@@ -1,6 +1,8 @@
 //! A fake Gemini `generateContent` (providers.md §2): answers every request with one
 //! final PNG part (`finishReason: STOP`) and counts the calls; a test can make it refuse
-//! every prompt (safety filter) or answer every call with 429 `RESOURCE_EXHAUSTED`.
+//! every prompt (safety filter), answer every call with 429 `RESOURCE_EXHAUSTED`, take a
+//! call and drop the connection before its answer (the call may have been billed), or
+//! hold each answer for a while (a render in progress).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -18,6 +20,7 @@ pub struct FakeGemini {
     calls: Arc<AtomicU32>,
     refuse: Arc<std::sync::atomic::AtomicBool>,
     limited: Arc<std::sync::atomic::AtomicBool>,
+    modes: Arc<Modes>,
     /// Where it listens (`NANO_BANANA_API_URL`).
     pub url: String,
 }
@@ -40,16 +43,35 @@ impl FakeGemini {
         let calls = Arc::new(AtomicU32::new(0));
         let refuse = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let limited = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let modes = Arc::new(Modes::default());
         let router = Router::new()
             .route("/v1beta/models/{call}", post(generate))
-            .with_state((calls.clone(), refuse.clone(), limited.clone()));
+            .with_state((
+                calls.clone(),
+                refuse.clone(),
+                limited.clone(),
+                modes.clone(),
+            ));
         let (url, _task) = super::serve(router).await?;
         Ok(Self {
             calls,
             refuse,
             limited,
+            modes,
             url,
         })
+    }
+
+    /// From now on every call is taken (and counted: it may be billed) and the
+    /// connection then breaks before the answer.
+    pub fn drop_answers(&self) {
+        self.modes.drop_answers.store(true, Ordering::SeqCst);
+    }
+
+    /// From now on each answer comes after `delay` (a render in progress).
+    pub fn answer_after(&self, delay: std::time::Duration) {
+        let millis = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.modes.delay_ms.store(millis, Ordering::SeqCst);
     }
 
     /// From now on every call is refused with 429 `RESOURCE_EXHAUSTED` and a
@@ -71,14 +93,36 @@ impl FakeGemini {
     }
 }
 
+#[derive(Debug, Default)]
+struct Modes {
+    drop_answers: std::sync::atomic::AtomicBool,
+    delay_ms: std::sync::atomic::AtomicU64,
+}
+
 type Shared = (
     Arc<AtomicU32>,
     Arc<std::sync::atomic::AtomicBool>,
     Arc<std::sync::atomic::AtomicBool>,
+    Arc<Modes>,
 );
 
-async fn generate(State((calls, refuse, limited)): State<Shared>) -> Response {
+async fn generate(State((calls, refuse, limited, modes)): State<Shared>) -> Response {
     calls.fetch_add(1, Ordering::SeqCst);
+    let delay = modes.delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+    }
+    if modes.drop_answers.load(Ordering::SeqCst) {
+        // Headers go out, then the body fails: hyper drops the connection mid-answer.
+        let broken = futures::stream::once(async {
+            Err::<axum::body::Bytes, std::io::Error>(std::io::Error::other("connection dropped"))
+        });
+        return (
+            [("content-type", "application/json")],
+            axum::body::Body::from_stream(broken),
+        )
+            .into_response();
+    }
     if limited.load(Ordering::SeqCst) {
         return (
             axum::http::StatusCode::TOO_MANY_REQUESTS,

@@ -45,6 +45,10 @@ struct KlingState {
     polls_to_finish: u32,
     base_url: String,
     next_id: u64,
+    /// Bytes of each result download (`None`: a short text).
+    result_size: Option<usize>,
+    /// Status queries still to answer with HTTP 500.
+    failing_polls: u32,
 }
 
 /// The fake and its recordings.
@@ -70,6 +74,8 @@ impl FakeKling {
             polls_to_finish,
             base_url: String::new(),
             next_id: 867_283_741_759_000_000,
+            result_size: None,
+            failing_polls: 0,
         }));
         let router = Router::new()
             .route("/v1/videos/{family}", get(list).post(create))
@@ -89,6 +95,17 @@ impl FakeKling {
     /// Tasks finish after this many status queries from now on.
     pub fn finish_after(&self, polls: u32) {
         lock(&self.state).polls_to_finish = polls;
+    }
+
+    /// Results are `bytes` long from now on (an MP4 header, then zeros).
+    pub fn result_size(&self, bytes: usize) {
+        lock(&self.state).result_size = Some(bytes);
+    }
+
+    /// The next `n` status queries answer HTTP 500 (Kling's server error), and do not
+    /// count as polls.
+    pub fn fail_polls(&self, n: u32) {
+        lock(&self.state).failing_polls = n;
     }
 
     /// External ids of every create received (accepted or not).
@@ -202,6 +219,14 @@ async fn query(
 ) -> Response {
     let (answer, hang) = {
         let mut s = lock(&state);
+        if s.failing_polls > 0 {
+            s.failing_polls -= 1;
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Json(json!({"code": 5000, "message": "server internal error", "request_id": uuid::Uuid::new_v4().to_string()})),
+            )
+                .into_response();
+        }
         let hang = s.hang;
         let found = s
             .tasks
@@ -255,14 +280,21 @@ async fn download(
     State(state): State<Arc<Mutex<KlingState>>>,
     Path(name): Path<String>,
 ) -> Response {
-    let hang = {
+    let (hang, size) = {
         let mut s = lock(&state);
         s.downloads += 1;
-        s.hang
+        (s.hang, s.result_size)
     };
     if hang == Hang::Download {
         std::future::pending::<()>().await;
     }
-    let body = format!("fake mp4 for {name}").into_bytes();
+    let body = match size {
+        Some(size) => {
+            let mut bytes = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00".to_vec();
+            bytes.resize(size.max(bytes.len()), 0);
+            bytes
+        }
+        None => format!("fake mp4 for {name}").into_bytes(),
+    };
     ([("content-type", "video/mp4")], body).into_response()
 }

@@ -200,6 +200,11 @@ impl FakeTelegram {
         self.lock().blocked.insert(chat);
     }
 
+    /// The user unblocked the bot: sends reach them again.
+    pub fn unblock(&self, chat: i64) {
+        self.lock().blocked.remove(&chat);
+    }
+
     /// The next `n` calls get 429 with `retry_after` 1. `getUpdates` neither gets nor
     /// consumes them: the refusals land on the sends a test is about.
     pub fn too_many_requests(&self, n: u32) {
