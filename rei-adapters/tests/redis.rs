@@ -1,7 +1,7 @@
 //! `RedisQueue` and `RedisLimiter` against a real Redis.
 //!
 //! The server comes from `REI_TEST_REDIS_URL` (`scripts/test` starts one). When it is
-//! unset these tests fail, unless `REI_SKIP_SERVER_TESTS=1` says to skip them knowingly.
+//! unset these tests fail (never pass): leave them out knowingly with `--skip redis`.
 //! Every test uses its own key prefix. The outage test runs a throwaway `redis-server`
 //! of its own, which it stops and starts again on the same port.
 #![cfg(feature = "redis")]
@@ -35,22 +35,16 @@ use uuid::Uuid;
 
 // ---- helpers ----
 
-/// The test Redis URL, or `None` (with a note) when it is unset and
-/// `REI_SKIP_SERVER_TESTS=1` allows skipping. Panics when it is unset otherwise: a
-/// missing server never passes.
-fn redis_url() -> Option<String> {
+/// The test Redis URL. Panics when it is unset: a test never passes without its
+/// server (leave them out knowingly with `cargo test -- --skip redis`).
+fn redis_url() -> String {
     init_tracing();
     match std::env::var("REI_TEST_REDIS_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            assert!(
-                std::env::var("REI_SKIP_SERVER_TESTS").as_deref() == Ok("1"),
-                "REI_TEST_REDIS_URL is not set: run the tests through scripts/test (which \
-                 starts Redis), or set REI_SKIP_SERVER_TESTS=1 to skip them knowingly"
-            );
-            eprintln!("skipped: REI_TEST_REDIS_URL is not set and REI_SKIP_SERVER_TESTS=1");
-            None
-        }
+        Ok(url) if !url.is_empty() => url,
+        _ => panic!(
+            "REI_TEST_REDIS_URL is not set: run the tests through scripts/test (which \
+             starts Redis), or leave them out knowingly with `cargo test -- --skip redis`"
+        ),
     }
 }
 
@@ -277,8 +271,8 @@ fn finished(job: &Job) -> Job {
 // ---- queue ----
 
 #[tokio::test]
-async fn enqueue_claim_done_leaves_nothing_pending() {
-    let Some(url) = redis_url() else { return };
+async fn redis_enqueue_claim_done_leaves_nothing_pending() {
+    let url = redis_url();
     let w = world().await;
     let q = w.queue(&url, &prefix(), fast()).await;
     let jobs = w.service(q.clone());
@@ -311,8 +305,8 @@ async fn enqueue_claim_done_leaves_nothing_pending() {
 }
 
 #[tokio::test]
-async fn two_consumers_never_get_the_same_job() {
-    let Some(url) = redis_url() else { return };
+async fn redis_two_consumers_never_get_the_same_job() {
+    let url = redis_url();
     let w = world().await;
     let p = prefix();
     // Two processes: two queues on one stream.
@@ -355,8 +349,8 @@ async fn two_consumers_never_get_the_same_job() {
 }
 
 #[tokio::test]
-async fn the_entry_of_a_dead_worker_is_taken_over_after_min_idle_and_lease_expiry() {
-    let Some(url) = redis_url() else { return };
+async fn redis_the_entry_of_a_dead_worker_is_taken_over_after_min_idle_and_lease_expiry() {
+    let url = redis_url();
     let w = world().await;
     let p = prefix();
     let short = Duration::from_millis(300);
@@ -395,8 +389,8 @@ async fn the_entry_of_a_dead_worker_is_taken_over_after_min_idle_and_lease_expir
 }
 
 #[tokio::test]
-async fn a_handed_back_job_comes_back_at_its_run_after() {
-    let Some(url) = redis_url() else { return };
+async fn redis_a_handed_back_job_comes_back_at_its_run_after() {
+    let url = redis_url();
     let w = world().await;
     let q = w.queue(&url, &prefix(), fast()).await;
     let jobs = w.service(q.clone());
@@ -433,8 +427,8 @@ async fn a_handed_back_job_comes_back_at_its_run_after() {
 }
 
 #[tokio::test]
-async fn an_entry_found_not_ready_waits_in_the_delayed_set() {
-    let Some(url) = redis_url() else { return };
+async fn redis_an_entry_found_not_ready_waits_in_the_delayed_set() {
+    let url = redis_url();
     let w = world().await;
     let q = w.queue(&url, &prefix(), fast()).await;
     let jobs = w.service(q.clone());
@@ -462,8 +456,8 @@ async fn an_entry_found_not_ready_waits_in_the_delayed_set() {
 }
 
 #[tokio::test]
-async fn the_sweep_adds_the_jobs_the_stream_is_missing() {
-    let Some(url) = redis_url() else { return };
+async fn redis_the_sweep_adds_the_jobs_the_stream_is_missing() {
+    let url = redis_url();
     let w = world().await;
     let q = w.queue(&url, &prefix(), fast()).await;
     // Created by a process that did not tell Redis.
@@ -594,9 +588,7 @@ impl OwnRedis {
 
 #[tokio::test]
 async fn no_job_is_lost_when_redis_stops_and_starts_again() {
-    if redis_url().is_none() {
-        return;
-    }
+    redis_url();
     let (logs, _guard) = Logs::capture();
     let w = world().await;
     let mut server = OwnRedis::start(dead_port()).await;
@@ -671,7 +663,7 @@ fn user(id: i64) -> UserId {
 
 #[tokio::test]
 async fn the_redis_limiter_allows_n_then_limits_with_a_sane_retry_after() {
-    let Some(url) = redis_url() else { return };
+    let url = redis_url();
     let l = RedisLimiter::new(&url, &prefix(), n(3)).unwrap();
     for _ in 0..3 {
         assert_eq!(l.check(user(1)).await.unwrap(), RateDecision::Allowed);
@@ -689,7 +681,7 @@ async fn the_redis_limiter_allows_n_then_limits_with_a_sane_retry_after() {
 
 #[tokio::test]
 async fn two_redis_limiters_share_one_budget() {
-    let Some(url) = redis_url() else { return };
+    let url = redis_url();
     let p = prefix();
     let a = RedisLimiter::new(&url, &p, n(4)).unwrap();
     let b = RedisLimiter::new(&url, &p, n(4)).unwrap();
@@ -706,7 +698,7 @@ async fn two_redis_limiters_share_one_budget() {
 
 #[tokio::test]
 async fn redis_limiter_users_have_separate_budgets() {
-    let Some(url) = redis_url() else { return };
+    let url = redis_url();
     let l = RedisLimiter::new(&url, &prefix(), n(1)).unwrap();
     assert_eq!(l.check(user(1)).await.unwrap(), RateDecision::Allowed);
     assert!(matches!(
@@ -718,7 +710,7 @@ async fn redis_limiter_users_have_separate_budgets() {
 
 #[tokio::test]
 async fn the_redis_budget_refills_with_time() {
-    let Some(url) = redis_url() else { return };
+    let url = redis_url();
     let period = Duration::from_millis(300);
     let l = RedisLimiter::with_period(&url, &prefix(), n(2), period).unwrap();
     assert_eq!(l.check(user(1)).await.unwrap(), RateDecision::Allowed);

@@ -30,19 +30,19 @@ struct Env {
     extra: Vec<(String, String)>,
 }
 
-async fn env(postgres: bool) -> Option<Env> {
+async fn env(postgres: bool) -> Env {
     let database = if postgres {
-        DatabaseTarget::Postgres(rei_tests::postgres_url().await.unwrap()?)
+        DatabaseTarget::Postgres(rei_tests::postgres_url().await.unwrap())
     } else {
         DatabaseTarget::SqlitePath(rei_tests::sqlite_path().unwrap())
     };
     let stores = connect(&database).await.unwrap();
-    Some(Env {
+    Env {
         database,
         assets: tempfile::tempdir().unwrap(),
         stores,
         extra: Vec::new(),
-    })
+    }
 }
 
 fn command(e: &Env, args: &[&str]) -> Command {
@@ -132,16 +132,12 @@ macro_rules! on_both {
         mod $name {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
-                if let Some(e) = super::env(false).await {
-                    super::$name(e).await;
-                }
+                super::$name(super::env(false).await).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                if let Some(e) = super::env(true).await {
-                    super::$name(e).await;
-                }
+                super::$name(super::env(true).await).await;
             }
         }
     };
@@ -324,7 +320,7 @@ async fn an_unreachable_database_is_an_operational_failure() {
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = dead.local_addr().unwrap().port();
     drop(dead);
-    let e = env(false).await.unwrap();
+    let e = env(false).await;
     let mut c = command(&e, &["stats"]);
     c.env(
         "DATABASE_URL",
@@ -396,18 +392,41 @@ async fn jobs_list_retry_and_cancel(e: Env) {
         3_000,
         "a fresh hold at the quoted price"
     );
+    assert_eq!(retried["retried_now"], true);
     let twice = cli_json(&e, 0, &["jobs", "retry", &id]).await;
     assert_eq!(
         twice["new_job_id"],
         new_id.as_str(),
         "one retry however often it runs"
     );
+    assert_eq!(
+        (
+            twice["retried_now"].as_bool(),
+            twice["held_kopecks"].as_i64()
+        ),
+        (Some(false), Some(0)),
+        "it says it did nothing new"
+    );
+    let (code, said, _) = cli(&e, &["jobs", "retry", &id]).await;
+    assert_eq!(code, 0);
+    assert!(said.contains("retried before"), "{said}");
     assert_eq!(balance(&e, ANNA).await, 3_000);
     let (code, _, err) = cli(&e, &["jobs", "retry", &new_id]).await;
     assert_eq!(code, 2, "only failed jobs: {err}");
     assert!(err.contains("only failed jobs"), "{err}");
     let cancelled = cli_json(&e, 0, &["jobs", "cancel", &new_id]).await;
     assert_eq!(cancelled["status"], "cancelled");
+    assert_eq!(cancelled["refunded_kopecks"], 5_000);
+    assert_eq!(balance(&e, ANNA).await, 8_000);
+    // Again: nothing more is returned, and --json says so.
+    let again = cli_json(&e, 0, &["jobs", "cancel", &new_id]).await;
+    assert_eq!(
+        (
+            again["changed"].as_bool(),
+            again["refunded_kopecks"].as_i64()
+        ),
+        (Some(false), Some(0))
+    );
     assert_eq!(balance(&e, ANNA).await, 8_000);
     // Short of money: the retry of another failed job is refused, nothing held.
     let other = {

@@ -2,7 +2,9 @@
 //!
 //! PostgreSQL comes from `REI_TEST_POSTGRES_URL` and Redis from `REI_TEST_REDIS_URL`
 //! (set by `scripts/test`, which starts throwaway servers). When one is unset its tests
-//! fail, unless `REI_SKIP_SERVER_TESTS=1` says to skip them (CI never sets it).
+//! fail: a test never passes without its server. To leave them out knowingly, filter
+//! them out (`cargo test -- --skip postgres --skip redis`): the count then shows them
+//! as filtered out, never as passed.
 
 pub mod fakes;
 
@@ -33,41 +35,33 @@ pub async fn sqlite() -> anyhow::Result<Arc<SqliteStore>> {
     Ok(Arc::new(SqliteStore::open_path(&sqlite_path()?).await?))
 }
 
-/// The URL of a test server from `var`, or `None` (with a note) when it is not set and
-/// `REI_SKIP_SERVER_TESTS=1` allows skipping.
+/// The URL of a test server from `var`.
 ///
 /// # Panics
-/// When `var` is unset and skipping was not asked for: a missing server never passes.
+/// When `var` is unset: a test never passes without its server.
 #[must_use]
-pub fn server_url(var: &str) -> Option<String> {
+pub fn server_url(var: &str) -> String {
     match std::env::var(var) {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            assert!(
-                std::env::var("REI_SKIP_SERVER_TESTS").as_deref() == Ok("1"),
-                "{var} is not set: run the tests through scripts/test (which starts the server), \
-                 or set REI_SKIP_SERVER_TESTS=1 to skip them knowingly"
-            );
-            eprintln!("skipped: {var} is not set and REI_SKIP_SERVER_TESTS=1");
-            None
-        }
+        Ok(url) if !url.is_empty() => url,
+        _ => panic!(
+            "{var} is not set: run the tests through scripts/test (which starts the server), \
+             or leave them out knowingly with `cargo test -- --skip postgres --skip redis`"
+        ),
     }
 }
 
 /// The admin URL of the PostgreSQL test server (see [`server_url`]).
 #[must_use]
-pub fn postgres_admin_url() -> Option<String> {
+pub fn postgres_admin_url() -> String {
     server_url("REI_TEST_POSTGRES_URL")
 }
 
-/// The URL of a new, empty PostgreSQL database, or `None` when no server is configured.
+/// The URL of a new, empty PostgreSQL database.
 ///
 /// # Errors
 /// When the server refuses to create the database.
-pub async fn postgres_url() -> anyhow::Result<Option<String>> {
-    let Some(admin) = postgres_admin_url() else {
-        return Ok(None);
-    };
+pub async fn postgres_url() -> anyhow::Result<String> {
+    let admin = postgres_admin_url();
     let name = format!("rei_test_{}", Uuid::new_v4().simple());
     let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
         .await
@@ -78,18 +72,17 @@ pub async fn postgres_url() -> anyhow::Result<Option<String>> {
         .context("create database")?;
     let mut url = url::Url::parse(&admin)?;
     url.set_path(&name);
-    Ok(Some(url.to_string()))
+    Ok(url.to_string())
 }
 
-/// A store over a new PostgreSQL database, or `None` when no server is configured.
+/// A store over a new PostgreSQL database.
 ///
 /// # Errors
 /// When the database cannot be created or migrated.
-pub async fn postgres() -> anyhow::Result<Option<Arc<PostgresStore>>> {
-    match postgres_url().await? {
-        Some(url) => Ok(Some(Arc::new(PostgresStore::connect(&url).await?))),
-        None => Ok(None),
-    }
+pub async fn postgres() -> anyhow::Result<Arc<PostgresStore>> {
+    Ok(Arc::new(
+        PostgresStore::connect(&postgres_url().await?).await?,
+    ))
 }
 
 /// Registers user `id` and credits `amount` to them (audited as `system`), through the

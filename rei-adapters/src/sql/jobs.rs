@@ -246,6 +246,19 @@ macro_rules! sql_jobs {
                 rows.into_iter().map(Job::try_from).collect()
             }
 
+            async fn legacy_jobs(&self, user: UserId, n: u32) -> Result<Vec<rei_core::legacy::LegacyJob>, StoreError> {
+                let rows: Vec<rows::LegacyJobRow> = sqlx::query_as(
+                    "SELECT id, user_id, kind, status, params, result_url, error_message, cost_estimate, cost_actual, created_at, completed_at \
+                     FROM legacy_jobs WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2",
+                )
+                .bind(user.get())
+                .bind(limit(n))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(TxError::from)?;
+                rows.into_iter().map(rei_core::legacy::LegacyJob::try_from).collect()
+            }
+
             async fn import_legacy_job(&self, job: &rei_core::legacy::LegacyJob) -> Result<bool, StoreError> {
                 retrying(|| async {
                     let mut tx = self.write().await?;

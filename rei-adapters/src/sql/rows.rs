@@ -359,6 +359,43 @@ impl TryFrom<PaymentRow> for Payment {
     }
 }
 
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct LegacyJobRow {
+    id: i64,
+    user_id: i64,
+    kind: String,
+    status: String,
+    params: String,
+    result_url: Option<String>,
+    error_message: Option<String>,
+    cost_estimate: Option<i64>,
+    cost_actual: Option<i64>,
+    created_at: i64,
+    completed_at: Option<i64>,
+}
+
+impl TryFrom<LegacyJobRow> for rei_core::legacy::LegacyJob {
+    type Error = StoreError;
+    fn try_from(r: LegacyJobRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: r.id,
+            user_id: user_id(r.user_id)?,
+            kind: r.kind,
+            status: r.status,
+            params: r.params,
+            result_url: r.result_url,
+            error_message: r.error_message,
+            cost_estimate: r
+                .cost_estimate
+                .map(|c| money("cost_estimate", c))
+                .transpose()?,
+            cost_actual: r.cost_actual.map(|c| money("cost_actual", c)).transpose()?,
+            created_at: Timestamp::from_millis(r.created_at),
+            completed_at: r.completed_at.map(Timestamp::from_millis),
+        })
+    }
+}
+
 /// Column list of `audit` queries.
 macro_rules! audit_cols {
     () => {

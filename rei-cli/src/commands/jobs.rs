@@ -37,7 +37,9 @@ pub(crate) enum JobsCommand {
         #[arg(long, default_value = "retried with rei-cli")]
         reason: String,
     },
-    /// Cancels a pending or processing job and releases its reservation. Audited.
+    /// Cancels a pending or processing job and releases its reservation at once. When
+    /// its provider call is already out, a result that still comes is delivered free.
+    /// Audited.
     #[command(after_help = "Example: rei-cli jobs cancel 0192f0c4-8d4e-7c6b-9a53-6f1e2d3c4b5a")]
     Cancel {
         /// The job.
@@ -95,24 +97,32 @@ pub(crate) async fn run(ctx: &Ctx, c: &JobsCommand) -> Result<(), Failure> {
             Ok(())
         }
         JobsCommand::Retry { job_id, reason } => {
-            let job = jobs
+            let retried = jobs
                 .retry(*job_id, Ctx::actor(), reason)
                 .await
                 .map_err(job_failure)?;
+            let job = &retried.job;
             let value = json!({
                 "job_id": job_id.to_string(),
                 "new_job_id": job.id.to_string(),
+                "retried_now": retried.new,
                 "status": job.state.as_str(),
-                "held_kopecks": job.quote.amount.kopecks(),
+                "held_kopecks": if retried.new { job.quote.amount.kopecks() } else { 0 },
+                "price_kopecks": job.quote.amount.kopecks(),
                 "tg_id": job.user_id.get(),
             });
-            ctx.out.message(
-                &value,
-                &format!(
-                    "job {job_id} queued again as {} ({} held from {})",
+            let text = if retried.new {
+                format!(
+                    "job {job_id} queued again as {}: {} held from {}",
                     job.id, job.quote.amount, job.user_id
-                ),
-            );
+                )
+            } else {
+                format!(
+                    "job {job_id} was retried before as {} (now {}): nothing new held or queued",
+                    job.id, job.state
+                )
+            };
+            ctx.out.message(&value, &text);
             Ok(())
         }
         JobsCommand::Cancel { job_id, reason } => {
@@ -121,18 +131,36 @@ pub(crate) async fn run(ctx: &Ctx, c: &JobsCommand) -> Result<(), Failure> {
                 .await
                 .map_err(job_failure)?;
             let job = applied.job;
-            let value = json!({ "job_id": job.id.to_string(), "status": job.state.as_str(), "refunded_kopecks": job.quote.amount.kopecks(), "changed": applied.changed });
-            let text = match (applied.changed, job.state) {
-                (true, JobState::Cancelled) => format!(
-                    "job {} cancelled; {} returned to {}",
-                    job.id, job.quote.amount, job.user_id
+            // What this run released (a repeat releases nothing).
+            let released = applied.changed && job.state == JobState::Cancelled;
+            let refunded = if released {
+                job.quote.amount
+            } else {
+                rei_core::Money::ZERO
+            };
+            let value = json!({
+                "job_id": job.id.to_string(),
+                "status": job.state.as_str(),
+                "refunded_kopecks": refunded.kopecks(),
+                "changed": applied.changed,
+                "watching_for_late_result": job.watch_until.is_some(),
+            });
+            let text = match (released, job.state) {
+                (true, _) if job.watch_until.is_some() => format!(
+                    "job {} cancelled; {refunded} returned to {}. Its provider call was out: a result that still comes is delivered free",
+                    job.id, job.user_id
                 ),
                 (true, _) => format!(
-                    "job {} is running: cancel requested; its worker releases {} at its next step",
-                    job.id, job.quote.amount
+                    "job {} cancelled; {refunded} returned to {}",
+                    job.id, job.user_id
                 ),
-                (false, JobState::Cancelled) => format!("job {} was already cancelled", job.id),
-                (false, _) => format!("a cancel of job {} was already requested", job.id),
+                (false, JobState::Cancelled) => {
+                    format!(
+                        "job {} was already cancelled; nothing more returned",
+                        job.id
+                    )
+                }
+                (false, state) => format!("job {} is {state}: nothing to cancel", job.id),
             };
             ctx.out.message(&value, &text);
             Ok(())

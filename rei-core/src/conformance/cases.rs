@@ -1870,6 +1870,21 @@ pub async fn imported_payments_and_legacy_jobs_are_written_once<S: Backend>(s: S
     };
     assert!(s.import_legacy_job(&job).await.unwrap());
     assert!(!s.import_legacy_job(&job).await.unwrap());
+    let later = crate::legacy::LegacyJob {
+        id: 9,
+        status: "failed".into(),
+        created_at: at(5),
+        ..job.clone()
+    };
+    assert!(s.import_legacy_job(&later).await.unwrap());
+    // A user's history: newest first, limited, nobody else's.
+    let other = user(&*s, 2).await;
+    assert_eq!(
+        s.legacy_jobs(u, 10).await.unwrap(),
+        vec![later.clone(), job.clone()]
+    );
+    assert_eq!(s.legacy_jobs(u, 1).await.unwrap(), vec![later]);
+    assert!(s.legacy_jobs(other, 10).await.unwrap().is_empty());
     let stranger = crate::legacy::LegacyJob {
         id: 8,
         user_id: UserId::new(404).unwrap(),

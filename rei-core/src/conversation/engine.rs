@@ -402,7 +402,14 @@ impl Conversation {
     async fn history(&self, user: UserId) -> Replies {
         let entries = self.ports.ledger.history(user, 10).await?;
         let jobs = self.ports.jobs.history(user, 5).await?;
-        if entries.is_empty() && jobs.is_empty() {
+        // Jobs of the v2.0 bot fill the list when there are few newer ones.
+        let older = u32::try_from(5_usize.saturating_sub(jobs.len())).unwrap_or(0);
+        let legacy = if older > 0 {
+            self.ports.jobs.legacy_history(user, older).await?
+        } else {
+            Vec::new()
+        };
+        if entries.is_empty() && jobs.is_empty() && legacy.is_empty() {
             return Ok(say("history-empty"));
         }
         let entry_lines = entries
@@ -444,6 +451,15 @@ impl Conversation {
                     None => line,
                 }
             })
+            .chain(legacy.iter().map(|j| {
+                Text::key("history-legacy-job")
+                    .arg("what", Arg::Text(j.kind.clone()))
+                    .arg("status", Arg::Text(j.status.clone()))
+                    .arg(
+                        "price",
+                        Arg::Money(j.cost_actual.or(j.cost_estimate).unwrap_or(Money::ZERO)),
+                    )
+            }))
             .collect();
         Ok(vec![Reply::text(
             Text::key("history")

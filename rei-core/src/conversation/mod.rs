@@ -64,6 +64,7 @@ pub const TEXT_KEYS: &[&str] = &[
     "history-empty",
     "history-job",
     "history-job-link",
+    "history-legacy-job",
     "history-refund",
     "image-too-small",
     "images-unavailable",

@@ -1279,3 +1279,36 @@ async fn a_dialogue_changed_by_a_concurrent_update_is_not_overwritten() {
         stored.state
     );
 }
+
+/// [money] 20: jobs imported from the v2.0 bot show in `/history`.
+#[tokio::test]
+async fn history_shows_the_jobs_of_the_old_bot() {
+    let w = world();
+    w.user_with(ANNA, "0").await;
+    let old = crate::legacy::LegacyJob {
+        id: 7,
+        user_id: UserId::new(ANNA).unwrap(),
+        kind: "image_generation".into(),
+        status: "completed".into(),
+        params: "{}".into(),
+        result_url: None,
+        error_message: None,
+        cost_estimate: Some(money("50")),
+        cost_actual: Some(money("50")),
+        created_at: Timestamp::from_millis(1),
+        completed_at: Some(Timestamp::from_millis(2)),
+    };
+    w.store.import_legacy_job(&old).await.unwrap();
+    let replies = w.say(ANNA, "/history").await;
+    assert_eq!(keys(&replies), ["history"]);
+    let Arg::List(jobs) = arg(&replies[0], "jobs") else {
+        panic!("{replies:?}")
+    };
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].key, "history-legacy-job");
+    assert_eq!(
+        arg_of(&jobs[0], "what"),
+        &Arg::Text("image_generation".into())
+    );
+    assert_eq!(arg_of(&jobs[0], "price"), &rub("50"));
+}

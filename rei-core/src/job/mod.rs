@@ -24,7 +24,7 @@ pub use queue::StoreQueue;
 pub use runner::{
     JobRunner, Next, RunnerConfig, RunnerPorts, StepNote, StepOutcome, VideoDeadlines,
 };
-pub use service::{JobError, JobLimits, JobPorts, JobService};
+pub use service::{JobError, JobLimits, JobPorts, JobService, Retried};
 
 /// What kind of generation a job is (the seed's `jobs.type`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -117,6 +117,16 @@ impl From<StoreError> for JobError {
     }
 }
 
+/// What [`JobService::retry`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Retried {
+    /// The new job (as it is now).
+    pub job: Job,
+    /// False when the job had been retried before: that retry is returned, and nothing
+    /// new was held or queued.
+    pub new: bool,
+}
+
 /// The ports a [`JobService`] works over.
 #[derive(Clone)]
 pub struct JobPorts {
@@ -377,7 +387,7 @@ impl JobService {
     /// [`JobError::UnknownJob`], [`JobError::NotRetryable`] unless failed,
     /// [`JobError::InsufficientFunds`] when the balance is short,
     /// [`JobError::Banned`], [`JobError::TooManyActiveJobs`].
-    pub async fn retry(&self, id: JobId, actor: Actor, reason: &str) -> Result<Job, JobError> {
+    pub async fn retry(&self, id: JobId, actor: Actor, reason: &str) -> Result<Retried, JobError> {
         let old = self.job(id).await?;
         if old.state != JobState::Failed {
             return Err(JobError::NotRetryable {
@@ -406,7 +416,8 @@ impl JobService {
             .jobs
             .create_job(new, self.limits.max_active_per_user)
             .await?;
-        if job.id == new_id {
+        let new = job.id == new_id;
+        if new {
             self.ports
                 .users
                 .append_audit(AuditRecord {
@@ -422,7 +433,7 @@ impl JobService {
         if job.run_after.is_some() {
             self.ports.queue.enqueue(job.id).await;
         }
-        Ok(job)
+        Ok(Retried { job, new })
     }
 
     /// Records that `user` cannot be reached now (a result could not be given to them):
@@ -468,6 +479,18 @@ impl JobService {
             }
         }
         Ok(queued)
+    }
+
+    /// A user's newest jobs of the v2.0 bot (imported history).
+    ///
+    /// # Errors
+    /// [`JobError::Store`] on storage failure.
+    pub async fn legacy_history(
+        &self,
+        user: UserId,
+        limit: u32,
+    ) -> Result<Vec<crate::legacy::LegacyJob>, JobError> {
+        Ok(self.ports.jobs.legacy_jobs(user, limit).await?)
     }
 
     /// A user's newest jobs.

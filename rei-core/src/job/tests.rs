@@ -1331,6 +1331,49 @@ async fn a_stale_worker_is_stopped_by_its_lost_lease() {
         runner.step(first).await,
         Err(JobError::LeaseLost(_))
     ));
+    assert_eq!(w.stored(&second).await, second, "untouched");
+}
+
+/// Gap 2, where only the worker's own lease check helps: a stale worker whose next step
+/// would tell the user (a result to deliver) must stop before sending anything — the
+/// store would refuse its write only after the user got the result a second time.
+#[tokio::test]
+async fn a_stale_worker_never_delivers_a_result_twice() {
+    let w = world(10_000).await;
+    let job = confirm(&w, "c1").await.unwrap();
+    let mut images = MockImageGenerator::new();
+    images.expect_generate().times(1).returning(|_| Ok(png()));
+    let runner = w.runner(images, MockVideoGenerator::new());
+    // Captured; the progress notice and the first delivery fail for now.
+    w.notifier
+        .fail_next([Failure::Unavailable, Failure::Unavailable]);
+    run(&runner, w.claim().await.unwrap()).await;
+    assert_eq!(w.stored(&job).await.delivery, Delivery::Pending);
+    w.advance(60);
+    let stale = w.claim().await.unwrap();
+    w.advance(61);
+    let owner = w.claim().await.unwrap();
+    assert_eq!(owner.id, stale.id);
+    let delivered_before = w
+        .notifier
+        .notices()
+        .iter()
+        .filter(|(_, n)| matches!(n, Notice::JobCompleted { .. }))
+        .count();
+    assert!(matches!(
+        runner.step(stale).await,
+        Err(JobError::LeaseLost(_))
+    ));
+    let delivered_after = w
+        .notifier
+        .notices()
+        .iter()
+        .filter(|(_, n)| matches!(n, Notice::JobCompleted { .. }))
+        .count();
+    assert_eq!(
+        delivered_after, delivered_before,
+        "nothing sent by the stale worker"
+    );
 }
 
 #[tokio::test]
@@ -1341,7 +1384,6 @@ async fn the_queue_resync_names_every_job_with_work_left() {
     assert_eq!(w.jobs.resync_queue(100).await.unwrap(), 2);
     let q = StoreQueue::new(w.store.clone());
     assert_eq!(q.depth().await.unwrap(), 2);
-    let _ = Clock::now(&*w.clock);
 }
 
 #[tokio::test]
@@ -1436,6 +1478,8 @@ async fn a_failed_job_is_retried_once_at_its_quoted_price_with_a_fresh_hold() {
         .retry(job.id, Actor::Cli("ops".into()), "provider fixed")
         .await
         .unwrap();
+    assert!(again.new, "says it retried it now");
+    let again = again.job;
     assert_ne!(again.id, job.id);
     assert_eq!(
         (again.spec.clone(), again.quote.clone()),
@@ -1454,7 +1498,8 @@ async fn a_failed_job_is_retried_once_at_its_quoted_price_with_a_fresh_hold() {
         .retry(job.id, Actor::Cli("ops".into()), "provider fixed")
         .await
         .unwrap();
-    assert_eq!(twice.id, again.id);
+    assert!(!twice.new, "says it was retried before");
+    assert_eq!(twice.job.id, again.id);
     assert_eq!(w.available().await, 2_000);
     let audit = w.store.audit_log(10).await.unwrap();
     let retries: Vec<_> = audit

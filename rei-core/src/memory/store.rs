@@ -777,6 +777,23 @@ impl JobStore for MemoryStore {
         s.legacy_jobs.insert(job.id, job.clone());
         Ok(true)
     }
+
+    async fn legacy_jobs(
+        &self,
+        user: UserId,
+        limit_n: u32,
+    ) -> Result<Vec<crate::legacy::LegacyJob>, StoreError> {
+        let s = self.lock();
+        let mut jobs: Vec<crate::legacy::LegacyJob> = s
+            .legacy_jobs
+            .values()
+            .filter(|j| j.user_id == user)
+            .cloned()
+            .collect();
+        jobs.sort_by_key(|j| std::cmp::Reverse((j.created_at, j.id)));
+        jobs.truncate(limit(limit_n));
+        Ok(jobs)
+    }
 }
 
 #[async_trait]

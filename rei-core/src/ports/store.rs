@@ -345,6 +345,16 @@ pub trait JobStore: Send + Sync {
     /// # Errors
     /// `NotFound` (user), `Unavailable`.
     async fn import_legacy_job(&self, job: &crate::legacy::LegacyJob) -> Result<bool, StoreError>;
+
+    /// A user's jobs of the v2.0 bot, newest first (their history).
+    ///
+    /// # Errors
+    /// `Unavailable` on storage failure.
+    async fn legacy_jobs(
+        &self,
+        user: UserId,
+        limit: u32,
+    ) -> Result<Vec<crate::legacy::LegacyJob>, StoreError>;
 }
 
 /// Top-up payments.

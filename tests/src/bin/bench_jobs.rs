@@ -300,14 +300,12 @@ async fn main() -> anyhow::Result<()> {
         &run(sqlite, redis.clone(), &args).await?,
     );
     if env_url(&["REI_BENCH_POSTGRES_URL", "REI_TEST_POSTGRES_URL"]).is_some() {
-        if let Some(url) = rei_tests::postgres_url().await? {
-            let pg = DatabaseTarget::Postgres(url);
-            print(
-                &format!("postgres + {queue} queue"),
-                &args,
-                &run(pg, redis, &args).await?,
-            );
-        }
+        let pg = DatabaseTarget::Postgres(rei_tests::postgres_url().await?);
+        print(
+            &format!("postgres + {queue} queue"),
+            &args,
+            &run(pg, redis, &args).await?,
+        );
     }
     Ok(())
 }

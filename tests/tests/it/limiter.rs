@@ -23,10 +23,8 @@ async fn ask(url: &str, prefix: &str, attempts: u32) -> u32 {
 }
 
 #[tokio::test]
-async fn two_processes_share_one_users_budget() {
-    let Some(url) = rei_tests::server_url("REI_TEST_REDIS_URL") else {
-        return;
-    };
+async fn two_processes_share_one_users_budget_in_redis() {
+    let url = rei_tests::server_url("REI_TEST_REDIS_URL");
     let prefix = format!("rei-test-{}:", uuid::Uuid::new_v4().simple());
     let (a, b) = tokio::join!(ask(&url, &prefix, 8), ask(&url, &prefix, 8));
     assert_eq!(

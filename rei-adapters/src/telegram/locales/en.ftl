@@ -67,6 +67,7 @@ history-debit = − { $amount } — { $what }
 history-refund = ↩ { $amount } — { $what }
 history-job = { $what }: { $status }, { $price }
 history-job-link = { $what }: { $status }, { $price } — download: { $link }
+history-legacy-job = { $what }: { $status }, { $price } (old bot)
 lang-choose = Choose a language:
 lang-ru = Русский
 lang-en = English

@@ -67,6 +67,7 @@ history-debit = − { $amount } — { $what }
 history-refund = ↩ { $amount } — { $what }
 history-job = { $what }: { $status }, { $price }
 history-job-link = { $what }: { $status }, { $price } — скачать: { $link }
+history-legacy-job = { $what }: { $status }, { $price } (старый бот)
 lang-choose = Выберите язык:
 lang-ru = Русский
 lang-en = English

@@ -126,6 +126,42 @@ async fn the_poller_credits_a_paid_top_up_whose_webhook_was_lost_oldest_first() 
     assert!(w.store.verify().await.unwrap().is_ok());
 }
 
+/// More payments are due than one round takes: the oldest go first, so a paid old one
+/// is never starved by newer ones.
+#[tokio::test]
+async fn a_round_takes_the_oldest_due_payments_first_up_to_its_batch() {
+    let w = world().await;
+    let statuses = Arc::new(Mutex::new(Vec::new()));
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let g = gateway_with(statuses.clone(), asked.clone());
+    let small = PaymentConfig {
+        poll: PollConfig {
+            batch: 2,
+            ..PollConfig::default()
+        },
+        ..config()
+    };
+    let (svc, clock) = service_with_clock(&w, Some(g), small);
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(svc.create_topup(w.user, m(10_000), None).await.unwrap().id);
+        clock.advance(MIN);
+    }
+    set_status(&statuses, "yk-1", GatewayStatus::Succeeded);
+    let report = svc.poll().await.unwrap();
+    assert_eq!(
+        *asked.lock().unwrap(),
+        vec!["yk-1".to_owned(), "yk-2".to_owned()],
+        "the two oldest, oldest first"
+    );
+    assert_eq!((report.checked, report.credited), (2, 1));
+    assert_eq!(svc.payment(ids[0]).await.unwrap().state, PaymentState::Paid);
+    // The next round reaches the newest (the others wait out their backoff).
+    asked.lock().unwrap().clear();
+    svc.poll().await.unwrap();
+    assert_eq!(*asked.lock().unwrap(), vec!["yk-3".to_owned()]);
+}
+
 #[tokio::test]
 async fn an_unpaid_payment_is_asked_about_with_growing_waits_then_expires() {
     let w = world().await;

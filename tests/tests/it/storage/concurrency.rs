@@ -129,13 +129,11 @@ async fn sqlite_stores() -> (Stores, String) {
     )
 }
 
-async fn postgres_stores() -> Option<Stores> {
-    let url = rei_tests::postgres_url().await.unwrap()?;
-    Some(
-        connect(&DatabaseTarget::from_config(Some(&url), "").unwrap())
-            .await
-            .unwrap(),
-    )
+async fn postgres_stores() -> Stores {
+    let url = rei_tests::postgres_url().await.unwrap();
+    connect(&DatabaseTarget::from_config(Some(&url), "").unwrap())
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -145,9 +143,7 @@ async fn sqlite_threads_spend_one_balance() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_threads_spend_one_balance() {
-    if let Some(s) = postgres_stores().await {
-        threads_spend_one_balance(s).await;
-    }
+    threads_spend_one_balance(postgres_stores().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -157,9 +153,7 @@ async fn sqlite_duplicate_credits_credit_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_duplicate_credits_credit_once() {
-    if let Some(s) = postgres_stores().await {
-        duplicate_credits_credit_once(s).await;
-    }
+    duplicate_credits_credit_once(postgres_stores().await).await;
 }
 
 /// Two processes hold 10 kopecks 100 times each from one balance of 1000 on one SQLite

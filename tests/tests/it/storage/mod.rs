@@ -6,7 +6,7 @@ mod conformance_sqlite {
 }
 
 mod conformance_postgres {
-    rei_core::conformance_tests!(optional: async { rei_tests::postgres().await.unwrap() });
+    rei_core::conformance_tests!(async { rei_tests::postgres().await.unwrap() });
 }
 
 mod concurrency;
