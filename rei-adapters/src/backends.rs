@@ -58,6 +58,8 @@ pub struct Backends {
     pub limiter: Arc<dyn RateLimiter>,
     #[cfg(feature = "redis")]
     redis_queue: Option<Arc<crate::redis::RedisQueue>>,
+    #[cfg(feature = "redis")]
+    redis_url: Option<String>,
 }
 
 impl std::fmt::Debug for Backends {
@@ -83,6 +85,8 @@ pub async fn connect(config: &BackendsConfig) -> Result<Backends, BackendsError>
             stores,
             #[cfg(feature = "redis")]
             redis_queue: None,
+            #[cfg(feature = "redis")]
+            redis_url: None,
         }),
         #[cfg(feature = "redis")]
         Some(url) => {
@@ -104,6 +108,7 @@ pub async fn connect(config: &BackendsConfig) -> Result<Backends, BackendsError>
                 limiter: Arc::new(limiter),
                 stores,
                 redis_queue: Some(queue),
+                redis_url: Some(url.clone()),
             })
         }
         #[cfg(not(feature = "redis"))]
@@ -156,6 +161,25 @@ impl Backends {
             queue.ping().await.map_err(NotReady::Redis)?;
         }
         Ok(())
+    }
+
+    /// Hands every wake published by any process (a provider callback received there)
+    /// to `wake`, until `shutdown`: with Redis, at once. Without Redis a wake reaches a
+    /// worker in another process through the job row, at its next heartbeat; this then
+    /// returns at once.
+    pub fn spawn_wake_listener(
+        &self,
+        wake: impl Fn(rei_core::ids::JobId) + Send + 'static,
+        shutdown: CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
+        #[cfg(feature = "redis")]
+        if let Some(url) = self.redis_url.clone() {
+            return tokio::spawn(async move {
+                crate::redis::listen_for_wakes(&url, REDIS_KEY_PREFIX, wake, shutdown).await;
+            });
+        }
+        drop((wake, shutdown));
+        tokio::spawn(async {})
     }
 
     /// Background upkeep until `shutdown`: with Redis, the sweep that re-adds committed

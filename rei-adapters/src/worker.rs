@@ -287,6 +287,12 @@ impl Worker {
                 _ => tokio::time::sleep_until(next).await,
             }
             match self.jobs.extend(job, lease_for).await {
+                // A provider said the task changed (a callback, maybe received by
+                // another process): the wait ends, the worker asks at once.
+                Ok(extended) if wait.is_some() && extended.job.woken_at != job.woken_at => {
+                    tracing::debug!("woken by a provider callback");
+                    return Ok(());
+                }
                 Ok(_) => {}
                 Err(JobError::LeaseLost(_)) => return Err(Stop::LeaseLost),
                 // A store hiccup: the lease still has two thirds to run; try again.

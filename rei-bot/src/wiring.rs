@@ -22,7 +22,7 @@ use rei_core::job::VideoMode;
 use rei_core::job::{JobLimits, JobPorts, JobRunner, JobService, RunnerConfig, RunnerPorts};
 use rei_core::ledger::LedgerService;
 use rei_core::payment::{PaymentConfig, PaymentPorts, PaymentService, PollConfig};
-use rei_core::ports::{Clock, ImageGenerator, VideoGenerator};
+use rei_core::ports::{Clock, ImageGenerator, LeaseStore, VideoGenerator};
 use rei_core::ports::{IdGenerator, PaymentGateway};
 use rei_core::user::{AdminPorts, AdminService, UserService};
 use secrecy::{ExposeSecret, SecretString};
@@ -364,6 +364,13 @@ impl App {
     /// Workers (and the queue's background sweep) until shutdown.
     pub(crate) async fn run_workers(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let maintenance = self.backends.spawn_maintenance(shutdown.clone());
+        let wakeups = self.worker.wakeups();
+        let listener = self.backends.spawn_wake_listener(
+            move |job| {
+                wakeups.wake(job);
+            },
+            shutdown.clone(),
+        );
         let sweeper = tokio::spawn(rei_adapters::worker::sweep_assets_daily(
             self.jobs,
             self.assets,
@@ -372,6 +379,7 @@ impl App {
         ));
         self.worker.run(shutdown).await;
         maintenance.await.context("queue maintenance")?;
+        listener.await.context("wake listener")?;
         sweeper.await.context("asset sweep")?;
         Ok(())
     }
@@ -414,7 +422,12 @@ impl App {
         let http = tokio::spawn(rei_adapters::web::serve(listener, web, shutdown.clone()));
         let front = tokio::spawn(self.front.clone().run(source, shutdown.clone()));
         let poller = self.payments.clone().map(|payments| {
-            tokio::spawn(poll_payments(payments, self.poll_every, shutdown.clone()))
+            tokio::spawn(poll_payments(
+                payments,
+                self.backends.stores.leases.clone(),
+                self.poll_every,
+                shutdown.clone(),
+            ))
         });
         let workers = {
             let shutdown = shutdown.clone();
@@ -435,21 +448,54 @@ impl App {
     }
 }
 
+/// The name of the payment poller's lease.
+const POLLER_LEASE: &str = "payment-poller";
+
 /// The payment poller: one round every `every` until shutdown (lost webhooks,
-/// abandoned payments, unfinished refunds).
+/// abandoned payments, unfinished refunds), in one process of the deployment — the one
+/// that holds the poller's lease in the database, renewed every round; another process
+/// takes over when it runs out (a holder that died).
 async fn poll_payments(
     payments: Arc<PaymentService>,
+    leases: Arc<dyn LeaseStore>,
     every: Duration,
     shutdown: CancellationToken,
 ) {
+    let holder = worker_name();
+    let lease_for = every.saturating_mul(3);
+    let mut held = false;
     loop {
         tokio::select! {
             () = tokio::time::sleep(every) => {}
-            () = shutdown.cancelled() => return,
+            () = shutdown.cancelled() => break,
         }
-        poll_once(&payments)
-            .instrument(tracing::info_span!("payment_poll"))
-            .await;
+        let now = SystemClock.now();
+        match leases
+            .hold_lease(POLLER_LEASE, &holder, now.plus(lease_for), now)
+            .await
+        {
+            Ok(true) => {
+                if !held {
+                    tracing::info!(holder = %holder, "this process runs the payment poller");
+                }
+                held = true;
+                poll_once(&payments)
+                    .instrument(tracing::info_span!("payment_poll"))
+                    .await;
+            }
+            Ok(false) => {
+                if held {
+                    tracing::info!("another process runs the payment poller now");
+                }
+                held = false;
+            }
+            Err(e) => tracing::warn!(error = %e, "the payment poller's lease cannot be read"),
+        }
+    }
+    if held {
+        if let Err(e) = leases.release_lease(POLLER_LEASE, &holder).await {
+            tracing::warn!(error = %e, "giving up the payment poller's lease failed");
+        }
     }
 }
 

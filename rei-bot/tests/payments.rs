@@ -804,3 +804,113 @@ fn sample(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64
         .map(|(_, _, v)| *v)
         .reduce(|a, b| a + b)
 }
+
+/// [money] 19: two `rei-bot run` processes (webhook mode, one database): one of them runs
+/// the payment poller; when it dies, the other takes over once its lease ran out, and a
+/// paid top-up whose notification never came is credited once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_payment_poller_per_deployment_and_a_survivor_takes_over() {
+    let database = DatabaseTarget::SqlitePath(rei_tests::sqlite_path().unwrap());
+    let stores = connect(&database).await.unwrap();
+    let telegram = FakeTelegram::start().await.unwrap();
+    let yookassa = FakeYooKassa::start().await.unwrap();
+    let DatabaseTarget::SqlitePath(path) = &database else {
+        unreachable!()
+    };
+    let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let spawn = |dir: &tempfile::TempDir| {
+        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = free.local_addr().unwrap().port();
+        drop(free);
+        let log = std::fs::File::create(dir.path().join("bot.log")).unwrap();
+        Command::new(env!("CARGO_BIN_EXE_rei-bot"))
+            .arg("run")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("BOT_TOKEN", "123456:TEST")
+            .env("ADMIN_IDS", ADMIN.to_string())
+            .env("TELEGRAM_API_URL", &telegram.url)
+            .env("TELEGRAM_MODE", "webhook")
+            .env("PUBLIC_URL", format!("http://127.0.0.1:{port}/"))
+            .env("TELEGRAM_WEBHOOK_SECRET", "s3cret")
+            .env("YOOKASSA_SHOP_ID", "123456")
+            .env("YOOKASSA_SECRET_KEY", "test_secret")
+            .env("YOOKASSA_API_URL", &yookassa.url)
+            .env("YOOKASSA_RETURN_URL", "https://t.me/rei_test_bot")
+            .env("PAYMENT_POLL_INTERVAL_SECS", "1")
+            .env("DATABASE_PATH", path)
+            .env("ASSET_DIR", dir.path().join("assets"))
+            .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap()
+    };
+    let mut processes: Vec<Child> = dirs.iter().map(spawn).collect();
+    let runs_poller = |i: usize| {
+        std::fs::read_to_string(dirs[i].path().join("bot.log"))
+            .unwrap_or_default()
+            .contains("this process runs the payment poller")
+    };
+    eventually("a poller", || {
+        std::future::ready(runs_poller(0) || runs_poller(1))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        runs_poller(0) != runs_poller(1),
+        "exactly one process polls: {} / {}",
+        runs_poller(0),
+        runs_poller(1)
+    );
+    let (holder, survivor) = if runs_poller(0) { (0, 1) } else { (1, 0) };
+    processes[holder].kill().await.unwrap();
+    // A top-up paid while only the survivor runs, its notification lost.
+    rei_tests::funded_user(&stores, ANNA, rub("1"))
+        .await
+        .unwrap();
+    let service = {
+        let mut config = YooKassaConfig::new("123456", "test_secret".to_owned().into());
+        config.base_url.clone_from(&yookassa.url);
+        PaymentService::new(
+            PaymentPorts {
+                users: stores.users.clone(),
+                payments: stores.payments.clone(),
+                ledger: stores.ledger.clone(),
+                gateway: Some(Arc::new(YooKassaClient::new(config).unwrap())),
+                stars: None,
+                notifier: Arc::new(rei_core::memory::RecordingNotifier::default()),
+                clock: Arc::new(rei_adapters::system::SystemClock),
+                ids: Arc::new(rei_adapters::system::RandomIds),
+            },
+            PaymentConfig {
+                return_url: "https://t.me/rei_test_bot".into(),
+                ..PaymentConfig::default()
+            },
+        )
+    };
+    let payment = service
+        .create_topup(UserId::new(ANNA).unwrap(), rub("300"), None)
+        .await
+        .unwrap();
+    yookassa.pay(payment.provider_payment_id.as_deref().unwrap());
+    eventually("the survivor takes over", || {
+        std::future::ready(runs_poller(survivor))
+    })
+    .await;
+    eventually("the credit", || async {
+        stores
+            .ledger
+            .balance(UserId::new(ANNA).unwrap())
+            .await
+            .unwrap()
+            .available
+            == rub("301")
+    })
+    .await;
+    drop(processes);
+    let report = stores.ledger.verify().await.unwrap();
+    assert!(report.is_ok(), "{:?}", report.violations);
+}

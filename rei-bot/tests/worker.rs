@@ -72,8 +72,13 @@ impl World {
 
     /// A worker whose `ASSET_DIR` is `assets` (another host's disk).
     fn worker_in(&self, assets: &std::path::Path) -> Child {
+        self.process("worker", assets, &[])
+    }
+
+    /// `rei-bot <command>` on this world's database and fakes; `extra` variables win.
+    fn process(&self, command: &str, assets: &std::path::Path, extra: &[(&str, &str)]) -> Child {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_rei-bot"));
-        cmd.arg("worker")
+        cmd.arg(command)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("BOT_TOKEN", "123456:TEST")
@@ -99,7 +104,10 @@ impl World {
                 cmd.env("DATABASE_URL", u)
             }
         };
-        cmd.spawn().expect("start rei-bot worker")
+        for (name, value) in extra {
+            cmd.env(name, value);
+        }
+        cmd.spawn().expect("start rei-bot")
     }
 
     async fn order_video(&self, key: &str) -> Job {
@@ -491,4 +499,77 @@ async fn a_result_stored_on_another_host_is_fetched_again_and_delivered() {
         "charged once"
     );
     assert!(w.stores.ledger.verify().await.unwrap().is_ok());
+}
+
+/// [money] 19: a Kling callback received by another process (the one with the HTTP
+/// server) wakes the worker that owns the task, wherever it runs: it asks Kling at once
+/// instead of at its next poll (a minute away here).
+async fn a_callback_elsewhere_wakes_the_owner(redis: Option<String>) {
+    let w = world(DatabaseTarget::SqlitePath(
+        rei_tests::sqlite_path().unwrap(),
+    ))
+    .await;
+    w.kling.finish_after(u32::MAX);
+    let job = w.order_video("callback").await;
+    // With Redis the wake must come through it: heartbeats are 10 s apart. Without it,
+    // the job row carries the wake to the owner's next heartbeat (a second apart).
+    let lease = if redis.is_some() { "30" } else { "3" };
+    let mut common = vec![
+        ("VIDEO_POLL_INTERVAL_MS", "60000"),
+        ("WORKER_LEASE_SECS", lease),
+    ];
+    if let Some(url) = &redis {
+        common.push(("REDIS_URL", url.as_str()));
+    }
+    let mut owner = w.process("worker", w.assets.path(), &common);
+    let external = job.id.to_string();
+    eventually("the first poll", Duration::from_secs(30), || async {
+        w.kling.polls(&external) > 0
+    })
+    .await;
+    let task = w.job(&job).await.provider_task_id.unwrap();
+    w.kling.finish_after(0);
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let http = free.local_addr().unwrap().to_string();
+    drop(free);
+    let mut front = common.clone();
+    front.push(("HTTP_ADDR", http.as_str()));
+    let mut receiver = w.process("run", w.assets.path(), &front);
+    let client = reqwest::Client::new();
+    let callback = serde_json::json!({
+        "task_id": task.as_str(),
+        "task_status": "succeed",
+        "task_info": {"external_task_id": external},
+    });
+    let started = Instant::now();
+    eventually("the callback taken", Duration::from_secs(30), || async {
+        client
+            .post(format!("http://{http}/webhooks/kling"))
+            .json(&callback)
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    eventually(
+        "the video, long before the next poll",
+        Duration::from_secs(15),
+        || async { w.job(&job).await.delivery == Delivery::Delivered },
+    )
+    .await;
+    assert!(started.elapsed() < Duration::from_secs(20));
+    owner.kill().await.unwrap();
+    receiver.kill().await.unwrap();
+    assert_eq!(w.kling.creates().len(), 1);
+    assert!(w.stores.ledger.verify().await.unwrap().is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kling_callback_received_elsewhere_wakes_the_owner_through_the_database() {
+    a_callback_elsewhere_wakes_the_owner(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kling_callback_received_elsewhere_wakes_the_owner_through_redis() {
+    a_callback_elsewhere_wakes_the_owner(Some(rei_tests::server_url("REI_TEST_REDIS_URL"))).await;
 }

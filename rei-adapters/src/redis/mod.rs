@@ -34,7 +34,7 @@ use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use rei_core::ports::{BoxError, LimiterError, QueueError, StoreError};
 
 pub use limiter::RedisLimiter;
-pub use queue::{RedisQueue, RedisQueueConfig};
+pub use queue::{RedisQueue, RedisQueueConfig, listen_for_wakes};
 
 /// What the Redis adapters fail with.
 #[derive(Debug, thiserror::Error)]

@@ -147,6 +147,8 @@ pub struct RedisQueue {
     health: Health,
     stream: String,
     delayed: String,
+    /// Where wakes are published (`{prefix}wake`).
+    wake_channel: String,
     config: RedisQueueConfig,
     /// The stream entry of each job claimed here and not yet done.
     entries: Mutex<HashMap<JobId, String>>,
@@ -194,6 +196,7 @@ impl RedisQueue {
             health: Health::new(config.probe_every),
             stream: format!("{key_prefix}jobs"),
             delayed: format!("{key_prefix}delayed"),
+            wake_channel: format!("{key_prefix}wake"),
             config,
             entries: Mutex::new(HashMap::new()),
             autoclaim_cursor: Mutex::new("0-0".to_owned()),
@@ -692,6 +695,76 @@ impl JobQueue for RedisQueue {
 
     async fn depth(&self) -> Result<u64, QueueError> {
         self.db.depth().await
+    }
+
+    #[tracing::instrument(name = "redis_queue.wake", skip_all, fields(job_id = %job))]
+    async fn wake(&self, job: JobId, at: Timestamp) -> Result<(), QueueError> {
+        // Recorded on the job first (its worker's heartbeat sees it whatever happens to
+        // Redis), then told to every process at once.
+        self.db.wake(job, at).await?;
+        if self.health.may_try() {
+            let published = async {
+                let mut connection = self.cmd.get().await?;
+                ::redis::cmd("PUBLISH")
+                    .arg(&self.wake_channel)
+                    .arg(job.to_string())
+                    .query_async::<i64>(&mut connection)
+                    .await
+            }
+            .await;
+            if let Err(e) = published {
+                tracing::debug!(error = %e, "publishing a wake failed; the heartbeat sees it");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Listens for wakes published by any process (`{prefix}wake`) and hands each job id to
+/// `wake` until `shutdown`; reconnects after a lost connection.
+pub async fn listen_for_wakes(
+    url: &str,
+    key_prefix: &str,
+    wake: impl Fn(JobId) + Send,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    use futures::StreamExt;
+    let Ok(client) = ::redis::Client::open(url) else {
+        return;
+    };
+    let channel = format!("{key_prefix}wake");
+    while !shutdown.is_cancelled() {
+        let subscribed = async {
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(&channel).await?;
+            Ok::<_, ::redis::RedisError>(pubsub)
+        }
+        .await;
+        match subscribed {
+            Ok(mut pubsub) => {
+                let mut messages = pubsub.on_message();
+                loop {
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        message = messages.next() => {
+                            let Some(message) = message else { break };
+                            let job = message
+                                .get_payload::<String>()
+                                .ok()
+                                .and_then(|id| id.parse::<JobId>().ok());
+                            if let Some(job) = job {
+                                wake(job);
+                            }
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "cannot listen for wakes yet"),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+        }
     }
 }
 

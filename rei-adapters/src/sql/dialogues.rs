@@ -6,6 +6,35 @@ macro_rules! sql_dialogues {
         use super::common::*;
 
         #[async_trait]
+        impl LeaseStore for $store {
+            async fn hold_lease(&self, name: &str, holder: &str, until: Timestamp, now: Timestamp) -> Result<bool, StoreError> {
+                let done = sqlx::query(
+                    "INSERT INTO leases (name, holder, until) VALUES ($1, $2, $3) \
+                     ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until \
+                     WHERE leases.until <= $4 OR leases.holder = excluded.holder",
+                )
+                .bind(name)
+                .bind(holder)
+                .bind(until.millis())
+                .bind(now.millis())
+                .execute(&self.pool)
+                .await
+                .map_err(TxError::from)?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+                sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")
+                    .bind(name)
+                    .bind(holder)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(TxError::from)?;
+                Ok(())
+            }
+        }
+
+        #[async_trait]
         impl DialogueStore for $store {
             async fn load_dialogue(&self, user: UserId) -> Result<Option<DialogueRecord>, StoreError> {
                 let row: Option<(String, i64)> = sqlx::query_as("SELECT state, version FROM dialogues WHERE user_id = $1")

@@ -85,7 +85,7 @@ macro_rules! sql_jobs {
                      provider_task_id = $7, result_url = $8, error_message = $9, cancel_requested = $10, lease_token = $11, lease_until = $12, \
                      run_after = $13, delivery = $14, delivery_attempts = $15, delivered_at = $16, version = $17, started_at = $18, \
                      completed_at = $19, updated_at = $20, status_message = $21, provider_result_url = $24, watch_until = $25, \
-                     redelivery = $26 WHERE id = $22 AND version = $23",
+                     redelivery = $26, woken_at = $27 WHERE id = $22 AND version = $23",
                 )
                 .bind(j.state.as_str())
                 .bind(i64::from(j.progress.percent()))
@@ -113,6 +113,7 @@ macro_rules! sql_jobs {
                 .bind(&j.result_url)
                 .bind(j.watch_until.map(Timestamp::millis))
                 .bind(j.redelivery)
+                .bind(j.woken_at.map(Timestamp::millis))
                 .execute(&mut **tx)
                 .await?;
                 if done.rows_affected() != 1 {

@@ -109,6 +109,8 @@ pub struct Stores {
     pub payments: Arc<dyn PaymentStore>,
     /// Bot dialogue state.
     pub dialogues: Arc<dyn DialogueStore>,
+    /// Named leases (one payment poller per deployment).
+    pub leases: Arc<dyn rei_core::ports::LeaseStore>,
     /// Answers whether the database is reachable (for `/readyz`).
     pub health: Arc<dyn Health>,
 }
@@ -131,7 +133,14 @@ pub trait Health: Send + Sync {
 
 fn stores<S>(s: Arc<S>) -> Stores
 where
-    S: UserStore + LedgerStore + JobStore + PaymentStore + DialogueStore + Health + 'static,
+    S: UserStore
+        + LedgerStore
+        + JobStore
+        + PaymentStore
+        + DialogueStore
+        + rei_core::ports::LeaseStore
+        + Health
+        + 'static,
 {
     Stores {
         users: s.clone(),
@@ -139,6 +148,7 @@ where
         jobs: s.clone(),
         payments: s.clone(),
         dialogues: s.clone(),
+        leases: s.clone(),
         health: s,
     }
 }

@@ -180,7 +180,7 @@ macro_rules! job_cols {
     () => {
         "id, user_id, status, progress, params, quote, cost_actual, reservation_id, idempotency_key, attempts, deliveries, provider_calls, \
          provider_task_id, result_url, error_message, cancel_requested, status_message, lease_token, lease_until, run_after, delivery, delivery_attempts, \
-         delivered_at, version, created_at, started_at, completed_at, updated_at, provider_result_url, watch_until, redelivery"
+         delivered_at, version, created_at, started_at, completed_at, updated_at, provider_result_url, watch_until, redelivery, woken_at"
     };
 }
 pub(crate) use job_cols;
@@ -218,6 +218,7 @@ pub(crate) struct JobRow {
     provider_result_url: Option<String>,
     watch_until: Option<i64>,
     redelivery: bool,
+    woken_at: Option<i64>,
 }
 
 impl TryFrom<JobRow> for Job {
@@ -268,6 +269,7 @@ impl TryFrom<JobRow> for Job {
             result_url: r.provider_result_url,
             watch_until: r.watch_until.map(Timestamp::from_millis),
             redelivery: r.redelivery,
+            woken_at: r.woken_at.map(Timestamp::from_millis),
             delivery: parse("job delivery", &r.delivery)?,
             delivery_attempts: count("delivery_attempts", r.delivery_attempts)?,
             delivered_at: r.delivered_at.map(Timestamp::from_millis),

@@ -59,7 +59,7 @@ macro_rules! sql_common {
         };
         pub(crate) use rei_core::money::Money;
         pub(crate) use rei_core::payment::{Due, DueFilter, DuePayments, NewPayment, Payment, PaymentEffect, PaymentFilter, PaymentProvider, PaymentState, PaymentTransition};
-        pub(crate) use rei_core::ports::{Missing, DialogueRecord, DialogueStore, JobStore, LedgerStore, PaymentStore, StoreError, UserStore};
+        pub(crate) use rei_core::ports::{Missing, DialogueRecord, DialogueStore, JobStore, LeaseStore, LedgerStore, PaymentStore, StoreError, UserStore};
         pub(crate) use rei_core::time::Timestamp;
         pub(crate) use rei_core::user::{AuditRecord, Language, Stats, User, UserProfile};
 

@@ -116,7 +116,8 @@ async fn handle_yookassa(
 }
 
 /// A Kling task callback: only a hint. When it names a running job of ours with that
-/// task, the job's worker (if in this process) wakes and re-reads the task.
+/// task, the job's worker wakes and re-reads the task: at once in this process, and in
+/// any other through the queue (Redis, or the job row at the worker's next heartbeat).
 pub(super) async fn kling(
     State(state): State<Arc<WebState>>,
     body: Bytes,

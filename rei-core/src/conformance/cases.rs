@@ -2053,3 +2053,57 @@ pub async fn reused_ids_are_invalid<S: Backend>(s: Store<S>) {
     assert_eq!(available(&*s, u).await, 9_800);
     assert_sound(&*s).await;
 }
+
+/// One holder at a time; renewable by its holder; taken over once it ran out; given up.
+pub async fn a_lease_has_one_holder_until_it_runs_out<S: Backend>(s: Store<S>) {
+    assert!(s.hold_lease("poller", "a", at(100), at(0)).await.unwrap());
+    assert!(!s.hold_lease("poller", "b", at(100), at(50)).await.unwrap());
+    assert!(
+        s.hold_lease("poller", "a", at(200), at(60)).await.unwrap(),
+        "renewed by its holder"
+    );
+    assert!(
+        !s.hold_lease("poller", "b", at(300), at(150)).await.unwrap(),
+        "still a's: renewed until 200"
+    );
+    assert!(
+        s.hold_lease("other", "b", at(300), at(150)).await.unwrap(),
+        "leases are per name"
+    );
+    assert!(
+        s.hold_lease("poller", "b", at(400), at(200)).await.unwrap(),
+        "taken over once it ran out"
+    );
+    s.release_lease("poller", "a").await.unwrap();
+    assert!(
+        !s.hold_lease("poller", "c", at(500), at(250)).await.unwrap(),
+        "only its holder gives it up"
+    );
+    s.release_lease("poller", "b").await.unwrap();
+    assert!(s.hold_lease("poller", "c", at(500), at(250)).await.unwrap());
+}
+
+/// A provider callback's wake is recorded on a running job (its worker sees it), and
+/// changes nothing on a job that is not running.
+pub async fn a_wake_is_recorded_on_a_running_job_only<S: Backend>(s: Store<S>) {
+    let u = user(&*s, 1).await;
+    fund(&*s, u, 1_000).await;
+    let job = s.create_job(new_job(1, u, 100), 5).await.unwrap();
+    let wake = |n: i64| JobWrite {
+        job_id: job.id,
+        event: JobEvent::Woken,
+        guard: JobGuard::Unleased,
+        audit: None,
+        at: at(n),
+    };
+    assert!(
+        !s.write_job(&wake(5)).await.unwrap().changed,
+        "not running yet"
+    );
+    let running = claim(&*s, &job).await.unwrap();
+    let woken = s.write_job(&wake(20)).await.unwrap();
+    assert!(woken.changed);
+    assert_eq!(woken.job.woken_at, Some(at(20)));
+    assert_eq!(woken.job.lease, running.lease, "the worker keeps its lease");
+    assert_eq!(s.job(job.id).await.unwrap().unwrap().woken_at, Some(at(20)));
+}

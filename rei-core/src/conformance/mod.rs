@@ -23,16 +23,16 @@ pub use cases::*;
 
 use std::sync::Arc;
 
-use crate::ports::{DialogueStore, JobStore, LedgerStore, PaymentStore, UserStore};
+use crate::ports::{DialogueStore, JobStore, LeaseStore, LedgerStore, PaymentStore, UserStore};
 
 /// A store that implements every store port (the shape of the SQL and memory stores).
 pub trait Backend:
-    UserStore + LedgerStore + JobStore + PaymentStore + DialogueStore + 'static
+    UserStore + LedgerStore + JobStore + PaymentStore + DialogueStore + LeaseStore + 'static
 {
 }
 
 impl<T> Backend for T where
-    T: UserStore + LedgerStore + JobStore + PaymentStore + DialogueStore + 'static
+    T: UserStore + LedgerStore + JobStore + PaymentStore + DialogueStore + LeaseStore + 'static
 {
 }
 
@@ -112,6 +112,8 @@ macro_rules! __conformance_cases {
             orphaned_refund_holds_are_reported,
             provider_units_and_global_provider_ids,
             reused_ids_are_invalid,
+            a_lease_has_one_holder_until_it_runs_out,
+            a_wake_is_recorded_on_a_running_job_only,
         );
     };
 }

@@ -113,6 +113,7 @@ impl Job {
                 | JobEvent::Cancelled { .. }
                 | JobEvent::StatusMessage { .. }
                 | JobEvent::Redeliver
+                | JobEvent::Woken
         );
         if needs_lease && !leased {
             return Err(lost);
@@ -267,6 +268,8 @@ impl Job {
                 next.run_after = Some(now);
             }
             (JobEvent::Redeliver, _) => {}
+            (JobEvent::Woken, Processing) => next.woken_at = Some(now),
+            (JobEvent::Woken, _) => {}
             (JobEvent::Failed { reason }, Processing) => {
                 next.state = Failed;
                 next.failure = Some(reason.clone());

@@ -484,6 +484,9 @@ pub struct Job {
     /// The next delivery resends a result the user could not be given before (they had
     /// blocked the bot): it says so.
     pub redelivery: bool,
+    /// When a provider last said the task changed (a callback): the worker waiting on it
+    /// asks at once.
+    pub woken_at: Option<Timestamp>,
     /// Whether the user was told how it ended.
     pub delivery: Delivery,
     /// Failed attempts to tell the user.
@@ -578,6 +581,8 @@ pub enum JobEvent {
     WatchEnded,
     /// The user can be reached again: a result they could not be given is sent again.
     Redeliver,
+    /// A provider says the task changed (any writer): its worker asks at once.
+    Woken,
     /// The provider failed or refused: released.
     Failed {
         /// Why.
@@ -622,6 +627,7 @@ impl JobEvent {
             Self::DeadlinePassed { .. } => "deadline_passed",
             Self::WatchEnded => "watch_ended",
             Self::Redeliver => "redeliver",
+            Self::Woken => "woken",
             Self::Failed { .. } => "failed",
             Self::Cancelled { .. } => "cancelled",
             Self::StatusMessage { .. } => "status_message",
@@ -795,6 +801,7 @@ impl NewJob {
             result_url: None,
             watch_until: None,
             redelivery: false,
+            woken_at: None,
             delivery: Delivery::NotYet,
             delivery_attempts: 0,
             delivered_at: None,

@@ -72,4 +72,16 @@ impl JobQueue for StoreQueue {
     async fn depth(&self) -> Result<u64, QueueError> {
         Ok(self.jobs.queue_depth().await?)
     }
+
+    async fn wake(&self, job: JobId, at: Timestamp) -> Result<(), QueueError> {
+        let write = crate::job::JobWrite {
+            job_id: job,
+            event: crate::job::JobEvent::Woken,
+            guard: crate::job::JobGuard::Unleased,
+            audit: None,
+            at,
+        };
+        self.jobs.write_job(&write).await?;
+        Ok(())
+    }
 }

@@ -269,14 +269,19 @@ impl JobService {
     /// # Errors
     /// [`JobError::Store`] when the store cannot answer.
     pub async fn task_callback(&self, job: JobId, task: &str) -> Result<bool, JobError> {
-        let Some(job) = self.ports.jobs.job(job).await? else {
+        let Some(found) = self.ports.jobs.job(job).await? else {
             return Ok(false);
         };
-        Ok(job.state == JobState::Processing
-            && job
+        let ours = found.state == JobState::Processing
+            && found
                 .provider_task_id
                 .as_ref()
-                .is_some_and(|t| t.as_str() == task))
+                .is_some_and(|t| t.as_str() == task);
+        if ours {
+            // Its worker may be in another process: the wake goes through the queue.
+            self.ports.queue.wake(job, self.ports.clock.now()).await?;
+        }
+        Ok(ours)
     }
 
     /// Applies one event to a job (the store checks it against its own row, and the

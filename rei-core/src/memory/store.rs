@@ -51,6 +51,8 @@ struct State {
     payment_by_provider: HashMap<String, PaymentId>,
     audit: Vec<AuditRecord>,
     legacy_jobs: BTreeMap<i64, crate::legacy::LegacyJob>,
+    /// Named leases: (holder, until).
+    leases: HashMap<String, (String, Timestamp)>,
     dialogues: HashMap<UserId, DialogueRecord>,
     dialogue_times: HashMap<UserId, Timestamp>,
 }
@@ -1006,6 +1008,35 @@ impl PaymentStore for MemoryStore {
             .ok_or(StoreError::NotFound(Missing::Payment(id)))?;
         p.checks = checks;
         p.next_check_at = Some(next_check_at);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl crate::ports::LeaseStore for MemoryStore {
+    async fn hold_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut s = self.lock();
+        let free = s
+            .leases
+            .get(name)
+            .is_none_or(|(h, end)| h == holder || *end <= now);
+        if free {
+            s.leases.insert(name.to_owned(), (holder.to_owned(), until));
+        }
+        Ok(free)
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        let mut s = self.lock();
+        if s.leases.get(name).is_some_and(|(h, _)| h == holder) {
+            s.leases.remove(name);
+        }
         Ok(())
     }
 }

@@ -27,8 +27,8 @@ pub use providers::{
 };
 pub use queue::{JobQueue, QueueError};
 pub use store::{
-    ClaimTarget, DialogueRecord, DialogueStore, JobStore, LedgerStore, Missing, PaymentStore,
-    StoreError, UserStore,
+    ClaimTarget, DialogueRecord, DialogueStore, JobStore, LeaseStore, LedgerStore, Missing,
+    PaymentStore, StoreError, UserStore,
 };
 
 /// A boxed error from an adapter, kept as the source of a port error.
@@ -48,5 +48,6 @@ pub use providers::{MockImageGenerator, MockPaymentGateway, MockStarsGateway, Mo
 pub use queue::MockJobQueue;
 #[cfg(test)]
 pub use store::{
-    MockDialogueStore, MockJobStore, MockLedgerStore, MockPaymentStore, MockUserStore,
+    MockDialogueStore, MockJobStore, MockLeaseStore, MockLedgerStore, MockPaymentStore,
+    MockUserStore,
 };

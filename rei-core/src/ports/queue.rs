@@ -54,4 +54,13 @@ pub trait JobQueue: Send + Sync {
     /// # Errors
     /// `Store` or `Unavailable` on backend failure.
     async fn depth(&self) -> Result<u64, QueueError>;
+
+    /// A provider says `job`'s task changed: its worker, in whichever process holds it,
+    /// asks the provider at once instead of at its next poll. The database queue
+    /// records the wake on the job (its worker sees it at its next heartbeat); a broker
+    /// also tells every process at once.
+    ///
+    /// # Errors
+    /// `Store` when the wake cannot be recorded.
+    async fn wake(&self, job: JobId, at: Timestamp) -> Result<(), QueueError>;
 }

@@ -431,6 +431,32 @@ pub trait PaymentStore: Send + Sync {
     ) -> Result<(), StoreError>;
 }
 
+/// Named leases: at most one holder at a time across every process on one database
+/// (the payment poller runs in one process of a deployment).
+#[cfg_attr(test, mockall::automock)]
+#[async_trait]
+pub trait LeaseStore: Send + Sync {
+    /// Takes or renews the lease `name` for `holder` until `until`. It is taken when
+    /// nobody holds it, its holder's time ran out (`until <= now` as stored), or
+    /// `holder` holds it already. Returns whether `holder` holds it now.
+    ///
+    /// # Errors
+    /// `Unavailable` on storage failure.
+    async fn hold_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+
+    /// Gives the lease up, if `holder` holds it (no error otherwise).
+    ///
+    /// # Errors
+    /// `Unavailable` on storage failure.
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError>;
+}
+
 /// A user's stored dialogue state and its version (bumped by every save).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DialogueRecord {

@@ -138,6 +138,9 @@ impl JobQueue for TimedQueue {
     async fn depth(&self) -> Result<u64, QueueError> {
         self.inner.depth().await
     }
+    async fn wake(&self, job: rei_core::JobId, at: Timestamp) -> Result<(), QueueError> {
+        self.inner.wake(job, at).await
+    }
 }
 
 struct Figures {
