@@ -762,6 +762,99 @@ async fn reconcile_finds_each_kind_of_difference_and_fixes_what_it_can(mut e: En
 }
 on_both!(reconcile_finds_each_kind_of_difference_and_fixes_what_it_can);
 
+/// [money] 17: reconciliation reads the bot's Stars transactions (every page): a charge
+/// whose update was lost is credited once with `--apply`; a credit without a charge, a
+/// refund made outside the bot and a charge for no invoice of ours are listed.
+async fn stars_are_reconciled_with_the_bots_transactions(mut e: Env) {
+    let telegram = FakeTelegram::start().await.unwrap();
+    e.extra.extend([
+        ("BOT_TOKEN".into(), "123456:TEST".into()),
+        ("TELEGRAM_API_URL".into(), telegram.url.clone()),
+        ("STARS_RUB_RATE".into(), "2".into()),
+    ]);
+    let anna = user(&e, ANNA, "0").await;
+    let yookassa = FakeYooKassa::start().await.unwrap();
+    let svc = payments_service(&e, &yookassa);
+    let payload = |p: &Payment| rei_core::conversation::invoice_payload(p.id);
+    // Paid and credited.
+    let fine = svc.create_stars_topup(anna, 50).await.unwrap();
+    telegram.star_charge(ANNA, &payload(&fine), 50, "stxFine");
+    svc.stars_paid(fine.id, "stxFine", 50).await.unwrap();
+    // Charged, its update lost.
+    let lost = svc.create_stars_topup(anna, 25).await.unwrap();
+    telegram.star_charge(ANNA, &payload(&lost), 25, "stxLost");
+    // Credited here, no such charge there.
+    let ghost = svc.create_stars_topup(anna, 10).await.unwrap();
+    svc.stars_paid(ghost.id, "stxGhost", 10).await.unwrap();
+    // Refunded by someone else; and a charge for no invoice of ours.
+    telegram.star_refund_elsewhere("stxFine");
+    telegram.star_charge(ANNA, "someone-elses", 7, "stxStranger");
+    // Many more transactions than one page holds.
+    for n in 0..120 {
+        telegram.star_charge(ANNA, "other-bot-product", 1, &format!("stxFill{n}"));
+    }
+    let before = balance(&e, ANNA).await;
+    assert_eq!(before, 12_000, "50 and 10 Stars at 2 ₽");
+    let kinds = |v: &serde_json::Value, provider: &str| -> Vec<(String, String)> {
+        v["differences"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["provider"] == provider)
+            .map(|d| {
+                (
+                    d["kind"].as_str().unwrap().to_owned(),
+                    d["resolution"]["resolution"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let pair = |a: &str, b: &str| (a.to_owned(), b.to_owned());
+    let dry = cli_json(&e, 1, &["payments", "reconcile", "--since", "1d"]).await;
+    let found = kinds(&dry, "telegram_stars");
+    for expected in [
+        pair("paid_there_not_here", "fixable"),
+        pair("paid_here_not_there", "needs_person"),
+        pair("refunded_there_not_here", "needs_person"),
+    ] {
+        assert!(found.contains(&expected), "{expected:?} in {found:?}");
+    }
+    assert_eq!(
+        found.iter().filter(|(k, _)| k == "unknown_to_us").count(),
+        121,
+        "every charge for no invoice of ours, across pages"
+    );
+    assert_eq!(balance(&e, ANNA).await, before, "a dry run changes nothing");
+    let applied = cli_json(
+        &e,
+        1,
+        &["payments", "reconcile", "--since", "1d", "--apply"],
+    )
+    .await;
+    assert!(
+        kinds(&applied, "telegram_stars").contains(&pair("paid_there_not_here", "fixed")),
+        "{applied}"
+    );
+    assert_eq!(balance(&e, ANNA).await, before + 5_000, "credited once");
+    cli_json(
+        &e,
+        1,
+        &["payments", "reconcile", "--since", "1d", "--apply"],
+    )
+    .await;
+    assert_eq!(balance(&e, ANNA).await, before + 5_000, "never twice");
+    let audit = e.stores.users.audit_log(50).await.unwrap();
+    assert_eq!(
+        audit
+            .iter()
+            .filter(|a| a.action.as_str() == "payment_reconcile")
+            .count(),
+        1
+    );
+    verified(&e).await;
+}
+on_both!(stars_are_reconciled_with_the_bots_transactions);
+
 async fn refunds_take_the_credit_back_first(mut e: Env) {
     let yookassa = FakeYooKassa::start().await.unwrap();
     with_yookassa(&mut e, &yookassa);

@@ -1,8 +1,9 @@
-//! Telegram Stars refunds: `refundStarPayment` (providers.md §4.5).
+//! Telegram Stars: refunds (`refundStarPayment`, providers.md §4.5) and the bot's
+//! transactions (`getStarTransactions`, for reconciliation).
 
 use async_trait::async_trait;
 use rei_core::UserId;
-use rei_core::ports::{ProviderError, StarsGateway};
+use rei_core::ports::{ProviderError, StarTransaction, StarTransactionKind, StarsGateway};
 use teloxide::prelude::Requester;
 use teloxide::types::TelegramTransactionId;
 use teloxide::{ApiError, Bot, RequestError};
@@ -50,6 +51,62 @@ impl StarsGateway for TelegramStars {
             Ok(_) => Ok(()),
             Err(e) => classify(e),
         }
+    }
+
+    #[tracing::instrument(skip_all, fields(provider = "telegram_stars", offset, limit))]
+    async fn transactions(
+        &self,
+        offset: u32,
+        limit: u8,
+    ) -> Result<Vec<StarTransaction>, ProviderError> {
+        use teloxide::payloads::GetStarTransactionsSetters;
+        let page = self
+            .bot
+            .get_star_transactions()
+            .offset(offset)
+            .limit(limit.clamp(1, 100))
+            .await
+            .map_err(|e| match e {
+                RequestError::RetryAfter(wait) => ProviderError::RateLimited {
+                    retry_after: Some(wait.duration()),
+                },
+                RequestError::Network(e) => ProviderError::Transient {
+                    message: format!("Telegram unreachable: {e}"),
+                },
+                other => ProviderError::Unknown {
+                    message: format!("getStarTransactions failed: {other}"),
+                },
+            })?;
+        Ok(page.transactions.iter().map(transaction).collect())
+    }
+}
+
+/// A Bot API Stars transaction in core's terms.
+fn transaction(t: &teloxide::types::StarTransaction) -> StarTransaction {
+    use teloxide::types::{TransactionPartner, TransactionPartnerUserKind};
+    let user_of = |u: &teloxide::types::User| {
+        i64::try_from(u.id.0)
+            .ok()
+            .and_then(|id| UserId::new(id).ok())
+    };
+    let kind = match (&t.source, &t.receiver) {
+        (Some(TransactionPartner::User(u)), _) => match &u.kind {
+            TransactionPartnerUserKind::InvoicePayment(p) => StarTransactionKind::Payment {
+                user: user_of(&u.user),
+                payload: p.invoice_payload.clone(),
+            },
+            _ => StarTransactionKind::Other,
+        },
+        (None, Some(TransactionPartner::User(u))) => StarTransactionKind::Refund {
+            user: user_of(&u.user),
+        },
+        _ => StarTransactionKind::Other,
+    };
+    StarTransaction {
+        charge_id: t.id.0.clone(),
+        stars: t.amount,
+        at: rei_core::Timestamp::from_millis(t.date.timestamp_millis()),
+        kind,
     }
 }
 

@@ -45,10 +45,12 @@ pub(crate) enum PaymentsCommand {
         #[arg(long)]
         reason: String,
     },
-    /// Compares YooKassa's payments in the window with ours and prints each difference;
-    /// `--apply` fixes what the normal idempotent path can fix (payments paid or
-    /// cancelled there whose news never arrived) and lists what needs a person. Exit 1
-    /// when something needs a person.
+    /// Compares YooKassa's payments and the bot's Telegram Stars transactions (with
+    /// BOT_TOKEN) in the window with ours and prints each difference; `--apply` fixes
+    /// what the normal idempotent path can fix (payments paid or cancelled there whose
+    /// news never arrived, Stars charged for one of our invoices and never credited),
+    /// with an audit line per fix, and lists what needs a person. Exit 1 when something
+    /// needs a person.
     #[command(after_help = "Example: rei-cli payments reconcile --since 3d --apply")]
     Reconcile {
         /// Window: payments created within this age.
@@ -211,6 +213,7 @@ async fn reconcile(ctx: &Ctx, age: std::time::Duration, apply: bool) -> Result<(
                 Resolution::NeedsPerson(why) => ("needs a person", why.clone()),
             };
             vec![
+                d.provider.to_string(),
                 kind,
                 d.payment_id.map(|p| p.to_string()).unwrap_or_default(),
                 d.provider_payment_id.clone().unwrap_or_default(),
@@ -228,7 +231,7 @@ async fn reconcile(ctx: &Ctx, age: std::time::Duration, apply: bool) -> Result<(
         ctx.out.message(&value, "");
     } else {
         println!(
-            "checked {} payment(s) at YooKassa and {} here since {}: {} difference(s), {} need a person{}",
+            "checked {} payment(s) at the providers and {} here since {}: {} difference(s), {} need a person{}",
             report.remote_checked,
             report.local_checked,
             when(since),
@@ -244,9 +247,10 @@ async fn reconcile(ctx: &Ctx, age: std::time::Duration, apply: bool) -> Result<(
             ctx.out.table(
                 &value,
                 &[
+                    "provider",
                     "difference",
                     "payment",
-                    "YooKassa id",
+                    "provider id",
                     "user",
                     "here",
                     "there",

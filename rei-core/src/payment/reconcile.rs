@@ -12,7 +12,7 @@ use super::service::{PaymentError, PaymentService};
 use super::{Payment, PaymentFilter, PaymentProvider, PaymentState};
 use crate::ids::{PaymentId, UserId};
 use crate::money::Money;
-use crate::ports::{GatewayPayment, GatewayStatus};
+use crate::ports::{GatewayPayment, GatewayStatus, StarTransaction, StarTransactionKind};
 use crate::time::Timestamp;
 use crate::user::{Actor, AuditAction, AuditRecord};
 
@@ -57,6 +57,8 @@ pub enum Resolution {
 /// One difference.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Difference {
+    /// Whose books: YooKassa's or Telegram Stars'.
+    pub provider: PaymentProvider,
     /// What differs.
     pub kind: DifferenceKind,
     /// Our payment, when one is involved.
@@ -125,6 +127,166 @@ impl PaymentService {
     }
 }
 
+impl PaymentService {
+    /// The bot's Stars transactions since `since` against our Stars payments: charges we
+    /// never credited (a lost `successful_payment`; credited with `apply` when the
+    /// invoice names a payment of ours), credits without a charge, and refunds made
+    /// there but not here.
+    async fn reconcile_stars(
+        &self,
+        since: Timestamp,
+        apply: Option<&Actor>,
+        report: &mut ReconcileReport,
+    ) -> Result<(), PaymentError> {
+        let transactions: Vec<StarTransaction> = self
+            .star_transactions()
+            .await?
+            .into_iter()
+            .filter(|t| t.at >= since)
+            .collect();
+        let refunded_there: HashSet<&str> = transactions
+            .iter()
+            .filter(|t| matches!(t.kind, StarTransactionKind::Refund { .. }))
+            .map(|t| t.charge_id.as_str())
+            .collect();
+        let mut charged: HashSet<&str> = HashSet::new();
+        for t in &transactions {
+            let StarTransactionKind::Payment { user, payload } = &t.kind else {
+                continue;
+            };
+            report.remote_checked += 1;
+            charged.insert(t.charge_id.as_str());
+            let ours = self
+                .payments_store()
+                .payment_by_provider_id(PaymentProvider::TelegramStars, &t.charge_id)
+                .await?;
+            if let Some(p) = ours {
+                let refunded_here = p.state == PaymentState::Refunded || p.refund.is_some();
+                if refunded_there.contains(t.charge_id.as_str()) && !refunded_here {
+                    report.differences.push(star_difference(
+                        DifferenceKind::RefundedThereNotHere,
+                        Some(&p),
+                        t,
+                        *user,
+                        Resolution::NeedsPerson(
+                            "refunded in Telegram, not here: take it back with `rei-cli balance sub` if the user still has it".into(),
+                        ),
+                    ));
+                }
+                continue;
+            }
+            let invoice = match payload
+                .as_deref()
+                .and_then(crate::conversation::payment_of_payload)
+            {
+                Some(id) => match self.payment(id).await {
+                    Ok(p) => Some(p),
+                    Err(PaymentError::UnknownPayment(_)) => None,
+                    Err(e) => return Err(e),
+                },
+                None => None,
+            };
+            let Some(invoice) = invoice.filter(|p| {
+                p.provider == PaymentProvider::TelegramStars && p.provider_units == Some(t.stars)
+            }) else {
+                report.differences.push(star_difference(
+                    DifferenceKind::UnknownToUs,
+                    None,
+                    t,
+                    *user,
+                    Resolution::NeedsPerson(format!(
+                        "{} Stars charged (charge {}) for no invoice of ours: credit or refund it by hand",
+                        t.stars, t.charge_id
+                    )),
+                ));
+                continue;
+            };
+            let resolution = match apply {
+                Some(actor) => match self.stars_paid(invoice.id, &t.charge_id, t.stars).await {
+                    Ok(applied) => {
+                        let done = format!("credited {}", applied.payment.amount);
+                        self.audit_fix(
+                            actor.clone(),
+                            &applied.payment,
+                            applied.credited,
+                            &done,
+                            "charged in Telegram Stars, not credited here",
+                        )
+                        .await?;
+                        Resolution::Fixed(done)
+                    }
+                    Err(e @ PaymentError::Store(_)) => return Err(e),
+                    Err(e) => Resolution::NeedsPerson(format!("could not be applied: {e}")),
+                },
+                None => Resolution::Fixable,
+            };
+            report.differences.push(star_difference(
+                DifferenceKind::PaidThereNotHere,
+                Some(&invoice),
+                t,
+                *user,
+                resolution,
+            ));
+        }
+        let local = self
+            .list(PaymentFilter {
+                state: None,
+                user_id: None,
+                since: Some(since),
+                limit: LOCAL_LIMIT,
+            })
+            .await?;
+        for p in local
+            .iter()
+            .filter(|p| p.provider == PaymentProvider::TelegramStars)
+        {
+            report.local_checked += 1;
+            let credited = matches!(p.state, PaymentState::Paid | PaymentState::Refunded);
+            let charge = p.provider_payment_id.as_deref().unwrap_or_default();
+            if credited && !charged.contains(charge) {
+                report.differences.push(Difference {
+                    provider: PaymentProvider::TelegramStars,
+                    kind: DifferenceKind::PaidHereNotThere,
+                    payment_id: Some(p.id),
+                    provider_payment_id: p.provider_payment_id.clone(),
+                    user_id: Some(p.user_id),
+                    local_amount: Some(p.amount),
+                    remote_amount: None,
+                    local_state: Some(p.state),
+                    remote_status: None,
+                    resolution: Resolution::NeedsPerson(
+                        "credited here but no such charge among the bot's Stars transactions"
+                            .into(),
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A difference about one Stars transaction.
+fn star_difference(
+    kind: DifferenceKind,
+    mine: Option<&Payment>,
+    t: &StarTransaction,
+    payer: Option<UserId>,
+    resolution: Resolution,
+) -> Difference {
+    Difference {
+        provider: PaymentProvider::TelegramStars,
+        kind,
+        payment_id: mine.map(|p| p.id),
+        provider_payment_id: Some(t.charge_id.clone()),
+        user_id: mine.map(|p| p.user_id).or(payer),
+        local_amount: mine.map(|p| p.amount),
+        remote_amount: None,
+        local_state: mine.map(|p| p.state),
+        remote_status: Some(format!("{} stars", t.stars)),
+        resolution,
+    }
+}
+
 const fn status_text(status: &GatewayStatus) -> &'static str {
     match status {
         GatewayStatus::Pending => "pending",
@@ -135,17 +297,37 @@ const fn status_text(status: &GatewayStatus) -> &'static str {
 }
 
 impl PaymentService {
-    /// Compares the provider's payments created since `since` with ours; with `apply`
-    /// (made by `actor`), fixes what the idempotent path can fix (never crediting
-    /// anything twice) and writes an audit line per fix: who, when, what and why.
+    /// Compares the providers' books since `since` with ours — YooKassa's payments and
+    /// the bot's Telegram Stars transactions, each when configured; with `apply` (made
+    /// by `actor`), fixes what the idempotent path can fix (never crediting anything
+    /// twice) and writes an audit line per fix: who, when, what and why.
     ///
     /// # Errors
-    /// [`PaymentError::MethodUnavailable`] without YooKassa, [`PaymentError::Provider`]
-    /// when its list cannot be read, [`PaymentError::Store`].
+    /// [`PaymentError::MethodUnavailable`] with neither, [`PaymentError::Provider`] when a
+    /// list cannot be read, [`PaymentError::Store`].
     pub async fn reconcile(
         &self,
         since: Timestamp,
         apply: Option<Actor>,
+    ) -> Result<ReconcileReport, PaymentError> {
+        if !self.has_gateway() && !self.has_stars() {
+            return Err(PaymentError::MethodUnavailable);
+        }
+        let mut report = ReconcileReport::default();
+        if self.has_gateway() {
+            report = self.reconcile_yookassa(since, apply.as_ref()).await?;
+        }
+        if self.has_stars() {
+            self.reconcile_stars(since, apply.as_ref(), &mut report)
+                .await?;
+        }
+        Ok(report)
+    }
+
+    async fn reconcile_yookassa(
+        &self,
+        since: Timestamp,
+        apply: Option<&Actor>,
     ) -> Result<ReconcileReport, PaymentError> {
         let mut remote = self.gateway_payments(since, None).await?;
         remote.reverse();
@@ -190,7 +372,7 @@ impl PaymentService {
             if let Some(p) = &mine {
                 seen.insert(p.id);
             }
-            if let Some(d) = self.compare(r, mine.as_ref(), apply.as_ref()).await? {
+            if let Some(d) = self.compare(r, mine.as_ref(), apply).await? {
                 report.differences.push(d);
             }
         }
@@ -201,6 +383,7 @@ impl PaymentService {
                 continue;
             }
             report.differences.push(Difference {
+                provider: PaymentProvider::Yookassa,
                 kind: DifferenceKind::PaidHereNotThere,
                 payment_id: Some(p.id),
                 provider_payment_id: p.provider_payment_id.clone(),
@@ -224,6 +407,7 @@ impl PaymentService {
         apply: Option<&Actor>,
     ) -> Result<Option<Difference>, PaymentError> {
         let difference = |kind, resolution| Difference {
+            provider: PaymentProvider::Yookassa,
             kind,
             payment_id: mine.map(|p| p.id),
             provider_payment_id: Some(r.provider_payment_id.clone()),

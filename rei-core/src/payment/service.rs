@@ -377,6 +377,37 @@ impl PaymentService {
         self.gateway.is_some()
     }
 
+    /// Whether Telegram Stars can be refunded and reconciled here (a bot token).
+    #[must_use]
+    pub fn has_stars(&self) -> bool {
+        self.stars.is_some()
+    }
+
+    pub(crate) fn payments_store(&self) -> &dyn PaymentStore {
+        self.payments.as_ref()
+    }
+
+    /// Every Stars transaction of the bot, oldest first (all pages).
+    pub(crate) async fn star_transactions(
+        &self,
+    ) -> Result<Vec<crate::ports::StarTransaction>, PaymentError> {
+        const PAGE: u8 = 100;
+        let stars = self.stars.as_ref().ok_or(PaymentError::MethodUnavailable)?;
+        let mut all = Vec::new();
+        for _ in 0..MAX_LIST_PAGES {
+            let offset = u32::try_from(all.len()).unwrap_or(u32::MAX);
+            let page = stars.transactions(offset, PAGE).await?;
+            let last = page.len() < usize::from(PAGE);
+            all.extend(page);
+            if last {
+                return Ok(all);
+            }
+        }
+        Err(PaymentError::Provider(ProviderError::Unknown {
+            message: format!("the Stars transactions run past {MAX_LIST_PAGES} pages"),
+        }))
+    }
+
     /// How many Stars top up at least `amount` (rounded up to whole Stars; the credit is
     /// Stars × `STARS_RUB_RATE`). `None` when Stars are off or the sum is out of range.
     #[must_use]

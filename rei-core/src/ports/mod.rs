@@ -22,8 +22,8 @@ pub use notify::{
 pub use providers::{
     CreatePayment, DownloadedAsset, GatewayMethod, GatewayPayment, GatewayRefund, GatewayStatus,
     GeneratedImage, ImageGenerator, ImageInput, ImageRequest, PaymentGateway, PaymentListQuery,
-    PaymentPage, ProviderError, ProviderErrorKind, RefundRequest, RefundStatus, StarsGateway,
-    VideoGenerator, VideoInput, VideoRequest, VideoTaskStatus,
+    PaymentPage, ProviderError, ProviderErrorKind, RefundRequest, RefundStatus, StarTransaction,
+    StarTransactionKind, StarsGateway, VideoGenerator, VideoInput, VideoRequest, VideoTaskStatus,
 };
 pub use queue::{JobQueue, QueueError};
 pub use store::{

@@ -492,7 +492,39 @@ pub struct PaymentPage {
     pub next_cursor: Option<String>,
 }
 
-/// Telegram Stars refunds (`refundStarPayment`).
+/// One of the bot's Telegram Stars transactions (`getStarTransactions`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StarTransaction {
+    /// The charge id: a payment's `telegram_payment_charge_id`, also on its refund.
+    pub charge_id: String,
+    /// Stars moved.
+    pub stars: u32,
+    /// When.
+    pub at: crate::time::Timestamp,
+    /// Which way, and with whom.
+    pub kind: StarTransactionKind,
+}
+
+/// Which way a Stars transaction went.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StarTransactionKind {
+    /// A user paid an invoice.
+    Payment {
+        /// The payer, if a user.
+        user: Option<UserId>,
+        /// The invoice's payload (names our payment).
+        payload: Option<String>,
+    },
+    /// Stars went back to a user (a refund of the payment with the same charge id).
+    Refund {
+        /// To whom.
+        user: Option<UserId>,
+    },
+    /// Anything else (withdrawals, ads, gifts): not a top-up.
+    Other,
+}
+
+/// Telegram Stars: refunds (`refundStarPayment`) and the bot's transactions.
 #[cfg_attr(test, mockall::automock)]
 #[async_trait]
 pub trait StarsGateway: Send + Sync {
@@ -503,6 +535,17 @@ pub trait StarsGateway: Send + Sync {
     /// `InvalidRequest` when Telegram refuses (an unknown charge, another payer), a
     /// retryable error when it cannot answer.
     async fn refund_stars(&self, user: UserId, charge_id: &str) -> Result<(), ProviderError>;
+
+    /// The bot's transactions, oldest first: `limit` (1–100) of them after skipping
+    /// `offset`.
+    ///
+    /// # Errors
+    /// A [`ProviderError`] when Telegram cannot answer.
+    async fn transactions(
+        &self,
+        offset: u32,
+        limit: u8,
+    ) -> Result<Vec<StarTransaction>, ProviderError>;
 }
 
 /// Card payments (YooKassa).

@@ -116,6 +116,10 @@ struct TelegramState {
     messages: HashMap<(i64, i64), Value>,
     /// Stars charges refunded (`refundStarPayment`).
     refunded_charges: HashSet<String>,
+    /// The bot's Stars transactions (`getStarTransactions`), oldest first.
+    star_transactions: Vec<Value>,
+    /// The payer and Stars of each charge, for its refund's transaction.
+    charges: HashMap<String, (i64, u32)>,
     /// Callback queries handed out, and whether they were answered.
     queries: HashMap<String, bool>,
     next_query: u64,
@@ -433,6 +437,7 @@ impl FakeTelegram {
     /// service message with `successful_payment` (providers.md §4.5). Returns the
     /// update id.
     pub fn successful_payment(&self, user: i64, payload: &str, stars: u32, charge_id: &str) -> i64 {
+        self.star_charge(user, payload, stars, charge_id);
         self.inject(|s| {
             let mut message = user_message(s, user);
             message["successful_payment"] = json!({
@@ -444,6 +449,27 @@ impl FakeTelegram {
             });
             json!({"message": message})
         })
+    }
+
+    /// Telegram took `stars` Stars from `user` for the invoice with `payload`: the
+    /// bot's Stars transactions list the charge (whether or not its update reaches the
+    /// bot).
+    pub fn star_charge(&self, user: i64, payload: &str, stars: u32, charge_id: &str) {
+        let mut s = self.lock();
+        let from = user_json(&s, user);
+        s.charges.insert(charge_id.to_owned(), (user, stars));
+        s.star_transactions.push(json!({
+            "id": charge_id, "amount": stars, "date": now(),
+            "source": {"type": "user", "transaction_type": "invoice_payment", "user": from,
+                       "invoice_payload": payload},
+        }));
+    }
+
+    /// The Stars of a charge went back to its payer outside the bot (support, another
+    /// tool): an outgoing transaction with the charge's id.
+    pub fn star_refund_elsewhere(&self, charge_id: &str) {
+        let mut s = self.lock();
+        star_refund(&mut s, charge_id);
     }
 
     /// Serves `bytes` as the file `file_id` (a new file, or instead of the generated
@@ -479,6 +505,16 @@ impl FakeTelegram {
         self.shared.updates_ready.notify_waiters();
         id
     }
+}
+
+/// An outgoing transaction returning a charge's Stars to its payer.
+fn star_refund(s: &mut TelegramState, charge_id: &str) {
+    let (user, stars) = s.charges.get(charge_id).copied().unwrap_or((0, 0));
+    let to = user_json(s, user);
+    s.star_transactions.push(json!({
+        "id": charge_id, "amount": stars, "date": now(),
+        "receiver": {"type": "user", "transaction_type": "invoice_payment", "user": to},
+    }));
 }
 
 fn lock(state: &Mutex<TelegramState>) -> std::sync::MutexGuard<'_, TelegramState> {
@@ -787,7 +823,8 @@ fn answer(
         "refundStarPayment" => {
             // Each charge can be refunded once (Telegram answers 400 after that).
             let charge = string(p, "telegram_payment_charge_id").unwrap_or_default();
-            if s.refunded_charges.insert(charge) {
+            if s.refunded_charges.insert(charge.clone()) {
+                star_refund(s, &charge);
                 ok(json!(true))
             } else {
                 error(400, "Bad Request: CHARGE_ALREADY_REFUNDED", None)
@@ -811,6 +848,19 @@ fn answer(
             edit(s, method, p, chat, text)
         }
         "getFile" => get_file(s, p),
+        "getStarTransactions" => {
+            let offset = usize::try_from(int(p, "offset").unwrap_or(0)).unwrap_or(0);
+            let limit =
+                usize::try_from(int(p, "limit").unwrap_or(100).clamp(1, 100)).unwrap_or(100);
+            let page: Vec<Value> = s
+                .star_transactions
+                .iter()
+                .skip(offset)
+                .take(limit)
+                .cloned()
+                .collect();
+            ok(json!({"transactions": page}))
+        }
         _ => send(s, method, p, chat, text),
     }
 }
