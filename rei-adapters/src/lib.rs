@@ -18,6 +18,7 @@
 //!   and the rate limiter shared by processes (`RedisLimiter`).
 //! - `limiter`: the in-process rate limiter (`InProcessLimiter`).
 //! - `web` (feature `web`): the HTTP server (axum): webhooks, `/healthz`, `/readyz`, `/metrics`.
+//! - `notices`: the outbox dispatcher's loop (money notices, sent after their commit).
 //! - `worker`: the worker loop (claim, heartbeat, run core's job steps, shutdown).
 
 pub mod backends;
@@ -27,6 +28,7 @@ pub mod http;
 pub mod kling;
 pub mod legacy;
 pub mod limiter;
+pub mod notices;
 #[cfg(feature = "redis")]
 pub mod redis;
 pub mod sql;

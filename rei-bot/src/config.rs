@@ -225,6 +225,11 @@ pub(crate) struct Config {
     /// exits (a step cut off later resumes without sending its call again).
     #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value = "60", value_parser = clap::value_parser!(u64).range(0..=3600))]
     pub shutdown_grace_secs: u64,
+    /// How long a money notice being sent is kept from other processes (longer than a
+    /// send may take: Telegram sends time out after 120 s). A process killed in the
+    /// middle of a send leaves its notices this long before another sends them.
+    #[arg(long, env = "OUTBOX_HOLD_SECS", default_value = "180", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub outbox_hold_secs: u64,
 }
 
 /// A configuration that parsed but does not hold together.

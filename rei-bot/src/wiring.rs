@@ -21,6 +21,7 @@ use rei_core::conversation::{Conversation, ConversationConfig, ConversationPorts
 use rei_core::job::VideoMode;
 use rei_core::job::{JobLimits, JobPorts, JobRunner, JobService, RunnerConfig, RunnerPorts};
 use rei_core::ledger::LedgerService;
+use rei_core::notice::{DispatchConfig, NoticeDispatcher};
 use rei_core::payment::{PaymentConfig, PaymentPorts, PaymentService, PollConfig};
 use rei_core::ports::{Clock, ImageGenerator, LeaseStore, VideoGenerator};
 use rei_core::ports::{IdGenerator, PaymentGateway};
@@ -50,6 +51,7 @@ pub(crate) struct App {
     metrics_ips: IpList,
     trusted_proxies: IpList,
     poll_every: Duration,
+    notices: Arc<NoticeDispatcher>,
 }
 
 /// Opens the backends, checks the ledger, and builds the services and workers.
@@ -152,7 +154,6 @@ pub(crate) async fn build(config: &Config) -> anyhow::Result<App> {
         users: stores.users.clone(),
         ledger: stores.ledger.clone(),
         queue: backends.queue.clone(),
-        notifier: notifier.clone(),
         clock: clock.clone(),
     });
     let conversation = Arc::new(Conversation::new(
@@ -170,6 +171,15 @@ pub(crate) async fn build(config: &Config) -> anyhow::Result<App> {
             ids,
         },
         conversation_config(config, images.is_some(), videos.is_some())?,
+    ));
+    let notices = Arc::new(NoticeDispatcher::new(
+        stores.outbox.clone(),
+        notifier.clone(),
+        clock.clone(),
+        DispatchConfig {
+            hold_for: Duration::from_secs(config.outbox_hold_secs),
+            ..DispatchConfig::default()
+        },
     ));
     let runner = Arc::new(JobRunner::new(
         RunnerPorts {
@@ -221,6 +231,7 @@ pub(crate) async fn build(config: &Config) -> anyhow::Result<App> {
         metrics_ips: config.metrics_allowed_ips.clone(),
         trusted_proxies: config.trusted_proxies.clone(),
         poll_every: Duration::from_secs(config.payment_poll_interval_secs),
+        notices,
     })
 }
 
@@ -297,7 +308,6 @@ fn payment_service(
         PaymentPorts {
             users: stores.users.clone(),
             payments: stores.payments.clone(),
-            ledger: stores.ledger.clone(),
             gateway,
             stars: Some(Arc::new(TelegramStars::new(bot.clone()))),
             notifier,
@@ -371,6 +381,14 @@ impl App {
             },
             shutdown.clone(),
         );
+        // Every process sends the outbox's notices (money notices survive a crash
+        // between their commit and the send: they wait there).
+        let notices = tokio::spawn(rei_adapters::notices::send_notices(
+            self.notices,
+            self.backends.stores.outbox_signal.clone(),
+            NOTICE_ROUND,
+            shutdown.clone(),
+        ));
         let sweeper = tokio::spawn(rei_adapters::worker::sweep_assets_daily(
             self.jobs,
             self.assets,
@@ -381,6 +399,7 @@ impl App {
         maintenance.await.context("queue maintenance")?;
         listener.await.context("wake listener")?;
         sweeper.await.context("asset sweep")?;
+        notices.await.context("outbox dispatcher")?;
         Ok(())
     }
 
@@ -447,6 +466,10 @@ impl App {
         Ok(())
     }
 }
+
+/// How often the outbox is looked at for notices written by other processes and for
+/// retries (a commit in this process wakes its dispatcher at once).
+const NOTICE_ROUND: Duration = Duration::from_secs(2);
 
 /// The name of the payment poller's lease.
 const POLLER_LEASE: &str = "payment-poller";

@@ -1303,3 +1303,90 @@ async fn a_kling_task_past_its_deadline_is_refunded_and_the_late_video_is_free()
     assert_eq!(bot.kling.creates().len(), 1);
     assert!(bot.stores.ledger.verify().await.unwrap().is_ok());
 }
+
+/// Anna's messages that say an admin credited her `amount`.
+fn credit_notices(bot: &Bot, amount: &str) -> usize {
+    bot.sent(ANNA)
+        .iter()
+        .filter(|c| text(c).contains(&format!("Администратор начислил {amount}")))
+        .count()
+}
+
+/// [money] 15: a money notice is written with the money, in the outbox, and sent after
+/// the commit by a dispatcher: the bot killed while sending it sends it after the
+/// restart, once; a credit committed by a process that died before sending anything
+/// (written here straight into the database) is sent by the running bot, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_credit_notice_cut_off_by_a_crash_is_sent_after_the_restart_once() {
+    let mut bot = bot_with(&[("RATE_LIMIT_PER_MINUTE", "1000"), ("OUTBOX_HOLD_SECS", "2")]).await;
+    bot.say(ADMIN, "/start").await;
+    bot.say(ANNA, "/start").await;
+    // Telegram takes the notice and never answers: the bot dies in the middle of it.
+    bot.telegram.hang("sendMessage");
+    bot.telegram.send_text(ADMIN, "/add 4242 70 gift");
+    eventually("the notice on its way", || {
+        (credit_notices(&bot, "70.00 ₽") == 1).then_some(())
+    })
+    .await;
+    bot.restart().await;
+    bot.telegram.release();
+    assert_eq!(anna_balance(&bot).await.0, "70".parse().unwrap());
+    // Sent again by the new process once the dead one's hold ran out.
+    eventually("the notice after the restart", || {
+        (credit_notices(&bot, "70.00 ₽") == 2).then_some(())
+    })
+    .await;
+    // A writer that died right after its commit: nothing was sent, the outbox has it.
+    let at = Timestamp::from_millis(
+        i64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis(),
+        )
+        .unwrap(),
+    );
+    let user = UserId::new(ANNA).unwrap();
+    let amount: Money = "5".parse().unwrap();
+    bot.stores
+        .ledger
+        .post_adjustment(
+            rei_core::ledger::NewEntry {
+                user_id: user,
+                kind: rei_core::ledger::EntryKind::Credit,
+                amount,
+                ref_type: rei_core::ledger::RefType::Admin,
+                ref_id: "admin:elsewhere".into(),
+                idempotency_key: IdempotencyKey::new("admin:elsewhere").unwrap(),
+                description: "from another process".into(),
+                created_at: at,
+            },
+            rei_core::user::AuditRecord {
+                actor: Actor::System,
+                action: rei_core::user::AuditAction::BalanceAdd,
+                target_user: Some(user),
+                amount: Some(amount),
+                reason: "from another process".into(),
+                created_at: at,
+            },
+        )
+        .await
+        .unwrap();
+    eventually("the other process's notice", || {
+        (credit_notices(&bot, "5.00 ₽") == 1).then_some(())
+    })
+    .await;
+    // Nothing more comes: each notice went once after the crash, none is left.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        (
+            credit_notices(&bot, "70.00 ₽"),
+            credit_notices(&bot, "5.00 ₽")
+        ),
+        (2, 1),
+        "the first of the two 70 ₽ notices is the one that never got an answer"
+    );
+    assert_eq!(bot.stores.outbox.outbox_depth().await.unwrap(), 0);
+    assert_eq!(anna_balance(&bot).await.0, "75".parse().unwrap());
+    assert!(bot.stores.ledger.verify().await.unwrap().is_ok());
+}

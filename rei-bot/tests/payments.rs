@@ -282,6 +282,9 @@ async fn fifty_identical_notifications(db: Db) {
         Some(30_000.0)
     );
     assert_eq!(sample(&samples, "queue_depth", &[]), Some(0.0));
+    // The credit notice went through the outbox, which is empty again.
+    assert_eq!(sample(&samples, "notices_sent_total", &[]), Some(1.0));
+    assert_eq!(sample(&samples, "outbox_depth", &[]), Some(0.0));
     assert!(
         sample(&samples, "telegram_updates_total", &[("kind", "message")])
             .is_some_and(|n| n >= 2.0),
@@ -530,7 +533,6 @@ async fn a_refund_whose_gateway_call_failed_is_finished_by_the_poller() {
         PaymentPorts {
             users: bot.stores.users.clone(),
             payments: bot.stores.payments.clone(),
-            ledger: bot.stores.ledger.clone(),
             gateway: Some(gateway),
             stars: None,
             notifier: Arc::new(rei_core::memory::RecordingNotifier::default()),
@@ -878,7 +880,6 @@ async fn one_payment_poller_per_deployment_and_a_survivor_takes_over() {
             PaymentPorts {
                 users: stores.users.clone(),
                 payments: stores.payments.clone(),
-                ledger: stores.ledger.clone(),
                 gateway: Some(Arc::new(YooKassaClient::new(config).unwrap())),
                 stars: None,
                 notifier: Arc::new(rei_core::memory::RecordingNotifier::default()),

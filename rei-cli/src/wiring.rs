@@ -14,6 +14,7 @@ use rei_adapters::telegram::{
 use rei_adapters::yookassa::{YooKassaClient, YooKassaConfig};
 use rei_core::job::{JobLimits, JobPorts, JobService};
 use rei_core::ledger::LedgerService;
+use rei_core::notice::{DispatchConfig, NoticeDispatcher};
 use rei_core::payment::{PaymentConfig, PaymentPorts, PaymentService};
 use rei_core::ports::{Clock, Notifier, PaymentGateway, StarsGateway};
 use rei_core::pricing::PriceList;
@@ -34,8 +35,8 @@ pub(crate) struct Services {
     pub retention: Duration,
     /// The stores an import of the v2.0 bot's data writes to.
     pub import: rei_core::legacy::ImportPorts,
-    /// Users are told in Telegram (`BOT_TOKEN` set).
-    pub tells_users: bool,
+    /// Sends the outbox's notices (`BOT_TOKEN` set); without it the bot sends them.
+    pub notices: Option<NoticeDispatcher>,
 }
 
 fn source_chain(e: &dyn std::error::Error) -> String {
@@ -135,7 +136,6 @@ pub(crate) async fn build(s: &Settings) -> Result<Services, Failure> {
         PaymentPorts {
             users: stores.users.clone(),
             payments: stores.payments.clone(),
-            ledger: stores.ledger.clone(),
             gateway,
             stars,
             notifier: notifier.clone(),
@@ -148,13 +148,20 @@ pub(crate) async fn build(s: &Settings) -> Result<Services, Failure> {
             ..PaymentConfig::default()
         },
     ));
+    let notices = bot.is_some().then(|| {
+        NoticeDispatcher::new(
+            stores.outbox.clone(),
+            notifier.clone(),
+            clock.clone(),
+            DispatchConfig::default(),
+        )
+    });
     Ok(Services {
         users: UserService::new(stores.users.clone(), clock.clone()),
         admin: AdminService::new(AdminPorts {
             users: stores.users.clone(),
             ledger: stores.ledger.clone(),
             queue: backends.queue.clone(),
-            notifier,
             clock,
         }),
         ledger: LedgerService::new(stores.ledger.clone()),
@@ -168,6 +175,6 @@ pub(crate) async fn build(s: &Settings) -> Result<Services, Failure> {
         },
         assets,
         retention: Duration::from_secs(u64::from(s.asset_retention_days) * 86_400),
-        tells_users: bot.is_some(),
+        notices,
     })
 }

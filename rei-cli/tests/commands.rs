@@ -161,7 +161,11 @@ async fn users_balances_ledger_and_stats(e: Env) {
     )
     .await;
     assert_eq!(added["balance_kopecks"], 15_050);
-    assert_eq!(added["user_told"], false, "no BOT_TOKEN here");
+    assert_eq!(
+        (added["notice"].as_str(), added["notices_sent"].as_u64()),
+        (Some("queued"), Some(0)),
+        "no BOT_TOKEN here: the notice waits in the outbox for the bot"
+    );
     let key = added["idempotency_key"].as_str().unwrap().to_owned();
     // The printed key makes a retry safe.
     let again = cli_json(
@@ -593,7 +597,6 @@ fn payments_service(e: &Env, yookassa: &FakeYooKassa) -> PaymentService {
         PaymentPorts {
             users: e.stores.users.clone(),
             payments: e.stores.payments.clone(),
-            ledger: e.stores.ledger.clone(),
             gateway: Some(Arc::new(YooKassaClient::new(config).unwrap())),
             stars: None,
             notifier: Arc::new(RecordingNotifier::default()),
@@ -1028,7 +1031,10 @@ async fn refunds_take_the_credit_back_first(mut e: Env) {
     assert_eq!(balance(&e, ANNA).await, 0);
     // A manual credit is told too, now that BOT_TOKEN is set.
     let told = cli_json(&e, 0, &["balance", "add", "4242", "5", "--reason", "sorry"]).await;
-    assert_eq!(told["user_told"], true);
+    assert_eq!(
+        (told["notice"].as_str(), told["notices_sent"].as_u64()),
+        (Some("queued"), Some(1))
+    );
     assert!(telegram.calls_to("sendMessage", ANNA).iter().any(|c| {
         c.text
             .as_deref()

@@ -12,6 +12,7 @@ use rei_core::job::{
     JobLimits, JobPorts, JobRunner, JobSpec, Next, Prompt, RunnerConfig, RunnerPorts, StoreQueue,
 };
 use rei_core::memory::{ManualClock, MemoryAssets, MemoryStore, RecordingNotifier, SequentialIds};
+use rei_core::notice::{DispatchConfig, NoticeDispatcher};
 use rei_core::payment::PaymentConfig;
 use rei_core::ports::{
     CreatePayment, DownloadedAsset, GatewayPayment, GatewayRefund, GatewayStatus, GeneratedImage,
@@ -155,7 +156,6 @@ async fn main() -> Result<(), Box<dyn Error>> {
         PaymentPorts {
             users: store.clone(),
             payments: store.clone(),
-            ledger: store.clone(),
             gateway: Some(Arc::new(InstantGateway)),
             stars: None,
             notifier: notifier.clone(),
@@ -252,7 +252,23 @@ async fn main() -> Result<(), Box<dyn Error>> {
             e.description
         );
     }
-    println!("notices sent: {}", notifier.notices().len());
+    // Money notices wait in the outbox, written with each credit; a dispatcher (run in
+    // a loop by a real bot) sends them.
+    let dispatcher = NoticeDispatcher::new(
+        store.clone(),
+        notifier.clone(),
+        clock.clone(),
+        DispatchConfig::default(),
+    );
+    let round = dispatcher.dispatch_due().await?;
+    println!(
+        "notices sent: {} ({} from the outbox)",
+        notifier.notices().len(),
+        round.sent
+    );
+    if round.sent != 1 {
+        return Err("the credit notice did not go out once".into());
+    }
     let report = store.verify().await?;
     println!("ledger verified: {} violations", report.violations.len());
     if !report.is_ok() || balance.available != "250".parse()? {

@@ -25,6 +25,8 @@
 //! - [`ledger`]: entries, reservations, settlement, [`LedgerService`].
 //! - [`job`]: jobs, their state machine, [`JobService`].
 //! - [`payment`]: payments, their state machine, [`PaymentService`].
+//! - [`notice`]: the outbox dispatcher: money notices written with their change, sent
+//!   until they reach the user.
 //! - [`user`]: users, bans, the audit log, [`UserService`] and [`AdminService`].
 //! - [`ports`]: the traits adapters implement (stores, queue, generators, gateway,
 //!   notifier, rate limiter, clock, ids).
@@ -50,7 +52,7 @@
 //! let notifier = Arc::new(RecordingNotifier::default());
 //!
 //! let users = UserService::new(store.clone(), clock.clone());
-//! let admin = AdminService::new(AdminPorts { users: store.clone(), ledger: store.clone(), queue: queue.clone(), notifier: notifier.clone(), clock: clock.clone() });
+//! let admin = AdminService::new(AdminPorts { users: store.clone(), ledger: store.clone(), queue: queue.clone(), clock: clock.clone() });
 //! let ports = JobPorts {
 //!     users: store.clone(), jobs: store.clone(), queue, clock: clock.clone(),
 //!     ids: Arc::new(SequentialIds::default()),
@@ -85,6 +87,7 @@ pub mod job;
 pub mod ledger;
 pub mod legacy;
 pub mod money;
+pub mod notice;
 pub mod payment;
 pub mod ports;
 pub mod pricing;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use rei_core::job::JobError;
 use rei_core::job::{AssetRef, FailureReason, JobLimits, JobPorts, JobSpec, Prompt, StoreQueue};
 use rei_core::job::{JobEvent, JobGuard};
-use rei_core::memory::{ManualClock, MemoryStore, RecordingNotifier, SequentialIds};
+use rei_core::memory::{ManualClock, MemoryStore, SequentialIds};
 use rei_core::ports::LedgerStore;
 use rei_core::prelude::*;
 
@@ -21,7 +21,6 @@ async fn many_tasks_spending_one_balance_never_overdraw() {
         users: store.clone(),
         ledger: store.clone(),
         queue: Arc::new(StoreQueue::new(store.clone())),
-        notifier: Arc::new(RecordingNotifier::default()),
         clock: clock.clone(),
     });
     let jobs = Arc::new(JobService::new(

@@ -110,7 +110,6 @@ pub async fn funded_user(
         users: stores.users.clone(),
         ledger: stores.ledger.clone(),
         queue: Arc::new(rei_core::job::StoreQueue::new(stores.jobs.clone())),
-        notifier: Arc::new(rei_core::memory::RecordingNotifier::default()),
         clock,
     })
     .credit(

@@ -21,6 +21,30 @@ macro_rules! sql_ledger {
                 Ok(posted)
             }
 
+            async fn post_adjustment_once(&self, e: &NewEntry, audit: &AuditRecord) -> Result<Posted, TxError> {
+                let mut tx = self.write().await?;
+                let (entry, replayed) = match Self::insert_entry(&mut tx, e).await? {
+                    Inserted::New(entry) => (entry, false),
+                    Inserted::Replay(first) => (first, true),
+                };
+                let balance = Self::current_balance(&mut tx, entry.user_id).await?;
+                let posted = Posted { entry, balance, replayed };
+                if !posted.replayed {
+                    Self::insert_audit(&mut tx, audit).await?;
+                    let notice = if e.kind == rei_core::ledger::EntryKind::Debit {
+                        Notice::BalanceDebited { amount: e.amount, balance }
+                    } else {
+                        Notice::BalanceCredited { amount: e.amount, balance }
+                    };
+                    Self::insert_notice(&mut tx, e.user_id, &notice, e.created_at).await?;
+                }
+                tx.commit().await?;
+                if !posted.replayed {
+                    self.outbox_signal.notify_one();
+                }
+                Ok(posted)
+            }
+
             async fn reserve_once(&self, r: &NewReservation) -> Result<Reservation, TxError> {
                 let mut tx = self.write().await?;
                 let held = Self::reserve_in(&mut tx, r).await?;
@@ -94,6 +118,11 @@ macro_rules! sql_ledger {
             #[tracing::instrument(level = "debug", skip_all, fields(store = stringify!($store), user_id = entry.user_id.get(), kind = entry.kind.as_str(), amount_kopecks = entry.amount.kopecks(), key = entry.idempotency_key.as_str()))]
             async fn post(&self, entry: NewEntry, audit: Option<AuditRecord>) -> Result<Posted, StoreError> {
                 self.with_available(entry.user_id, retrying(|| self.post_once(&entry, audit.as_ref())).await).await
+            }
+
+            #[tracing::instrument(level = "debug", skip_all, fields(store = stringify!($store), user_id = entry.user_id.get(), kind = entry.kind.as_str(), amount_kopecks = entry.amount.kopecks(), key = entry.idempotency_key.as_str()))]
+            async fn post_adjustment(&self, entry: NewEntry, audit: AuditRecord) -> Result<Posted, StoreError> {
+                self.with_available(entry.user_id, retrying(|| self.post_adjustment_once(&entry, &audit)).await).await
             }
 
             #[tracing::instrument(level = "debug", skip_all, fields(store = stringify!($store), user_id = reservation.user_id.get(), reservation_id = %reservation.id, amount_kopecks = reservation.amount.kopecks()))]

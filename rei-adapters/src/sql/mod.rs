@@ -7,6 +7,7 @@
 mod dialogues;
 mod jobs;
 mod ledger;
+mod outbox;
 mod payments;
 mod postgres;
 pub(crate) mod rows;
@@ -111,6 +112,10 @@ pub struct Stores {
     pub dialogues: Arc<dyn DialogueStore>,
     /// Named leases (one payment poller per deployment).
     pub leases: Arc<dyn rei_core::ports::LeaseStore>,
+    /// The outbox of money notices (written with their change, sent by a dispatcher).
+    pub outbox: Arc<dyn rei_core::ports::OutboxStore>,
+    /// Woken when a commit in this process put a notice into the outbox.
+    pub outbox_signal: Arc<tokio::sync::Notify>,
     /// Answers whether the database is reachable (for `/readyz`).
     pub health: Arc<dyn Health>,
 }
@@ -131,7 +136,7 @@ pub trait Health: Send + Sync {
     async fn ping(&self) -> Result<(), StoreError>;
 }
 
-fn stores<S>(s: Arc<S>) -> Stores
+fn stores<S>(s: Arc<S>, outbox_signal: Arc<tokio::sync::Notify>) -> Stores
 where
     S: UserStore
         + LedgerStore
@@ -139,6 +144,7 @@ where
         + PaymentStore
         + DialogueStore
         + rei_core::ports::LeaseStore
+        + rei_core::ports::OutboxStore
         + Health
         + 'static,
 {
@@ -149,6 +155,8 @@ where
         payments: s.clone(),
         dialogues: s.clone(),
         leases: s.clone(),
+        outbox: s.clone(),
+        outbox_signal,
         health: s,
     }
 }
@@ -159,9 +167,21 @@ where
 /// [`SqlError`] when the database cannot be opened or migrated.
 pub async fn connect(target: &DatabaseTarget) -> Result<Stores, SqlError> {
     Ok(match target {
-        DatabaseTarget::SqlitePath(path) => stores(Arc::new(SqliteStore::open_path(path).await?)),
-        DatabaseTarget::SqliteUrl(url) => stores(Arc::new(SqliteStore::open_url(url).await?)),
-        DatabaseTarget::Postgres(url) => stores(Arc::new(PostgresStore::connect(url).await?)),
+        DatabaseTarget::SqlitePath(path) => {
+            let store = SqliteStore::open_path(path).await?;
+            let signal = store.outbox_signal();
+            stores(Arc::new(store), signal)
+        }
+        DatabaseTarget::SqliteUrl(url) => {
+            let store = SqliteStore::open_url(url).await?;
+            let signal = store.outbox_signal();
+            stores(Arc::new(store), signal)
+        }
+        DatabaseTarget::Postgres(url) => {
+            let store = PostgresStore::connect(url).await?;
+            let signal = store.outbox_signal();
+            stores(Arc::new(store), signal)
+        }
     })
 }
 

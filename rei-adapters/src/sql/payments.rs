@@ -105,11 +105,17 @@ macro_rules! sql_payments {
                     // The row was read (and locked) above at this version.
                     return Err(StoreError::Conflict { what: "payment", id: p.id.to_string() }.into());
                 }
+                let mut queued = false;
                 match t.effect() {
                     None | Some(PaymentEffect::HoldRefund(_)) => {}
                     Some(PaymentEffect::Credit) => {
                         // Built from the stored row (user, amount, id), not the caller's copy.
-                        Self::insert_entry(&mut tx, &stored.credit_entry(at)).await?;
+                        if let Inserted::New(_) = Self::insert_entry(&mut tx, &stored.credit_entry(at)).await? {
+                            let balance = Self::current_balance(&mut tx, stored.user_id).await?;
+                            let notice = Notice::PaymentCredited { payment_id: stored.id, amount: stored.amount, balance };
+                            Self::insert_notice(&mut tx, stored.user_id, &notice, at).await?;
+                            queued = true;
+                        }
                     }
                     Some(PaymentEffect::CaptureRefundHold(r) | PaymentEffect::ReleaseRefundHold(r)) => {
                         // Only the payment's own refund hold, as stored.
@@ -129,9 +135,19 @@ macro_rules! sql_payments {
                             Settlement::Capture { actual: hold.amount }
                         };
                         Self::settle_in(&mut tx, *r, how, at).await?;
+                        if matches!(how, Settlement::Capture { .. }) {
+                            let balance = Self::current_balance(&mut tx, stored.user_id).await?;
+                            let amount = p.refunded.checked_sub(stored.refunded).unwrap_or(Money::ZERO);
+                            let notice = Notice::PaymentRefunded { payment_id: stored.id, amount, balance };
+                            Self::insert_notice(&mut tx, stored.user_id, &notice, at).await?;
+                            queued = true;
+                        }
                     }
                 }
                 tx.commit().await?;
+                if queued {
+                    self.outbox_signal.notify_one();
+                }
                 // The poller's bookkeeping is the stored one, not the caller's copy.
                 Ok(Payment { checks: stored.checks, next_check_at: stored.next_check_at, ..p.clone() })
             }

@@ -15,10 +15,19 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 /// Every store port over one PostgreSQL database.
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
+    /// Woken when a commit put a notice into the outbox (this process's dispatcher
+    /// sends it at once instead of at its next round).
+    outbox_signal: std::sync::Arc<tokio::sync::Notify>,
     pool: PgPool,
 }
 
 impl PostgresStore {
+    /// Woken when a commit of this store put a notice into the outbox.
+    #[must_use]
+    pub fn outbox_signal(&self) -> std::sync::Arc<tokio::sync::Notify> {
+        self.outbox_signal.clone()
+    }
+
     /// Connects and applies migrations.
     ///
     /// # Errors
@@ -49,7 +58,10 @@ impl PostgresStore {
             .run(&pool)
             .await
             .map_err(|e| SqlError::Migrate(Box::new(e)))?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            outbox_signal: std::sync::Arc::default(),
+        })
     }
 }
 

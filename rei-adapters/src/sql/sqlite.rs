@@ -17,10 +17,19 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 /// Every store port over one SQLite file.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
+    /// Woken when a commit put a notice into the outbox (this process's dispatcher
+    /// sends it at once instead of at its next round).
+    outbox_signal: std::sync::Arc<tokio::sync::Notify>,
     pool: SqlitePool,
 }
 
 impl SqliteStore {
+    /// Woken when a commit of this store put a notice into the outbox.
+    #[must_use]
+    pub fn outbox_signal(&self) -> std::sync::Arc<tokio::sync::Notify> {
+        self.outbox_signal.clone()
+    }
+
     /// Opens (creating if absent) a SQLite file and applies migrations.
     ///
     /// # Errors
@@ -56,7 +65,10 @@ impl SqliteStore {
             .run(&pool)
             .await
             .map_err(|e| SqlError::Migrate(Box::new(e)))?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            outbox_signal: std::sync::Arc::default(),
+        })
     }
 }
 

@@ -8,7 +8,7 @@
 //! `SKIP LOCKED`, the snapshot level of `verify`, and the insertion-order column.
 //!
 //! One file per port (`users.rs`, `ledger.rs`, `jobs.rs`, `payments.rs`,
-//! `dialogues.rs`), each a thin `impl Port for Store` over one attempt per write; this
+//! `dialogues.rs`, `outbox.rs`), each a thin `impl Port for Store` over one attempt per write; this
 //! file holds what they share (transactions, entries, holds, settlements).
 //!
 //! Lock order, to rule out deadlocks on PostgreSQL: job or payment row, then reservation
@@ -43,6 +43,9 @@ macro_rules! sql_store {
         mod dialogues {
             crate::sql::dialogues::sql_dialogues!($store);
         }
+        mod outbox {
+            crate::sql::outbox::sql_outbox!($store, $skip);
+        }
     };
 }
 
@@ -59,7 +62,7 @@ macro_rules! sql_common {
         };
         pub(crate) use rei_core::money::Money;
         pub(crate) use rei_core::payment::{Due, DueFilter, DuePayments, NewPayment, Payment, PaymentEffect, PaymentFilter, PaymentProvider, PaymentState, PaymentTransition};
-        pub(crate) use rei_core::ports::{Missing, DialogueRecord, DialogueStore, JobStore, LeaseStore, LedgerStore, PaymentStore, StoreError, UserStore};
+        pub(crate) use rei_core::ports::{Missing, DialogueRecord, DialogueStore, JobStore, LeaseStore, LedgerStore, Notice, OutboxEntry, OutboxStore, PaymentStore, StoreError, UserStore};
         pub(crate) use rei_core::time::Timestamp;
         pub(crate) use rei_core::user::{AuditRecord, Language, Stats, User, UserProfile};
 
@@ -169,6 +172,19 @@ macro_rules! sql_common {
                     sqlx::query_as("SELECT balance FROM users WHERE tg_id = $1").bind(user.get()).fetch_optional(&mut **tx).await?;
                 let (k,) = row.ok_or_else(|| StoreError::NotFound(Missing::User(user)))?;
                 Ok(money("balance", k)?)
+            }
+
+            /// Puts a notice into the outbox, in the caller's transaction (with the money
+            /// change it tells of). Due at once.
+            pub(crate) async fn insert_notice(tx: &mut Tx<'_>, user: UserId, notice: &Notice, at: Timestamp) -> Result<(), TxError> {
+                let text = serde_json::to_string(notice).map_err(|e| StoreError::Invalid(format!("notice: {e}")))?;
+                sqlx::query("INSERT INTO outbox (user_id, notice, created_at, next_at, attempts) VALUES ($1, $2, $3, $3, 0)")
+                    .bind(user.get())
+                    .bind(text)
+                    .bind(at.millis())
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(())
             }
 
             pub(crate) async fn insert_audit(tx: &mut Tx<'_>, a: &AuditRecord) -> Result<(), TxError> {

@@ -76,6 +76,13 @@ pub(super) async fn metrics(
             Err(_) => tracing::warn!("statistics for /metrics timed out"),
         }
     }
+    let outbox = state.backends.stores.outbox.clone();
+    match tokio::time::timeout(STATS_TIMEOUT, outbox.outbox_depth()).await {
+        #[allow(clippy::cast_precision_loss)]
+        Ok(Ok(depth)) => metrics::gauge!("outbox_depth").set(depth as f64),
+        Ok(Err(e)) => tracing::warn!(error = %e, "the outbox depth for /metrics is unavailable"),
+        Err(_) => tracing::warn!("the outbox depth for /metrics timed out"),
+    }
     Ok((
         [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         metrics.render(),

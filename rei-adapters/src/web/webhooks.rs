@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
-use rei_core::payment::{GatewayHint, PaymentError, Told};
+use rei_core::payment::{GatewayHint, PaymentError};
 use tracing::Instrument;
 
 use super::{WebError, WebState};
@@ -83,9 +83,6 @@ async fn handle_yookassa(
             span.record("payment_id", tracing::field::display(p.id));
             span.record("user_id", p.user_id.get());
             span.record("amount_kopecks", p.amount.kopecks());
-            if let Told::Failed(error) = &applied.told {
-                tracing::warn!(%error, "the user could not be told (the money state is committed)");
-            }
             if applied.credited {
                 metrics::counter!("payments_credited_total", "provider" => p.provider.as_str(), "via" => "webhook").increment(1);
                 tracing::info!(state = p.state.as_str(), "payment credited");

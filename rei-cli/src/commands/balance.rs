@@ -125,6 +125,7 @@ pub(crate) async fn run(ctx: &Ctx, c: &BalanceCommand) -> Result<(), Failure> {
                 Failure::Reported => Failure::Reported,
             }
         })?;
+    let notices_sent = ctx.send_notices().await;
     let value = json!({
         "tg_id": tg_id.get(),
         "entry_id": posted.entry.id,
@@ -133,7 +134,10 @@ pub(crate) async fn run(ctx: &Ctx, c: &BalanceCommand) -> Result<(), Failure> {
         "balance_kopecks": posted.balance.kopecks(),
         "replayed": posted.replayed,
         "idempotency_key": shown,
-        "user_told": ctx.services.tells_users && !posted.replayed,
+        // The user's notice was written with the entry (the outbox); it goes out at
+        // once with BOT_TOKEN set, else when the bot next looks.
+        "notice": if posted.replayed { "none" } else { "queued" },
+        "notices_sent": notices_sent,
     });
     let verb = if posted.entry.kind == EntryKind::Credit {
         "credited"

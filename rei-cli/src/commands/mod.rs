@@ -73,6 +73,16 @@ impl Ctx {
         Actor::Cli(user)
     }
 
+    /// After a money change: sends what the outbox holds when `BOT_TOKEN` is set (the
+    /// user hears at once, even with no bot running); returns how many went. Without
+    /// it the notices wait in the outbox for the bot.
+    pub(crate) async fn send_notices(&self) -> u32 {
+        match &self.services.notices {
+            Some(dispatcher) => rei_adapters::notices::drain(dispatcher).await.sent,
+            None => 0,
+        }
+    }
+
     /// Fails with a usage error when the user is not registered.
     pub(crate) async fn known_user(&self, id: UserId) -> Result<rei_core::user::User, Failure> {
         self.services

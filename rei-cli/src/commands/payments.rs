@@ -167,7 +167,9 @@ async fn refund(
             "refund of {this_refund} of payment {id} asked for; the provider has not decided yet. It stays held; the bot's poller finishes it"
         ),
     };
+    let notices_sent = ctx.send_notices().await;
     let value = json!({
+        "notices_sent": notices_sent,
         "payment_id": id.to_string(),
         "provider": p.provider.as_str(),
         "refund": state,
@@ -191,7 +193,9 @@ async fn reconcile(ctx: &Ctx, age: std::time::Duration, apply: bool) -> Result<(
         .await
         .map_err(payment_failure)?;
     spinner.finish_and_clear();
+    let notices_sent = if apply { ctx.send_notices().await } else { 0 };
     let value = json!({
+        "notices_sent": notices_sent,
         "since": since.millis(),
         "applied": apply,
         "remote_checked": report.remote_checked,

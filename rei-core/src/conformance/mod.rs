@@ -23,16 +23,32 @@ pub use cases::*;
 
 use std::sync::Arc;
 
-use crate::ports::{DialogueStore, JobStore, LeaseStore, LedgerStore, PaymentStore, UserStore};
+use crate::ports::{
+    DialogueStore, JobStore, LeaseStore, LedgerStore, OutboxStore, PaymentStore, UserStore,
+};
 
 /// A store that implements every store port (the shape of the SQL and memory stores).
 pub trait Backend:
-    UserStore + LedgerStore + JobStore + PaymentStore + DialogueStore + LeaseStore + 'static
+    UserStore
+    + LedgerStore
+    + JobStore
+    + PaymentStore
+    + DialogueStore
+    + LeaseStore
+    + OutboxStore
+    + 'static
 {
 }
 
 impl<T> Backend for T where
-    T: UserStore + LedgerStore + JobStore + PaymentStore + DialogueStore + LeaseStore + 'static
+    T: UserStore
+        + LedgerStore
+        + JobStore
+        + PaymentStore
+        + DialogueStore
+        + LeaseStore
+        + OutboxStore
+        + 'static
 {
 }
 
@@ -114,6 +130,8 @@ macro_rules! __conformance_cases {
             reused_ids_are_invalid,
             a_lease_has_one_holder_until_it_runs_out,
             a_wake_is_recorded_on_a_running_job_only,
+            money_changes_write_their_notices_with_them,
+            outbox_notices_are_taken_oldest_first_held_and_finished,
         );
     };
 }

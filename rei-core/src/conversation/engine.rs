@@ -13,7 +13,7 @@ use crate::ids::{IdempotencyKey, UserId};
 use crate::job::{JobError, JobService, JobSpec, Prompt, PromptError, VideoMode};
 use crate::ledger::LedgerService;
 use crate::money::Money;
-use crate::payment::{PaymentError, PaymentService, PaymentState, Told};
+use crate::payment::{PaymentError, PaymentService, PaymentState};
 use crate::ports::{
     Clock, DialogueStore, IdGenerator, MediaError, MediaFetcher, RateDecision, RateLimiter,
     StoreError,
@@ -622,9 +622,7 @@ impl Conversation {
             return Ok(say("stars-payment-problem"));
         };
         match payments.stars_paid(id, charge_id, stars).await {
-            // The credit notice is the answer; a repeat says nothing.
-            Ok(applied) if applied.credited && applied.told == Told::Yes => Ok(Vec::new()),
-            Ok(applied) if applied.credited => Ok(say("pay-check-paid")),
+            // The credit notice (from the outbox) is the answer; a repeat says nothing.
             Ok(_) => Ok(Vec::new()),
             Err(e @ PaymentError::Store(_)) => {
                 payments

@@ -132,7 +132,6 @@ fn world_full(
             PaymentPorts {
                 users: store.clone(),
                 payments: store.clone(),
-                ledger: store.clone(),
                 gateway: gateway.map(|g| Arc::new(g) as Arc<dyn crate::ports::PaymentGateway>),
                 stars: None,
                 notifier: notifier.clone(),
@@ -158,7 +157,6 @@ fn world_full(
             users: store.clone(),
             ledger: store.clone(),
             queue,
-            notifier: notifier.clone(),
             clock: clock.clone(),
         }),
         dialogues: store.clone(),
@@ -1022,7 +1020,7 @@ async fn stars_are_offered_invoiced_checked_out_and_credited_once() {
             .await
             .is_err()
     );
-    // Telegram may deliver successful_payment twice: one credit, told once (by the notifier).
+    // Telegram may deliver successful_payment twice: one credit, told once (through the outbox).
     for _ in 0..2 {
         let replies = w
             .chat
@@ -1032,6 +1030,7 @@ async fn stars_are_offered_invoiced_checked_out_and_credited_once() {
         assert!(replies.is_empty());
     }
     assert_eq!(w.available(ANNA).await, money("100.10"));
+    crate::notice::flush(w.store.clone(), w.notifier.clone(), w.clock.clone()).await;
     let credited = w
         .notifier
         .notices()

@@ -23,8 +23,8 @@ use crate::payment::{
     PaymentTransition,
 };
 use crate::ports::{
-    ClaimTarget, DialogueRecord, DialogueStore, JobStore, LedgerStore, Missing, PaymentStore,
-    StoreError, UserStore,
+    ClaimTarget, DialogueRecord, DialogueStore, JobStore, LedgerStore, Missing, OutboxEntry,
+    PaymentStore, StoreError, UserStore,
 };
 use crate::time::Timestamp;
 use crate::user::{AuditRecord, Email, Language, Stats, User, UserProfile};
@@ -53,8 +53,41 @@ struct State {
     legacy_jobs: BTreeMap<i64, crate::legacy::LegacyJob>,
     /// Named leases: (holder, until).
     leases: HashMap<String, (String, Timestamp)>,
+    /// The outbox, in writing order.
+    outbox: Vec<OutboxRow>,
     dialogues: HashMap<UserId, DialogueRecord>,
     dialogue_times: HashMap<UserId, Timestamp>,
+}
+
+/// A notice in the outbox.
+#[derive(Debug)]
+struct OutboxRow {
+    entry: OutboxEntry,
+    /// When it may be taken; `None` once it left (sent or given up).
+    next_at: Option<Timestamp>,
+}
+
+impl State {
+    /// Puts a notice to `user` into the outbox (in the caller's "transaction").
+    fn queue_notice(&mut self, user: UserId, notice: crate::ports::Notice, at: Timestamp) {
+        let id = i64::try_from(self.outbox.len())
+            .unwrap_or(i64::MAX)
+            .saturating_add(1);
+        self.outbox.push(OutboxRow {
+            entry: OutboxEntry {
+                id,
+                user_id: user,
+                notice,
+                attempts: 0,
+                created_at: at,
+            },
+            next_at: Some(at),
+        });
+    }
+
+    fn balance_of(&self, user: UserId) -> Money {
+        self.users.get(&user).map_or(Money::ZERO, |u| u.balance)
+    }
 }
 
 /// A hold that passed every check: the first one (a replay) or the balance after it.
@@ -569,6 +602,32 @@ impl LedgerStore for MemoryStore {
         Ok(posted)
     }
 
+    async fn post_adjustment(
+        &self,
+        entry: NewEntry,
+        audit: AuditRecord,
+    ) -> Result<Posted, StoreError> {
+        let mut s = self.lock();
+        let (user, kind, amount, at) = (entry.user_id, entry.kind, entry.amount, entry.created_at);
+        let posted = s.post(entry)?;
+        if !posted.replayed {
+            s.audit.push(audit);
+            let notice = if kind == EntryKind::Debit {
+                crate::ports::Notice::BalanceDebited {
+                    amount,
+                    balance: posted.balance,
+                }
+            } else {
+                crate::ports::Notice::BalanceCredited {
+                    amount,
+                    balance: posted.balance,
+                }
+            };
+            s.queue_notice(user, notice, at);
+        }
+        Ok(posted)
+    }
+
     async fn reserve(&self, reservation: NewReservation) -> Result<Reservation, StoreError> {
         let mut s = self.lock();
         match s.plan_reserve(&reservation)? {
@@ -902,6 +961,12 @@ impl PaymentStore for MemoryStore {
                 let entry = stored.credit_entry(at);
                 if let PostPlan::New { balance } = s.plan_post(&entry)? {
                     s.commit_post(entry, balance);
+                    let notice = crate::ports::Notice::PaymentCredited {
+                        payment_id: id,
+                        amount: stored.amount,
+                        balance,
+                    };
+                    s.queue_notice(stored.user_id, notice, at);
                 }
             }
             Some(PaymentEffect::HoldRefund(hold)) => {
@@ -948,6 +1013,17 @@ impl PaymentStore for MemoryStore {
                 };
                 let plan = s.plan_settle(*r, how, at)?;
                 s.commit_settle(plan);
+                if matches!(how, Settlement::Capture { .. }) {
+                    let notice = crate::ports::Notice::PaymentRefunded {
+                        payment_id: id,
+                        amount: after
+                            .refunded
+                            .checked_sub(stored.refunded)
+                            .unwrap_or(Money::ZERO),
+                        balance: s.balance_of(stored.user_id),
+                    };
+                    s.queue_notice(stored.user_id, notice, at);
+                }
             }
         }
         if let Some(key) = provider_key {
@@ -1009,6 +1085,69 @@ impl PaymentStore for MemoryStore {
         p.checks = checks;
         p.next_check_at = Some(next_check_at);
         Ok(())
+    }
+}
+
+#[async_trait]
+impl crate::ports::OutboxStore for MemoryStore {
+    async fn claim_notices(
+        &self,
+        now: Timestamp,
+        hold_for: std::time::Duration,
+        limit_n: u32,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        let mut s = self.lock();
+        let mut taken = Vec::new();
+        for row in &mut s.outbox {
+            if taken.len() >= limit(limit_n) {
+                break;
+            }
+            if row.next_at.is_some_and(|at| at <= now) {
+                row.next_at = Some(now.plus(hold_for));
+                taken.push(row.entry.clone());
+            }
+        }
+        Ok(taken)
+    }
+
+    async fn notice_sent(&self, id: i64, _at: Timestamp) -> Result<(), StoreError> {
+        self.finish_notice(id);
+        Ok(())
+    }
+
+    async fn notice_failed(
+        &self,
+        id: i64,
+        attempts: u32,
+        retry_at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut s = self.lock();
+        if let Some(row) = s.outbox.iter_mut().find(|r| r.entry.id == id) {
+            if row.next_at.is_some() {
+                row.entry.attempts = attempts;
+                row.next_at = Some(retry_at);
+            }
+        }
+        Ok(())
+    }
+
+    async fn notice_given_up(&self, id: i64, _at: Timestamp) -> Result<(), StoreError> {
+        self.finish_notice(id);
+        Ok(())
+    }
+
+    async fn outbox_depth(&self) -> Result<u64, StoreError> {
+        let s = self.lock();
+        Ok(s.outbox.iter().filter(|r| r.next_at.is_some()).count() as u64)
+    }
+}
+
+impl MemoryStore {
+    fn finish_notice(&self, id: i64) {
+        let mut s = self.lock();
+        if let Some(row) = s.outbox.iter_mut().find(|r| r.entry.id == id) {
+            row.next_at = None;
+        }
     }
 }
 

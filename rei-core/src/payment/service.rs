@@ -11,10 +11,9 @@ use crate::payment::{
     PaymentProvider, PaymentState, PaymentTransitionError,
 };
 use crate::ports::{
-    AdminAlert, Clock, CreatePayment, GatewayPayment, GatewayRefund, IdGenerator, LedgerStore,
-    Missing, Notice, Notifier, NotifyError, PaymentGateway, PaymentListQuery, PaymentStore,
-    ProviderError, ProviderErrorKind, RefundRequest, RefundStatus, StarsGateway, StoreError,
-    UserStore,
+    AdminAlert, Clock, CreatePayment, GatewayPayment, GatewayRefund, IdGenerator, Missing,
+    Notifier, NotifyError, PaymentGateway, PaymentListQuery, PaymentStore, ProviderError,
+    ProviderErrorKind, RefundRequest, RefundStatus, StarsGateway, StoreError, UserStore,
 };
 use crate::time::Timestamp;
 use crate::user::{Actor, AuditAction, AuditRecord};
@@ -141,16 +140,13 @@ pub enum GatewayHint {
     },
 }
 
-/// Whether the user was told about a change (after its commit).
+/// Whether the user is told about a change.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Told {
     /// Nothing to tell.
     Nothing,
-    /// Told.
-    Yes,
-    /// The notice could not be delivered (the money state is committed regardless);
-    /// the caller logs it.
-    Failed(String),
+    /// The notice was written into the outbox with the change: the dispatcher sends it.
+    Queued,
 }
 
 /// What payment operations can fail with.
@@ -296,13 +292,12 @@ pub struct PaymentPorts {
     pub users: Arc<dyn UserStore>,
     /// Payments and their credits.
     pub payments: Arc<dyn PaymentStore>,
-    /// Balances and refund holds.
-    pub ledger: Arc<dyn LedgerStore>,
     /// YooKassa; `None` when it is not configured.
     pub gateway: Option<Arc<dyn PaymentGateway>>,
     /// Telegram Stars refunds; `None` without a bot token.
     pub stars: Option<Arc<dyn StarsGateway>>,
-    /// Tells users of credits and refunds.
+    /// Alerts admins (a refund that needs a hand). Users' notices of credits and
+    /// refunds go through the outbox.
     pub notifier: Arc<dyn Notifier>,
     /// Time.
     pub clock: Arc<dyn Clock>,
@@ -320,7 +315,6 @@ impl std::fmt::Debug for PaymentPorts {
 pub struct PaymentService {
     users: Arc<dyn UserStore>,
     payments: Arc<dyn PaymentStore>,
-    ledger: Arc<dyn LedgerStore>,
     gateway: Option<Arc<dyn PaymentGateway>>,
     stars: Option<Arc<dyn StarsGateway>>,
     notifier: Arc<dyn Notifier>,
@@ -345,7 +339,6 @@ impl PaymentService {
         let PaymentPorts {
             users,
             payments,
-            ledger,
             gateway,
             stars,
             notifier,
@@ -355,7 +348,6 @@ impl PaymentService {
         Self {
             users,
             payments,
-            ledger,
             gateway,
             stars,
             notifier,
@@ -829,26 +821,10 @@ impl PaymentService {
                         transition.effect(),
                         Some(PaymentEffect::CaptureRefundHold(_))
                     );
+                    // The notice was written with the change, into the outbox: the
+                    // dispatcher tells the user, whatever happens to this process now.
                     let told = if credited || refunded {
-                        let balance = self.available(saved.user_id).await;
-                        let payment_id = saved.id;
-                        let notice = if credited {
-                            Notice::PaymentCredited {
-                                payment_id,
-                                amount: saved.amount,
-                                balance,
-                            }
-                        } else {
-                            Notice::PaymentRefunded {
-                                payment_id,
-                                amount: saved
-                                    .refunded
-                                    .checked_sub(payment.refunded)
-                                    .unwrap_or(saved.refunded),
-                                balance,
-                            }
-                        };
-                        self.tell(saved.user_id, notice).await
+                        Told::Queued
                     } else {
                         Told::Nothing
                     };
@@ -871,20 +847,6 @@ impl PaymentService {
 
     pub(crate) fn now(&self) -> Timestamp {
         self.clock.now()
-    }
-
-    async fn available(&self, user: UserId) -> Money {
-        self.ledger
-            .balance(user)
-            .await
-            .map_or(Money::ZERO, |b| b.available)
-    }
-
-    async fn tell(&self, user: UserId, notice: Notice) -> Told {
-        match self.notifier.notify(user, notice).await {
-            Ok(_) => Told::Yes,
-            Err(e) => Told::Failed(e.to_string()),
-        }
     }
 
     fn gateway(&self) -> Result<&Arc<dyn PaymentGateway>, PaymentError> {

@@ -28,7 +28,7 @@ pub use providers::{
 pub use queue::{JobQueue, QueueError};
 pub use store::{
     ClaimTarget, DialogueRecord, DialogueStore, JobStore, LeaseStore, LedgerStore, Missing,
-    PaymentStore, StoreError, UserStore,
+    OutboxEntry, OutboxStore, PaymentStore, StoreError, UserStore,
 };
 
 /// A boxed error from an adapter, kept as the source of a port error.
@@ -48,6 +48,6 @@ pub use providers::{MockImageGenerator, MockPaymentGateway, MockStarsGateway, Mo
 pub use queue::MockJobQueue;
 #[cfg(test)]
 pub use store::{
-    MockDialogueStore, MockJobStore, MockLeaseStore, MockLedgerStore, MockPaymentStore,
-    MockUserStore,
+    MockDialogueStore, MockJobStore, MockLeaseStore, MockLedgerStore, MockOutboxStore,
+    MockPaymentStore, MockUserStore,
 };

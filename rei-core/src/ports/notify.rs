@@ -29,8 +29,11 @@ impl MessageRef {
     }
 }
 
-/// Something a user is told. The notifier renders it in the user's language.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Something a user is told. The notifier renders it in the user's language. Money
+/// notices (credited, refunded, adjusted) are kept in the outbox, written with the money
+/// change, until they are sent.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "notice", rename_all = "snake_case")]
 pub enum Notice {
     /// A job moved on.
     JobProgress {

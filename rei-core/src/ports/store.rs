@@ -224,6 +224,18 @@ pub trait LedgerStore: Send + Sync {
     async fn post(&self, entry: NewEntry, audit: Option<AuditRecord>)
     -> Result<Posted, StoreError>;
 
+    /// [`Self::post`], and the notice that tells the user of this manual adjustment
+    /// (credited or debited, with the balance after) into the outbox in the same
+    /// transaction. A replay posts and queues nothing.
+    ///
+    /// # Errors
+    /// As [`Self::post`].
+    async fn post_adjustment(
+        &self,
+        entry: NewEntry,
+        audit: AuditRecord,
+    ) -> Result<Posted, StoreError>;
+
     /// Holds money: posts the hold's debit entry and the reservation atomically. A repeat
     /// with the same key returns the first reservation and holds nothing more.
     ///
@@ -386,6 +398,8 @@ pub trait PaymentStore: Send + Sync {
     /// Stores a transition when the stored payment still has `before.version`, writing its
     /// effect in the same transaction: `Credit` posts the payment's credit (at most once
     /// per payment, enforced by the store); refund effects capture or release the hold.
+    /// A credit, and a refund's capture, also put their notice to the payer (with the
+    /// balance after) into the outbox in that transaction.
     ///
     /// # Errors
     /// MUST return `Conflict` when the stored version differs or the provider id is taken
@@ -429,6 +443,72 @@ pub trait PaymentStore: Send + Sync {
         checks: u32,
         next_check_at: Timestamp,
     ) -> Result<(), StoreError>;
+}
+
+/// A notice waiting in the outbox.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutboxEntry {
+    /// Its id (in writing order).
+    pub id: i64,
+    /// To whom.
+    pub user_id: UserId,
+    /// What.
+    pub notice: crate::ports::Notice,
+    /// Failed sends so far.
+    pub attempts: u32,
+    /// When it was written (with its money change).
+    pub created_at: Timestamp,
+}
+
+/// The outbox: notices written in the same transaction as the money change they tell
+/// of (a credit, a refund, a manual adjustment), sent afterwards by a dispatcher, so a
+/// crash between the commit and the send loses none. Writers are the money ports
+/// themselves (`save_payment_transition`, `post_adjustment`).
+#[cfg_attr(test, mockall::automock)]
+#[async_trait]
+pub trait OutboxStore: Send + Sync {
+    /// Takes up to `limit` notices due at `now`, oldest first, and holds them for
+    /// `hold_for` (another dispatcher does not take them meanwhile; one that dies lets
+    /// them come due again).
+    ///
+    /// # Errors
+    /// `Unavailable` on storage failure.
+    async fn claim_notices(
+        &self,
+        now: Timestamp,
+        hold_for: std::time::Duration,
+        limit: u32,
+    ) -> Result<Vec<OutboxEntry>, StoreError>;
+
+    /// The notice was sent: it leaves the outbox.
+    ///
+    /// # Errors
+    /// `Unavailable` on storage failure.
+    async fn notice_sent(&self, id: i64, at: Timestamp) -> Result<(), StoreError>;
+
+    /// Sending failed for now: tried again at `retry_at`, with `attempts` counted.
+    ///
+    /// # Errors
+    /// `Unavailable` on storage failure.
+    async fn notice_failed(
+        &self,
+        id: i64,
+        attempts: u32,
+        retry_at: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    /// The notice cannot be sent (the user blocked the bot, or it failed too often): it
+    /// leaves the outbox, recorded as given up.
+    ///
+    /// # Errors
+    /// `Unavailable` on storage failure.
+    async fn notice_given_up(&self, id: i64, at: Timestamp) -> Result<(), StoreError>;
+
+    /// Notices still to send.
+    ///
+    /// # Errors
+    /// `Unavailable` on storage failure.
+    async fn outbox_depth(&self) -> Result<u64, StoreError>;
 }
 
 /// Named leases: at most one holder at a time across every process on one database

@@ -7,9 +7,7 @@ use std::time::Duration;
 use crate::ids::{IdempotencyKey, UserId};
 use crate::ledger::{EntryKind, NewEntry, Posted, RefType};
 use crate::money::Money;
-use crate::ports::{
-    Clock, JobQueue, LedgerStore, Missing, Notice, Notifier, QueueError, StoreError, UserStore,
-};
+use crate::ports::{Clock, JobQueue, LedgerStore, Missing, QueueError, StoreError, UserStore};
 use crate::user::{Actor, AuditAction, AuditRecord, Language, Stats, User, UserProfile};
 
 /// What user and admin operations can fail with.
@@ -252,8 +250,6 @@ pub struct AdminPorts {
     pub ledger: Arc<dyn LedgerStore>,
     /// Queue depth for statistics.
     pub queue: Arc<dyn JobQueue>,
-    /// Tells users of manual credits and debits.
-    pub notifier: Arc<dyn Notifier>,
     /// Time.
     pub clock: Arc<dyn Clock>,
 }
@@ -270,7 +266,6 @@ pub struct AdminService {
     users: Arc<dyn UserStore>,
     ledger: Arc<dyn LedgerStore>,
     queue: Arc<dyn JobQueue>,
-    notifier: Arc<dyn Notifier>,
     clock: Arc<dyn Clock>,
 }
 
@@ -288,14 +283,12 @@ impl AdminService {
             users,
             ledger,
             queue,
-            notifier,
             clock,
         } = ports;
         Self {
             users,
             ledger,
             queue,
-            notifier,
             clock,
         }
     }
@@ -427,27 +420,12 @@ impl AdminService {
             reason: description,
             created_at: now,
         };
-        let posted = self
-            .ledger
-            .post(entry, Some(audit))
+        // The user's notice goes into the outbox with the entry: sent by the dispatcher,
+        // whatever happens to this process after the commit.
+        self.ledger
+            .post_adjustment(entry, audit)
             .await
-            .map_err(UserError::from_store(user))?;
-        if !posted.replayed {
-            let notice = if kind == EntryKind::Credit {
-                Notice::BalanceCredited {
-                    amount,
-                    balance: posted.balance,
-                }
-            } else {
-                Notice::BalanceDebited {
-                    amount,
-                    balance: posted.balance,
-                }
-            };
-            // Best effort: the money is committed; the notifier logs its own failures.
-            let _ = self.notifier.notify(user, notice).await;
-        }
-        Ok(posted)
+            .map_err(UserError::from_store(user))
     }
 
     /// Bans a user (`/ban`): they get one notice and are otherwise ignored.

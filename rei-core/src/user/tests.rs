@@ -9,8 +9,7 @@ use crate::job::StoreQueue;
 use crate::memory::{ManualClock, MemoryStore, RecordingNotifier};
 use crate::money::Money;
 use crate::ports::{
-    LedgerStore, MockJobQueue, MockLedgerStore, MockNotifier, MockUserStore, Notice, QueueError,
-    StoreError,
+    LedgerStore, MockJobQueue, MockLedgerStore, MockUserStore, Notice, QueueError, StoreError,
 };
 use crate::time::Timestamp;
 
@@ -27,6 +26,19 @@ struct World {
     alice: UserId,
 }
 
+impl World {
+    /// Sends what the outbox holds (as the dispatcher would), then every notice so far.
+    async fn told(&self) -> Vec<(UserId, Notice)> {
+        crate::notice::flush(
+            self.store.clone(),
+            self.notifier.clone(),
+            self.clock.clone(),
+        )
+        .await;
+        self.notifier.notices()
+    }
+}
+
 async fn world() -> World {
     let store = Arc::new(MemoryStore::new());
     let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_000)));
@@ -37,7 +49,6 @@ async fn world() -> World {
         users: store.clone(),
         ledger: store.clone(),
         queue,
-        notifier: notifier.clone(),
         clock: clock.clone(),
     });
     let alice = UserId::new(5).unwrap();
@@ -90,8 +101,8 @@ async fn admin_credit_and_debit_are_audited_and_notified() {
     );
     assert_eq!(log[1].actor, admin());
     assert_eq!(
-        w.notifier
-            .notices()
+        w.told()
+            .await
             .into_iter()
             .map(|(_, n)| n)
             .collect::<Vec<_>>(),
@@ -123,7 +134,7 @@ async fn a_repeated_admin_command_applies_once() {
     assert!(again.replayed);
     assert_eq!(w.store.balance(w.alice).await.unwrap().available, m(100));
     assert_eq!(w.admin.audit_log(10).await.unwrap().len(), 1);
-    assert_eq!(w.notifier.notices().len(), 1);
+    assert_eq!(w.told().await.len(), 1);
     assert!(matches!(
         w.admin
             .credit(admin(), w.alice, m(200), "x", key("same"))
@@ -221,7 +232,7 @@ async fn bad_admin_input_changes_nothing() {
         Err(UserError::UnknownUser(_))
     ));
     assert!(w.admin.audit_log(10).await.unwrap().is_empty());
-    assert!(w.notifier.notices().is_empty());
+    assert!(w.told().await.is_empty());
 }
 
 #[tokio::test]
@@ -277,13 +288,11 @@ async fn language_and_stats() {
 #[tokio::test]
 async fn backend_outages_are_surfaced() {
     let mut ledger = MockLedgerStore::new();
-    ledger.expect_post().returning(|_, _| {
+    ledger.expect_post_adjustment().returning(|_, _| {
         Err(StoreError::Unavailable(Box::new(std::io::Error::other(
             "db gone",
         ))))
     });
-    let mut notifier = MockNotifier::new();
-    notifier.expect_notify().never();
     let mut users = MockUserStore::new();
     users.expect_stats().returning(|_| Ok(Stats::default()));
     let mut queue = MockJobQueue::new();
@@ -297,7 +306,6 @@ async fn backend_outages_are_surfaced() {
         users: Arc::new(users),
         ledger: Arc::new(ledger),
         queue: Arc::new(queue),
-        notifier: Arc::new(notifier),
         clock,
     });
     let r = admin_svc

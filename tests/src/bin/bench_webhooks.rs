@@ -123,7 +123,6 @@ async fn run(label: &str, database: DatabaseTarget, a: &Args) -> anyhow::Result<
         PaymentPorts {
             users: stores.users.clone(),
             payments: stores.payments.clone(),
-            ledger: stores.ledger.clone(),
             gateway: Some(gateway),
             stars: None,
             notifier: notifier.clone(),

@@ -125,7 +125,6 @@ async fn crash_writer(target_arg: &str, round: u32) -> anyhow::Result<()> {
         users: users.clone(),
         ledger: ledger.clone(),
         queue: queue.clone(),
-        notifier: notifier.clone(),
         clock: clock.clone(),
     });
     let job_svc = JobService::new(
@@ -147,7 +146,6 @@ async fn crash_writer(target_arg: &str, round: u32) -> anyhow::Result<()> {
         PaymentPorts {
             users,
             payments,
-            ledger,
             gateway: None,
             stars: None,
             notifier,

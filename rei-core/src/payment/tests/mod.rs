@@ -350,6 +350,15 @@ struct World {
     user: UserId,
 }
 
+impl World {
+    /// Sends what the outbox holds (as the dispatcher would), then every notice so far.
+    async fn told(&self) -> Vec<(UserId, Notice)> {
+        let later = Arc::new(ManualClock::new(Timestamp::from_millis(4_000_000_000_000)));
+        crate::notice::flush(self.store.clone(), self.notifier.clone(), later).await;
+        self.notifier.notices()
+    }
+}
+
 async fn world() -> World {
     let store = Arc::new(MemoryStore::new());
     let user = UserId::new(7).unwrap();
@@ -381,7 +390,6 @@ fn service(
         PaymentPorts {
             users: w.store.clone(),
             payments: w.store.clone(),
-            ledger: w.store.clone(),
             gateway: gateway.map(|g| Arc::new(g) as Arc<dyn crate::ports::PaymentGateway>),
             stars: None,
             notifier: w.notifier.clone(),
@@ -453,8 +461,8 @@ async fn a_top_up_gets_a_link_then_the_webhook_credits_once() {
     }
     assert_eq!(balance(&w).await, 50_000);
     let credited: Vec<_> = w
-        .notifier
-        .notices()
+        .told()
+        .await
         .into_iter()
         .filter(|(_, n)| matches!(n, Notice::PaymentCredited { .. }))
         .collect();

@@ -20,7 +20,6 @@ fn service_with_clock(
         PaymentPorts {
             users: w.store.clone(),
             payments: w.store.clone(),
-            ledger: w.store.clone(),
             gateway: gateway.map(|g| Arc::new(g) as Arc<dyn crate::ports::PaymentGateway>),
             stars: None,
             notifier: w.notifier.clone(),
@@ -117,8 +116,8 @@ async fn the_poller_credits_a_paid_top_up_whose_webhook_was_lost_oldest_first() 
     ));
     assert_eq!(balance(&w).await, 10_000);
     let credited = w
-        .notifier
-        .notices()
+        .told()
+        .await
         .into_iter()
         .filter(|(_, n)| matches!(n, Notice::PaymentCredited { .. }))
         .count();
@@ -407,8 +406,8 @@ async fn a_refund_whose_gateway_call_failed_is_finished_by_the_poller() {
     let keys = keys.lock().unwrap().clone();
     assert_eq!(keys[0], keys[1], "the same refund request, sent again");
     let refunded = w
-        .notifier
-        .notices()
+        .told()
+        .await
         .into_iter()
         .filter(|(_, n)| matches!(n, Notice::PaymentRefunded { .. }))
         .count();
@@ -529,8 +528,8 @@ async fn a_refund_notification_is_re_read_and_finishes_our_refund_once() {
         assert_eq!(applied.payment.state, PaymentState::Refunded);
     }
     let refunded = w
-        .notifier
-        .notices()
+        .told()
+        .await
         .into_iter()
         .filter(|(_, n)| matches!(n, Notice::PaymentRefunded { .. }))
         .count();

@@ -9,7 +9,6 @@ fn with_stars(w: &World, stars: MockStarsGateway) -> PaymentService {
         PaymentPorts {
             users: w.store.clone(),
             payments: w.store.clone(),
-            ledger: w.store.clone(),
             gateway: None,
             stars: Some(Arc::new(stars)),
             notifier: w.notifier.clone(),

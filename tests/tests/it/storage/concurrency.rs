@@ -86,7 +86,6 @@ async fn duplicate_credits_credit_once(stores: Stores) {
         PaymentPorts {
             users: stores.users.clone(),
             payments: stores.payments.clone(),
-            ledger: stores.ledger.clone(),
             gateway: None,
             stars: None,
             notifier: Arc::new(RecordingNotifier::default()),

@@ -49,7 +49,6 @@ async fn sound() -> Planted {
         PaymentPorts {
             users: stores.users.clone(),
             payments: stores.payments.clone(),
-            ledger: stores.ledger.clone(),
             gateway: None,
             stars: None,
             notifier: Arc::new(RecordingNotifier::default()),
