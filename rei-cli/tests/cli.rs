@@ -154,11 +154,17 @@ fn bad_input_is_a_usage_error_and_changes_nothing() {
         vec!["user", "unban", "999"],
         vec!["balance", "add", "999", "5", "--reason", "x"],
         vec!["payments", "list", "--since", "7w"],
+        // A Cyrillic unit (a Russian keyboard): a clear error, not a panic.
+        vec!["payments", "list", "--since", "7д"],
+        vec!["payments", "reconcile", "--since", "д"],
+        vec!["assets", "cleanup", "--older-than", "7дн"],
         vec!["jobs", "cancel", "not-a-uuid"],
         vec!["frobnicate"],
     ] {
         let (code, out, err) = cli(&d, &args);
         assert_eq!(code, 2, "{args:?}: {out}{err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(!err.trim().is_empty(), "{args:?}: the error is named");
     }
     let (_, out, _) = cli(&d, &["--json", "user", "show", "42"]);
     assert_eq!(json(&out)["balance_kopecks"], 0);

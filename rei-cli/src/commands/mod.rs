@@ -142,7 +142,8 @@ pub(crate) fn ledger_failure(e: rei_core::ledger::LedgerError) -> Failure {
 
 /// Parses `7d`, `24h`, `30m`, `45s`.
 pub(crate) fn parse_age(s: &str) -> Result<Duration, String> {
-    let (n, unit) = s.split_at(s.len().saturating_sub(1));
+    // Split where the digits end (a char boundary whatever the unit is written in).
+    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
     let n: u64 = n
         .parse()
         .map_err(|_| format!("`{s}` is not an age like 7d, 24h, 30m or 45s"))?;
