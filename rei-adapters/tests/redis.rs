@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use redis::AsyncCommands;
 use rei_adapters::redis::{RedisLimiter, RedisQueue, RedisQueueConfig};
-use rei_adapters::sql::SqliteStore;
+use rei_adapters::sql::SqlStore;
 use rei_adapters::system::{RandomIds, SystemClock};
 use rei_core::ids::{IdempotencyKey, JobId, UserId};
 use rei_core::job::{
@@ -157,7 +157,7 @@ where
 
 /// A SQLite store on a new temp file, with one user who can pay for many jobs.
 struct World {
-    store: Arc<SqliteStore>,
+    store: Arc<SqlStore>,
     user: UserId,
     _dir: TempDir,
 }
@@ -166,7 +166,7 @@ async fn world() -> World {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("rei.db");
     let store = Arc::new(
-        SqliteStore::open_path(path.to_str().unwrap())
+        SqlStore::open_sqlite_path(path.to_str().unwrap())
             .await
             .unwrap(),
     );

@@ -11,7 +11,7 @@ pub mod fakes;
 use std::sync::Arc;
 
 use anyhow::Context;
-use rei_adapters::sql::{PostgresStore, SqliteStore};
+use rei_adapters::sql::SqlStore;
 use uuid::Uuid;
 
 /// A path for a new SQLite file, in a temp dir kept until the machine cleans it.
@@ -31,8 +31,8 @@ pub fn sqlite_path() -> anyhow::Result<String> {
 ///
 /// # Errors
 /// When the file cannot be created.
-pub async fn sqlite() -> anyhow::Result<Arc<SqliteStore>> {
-    Ok(Arc::new(SqliteStore::open_path(&sqlite_path()?).await?))
+pub async fn sqlite() -> anyhow::Result<Arc<SqlStore>> {
+    Ok(Arc::new(SqlStore::open_sqlite_path(&sqlite_path()?).await?))
 }
 
 /// The URL of a test server from `var`.
@@ -79,9 +79,9 @@ pub async fn postgres_url() -> anyhow::Result<String> {
 ///
 /// # Errors
 /// When the database cannot be created or migrated.
-pub async fn postgres() -> anyhow::Result<Arc<PostgresStore>> {
+pub async fn postgres() -> anyhow::Result<Arc<SqlStore>> {
     Ok(Arc::new(
-        PostgresStore::connect(&postgres_url().await?).await?,
+        SqlStore::connect_postgres(&postgres_url().await?).await?,
     ))
 }
 

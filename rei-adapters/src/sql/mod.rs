@@ -4,6 +4,7 @@
 //! [`connect`] picks the backend from `DATABASE_URL` (`sqlite://…` or `postgres://…`)
 //! or `DATABASE_PATH`, applies migrations and returns the ports.
 
+mod dialect;
 mod dialogues;
 mod jobs;
 mod ledger;
@@ -25,8 +26,7 @@ use rei_core::ports::{
 };
 use sqlx::error::ErrorKind;
 
-pub use postgres::PostgresStore;
-pub use sqlite::SqliteStore;
+pub use store::SqlStore;
 
 /// Why a database could not be opened or migrated.
 #[derive(Debug, thiserror::Error)]
@@ -168,17 +168,17 @@ where
 pub async fn connect(target: &DatabaseTarget) -> Result<Stores, SqlError> {
     Ok(match target {
         DatabaseTarget::SqlitePath(path) => {
-            let store = SqliteStore::open_path(path).await?;
+            let store = SqlStore::open_sqlite_path(path).await?;
             let signal = store.outbox_signal();
             stores(Arc::new(store), signal)
         }
         DatabaseTarget::SqliteUrl(url) => {
-            let store = SqliteStore::open_url(url).await?;
+            let store = SqlStore::open_sqlite_url(url).await?;
             let signal = store.outbox_signal();
             stores(Arc::new(store), signal)
         }
         DatabaseTarget::Postgres(url) => {
-            let store = PostgresStore::connect(url).await?;
+            let store = SqlStore::connect_postgres(url).await?;
             let signal = store.outbox_signal();
             stores(Arc::new(store), signal)
         }

@@ -49,6 +49,30 @@ pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> 
     serde_json::to_string(v).map_err(|e| StoreError::Invalid(format!("cannot serialise: {e}")))
 }
 
+/// A flag column: PostgreSQL `BOOLEAN`, SQLite `INTEGER` 0/1 (the `Any` driver reports
+/// them as different kinds; both read as a flag).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Flag(pub(crate) bool);
+
+impl sqlx::Type<sqlx::Any> for Flag {
+    fn type_info() -> sqlx::any::AnyTypeInfo {
+        <bool as sqlx::Type<sqlx::Any>>::type_info()
+    }
+
+    fn compatible(ty: &sqlx::any::AnyTypeInfo) -> bool {
+        ty.kind() == sqlx::any::AnyTypeInfoKind::Bool || ty.kind().is_integer()
+    }
+}
+
+impl<'r> sqlx::Decode<'r, sqlx::Any> for Flag {
+    fn decode(value: sqlx::any::AnyValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        match <bool as sqlx::Decode<sqlx::Any>>::decode(value.clone()) {
+            Ok(flag) => Ok(Self(flag)),
+            Err(_) => Ok(Self(<i64 as sqlx::Decode<sqlx::Any>>::decode(value)? != 0)),
+        }
+    }
+}
+
 /// Column list of `user` queries.
 macro_rules! user_cols {
     () => {
@@ -63,8 +87,8 @@ pub(crate) struct UserRow {
     username: Option<String>,
     first_name: Option<String>,
     language: String,
-    is_banned: bool,
-    ban_notified: bool,
+    is_banned: Flag,
+    ban_notified: Flag,
     unreachable_since: Option<i64>,
     receipt_email: Option<String>,
     balance: i64,
@@ -79,8 +103,8 @@ impl TryFrom<UserRow> for User {
             username: r.username,
             first_name: r.first_name,
             language: parse("language", &r.language)?,
-            is_banned: r.is_banned,
-            ban_notified: r.ban_notified,
+            is_banned: r.is_banned.0,
+            ban_notified: r.ban_notified.0,
             unreachable_since: r.unreachable_since.map(Timestamp::from_millis),
             receipt_email: r
                 .receipt_email
@@ -217,7 +241,7 @@ pub(crate) struct JobRow {
     updated_at: i64,
     provider_result_url: Option<String>,
     watch_until: Option<i64>,
-    redelivery: bool,
+    redelivery: Flag,
     woken_at: Option<i64>,
 }
 
@@ -268,7 +292,7 @@ impl TryFrom<JobRow> for Job {
             status_message: r.status_message.map(rei_core::ports::MessageRef::new),
             result_url: r.provider_result_url,
             watch_until: r.watch_until.map(Timestamp::from_millis),
-            redelivery: r.redelivery,
+            redelivery: r.redelivery.0,
             woken_at: r.woken_at.map(Timestamp::from_millis),
             delivery: parse("job delivery", &r.delivery)?,
             delivery_attempts: count("delivery_attempts", r.delivery_attempts)?,
