@@ -1,41 +1,35 @@
 //! # rei-adapters
 //!
-//! Implementations of `rei-core`'s ports over real technology. Only this crate knows
-//! SQL, HTTP wire formats and Redis; nothing here holds business rules.
+//! Implementations of `rei-core`'s ports over real technology, grouped by direction.
+//! Only this crate knows SQL, HTTP wire formats, Redis and the Bot API; nothing here
+//! holds business rules.
 //!
 //! ## Layout
 //!
-//! - `backends`: `connect`, the one choice of database, queue and rate limiter.
-//! - `sql`: SQLite (embedded default) and PostgreSQL stores, with embedded migrations.
-//! - `http`: the shared `reqwest` client builder and the retry policy of provider calls.
-//! - `kling`: Kling video generation (`VideoGenerator`).
-//! - `gemini`: Nano Banana Pro image generation (`ImageGenerator`).
-//! - `yookassa`: YooKassa payments (`PaymentGateway`).
-//! - `files`: the asset store under `ASSET_DIR`.
-//! - `telegram` (feature `telegram`): the Telegram notifier and the bot's texts.
-//! - `system`: the wall clock, random ids, a logging notifier.
-//! - `redis` (feature `redis`, on by default): the Redis Streams job queue (`RedisQueue`)
-//!   and the rate limiter shared by processes (`RedisLimiter`).
-//! - `limiter`: the in-process rate limiter (`InProcessLimiter`).
-//! - `web` (feature `web`): the HTTP server (axum): webhooks, `/healthz`, `/readyz`, `/metrics`.
-//! - `notices`: the outbox dispatcher's loop (money notices, sent after their commit).
-//! - `worker`: the worker loop (claim, heartbeat, run core's job steps, shutdown).
+//! - `app`: the composition root — `backends::connect`, the one choice of database,
+//!   queue and rate limiter both binaries make.
+//! - `inbound`: what calls us.
+//!   - `telegram` (feature `telegram`): the front end (updates → core's conversation →
+//!     Bot API calls), the compact button encoding, webhook-mode updates.
+//!   - `http` (feature `http`): the HTTP server (axum): webhooks (YooKassa, Telegram,
+//!     Kling), `/healthz`, `/readyz`, `/metrics`, signed asset links.
+//!   - `worker`: the worker loop (claim, heartbeat, run core's job steps, shutdown).
+//!   - `notices`: the outbox dispatcher's loop (money notices, sent after their commit).
+//! - `outbound`: what we call.
+//!   - `sql`: SQLite (embedded default) and PostgreSQL stores, with embedded migrations.
+//!   - `redis` (feature `redis`): the Redis Streams job queue (`RedisQueue`) and the
+//!     rate limiter shared by processes (`RedisLimiter`).
+//!   - `kling`, `gemini`, `yookassa`: Kling video (`VideoGenerator`), Nano Banana Pro
+//!     images (`ImageGenerator`), YooKassa payments (`PaymentGateway`).
+//!   - `client`: the shared `reqwest` client builder and the retry policy of provider
+//!     calls.
+//!   - `telegram` (feature `telegram`): the Bot API clients, the notifier, Stars refunds,
+//!     media downloads, the send rate and the bot's texts (Fluent).
+//!   - `files`: the asset store under `ASSET_DIR`.
+//!   - `legacy`: reads the v2.0 bot's SQLite file.
+//!   - `limiter`: the in-process rate limiter (`InProcessLimiter`).
+//!   - `system`: the wall clock, random ids, a logging notifier.
 
-pub mod backends;
-pub mod files;
-pub mod gemini;
-pub mod http;
-pub mod kling;
-pub mod legacy;
-pub mod limiter;
-pub mod notices;
-#[cfg(feature = "redis")]
-pub mod redis;
-pub mod sql;
-pub mod system;
-#[cfg(feature = "telegram")]
-pub mod telegram;
-#[cfg(feature = "web")]
-pub mod web;
-pub mod worker;
-pub mod yookassa;
+pub mod app;
+pub mod inbound;
+pub mod outbound;

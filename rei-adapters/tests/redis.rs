@@ -16,9 +16,9 @@ use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, Instant};
 
 use redis::AsyncCommands;
-use rei_adapters::redis::{RedisLimiter, RedisQueue, RedisQueueConfig};
-use rei_adapters::sql::SqlStore;
-use rei_adapters::system::{RandomIds, SystemClock};
+use rei_adapters::outbound::redis::{RedisLimiter, RedisQueue, RedisQueueConfig};
+use rei_adapters::outbound::sql::SqlStore;
+use rei_adapters::outbound::system::{RandomIds, SystemClock};
 use rei_core::ids::{IdempotencyKey, JobId, UserId};
 use rei_core::job::{
     Job, JobEvent, JobGuard, JobLease, JobLimits, JobPorts, JobService, JobSpec, LeaseToken,

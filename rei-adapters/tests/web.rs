@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use rei_adapters::backends::{BackendsConfig, connect};
-use rei_adapters::sql::DatabaseTarget;
+use rei_adapters::app::backends::{BackendsConfig, connect};
+use rei_adapters::outbound::sql::DatabaseTarget;
 use tokio_util::sync::CancellationToken;
 
 async fn serve(redis_url: Option<String>) -> (String, CancellationToken) {
@@ -21,9 +21,9 @@ async fn serve(redis_url: Option<String>) -> (String, CancellationToken) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let shutdown = CancellationToken::new();
-    tokio::spawn(rei_adapters::web::serve(
+    tokio::spawn(rei_adapters::inbound::http::serve(
         listener,
-        rei_adapters::web::WebState::new(backends),
+        rei_adapters::inbound::http::WebState::new(backends),
         shutdown.clone(),
     ));
     (url, shutdown)

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
-use rei_adapters::web::IpList;
+use rei_adapters::inbound::http::IpList;
 use rei_core::ids::UserId;
 use rei_core::job::VideoDeadlines;
 use rei_core::money::Money;
@@ -141,10 +141,10 @@ pub(crate) struct Config {
     #[arg(long, env = "YOOKASSA_RETURN_URL", value_parser = parse_https_url)]
     pub yookassa_return_url: Option<url::Url>,
     /// CIDR list allowed to call the payment webhook (default: YooKassa's published ranges).
-    #[arg(long, env = "YOOKASSA_WEBHOOK_ALLOWED_IPS", default_value = rei_adapters::web::DEFAULT_YOOKASSA_IPS)]
+    #[arg(long, env = "YOOKASSA_WEBHOOK_ALLOWED_IPS", default_value = rei_adapters::inbound::http::DEFAULT_YOOKASSA_IPS)]
     pub yookassa_webhook_allowed_ips: IpList,
     /// CIDR list allowed to read `/metrics` (default: loopback and private networks).
-    #[arg(long, env = "METRICS_ALLOWED_IPS", default_value = rei_adapters::web::DEFAULT_METRICS_IPS)]
+    #[arg(long, env = "METRICS_ALLOWED_IPS", default_value = rei_adapters::inbound::http::DEFAULT_METRICS_IPS)]
     pub metrics_allowed_ips: IpList,
     /// CIDR list of reverse proxies whose `X-Forwarded-For` is believed for the payment
     /// webhook's allow-list (empty: the TCP peer address counts, forwarded headers never).
@@ -277,10 +277,10 @@ impl Config {
         if self.yookassa_shop_id.is_some() != self.yookassa_secret_key.is_some() {
             return Err(ConfigError::HalfYookassaKeys);
         }
-        rei_adapters::kling::KlingModel::parse_list(&self.kling_models)
+        rei_adapters::outbound::kling::KlingModel::parse_list(&self.kling_models)
             .map_err(|e| ConfigError::KlingModels(e.to_string()))?;
         self.kling_mode
-            .parse::<rei_adapters::kling::KlingMode>()
+            .parse::<rei_adapters::outbound::kling::KlingMode>()
             .map_err(|e| ConfigError::KlingMode(e.to_string()))?;
         let retention = Duration::from_secs(u64::from(self.asset_retention_days) * 86_400);
         if self.asset_link_ttl > retention {

@@ -1,22 +1,23 @@
 //! Builds adapters, then services, then the runnable parts, once. The only place that
-//! picks technologies (through `rei_adapters::backends::connect`).
+//! picks technologies (through `rei_adapters::app::backends::connect`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use rei_adapters::backends::{Backends, BackendsConfig};
-use rei_adapters::files::AssetStore;
-use rei_adapters::gemini::{GeminiClient, GeminiConfig};
-use rei_adapters::kling::{KlingClient, KlingConfig, KlingCredentials, KlingModel};
-use rei_adapters::system::{RandomIds, SystemClock};
-use rei_adapters::telegram::{
-    BotClients, FrontEnd, Locales, SendRate, TelegramMedia, TelegramNotifier,
-    TelegramNotifierConfig, TelegramStars, TelegramWebhook, UpdateSource,
+use rei_adapters::app::backends::{Backends, BackendsConfig};
+use rei_adapters::inbound::http::{IpList, Metrics, WebState};
+use rei_adapters::inbound::telegram::{FrontEnd, TelegramWebhook, UpdateSource};
+use rei_adapters::inbound::worker::{Worker, WorkerConfig};
+use rei_adapters::outbound::files::AssetStore;
+use rei_adapters::outbound::gemini::{GeminiClient, GeminiConfig};
+use rei_adapters::outbound::kling::{KlingClient, KlingConfig, KlingCredentials, KlingModel};
+use rei_adapters::outbound::system::{RandomIds, SystemClock};
+use rei_adapters::outbound::telegram::{
+    BotClients, Locales, SendRate, TelegramMedia, TelegramNotifier, TelegramNotifierConfig,
+    TelegramStars,
 };
-use rei_adapters::web::{IpList, Metrics, WebState};
-use rei_adapters::worker::{Worker, WorkerConfig};
-use rei_adapters::yookassa::{VatCode, YooKassaClient, YooKassaConfig};
+use rei_adapters::outbound::yookassa::{VatCode, YooKassaClient, YooKassaConfig};
 use rei_core::conversation::{Conversation, ConversationConfig, ConversationPorts, VideoModel};
 use rei_core::job::VideoMode;
 use rei_core::job::{JobLimits, JobPorts, JobRunner, JobService, RunnerConfig, RunnerPorts};
@@ -60,12 +61,12 @@ pub(crate) async fn build(config: &Config) -> anyhow::Result<App> {
     for feature in config.disabled_features() {
         tracing::warn!(feature, "feature disabled");
     }
-    let database = rei_adapters::sql::DatabaseTarget::from_config(
+    let database = rei_adapters::outbound::sql::DatabaseTarget::from_config(
         config.database_url.as_deref(),
         &config.database_path,
     )?;
     tracing::info!(database = ?database, redis = config.redis_url.is_some(), "opening backends");
-    let backends = rei_adapters::backends::connect(&BackendsConfig {
+    let backends = rei_adapters::app::backends::connect(&BackendsConfig {
         database,
         redis_url: config.redis_url.clone(),
         rate_limit_per_minute: config.rate_limit_per_minute,
@@ -383,13 +384,13 @@ impl App {
         );
         // Every process sends the outbox's notices (money notices survive a crash
         // between their commit and the send: they wait there).
-        let notices = tokio::spawn(rei_adapters::notices::send_notices(
+        let notices = tokio::spawn(rei_adapters::inbound::notices::send_notices(
             self.notices,
             self.backends.stores.outbox_signal.clone(),
             NOTICE_ROUND,
             shutdown.clone(),
         ));
-        let sweeper = tokio::spawn(rei_adapters::worker::sweep_assets_daily(
+        let sweeper = tokio::spawn(rei_adapters::inbound::worker::sweep_assets_daily(
             self.jobs,
             self.assets,
             self.retention,
@@ -438,7 +439,11 @@ impl App {
             admin: Some(self.admin.clone()),
             assets: self.public_url.is_some().then(|| self.assets.clone()),
         };
-        let http = tokio::spawn(rei_adapters::web::serve(listener, web, shutdown.clone()));
+        let http = tokio::spawn(rei_adapters::inbound::http::serve(
+            listener,
+            web,
+            shutdown.clone(),
+        ));
         let front = tokio::spawn(self.front.clone().run(source, shutdown.clone()));
         let poller = self.payments.clone().map(|payments| {
             tokio::spawn(poll_payments(

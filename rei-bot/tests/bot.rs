@@ -7,7 +7,7 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use rei_adapters::sql::{DatabaseTarget, Stores, connect};
+use rei_adapters::outbound::sql::{DatabaseTarget, Stores, connect};
 use rei_core::job::{Delivery, JobFilter, JobState};
 use rei_core::prelude::*;
 use rei_tests::fakes::gemini::FakeGemini;

@@ -10,8 +10,8 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rei_adapters::sql::{DatabaseTarget, Stores, connect};
-use rei_adapters::yookassa::{YooKassaClient, YooKassaConfig};
+use rei_adapters::outbound::sql::{DatabaseTarget, Stores, connect};
+use rei_adapters::outbound::yookassa::{YooKassaClient, YooKassaConfig};
 use rei_core::payment::{PaymentConfig, PaymentFilter, PaymentPorts, PaymentService, PaymentState};
 use rei_core::prelude::*;
 use rei_tests::fakes::telegram::{Call, FakeTelegram};
@@ -536,8 +536,8 @@ async fn a_refund_whose_gateway_call_failed_is_finished_by_the_poller() {
             gateway: Some(gateway),
             stars: None,
             notifier: Arc::new(rei_core::memory::RecordingNotifier::default()),
-            clock: Arc::new(rei_adapters::system::SystemClock),
-            ids: Arc::new(rei_adapters::system::RandomIds),
+            clock: Arc::new(rei_adapters::outbound::system::SystemClock),
+            ids: Arc::new(rei_adapters::outbound::system::RandomIds),
         },
         PaymentConfig::default(),
     );
@@ -883,8 +883,8 @@ async fn one_payment_poller_per_deployment_and_a_survivor_takes_over() {
                 gateway: Some(Arc::new(YooKassaClient::new(config).unwrap())),
                 stars: None,
                 notifier: Arc::new(rei_core::memory::RecordingNotifier::default()),
-                clock: Arc::new(rei_adapters::system::SystemClock),
-                ids: Arc::new(rei_adapters::system::RandomIds),
+                clock: Arc::new(rei_adapters::outbound::system::SystemClock),
+                ids: Arc::new(rei_adapters::outbound::system::RandomIds),
             },
             PaymentConfig {
                 return_url: "https://t.me/rei_test_bot".into(),

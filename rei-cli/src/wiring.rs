@@ -4,14 +4,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rei_adapters::backends::{BackendsConfig, connect};
-use rei_adapters::files::AssetStore;
-use rei_adapters::sql::DatabaseTarget;
-use rei_adapters::system::{LogNotifier, RandomIds, SystemClock};
-use rei_adapters::telegram::{
+use rei_adapters::app::backends::{BackendsConfig, connect};
+use rei_adapters::outbound::files::AssetStore;
+use rei_adapters::outbound::sql::DatabaseTarget;
+use rei_adapters::outbound::system::{LogNotifier, RandomIds, SystemClock};
+use rei_adapters::outbound::telegram::{
     BotClients, Locales, SendRate, TelegramNotifier, TelegramNotifierConfig, TelegramStars,
 };
-use rei_adapters::yookassa::{YooKassaClient, YooKassaConfig};
+use rei_adapters::outbound::yookassa::{YooKassaClient, YooKassaConfig};
 use rei_core::job::{JobLimits, JobPorts, JobService};
 use rei_core::ledger::LedgerService;
 use rei_core::notice::{DispatchConfig, NoticeDispatcher};
@@ -94,7 +94,7 @@ pub(crate) async fn build(s: &Settings) -> Result<Services, Failure> {
                 config.base_url = s.yookassa_api_url.to_string();
                 config.receipt_vat_code = s
                     .yookassa_receipt_vat_code
-                    .map(rei_adapters::yookassa::VatCode::new)
+                    .map(rei_adapters::outbound::yookassa::VatCode::new)
                     .transpose()
                     .map_err(|e| Failure::Usage(format!("YOOKASSA_RECEIPT_VAT_CODE: {e}")))?;
                 Some(Arc::new(YooKassaClient::new(config).map_err(|e| {

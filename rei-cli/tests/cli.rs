@@ -38,9 +38,9 @@ fn json(s: &str) -> serde_json::Value {
 fn register(db: &Db, id: i64) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let stores = rei_adapters::sql::connect(&rei_adapters::sql::DatabaseTarget::SqlitePath(
-            db.path.clone(),
-        ))
+        let stores = rei_adapters::outbound::sql::connect(
+            &rei_adapters::outbound::sql::DatabaseTarget::SqlitePath(db.path.clone()),
+        )
         .await
         .unwrap();
         let profile = rei_core::user::UserProfile {
@@ -105,9 +105,9 @@ fn balance_adjustments_are_audited_and_never_go_below_zero() {
     // The audit log names the OS user.
     let rt = tokio::runtime::Runtime::new().unwrap();
     let log = rt.block_on(async {
-        let stores = rei_adapters::sql::connect(&rei_adapters::sql::DatabaseTarget::SqlitePath(
-            d.path.clone(),
-        ))
+        let stores = rei_adapters::outbound::sql::connect(
+            &rei_adapters::outbound::sql::DatabaseTarget::SqlitePath(d.path.clone()),
+        )
         .await
         .unwrap();
         stores.users.audit_log(10).await.unwrap()

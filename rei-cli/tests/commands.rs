@@ -9,9 +9,9 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rei_adapters::sql::{DatabaseTarget, Stores, connect};
-use rei_adapters::system::{RandomIds, SystemClock};
-use rei_adapters::yookassa::{YooKassaClient, YooKassaConfig};
+use rei_adapters::outbound::sql::{DatabaseTarget, Stores, connect};
+use rei_adapters::outbound::system::{RandomIds, SystemClock};
+use rei_adapters::outbound::yookassa::{YooKassaClient, YooKassaConfig};
 use rei_core::job::{FailureReason, JobEvent, JobGuard, JobLimits, JobSpec, Prompt};
 use rei_core::memory::RecordingNotifier;
 use rei_core::payment::{Payment, PaymentConfig, PaymentPorts, PaymentService};

@@ -11,7 +11,7 @@ pub mod fakes;
 use std::sync::Arc;
 
 use anyhow::Context;
-use rei_adapters::sql::SqlStore;
+use rei_adapters::outbound::sql::SqlStore;
 use uuid::Uuid;
 
 /// A path for a new SQLite file, in a temp dir kept until the machine cleans it.
@@ -91,12 +91,12 @@ pub async fn postgres() -> anyhow::Result<Arc<SqlStore>> {
 /// # Errors
 /// When the store refuses.
 pub async fn funded_user(
-    stores: &rei_adapters::sql::Stores,
+    stores: &rei_adapters::outbound::sql::Stores,
     id: i64,
     amount: rei_core::Money,
 ) -> anyhow::Result<rei_core::UserId> {
     use rei_core::prelude::*;
-    let clock: Arc<dyn Clock> = Arc::new(rei_adapters::system::SystemClock);
+    let clock: Arc<dyn Clock> = Arc::new(rei_adapters::outbound::system::SystemClock);
     let user = UserId::new(id)?;
     UserService::new(stores.users.clone(), clock.clone())
         .register(UserProfile {
@@ -127,7 +127,7 @@ pub async fn funded_user(
 /// system clock.
 #[must_use]
 pub fn job_service(
-    stores: &rei_adapters::sql::Stores,
+    stores: &rei_adapters::outbound::sql::Stores,
     limits: rei_core::job::JobLimits,
 ) -> rei_core::JobService {
     rei_core::JobService::new(
@@ -135,8 +135,8 @@ pub fn job_service(
             users: stores.users.clone(),
             jobs: stores.jobs.clone(),
             queue: Arc::new(rei_core::job::StoreQueue::new(stores.jobs.clone())),
-            clock: Arc::new(rei_adapters::system::SystemClock),
-            ids: Arc::new(rei_adapters::system::RandomIds),
+            clock: Arc::new(rei_adapters::outbound::system::SystemClock),
+            ids: Arc::new(rei_adapters::outbound::system::RandomIds),
         },
         rei_core::PriceList::seed_defaults(),
         limits,

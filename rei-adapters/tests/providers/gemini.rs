@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use rei_adapters::gemini::{GeminiClient, GeminiConfig};
+use rei_adapters::outbound::gemini::{GeminiClient, GeminiConfig};
 use rei_core::ports::{ImageGenerator, ImageInput, ImageRequest, ProviderError, ProviderErrorKind};
 use secrecy::SecretString;
 use serde_json::{Value, json};

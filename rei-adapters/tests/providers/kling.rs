@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
-use rei_adapters::files::AssetStore;
-use rei_adapters::kling::{self, KlingClient, KlingConfig, KlingCredentials, KlingMode};
+use rei_adapters::outbound::files::AssetStore;
+use rei_adapters::outbound::kling::{self, KlingClient, KlingConfig, KlingCredentials, KlingMode};
 use rei_core::ids::{JobId, ProviderTaskId};
 use rei_core::job::VideoMode;
 use rei_core::ports::{

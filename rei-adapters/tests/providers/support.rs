@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
-use rei_adapters::http::RetryPolicy;
+use rei_adapters::outbound::client::RetryPolicy;
 use rei_core::ids::JobId;
 use uuid::Uuid;
 

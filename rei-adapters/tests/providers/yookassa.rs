@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use rei_adapters::yookassa::{VatCode, YooKassaClient, YooKassaConfig};
+use rei_adapters::outbound::yookassa::{VatCode, YooKassaClient, YooKassaConfig};
 use rei_core::Money;
 use rei_core::ids::{IdempotencyKey, PaymentId, UserId};
 use rei_core::ports::{

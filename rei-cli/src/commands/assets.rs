@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
 
 use clap::Subcommand;
-use rei_adapters::files::AssetStore;
+use rei_adapters::outbound::files::AssetStore;
 use serde_json::json;
 
 use super::{Ctx, job_failure, operational, parse_age};

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use rei_adapters::legacy::{self, LegacyError};
+use rei_adapters::outbound::legacy::{self, LegacyError};
 use rei_core::legacy::ImportError;
 use rei_core::ports::Clock;
 use serde_json::json;
@@ -18,7 +18,7 @@ pub(crate) async fn run(ctx: &Ctx, path: &Path) -> Result<(), Failure> {
         }
     })?;
     spinner.set_message("importing");
-    let now = rei_adapters::system::SystemClock.now();
+    let now = rei_adapters::outbound::system::SystemClock.now();
     let report = rei_core::legacy::import(&ctx.services.import, &snapshot, Ctx::actor(), now)
         .await
         .map_err(|e| match e {

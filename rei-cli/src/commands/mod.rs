@@ -78,7 +78,7 @@ impl Ctx {
     /// it the notices wait in the outbox for the bot.
     pub(crate) async fn send_notices(&self) -> u32 {
         match &self.services.notices {
-            Some(dispatcher) => rei_adapters::notices::drain(dispatcher).await.sent,
+            Some(dispatcher) => rei_adapters::inbound::notices::drain(dispatcher).await.sent,
             None => 0,
         }
     }

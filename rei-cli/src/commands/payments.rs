@@ -84,7 +84,7 @@ async fn list(
     since: Option<std::time::Duration>,
     limit: u32,
 ) -> Result<(), Failure> {
-    let since = since.map(|age| rei_adapters::system::SystemClock.now().minus(age));
+    let since = since.map(|age| rei_adapters::outbound::system::SystemClock.now().minus(age));
     let filter = PaymentFilter {
         state: status,
         user_id: None,
@@ -184,7 +184,7 @@ async fn refund(
 }
 
 async fn reconcile(ctx: &Ctx, age: std::time::Duration, apply: bool) -> Result<(), Failure> {
-    let since = rei_adapters::system::SystemClock.now().minus(age);
+    let since = rei_adapters::outbound::system::SystemClock.now().minus(age);
     let spinner = ctx.out.progress(0, "reading YooKassa's payments");
     let report = ctx
         .services

@@ -17,10 +17,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use async_trait::async_trait;
-use rei_adapters::backends::{BackendsConfig, connect};
-use rei_adapters::sql::DatabaseTarget;
-use rei_adapters::system::{RandomIds, SystemClock};
-use rei_adapters::worker::{Worker, WorkerConfig};
+use rei_adapters::app::backends::{BackendsConfig, connect};
+use rei_adapters::inbound::worker::{Worker, WorkerConfig};
+use rei_adapters::outbound::sql::DatabaseTarget;
+use rei_adapters::outbound::system::{RandomIds, SystemClock};
 use rei_core::job::{
     Job, JobLease, JobLimits, JobPorts, JobRunner, JobService, JobSpec, Prompt, RunnerConfig,
     RunnerPorts,

@@ -11,7 +11,7 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use rei_adapters::sql::{DatabaseTarget, Stores, connect};
+use rei_adapters::outbound::sql::{DatabaseTarget, Stores, connect};
 use rei_core::ledger::{EntryKind, NewEntry, NewReservation, RefType, Settlement};
 use rei_core::prelude::*;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};

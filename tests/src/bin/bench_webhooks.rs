@@ -18,11 +18,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use futures::StreamExt;
-use rei_adapters::backends::{BackendsConfig, connect};
-use rei_adapters::sql::DatabaseTarget;
-use rei_adapters::system::{RandomIds, SystemClock};
-use rei_adapters::web::{IpList, WebState};
-use rei_adapters::yookassa::{YooKassaClient, YooKassaConfig};
+use rei_adapters::app::backends::{BackendsConfig, connect};
+use rei_adapters::inbound::http::{IpList, WebState};
+use rei_adapters::outbound::sql::DatabaseTarget;
+use rei_adapters::outbound::system::{RandomIds, SystemClock};
+use rei_adapters::outbound::yookassa::{YooKassaClient, YooKassaConfig};
 use rei_core::memory::RecordingNotifier;
 use rei_core::payment::{PaymentConfig, PaymentFilter, PaymentPorts, PaymentService, PaymentState};
 use rei_core::prelude::*;
@@ -174,7 +174,11 @@ async fn run(label: &str, database: DatabaseTarget, a: &Args) -> anyhow::Result<
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr: SocketAddr = listener.local_addr()?;
     let shutdown = CancellationToken::new();
-    let server = tokio::spawn(rei_adapters::web::serve(listener, state, shutdown.clone()));
+    let server = tokio::spawn(rei_adapters::inbound::http::serve(
+        listener,
+        state,
+        shutdown.clone(),
+    ));
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(a.concurrency)
         .build()?;

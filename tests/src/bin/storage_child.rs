@@ -11,7 +11,7 @@ use std::io::Write;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use rei_adapters::sql::{DatabaseTarget, Stores, connect};
+use rei_adapters::outbound::sql::{DatabaseTarget, Stores, connect};
 use rei_core::job::{
     AssetRef, FailureReason, JobEvent, JobGuard, JobLease, JobLimits, JobPorts, JobSpec, Prompt,
     StoreQueue,
@@ -93,7 +93,7 @@ async fn limit(
 ) -> anyhow::Result<()> {
     use rei_core::ports::{RateDecision, RateLimiter};
     let per_minute = std::num::NonZeroU32::new(per_minute).context("per-minute must be > 0")?;
-    let limiter = rei_adapters::redis::RedisLimiter::new(url, prefix, per_minute)?;
+    let limiter = rei_adapters::outbound::redis::RedisLimiter::new(url, prefix, per_minute)?;
     let user = UserId::new(user)?;
     let mut allowed = 0;
     for _ in 0..attempts {
@@ -119,7 +119,7 @@ async fn crash_writer(target_arg: &str, round: u32) -> anyhow::Result<()> {
     let queue = Arc::new(StoreQueue::new(jobs.clone()));
     let notifier = Arc::new(RecordingNotifier::default());
     // Random ids: children run concurrently and after each other on one database.
-    let ids = Arc::new(rei_adapters::system::RandomIds);
+    let ids = Arc::new(rei_adapters::outbound::system::RandomIds);
     let user_svc = UserService::new(users.clone(), clock.clone());
     let admin = AdminService::new(AdminPorts {
         users: users.clone(),

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use rei_adapters::sql::{DatabaseTarget, Stores, connect};
+use rei_adapters::outbound::sql::{DatabaseTarget, Stores, connect};
 use rei_core::job::{JobError, JobLimits, JobSpec, Prompt};
 use rei_core::prelude::*;
 

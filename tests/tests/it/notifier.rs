@@ -4,9 +4,11 @@
 
 use std::sync::Arc;
 
-use rei_adapters::files::AssetStore;
-use rei_adapters::sql::connect;
-use rei_adapters::telegram::{Locales, SendRate, TelegramNotifier, TelegramNotifierConfig};
+use rei_adapters::outbound::files::AssetStore;
+use rei_adapters::outbound::sql::connect;
+use rei_adapters::outbound::telegram::{
+    Locales, SendRate, TelegramNotifier, TelegramNotifierConfig,
+};
 use rei_core::job::{AssetRef, FailureReason, JobKind};
 use rei_core::ports::{AdminAlert, MessageRef, Notice, Notifier, NotifyError, ProviderErrorKind};
 use rei_core::prelude::*;
@@ -16,7 +18,7 @@ const ANNA: i64 = 4242;
 const ADMIN: i64 = 1;
 
 struct World {
-    stores: rei_adapters::sql::Stores,
+    stores: rei_adapters::outbound::sql::Stores,
     telegram: FakeTelegram,
     notifier: TelegramNotifier,
     assets: AssetStore,
@@ -26,7 +28,7 @@ struct World {
 async fn world() -> World {
     let telegram = FakeTelegram::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let stores = connect(&rei_adapters::sql::DatabaseTarget::SqlitePath(
+    let stores = connect(&rei_adapters::outbound::sql::DatabaseTarget::SqlitePath(
         dir.path().join("rei.db").to_string_lossy().into_owned(),
     ))
     .await
@@ -234,7 +236,7 @@ async fn a_user_who_blocked_the_bot_is_unreachable() {
     // Writing to the bot again clears it.
     let users = UserService::new(
         w.stores.users.clone(),
-        Arc::new(rei_adapters::system::SystemClock),
+        Arc::new(rei_adapters::outbound::system::SystemClock),
     );
     users.access(user()).await.unwrap();
     let anna = w.stores.users.user(user()).await.unwrap().unwrap();

@@ -4,7 +4,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use futures::future::join_all;
-use rei_adapters::sql::{DatabaseTarget, Stores, connect};
+use rei_adapters::outbound::sql::{DatabaseTarget, Stores, connect};
 use rei_core::ledger::{EntryKind, NewEntry, NewReservation, RefType};
 use rei_core::memory::{ManualClock, RecordingNotifier, SequentialIds};
 use rei_core::payment::PaymentConfig;

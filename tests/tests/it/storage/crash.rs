@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 use rand::Rng;
-use rei_adapters::sql::{DatabaseTarget, connect};
+use rei_adapters::outbound::sql::{DatabaseTarget, connect};
 use rei_core::Timestamp;
 
 const ROUNDS: u32 = 8;

@@ -1,6 +1,6 @@
 //! Opening databases, migrations, and the schema's constraints as the last line of defence.
 
-use rei_adapters::sql::{DatabaseTarget, SqlError, connect, redact};
+use rei_adapters::outbound::sql::{DatabaseTarget, SqlError, connect, redact};
 use sqlx::Connection;
 
 #[test]

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rei_adapters::sql::{DatabaseTarget, Stores, connect};
+use rei_adapters::outbound::sql::{DatabaseTarget, Stores, connect};
 use rei_core::job::{
     AssetRef, JobEvent, JobGuard, JobLimits, JobPorts, JobSpec, Prompt, StoreQueue,
 };

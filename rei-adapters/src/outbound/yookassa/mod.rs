@@ -36,7 +36,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use url::Url;
 
-use crate::http::{self, Call, ClientBuildError, Exchange, HttpConfig, Replay, RetryPolicy};
+use crate::outbound::client::{
+    self, Call, ClientBuildError, Exchange, HttpConfig, Replay, RetryPolicy,
+};
 
 /// The default of `YOOKASSA_API_URL`.
 pub const DEFAULT_BASE_URL: &str = "https://api.yookassa.ru/v3";
@@ -186,7 +188,7 @@ impl YooKassaClient {
             ));
         }
         Ok(Self {
-            http: http::build_client(PROVIDER, &config.http)?,
+            http: client::build_client(PROVIDER, &config.http)?,
             base_url,
             shop_id: config.shop_id.trim().to_owned(),
             secret_key: config.secret_key,
@@ -241,7 +243,7 @@ impl YooKassaClient {
     where
         T: DeserializeOwned,
     {
-        let url = http::endpoint(&self.base_url, path);
+        let url = client::endpoint(&self.base_url, path);
         let mut request = match post {
             Some((key, body)) => self
                 .http
@@ -263,7 +265,7 @@ impl YooKassaClient {
             // GETs only read; every POST carries its Idempotence-Key.
             replay: Replay::Safe,
         };
-        http::exchange(call, request, interpret::<T>).await
+        client::exchange(call, request, interpret::<T>).await
     }
 
     async fn get<T>(&self, path: &str, query: &[(&str, &str)]) -> Result<T, ProviderError>
@@ -411,7 +413,7 @@ pub struct NotificationError(String);
 /// YooKassa ids.
 pub fn parse_notification(body: &[u8]) -> Result<Option<GatewayHint>, NotificationError> {
     let n: wire::Notification = serde_json::from_slice(body)
-        .map_err(|e| NotificationError(http::truncate(&e.to_string(), 120)))?;
+        .map_err(|e| NotificationError(client::truncate(&e.to_string(), 120)))?;
     if n.kind != "notification" {
         return Err(NotificationError("the type is not `notification`".into()));
     }
@@ -446,7 +448,7 @@ fn listed_payment(item: serde_json::Value) -> Option<GatewayPayment> {
     let id = item
         .get("id")
         .and_then(serde_json::Value::as_str)
-        .map(|id| http::truncate(id, 64));
+        .map(|id| client::truncate(id, 64));
     let parsed = serde_json::from_value::<wire::Payment>(item)
         .map_err(|e| unknown(format!("malformed YooKassa payment: {e}")))
         .and_then(gateway_payment);
@@ -502,11 +504,11 @@ fn classify(
     let mut text = format!("YooKassa {status} {code}");
     if let Some(description) = body.description.as_deref() {
         text.push_str(": ");
-        text.push_str(&http::truncate(description, 300));
+        text.push_str(&client::truncate(description, 300));
     }
     if let Some(parameter) = body.parameter.as_deref() {
         text.push_str(" (parameter ");
-        text.push_str(&http::truncate(parameter, 64));
+        text.push_str(&client::truncate(parameter, 64));
         text.push(')');
     }
     if let Some(id) = body.id.as_deref() {
@@ -541,7 +543,7 @@ fn gateway_payment(payment: wire::Payment) -> Result<GatewayPayment, ProviderErr
         other => {
             return Err(unknown(format!(
                 "unknown YooKassa payment status `{}`",
-                http::truncate(other, 32)
+                client::truncate(other, 32)
             )));
         }
     };
@@ -567,8 +569,8 @@ fn gateway_payment(payment: wire::Payment) -> Result<GatewayPayment, ProviderErr
         captured_at: payment.captured_at.as_deref().map(timestamp).transpose()?,
         income_amount: optional_money(payment.income_amount.as_ref())?,
         payment_method: payment.payment_method.map(|m| GatewayMethod {
-            kind: http::truncate(&m.kind, 32),
-            title: m.title.map(|t| http::truncate(&t, 64)),
+            kind: client::truncate(&m.kind, 32),
+            title: m.title.map(|t| client::truncate(&t, 64)),
         }),
         refundable: payment.refundable,
         refunded_amount: optional_money(payment.refunded_amount.as_ref())?,
@@ -587,7 +589,7 @@ fn gateway_refund(refund: wire::Refund) -> Result<GatewayRefund, ProviderError> 
         other => {
             return Err(unknown(format!(
                 "unknown YooKassa refund status `{}`",
-                http::truncate(other, 32)
+                client::truncate(other, 32)
             )));
         }
     };
@@ -613,7 +615,7 @@ fn timestamp(text: &str) -> Result<Timestamp, ProviderError> {
         .map_err(|e| {
             unknown(format!(
                 "malformed YooKassa time `{}`: {e}",
-                http::truncate(text, 40)
+                client::truncate(text, 40)
             ))
         })
 }
@@ -622,13 +624,13 @@ fn money_of(amount: &wire::Amount) -> Result<Money, ProviderError> {
     if amount.currency != "RUB" {
         return Err(unknown(format!(
             "unexpected currency `{}`",
-            http::truncate(&amount.currency, 8)
+            client::truncate(&amount.currency, 8)
         )));
     }
     Money::parse_rubles(&amount.value).map_err(|e| {
         unknown(format!(
             "malformed amount `{}`: {e}",
-            http::truncate(&amount.value, 24)
+            client::truncate(&amount.value, 24)
         ))
     })
 }

@@ -42,10 +42,10 @@ use tower_http::trace::TraceLayer;
 pub use ips::{DEFAULT_METRICS_IPS, DEFAULT_YOOKASSA_IPS, IpList, IpListError};
 pub use metrics_route::{Metrics, MetricsError};
 
-use crate::backends::Backends;
-use crate::files::AssetStore;
-use crate::telegram::TelegramWebhook;
-use crate::worker::Wakeups;
+use crate::app::backends::Backends;
+use crate::inbound::telegram::TelegramWebhook;
+use crate::inbound::worker::Wakeups;
+use crate::outbound::files::AssetStore;
 
 /// Longest time a readiness check may take.
 const READY_TIMEOUT: Duration = Duration::from_secs(3);

@@ -28,9 +28,9 @@ pub(crate) use rei_core::ports::{
 pub(crate) use rei_core::time::Timestamp;
 pub(crate) use rei_core::user::{AuditRecord, Language, Stats, User, UserProfile};
 
-pub(crate) use crate::sql::dialect::{Dialect, dialect_sql};
-pub(crate) use crate::sql::rows::{self, *};
-pub(crate) use crate::sql::{TxError, entry_refused, retrying, unknown_user};
+pub(crate) use crate::outbound::sql::dialect::{Dialect, dialect_sql};
+pub(crate) use crate::outbound::sql::rows::{self, *};
+pub(crate) use crate::outbound::sql::{TxError, entry_refused, retrying, unknown_user};
 
 /// Every store port over one database, SQLite or PostgreSQL (see [`Dialect`] for what
 /// differs). Open one with [`SqlStore::open_sqlite_path`], [`SqlStore::open_sqlite_url`]
@@ -409,7 +409,7 @@ impl SqlStore {
 }
 
 #[async_trait]
-impl crate::sql::Health for SqlStore {
+impl crate::outbound::sql::Health for SqlStore {
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1")
             .execute(&self.pool)

@@ -51,18 +51,18 @@ impl Dialect {
 /// `[after]`.
 macro_rules! dialect_sql {
     ($dialect:expr, [$($before:expr),+ $(,)?], lock $(, [$($after:expr),* $(,)?])?) => {
-        $crate::sql::dialect::dialect_sql!(@pick $dialect, [$($before),+], "", " FOR UPDATE", [$($($after),*)?])
+        $crate::outbound::sql::dialect::dialect_sql!(@pick $dialect, [$($before),+], "", " FOR UPDATE", [$($($after),*)?])
     };
     ($dialect:expr, [$($before:expr),+ $(,)?], skip_locked $(, [$($after:expr),* $(,)?])?) => {
-        $crate::sql::dialect::dialect_sql!(@pick $dialect, [$($before),+], "", " FOR UPDATE SKIP LOCKED", [$($($after),*)?])
+        $crate::outbound::sql::dialect::dialect_sql!(@pick $dialect, [$($before),+], "", " FOR UPDATE SKIP LOCKED", [$($($after),*)?])
     };
     ($dialect:expr, [$($before:expr),+ $(,)?], order_col $(, [$($after:expr),* $(,)?])?) => {
-        $crate::sql::dialect::dialect_sql!(@pick $dialect, [$($before),+], "rowid", "seq", [$($($after),*)?])
+        $crate::outbound::sql::dialect::dialect_sql!(@pick $dialect, [$($before),+], "rowid", "seq", [$($($after),*)?])
     };
     (@pick $dialect:expr, [$($before:expr),+], $sqlite:literal, $postgres:literal, [$($after:expr),*]) => {
         match $dialect {
-            $crate::sql::dialect::Dialect::Sqlite => concat!($($before,)+ $sqlite $(, $after)*),
-            $crate::sql::dialect::Dialect::Postgres => concat!($($before,)+ $postgres $(, $after)*),
+            $crate::outbound::sql::dialect::Dialect::Sqlite => concat!($($before,)+ $sqlite $(, $after)*),
+            $crate::outbound::sql::dialect::Dialect::Postgres => concat!($($before,)+ $postgres $(, $after)*),
         }
     };
 }

@@ -202,7 +202,7 @@ impl RedisQueue {
             autoclaim_cursor: Mutex::new("0-0".to_owned()),
             needs_sweep: AtomicBool::new(true),
             promote: ::redis::Script::new(PROMOTE),
-            url: crate::sql::redact(url),
+            url: crate::outbound::sql::redact(url),
         };
         match queue.ensure_group().await {
             Ok(()) => queue.note_success(),

@@ -43,7 +43,9 @@ use reqwest::header::{CONTENT_TYPE, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
-use crate::http::{self, Call, ClientBuildError, Exchange, HttpConfig, Replay, RetryPolicy};
+use crate::outbound::client::{
+    self, Call, ClientBuildError, Exchange, HttpConfig, Replay, RetryPolicy,
+};
 
 /// The default of `NANO_BANANA_API_URL`.
 pub const DEFAULT_BASE_URL: &str = "https://generativelanguage.googleapis.com";
@@ -168,7 +170,7 @@ impl GeminiClient {
             ));
         }
         Ok(Self {
-            http: http::build_client(PROVIDER, &config.http)?,
+            http: client::build_client(PROVIDER, &config.http)?,
             base_url,
             api_key: config.api_key,
             model: config.model,
@@ -191,7 +193,7 @@ impl GeminiClient {
         key.set_sensitive(true);
         let request = self
             .http
-            .post(http::endpoint(&self.base_url, path))
+            .post(client::endpoint(&self.base_url, path))
             .header("x-goog-api-key", key)
             .header(CONTENT_TYPE, "application/json")
             .body(body.to_vec());
@@ -202,7 +204,7 @@ impl GeminiClient {
             body_limit: RESPONSE_LIMIT,
             replay: Replay::Billed,
         };
-        http::exchange(call, request, interpret).await
+        client::exchange(call, request, interpret).await
     }
 }
 
@@ -234,7 +236,7 @@ fn request_body(request: &ImageRequest) -> Result<Vec<u8>, ProviderError> {
         if !INPUT_MIME_TYPES.contains(&mime_type) {
             return Err(invalid(format!(
                 "images of type `{}` cannot be edited",
-                http::truncate(mime_type, 40)
+                client::truncate(mime_type, 40)
             )));
         }
         if image.bytes.is_empty() {
@@ -298,7 +300,7 @@ fn classify(
         .map(str::trim)
         .filter(|m| !m.is_empty())
     {
-        Some(m) => format!("Gemini {http_status} {code}: {}", http::truncate(m, 300)),
+        Some(m) => format!("Gemini {http_status} {code}: {}", client::truncate(m, 300)),
         None => format!("Gemini answered HTTP {http_status} {code}"),
     };
     let has_reason = |reason: &str| {
@@ -339,7 +341,7 @@ fn classify(
 
 /// A protobuf Duration string: `"22s"`, `"1.203s"`.
 fn parse_retry_delay(text: &str) -> Option<std::time::Duration> {
-    http::parse_seconds(text.trim().strip_suffix('s')?)
+    client::parse_seconds(text.trim().strip_suffix('s')?)
 }
 
 /// The final image of a successful answer, or the refusal it amounts to.
@@ -349,7 +351,7 @@ fn final_image(answer: wire::GenerateResponse) -> Result<GeneratedImage, Provide
             let detail = feedback
                 .block_reason_message
                 .as_deref()
-                .map(|m| format!(": {}", http::truncate(m, 200)))
+                .map(|m| format!(": {}", client::truncate(m, 200)))
                 .unwrap_or_default();
             return Err(refused(format!(
                 "the request was blocked by the provider's content policy ({reason}){detail}"
@@ -388,7 +390,7 @@ fn final_image(answer: wire::GenerateResponse) -> Result<GeneratedImage, Provide
         let reason = match caption.as_deref() {
             Some(text) => format!(
                 "the provider answered without an image: {}",
-                http::truncate(text, 300)
+                client::truncate(text, 300)
             ),
             None => "the provider answered without an image".to_owned(),
         };
@@ -426,9 +428,9 @@ fn unfinished(finish: &str, finish_message: Option<&str>) -> String {
     let detail = finish_message
         .map(str::trim)
         .filter(|m| !m.is_empty())
-        .map(|m| format!(": {}", http::truncate(m, 200)))
+        .map(|m| format!(": {}", client::truncate(m, 200)))
         .unwrap_or_default();
-    format!("{what} ({}){detail}", http::truncate(finish, 60))
+    format!("{what} ({}){detail}", client::truncate(finish, 60))
 }
 
 /// The image type by content, when the answer does not say.

@@ -107,7 +107,7 @@ impl RedisLimiter {
             interval_us: (period_us / u64::from(max.get())).max(1),
             burst: max.get(),
             script: ::redis::Script::new(GCRA),
-            url: crate::sql::redact(url),
+            url: crate::outbound::sql::redact(url),
         })
     }
 

@@ -14,16 +14,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use rei_core::conversation::{
     Arg, Button as CoreButton, ButtonTarget, Conversation, Input, Media, Reply, Sender, Text,
 };
-use rei_core::job::AssetRef;
-use rei_core::ports::{MediaError, MediaFetcher, MessageRef};
+use rei_core::ports::MessageRef;
 use rei_core::user::Language;
 use rei_core::{JobService, UserId};
 use teloxide::dispatching::{Dispatcher, UpdateFilterExt};
-use teloxide::net::Download;
 use teloxide::payloads::{
     AnswerPreCheckoutQuerySetters, SendInvoiceSetters, SetMyCommandsSetters, SetWebhookSetters,
 };
@@ -37,12 +34,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::callback;
-use super::client::{BotClients, BotStartError, LONG_POLL};
-use super::locale::{Arg as LocaleArg, Locales};
-use crate::files::AssetStore;
-
-/// Bots may download files up to this size (Bot API).
-const MAX_DOWNLOAD_BYTES: u64 = 20 * 1024 * 1024;
+use crate::outbound::telegram::{
+    Arg as LocaleArg, BotClients, BotStartError, LONG_POLL, Locales, SendRate,
+};
 
 /// Why the front end stopped.
 #[derive(Debug, thiserror::Error)]
@@ -63,68 +57,10 @@ pub enum FrontendError {
     Updates(#[source] RequestError),
 }
 
-/// Downloads users' files through the Bot API into the asset store.
-#[derive(Clone)]
-pub struct TelegramMedia {
-    bot: Bot,
-    assets: AssetStore,
-}
-
-impl std::fmt::Debug for TelegramMedia {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("TelegramMedia")
-    }
-}
-
-impl TelegramMedia {
-    /// Fetches through `bot` into `assets`.
-    #[must_use]
-    pub const fn new(bot: Bot, assets: AssetStore) -> Self {
-        Self { bot, assets }
-    }
-}
-
-#[async_trait]
-impl MediaFetcher for TelegramMedia {
-    async fn fetch(&self, media: &Media, key: &str) -> Result<AssetRef, MediaError> {
-        let unavailable = |e: Box<dyn std::error::Error + Send + Sync>| MediaError::Unavailable(e);
-        let file = match self
-            .bot
-            .get_file(teloxide::types::FileId(media.file_id.clone()))
-            .await
-        {
-            Ok(file) => file,
-            Err(RequestError::Api(ApiError::Unknown(text))) if text.contains("file is too big") => {
-                return Err(MediaError::TooLarge {
-                    limit_bytes: MAX_DOWNLOAD_BYTES,
-                });
-            }
-            Err(e) => return Err(unavailable(Box::new(e))),
-        };
-        if u64::from(file.size) > MAX_DOWNLOAD_BYTES && file.size != u32::MAX {
-            return Err(MediaError::TooLarge {
-                limit_bytes: MAX_DOWNLOAD_BYTES,
-            });
-        }
-        let stream = self.bot.download_file_stream(&file.path);
-        match self
-            .assets
-            .write_stream(key, stream, MAX_DOWNLOAD_BYTES)
-            .await
-        {
-            Ok((asset, _)) => Ok(asset),
-            Err(crate::files::AssetError::TooLarge { .. }) => Err(MediaError::TooLarge {
-                limit_bytes: MAX_DOWNLOAD_BYTES,
-            }),
-            Err(e) => Err(unavailable(Box::new(e))),
-        }
-    }
-}
-
 /// The front end's shared parts.
 struct Front {
     bot: Bot,
-    send_rate: super::SendRate,
+    send_rate: SendRate,
     conversation: Arc<Conversation>,
     jobs: Arc<JobService>,
     locales: Arc<Locales>,
@@ -139,7 +75,7 @@ pub struct FrontEnd {
     /// How long to keep trying to reach Telegram at start before giving up.
     pub start_retry: Duration,
     /// `TELEGRAM_SEND_RATE`.
-    pub send_rate: super::SendRate,
+    pub send_rate: SendRate,
     /// The dialogue engine.
     pub conversation: Arc<Conversation>,
     /// Stores a job's status message.
@@ -169,7 +105,7 @@ pub enum UpdateSource {
         /// `TELEGRAM_WEBHOOK_SECRET`.
         secret: secrecy::SecretString,
         /// What the route accepted.
-        updates: super::WebhookUpdates,
+        updates: super::webhook::WebhookUpdates,
     },
 }
 

@@ -33,7 +33,7 @@ use teloxide::types::{ChatId, InlineKeyboardButton, InlineKeyboardMarkup, InputF
 use teloxide::{ApiError, Bot, RequestError};
 
 use super::locale::{Arg, Locales};
-use crate::files::AssetStore;
+use crate::outbound::files::AssetStore;
 
 /// Largest photo the Bot API takes by upload; larger images go as documents.
 const MAX_PHOTO_BYTES: u64 = 10 * 1024 * 1024;
@@ -334,7 +334,7 @@ impl Notifier for TelegramNotifier {
     ) -> Result<Option<MessageRef>, NotifyError> {
         let sent = self.send_notice(user, notice).await;
         if let Err(NotifyError::Unreachable(_)) = &sent {
-            let now = rei_core::ports::Clock::now(&crate::system::SystemClock);
+            let now = rei_core::ports::Clock::now(&crate::outbound::system::SystemClock);
             if let Err(e) = self.users.set_unreachable(user, Some(now)).await {
                 tracing::warn!(error = %e, "recording that the user blocked the bot failed");
             }

@@ -55,10 +55,10 @@ pub use models::{
     DEFAULT_MODELS, DEFAULT_OMNI_MODEL, KlingModel, ModelListError, is_omni, supports,
 };
 
-use crate::files::{AssetError, AssetStore};
-use crate::http::{
+use crate::outbound::client::{
     self, Call, Classified, ClientBuildError, Exchange, HttpConfig, Outcome, Replay, RetryPolicy,
 };
+use crate::outbound::files::{AssetError, AssetStore};
 
 /// The default of `KLING_API_URL`.
 pub const DEFAULT_BASE_URL: &str = "https://api-singapore.klingai.com";
@@ -232,7 +232,7 @@ impl KlingClient {
                 let public = parse_http_url(public).ok_or_else(|| {
                     ClientBuildError::new(PROVIDER, "PUBLIC_URL must be an http(s) URL")
                 })?;
-                Some(http::endpoint(&public, CALLBACK_PATH))
+                Some(client::endpoint(&public, CALLBACK_PATH))
             }
             None => None,
         };
@@ -243,7 +243,7 @@ impl KlingClient {
             ));
         }
         Ok(Self {
-            http: http::build_client(PROVIDER, &config.http)?,
+            http: client::build_client(PROVIDER, &config.http)?,
             base_url,
             signer: auth::TokenSigner::new(config.credentials),
             models: config.models,
@@ -369,7 +369,7 @@ impl KlingClient {
         if !models::is_model_name(model) {
             return Err(invalid(format!(
                 "`{}` is not a Kling model name",
-                http::truncate(model, 64)
+                client::truncate(model, 64)
             )));
         }
         if supports(model, mode) {
@@ -460,11 +460,11 @@ impl KlingClient {
             found => {
                 let why = found.map_or_else(
                     || "returned a task without external_task_id".to_owned(),
-                    |found| format!("returned the task of `{}`", http::truncate(found, 64)),
+                    |found| format!("returned the task of `{}`", client::truncate(found, 64)),
                 );
                 tracing::warn!(
                     provider = PROVIDER,
-                    task_id = %http::truncate(&task.task_id, 64),
+                    task_id = %client::truncate(&task.task_id, 64),
                     "Kling's lookup {why}; reading the task list"
                 );
                 Ok(Lookup::Unclear(why))
@@ -558,7 +558,7 @@ impl KlingClient {
         let token = self.signer.token()?;
         let mut request = self
             .http
-            .request(method.clone(), http::endpoint(&self.base_url, path))
+            .request(method.clone(), client::endpoint(&self.base_url, path))
             .bearer_auth(token.expose_secret());
         if !query.is_empty() {
             request = request.query(query);
@@ -576,7 +576,7 @@ impl KlingClient {
             // Reads are safe to repeat; a create is looked up before it is repeated.
             replay: Replay::Safe,
         };
-        http::exchange(call, request, |exchange| {
+        client::exchange(call, request, |exchange| {
             let result = interpret::<T>(exchange);
             match signing {
                 Signing::Cached => result,
@@ -604,7 +604,7 @@ impl KlingClient {
                 "latency_ms",
                 u64::try_from(latency.as_millis()).unwrap_or(u64::MAX),
             );
-            http::record_outcome(PROVIDER, Outcome::of(&result), latency);
+            client::record_outcome(PROVIDER, Outcome::of(&result), latency);
             result
         }
         .instrument(span)
@@ -618,13 +618,13 @@ impl KlingClient {
             .timeout(self.download.timeout)
             .send()
             .await
-            .map_err(http::transport_error)?;
+            .map_err(client::transport_error)?;
         let status = response.status();
         tracing::Span::current().record("status", status.as_u16());
         if !status.is_success() {
             return Err(match status.as_u16() {
                 429 => ProviderError::RateLimited {
-                    retry_after: http::retry_after(response.headers()),
+                    retry_after: client::retry_after(response.headers()),
                 },
                 408 | 500..=599 => ProviderError::Transient {
                     message: format!("the result download answered HTTP {status}"),
@@ -971,7 +971,7 @@ fn classify(
     retry_after: Option<Duration>,
 ) -> KlingFailure {
     let words = message
-        .map(|m| http::truncate(m.trim(), 300))
+        .map(|m| client::truncate(m.trim(), 300))
         .filter(|m| !m.is_empty());
     let text = match (code, &words) {
         (Some(c), Some(w)) => format!("Kling {c}: {w}"),
@@ -1040,7 +1040,10 @@ fn task_status(task: wire::Task) -> Result<VideoTaskStatus, ProviderError> {
             })
         }
         other => Err(ProviderError::Unknown {
-            message: format!("unknown Kling task status `{}`", http::truncate(other, 32)),
+            message: format!(
+                "unknown Kling task status `{}`",
+                client::truncate(other, 32)
+            ),
         }),
     }
 }

@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 
 use super::{WebError, WebState};
-use crate::telegram::{Pushed, Stopped};
+use crate::inbound::telegram::{Pushed, Stopped};
 
 /// The header Telegram sends the webhook secret in.
 const SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";

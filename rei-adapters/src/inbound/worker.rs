@@ -370,7 +370,7 @@ fn record(out: &StepOutcome) {
 /// start), keeping the inputs and results of jobs with work left, until `shutdown`.
 pub async fn sweep_assets_daily(
     jobs: Arc<JobService>,
-    assets: crate::files::AssetStore,
+    assets: crate::outbound::files::AssetStore,
     retention: Duration,
     shutdown: CancellationToken,
 ) {

@@ -22,7 +22,7 @@
 //!   Redis Cluster put a hash tag in the prefix (`{rei}:`): the queue's scripts touch two
 //!   keys.
 //! - Passwords in URLs are never logged: logs and `Debug` show
-//!   [`redact`](crate::sql::redact)ed URLs.
+//!   [`redact`](crate::outbound::sql::redact)ed URLs.
 
 pub mod limiter;
 pub mod queue;
@@ -128,7 +128,7 @@ impl Link {
         response_timeout: Duration,
     ) -> Result<Self, RedisError> {
         let client = ::redis::Client::open(url).map_err(|e| RedisError::BadUrl {
-            url: crate::sql::redact(url),
+            url: crate::outbound::sql::redact(url),
             source: Box::new(e),
         })?;
         // One attempt per (re)connection: the queue's own probing decides when to try

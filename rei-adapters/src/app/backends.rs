@@ -10,8 +10,8 @@ use rei_core::job::StoreQueue;
 use rei_core::ports::{JobQueue, RateLimiter};
 use tokio_util::sync::CancellationToken;
 
-use crate::limiter::InProcessLimiter;
-use crate::sql::{DatabaseTarget, SqlError, Stores};
+use crate::outbound::limiter::InProcessLimiter;
+use crate::outbound::sql::{DatabaseTarget, SqlError, Stores};
 
 /// Keys of every Redis structure REI owns start with this.
 pub const REDIS_KEY_PREFIX: &str = "rei:";
@@ -38,7 +38,7 @@ pub enum BackendsError {
     /// `REDIS_URL` is malformed.
     #[cfg(feature = "redis")]
     #[error("REDIS_URL")]
-    Redis(#[from] crate::redis::RedisError),
+    Redis(#[from] crate::outbound::redis::RedisError),
     /// `REDIS_URL` is set but this build has no Redis support.
     #[error("REDIS_URL is set but this build has no Redis support (cargo feature `redis`)")]
     NoRedisSupport,
@@ -57,7 +57,7 @@ pub struct Backends {
     /// `RATE_LIMIT_PER_MINUTE` per user.
     pub limiter: Arc<dyn RateLimiter>,
     #[cfg(feature = "redis")]
-    redis_queue: Option<Arc<crate::redis::RedisQueue>>,
+    redis_queue: Option<Arc<crate::outbound::redis::RedisQueue>>,
     #[cfg(feature = "redis")]
     redis_url: Option<String>,
 }
@@ -74,7 +74,7 @@ impl std::fmt::Debug for Backends {
 /// # Errors
 /// [`BackendsError`] when the database cannot be opened or a setting is invalid.
 pub async fn connect(config: &BackendsConfig) -> Result<Backends, BackendsError> {
-    let stores = crate::sql::connect(&config.database).await?;
+    let stores = crate::outbound::sql::connect(&config.database).await?;
     let per_minute =
         NonZeroU32::new(config.rate_limit_per_minute).ok_or(BackendsError::ZeroRateLimit)?;
     let database_queue: Arc<dyn JobQueue> = Arc::new(StoreQueue::new(stores.jobs.clone()));
@@ -91,18 +91,19 @@ pub async fn connect(config: &BackendsConfig) -> Result<Backends, BackendsError>
         #[cfg(feature = "redis")]
         Some(url) => {
             let queue = Arc::new(
-                crate::redis::RedisQueue::connect(
+                crate::outbound::redis::RedisQueue::connect(
                     url,
                     REDIS_KEY_PREFIX,
                     stores.jobs.clone(),
-                    crate::redis::RedisQueueConfig {
+                    crate::outbound::redis::RedisQueueConfig {
                         min_idle: config.lease_for,
-                        ..crate::redis::RedisQueueConfig::default()
+                        ..crate::outbound::redis::RedisQueueConfig::default()
                     },
                 )
                 .await?,
             );
-            let limiter = crate::redis::RedisLimiter::new(url, REDIS_KEY_PREFIX, per_minute)?;
+            let limiter =
+                crate::outbound::redis::RedisLimiter::new(url, REDIS_KEY_PREFIX, per_minute)?;
             Ok(Backends {
                 queue: queue.clone(),
                 limiter: Arc::new(limiter),
@@ -117,8 +118,10 @@ pub async fn connect(config: &BackendsConfig) -> Result<Backends, BackendsError>
 }
 
 /// How often the broker is resynchronised with the database.
+#[cfg(feature = "redis")]
 const SWEEP_EVERY: Duration = Duration::from_secs(30);
 /// Jobs looked at per sweep.
+#[cfg(feature = "redis")]
 const SWEEP_LIMIT: u32 = 10_000;
 
 /// Which backend is not ready.
@@ -130,7 +133,7 @@ pub enum NotReady {
     /// Redis does not answer.
     #[cfg(feature = "redis")]
     #[error("redis unavailable")]
-    Redis(#[source] crate::redis::RedisError),
+    Redis(#[source] crate::outbound::redis::RedisError),
 }
 
 impl NotReady {
@@ -175,7 +178,8 @@ impl Backends {
         #[cfg(feature = "redis")]
         if let Some(url) = self.redis_url.clone() {
             return tokio::spawn(async move {
-                crate::redis::listen_for_wakes(&url, REDIS_KEY_PREFIX, wake, shutdown).await;
+                crate::outbound::redis::listen_for_wakes(&url, REDIS_KEY_PREFIX, wake, shutdown)
+                    .await;
             });
         }
         drop((wake, shutdown));

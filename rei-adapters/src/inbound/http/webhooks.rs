@@ -54,7 +54,7 @@ async fn handle_yookassa(
         return Err(WebError::NotFound);
     };
     state.admit(&state.yookassa_ips, peer, headers, "payment notification")?;
-    let hint = match crate::yookassa::parse_notification(body) {
+    let hint = match crate::outbound::yookassa::parse_notification(body) {
         Ok(Some(hint)) => hint,
         Ok(None) => {
             tracing::info!("notification of an event REI does not act on: ignored");
@@ -129,7 +129,7 @@ pub(super) async fn kling(
         let Some((jobs, wakeups)) = &state.kling else {
             return Err(WebError::NotFound);
         };
-        let callback = crate::kling::parse_callback(&body).map_err(|e| {
+        let callback = crate::outbound::kling::parse_callback(&body).map_err(|e| {
             tracing::warn!(error = %e, "unreadable Kling callback");
             WebError::BadRequest("not a Kling task callback")
         })?;

@@ -1,0 +1,3 @@
+//! The composition root: what both binaries build from their settings.
+
+pub mod backends;

@@ -1,0 +1,15 @@
+//! What we call: databases, Redis, the providers, the Bot API, files.
+
+pub mod client;
+pub mod files;
+pub mod gemini;
+pub mod kling;
+pub mod legacy;
+pub mod limiter;
+#[cfg(feature = "redis")]
+pub mod redis;
+pub mod sql;
+pub mod system;
+#[cfg(feature = "telegram")]
+pub mod telegram;
+pub mod yookassa;
