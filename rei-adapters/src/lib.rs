@@ -6,14 +6,16 @@
 //!
 //! ## Layout
 //!
-//! - `app`: the composition root — `backends::connect`, the one choice of database,
-//!   queue and rate limiter both binaries make.
+//! - `app` (feature `app`): the composition root both binaries use — `Settings` (every
+//!   environment variable), `App::build` (settings → the whole application),
+//!   `App::run_all` / `App::run_workers`, and `backends::connect`.
 //! - `inbound`: what calls us.
 //!   - `telegram` (feature `telegram`): the front end (updates → core's conversation →
 //!     Bot API calls), the compact button encoding, webhook-mode updates.
 //!   - `http` (feature `http`): the HTTP server (axum): webhooks (YooKassa, Telegram,
 //!     Kling), `/healthz`, `/readyz`, `/metrics`, signed asset links.
 //!   - `worker`: the worker loop (claim, heartbeat, run core's job steps, shutdown).
+//!   - `poller`: the payment poller's loop (one process per deployment, by a lease).
 //!   - `notices`: the outbox dispatcher's loop (money notices, sent after their commit).
 //! - `outbound`: what we call.
 //!   - `sql`: SQLite (embedded default) and PostgreSQL stores, with embedded migrations.

@@ -1,6 +1,6 @@
 //! Logging: `LOG_FORMAT` (pretty or JSON lines), level from `RUST_LOG` (default `info`).
 
-use crate::config::LogFormat;
+use rei_adapters::app::LogFormat;
 
 /// Installs the global subscriber once.
 pub(crate) fn init(format: LogFormat) {

@@ -13,6 +13,7 @@ use rei_core::prelude::*;
 use rei_tests::fakes::gemini::FakeGemini;
 use rei_tests::fakes::kling::FakeKling;
 use rei_tests::fakes::telegram::{Call, FakeTelegram};
+use rei_tests::process::{Forwarder, listening_addr, log_len};
 use tokio::process::{Child, Command};
 
 const ADMIN: i64 = 1;
@@ -27,7 +28,10 @@ struct Bot {
     process: Child,
     assets: tempfile::TempDir,
     logs: tempfile::TempDir,
+    /// Where the bot's HTTP server listens (it picks a free port; read from its log).
     http: String,
+    /// `PUBLIC_URL`, in front of the HTTP server (set when the bot has one).
+    public: Option<Forwarder>,
     extra: &'static [(&'static str, &'static str)],
 }
 
@@ -36,6 +40,14 @@ async fn bot() -> Bot {
 }
 
 async fn bot_with(extra: &'static [(&'static str, &'static str)]) -> Bot {
+    bot_behind(None, extra).await
+}
+
+/// A bot, with `public` (when given) as its `PUBLIC_URL` in front of its HTTP server.
+async fn bot_behind(
+    public: Option<Forwarder>,
+    extra: &'static [(&'static str, &'static str)],
+) -> Bot {
     let path = rei_tests::sqlite_path().unwrap();
     let stores = connect(&DatabaseTarget::SqlitePath(path.clone()))
         .await
@@ -45,20 +57,23 @@ async fn bot_with(extra: &'static [(&'static str, &'static str)]) -> Bot {
     let gemini = FakeGemini::start().await.unwrap();
     let assets = tempfile::tempdir().unwrap();
     let logs = tempfile::tempdir().unwrap();
-    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let http = free.local_addr().unwrap().to_string();
-    drop(free);
+    let public_url = public.as_ref().map(Forwarder::url);
+    let mut all: Vec<(&str, &str)> = extra.to_vec();
+    if let Some(url) = &public_url {
+        all.push(("PUBLIC_URL", url));
+    }
     let process = spawn(
         &path,
         &telegram.url,
         &kling,
         &gemini,
         (assets.path(), logs.path()),
-        &http,
-        extra,
+        &all,
     );
+    let http = listening(logs.path(), 0, public.as_ref()).await;
     Bot {
         extra,
+        public,
         stores,
         telegram,
         kling,
@@ -71,15 +86,27 @@ async fn bot_with(extra: &'static [(&'static str, &'static str)]) -> Bot {
     }
 }
 
-/// Starts `rei-bot run` with the fakes' URLs; an `extra` variable with an empty value is
-/// removed (a provider left unconfigured). Its log goes to `bot.log` in `dirs.1`.
+/// Where the bot whose log is in `logs` listens (logged after byte `from`); points
+/// `public` at it.
+async fn listening(logs: &std::path::Path, from: u64, public: Option<&Forwarder>) -> String {
+    let addr = listening_addr(&logs.join("bot.log"), from, Duration::from_secs(30))
+        .await
+        .unwrap();
+    if let Some(public) = public {
+        public.point_at(addr);
+    }
+    addr.to_string()
+}
+
+/// Starts `rei-bot run` with the fakes' URLs and its HTTP server on a free port; an
+/// `extra` variable with an empty value is removed (a provider left unconfigured). Its
+/// log goes to `bot.log` in `dirs.1`.
 fn spawn(
     path: &str,
     telegram: &str,
     kling: &FakeKling,
     gemini: &FakeGemini,
     dirs: (&std::path::Path, &std::path::Path),
-    http: &str,
     extra: &[(&str, &str)],
 ) -> Child {
     let (assets, logs) = dirs;
@@ -104,7 +131,7 @@ fn spawn(
         .env("ASSET_DIR", assets)
         .env("WORKER_LEASE_SECS", "2")
         .env("VIDEO_POLL_INTERVAL_MS", "100")
-        .env("HTTP_ADDR", http)
+        .env("HTTP_ADDR", "127.0.0.1:0")
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::from(log))
@@ -146,15 +173,21 @@ impl Bot {
     /// SIGKILLs the bot and starts it again on the same database.
     async fn restart(&mut self) {
         self.process.kill().await.unwrap();
+        let from = log_len(&self.logs.path().join("bot.log"));
+        let public_url = self.public.as_ref().map(Forwarder::url);
+        let mut all: Vec<(&str, &str)> = self.extra.to_vec();
+        if let Some(url) = &public_url {
+            all.push(("PUBLIC_URL", url));
+        }
         self.process = spawn(
             &self.path,
             &self.telegram.url,
             &self.kling,
             &self.gemini,
             (self.assets.path(), self.logs.path()),
-            &self.http,
-            self.extra,
+            &all,
         );
+        self.http = listening(self.logs.path(), from, self.public.as_ref()).await;
     }
 
     /// What the bot logged so far (`TEST_LOG=1` also prints it when the bot is dropped).
@@ -602,18 +635,9 @@ async fn a_video_to_video_request_without_a_public_url_is_refused_before_any_cha
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_a_public_url_a_video_to_video_source_is_fetched_from_a_signed_link() {
-    // The bot's own HTTP server is the public URL here (http on the loopback is allowed).
-    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = free.local_addr().unwrap().port();
-    drop(free);
-    let public: &'static str = Box::leak(format!("http://127.0.0.1:{port}/").into_boxed_str());
-    let http: &'static str = Box::leak(format!("127.0.0.1:{port}").into_boxed_str());
-    let extra: &'static [(&'static str, &'static str)] = Box::leak(Box::new([
-        ("RATE_LIMIT_PER_MINUTE", "1000"),
-        ("PUBLIC_URL", public),
-        ("HTTP_ADDR", http),
-    ]));
-    let bot = bot_with(extra).await;
+    // The bot's own HTTP server is the public URL here, behind a loopback forwarder
+    // (http on the loopback is allowed).
+    let bot = public_bot(&[]).await;
     bot.say(ANNA, "/start").await;
     bot.say(ADMIN, "/start").await;
     bot.say(ADMIN, "/add 4242 500").await;
@@ -642,7 +666,8 @@ async fn with_a_public_url_a_video_to_video_source_is_fetched_from_a_signed_link
         .as_str()
         .unwrap_or_else(|| panic!("{body}"))
         .to_owned();
-    assert!(link.starts_with(public), "{link}");
+    let public = bot.public.as_ref().map(Forwarder::url).unwrap();
+    assert!(link.starts_with(&public), "{link}");
     // What Kling fetches is the user's clip; a tampered link opens nothing.
     let fetched = reqwest::get(&link).await.unwrap();
     assert_eq!(fetched.status(), 200);
@@ -899,16 +924,12 @@ async fn lone_bot(telegram: &str, extra: &[(&str, &str)]) -> (Child, tempfile::T
     let gemini = FakeGemini::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("rei.db").to_string_lossy().into_owned();
-    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let http = free.local_addr().unwrap().to_string();
-    drop(free);
     let process = spawn(
         &db,
         telegram,
         &kling,
         &gemini,
         (dir.path(), dir.path()),
-        &http,
         extra,
     );
     (process, dir)
@@ -1103,20 +1124,13 @@ async fn a_step_cut_off_by_shutdown_after_its_call_went_out_is_not_sent_again() 
     assert!(bot.stores.ledger.verify().await.unwrap().is_ok());
 }
 
-/// A bot whose `PUBLIC_URL` is its own HTTP server (http on the loopback is allowed).
+/// A bot whose `PUBLIC_URL` is its own HTTP server, behind a loopback forwarder (http
+/// on the loopback is allowed).
 async fn public_bot(more: &[(&'static str, &'static str)]) -> Bot {
-    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = free.local_addr().unwrap().port();
-    drop(free);
-    let public: &'static str = Box::leak(format!("http://127.0.0.1:{port}/").into_boxed_str());
-    let http: &'static str = Box::leak(format!("127.0.0.1:{port}").into_boxed_str());
-    let mut extra = vec![
-        ("RATE_LIMIT_PER_MINUTE", "1000"),
-        ("PUBLIC_URL", public),
-        ("HTTP_ADDR", http),
-    ];
+    let mut extra = vec![("RATE_LIMIT_PER_MINUTE", "1000")];
     extra.extend_from_slice(more);
-    bot_with(Box::leak(extra.into_boxed_slice())).await
+    let public = Forwarder::start().await.unwrap();
+    bot_behind(Some(public), Box::leak(extra.into_boxed_slice())).await
 }
 
 /// Orders a 5 s Kling 2.6 video of text; returns the confirmation.

@@ -16,6 +16,7 @@ use rei_core::payment::{PaymentConfig, PaymentFilter, PaymentPorts, PaymentServi
 use rei_core::prelude::*;
 use rei_tests::fakes::telegram::{Call, FakeTelegram};
 use rei_tests::fakes::yookassa::{FakeYooKassa, RefundAnswer};
+use rei_tests::process::listening_addr;
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
@@ -52,9 +53,8 @@ async fn bot_on(db: Db, extra: &[(&str, &str)]) -> Bot {
     let telegram = FakeTelegram::start().await.unwrap();
     let yookassa = FakeYooKassa::start().await.unwrap();
     let assets = tempfile::tempdir().unwrap();
-    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let http = free.local_addr().unwrap().to_string();
-    drop(free);
+    let log_path = assets.path().join("bot.log");
+    let log = std::fs::File::create(&log_path).unwrap();
     let mut command = Command::new(env!("CARGO_BIN_EXE_rei-bot"));
     command
         .arg("run")
@@ -69,14 +69,10 @@ async fn bot_on(db: Db, extra: &[(&str, &str)]) -> Bot {
         .env("YOOKASSA_RETURN_URL", "https://t.me/rei_test_bot")
         .env("RATE_LIMIT_PER_MINUTE", "1000")
         .env("ASSET_DIR", assets.path())
-        .env("HTTP_ADDR", &http)
+        .env("HTTP_ADDR", "127.0.0.1:0")
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
-        .stderr(if std::env::var("TEST_LOG").is_ok() {
-            Stdio::inherit()
-        } else {
-            Stdio::null()
-        })
+        .stderr(Stdio::from(log))
         .kill_on_drop(true);
     match &database {
         DatabaseTarget::SqlitePath(path) => command.env("DATABASE_PATH", path),
@@ -88,6 +84,11 @@ async fn bot_on(db: Db, extra: &[(&str, &str)]) -> Bot {
         command.env(name, value);
     }
     let process = command.spawn().expect("start rei-bot");
+    // The HTTP server picks a free port and says which in its log.
+    let http = listening_addr(&log_path, 0, Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .to_string();
     let bot = Bot {
         stores,
         database,
@@ -103,6 +104,16 @@ async fn bot_on(db: Db, extra: &[(&str, &str)]) -> Bot {
     })
     .await;
     bot
+}
+
+impl Drop for Bot {
+    /// `TEST_LOG=1` prints the bot's log.
+    fn drop(&mut self) {
+        if std::env::var("TEST_LOG").is_ok() {
+            let log = std::fs::read_to_string(self._assets.path().join("bot.log"));
+            eprintln!("---- rei-bot log ----\n{}", log.unwrap_or_default());
+        }
+    }
 }
 
 async fn eventually<F, Fut>(what: &str, mut check: F)
@@ -821,9 +832,6 @@ async fn one_payment_poller_per_deployment_and_a_survivor_takes_over() {
     };
     let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
     let spawn = |dir: &tempfile::TempDir| {
-        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = free.local_addr().unwrap().port();
-        drop(free);
         let log = std::fs::File::create(dir.path().join("bot.log")).unwrap();
         Command::new(env!("CARGO_BIN_EXE_rei-bot"))
             .arg("run")
@@ -833,7 +841,8 @@ async fn one_payment_poller_per_deployment_and_a_survivor_takes_over() {
             .env("ADMIN_IDS", ADMIN.to_string())
             .env("TELEGRAM_API_URL", &telegram.url)
             .env("TELEGRAM_MODE", "webhook")
-            .env("PUBLIC_URL", format!("http://127.0.0.1:{port}/"))
+            // Telegram's webhook target; no update is pushed in this test.
+            .env("PUBLIC_URL", "http://127.0.0.1/")
             .env("TELEGRAM_WEBHOOK_SECRET", "s3cret")
             .env("YOOKASSA_SHOP_ID", "123456")
             .env("YOOKASSA_SECRET_KEY", "test_secret")
@@ -842,7 +851,7 @@ async fn one_payment_poller_per_deployment_and_a_survivor_takes_over() {
             .env("PAYMENT_POLL_INTERVAL_SECS", "1")
             .env("DATABASE_PATH", path)
             .env("ASSET_DIR", dir.path().join("assets"))
-            .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
+            .env("HTTP_ADDR", "127.0.0.1:0")
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))

@@ -13,6 +13,7 @@ use rei_core::job::{Delivery, Job, JobLimits, JobSpec, JobState, Prompt, VideoMo
 use rei_core::prelude::*;
 use rei_tests::fakes::kling::{FakeKling, Hang};
 use rei_tests::fakes::telegram::FakeTelegram;
+use rei_tests::process::listening_addr;
 use tokio::process::{Child, Command};
 
 const USER: i64 = 4242;
@@ -77,6 +78,33 @@ impl World {
 
     /// `rei-bot <command>` on this world's database and fakes; `extra` variables win.
     fn process(&self, command: &str, assets: &std::path::Path, extra: &[(&str, &str)]) -> Child {
+        let stderr = if std::env::var("TEST_LOG").is_ok() {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        };
+        self.command(command, assets, extra, stderr)
+    }
+
+    /// [`Self::process`] with its log written to `log`.
+    fn process_logged(
+        &self,
+        command: &str,
+        assets: &std::path::Path,
+        extra: &[(&str, &str)],
+        log: &std::path::Path,
+    ) -> Child {
+        let file = std::fs::File::create(log).unwrap();
+        self.command(command, assets, extra, Stdio::from(file))
+    }
+
+    fn command(
+        &self,
+        command: &str,
+        assets: &std::path::Path,
+        extra: &[(&str, &str)],
+        stderr: Stdio,
+    ) -> Child {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_rei-bot"));
         cmd.arg(command)
             .env_clear()
@@ -92,11 +120,7 @@ impl World {
             .env("VIDEO_POLL_INTERVAL_MS", "100")
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
-            .stderr(if std::env::var("TEST_LOG").is_ok() {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
-            })
+            .stderr(stderr)
             .kill_on_drop(true);
         match &self.target {
             DatabaseTarget::SqlitePath(p) => cmd.env("DATABASE_PATH", p),
@@ -529,12 +553,15 @@ async fn a_callback_elsewhere_wakes_the_owner(redis: Option<String>) {
     .await;
     let task = w.job(&job).await.provider_task_id.unwrap();
     w.kling.finish_after(0);
-    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let http = free.local_addr().unwrap().to_string();
-    drop(free);
+    // The receiving process logs where its HTTP server listens (a free port).
+    let logs = tempfile::tempdir().unwrap();
+    let log_path = logs.path().join("bot.log");
     let mut front = common.clone();
-    front.push(("HTTP_ADDR", http.as_str()));
-    let mut receiver = w.process("run", w.assets.path(), &front);
+    front.push(("HTTP_ADDR", "127.0.0.1:0"));
+    let mut receiver = w.process_logged("run", w.assets.path(), &front, &log_path);
+    let http = listening_addr(&log_path, 0, Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let client = reqwest::Client::new();
     let callback = serde_json::json!({
         "task_id": task.as_str(),

@@ -6,12 +6,11 @@
 
 mod commands;
 mod output;
-mod settings;
-mod wiring;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
+use rei_adapters::app::Settings;
 
 /// REI admin tool. Reads the bot's settings from the environment or `.env`:
 /// `DATABASE_URL` / `DATABASE_PATH` and `REDIS_URL` (the same backends as the bot),
@@ -30,7 +29,7 @@ struct Cli {
     #[arg(long, global = true)]
     json: bool,
     #[command(flatten)]
-    settings: settings::Settings,
+    settings: Settings,
     #[command(subcommand)]
     command: commands::Command,
 }
@@ -46,6 +45,21 @@ pub(crate) enum Failure {
     Reported,
 }
 
+/// The command line: the bot's settings are read from the environment and accepted as
+/// flags anywhere on the line, but left out of `--help` (they are the bot's, listed in
+/// `docs/configuration.md`).
+fn parse() -> Result<Cli, clap::Error> {
+    let command = Cli::command().mut_args(|arg| {
+        if arg.get_env().is_some() {
+            arg.global(true).hide(true)
+        } else {
+            arg
+        }
+    });
+    let mut matches = command.try_get_matches()?;
+    Cli::from_arg_matches_mut(&mut matches)
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     dotenvy::dotenv().ok();
@@ -57,7 +71,7 @@ async fn main() -> ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-    let cli = match Cli::try_parse() {
+    let cli = match parse() {
         Ok(cli) => cli,
         // --help and --version print in full; a usage error is one line naming the
         // problem (clap's own first line), with a hint to --help.

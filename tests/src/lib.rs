@@ -7,6 +7,7 @@
 //! as filtered out, never as passed.
 
 pub mod fakes;
+pub mod process;
 
 use std::sync::Arc;
 

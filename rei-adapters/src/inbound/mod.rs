@@ -1,9 +1,10 @@
 //! What calls us: the Telegram front end, the HTTP server, and the loops that run on
-//! their own (the worker, the outbox dispatcher).
+//! their own (the worker, the payment poller, the outbox dispatcher).
 
 #[cfg(feature = "http")]
 pub mod http;
 pub mod notices;
+pub mod poller;
 #[cfg(feature = "telegram")]
 pub mod telegram;
 pub mod worker;

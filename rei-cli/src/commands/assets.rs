@@ -34,11 +34,12 @@ pub(crate) async fn run(ctx: &Ctx, c: &AssetsCommand) -> Result<(), Failure> {
         older_than,
         dry_run,
     } = c;
-    let age = older_than.unwrap_or(ctx.services.retention);
+    let age = older_than.unwrap_or(ctx.app.retention);
     let cutoff = SystemTime::now()
         .checked_sub(age)
         .ok_or_else(|| Failure::Usage("--older-than is too large".into()))?;
     let keep: HashSet<String> = ctx
+        .app
         .services
         .jobs
         .assets_in_use(IN_USE_LIMIT)
@@ -47,7 +48,7 @@ pub(crate) async fn run(ctx: &Ctx, c: &AssetsCommand) -> Result<(), Failure> {
         .into_iter()
         .map(|a| a.as_str().to_owned())
         .collect();
-    let assets = &ctx.services.assets;
+    let assets = &ctx.app.assets;
     let doomed = assets.plan(cutoff, &keep).await.map_err(operational)?;
     let bytes: u64 = doomed.iter().map(|f| f.bytes).sum();
     let mut deleted = 0_u64;

@@ -105,7 +105,7 @@ pub(crate) async fn run(ctx: &Ctx, c: &BalanceCommand) -> Result<(), Failure> {
         repeats,
     };
     let posted = ctx
-        .services
+        .app.services
         .admin
         .adjust_balance(request)
         .await

@@ -19,7 +19,7 @@ pub(crate) async fn run(ctx: &Ctx, path: &Path) -> Result<(), Failure> {
     })?;
     spinner.set_message("importing");
     let now = rei_adapters::outbound::system::SystemClock.now();
-    let report = rei_core::legacy::import(&ctx.services.import, &snapshot, Ctx::actor(), now)
+    let report = rei_core::legacy::import(&ctx.app.services.import, &snapshot, Ctx::actor(), now)
         .await
         .map_err(|e| match e {
             ImportError::Inconsistent(_) => Failure::Usage(format!("nothing imported: {e}")),
@@ -28,7 +28,13 @@ pub(crate) async fn run(ctx: &Ctx, path: &Path) -> Result<(), Failure> {
             )),
         })?;
     spinner.set_message("verifying the ledger");
-    let verify = ctx.services.ledger.verify().await.map_err(ledger_failure)?;
+    let verify = ctx
+        .app
+        .services
+        .ledger
+        .verify()
+        .await
+        .map_err(ledger_failure)?;
     spinner.finish_and_clear();
     let value = json!({
         "users": report.users, "users_new": report.users_new,

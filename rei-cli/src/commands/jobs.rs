@@ -51,7 +51,7 @@ pub(crate) enum JobsCommand {
 }
 
 pub(crate) async fn run(ctx: &Ctx, c: &JobsCommand) -> Result<(), Failure> {
-    let jobs = &ctx.services.jobs;
+    let jobs = &ctx.app.services.jobs;
     match c {
         JobsCommand::List {
             status,

@@ -29,6 +29,7 @@ pub(crate) async fn run(ctx: &Ctx, c: &LedgerCommand) -> Result<(), Failure> {
         LedgerCommand::History { tg_id, limit } => {
             ctx.known_user(*tg_id).await?;
             let entries = ctx
+                .app
                 .services
                 .ledger
                 .history(*tg_id, (*limit).clamp(1, 1000))
@@ -65,7 +66,13 @@ pub(crate) async fn run(ctx: &Ctx, c: &LedgerCommand) -> Result<(), Failure> {
             Ok(())
         }
         LedgerCommand::Verify => {
-            let report = ctx.services.ledger.verify().await.map_err(ledger_failure)?;
+            let report = ctx
+                .app
+                .services
+                .ledger
+                .verify()
+                .await
+                .map_err(ledger_failure)?;
             let value = serde_json::to_value(&report).map_err(operational)?;
             let mut text = format!(
                 "checked {} users, {} entries, {} reservations: {} violation(s)",
@@ -91,6 +98,7 @@ pub(crate) async fn run(ctx: &Ctx, c: &LedgerCommand) -> Result<(), Failure> {
 
 pub(crate) async fn stats(ctx: &Ctx) -> Result<(), Failure> {
     let report = ctx
+        .app
         .services
         .admin
         .stats()

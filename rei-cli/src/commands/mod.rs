@@ -1,4 +1,4 @@
-//! Command groups. Each goes through a core service built in `wiring.rs` and hands its
+//! Command groups. Each goes through a core service built by `App::build` and hands its
 //! result to `output` (a table for people, JSON with `--json`).
 
 mod assets;
@@ -17,8 +17,7 @@ use rei_core::user::Actor;
 
 use crate::Failure;
 use crate::output::Output;
-use crate::settings::Settings;
-use crate::wiring::{self, Services};
+use rei_adapters::app::{App, AppError, Settings};
 
 /// Every command.
 #[derive(Debug, Subcommand)]
@@ -60,7 +59,7 @@ pub(crate) enum Command {
 
 /// What every command can use.
 pub(crate) struct Ctx {
-    pub services: Services,
+    pub app: App,
     pub out: Output,
 }
 
@@ -77,7 +76,7 @@ impl Ctx {
     /// user hears at once, even with no bot running); returns how many went. Without
     /// it the notices wait in the outbox for the bot.
     pub(crate) async fn send_notices(&self) -> u32 {
-        match &self.services.notices {
+        match self.app.notices() {
             Some(dispatcher) => rei_adapters::inbound::notices::drain(dispatcher).await.sent,
             None => 0,
         }
@@ -85,7 +84,8 @@ impl Ctx {
 
     /// Fails with a usage error when the user is not registered.
     pub(crate) async fn known_user(&self, id: UserId) -> Result<rei_core::user::User, Failure> {
-        self.services
+        self.app
+            .services
             .users
             .user(id)
             .await
@@ -158,17 +158,41 @@ pub(crate) fn parse_age(s: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("`{s}` is not an age like 7d, 24h, 30m or 45s"))
 }
 
+/// Settings that do not hold together, or a database URL of no known kind, are the
+/// caller's to fix (exit 2); a backend that does not answer is operational (exit 1).
+fn build_failure(e: AppError) -> Failure {
+    use rei_adapters::app::backends::BackendsError;
+    use rei_adapters::outbound::sql::SqlError;
+    let message = source_chain(&e);
+    match e {
+        AppError::Settings(_)
+        | AppError::Setting { .. }
+        | AppError::Backends(
+            BackendsError::Database(SqlError::BadUrl(_)) | BackendsError::ZeroRateLimit,
+        ) => Failure::Usage(message),
+        _ => Failure::Operational(message),
+    }
+}
+
+/// An error and its causes, on one line.
+fn source_chain(e: &dyn std::error::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        parts.push(s.to_string());
+        cur = s.source();
+    }
+    parts.join(": ")
+}
+
 /// Opens the backends, builds the services and runs a command.
 pub(crate) async fn run(
     command: &Command,
     settings: &Settings,
     out: &Output,
 ) -> Result<(), Failure> {
-    let services = wiring::build(settings).await?;
-    let ctx = Ctx {
-        services,
-        out: *out,
-    };
+    let app = App::build(settings).await.map_err(build_failure)?;
+    let ctx = Ctx { app, out: *out };
     match command {
         Command::Migrate => {
             out.message(

@@ -92,6 +92,7 @@ async fn list(
         limit: limit.clamp(1, 10_000),
     };
     let payments = ctx
+        .app
         .services
         .payments
         .list(filter)
@@ -134,7 +135,7 @@ async fn refund(
     amount: Option<Money>,
     reason: &str,
 ) -> Result<(), Failure> {
-    let payments = &ctx.services.payments;
+    let payments = &ctx.app.services.payments;
     let before = payments.payment(id).await.map_err(payment_failure)?;
     let outcome = payments
         .refund_audited(id, amount, Ctx::actor(), reason)
@@ -187,6 +188,7 @@ async fn reconcile(ctx: &Ctx, age: std::time::Duration, apply: bool) -> Result<(
     let since = rei_adapters::outbound::system::SystemClock.now().minus(age);
     let spinner = ctx.out.progress(0, "reading YooKassa's payments");
     let report = ctx
+        .app
         .services
         .payments
         .reconcile(since, apply.then(Ctx::actor))

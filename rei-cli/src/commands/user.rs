@@ -35,7 +35,8 @@ pub(crate) async fn run(ctx: &Ctx, c: &UserCommand) -> Result<(), Failure> {
         UserCommand::Show { tg_id } => (tg_id, ctx.known_user(tg_id).await?),
         UserCommand::Ban { tg_id } => (
             tg_id,
-            ctx.services
+            ctx.app
+                .services
                 .admin
                 .ban(Ctx::actor(), tg_id)
                 .await
@@ -43,7 +44,8 @@ pub(crate) async fn run(ctx: &Ctx, c: &UserCommand) -> Result<(), Failure> {
         ),
         UserCommand::Unban { tg_id } => (
             tg_id,
-            ctx.services
+            ctx.app
+                .services
                 .admin
                 .unban(Ctx::actor(), tg_id)
                 .await
@@ -51,6 +53,7 @@ pub(crate) async fn run(ctx: &Ctx, c: &UserCommand) -> Result<(), Failure> {
         ),
     };
     let balance = ctx
+        .app
         .services
         .ledger
         .balance(id)

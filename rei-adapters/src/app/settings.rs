@@ -1,12 +1,13 @@
-//! Configuration: every environment variable of the contract
-//! (`shared/spec/interfaces.md`), parsed into domain types at start-up, so a malformed
-//! value stops the process with a message naming the variable.
+//! Settings: every environment variable of the contract (`shared/spec/interfaces.md`)
+//! and the few beyond it, parsed into domain types once, for both binaries (`rei-bot`
+//! and `rei-cli` flatten [`Settings`] into their command line), so a malformed value
+//! stops the process with a message naming the variable.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
-use rei_adapters::inbound::http::IpList;
+use crate::inbound::http::IpList;
+use clap::ValueEnum;
 use rei_core::ids::UserId;
 use rei_core::job::VideoDeadlines;
 use rei_core::money::Money;
@@ -15,7 +16,7 @@ use secrecy::SecretString;
 
 /// Telegram update delivery.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub(crate) enum TelegramMode {
+pub enum TelegramMode {
     /// `getUpdates` long polling.
     Polling,
     /// `setWebhook` to `PUBLIC_URL/webhooks/telegram`.
@@ -24,35 +25,25 @@ pub(crate) enum TelegramMode {
 
 /// Log output.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub(crate) enum LogFormat {
+pub enum LogFormat {
     /// Human-readable.
     Pretty,
     /// One JSON object per line.
     Json,
 }
 
-/// What to run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::Subcommand)]
-pub(crate) enum Command {
-    /// The bot, the HTTP server and the workers in one process (the default).
-    Run,
-    /// Workers only (scale-out: several processes on one PostgreSQL and Redis).
-    Worker,
-}
-
-/// REI bot: Telegram bot, HTTP server and workers. Every option is also an environment
-/// variable (and may be set in `.env`).
-#[derive(Debug, Parser)]
-#[command(name = "rei-bot", version, about)]
-pub(crate) struct Config {
-    /// `run` (default) or `worker`.
-    #[command(subcommand)]
-    pub command: Option<Command>,
-    /// Telegram bot token from @BotFather.
+/// Every setting. Each option is also an environment variable (and may be set in
+/// `.env`). `rei-bot` needs `BOT_TOKEN` and `ADMIN_IDS` ([`Settings::require_bot`]);
+/// for `rei-cli` every one is optional, and a command that needs one it lacks says
+/// which.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Settings {
+    /// Telegram bot token from @BotFather (`rei-cli`: users are told of manual credits
+    /// and debits at once, Stars refunds work).
     #[arg(long, env = "BOT_TOKEN", hide_env_values = true)]
-    pub bot_token: SecretString,
+    pub bot_token: Option<SecretString>,
     /// Comma-separated Telegram ids of admins.
-    #[arg(long, env = "ADMIN_IDS", value_parser = parse_user_id, value_delimiter = ',', required = true)]
+    #[arg(long, env = "ADMIN_IDS", value_parser = parse_user_id, value_delimiter = ',')]
     pub admin_ids: Vec<UserId>,
     /// Nano Banana Pro (Gemini) API key; image features are off without it.
     #[arg(long, env = "NANO_BANANA_API_KEY", hide_env_values = true)]
@@ -141,10 +132,10 @@ pub(crate) struct Config {
     #[arg(long, env = "YOOKASSA_RETURN_URL", value_parser = parse_https_url)]
     pub yookassa_return_url: Option<url::Url>,
     /// CIDR list allowed to call the payment webhook (default: YooKassa's published ranges).
-    #[arg(long, env = "YOOKASSA_WEBHOOK_ALLOWED_IPS", default_value = rei_adapters::inbound::http::DEFAULT_YOOKASSA_IPS)]
+    #[arg(long, env = "YOOKASSA_WEBHOOK_ALLOWED_IPS", default_value = crate::inbound::http::DEFAULT_YOOKASSA_IPS)]
     pub yookassa_webhook_allowed_ips: IpList,
     /// CIDR list allowed to read `/metrics` (default: loopback and private networks).
-    #[arg(long, env = "METRICS_ALLOWED_IPS", default_value = rei_adapters::inbound::http::DEFAULT_METRICS_IPS)]
+    #[arg(long, env = "METRICS_ALLOWED_IPS", default_value = crate::inbound::http::DEFAULT_METRICS_IPS)]
     pub metrics_allowed_ips: IpList,
     /// CIDR list of reverse proxies whose `X-Forwarded-For` is believed for the payment
     /// webhook's allow-list (empty: the TCP peer address counts, forwarded headers never).
@@ -234,7 +225,10 @@ pub(crate) struct Config {
 
 /// A configuration that parsed but does not hold together.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub(crate) enum ConfigError {
+pub enum SettingsError {
+    /// A variable `rei-bot` cannot run without.
+    #[error("{0} must be set")]
+    Missing(&'static str),
     /// Webhook mode without a public URL.
     #[error("TELEGRAM_MODE=webhook needs PUBLIC_URL")]
     WebhookWithoutPublicUrl,
@@ -265,26 +259,44 @@ pub(crate) enum ConfigError {
     },
 }
 
-impl Config {
+impl Settings {
+    /// What `rei-bot` cannot run without: `BOT_TOKEN` and `ADMIN_IDS`.
+    ///
+    /// # Errors
+    /// [`SettingsError::Missing`] naming the first one that is not set.
+    pub fn require_bot(&self) -> Result<&SecretString, SettingsError> {
+        let token = self
+            .bot_token
+            .as_ref()
+            .ok_or(SettingsError::Missing("BOT_TOKEN"))?;
+        if self.admin_ids.is_empty() {
+            return Err(SettingsError::Missing("ADMIN_IDS"));
+        }
+        Ok(token)
+    }
+
     /// Cross-field checks and derived values.
-    pub(crate) fn validate(&self) -> Result<PriceList, ConfigError> {
+    ///
+    /// # Errors
+    /// [`SettingsError`] naming what does not hold together.
+    pub fn validate(&self) -> Result<PriceList, SettingsError> {
         if self.telegram_mode == TelegramMode::Webhook && self.public_url.is_none() {
-            return Err(ConfigError::WebhookWithoutPublicUrl);
+            return Err(SettingsError::WebhookWithoutPublicUrl);
         }
         if self.kling_access_key.is_some() != self.kling_secret_key.is_some() {
-            return Err(ConfigError::HalfKlingKeys);
+            return Err(SettingsError::HalfKlingKeys);
         }
         if self.yookassa_shop_id.is_some() != self.yookassa_secret_key.is_some() {
-            return Err(ConfigError::HalfYookassaKeys);
+            return Err(SettingsError::HalfYookassaKeys);
         }
-        rei_adapters::outbound::kling::KlingModel::parse_list(&self.kling_models)
-            .map_err(|e| ConfigError::KlingModels(e.to_string()))?;
+        crate::outbound::kling::KlingModel::parse_list(&self.kling_models)
+            .map_err(|e| SettingsError::KlingModels(e.to_string()))?;
         self.kling_mode
-            .parse::<rei_adapters::outbound::kling::KlingMode>()
-            .map_err(|e| ConfigError::KlingMode(e.to_string()))?;
+            .parse::<crate::outbound::kling::KlingMode>()
+            .map_err(|e| SettingsError::KlingMode(e.to_string()))?;
         let retention = Duration::from_secs(u64::from(self.asset_retention_days) * 86_400);
         if self.asset_link_ttl > retention {
-            return Err(ConfigError::LinksOutliveFiles {
+            return Err(SettingsError::LinksOutliveFiles {
                 link_days: self.asset_link_ttl.as_secs().div_ceil(86_400),
                 retention_days: self.asset_retention_days,
             });
@@ -298,7 +310,8 @@ impl Config {
     }
 
     /// Which provider features are off for lack of credentials (for start-up warnings).
-    pub(crate) fn disabled_features(&self) -> Vec<&'static str> {
+    #[must_use]
+    pub fn disabled_features(&self) -> Vec<&'static str> {
         let mut off = Vec::new();
         if self.nano_banana_api_key.is_none() {
             off.push("image generation (NANO_BANANA_API_KEY is not set)");
@@ -314,7 +327,10 @@ impl Config {
 }
 
 /// A duration: `7d`, `48h`, `30m`, `90s`, or plain seconds.
-pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
+///
+/// # Errors
+/// A message naming the value when it is not one.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (number, unit) = s.split_at(split);
@@ -404,14 +420,25 @@ fn parse_webhook_secret(s: &str) -> Result<SecretString, String> {
 mod tests {
     use super::*;
 
-    fn parse(env: &[(&str, &str)]) -> Result<Config, String> {
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        settings: Settings,
+    }
+
+    fn parse(env: &[(&str, &str)]) -> Result<Settings, String> {
+        use clap::Parser;
         let mut args = vec!["rei-bot".to_owned()];
         // Flags carry the same value parsers as the variables; `--flag=value` keeps
         // values such as `-5` from reading as flags.
         for (k, v) in env {
             args.push(format!("--{}={v}", k.to_lowercase().replace('_', "-")));
         }
-        Config::try_parse_from(args).map_err(|e| e.to_string())
+        let settings = Cli::try_parse_from(args)
+            .map_err(|e| e.to_string())?
+            .settings;
+        settings.require_bot().map_err(|e| e.to_string())?;
+        Ok(settings)
     }
 
     const MIN: [(&str, &str); 2] = [("BOT_TOKEN", "123:abc"), ("ADMIN_IDS", "1,2")];
@@ -499,7 +526,7 @@ mod tests {
     #[test]
     fn cross_field_rules_are_checked() {
         let c = parse(&with(&[("TELEGRAM_MODE", "webhook")])).unwrap();
-        assert_eq!(c.validate(), Err(ConfigError::WebhookWithoutPublicUrl));
+        assert_eq!(c.validate(), Err(SettingsError::WebhookWithoutPublicUrl));
         let c = parse(&with(&[
             ("TELEGRAM_MODE", "webhook"),
             ("PUBLIC_URL", "https://bot.example.com"),
@@ -507,11 +534,11 @@ mod tests {
         .unwrap();
         assert!(c.validate().is_ok());
         let c = parse(&with(&[("KLING_ACCESS_KEY", "ak")])).unwrap();
-        assert_eq!(c.validate(), Err(ConfigError::HalfKlingKeys));
+        assert_eq!(c.validate(), Err(SettingsError::HalfKlingKeys));
         let c = parse(&with(&[("KLING_MODE", "ultra")])).unwrap();
-        assert!(matches!(c.validate(), Err(ConfigError::KlingMode(_))));
+        assert!(matches!(c.validate(), Err(SettingsError::KlingMode(_))));
         let c = parse(&with(&[("KLING_MODELS", "no-label")])).unwrap();
-        assert!(matches!(c.validate(), Err(ConfigError::KlingModels(_))));
+        assert!(matches!(c.validate(), Err(SettingsError::KlingModels(_))));
     }
 
     #[test]
