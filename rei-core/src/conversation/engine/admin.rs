@@ -1,0 +1,136 @@
+//! Admin commands: audited credits and debits, bans, statistics.
+
+use super::*;
+
+/// The reply to `/add` or `/sub`.
+fn adjusted(
+    posted: Result<crate::ledger::Posted, UserError>,
+    done: Text,
+    target: UserId,
+    amount: Money,
+) -> Replies {
+    match posted {
+        Ok(posted) => Ok(vec![Reply::text(
+            done.arg("user", Arg::Number(target.get()))
+                .arg("amount", Arg::Money(amount))
+                .arg("balance", Arg::Money(posted.balance)),
+        )]),
+        Err(UserError::UnknownUser(_)) => Ok(unknown_target(target)),
+        Err(UserError::InsufficientFunds { available, .. }) => Ok(vec![Reply::text(
+            Text::key("admin-sub-too-much")
+                .arg("user", Arg::Number(target.get()))
+                .arg("balance", Arg::Money(available)),
+        )]),
+        Err(UserError::ReasonTooLong { .. }) => Ok(say("admin-reason-too-long")),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn unknown_target(target: UserId) -> Vec<Reply> {
+    vec![Reply::text(
+        Text::key("admin-unknown-user").arg("user", Arg::Number(target.get())),
+    )]
+}
+
+impl Conversation {
+    pub(super) async fn admin(
+        &self,
+        admin: UserId,
+        command: AdminCommand,
+        update_key: &str,
+    ) -> Replies {
+        let actor = Actor::Admin(admin);
+        let once = |what: &str| IdempotencyKey::new(format!("{what}:{update_key}"));
+        match command {
+            AdminCommand::Menu => Ok(vec![Reply::with_buttons(
+                Text::key("admin-menu"),
+                vec![vec![Button::action(
+                    Text::key("admin-stats-button"),
+                    Action::AdminStats,
+                )]],
+            )]),
+            AdminCommand::Stats => self.stats().await,
+            AdminCommand::Add {
+                target,
+                amount,
+                reason,
+            } => {
+                let posted = match once("admin-add") {
+                    Ok(k) => {
+                        self.ports
+                            .admin
+                            .credit(actor, target, amount, &reason, k)
+                            .await
+                    }
+                    Err(_) => return Ok(say("admin-usage-add")),
+                };
+                adjusted(posted, Text::key("admin-added"), target, amount)
+            }
+            AdminCommand::Sub {
+                target,
+                amount,
+                reason,
+            } => {
+                let posted = match once("admin-sub") {
+                    Ok(k) => {
+                        self.ports
+                            .admin
+                            .debit(actor, target, amount, &reason, k)
+                            .await
+                    }
+                    Err(_) => return Ok(say("admin-usage-sub")),
+                };
+                adjusted(posted, Text::key("admin-subtracted"), target, amount)
+            }
+            AdminCommand::Ban { target } => match self.ports.admin.ban(actor, target).await {
+                Ok(_) => Ok(vec![Reply::text(
+                    Text::key("admin-banned").arg("user", Arg::Number(target.get())),
+                )]),
+                Err(UserError::UnknownUser(_)) => Ok(unknown_target(target)),
+                Err(e) => Err(e.into()),
+            },
+            AdminCommand::Unban { target } => match self.ports.admin.unban(actor, target).await {
+                Ok(_) => Ok(vec![Reply::text(
+                    Text::key("admin-unbanned").arg("user", Arg::Number(target.get())),
+                )]),
+                Err(UserError::UnknownUser(_)) => Ok(unknown_target(target)),
+                Err(e) => Err(e.into()),
+            },
+        }
+    }
+
+    pub(super) async fn stats(&self) -> Replies {
+        let report = self.ports.admin.stats().await?;
+        let s = &report.stats;
+        let jobs = s
+            .jobs_by_state
+            .iter()
+            .map(|(state, n)| {
+                Text::key("admin-stats-jobs")
+                    .arg("status", Arg::Text(state.as_str().to_owned()))
+                    .arg("count", Arg::Number(i64::try_from(*n).unwrap_or(i64::MAX)))
+            })
+            .collect();
+        let revenue = s
+            .payments_by_state
+            .iter()
+            .filter(|(state, _, _)| *state == PaymentState::Paid)
+            .map(|(_, _, sum)| *sum)
+            .next()
+            .unwrap_or(Money::ZERO);
+        let count = |n: u64| Arg::Number(i64::try_from(n).unwrap_or(i64::MAX));
+        Ok(vec![Reply::text(
+            Text::key("admin-stats")
+                .arg("users", count(s.users))
+                .arg("banned", count(s.banned_users))
+                .arg("balances", Arg::Money(s.balances_total))
+                .arg("held", Arg::Money(s.held_total))
+                .arg("revenue", Arg::Money(revenue))
+                .arg("queue", count(report.queue_depth))
+                .arg("active", count(s.active_since))
+                .arg("failed", count(s.failed_since))
+                .arg("unreachable", count(s.unreachable_users))
+                .arg("jobs", Arg::List(jobs)),
+        )])
+    }
+}

@@ -1,0 +1,196 @@
+//! Buttons: what each typed action does, and a draft's confirmation (one job per
+//! draft, however often it is pressed).
+
+use super::*;
+
+/// Recently confirmed drafts remembered (a second press finds its job).
+const CONFIRMED_KEPT: usize = 8;
+
+impl Conversation {
+    pub(super) async fn button(
+        &self,
+        sender: &Sender,
+        action: Action,
+        stored: &mut Stored,
+    ) -> Replies {
+        let user = sender.id;
+        match action {
+            Action::Confirm(id) => self.confirm(user, id, stored).await,
+            Action::Discard(id) => Ok(match &stored.state {
+                DialogueState::Draft(d) if d.id == id => {
+                    stored.state = DialogueState::Idle;
+                    say("draft-cancelled")
+                }
+                _ => say("button-expired"),
+            }),
+            Action::VideoModel(index) => {
+                let Some(model) = self.config.video_models.get(usize::from(index)).cloned() else {
+                    return Ok(say("button-expired"));
+                };
+                if !matches!(stored.state, DialogueState::VideoModel) || !self.config.videos {
+                    return Ok(say("button-expired"));
+                }
+                let prices = self.ports.jobs.prices();
+                let price = |d: VideoDuration| {
+                    prices.price(&crate::pricing::Product::Video {
+                        model: model.api_name.clone(),
+                        duration: d,
+                    })
+                };
+                let buttons = vec![vec![
+                    Button::action(
+                        Text::key("video-duration")
+                            .arg("seconds", Arg::Number(5))
+                            .arg("price", Arg::Money(price(VideoDuration::Five))),
+                        Action::VideoDuration(VideoDuration::Five),
+                    ),
+                    Button::action(
+                        Text::key("video-duration")
+                            .arg("seconds", Arg::Number(10))
+                            .arg("price", Arg::Money(price(VideoDuration::Ten))),
+                        Action::VideoDuration(VideoDuration::Ten),
+                    ),
+                ]];
+                let label = model.label.clone();
+                stored.state = DialogueState::VideoDuration {
+                    model: model.api_name,
+                };
+                Ok(vec![Reply::with_buttons(
+                    Text::key("video-choose-duration").arg("model", Arg::Text(label)),
+                    buttons,
+                )])
+            }
+            Action::VideoDuration(duration) => {
+                let DialogueState::VideoDuration { model } = stored.state.clone() else {
+                    return Ok(say("button-expired"));
+                };
+                let Some(m) = self.model(&model) else {
+                    return Ok(say("button-expired"));
+                };
+                let key = match (m.text_to_video, m.image_to_video) {
+                    (true, true) => "video-send-any",
+                    (false, true) => "video-send-photo",
+                    (true, false) => "video-send-text",
+                    (false, false) => "video-send-video",
+                };
+                stored.state = DialogueState::VideoInput { model, duration };
+                let mut text = Text::key(key);
+                if self.config.video_to_video {
+                    text = text.arg("video", Arg::Key("video-send-video-too"));
+                } else {
+                    text = text.arg("video", Arg::Text(String::new()));
+                }
+                Ok(vec![Reply::text(text)])
+            }
+            Action::TopUp(index) => self.top_up(user, index, None, stored).await,
+            Action::TopUpStars(index) => {
+                let (Some(payments), Some(amount)) = (
+                    &self.ports.payments,
+                    self.config.topup_amounts.get(usize::from(index)),
+                ) else {
+                    return Ok(say("button-expired"));
+                };
+                let Some(stars) = payments.stars_for(*amount) else {
+                    return Ok(say("pay-unavailable"));
+                };
+                match payments.create_stars_topup(user, stars).await {
+                    Ok(payment) => Ok(vec![Reply {
+                        invoice: Some(Invoice {
+                            title: Text::key("stars-invoice-title")
+                                .arg("amount", Arg::Money(payment.amount)),
+                            payload: invoice_payload(payment.id),
+                            stars,
+                        }),
+                        ..Reply::text(
+                            Text::key("stars-invoice-description")
+                                .arg("amount", Arg::Money(payment.amount)),
+                        )
+                    }]),
+                    Err(PaymentError::MethodUnavailable) => Ok(say("pay-unavailable")),
+                    Err(PaymentError::AmountOutOfRange { .. }) => Ok(say("button-expired")),
+                    Err(e) => Err(e.into()),
+                }
+            }
+            Action::CheckPayment(id) => {
+                let Some(payments) = &self.ports.payments else {
+                    return Ok(say("pay-unavailable"));
+                };
+                match payments.check(id).await {
+                    Ok(applied) if applied.payment.user_id != user => Ok(say("button-expired")),
+                    // Credited just now: the credit notice is the answer.
+                    Ok(applied) if applied.credited => Ok(Vec::new()),
+                    Ok(applied) => Ok(say(match applied.payment.state {
+                        PaymentState::Paid | PaymentState::Refunded => "pay-check-paid",
+                        PaymentState::Pending => "pay-check-pending",
+                        PaymentState::Cancelled => "pay-check-cancelled",
+                    })),
+                    Err(PaymentError::UnknownPayment(_)) => Ok(say("button-expired")),
+                    Err(PaymentError::Provider(_)) => Ok(say("pay-provider-down")),
+                    Err(e) => Err(e.into()),
+                }
+            }
+            Action::SetLanguage(language) => {
+                self.ports.users.set_language(user, language).await?;
+                Ok(say("lang-set"))
+            }
+            Action::Menu(item) => self.menu(sender, item, stored).await,
+            Action::AdminStats => {
+                if self.config.admins.contains(&user) {
+                    self.stats().await
+                } else {
+                    Ok(say("button-expired"))
+                }
+            }
+        }
+    }
+
+    /// Confirm: hold the price and queue the job; a second press finds the first job.
+    pub(super) async fn confirm(&self, user: UserId, id: DraftId, stored: &mut Stored) -> Replies {
+        let draft = match &stored.state {
+            DialogueState::Draft(d) if d.id == id => d.clone(),
+            _ if stored.confirmed.contains(&id) => return Ok(say("draft-already-confirmed")),
+            _ => return Ok(say("button-expired")),
+        };
+        let now = self.ports.clock.now();
+        if now.since(draft.created_at) > self.config.draft_ttl {
+            stored.state = DialogueState::Idle;
+            return Ok(say("draft-expired"));
+        }
+        let Ok(key) = IdempotencyKey::new(format!("confirm:{}:{:016x}", user, id.0)) else {
+            return Ok(say("button-expired"));
+        };
+        match self
+            .ports
+            .jobs
+            .create(user, draft.spec.clone(), &draft.quote, key)
+            .await
+        {
+            Ok(job) => {
+                stored.state = DialogueState::Idle;
+                stored.confirmed.insert(0, id);
+                stored.confirmed.truncate(CONFIRMED_KEPT);
+                Ok(vec![Reply {
+                    status_of: Some(job.id),
+                    ..Reply::text(
+                        Text::key("job-queued").arg("price", Arg::Money(job.quote.amount)),
+                    )
+                }])
+            }
+            Err(JobError::InsufficientFunds { needed, available }) => Ok(vec![Reply::text(
+                Text::key("insufficient-funds")
+                    .arg("price", Arg::Money(needed))
+                    .arg("balance", Arg::Money(available)),
+            )]),
+            Err(JobError::TooManyActiveJobs { limit }) => Ok(vec![Reply::text(
+                Text::key("too-many-jobs").arg("limit", Arg::Number(i64::from(limit))),
+            )]),
+            Err(JobError::PriceChanged { .. }) => {
+                let mut replies = say("price-changed");
+                replies.extend(self.draft(user, draft.spec, stored).await?);
+                Ok(replies)
+            }
+            Err(JobError::Banned(_)) => Ok(say("banned")),
+            Err(e) => Err(e.into()),
+        }
+    }
+}

@@ -1,0 +1,332 @@
+//! What a user sends becomes a draft with its price: a prompt, a photo to edit or
+//! animate, a video to restyle (checked before anything is charged).
+
+use super::*;
+
+/// Kling takes images up to 10 MB …
+const MAX_KLING_IMAGE_BYTES: u64 = 10 * 1024 * 1024;
+
+/// … with both sides at least 300 px.
+const MIN_KLING_IMAGE_SIDE: u32 = 300;
+
+/// Kling edits source videos of 3 to 10 seconds.
+const VIDEO_SOURCE_SECS: std::ops::RangeInclusive<u32> = 3..=10;
+
+fn prompt_refused(e: &PromptError) -> Vec<Reply> {
+    vec![match e {
+        PromptError::Empty => Reply::text(Text::key("prompt-empty")),
+        PromptError::TooLong { max, .. } => Reply::text(
+            Text::key("prompt-too-long")
+                .arg("max", Arg::Number(i64::try_from(*max).unwrap_or(i64::MAX))),
+        ),
+    }]
+}
+
+fn too_large(media: &Media, limit: u64) -> Option<Vec<Reply>> {
+    media
+        .size
+        .filter(|size| *size > limit)
+        .map(|_| size_refusal(limit))
+}
+
+fn size_refusal(limit_bytes: u64) -> Vec<Reply> {
+    let megabytes = i64::try_from(limit_bytes / (1024 * 1024)).unwrap_or(i64::MAX);
+    vec![Reply::text(
+        Text::key("file-too-large").arg("megabytes", Arg::Number(megabytes)),
+    )]
+}
+
+impl Conversation {
+    /// Text outside a command: a prompt.
+    pub(super) async fn text(&self, user: UserId, text: &str, stored: &mut Stored) -> Replies {
+        match stored.state.clone() {
+            DialogueState::Idle | DialogueState::Draft(_) => {
+                if !self.config.images {
+                    return Ok(say("images-unavailable"));
+                }
+                let prompt = match Prompt::parse(text) {
+                    Ok(p) => p,
+                    Err(e) => return Ok(prompt_refused(&e)),
+                };
+                self.draft(user, JobSpec::ImageGeneration { prompt }, stored)
+                    .await
+            }
+            DialogueState::VideoModel | DialogueState::VideoDuration { .. } => {
+                Ok(say("video-use-buttons"))
+            }
+            DialogueState::AwaitingEmail { topup } => {
+                let Ok(email) = Email::parse(text) else {
+                    return Ok(say("pay-email-invalid"));
+                };
+                self.ports.users.set_receipt_email(user, &email).await?;
+                stored.state = DialogueState::Idle;
+                self.top_up(user, topup, Some(email), stored).await
+            }
+            DialogueState::VideoInput { model, duration } => {
+                if let Err(refusal) = self.can(&model, |m| m.text_to_video, stored) {
+                    return Ok(refusal);
+                }
+                let prompt = match Prompt::parse(text) {
+                    Ok(p) => p,
+                    Err(e) => return Ok(prompt_refused(&e)),
+                };
+                let spec = JobSpec::Video {
+                    mode: VideoMode::TextToVideo,
+                    model,
+                    duration,
+                    prompt,
+                    input: None,
+                };
+                self.draft(user, spec, stored).await
+            }
+        }
+    }
+
+    pub(super) fn video_menu(&self, stored: &mut Stored) -> Vec<Reply> {
+        if !self.videos_enabled() {
+            return say("video-unavailable");
+        }
+        stored.state = DialogueState::VideoModel;
+        let buttons = self
+            .config
+            .video_models
+            .iter()
+            .enumerate()
+            .filter_map(|(i, m)| {
+                let index = u8::try_from(i).ok()?;
+                Some(vec![Button::action(
+                    Text::key("video-model").arg("label", Arg::Text(m.label.clone())),
+                    Action::VideoModel(index),
+                )])
+            })
+            .collect();
+        vec![Reply::with_buttons(
+            Text::key("video-choose-model"),
+            buttons,
+        )]
+    }
+
+    pub(super) fn model(&self, api_name: &str) -> Option<&VideoModel> {
+        self.config
+            .video_models
+            .iter()
+            .find(|m| m.api_name == api_name)
+    }
+
+    /// Whether the chosen model can take this input; the refusal to send otherwise (a
+    /// model gone from the menu expires the dialogue).
+    pub(super) fn can(
+        &self,
+        model: &str,
+        able: fn(&VideoModel) -> bool,
+        stored: &mut Stored,
+    ) -> Result<(), Vec<Reply>> {
+        match self.model(model) {
+            None => {
+                stored.state = DialogueState::Idle;
+                Err(say("button-expired"))
+            }
+            Some(m) if !able(m) => Err(self.unsupported(able)),
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// "This model cannot do that; these can".
+    pub(super) fn unsupported(&self, can: impl Fn(&VideoModel) -> bool) -> Vec<Reply> {
+        let able: Vec<String> = self
+            .config
+            .video_models
+            .iter()
+            .filter(|m| can(m))
+            .map(|m| m.label.clone())
+            .collect();
+        vec![Reply::text(
+            Text::key("video-mode-unsupported").arg("models", Arg::Text(able.join(", "))),
+        )]
+    }
+
+    pub(super) async fn photo(
+        &self,
+        user: UserId,
+        media: &Media,
+        caption: Option<&str>,
+        stored: &mut Stored,
+    ) -> Replies {
+        let Some(caption) = caption.filter(|c| !c.trim().is_empty()) else {
+            return Ok(say("photo-needs-caption"));
+        };
+        let prompt = match Prompt::parse(caption) {
+            Ok(p) => p,
+            Err(e) => return Ok(prompt_refused(&e)),
+        };
+        match stored.state.clone() {
+            DialogueState::Idle | DialogueState::Draft(_) => {
+                if !self.config.images {
+                    return Ok(say("images-unavailable"));
+                }
+                if let Some(refusal) = too_large(media, MAX_DOWNLOAD_BYTES) {
+                    return Ok(refusal);
+                }
+                let image = match self.fetch(media, "jpg").await {
+                    Ok(asset) => asset,
+                    Err(refusal) => return Ok(refusal),
+                };
+                self.draft(user, JobSpec::ImageEdit { prompt, image }, stored)
+                    .await
+            }
+            DialogueState::VideoModel | DialogueState::VideoDuration { .. } => {
+                Ok(say("video-use-buttons"))
+            }
+            DialogueState::AwaitingEmail { .. } => Ok(say("pay-email-invalid")),
+            DialogueState::VideoInput { model, duration } => {
+                if let Err(refusal) = self.can(&model, |m| m.image_to_video, stored) {
+                    return Ok(refusal);
+                }
+                if let Some(refusal) = too_large(media, MAX_KLING_IMAGE_BYTES) {
+                    return Ok(refusal);
+                }
+                let small = |side: Option<u32>| side.is_some_and(|s| s < MIN_KLING_IMAGE_SIDE);
+                if small(media.width) || small(media.height) {
+                    return Ok(vec![Reply::text(
+                        Text::key("image-too-small")
+                            .arg("pixels", Arg::Number(i64::from(MIN_KLING_IMAGE_SIDE))),
+                    )]);
+                }
+                let image = match self.fetch(media, "jpg").await {
+                    Ok(asset) => asset,
+                    Err(refusal) => return Ok(refusal),
+                };
+                let spec = JobSpec::Video {
+                    mode: VideoMode::ImageToVideo,
+                    model,
+                    duration,
+                    prompt,
+                    input: Some(image),
+                };
+                self.draft(user, spec, stored).await
+            }
+        }
+    }
+
+    pub(super) async fn video(
+        &self,
+        user: UserId,
+        media: &Media,
+        caption: Option<&str>,
+        stored: &mut Stored,
+    ) -> Replies {
+        let DialogueState::VideoInput { .. } = stored.state else {
+            return Ok(say("video-start-with-command"));
+        };
+        if !self.config.video_to_video {
+            return Ok(say("video-to-video-unavailable"));
+        }
+        let Some(caption) = caption.filter(|c| !c.trim().is_empty()) else {
+            return Ok(say("video-needs-caption"));
+        };
+        let prompt = match Prompt::parse(caption) {
+            Ok(p) => p,
+            Err(e) => return Ok(prompt_refused(&e)),
+        };
+        let format_ok = media
+            .mime_type
+            .as_deref()
+            .is_none_or(|m| matches!(m, "video/mp4" | "video/quicktime"));
+        if !format_ok {
+            return Ok(say("video-format"));
+        }
+        let Some(secs) = media
+            .duration_secs
+            .filter(|s| VIDEO_SOURCE_SECS.contains(s))
+        else {
+            return Ok(vec![Reply::text(
+                Text::key("video-length")
+                    .arg("min", Arg::Number(i64::from(*VIDEO_SOURCE_SECS.start())))
+                    .arg("max", Arg::Number(i64::from(*VIDEO_SOURCE_SECS.end()))),
+            )]);
+        };
+        if let Some(refusal) = too_large(media, MAX_DOWNLOAD_BYTES) {
+            return Ok(refusal);
+        }
+        let source = match self.fetch(media, "mp4").await {
+            Ok(asset) => asset,
+            Err(refusal) => return Ok(refusal),
+        };
+        // The output is as long as the source: priced as 5 s up to 5 s, else as 10 s.
+        let duration = if secs <= 5 {
+            VideoDuration::Five
+        } else {
+            VideoDuration::Ten
+        };
+        let spec = JobSpec::Video {
+            mode: VideoMode::VideoToVideo,
+            model: self.config.omni_model.clone(),
+            duration,
+            prompt,
+            input: Some(source),
+        };
+        self.draft(user, spec, stored).await
+    }
+
+    /// Downloads a user's file into the asset store (`inputs/<random>.<ext>`).
+    pub(super) async fn fetch(
+        &self,
+        media: &Media,
+        ext: &str,
+    ) -> Result<crate::job::AssetRef, Vec<Reply>> {
+        let key = format!("inputs/{}.{ext}", self.ports.ids.job_id());
+        match self.ports.media.fetch(media, &key).await {
+            Ok(asset) => Ok(asset),
+            Err(MediaError::TooLarge { limit_bytes }) => Err(size_refusal(limit_bytes)),
+            Err(MediaError::Unavailable(_)) => Err(say("file-unavailable")),
+        }
+    }
+
+    /// Shows a priced draft with Confirm / Cancel.
+    pub(super) async fn draft(&self, user: UserId, spec: JobSpec, stored: &mut Stored) -> Replies {
+        let quote = self.ports.jobs.quote(&spec);
+        let balance = self.ports.ledger.balance(user).await?.available;
+        let id = DraftId(self.ports.ids.job_id().as_uuid().as_u64_pair().0);
+        let text = match &spec {
+            JobSpec::ImageGeneration { .. } => Text::key("draft-image"),
+            JobSpec::ImageEdit { .. } => Text::key("draft-edit"),
+            JobSpec::Video {
+                mode,
+                model,
+                duration,
+                ..
+            } => {
+                let label = self
+                    .model(model)
+                    .map_or_else(|| model.clone(), |m| m.label.clone());
+                Text::key(match mode {
+                    VideoMode::TextToVideo => "draft-text-video",
+                    VideoMode::ImageToVideo => "draft-image-video",
+                    VideoMode::VideoToVideo => "draft-video-video",
+                })
+                .arg("model", Arg::Text(label))
+                .arg("seconds", Arg::Number(i64::from(duration.seconds())))
+            }
+        }
+        .arg("price", Arg::Money(quote.amount))
+        .arg("balance", Arg::Money(balance));
+        let short = balance < quote.amount;
+        stored.state = DialogueState::Draft(Draft {
+            id,
+            spec,
+            quote,
+            created_at: self.ports.clock.now(),
+        });
+        let mut replies = vec![Reply::with_buttons(
+            text,
+            vec![vec![
+                Button::action(Text::key("button-confirm"), Action::Confirm(id)),
+                Button::action(Text::key("button-cancel"), Action::Discard(id)),
+            ]],
+        )];
+        if short {
+            replies.push(Reply::text(Text::key("draft-short-of-money")));
+        }
+        Ok(replies)
+    }
+}

@@ -1,0 +1,412 @@
+//! [`Conversation::handle`]: one input of one user in, the replies out.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::command::{AdminCommand, Command, CommandError};
+use super::state::{self, DialogueState, Draft, DraftId, Stored};
+use super::{
+    Action, Arg, Button, ButtonTarget, Input, Invoice, Media, MenuItem, Reply, Sender, Text,
+    invoice_payload, payment_of_payload,
+};
+use crate::ids::{IdempotencyKey, UserId};
+use crate::job::{JobError, JobService, JobSpec, Prompt, PromptError, VideoMode};
+use crate::ledger::LedgerService;
+use crate::money::Money;
+use crate::payment::{PaymentError, PaymentService, PaymentState};
+use crate::ports::{
+    Clock, DialogueStore, IdGenerator, MediaError, MediaFetcher, RateDecision, RateLimiter,
+    StoreError,
+};
+use crate::pricing::VideoDuration;
+use crate::user::{
+    Access, Actor, AdminService, Email, Language, UserError, UserProfile, UserService,
+};
+
+mod admin;
+mod buttons;
+mod drafts;
+mod payments;
+
+/// Bots may download files up to this size (Telegram Bot API: 20 MB).
+pub const MAX_DOWNLOAD_BYTES: u64 = 20 * 1024 * 1024;
+
+/// A video model in the `/video` menu.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VideoModel {
+    /// The provider's name (`kling-v2-6`).
+    pub api_name: String,
+    /// The label shown (`Kling 2.6`).
+    pub label: String,
+    /// Can make a video from text.
+    pub text_to_video: bool,
+    /// Can animate a photo.
+    pub image_to_video: bool,
+}
+
+/// What the conversation offers.
+#[derive(Clone, Debug)]
+pub struct ConversationConfig {
+    /// `ADMIN_IDS`.
+    pub admins: Vec<UserId>,
+    /// `TOPUP_AMOUNTS`.
+    pub topup_amounts: Vec<Money>,
+    /// Image generation is configured.
+    pub images: bool,
+    /// Video generation is configured.
+    pub videos: bool,
+    /// The `/video` menu, in order.
+    pub video_models: Vec<VideoModel>,
+    /// The model of video→video (`KLING_OMNI_MODEL`).
+    pub omni_model: String,
+    /// Video→video is possible (the provider fetches the source from `PUBLIC_URL`).
+    pub video_to_video: bool,
+    /// A draft older than this must be made again.
+    pub draft_ttl: Duration,
+    /// How long a result's download link works after its job finished
+    /// (`ASSET_LINK_TTL`); `/history` lists the links still valid.
+    pub result_link_ttl: Duration,
+}
+
+/// The services and ports the conversation uses.
+#[derive(Clone)]
+pub struct ConversationPorts {
+    /// Registration, access, language.
+    pub users: UserService,
+    /// Balances and history.
+    pub ledger: LedgerService,
+    /// Quotes and jobs.
+    pub jobs: Arc<JobService>,
+    /// Top-ups; `None` without a payment provider.
+    pub payments: Option<Arc<PaymentService>>,
+    /// Admin operations.
+    pub admin: AdminService,
+    /// Dialogue state.
+    pub dialogues: Arc<dyn DialogueStore>,
+    /// `RATE_LIMIT_PER_MINUTE`.
+    pub limiter: Arc<dyn RateLimiter>,
+    /// Users' files.
+    pub media: Arc<dyn MediaFetcher>,
+    /// Results, for their download links in `/history`.
+    pub assets: Arc<dyn crate::ports::Assets>,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+    /// Draft ids.
+    pub ids: Arc<dyn IdGenerator>,
+}
+
+impl std::fmt::Debug for ConversationPorts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ConversationPorts")
+    }
+}
+
+/// What went wrong that the user cannot fix: the front end logs it and says "something
+/// went wrong, try again".
+#[derive(Debug, thiserror::Error)]
+pub enum ConversationError {
+    /// A store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A user operation failed.
+    #[error(transparent)]
+    User(#[from] UserError),
+    /// A job operation failed.
+    #[error(transparent)]
+    Job(#[from] JobError),
+    /// A payment operation failed.
+    #[error(transparent)]
+    Payment(#[from] PaymentError),
+    /// The ledger failed.
+    #[error(transparent)]
+    Ledger(#[from] crate::ledger::LedgerError),
+    /// Another update of the same user changed the dialogue meanwhile; this one's state
+    /// change was not kept (the user may repeat it).
+    #[error("the dialogue was changed by another update meanwhile")]
+    Concurrent,
+    /// Admins had to be told something and could not be.
+    #[error("the admins could not be told")]
+    Alert(#[from] crate::ports::NotifyError),
+    /// The stored dialogue state is unreadable.
+    #[error("stored dialogue state is unreadable: {0}")]
+    State(String),
+}
+
+/// The dialogue engine.
+#[derive(Debug)]
+pub struct Conversation {
+    ports: ConversationPorts,
+    config: ConversationConfig,
+}
+
+type Replies = Result<Vec<Reply>, ConversationError>;
+
+fn say(key: &'static str) -> Vec<Reply> {
+    vec![Reply::text(Text::key(key))]
+}
+
+impl Conversation {
+    /// An engine over its ports.
+    #[must_use]
+    pub const fn new(ports: ConversationPorts, config: ConversationConfig) -> Self {
+        Self { ports, config }
+    }
+
+    /// Handles one input of `sender`. `update_key` names the messenger's update (e.g.
+    /// `tg:<update_id>`): a redelivered update makes no second admin credit or job.
+    ///
+    /// # Errors
+    /// [`ConversationError`] for failures the user cannot fix (storage down).
+    pub async fn handle(&self, sender: &Sender, input: Input, update_key: &str) -> Replies {
+        let user = sender.id;
+        let now = self.ports.clock.now();
+        let mut stored = self.load(user).await?;
+        let loaded = stored.clone();
+        match self.ports.limiter.check(user).await {
+            Ok(RateDecision::Limited { retry_after }) => {
+                if stored.limited_until.is_some_and(|until| until > now) {
+                    return Ok(Vec::new());
+                }
+                stored.limited_until = Some(now.plus(retry_after));
+                self.save(user, &mut stored).await?;
+                let secs = i64::try_from(retry_after.as_secs().max(1)).unwrap_or(i64::MAX);
+                return Ok(vec![Reply::text(
+                    Text::key("rate-limited").arg("seconds", Arg::Number(secs)),
+                )]);
+            }
+            // A limiter that cannot answer lets the user through (fail open).
+            Ok(RateDecision::Allowed) | Err(_) => {}
+        }
+        let is_admin = self.config.admins.contains(&user);
+        let command = match &input {
+            Input::Text(text) => Command::parse(text, is_admin),
+            _ => None,
+        };
+        if command == Some(Ok(Command::Start)) {
+            return self.start(sender, &mut stored).await;
+        }
+        match self.ports.users.access(user).await? {
+            Access::Allowed => {}
+            Access::Back => self.came_back(user).await?,
+            // First contact without /start (a shared link, a forward, a cleared chat):
+            // registered now, then served as usual.
+            Access::Unknown => {
+                let (registered, _) = self.ports.users.register(profile(sender)).await?;
+                if registered.is_banned {
+                    return self.handle_banned(user).await;
+                }
+            }
+            Access::Banned { notify: true } => return Ok(say("banned")),
+            Access::Banned { notify: false } => return Ok(Vec::new()),
+        }
+        let replies = match (command, input) {
+            (Some(Ok(command)), _) => {
+                self.command(sender, command, &mut stored, update_key)
+                    .await?
+            }
+            (Some(Err(CommandError::Unknown)), _) => say("unknown-command"),
+            (Some(Err(CommandError::Usage(key))), _) => say(key),
+            (None, Input::Text(text)) => self.text(user, &text, &mut stored).await?,
+            (None, Input::Photo { media, caption }) => {
+                self.photo(user, &media, caption.as_deref(), &mut stored)
+                    .await?
+            }
+            (None, Input::Video { media, caption }) => {
+                self.video(user, &media, caption.as_deref(), &mut stored)
+                    .await?
+            }
+            (None, Input::Button(action)) => self.button(sender, action, &mut stored).await?,
+            (None, Input::StaleButton) => say("button-expired"),
+            (None, Input::Other) => say("unknown-input"),
+        };
+        // Most inputs (balance, help, history) change nothing: no write for them.
+        if stored != loaded {
+            self.save(user, &mut stored).await?;
+        }
+        Ok(replies)
+    }
+
+    async fn load(&self, user: UserId) -> Result<Stored, ConversationError> {
+        let Some(record) = self.ports.dialogues.load_dialogue(user).await? else {
+            return Ok(Stored::default());
+        };
+        // A state from another schema version is dropped: the user starts over.
+        let mut stored = match serde_json::from_str::<Stored>(&record.state) {
+            Ok(stored) if stored.v == state::VERSION => stored,
+            _ => Stored::default(),
+        };
+        stored.revision = Some(record.version);
+        Ok(stored)
+    }
+
+    /// Saves the state if nobody saved since it was loaded (compare-and-set on the
+    /// stored version); a concurrent update of the same user is refused, not merged.
+    async fn save(&self, user: UserId, stored: &mut Stored) -> Result<(), ConversationError> {
+        let mut record = stored.clone();
+        record.v = state::VERSION;
+        record.revision = None;
+        let text =
+            serde_json::to_string(&record).map_err(|e| ConversationError::State(e.to_string()))?;
+        match self
+            .ports
+            .dialogues
+            .save_dialogue(user, &text, stored.revision, self.ports.clock.now())
+            .await
+        {
+            Ok(version) => {
+                stored.revision = Some(version);
+                Ok(())
+            }
+            // Not registered (yet): nothing to keep.
+            Err(StoreError::NotFound(_)) => Ok(()),
+            Err(StoreError::Conflict { .. }) => Err(ConversationError::Concurrent),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn start(&self, sender: &Sender, stored: &mut Stored) -> Replies {
+        let (user, _) = self.ports.users.register(profile(sender)).await?;
+        if user.is_banned {
+            return self.handle_banned(sender.id).await;
+        }
+        if user.unreachable_since.is_some()
+            && self.ports.users.access(sender.id).await? == Access::Back
+        {
+            self.came_back(sender.id).await?;
+        }
+        stored.state = DialogueState::Idle;
+        self.save(sender.id, stored).await?;
+        let balance = self.ports.ledger.balance(sender.id).await?;
+        let name = sender.first_name.clone().unwrap_or_default();
+        Ok(vec![Reply::with_buttons(
+            Text::key("welcome")
+                .arg("name", Arg::Text(name))
+                .arg("balance", Arg::Money(balance.available)),
+            self.main_menu(),
+        )])
+    }
+
+    /// The main menu under the welcome: one button per action that is enabled now.
+    fn main_menu(&self) -> Vec<Vec<Button>> {
+        let payments = self
+            .ports
+            .payments
+            .as_ref()
+            .is_some_and(|p| p.has_gateway() || p.config().stars_rate.is_some());
+        let items: Vec<MenuItem> = [
+            (MenuItem::Image, self.config.images),
+            (MenuItem::Video, self.videos_enabled()),
+            (MenuItem::Balance, true),
+            (MenuItem::TopUp, payments),
+            (MenuItem::History, true),
+            (MenuItem::Language, true),
+            (MenuItem::Help, true),
+        ]
+        .into_iter()
+        .filter_map(|(item, enabled)| enabled.then_some(item))
+        .collect();
+        items
+            .chunks(2)
+            .map(|row| {
+                row.iter()
+                    .map(|item| Button::action(Text::key(item.label_key()), Action::Menu(*item)))
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn videos_enabled(&self) -> bool {
+        self.config.videos && !self.config.video_models.is_empty()
+    }
+
+    /// A main-menu button: exactly what its command does.
+    async fn menu(&self, sender: &Sender, item: MenuItem, stored: &mut Stored) -> Replies {
+        let command = match item {
+            MenuItem::Image => {
+                if !self.config.images {
+                    return Ok(say("images-unavailable"));
+                }
+                stored.state = DialogueState::Idle;
+                return Ok(say("menu-image-ask"));
+            }
+            MenuItem::Video => Command::Video,
+            MenuItem::Balance => Command::Balance,
+            MenuItem::TopUp => Command::Pay,
+            MenuItem::History => Command::History,
+            MenuItem::Language => Command::Lang,
+            MenuItem::Help => Command::Help,
+        };
+        // Menu buttons never carry an admin command: no update key is needed.
+        self.command(sender, command, stored, "menu").await
+    }
+
+    /// A user who could not be reached (blocked the bot) writes again: every paid
+    /// result they did not get is sent again, once.
+    async fn came_back(&self, user: UserId) -> Result<(), ConversationError> {
+        self.ports.jobs.redeliver_to(user).await?;
+        Ok(())
+    }
+
+    async fn handle_banned(&self, user: UserId) -> Replies {
+        Ok(match self.ports.users.access(user).await? {
+            Access::Banned { notify: true } => say("banned"),
+            _ => Vec::new(),
+        })
+    }
+
+    async fn command(
+        &self,
+        sender: &Sender,
+        command: Command,
+        stored: &mut Stored,
+        update_key: &str,
+    ) -> Replies {
+        let user = sender.id;
+        match command {
+            Command::Start => self.start(sender, stored).await,
+            Command::Help => Ok(say("help")),
+            Command::Balance => {
+                let b = self.ports.ledger.balance(user).await?;
+                Ok(vec![Reply::text(
+                    Text::key("balance")
+                        .arg("available", Arg::Money(b.available))
+                        .arg("held", Arg::Money(b.held)),
+                )])
+            }
+            Command::History => self.history(user).await,
+            Command::Lang => Ok(vec![Reply::with_buttons(
+                Text::key("lang-choose"),
+                vec![vec![
+                    Button::action(Text::key("lang-ru"), Action::SetLanguage(Language::Ru)),
+                    Button::action(Text::key("lang-en"), Action::SetLanguage(Language::En)),
+                ]],
+            )]),
+            Command::Cancel => {
+                let had = !matches!(stored.state, DialogueState::Idle);
+                stored.state = DialogueState::Idle;
+                Ok(say(if had {
+                    "cancelled"
+                } else {
+                    "nothing-to-cancel"
+                }))
+            }
+            Command::Video => Ok(self.video_menu(stored)),
+            Command::Pay => Ok(self.pay_menu()),
+            Command::Admin(command) => self.admin(user, command, update_key).await,
+        }
+    }
+}
+
+/// The user as the messenger describes them; the language from the messenger's code.
+fn profile(sender: &Sender) -> UserProfile {
+    let language = match sender.language_code.as_deref() {
+        Some(code) if code.to_ascii_lowercase().starts_with("en") => Language::En,
+        _ => Language::Ru,
+    };
+    UserProfile {
+        id: sender.id,
+        username: sender.username.clone(),
+        first_name: sender.first_name.clone(),
+        language,
+    }
+}

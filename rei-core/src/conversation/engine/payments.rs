@@ -1,0 +1,240 @@
+//! Top-ups from the dialogue: the amounts, YooKassa links, Telegram Stars invoices,
+//! checkout and the credit, and `/history`.
+
+use super::*;
+
+fn pay_link(payment: &crate::payment::Payment) -> Vec<Reply> {
+    let mut row = Vec::new();
+    if let Some(url) = &payment.confirmation_url {
+        row.push(Button {
+            label: Text::key("pay-open"),
+            target: ButtonTarget::Url(url.clone()),
+        });
+    }
+    row.push(Button::action(
+        Text::key("pay-check"),
+        Action::CheckPayment(payment.id),
+    ));
+    vec![Reply::with_buttons(
+        Text::key("pay-link").arg("amount", Arg::Money(payment.amount)),
+        vec![row],
+    )]
+}
+
+impl Conversation {
+    pub(super) async fn history(&self, user: UserId) -> Replies {
+        let entries = self.ports.ledger.history(user, 10).await?;
+        let jobs = self.ports.jobs.history(user, 5).await?;
+        // Jobs of the v2.0 bot fill the list when there are few newer ones.
+        let older = u32::try_from(5_usize.saturating_sub(jobs.len())).unwrap_or(0);
+        let legacy = if older > 0 {
+            self.ports.jobs.legacy_history(user, older).await?
+        } else {
+            Vec::new()
+        };
+        if entries.is_empty() && jobs.is_empty() && legacy.is_empty() {
+            return Ok(say("history-empty"));
+        }
+        let entry_lines = entries
+            .iter()
+            .map(|e| {
+                Text::key(match e.kind {
+                    crate::ledger::EntryKind::Credit => "history-credit",
+                    crate::ledger::EntryKind::Debit => "history-debit",
+                    crate::ledger::EntryKind::Refund => "history-refund",
+                })
+                .arg("amount", Arg::Money(e.amount))
+                .arg("what", Arg::Text(e.description.clone()))
+            })
+            .collect();
+        let now = self.ports.clock.now();
+        let job_lines = jobs
+            .iter()
+            .map(|j| {
+                // A result still kept can be downloaded until its link expires.
+                let link = j.result.as_ref().and_then(|result| {
+                    let expires = j
+                        .finished_at
+                        .unwrap_or(j.updated_at)
+                        .plus(self.config.result_link_ttl);
+                    (expires > now)
+                        .then(|| self.ports.assets.download_link(result, expires))
+                        .flatten()
+                });
+                let line = Text::key(if link.is_some() {
+                    "history-job-link"
+                } else {
+                    "history-job"
+                })
+                .arg("what", Arg::Text(j.quote.product.to_string()))
+                .arg("status", Arg::Text(j.state.as_str().to_owned()))
+                .arg("price", Arg::Money(j.quote.amount));
+                match link {
+                    Some(link) => line.arg("link", Arg::Text(link)),
+                    None => line,
+                }
+            })
+            .chain(legacy.iter().map(|j| {
+                Text::key("history-legacy-job")
+                    .arg("what", Arg::Text(j.kind.clone()))
+                    .arg("status", Arg::Text(j.status.clone()))
+                    .arg(
+                        "price",
+                        Arg::Money(j.cost_actual.or(j.cost_estimate).unwrap_or(Money::ZERO)),
+                    )
+            }))
+            .collect();
+        Ok(vec![Reply::text(
+            Text::key("history")
+                .arg("entries", Arg::List(entry_lines))
+                .arg("jobs", Arg::List(job_lines)),
+        )])
+    }
+
+    pub(super) fn pay_menu(&self) -> Vec<Reply> {
+        let Some(payments) = &self.ports.payments else {
+            return say("pay-unavailable");
+        };
+        let indexed = || {
+            self.config
+                .topup_amounts
+                .iter()
+                .enumerate()
+                .filter_map(|(i, amount)| Some((u8::try_from(i).ok()?, *amount)))
+        };
+        let mut buttons: Vec<Vec<Button>> = Vec::new();
+        if payments.has_gateway() {
+            let cards: Vec<Button> = indexed()
+                .map(|(index, amount)| {
+                    Button::action(
+                        Text::key("pay-amount").arg("amount", Arg::Money(amount)),
+                        Action::TopUp(index),
+                    )
+                })
+                .collect();
+            buttons.extend(cards.chunks(2).map(<[Button]>::to_vec));
+        }
+        let stars: Vec<Button> = indexed()
+            .filter_map(|(index, amount)| {
+                let stars = payments.stars_for(amount)?;
+                Some(Button::action(
+                    Text::key("pay-stars-amount")
+                        .arg("stars", Arg::Number(i64::from(stars)))
+                        .arg("amount", Arg::Money(amount)),
+                    Action::TopUpStars(index),
+                ))
+            })
+            .collect();
+        buttons.extend(stars.chunks(2).map(<[Button]>::to_vec));
+        if buttons.is_empty() {
+            return say("pay-unavailable");
+        }
+        vec![Reply::with_buttons(Text::key("pay-choose"), buttons)]
+    }
+
+    /// A card top-up of `TOPUP_AMOUNTS[index]`: with receipts on, the payer's e-mail is
+    /// asked once (and kept) before the payment is created.
+    pub(super) async fn top_up(
+        &self,
+        user: UserId,
+        index: u8,
+        typed_email: Option<Email>,
+        stored: &mut Stored,
+    ) -> Replies {
+        let (Some(payments), Some(amount)) = (
+            &self.ports.payments,
+            self.config.topup_amounts.get(usize::from(index)),
+        ) else {
+            return Ok(say("button-expired"));
+        };
+        let email = if payments.config().receipts {
+            let known = match typed_email {
+                Some(email) => Some(email),
+                None => self
+                    .ports
+                    .users
+                    .user(user)
+                    .await?
+                    .and_then(|u| u.receipt_email),
+            };
+            let Some(email) = known else {
+                stored.state = DialogueState::AwaitingEmail { topup: index };
+                return Ok(say("pay-email-ask"));
+            };
+            Some(email.as_str().to_owned())
+        } else {
+            None
+        };
+        match payments.create_topup(user, *amount, email).await {
+            Ok(payment) => Ok(pay_link(&payment)),
+            Err(PaymentError::MethodUnavailable) => Ok(say("pay-unavailable")),
+            Err(PaymentError::AmountOutOfRange { .. }) => Ok(say("button-expired")),
+            Err(PaymentError::Provider(_)) => Ok(say("pay-provider-down")),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Telegram asks, before taking the Stars, whether the invoice may be paid: it must be
+    /// one of ours, this user's, still open and for this many Stars. `Err` carries the
+    /// words shown to the payer.
+    pub async fn stars_checkout(
+        &self,
+        sender: &Sender,
+        payload: &str,
+        currency: &str,
+        stars: u32,
+    ) -> Result<(), Text> {
+        let (Some(payments), Some(id), "XTR") =
+            (&self.ports.payments, payment_of_payload(payload), currency)
+        else {
+            return Err(Text::key("stars-invoice-expired"));
+        };
+        match payments.stars_checkout(id, sender.id, stars).await {
+            Ok(_) => Ok(()),
+            Err(PaymentError::Store(_)) => Err(Text::key("stars-checkout-unavailable")),
+            Err(_) => Err(Text::key("stars-invoice-expired")),
+        }
+    }
+
+    /// Telegram took the Stars (`successful_payment`): credit exactly once by the
+    /// charge id, whatever the rate limit, a ban or the dialogue say. A payment that
+    /// cannot be credited (another sum, not our invoice) is told to the admins.
+    ///
+    /// # Errors
+    /// [`ConversationError::Payment`] when the store fails (Telegram does not resend
+    /// `successful_payment`: the admins are told to credit it by hand).
+    pub async fn stars_paid(
+        &self,
+        sender: &Sender,
+        payload: &str,
+        currency: &str,
+        stars: u32,
+        charge_id: &str,
+    ) -> Replies {
+        let Some(payments) = &self.ports.payments else {
+            return Ok(say("stars-payment-problem"));
+        };
+        let Some(id) = payment_of_payload(payload).filter(|_| currency == "XTR") else {
+            payments
+                .stars_unmatched(sender.id, charge_id, stars, "not one of our invoices")
+                .await?;
+            return Ok(say("stars-payment-problem"));
+        };
+        match payments.stars_paid(id, charge_id, stars).await {
+            // The credit notice (from the outbox) is the answer; a repeat says nothing.
+            Ok(_) => Ok(Vec::new()),
+            Err(e @ PaymentError::Store(_)) => {
+                payments
+                    .stars_unmatched(sender.id, charge_id, stars, "the database failed")
+                    .await?;
+                Err(e.into())
+            }
+            Err(e) => {
+                payments
+                    .stars_unmatched(sender.id, charge_id, stars, &e.to_string())
+                    .await?;
+                Ok(say("stars-payment-problem"))
+            }
+        }
+    }
+}
