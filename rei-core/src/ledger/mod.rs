@@ -8,6 +8,8 @@
 pub mod service;
 pub mod verify;
 
+pub use verify::{VerifyReport, Violation};
+
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{IdempotencyKey, JobId, ReservationId, UserId};
@@ -409,82 +411,6 @@ impl Reservation {
             idempotency_key: IdempotencyKey::derived("reservation", &self.id, step),
             created_at: at,
         }
-    }
-}
-
-/// One broken invariant found by a ledger verification.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "problem", rename_all = "snake_case")]
-pub enum Violation {
-    /// The cached balance differs from the sum of entries.
-    CachedBalanceMismatch {
-        /// The user.
-        user_id: UserId,
-        /// Cached value, kopecks.
-        cached: i64,
-        /// Sum of entries, kopecks.
-        sum: i64,
-    },
-    /// The sum of a user's entries is negative.
-    NegativeBalance {
-        /// The user.
-        user_id: UserId,
-        /// Sum of entries, kopecks.
-        sum: i64,
-    },
-    /// A job in a final state whose reservation is still held, or an active job whose
-    /// reservation is settled or missing.
-    DanglingReservation {
-        /// The reservation.
-        reservation_id: ReservationId,
-        /// Its job, if any.
-        job_id: Option<JobId>,
-        /// What is wrong, in words.
-        detail: String,
-    },
-    /// A reservation whose entries do not match its state (e.g. two settlements).
-    SettlementMismatch {
-        /// The reservation.
-        reservation_id: ReservationId,
-        /// What is wrong, in words.
-        detail: String,
-    },
-    /// A paid payment without exactly one credit, or a credit without a paid payment.
-    PaymentCreditMismatch {
-        /// The payment.
-        payment_id: String,
-        /// What is wrong, in words.
-        detail: String,
-    },
-    /// A completed job whose `cost_actual` is not what its reservation captured.
-    JobCostMismatch {
-        /// The job.
-        job_id: JobId,
-        /// What the job says it charged, kopecks.
-        cost_actual: Option<i64>,
-        /// What the reservation captured, kopecks.
-        captured: Option<i64>,
-    },
-}
-
-/// The result of checking every ledger invariant across a store.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VerifyReport {
-    /// Users checked.
-    pub users_checked: u64,
-    /// Entries summed.
-    pub entries_checked: u64,
-    /// Reservations checked.
-    pub reservations_checked: u64,
-    /// Everything found wrong; empty means the ledger is sound.
-    pub violations: Vec<Violation>,
-}
-
-impl VerifyReport {
-    /// True when no invariant is broken.
-    #[must_use]
-    pub fn is_ok(&self) -> bool {
-        self.violations.is_empty()
     }
 }
 
