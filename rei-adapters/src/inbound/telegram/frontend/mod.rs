@@ -38,6 +38,11 @@ use crate::outbound::telegram::{
     Arg as LocaleArg, BotClients, BotStartError, LONG_POLL, Locales, SendRate,
 };
 
+mod input;
+mod replies;
+use input::*;
+pub use replies::render;
+
 /// Why the front end stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum FrontendError {
@@ -254,65 +259,6 @@ async fn set_commands(bot: &Bot, locales: &Locales) {
     }
 }
 
-fn sender(user: &teloxide::types::User) -> Option<Sender> {
-    if user.is_bot {
-        return None;
-    }
-    let id = i64::try_from(user.id.0)
-        .ok()
-        .and_then(|id| UserId::new(id).ok())?;
-    Some(Sender {
-        id,
-        username: user.username.clone(),
-        first_name: Some(user.first_name.clone()),
-        language_code: user.language_code.clone(),
-    })
-}
-
-fn input(msg: &Message) -> Input {
-    if let Some(text) = msg.text() {
-        return Input::Text(text.to_owned());
-    }
-    let caption = msg.caption().map(str::to_owned);
-    if let Some(sizes) = msg.photo() {
-        if let Some(largest) = sizes
-            .iter()
-            .max_by_key(|p| u64::from(p.width) * u64::from(p.height))
-        {
-            return Input::Photo {
-                media: Media {
-                    file_id: largest.file.id.0.clone(),
-                    size: known_size(largest.file.size),
-                    width: Some(largest.width),
-                    height: Some(largest.height),
-                    duration_secs: None,
-                    mime_type: Some("image/jpeg".into()),
-                },
-                caption,
-            };
-        }
-    }
-    if let Some(video) = msg.video() {
-        return Input::Video {
-            media: Media {
-                file_id: video.file.id.0.clone(),
-                size: known_size(video.file.size),
-                width: Some(video.width),
-                height: Some(video.height),
-                duration_secs: Some(video.duration.seconds()),
-                mime_type: video.mime_type.as_ref().map(ToString::to_string),
-            },
-            caption,
-        };
-    }
-    Input::Other
-}
-
-/// Telegram sends `u32::MAX` when it does not know a size.
-fn known_size(size: u32) -> Option<u64> {
-    (size != u32::MAX).then_some(u64::from(size))
-}
-
 async fn on_message(update: Update, msg: Message, front: Arc<Front>) -> Result<(), RequestError> {
     let Some(sender) = msg.from.as_ref().and_then(sender) else {
         return Ok(());
@@ -478,144 +424,5 @@ impl Front {
             }
         };
         self.send_replies(sender, replies).await
-    }
-
-    async fn send_replies(&self, sender: &Sender, replies: Vec<Reply>) -> Result<(), RequestError> {
-        if replies.is_empty() {
-            return Ok(());
-        }
-        let chat = ChatId(sender.id.get());
-        let language = self.language(sender.id).await;
-        for reply in replies {
-            let sent = self.send(chat, language, &reply).await;
-            match sent {
-                Ok(message) => {
-                    if let Some(job) = reply.status_of {
-                        let reference = MessageRef::new(message.id.0.to_string());
-                        if let Err(e) = self.jobs.set_status_message(job, reference).await {
-                            tracing::warn!(job_id = %job, error = %e, "storing the status message failed");
-                        }
-                    }
-                }
-                Err(RequestError::Api(ApiError::BotBlocked | ApiError::UserDeactivated)) => {
-                    tracing::info!("the user blocked the bot");
-                    if let Err(e) = self.users.mark_unreachable(sender.id).await {
-                        tracing::warn!(error = %e, "recording that the user blocked the bot failed");
-                    }
-                    return Ok(());
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
-    }
-
-    /// Sends a reply within `TELEGRAM_SEND_RATE`, waiting out Telegram's 429
-    /// `retry_after` (a few times) rather than dropping the answer.
-    async fn send(
-        &self,
-        chat: ChatId,
-        language: Language,
-        reply: &Reply,
-    ) -> Result<Message, RequestError> {
-        let mut tries = 0;
-        loop {
-            self.send_rate.wait().await;
-            match self.send_once(chat, language, reply).await {
-                Err(RequestError::RetryAfter(wait)) if tries < 3 => {
-                    tries += 1;
-                    tracing::info!(
-                        retry_after_secs = wait.seconds(),
-                        "Telegram asked to slow down"
-                    );
-                    tokio::time::sleep(wait.duration()).await;
-                }
-                other => return other,
-            }
-        }
-    }
-
-    async fn send_once(
-        &self,
-        chat: ChatId,
-        language: Language,
-        reply: &Reply,
-    ) -> Result<Message, RequestError> {
-        let text = render(&self.locales, language, &reply.text);
-        if let Some(invoice) = &reply.invoice {
-            let title = render(&self.locales, language, &invoice.title);
-            // Stars: currency XTR, one price line, no provider token.
-            return self
-                .bot
-                .send_invoice(
-                    chat,
-                    title.clone(),
-                    text,
-                    invoice.payload.clone(),
-                    "XTR",
-                    [LabeledPrice::new(title, invoice.stars)],
-                )
-                .provider_token("")
-                .await;
-        }
-        let request = self.bot.send_message(chat, text);
-        if reply.buttons.is_empty() {
-            return request.await;
-        }
-        let rows: Vec<Vec<InlineKeyboardButton>> = reply
-            .buttons
-            .iter()
-            .map(|row| {
-                row.iter()
-                    .filter_map(|b| self.button(language, b))
-                    .collect()
-            })
-            .collect();
-        teloxide::payloads::SendMessageSetters::reply_markup(
-            request,
-            InlineKeyboardMarkup::new(rows),
-        )
-        .await
-    }
-
-    fn button(&self, language: Language, button: &CoreButton) -> Option<InlineKeyboardButton> {
-        let label = render(&self.locales, language, &button.label);
-        match &button.target {
-            ButtonTarget::Action(action) => Some(InlineKeyboardButton::callback(
-                label,
-                callback::encode(action),
-            )),
-            ButtonTarget::Url(url) => url
-                .parse()
-                .ok()
-                .map(|url| InlineKeyboardButton::url(label, url)),
-        }
-    }
-}
-
-/// A core text in a language: arguments are formatted here (money by `Money`'s display,
-/// lists one per line, keys looked up in the same locale).
-pub fn render(locales: &Locales, language: Language, text: &Text) -> String {
-    let args: Vec<(&str, LocaleArg)> = text
-        .args
-        .iter()
-        .map(|(name, arg)| (*name, locale_arg(locales, language, arg)))
-        .collect();
-    locales.text(language, text.key, &args)
-}
-
-fn locale_arg(locales: &Locales, language: Language, arg: &Arg) -> LocaleArg {
-    match arg {
-        Arg::Money(m) => LocaleArg::Text(m.to_string()),
-        Arg::Number(n) => LocaleArg::Number(*n),
-        Arg::Text(t) => LocaleArg::Text(t.clone()),
-        Arg::Key(k) => LocaleArg::Text(locales.text(language, k, &[])),
-        Arg::List(items) => LocaleArg::Text(
-            items
-                .iter()
-                .map(|t| render(locales, language, t))
-                .collect::<Vec<_>>()
-                .join("\n"),
-        ),
     }
 }
