@@ -3,10 +3,13 @@
 use super::store::*;
 
 impl SqlStore {
+    /// Posts `e` with its audit line; `tell` also writes the user's notice of this
+    /// manual adjustment into the outbox. A replay writes neither.
     async fn post_once(
         &self,
         e: &NewEntry,
         audit: Option<&AuditRecord>,
+        tell: bool,
     ) -> Result<Posted, TxError> {
         let mut tx = self.write().await?;
         let (entry, replayed) = match Self::insert_entry(&mut tx, e).await? {
@@ -19,31 +22,14 @@ impl SqlStore {
             balance,
             replayed,
         };
-        if let (false, Some(a)) = (posted.replayed, audit) {
+        if posted.replayed {
+            tx.commit().await?;
+            return Ok(posted);
+        }
+        if let Some(a) = audit {
             Self::insert_audit(&mut tx, a).await?;
         }
-        tx.commit().await?;
-        Ok(posted)
-    }
-
-    async fn post_adjustment_once(
-        &self,
-        e: &NewEntry,
-        audit: &AuditRecord,
-    ) -> Result<Posted, TxError> {
-        let mut tx = self.write().await?;
-        let (entry, replayed) = match Self::insert_entry(&mut tx, e).await? {
-            Inserted::New(entry) => (entry, false),
-            Inserted::Replay(first) => (first, true),
-        };
-        let balance = Self::current_balance(&mut tx, entry.user_id).await?;
-        let posted = Posted {
-            entry,
-            balance,
-            replayed,
-        };
-        if !posted.replayed {
-            Self::insert_audit(&mut tx, audit).await?;
+        if tell {
             let notice = if e.kind == rei_core::ledger::EntryKind::Debit {
                 Notice::BalanceDebited {
                     amount: e.amount,
@@ -58,7 +44,7 @@ impl SqlStore {
             Self::insert_notice(&mut tx, e.user_id, &notice, e.created_at).await?;
         }
         tx.commit().await?;
-        if !posted.replayed {
+        if tell {
             self.outbox_signal.notify_one();
         }
         Ok(posted)
@@ -153,7 +139,7 @@ impl LedgerStore for SqlStore {
     ) -> Result<Posted, StoreError> {
         self.with_available(
             entry.user_id,
-            retrying(|| self.post_once(&entry, audit.as_ref())).await,
+            retrying(|| self.post_once(&entry, audit.as_ref(), false)).await,
         )
         .await
     }
@@ -166,7 +152,7 @@ impl LedgerStore for SqlStore {
     ) -> Result<Posted, StoreError> {
         self.with_available(
             entry.user_id,
-            retrying(|| self.post_adjustment_once(&entry, &audit)).await,
+            retrying(|| self.post_once(&entry, Some(&audit), true)).await,
         )
         .await
     }

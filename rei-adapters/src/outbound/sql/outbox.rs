@@ -4,6 +4,33 @@
 
 use super::store::*;
 
+/// How a notice left the outbox.
+enum Finished {
+    Sent,
+    GivenUp,
+}
+
+impl SqlStore {
+    /// Takes a notice out of the outbox (once: a second call changes nothing).
+    async fn finish_notice(&self, id: i64, how: Finished, at: Timestamp) -> Result<(), StoreError> {
+        let sql = match how {
+            Finished::Sent => {
+                "UPDATE outbox SET next_at = NULL, sent_at = $1 WHERE id = $2 AND next_at IS NOT NULL"
+            }
+            Finished::GivenUp => {
+                "UPDATE outbox SET next_at = NULL, given_up_at = $1 WHERE id = $2 AND next_at IS NOT NULL"
+            }
+        };
+        sqlx::query(sql)
+            .bind(at.millis())
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(TxError::from)?;
+        Ok(())
+    }
+}
+
 /// An outbox row as stored.
 #[derive(sqlx::FromRow)]
 struct OutboxRow {
@@ -56,15 +83,7 @@ impl OutboxStore for SqlStore {
     }
 
     async fn notice_sent(&self, id: i64, at: Timestamp) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE outbox SET next_at = NULL, sent_at = $1 WHERE id = $2 AND next_at IS NOT NULL",
-        )
-        .bind(at.millis())
-        .bind(id)
-        .execute(&self.pool)
-        .await
-        .map_err(TxError::from)?;
-        Ok(())
+        self.finish_notice(id, Finished::Sent, at).await
     }
 
     async fn notice_failed(
@@ -87,13 +106,7 @@ impl OutboxStore for SqlStore {
     }
 
     async fn notice_given_up(&self, id: i64, at: Timestamp) -> Result<(), StoreError> {
-        sqlx::query("UPDATE outbox SET next_at = NULL, given_up_at = $1 WHERE id = $2 AND next_at IS NOT NULL")
-            .bind(at.millis())
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(TxError::from)?;
-        Ok(())
+        self.finish_notice(id, Finished::GivenUp, at).await
     }
 
     async fn outbox_depth(&self) -> Result<u64, StoreError> {
