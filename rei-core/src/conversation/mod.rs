@@ -193,14 +193,15 @@ pub enum Action {
     Confirm(DraftId),
     /// Drop a draft.
     Discard(DraftId),
-    /// `/video`: the model, by its index in the menu.
-    VideoModel(u8),
+    /// `/video`: the model, by its API name (a model no longer offered is refused).
+    VideoModel(String),
     /// `/video`: the length.
     VideoDuration(VideoDuration),
-    /// `/pay`: the amount, by its index in `TOPUP_AMOUNTS`.
-    TopUp(u8),
-    /// `/pay` with Telegram Stars: the amount, by its index in `TOPUP_AMOUNTS`.
-    TopUpStars(u8),
+    /// `/pay` by card: the amount (refused unless it is still in `TOPUP_AMOUNTS`).
+    TopUp(Money),
+    /// `/pay` with Telegram Stars: the amount (refused unless it is still in
+    /// `TOPUP_AMOUNTS`).
+    TopUpStars(Money),
     /// Ask the provider about a payment now ("Check payment").
     CheckPayment(PaymentId),
     /// `/lang`.

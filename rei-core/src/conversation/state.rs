@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::job::JobSpec;
+use crate::money::Money;
 use crate::pricing::{Quote, VideoDuration};
 use crate::time::Timestamp;
 
@@ -50,8 +51,8 @@ pub enum DialogueState {
     Draft(Draft),
     /// `/pay` with receipts on: waiting for the e-mail the receipt goes to.
     AwaitingEmail {
-        /// The chosen amount, by its index in `TOPUP_AMOUNTS`.
-        topup: u8,
+        /// The chosen amount.
+        amount: Money,
     },
 }
 

@@ -235,9 +235,9 @@ impl World {
     }
 
     /// `/video`, then a model and a length by button.
-    async fn choose_video(&self, user: i64, model: u8, duration: VideoDuration) -> Vec<Reply> {
+    async fn choose_video(&self, user: i64, model: &str, duration: VideoDuration) -> Vec<Reply> {
         self.say(user, "/video").await;
-        self.press(user, Action::VideoModel(model)).await;
+        self.press(user, Action::VideoModel(model.into())).await;
         self.press(user, Action::VideoDuration(duration)).await
     }
 
@@ -453,7 +453,7 @@ async fn main_menu_buttons_do_what_their_commands_do() {
     }
     // The video button leaves the dialogue where /video does: a model is chosen next.
     w.press(ANNA, Action::Menu(MenuItem::Video)).await;
-    let durations = w.press(ANNA, Action::VideoModel(0)).await;
+    let durations = w.press(ANNA, Action::VideoModel("kling-v2-6".into())).await;
     assert_eq!(keys(&durations), ["video-choose-duration"]);
     // The image button ends any dialogue and asks for a description.
     assert_eq!(
@@ -679,7 +679,7 @@ async fn the_video_flow_prices_by_model_and_length() {
     let models = w.say(ANNA, "/video").await;
     assert_eq!(keys(&models), ["video-choose-model"]);
     assert_eq!(models[0].buttons.len(), 2);
-    let durations = w.press(ANNA, Action::VideoModel(0)).await;
+    let durations = w.press(ANNA, Action::VideoModel("kling-v2-6".into())).await;
     assert_eq!(keys(&durations), ["video-choose-duration"]);
     let ten = &durations[0].buttons[0][1];
     assert_eq!(
@@ -710,7 +710,7 @@ async fn a_model_without_text_to_video_refuses_text_and_names_the_ones_that_can(
     let w = world();
     w.user_with(ANNA, "1000").await;
     w.say(ANNA, "/video").await;
-    w.press(ANNA, Action::VideoModel(1)).await;
+    w.press(ANNA, Action::VideoModel("kling-v1-5".into())).await;
     assert_eq!(
         keys(
             &w.press(ANNA, Action::VideoDuration(VideoDuration::Five))
@@ -782,7 +782,8 @@ async fn video_to_video_needs_a_public_url_and_a_source_of_3_to_10_seconds() {
         ),
         ["video-start-with-command"]
     );
-    w.choose_video(ANNA, 0, VideoDuration::Five).await;
+    w.choose_video(ANNA, "kling-v2-6", VideoDuration::Five)
+        .await;
     let r = w
         .send(
             ANNA,
@@ -796,7 +797,8 @@ async fn video_to_video_needs_a_public_url_and_a_source_of_3_to_10_seconds() {
 
     let w = world_with(config(true), None);
     w.user_with(ANNA, "1000").await;
-    w.choose_video(ANNA, 0, VideoDuration::Five).await;
+    w.choose_video(ANNA, "kling-v2-6", VideoDuration::Five)
+        .await;
     let long = w
         .send(
             ANNA,
@@ -837,7 +839,7 @@ async fn cancel_leaves_the_dialogue() {
     w.say(ANNA, "/video").await;
     assert_eq!(keys(&w.say(ANNA, "/cancel").await), ["cancelled"]);
     assert_eq!(
-        keys(&w.press(ANNA, Action::VideoModel(0)).await),
+        keys(&w.press(ANNA, Action::VideoModel("kling-v2-6".into())).await),
         ["button-expired"]
     );
 }
@@ -915,8 +917,71 @@ async fn pay_offers_amounts_then_a_link_and_a_check_button() {
     w.user_with(7, "0").await;
     assert_eq!(keys(&w.press(7, check).await), ["button-expired"]);
     assert_eq!(
-        keys(&w.press(ANNA, Action::TopUp(9)).await),
+        keys(&w.press(ANNA, Action::TopUp(money("900"))).await),
         ["button-expired"]
+    );
+}
+
+/// The actions of every button labelled `key`, in order.
+fn buttons(replies: &[Reply], key: &str) -> Vec<Action> {
+    replies
+        .iter()
+        .flat_map(|r| r.buttons.iter().flatten())
+        .filter(|b| b.label.key == key)
+        .filter_map(|b| match &b.target {
+            ButtonTarget::Action(a) => Some(a.clone()),
+            ButtonTarget::Url(_) => None,
+        })
+        .collect()
+}
+
+/// [shape] A button carries what it chooses: after the menus changed (amounts reordered,
+/// a model removed), a button shown before picks what it showed, or is refused as
+/// expired — never whatever sits at its old position now.
+#[tokio::test]
+async fn an_old_button_picks_what_it_showed_or_nothing() {
+    let mut gateway = MockPaymentGateway::new();
+    gateway.expect_create_payment().returning(|r| {
+        Ok(GatewayPayment {
+            provider_payment_id: format!("yk-{}", r.payment_id),
+            status: GatewayStatus::Pending,
+            amount: r.amount,
+            confirmation_url: Some("https://yoomoney.test/checkout".into()),
+            payment_id: Some(r.payment_id),
+            ..Default::default()
+        })
+    });
+    let w = world_with(config(false), Some(gateway));
+    w.user_with(ANNA, "0").await;
+    let amounts = buttons(&w.say(ANNA, "/pay").await, "pay-amount");
+    assert_eq!(amounts.len(), 2, "100 and 300");
+    let models = buttons(&w.say(ANNA, "/video").await, "video-model");
+    assert_eq!(models.len(), 2, "Kling 2.6 and Kling 1.5");
+    // The operator changes the menus: 300 and 500 now, and Kling 2.6 is gone.
+    let mut changed = config(false);
+    changed.topup_amounts = vec![money("300"), money("500")];
+    changed.video_models.remove(0);
+    let chat = Conversation::new(w.ports.clone(), changed);
+    let press = |action: Action, n: u32| {
+        let chat = &chat;
+        async move {
+            chat.handle(&sender(ANNA), Input::Button(action), &format!("tg:old-{n}"))
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        keys(&press(models[0].clone(), 1).await),
+        ["button-expired"],
+        "Kling 2.6 is not offered any more"
+    );
+    let link = press(amounts[1].clone(), 2).await;
+    assert_eq!(keys(&link), ["pay-link"]);
+    assert_eq!(arg(&link[0], "amount"), &rub("300"), "the 300 it showed");
+    assert_eq!(
+        keys(&press(amounts[0].clone(), 3).await),
+        ["button-expired"],
+        "100 is not offered any more"
     );
 }
 
@@ -941,7 +1006,7 @@ async fn with_receipts_the_email_is_asked_once_then_kept() {
         });
     let w = world_full(config(false), Some(gateway), None, true);
     w.user_with(ANNA, "0").await;
-    let asked = w.press(ANNA, Action::TopUp(0)).await;
+    let asked = w.press(ANNA, Action::TopUp(money("100"))).await;
     assert_eq!(keys(&asked), ["pay-email-ask"]);
     assert_eq!(
         keys(&w.say(ANNA, "not an address").await),
@@ -951,7 +1016,10 @@ async fn with_receipts_the_email_is_asked_once_then_kept() {
     let link = w.say(ANNA, " anna@example.com ").await;
     assert_eq!(keys(&link), ["pay-link"]);
     // Kept: the next top-up does not ask again.
-    assert_eq!(keys(&w.press(ANNA, Action::TopUp(1)).await), ["pay-link"]);
+    assert_eq!(
+        keys(&w.press(ANNA, Action::TopUp(money("300"))).await),
+        ["pay-link"]
+    );
     assert_eq!(
         *emails.lock().unwrap(),
         vec![Some("anna@example.com".to_owned()); 2]
@@ -986,7 +1054,7 @@ async fn stars_are_offered_invoiced_checked_out_and_credited_once() {
         ),
         (&Arg::Number(77), &rub("100"))
     );
-    let invoice = w.press(ANNA, Action::TopUpStars(0)).await;
+    let invoice = w.press(ANNA, Action::TopUpStars(money("100"))).await;
     assert_eq!(keys(&invoice), ["stars-invoice-description"]);
     let Invoice {
         title,
@@ -1063,7 +1131,7 @@ async fn stars_are_offered_invoiced_checked_out_and_credited_once() {
 async fn a_banned_or_rate_limited_payer_is_still_credited_for_stars_taken() {
     let w = world_paying(config(false), None, Some(money("2")));
     w.user_with(ANNA, "0").await;
-    let invoice = w.press(ANNA, Action::TopUpStars(1)).await;
+    let invoice = w.press(ANNA, Action::TopUpStars(money("300"))).await;
     let payload = invoice[0].invoice.clone().unwrap().payload;
     w.user_with(ADMIN, "0").await;
     w.say(ADMIN, &format!("/ban {ANNA}")).await;

@@ -311,7 +311,7 @@ async fn an_edit_that_changes_nothing_is_not_modified() {
 #[tokio::test]
 async fn callback_answers_and_invoices_are_recorded() {
     let (telegram, bot) = fake().await;
-    let query = telegram.press(USER, 5, "1:t:0");
+    let query = telegram.press(USER, 5, "1:k:10000");
     bot.answer_callback_query(CallbackQueryId(query.clone()))
         .text("Expired")
         .await

@@ -8,10 +8,10 @@
 //! |---|---|
 //! | `Confirm(DraftId(n))` | `1:c:<n in lowercase hex>` |
 //! | `Discard(DraftId(n))` | `1:x:<n in lowercase hex>` |
-//! | `VideoModel(i)` | `1:m:<i in decimal>` |
+//! | `VideoModel(name)` | `1:n:<API name: a-z 0-9 - . _, at most 48 bytes>` |
 //! | `VideoDuration(d)` | `1:d:5`, `1:d:10` |
-//! | `TopUp(i)` | `1:t:<i in decimal>` |
-//! | `TopUpStars(i)` | `1:s:<i in decimal>` |
+//! | `TopUp(amount)` | `1:k:<kopecks in decimal>` |
+//! | `TopUpStars(amount)` | `1:z:<kopecks in decimal>` |
 //! | `CheckPayment(id)` | `1:p:<uuid as 32 lowercase hex digits>` |
 //! | `SetLanguage(l)` | `1:l:ru`, `1:l:en` |
 //! | `AdminStats` | `1:a:s` |
@@ -21,9 +21,15 @@
 //! upper case, no extra fields), and anything else — including a button from another
 //! version of this format — decodes to `None`, which the front end answers with "this
 //! button has expired" instead of guessing. Changing a form means bumping [`VERSION`].
+//!
+//! Buttons carry what they choose — a model's name, an amount — never a position in a
+//! menu: a button shown before the menu changed picks what it showed, or nothing. The
+//! letters `m`, `t` and `s` held menu positions in an earlier release and are never
+//! reused: such buttons decode to `None`.
 
 use rei_core::conversation::{Action, DraftId, MenuItem};
 use rei_core::ids::PaymentId;
+use rei_core::money::Money;
 use rei_core::pricing::VideoDuration;
 use rei_core::user::Language;
 use uuid::Uuid;
@@ -38,10 +44,10 @@ pub fn encode(action: &Action) -> String {
     let (tag, value) = match action {
         Action::Confirm(DraftId(id)) => ('c', format!("{id:x}")),
         Action::Discard(DraftId(id)) => ('x', format!("{id:x}")),
-        Action::VideoModel(index) => ('m', index.to_string()),
+        Action::VideoModel(name) => ('n', name.clone()),
         Action::VideoDuration(duration) => ('d', duration.seconds().to_string()),
-        Action::TopUp(index) => ('t', index.to_string()),
-        Action::TopUpStars(index) => ('s', index.to_string()),
+        Action::TopUp(amount) => ('k', amount.kopecks().to_string()),
+        Action::TopUpStars(amount) => ('z', amount.kopecks().to_string()),
         Action::CheckPayment(payment) => ('p', payment.as_uuid().simple().to_string()),
         Action::SetLanguage(Language::Ru) => ('l', "ru".to_owned()),
         Action::SetLanguage(Language::En) => ('l', "en".to_owned()),
@@ -60,14 +66,14 @@ pub fn decode(data: &str) -> Option<Action> {
     match tag {
         "c" => hex_u64(value).map(|id| Action::Confirm(DraftId(id))),
         "x" => hex_u64(value).map(|id| Action::Discard(DraftId(id))),
-        "m" => decimal_u8(value).map(Action::VideoModel),
+        "n" => model_name(value).map(|name| Action::VideoModel(name.to_owned())),
         "d" => match value {
             "5" => Some(Action::VideoDuration(VideoDuration::Five)),
             "10" => Some(Action::VideoDuration(VideoDuration::Ten)),
             _ => None,
         },
-        "t" => decimal_u8(value).map(Action::TopUp),
-        "s" => decimal_u8(value).map(Action::TopUpStars),
+        "k" => kopecks(value).map(Action::TopUp),
+        "z" => kopecks(value).map(Action::TopUpStars),
         "p" => simple_uuid(value).map(|id| Action::CheckPayment(PaymentId::from_uuid(id))),
         "l" => match value {
             "ru" => Some(Action::SetLanguage(Language::Ru)),
@@ -110,16 +116,29 @@ fn hex_u64(value: &str) -> Option<u64> {
     u64::from_str_radix(value, 16).ok()
 }
 
-/// `0` or decimal without leading zeros, fitting a `u8`.
-fn decimal_u8(value: &str) -> Option<u8> {
+/// The longest model name a button carries (`KLING_MODELS` refuses longer ones).
+pub const MAX_MODEL_NAME: usize = 48;
+
+/// A model's API name: 1–48 bytes of `a-z`, `0-9`, `-`, `.`, `_`.
+fn model_name(value: &str) -> Option<&str> {
     let canonical = !value.is_empty()
-        && value.len() <= 3
+        && value.len() <= MAX_MODEL_NAME
+        && value.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'.' | b'_')
+        });
+    canonical.then_some(value)
+}
+
+/// An amount: `0` or kopecks in decimal without leading zeros.
+fn kopecks(value: &str) -> Option<Money> {
+    let canonical = !value.is_empty()
+        && value.len() <= 18
         && (value == "0" || !value.starts_with('0'))
         && value.bytes().all(|b| b.is_ascii_digit());
     if !canonical {
         return None;
     }
-    value.parse().ok()
+    Money::from_kopecks(value.parse().ok()?).ok()
 }
 
 /// Exactly 32 lowercase hex digits (a UUID in its "simple" form).
@@ -142,6 +161,14 @@ mod tests {
     /// Telegram's limit on `callback_data`, in bytes.
     const MAX_BYTES: usize = 64;
 
+    fn max_money() -> Money {
+        Money::from_kopecks(999_999_999_999_999_999).unwrap()
+    }
+
+    fn rub(kopecks: i64) -> Money {
+        Money::from_kopecks(kopecks).unwrap()
+    }
+
     fn payment(n: u128) -> PaymentId {
         PaymentId::from_uuid(Uuid::from_u128(n))
     }
@@ -153,14 +180,14 @@ mod tests {
             Action::Confirm(DraftId(u64::MAX)),
             Action::Discard(DraftId(0)),
             Action::Discard(DraftId(u64::MAX)),
-            Action::VideoModel(0),
-            Action::VideoModel(u8::MAX),
+            Action::VideoModel("k".into()),
+            Action::VideoModel("a".repeat(MAX_MODEL_NAME)),
             Action::VideoDuration(VideoDuration::Five),
             Action::VideoDuration(VideoDuration::Ten),
-            Action::TopUp(0),
-            Action::TopUp(u8::MAX),
-            Action::TopUpStars(0),
-            Action::TopUpStars(u8::MAX),
+            Action::TopUp(Money::ZERO),
+            Action::TopUp(max_money()),
+            Action::TopUpStars(Money::ZERO),
+            Action::TopUpStars(max_money()),
             Action::CheckPayment(payment(0)),
             Action::CheckPayment(payment(u128::MAX)),
             Action::CheckPayment(PaymentId::from_uuid(Uuid::new_v4())),
@@ -179,6 +206,11 @@ mod tests {
 
     fn check(data: &str, expected: Option<Action>) {
         assert_eq!(decode(data), expected, "{data:?}");
+    }
+
+    #[test]
+    fn every_model_name_kling_models_accepts_fits_in_a_button() {
+        assert!(crate::outbound::kling::MAX_NAME_BYTES <= MAX_MODEL_NAME);
     }
 
     #[test]
@@ -201,11 +233,11 @@ mod tests {
             (Action::Confirm(DraftId(255)), "1:c:ff"),
             (Action::Confirm(DraftId(u64::MAX)), "1:c:ffffffffffffffff"),
             (Action::Discard(DraftId(0)), "1:x:0"),
-            (Action::VideoModel(2), "1:m:2"),
+            (Action::VideoModel("kling-v2-6".into()), "1:n:kling-v2-6"),
             (Action::VideoDuration(VideoDuration::Five), "1:d:5"),
             (Action::VideoDuration(VideoDuration::Ten), "1:d:10"),
-            (Action::TopUp(3), "1:t:3"),
-            (Action::TopUpStars(2), "1:s:2"),
+            (Action::TopUp(rub(30_000)), "1:k:30000"),
+            (Action::TopUpStars(rub(10_050)), "1:z:10050"),
             (
                 Action::CheckPayment(payment(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef)),
                 "1:p:0123456789abcdef0123456789abcdef",
@@ -233,9 +265,20 @@ mod tests {
         check(":1:c:ff", None);
     }
 
+    /// Buttons of the release whose buttons held menu positions are stale, never read
+    /// as a model or an amount.
+    #[test]
+    fn positional_buttons_of_the_earlier_release_are_stale() {
+        check("1:m:0", None);
+        check("1:m:2", None);
+        check("1:t:0", None);
+        check("1:t:3", None);
+        check("1:s:1", None);
+    }
+
     #[test]
     fn unknown_letters_are_stale() {
-        check("1:z:1", None);
+        check("1:q:1", None);
         check("1:C:ff", None);
         check("1:cc:ff", None);
         check("1::ff", None);
@@ -260,11 +303,17 @@ mod tests {
 
     #[test]
     fn bad_numbers_are_stale() {
-        check("1:m:256", None);
-        check("1:m:01", None);
-        check("1:m:+1", None);
-        check("1:t:", None);
-        check("1:t:1.0", None);
+        check("1:k:01", None);
+        check("1:k:+1", None);
+        check("1:k:-1", None);
+        check("1:k:", None);
+        check("1:k:1.0", None);
+        check("1:z:1000000000000000000", None);
+        check("1:z:99999999999999999999", None);
+        check("1:n:", None);
+        check("1:n:Kling", None);
+        check("1:n:kling v2", None);
+        check(&format!("1:n:{}", "a".repeat(MAX_MODEL_NAME + 1)), None);
         check("1:d:7", None);
         check("1:d:05", None);
         check("1:l:de", None);
@@ -277,11 +326,11 @@ mod tests {
     #[test]
     fn extra_fields_are_stale() {
         check("1:c:ff:1", None);
-        check("1:m:1:", None);
+        check("1:k:1:", None);
         check("1:d:5:5", None);
         check("1:a:s:", None);
         check("1:l:ru ", None);
-        check("1:t:1\n", None);
+        check("1:k:1\n", None);
     }
 
     #[test]
@@ -298,11 +347,11 @@ mod tests {
         prop_oneof![
             any::<u64>().prop_map(|n| Action::Confirm(DraftId(n))),
             any::<u64>().prop_map(|n| Action::Discard(DraftId(n))),
-            any::<u8>().prop_map(Action::VideoModel),
+            "[a-z0-9._-]{1,48}".prop_map(Action::VideoModel),
             prop_oneof![Just(VideoDuration::Five), Just(VideoDuration::Ten)]
                 .prop_map(Action::VideoDuration),
-            any::<u8>().prop_map(Action::TopUp),
-            any::<u8>().prop_map(Action::TopUpStars),
+            (0..=999_999_999_999_999_999_i64).prop_map(|k| Action::TopUp(rub(k))),
+            (0..=999_999_999_999_999_999_i64).prop_map(|k| Action::TopUpStars(rub(k))),
             any::<u128>().prop_map(|n| Action::CheckPayment(payment(n))),
             prop_oneof![Just(Language::Ru), Just(Language::En)].prop_map(Action::SetLanguage),
             Just(Action::AdminStats),

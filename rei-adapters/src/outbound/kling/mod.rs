@@ -52,7 +52,8 @@ use url::Url;
 use auth::Rejection;
 pub use auth::{CredentialsError, KlingCredentials};
 pub use models::{
-    DEFAULT_MODELS, DEFAULT_OMNI_MODEL, KlingModel, ModelListError, is_omni, supports,
+    DEFAULT_MODELS, DEFAULT_OMNI_MODEL, KlingModel, MAX_NAME_BYTES, ModelListError, is_omni,
+    supports,
 };
 
 use crate::outbound::client::{

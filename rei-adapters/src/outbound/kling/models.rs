@@ -17,6 +17,10 @@ const NO_TEXT_TO_VIDEO: &[&str] = &["kling-v1-5", "kling-v2-1"];
 /// Models served only by `/v1/videos/omni-video` (providers.md §1.5).
 const OMNI_ONLY: &[&str] = &["kling-video-o1", "kling-v3-omni"];
 
+/// The longest API name accepted: a menu button carries the name, and Telegram's
+/// `callback_data` holds 64 bytes.
+pub const MAX_NAME_BYTES: usize = 48;
+
 /// A model of the menu: the API name sent as `model_name` and the label users see.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct KlingModel {
@@ -33,7 +37,8 @@ pub enum ModelListError {
     /// An entry is not `api_model_name:Label`.
     #[error("`{0}` is not `api_model_name:Label`")]
     Malformed(String),
-    /// An API name has characters Kling never uses (only `a-z`, `0-9`, `-`, `.`, `_`).
+    /// An API name has characters Kling never uses (only `a-z`, `0-9`, `-`, `.`, `_`) or
+    /// is longer than 48 bytes.
     #[error("`{0}` is not a Kling model name")]
     BadName(String),
     /// The same API name twice.
@@ -150,7 +155,7 @@ pub fn supports(api_name: &str, mode: VideoMode) -> bool {
 
 pub(crate) fn is_model_name(name: &str) -> bool {
     !name.is_empty()
-        && name.len() <= 64
+        && name.len() <= MAX_NAME_BYTES
         && name.bytes().all(|b| {
             b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'.' | b'_')
         })

@@ -23,8 +23,8 @@ impl Conversation {
                 }
                 _ => say("button-expired"),
             }),
-            Action::VideoModel(index) => {
-                let Some(model) = self.config.video_models.get(usize::from(index)).cloned() else {
+            Action::VideoModel(api_name) => {
+                let Some(model) = self.model(&api_name).cloned() else {
                     return Ok(say("button-expired"));
                 };
                 if !matches!(stored.state, DialogueState::VideoModel) || !self.config.videos {
@@ -82,15 +82,12 @@ impl Conversation {
                 }
                 Ok(vec![Reply::text(text)])
             }
-            Action::TopUp(index) => self.top_up(user, index, None, stored).await,
-            Action::TopUpStars(index) => {
-                let (Some(payments), Some(amount)) = (
-                    &self.ports.payments,
-                    self.config.topup_amounts.get(usize::from(index)),
-                ) else {
+            Action::TopUp(amount) => self.top_up(user, amount, None, stored).await,
+            Action::TopUpStars(amount) => {
+                let (Some(payments), true) = (&self.ports.payments, self.offers(amount)) else {
                     return Ok(say("button-expired"));
                 };
-                let Some(stars) = payments.stars_for(*amount) else {
+                let Some(stars) = payments.stars_for(amount) else {
                     return Ok(say("pay-unavailable"));
                 };
                 match payments.create_stars_topup(user, stars).await {

@@ -54,13 +54,13 @@ impl Conversation {
             DialogueState::VideoModel | DialogueState::VideoDuration { .. } => {
                 Ok(say("video-use-buttons"))
             }
-            DialogueState::AwaitingEmail { topup } => {
+            DialogueState::AwaitingEmail { amount } => {
                 let Ok(email) = Email::parse(text) else {
                     return Ok(say("pay-email-invalid"));
                 };
                 self.ports.users.set_receipt_email(user, &email).await?;
                 stored.state = DialogueState::Idle;
-                self.top_up(user, topup, Some(email), stored).await
+                self.top_up(user, amount, Some(email), stored).await
             }
             DialogueState::VideoInput { model, duration } => {
                 if let Err(refusal) = self.can(&model, |m| m.text_to_video, stored) {
@@ -91,13 +91,11 @@ impl Conversation {
             .config
             .video_models
             .iter()
-            .enumerate()
-            .filter_map(|(i, m)| {
-                let index = u8::try_from(i).ok()?;
-                Some(vec![Button::action(
+            .map(|m| {
+                vec![Button::action(
                     Text::key("video-model").arg("label", Arg::Text(m.label.clone())),
-                    Action::VideoModel(index),
-                )])
+                    Action::VideoModel(m.api_name.clone()),
+                )]
             })
             .collect();
         vec![Reply::with_buttons(

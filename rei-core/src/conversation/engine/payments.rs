@@ -95,33 +95,27 @@ impl Conversation {
         let Some(payments) = &self.ports.payments else {
             return say("pay-unavailable");
         };
-        let indexed = || {
-            self.config
-                .topup_amounts
-                .iter()
-                .enumerate()
-                .filter_map(|(i, amount)| Some((u8::try_from(i).ok()?, *amount)))
-        };
+        let amounts = || self.config.topup_amounts.iter().copied();
         let mut buttons: Vec<Vec<Button>> = Vec::new();
         if payments.has_gateway() {
-            let cards: Vec<Button> = indexed()
-                .map(|(index, amount)| {
+            let cards: Vec<Button> = amounts()
+                .map(|amount| {
                     Button::action(
                         Text::key("pay-amount").arg("amount", Arg::Money(amount)),
-                        Action::TopUp(index),
+                        Action::TopUp(amount),
                     )
                 })
                 .collect();
             buttons.extend(cards.chunks(2).map(<[Button]>::to_vec));
         }
-        let stars: Vec<Button> = indexed()
-            .filter_map(|(index, amount)| {
+        let stars: Vec<Button> = amounts()
+            .filter_map(|amount| {
                 let stars = payments.stars_for(amount)?;
                 Some(Button::action(
                     Text::key("pay-stars-amount")
                         .arg("stars", Arg::Number(i64::from(stars)))
                         .arg("amount", Arg::Money(amount)),
-                    Action::TopUpStars(index),
+                    Action::TopUpStars(amount),
                 ))
             })
             .collect();
@@ -132,19 +126,22 @@ impl Conversation {
         vec![Reply::with_buttons(Text::key("pay-choose"), buttons)]
     }
 
-    /// A card top-up of `TOPUP_AMOUNTS[index]`: with receipts on, the payer's e-mail is
-    /// asked once (and kept) before the payment is created.
+    /// Whether `amount` is one of the top-up amounts offered now (`TOPUP_AMOUNTS`): a
+    /// button for an amount no longer offered has expired.
+    pub(super) fn offers(&self, amount: Money) -> bool {
+        self.config.topup_amounts.contains(&amount)
+    }
+
+    /// A card top-up of `amount` (one of `TOPUP_AMOUNTS`): with receipts on, the payer's
+    /// e-mail is asked once (and kept) before the payment is created.
     pub(super) async fn top_up(
         &self,
         user: UserId,
-        index: u8,
+        amount: Money,
         typed_email: Option<Email>,
         stored: &mut Stored,
     ) -> Replies {
-        let (Some(payments), Some(amount)) = (
-            &self.ports.payments,
-            self.config.topup_amounts.get(usize::from(index)),
-        ) else {
+        let (Some(payments), true) = (&self.ports.payments, self.offers(amount)) else {
             return Ok(say("button-expired"));
         };
         let email = if payments.config().receipts {
@@ -158,14 +155,14 @@ impl Conversation {
                     .and_then(|u| u.receipt_email),
             };
             let Some(email) = known else {
-                stored.state = DialogueState::AwaitingEmail { topup: index };
+                stored.state = DialogueState::AwaitingEmail { amount };
                 return Ok(say("pay-email-ask"));
             };
             Some(email.as_str().to_owned())
         } else {
             None
         };
-        match payments.create_topup(user, *amount, email).await {
+        match payments.create_topup(user, amount, email).await {
             Ok(payment) => Ok(pay_link(&payment)),
             Err(PaymentError::MethodUnavailable) => Ok(say("pay-unavailable")),
             Err(PaymentError::AmountOutOfRange { .. }) => Ok(say("button-expired")),
