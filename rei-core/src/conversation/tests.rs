@@ -42,12 +42,18 @@ impl MediaFetcher for FakeMedia {
 
 /// A limiter the test switches.
 #[derive(Default)]
-struct Switch(Mutex<Option<Duration>>);
+struct Switch {
+    limited: Mutex<Option<Duration>>,
+    failing: std::sync::atomic::AtomicBool,
+}
 
 #[async_trait]
 impl RateLimiter for Switch {
     async fn check(&self, _: UserId) -> Result<RateDecision, LimiterError> {
-        Ok(match *self.0.lock().unwrap() {
+        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(LimiterError("redis is down".into()));
+        }
+        Ok(match *self.limited.lock().unwrap() {
             Some(retry_after) => RateDecision::Limited { retry_after },
             None => RateDecision::Allowed,
         })
@@ -1135,7 +1141,7 @@ async fn a_banned_or_rate_limited_payer_is_still_credited_for_stars_taken() {
     let payload = invoice[0].invoice.clone().unwrap().payload;
     w.user_with(ADMIN, "0").await;
     w.say(ADMIN, &format!("/ban {ANNA}")).await;
-    *w.limiter.0.lock().unwrap() = Some(Duration::from_secs(30));
+    *w.limiter.limited.lock().unwrap() = Some(Duration::from_secs(30));
     w.chat
         .stars_paid(&sender(ANNA), &payload, "XTR", 150, "stx-9")
         .await
@@ -1199,7 +1205,7 @@ async fn a_banned_user_gets_one_notice_then_silence() {
 async fn a_rate_limited_user_is_told_once_when_to_retry() {
     let w = world();
     w.user_with(ANNA, "100").await;
-    *w.limiter.0.lock().unwrap() = Some(Duration::from_secs(12));
+    *w.limiter.limited.lock().unwrap() = Some(Duration::from_secs(12));
     let r = w.say(ANNA, "a fox").await;
     assert_eq!(keys(&r), ["rate-limited"]);
     assert_eq!(arg(&r[0], "seconds"), &Arg::Number(12));
@@ -1210,7 +1216,19 @@ async fn a_rate_limited_user_is_told_once_when_to_retry() {
         ["rate-limited"],
         "a new period, a new notice"
     );
-    *w.limiter.0.lock().unwrap() = None;
+    *w.limiter.limited.lock().unwrap() = None;
+    assert_eq!(keys(&w.say(ANNA, "a fox").await), ["draft-image"]);
+}
+
+/// The limiter fails open: a limiter that cannot answer lets users through (its adapter
+/// logs and counts the failure).
+#[tokio::test]
+async fn a_failing_rate_limiter_lets_users_through() {
+    let w = world();
+    w.user_with(ANNA, "100").await;
+    w.limiter
+        .failing
+        .store(true, std::sync::atomic::Ordering::SeqCst);
     assert_eq!(keys(&w.say(ANNA, "a fox").await), ["draft-image"]);
 }
 

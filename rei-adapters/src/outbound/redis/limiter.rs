@@ -132,6 +132,8 @@ impl RedisLimiter {
 impl RateLimiter for RedisLimiter {
     async fn check(&self, user: UserId) -> Result<RateDecision, LimiterError> {
         if !self.health.may_try() {
+            // Redis failed a moment ago: not asked again until the back-off passes.
+            metrics::counter!("rate_limiter_errors_total", "reason" => "down").increment(1);
             return Err(RedisError::Down.into());
         }
         match self.run(user).await {
@@ -148,6 +150,9 @@ impl RateLimiter for RedisLimiter {
             }
             Err(e) => {
                 self.health.failed();
+                // The engine lets the update through (fails open): say so, and count it.
+                metrics::counter!("rate_limiter_errors_total", "reason" => "error").increment(1);
+                tracing::warn!(user_id = %user, error = %e, "the rate limiter failed: the update is let through");
                 Err(RedisError::from(Fault::Redis(e)).into())
             }
         }
