@@ -778,7 +778,7 @@ async fn stars_are_reconciled_with_the_bots_transactions(mut e: Env) {
     let anna = user(&e, ANNA, "0").await;
     let yookassa = FakeYooKassa::start().await.unwrap();
     let svc = payments_service(&e, &yookassa);
-    let payload = |p: &Payment| rei_core::conversation::invoice_payload(p.id);
+    let payload = |p: &Payment| rei_adapters::outbound::telegram::invoice_payload(p.id);
     // Paid and credited.
     let fine = svc.create_stars_topup(anna, 50).await.unwrap();
     telegram.star_charge(ANNA, &payload(&fine), 50, "stxFine");

@@ -1,5 +1,6 @@
-//! Commands: parsed in core, because who may use which is a business rule (admin
-//! commands are unknown commands for everyone else).
+//! Commands: a front end reads its own syntax (Telegram: `/name@bot args`) into a name
+//! and arguments; core decides what they mean, because who may use which is a business
+//! rule (admin commands are unknown commands for everyone else).
 
 use crate::ids::UserId;
 use crate::money::Money;
@@ -74,21 +75,17 @@ pub enum CommandError {
 }
 
 impl Command {
-    /// Parses a message text: `None` when it is not a command (no leading `/`). Admin
-    /// commands are unknown unless `is_admin`. `/cmd@botname` is accepted.
-    #[must_use]
-    pub fn parse(text: &str, is_admin: bool) -> Option<Result<Self, CommandError>> {
-        let text = text.trim();
-        let rest = text.strip_prefix('/')?;
-        let mut words = rest.split_whitespace();
-        let head = words.next().unwrap_or_default();
-        let name = head
-            .split('@')
-            .next()
-            .unwrap_or_default()
-            .to_ascii_lowercase();
-        let args: Vec<&str> = words.collect();
-        let plain = |c: Self| Some(Ok(c));
+    /// The command `name` with `args` (as [`Input::Command`](super::Input::Command)
+    /// carries them). Admin commands are unknown unless `is_admin`; names are
+    /// case-insensitive.
+    ///
+    /// # Errors
+    /// [`CommandError::Unknown`] for a command this user does not have,
+    /// [`CommandError::Usage`] for bad arguments.
+    pub fn parse(name: &str, args: &[String], is_admin: bool) -> Result<Self, CommandError> {
+        let name = name.to_ascii_lowercase();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let plain = Ok;
         match name.as_str() {
             "start" => plain(Self::Start),
             "help" => plain(Self::Help),
@@ -99,13 +96,13 @@ impl Command {
             "cancel" => plain(Self::Cancel),
             "lang" => plain(Self::Lang),
             "admin" | "add" | "sub" | "ban" | "unban" | "stats" if !is_admin => {
-                Some(Err(CommandError::Unknown))
+                Err(CommandError::Unknown)
             }
             "admin" => plain(Self::Admin(AdminCommand::Menu)),
             "stats" => plain(Self::Admin(AdminCommand::Stats)),
-            "add" | "sub" => Some(money_command(&name, &args).map(Self::Admin)),
-            "ban" | "unban" => Some(target_command(&name, &args).map(Self::Admin)),
-            _ => Some(Err(CommandError::Unknown)),
+            "add" | "sub" => money_command(&name, &args).map(Self::Admin),
+            "ban" | "unban" => target_command(&name, &args).map(Self::Admin),
+            _ => Err(CommandError::Unknown),
         }
     }
 }

@@ -1,9 +1,12 @@
-//! The dialogue as a state machine, independent of any messenger: typed inputs (a text
-//! or command, a photo, a video, a button press) and the user's stored state in, typed
-//! replies out (a message key with arguments, buttons as typed actions). It calls the
-//! core services (quote, reserve, create job, top-up, admin operations) and knows nothing
-//! of Telegram: the Telegram adapter only turns updates into [`Input`]s and renders
-//! [`Reply`]s from its locale files. Every flow is unit-testable without a network.
+//! The dialogue as a state machine, independent of any messenger: typed inputs (a text,
+//! a command and its arguments, a photo, a video, a button press) and the user's stored
+//! state in, typed replies out (a message key with arguments, groups of buttons that
+//! carry typed actions). It calls the core services (quote, reserve, create job, top-up,
+//! admin operations) and knows nothing of any messenger: a front end (the Telegram
+//! adapter, the console example) turns what its user did into an [`Input`], hands it to
+//! [`Conversation::handle`], and renders the [`Reply`]s from its locale files. Command
+//! syntax, button encoding, keyboard layout, file references, size limits and invoice
+//! payloads are the front end's. Every flow is unit-testable without a network.
 
 mod command;
 mod engine;
@@ -142,11 +145,14 @@ pub struct Sender {
     pub language_code: Option<String>,
 }
 
-/// A photo or video a user sent, as the messenger describes it (nothing downloaded yet).
+/// A photo or video a user sent, as the front end describes it (nothing downloaded yet).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Media {
-    /// The messenger's file id (to download it).
-    pub file_id: String,
+    /// The front end's reference to the file, opaque to core: its [`MediaFetcher`]
+    /// downloads it by this (Telegram: the `file_id`).
+    ///
+    /// [`MediaFetcher`]: crate::ports::MediaFetcher
+    pub reference: String,
     /// Size in bytes, when known.
     pub size: Option<u64>,
     /// Width in pixels, when known.
@@ -162,8 +168,15 @@ pub struct Media {
 /// One thing a user did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Input {
-    /// A message text; `/commands` included.
+    /// A message text that is not a command.
     Text(String),
+    /// A command (Telegram: `/name args`), as the front end read it.
+    Command {
+        /// Its name, without the front end's syntax (`start`, `add`).
+        name: String,
+        /// Its arguments, one word each.
+        args: Vec<String>,
+    },
     /// A photo, with its caption.
     Photo {
         /// The largest size.
@@ -186,7 +199,8 @@ pub enum Input {
     Other,
 }
 
-/// What a button does. The front end encodes it compactly (Telegram: ≤ 64 bytes).
+/// What a button does: it carries what it chooses (a draft, a model, an amount, a
+/// payment), never a position in a menu. The front end encodes it (Telegram: ≤ 64 bytes).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
     /// Confirm a draft: reserve and queue.
@@ -334,7 +348,8 @@ impl Button {
 pub struct Reply {
     /// The text.
     pub text: Text,
-    /// Rows of inline buttons.
+    /// Groups of buttons, in order; the front end lays each group out (Telegram: rows
+    /// of at most two).
     pub buttons: Vec<Vec<Button>>,
     /// A job was created: this message becomes its status message (edited with the
     /// progress), and the front end stores it with the job.
@@ -343,32 +358,17 @@ pub struct Reply {
     pub invoice: Option<Invoice>,
 }
 
-/// An invoice to pay in the messenger's own currency (Telegram Stars).
+/// An invoice to pay in the messenger's own currency (Telegram Stars). The front end
+/// names the payment in the invoice its own way and hands it back to
+/// [`Conversation::stars_checkout`] and [`Conversation::stars_paid`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Invoice {
     /// Its title (also the price line's label).
     pub title: Text,
-    /// What the messenger hands back at checkout and payment: names our payment.
-    pub payload: String,
+    /// The payment it pays.
+    pub payment: PaymentId,
     /// The price, in Stars.
     pub stars: u32,
-}
-
-/// The prefix of our invoice payloads (`rei:<payment id>`).
-const INVOICE_PAYLOAD_PREFIX: &str = "rei:";
-
-/// The payload of a payment's invoice.
-#[must_use]
-pub fn invoice_payload(payment: crate::ids::PaymentId) -> String {
-    format!("{INVOICE_PAYLOAD_PREFIX}{payment}")
-}
-
-/// The payment an invoice payload names, if it is one of ours.
-#[must_use]
-pub fn payment_of_payload(payload: &str) -> Option<crate::ids::PaymentId> {
-    payload
-        .strip_prefix(INVOICE_PAYLOAD_PREFIX)
-        .and_then(|id| id.parse().ok())
 }
 
 impl Reply {

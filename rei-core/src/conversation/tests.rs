@@ -32,11 +32,29 @@ struct FakeMedia {
 #[async_trait]
 impl MediaFetcher for FakeMedia {
     async fn fetch(&self, media: &Media, key: &str) -> Result<crate::job::AssetRef, MediaError> {
-        self.fetched.lock().unwrap().push(media.file_id.clone());
+        self.fetched.lock().unwrap().push(media.reference.clone());
         self.assets
-            .write(key, media.file_id.as_bytes())
+            .write(key, media.reference.as_bytes())
             .await
             .map_err(|e| MediaError::Unavailable(Box::new(e)))
+    }
+
+    fn max_bytes(&self) -> u64 {
+        20 * 1024 * 1024
+    }
+}
+
+/// A line as a front end with `/name args` commands reads it.
+fn line(text: &str) -> Input {
+    match text.strip_prefix('/') {
+        Some(command) => {
+            let mut words = command.split_whitespace().map(str::to_owned);
+            Input::Command {
+                name: words.next().unwrap_or_default(),
+                args: words.collect(),
+            }
+        }
+        None => Input::Text(text.into()),
     }
 }
 
@@ -210,7 +228,7 @@ impl World {
     }
 
     async fn say(&self, user: i64, text: &str) -> Vec<Reply> {
-        self.send(user, Input::Text(text.into())).await
+        self.send(user, line(text)).await
     }
 
     async fn press(&self, user: i64, action: Action) -> Vec<Reply> {
@@ -312,7 +330,7 @@ fn button(replies: &[Reply], key: &str) -> Action {
 
 fn photo(file: &str, size: u64) -> Media {
     Media {
-        file_id: file.into(),
+        reference: file.into(),
         size: Some(size),
         width: Some(1280),
         height: Some(960),
@@ -323,7 +341,7 @@ fn photo(file: &str, size: u64) -> Media {
 
 fn clip(file: &str, secs: u32) -> Media {
     Media {
-        file_id: file.into(),
+        reference: file.into(),
         size: Some(5_000_000),
         width: Some(1280),
         height: Some(720),
@@ -350,7 +368,7 @@ async fn start_registers_and_shows_the_balance() {
     let mut english = sender(7);
     english.language_code = Some("en-US".into());
     w.chat
-        .handle(&english, Input::Text("/start".into()), "tg:x")
+        .handle(&english, line("/start"), "tg:x")
         .await
         .unwrap();
     let user = w
@@ -1064,43 +1082,38 @@ async fn stars_are_offered_invoiced_checked_out_and_credited_once() {
     assert_eq!(keys(&invoice), ["stars-invoice-description"]);
     let Invoice {
         title,
-        payload,
+        payment,
         stars,
     } = invoice[0].invoice.clone().unwrap();
+    let ours = Some(payment);
     assert_eq!((title.key, stars), ("stars-invoice-title", 77));
     assert_eq!(arg_of(&title, "amount"), &rub("100.10"));
     let anna = sender(ANNA);
-    w.chat
-        .stars_checkout(&anna, &payload, "XTR", 77)
-        .await
-        .unwrap();
-    for (who, cur, n) in [
-        (sender(7), "XTR", 77),
-        (sender(ANNA), "RUB", 77),
-        (sender(ANNA), "XTR", 76),
+    w.chat.stars_checkout(&anna, ours, 77).await.unwrap();
+    for (who, which, n) in [
+        (sender(7), ours, 77),
+        (sender(ANNA), None, 77),
+        (sender(ANNA), ours, 76),
     ] {
         assert_eq!(
-            w.chat
-                .stars_checkout(&who, &payload, cur, n)
-                .await
-                .unwrap_err()
-                .key,
+            w.chat.stars_checkout(&who, which, n).await.unwrap_err().key,
             "stars-invoice-expired"
         );
     }
     assert!(
         w.chat
-            .stars_checkout(&anna, "someone-else:1", "XTR", 77)
+            .stars_checkout(
+                &anna,
+                Some(crate::ids::PaymentId::from_uuid(uuid::Uuid::from_u128(7))),
+                77
+            )
             .await
-            .is_err()
+            .is_err(),
+        "a payment we do not have"
     );
     // Telegram may deliver successful_payment twice: one credit, told once (through the outbox).
     for _ in 0..2 {
-        let replies = w
-            .chat
-            .stars_paid(&anna, &payload, "XTR", 77, "stx-1")
-            .await
-            .unwrap();
+        let replies = w.chat.stars_paid(&anna, ours, 77, "stx-1").await.unwrap();
         assert!(replies.is_empty());
     }
     assert_eq!(w.available(ANNA).await, money("100.10"));
@@ -1113,18 +1126,9 @@ async fn stars_are_offered_invoiced_checked_out_and_credited_once() {
         .count();
     assert_eq!(credited, 1);
     // Paid: the invoice is closed.
-    assert!(
-        w.chat
-            .stars_checkout(&anna, &payload, "XTR", 77)
-            .await
-            .is_err()
-    );
+    assert!(w.chat.stars_checkout(&anna, ours, 77).await.is_err());
     // Money for an invoice we cannot match: nothing credited, admins told.
-    let odd = w
-        .chat
-        .stars_paid(&anna, "junk", "XTR", 5, "stx-2")
-        .await
-        .unwrap();
+    let odd = w.chat.stars_paid(&anna, None, 5, "stx-2").await.unwrap();
     assert_eq!(keys(&odd), ["stars-payment-problem"]);
     let alerts = w.notifier.alerts();
     assert_eq!(alerts.len(), 1);
@@ -1138,12 +1142,12 @@ async fn a_banned_or_rate_limited_payer_is_still_credited_for_stars_taken() {
     let w = world_paying(config(false), None, Some(money("2")));
     w.user_with(ANNA, "0").await;
     let invoice = w.press(ANNA, Action::TopUpStars(money("300"))).await;
-    let payload = invoice[0].invoice.clone().unwrap().payload;
+    let payment = invoice[0].invoice.clone().unwrap().payment;
     w.user_with(ADMIN, "0").await;
     w.say(ADMIN, &format!("/ban {ANNA}")).await;
     *w.limiter.limited.lock().unwrap() = Some(Duration::from_secs(30));
     w.chat
-        .stars_paid(&sender(ANNA), &payload, "XTR", 150, "stx-9")
+        .stars_paid(&sender(ANNA), Some(payment), 150, "stx-9")
         .await
         .unwrap();
     assert_eq!(w.available(ANNA).await, money("300"));
@@ -1233,35 +1237,36 @@ async fn a_failing_rate_limiter_lets_users_through() {
 }
 
 #[test]
-fn commands_parse_with_bot_names_and_reject_bad_arguments() {
+fn commands_parse_and_reject_bad_arguments() {
+    let parse = |text: &str, is_admin: bool| {
+        let Input::Command { name, args } = line(text) else {
+            panic!("{text} is not a command");
+        };
+        Command::parse(&name, &args, is_admin)
+    };
+    assert_eq!(parse("/start", false), Ok(Command::Start));
+    assert_eq!(parse("/START", false), Ok(Command::Start));
+    assert_eq!(parse("/hello", false), Err(CommandError::Unknown));
+    assert_eq!(parse("/add 1 2", false), Err(CommandError::Unknown));
     assert_eq!(
-        Command::parse("/start@rei_bot", false),
-        Some(Ok(Command::Start))
-    );
-    assert_eq!(Command::parse("hello", false), None);
-    assert_eq!(
-        Command::parse("/add 1 2", false),
-        Some(Err(CommandError::Unknown))
-    );
-    assert_eq!(
-        Command::parse("/ban", true),
-        Some(Err(CommandError::Usage("admin-usage-ban")))
-    );
-    assert_eq!(
-        Command::parse("/ban 0", true),
-        Some(Err(CommandError::Usage("admin-usage-ban")))
+        parse("/ban", true),
+        Err(CommandError::Usage("admin-usage-ban"))
     );
     assert_eq!(
-        Command::parse("/sub 5 0", true),
-        Some(Err(CommandError::Usage("admin-usage-sub")))
+        parse("/ban 0", true),
+        Err(CommandError::Usage("admin-usage-ban"))
     );
     assert_eq!(
-        Command::parse("/add 5 12,50 for the trouble", true),
-        Some(Ok(Command::Admin(AdminCommand::Add {
+        parse("/sub 5 0", true),
+        Err(CommandError::Usage("admin-usage-sub"))
+    );
+    assert_eq!(
+        parse("/add 5 12,50 for the trouble", true),
+        Ok(Command::Admin(AdminCommand::Add {
             target: UserId::new(5).unwrap(),
             amount: "12.50".parse().unwrap(),
             reason: "for the trouble".into(),
-        })))
+        }))
     );
 }
 

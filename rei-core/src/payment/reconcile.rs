@@ -151,7 +151,7 @@ impl PaymentService {
             .collect();
         let mut charged: HashSet<&str> = HashSet::new();
         for t in &transactions {
-            let StarTransactionKind::Payment { user, payload } = &t.kind else {
+            let StarTransactionKind::Payment { user, payment } = &t.kind else {
                 continue;
             };
             report.remote_checked += 1;
@@ -175,10 +175,7 @@ impl PaymentService {
                 }
                 continue;
             }
-            let invoice = match payload
-                .as_deref()
-                .and_then(crate::conversation::payment_of_payload)
-            {
+            let invoice = match *payment {
                 Some(id) => match self.payment(id).await {
                     Ok(p) => Some(p),
                     Err(PaymentError::UnknownPayment(_)) => None,

@@ -29,4 +29,8 @@ pub trait MediaFetcher: Send + Sync {
     /// # Errors
     /// `TooLarge` above the messenger's download limit, `Unavailable` otherwise.
     async fn fetch(&self, media: &Media, key: &str) -> Result<AssetRef, MediaError>;
+
+    /// The largest file this fetcher can download (Telegram's Bot API: 20 MB): larger
+    /// ones are refused before anything is downloaded or charged.
+    fn max_bytes(&self) -> u64;
 }

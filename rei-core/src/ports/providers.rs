@@ -512,8 +512,9 @@ pub enum StarTransactionKind {
     Payment {
         /// The payer, if a user.
         user: Option<UserId>,
-        /// The invoice's payload (names our payment).
-        payload: Option<String>,
+        /// Our payment the invoice names (`None`: not one of our invoices); the
+        /// adapter reads it from the messenger's invoice payload.
+        payment: Option<crate::ids::PaymentId>,
     },
     /// Stars went back to a user (a refund of the payment with the same charge id).
     Refund {

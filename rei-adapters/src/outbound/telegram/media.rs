@@ -40,7 +40,7 @@ impl MediaFetcher for TelegramMedia {
         let unavailable = |e: Box<dyn std::error::Error + Send + Sync>| MediaError::Unavailable(e);
         let file = match self
             .bot
-            .get_file(teloxide::types::FileId(media.file_id.clone()))
+            .get_file(teloxide::types::FileId(media.reference.clone()))
             .await
         {
             Ok(file) => file,
@@ -68,5 +68,9 @@ impl MediaFetcher for TelegramMedia {
             }),
             Err(e) => Err(unavailable(Box::new(e))),
         }
+    }
+
+    fn max_bytes(&self) -> u64 {
+        MAX_DOWNLOAD_BYTES
     }
 }

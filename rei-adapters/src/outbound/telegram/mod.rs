@@ -15,4 +15,4 @@ pub use locale::{Arg, LocaleError, Locales};
 pub use media::TelegramMedia;
 pub use notifier::{TelegramNotifier, TelegramNotifierConfig};
 pub use send_rate::SendRate;
-pub use stars::TelegramStars;
+pub use stars::{STARS_CURRENCY, TelegramStars, invoice_payload, payment_of_invoice};

@@ -3,10 +3,36 @@
 
 use async_trait::async_trait;
 use rei_core::UserId;
+use rei_core::ids::PaymentId;
 use rei_core::ports::{ProviderError, StarTransaction, StarTransactionKind, StarsGateway};
 use teloxide::prelude::Requester;
 use teloxide::types::TelegramTransactionId;
 use teloxide::{ApiError, Bot, RequestError};
+
+/// The prefix of our invoice payloads (`rei:<payment id>`).
+const INVOICE_PAYLOAD_PREFIX: &str = "rei:";
+
+/// Telegram Stars' currency code.
+pub const STARS_CURRENCY: &str = "XTR";
+
+/// The payload of a payment's Stars invoice: what Telegram hands back at checkout and
+/// payment.
+#[must_use]
+pub fn invoice_payload(payment: PaymentId) -> String {
+    format!("{INVOICE_PAYLOAD_PREFIX}{payment}")
+}
+
+/// The payment an invoice names: `None` unless the payload is one of ours and the
+/// currency is Stars.
+#[must_use]
+pub fn payment_of_invoice(payload: &str, currency: &str) -> Option<PaymentId> {
+    if currency != STARS_CURRENCY {
+        return None;
+    }
+    payload
+        .strip_prefix(INVOICE_PAYLOAD_PREFIX)
+        .and_then(|id| id.parse().ok())
+}
 
 /// Telegram's words for a charge refunded before (a repeat after a lost answer).
 const ALREADY_REFUNDED: &str = "CHARGE_ALREADY_REFUNDED";
@@ -93,7 +119,10 @@ fn transaction(t: &teloxide::types::StarTransaction) -> StarTransaction {
         (Some(TransactionPartner::User(u)), _) => match &u.kind {
             TransactionPartnerUserKind::InvoicePayment(p) => StarTransactionKind::Payment {
                 user: user_of(&u.user),
-                payload: p.invoice_payload.clone(),
+                payment: p
+                    .invoice_payload
+                    .as_deref()
+                    .and_then(|payload| payment_of_invoice(payload, STARS_CURRENCY)),
             },
             _ => StarTransactionKind::Other,
         },
@@ -148,6 +177,17 @@ fn classify(e: RequestError) -> Result<(), ProviderError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_invoice_names_our_payment_only_in_stars_and_in_our_form() {
+        let payment = PaymentId::from_uuid(uuid::Uuid::from_u128(0x1234));
+        let payload = invoice_payload(payment);
+        assert_eq!(payment_of_invoice(&payload, "XTR"), Some(payment));
+        assert_eq!(payment_of_invoice(&payload, "RUB"), None);
+        assert_eq!(payment_of_invoice("someone-else:1", "XTR"), None);
+        assert_eq!(payment_of_invoice("rei:junk", "XTR"), None);
+        assert_eq!(payment_of_invoice("", "XTR"), None);
+    }
 
     #[test]
     fn only_definite_answers_settle_a_stars_refund() {

@@ -95,7 +95,7 @@ impl Conversation {
                         invoice: Some(Invoice {
                             title: Text::key("stars-invoice-title")
                                 .arg("amount", Arg::Money(payment.amount)),
-                            payload: invoice_payload(payment.id),
+                            payment: payment.id,
                             stars,
                         }),
                         ..Reply::text(

@@ -162,7 +162,7 @@ impl Conversation {
                 if !self.config.images {
                     return Ok(say("images-unavailable"));
                 }
-                if let Some(refusal) = too_large(media, MAX_DOWNLOAD_BYTES) {
+                if let Some(refusal) = too_large(media, self.ports.media.max_bytes()) {
                     return Ok(refusal);
                 }
                 let image = match self.fetch(media, "jpg").await {
@@ -243,7 +243,7 @@ impl Conversation {
                     .arg("max", Arg::Number(i64::from(*VIDEO_SOURCE_SECS.end()))),
             )]);
         };
-        if let Some(refusal) = too_large(media, MAX_DOWNLOAD_BYTES) {
+        if let Some(refusal) = too_large(media, self.ports.media.max_bytes()) {
             return Ok(refusal);
         }
         let source = match self.fetch(media, "mp4").await {

@@ -7,9 +7,8 @@ use super::command::{AdminCommand, Command, CommandError};
 use super::state::{self, DialogueState, Draft, DraftId, Stored};
 use super::{
     Action, Arg, Button, ButtonTarget, Input, Invoice, Media, MenuItem, Reply, Sender, Text,
-    invoice_payload, payment_of_payload,
 };
-use crate::ids::{IdempotencyKey, UserId};
+use crate::ids::{IdempotencyKey, PaymentId, UserId};
 use crate::job::{JobError, JobService, JobSpec, Prompt, PromptError, VideoMode};
 use crate::ledger::LedgerService;
 use crate::money::Money;
@@ -27,9 +26,6 @@ mod admin;
 mod buttons;
 mod drafts;
 mod payments;
-
-/// Bots may download files up to this size (Telegram Bot API: 20 MB).
-pub const MAX_DOWNLOAD_BYTES: u64 = 20 * 1024 * 1024;
 
 /// A video model in the `/video` menu.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -182,7 +178,7 @@ impl Conversation {
         }
         let is_admin = self.config.admins.contains(&user);
         let command = match &input {
-            Input::Text(text) => Command::parse(text, is_admin),
+            Input::Command { name, args } => Some(Command::parse(name, args, is_admin)),
             _ => None,
         };
         if command == Some(Ok(Command::Start)) {
@@ -210,6 +206,7 @@ impl Conversation {
             (Some(Err(CommandError::Unknown)), _) => say("unknown-command"),
             (Some(Err(CommandError::Usage(key))), _) => say(key),
             (None, Input::Text(text)) => self.text(user, &text, &mut stored).await?,
+            (None, Input::Command { .. }) => say("unknown-command"),
             (None, Input::Photo { media, caption }) => {
                 self.photo(user, &media, caption.as_deref(), &mut stored)
                     .await?
@@ -308,14 +305,12 @@ impl Conversation {
         .into_iter()
         .filter_map(|(item, enabled)| enabled.then_some(item))
         .collect();
-        items
-            .chunks(2)
-            .map(|row| {
-                row.iter()
-                    .map(|item| Button::action(Text::key(item.label_key()), Action::Menu(*item)))
-                    .collect()
-            })
-            .collect()
+        vec![
+            items
+                .into_iter()
+                .map(|item| Button::action(Text::key(item.label_key()), Action::Menu(item)))
+                .collect(),
+        ]
     }
 
     fn videos_enabled(&self) -> bool {

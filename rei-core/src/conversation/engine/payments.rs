@@ -106,7 +106,7 @@ impl Conversation {
                     )
                 })
                 .collect();
-            buttons.extend(cards.chunks(2).map(<[Button]>::to_vec));
+            buttons.push(cards);
         }
         let stars: Vec<Button> = amounts()
             .filter_map(|amount| {
@@ -119,7 +119,8 @@ impl Conversation {
                 ))
             })
             .collect();
-        buttons.extend(stars.chunks(2).map(<[Button]>::to_vec));
+        buttons.push(stars);
+        buttons.retain(|group| !group.is_empty());
         if buttons.is_empty() {
             return say("pay-unavailable");
         }
@@ -171,19 +172,17 @@ impl Conversation {
         }
     }
 
-    /// Telegram asks, before taking the Stars, whether the invoice may be paid: it must be
-    /// one of ours, this user's, still open and for this many Stars. `Err` carries the
-    /// words shown to the payer.
+    /// The messenger asks, before taking the Stars, whether an invoice may be paid:
+    /// `payment` is the payment the front end read from the invoice (`None` when it is
+    /// not one of ours, or not in Stars); it must be this user's, still open and for this
+    /// many Stars. `Err` carries the words shown to the payer.
     pub async fn stars_checkout(
         &self,
         sender: &Sender,
-        payload: &str,
-        currency: &str,
+        payment: Option<PaymentId>,
         stars: u32,
     ) -> Result<(), Text> {
-        let (Some(payments), Some(id), "XTR") =
-            (&self.ports.payments, payment_of_payload(payload), currency)
-        else {
+        let (Some(payments), Some(id)) = (&self.ports.payments, payment) else {
             return Err(Text::key("stars-invoice-expired"));
         };
         match payments.stars_checkout(id, sender.id, stars).await {
@@ -193,9 +192,10 @@ impl Conversation {
         }
     }
 
-    /// Telegram took the Stars (`successful_payment`): credit exactly once by the
-    /// charge id, whatever the rate limit, a ban or the dialogue say. A payment that
-    /// cannot be credited (another sum, not our invoice) is told to the admins.
+    /// The messenger took the Stars (Telegram: `successful_payment`): credit exactly once
+    /// by the charge id, whatever the rate limit, a ban or the dialogue say. `payment` is
+    /// as in [`Self::stars_checkout`]. A payment that cannot be credited (another sum,
+    /// not our invoice) is told to the admins.
     ///
     /// # Errors
     /// [`ConversationError::Payment`] when the store fails (Telegram does not resend
@@ -203,15 +203,14 @@ impl Conversation {
     pub async fn stars_paid(
         &self,
         sender: &Sender,
-        payload: &str,
-        currency: &str,
+        payment: Option<PaymentId>,
         stars: u32,
         charge_id: &str,
     ) -> Replies {
         let Some(payments) = &self.ports.payments else {
             return Ok(say("stars-payment-problem"));
         };
-        let Some(id) = payment_of_payload(payload).filter(|_| currency == "XTR") else {
+        let Some(id) = payment else {
             payments
                 .stars_unmatched(sender.id, charge_id, stars, "not one of our invoices")
                 .await?;

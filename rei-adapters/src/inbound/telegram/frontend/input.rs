@@ -20,7 +20,7 @@ pub(super) fn sender(user: &teloxide::types::User) -> Option<Sender> {
 
 pub(super) fn input(msg: &Message) -> Input {
     if let Some(text) = msg.text() {
-        return Input::Text(text.to_owned());
+        return text_input(text);
     }
     let caption = msg.caption().map(str::to_owned);
     if let Some(sizes) = msg.photo() {
@@ -30,7 +30,7 @@ pub(super) fn input(msg: &Message) -> Input {
         {
             return Input::Photo {
                 media: Media {
-                    file_id: largest.file.id.0.clone(),
+                    reference: largest.file.id.0.clone(),
                     size: known_size(largest.file.size),
                     width: Some(largest.width),
                     height: Some(largest.height),
@@ -44,7 +44,7 @@ pub(super) fn input(msg: &Message) -> Input {
     if let Some(video) = msg.video() {
         return Input::Video {
             media: Media {
-                file_id: video.file.id.0.clone(),
+                reference: video.file.id.0.clone(),
                 size: known_size(video.file.size),
                 width: Some(video.width),
                 height: Some(video.height),
@@ -60,4 +60,49 @@ pub(super) fn input(msg: &Message) -> Input {
 /// Telegram sends `u32::MAX` when it does not know a size.
 pub(super) fn known_size(size: u32) -> Option<u64> {
     (size != u32::MAX).then_some(u64::from(size))
+}
+
+/// A message text: a command in Telegram's syntax (`/name`, `/name@bot_username`, then
+/// arguments separated by spaces) or a plain text.
+pub(super) fn text_input(text: &str) -> Input {
+    let Some(command) = text.trim().strip_prefix('/') else {
+        return Input::Text(text.to_owned());
+    };
+    let mut words = command.split_whitespace();
+    let head = words.next().unwrap_or_default();
+    // In groups Telegram users address a bot as `/start@rei_bot`.
+    let name = head.split('@').next().unwrap_or_default();
+    Input::Command {
+        name: name.to_ascii_lowercase(),
+        args: words.map(str::to_owned).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn command(name: &str, args: &[&str]) -> Input {
+        Input::Command {
+            name: name.into(),
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn commands_are_read_in_telegram_syntax() {
+        assert_eq!(text_input("/start"), command("start", &[]));
+        assert_eq!(text_input("/start@rei_bot"), command("start", &[]));
+        assert_eq!(text_input("  /Balance  "), command("balance", &[]));
+        assert_eq!(
+            text_input("/add@rei_bot 5  12,50 for the trouble"),
+            command("add", &["5", "12,50", "for", "the", "trouble"])
+        );
+        assert_eq!(text_input("/"), command("", &[]));
+        assert_eq!(
+            text_input("hello /start"),
+            Input::Text("hello /start".into())
+        );
+        assert_eq!(text_input("a fox"), Input::Text("a fox".into()));
+    }
 }

@@ -35,7 +35,8 @@ use tracing::Instrument;
 
 use super::callback;
 use crate::outbound::telegram::{
-    Arg as LocaleArg, BotClients, BotStartError, LONG_POLL, Locales, SendRate,
+    Arg as LocaleArg, BotClients, BotStartError, LONG_POLL, Locales, STARS_CURRENCY, SendRate,
+    invoice_payload, payment_of_invoice,
 };
 
 mod input;
@@ -296,8 +297,7 @@ async fn on_pre_checkout(
             .conversation
             .stars_checkout(
                 &sender,
-                &query.invoice_payload,
-                &query.currency,
+                payment_of_invoice(&query.invoice_payload, &query.currency),
                 query.total_amount,
             )
             .await;
@@ -372,8 +372,7 @@ impl Front {
                 .conversation
                 .stars_paid(
                     sender,
-                    &paid.invoice_payload,
-                    &paid.currency,
+                    payment_of_invoice(&paid.invoice_payload, &paid.currency),
                     paid.total_amount,
                     &paid.telegram_payment_charge_id.0,
                 )

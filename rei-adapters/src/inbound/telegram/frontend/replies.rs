@@ -30,6 +30,17 @@ pub(super) fn locale_arg(locales: &Locales, language: Language, arg: &Arg) -> Lo
     }
 }
 
+/// Buttons in a row of the inline keyboard, at most: labels stay readable on a phone.
+const BUTTONS_PER_ROW: usize = 2;
+
+/// The keyboard's rows: each group of buttons on rows of its own, at most
+/// [`BUTTONS_PER_ROW`] to a row.
+pub(super) fn layout(groups: &[Vec<CoreButton>]) -> impl Iterator<Item = &[CoreButton]> {
+    groups
+        .iter()
+        .flat_map(|group| group.chunks(BUTTONS_PER_ROW))
+}
+
 impl Front {
     pub(super) async fn send_replies(
         &self,
@@ -106,8 +117,8 @@ impl Front {
                     chat,
                     title.clone(),
                     text,
-                    invoice.payload.clone(),
-                    "XTR",
+                    invoice_payload(invoice.payment),
+                    STARS_CURRENCY,
                     [LabeledPrice::new(title, invoice.stars)],
                 )
                 .provider_token("")
@@ -117,9 +128,7 @@ impl Front {
         if reply.buttons.is_empty() {
             return request.await;
         }
-        let rows: Vec<Vec<InlineKeyboardButton>> = reply
-            .buttons
-            .iter()
+        let rows: Vec<Vec<InlineKeyboardButton>> = layout(&reply.buttons)
             .map(|row| {
                 row.iter()
                     .filter_map(|b| self.button(language, b))
