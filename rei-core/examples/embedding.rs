@@ -256,6 +256,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     // a loop by a real bot) sends them.
     let dispatcher = NoticeDispatcher::new(
         store.clone(),
+        store.clone(),
         notifier.clone(),
         clock.clone(),
         DispatchConfig::default(),

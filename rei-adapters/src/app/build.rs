@@ -371,6 +371,7 @@ fn bot(
     ));
     let notices = Arc::new(NoticeDispatcher::new(
         backends.stores.outbox.clone(),
+        backends.stores.users.clone(),
         telegram.notifier.clone(),
         clock.clone(),
         DispatchConfig {

@@ -447,11 +447,9 @@ impl JobService {
     /// # Errors
     /// [`JobError::Store`] on storage failure.
     pub async fn mark_unreachable(&self, user: UserId) -> Result<(), JobError> {
-        let now = self.ports.clock.now();
-        match self.ports.users.set_unreachable(user, Some(now)).await {
-            Ok(()) | Err(StoreError::NotFound(_)) => Ok(()),
-            Err(e) => Err(e.into()),
-        }
+        crate::user::record_unreachable(&*self.ports.users, user, self.ports.clock.now())
+            .await
+            .map_err(Into::into)
     }
 
     /// Sends again, once, every result `user` could not be given (they had blocked the

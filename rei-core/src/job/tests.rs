@@ -903,6 +903,11 @@ async fn a_user_who_blocked_the_bot_is_recorded_and_still_charged() {
         (stored.state, stored.delivery),
         (JobState::Completed, Delivery::Unreachable)
     );
+    let user = UserStore::user(&*w.store, w.user).await.unwrap().unwrap();
+    assert!(
+        user.unreachable_since.is_some(),
+        "core records the block (the notifier does not)"
+    );
     assert_eq!(w.reservation_state(&job).await, ReservationState::Captured);
     assert_eq!(w.claim().await, None);
 }

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::ports::{Clock, Notifier, NotifyError, OutboxStore, StoreError};
+use crate::ports::{Clock, Notifier, NotifyError, OutboxStore, StoreError, UserStore};
 
 /// How the dispatcher works.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,6 +55,7 @@ pub struct DispatchReport {
 /// Sends what the outbox holds.
 pub struct NoticeDispatcher {
     outbox: Arc<dyn OutboxStore>,
+    users: Arc<dyn UserStore>,
     notifier: Arc<dyn Notifier>,
     clock: Arc<dyn Clock>,
     config: DispatchConfig,
@@ -69,16 +70,19 @@ impl std::fmt::Debug for NoticeDispatcher {
 }
 
 impl NoticeDispatcher {
-    /// A dispatcher over the outbox and the notifier.
+    /// A dispatcher over the outbox and the notifier; a user who blocked the bot is
+    /// recorded in `users`.
     #[must_use]
     pub fn new(
         outbox: Arc<dyn OutboxStore>,
+        users: Arc<dyn UserStore>,
         notifier: Arc<dyn Notifier>,
         clock: Arc<dyn Clock>,
         config: DispatchConfig,
     ) -> Self {
         Self {
             outbox,
+            users,
             notifier,
             clock,
             config,
@@ -110,6 +114,8 @@ impl NoticeDispatcher {
                     report.sent += 1;
                 }
                 Err(NotifyError::Unreachable(_)) => {
+                    crate::user::record_unreachable(&*self.users, entry.user_id, self.clock.now())
+                        .await?;
                     self.outbox
                         .notice_given_up(entry.id, self.clock.now())
                         .await?;
@@ -148,12 +154,18 @@ mod tests;
 /// Test helper: sends everything the outbox holds now (one dispatcher, default config).
 #[cfg(test)]
 pub(crate) async fn flush(
-    outbox: Arc<dyn OutboxStore>,
+    store: Arc<crate::memory::MemoryStore>,
     notifier: Arc<dyn Notifier>,
     clock: Arc<dyn Clock>,
 ) -> DispatchReport {
-    NoticeDispatcher::new(outbox, notifier, clock, DispatchConfig::default())
-        .dispatch_due()
-        .await
-        .expect("the memory outbox never fails")
+    NoticeDispatcher::new(
+        store.clone(),
+        store,
+        notifier,
+        clock,
+        DispatchConfig::default(),
+    )
+    .dispatch_due()
+    .await
+    .expect("the memory outbox never fails")
 }

@@ -45,6 +45,7 @@ async fn world() -> World {
         .unwrap();
     let dispatcher = NoticeDispatcher::new(
         store.clone(),
+        store.clone(),
         notifier.clone(),
         clock.clone(),
         DispatchConfig {
@@ -163,6 +164,12 @@ async fn a_user_who_blocked_the_bot_is_not_tried_again() {
     w.notifier.fail_next([Failure::Unreachable]);
     let report = w.dispatcher.dispatch_due().await.unwrap();
     assert_eq!((report.sent, report.given_up), (0, 1));
+    let alice = UserStore::user(&*w.store, w.alice).await.unwrap().unwrap();
+    assert_eq!(
+        alice.unreachable_since,
+        Some(w.clock.now()),
+        "recorded by core, at the injected clock's time"
+    );
     w.clock.advance(Duration::from_secs(3600));
     assert_eq!(
         w.dispatcher.dispatch_due().await.unwrap(),

@@ -13,6 +13,7 @@ use crate::money::Money;
 use crate::payment::PaymentState;
 use crate::time::Timestamp;
 
+pub(crate) use service::record_unreachable;
 pub use service::{
     Access, Adjustment, AdminPorts, AdminService, REPEAT_WINDOW, Repeats, StatsReport, UserError,
     UserService,

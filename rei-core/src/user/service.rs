@@ -194,10 +194,9 @@ impl UserService {
     /// Records that the user blocked the bot (a send was refused with 403).
     ///
     /// # Errors
-    /// [`UserError::UnknownUser`] for an unregistered user.
+    /// [`UserError`] on storage failure (an unknown user is nothing to record).
     pub async fn mark_unreachable(&self, id: UserId) -> Result<(), UserError> {
-        self.users
-            .set_unreachable(id, Some(self.clock.now()))
+        record_unreachable(&*self.users, id, self.clock.now())
             .await
             .map_err(UserError::from_store(id))
     }
@@ -491,5 +490,23 @@ impl AdminService {
             .audit_log(limit.clamp(1, 1000))
             .await
             .map_err(UserError::Store)
+    }
+}
+
+/// The one rule for a user who blocked the bot (a send was refused with 403): recorded
+/// as unreachable since `now`, so that their next message brings every paid result again.
+/// Used by every path that learns it — the front end's replies, result delivery and the
+/// notice outbox. An unknown user is nothing to record.
+///
+/// # Errors
+/// [`StoreError`] on storage failure.
+pub(crate) async fn record_unreachable(
+    users: &dyn UserStore,
+    user: UserId,
+    now: crate::time::Timestamp,
+) -> Result<(), StoreError> {
+    match users.set_unreachable(user, Some(now)).await {
+        Ok(()) | Err(StoreError::NotFound(_)) => Ok(()),
+        Err(e) => Err(e),
     }
 }

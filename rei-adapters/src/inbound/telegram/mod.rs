@@ -7,5 +7,5 @@ mod frontend;
 mod webhook;
 
 pub use callback::{decode, encode};
-pub use frontend::{FrontEnd, FrontendError, UpdateSource, render};
+pub use frontend::{COMMANDS, FrontEnd, FrontendError, UpdateSource, render};
 pub use webhook::{Pushed, Stopped, TelegramWebhook, WebhookUpdates};

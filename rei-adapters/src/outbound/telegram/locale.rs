@@ -89,6 +89,16 @@ impl Locales {
             .into_owned()
     }
 
+    /// Every key this adapter's locale files must hold: the conversation's
+    /// ([`TEXT_KEYS`](rei_core::conversation::TEXT_KEYS)) and the adapter's own
+    /// ([`TELEGRAM_KEYS`]).
+    pub fn required_keys() -> impl Iterator<Item = &'static str> {
+        rei_core::conversation::TEXT_KEYS
+            .iter()
+            .chain(TELEGRAM_KEYS)
+            .copied()
+    }
+
     /// Every message key of a language, sorted.
     #[must_use]
     pub fn keys(language: Language) -> Vec<String> {
@@ -106,9 +116,48 @@ impl Locales {
     }
 }
 
+/// The texts the Telegram adapter writes itself, beside the conversation's: the
+/// notifier's (progress, results, failures, money notices, admin alerts), the front
+/// end's (the command menu, "something went wrong"). A test checks that the code uses
+/// no other key and that both locale files hold every one.
+pub const TELEGRAM_KEYS: &[&str] = &[
+    "admin-alert",
+    "balance-credited",
+    "balance-debited",
+    "command-balance",
+    "command-cancel",
+    "command-help",
+    "command-history",
+    "command-lang",
+    "command-pay",
+    "command-start",
+    "command-video",
+    "error-generic",
+    "failure-bad-input",
+    "failure-content-refused",
+    "failure-deadline",
+    "failure-provider-failed",
+    "failure-result-too-large",
+    "failure-service-unavailable",
+    "failure-too-many-attempts",
+    "job-cancelled",
+    "job-done-caption",
+    "job-done-status",
+    "job-download",
+    "job-download-button",
+    "job-failed",
+    "job-late-caption",
+    "job-progress",
+    "job-resent",
+    "job-too-large",
+    "payment-credited",
+    "payment-refunded",
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeSet;
 
     fn text(lang: Language, key: &str, args: &[(&str, Arg)]) -> String {
         Locales::load().unwrap().text(lang, key, args)
@@ -122,16 +171,55 @@ mod tests {
     }
 
     #[test]
-    fn every_text_of_the_conversation_exists() {
-        let ru = Locales::keys(Language::Ru);
-        let missing: Vec<&&str> = rei_core::conversation::TEXT_KEYS
+    fn the_locale_files_hold_exactly_the_required_keys_in_both_languages() {
+        let required: BTreeSet<String> = Locales::required_keys().map(str::to_owned).collect();
+        for language in [Language::Ru, Language::En] {
+            let present: BTreeSet<String> = Locales::keys(language).into_iter().collect();
+            let missing: Vec<&String> = required.difference(&present).collect();
+            assert!(missing.is_empty(), "{language:?} lacks {missing:?}");
+            let unused: Vec<&String> = present.difference(&required).collect();
+            assert!(
+                unused.is_empty(),
+                "{language:?} has keys no code lists: {unused:?}"
+            );
+        }
+    }
+
+    /// Every key-shaped literal in the adapter's text-writing code is listed, and every
+    /// command of the menu has its description.
+    #[test]
+    fn every_key_the_adapter_uses_is_listed() {
+        let code = [
+            include_str!("notifier.rs"),
+            include_str!("../../inbound/telegram/frontend/mod.rs"),
+            include_str!("../../inbound/telegram/frontend/replies.rs"),
+        ];
+        let listed: BTreeSet<&str> = Locales::required_keys().collect();
+        let mut found = BTreeSet::new();
+        for source in code {
+            for (at, _) in source.match_indices('"') {
+                let rest = &source[at + 1..];
+                let Some(end) = rest.find('"') else { continue };
+                let literal = &rest[..end];
+                let key_shaped = literal.contains('-')
+                    && !literal.starts_with('-')
+                    && literal
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+                if key_shaped {
+                    found.insert(literal.to_owned());
+                }
+            }
+        }
+        for command in crate::inbound::telegram::COMMANDS {
+            found.insert(format!("command-{command}"));
+        }
+        let missing: Vec<&String> = found
             .iter()
-            .filter(|k| !ru.iter().any(|r| r == **k))
+            .filter(|k| !listed.contains(k.as_str()))
             .collect();
-        assert!(
-            missing.is_empty(),
-            "missing in the locale files: {missing:?}"
-        );
+        assert!(missing.is_empty(), "keys used but not listed: {missing:?}");
+        assert!(found.len() >= 30, "the scan found {} keys", found.len());
     }
 
     #[test]

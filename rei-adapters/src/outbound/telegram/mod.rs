@@ -11,7 +11,7 @@ mod send_rate;
 mod stars;
 
 pub use client::{BotClients, BotStartError, LONG_POLL};
-pub use locale::{Arg, LocaleError, Locales};
+pub use locale::{Arg, LocaleError, Locales, TELEGRAM_KEYS};
 pub use media::TelegramMedia;
 pub use notifier::{TelegramNotifier, TelegramNotifierConfig};
 pub use send_rate::SendRate;

@@ -332,14 +332,8 @@ impl Notifier for TelegramNotifier {
         user: UserId,
         notice: Notice,
     ) -> Result<Option<MessageRef>, NotifyError> {
-        let sent = self.send_notice(user, notice).await;
-        if let Err(NotifyError::Unreachable(_)) = &sent {
-            let now = rei_core::ports::Clock::now(&crate::outbound::system::SystemClock);
-            if let Err(e) = self.users.set_unreachable(user, Some(now)).await {
-                tracing::warn!(error = %e, "recording that the user blocked the bot failed");
-            }
-        }
-        sent
+        // A user who blocked the bot comes back as `Unreachable`: core records it.
+        self.send_notice(user, notice).await
     }
 
     fn upload_limit(&self) -> Option<u64> {

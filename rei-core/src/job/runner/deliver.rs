@@ -83,6 +83,11 @@ impl Step<'_> {
             }
             Err(NotifyError::Unreachable(_)) => {
                 self.write(JobEvent::Undeliverable).await?;
+                self.runner
+                    .ports
+                    .jobs
+                    .mark_unreachable(self.job.user_id)
+                    .await?;
                 Ok(self.after_delivery())
             }
             Err(e @ NotifyError::Unavailable(_)) => {

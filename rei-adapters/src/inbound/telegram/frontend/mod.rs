@@ -238,11 +238,13 @@ impl FrontEnd {
     }
 }
 
+/// The commands of the menu Telegram shows users; each has a `command-<name>` text.
+pub const COMMANDS: [&str; 8] = [
+    "start", "help", "balance", "pay", "history", "video", "cancel", "lang",
+];
+
 /// The command menu, in Russian (default) and English.
 async fn set_commands(bot: &Bot, locales: &Locales) {
-    const COMMANDS: [&str; 8] = [
-        "start", "help", "balance", "pay", "history", "video", "cancel", "lang",
-    ];
     for (language, code) in [(Language::Ru, None), (Language::En, Some("en"))] {
         let commands: Vec<BotCommand> = COMMANDS
             .iter()
