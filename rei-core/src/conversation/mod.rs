@@ -72,7 +72,6 @@ pub const TEXT_KEYS: &[&str] = &[
     "image-too-small",
     "images-unavailable",
     "insufficient-funds",
-    "job-queued",
     "lang-choose",
     "lang-en",
     "lang-ru",
@@ -351,9 +350,6 @@ pub struct Reply {
     /// Groups of buttons, in order; the front end lays each group out (Telegram: rows
     /// of at most two).
     pub buttons: Vec<Vec<Button>>,
-    /// A job was created: this message becomes its status message (edited with the
-    /// progress), and the front end stores it with the job.
-    pub status_of: Option<crate::ids::JobId>,
     /// Send this as an invoice in Telegram Stars (the text is its description).
     pub invoice: Option<Invoice>,
 }
@@ -378,7 +374,6 @@ impl Reply {
         Self {
             text,
             buttons: Vec::new(),
-            status_of: None,
             invoice: None,
         }
     }
@@ -389,7 +384,6 @@ impl Reply {
         Self {
             text,
             buttons,
-            status_of: None,
             invoice: None,
         }
     }

@@ -12,7 +12,8 @@ use crate::memory::{ManualClock, MemoryAssets, MemoryStore, RecordingNotifier, S
 use crate::payment::{PaymentConfig, PaymentPorts, PaymentService};
 use crate::ports::{
     Assets, DialogueStore, GatewayPayment, GatewayStatus, JobStore, LedgerStore, LimiterError,
-    MediaError, MediaFetcher, MockPaymentGateway, RateDecision, RateLimiter, UserStore,
+    MediaError, MediaFetcher, MessageRef, MockPaymentGateway, Notice, RateDecision, RateLimiter,
+    UserStore,
 };
 use crate::pricing::PriceList;
 use crate::time::Timestamp;
@@ -186,6 +187,7 @@ fn world_full(
         dialogues: store.clone(),
         limiter: limiter.clone(),
         media: media.clone(),
+        notifier: notifier.clone(),
         assets: media.assets.clone(),
         clock: clock.clone(),
         ids,
@@ -547,13 +549,27 @@ async fn text_makes_a_priced_draft_and_confirm_queues_one_job() {
     );
     let confirm = button(&draft, "button-confirm");
     let queued = w.press(ANNA, confirm.clone()).await;
-    assert_eq!(keys(&queued), ["job-queued"]);
+    assert!(
+        queued.is_empty(),
+        "the status message is the answer: {queued:?}"
+    );
     let jobs = w.jobs_of(ANNA).await;
     assert_eq!(jobs.len(), 1);
+    // The notifier, the status message's one writer, started it; it is kept with the job.
     assert_eq!(
-        queued[0].status_of,
-        Some(jobs[0].id),
-        "the reply becomes the status message"
+        w.notifier.notices(),
+        [(
+            UserId::new(ANNA).unwrap(),
+            Notice::JobQueued {
+                job_id: jobs[0].id,
+                price: money("50")
+            }
+        )]
+    );
+    assert_eq!(
+        jobs[0].status_message,
+        Some(MessageRef::new(format!("status-{}", jobs[0].id))),
+        "the worker edits this message"
     );
     assert_eq!(w.available(ANNA).await, "70".parse().unwrap());
     // Pressed again (or the update delivered twice): the same job, no second hold.
@@ -577,7 +593,7 @@ async fn a_draft_survives_a_restart_of_the_front_end() {
         .handle(&sender(ANNA), confirm, "tg:after-restart")
         .await
         .unwrap();
-    assert_eq!(keys(&queued), ["job-queued"]);
+    assert!(queued.is_empty(), "{queued:?}");
     assert_eq!(w.jobs_of(ANNA).await.len(), 1);
 }
 

@@ -142,8 +142,12 @@ impl Notifier for RecordingNotifier {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push((user, notice.clone()));
-        // A job's first progress notice starts its status message: `status-<job id>`.
+        // A job's queued notice (or a first progress notice without one) starts its
+        // status message: `status-<job id>`.
         Ok(match notice {
+            Notice::JobQueued { job_id, .. } => {
+                Some(crate::ports::MessageRef::new(format!("status-{job_id}")))
+            }
             Notice::JobProgress {
                 job_id,
                 status_message: None,

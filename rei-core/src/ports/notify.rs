@@ -35,6 +35,15 @@ impl MessageRef {
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "notice", rename_all = "snake_case")]
 pub enum Notice {
+    /// A job was confirmed and queued: this starts its status message, which the
+    /// notifier edits with the progress and the outcome (its one writer). The notifier
+    /// returns the message, stored with the job.
+    JobQueued {
+        /// The job.
+        job_id: JobId,
+        /// What is held for it.
+        price: Money,
+    },
     /// A job moved on.
     JobProgress {
         /// The job.

@@ -111,6 +111,54 @@ async fn progress_starts_a_status_message_and_then_edits_it() {
     assert!(edits[0].text.as_deref().unwrap_or_default().contains("50%"));
 }
 
+/// A confirmed job's status message is started by the notifier (its one writer), which
+/// then edits that same message with the progress.
+#[tokio::test]
+async fn a_queued_job_starts_the_status_message_that_progress_edits() {
+    let w = world().await;
+    let started = w
+        .notifier
+        .notify(
+            user(),
+            Notice::JobQueued {
+                job_id: job(),
+                price: "50".parse().unwrap(),
+            },
+        )
+        .await
+        .unwrap()
+        .expect("the status message");
+    let sent = w.telegram.calls_to("sendMessage", ANNA);
+    assert_eq!(sent.len(), 1);
+    assert!(
+        sent[0]
+            .text
+            .as_deref()
+            .unwrap_or_default()
+            .contains("50.00 ₽"),
+        "{sent:?}"
+    );
+    let progress = w
+        .notifier
+        .notify(
+            user(),
+            Notice::JobProgress {
+                job_id: job(),
+                progress: rei_core::job::Progress::Generating,
+                status_message: Some(started.clone()),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(progress, None, "edited, not sent again");
+    let edits = w.telegram.calls_of("editMessageText");
+    assert_eq!(edits.len(), 1);
+    assert_eq!(
+        edits[0].message_id.map(|m| m.to_string()),
+        Some(started.as_str().to_owned())
+    );
+}
+
 #[tokio::test]
 async fn results_go_as_photo_document_or_video_by_size() {
     let w = world().await;
@@ -232,12 +280,18 @@ async fn a_user_who_blocked_the_bot_is_unreachable() {
         "{r:?}"
     );
     let anna = w.stores.users.user(user()).await.unwrap().unwrap();
-    assert!(anna.unreachable_since.is_some(), "recorded on the user");
-    // Writing to the bot again clears it.
+    assert_eq!(
+        anna.unreachable_since, None,
+        "the notifier reports it; core records it (one place, at its clock)"
+    );
+    // Core records it; writing to the bot again clears it.
     let users = UserService::new(
         w.stores.users.clone(),
         Arc::new(rei_adapters::outbound::system::SystemClock),
     );
+    users.mark_unreachable(user()).await.unwrap();
+    let anna = w.stores.users.user(user()).await.unwrap().unwrap();
+    assert!(anna.unreachable_since.is_some(), "recorded on the user");
     users.access(user()).await.unwrap();
     let anna = w.stores.users.user(user()).await.unwrap().unwrap();
     assert_eq!(anna.unreachable_since, None);

@@ -148,6 +148,7 @@ pub const TELEGRAM_KEYS: &[&str] = &[
     "job-failed",
     "job-late-caption",
     "job-progress",
+    "job-queued",
     "job-resent",
     "job-too-large",
     "payment-credited",

@@ -377,6 +377,14 @@ impl TelegramNotifier {
 
         let language = self.language(user).await;
         match notice {
+            Notice::JobQueued { price, .. } => {
+                let text = self.text(
+                    language,
+                    "job-queued",
+                    &[("price", Arg::Text(price.to_string()))],
+                );
+                self.show_status(chat, None, text).await
+            }
             Notice::JobProgress {
                 progress,
                 status_message,
@@ -521,6 +529,7 @@ struct Delivered<'a> {
 
 const fn notice_name(notice: &Notice) -> &'static str {
     match notice {
+        Notice::JobQueued { .. } => "job_queued",
         Notice::JobProgress { .. } => "job_progress",
         Notice::JobCompleted { .. } => "job_completed",
         Notice::JobLateResult { .. } => "job_late_result",

@@ -141,6 +141,27 @@ impl Conversation {
         }
     }
 
+    /// Starts a queued job's status message through the notifier (its one writer: it
+    /// edits it with the progress and the outcome) and keeps it with the job. Best
+    /// effort, like every later edit: if it cannot be sent now, the worker's first
+    /// progress notice starts it.
+    async fn open_status(
+        &self,
+        user: UserId,
+        job: crate::ids::JobId,
+        price: Money,
+    ) -> Result<(), ConversationError> {
+        let notice = Notice::JobQueued { job_id: job, price };
+        match self.ports.notifier.notify(user, notice).await {
+            Ok(Some(message)) => {
+                self.ports.jobs.set_status_message(job, message).await?;
+            }
+            Ok(None) | Err(NotifyError::Unavailable(_)) => {}
+            Err(NotifyError::Unreachable(_)) => self.ports.users.mark_unreachable(user).await?,
+        }
+        Ok(())
+    }
+
     /// Confirm: hold the price and queue the job; a second press finds the first job.
     pub(super) async fn confirm(&self, user: UserId, id: DraftId, stored: &mut Stored) -> Replies {
         let draft = match &stored.state {
@@ -166,12 +187,9 @@ impl Conversation {
                 stored.state = DialogueState::Idle;
                 stored.confirmed.insert(0, id);
                 stored.confirmed.truncate(CONFIRMED_KEPT);
-                Ok(vec![Reply {
-                    status_of: Some(job.id),
-                    ..Reply::text(
-                        Text::key("job-queued").arg("price", Arg::Money(job.quote.amount)),
-                    )
-                }])
+                self.open_status(user, job.id, job.quote.amount).await?;
+                // The status message is the answer.
+                Ok(Vec::new())
             }
             Err(JobError::InsufficientFunds { needed, available }) => Ok(vec![Reply::text(
                 Text::key("insufficient-funds")

@@ -14,8 +14,8 @@ use crate::ledger::LedgerService;
 use crate::money::Money;
 use crate::payment::{PaymentError, PaymentService, PaymentState};
 use crate::ports::{
-    Clock, DialogueStore, IdGenerator, MediaError, MediaFetcher, RateDecision, RateLimiter,
-    StoreError,
+    Clock, DialogueStore, IdGenerator, MediaError, MediaFetcher, Notice, Notifier, NotifyError,
+    RateDecision, RateLimiter, StoreError,
 };
 use crate::pricing::VideoDuration;
 use crate::user::{
@@ -83,6 +83,9 @@ pub struct ConversationPorts {
     pub limiter: Arc<dyn RateLimiter>,
     /// Users' files.
     pub media: Arc<dyn MediaFetcher>,
+    /// Tells users what happens outside their replies: here, a confirmed job's status
+    /// message (the notifier is its one writer).
+    pub notifier: Arc<dyn Notifier>,
     /// Results, for their download links in `/history`.
     pub assets: Arc<dyn crate::ports::Assets>,
     /// Time.

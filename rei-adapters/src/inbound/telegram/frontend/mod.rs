@@ -7,19 +7,18 @@
 //!   or forged one becomes [`Input::StaleButton`] ("this button has expired"). Every
 //!   callback query is answered at once.
 //! - Updates from one chat are handled in order (teloxide's default distribution).
-//! - The reply to a confirmation is the job's status message: its id is stored with the
-//!   job so the worker edits it with the progress.
+//! - A confirmed job's status message is the notifier's (core asks it to start the
+//!   message and keeps its id with the job; the worker's notices edit it).
 //! - A second poller on the same token (409 Conflict) stops the bot with a clear error.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use rei_core::UserId;
 use rei_core::conversation::{
     Arg, Button as CoreButton, ButtonTarget, Conversation, Input, Media, Reply, Sender, Text,
 };
-use rei_core::ports::MessageRef;
 use rei_core::user::Language;
-use rei_core::{JobService, UserId};
 use teloxide::dispatching::{Dispatcher, UpdateFilterExt};
 use teloxide::payloads::{
     AnswerPreCheckoutQuerySetters, SendInvoiceSetters, SetMyCommandsSetters, SetWebhookSetters,
@@ -68,7 +67,6 @@ struct Front {
     bot: Bot,
     send_rate: SendRate,
     conversation: Arc<Conversation>,
-    jobs: Arc<JobService>,
     locales: Arc<Locales>,
     users: rei_core::user::UserService,
 }
@@ -84,8 +82,6 @@ pub struct FrontEnd {
     pub send_rate: SendRate,
     /// The dialogue engine.
     pub conversation: Arc<Conversation>,
-    /// Stores a job's status message.
-    pub jobs: Arc<JobService>,
     /// The user's language; who blocked the bot.
     pub users: rei_core::user::UserService,
     /// The texts.
@@ -146,7 +142,6 @@ impl FrontEnd {
             bot: bot.clone(),
             send_rate: self.send_rate,
             conversation: self.conversation,
-            jobs: self.jobs,
             locales: self.locales,
             users: self.users,
         });

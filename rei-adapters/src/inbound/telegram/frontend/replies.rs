@@ -55,14 +55,7 @@ impl Front {
         for reply in replies {
             let sent = self.send(chat, language, &reply).await;
             match sent {
-                Ok(message) => {
-                    if let Some(job) = reply.status_of {
-                        let reference = MessageRef::new(message.id.0.to_string());
-                        if let Err(e) = self.jobs.set_status_message(job, reference).await {
-                            tracing::warn!(job_id = %job, error = %e, "storing the status message failed");
-                        }
-                    }
-                }
+                Ok(_) => {}
                 Err(RequestError::Api(ApiError::BotBlocked | ApiError::UserDeactivated)) => {
                     tracing::info!("the user blocked the bot");
                     if let Err(e) = self.users.mark_unreachable(sender.id).await {
