@@ -6,6 +6,13 @@
 //!
 //! Sending is at least once: a dispatcher that dies after the send and before recording
 //! it sends that one notice again (a messenger has no idempotency key to prevent it).
+//!
+//! What every notice says (its locale key and arguments) is in `text.rs`
+//! ([`Notice::text`](crate::ports::Notice::text)).
+
+mod text;
+
+pub use text::NOTICE_KEYS;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use rei_core::UserId;
-use rei_core::job::{FailureReason, JobKind};
+use rei_core::job::JobKind;
 use rei_core::ports::{
     AdminAlert, MessageRef, Notice, Notifier, NotifyError, ProviderErrorKind, UserStore,
 };
@@ -105,45 +105,6 @@ impl TelegramNotifier {
 
     fn text(&self, language: Language, key: &str, args: &[(&str, Arg)]) -> String {
         self.locales.text(language, key, args)
-    }
-
-    fn failure(&self, language: Language, reason: &FailureReason) -> String {
-        let detail = |d: &str| [("detail", Arg::Text(d.to_owned()))];
-        match reason {
-            FailureReason::ContentRefused { detail: d } => {
-                self.text(language, "failure-content-refused", &detail(d))
-            }
-            FailureReason::ProviderFailed { .. } => {
-                self.text(language, "failure-provider-failed", &[])
-            }
-            FailureReason::ServiceUnavailable { .. } => {
-                self.text(language, "failure-service-unavailable", &[])
-            }
-            FailureReason::BadInput { detail: d } => {
-                self.text(language, "failure-bad-input", &detail(d))
-            }
-            FailureReason::TooManyAttempts { attempts } => self.text(
-                language,
-                "failure-too-many-attempts",
-                &[("attempts", Arg::Number(i64::from(*attempts)))],
-            ),
-            FailureReason::ResultTooLarge { megabytes } => self.text(
-                language,
-                "failure-result-too-large",
-                &[(
-                    "megabytes",
-                    Arg::Number(i64::try_from(*megabytes).unwrap_or(i64::MAX)),
-                )],
-            ),
-            FailureReason::DeadlineExceeded { after_secs } => self.text(
-                language,
-                "failure-deadline",
-                &[(
-                    "minutes",
-                    Arg::Number(i64::try_from(after_secs.div_ceil(60)).unwrap_or(i64::MAX)),
-                )],
-            ),
-        }
     }
 
     /// Edits the status message, or sends a new one when there is none (or it is gone).
@@ -376,147 +337,47 @@ impl TelegramNotifier {
         let chat = ChatId(user.get());
 
         let language = self.language(user).await;
+        // What it says is core's; how it is shown (a new message, an edit of the status
+        // message, a caption) is decided here.
+        let text = self.locales.render(language, &notice.text());
         match notice {
-            Notice::JobQueued { price, .. } => {
-                let text = self.text(
-                    language,
-                    "job-queued",
-                    &[("price", Arg::Text(price.to_string()))],
-                );
-                self.show_status(chat, None, text).await
-            }
-            Notice::JobProgress {
-                progress,
-                status_message,
-                ..
-            } => {
-                let text = self.text(
-                    language,
-                    "job-progress",
-                    &[("percent", Arg::Number(i64::from(progress.percent())))],
-                );
+            Notice::JobQueued { .. } => self.show_status(chat, None, text).await,
+            Notice::JobProgress { status_message, .. } => {
                 self.show_status(chat, status_message.as_ref(), text).await
             }
             Notice::JobCompleted {
                 kind,
                 result,
-                charged,
                 download_link,
-                resent,
                 status_message,
                 ..
-            } => {
-                let mut caption = self.text(
-                    language,
-                    "job-done-caption",
-                    &[("charged", Arg::Text(charged.to_string()))],
-                );
-                if resent {
-                    caption = self.text(language, "job-resent", &[("caption", Arg::Text(caption))]);
-                }
-                let result = Delivered {
-                    kind,
-                    asset: &result,
-                    download_link: download_link.as_deref(),
-                };
-                self.deliver(chat, language, result, caption, status_message.as_ref())
-                    .await
-                    .map(|()| None)
             }
-            Notice::JobLateResult {
+            | Notice::JobLateResult {
                 kind,
                 result,
-                refunded,
                 download_link,
                 status_message,
                 ..
             } => {
-                let caption = self.text(
-                    language,
-                    "job-late-caption",
-                    &[("refunded", Arg::Text(refunded.to_string()))],
-                );
                 let result = Delivered {
                     kind,
                     asset: &result,
                     download_link: download_link.as_deref(),
                 };
-                self.deliver(chat, language, result, caption, status_message.as_ref())
+                self.deliver(chat, language, result, text, status_message.as_ref())
                     .await
                     .map(|()| None)
             }
-            Notice::JobFailed {
-                reason,
-                refunded,
-                status_message,
-                ..
-            } => {
-                let text = self.text(
-                    language,
-                    "job-failed",
-                    &[
-                        ("reason", Arg::Text(self.failure(language, &reason))),
-                        ("refunded", Arg::Text(refunded.to_string())),
-                    ],
-                );
-                self.finish(chat, status_message.as_ref(), text)
-                    .await
-                    .map(|()| None)
-            }
-            Notice::JobCancelled {
-                refunded,
-                status_message,
-                ..
-            } => {
-                let text = self.text(
-                    language,
-                    "job-cancelled",
-                    &[("refunded", Arg::Text(refunded.to_string()))],
-                );
-                self.finish(chat, status_message.as_ref(), text)
-                    .await
-                    .map(|()| None)
-            }
-            Notice::PaymentCredited {
-                amount, balance, ..
-            } => {
-                self.money(chat, language, "payment-credited", amount, balance)
-                    .await
-            }
-            Notice::PaymentRefunded {
-                amount, balance, ..
-            } => {
-                self.money(chat, language, "payment-refunded", amount, balance)
-                    .await
-            }
-            Notice::BalanceCredited { amount, balance } => {
-                self.money(chat, language, "balance-credited", amount, balance)
-                    .await
-            }
-            Notice::BalanceDebited { amount, balance } => {
-                self.money(chat, language, "balance-debited", amount, balance)
-                    .await
-            }
+            Notice::JobFailed { status_message, .. }
+            | Notice::JobCancelled { status_message, .. } => self
+                .finish(chat, status_message.as_ref(), text)
+                .await
+                .map(|()| None),
+            Notice::PaymentCredited { .. }
+            | Notice::PaymentRefunded { .. }
+            | Notice::BalanceCredited { .. }
+            | Notice::BalanceDebited { .. } => self.send_text(chat, text).await.map(|()| None),
         }
-    }
-
-    async fn money(
-        &self,
-        chat: ChatId,
-        language: Language,
-        key: &str,
-        amount: rei_core::Money,
-        balance: rei_core::Money,
-    ) -> Result<Option<MessageRef>, NotifyError> {
-        let text = self.text(
-            language,
-            key,
-            &[
-                ("amount", Arg::Text(amount.to_string())),
-                ("balance", Arg::Text(balance.to_string())),
-            ],
-        );
-        self.send_text(chat, text).await.map(|()| None)
     }
 }
 

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use rei_core::UserId;
 use rei_core::conversation::{
-    Arg, Button as CoreButton, ButtonTarget, Conversation, Input, Media, Reply, Sender, Text,
+    Button as CoreButton, ButtonTarget, Conversation, Input, Media, Reply, Sender, Text,
 };
 use rei_core::user::Language;
 use teloxide::dispatching::{Dispatcher, UpdateFilterExt};
@@ -34,8 +34,8 @@ use tracing::Instrument;
 
 use super::callback;
 use crate::outbound::telegram::{
-    Arg as LocaleArg, BotClients, BotStartError, LONG_POLL, Locales, STARS_CURRENCY, SendRate,
-    invoice_payload, payment_of_invoice,
+    BotClients, BotStartError, LONG_POLL, Locales, STARS_CURRENCY, SendRate, invoice_payload,
+    payment_of_invoice,
 };
 
 mod input;

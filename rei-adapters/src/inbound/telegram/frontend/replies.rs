@@ -3,31 +3,9 @@
 
 use super::*;
 
-/// A core text in a language: arguments are formatted here (money by `Money`'s display,
-/// lists one per line, keys looked up in the same locale).
+/// A core text in a language (see [`Locales::render`]).
 pub fn render(locales: &Locales, language: Language, text: &Text) -> String {
-    let args: Vec<(&str, LocaleArg)> = text
-        .args
-        .iter()
-        .map(|(name, arg)| (*name, locale_arg(locales, language, arg)))
-        .collect();
-    locales.text(language, text.key, &args)
-}
-
-pub(super) fn locale_arg(locales: &Locales, language: Language, arg: &Arg) -> LocaleArg {
-    match arg {
-        Arg::Money(m) => LocaleArg::Text(m.to_string()),
-        Arg::Number(n) => LocaleArg::Number(*n),
-        Arg::Text(t) => LocaleArg::Text(t.clone()),
-        Arg::Key(k) => LocaleArg::Text(locales.text(language, k, &[])),
-        Arg::List(items) => LocaleArg::Text(
-            items
-                .iter()
-                .map(|t| render(locales, language, t))
-                .collect::<Vec<_>>()
-                .join("\n"),
-        ),
-    }
+    locales.render(language, text)
 }
 
 /// Buttons in a row of the inline keyboard, at most: labels stay readable on a phone.
