@@ -26,11 +26,11 @@ use crate::inbound::worker::{Worker, WorkerConfig};
 use crate::outbound::files::AssetStore;
 use crate::outbound::gemini::{GeminiClient, GeminiConfig};
 use crate::outbound::kling::{KlingClient, KlingConfig, KlingCredentials, KlingModel};
+use crate::outbound::locale::Locales;
 use crate::outbound::sql::DatabaseTarget;
 use crate::outbound::system::{LogNotifier, RandomIds, SystemClock};
 use crate::outbound::telegram::{
-    BotClients, Locales, SendRate, TelegramMedia, TelegramNotifier, TelegramNotifierConfig,
-    TelegramStars,
+    BotClients, SendRate, TelegramMedia, TelegramNotifier, TelegramNotifierConfig, TelegramStars,
 };
 use crate::outbound::yookassa::{VatCode, YooKassaClient, YooKassaConfig};
 

@@ -6,7 +6,7 @@ use super::backends::BackendsError;
 use super::settings::SettingsError;
 use crate::inbound::http::MetricsError;
 use crate::inbound::telegram::FrontendError;
-use crate::outbound::telegram::LocaleError;
+use crate::outbound::locale::LocaleError;
 
 /// Every way [`super::App`] fails, each naming what to fix.
 #[derive(Debug, thiserror::Error)]

@@ -6,6 +6,8 @@ pub mod gemini;
 pub mod kling;
 pub mod legacy;
 pub mod limiter;
+#[cfg(feature = "locale")]
+pub mod locale;
 #[cfg(feature = "redis")]
 pub mod redis;
 pub mod sql;

@@ -5,10 +5,9 @@
 use std::sync::Arc;
 
 use rei_adapters::outbound::files::AssetStore;
+use rei_adapters::outbound::locale::Locales;
 use rei_adapters::outbound::sql::connect;
-use rei_adapters::outbound::telegram::{
-    Locales, SendRate, TelegramNotifier, TelegramNotifierConfig,
-};
+use rei_adapters::outbound::telegram::{SendRate, TelegramNotifier, TelegramNotifierConfig};
 use rei_core::job::{AssetRef, FailureReason, JobKind};
 use rei_core::ports::{AdminAlert, MessageRef, Notice, Notifier, NotifyError, ProviderErrorKind};
 use rei_core::prelude::*;

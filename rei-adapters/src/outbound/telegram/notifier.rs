@@ -32,8 +32,8 @@ use teloxide::prelude::Requester;
 use teloxide::types::{ChatId, InlineKeyboardButton, InlineKeyboardMarkup, InputFile, MessageId};
 use teloxide::{ApiError, Bot, RequestError};
 
-use super::locale::{Arg, Locales};
 use crate::outbound::files::AssetStore;
+use crate::outbound::locale::{Arg, Locales};
 
 /// Largest photo the Bot API takes by upload; larger images go as documents.
 const MAX_PHOTO_BYTES: u64 = 10 * 1024 * 1024;

@@ -33,8 +33,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::callback;
+use crate::outbound::locale::Locales;
 use crate::outbound::telegram::{
-    BotClients, BotStartError, LONG_POLL, Locales, STARS_CURRENCY, SendRate, invoice_payload,
+    BotClients, BotStartError, LONG_POLL, STARS_CURRENCY, SendRate, invoice_payload,
     payment_of_invoice,
 };
 
