@@ -1,6 +1,8 @@
-//! What calls us: the Telegram front end, the HTTP server, and the loops that run on
-//! their own (the worker, the payment poller, the outbox dispatcher).
+//! What calls us: the front ends (Telegram, the console), the HTTP server, and the
+//! loops that run on their own (the worker, the payment poller, the outbox dispatcher).
 
+#[cfg(feature = "console")]
+pub mod console;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod notices;

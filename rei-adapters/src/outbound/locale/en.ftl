@@ -180,3 +180,5 @@ command-video = Video
 command-cancel = Cancel
 command-lang = Language
 error-generic = Something went wrong. Please try again a little later.
+console-usage = REI console: type a text or a /command; #N presses button N; +photo PATH caption sends a photo.
+console-result = 📁 File: { $path }

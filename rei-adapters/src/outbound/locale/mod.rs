@@ -151,10 +151,12 @@ impl Locales {
 
 /// The texts front ends write themselves, beside the conversation's and the notices':
 /// a result's delivery and admin alerts (the notifiers), the command menu and "something
-/// went wrong" (the Telegram front end). Tests check that the front ends use no other
+/// went wrong" (the Telegram front end), the console's usage line and result path. Tests check that the front ends use no other
 /// key and that both locale files hold every one.
 pub const FRONT_END_KEYS: &[&str] = &[
     "admin-alert",
+    "console-result",
+    "console-usage",
     "command-balance",
     "command-cancel",
     "command-help",

@@ -181,3 +181,5 @@ command-video = Видео
 command-cancel = Отменить
 command-lang = Язык
 error-generic = Что-то пошло не так. Попробуйте ещё раз чуть позже.
+console-usage = Консоль REI: пишите текст или /команду; #N нажимает кнопку N; +photo ПУТЬ подпись — отправить фото.
+console-result = 📁 Файл: { $path }
