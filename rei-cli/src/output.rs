@@ -25,6 +25,18 @@ impl Output {
         println!("{t}");
     }
 
+    /// Prints a list: one row per item as a table, or the items as JSON.
+    pub(crate) fn list<T: serde::Serialize>(
+        &self,
+        items: &[T],
+        header: &[&str],
+        row: impl Fn(&T) -> Vec<String>,
+    ) -> serde_json::Result<()> {
+        let json = serde_json::to_value(items)?;
+        self.table(&json, header, items.iter().map(row).collect());
+        Ok(())
+    }
+
     /// Prints one message, or the JSON value.
     pub(crate) fn message(&self, json: &Value, text: &str) {
         if self.json {

@@ -11,13 +11,15 @@ use async_trait::async_trait;
 use rei_core::job::{
     JobLimits, JobPorts, JobRunner, JobSpec, Next, Prompt, RunnerConfig, RunnerPorts, StoreQueue,
 };
-use rei_core::memory::{ManualClock, MemoryAssets, MemoryStore, RecordingNotifier, SequentialIds};
+use rei_core::memory::{
+    InstantImages, ManualClock, MemoryAssets, MemoryStore, RecordingNotifier, SequentialIds,
+};
 use rei_core::notice::{DispatchConfig, NoticeDispatcher};
 use rei_core::payment::PaymentConfig;
 use rei_core::ports::{
-    CreatePayment, DownloadedAsset, GatewayPayment, GatewayRefund, GatewayStatus, GeneratedImage,
-    ImageRequest, LedgerStore, PaymentGateway, PaymentListQuery, PaymentPage, ProviderError,
-    RefundRequest, RefundStatus, VideoRequest, VideoTaskStatus,
+    CreatePayment, DownloadedAsset, GatewayPayment, GatewayRefund, GatewayStatus, LedgerStore,
+    PaymentGateway, PaymentListQuery, PaymentPage, ProviderError, RefundRequest, RefundStatus,
+    VideoRequest, VideoTaskStatus,
 };
 use rei_core::prelude::*;
 
@@ -78,21 +80,6 @@ impl PaymentGateway for InstantGateway {
 
     async fn list_payments(&self, _: &PaymentListQuery) -> Result<PaymentPage, ProviderError> {
         Ok(PaymentPage::default())
-    }
-}
-
-/// An image generator that draws at once: stands in for Nano Banana Pro here.
-#[derive(Debug, Default)]
-struct InstantImages;
-
-#[async_trait]
-impl ImageGenerator for InstantImages {
-    async fn generate(&self, _: &ImageRequest) -> Result<GeneratedImage, ProviderError> {
-        Ok(GeneratedImage {
-            bytes: b"\x89PNG example".to_vec(),
-            mime_type: "image/png".into(),
-            caption: None,
-        })
     }
 }
 

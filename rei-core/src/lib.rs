@@ -109,6 +109,20 @@ pub use pricing::{PriceList, Product, Quote};
 pub use time::Timestamp;
 pub use user::{AdminService, UserService};
 
+/// Implements `Debug` as the type's name alone, for types that hold ports (trait objects
+/// that are not `Debug`, or secrets that must not be printed):
+/// `rei_core::opaque_debug!(UserService);`.
+#[macro_export]
+macro_rules! opaque_debug {
+    ($($name:ident),+ $(,)?) => {$(
+        impl ::std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str(stringify!($name))
+            }
+        }
+    )+};
+}
+
 /// Everything an embedder usually needs, in one import.
 pub mod prelude {
     pub use crate::ids::{IdempotencyKey, JobId, PaymentId, ProviderTaskId, ReservationId, UserId};

@@ -10,7 +10,7 @@
 //! user, direction, amount and reason) is refused: that is a command run twice by
 //! mistake. `--again` makes it anyway.
 
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use rei_core::ids::{IdempotencyKey, UserId};
 use rei_core::ledger::EntryKind;
 use rei_core::money::Money;
@@ -20,65 +20,48 @@ use serde_json::json;
 use super::{Ctx, admin_failure};
 use crate::Failure;
 
+/// What an adjustment takes, either way.
+#[derive(Debug, Args)]
+pub(crate) struct AdjustArgs {
+    /// Telegram id.
+    tg_id: UserId,
+    /// Rubles, up to two decimals.
+    amount: Money,
+    /// Why (kept in the audit log).
+    #[arg(long)]
+    reason: String,
+    /// Makes the command apply at most once however often it runs (a new key per run
+    /// when absent; the key used is always printed, before anything is written).
+    #[arg(long, visible_alias = "idempotency-key")]
+    key: Option<String>,
+    /// Make it even if an identical adjustment was made in the last ten minutes.
+    #[arg(long)]
+    again: bool,
+}
+
 #[derive(Debug, Subcommand)]
 pub(crate) enum BalanceCommand {
     /// Credits rubles (e.g. 50 or 12.50); the user is told when BOT_TOKEN is set.
     #[command(
         after_help = "Example: rei-cli balance add 123456789 150 --reason \"support ticket 4411\""
     )]
-    Add {
-        /// Telegram id.
-        tg_id: UserId,
-        /// Rubles, up to two decimals.
-        amount: Money,
-        /// Why (kept in the audit log).
-        #[arg(long)]
-        reason: String,
-        /// Makes the command apply at most once however often it runs (a new key per run
-        /// when absent; the key used is always printed, before anything is written).
-        #[arg(long, visible_alias = "idempotency-key")]
-        key: Option<String>,
-        /// Make it even if an identical adjustment was made in the last ten minutes.
-        #[arg(long)]
-        again: bool,
-    },
+    Add(AdjustArgs),
     /// Debits rubles; refused when the balance is smaller.
     #[command(
         after_help = "Example: rei-cli balance sub 123456789 50 --reason \"chargeback\" --key ticket-4411"
     )]
-    Sub {
-        /// Telegram id.
-        tg_id: UserId,
-        /// Rubles, up to two decimals.
-        amount: Money,
-        /// Why (kept in the audit log).
-        #[arg(long)]
-        reason: String,
-        /// Makes the command apply at most once however often it runs (a new key per run
-        /// when absent; the key used is always printed, before anything is written).
-        #[arg(long, visible_alias = "idempotency-key")]
-        key: Option<String>,
-        /// Make it even if an identical adjustment was made in the last ten minutes.
-        #[arg(long)]
-        again: bool,
-    },
+    Sub(AdjustArgs),
 }
 
 pub(crate) async fn run(ctx: &Ctx, c: &BalanceCommand) -> Result<(), Failure> {
-    let (BalanceCommand::Add {
+    let (BalanceCommand::Add(args) | BalanceCommand::Sub(args)) = c;
+    let AdjustArgs {
         tg_id,
         amount,
         reason,
         key,
         again,
-    }
-    | BalanceCommand::Sub {
-        tg_id,
-        amount,
-        reason,
-        key,
-        again,
-    }) = c;
+    } = args;
     let shown = key
         .clone()
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());

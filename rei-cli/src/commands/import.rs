@@ -7,7 +7,7 @@ use rei_core::legacy::ImportError;
 use rei_core::ports::Clock;
 use serde_json::json;
 
-use super::{Ctx, ledger_failure, operational};
+use super::{Ctx, operational};
 use crate::Failure;
 
 pub(crate) async fn run(ctx: &Ctx, path: &Path) -> Result<(), Failure> {
@@ -28,13 +28,7 @@ pub(crate) async fn run(ctx: &Ctx, path: &Path) -> Result<(), Failure> {
             )),
         })?;
     spinner.set_message("verifying the ledger");
-    let verify = ctx
-        .app
-        .services
-        .ledger
-        .verify()
-        .await
-        .map_err(ledger_failure)?;
+    let verify = ctx.verify_ledger().await?;
     spinner.finish_and_clear();
     let value = json!({
         "users": report.users, "users_new": report.users_new,

@@ -64,36 +64,33 @@ pub(crate) async fn run(ctx: &Ctx, c: &JobsCommand) -> Result<(), Failure> {
                 limit: (*limit).clamp(1, 10_000),
             };
             let list = jobs.list(filter).await.map_err(job_failure)?;
-            let value = serde_json::to_value(&list).map_err(operational)?;
-            let rows = list
-                .iter()
-                .map(|j| {
-                    vec![
-                        j.id.to_string(),
-                        when(j.created_at),
-                        j.user_id.to_string(),
-                        j.spec.kind().to_string(),
-                        j.state.to_string(),
-                        format!("{}%", j.progress.percent()),
-                        j.quote.amount.to_string(),
-                        j.attempts.to_string(),
-                    ]
-                })
-                .collect();
-            ctx.out.table(
-                &value,
-                &[
-                    "id",
-                    "created (UTC)",
-                    "user",
-                    "type",
-                    "status",
-                    "progress",
-                    "price",
-                    "attempts",
-                ],
-                rows,
-            );
+            ctx.out
+                .list(
+                    &list,
+                    &[
+                        "id",
+                        "created (UTC)",
+                        "user",
+                        "type",
+                        "status",
+                        "progress",
+                        "price",
+                        "attempts",
+                    ],
+                    |j| {
+                        vec![
+                            j.id.to_string(),
+                            when(j.created_at),
+                            j.user_id.to_string(),
+                            j.spec.kind().to_string(),
+                            j.state.to_string(),
+                            format!("{}%", j.progress.percent()),
+                            j.quote.amount.to_string(),
+                            j.attempts.to_string(),
+                        ]
+                    },
+                )
+                .map_err(operational)?;
             Ok(())
         }
         JobsCommand::Retry { job_id, reason } => {

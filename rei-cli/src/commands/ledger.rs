@@ -35,44 +35,35 @@ pub(crate) async fn run(ctx: &Ctx, c: &LedgerCommand) -> Result<(), Failure> {
                 .history(*tg_id, (*limit).clamp(1, 1000))
                 .await
                 .map_err(ledger_failure)?;
-            let value = serde_json::to_value(&entries).map_err(operational)?;
-            let rows = entries
-                .iter()
-                .map(|e| {
-                    vec![
-                        e.id.to_string(),
-                        when(e.created_at),
-                        e.kind.to_string(),
-                        e.amount.to_string(),
-                        e.ref_type.to_string(),
-                        e.ref_id.clone(),
-                        e.description.clone(),
-                    ]
-                })
-                .collect();
-            ctx.out.table(
-                &value,
-                &[
-                    "id",
-                    "at (UTC)",
-                    "type",
-                    "amount",
-                    "ref",
-                    "ref id",
-                    "description",
-                ],
-                rows,
-            );
+            ctx.out
+                .list(
+                    &entries,
+                    &[
+                        "id",
+                        "at (UTC)",
+                        "type",
+                        "amount",
+                        "ref",
+                        "ref id",
+                        "description",
+                    ],
+                    |e| {
+                        vec![
+                            e.id.to_string(),
+                            when(e.created_at),
+                            e.kind.to_string(),
+                            e.amount.to_string(),
+                            e.ref_type.to_string(),
+                            e.ref_id.clone(),
+                            e.description.clone(),
+                        ]
+                    },
+                )
+                .map_err(operational)?;
             Ok(())
         }
         LedgerCommand::Verify => {
-            let report = ctx
-                .app
-                .services
-                .ledger
-                .verify()
-                .await
-                .map_err(ledger_failure)?;
+            let report = ctx.verify_ledger().await?;
             let value = serde_json::to_value(&report).map_err(operational)?;
             let mut text = format!(
                 "checked {} users, {} entries, {} reservations: {} violation(s)",

@@ -82,6 +82,12 @@ impl Ctx {
         }
     }
 
+    /// Checks the ledger's invariants (`ledger verify`, and after an import).
+    pub(crate) async fn verify_ledger(&self) -> Result<rei_core::ledger::VerifyReport, Failure> {
+        let ledger = &self.app.services.ledger;
+        ledger.verify().await.map_err(ledger_failure)
+    }
+
     /// Fails with a usage error when the user is not registered.
     pub(crate) async fn known_user(&self, id: UserId) -> Result<rei_core::user::User, Failure> {
         self.app

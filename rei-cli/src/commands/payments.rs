@@ -98,34 +98,31 @@ async fn list(
         .list(filter)
         .await
         .map_err(payment_failure)?;
-    let value = serde_json::to_value(&payments).map_err(operational)?;
-    let rows = payments
-        .iter()
-        .map(|p| {
-            vec![
-                p.id.to_string(),
-                when(p.created_at),
-                p.user_id.to_string(),
-                p.provider.to_string(),
-                p.amount.to_string(),
-                p.state.to_string(),
-                p.provider_payment_id.clone().unwrap_or_default(),
-            ]
-        })
-        .collect();
-    ctx.out.table(
-        &value,
-        &[
-            "id",
-            "created (UTC)",
-            "user",
-            "provider",
-            "amount",
-            "status",
-            "provider id",
-        ],
-        rows,
-    );
+    ctx.out
+        .list(
+            &payments,
+            &[
+                "id",
+                "created (UTC)",
+                "user",
+                "provider",
+                "amount",
+                "status",
+                "provider id",
+            ],
+            |p| {
+                vec![
+                    p.id.to_string(),
+                    when(p.created_at),
+                    p.user_id.to_string(),
+                    p.provider.to_string(),
+                    p.amount.to_string(),
+                    p.state.to_string(),
+                    p.provider_payment_id.clone().unwrap_or_default(),
+                ]
+            },
+        )
+        .map_err(operational)?;
     Ok(())
 }
 

@@ -18,11 +18,7 @@ pub struct StoreQueue {
     jobs: Arc<dyn JobStore>,
 }
 
-impl std::fmt::Debug for StoreQueue {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("StoreQueue")
-    }
-}
+crate::opaque_debug!(StoreQueue);
 
 impl StoreQueue {
     /// A queue over `jobs`.

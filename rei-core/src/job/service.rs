@@ -142,11 +142,7 @@ pub struct JobPorts {
     pub ids: Arc<dyn IdGenerator>,
 }
 
-impl std::fmt::Debug for JobPorts {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("JobPorts")
-    }
-}
+crate::opaque_debug!(JobPorts);
 
 /// Runs jobs through their lifecycle.
 pub struct JobService {

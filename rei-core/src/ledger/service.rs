@@ -23,11 +23,7 @@ pub struct LedgerService {
     ledger: Arc<dyn LedgerStore>,
 }
 
-impl std::fmt::Debug for LedgerService {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("LedgerService")
-    }
-}
+crate::opaque_debug!(LedgerService);
 
 impl LedgerService {
     /// A service over a ledger store.

@@ -200,11 +200,7 @@ pub struct ImportPorts {
     pub jobs: Arc<dyn JobStore>,
 }
 
-impl std::fmt::Debug for ImportPorts {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ImportPorts")
-    }
-}
+crate::opaque_debug!(ImportPorts);
 
 /// Checks a snapshot: every problem found, or the final balance of each user.
 ///

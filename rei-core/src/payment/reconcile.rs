@@ -241,24 +241,29 @@ impl PaymentService {
             let credited = matches!(p.state, PaymentState::Paid | PaymentState::Refunded);
             let charge = p.provider_payment_id.as_deref().unwrap_or_default();
             if credited && !charged.contains(charge) {
-                report.differences.push(Difference {
-                    provider: PaymentProvider::TelegramStars,
-                    kind: DifferenceKind::PaidHereNotThere,
-                    payment_id: Some(p.id),
-                    provider_payment_id: p.provider_payment_id.clone(),
-                    user_id: Some(p.user_id),
-                    local_amount: Some(p.amount),
-                    remote_amount: None,
-                    local_state: Some(p.state),
-                    remote_status: None,
-                    resolution: Resolution::NeedsPerson(
-                        "credited here but no such charge among the bot's Stars transactions"
-                            .into(),
-                    ),
-                });
+                report.differences.push(paid_here_not_there(
+                    p,
+                    "credited here but no such charge among the bot's Stars transactions",
+                ));
             }
         }
         Ok(())
+    }
+}
+
+/// A payment we credited that the provider's books do not show: a person must look.
+fn paid_here_not_there(p: &Payment, why: &str) -> Difference {
+    Difference {
+        provider: p.provider,
+        kind: DifferenceKind::PaidHereNotThere,
+        payment_id: Some(p.id),
+        provider_payment_id: p.provider_payment_id.clone(),
+        user_id: Some(p.user_id),
+        local_amount: Some(p.amount),
+        remote_amount: None,
+        local_state: Some(p.state),
+        remote_status: None,
+        resolution: Resolution::NeedsPerson(why.to_owned()),
     }
 }
 
@@ -379,20 +384,10 @@ impl PaymentService {
             {
                 continue;
             }
-            report.differences.push(Difference {
-                provider: PaymentProvider::Yookassa,
-                kind: DifferenceKind::PaidHereNotThere,
-                payment_id: Some(p.id),
-                provider_payment_id: p.provider_payment_id.clone(),
-                user_id: Some(p.user_id),
-                local_amount: Some(p.amount),
-                remote_amount: None,
-                local_state: Some(p.state),
-                remote_status: None,
-                resolution: Resolution::NeedsPerson(
-                    "credited here but not in the provider's list".into(),
-                ),
-            });
+            report.differences.push(paid_here_not_there(
+                p,
+                "credited here but not in the provider's list",
+            ));
         }
         Ok(report)
     }

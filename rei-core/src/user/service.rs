@@ -131,11 +131,7 @@ pub struct UserService {
     clock: Arc<dyn Clock>,
 }
 
-impl std::fmt::Debug for UserService {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("UserService")
-    }
-}
+crate::opaque_debug!(UserService);
 
 impl UserService {
     /// A service over a user store.
@@ -253,11 +249,7 @@ pub struct AdminPorts {
     pub clock: Arc<dyn Clock>,
 }
 
-impl std::fmt::Debug for AdminPorts {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("AdminPorts")
-    }
-}
+crate::opaque_debug!(AdminPorts);
 
 /// Admin operations: every mutation is written with its audit record in one transaction.
 #[derive(Clone)]
@@ -268,11 +260,7 @@ pub struct AdminService {
     clock: Arc<dyn Clock>,
 }
 
-impl std::fmt::Debug for AdminService {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("AdminService")
-    }
-}
+crate::opaque_debug!(AdminService);
 
 impl AdminService {
     /// A service over its ports.

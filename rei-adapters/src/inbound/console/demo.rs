@@ -7,16 +7,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use rei_core::JobService;
 use rei_core::conversation::{Conversation, ConversationConfig, ConversationPorts, Sender};
 use rei_core::ids::{IdempotencyKey, UserId};
 use rei_core::job::{JobLimits, JobPorts, JobRunner, RunnerConfig, RunnerPorts, StoreQueue};
 use rei_core::ledger::LedgerService;
-use rei_core::memory::MemoryStore;
+use rei_core::memory::{InstantImages, MemoryStore};
 use rei_core::money::Money;
 use rei_core::notice::{DispatchConfig, NoticeDispatcher};
-use rei_core::ports::{GeneratedImage, ImageGenerator, ImageRequest, ProviderError};
 use rei_core::pricing::PriceList;
 use rei_core::user::{Actor, AdminPorts, AdminService, Language, UserProfile, UserService};
 use tokio::io::AsyncBufRead;
@@ -42,30 +40,6 @@ pub struct DemoConfig {
     pub balance: Money,
     /// How long to wait, after the input ends, for the jobs under way to finish.
     pub finish_within: Duration,
-}
-
-/// A 1×1 PNG: what the instant image generator draws.
-const PIXEL_PNG: &[u8] = &[
-    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52,
-    0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1f, 0x15, 0xc4,
-    0x89, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0xf8, 0xcf, 0xc0, 0xf0,
-    0x1f, 0x00, 0x05, 0x00, 0x01, 0xff, 0x89, 0x99, 0x3d, 0x1d, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45,
-    0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
-];
-
-/// Stands in for Nano Banana Pro: draws a pixel at once.
-#[derive(Debug, Default)]
-struct InstantImages;
-
-#[async_trait]
-impl ImageGenerator for InstantImages {
-    async fn generate(&self, _: &ImageRequest) -> Result<GeneratedImage, ProviderError> {
-        Ok(GeneratedImage {
-            bytes: PIXEL_PNG.to_vec(),
-            mime_type: "image/png".into(),
-            caption: None,
-        })
-    }
 }
 
 /// Runs the console over `input` until it ends and the jobs it started have finished

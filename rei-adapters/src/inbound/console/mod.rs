@@ -36,11 +36,7 @@ use crate::outbound::locale::Locales;
 #[derive(Clone)]
 pub struct ConsoleOutput(Arc<Mutex<Box<dyn Write + Send>>>);
 
-impl std::fmt::Debug for ConsoleOutput {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ConsoleOutput")
-    }
-}
+rei_core::opaque_debug!(ConsoleOutput);
 
 impl ConsoleOutput {
     /// Writes to `sink` (standard output, or a buffer in tests).

@@ -32,11 +32,7 @@ pub struct ConsoleNotifier {
     open: Arc<Mutex<HashSet<JobId>>>,
 }
 
-impl std::fmt::Debug for ConsoleNotifier {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ConsoleNotifier")
-    }
-}
+rei_core::opaque_debug!(ConsoleNotifier);
 
 impl ConsoleNotifier {
     /// Prints to `output` in each user's language (from `users`); results are files

@@ -23,11 +23,7 @@ const STATS_TIMEOUT: Duration = Duration::from_secs(3);
 #[derive(Clone)]
 pub struct Metrics(PrometheusHandle);
 
-impl std::fmt::Debug for Metrics {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Metrics")
-    }
-}
+rei_core::opaque_debug!(Metrics);
 
 /// The recorder could not be installed (another one is).
 #[derive(Debug, thiserror::Error)]

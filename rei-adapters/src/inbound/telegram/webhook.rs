@@ -19,11 +19,7 @@ pub struct TelegramWebhook {
     updates: mpsc::UnboundedSender<Update>,
 }
 
-impl std::fmt::Debug for TelegramWebhook {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("TelegramWebhook")
-    }
-}
+rei_core::opaque_debug!(TelegramWebhook);
 
 /// The dispatcher's side: updates received by the route, in arrival order.
 #[derive(Debug)]

@@ -297,9 +297,9 @@ impl KlingClient {
                     return Err(invalid("text→video needs a prompt"));
                 }
                 check_prompt_length(prompt)?;
-                let model_name = request.model.as_str();
-                serde_json::to_vec(&wire::TextToVideo {
-                    model_name,
+                serde_json::to_vec(&wire::GenerateVideo {
+                    model_name: request.model.as_str(),
+                    image: None,
                     prompt,
                     mode,
                     duration,
@@ -311,11 +311,9 @@ impl KlingClient {
                 self.check_model(&request.model, VideoMode::ImageToVideo)?;
                 check_prompt_length(prompt)?;
                 image::check(&input.bytes).map_err(invalid)?;
-                let image = base64::engine::general_purpose::STANDARD.encode(&input.bytes);
-                let model_name = request.model.as_str();
-                serde_json::to_vec(&wire::ImageToVideo {
-                    model_name,
-                    image,
+                serde_json::to_vec(&wire::GenerateVideo {
+                    model_name: request.model.as_str(),
+                    image: Some(base64::engine::general_purpose::STANDARD.encode(&input.bytes)),
                     prompt,
                     mode,
                     duration,

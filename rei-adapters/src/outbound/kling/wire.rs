@@ -28,23 +28,13 @@ pub(crate) struct ErrorBody {
     pub request_id: Option<String>,
 }
 
-/// `POST /v1/videos/text2video`.
+/// `POST /v1/videos/text2video` (`image` absent) and `POST /v1/videos/image2video`
+/// (`image` is raw base64 with no `data:` prefix).
 #[derive(Debug, Serialize)]
-pub(crate) struct TextToVideo<'a> {
+pub(crate) struct GenerateVideo<'a> {
     pub model_name: &'a str,
-    pub prompt: &'a str,
-    pub mode: &'a str,
-    pub duration: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub callback_url: Option<&'a str>,
-    pub external_task_id: String,
-}
-
-/// `POST /v1/videos/image2video`; `image` is raw base64 with no `data:` prefix.
-#[derive(Debug, Serialize)]
-pub(crate) struct ImageToVideo<'a> {
-    pub model_name: &'a str,
-    pub image: String,
+    pub image: Option<String>,
     pub prompt: &'a str,
     pub mode: &'a str,
     pub duration: String,

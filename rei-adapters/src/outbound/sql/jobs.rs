@@ -247,12 +247,8 @@ impl JobStore for SqlStore {
 
     async fn job(&self, id: JobId) -> Result<Option<Job>, StoreError> {
         let sql = concat!("SELECT ", job_cols!(), " FROM jobs WHERE id = $1");
-        let row: Option<JobRow> = sqlx::query_as(sql)
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
+        self.find::<JobRow, _>(sqlx::query_as(sql).bind(id.to_string()))
             .await
-            .map_err(TxError::from)?;
-        row.map(Job::try_from).transpose()
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(store = stringify!(SqlStore), job_id = %write.job_id, event = write.event.name()))]

@@ -182,12 +182,8 @@ impl LedgerStore for SqlStore {
             reservation_cols!(),
             " FROM reservations WHERE id = $1"
         );
-        let row: Option<ReservationRow> = sqlx::query_as(sql)
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
+        self.find::<ReservationRow, _>(sqlx::query_as(sql).bind(id.to_string()))
             .await
-            .map_err(TxError::from)?;
-        row.map(Reservation::try_from).transpose()
     }
 
     async fn balance(&self, user: UserId) -> Result<Balance, StoreError> {

@@ -120,11 +120,7 @@ pub struct Stores {
     pub health: Arc<dyn Health>,
 }
 
-impl std::fmt::Debug for Stores {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Stores")
-    }
-}
+rei_core::opaque_debug!(Stores);
 
 /// A cheap reachability check.
 #[async_trait::async_trait]
@@ -284,6 +280,73 @@ fn classify(e: sqlx::Error) -> StoreError {
         }
     }
     StoreError::Unavailable(Box::new(e))
+}
+
+impl SqlStore {
+    /// The store over a pool just connected: migrated to the current schema first.
+    async fn migrated(
+        pool: sqlx::AnyPool,
+        dialect: store::Dialect,
+        migrator: &sqlx::migrate::Migrator,
+    ) -> Result<Self, SqlError> {
+        migrator
+            .run(&pool)
+            .await
+            .map_err(|e| SqlError::Migrate(Box::new(e)))?;
+        Ok(Self {
+            pool,
+            dialect,
+            outbox_signal: Arc::default(),
+        })
+    }
+
+    /// The row a query finds (outside a transaction), as its domain type.
+    async fn find<'q, R, T>(
+        &self,
+        query: sqlx::query::QueryAs<'q, sqlx::Any, R, sqlx::any::AnyArguments>,
+    ) -> Result<Option<T>, StoreError>
+    where
+        R: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send + Unpin,
+        T: TryFrom<R, Error = StoreError>,
+    {
+        let row = query
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(TxError::from)?;
+        row.map(T::try_from).transpose()
+    }
+
+    /// `UPDATE users SET <one column> = $1 WHERE tg_id = $2`: `NotFound` for an unknown
+    /// user.
+    async fn update_user<'q, V>(
+        &self,
+        sql: &'static str,
+        value: V,
+        id: rei_core::UserId,
+    ) -> Result<(), StoreError>
+    where
+        V: 'q + Send + sqlx::Encode<'q, sqlx::Any> + sqlx::Type<sqlx::Any>,
+    {
+        let done = sqlx::query(sql)
+            .bind(value)
+            .bind(id.get())
+            .execute(&self.pool)
+            .await
+            .map_err(TxError::from)?;
+        changed_one(&done, Missing::User(id))
+    }
+}
+
+/// `Ok` when a statement changed its one row; `NotFound` when the row is not there.
+pub(crate) fn changed_one(
+    done: &sqlx::any::AnyQueryResult,
+    missing: Missing,
+) -> Result<(), StoreError> {
+    if done.rows_affected() == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::NotFound(missing))
+    }
 }
 
 /// How many times one write is attempted when another transaction got in the way.

@@ -209,12 +209,8 @@ impl PaymentStore for SqlStore {
 
     async fn payment(&self, id: PaymentId) -> Result<Option<Payment>, StoreError> {
         let sql = concat!("SELECT ", payment_cols!(), " FROM payments WHERE id = $1");
-        let row: Option<PaymentRow> = sqlx::query_as(sql)
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
+        self.find::<PaymentRow, _>(sqlx::query_as(sql).bind(id.to_string()))
             .await
-            .map_err(TxError::from)?;
-        row.map(Payment::try_from).transpose()
     }
 
     async fn payment_by_provider_id(
@@ -353,10 +349,6 @@ impl PaymentStore for SqlStore {
             .execute(&self.pool)
             .await
             .map_err(TxError::from)?;
-        if done.rows_affected() == 1 {
-            Ok(())
-        } else {
-            Err(StoreError::NotFound(Missing::Payment(id)))
-        }
+        super::changed_one(&done, Missing::Payment(id))
     }
 }

@@ -4,7 +4,6 @@
 //! and deadlocks.
 
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -46,14 +45,6 @@ impl SqlStore {
             .connect_with(any)
             .await
             .map_err(|e| SqlError::Connect(Box::new(e)))?;
-        MIGRATOR
-            .run(&pool)
-            .await
-            .map_err(|e| SqlError::Migrate(Box::new(e)))?;
-        Ok(Self {
-            pool,
-            dialect: Dialect::Postgres,
-            outbox_signal: Arc::default(),
-        })
+        Self::migrated(pool, Dialect::Postgres, &MIGRATOR).await
     }
 }

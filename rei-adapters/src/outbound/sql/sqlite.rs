@@ -3,7 +3,6 @@
 //! failing or overdrawing.
 
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -58,14 +57,6 @@ impl SqlStore {
             .connect_with(any)
             .await
             .map_err(|e| SqlError::Connect(Box::new(e)))?;
-        MIGRATOR
-            .run(&pool)
-            .await
-            .map_err(|e| SqlError::Migrate(Box::new(e)))?;
-        Ok(Self {
-            pool,
-            dialect: Dialect::Sqlite,
-            outbox_signal: Arc::default(),
-        })
+        Self::migrated(pool, Dialect::Sqlite, &MIGRATOR).await
     }
 }

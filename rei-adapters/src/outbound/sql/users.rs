@@ -73,12 +73,8 @@ impl UserStore for SqlStore {
 
     async fn user(&self, id: UserId) -> Result<Option<User>, StoreError> {
         let sql = concat!("SELECT ", user_cols!(), " FROM users WHERE tg_id = $1");
-        let row: Option<UserRow> = sqlx::query_as(sql)
-            .bind(id.get())
-            .fetch_optional(&self.pool)
+        self.find::<UserRow, _>(sqlx::query_as(sql).bind(id.get()))
             .await
-            .map_err(TxError::from)?;
-        row.map(User::try_from).transpose()
     }
 
     async fn set_banned(
@@ -106,17 +102,12 @@ impl UserStore for SqlStore {
     }
 
     async fn set_language(&self, id: UserId, language: Language) -> Result<(), StoreError> {
-        let done = sqlx::query("UPDATE users SET language = $1 WHERE tg_id = $2")
-            .bind(language.as_str())
-            .bind(id.get())
-            .execute(&self.pool)
-            .await
-            .map_err(TxError::from)?;
-        if done.rows_affected() == 1 {
-            Ok(())
-        } else {
-            Err(StoreError::NotFound(Missing::User(id)))
-        }
+        self.update_user(
+            "UPDATE users SET language = $1 WHERE tg_id = $2",
+            language.as_str(),
+            id,
+        )
+        .await
     }
 
     async fn audit_log(&self, n: u32) -> Result<Vec<AuditRecord>, StoreError> {
@@ -138,17 +129,12 @@ impl UserStore for SqlStore {
         id: UserId,
         since: Option<Timestamp>,
     ) -> Result<(), StoreError> {
-        let done = sqlx::query("UPDATE users SET unreachable_since = $1 WHERE tg_id = $2")
-            .bind(since.map(Timestamp::millis))
-            .bind(id.get())
-            .execute(&self.pool)
-            .await
-            .map_err(TxError::from)?;
-        if done.rows_affected() == 1 {
-            Ok(())
-        } else {
-            Err(StoreError::NotFound(Missing::User(id)))
-        }
+        self.update_user(
+            "UPDATE users SET unreachable_since = $1 WHERE tg_id = $2",
+            since.map(Timestamp::millis),
+            id,
+        )
+        .await
     }
 
     async fn append_audit(&self, record: AuditRecord) -> Result<(), StoreError> {
@@ -166,17 +152,12 @@ impl UserStore for SqlStore {
         id: UserId,
         email: &rei_core::user::Email,
     ) -> Result<(), StoreError> {
-        let done = sqlx::query("UPDATE users SET receipt_email = $1 WHERE tg_id = $2")
-            .bind(email.as_str())
-            .bind(id.get())
-            .execute(&self.pool)
-            .await
-            .map_err(TxError::from)?;
-        if done.rows_affected() == 1 {
-            Ok(())
-        } else {
-            Err(StoreError::NotFound(Missing::User(id)))
-        }
+        self.update_user(
+            "UPDATE users SET receipt_email = $1 WHERE tg_id = $2",
+            email.as_str(),
+            id,
+        )
+        .await
     }
 
     async fn stats(&self, since: Timestamp) -> Result<Stats, StoreError> {

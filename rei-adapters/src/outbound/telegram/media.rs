@@ -20,11 +20,7 @@ pub struct TelegramMedia {
     assets: AssetStore,
 }
 
-impl std::fmt::Debug for TelegramMedia {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("TelegramMedia")
-    }
-}
+rei_core::opaque_debug!(TelegramMedia);
 
 impl TelegramMedia {
     /// Fetches through `bot` into `assets`.

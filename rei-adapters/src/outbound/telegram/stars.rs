@@ -43,11 +43,7 @@ pub struct TelegramStars {
     bot: Bot,
 }
 
-impl std::fmt::Debug for TelegramStars {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("TelegramStars")
-    }
-}
+rei_core::opaque_debug!(TelegramStars);
 
 impl TelegramStars {
     /// Over `bot`.

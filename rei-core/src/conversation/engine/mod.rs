@@ -94,11 +94,7 @@ pub struct ConversationPorts {
     pub ids: Arc<dyn IdGenerator>,
 }
 
-impl std::fmt::Debug for ConversationPorts {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ConversationPorts")
-    }
-}
+crate::opaque_debug!(ConversationPorts);
 
 /// What went wrong that the user cannot fix: the front end logs it and says "something
 /// went wrong, try again".

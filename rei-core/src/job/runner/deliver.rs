@@ -81,15 +81,7 @@ impl Step<'_> {
                 self.write(JobEvent::Delivered).await?;
                 Ok(self.after_delivery())
             }
-            Err(NotifyError::Unreachable(_)) => {
-                self.write(JobEvent::Undeliverable).await?;
-                self.runner
-                    .ports
-                    .jobs
-                    .mark_unreachable(self.job.user_id)
-                    .await?;
-                Ok(self.after_delivery())
-            }
+            Err(NotifyError::Unreachable(_)) => self.undeliverable().await,
             Err(e @ NotifyError::Unavailable(_)) => {
                 self.notes.push(StepNote::DeliveryFailed {
                     error: e.to_string(),
@@ -97,6 +89,19 @@ impl Step<'_> {
                 self.delivery_failed().await
             }
         }
+    }
+
+    /// The user cannot be given the result (they blocked the bot, or every try failed):
+    /// recorded, and the user marked unreachable so that their next message brings every
+    /// paid result again.
+    async fn undeliverable(&mut self) -> Result<Next, JobError> {
+        self.write(JobEvent::Undeliverable).await?;
+        self.runner
+            .ports
+            .jobs
+            .mark_unreachable(self.job.user_id)
+            .await?;
+        Ok(self.after_delivery())
     }
 
     /// After the user was told: watch on for a late result, or done.
@@ -114,13 +119,7 @@ impl Step<'_> {
     pub(super) async fn delivery_failed(&mut self) -> Result<Next, JobError> {
         let config = &self.runner.config;
         if self.job.delivery_attempts.saturating_add(1) >= config.max_delivery_attempts {
-            self.write(JobEvent::Undeliverable).await?;
-            self.runner
-                .ports
-                .jobs
-                .mark_unreachable(self.job.user_id)
-                .await?;
-            return Ok(self.after_delivery());
+            return self.undeliverable().await;
         }
         let wait = self.runner.backoff(self.job.delivery_attempts, None);
         let retry_at = self.runner.now().plus(wait);

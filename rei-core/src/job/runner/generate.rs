@@ -242,33 +242,8 @@ impl Step<'_> {
     /// again later with a growing wait. It never ends the job — the task may still be
     /// running at the provider; only the deadline does.
     pub(super) async fn poll_failed(&mut self, error: ProviderError) -> Result<Next, JobError> {
-        self.notes.push(StepNote::ProviderError {
-            provider: "kling",
-            kind: error.kind(),
-            message: error.to_string(),
-        });
-        if error.alerts_admins() {
-            let alert = AdminAlert {
-                provider: "kling".to_owned(),
-                kind: error.kind(),
-                message: error.to_string(),
-                subject: None,
-            };
-            if let Err(e) = self.runner.ports.notifier.alert_admins(alert).await {
-                self.notes.push(StepNote::NotSent {
-                    what: "admin alert",
-                    error: e.to_string(),
-                });
-            }
-        }
-        let asked = match error {
-            ProviderError::RateLimited { retry_after } => retry_after,
-            _ => None,
-        };
-        let wait = self.runner.backoff(self.job.attempts, asked);
-        let retry_at = self.runner.now().plus(wait);
-        self.write(JobEvent::AttemptFailed { retry_at }).await?;
-        Ok(Next::Released)
+        self.note_provider_error("kling", &error).await;
+        self.try_again_later(&error).await
     }
 
     /// A job refunded while its provider worked: ask once more whether the result came.

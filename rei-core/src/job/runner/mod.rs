@@ -125,11 +125,7 @@ pub struct RunnerPorts {
     pub clock: Arc<dyn Clock>,
 }
 
-impl std::fmt::Debug for RunnerPorts {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("RunnerPorts")
-    }
-}
+crate::opaque_debug!(RunnerPorts);
 
 /// What the worker does after a step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -387,14 +383,13 @@ impl Step<'_> {
         Ok(Next::Continue)
     }
 
-    /// A provider error: final ones fail the job (alerting admins when the provider is
-    /// misconfigured or out of funds); retryable ones, and answers lost after the call
-    /// was sent, count as a failed attempt until the attempts run out.
-    async fn provider_failed(
+    /// Notes a provider's error for the step's log, and tells the admins when it needs
+    /// them (the provider is misconfigured or out of funds).
+    pub(super) async fn note_provider_error(
         &mut self,
         provider: &'static str,
-        error: ProviderError,
-    ) -> Result<Next, JobError> {
+        error: &ProviderError,
+    ) {
         self.notes.push(StepNote::ProviderError {
             provider,
             kind: error.kind(),
@@ -414,6 +409,17 @@ impl Step<'_> {
                 });
             }
         }
+    }
+
+    /// A provider error: final ones fail the job (alerting admins when the provider is
+    /// misconfigured or out of funds); retryable ones, and answers lost after the call
+    /// was sent, count as a failed attempt until the attempts run out.
+    async fn provider_failed(
+        &mut self,
+        provider: &'static str,
+        error: ProviderError,
+    ) -> Result<Next, JobError> {
+        self.note_provider_error(provider, &error).await;
         // A Gemini call whose answer was lost may have been billed: never sent again
         // automatically (a Kling create is looked up by our job id before any second
         // one, so it may be tried again).
@@ -439,8 +445,17 @@ impl Step<'_> {
                 })
                 .await;
         }
+        self.try_again_later(&error).await
+    }
+
+    /// A failed attempt: the job is released and tried again after a growing wait (or
+    /// the wait the provider asked for with a 429).
+    pub(super) async fn try_again_later(
+        &mut self,
+        error: &ProviderError,
+    ) -> Result<Next, JobError> {
         let asked = match error {
-            ProviderError::RateLimited { retry_after } => retry_after,
+            ProviderError::RateLimited { retry_after } => *retry_after,
             _ => None,
         };
         let wait = self.runner.backoff(self.job.attempts, asked);

@@ -227,21 +227,11 @@ pub struct PaymentPorts {
     pub ids: Arc<dyn IdGenerator>,
 }
 
-impl std::fmt::Debug for PaymentPorts {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("PaymentPorts")
-    }
-}
+crate::opaque_debug!(PaymentPorts);
 
 /// Top-ups and refunds.
 pub struct PaymentService {
-    users: Arc<dyn UserStore>,
-    payments: Arc<dyn PaymentStore>,
-    gateway: Option<Arc<dyn PaymentGateway>>,
-    stars: Option<Arc<dyn StarsGateway>>,
-    notifier: Arc<dyn Notifier>,
-    clock: Arc<dyn Clock>,
-    ids: Arc<dyn IdGenerator>,
+    ports: PaymentPorts,
     config: PaymentConfig,
 }
 
@@ -249,7 +239,7 @@ impl std::fmt::Debug for PaymentService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PaymentService")
             .field("config", &self.config)
-            .field("gateway", &self.gateway.is_some())
+            .field("gateway", &self.ports.gateway.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -257,26 +247,8 @@ impl std::fmt::Debug for PaymentService {
 impl PaymentService {
     /// A service over its ports.
     #[must_use]
-    pub fn new(ports: PaymentPorts, config: PaymentConfig) -> Self {
-        let PaymentPorts {
-            users,
-            payments,
-            gateway,
-            stars,
-            notifier,
-            clock,
-            ids,
-        } = ports;
-        Self {
-            users,
-            payments,
-            gateway,
-            stars,
-            notifier,
-            clock,
-            ids,
-            config,
-        }
+    pub const fn new(ports: PaymentPorts, config: PaymentConfig) -> Self {
+        Self { ports, config }
     }
 
     /// The settings in force.
@@ -288,17 +260,17 @@ impl PaymentService {
     /// Whether card payments (YooKassa) are configured.
     #[must_use]
     pub fn has_gateway(&self) -> bool {
-        self.gateway.is_some()
+        self.ports.gateway.is_some()
     }
 
     /// Whether Telegram Stars can be refunded and reconciled here (a bot token).
     #[must_use]
     pub fn has_stars(&self) -> bool {
-        self.stars.is_some()
+        self.ports.stars.is_some()
     }
 
     pub(crate) fn payments_store(&self) -> &dyn PaymentStore {
-        self.payments.as_ref()
+        self.ports.payments.as_ref()
     }
 
     /// Every Stars transaction of the bot, oldest first (all pages).
@@ -306,7 +278,11 @@ impl PaymentService {
         &self,
     ) -> Result<Vec<crate::ports::StarTransaction>, PaymentError> {
         const PAGE: u8 = 100;
-        let stars = self.stars.as_ref().ok_or(PaymentError::MethodUnavailable)?;
+        let stars = self
+            .ports
+            .stars
+            .as_ref()
+            .ok_or(PaymentError::MethodUnavailable)?;
         let mut all = Vec::new();
         for _ in 0..MAX_LIST_PAGES {
             let offset = u32::try_from(all.len()).unwrap_or(u32::MAX);
@@ -332,11 +308,16 @@ impl PaymentService {
         let mut attempt = 0;
         loop {
             let payment = self.payment(id).await?;
-            let transition = payment.apply(event.clone(), self.clock.now())?;
+            let transition = payment.apply(event.clone(), self.ports.clock.now())?;
             if !transition.changed() {
                 return Ok(PaymentApplied::unchanged(payment));
             }
-            match self.payments.save_payment_transition(&transition).await {
+            match self
+                .ports
+                .payments
+                .save_payment_transition(&transition)
+                .await
+            {
                 Ok(saved) => {
                     let credited = transition.credits();
                     let refunded = matches!(
@@ -364,14 +345,17 @@ impl PaymentService {
 
     /// Appends an audit line (for operations whose money moves were written already).
     pub(crate) async fn audit(&self, record: AuditRecord) -> Result<(), PaymentError> {
-        Ok(self.users.append_audit(record).await?)
+        Ok(self.ports.users.append_audit(record).await?)
     }
 
     pub(crate) fn now(&self) -> Timestamp {
-        self.clock.now()
+        self.ports.clock.now()
     }
 
     fn gateway(&self) -> Result<&Arc<dyn PaymentGateway>, PaymentError> {
-        self.gateway.as_ref().ok_or(PaymentError::MethodUnavailable)
+        self.ports
+            .gateway
+            .as_ref()
+            .ok_or(PaymentError::MethodUnavailable)
     }
 }

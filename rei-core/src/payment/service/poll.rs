@@ -90,7 +90,7 @@ impl PaymentService {
     /// [`PaymentError::Store`] when the store cannot list what is due. A failure about
     /// one payment is counted in the report and retried later.
     pub async fn poll(&self) -> Result<PollReport, PaymentError> {
-        let now = self.clock.now();
+        let now = self.ports.clock.now();
         let cfg = self.config.poll;
         let mut report = PollReport::default();
         let due = |due| DueFilter {
@@ -99,8 +99,9 @@ impl PaymentService {
             created_since: None,
             limit: cfg.batch,
         };
-        if self.gateway.is_some() {
+        if self.ports.gateway.is_some() {
             let pending = self
+                .ports
                 .payments
                 .due_payments(due(Due::Pending(PaymentProvider::Yookassa)))
                 .await?;
@@ -113,14 +114,19 @@ impl PaymentService {
                 self.poll_topup(p, now, &mut report).await?;
             }
         }
-        if self.gateway.is_some() || self.stars.is_some() {
-            let refunding = self.payments.due_payments(due(Due::Refunding)).await?;
+        if self.ports.gateway.is_some() || self.ports.stars.is_some() {
+            let refunding = self
+                .ports
+                .payments
+                .due_payments(due(Due::Refunding))
+                .await?;
             report.skip_unreadable(refunding.unreadable);
             for p in refunding.payments {
                 self.poll_refund(p, now, &mut report).await?;
             }
         }
         let invoices = self
+            .ports
             .payments
             .due_payments(due(Due::Pending(PaymentProvider::TelegramStars)))
             .await?;
@@ -130,7 +136,8 @@ impl PaymentService {
             if now >= expires {
                 self.expire(&p, &mut report).await?;
             } else {
-                self.payments
+                self.ports
+                    .payments
                     .schedule_check(p.id, p.checks, expires)
                     .await?;
             }
@@ -150,7 +157,11 @@ impl PaymentService {
             Some(provider_id) => self.sync_provider_payment(provider_id).await.map(Some),
             None if age < cfg.unregistered_after => {
                 let at = p.created_at.plus(cfg.unregistered_after);
-                return Ok(self.payments.schedule_check(p.id, p.checks, at).await?);
+                return Ok(self
+                    .ports
+                    .payments
+                    .schedule_check(p.id, p.checks, at)
+                    .await?);
             }
             None => self.find_unregistered(&p).await,
         };
@@ -297,7 +308,7 @@ impl PaymentService {
     pub(super) async fn back_off(&self, p: &Payment, now: Timestamp) -> Result<(), PaymentError> {
         let checks = p.checks.saturating_add(1);
         let at = now.plus(self.config.poll.backoff(checks));
-        Ok(self.payments.schedule_check(p.id, checks, at).await?)
+        Ok(self.ports.payments.schedule_check(p.id, checks, at).await?)
     }
 
     /// One payment's check failed: counted, reported and asked again later; a store
@@ -339,13 +350,14 @@ impl PaymentService {
             message: format!("payment {} needs a person: {error}", p.id),
             subject: Some(format!("payment {}", p.id)),
         };
-        if let Err(e) = self.notifier.alert_admins(alert).await {
+        if let Err(e) = self.ports.notifier.alert_admins(alert).await {
             report
                 .failures
                 .push((p.id, format!("the admins could not be told: {e}")));
         }
         let tomorrow = now.plus(Duration::from_secs(24 * 3600));
         Ok(self
+            .ports
             .payments
             .schedule_check(p.id, p.checks.saturating_add(1), tomorrow)
             .await?)

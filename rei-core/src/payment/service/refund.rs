@@ -63,7 +63,10 @@ impl PaymentService {
                 self.gateway()?;
             }
             PaymentProvider::TelegramStars => {
-                self.stars.as_ref().ok_or(PaymentError::MethodUnavailable)?;
+                self.ports
+                    .stars
+                    .as_ref()
+                    .ok_or(PaymentError::MethodUnavailable)?;
                 if amount.is_some_and(|a| a != payment.amount) {
                     return Err(PaymentError::PartialRefundUnsupported {
                         provider: payment.provider,
@@ -88,7 +91,7 @@ impl PaymentService {
             None => {
                 let amount = amount.unwrap_or_else(|| payment.refundable());
                 let event = PaymentEvent::RefundStarted {
-                    reservation_id: self.ids.reservation_id(),
+                    reservation_id: self.ports.ids.reservation_id(),
                     amount,
                 };
                 let started = match self.apply(id, event).await {
@@ -104,14 +107,15 @@ impl PaymentService {
                     Err(e) => return Err(e),
                 };
                 if let Some((actor, reason)) = audit {
-                    self.users
+                    self.ports
+                        .users
                         .append_audit(AuditRecord {
                             actor,
                             action: AuditAction::PaymentRefund,
                             target_user: Some(payment.user_id),
                             amount: Some(amount),
                             reason: format!("payment {id}: {reason}"),
-                            created_at: self.clock.now(),
+                            created_at: self.ports.clock.now(),
                         })
                         .await?;
                 }
@@ -148,7 +152,11 @@ impl PaymentService {
         &self,
         payment: &Payment,
     ) -> Result<PaymentApplied, PaymentError> {
-        let stars = self.stars.as_ref().ok_or(PaymentError::MethodUnavailable)?;
+        let stars = self
+            .ports
+            .stars
+            .as_ref()
+            .ok_or(PaymentError::MethodUnavailable)?;
         let (Some(charge), Some(refund)) = (
             payment.provider_payment_id.as_deref(),
             payment.refund.as_ref(),
@@ -209,6 +217,7 @@ impl PaymentService {
             description: format!("Refund of top-up {}", payment.id),
             // With 54-FZ receipts on, a refund needs its receipt too (the payer's e-mail).
             receipt_email: self
+                .ports
                 .users
                 .user(payment.user_id)
                 .await?
@@ -273,7 +282,7 @@ impl PaymentService {
                         subject: Some(format!("payment {id}")),
                     };
                     // Best effort, like every notice: the release is committed.
-                    if self.notifier.alert_admins(alert).await.is_err() {
+                    if self.ports.notifier.alert_admins(alert).await.is_err() {
                         return Err(PaymentError::RefundRefused {
                             reason: format!("{reason} (admins could not be told)"),
                         });

@@ -41,7 +41,7 @@ impl PaymentService {
             ),
             subject: Some(format!("Stars charge {charge_id}")),
         };
-        self.notifier.alert_admins(alert).await
+        self.ports.notifier.alert_admins(alert).await
     }
 
     pub(super) fn new_payment(
@@ -52,12 +52,12 @@ impl PaymentService {
         provider_units: Option<u32>,
     ) -> NewPayment {
         NewPayment {
-            id: self.ids.payment_id(),
+            id: self.ports.ids.payment_id(),
             user_id: user,
             provider,
             amount,
             provider_units,
-            created_at: self.clock.now(),
+            created_at: self.ports.clock.now(),
         }
     }
 
@@ -66,7 +66,7 @@ impl PaymentService {
         user: UserId,
         amount: Money,
     ) -> Result<(), PaymentError> {
-        let Some(u) = self.users.user(user).await? else {
+        let Some(u) = self.ports.users.user(user).await? else {
             return Err(PaymentError::UnknownUser(user));
         };
         if u.is_banned {
@@ -94,7 +94,7 @@ impl PaymentService {
         amount: Money,
         receipt_email: Option<String>,
     ) -> Result<Payment, PaymentError> {
-        let Some(gateway) = &self.gateway else {
+        let Some(gateway) = &self.ports.gateway else {
             return Err(PaymentError::MethodUnavailable);
         };
         self.check_payer(user, amount).await?;
@@ -102,7 +102,7 @@ impl PaymentService {
             return Err(PaymentError::EmailRequired);
         }
         let new = self.new_payment(user, PaymentProvider::Yookassa, amount, None);
-        let payment = self.payments.create_payment(new).await?;
+        let payment = self.ports.payments.create_payment(new).await?;
         let request = CreatePayment {
             payment_id: payment.id,
             user_id: user,
@@ -155,7 +155,7 @@ impl PaymentService {
         let amount = rate.checked_mul(stars).ok_or_else(range)?;
         self.check_payer(user, amount).await?;
         let new = self.new_payment(user, PaymentProvider::TelegramStars, amount, Some(stars));
-        Ok(self.payments.create_payment(new).await?)
+        Ok(self.ports.payments.create_payment(new).await?)
     }
 
     /// Telegram confirmed a Stars payment (`successful_payment`): credits exactly once,
@@ -203,7 +203,8 @@ impl PaymentService {
     /// # Errors
     /// [`PaymentError::UnknownPayment`].
     pub async fn payment(&self, id: PaymentId) -> Result<Payment, PaymentError> {
-        self.payments
+        self.ports
+            .payments
             .payment(id)
             .await?
             .ok_or_else(|| PaymentError::UnknownPayment(id.to_string()))
@@ -214,7 +215,7 @@ impl PaymentService {
     /// # Errors
     /// [`PaymentError::Store`].
     pub async fn list(&self, filter: PaymentFilter) -> Result<Vec<Payment>, PaymentError> {
-        Ok(self.payments.payments(filter).await?)
+        Ok(self.ports.payments.payments(filter).await?)
     }
 
     /// Checks a Telegram Stars checkout before Telegram takes the money
@@ -231,7 +232,7 @@ impl PaymentService {
         stars: u32,
     ) -> Result<Payment, PaymentError> {
         let payment = self.payment(payment_id).await?;
-        let age = self.clock.now().since(payment.created_at);
+        let age = self.ports.clock.now().since(payment.created_at);
         if payment.provider != PaymentProvider::TelegramStars
             || payment.user_id != user
             || payment.state != PaymentState::Pending
@@ -249,7 +250,7 @@ impl PaymentService {
             }
             None => return Err(PaymentError::InvoiceNotPayable),
         }
-        match self.users.user(user).await? {
+        match self.ports.users.user(user).await? {
             Some(u) if u.is_banned => Err(PaymentError::Banned(user)),
             Some(_) => Ok(payment),
             None => Err(PaymentError::UnknownUser(user)),
@@ -298,6 +299,7 @@ impl PaymentService {
                 provider_payment_id,
             } => {
                 let payment = self
+                    .ports
                     .payments
                     .payment_by_provider_id(PaymentProvider::Yookassa, provider_payment_id)
                     .await?
@@ -353,6 +355,7 @@ impl PaymentService {
         remote: &GatewayPayment,
     ) -> Result<PaymentApplied, PaymentError> {
         let by_provider = self
+            .ports
             .payments
             .payment_by_provider_id(PaymentProvider::Yookassa, &remote.provider_payment_id)
             .await?;

@@ -89,11 +89,7 @@ pub struct FrontEnd {
     pub locales: Arc<Locales>,
 }
 
-impl std::fmt::Debug for FrontEnd {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("FrontEnd")
-    }
-}
+rei_core::opaque_debug!(FrontEnd);
 
 /// Where updates come from.
 #[derive(Debug)]
