@@ -11,7 +11,10 @@
 //!   `App::run_all` / `App::run_workers`, and `backends::connect`.
 //! - `inbound`: what calls us.
 //!   - `telegram` (feature `telegram`): the front end (updates → core's conversation →
-//!     Bot API calls), the compact button encoding, webhook-mode updates.
+//!     Bot API calls): command syntax, the compact button encoding, keyboard layout,
+//!     Stars invoices, webhook-mode updates.
+//!   - `console` (feature `console`): a second front end over the same engine, in a
+//!     terminal (`cargo run -p rei-adapters --example console`).
 //!   - `http` (feature `http`): the HTTP server (axum): webhooks (YooKassa, Telegram,
 //!     Kling), `/healthz`, `/readyz`, `/metrics`, signed asset links.
 //!   - `worker`: the worker loop (claim, heartbeat, run core's job steps, shutdown).
@@ -25,8 +28,10 @@
 //!     images (`ImageGenerator`), YooKassa payments (`PaymentGateway`).
 //!   - `client`: the shared `reqwest` client builder and the retry policy of provider
 //!     calls.
-//!   - `telegram` (feature `telegram`): the Bot API clients, the notifier, Stars refunds,
-//!     media downloads, the send rate and the bot's texts (Fluent).
+//!   - `telegram` (feature `telegram`): the Bot API clients, the notifier, Stars refunds
+//!     and the invoice payload, media downloads (and their 20 MB limit), the send rate.
+//!   - `locale` (feature `locale`): the bot's texts (Fluent, ru and en) for every front
+//!     end, and the checked list of keys.
 //!   - `files`: the asset store under `ASSET_DIR`.
 //!   - `legacy`: reads the v2.0 bot's SQLite file.
 //!   - `limiter`: the in-process rate limiter (`InProcessLimiter`).

@@ -25,13 +25,19 @@
 //! - [`ledger`]: entries, reservations, settlement, [`LedgerService`].
 //! - [`job`]: jobs, their state machine, [`JobService`].
 //! - [`payment`]: payments, their state machine, [`PaymentService`].
-//! - [`notice`]: the outbox dispatcher: money notices written with their change, sent
-//!   until they reach the user.
+//! - [`notice`]: what every notice says ([`ports::Notice::text`], [`notice::NOTICE_KEYS`])
+//!   and the outbox dispatcher: money notices written with their change, sent until they
+//!   reach the user.
 //! - [`user`]: users, bans, the audit log, [`UserService`] and [`AdminService`].
+//! - [`conversation`]: the dialogue engine every front end drives — typed inputs (a
+//!   text, a command and its arguments, an attachment, a button that carries what it
+//!   chooses) in, typed replies (texts by key) out; [`conversation::TEXT_KEYS`].
+//! - [`legacy`]: importing the v2.0 bot's database, idempotently.
 //! - [`ports`]: the traits adapters implement (stores, queue, generators, gateway,
 //!   notifier, rate limiter, clock, ids).
 //! - [`memory`] (feature `memory`, default): in-memory adapters of every store and the
-//!   queue, correct under concurrency.
+//!   queue, correct under concurrency, and stand-ins for demos (a recording notifier, an
+//!   instant image generator).
 //! - `conformance` (feature `conformance`): the contract suite every store runs.
 //!
 //! ## Example
