@@ -4,9 +4,15 @@ use std::fmt;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac};
 use rei_core::ports::ProviderError;
 use secrecy::{ExposeSecret, SecretString};
+use sha2::Sha256;
+
+/// The JOSE header of every token: HS256 (providers.md §1.2).
+const HEADER: &[u8] = br#"{"alg":"HS256","typ":"JWT"}"#;
 
 /// Lifetime of a token: `exp` = now + 1800 s, as in Kling's sample.
 pub(crate) const TOKEN_LIFETIME_SECS: u64 = 1800;
@@ -176,12 +182,22 @@ impl TokenSigner {
             exp: expires_at,
             nbf: not_before,
         };
-        let key = EncodingKey::from_secret(self.credentials.secret_key.expose_secret().as_bytes());
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key)
-            .map(SecretString::from)
-            .map_err(|e| ProviderError::Auth {
-                message: format!("cannot sign the Kling token: {e}"),
-            })
+        let refused = |e: &dyn fmt::Display| ProviderError::Auth {
+            message: format!("cannot sign the Kling token: {e}"),
+        };
+        // A compact JWS (RFC 7515): base64url(header) . base64url(claims) . HMAC-SHA256.
+        let claims = serde_json::to_vec(&claims).map_err(|e| refused(&e))?;
+        let signing_input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(HEADER),
+            URL_SAFE_NO_PAD.encode(claims)
+        );
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(self.credentials.secret_key.expose_secret().as_bytes())
+                .map_err(|e| refused(&e))?;
+        mac.update(signing_input.as_bytes());
+        let signature = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+        Ok(SecretString::from(format!("{signing_input}.{signature}")))
     }
 }
 
@@ -194,6 +210,29 @@ fn now_secs() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The token is a compact HS256 JWS: the header says so, the claims are Kling's, and
+    /// the signature is HMAC-SHA256 of `header.claims` with the secret key.
+    #[test]
+    fn the_token_is_an_hs256_jwt_signed_with_the_secret_key() {
+        let credentials =
+            KlingCredentials::from_combined(&SecretString::from("ak-1:sk-1")).unwrap();
+        let signer = TokenSigner::new(credentials);
+        let token = signer.sign(100, 1900).unwrap();
+        let parts: Vec<&str> = token.expose_secret().split('.').collect();
+        assert_eq!(parts.len(), 3);
+        let decode = |part: &str| URL_SAFE_NO_PAD.decode(part).unwrap();
+        let header: serde_json::Value = serde_json::from_slice(&decode(parts[0])).unwrap();
+        assert_eq!(header, serde_json::json!({"alg": "HS256", "typ": "JWT"}));
+        let claims: serde_json::Value = serde_json::from_slice(&decode(parts[1])).unwrap();
+        assert_eq!(
+            claims,
+            serde_json::json!({"iss": "ak-1", "exp": 1900, "nbf": 100})
+        );
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"sk-1").unwrap();
+        mac.update(format!("{}.{}", parts[0], parts[1]).as_bytes());
+        mac.verify_slice(&decode(parts[2])).unwrap();
+    }
 
     #[test]
     fn combined_keys_split_at_the_colon() {
