@@ -11,6 +11,7 @@ use rei_core::ports::{JobQueue, RateLimiter};
 use tokio_util::sync::CancellationToken;
 
 use crate::outbound::limiter::InProcessLimiter;
+use crate::outbound::secret_url::SecretUrl;
 use crate::outbound::sql::{DatabaseTarget, SqlError, Stores};
 
 /// Keys of every Redis structure REI owns start with this.
@@ -22,7 +23,7 @@ pub struct BackendsConfig {
     /// `DATABASE_URL` / `DATABASE_PATH`.
     pub database: DatabaseTarget,
     /// `REDIS_URL`.
-    pub redis_url: Option<String>,
+    pub redis_url: Option<SecretUrl>,
     /// `RATE_LIMIT_PER_MINUTE`.
     pub rate_limit_per_minute: u32,
     /// The workers' lease: a broker entry idle this long is taken over.
@@ -59,7 +60,7 @@ pub struct Backends {
     #[cfg(feature = "redis")]
     redis_queue: Option<Arc<crate::outbound::redis::RedisQueue>>,
     #[cfg(feature = "redis")]
-    redis_url: Option<String>,
+    redis_url: Option<SecretUrl>,
 }
 
 impl std::fmt::Debug for Backends {
@@ -92,7 +93,7 @@ pub async fn connect(config: &BackendsConfig) -> Result<Backends, BackendsError>
         Some(url) => {
             let queue = Arc::new(
                 crate::outbound::redis::RedisQueue::connect(
-                    url,
+                    url.expose(),
                     REDIS_KEY_PREFIX,
                     stores.jobs.clone(),
                     crate::outbound::redis::RedisQueueConfig {
@@ -102,8 +103,11 @@ pub async fn connect(config: &BackendsConfig) -> Result<Backends, BackendsError>
                 )
                 .await?,
             );
-            let limiter =
-                crate::outbound::redis::RedisLimiter::new(url, REDIS_KEY_PREFIX, per_minute)?;
+            let limiter = crate::outbound::redis::RedisLimiter::new(
+                url.expose(),
+                REDIS_KEY_PREFIX,
+                per_minute,
+            )?;
             Ok(Backends {
                 queue: queue.clone(),
                 limiter: Arc::new(limiter),
@@ -178,8 +182,13 @@ impl Backends {
         #[cfg(feature = "redis")]
         if let Some(url) = self.redis_url.clone() {
             return tokio::spawn(async move {
-                crate::outbound::redis::listen_for_wakes(&url, REDIS_KEY_PREFIX, wake, shutdown)
-                    .await;
+                crate::outbound::redis::listen_for_wakes(
+                    url.expose(),
+                    REDIS_KEY_PREFIX,
+                    wake,
+                    shutdown,
+                )
+                .await;
             });
         }
         drop((wake, shutdown));

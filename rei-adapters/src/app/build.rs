@@ -27,6 +27,7 @@ use crate::outbound::files::AssetStore;
 use crate::outbound::gemini::{GeminiClient, GeminiConfig};
 use crate::outbound::kling::{KlingClient, KlingConfig, KlingCredentials, KlingModel};
 use crate::outbound::locale::Locales;
+use crate::outbound::secret_url::SecretUrl;
 use crate::outbound::sql::DatabaseTarget;
 use crate::outbound::system::{LogNotifier, RandomIds, SystemClock};
 use crate::outbound::telegram::{
@@ -109,9 +110,11 @@ impl App {
     /// [`AppError`] naming the setting or backend that failed.
     pub async fn build(settings: &Settings) -> Result<Self, AppError> {
         let prices = settings.validate()?;
-        let database =
-            DatabaseTarget::from_config(settings.database_url.as_deref(), &settings.database_path)
-                .map_err(|e| AppError::Backends(e.into()))?;
+        let database = DatabaseTarget::from_config(
+            settings.database_url.as_ref().map(SecretUrl::expose),
+            &settings.database_path,
+        )
+        .map_err(|e| AppError::Backends(e.into()))?;
         tracing::info!(database = ?database, redis = settings.redis_url.is_some(), "opening backends");
         let backends = backends::connect(&BackendsConfig {
             database,

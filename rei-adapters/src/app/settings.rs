@@ -14,6 +14,8 @@ use rei_core::money::Money;
 use rei_core::pricing::{PriceList, PricingError};
 use secrecy::SecretString;
 
+use crate::outbound::secret_url::SecretUrl;
+
 /// Telegram update delivery.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum TelegramMode {
@@ -68,10 +70,10 @@ pub struct Settings {
     pub database_path: String,
     /// `sqlite://…` or `postgres://…`; wins over `DATABASE_PATH`.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    pub database_url: Option<String>,
+    pub database_url: Option<SecretUrl>,
     /// Redis for the queue and rate limiter; unset: the database queue and an in-process limiter.
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
-    pub redis_url: Option<String>,
+    pub redis_url: Option<SecretUrl>,
     /// `api_model_name:Label,…` in menu order.
     #[arg(
         long,
@@ -445,6 +447,27 @@ mod tests {
 
     fn with(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
         MIN.iter().chain(extra).copied().collect()
+    }
+
+    /// [edge] Printed settings (`Debug`, which a log line or a panic may show) never
+    /// carry a password, in the URL's user part or in its query.
+    #[test]
+    fn printed_settings_show_no_url_password() {
+        let c = parse(&with(&[
+            (
+                "DATABASE_URL",
+                "postgres://rei:hunter2@db/rei?sslmode=verify-full&password=hunter3",
+            ),
+            ("REDIS_URL", "rediss://:hunter4@cache:6380/0"),
+        ]))
+        .unwrap();
+        let shown = format!("{c:?}");
+        for secret in ["hunter2", "hunter3", "hunter4", "123:abc"] {
+            assert!(!shown.contains(secret), "{secret} shows in {shown}");
+        }
+        assert!(shown.contains("postgres://rei:***@db/rei"), "{shown}");
+        let url = c.database_url.as_ref().unwrap();
+        assert!(url.expose().contains("hunter2"), "the driver gets the real URL");
     }
 
     #[test]

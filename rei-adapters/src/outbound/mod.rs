@@ -10,6 +10,7 @@ pub mod limiter;
 pub mod locale;
 #[cfg(feature = "redis")]
 pub mod redis;
+pub mod secret_url;
 pub mod sql;
 pub mod system;
 #[cfg(feature = "telegram")]

@@ -64,18 +64,7 @@ impl std::fmt::Debug for DatabaseTarget {
     }
 }
 
-/// A URL with any password replaced by `***`, for logs.
-#[must_use]
-pub fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        Ok(u) => u.to_string(),
-        Err(_) => "<unparseable url>".to_owned(),
-    }
-}
+pub use crate::outbound::secret_url::redact;
 
 impl DatabaseTarget {
     /// `DATABASE_URL` wins over `DATABASE_PATH`.
