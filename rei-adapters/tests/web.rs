@@ -12,7 +12,7 @@ async fn serve(redis_url: Option<String>) -> (String, CancellationToken) {
     let dir = tempfile::tempdir().unwrap().keep();
     let backends = connect(&BackendsConfig {
         database: DatabaseTarget::SqlitePath(dir.join("rei.db").to_string_lossy().into_owned()),
-        redis_url,
+        redis_url: redis_url.map(rei_adapters::outbound::secret_url::SecretUrl::new),
         rate_limit_per_minute: 10,
         lease_for: Duration::from_secs(60),
     })

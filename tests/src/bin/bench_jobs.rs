@@ -157,7 +157,7 @@ async fn run(
 ) -> anyhow::Result<Figures> {
     let backends = connect(&BackendsConfig {
         database,
-        redis_url,
+        redis_url: redis_url.map(rei_adapters::outbound::secret_url::SecretUrl::new),
         rate_limit_per_minute: 10,
         lease_for: Duration::from_secs(60),
     })
