@@ -135,7 +135,6 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let store = Arc::new(MemoryStore::new());
     let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_767_225_600_000)));
     let ids = Arc::new(SequentialIds::default());
-    let queue = Arc::new(StoreQueue::new(store.clone()));
     let notifier = Arc::new(RecordingNotifier::default());
 
     let users = UserService::new(store.clone(), clock.clone());
@@ -158,9 +157,10 @@ async fn main() -> Result<(), Box<dyn Error>> {
         JobPorts {
             users: store.clone(),
             jobs: store.clone(),
-            queue: queue.clone(),
+            // The jobs table is the queue.
+            queue: Arc::new(StoreQueue::new(store.clone())),
             clock: clock.clone(),
-            ids: ids.clone(),
+            ids,
         },
         PriceList::seed_defaults(),
         JobLimits::default(),

@@ -90,6 +90,47 @@ struct World {
     created_jobs: Vec<JobId>,
 }
 
+/// Tight enough for the random ops to meet every cap.
+const LIMITS: JobLimits = JobLimits {
+    max_active_per_user: 3,
+    max_attempts: 2,
+    max_deliveries: 10,
+};
+
+impl World {
+    /// Three registered users, no money, no jobs.
+    async fn new() -> Self {
+        let store = Arc::new(MemoryStore::new());
+        let ports = JobPorts {
+            users: store.clone(),
+            jobs: store.clone(),
+            queue: Arc::new(StoreQueue::new(store.clone())),
+            clock: Arc::new(ManualClock::new(Timestamp::from_millis(0))),
+            ids: Arc::new(SequentialIds::default()),
+        };
+        let jobs = JobService::new(ports, PriceList::seed_defaults(), LIMITS);
+        for u in 0..3 {
+            store
+                .register(
+                    UserProfile {
+                        id: uid(u),
+                        username: None,
+                        first_name: None,
+                        language: Language::Ru,
+                    },
+                    Timestamp::from_millis(0),
+                )
+                .await
+                .unwrap();
+        }
+        World {
+            store,
+            jobs,
+            created_jobs: Vec::new(),
+        }
+    }
+}
+
 async fn entry_count(store: &MemoryStore) -> usize {
     let mut n = 0;
     for u in 0..3 {
@@ -99,42 +140,7 @@ async fn entry_count(store: &MemoryStore) -> usize {
 }
 
 async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
-    let store = Arc::new(MemoryStore::new());
-    let clock = Arc::new(ManualClock::new(Timestamp::from_millis(0)));
-    let jobs = JobService::new(
-        JobPorts {
-            users: store.clone(),
-            jobs: store.clone(),
-            queue: Arc::new(StoreQueue::new(store.clone())),
-            clock,
-            ids: Arc::new(SequentialIds::default()),
-        },
-        PriceList::seed_defaults(),
-        JobLimits {
-            max_active_per_user: 3,
-            max_attempts: 2,
-            max_deliveries: 10,
-        },
-    );
-    for u in 0..3 {
-        store
-            .register(
-                UserProfile {
-                    id: uid(u),
-                    username: None,
-                    first_name: None,
-                    language: Language::Ru,
-                },
-                Timestamp::from_millis(0),
-            )
-            .await
-            .unwrap();
-    }
-    let mut w = World {
-        store,
-        jobs,
-        created_jobs: Vec::new(),
-    };
+    let mut w = World::new().await;
     let mut settled: HashMap<ReservationId, ReservationState> = HashMap::new();
     for op in ops {
         let before = entry_count(&w.store).await;

@@ -27,30 +27,26 @@ use crate::ports::{
     DialogueStore, JobStore, LeaseStore, LedgerStore, OutboxStore, PaymentStore, UserStore,
 };
 
-/// A store that implements every store port (the shape of the SQL and memory stores).
-pub trait Backend:
-    UserStore
-    + LedgerStore
-    + JobStore
-    + PaymentStore
-    + DialogueStore
-    + LeaseStore
-    + OutboxStore
-    + 'static
-{
+/// Declares [`Backend`] over the store ports, named once: the trait and the blanket
+/// implementation for every type that implements them all.
+macro_rules! backend_of {
+    ($($port:ident),+ $(,)?) => {
+        /// A store that implements every store port (the shape of the SQL and memory stores).
+        pub trait Backend: $($port +)+ 'static {}
+
+        impl<T> Backend for T where T: $($port +)+ 'static {}
+    };
 }
 
-impl<T> Backend for T where
-    T: UserStore
-        + LedgerStore
-        + JobStore
-        + PaymentStore
-        + DialogueStore
-        + LeaseStore
-        + OutboxStore
-        + 'static
-{
-}
+backend_of!(
+    UserStore,
+    LedgerStore,
+    JobStore,
+    PaymentStore,
+    DialogueStore,
+    LeaseStore,
+    OutboxStore,
+);
 
 /// Shared handle the cases take.
 pub type Store<S> = Arc<S>;

@@ -11,9 +11,9 @@ use crate::ledger::LedgerService;
 use crate::memory::{ManualClock, MemoryAssets, MemoryStore, RecordingNotifier, SequentialIds};
 use crate::payment::{PaymentConfig, PaymentPorts, PaymentService};
 use crate::ports::{
-    Assets, DialogueStore, GatewayPayment, GatewayStatus, JobStore, LedgerStore, LimiterError,
-    MediaError, MediaFetcher, MessageRef, MockPaymentGateway, Notice, RateDecision, RateLimiter,
-    UserStore,
+    Assets, CreatePayment, DialogueStore, GatewayPayment, GatewayStatus, JobStore, LedgerStore,
+    LimiterError, MediaError, MediaFetcher, MessageRef, MockPaymentGateway, Notice, RateDecision,
+    RateLimiter, UserStore,
 };
 use crate::pricing::PriceList;
 use crate::time::Timestamp;
@@ -237,6 +237,21 @@ impl World {
         self.send(user, Input::Button(action)).await
     }
 
+    async fn send_photo(&self, user: i64, media: Media, caption: Option<&str>) -> Vec<Reply> {
+        let caption = caption.map(str::to_owned);
+        self.send(user, Input::Photo { media, caption }).await
+    }
+
+    async fn send_video(&self, user: i64, media: Media, caption: &str) -> Vec<Reply> {
+        let caption = Some(caption.to_owned());
+        self.send(user, Input::Video { media, caption }).await
+    }
+
+    /// The stored user, if registered.
+    async fn user(&self, id: i64) -> Option<crate::user::User> {
+        self.store.user(UserId::new(id).unwrap()).await.unwrap()
+    }
+
     /// Registers `user` and credits `rubles`.
     async fn user_with(&self, user: i64, rubles: &str) {
         self.say(user, "/start").await;
@@ -360,27 +375,15 @@ async fn start_registers_and_shows_the_balance() {
     let replies = w.say(ANNA, "/start").await;
     assert_eq!(keys(&replies), ["welcome"]);
     assert_eq!(arg(&replies[0], "balance"), &rub("0"));
-    let user = w
-        .store
-        .user(UserId::new(ANNA).unwrap())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(user.language, Language::Ru);
+    assert_eq!(w.user(ANNA).await.unwrap().language, Language::Ru);
     let mut english = sender(7);
     english.language_code = Some("en-US".into());
     w.chat
         .handle(&english, line("/start"), "tg:x")
         .await
         .unwrap();
-    let user = w
-        .store
-        .user(UserId::new(7).unwrap())
-        .await
-        .unwrap()
-        .unwrap();
     assert_eq!(
-        user.language,
+        w.user(7).await.unwrap().language,
         Language::En,
         "the messenger's language is the default"
     );
@@ -397,12 +400,7 @@ async fn a_first_message_without_start_registers_the_user_and_is_served() {
         .await
         .unwrap();
     assert_eq!(keys(&replies), ["draft-image", "draft-short-of-money"]);
-    let user = w
-        .store
-        .user(UserId::new(ANNA).unwrap())
-        .await
-        .unwrap()
-        .expect("registered on first contact");
+    let user = w.user(ANNA).await.expect("registered on first contact");
     assert_eq!(user.language, Language::En, "the update's language");
     // The draft was kept: Confirm finds it (and is refused only for want of money).
     let refused = w.press(ANNA, button(&replies, "button-confirm")).await;
@@ -526,13 +524,7 @@ async fn lang_switches_the_language() {
         keys(&w.press(ANNA, Action::SetLanguage(Language::En)).await),
         ["lang-set"]
     );
-    let user = w
-        .store
-        .user(UserId::new(ANNA).unwrap())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(user.language, Language::En);
+    assert_eq!(w.user(ANNA).await.unwrap().language, Language::En);
 }
 
 // ---- image drafts ----
@@ -667,24 +659,10 @@ async fn a_price_change_before_confirm_shows_the_new_price() {
 async fn a_photo_with_a_caption_is_an_edit_draft_and_limits_are_checked_first() {
     let w = world();
     w.user_with(ANNA, "500").await;
-    let no_caption = w
-        .send(
-            ANNA,
-            Input::Photo {
-                media: photo("f1", 1_000),
-                caption: None,
-            },
-        )
-        .await;
+    let no_caption = w.send_photo(ANNA, photo("f1", 1_000), None).await;
     assert_eq!(keys(&no_caption), ["photo-needs-caption"]);
     let huge = w
-        .send(
-            ANNA,
-            Input::Photo {
-                media: photo("f2", 21 * 1024 * 1024),
-                caption: Some("anime".into()),
-            },
-        )
+        .send_photo(ANNA, photo("f2", 21 * 1024 * 1024), Some("anime"))
         .await;
     assert_eq!(keys(&huge), ["file-too-large"]);
     assert!(
@@ -692,13 +670,7 @@ async fn a_photo_with_a_caption_is_an_edit_draft_and_limits_are_checked_first() 
         "nothing downloaded"
     );
     let draft = w
-        .send(
-            ANNA,
-            Input::Photo {
-                media: photo("f3", 100_000),
-                caption: Some("anime style".into()),
-            },
-        )
+        .send_photo(ANNA, photo("f3", 100_000), Some("anime style"))
         .await;
     assert_eq!(keys(&draft), ["draft-edit"]);
     assert_eq!(arg(&draft[0], "price"), &rub("30"));
@@ -765,39 +737,17 @@ async fn a_model_without_text_to_video_refuses_text_and_names_the_ones_that_can(
         width: Some(200),
         ..photo("p", 1_000)
     };
-    let r = w
-        .send(
-            ANNA,
-            Input::Photo {
-                media: small,
-                caption: Some("go".into()),
-            },
-        )
-        .await;
+    let r = w.send_photo(ANNA, small, Some("go")).await;
     assert_eq!(keys(&r), ["image-too-small"]);
     let r = w
-        .send(
-            ANNA,
-            Input::Photo {
-                media: photo("p2", 11 * 1024 * 1024),
-                caption: Some("go".into()),
-            },
-        )
+        .send_photo(ANNA, photo("p2", 11 * 1024 * 1024), Some("go"))
         .await;
     assert_eq!(
         keys(&r),
         ["file-too-large"],
         "Kling takes images up to 10 MB"
     );
-    let draft = w
-        .send(
-            ANNA,
-            Input::Photo {
-                media: photo("p3", 1_000),
-                caption: Some("go".into()),
-            },
-        )
-        .await;
+    let draft = w.send_photo(ANNA, photo("p3", 1_000), Some("go")).await;
     assert_eq!(keys(&draft), ["draft-image-video"]);
     assert!(
         w.jobs_of(ANNA).await.is_empty(),
@@ -810,54 +760,21 @@ async fn video_to_video_needs_a_public_url_and_a_source_of_3_to_10_seconds() {
     let w = world();
     w.user_with(ANNA, "1000").await;
     assert_eq!(
-        keys(
-            &w.send(
-                ANNA,
-                Input::Video {
-                    media: clip("v", 5),
-                    caption: Some("x".into())
-                }
-            )
-            .await
-        ),
+        keys(&w.send_video(ANNA, clip("v", 5), "x").await),
         ["video-start-with-command"]
     );
     w.choose_video(ANNA, "kling-v2-6", VideoDuration::Five)
         .await;
-    let r = w
-        .send(
-            ANNA,
-            Input::Video {
-                media: clip("v", 5),
-                caption: Some("x".into()),
-            },
-        )
-        .await;
+    let r = w.send_video(ANNA, clip("v", 5), "x").await;
     assert_eq!(keys(&r), ["video-to-video-unavailable"]);
 
     let w = world_with(config(true), None);
     w.user_with(ANNA, "1000").await;
     w.choose_video(ANNA, "kling-v2-6", VideoDuration::Five)
         .await;
-    let long = w
-        .send(
-            ANNA,
-            Input::Video {
-                media: clip("v", 12),
-                caption: Some("x".into()),
-            },
-        )
-        .await;
+    let long = w.send_video(ANNA, clip("v", 12), "x").await;
     assert_eq!(keys(&long), ["video-length"]);
-    let draft = w
-        .send(
-            ANNA,
-            Input::Video {
-                media: clip("v7", 7),
-                caption: Some("watercolor".into()),
-            },
-        )
-        .await;
+    let draft = w.send_video(ANNA, clip("v7", 7), "watercolor").await;
     assert_eq!(keys(&draft), ["draft-video-video"]);
     assert_eq!(
         arg(&draft[0], "price"),
@@ -905,6 +822,18 @@ async fn history_lists_entries_and_jobs() {
     assert_eq!(jobs.len(), 1);
 }
 
+/// The gateway's answer to a payment it created: pending, with its checkout page.
+fn checkout(r: &CreatePayment) -> GatewayPayment {
+    GatewayPayment {
+        provider_payment_id: format!("yk-{}", r.payment_id),
+        status: GatewayStatus::Pending,
+        amount: r.amount,
+        confirmation_url: Some("https://yoomoney.test/checkout".into()),
+        payment_id: Some(r.payment_id),
+        ..Default::default()
+    }
+}
+
 #[tokio::test]
 async fn pay_offers_amounts_then_a_link_and_a_check_button() {
     let w = world();
@@ -914,14 +843,9 @@ async fn pay_offers_amounts_then_a_link_and_a_check_button() {
     gateway.expect_create_payment().returning(|r| {
         Ok(GatewayPayment {
             provider_payment_id: "yk-1".into(),
-            status: GatewayStatus::Pending,
-            amount: r.amount,
-            confirmation_url: Some("https://yoomoney.test/checkout".into()),
-            payment_id: Some(r.payment_id),
             user_id: Some(r.user_id),
-            created_at: None,
             test: true,
-            ..Default::default()
+            ..checkout(r)
         })
     });
     gateway.expect_get_payment().returning(|id| {
@@ -981,16 +905,9 @@ fn buttons(replies: &[Reply], key: &str) -> Vec<Action> {
 #[tokio::test]
 async fn an_old_button_picks_what_it_showed_or_nothing() {
     let mut gateway = MockPaymentGateway::new();
-    gateway.expect_create_payment().returning(|r| {
-        Ok(GatewayPayment {
-            provider_payment_id: format!("yk-{}", r.payment_id),
-            status: GatewayStatus::Pending,
-            amount: r.amount,
-            confirmation_url: Some("https://yoomoney.test/checkout".into()),
-            payment_id: Some(r.payment_id),
-            ..Default::default()
-        })
-    });
+    gateway
+        .expect_create_payment()
+        .returning(|r| Ok(checkout(r)));
     let w = world_with(config(false), Some(gateway));
     w.user_with(ANNA, "0").await;
     let amounts = buttons(&w.say(ANNA, "/pay").await, "pay-amount");
@@ -1035,14 +952,7 @@ async fn with_receipts_the_email_is_asked_once_then_kept() {
         .times(2)
         .returning(move |r| {
             seen.lock().unwrap().push(r.receipt_email.clone());
-            Ok(GatewayPayment {
-                provider_payment_id: format!("yk-{}", r.payment_id),
-                status: GatewayStatus::Pending,
-                amount: r.amount,
-                confirmation_url: Some("https://yoomoney.test/checkout".into()),
-                payment_id: Some(r.payment_id),
-                ..Default::default()
-            })
+            Ok(checkout(r))
         });
     let w = world_full(config(false), Some(gateway), None, true);
     w.user_with(ANNA, "0").await;

@@ -61,6 +61,21 @@ fn failed_reason() -> FailureReason {
     }
 }
 
+/// The provider's result `result`, charged `cost` kopecks.
+fn succeeded(result: &str, cost: i64) -> JobEvent {
+    JobEvent::Succeeded {
+        result: AssetRef::new(result),
+        actual_cost: m(cost),
+        result_url: None,
+    }
+}
+
+fn failed() -> JobEvent {
+    JobEvent::Failed {
+        reason: failed_reason(),
+    }
+}
+
 /// Applies an event at 100 ms; panics when refused.
 fn step(job: &Job, ev: JobEvent, guard: &JobGuard) -> JobTransition {
     job.apply(&ev, guard, t(100)).unwrap()
@@ -78,16 +93,12 @@ fn claimed() -> Job {
 }
 
 fn done(job: &Job) -> Job {
-    step(
-        job,
-        JobEvent::Succeeded {
-            result: AssetRef::new("results/1.png"),
-            actual_cost: m(5_000),
-            result_url: None,
-        },
-        &mine(),
-    )
-    .after
+    step(job, succeeded("results/1.png", 5_000), &mine()).after
+}
+
+/// A claimed job whose provider failed.
+fn failed_job() -> Job {
+    step(&claimed(), failed(), &mine()).after
 }
 
 // ---- state machine ----
@@ -155,15 +166,7 @@ fn worker_events_need_the_live_lease() {
 
 #[test]
 fn success_captures_the_actual_cost_and_waits_for_delivery() {
-    let tr = step(
-        &claimed(),
-        JobEvent::Succeeded {
-            result: AssetRef::new("results/1.png"),
-            actual_cost: m(4_000),
-            result_url: None,
-        },
-        &mine(),
-    );
+    let tr = step(&claimed(), succeeded("results/1.png", 4_000), &mine());
     assert_eq!(
         tr.settlement(),
         Some(Settlement::Capture { actual: m(4_000) })
@@ -182,27 +185,13 @@ fn success_captures_the_actual_cost_and_waits_for_delivery() {
 
 #[test]
 fn success_above_the_quote_is_illegal() {
-    let r = claimed().apply(
-        &JobEvent::Succeeded {
-            result: AssetRef::new("r"),
-            actual_cost: m(5_001),
-            result_url: None,
-        },
-        &mine(),
-        t(100),
-    );
+    let r = claimed().apply(&succeeded("r", 5_001), &mine(), t(100));
     assert!(matches!(r, Err(ApplyError::Transition(_))));
 }
 
 #[test]
 fn failure_releases_and_a_user_cancel_of_a_pending_job_needs_no_notice() {
-    let tr = step(
-        &claimed(),
-        JobEvent::Failed {
-            reason: failed_reason(),
-        },
-        &mine(),
-    );
+    let tr = step(&claimed(), failed(), &mine());
     assert_eq!(tr.settlement(), Some(Settlement::Release));
     assert_eq!(tr.after().delivery, Delivery::Pending);
     let by_user = step(
@@ -256,15 +245,7 @@ fn a_users_cancel_stops_a_job_only_before_its_call_went_out() {
         calling.apply(&cancel, &JobGuard::Unleased, t(1)),
         Err(ApplyError::AlreadyBeingMade { .. })
     ));
-    let done = step(
-        &calling,
-        JobEvent::Succeeded {
-            result: AssetRef::new("r"),
-            actual_cost: m(5_000),
-            result_url: None,
-        },
-        &mine(),
-    );
+    let done = step(&calling, succeeded("r", 5_000), &mine());
     assert_eq!(
         (done.after().state, done.settlement()),
         (
@@ -296,15 +277,7 @@ fn an_admins_cancel_releases_at_once_and_a_late_result_is_delivered_free() {
         "the worker that made the call keeps it"
     );
     // The worker's result comes: kept, delivered free, no money moves.
-    let late = step(
-        &cancelled,
-        JobEvent::Succeeded {
-            result: AssetRef::new("r"),
-            actual_cost: m(5_000),
-            result_url: None,
-        },
-        &mine(),
-    );
+    let late = step(&cancelled, succeeded("r", 5_000), &mine());
     assert_eq!(late.settlement(), None);
     let late = late.into_after();
     assert_eq!(
@@ -383,35 +356,10 @@ fn delivery_is_recorded_once_and_ends_the_queue_entry() {
 #[test]
 fn repeated_final_events_change_nothing() {
     let job = done(&claimed());
-    let again = step(
-        &job,
-        JobEvent::Succeeded {
-            result: AssetRef::new("results/1.png"),
-            actual_cost: m(5_000),
-            result_url: None,
-        },
-        &mine(),
-    );
+    let again = step(&job, succeeded("results/1.png", 5_000), &mine());
     assert!(!again.changed());
     assert_eq!(again.settlement(), None);
-    let failed = step(
-        &claimed(),
-        JobEvent::Failed {
-            reason: failed_reason(),
-        },
-        &mine(),
-    )
-    .after;
-    assert!(
-        !step(
-            &failed,
-            JobEvent::Failed {
-                reason: failed_reason()
-            },
-            &mine()
-        )
-        .changed()
-    );
+    assert!(!step(&failed_job(), failed(), &mine()).changed());
 }
 
 #[test]
@@ -439,14 +387,6 @@ fn provider_task_id_is_set_once() {
 #[test]
 fn illegal_moves_are_rejected_with_their_names() {
     let completed = done(&claimed());
-    let failed = step(
-        &claimed(),
-        JobEvent::Failed {
-            reason: failed_reason(),
-        },
-        &mine(),
-    )
-    .after;
     let check = |job: &Job, ev: JobEvent| {
         let name = ev.name();
         match job.apply(&ev, &mine(), t(100)) {
@@ -456,12 +396,7 @@ fn illegal_moves_are_rejected_with_their_names() {
             other => panic!("{name} on {}: {other:?}", job.state),
         }
     };
-    check(
-        &completed,
-        JobEvent::Failed {
-            reason: failed_reason(),
-        },
-    );
+    check(&completed, failed());
     check(&completed, JobEvent::Generating);
     check(&completed, JobEvent::CallStarted);
     check(
@@ -470,14 +405,7 @@ fn illegal_moves_are_rejected_with_their_names() {
             by: CancelledBy::User,
         },
     );
-    check(
-        &failed,
-        JobEvent::Succeeded {
-            result: AssetRef::new("r"),
-            actual_cost: m(1),
-            result_url: None,
-        },
-    );
+    check(&failed_job(), succeeded("r", 1));
     check(&claimed(), JobEvent::Delivered);
     check(&claimed(), JobEvent::Undeliverable);
 }
@@ -544,33 +472,14 @@ const LIMITS: JobLimits = JobLimits {
 async fn world(balance: i64) -> World {
     let store = Arc::new(MemoryStore::new());
     let clock = Arc::new(ManualClock::new(t(1_000)));
-    let notifier = Arc::new(RecordingNotifier::default());
     let user = UserId::new(42).unwrap();
-    store
-        .register(
-            UserProfile {
-                id: user,
-                username: None,
-                first_name: None,
-                language: Language::Ru,
-            },
-            t(0),
-        )
-        .await
-        .unwrap();
-    if balance > 0 {
-        let e = NewEntry {
-            user_id: user,
-            kind: EntryKind::Credit,
-            amount: m(balance),
-            ref_type: RefType::Admin,
-            ref_id: "test".into(),
-            description: "seed".into(),
-            idempotency_key: IdempotencyKey::new("seed").unwrap(),
-            created_at: t(0),
-        };
-        store.post(e, None).await.unwrap();
-    }
+    let profile = UserProfile {
+        id: user,
+        username: None,
+        first_name: None,
+        language: Language::Ru,
+    };
+    store.register(profile, t(0)).await.unwrap();
     let ports = JobPorts {
         users: store.clone(),
         jobs: store.clone(),
@@ -579,14 +488,18 @@ async fn world(balance: i64) -> World {
         ids: Arc::new(SequentialIds::default()),
     };
     let jobs = Arc::new(JobService::new(ports, PriceList::seed_defaults(), LIMITS));
-    World {
+    let w = World {
         store,
         clock,
-        notifier,
+        notifier: Arc::new(RecordingNotifier::default()),
         assets: Arc::new(MemoryAssets::with_public_urls()),
         jobs,
         user,
+    };
+    if balance > 0 {
+        w.post(EntryKind::Credit, balance, "seed", t(0)).await;
     }
+    w
 }
 
 impl World {
@@ -604,12 +517,52 @@ impl World {
         )
     }
 
+    /// A runner whose image generator is called `times` times and answers `answer`
+    /// each time; no video is expected.
+    fn image_runner(
+        &self,
+        times: usize,
+        answer: Result<GeneratedImage, ProviderError>,
+    ) -> JobRunner {
+        let mut images = MockImageGenerator::new();
+        images
+            .expect_generate()
+            .times(times)
+            .returning(move |_| answer.clone());
+        self.runner(images, MockVideoGenerator::new())
+    }
+
+    /// A runner over the given Kling; no image is expected.
+    fn video_runner(&self, videos: MockVideoGenerator) -> JobRunner {
+        self.runner(MockImageGenerator::new(), videos)
+    }
+
     async fn claim(&self) -> Option<Job> {
         self.jobs.claim("w", Duration::from_secs(60)).await.unwrap()
     }
 
+    /// Claims the next job and runs it until the worker lets go.
+    async fn run_next(&self, runner: &JobRunner) -> StepOutcome {
+        run(runner, self.claim().await.unwrap()).await
+    }
+
     fn advance(&self, secs: u64) {
         self.clock.advance(Duration::from_secs(secs));
+    }
+
+    /// Posts an admin entry to the user's balance; `k` is its key and description.
+    async fn post(&self, kind: EntryKind, kopecks: i64, k: &str, at: Timestamp) {
+        let entry = NewEntry {
+            user_id: self.user,
+            kind,
+            amount: m(kopecks),
+            ref_type: RefType::Admin,
+            ref_id: "test".into(),
+            description: k.into(),
+            idempotency_key: key(k),
+            created_at: at,
+        };
+        self.store.post(entry, None).await.unwrap();
     }
 
     async fn available(&self) -> i64 {
@@ -633,6 +586,39 @@ impl World {
     async fn stored(&self, job: &Job) -> Job {
         self.store.job(job.id).await.unwrap().unwrap()
     }
+
+    /// Every notice sent so far, without its addressee.
+    fn notices(&self) -> Vec<Notice> {
+        self.notifier
+            .notices()
+            .into_iter()
+            .map(|(_, n)| n)
+            .collect()
+    }
+
+    /// How many results were delivered so far.
+    fn deliveries(&self) -> usize {
+        self.notices()
+            .iter()
+            .filter(|n| matches!(n, Notice::JobCompleted { .. }))
+            .count()
+    }
+
+    /// Stores what the (mocked) download of `job`'s video writes, and expects that
+    /// download once.
+    async fn expect_video_download(&self, videos: &mut MockVideoGenerator, job: &Job) {
+        self.assets
+            .write(&format!("results/{}.mp4", job.id), b"video")
+            .await
+            .unwrap();
+        let job_id = job.id;
+        videos.expect_download().times(1).returning(move |_, _| {
+            Ok(DownloadedAsset {
+                asset: AssetRef::new(format!("results/{job_id}.mp4")),
+                bytes: 10,
+            })
+        });
+    }
 }
 
 fn key(k: &str) -> IdempotencyKey {
@@ -648,6 +634,13 @@ async fn confirm(w: &World, k: &str) -> Result<Job, JobError> {
     confirm_spec(w, image_spec(), k).await
 }
 
+fn edit_spec(image: &str) -> JobSpec {
+    JobSpec::ImageEdit {
+        prompt: Prompt::parse("brighter").unwrap(),
+        image: AssetRef::new(image),
+    }
+}
+
 fn video_spec(mode: VideoMode, input: Option<&str>) -> JobSpec {
     JobSpec::Video {
         mode,
@@ -658,18 +651,33 @@ fn video_spec(mode: VideoMode, input: Option<&str>) -> JobSpec {
     }
 }
 
+fn task_1() -> ProviderTaskId {
+    ProviderTaskId::new("task-1").unwrap()
+}
+
+/// A Kling that accepts one task (`task-1`).
+fn kling_accepting() -> MockVideoGenerator {
+    let mut videos = MockVideoGenerator::new();
+    videos.expect_submit().times(1).returning(|_| Ok(task_1()));
+    videos
+}
+
 /// A Kling that accepts one task (`task-1`) and reports it running `polls` times.
 fn kling_running(polls: usize) -> MockVideoGenerator {
-    let mut videos = MockVideoGenerator::new();
-    videos
-        .expect_submit()
-        .times(1)
-        .returning(|_| Ok(ProviderTaskId::new("task-1").unwrap()));
+    let mut videos = kling_accepting();
     videos
         .expect_status()
         .times(polls)
         .returning(|_, _| Ok(VideoTaskStatus::Processing));
     videos
+}
+
+/// What Kling says of a finished 5 s video.
+fn kling_done() -> VideoTaskStatus {
+    VideoTaskStatus::Succeeded {
+        url: "https://cdn.test/v.mp4".into(),
+        duration_ms: Some(5_000),
+    }
 }
 
 async fn order_video(w: &World) -> Job {
@@ -698,6 +706,18 @@ fn png() -> GeneratedImage {
     }
 }
 
+/// Gemini's refusal of the content.
+fn unsafe_content() -> Result<GeneratedImage, ProviderError> {
+    Err(ProviderError::Refused {
+        reason: "unsafe".into(),
+    })
+}
+
+/// The status message the (recording) notifier started for `job`.
+fn status_of(job: &Job) -> crate::ports::MessageRef {
+    crate::ports::MessageRef::new(format!("status-{}", job.id))
+}
+
 /// Runs steps until the worker lets go of the job; returns the last outcome.
 async fn run(runner: &JobRunner, mut job: Job) -> StepOutcome {
     for _ in 0..20 {
@@ -708,6 +728,15 @@ async fn run(runner: &JobRunner, mut job: Job) -> StepOutcome {
         }
     }
     panic!("the runner never let go of the job");
+}
+
+/// A job whose image came and was captured, but whose progress notice and first
+/// delivery failed: the result is still to be delivered.
+async fn captured_undelivered(w: &World, runner: &JobRunner, job: &Job) {
+    w.notifier
+        .fail_next([Failure::Unavailable, Failure::Unavailable]);
+    w.run_next(runner).await;
+    assert_eq!(w.stored(job).await.delivery, Delivery::Pending);
 }
 
 #[tokio::test]
@@ -802,10 +831,7 @@ async fn refusals_at_creation_hold_nothing() {
 async fn an_image_job_runs_captures_and_is_delivered_once() {
     let w = world(10_000).await;
     let job = confirm(&w, "c1").await.unwrap();
-    let mut images = MockImageGenerator::new();
-    images.expect_generate().times(1).returning(|_| Ok(png()));
-    let runner = w.runner(images, MockVideoGenerator::new());
-    let out = run(&runner, w.claim().await.unwrap()).await;
+    let out = w.run_next(&w.image_runner(1, Ok(png()))).await;
     assert_eq!(out.next, Next::Finished);
     let stored = w.stored(&job).await;
     assert_eq!(
@@ -818,10 +844,8 @@ async fn an_image_job_runs_captures_and_is_delivered_once() {
     let result = stored.result.clone().unwrap();
     assert_eq!(w.assets.read(&result).await.unwrap(), png().bytes);
     let link = format!("https://assets.test/{result}?exp=604801");
-    let notices: Vec<Notice> = w.notifier.notices().into_iter().map(|(_, n)| n).collect();
-    let status = crate::ports::MessageRef::new(format!("status-{}", job.id));
     assert_eq!(
-        notices,
+        w.notices(),
         vec![
             Notice::JobProgress {
                 job_id: job.id,
@@ -836,13 +860,13 @@ async fn an_image_job_runs_captures_and_is_delivered_once() {
                 // Memory assets are public: every result also has its link.
                 download_link: Some(link),
                 resent: false,
-                status_message: Some(status.clone()),
+                status_message: Some(status_of(&job)),
             },
         ]
     );
     assert_eq!(
         stored.status_message,
-        Some(status),
+        Some(status_of(&job)),
         "the status message is kept"
     );
     assert_eq!(w.claim().await, None, "nothing left in the queue");
@@ -854,9 +878,7 @@ async fn a_failed_delivery_is_retried_later_and_recorded_once() {
     // Gap 1: a notifier error after the capture used to lose the delivery.
     let w = world(10_000).await;
     let job = confirm(&w, "c1").await.unwrap();
-    let mut images = MockImageGenerator::new();
-    images.expect_generate().times(1).returning(|_| Ok(png()));
-    let runner = w.runner(images, MockVideoGenerator::new());
+    let runner = w.image_runner(1, Ok(png()));
     let first = runner.step(w.claim().await.unwrap()).await.unwrap();
     assert_eq!(first.job.state, JobState::Completed);
     w.notifier
@@ -870,19 +892,13 @@ async fn a_failed_delivery_is_retried_later_and_recorded_once() {
     ));
     assert_eq!(w.claim().await, None, "not before the backoff");
     w.advance(5);
-    let out = run(&runner, w.claim().await.unwrap()).await;
+    let out = w.run_next(&runner).await;
     assert_eq!((out.next, out.job.delivery_attempts), (Next::Released, 2));
     w.advance(10);
-    let out = run(&runner, w.claim().await.unwrap()).await;
+    let out = w.run_next(&runner).await;
     assert_eq!(out.next, Next::Finished);
     assert_eq!(w.stored(&job).await.delivery, Delivery::Delivered);
-    let completed = w
-        .notifier
-        .notices()
-        .into_iter()
-        .filter(|(_, n)| matches!(n, Notice::JobCompleted { .. }))
-        .count();
-    assert_eq!(completed, 1, "delivered exactly once");
+    assert_eq!(w.deliveries(), 1, "delivered exactly once");
     assert_eq!(w.available().await, 5_000, "charged once");
 }
 
@@ -890,13 +906,11 @@ async fn a_failed_delivery_is_retried_later_and_recorded_once() {
 async fn a_user_who_blocked_the_bot_is_recorded_and_still_charged() {
     let w = world(10_000).await;
     let job = confirm(&w, "c1").await.unwrap();
-    let mut images = MockImageGenerator::new();
-    images.expect_generate().times(1).returning(|_| Ok(png()));
-    let runner = w.runner(images, MockVideoGenerator::new());
+    let runner = w.image_runner(1, Ok(png()));
     // The progress notice and then the result both meet the block.
     w.notifier
         .fail_next([Failure::Unreachable, Failure::Unreachable]);
-    let out = run(&runner, w.claim().await.unwrap()).await;
+    let out = w.run_next(&runner).await;
     assert_eq!(out.next, Next::Finished);
     let stored = w.stored(&job).await;
     assert_eq!(
@@ -916,14 +930,7 @@ async fn a_user_who_blocked_the_bot_is_recorded_and_still_charged() {
 async fn a_content_refusal_refunds_and_tells_the_reason() {
     let w = world(10_000).await;
     let job = confirm(&w, "c1").await.unwrap();
-    let mut images = MockImageGenerator::new();
-    images.expect_generate().times(1).returning(|_| {
-        Err(ProviderError::Refused {
-            reason: "unsafe".into(),
-        })
-    });
-    let runner = w.runner(images, MockVideoGenerator::new());
-    let out = run(&runner, w.claim().await.unwrap()).await;
+    let out = w.run_next(&w.image_runner(1, unsafe_content())).await;
     assert_eq!(out.next, Next::Finished);
     assert_eq!(w.available().await, 10_000);
     let reason = FailureReason::ContentRefused {
@@ -935,7 +942,7 @@ async fn a_content_refusal_refunds_and_tells_the_reason() {
             job_id: job.id,
             reason,
             refunded: m(5_000),
-            status_message: Some(crate::ports::MessageRef::new(format!("status-{}", job.id))),
+            status_message: Some(status_of(&job)),
         }
     )));
 }
@@ -944,21 +951,18 @@ async fn a_content_refusal_refunds_and_tells_the_reason() {
 async fn transient_failures_are_retried_with_backoff_then_refunded() {
     let w = world(10_000).await;
     let job = confirm(&w, "c1").await.unwrap();
-    let mut images = MockImageGenerator::new();
-    images.expect_generate().times(3).returning(|_| {
-        Err(ProviderError::Transient {
-            message: "503".into(),
-        })
+    let transient = Err(ProviderError::Transient {
+        message: "503".into(),
     });
-    let runner = w.runner(images, MockVideoGenerator::new());
-    let out = run(&runner, w.claim().await.unwrap()).await;
+    let runner = w.image_runner(3, transient);
+    let out = w.run_next(&runner).await;
     assert_eq!((out.next, out.job.attempts), (Next::Released, 1));
     w.advance(5);
-    let out = run(&runner, w.claim().await.unwrap()).await;
+    let out = w.run_next(&runner).await;
     assert_eq!((out.next, out.job.attempts), (Next::Released, 2));
     assert_eq!(w.claim().await, None, "the second wait is longer");
     w.advance(10);
-    let out = run(&runner, w.claim().await.unwrap()).await;
+    let out = w.run_next(&runner).await;
     assert_eq!(out.next, Next::Finished);
     assert_eq!(w.stored(&job).await.state, JobState::Failed);
     assert_eq!(w.available().await, 10_000);
@@ -973,9 +977,7 @@ async fn a_gemini_call_cut_off_by_a_crash_is_never_sent_again_and_refunded() {
     let job = confirm(&w, "c1").await.unwrap();
     // A worker claims, records the call, and dies before the answer.
     die_mid_call(&w, &job).await;
-    let mut images = MockImageGenerator::new();
-    images.expect_generate().never();
-    let runner = w.runner(images, MockVideoGenerator::new());
+    let runner = w.image_runner(0, Ok(png()));
     let out = runner.step(w.claim().await.unwrap()).await.unwrap();
     assert_eq!(out.notes, vec![StepNote::CallLost { provider: "gemini" }]);
     assert_eq!(out.job.state, JobState::Failed);
@@ -998,14 +1000,10 @@ async fn a_gemini_call_cut_off_by_a_crash_is_never_sent_again_and_refunded() {
 async fn a_gemini_answer_lost_after_sending_is_never_sent_again() {
     let w = world(10_000).await;
     let job = confirm(&w, "c1").await.unwrap();
-    let mut images = MockImageGenerator::new();
-    images.expect_generate().times(1).returning(|_| {
-        Err(ProviderError::Unknown {
-            message: "the connection to Gemini broke after the request was sent".into(),
-        })
+    let lost = Err(ProviderError::Unknown {
+        message: "the connection to Gemini broke after the request was sent".into(),
     });
-    let runner = w.runner(images, MockVideoGenerator::new());
-    let out = run(&runner, w.claim().await.unwrap()).await;
+    let out = w.run_next(&w.image_runner(1, lost)).await;
     assert_eq!(out.next, Next::Finished);
     let stored = w.stored(&job).await;
     assert_eq!((stored.state, stored.provider_calls), (JobState::Failed, 1));
@@ -1021,14 +1019,14 @@ async fn a_video_with_a_stored_task_resumes_polling_whatever_the_restarts() {
     let job = order_video(&w).await;
     let mut videos = kling_running(6);
     videos.expect_find_by_job().times(0);
-    let runner = w.runner(MockImageGenerator::new(), videos);
-    let out = run(&runner, w.claim().await.unwrap()).await;
+    let runner = w.video_runner(videos);
+    let out = w.run_next(&runner).await;
     assert!(matches!(out.next, Next::Wait(_)));
     assert_eq!(out.job.progress, Progress::Generating);
     // Five crashed workers in a row: each lease expires, the next one polls.
     for _ in 0..5 {
         w.advance(61);
-        let out = run(&runner, w.claim().await.unwrap()).await;
+        let out = w.run_next(&runner).await;
         assert!(matches!(out.next, Next::Wait(_)), "{out:?}");
     }
     let stored = w.stored(&job).await;
@@ -1043,33 +1041,19 @@ async fn a_video_with_a_stored_task_resumes_polling_whatever_the_restarts() {
 async fn a_video_create_whose_answer_was_lost_is_found_not_paid_again() {
     let w = world(100_000).await;
     let job = order_video(&w).await;
-    // What the (mocked) download stores.
-    w.assets
-        .write(&format!("results/{}.mp4", job.id), b"video")
-        .await
-        .unwrap();
-    die_mid_call(&w, &job).await;
     let mut videos = MockVideoGenerator::new();
+    w.expect_video_download(&mut videos, &job).await;
+    die_mid_call(&w, &job).await;
     videos.expect_submit().times(0);
     videos
         .expect_find_by_job()
         .times(1)
-        .returning(|_, _| Ok(Some(ProviderTaskId::new("task-1").unwrap())));
-    videos.expect_status().times(1).returning(|_, _| {
-        Ok(VideoTaskStatus::Succeeded {
-            url: "https://cdn.test/v.mp4".into(),
-            duration_ms: Some(5_000),
-        })
-    });
-    let job_id = job.id;
-    videos.expect_download().times(1).returning(move |_, _| {
-        Ok(DownloadedAsset {
-            asset: AssetRef::new(format!("results/{job_id}.mp4")),
-            bytes: 10,
-        })
-    });
-    let runner = w.runner(MockImageGenerator::new(), videos);
-    let out = run(&runner, w.claim().await.unwrap()).await;
+        .returning(|_, _| Ok(Some(task_1())));
+    videos
+        .expect_status()
+        .times(1)
+        .returning(|_, _| Ok(kling_done()));
+    let out = w.run_next(&w.video_runner(videos)).await;
     assert_eq!(out.next, Next::Finished);
     let stored = w.stored(&job).await;
     assert_eq!(stored.state, JobState::Completed);
@@ -1084,37 +1068,19 @@ async fn a_video_create_whose_answer_was_lost_is_found_not_paid_again() {
 async fn a_video_past_its_deadline_is_refunded_and_a_late_result_delivered_free() {
     let w = world(100_000).await;
     let job = order_video(&w).await;
-    // What the (mocked) download stores.
-    w.assets
-        .write(&format!("results/{}.mp4", job.id), b"video")
-        .await
-        .unwrap();
-    let mut videos = MockVideoGenerator::new();
-    videos
-        .expect_submit()
-        .times(1)
-        .returning(|_| Ok(ProviderTaskId::new("task-1").unwrap()));
+    let mut videos = kling_accepting();
+    w.expect_video_download(&mut videos, &job).await;
     let finished = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let f = finished.clone();
     videos.expect_status().returning(move |_, _| {
         Ok(if f.load(std::sync::atomic::Ordering::SeqCst) {
-            VideoTaskStatus::Succeeded {
-                url: "https://cdn.test/v.mp4".into(),
-                duration_ms: Some(5_000),
-            }
+            kling_done()
         } else {
             VideoTaskStatus::Processing
         })
     });
-    let job_id = job.id;
-    videos.expect_download().times(1).returning(move |_, _| {
-        Ok(DownloadedAsset {
-            asset: AssetRef::new(format!("results/{job_id}.mp4")),
-            bytes: 10,
-        })
-    });
-    let runner = w.runner(MockImageGenerator::new(), videos);
-    run(&runner, w.claim().await.unwrap()).await;
+    let runner = w.video_runner(videos);
+    w.run_next(&runner).await;
     // Still running after the old fixed 15 minutes: polled, not refunded.
     w.advance(15 * 60);
     let out = runner.step(w.claim().await.unwrap()).await.unwrap();
@@ -1122,7 +1088,7 @@ async fn a_video_past_its_deadline_is_refunded_and_a_late_result_delivered_free(
     assert_eq!(w.available().await, 90_000);
     // The deadline of a 5 s video (KLING_TASK_DEADLINE_SECS, 3600 s): refunded.
     w.advance(45 * 60);
-    let out = run(&runner, w.claim().await.unwrap()).await;
+    let out = w.run_next(&runner).await;
     let stored = w.stored(&job).await;
     assert_eq!(
         (stored.state, stored.failure.clone()),
@@ -1137,7 +1103,7 @@ async fn a_video_past_its_deadline_is_refunded_and_a_late_result_delivered_free(
     // Kling finishes after all: delivered free.
     finished.store(true, std::sync::atomic::Ordering::SeqCst);
     w.advance(61);
-    let out = run(&runner, w.claim().await.unwrap()).await;
+    let out = w.run_next(&runner).await;
     assert_eq!(out.next, Next::Finished);
     let stored = w.stored(&job).await;
     assert_eq!(
@@ -1146,10 +1112,8 @@ async fn a_video_past_its_deadline_is_refunded_and_a_late_result_delivered_free(
     );
     assert_eq!(w.available().await, 100_000, "free");
     let late: Vec<Notice> = w
-        .notifier
         .notices()
         .into_iter()
-        .map(|(_, n)| n)
         .filter(|n| matches!(n, Notice::JobLateResult { .. }))
         .collect();
     assert_eq!(late.len(), 1, "{late:?}");
@@ -1161,18 +1125,14 @@ async fn a_video_past_its_deadline_is_refunded_and_a_late_result_delivered_free(
 async fn poll_errors_back_off_and_never_end_a_running_task() {
     let w = world(100_000).await;
     let job = order_video(&w).await;
-    let mut videos = MockVideoGenerator::new();
-    videos
-        .expect_submit()
-        .times(1)
-        .returning(|_| Ok(ProviderTaskId::new("task-1").unwrap()));
+    let mut videos = kling_accepting();
     videos.expect_status().returning(|_, _| {
         Err(ProviderError::Transient {
             message: "502".into(),
         })
     });
-    let runner = w.runner(MockImageGenerator::new(), videos);
-    run(&runner, w.claim().await.unwrap()).await;
+    let runner = w.video_runner(videos);
+    w.run_next(&runner).await;
     let mut waits = Vec::new();
     for _ in 0..8 {
         let Some(claimed) = w.claim().await else {
@@ -1198,30 +1158,10 @@ async fn poll_errors_back_off_and_never_end_a_running_task() {
 async fn an_admins_cancel_during_a_run_releases_at_once_and_the_late_video_is_free() {
     let w = world(100_000).await;
     let job = order_video(&w).await;
-    // What the (mocked) download stores.
-    w.assets
-        .write(&format!("results/{}.mp4", job.id), b"video")
-        .await
-        .unwrap();
-    let mut videos = MockVideoGenerator::new();
-    videos
-        .expect_submit()
-        .times(1)
-        .returning(|_| Ok(ProviderTaskId::new("task-1").unwrap()));
-    videos.expect_status().returning(|_, _| {
-        Ok(VideoTaskStatus::Succeeded {
-            url: "https://cdn.test/v.mp4".into(),
-            duration_ms: Some(5_000),
-        })
-    });
-    let job_id = job.id;
-    videos.expect_download().times(1).returning(move |_, _| {
-        Ok(DownloadedAsset {
-            asset: AssetRef::new(format!("results/{job_id}.mp4")),
-            bytes: 10,
-        })
-    });
-    let runner = w.runner(MockImageGenerator::new(), videos);
+    let mut videos = kling_accepting();
+    w.expect_video_download(&mut videos, &job).await;
+    videos.expect_status().returning(|_, _| Ok(kling_done()));
+    let runner = w.video_runner(videos);
     let claimed = w.claim().await.unwrap();
     // The task is created (the call went out) ...
     let out = runner.step(claimed).await.unwrap();
@@ -1248,7 +1188,7 @@ async fn an_admins_cancel_during_a_run_releases_at_once_and_the_late_video_is_fr
         (JobState::Cancelled, None, Delivery::Delivered)
     );
     assert_eq!(w.available().await, 100_000);
-    let notices: Vec<Notice> = w.notifier.notices().into_iter().map(|(_, n)| n).collect();
+    let notices = w.notices();
     assert!(
         notices
             .iter()
@@ -1289,14 +1229,10 @@ async fn users_cancel_only_their_own_jobs() {
 async fn provider_auth_failures_alert_admins_and_refund() {
     let w = world(10_000).await;
     confirm(&w, "c1").await.unwrap();
-    let mut images = MockImageGenerator::new();
-    images.expect_generate().times(1).returning(|_| {
-        Err(ProviderError::OutOfFunds {
-            message: "quota".into(),
-        })
+    let out_of_funds = Err(ProviderError::OutOfFunds {
+        message: "quota".into(),
     });
-    let runner = w.runner(images, MockVideoGenerator::new());
-    let out = run(&runner, w.claim().await.unwrap()).await;
+    let out = w.run_next(&w.image_runner(1, out_of_funds)).await;
     assert_eq!(out.next, Next::Finished);
     assert_eq!(w.notifier.alerts().len(), 1);
     assert_eq!(w.available().await, 10_000);
@@ -1305,13 +1241,10 @@ async fn provider_auth_failures_alert_admins_and_refund() {
 #[tokio::test]
 async fn an_image_edit_whose_input_is_gone_fails_with_a_refund() {
     let w = world(10_000).await;
-    let spec = JobSpec::ImageEdit {
-        prompt: Prompt::parse("brighter").unwrap(),
-        image: AssetRef::new("inputs/missing.jpg"),
-    };
-    let job = confirm_spec(&w, spec, "e1").await.unwrap();
-    let runner = w.runner(MockImageGenerator::new(), MockVideoGenerator::new());
-    run(&runner, w.claim().await.unwrap()).await;
+    let job = confirm_spec(&w, edit_spec("inputs/missing.jpg"), "e1")
+        .await
+        .unwrap();
+    w.run_next(&w.image_runner(0, Ok(png()))).await;
     let stored = w.stored(&job).await;
     assert!(matches!(
         stored.failure,
@@ -1329,9 +1262,7 @@ async fn a_stale_worker_is_stopped_by_its_lost_lease() {
     w.advance(61);
     let second = w.claim().await.unwrap();
     assert_eq!(second.deliveries, 2);
-    let mut images = MockImageGenerator::new();
-    images.expect_generate().times(0);
-    let runner = w.runner(images, MockVideoGenerator::new());
+    let runner = w.image_runner(0, Ok(png()));
     assert!(matches!(
         runner.step(first).await,
         Err(JobError::LeaseLost(_))
@@ -1346,37 +1277,22 @@ async fn a_stale_worker_is_stopped_by_its_lost_lease() {
 async fn a_stale_worker_never_delivers_a_result_twice() {
     let w = world(10_000).await;
     let job = confirm(&w, "c1").await.unwrap();
-    let mut images = MockImageGenerator::new();
-    images.expect_generate().times(1).returning(|_| Ok(png()));
-    let runner = w.runner(images, MockVideoGenerator::new());
+    let runner = w.image_runner(1, Ok(png()));
     // Captured; the progress notice and the first delivery fail for now.
-    w.notifier
-        .fail_next([Failure::Unavailable, Failure::Unavailable]);
-    run(&runner, w.claim().await.unwrap()).await;
-    assert_eq!(w.stored(&job).await.delivery, Delivery::Pending);
+    captured_undelivered(&w, &runner, &job).await;
     w.advance(60);
     let stale = w.claim().await.unwrap();
     w.advance(61);
     let owner = w.claim().await.unwrap();
     assert_eq!(owner.id, stale.id);
-    let delivered_before = w
-        .notifier
-        .notices()
-        .iter()
-        .filter(|(_, n)| matches!(n, Notice::JobCompleted { .. }))
-        .count();
+    let delivered_before = w.deliveries();
     assert!(matches!(
         runner.step(stale).await,
         Err(JobError::LeaseLost(_))
     ));
-    let delivered_after = w
-        .notifier
-        .notices()
-        .iter()
-        .filter(|(_, n)| matches!(n, Notice::JobCompleted { .. }))
-        .count();
     assert_eq!(
-        delivered_after, delivered_before,
+        w.deliveries(),
+        delivered_before,
         "nothing sent by the stale worker"
     );
 }
@@ -1394,11 +1310,9 @@ async fn the_queue_resync_names_every_job_with_work_left() {
 #[tokio::test]
 async fn assets_in_use_are_those_of_jobs_with_work_left() {
     let w = world(100_000).await;
-    let spec = JobSpec::ImageEdit {
-        prompt: Prompt::parse("brighter").unwrap(),
-        image: AssetRef::new("inputs/photo.jpg"),
-    };
-    let job = confirm_spec(&w, spec, "e1").await.unwrap();
+    let job = confirm_spec(&w, edit_spec("inputs/photo.jpg"), "e1")
+        .await
+        .unwrap();
     assert_eq!(
         w.jobs.assets_in_use(100).await.unwrap(),
         vec![AssetRef::new("inputs/photo.jpg")]
@@ -1407,15 +1321,10 @@ async fn assets_in_use_are_those_of_jobs_with_work_left() {
         .write("inputs/photo.jpg", b"\xff\xd8jpeg")
         .await
         .unwrap();
-    let mut images = MockImageGenerator::new();
-    images.expect_generate().times(1).returning(|_| Ok(png()));
-    let runner = w.runner(images, MockVideoGenerator::new());
+    let runner = w.image_runner(1, Ok(png()));
     // Captured but not yet delivered: the result is still needed.
-    w.notifier
-        .fail_next([Failure::Unavailable, Failure::Unavailable]);
-    run(&runner, w.claim().await.unwrap()).await;
+    captured_undelivered(&w, &runner, &job).await;
     let stored = w.stored(&job).await;
-    assert_eq!(stored.delivery, Delivery::Pending);
     let in_use = w.jobs.assets_in_use(100).await.unwrap();
     assert_eq!(
         in_use,
@@ -1425,7 +1334,7 @@ async fn assets_in_use_are_those_of_jobs_with_work_left() {
         ]
     );
     w.advance(5);
-    run(&runner, w.claim().await.unwrap()).await;
+    w.run_next(&runner).await;
     assert!(
         w.jobs.assets_in_use(100).await.unwrap().is_empty(),
         "delivered: nothing held"
@@ -1441,11 +1350,8 @@ async fn the_confirmation_reply_becomes_the_status_message_the_worker_edits() {
         .set_status_message(job.id, message.clone())
         .await
         .unwrap();
-    let mut images = MockImageGenerator::new();
-    images.expect_generate().times(1).returning(|_| Ok(png()));
-    let runner = w.runner(images, MockVideoGenerator::new());
-    run(&runner, w.claim().await.unwrap()).await;
-    let progress = w.notifier.notices().into_iter().find_map(|(_, n)| match n {
+    w.run_next(&w.image_runner(1, Ok(png()))).await;
+    let progress = w.notices().into_iter().find_map(|n| match n {
         Notice::JobProgress { status_message, .. } => Some(status_message),
         _ => None,
     });
@@ -1468,14 +1374,7 @@ async fn a_failed_job_is_retried_once_at_its_quoted_price_with_a_fresh_hold() {
         ),
         "a pending job is not retried"
     );
-    let mut images = MockImageGenerator::new();
-    images.expect_generate().times(1).returning(|_| {
-        Err(ProviderError::Refused {
-            reason: "unsafe".into(),
-        })
-    });
-    let runner = w.runner(images, MockVideoGenerator::new());
-    run(&runner, w.claim().await.unwrap()).await;
+    w.run_next(&w.image_runner(1, unsafe_content())).await;
     assert_eq!(w.stored(&job).await.state, JobState::Failed);
     assert_eq!(w.available().await, 7_000, "refunded");
     let again = w
@@ -1513,14 +1412,7 @@ async fn a_failed_job_is_retried_once_at_its_quoted_price_with_a_fresh_hold() {
         .collect();
     assert_eq!(retries.len(), 1);
     assert_eq!(retries[0].actor, Actor::Cli("ops".into()));
-    assert!(
-        w.jobs
-            .claim("w", Duration::from_secs(60))
-            .await
-            .unwrap()
-            .is_some(),
-        "queued"
-    );
+    assert!(w.claim().await.is_some(), "queued");
     assert!(w.store.verify().await.unwrap().is_ok());
 }
 
@@ -1528,26 +1420,9 @@ async fn a_failed_job_is_retried_once_at_its_quoted_price_with_a_fresh_hold() {
 async fn a_retry_is_refused_when_the_balance_is_short() {
     let w = world(5_000).await;
     let job = confirm(&w, "c1").await.unwrap();
-    let mut images = MockImageGenerator::new();
-    images.expect_generate().times(1).returning(|_| {
-        Err(ProviderError::Refused {
-            reason: "unsafe".into(),
-        })
-    });
-    let runner = w.runner(images, MockVideoGenerator::new());
-    run(&runner, w.claim().await.unwrap()).await;
+    w.run_next(&w.image_runner(1, unsafe_content())).await;
     // Spend part of the refund elsewhere.
-    let spend = NewEntry {
-        user_id: w.user,
-        kind: EntryKind::Debit,
-        amount: m(1_000),
-        ref_type: RefType::Admin,
-        ref_id: "test".into(),
-        description: "spent".into(),
-        idempotency_key: IdempotencyKey::new("spent").unwrap(),
-        created_at: t(2_000),
-    };
-    w.store.post(spend, None).await.unwrap();
+    w.post(EntryKind::Debit, 1_000, "spent", t(2_000)).await;
     assert!(matches!(
         w.jobs
             .retry(job.id, Actor::Cli("ops".into()), "again")

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use super::*;
 use crate::memory::MemoryStore;
+use crate::payment::PaymentTransition;
 
 fn m(k: i64) -> Money {
     Money::from_kopecks(k).unwrap()
@@ -111,38 +112,85 @@ fn ports(store: &Arc<MemoryStore>) -> ImportPorts {
     }
 }
 
+/// A store the old bot's files are imported into, by an operator.
+struct Target {
+    store: Arc<MemoryStore>,
+}
+
+impl Target {
+    fn new() -> Self {
+        Target {
+            store: Arc::new(MemoryStore::new()),
+        }
+    }
+
+    async fn import(&self, s: &LegacySnapshot, at: i64) -> Result<ImportReport, ImportError> {
+        import(&ports(&self.store), s, Actor::Cli("ops".into()), t(at)).await
+    }
+
+    /// Imports `s` at `at` seconds; panics when refused.
+    async fn imported(&self, s: &LegacySnapshot, at: i64) -> ImportReport {
+        self.import(s, at).await.unwrap()
+    }
+
+    async fn balance(&self, user: i64) -> Money {
+        self.store.balance(u(user)).await.unwrap().available
+    }
+
+    async fn assert_sound(&self) {
+        let report = self.store.verify().await.unwrap();
+        assert!(report.is_ok(), "{:?}", report.violations);
+    }
+
+    /// One more run of `s`: nothing new, nothing credited twice; Anna keeps `anna`.
+    async fn assert_rerun_changes_nothing(&self, s: &LegacySnapshot, anna: Money) {
+        let rerun = self.imported(s, 300).await;
+        assert_eq!((rerun.entries_new, rerun.payments_credited), (0, 0));
+        assert_eq!(self.balance(1).await, anna);
+        self.assert_sound().await;
+    }
+
+    /// REI's webhook credits payment 3 at `at` seconds.
+    async fn paid_here(&self, at: i64) {
+        let paid = self.webhook_on_payment_3(at).await;
+        self.store.save_payment_transition(&paid).await.unwrap();
+    }
+
+    /// REI's webhook about payment 3 (50 ₽) at `at` seconds, applied to what is stored;
+    /// returns the transition.
+    async fn webhook_on_payment_3(&self, at: i64) -> PaymentTransition {
+        let stored = self.store.payment(payment_id_of(3)).await.unwrap().unwrap();
+        stored.apply(payment_3_succeeded(), t(at)).unwrap()
+    }
+}
+
+/// What YooKassa says of payment 3 once it is paid.
+fn payment_3_succeeded() -> PaymentEvent {
+    PaymentEvent::ProviderSucceeded {
+        provider_payment_id: "2f9e-old-3".into(),
+        amount: m(5_000),
+    }
+}
+
+/// The new rows, users, payments and jobs a run imported.
+fn news(r: &ImportReport) -> (usize, usize, usize, usize) {
+    (r.users_new, r.entries_new, r.payments_new, r.jobs_new)
+}
+
 #[tokio::test]
 async fn an_import_runs_once_and_keeps_old_payments_deduplicated() {
-    let store = Arc::new(MemoryStore::new());
-    let actor = Actor::Cli("ops".into());
-    let first = import(&ports(&store), &snapshot(), actor.clone(), t(100))
-        .await
-        .unwrap();
-    assert_eq!(
-        (
-            first.users_new,
-            first.entries_new,
-            first.payments_new,
-            first.jobs_new
-        ),
-        (2, 5, 2, 2)
-    );
+    let target = Target::new();
+    let first = target.imported(&snapshot(), 100).await;
+    assert_eq!(news(&first), (2, 5, 2, 2));
     assert_eq!(first.balances_total, m(26_000));
-    let again = import(&ports(&store), &snapshot(), actor, t(200))
-        .await
-        .unwrap();
+    let again = target.imported(&snapshot(), 200).await;
     assert_eq!(
-        (
-            again.users_new,
-            again.entries_new,
-            again.payments_new,
-            again.jobs_new
-        ),
+        news(&again),
         (0, 0, 0, 0),
         "a second run imports nothing new"
     );
-    let anna = store.balance(u(1)).await.unwrap().available;
-    assert_eq!(anna, m(25_000));
+    assert_eq!(target.balance(1).await, m(25_000));
+    let store = &target.store;
     assert!(store.user(u(2)).await.unwrap().unwrap().is_banned);
     let paid = store
         .payment_by_provider_id(PaymentProvider::Yookassa, "2f9e-old-1")
@@ -159,8 +207,7 @@ async fn an_import_runs_once_and_keeps_old_payments_deduplicated() {
         amount: m(30_000),
     };
     assert!(!paid.apply(event, t(300)).unwrap().changed());
-    let report = store.verify().await.unwrap();
-    assert!(report.is_ok(), "{:?}", report.violations);
+    target.assert_sound().await;
 }
 
 #[test]
@@ -204,18 +251,20 @@ fn a_file_that_does_not_add_up_is_refused_with_every_problem_named() {
 
 #[tokio::test]
 async fn a_refused_import_writes_nothing() {
-    let store = Arc::new(MemoryStore::new());
+    let target = Target::new();
     let mut s = snapshot();
     s.payments[1].state = PaymentState::Paid;
-    let err = import(&ports(&store), &s, Actor::Cli("ops".into()), t(1))
-        .await
-        .unwrap_err();
+    let err = target.import(&s, 1).await.unwrap_err();
     assert!(
         err.to_string()
             .contains("payment 2 is paid but the ledger has no credit"),
         "{err}"
     );
-    assert_eq!(store.user(u(1)).await.unwrap(), None, "nothing written");
+    assert_eq!(
+        target.store.user(u(1)).await.unwrap(),
+        None,
+        "nothing written"
+    );
 }
 
 /// The snapshot plus payment 3 (50 ₽) still pending in the old bot.
@@ -243,32 +292,17 @@ fn paid_in_the_old_bot(s: &mut LegacySnapshot) {
 
 #[tokio::test]
 async fn a_payment_paid_here_and_in_the_old_bot_is_credited_once_on_reimport() {
-    let store = Arc::new(MemoryStore::new());
-    let actor = Actor::Cli("ops".into());
+    let target = Target::new();
     let mut s = with_pending_payment();
-    import(&ports(&store), &s, actor.clone(), t(100))
-        .await
-        .unwrap();
+    target.imported(&s, 100).await;
     // REI's webhook credits payment 3 ...
-    let here = store.payment(payment_id_of(3)).await.unwrap().unwrap();
-    let paid = here
-        .apply(
-            PaymentEvent::ProviderSucceeded {
-                provider_payment_id: "2f9e-old-3".into(),
-                amount: m(5_000),
-            },
-            t(150),
-        )
-        .unwrap();
-    store.save_payment_transition(&paid).await.unwrap();
-    assert_eq!(store.balance(u(1)).await.unwrap().available, m(30_000));
+    target.paid_here(150).await;
+    assert_eq!(target.balance(1).await, m(30_000));
     // ... and the old bot, still running, credits it too.
     paid_in_the_old_bot(&mut s);
-    let again = import(&ports(&store), &s, actor.clone(), t(200))
-        .await
-        .unwrap();
+    let again = target.imported(&s, 200).await;
     assert_eq!(
-        store.balance(u(1)).await.unwrap().available,
+        target.balance(1).await,
         m(30_000),
         "one credit, whichever side wrote it"
     );
@@ -282,68 +316,38 @@ async fn a_payment_paid_here_and_in_the_old_bot_is_credited_once_on_reimport() {
         again.skipped
     );
     // And once more: nothing new, nothing twice.
-    let third = import(&ports(&store), &s, actor, t(300)).await.unwrap();
-    assert_eq!((third.entries_new, third.payments_credited), (0, 0));
-    assert_eq!(store.balance(u(1)).await.unwrap().available, m(30_000));
-    let report = store.verify().await.unwrap();
-    assert!(report.is_ok(), "{:?}", report.violations);
+    target.assert_rerun_changes_nothing(&s, m(30_000)).await;
 }
 
 #[tokio::test]
 async fn a_payment_the_old_bot_saw_paid_after_the_first_import_is_credited_once() {
-    let store = Arc::new(MemoryStore::new());
-    let actor = Actor::Cli("ops".into());
+    let target = Target::new();
     let mut s = with_pending_payment();
-    import(&ports(&store), &s, actor.clone(), t(100))
-        .await
-        .unwrap();
+    target.imported(&s, 100).await;
     paid_in_the_old_bot(&mut s);
-    let again = import(&ports(&store), &s, actor.clone(), t(200))
-        .await
-        .unwrap();
+    let again = target.imported(&s, 200).await;
     assert_eq!(again.payments_credited, 1);
-    let payment = store.payment(payment_id_of(3)).await.unwrap().unwrap();
-    assert_eq!(payment.state, PaymentState::Paid, "paid here too");
-    assert_eq!(store.balance(u(1)).await.unwrap().available, m(30_000));
-    // A late webhook about it changes nothing.
-    let late = payment
-        .apply(
-            PaymentEvent::ProviderSucceeded {
-                provider_payment_id: "2f9e-old-3".into(),
-                amount: m(5_000),
-            },
-            t(250),
-        )
+    let payment = target
+        .store
+        .payment(payment_id_of(3))
+        .await
+        .unwrap()
         .unwrap();
-    assert!(!late.changed());
-    let third = import(&ports(&store), &s, actor, t(300)).await.unwrap();
-    assert_eq!((third.entries_new, third.payments_credited), (0, 0));
-    assert_eq!(store.balance(u(1)).await.unwrap().available, m(30_000));
-    let report = store.verify().await.unwrap();
-    assert!(report.is_ok(), "{:?}", report.violations);
+    assert_eq!(payment.state, PaymentState::Paid, "paid here too");
+    assert_eq!(target.balance(1).await, m(30_000));
+    // A late webhook about it changes nothing.
+    assert!(!target.webhook_on_payment_3(250).await.changed());
+    target.assert_rerun_changes_nothing(&s, m(30_000)).await;
 }
 
 #[tokio::test]
 async fn a_payment_paid_here_but_cancelled_in_the_old_bot_stays_paid_and_is_reported() {
-    let store = Arc::new(MemoryStore::new());
-    let actor = Actor::Cli("ops".into());
+    let target = Target::new();
     let mut s = with_pending_payment();
-    import(&ports(&store), &s, actor.clone(), t(100))
-        .await
-        .unwrap();
-    let here = store.payment(payment_id_of(3)).await.unwrap().unwrap();
-    let paid = here
-        .apply(
-            PaymentEvent::ProviderSucceeded {
-                provider_payment_id: "2f9e-old-3".into(),
-                amount: m(5_000),
-            },
-            t(150),
-        )
-        .unwrap();
-    store.save_payment_transition(&paid).await.unwrap();
+    target.imported(&s, 100).await;
+    target.paid_here(150).await;
     s.payments[2].state = PaymentState::Cancelled;
-    let again = import(&ports(&store), &s, actor, t(200)).await.unwrap();
+    let again = target.imported(&s, 200).await;
     assert!(
         again
             .skipped
@@ -352,14 +356,15 @@ async fn a_payment_paid_here_but_cancelled_in_the_old_bot_stays_paid_and_is_repo
         "{:?}",
         again.skipped
     );
-    assert_eq!(store.balance(u(1)).await.unwrap().available, m(30_000));
+    assert_eq!(target.balance(1).await, m(30_000));
 }
 
 #[tokio::test]
 async fn rows_an_earlier_import_posted_under_their_own_keys_are_not_posted_again() {
     // What an earlier version of the import wrote: every row under the row's own key,
     // payment credits included.
-    let store = Arc::new(MemoryStore::new());
+    let target = Target::new();
+    let store = &target.store;
     let s = snapshot();
     for user in &s.users {
         let profile = UserProfile {
@@ -394,11 +399,8 @@ async fn rows_an_earlier_import_posted_under_their_own_keys_are_not_posted_again
         };
         store.post(old, None).await.unwrap();
     }
-    let again = import(&ports(&store), &s, Actor::Cli("ops".into()), t(200))
-        .await
-        .unwrap();
+    let again = target.imported(&s, 200).await;
     assert_eq!(again.entries_new, 0, "{again:?}");
-    assert_eq!(store.balance(u(1)).await.unwrap().available, m(25_000));
-    let report = store.verify().await.unwrap();
-    assert!(report.is_ok(), "{:?}", report.violations);
+    assert_eq!(target.balance(1).await, m(25_000));
+    target.assert_sound().await;
 }

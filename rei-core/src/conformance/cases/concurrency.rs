@@ -97,7 +97,7 @@ pub async fn concurrent_settlements_settle_once<S: Backend>(s: Store<S>) {
         async move { s.settle(r.id, how, at(9)).await }
     });
     let results = join_all(settles).await;
-    let state = s.reservation(r.id).await.unwrap().unwrap().state;
+    let state = hold_state(&*s, r.id).await;
     assert_ne!(state, ReservationState::Held, "one settlement won");
     let (wins, losses): (Vec<_>, Vec<_>) = results.iter().partition(|r| r.is_ok());
     assert_eq!(

@@ -83,36 +83,20 @@ pub async fn active_job_cap_is_enforced<S: Backend>(s: Store<S>) {
         ),
         "processing counts"
     );
-    transition(
-        &*s,
-        &processing,
-        JobEvent::Failed {
-            reason: FailureReason::ProviderFailed { detail: "x".into() },
-        },
-    )
-    .await
-    .unwrap();
+    let failed = JobEvent::Failed {
+        reason: FailureReason::ProviderFailed { detail: "x".into() },
+    };
+    transition(&*s, &processing, failed).await.unwrap();
     s.create_job(new_job(3, u, 100), 2).await.unwrap();
     assert_sound(&*s).await;
 }
 
 pub async fn stale_lease_is_refused<S: Backend>(s: Store<S>) {
-    let u = user(&*s, 1).await;
-    fund(&*s, u, 1_000).await;
-    let job = s.create_job(new_job(1, u, 100), 3).await.unwrap();
+    let (u, job) = user_with_job(&*s, 1_000, 100).await;
     let claimed = claim(&*s, &job).await.unwrap();
     let mut forged = claimed.clone();
     forged.lease = Some(JobLease::new(LeaseToken::new("not-the-lease"), at(60_000)));
-    let stale = transition(
-        &*s,
-        &forged,
-        JobEvent::Succeeded {
-            result: AssetRef::new("results/x.png"),
-            actual_cost: m(100),
-            result_url: None,
-        },
-    )
-    .await;
+    let stale = transition(&*s, &forged, success("results/x.png", 100)).await;
     assert!(
         matches!(stale, Err(StoreError::LeaseLost { job_id }) if job_id == job.id),
         "{stale:?}"
@@ -129,9 +113,7 @@ pub async fn stale_lease_is_refused<S: Backend>(s: Store<S>) {
 }
 
 pub async fn an_expired_lease_passes_to_the_next_worker<S: Backend>(s: Store<S>) {
-    let u = user(&*s, 1).await;
-    fund(&*s, u, 1_000).await;
-    let job = s.create_job(new_job(1, u, 100), 3).await.unwrap();
+    let (_, job) = user_with_job(&*s, 1_000, 100).await;
     let first = claim(&*s, &job).await.unwrap();
     assert_eq!((first.state, first.deliveries), (JobState::Processing, 1));
     let second_lease = JobLease::new(LeaseToken::new("second"), at(120_000));
@@ -236,21 +218,11 @@ pub async fn the_queue_hands_out_ready_jobs_oldest_first<S: Backend>(s: Store<S>
 }
 
 pub async fn finished_jobs_stay_queued_until_delivered<S: Backend>(s: Store<S>) {
-    let u = user(&*s, 1).await;
-    fund(&*s, u, 1_000).await;
-    let job = s.create_job(new_job(1, u, 100), 5).await.unwrap();
+    let (u, job) = user_with_job(&*s, 1_000, 100).await;
     let job = claim(&*s, &job).await.unwrap();
-    let done = transition(
-        &*s,
-        &job,
-        JobEvent::Succeeded {
-            result: AssetRef::new("results/x.png"),
-            actual_cost: m(100),
-            result_url: None,
-        },
-    )
-    .await
-    .unwrap();
+    let done = transition(&*s, &job, success("results/x.png", 100))
+        .await
+        .unwrap();
     assert_eq!(done.delivery, crate::job::Delivery::Pending);
     assert_eq!(
         s.queue_depth().await.unwrap(),
@@ -278,11 +250,7 @@ pub async fn finished_jobs_stay_queued_until_delivered<S: Backend>(s: Store<S>) 
     assert_eq!((delivered.run_after, delivered.lease), (None, None));
     assert_eq!(s.queue_depth().await.unwrap(), 0);
     assert_eq!(
-        s.reservation(job.reservation_id)
-            .await
-            .unwrap()
-            .unwrap()
-            .state,
+        hold_state(&*s, job.reservation_id).await,
         ReservationState::Captured,
         "charged once"
     );
@@ -294,9 +262,7 @@ pub async fn finished_jobs_stay_queued_until_delivered<S: Backend>(s: Store<S>) 
 /// result of a call that was out still comes, is kept and is delivered free: no second
 /// settlement.
 pub async fn a_running_job_is_cancelled_by_its_worker_once<S: Backend>(s: Store<S>) {
-    let u = user(&*s, 1).await;
-    fund(&*s, u, 1_000).await;
-    let job = s.create_job(new_job(1, u, 100), 5).await.unwrap();
+    let (u, job) = user_with_job(&*s, 1_000, 100).await;
     let running = claim(&*s, &job).await.unwrap();
     let calling = transition(&*s, &running, JobEvent::CallStarted)
         .await
@@ -321,17 +287,9 @@ pub async fn a_running_job_is_cancelled_by_its_worker_once<S: Backend>(s: Store<
     assert!(!again.changed, "cancelling twice changes nothing");
     assert_eq!(s.audit_log(10).await.unwrap().len(), 1, "audited once");
     // The worker's result arrives: kept and delivered free, released once.
-    let late = transition(
-        &*s,
-        &calling,
-        JobEvent::Succeeded {
-            result: AssetRef::new("results/x.png"),
-            actual_cost: m(100),
-            result_url: None,
-        },
-    )
-    .await
-    .unwrap();
+    let late = transition(&*s, &calling, success("results/x.png", 100))
+        .await
+        .unwrap();
     assert_eq!(
         (late.state, late.result.clone(), late.cost_actual),
         (
@@ -344,34 +302,19 @@ pub async fn a_running_job_is_cancelled_by_its_worker_once<S: Backend>(s: Store<
     assert_eq!(available(&*s, u).await, 1_000);
     assert_eq!(running.reservation_id, late.reservation_id);
     assert_eq!(
-        s.reservation(late.reservation_id)
-            .await
-            .unwrap()
-            .unwrap()
-            .state,
+        hold_state(&*s, late.reservation_id).await,
         ReservationState::Released
     );
     assert_sound(&*s).await;
 }
 
 pub async fn a_cost_above_the_stored_quote_is_refused<S: Backend>(s: Store<S>) {
-    let u = user(&*s, 1).await;
-    fund(&*s, u, 1_000).await;
-    let job = s.create_job(new_job(1, u, 100), 5).await.unwrap();
+    let (u, job) = user_with_job(&*s, 1_000, 100).await;
     let running = claim(&*s, &job).await.unwrap();
     // The caller's copy says the quote is larger: the store decides on its own row.
     let mut forged = running.clone();
     forged.quote.amount = m(1_000);
-    let r = transition(
-        &*s,
-        &forged,
-        JobEvent::Succeeded {
-            result: AssetRef::new("results/x.png"),
-            actual_cost: m(500),
-            result_url: None,
-        },
-    )
-    .await;
+    let r = transition(&*s, &forged, success("results/x.png", 500)).await;
     assert!(matches!(r, Err(StoreError::Transition(_))), "{r:?}");
     assert_eq!(available(&*s, u).await, 900);
     assert_eq!(s.job(job.id).await.unwrap().unwrap(), running);
@@ -393,17 +336,9 @@ pub async fn job_settlements_follow_transitions<S: Backend>(s: Store<S>) {
     )
     .await
     .unwrap();
-    let done = transition(
-        &*s,
-        &a,
-        JobEvent::Succeeded {
-            result: AssetRef::new("results/a.png"),
-            actual_cost: m(200),
-            result_url: None,
-        },
-    )
-    .await
-    .unwrap();
+    let done = transition(&*s, &a, success("results/a.png", 200))
+        .await
+        .unwrap();
     assert_eq!(
         done.provider_task_id
             .as_ref()
@@ -412,40 +347,28 @@ pub async fn job_settlements_follow_transitions<S: Backend>(s: Store<S>) {
     );
     assert_eq!(s.job(done.id).await.unwrap().unwrap(), done);
     assert_eq!(
-        s.reservation(done.reservation_id)
-            .await
-            .unwrap()
-            .unwrap()
-            .state,
+        hold_state(&*s, done.reservation_id).await,
         ReservationState::Captured
     );
     assert_eq!(available(&*s, u).await, 800);
     // failed: released
     let b = s.create_job(new_job(2, u, 300), 3).await.unwrap();
     let b = claim(&*s, &b).await.unwrap();
+    let refused = FailureReason::ContentRefused {
+        detail: "nope".into(),
+    };
     let failed = transition(
         &*s,
         &b,
         JobEvent::Failed {
-            reason: FailureReason::ContentRefused {
-                detail: "nope".into(),
-            },
+            reason: refused.clone(),
         },
     )
     .await
     .unwrap();
+    assert_eq!(failed.failure, Some(refused));
     assert_eq!(
-        failed.failure,
-        Some(FailureReason::ContentRefused {
-            detail: "nope".into()
-        })
-    );
-    assert_eq!(
-        s.reservation(failed.reservation_id)
-            .await
-            .unwrap()
-            .unwrap()
-            .state,
+        hold_state(&*s, failed.reservation_id).await,
         ReservationState::Released
     );
     // cancelled while pending: released
@@ -472,49 +395,35 @@ pub async fn jobs_are_filtered_newest_first<S: Backend>(s: Store<S>) {
     let b = s.create_job(new_job(2, v, 10), 5).await.unwrap();
     let c = s.create_job(new_job(3, u, 10), 5).await.unwrap();
     claim(&*s, &a).await.unwrap();
-    let ids = |jobs: Vec<Job>| jobs.into_iter().map(|j| j.id).collect::<Vec<_>>();
-    assert_eq!(
-        ids(s.jobs(JobFilter::default()).await.unwrap()),
-        vec![c.id, b.id, a.id]
-    );
-    assert_eq!(
-        ids(s
-            .jobs(JobFilter {
-                user_id: Some(u),
-                ..JobFilter::default()
-            })
-            .await
-            .unwrap()),
-        vec![c.id, a.id]
-    );
-    assert_eq!(
-        ids(s
-            .jobs(JobFilter {
-                state: Some(JobState::Pending),
-                ..JobFilter::default()
-            })
-            .await
-            .unwrap()),
-        vec![c.id, b.id]
-    );
-    assert_eq!(
-        ids(s
-            .jobs(JobFilter {
-                limit: 1,
-                ..JobFilter::default()
-            })
-            .await
-            .unwrap()),
-        vec![c.id]
-    );
+    let everything = JobFilter::default();
+    let mine = JobFilter {
+        user_id: Some(u),
+        ..everything.clone()
+    };
+    let pending = JobFilter {
+        state: Some(JobState::Pending),
+        ..everything.clone()
+    };
+    let newest = JobFilter {
+        limit: 1,
+        ..everything.clone()
+    };
+    for (filter, want) in [
+        (everything, vec![c.id, b.id, a.id]),
+        (mine, vec![c.id, a.id]),
+        (pending, vec![c.id, b.id]),
+        (newest, vec![c.id]),
+    ] {
+        let jobs = s.jobs(filter.clone()).await.unwrap();
+        let got: Vec<_> = jobs.iter().map(|j| j.id).collect();
+        assert_eq!(got, want, "{filter:?}");
+    }
 }
 
 /// A provider callback's wake is recorded on a running job (its worker sees it), and
 /// changes nothing on a job that is not running.
 pub async fn a_wake_is_recorded_on_a_running_job_only<S: Backend>(s: Store<S>) {
-    let u = user(&*s, 1).await;
-    fund(&*s, u, 1_000).await;
-    let job = s.create_job(new_job(1, u, 100), 5).await.unwrap();
+    let (_, job) = user_with_job(&*s, 1_000, 100).await;
     let wake = |n: i64| JobWrite {
         job_id: job.id,
         event: JobEvent::Woken,

@@ -125,6 +125,31 @@ fn new_job_keyed(n: u128, user: UserId, kopecks: i64, k: &str) -> NewJob {
     )
 }
 
+/// User 1, funded with `funds`, and a pending job (job 1) priced `price`.
+async fn user_with_job<S: Backend>(s: &S, funds: i64, price: i64) -> (UserId, Job) {
+    let u = user(s, 1).await;
+    fund(s, u, funds).await;
+    let job = s.create_job(new_job(1, u, price), 5).await.unwrap();
+    (u, job)
+}
+
+/// The provider's result `result`, charged `kopecks`.
+fn success(result: &str, kopecks: i64) -> JobEvent {
+    JobEvent::Succeeded {
+        result: AssetRef::new(result),
+        actual_cost: m(kopecks),
+        result_url: None,
+    }
+}
+
+fn hold_id(n: u128) -> ReservationId {
+    ReservationId::from_uuid(uuid(n))
+}
+
+async fn hold_state<S: Backend>(s: &S, id: ReservationId) -> ReservationState {
+    s.reservation(id).await.unwrap().unwrap().state
+}
+
 fn audit(user: UserId, action: AuditAction) -> AuditRecord {
     AuditRecord {
         actor: Actor::Cli("tester".into()),
@@ -191,6 +216,36 @@ fn new_payment(n: u128, user: UserId, kopecks: i64) -> NewPayment {
 async fn pay<S: Backend>(s: &S, p: &Payment, event: PaymentEvent) -> Result<Payment, StoreError> {
     let t = p.apply(event, at(50)).unwrap();
     s.save_payment_transition(&t).await
+}
+
+/// Payment `n` of `kopecks`, paid through the provider, who calls it `provider_id`.
+async fn paid_payment<S: Backend>(
+    s: &S,
+    n: u128,
+    user: UserId,
+    kopecks: i64,
+    provider_id: &str,
+) -> Payment {
+    let p = s
+        .create_payment(new_payment(n, user, kopecks))
+        .await
+        .unwrap();
+    pay(s, &p, succeeded(provider_id, kopecks)).await.unwrap()
+}
+
+fn registered(provider_id: &str) -> PaymentEvent {
+    PaymentEvent::Registered {
+        provider_payment_id: provider_id.into(),
+        confirmation_url: None,
+    }
+}
+
+/// A refund of `kopecks` starts, under the hold `hold`.
+fn refund_started(hold: ReservationId, kopecks: i64) -> PaymentEvent {
+    PaymentEvent::RefundStarted {
+        reservation_id: hold,
+        amount: m(kopecks),
+    }
 }
 
 fn succeeded(provider_id: &str, kopecks: i64) -> PaymentEvent {

@@ -32,31 +32,13 @@ pub async fn money_changes_write_their_notices_with_them<S: Backend>(s: Store<S>
         pay(&*s, &p, succeeded("yk-1", 30_000)).await,
         Err(StoreError::Conflict { .. })
     ));
-    let hold = ReservationId::from_uuid(uuid(7));
-    let started = pay(
-        &*s,
-        &paid,
-        PaymentEvent::RefundStarted {
-            reservation_id: hold,
-            amount: m(10_000),
-        },
-    )
-    .await
-    .unwrap();
+    let hold = hold_id(7);
+    let started = pay(&*s, &paid, refund_started(hold, 10_000)).await.unwrap();
     let part = pay(&*s, &started, PaymentEvent::RefundSucceeded { hold })
         .await
         .unwrap();
-    let again = ReservationId::from_uuid(uuid(8));
-    let started = pay(
-        &*s,
-        &part,
-        PaymentEvent::RefundStarted {
-            reservation_id: again,
-            amount: m(5_000),
-        },
-    )
-    .await
-    .unwrap();
+    let again = hold_id(8);
+    let started = pay(&*s, &part, refund_started(again, 5_000)).await.unwrap();
     pay(&*s, &started, PaymentEvent::RefundFailed { hold: again })
         .await
         .unwrap();

@@ -78,8 +78,7 @@ pub async fn forged_payment_transitions_move_no_money<S: Backend>(s: Store<S>) {
     assert_eq!(available(&*s, u).await, 10_000, "nothing credited");
     // Paid, with no refund under way: a copy that names a running job's hold as its
     // refund hold would release it.
-    let q = s.create_payment(new_payment(2, u, 5_000)).await.unwrap();
-    let paid = pay(&*s, &q, succeeded("yk-2", 5_000)).await.unwrap();
+    let paid = paid_payment(&*s, 2, u, 5_000, "yk-2").await;
     let job = s.create_job(new_job(1, u, 3_000), 3).await.unwrap();
     claim(&*s, &job).await.unwrap();
     let mut doctored = paid.clone();
@@ -100,11 +99,7 @@ pub async fn forged_payment_transitions_move_no_money<S: Backend>(s: Store<S>) {
         assert!(r.is_err(), "{r:?}");
     }
     assert_eq!(
-        s.reservation(job.reservation_id)
-            .await
-            .unwrap()
-            .unwrap()
-            .state,
+        hold_state(&*s, job.reservation_id).await,
         ReservationState::Held,
         "the job's hold is untouched"
     );
@@ -117,25 +112,8 @@ pub async fn provider_ids_are_unique<S: Backend>(s: Store<S>) {
     let u = user(&*s, 1).await;
     let a = s.create_payment(new_payment(1, u, 100)).await.unwrap();
     let b = s.create_payment(new_payment(2, u, 100)).await.unwrap();
-    pay(
-        &*s,
-        &a,
-        PaymentEvent::Registered {
-            provider_payment_id: "dup".into(),
-            confirmation_url: None,
-        },
-    )
-    .await
-    .unwrap();
-    let r = pay(
-        &*s,
-        &b,
-        PaymentEvent::Registered {
-            provider_payment_id: "dup".into(),
-            confirmation_url: None,
-        },
-    )
-    .await;
+    pay(&*s, &a, registered("dup")).await.unwrap();
+    let r = pay(&*s, &b, registered("dup")).await;
     assert!(matches!(r, Err(StoreError::Conflict { .. })), "{r:?}");
     assert_eq!(
         s.payment(b.id).await.unwrap().unwrap().provider_payment_id,
@@ -150,41 +128,26 @@ pub async fn payments_are_filtered<S: Backend>(s: Store<S>) {
     let b = s.create_payment(new_payment(2, v, 100)).await.unwrap();
     let c = s.create_payment(new_payment(3, u, 100)).await.unwrap();
     pay(&*s, &a, succeeded("p-a", 100)).await.unwrap();
-    let ids = |ps: Vec<Payment>| ps.into_iter().map(|p| p.id).collect::<Vec<_>>();
-    assert_eq!(
-        ids(s.payments(PaymentFilter::default()).await.unwrap()),
-        vec![c.id, b.id, a.id]
-    );
-    assert_eq!(
-        ids(s
-            .payments(PaymentFilter {
-                state: Some(PaymentState::Pending),
-                ..Default::default()
-            })
-            .await
-            .unwrap()),
-        vec![c.id, b.id]
-    );
-    assert_eq!(
-        ids(s
-            .payments(PaymentFilter {
-                user_id: Some(u),
-                ..Default::default()
-            })
-            .await
-            .unwrap()),
-        vec![c.id, a.id]
-    );
-    assert_eq!(
-        ids(s
-            .payments(PaymentFilter {
-                since: Some(at(2)),
-                ..Default::default()
-            })
-            .await
-            .unwrap()),
-        vec![c.id, b.id]
-    );
+    let by = |state, user_id, since| PaymentFilter {
+        state,
+        user_id,
+        since,
+        ..PaymentFilter::default()
+    };
+    let cases = [
+        (by(None, None, None), vec![c.id, b.id, a.id]),
+        (
+            by(Some(PaymentState::Pending), None, None),
+            vec![c.id, b.id],
+        ),
+        (by(None, Some(u), None), vec![c.id, a.id]),
+        (by(None, None, Some(at(2))), vec![c.id, b.id]),
+    ];
+    for (filter, want) in cases {
+        let listed = s.payments(filter.clone()).await.unwrap();
+        let got: Vec<_> = listed.iter().map(|p| p.id).collect();
+        assert_eq!(got, want, "{filter:?}");
+    }
 }
 
 pub async fn the_poller_sees_due_payments_oldest_first<S: Backend>(s: Store<S>) {
@@ -254,19 +217,10 @@ pub async fn the_poller_sees_due_payments_oldest_first<S: Backend>(s: Store<S>) 
         vec![b.id]
     );
     // A transition keeps the poller's bookkeeping.
-    let registered = pay(
-        &*s,
-        &a_now,
-        PaymentEvent::Registered {
-            provider_payment_id: "yk-1".into(),
-            confirmation_url: None,
-        },
-    )
-    .await
-    .unwrap();
+    let named = pay(&*s, &a_now, registered("yk-1")).await.unwrap();
     let stored = s.payment(a.id).await.unwrap().unwrap();
     assert_eq!((stored.checks, stored.next_check_at), (3, Some(at(100))));
-    assert_eq!(stored.version, registered.version);
+    assert_eq!(stored.version, named.version);
     // Refunds in progress: paid with a hold attached, and their refund id is kept.
     let c_paid = s.payment(c.id).await.unwrap().unwrap();
     assert!(
@@ -276,17 +230,8 @@ pub async fn the_poller_sees_due_payments_oldest_first<S: Backend>(s: Store<S>) 
             .payments
             .is_empty()
     );
-    let h = ReservationId::from_uuid(uuid(7));
-    let started = pay(
-        &*s,
-        &c_paid,
-        PaymentEvent::RefundStarted {
-            reservation_id: h,
-            amount: m(30_000),
-        },
-    )
-    .await
-    .unwrap();
+    let h = hold_id(7);
+    let started = pay(&*s, &c_paid, refund_started(h, 30_000)).await.unwrap();
     let asked = pay(
         &*s,
         &started,
@@ -407,16 +352,7 @@ pub async fn provider_units_and_global_provider_ids<S: Backend>(s: Store<S>) {
         Err(StoreError::IdempotencyConflict { .. })
     ));
     let yk = s.create_payment(new_payment(2, u, 100)).await.unwrap();
-    pay(
-        &*s,
-        &yk,
-        PaymentEvent::Registered {
-            provider_payment_id: "same-id".into(),
-            confirmation_url: None,
-        },
-    )
-    .await
-    .unwrap();
+    pay(&*s, &yk, registered("same-id")).await.unwrap();
     let r = pay(&*s, &created, succeeded("same-id", 15_000)).await;
     assert!(
         matches!(r, Err(StoreError::Conflict { .. })),

@@ -2,25 +2,25 @@
 
 use super::*;
 
+/// The key a refund of `paid` (at its version) places its hold under.
+fn refund_hold_key(paid: &Payment) -> IdempotencyKey {
+    key(&format!(
+        "payment:{}:refund-hold-v{}",
+        paid.id, paid.version
+    ))
+}
+
 /// `LedgerStore::settle` settles free-standing holds only: a job's hold and a payment's
 /// refund hold are settled by their own transitions.
 pub async fn only_free_holds_are_settled_on_their_own<S: Backend>(s: Store<S>) {
     let u = user(&*s, 1).await;
     fund(&*s, u, 10_000).await;
     let job = s.create_job(new_job(1, u, 3_000), 3).await.unwrap();
-    let p = s.create_payment(new_payment(1, u, 5_000)).await.unwrap();
-    let paid = pay(&*s, &p, succeeded("yk-1", 5_000)).await.unwrap();
-    let refunding = pay(
-        &*s,
-        &paid,
-        PaymentEvent::RefundStarted {
-            reservation_id: ReservationId::from_uuid(uuid(50)),
-            amount: m(5_000),
-        },
-    )
-    .await
-    .unwrap();
-    for owned in [job.reservation_id, ReservationId::from_uuid(uuid(50))] {
+    let paid = paid_payment(&*s, 1, u, 5_000, "yk-1").await;
+    let refunding = pay(&*s, &paid, refund_started(hold_id(50), 5_000))
+        .await
+        .unwrap();
+    for owned in [job.reservation_id, hold_id(50)] {
         let r = s.settle(owned, Settlement::Release, at(20)).await;
         assert!(
             matches!(
@@ -31,10 +31,7 @@ pub async fn only_free_holds_are_settled_on_their_own<S: Backend>(s: Store<S>) {
             ),
             "{r:?}"
         );
-        assert_eq!(
-            s.reservation(owned).await.unwrap().unwrap().state,
-            ReservationState::Held
-        );
+        assert_eq!(hold_state(&*s, owned).await, ReservationState::Held);
     }
     assert_eq!(s.payment(paid.id).await.unwrap().unwrap(), refunding);
     let free = s.reserve(hold(7, u, 1_000)).await.unwrap();
@@ -48,20 +45,12 @@ pub async fn only_free_holds_are_settled_on_their_own<S: Backend>(s: Store<S>) {
 
 pub async fn refund_hold_is_captured_with_the_transition<S: Backend>(s: Store<S>) {
     let u = user(&*s, 1).await;
-    let p = s.create_payment(new_payment(1, u, 30_000)).await.unwrap();
-    let paid = pay(&*s, &p, succeeded("yk-1", 30_000)).await.unwrap();
+    let paid = paid_payment(&*s, 1, u, 30_000, "yk-1").await;
     // A partial refund: its hold is placed with it, in one transaction.
-    let first = ReservationId::from_uuid(uuid(7));
-    let started = pay(
-        &*s,
-        &paid,
-        PaymentEvent::RefundStarted {
-            reservation_id: first,
-            amount: m(10_000),
-        },
-    )
-    .await
-    .unwrap();
+    let first = hold_id(7);
+    let started = pay(&*s, &paid, refund_started(first, 10_000))
+        .await
+        .unwrap();
     assert_eq!(started.refund_hold(), Some(first));
     assert_eq!(available(&*s, u).await, 20_000);
     assert_eq!(
@@ -75,22 +64,12 @@ pub async fn refund_hold_is_captured_with_the_transition<S: Backend>(s: Store<S>
         (part.state, part.refunded, part.refund.clone()),
         (PaymentState::Paid, m(10_000), None)
     );
-    assert_eq!(
-        s.reservation(first).await.unwrap().unwrap().state,
-        ReservationState::Captured
-    );
+    assert_eq!(hold_state(&*s, first).await, ReservationState::Captured);
     // The rest: refunded in full.
-    let second = ReservationId::from_uuid(uuid(8));
-    let rest = pay(
-        &*s,
-        &part,
-        PaymentEvent::RefundStarted {
-            reservation_id: second,
-            amount: m(20_000),
-        },
-    )
-    .await
-    .unwrap();
+    let second = hold_id(8);
+    let rest = pay(&*s, &part, refund_started(second, 20_000))
+        .await
+        .unwrap();
     let refunded = pay(&*s, &rest, PaymentEvent::RefundSucceeded { hold: second })
         .await
         .unwrap();
@@ -100,19 +79,9 @@ pub async fn refund_hold_is_captured_with_the_transition<S: Backend>(s: Store<S>
     );
     assert_eq!(available(&*s, u).await, 0);
     // A refused refund releases its hold instead.
-    let q = s.create_payment(new_payment(2, u, 10_000)).await.unwrap();
-    let q = pay(&*s, &q, succeeded("yk-2", 10_000)).await.unwrap();
-    let third = ReservationId::from_uuid(uuid(9));
-    let q = pay(
-        &*s,
-        &q,
-        PaymentEvent::RefundStarted {
-            reservation_id: third,
-            amount: m(10_000),
-        },
-    )
-    .await
-    .unwrap();
+    let q = paid_payment(&*s, 2, u, 10_000, "yk-2").await;
+    let third = hold_id(9);
+    let q = pay(&*s, &q, refund_started(third, 10_000)).await.unwrap();
     assert_eq!(available(&*s, u).await, 0);
     let q = pay(&*s, &q, PaymentEvent::RefundFailed { hold: third })
         .await
@@ -125,55 +94,28 @@ pub async fn refund_hold_is_captured_with_the_transition<S: Backend>(s: Store<S>
         .await
         .unwrap();
     assert_eq!(spent.balance, m(5_000));
-    let r = pay(
-        &*s,
-        &q,
-        PaymentEvent::RefundStarted {
-            reservation_id: ReservationId::from_uuid(uuid(10)),
-            amount: m(10_000),
-        },
-    )
-    .await;
+    let r = pay(&*s, &q, refund_started(hold_id(10), 10_000)).await;
     assert!(
         matches!(r, Err(StoreError::InsufficientFunds { available, .. }) if available == m(5_000)),
         "{r:?}"
     );
     assert_eq!(s.payment(q.id).await.unwrap().unwrap(), q);
-    assert_eq!(
-        s.reservation(ReservationId::from_uuid(uuid(10)))
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(s.reservation(hold_id(10)).await.unwrap(), None);
     assert_sound(&*s).await;
 }
 
 pub async fn refund_holds_are_checked_against_the_stored_payment<S: Backend>(s: Store<S>) {
     let u = user(&*s, 1).await;
     fund(&*s, u, 100_000).await;
-    let p = s.create_payment(new_payment(1, u, 30_000)).await.unwrap();
-    let paid = pay(&*s, &p, succeeded("yk-1", 30_000)).await.unwrap();
+    let paid = paid_payment(&*s, 1, u, 30_000, "yk-1").await;
     // The caller's copy says the payment was 10 000: a refund of that size fits the
     // copy, not the stored payment.
     let mut forged = paid.clone();
     forged.amount = m(10_000);
-    let r = pay(
-        &*s,
-        &forged,
-        PaymentEvent::RefundStarted {
-            reservation_id: ReservationId::from_uuid(uuid(20)),
-            amount: m(10_000),
-        },
-    )
-    .await;
+    let r = pay(&*s, &forged, refund_started(hold_id(20), 10_000)).await;
     assert!(matches!(r, Err(StoreError::Conflict { .. })), "{r:?}");
     assert_eq!(s.payment(paid.id).await.unwrap().unwrap(), paid);
-    assert_eq!(
-        s.reservation(ReservationId::from_uuid(uuid(20)))
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(s.reservation(hold_id(20)).await.unwrap(), None);
 }
 
 /// A refund's hold is keyed by the payment and its version: a hold already under that
@@ -181,27 +123,15 @@ pub async fn refund_holds_are_checked_against_the_stored_payment<S: Backend>(s: 
 pub async fn refund_holds_must_fit_their_payment<S: Backend>(s: Store<S>) {
     let u = user(&*s, 1).await;
     fund(&*s, u, 100_000).await;
-    let p = s.create_payment(new_payment(1, u, 30_000)).await.unwrap();
-    let paid = pay(&*s, &p, succeeded("yk-1", 30_000)).await.unwrap();
+    let paid = paid_payment(&*s, 1, u, 30_000, "yk-1").await;
     let squatter = s
         .reserve(NewReservation {
-            idempotency_key: key(&format!(
-                "payment:{}:refund-hold-v{}",
-                paid.id, paid.version
-            )),
+            idempotency_key: refund_hold_key(&paid),
             ..hold(10, u, 30_000)
         })
         .await
         .unwrap();
-    let r = pay(
-        &*s,
-        &paid,
-        PaymentEvent::RefundStarted {
-            reservation_id: ReservationId::from_uuid(uuid(11)),
-            amount: m(30_000),
-        },
-    )
-    .await;
+    let r = pay(&*s, &paid, refund_started(hold_id(11), 30_000)).await;
     assert!(
         matches!(
             r,
@@ -210,23 +140,16 @@ pub async fn refund_holds_must_fit_their_payment<S: Backend>(s: Store<S>) {
         "{r:?}"
     );
     assert_eq!(s.payment(paid.id).await.unwrap().unwrap().refund, None);
-    assert_eq!(
-        s.reservation(squatter.id).await.unwrap().unwrap().state,
-        ReservationState::Held
-    );
+    assert_eq!(hold_state(&*s, squatter.id).await, ReservationState::Held);
 }
 
 /// A hold in the refund namespace that no payment names (an older version's crash
 /// between placing it and recording it) is reported, and can be released on its own.
 pub async fn orphaned_refund_holds_are_reported<S: Backend>(s: Store<S>) {
     let u = user(&*s, 1).await;
-    let p = s.create_payment(new_payment(1, u, 30_000)).await.unwrap();
-    let paid = pay(&*s, &p, succeeded("yk-1", 30_000)).await.unwrap();
+    let paid = paid_payment(&*s, 1, u, 30_000, "yk-1").await;
     let orphan = NewReservation {
-        idempotency_key: key(&format!(
-            "payment:{}:refund-hold-v{}",
-            paid.id, paid.version
-        )),
+        idempotency_key: refund_hold_key(&paid),
         ..hold(1, u, 30_000)
     };
     let h = s.reserve(orphan).await.unwrap();

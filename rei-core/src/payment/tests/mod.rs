@@ -10,8 +10,8 @@ use crate::ledger::{EntryKind, NewEntry, RefType, ReservationState};
 use crate::memory::{ManualClock, MemoryStore, RecordingNotifier, SequentialIds};
 use crate::money::Money;
 use crate::ports::{
-    GatewayPayment, GatewayRefund, GatewayStatus, LedgerStore, MockPaymentGateway, Notice,
-    PaymentStore, ProviderError, RefundStatus, UserStore,
+    GatewayPayment, GatewayRefund, GatewayStatus, LedgerStore, MockPaymentGateway,
+    MockStarsGateway, Notice, PaymentStore, ProviderError, RefundRequest, RefundStatus, UserStore,
 };
 use crate::time::Timestamp;
 use crate::user::{Language, UserProfile};
@@ -347,6 +347,8 @@ fn payment_codes_are_stable() {
 struct World {
     store: Arc<MemoryStore>,
     notifier: Arc<RecordingNotifier>,
+    /// The clock of every service built over this world.
+    clock: Arc<ManualClock>,
     user: UserId,
 }
 
@@ -356,6 +358,15 @@ impl World {
         let later = Arc::new(ManualClock::new(Timestamp::from_millis(4_000_000_000_000)));
         crate::notice::flush(self.store.clone(), self.notifier.clone(), later).await;
         self.notifier.notices()
+    }
+
+    /// How many of the notices told so far are of the kind `is` picks.
+    async fn told_of(&self, is: fn(&Notice) -> bool) -> usize {
+        self.told().await.iter().filter(|(_, n)| is(n)).count()
+    }
+
+    async fn hold_state(&self, hold: ReservationId) -> ReservationState {
+        self.store.reservation(hold).await.unwrap().unwrap().state
     }
 }
 
@@ -377,6 +388,7 @@ async fn world() -> World {
     World {
         store,
         notifier: Arc::new(RecordingNotifier::default()),
+        clock: Arc::new(ManualClock::new(t(1_000))),
         user,
     }
 }
@@ -386,14 +398,24 @@ fn service(
     gateway: Option<MockPaymentGateway>,
     config: PaymentConfig,
 ) -> PaymentService {
+    service_with(w, gateway, None, config)
+}
+
+/// A payment service over the world's store, notifier and clock, with these gateways.
+fn service_with(
+    w: &World,
+    gateway: Option<MockPaymentGateway>,
+    stars: Option<MockStarsGateway>,
+    config: PaymentConfig,
+) -> PaymentService {
     PaymentService::new(
         PaymentPorts {
             users: w.store.clone(),
             payments: w.store.clone(),
             gateway: gateway.map(|g| Arc::new(g) as Arc<dyn crate::ports::PaymentGateway>),
-            stars: None,
+            stars: stars.map(|s| Arc::new(s) as Arc<dyn crate::ports::StarsGateway>),
             notifier: w.notifier.clone(),
-            clock: Arc::new(ManualClock::new(t(1_000))),
+            clock: w.clock.clone(),
             ids: Arc::new(SequentialIds::default()),
         },
         config,
@@ -404,6 +426,21 @@ fn config() -> PaymentConfig {
     PaymentConfig {
         return_url: "https://t.me/ReiBot".into(),
         ..PaymentConfig::default()
+    }
+}
+
+/// Stars on, at `rate` kopecks a Star.
+fn stars_config(rate: i64) -> PaymentConfig {
+    PaymentConfig {
+        stars_rate: Some(m(rate)),
+        ..config()
+    }
+}
+
+fn receipts_config() -> PaymentConfig {
+    PaymentConfig {
+        receipts: true,
+        ..config()
     }
 }
 
@@ -421,8 +458,30 @@ fn remote(id: &str, status: GatewayStatus, k: i64, ours: Option<PaymentId>) -> G
     }
 }
 
-fn gateway_creating(id: &'static str) -> MockPaymentGateway {
-    let mut g = MockPaymentGateway::new();
+/// The gateway's answer about a refund it knows nothing else of.
+fn refund_reply(id: &str, status: RefundStatus) -> GatewayRefund {
+    GatewayRefund {
+        refund_id: id.into(),
+        status,
+        provider_payment_id: None,
+        amount: None,
+    }
+}
+
+fn transient(message: &str) -> ProviderError {
+    ProviderError::Transient {
+        message: message.into(),
+    }
+}
+
+fn invalid(message: &str) -> ProviderError {
+    ProviderError::InvalidRequest {
+        message: message.into(),
+    }
+}
+
+/// Expects one creation, made as `id` (pending) for our return URL.
+fn expect_creating(g: &mut MockPaymentGateway, id: &'static str) {
     g.expect_create_payment().times(1).returning(move |req| {
         assert_eq!(req.return_url, "https://t.me/ReiBot");
         Ok(remote(
@@ -432,11 +491,49 @@ fn gateway_creating(id: &'static str) -> MockPaymentGateway {
             Some(req.payment_id),
         ))
     });
+}
+
+fn gateway_creating(id: &'static str) -> MockPaymentGateway {
+    let mut g = MockPaymentGateway::new();
+    expect_creating(&mut g, id);
     g
+}
+
+/// The refund requests a gateway was sent, in order.
+type Sent = Arc<std::sync::Mutex<Vec<RefundRequest>>>;
+
+/// A gateway whose refund calls get `answers` in order (exactly that many calls); the
+/// requests it is sent are kept.
+fn gateway_refunding(
+    answers: Vec<Result<GatewayRefund, ProviderError>>,
+) -> (MockPaymentGateway, Sent) {
+    let mut g = MockPaymentGateway::new();
+    let sent = Sent::default();
+    let kept = sent.clone();
+    let calls = answers.len();
+    let mut answers = answers.into_iter();
+    g.expect_refund().times(calls).returning(move |r| {
+        kept.lock().unwrap().push(r.clone());
+        answers.next().unwrap()
+    });
+    (g, sent)
 }
 
 async fn balance(w: &World) -> i64 {
     w.store.balance(w.user).await.unwrap().available.kopecks()
+}
+
+/// The next poller round finishes the refund of `p`: refunded, the money taken back,
+/// the ledger sound.
+async fn the_poller_finishes_the_refund(w: &World, svc: &PaymentService, p: &Payment) {
+    let report = svc.poll().await.unwrap();
+    assert_eq!(report.refunds_done, 1, "{report:?}");
+    assert_eq!(
+        svc.payment(p.id).await.unwrap().state,
+        PaymentState::Refunded
+    );
+    assert_eq!(balance(w).await, 0);
+    assert!(w.store.verify().await.unwrap().is_ok());
 }
 
 #[tokio::test]
@@ -460,13 +557,12 @@ async fn a_top_up_gets_a_link_then_the_webhook_credits_once() {
         assert!(!dup.credited, "duplicate webhooks credit nothing");
     }
     assert_eq!(balance(&w).await, 50_000);
-    let credited: Vec<_> = w
-        .told()
-        .await
-        .into_iter()
-        .filter(|(_, n)| matches!(n, Notice::PaymentCredited { .. }))
-        .collect();
-    assert_eq!(credited.len(), 1, "the user is told once");
+    assert_eq!(
+        w.told_of(|n| matches!(n, Notice::PaymentCredited { .. }))
+            .await,
+        1,
+        "the user is told once"
+    );
     assert!(w.store.verify().await.unwrap().is_ok());
 }
 
@@ -491,23 +587,10 @@ async fn the_check_button_asks_the_gateway_only_for_pending_payments() {
 async fn a_refused_creation_cancels_the_local_payment_but_an_unknown_outcome_stays_pending() {
     let w = world().await;
     let mut g = MockPaymentGateway::new();
-    let mut seq = mockall::Sequence::new();
+    let mut answers = [Err(invalid("amount.value")), Err(transient("503"))].into_iter();
     g.expect_create_payment()
-        .times(1)
-        .in_sequence(&mut seq)
-        .returning(|_| {
-            Err(ProviderError::InvalidRequest {
-                message: "amount.value".into(),
-            })
-        });
-    g.expect_create_payment()
-        .times(1)
-        .in_sequence(&mut seq)
-        .returning(|_| {
-            Err(ProviderError::Transient {
-                message: "503".into(),
-            })
-        });
+        .times(2)
+        .returning(move |_| answers.next().unwrap());
     let svc = service(&w, Some(g), config());
     let refused = svc.create_topup(w.user, m(10_000), None).await;
     assert!(
@@ -589,11 +672,7 @@ async fn bad_top_up_requests_change_nothing() {
     let w = world().await;
     let mut g = MockPaymentGateway::new();
     g.expect_create_payment().never();
-    let receipts = PaymentConfig {
-        receipts: true,
-        ..config()
-    };
-    let svc = service(&w, Some(g), receipts);
+    let svc = service(&w, Some(g), receipts_config());
     assert!(matches!(
         svc.create_topup(w.user, m(50), None).await,
         Err(PaymentError::AmountOutOfRange { .. })
@@ -624,14 +703,7 @@ async fn bad_top_up_requests_change_nothing() {
 #[tokio::test]
 async fn stars_credit_by_rate_once_per_charge() {
     let w = world().await;
-    let svc = service(
-        &w,
-        None,
-        PaymentConfig {
-            stars_rate: Some(m(150)),
-            ..config()
-        },
-    );
+    let svc = service(&w, None, stars_config(150));
     let p = svc.create_stars_topup(w.user, 100).await.unwrap();
     assert_eq!(
         (p.amount, p.provider),
@@ -658,16 +730,11 @@ async fn stars_credit_by_rate_once_per_charge() {
     ));
 }
 
+/// A top-up of `k` kopecks, paid: `g` (with the test's refund expectations) creates it
+/// as `yk-1` and then reports it paid.
 async fn paid_topup(w: &World, g: MockPaymentGateway, k: i64) -> (PaymentService, Payment) {
     let mut g = g;
-    g.expect_create_payment().times(1).returning(|req| {
-        Ok(remote(
-            "yk-1",
-            GatewayStatus::Pending,
-            req.amount.kopecks(),
-            Some(req.payment_id),
-        ))
-    });
+    expect_creating(&mut g, "yk-1");
     g.expect_get_payment()
         .returning(move |id| Ok(remote(id, GatewayStatus::Succeeded, k, None)));
     let svc = service(w, Some(g), config());
@@ -679,19 +746,11 @@ async fn paid_topup(w: &World, g: MockPaymentGateway, k: i64) -> (PaymentService
 #[tokio::test]
 async fn a_refund_takes_the_money_back_once() {
     let w = world().await;
-    let mut g = MockPaymentGateway::new();
-    g.expect_refund().times(1).returning(|req| {
-        assert_eq!(req.amount.kopecks(), 20_000);
-        Ok(GatewayRefund {
-            refund_id: "rf-1".into(),
-            status: RefundStatus::Succeeded,
-            provider_payment_id: None,
-            amount: None,
-        })
-    });
+    let (g, sent) = gateway_refunding(vec![Ok(refund_reply("rf-1", RefundStatus::Succeeded))]);
     let (svc, p) = paid_topup(&w, g, 20_000).await;
     let out = svc.refund(p.id, None).await.unwrap();
     assert!(matches!(out, RefundOutcome::Refunded(ref r) if r.state == PaymentState::Refunded));
+    assert_eq!(sent.lock().unwrap()[0].amount, m(20_000));
     assert_eq!(balance(&w).await, 0);
     assert!(
         matches!(
@@ -706,8 +765,7 @@ async fn a_refund_takes_the_money_back_once() {
 #[tokio::test]
 async fn a_refund_of_spent_money_is_refused_with_a_clear_error() {
     let w = world().await;
-    let mut g = MockPaymentGateway::new();
-    g.expect_refund().never();
+    let (g, _) = gateway_refunding(Vec::new());
     let (svc, p) = paid_topup(&w, g, 20_000).await;
     let spend = NewEntry {
         user_id: w.user,
@@ -733,40 +791,13 @@ async fn a_refund_of_spent_money_is_refused_with_a_clear_error() {
 #[tokio::test]
 async fn a_refused_refund_releases_the_hold_and_a_later_one_can_succeed() {
     let w = world().await;
-    let mut g = MockPaymentGateway::new();
-    let seen = Arc::new(std::sync::Mutex::new(None));
-    let first = seen.clone();
-    let mut seq = mockall::Sequence::new();
-    g.expect_refund()
-        .times(1)
-        .in_sequence(&mut seq)
-        .returning(move |r| {
-            *seen.lock().unwrap() = Some(r.idempotency_key.clone());
-            Ok(GatewayRefund {
-                refund_id: "rf".into(),
-                status: RefundStatus::Canceled {
-                    reason: Some("rejected_by_payee".into()),
-                },
-                provider_payment_id: None,
-                amount: None,
-            })
-        });
-    g.expect_refund()
-        .times(1)
-        .in_sequence(&mut seq)
-        .returning(move |r| {
-            assert_ne!(
-                first.lock().unwrap().as_ref(),
-                Some(&r.idempotency_key),
-                "a new attempt after a refusal uses a new key"
-            );
-            Ok(GatewayRefund {
-                refund_id: "rf2".into(),
-                status: RefundStatus::Succeeded,
-                provider_payment_id: None,
-                amount: None,
-            })
-        });
+    let refused = RefundStatus::Canceled {
+        reason: Some("rejected_by_payee".into()),
+    };
+    let (g, sent) = gateway_refunding(vec![
+        Ok(refund_reply("rf", refused)),
+        Ok(refund_reply("rf2", RefundStatus::Succeeded)),
+    ]);
     let (svc, p) = paid_topup(&w, g, 20_000).await;
     assert!(matches!(
         svc.refund(p.id, None).await,
@@ -777,6 +808,11 @@ async fn a_refused_refund_releases_the_hold_and_a_later_one_can_succeed() {
         svc.refund(p.id, None).await.unwrap(),
         RefundOutcome::Refunded(_)
     ));
+    let sent = sent.lock().unwrap().clone();
+    assert_ne!(
+        sent[0].idempotency_key, sent[1].idempotency_key,
+        "a new attempt after a refusal uses a new key"
+    );
     assert_eq!(balance(&w).await, 0);
     assert!(w.store.verify().await.unwrap().is_ok());
 }
@@ -784,41 +820,17 @@ async fn a_refused_refund_releases_the_hold_and_a_later_one_can_succeed() {
 #[tokio::test]
 async fn a_transient_refund_failure_keeps_the_hold_for_a_safe_retry() {
     let w = world().await;
-    let mut g = MockPaymentGateway::new();
-    let keys = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let (k1, k2) = (keys.clone(), keys.clone());
-    let mut seq = mockall::Sequence::new();
-    g.expect_refund()
-        .times(1)
-        .in_sequence(&mut seq)
-        .returning(move |r| {
-            k1.lock().unwrap().push(r.idempotency_key.clone());
-            Err(ProviderError::Transient {
-                message: "timeout".into(),
-            })
-        });
-    g.expect_refund()
-        .times(1)
-        .in_sequence(&mut seq)
-        .returning(move |r| {
-            k2.lock().unwrap().push(r.idempotency_key.clone());
-            Ok(GatewayRefund {
-                refund_id: "rf".into(),
-                status: RefundStatus::Succeeded,
-                provider_payment_id: None,
-                amount: None,
-            })
-        });
+    let (g, sent) = gateway_refunding(vec![
+        Err(transient("timeout")),
+        Ok(refund_reply("rf", RefundStatus::Succeeded)),
+    ]);
     let (svc, p) = paid_topup(&w, g, 20_000).await;
     assert!(matches!(
         svc.refund(p.id, None).await,
         Err(PaymentError::Provider(_))
     ));
     let held = svc.payment(p.id).await.unwrap().refund_hold().unwrap();
-    assert_eq!(
-        w.store.reservation(held).await.unwrap().unwrap().state,
-        ReservationState::Held
-    );
+    assert_eq!(w.hold_state(held).await, ReservationState::Held);
     assert_eq!(
         balance(&w).await,
         0,
@@ -826,15 +838,15 @@ async fn a_transient_refund_failure_keeps_the_hold_for_a_safe_retry() {
     );
     svc.refund(p.id, None).await.unwrap();
     assert_eq!(
-        w.store.reservation(held).await.unwrap().unwrap().state,
+        w.hold_state(held).await,
         ReservationState::Captured,
         "the same hold is captured"
     );
     assert!(w.store.verify().await.unwrap().is_ok());
-    let keys = keys.lock().unwrap();
-    assert_eq!(keys.len(), 2);
+    let sent = sent.lock().unwrap();
+    assert_eq!(sent.len(), 2);
     assert_eq!(
-        keys[0], keys[1],
+        sent[0].idempotency_key, sent[1].idempotency_key,
         "a retried refund reuses its idempotency key"
     );
 }
@@ -872,24 +884,10 @@ fn a_late_registration_after_the_webhook_is_a_repeat() {
 #[tokio::test]
 async fn stars_are_credited_at_the_invoiced_rate_even_after_a_rate_change() {
     let w = world().await;
-    let old = service(
-        &w,
-        None,
-        PaymentConfig {
-            stars_rate: Some(m(150)),
-            ..config()
-        },
-    );
+    let old = service(&w, None, stars_config(150));
     let p = old.create_stars_topup(w.user, 100).await.unwrap();
     assert_eq!(p.provider_units, Some(100));
-    let new = service(
-        &w,
-        None,
-        PaymentConfig {
-            stars_rate: Some(m(200)),
-            ..config()
-        },
-    );
+    let new = service(&w, None, stars_config(200));
     assert!(matches!(
         new.stars_paid(p.id, "stx-1", 99).await,
         Err(PaymentError::StarsMismatch {
@@ -908,12 +906,7 @@ async fn stars_are_credited_at_the_invoiced_rate_even_after_a_rate_change() {
 #[tokio::test]
 async fn a_refund_error_of_any_kind_keeps_the_hold() {
     let w = world().await;
-    let mut g = MockPaymentGateway::new();
-    g.expect_refund().times(1).returning(|_| {
-        Err(ProviderError::InvalidRequest {
-            message: "payment already refunded".into(),
-        })
-    });
+    let (g, _) = gateway_refunding(vec![Err(invalid("payment already refunded"))]);
     let (svc, p) = paid_topup(&w, g, 20_000).await;
     assert!(matches!(
         svc.refund(p.id, None).await,
@@ -921,7 +914,7 @@ async fn a_refund_error_of_any_kind_keeps_the_hold() {
     ));
     let held = svc.payment(p.id).await.unwrap().refund_hold().unwrap();
     assert_eq!(
-        w.store.reservation(held).await.unwrap().unwrap().state,
+        w.hold_state(held).await,
         ReservationState::Held,
         "a 4xx may hide a refund that happened: the money stays held, never handed back twice"
     );
@@ -935,10 +928,8 @@ async fn two_refunds_at_once_ask_the_provider_once_and_take_the_money_back_once(
     let mut g = MockPaymentGateway::new();
     g.expect_refund().times(1).returning(|r| {
         Ok(GatewayRefund {
-            refund_id: "rf".into(),
-            status: RefundStatus::Succeeded,
-            provider_payment_id: None,
             amount: Some(r.amount),
+            ..refund_reply("rf", RefundStatus::Succeeded)
         })
     });
     let (svc, p) = paid_topup(&w, g, 20_000).await;

@@ -10,100 +10,114 @@ use crate::ports::{Clock, PaymentPage};
 const MIN: Duration = Duration::from_secs(60);
 const HOUR: Duration = Duration::from_secs(3600);
 
-fn service_with_clock(
-    w: &World,
-    gateway: Option<MockPaymentGateway>,
-    config: PaymentConfig,
-) -> (PaymentService, Arc<ManualClock>) {
-    let clock = Arc::new(ManualClock::new(t(1_000)));
-    let svc = PaymentService::new(
-        PaymentPorts {
-            users: w.store.clone(),
-            payments: w.store.clone(),
-            gateway: gateway.map(|g| Arc::new(g) as Arc<dyn crate::ports::PaymentGateway>),
-            stars: None,
-            notifier: w.notifier.clone(),
-            clock: clock.clone(),
-            ids: Arc::new(SequentialIds::default()),
-        },
-        config,
-    );
-    (svc, clock)
-}
-
-fn stars_config() -> PaymentConfig {
-    PaymentConfig {
-        stars_rate: Some(m(150)),
-        ..config()
-    }
-}
-
-/// A gateway that creates `yk-<n>` payments (n = 1, 2, …) and answers reads from a
-/// shared table of statuses.
-fn gateway_with(
+/// A YooKassa that creates `yk-<n>` payments (n = 1, 2, …) and answers reads from a
+/// table of statuses the test sets; it keeps the ids it was asked about.
+#[derive(Default)]
+struct Table {
     statuses: Arc<Mutex<Vec<(String, GatewayStatus)>>>,
     asked: Arc<Mutex<Vec<String>>>,
-) -> MockPaymentGateway {
-    let mut g = MockPaymentGateway::new();
-    let created = Arc::new(Mutex::new(0));
-    let table = statuses.clone();
-    g.expect_create_payment().returning(move |req| {
-        let mut n = created.lock().unwrap();
-        *n += 1;
-        let id = format!("yk-{n}");
-        table
-            .lock()
-            .unwrap()
-            .push((id.clone(), GatewayStatus::Pending));
-        Ok(remote(
-            &id,
-            GatewayStatus::Pending,
-            req.amount.kopecks(),
-            Some(req.payment_id),
-        ))
-    });
-    g.expect_get_payment().returning(move |id| {
-        asked.lock().unwrap().push(id.to_owned());
-        let status = statuses
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|(s, _)| s == id)
-            .map(|(_, st)| st.clone())
-            .ok_or(ProviderError::NotFound {
-                message: id.to_owned(),
-            })?;
-        Ok(remote(id, status, 10_000, None))
-    });
-    g
 }
 
-fn set_status(statuses: &Mutex<Vec<(String, GatewayStatus)>>, id: &str, to: GatewayStatus) {
-    for (s, st) in statuses.lock().unwrap().iter_mut() {
-        if s == id {
-            *st = to.clone();
+impl Table {
+    fn gateway(&self) -> MockPaymentGateway {
+        let mut g = MockPaymentGateway::new();
+        let created = Arc::new(Mutex::new(0));
+        let table = self.statuses.clone();
+        g.expect_create_payment().returning(move |req| {
+            let mut n = created.lock().unwrap();
+            *n += 1;
+            let id = format!("yk-{n}");
+            table
+                .lock()
+                .unwrap()
+                .push((id.clone(), GatewayStatus::Pending));
+            Ok(remote(
+                &id,
+                GatewayStatus::Pending,
+                req.amount.kopecks(),
+                Some(req.payment_id),
+            ))
+        });
+        let (statuses, asked) = (self.statuses.clone(), self.asked.clone());
+        g.expect_get_payment().returning(move |id| {
+            asked.lock().unwrap().push(id.to_owned());
+            let status = statuses
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|(s, _)| s == id)
+                .map(|(_, st)| st.clone())
+                .ok_or(ProviderError::NotFound {
+                    message: id.to_owned(),
+                })?;
+            Ok(remote(id, status, 10_000, None))
+        });
+        g
+    }
+
+    fn set(&self, id: &str, to: GatewayStatus) {
+        for (s, st) in self.statuses.lock().unwrap().iter_mut() {
+            if s == id {
+                *st = to.clone();
+            }
         }
     }
+
+    /// The ids asked about so far, oldest first.
+    fn asked(&self) -> Vec<String> {
+        self.asked.lock().unwrap().clone()
+    }
+}
+
+/// A service over the table's gateway; the world's clock drives it.
+fn table_service(w: &World, config: PaymentConfig) -> (Table, PaymentService) {
+    let table = Table::default();
+    let svc = service(w, Some(table.gateway()), config);
+    (table, svc)
+}
+
+/// What the gateway says of a refund of the whole of `yk-1` (200 ₽).
+fn refund_answer(id: &str, status: RefundStatus) -> GatewayRefund {
+    GatewayRefund {
+        provider_payment_id: Some("yk-1".into()),
+        amount: Some(m(20_000)),
+        ..refund_reply(id, status)
+    }
+}
+
+/// A gateway that takes one refund, `rf-1`, as pending.
+fn gateway_refunding_pending() -> MockPaymentGateway {
+    gateway_refunding(vec![Ok(refund_answer("rf-1", RefundStatus::Pending))]).0
+}
+
+/// The provider's word that refund `refund_id` of `yk-1` changed.
+fn refund_hint(refund_id: &str) -> GatewayHint {
+    GatewayHint::Refund {
+        refund_id: refund_id.into(),
+        provider_payment_id: "yk-1".into(),
+    }
+}
+
+async fn refunds_told(w: &World) -> usize {
+    w.told_of(|n| matches!(n, Notice::PaymentRefunded { .. }))
+        .await
 }
 
 #[tokio::test]
 async fn the_poller_credits_a_paid_top_up_whose_webhook_was_lost_oldest_first() {
     let w = world().await;
-    let statuses = Arc::new(Mutex::new(Vec::new()));
-    let asked = Arc::new(Mutex::new(Vec::new()));
-    let g = gateway_with(statuses.clone(), asked.clone());
-    let (svc, clock) = service_with_clock(&w, Some(g), stars_config());
+    let (yk, svc) = table_service(&w, stars_config(150));
     let oldest = svc.create_topup(w.user, m(10_000), None).await.unwrap();
-    clock.advance(MIN);
+    w.clock.advance(MIN);
     // A Stars invoice has nothing to ask YooKassa about.
     svc.create_stars_topup(w.user, 10).await.unwrap();
-    clock.advance(MIN);
+    w.clock.advance(MIN);
     svc.create_topup(w.user, m(10_000), None).await.unwrap();
-    set_status(&statuses, "yk-1", GatewayStatus::Succeeded);
+    yk.set("yk-1", GatewayStatus::Succeeded);
     // The newest is not asked about yet: webhooks usually come within seconds.
-    clock.advance(Duration::from_secs(10));
+    w.clock.advance(Duration::from_secs(10));
     let report = svc.poll().await.unwrap();
-    assert_eq!(*asked.lock().unwrap(), vec!["yk-1".to_owned()]);
+    assert_eq!(yk.asked(), vec!["yk-1".to_owned()]);
     assert_eq!((report.checked, report.credited), (1, 1));
     assert_eq!(
         svc.payment(oldest.id).await.unwrap().state,
@@ -115,13 +129,11 @@ async fn the_poller_credits_a_paid_top_up_whose_webhook_was_lost_oldest_first() 
         Err(PaymentError::UnknownPayment(_))
     ));
     assert_eq!(balance(&w).await, 10_000);
-    let credited = w
-        .told()
-        .await
-        .into_iter()
-        .filter(|(_, n)| matches!(n, Notice::PaymentCredited { .. }))
-        .count();
-    assert_eq!(credited, 1);
+    assert_eq!(
+        w.told_of(|n| matches!(n, Notice::PaymentCredited { .. }))
+            .await,
+        1
+    );
     assert!(w.store.verify().await.unwrap().is_ok());
 }
 
@@ -130,9 +142,6 @@ async fn the_poller_credits_a_paid_top_up_whose_webhook_was_lost_oldest_first() 
 #[tokio::test]
 async fn a_round_takes_the_oldest_due_payments_first_up_to_its_batch() {
     let w = world().await;
-    let statuses = Arc::new(Mutex::new(Vec::new()));
-    let asked = Arc::new(Mutex::new(Vec::new()));
-    let g = gateway_with(statuses.clone(), asked.clone());
     let small = PaymentConfig {
         poll: PollConfig {
             batch: 2,
@@ -140,61 +149,58 @@ async fn a_round_takes_the_oldest_due_payments_first_up_to_its_batch() {
         },
         ..config()
     };
-    let (svc, clock) = service_with_clock(&w, Some(g), small);
+    let (yk, svc) = table_service(&w, small);
     let mut ids = Vec::new();
     for _ in 0..3 {
         ids.push(svc.create_topup(w.user, m(10_000), None).await.unwrap().id);
-        clock.advance(MIN);
+        w.clock.advance(MIN);
     }
-    set_status(&statuses, "yk-1", GatewayStatus::Succeeded);
+    yk.set("yk-1", GatewayStatus::Succeeded);
     let report = svc.poll().await.unwrap();
     assert_eq!(
-        *asked.lock().unwrap(),
+        yk.asked(),
         vec!["yk-1".to_owned(), "yk-2".to_owned()],
         "the two oldest, oldest first"
     );
     assert_eq!((report.checked, report.credited), (2, 1));
     assert_eq!(svc.payment(ids[0]).await.unwrap().state, PaymentState::Paid);
     // The next round reaches the newest (the others wait out their backoff).
-    asked.lock().unwrap().clear();
+    yk.asked.lock().unwrap().clear();
     svc.poll().await.unwrap();
-    assert_eq!(*asked.lock().unwrap(), vec!["yk-3".to_owned()]);
+    assert_eq!(yk.asked(), vec!["yk-3".to_owned()]);
 }
 
 #[tokio::test]
 async fn an_unpaid_payment_is_asked_about_with_growing_waits_then_expires() {
     let w = world().await;
-    let statuses = Arc::new(Mutex::new(Vec::new()));
-    let asked = Arc::new(Mutex::new(Vec::new()));
-    let g = gateway_with(statuses.clone(), asked.clone());
-    let (svc, clock) = service_with_clock(&w, Some(g), config());
+    let (yk, svc) = table_service(&w, config());
     let p = svc.create_topup(w.user, m(10_000), None).await.unwrap();
-    clock.advance(MIN);
+    w.clock.advance(MIN);
     svc.poll().await.unwrap();
-    assert_eq!(asked.lock().unwrap().len(), 1);
+    assert_eq!(yk.asked().len(), 1);
     let after_one = svc.payment(p.id).await.unwrap();
     assert_eq!(after_one.checks, 1);
     assert_eq!(
         after_one.next_check_at,
-        Some(clock.now().plus(Duration::from_secs(30)))
+        Some(w.clock.now().plus(Duration::from_secs(30)))
     );
     // Not due yet: nobody is asked.
-    clock.advance(Duration::from_secs(20));
+    w.clock.advance(Duration::from_secs(20));
     svc.poll().await.unwrap();
-    assert_eq!(asked.lock().unwrap().len(), 1);
-    clock.advance(Duration::from_secs(10));
+    assert_eq!(yk.asked().len(), 1);
+    w.clock.advance(Duration::from_secs(10));
     svc.poll().await.unwrap();
-    assert_eq!(asked.lock().unwrap().len(), 2);
+    assert_eq!(yk.asked().len(), 2);
     assert_eq!(
         svc.payment(p.id).await.unwrap().next_check_at,
-        Some(clock.now().plus(Duration::from_secs(60))),
+        Some(w.clock.now().plus(Duration::from_secs(60))),
         "the wait doubles"
     );
     // A day later, still unpaid: one last look, then it expires.
-    clock.advance(25 * HOUR);
+    w.clock.advance(25 * HOUR);
     let report = svc.poll().await.unwrap();
     assert_eq!(report.expired, 1);
-    assert_eq!(asked.lock().unwrap().len(), 3);
+    assert_eq!(yk.asked().len(), 3);
     let expired = svc.payment(p.id).await.unwrap();
     assert_eq!(
         (expired.state, expired.cancel_reason.as_deref()),
@@ -203,15 +209,11 @@ async fn an_unpaid_payment_is_asked_about_with_growing_waits_then_expires() {
             Some(crate::payment::EXPIRED_REASON)
         )
     );
-    clock.advance(HOUR);
+    w.clock.advance(HOUR);
     svc.poll().await.unwrap();
-    assert_eq!(
-        asked.lock().unwrap().len(),
-        3,
-        "expired payments are left alone"
-    );
+    assert_eq!(yk.asked().len(), 3, "expired payments are left alone");
     // Paid after all (a very late payer): the webhook still credits it, once.
-    set_status(&statuses, "yk-1", GatewayStatus::Succeeded);
+    yk.set("yk-1", GatewayStatus::Succeeded);
     assert!(svc.sync_provider_payment("yk-1").await.unwrap().credited);
     assert!(!svc.sync_provider_payment("yk-1").await.unwrap().credited);
     assert_eq!(balance(&w).await, 10_000);
@@ -221,19 +223,15 @@ async fn an_unpaid_payment_is_asked_about_with_growing_waits_then_expires() {
 #[tokio::test]
 async fn a_payment_cancelled_at_the_provider_is_cancelled_by_the_poller() {
     let w = world().await;
-    let statuses = Arc::new(Mutex::new(Vec::new()));
-    let asked = Arc::new(Mutex::new(Vec::new()));
-    let g = gateway_with(statuses.clone(), asked);
-    let (svc, clock) = service_with_clock(&w, Some(g), config());
+    let (yk, svc) = table_service(&w, config());
     let p = svc.create_topup(w.user, m(10_000), None).await.unwrap();
-    set_status(
-        &statuses,
+    yk.set(
         "yk-1",
         GatewayStatus::Canceled {
             reason: Some("expired_on_confirmation".into()),
         },
     );
-    clock.advance(MIN);
+    w.clock.advance(MIN);
     let report = svc.poll().await.unwrap();
     assert_eq!((report.cancelled, report.expired), (1, 0));
     let cancelled = svc.payment(p.id).await.unwrap();
@@ -249,11 +247,9 @@ async fn a_payment_whose_creation_answer_was_lost_is_found_in_the_list_or_expire
     let w = world().await;
     let mut g = MockPaymentGateway::new();
     // Both creations time out: the provider made the first, not the second.
-    g.expect_create_payment().times(2).returning(|_| {
-        Err(ProviderError::Transient {
-            message: "timeout".into(),
-        })
-    });
+    g.expect_create_payment()
+        .times(2)
+        .returning(|_| Err(transient("timeout")));
     let made = Arc::new(Mutex::new(None));
     let listed = made.clone();
     let windows = Arc::new(Mutex::new(Vec::new()));
@@ -274,7 +270,7 @@ async fn a_payment_whose_creation_answer_was_lost_is_found_in_the_list_or_expire
             }),
         }
     });
-    let (svc, clock) = service_with_clock(&w, Some(g), config());
+    let svc = service(&w, Some(g), config());
     assert!(svc.create_topup(w.user, m(10_000), None).await.is_err());
     assert!(svc.create_topup(w.user, m(20_000), None).await.is_err());
     let mut lost = svc.list(PaymentFilter::default()).await.unwrap();
@@ -287,10 +283,10 @@ async fn a_payment_whose_creation_answer_was_lost_is_found_in_the_list_or_expire
         Some(first.id),
     ));
     // Too young to give up on: the creation may still be under way.
-    clock.advance(MIN);
+    w.clock.advance(MIN);
     svc.poll().await.unwrap();
     assert!(windows.lock().unwrap().is_empty());
-    clock.advance(10 * MIN);
+    w.clock.advance(10 * MIN);
     let report = svc.poll().await.unwrap();
     assert_eq!((report.credited, report.expired), (1, 1));
     let found = svc.payment(first.id).await.unwrap();
@@ -322,7 +318,7 @@ async fn a_payment_whose_creation_answer_was_lost_is_found_in_the_list_or_expire
 #[tokio::test]
 async fn an_unpaid_stars_invoice_expires_and_can_no_longer_be_paid() {
     let w = world().await;
-    let (svc, clock) = service_with_clock(&w, None, stars_config());
+    let svc = service(&w, None, stars_config(150));
     let p = svc.create_stars_topup(w.user, 10).await.unwrap();
     assert_eq!(svc.stars_checkout(p.id, w.user, 10).await.unwrap().id, p.id);
     assert!(matches!(
@@ -339,7 +335,7 @@ async fn an_unpaid_stars_invoice_expires_and_can_no_longer_be_paid() {
         Some(p.created_at.plus(24 * HOUR)),
         "looked at again when it expires"
     );
-    clock.advance(24 * HOUR);
+    w.clock.advance(24 * HOUR);
     assert!(matches!(
         svc.stars_checkout(p.id, w.user, 10).await,
         Err(PaymentError::InvoiceNotPayable)
@@ -356,46 +352,21 @@ async fn an_unpaid_stars_invoice_expires_and_can_no_longer_be_paid() {
     assert!(w.store.verify().await.unwrap().is_ok());
 }
 
-fn refund_answer(id: &str, status: RefundStatus) -> GatewayRefund {
-    GatewayRefund {
-        refund_id: id.into(),
-        status,
-        provider_payment_id: Some("yk-1".into()),
-        amount: Some(m(20_000)),
-    }
-}
-
 #[tokio::test]
 async fn a_refund_whose_gateway_call_failed_is_finished_by_the_poller() {
     let w = world().await;
-    let mut g = gateway_creating("yk-1");
-    let keys = Arc::new(Mutex::new(Vec::new()));
-    let k = keys.clone();
-    let calls = Arc::new(Mutex::new(0));
-    g.expect_refund().times(2).returning(move |r| {
-        k.lock().unwrap().push(r.idempotency_key.clone());
-        let mut n = calls.lock().unwrap();
-        *n += 1;
-        if *n == 1 {
-            Err(ProviderError::Transient {
-                message: "timeout".into(),
-            })
-        } else {
-            Ok(refund_answer("rf-1", RefundStatus::Succeeded))
-        }
-    });
+    let (g, sent) = gateway_refunding(vec![
+        Err(transient("timeout")),
+        Ok(refund_answer("rf-1", RefundStatus::Succeeded)),
+    ]);
     // Not refunded at the provider when the poller looks.
-    g.expect_get_payment()
-        .returning(|id| Ok(remote(id, GatewayStatus::Succeeded, 20_000, None)));
-    let (svc, clock) = service_with_clock(&w, Some(g), config());
-    let p = svc.create_topup(w.user, m(20_000), None).await.unwrap();
-    svc.sync_provider_payment("yk-1").await.unwrap();
+    let (svc, p) = paid_topup(&w, g, 20_000).await;
     assert!(matches!(
         svc.refund(p.id, None).await,
         Err(PaymentError::Provider(_))
     ));
     assert_eq!(balance(&w).await, 0, "held while unknown");
-    clock.advance(MIN);
+    w.clock.advance(MIN);
     let report = svc.poll().await.unwrap();
     assert_eq!(report.refunds_done, 1);
     let done = svc.payment(p.id).await.unwrap();
@@ -403,16 +374,13 @@ async fn a_refund_whose_gateway_call_failed_is_finished_by_the_poller() {
         (done.state, done.refunded, done.refund),
         (PaymentState::Refunded, m(20_000), None)
     );
-    let keys = keys.lock().unwrap().clone();
-    assert_eq!(keys[0], keys[1], "the same refund request, sent again");
-    let refunded = w
-        .told()
-        .await
-        .into_iter()
-        .filter(|(_, n)| matches!(n, Notice::PaymentRefunded { .. }))
-        .count();
-    assert_eq!(refunded, 1, "the user is told once");
-    clock.advance(HOUR);
+    let sent = sent.lock().unwrap().clone();
+    assert_eq!(
+        sent[0].idempotency_key, sent[1].idempotency_key,
+        "the same refund request, sent again"
+    );
+    assert_eq!(refunds_told(&w).await, 1, "the user is told once");
+    w.clock.advance(HOUR);
     assert_eq!(svc.poll().await.unwrap().checked, 0);
     assert!(w.store.verify().await.unwrap().is_ok());
 }
@@ -420,12 +388,8 @@ async fn a_refund_whose_gateway_call_failed_is_finished_by_the_poller() {
 #[tokio::test]
 async fn a_refund_lost_after_the_provider_made_it_is_not_sent_again() {
     let w = world().await;
-    let mut g = gateway_creating("yk-1");
-    g.expect_refund().times(1).returning(|_| {
-        Err(ProviderError::Transient {
-            message: "connection reset".into(),
-        })
-    });
+    let (mut g, _) = gateway_refunding(vec![Err(transient("connection reset"))]);
+    expect_creating(&mut g, "yk-1");
     let reads = Arc::new(Mutex::new(0));
     let r = reads.clone();
     g.expect_get_payment().returning(move |id| {
@@ -438,29 +402,18 @@ async fn a_refund_lost_after_the_provider_made_it_is_not_sent_again() {
         }
         Ok(p)
     });
-    let (svc, clock) = service_with_clock(&w, Some(g), config());
+    let svc = service(&w, Some(g), config());
     let p = svc.create_topup(w.user, m(20_000), None).await.unwrap();
     svc.sync_provider_payment("yk-1").await.unwrap();
     assert!(svc.refund(p.id, None).await.is_err());
-    clock.advance(MIN);
-    assert_eq!(svc.poll().await.unwrap().refunds_done, 1);
-    assert_eq!(
-        svc.payment(p.id).await.unwrap().state,
-        PaymentState::Refunded
-    );
-    assert_eq!(balance(&w).await, 0);
-    assert!(w.store.verify().await.unwrap().is_ok());
+    w.clock.advance(MIN);
+    the_poller_finishes_the_refund(&w, &svc, &p).await;
 }
 
 #[tokio::test]
 async fn a_pending_refund_refused_later_releases_the_hold_and_tells_the_admins() {
     let w = world().await;
-    let mut g = gateway_creating("yk-1");
-    g.expect_refund()
-        .times(1)
-        .returning(|_| Ok(refund_answer("rf-1", RefundStatus::Pending)));
-    g.expect_get_payment()
-        .returning(|id| Ok(remote(id, GatewayStatus::Succeeded, 20_000, None)));
+    let mut g = gateway_refunding_pending();
     let answers = Arc::new(Mutex::new(vec![
         RefundStatus::Canceled {
             reason: Some("rejected_by_payee".into()),
@@ -472,9 +425,7 @@ async fn a_pending_refund_refused_later_releases_the_hold_and_tells_the_admins()
         let status = answers.lock().unwrap().pop().unwrap();
         Ok(refund_answer(id, status))
     });
-    let (svc, clock) = service_with_clock(&w, Some(g), config());
-    let p = svc.create_topup(w.user, m(20_000), None).await.unwrap();
-    svc.sync_provider_payment("yk-1").await.unwrap();
+    let (svc, p) = paid_topup(&w, g, 20_000).await;
     assert!(matches!(
         svc.refund(p.id, None).await.unwrap(),
         RefundOutcome::Pending(_)
@@ -488,10 +439,10 @@ async fn a_pending_refund_refused_later_releases_the_hold_and_tells_the_admins()
             .as_deref(),
         Some("rf-1")
     );
-    clock.advance(MIN);
+    w.clock.advance(MIN);
     let first = svc.poll().await.unwrap();
     assert_eq!((first.checked, first.refunds_done), (1, 0), "still pending");
-    clock.advance(MIN);
+    w.clock.advance(MIN);
     let second = svc.poll().await.unwrap();
     assert_eq!(second.refunds_refused, 1);
     let after = svc.payment(p.id).await.unwrap();
@@ -507,33 +458,19 @@ async fn a_pending_refund_refused_later_releases_the_hold_and_tells_the_admins()
 #[tokio::test]
 async fn a_refund_notification_is_re_read_and_finishes_our_refund_once() {
     let w = world().await;
-    let mut g = gateway_creating("yk-1");
-    g.expect_refund()
-        .times(1)
-        .returning(|_| Ok(refund_answer("rf-1", RefundStatus::Pending)));
-    g.expect_get_payment()
-        .returning(|id| Ok(remote(id, GatewayStatus::Succeeded, 20_000, None)));
+    let mut g = gateway_refunding_pending();
     g.expect_get_refund()
         .returning(|id| Ok(refund_answer(id, RefundStatus::Succeeded)));
-    let (svc, _) = service_with_clock(&w, Some(g), config());
-    let p = svc.create_topup(w.user, m(20_000), None).await.unwrap();
-    svc.sync_provider_payment("yk-1").await.unwrap();
+    let (svc, p) = paid_topup(&w, g, 20_000).await;
     svc.refund(p.id, None).await.unwrap();
-    let hint = GatewayHint::Refund {
-        refund_id: "rf-1".into(),
-        provider_payment_id: "yk-1".into(),
-    };
     for _ in 0..3 {
-        let applied = svc.gateway_notification(&hint).await.unwrap();
+        let applied = svc
+            .gateway_notification(&refund_hint("rf-1"))
+            .await
+            .unwrap();
         assert_eq!(applied.payment.state, PaymentState::Refunded);
     }
-    let refunded = w
-        .told()
-        .await
-        .into_iter()
-        .filter(|(_, n)| matches!(n, Notice::PaymentRefunded { .. }))
-        .count();
-    assert_eq!(refunded, 1);
+    assert_eq!(refunds_told(&w).await, 1);
     assert!(matches!(
         svc.gateway_notification(&GatewayHint::Refund {
             refund_id: "rf-x".into(),
@@ -559,12 +496,7 @@ fn waits_double_up_to_the_cap() {
 #[tokio::test]
 async fn only_our_own_refund_moves_the_hold() {
     let w = world().await;
-    let mut g = gateway_creating("yk-1");
-    g.expect_refund()
-        .times(1)
-        .returning(|_| Ok(refund_answer("rf-1", RefundStatus::Pending)));
-    g.expect_get_payment()
-        .returning(|id| Ok(remote(id, GatewayStatus::Succeeded, 20_000, None)));
+    let mut g = gateway_refunding_pending();
     g.expect_get_refund().returning(|id| {
         Ok(match id {
             // An older attempt, refused.
@@ -576,16 +508,13 @@ async fn only_our_own_refund_moves_the_hold() {
             },
         })
     });
-    let (svc, _) = service_with_clock(&w, Some(g), config());
-    let p = svc.create_topup(w.user, m(20_000), None).await.unwrap();
-    svc.sync_provider_payment("yk-1").await.unwrap();
+    let (svc, p) = paid_topup(&w, g, 20_000).await;
     svc.refund(p.id, None).await.unwrap();
     for refund in ["rf-old", "rf-partial"] {
-        let hint = GatewayHint::Refund {
-            refund_id: refund.into(),
-            provider_payment_id: "yk-1".into(),
-        };
-        let applied = svc.gateway_notification(&hint).await.unwrap();
+        let applied = svc
+            .gateway_notification(&refund_hint(refund))
+            .await
+            .unwrap();
         assert_eq!(applied.payment.state, PaymentState::Paid);
         assert!(applied.payment.refund.is_some(), "{refund}: still held");
     }
@@ -604,7 +533,10 @@ async fn a_refund_request_refused_outright_releases_the_hold_and_receipts_carry_
         )
         .await
         .unwrap();
-    let mut g = MockPaymentGateway::new();
+    let (mut g, sent) = gateway_refunding(vec![
+        Err(transient("timeout")),
+        Err(invalid("payment is not refundable")),
+    ]);
     g.expect_create_payment().returning(|req| {
         assert_eq!(req.receipt_email.as_deref(), Some("anna@example.com"));
         Ok(remote(
@@ -616,36 +548,18 @@ async fn a_refund_request_refused_outright_releases_the_hold_and_receipts_carry_
     });
     g.expect_get_payment()
         .returning(|id| Ok(remote(id, GatewayStatus::Succeeded, 20_000, None)));
-    let mut seq = mockall::Sequence::new();
-    g.expect_refund()
-        .times(1)
-        .in_sequence(&mut seq)
-        .returning(|r| {
-            assert_eq!(r.receipt_email.as_deref(), Some("anna@example.com"));
-            Err(ProviderError::Transient {
-                message: "timeout".into(),
-            })
-        });
-    g.expect_refund()
-        .times(1)
-        .in_sequence(&mut seq)
-        .returning(|_| {
-            Err(ProviderError::InvalidRequest {
-                message: "payment is not refundable".into(),
-            })
-        });
-    let receipts = PaymentConfig {
-        receipts: true,
-        ..config()
-    };
-    let (svc, clock) = service_with_clock(&w, Some(g), receipts);
+    let svc = service(&w, Some(g), receipts_config());
     let p = svc
         .create_topup(w.user, m(20_000), Some("anna@example.com".into()))
         .await
         .unwrap();
     svc.sync_provider_payment("yk-1").await.unwrap();
     assert!(svc.refund(p.id, None).await.is_err());
-    clock.advance(MIN);
+    assert_eq!(
+        sent.lock().unwrap()[0].receipt_email.as_deref(),
+        Some("anna@example.com")
+    );
+    w.clock.advance(MIN);
     let report = svc.poll().await.unwrap();
     assert_eq!(report.refunds_refused, 1);
     assert_eq!(balance(&w).await, 20_000, "released");
@@ -656,32 +570,25 @@ async fn a_refund_request_refused_outright_releases_the_hold_and_receipts_carry_
 #[tokio::test]
 async fn a_payment_the_provider_contradicts_is_told_to_admins_and_asked_about_daily() {
     let w = world().await;
-    let statuses = Arc::new(Mutex::new(Vec::new()));
-    let asked = Arc::new(Mutex::new(Vec::new()));
-    let g = gateway_with(statuses.clone(), asked.clone());
-    let (svc, clock) = service_with_clock(&w, Some(g), config());
+    let (yk, svc) = table_service(&w, config());
     // The fake answers 100 ₽ for every payment: this one is 300 ₽ here.
     let p = svc.create_topup(w.user, m(30_000), None).await.unwrap();
-    set_status(&statuses, "yk-1", GatewayStatus::Succeeded);
-    clock.advance(MIN);
+    yk.set("yk-1", GatewayStatus::Succeeded);
+    w.clock.advance(MIN);
     let report = svc.poll().await.unwrap();
     assert_eq!(report.errors, 1);
     assert_eq!(w.notifier.alerts().len(), 1, "a person is told");
     assert_eq!(
         svc.payment(p.id).await.unwrap().next_check_at,
-        Some(clock.now().plus(24 * HOUR))
+        Some(w.clock.now().plus(24 * HOUR))
     );
-    clock.advance(HOUR);
+    w.clock.advance(HOUR);
     svc.poll().await.unwrap();
-    assert_eq!(
-        asked.lock().unwrap().len(),
-        1,
-        "not asked again within the day"
-    );
+    assert_eq!(yk.asked().len(), 1, "not asked again within the day");
     assert_eq!(balance(&w).await, 0, "never credited blindly");
     // Unknown to the provider and past its window: expired.
-    statuses.lock().unwrap().clear();
-    clock.advance(25 * HOUR);
+    yk.statuses.lock().unwrap().clear();
+    w.clock.advance(25 * HOUR);
     let report = svc.poll().await.unwrap();
     assert_eq!(report.expired, 1);
     assert_eq!(
@@ -697,30 +604,15 @@ async fn a_payment_the_provider_contradicts_is_told_to_admins_and_asked_about_da
 #[tokio::test]
 async fn a_late_refusal_of_an_earlier_attempt_never_releases_a_newer_ones_hold() {
     let w = world().await;
-    let mut g = gateway_creating("yk-1");
-    let sent = Arc::new(Mutex::new(Vec::new()));
-    let s = sent.clone();
-    g.expect_refund().times(4).returning(move |r| {
-        let mut keys = s.lock().unwrap();
-        keys.push(r.idempotency_key.as_str().to_owned());
-        match keys.len() {
-            // A: the answer is lost; then its key has expired and the provider refuses
-            // the resend outright.
-            1 => Err(ProviderError::Transient {
-                message: "connection reset".into(),
-            }),
-            2 => Err(ProviderError::InvalidRequest {
-                message: "idempotence key expired".into(),
-            }),
-            // B: the answer is lost too; sent again later, it went through.
-            3 => Err(ProviderError::Transient {
-                message: "connection reset".into(),
-            }),
-            _ => Ok(refund_answer("rf-B", RefundStatus::Succeeded)),
-        }
-    });
-    g.expect_get_payment()
-        .returning(|id| Ok(remote(id, GatewayStatus::Succeeded, 20_000, None)));
+    let (mut g, sent) = gateway_refunding(vec![
+        // A: the answer is lost; then its key has expired and the provider refuses the
+        // resend outright.
+        Err(transient("connection reset")),
+        Err(invalid("idempotence key expired")),
+        // B: the answer is lost too; sent again later, it went through.
+        Err(transient("connection reset")),
+        Ok(refund_answer("rf-B", RefundStatus::Succeeded)),
+    ]);
     g.expect_get_refund().returning(|id| {
         Ok(match id {
             "rf-A" => refund_answer(
@@ -732,11 +624,9 @@ async fn a_late_refusal_of_an_earlier_attempt_never_releases_a_newer_ones_hold()
             _ => refund_answer(id, RefundStatus::Succeeded),
         })
     });
-    let (svc, clock) = service_with_clock(&w, Some(g), config());
-    let p = svc.create_topup(w.user, m(20_000), None).await.unwrap();
-    svc.sync_provider_payment("yk-1").await.unwrap();
+    let (svc, p) = paid_topup(&w, g, 20_000).await;
     assert!(svc.refund(p.id, None).await.is_err());
-    clock.advance(MIN);
+    w.clock.advance(MIN);
     assert_eq!(
         svc.poll().await.unwrap().refunds_refused,
         1,
@@ -746,39 +636,38 @@ async fn a_late_refusal_of_an_earlier_attempt_never_releases_a_newer_ones_hold()
     assert!(svc.refund(p.id, None).await.is_err(), "B's answer lost");
     let b = svc.payment(p.id).await.unwrap().refund_hold().unwrap();
     // A's refusal, late.
-    let late_a = GatewayHint::Refund {
-        refund_id: "rf-A".into(),
-        provider_payment_id: "yk-1".into(),
-    };
-    let applied = svc.gateway_notification(&late_a).await.unwrap();
+    let applied = svc
+        .gateway_notification(&refund_hint("rf-A"))
+        .await
+        .unwrap();
     assert_eq!(
         applied.payment.refund_hold(),
         Some(b),
         "B is still under way"
     );
     assert_eq!(
-        w.store.reservation(b).await.unwrap().unwrap().state,
+        w.hold_state(b).await,
         ReservationState::Held,
         "B's hold is still held"
     );
     assert_eq!(balance(&w).await, 0);
     // The poller sends B again under B's key: it went through; captured once.
-    clock.advance(MIN);
+    w.clock.advance(MIN);
     assert_eq!(svc.poll().await.unwrap().refunds_done, 1);
     let done = svc.payment(p.id).await.unwrap();
     assert_eq!((done.state, done.refund), (PaymentState::Refunded, None));
     assert_eq!(balance(&w).await, 0);
-    assert_eq!(
-        w.store.reservation(b).await.unwrap().unwrap().state,
-        ReservationState::Captured
-    );
-    let b_done = GatewayHint::Refund {
-        refund_id: "rf-B".into(),
-        provider_payment_id: "yk-1".into(),
-    };
-    svc.gateway_notification(&b_done).await.unwrap();
+    assert_eq!(w.hold_state(b).await, ReservationState::Captured);
+    svc.gateway_notification(&refund_hint("rf-B"))
+        .await
+        .unwrap();
     assert_eq!(balance(&w).await, 0, "a duplicate changes nothing");
-    let keys = sent.lock().unwrap().clone();
+    let keys: Vec<_> = sent
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r.idempotency_key.clone())
+        .collect();
     assert_eq!(keys[0], keys[1], "A resent under its own key");
     assert_ne!(keys[1], keys[2], "B has its own key");
     assert_eq!(keys[2], keys[3], "B resent under its own key");
