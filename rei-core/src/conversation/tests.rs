@@ -848,7 +848,8 @@ async fn pay_offers_amounts_then_a_link_and_a_check_button() {
             ..checkout(r)
         })
     });
-    gateway.expect_get_payment().returning(|id| {
+    // Asked once: for Anna's press, never for another user's.
+    gateway.expect_get_payment().times(1).returning(|id| {
         Ok(GatewayPayment {
             provider_payment_id: id.into(),
             status: GatewayStatus::Pending,

@@ -112,8 +112,7 @@ impl Conversation {
                 let Some(payments) = &self.ports.payments else {
                     return Ok(say("pay-unavailable"));
                 };
-                match payments.check(id).await {
-                    Ok(applied) if applied.payment.user_id != user => Ok(say("button-expired")),
+                match payments.check(user, id).await {
                     // Credited just now: the credit notice is the answer.
                     Ok(applied) if applied.credited => Ok(Vec::new()),
                     Ok(applied) => Ok(say(match applied.payment.state {

@@ -326,13 +326,18 @@ impl PaymentService {
         }
     }
 
-    /// The user's "Check payment" button: asks the gateway about a pending payment and
-    /// applies the answer.
+    /// `user`'s "Check payment" button: asks the gateway about their pending payment and
+    /// applies the answer. Another user's payment is unknown to them, and the gateway is
+    /// not asked.
     ///
     /// # Errors
-    /// As [`Self::sync_provider_payment`].
-    pub async fn check(&self, id: PaymentId) -> Result<PaymentApplied, PaymentError> {
+    /// [`PaymentError::UnknownPayment`] for a payment that is not `user`'s; otherwise as
+    /// [`Self::sync_provider_payment`].
+    pub async fn check(&self, user: UserId, id: PaymentId) -> Result<PaymentApplied, PaymentError> {
         let payment = self.payment(id).await?;
+        if payment.user_id != user {
+            return Err(PaymentError::UnknownPayment(id.to_string()));
+        }
         match (
             &payment.provider_payment_id,
             payment.state,

@@ -575,7 +575,13 @@ async fn the_check_button_asks_the_gateway_only_for_pending_payments() {
         .returning(|id| Ok(remote(id, GatewayStatus::WaitingForCapture, 10_000, None)));
     let svc = service(&w, Some(g), config());
     let p = svc.create_topup(w.user, m(10_000), None).await.unwrap();
-    let checked = svc.check(p.id).await.unwrap();
+    // Another user's press: unknown to them, and YooKassa is not asked (`times(1)`).
+    let stranger = UserId::new(999_999).unwrap();
+    assert!(matches!(
+        svc.check(stranger, p.id).await,
+        Err(PaymentError::UnknownPayment(id)) if id == p.id.to_string()
+    ));
+    let checked = svc.check(w.user, p.id).await.unwrap();
     assert_eq!(
         (checked.payment.state, checked.credited),
         (PaymentState::Pending, false)
