@@ -53,6 +53,16 @@ impl InProcessLimiter {
     pub fn per_minute(per_minute: NonZeroU32) -> Self {
         Self::with_clock(per_minute, MonotonicClock)
     }
+
+    /// `max` updates per user per `period`, bursts of up to `max` (the Redis limiter's
+    /// fallback, with the Redis limiter's own quota).
+    #[must_use]
+    pub fn with_period(max: NonZeroU32, period: Duration) -> Self {
+        let quota = Quota::with_period(period / max.get())
+            .unwrap_or_else(|| Quota::per_minute(max))
+            .allow_burst(max);
+        Self::with_quota(quota, MonotonicClock)
+    }
 }
 
 impl<C> InProcessLimiter<C>
@@ -62,7 +72,10 @@ where
     /// The same limits, timed by `clock` (tests pass `governor::clock::FakeRelativeClock`).
     #[must_use]
     pub fn with_clock(per_minute: NonZeroU32, clock: C) -> Self {
-        let quota = Quota::per_minute(per_minute).allow_burst(per_minute);
+        Self::with_quota(Quota::per_minute(per_minute).allow_burst(per_minute), clock)
+    }
+
+    fn with_quota(quota: Quota, clock: C) -> Self {
         Self {
             limiter: Governor::dashmap_with_clock(quota, clock.clone()),
             clock,

@@ -16,20 +16,23 @@
 //!
 //! ## Failures
 //!
-//! When Redis cannot be reached [`RateLimiter::check`] returns `LimiterError`; while it is
-//! known to be down it fails at once, probing again at most once per second. The limiter
-//! does not log: the caller decides, and the bot **fails open** — it handles the update
-//! and logs a warning (once per outage) — because refusing every user while Redis is down
-//! would be worse than letting a few extra updates through.
+//! When Redis cannot be reached the limiter **falls back to an in-process limiter** with
+//! the same quota: each process then counts on its own (a user may get the budget once
+//! per process) until Redis answers again — neither refusing everyone nor letting floods
+//! through. While Redis is known to be down it is not asked, probing again at most once
+//! per second. Every fallback is counted (`rate_limiter_fallbacks_total`), and a warning
+//! is logged at most once a minute (strangers can cause it: the log must not flood).
 
 use std::num::NonZeroU32;
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use rei_core::ids::UserId;
 use rei_core::ports::{LimiterError, RateDecision, RateLimiter};
 
 use super::{Fault, Health, Link, RedisError};
+use crate::outbound::limiter::InProcessLimiter;
 
 /// GCRA step. KEYS: the user's key. ARGV: emission interval (µs), burst (updates).
 /// Returns `{allowed (1|0), retry after (µs)}`.
@@ -56,6 +59,8 @@ return {1, 0}
 const TIMEOUT: Duration = Duration::from_secs(1);
 /// While Redis is down, how often a check tries it again.
 const PROBE_EVERY: Duration = Duration::from_secs(1);
+/// At most one warning about the fallback per this long.
+const WARN_EVERY: Duration = Duration::from_secs(60);
 
 /// Per-user rate limiting in Redis; see the [module docs](self).
 pub struct RedisLimiter {
@@ -66,6 +71,8 @@ pub struct RedisLimiter {
     burst: u32,
     script: ::redis::Script,
     url: String,
+    fallback: InProcessLimiter,
+    warned_at: Mutex<Option<Instant>>,
 }
 
 impl std::fmt::Debug for RedisLimiter {
@@ -108,6 +115,8 @@ impl RedisLimiter {
             burst: max.get(),
             script: ::redis::Script::new(GCRA),
             url: crate::outbound::sql::redact(url),
+            fallback: InProcessLimiter::with_period(max, period),
+            warned_at: Mutex::new(None),
         })
     }
 
@@ -130,11 +139,11 @@ impl RedisLimiter {
 
 #[async_trait]
 impl RateLimiter for RedisLimiter {
+    /// Never fails: without Redis the in-process fallback decides.
     async fn check(&self, user: UserId) -> Result<RateDecision, LimiterError> {
         if !self.health.may_try() {
             // Redis failed a moment ago: not asked again until the back-off passes.
-            metrics::counter!("rate_limiter_errors_total", "reason" => "down").increment(1);
-            return Err(RedisError::Down.into());
+            return Ok(self.fall_back(user, "down", None));
         }
         match self.run(user).await {
             Ok((1, _)) => {
@@ -150,11 +159,65 @@ impl RateLimiter for RedisLimiter {
             }
             Err(e) => {
                 self.health.failed();
-                // The engine lets the update through (fails open): say so, and count it.
-                metrics::counter!("rate_limiter_errors_total", "reason" => "error").increment(1);
-                tracing::warn!(user_id = %user, error = %e, "the rate limiter failed: the update is let through");
-                Err(RedisError::from(Fault::Redis(e)).into())
+                let fault = RedisError::from(Fault::Redis(e));
+                Ok(self.fall_back(user, "error", Some(&fault)))
             }
         }
+    }
+}
+
+impl RedisLimiter {
+    /// The in-process limiter's decision while Redis cannot answer: counted, and told
+    /// at most once a minute.
+    fn fall_back(
+        &self,
+        user: UserId,
+        reason: &'static str,
+        fault: Option<&RedisError>,
+    ) -> RateDecision {
+        metrics::counter!("rate_limiter_fallbacks_total", "reason" => reason).increment(1);
+        let now = Instant::now();
+        let mut warned_at = self
+            .warned_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if warned_at.is_none_or(|at| now.duration_since(at) >= WARN_EVERY) {
+            *warned_at = Some(now);
+            match fault {
+                Some(e) => {
+                    tracing::warn!(url = %self.url, error = %e, "Redis cannot answer the rate limiter: each process limits on its own until it does")
+                }
+                None => {
+                    tracing::warn!(url = %self.url, "Redis is down: each process limits on its own until it answers")
+                }
+            }
+        }
+        self.fallback.decide(user)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// [edge] With Redis unreachable the limiter still limits — each process on its own,
+    /// with the same quota — instead of letting every update through.
+    #[tokio::test]
+    async fn without_redis_each_process_still_limits() {
+        let two = NonZeroU32::new(2).unwrap();
+        let limiter =
+            RedisLimiter::with_period("redis://127.0.0.1:1/", "t:", two, Duration::from_secs(60))
+                .unwrap();
+        let anna = UserId::new(42).unwrap();
+        for _ in 0..2 {
+            assert_eq!(limiter.check(anna).await.unwrap(), RateDecision::Allowed);
+        }
+        let third = limiter.check(anna).await.unwrap();
+        assert!(
+            matches!(third, RateDecision::Limited { retry_after } if retry_after > Duration::from_secs(20)),
+            "{third:?}"
+        );
+        let other = UserId::new(7).unwrap();
+        assert_eq!(limiter.check(other).await.unwrap(), RateDecision::Allowed);
     }
 }

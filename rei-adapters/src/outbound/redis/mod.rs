@@ -10,8 +10,8 @@
 //! - **Outages degrade, they do not stop work.** When Redis cannot be reached the queue
 //!   claims from the database ([`StoreQueue`](rei_core::job::StoreQueue)) and logs the
 //!   outage once; a periodic [`RedisQueue::sweep`] (and one right after Redis is back)
-//!   re-adds every job the stream is missing. The limiter returns `LimiterError` and the
-//!   caller decides (the bot fails open with a warning).
+//!   re-adds every job the stream is missing. The limiter falls back to an in-process
+//!   limiter with the same quota (counted, warned about at most once a minute).
 //! - **Connections are lazy.** Construction never fails because Redis is unreachable
 //!   (only for a bad URL): a Redis that is down at start-up is the same as one that goes
 //!   down later. One `redis::aio::ConnectionManager` per role reconnects by itself;

@@ -169,10 +169,10 @@ impl Conversation {
                     Text::key("rate-limited").arg("seconds", Arg::Number(secs)),
                 )]);
             }
-            // The limiter fails open: one that cannot answer (Redis down) lets the user
-            // through — the bot keeps serving, and every paid step is still bounded by
-            // the balance and `MAX_ACTIVE_JOBS`. The limiter adapter logs and counts its
-            // failures (`rate_limiter_errors_total`).
+            // A limiter that cannot answer lets the user through (fails open): the bot
+            // keeps serving, and every paid step is still bounded by the balance and
+            // `MAX_ACTIVE_JOBS`. Adapters log and count their failures; REI's Redis
+            // limiter falls back to an in-process one instead of failing.
             Ok(RateDecision::Allowed) | Err(_) => {}
         }
         let is_admin = self.config.admins.contains(&user);
