@@ -90,6 +90,36 @@ pub(crate) fn build_client(
         .map_err(|e| ClientBuildError::new(provider, e.without_url().to_string()))
 }
 
+/// Redirects a download follows at most.
+const MAX_DOWNLOAD_REDIRECTS: usize = 5;
+
+/// A client for downloading a provider's result files: as [`build_client`], but a
+/// redirect is followed only to the same origin (scheme, host and port) as the URL the
+/// provider gave, at most five times — a result link cannot send us elsewhere.
+pub(crate) fn build_download_client(
+    provider: &'static str,
+    config: &HttpConfig,
+) -> Result<reqwest::Client, ClientBuildError> {
+    let same_origin = reqwest::redirect::Policy::custom(|attempt| {
+        let first = attempt.previous().first().map(reqwest::Url::origin);
+        if attempt.previous().len() > MAX_DOWNLOAD_REDIRECTS {
+            attempt.error("too many redirects")
+        } else if first.is_some_and(|origin| origin == attempt.url().origin()) {
+            attempt.follow()
+        } else {
+            attempt.error("a redirect to another origin")
+        }
+    });
+    reqwest::Client::builder()
+        .use_rustls_tls()
+        .connect_timeout(config.connect_timeout)
+        .read_timeout(config.read_timeout)
+        .user_agent(concat!("rei/", env!("CARGO_PKG_VERSION")))
+        .redirect(same_origin)
+        .build()
+        .map_err(|e| ClientBuildError::new(provider, e.without_url().to_string()))
+}
+
 /// How provider calls are retried: only transient failures and rate limits, a bounded
 /// number of times, with exponential backoff and jitter. A rate limit that names its
 /// wait (a `Retry-After` header, Gemini's `RetryInfo.retryDelay`) is waited out exactly,

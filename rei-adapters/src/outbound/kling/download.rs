@@ -37,7 +37,7 @@ impl KlingClient {
         key: &str,
     ) -> Result<DownloadedAsset, ProviderError> {
         let response = self
-            .http
+            .downloads
             .get(url.clone())
             .timeout(self.download.timeout)
             .send()
@@ -75,5 +75,88 @@ impl KlingClient {
                 })
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    use super::*;
+
+    fn client(base_url: &str, dir: &std::path::Path) -> KlingClient {
+        let credentials =
+            KlingCredentials::from_combined(&secrecy::SecretString::from("ak:sk")).unwrap();
+        let mut config = KlingConfig::new(credentials);
+        config.base_url = base_url.to_owned();
+        config.retry.max_attempts = 1;
+        KlingClient::new(config, AssetStore::new(dir)).unwrap()
+    }
+
+    /// [edge] Result links are fetched over https only; plain http only on this machine,
+    /// and only when the API itself is a local http fake (tests).
+    #[test]
+    fn result_links_must_be_https() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = client("https://api-singapore.klingai.com", dir.path());
+        assert!(real.result_url("https://cdn.klingai.com/r/1.mp4").is_ok());
+        for refused in [
+            "http://cdn.klingai.com/r/1.mp4",
+            "http://127.0.0.1:8080/r/1.mp4",
+            "ftp://cdn.klingai.com/r/1.mp4",
+            "file:///etc/passwd",
+        ] {
+            assert!(real.result_url(refused).is_err(), "{refused}");
+        }
+        let fake = client("http://127.0.0.1:9/", dir.path());
+        assert!(fake.result_url("http://127.0.0.1:5/r/1.mp4").is_ok());
+        assert!(fake.result_url("http://localhost:5/r/1.mp4").is_ok());
+        assert!(fake.result_url("http://cdn.example/r/1.mp4").is_err());
+    }
+
+    /// [edge] A result link may redirect within its own origin, never to another one.
+    #[tokio::test]
+    async fn a_result_download_follows_redirects_only_within_its_origin() {
+        let cdn = MockServer::start().await;
+        let elsewhere = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path("/moved.mp4"))
+            .respond_with(
+                ResponseTemplate::new(302)
+                    .insert_header("location", format!("{}/r/1.mp4", cdn.uri()).as_str()),
+            )
+            .mount(&cdn)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/r/1.mp4"))
+            .respond_with(ResponseTemplate::new(200).set_body_bytes(b"video".to_vec()))
+            .mount(&cdn)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/away.mp4"))
+            .respond_with(
+                ResponseTemplate::new(302)
+                    .insert_header("location", format!("{}/r/1.mp4", elsewhere.uri()).as_str()),
+            )
+            .mount(&cdn)
+            .await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(200).set_body_bytes(b"not ours".to_vec()))
+            .expect(0)
+            .mount(&elsewhere)
+            .await;
+        let dir = tempfile::tempdir().unwrap();
+        let kling = client(&cdn.uri(), dir.path());
+        let job = rei_core::ids::JobId::from_uuid(uuid::Uuid::from_u128(1));
+        let got = kling
+            .download(&format!("{}/moved.mp4", cdn.uri()), job)
+            .await
+            .unwrap();
+        assert_eq!(got.bytes, 5);
+        let refused = kling
+            .download(&format!("{}/away.mp4", cdn.uri()), job)
+            .await;
+        assert!(refused.is_err(), "{refused:?}");
     }
 }

@@ -197,6 +197,11 @@ impl KlingConfig {
 /// The Kling adapter.
 pub struct KlingClient {
     http: reqwest::Client,
+    /// Result downloads: same-origin redirects only.
+    downloads: reqwest::Client,
+    /// Result links may be plain `http` on a loopback host: only when `KLING_API_URL`
+    /// itself is (a local fake in tests); otherwise `https` only.
+    loopback_http: bool,
     base_url: Url,
     signer: auth::TokenSigner,
     models: Vec<KlingModel>,
@@ -220,6 +225,18 @@ impl fmt::Debug for KlingClient {
 }
 
 impl KlingClient {
+    /// A result link we may fetch: `https`, or `http` on a loopback host when the API
+    /// itself is a local `http` fake.
+    fn result_url(&self, text: &str) -> Result<Url, ProviderError> {
+        let url = parse_http_url(text)
+            .ok_or_else(|| invalid("the result URL is not an http(s) URL"))?;
+        match url.scheme() {
+            "https" => Ok(url),
+            _ if self.loopback_http && is_loopback(&url) => Ok(url),
+            _ => Err(invalid("the result URL is not https")),
+        }
+    }
+
     /// A client that stores downloaded results in `assets`.
     ///
     /// # Errors
@@ -244,8 +261,11 @@ impl KlingClient {
                 "KLING_OMNI_MODEL is not a Kling model name",
             ));
         }
+        let loopback_http = base_url.scheme() == "http" && is_loopback(&base_url);
         Ok(Self {
             http: client::build_client(PROVIDER, &config.http)?,
+            downloads: client::build_download_client(PROVIDER, &config.http)?,
+            loopback_http,
             base_url,
             signer: auth::TokenSigner::new(config.credentials),
             models: config.models,
@@ -526,12 +546,21 @@ impl VideoGenerator for KlingClient {
 
     #[tracing::instrument(skip_all, fields(provider = PROVIDER, job_id = %job))]
     async fn download(&self, url: &str, job: JobId) -> Result<DownloadedAsset, ProviderError> {
-        let url =
-            parse_http_url(url).ok_or_else(|| invalid("the result URL is not an http(s) URL"))?;
+        let url = self.result_url(url)?;
         let key = format!("results/{job}.mp4");
         let (url, key) = (&url, key.as_str());
         self.retry
             .run(PROVIDER, || self.download_once(url, key))
             .await
+    }
+}
+
+/// Whether `url` names this machine (`localhost`, 127.0.0.0/8, `::1`).
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(name)) => name == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
     }
 }
