@@ -182,6 +182,41 @@ async fn rows(
         .map_err(|e| LegacyError::Schema(format!("table {table}: {e}")))
 }
 
+/// The longest a read of a prototype file may take; a statement still running then is
+/// interrupted.
+const MAX_READ_TIME: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// The tables of the v2.0 schema that are read.
+const TABLES: [&str; 4] = ["users", "ledger", "jobs", "payments"];
+
+/// The file must be the v2.0 schema as tables only: views (a `SELECT` that can run for
+/// ever) and triggers have no place in it, and are refused before anything is read.
+async fn check_schema(conn: &mut SqliteConnection) -> Result<(), LegacyError> {
+    let objects: Vec<(String, String)> = sqlx::query_as(
+        "SELECT type, name FROM sqlite_master WHERE type IN ('table', 'view', 'trigger')",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(|e| LegacyError::Schema(format!("cannot read the schema: {e}")))?;
+    let odd: Vec<String> = objects
+        .iter()
+        .filter(|(kind, _)| kind != "table")
+        .map(|(kind, name)| format!("{kind} {name}"))
+        .collect();
+    if !odd.is_empty() {
+        return Err(LegacyError::Schema(format!(
+            "the file holds {}: a v2.0 bot database has tables only",
+            odd.join(", ")
+        )));
+    }
+    for table in TABLES {
+        if !objects.iter().any(|(_, name)| name == table) {
+            return Err(LegacyError::Schema(format!("table {table} is missing")));
+        }
+    }
+    Ok(())
+}
+
 /// Reads the whole file, read-only.
 ///
 /// # Errors
@@ -199,13 +234,27 @@ pub async fn read(path: &Path) -> Result<LegacySnapshot, LegacyError> {
             source,
         })?
         .filename(path)
-        .read_only(true);
+        .read_only(true)
+        // A crafted file must not run code of its own: no functions from its schema, no
+        // writes even by accident.
+        .pragma("trusted_schema", "OFF")
+        .pragma("query_only", "ON");
     let mut conn = SqliteConnection::connect_with(&options)
         .await
         .map_err(|source| LegacyError::Open {
             path: path.display().to_string(),
             source,
         })?;
+    // Whatever the file holds, the whole read stops after MAX_READ_TIME.
+    let deadline = std::time::Instant::now() + MAX_READ_TIME;
+    conn.lock_handle()
+        .await
+        .map_err(|source| LegacyError::Open {
+            path: path.display().to_string(),
+            source,
+        })?
+        .set_progress_handler(10_000, move || std::time::Instant::now() < deadline);
+    check_schema(&mut conn).await?;
     let mut problems = Vec::new();
     let mut snapshot = LegacySnapshot::default();
 
@@ -366,5 +415,76 @@ pub async fn read(path: &Path) -> Result<LegacySnapshot, LegacyError> {
         Ok(snapshot)
     } else {
         Err(LegacyError::Rows(problems))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A prototype file made by `statements`.
+    async fn file(statements: &[&str]) -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let options = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true);
+        let mut conn = SqliteConnection::connect_with(&options).await.unwrap();
+        for sql in statements {
+            sqlx::query(sqlx::AssertSqlSafe(*sql))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }
+        conn.close().await.unwrap();
+        (dir, path)
+    }
+
+    const TABLES_SQL: [&str; 4] = [
+        "CREATE TABLE users (tg_id INTEGER, username TEXT, first_name TEXT, is_banned INTEGER, created_at TEXT)",
+        "CREATE TABLE ledger (id INTEGER, user_id INTEGER, kind TEXT, amount INTEGER, ref_type TEXT, ref_id TEXT, description TEXT, created_at TEXT)",
+        "CREATE TABLE jobs (id INTEGER, user_id INTEGER)",
+        "CREATE TABLE payments (id INTEGER, user_id INTEGER, amount INTEGER, status TEXT, provider_payment_id TEXT, created_at TEXT, paid_at TEXT)",
+    ];
+
+    /// [edge] A view that never ends (posing as a table of the v2.0 schema) is refused
+    /// before anything is read: `import-legacy` cannot be made to hang.
+    #[tokio::test]
+    async fn a_view_posing_as_a_table_is_refused_at_once() {
+        let (_dir, path) = file(&[
+            TABLES_SQL[1],
+            TABLES_SQL[2],
+            TABLES_SQL[3],
+            "CREATE VIEW users AS WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n) \
+             SELECT x AS tg_id, NULL AS username, NULL AS first_name, 0 AS is_banned, NULL AS created_at FROM n",
+        ])
+        .await;
+        let started = std::time::Instant::now();
+        let refused = read(&path).await;
+        assert!(
+            matches!(&refused, Err(LegacyError::Schema(m)) if m.contains("view users")),
+            "{refused:?}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
+
+    #[tokio::test]
+    async fn triggers_and_missing_tables_are_refused() {
+        let mut with_trigger = TABLES_SQL.to_vec();
+        with_trigger.push("CREATE TRIGGER t AFTER INSERT ON users BEGIN DELETE FROM ledger; END");
+        let (_dir, path) = file(&with_trigger).await;
+        assert!(
+            matches!(read(&path).await, Err(LegacyError::Schema(m)) if m.contains("trigger t")),
+        );
+        let (_dir, path) = file(&TABLES_SQL[..3]).await;
+        assert!(
+            matches!(read(&path).await, Err(LegacyError::Schema(m)) if m.contains("payments is missing")),
+        );
+        let (_dir, path) = file(&TABLES_SQL).await;
+        let snapshot = read(&path).await.unwrap();
+        assert!(
+            snapshot.users.is_empty(),
+            "an empty v2.0 file reads as empty"
+        );
     }
 }
