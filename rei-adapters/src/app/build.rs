@@ -141,10 +141,17 @@ impl App {
             },
         ));
         let mut assets = AssetStore::new(&settings.asset_dir);
-        if let (Some(base), Some(token)) = (&settings.public_url, &settings.bot_token) {
+        let link_secret = settings
+            .asset_signing_key
+            .as_ref()
+            .or(settings.bot_token.as_ref());
+        if let (Some(base), Some(secret)) = (&settings.public_url, link_secret) {
             // Signed links Kling can fetch video→video sources from, and download links
-            // of large results; every process derives the same key from the token.
-            assets = assets.with_public_links(base.clone(), token.expose_secret().as_bytes());
+            // of large results; every process derives the same key from the secret.
+            assets = assets.with_public_links(base.clone(), secret.expose_secret().as_bytes());
+            if let Some(previous) = &settings.asset_signing_key_previous {
+                assets = assets.with_previous_link_secret(previous.expose_secret().as_bytes());
+            }
         }
         let telegram = settings
             .bot_token

@@ -124,6 +124,13 @@ pub struct Settings {
     /// https base URL for webhooks (Telegram webhook mode, Kling callbacks, video→video inputs).
     #[arg(long, env = "PUBLIC_URL", value_parser = parse_https_url)]
     pub public_url: Option<url::Url>,
+    /// The secret `/assets/…` links are signed with (at least 32 characters, the same in
+    /// every process); unset: derived from `BOT_TOKEN`.
+    #[arg(long, env = "ASSET_SIGNING_KEY", hide_env_values = true, value_parser = parse_signing_key)]
+    pub asset_signing_key: Option<SecretString>,
+    /// The key before the last rotation: links it signed still open until it is unset.
+    #[arg(long, env = "ASSET_SIGNING_KEY_PREVIOUS", hide_env_values = true, value_parser = parse_signing_key)]
+    pub asset_signing_key_previous: Option<SecretString>,
     /// `polling` or `webhook` (needs `PUBLIC_URL`).
     #[arg(long, env = "TELEGRAM_MODE", value_enum, default_value = "polling")]
     pub telegram_mode: TelegramMode,
@@ -407,6 +414,18 @@ fn parse_https_url(s: &str) -> Result<url::Url, String> {
     }
 }
 
+/// The shortest `ASSET_SIGNING_KEY` accepted.
+const MIN_SIGNING_KEY_CHARS: usize = 32;
+
+fn parse_signing_key(s: &str) -> Result<SecretString, String> {
+    if s.chars().count() < MIN_SIGNING_KEY_CHARS {
+        return Err(format!(
+            "must be at least {MIN_SIGNING_KEY_CHARS} characters (for example `openssl rand -hex 32`)"
+        ));
+    }
+    Ok(SecretString::from(s.to_owned()))
+}
+
 fn parse_webhook_secret(s: &str) -> Result<SecretString, String> {
     let ok = (1..=256).contains(&s.len())
         && s.bytes()
@@ -467,7 +486,10 @@ mod tests {
         }
         assert!(shown.contains("postgres://rei:***@db/rei"), "{shown}");
         let url = c.database_url.as_ref().unwrap();
-        assert!(url.expose().contains("hunter2"), "the driver gets the real URL");
+        assert!(
+            url.expose().contains("hunter2"),
+            "the driver gets the real URL"
+        );
     }
 
     #[test]
@@ -509,6 +531,8 @@ mod tests {
             ("TRUSTED_PROXIES", "10.0.0.0/99"),
             ("PAYMENT_POLL_INTERVAL_SECS", "0"),
             ("LOG_FORMAT", "xml"),
+            ("ASSET_SIGNING_KEY", "too-short"),
+            ("ASSET_SIGNING_KEY_PREVIOUS", "short"),
         ] {
             let args = [
                 MIN[0],

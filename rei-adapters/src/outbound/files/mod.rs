@@ -70,7 +70,27 @@ const PUBLIC_LINK_TTL: Duration = Duration::from_secs(24 * 3600);
 #[derive(Clone)]
 struct PublicLinks {
     base: url::Url,
+    /// Signs new links, and opens them.
     secret: Arc<[u8; 32]>,
+    /// Opens links signed before a key rotation (`ASSET_SIGNING_KEY_PREVIOUS`).
+    previous: Option<Arc<[u8; 32]>>,
+}
+
+/// The label of the link key derived from a secret (HKDF-SHA256 `info`): the same
+/// secret used elsewhere (the bot token) never signs links itself.
+const LINK_KEY_LABEL: &[u8] = b"rei/asset-links/v1";
+
+/// The link key of `secret`: HKDF-SHA256 with [`LINK_KEY_LABEL`].
+fn link_key(secret: &[u8]) -> Arc<[u8; 32]> {
+    let mut key = [0_u8; 32];
+    // 32 bytes are always within HKDF-SHA256's output limit (255 × 32).
+    if hkdf::Hkdf::<Sha256>::new(None, secret)
+        .expand(LINK_KEY_LABEL, &mut key)
+        .is_err()
+    {
+        key = Sha256::digest([LINK_KEY_LABEL, secret].concat()).into();
+    }
+    Arc::new(key)
 }
 
 /// A file a sweep deletes (an asset, or a leftover temporary file).
@@ -111,20 +131,30 @@ impl AssetStore {
     }
 
     /// Also hands out signed links under `base` (`PUBLIC_URL`), served by the HTTP
-    /// server's `GET /assets/…`. `secret` must be the same in every process (REI derives
-    /// it from the bot token).
+    /// server's `GET /assets/…`. `secret` (`ASSET_SIGNING_KEY`, else the bot token) must
+    /// be the same in every process; links are signed with a key derived from it.
     #[must_use]
     pub fn with_public_links(mut self, base: url::Url, secret: &[u8]) -> Self {
-        let digest = Sha256::digest([b"rei-asset-links:".as_slice(), secret].concat());
         self.public = Some(PublicLinks {
             base,
-            secret: Arc::new(digest.into()),
+            secret: link_key(secret),
+            previous: None,
         });
         self
     }
 
-    fn signature(links: &PublicLinks, key: &str, expires: u64) -> Option<Hmac<Sha256>> {
-        let mut mac = Hmac::<Sha256>::new_from_slice(links.secret.as_slice()).ok()?;
+    /// Also opens links signed with `secret` before a rotation
+    /// (`ASSET_SIGNING_KEY_PREVIOUS`); new links use the current key only.
+    #[must_use]
+    pub fn with_previous_link_secret(mut self, secret: &[u8]) -> Self {
+        if let Some(links) = &mut self.public {
+            links.previous = Some(link_key(secret));
+        }
+        self
+    }
+
+    fn signature(secret: &[u8; 32], key: &str, expires: u64) -> Option<Hmac<Sha256>> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_slice()).ok()?;
         mac.update(key.as_bytes());
         mac.update(b"\n");
         mac.update(expires.to_string().as_bytes());
@@ -150,7 +180,7 @@ impl AssetStore {
         let links = self.public.as_ref()?;
         validate_key(asset.as_str()).ok()?;
         let sig = hex::encode(
-            Self::signature(links, asset.as_str(), expires)?
+            Self::signature(&links.secret, asset.as_str(), expires)?
                 .finalize()
                 .into_bytes(),
         );
@@ -173,10 +203,14 @@ impl AssetStore {
         let now = now
             .duration_since(UNIX_EPOCH)
             .map_or(u64::MAX, |d| d.as_secs());
+        // Constant-time comparisons (`verify_slice`), with the current key, then the
+        // previous one.
+        let opens = |secret: &[u8; 32]| {
+            Self::signature(secret, key, expires).is_some_and(|mac| mac.verify_slice(&sig).is_ok())
+        };
         validate_key(key).is_ok()
             && expires >= now
-            && Self::signature(links, key, expires)
-                .is_some_and(|mac| mac.verify_slice(&sig).is_ok())
+            && (opens(&links.secret) || links.previous.as_deref().is_some_and(opens))
     }
 
     /// The root directory.

@@ -1,5 +1,40 @@
 use super::*;
 
+/// [edge] Link keys rotate: after `ASSET_SIGNING_KEY` changes, links signed with the
+/// previous key open while it is configured as `ASSET_SIGNING_KEY_PREVIOUS`, and new
+/// links use the new key only.
+#[test]
+fn link_keys_rotate_with_a_previous_key() {
+    let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    let base: url::Url = "https://bot.example.com/".parse().unwrap();
+    let asset = AssetRef::new("inputs/clip-1.mp4");
+    let old = AssetStore::new("/tmp/x")
+        .with_public_links(base.clone(), b"key-one-0123456789abcdef0123456789");
+    let query = |store: &AssetStore| {
+        let link: url::Url = store.public_link(&asset, now).unwrap().parse().unwrap();
+        let q: std::collections::HashMap<_, _> = link.query_pairs().into_owned().collect();
+        (q["exp"].parse::<u64>().unwrap(), q["sig"].clone())
+    };
+    let (exp, old_sig) = query(&old);
+    let rotated = AssetStore::new("/tmp/x")
+        .with_public_links(base.clone(), b"key-two-0123456789abcdef0123456789")
+        .with_previous_link_secret(b"key-one-0123456789abcdef0123456789");
+    assert!(
+        rotated.link_is_valid(asset.as_str(), exp, &old_sig, now),
+        "an old link"
+    );
+    let (exp, new_sig) = query(&rotated);
+    assert_ne!(new_sig, old_sig, "new links use the new key");
+    assert!(rotated.link_is_valid(asset.as_str(), exp, &new_sig, now));
+    assert!(!old.link_is_valid(asset.as_str(), exp, &new_sig, now));
+    let after =
+        AssetStore::new("/tmp/x").with_public_links(base, b"key-two-0123456789abcdef0123456789");
+    assert!(
+        !after.link_is_valid(asset.as_str(), exp, &old_sig, now),
+        "the previous key dropped: its links are closed"
+    );
+}
+
 #[test]
 fn public_links_open_only_their_own_file_until_they_expire() {
     let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
