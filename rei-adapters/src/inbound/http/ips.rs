@@ -63,7 +63,10 @@ impl IpList {
 
 /// The address a request comes from: the TCP peer, or — only when the peer is a trusted
 /// proxy — the right-most `X-Forwarded-For` address that is not itself a trusted proxy.
-/// `None` when a trusted proxy forwarded something that is not an address.
+/// `None` when the client is unknown: a trusted proxy forwarded something that is not an
+/// address, or relayed the request without naming a client outside the trusted proxies
+/// (no header, or trusted hops only). Never the proxy's own address: a proxy on this host
+/// would otherwise make every relayed stranger look like `127.0.0.1`.
 #[must_use]
 pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &IpList) -> Option<IpAddr> {
     let peer = peer.to_canonical();
@@ -84,7 +87,7 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &IpList) -> Option<
             return Some(ip);
         }
     }
-    Some(peer)
+    None
 }
 
 #[cfg(test)]
@@ -169,9 +172,36 @@ mod tests {
             Some(ip("203.0.113.9"))
         );
         assert_eq!(client_ip(ip("10.0.0.2"), &xff(&["garbage"]), &proxy), None);
+    }
+
+    /// [edge] A request a trusted proxy relays without naming its client is from nobody
+    /// known — not from the proxy's address, which allow-lists (`/metrics`: loopback and
+    /// private networks) would admit.
+    #[test]
+    fn a_relayed_request_without_a_client_address_is_from_nobody_known() {
+        let local: IpList = "127.0.0.1/32,::1/128".parse().unwrap();
+        for (peer, headers) in [
+            ("127.0.0.1", HeaderMap::new()),
+            ("127.0.0.1", xff(&["127.0.0.1"])),
+            ("127.0.0.1", xff(&["::1, 127.0.0.1"])),
+            ("::ffff:127.0.0.1", HeaderMap::new()),
+            ("127.0.0.1", xff(&[""])),
+        ] {
+            assert_eq!(
+                client_ip(ip(peer), &headers, &local),
+                None,
+                "{peer} {headers:?}"
+            );
+        }
+        // The same proxy naming a client: that client.
         assert_eq!(
-            client_ip(ip("10.0.0.2"), &HeaderMap::new(), &proxy),
-            Some(ip("10.0.0.2"))
+            client_ip(ip("127.0.0.1"), &xff(&["198.51.100.7"]), &local),
+            Some(ip("198.51.100.7"))
+        );
+        // A peer that is not a proxy is itself, whatever it claims.
+        assert_eq!(
+            client_ip(ip("198.51.100.7"), &xff(&["127.0.0.1"]), &local),
+            Some(ip("198.51.100.7"))
         );
     }
 }
