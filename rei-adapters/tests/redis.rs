@@ -162,6 +162,16 @@ struct World {
     _dir: TempDir,
 }
 
+/// A user without names, in Russian.
+fn profile(id: UserId) -> UserProfile {
+    UserProfile {
+        id,
+        username: None,
+        first_name: None,
+        language: Language::Ru,
+    }
+}
+
 async fn world() -> World {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("rei.db");
@@ -171,18 +181,7 @@ async fn world() -> World {
             .unwrap(),
     );
     let user = UserId::new(42).unwrap();
-    store
-        .register(
-            UserProfile {
-                id: user,
-                username: None,
-                first_name: None,
-                language: Language::Ru,
-            },
-            now(),
-        )
-        .await
-        .unwrap();
+    store.register(profile(user), now()).await.unwrap();
     store
         .post(
             NewEntry {
@@ -241,6 +240,54 @@ impl World {
     }
 }
 
+/// One job created through a fast queue on a fresh prefix, with what the tests look at.
+struct OneJob {
+    /// Kept for its store's temp dir.
+    _world: World,
+    q: Arc<RedisQueue>,
+    jobs: JobService,
+    conn: redis::aio::MultiplexedConnection,
+    id: JobId,
+}
+
+async fn one_job() -> OneJob {
+    let url = redis_url();
+    let world = world().await;
+    let q = world.queue(&url, &prefix(), fast()).await;
+    let jobs = world.service(q.clone());
+    let conn = raw(&url).await;
+    let id = world.create(&jobs).await;
+    OneJob {
+        _world: world,
+        q,
+        jobs,
+        conn,
+        id,
+    }
+}
+
+impl OneJob {
+    /// Claims the job as `w1` and hands it back, as a worker does, to run ten minutes from
+    /// now (without saying done); returns when it is to run.
+    async fn hand_back(&self) -> Timestamp {
+        let l = lease();
+        let job = self.q.claim("w1", &l, now()).await.unwrap().unwrap();
+        let later = now().plus(Duration::from_secs(600));
+        let released = JobEvent::Released { run_after: later };
+        self.jobs
+            .write(job.id, released, JobGuard::Lease(l.token.clone()))
+            .await
+            .unwrap();
+        later
+    }
+
+    /// The job's score in the delayed set (its run_after in ms), if it is there.
+    async fn delayed_until(&mut self) -> Option<i64> {
+        let key = self.q.delayed_key();
+        self.conn.zscore(key, self.id.to_string()).await.unwrap()
+    }
+}
+
 /// A plain connection for looking at the keys.
 async fn raw(url: &str) -> redis::aio::MultiplexedConnection {
     redis::Client::open(url)
@@ -272,36 +319,31 @@ fn finished(job: &Job) -> Job {
 
 #[tokio::test]
 async fn redis_enqueue_claim_done_leaves_nothing_pending() {
-    let url = redis_url();
-    let w = world().await;
-    let q = w.queue(&url, &prefix(), fast()).await;
-    let jobs = w.service(q.clone());
-    let mut conn = raw(&url).await;
+    let mut t = one_job().await;
 
-    let id = w.create(&jobs).await;
     assert_eq!(
-        xlen(&mut conn, &q).await,
+        xlen(&mut t.conn, &t.q).await,
         1,
         "creating the job added an entry"
     );
 
-    let job = q.claim("w1", &lease(), now()).await.unwrap().unwrap();
-    assert_eq!(job.id, id);
+    let job = t.q.claim("w1", &lease(), now()).await.unwrap().unwrap();
+    assert_eq!(job.id, t.id);
     assert_eq!(
-        pending(&mut conn, &q).await,
+        pending(&mut t.conn, &t.q).await,
         1,
         "the entry is pending until done"
     );
-    assert!(q.claim("w1", &lease(), now()).await.unwrap().is_none());
+    assert!(t.q.claim("w1", &lease(), now()).await.unwrap().is_none());
 
-    q.done(&finished(&job)).await.unwrap();
-    assert_eq!(pending(&mut conn, &q).await, 0);
+    t.q.done(&finished(&job)).await.unwrap();
+    assert_eq!(pending(&mut t.conn, &t.q).await, 0);
     assert_eq!(
-        xlen(&mut conn, &q).await,
+        xlen(&mut t.conn, &t.q).await,
         0,
         "acknowledged entries are deleted"
     );
-    assert_eq!(q.depth().await.unwrap(), 1, "depth is the database's");
+    assert_eq!(t.q.depth().await.unwrap(), 1, "depth is the database's");
 }
 
 #[tokio::test]
@@ -390,69 +432,41 @@ async fn redis_the_entry_of_a_dead_worker_is_taken_over_after_min_idle_and_lease
 
 #[tokio::test]
 async fn redis_a_handed_back_job_comes_back_at_its_run_after() {
-    let url = redis_url();
-    let w = world().await;
-    let q = w.queue(&url, &prefix(), fast()).await;
-    let jobs = w.service(q.clone());
-    let mut conn = raw(&url).await;
-    let id = w.create(&jobs).await;
+    let mut t = one_job().await;
 
-    let l = lease();
-    let job = q.claim("w1", &l, now()).await.unwrap().unwrap();
-    let later = now().plus(Duration::from_secs(600));
-    jobs.write(
-        job.id,
-        JobEvent::Released { run_after: later },
-        JobGuard::Lease(l.token.clone()),
-    )
-    .await
-    .unwrap();
-    let handed_back = jobs.job(id).await.unwrap();
-    q.done(&handed_back).await.unwrap();
+    let later = t.hand_back().await;
+    let handed_back = t.jobs.job(t.id).await.unwrap();
+    t.q.done(&handed_back).await.unwrap();
 
-    assert_eq!(pending(&mut conn, &q).await, 0);
-    assert_eq!(xlen(&mut conn, &q).await, 0);
-    let score: Option<i64> = conn.zscore(q.delayed_key(), id.to_string()).await.unwrap();
+    assert_eq!(pending(&mut t.conn, &t.q).await, 0);
+    assert_eq!(xlen(&mut t.conn, &t.q).await, 0);
+    let score = t.delayed_until().await;
     assert_eq!(score, Some(later.millis()), "delayed until its run_after");
 
     assert!(
-        q.claim("w1", &lease(), now()).await.unwrap().is_none(),
+        t.q.claim("w1", &lease(), now()).await.unwrap().is_none(),
         "not before"
     );
     let at = later.plus(Duration::from_millis(1));
-    let back = q.claim("w2", &lease(), at).await.unwrap().unwrap();
-    assert_eq!((back.id, back.deliveries), (id, 2));
-    let score: Option<i64> = conn.zscore(q.delayed_key(), id.to_string()).await.unwrap();
+    let back = t.q.claim("w2", &lease(), at).await.unwrap().unwrap();
+    assert_eq!((back.id, back.deliveries), (t.id, 2));
+    let score = t.delayed_until().await;
     assert_eq!(score, None, "moved back into the stream");
 }
 
 #[tokio::test]
 async fn redis_an_entry_found_not_ready_waits_in_the_delayed_set() {
-    let url = redis_url();
-    let w = world().await;
-    let q = w.queue(&url, &prefix(), fast()).await;
-    let jobs = w.service(q.clone());
-    let mut conn = raw(&url).await;
-    let id = w.create(&jobs).await;
-    let l = lease();
-    q.claim("w1", &l, now()).await.unwrap().unwrap();
-    let later = now().plus(Duration::from_secs(600));
-    jobs.write(
-        id,
-        JobEvent::Released { run_after: later },
-        JobGuard::Lease(l.token.clone()),
-    )
-    .await
-    .unwrap();
+    let mut t = one_job().await;
+    let later = t.hand_back().await;
     // The worker never said done (it died right after handing back), and something
     // enqueued the job again.
-    q.enqueue(id).await;
+    t.q.enqueue(t.id).await;
 
-    assert!(q.claim("w2", &lease(), now()).await.unwrap().is_none());
-    let score: Option<i64> = conn.zscore(q.delayed_key(), id.to_string()).await.unwrap();
+    assert!(t.q.claim("w2", &lease(), now()).await.unwrap().is_none());
+    let score = t.delayed_until().await;
     assert_eq!(score, Some(later.millis()));
-    let back = q.claim("w2", &lease(), later).await.unwrap().unwrap();
-    assert_eq!(back.id, id);
+    let back = t.q.claim("w2", &lease(), later).await.unwrap().unwrap();
+    assert_eq!(back.id, t.id);
 }
 
 #[tokio::test]
@@ -725,11 +739,23 @@ async fn the_redis_budget_refills_with_time() {
     .await;
 }
 
+/// With Redis unreachable the limiter falls back to its in-process budget (same quota)
+/// and answers at once while Redis is known to be down.
 #[tokio::test]
-async fn the_redis_limiter_reports_an_unreachable_redis() {
+async fn an_unreachable_redis_leaves_each_process_its_own_budget() {
     init_tracing();
     let url = format!("redis://127.0.0.1:{}/", dead_port());
-    let l = RedisLimiter::new(&url, &prefix(), n(5)).unwrap();
-    assert!(l.check(user(1)).await.is_err());
-    assert!(l.check(user(1)).await.is_err(), "fails at once while down");
+    let l = RedisLimiter::new(&url, &prefix(), n(2)).unwrap();
+    let started = std::time::Instant::now();
+    for _ in 0..2 {
+        assert_eq!(l.check(user(1)).await.unwrap(), RateDecision::Allowed);
+    }
+    assert!(matches!(
+        l.check(user(1)).await.unwrap(),
+        RateDecision::Limited { .. }
+    ));
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "answers at once while down"
+    );
 }

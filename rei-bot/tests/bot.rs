@@ -8,15 +8,16 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use rei_adapters::outbound::sql::{DatabaseTarget, Stores, connect};
-use rei_core::job::{Delivery, JobFilter, JobState};
+use rei_core::job::{Delivery, Job, JobFilter, JobState};
 use rei_core::prelude::*;
 use rei_tests::fakes::gemini::FakeGemini;
 use rei_tests::fakes::kling::FakeKling;
 use rei_tests::fakes::telegram::{Call, FakeTelegram};
-use rei_tests::process::{Forwarder, listening_addr, log_len};
-use tokio::process::{Child, Command};
+use rei_tests::fakes::yookassa::FakeYooKassa;
+use rei_tests::process::{BOT_ADMIN, Forwarder, bot_command, listening_addr, log_len};
+use tokio::process::Child;
 
-const ADMIN: i64 = 1;
+const ADMIN: i64 = BOT_ADMIN;
 const ANNA: i64 = 4242;
 
 struct Bot {
@@ -41,6 +42,20 @@ async fn bot() -> Bot {
 
 async fn bot_with(extra: &'static [(&'static str, &'static str)]) -> Bot {
     bot_behind(None, extra).await
+}
+
+/// A bot taking payments through `yookassa`, with `more` settings.
+async fn paying_bot(yookassa: &FakeYooKassa, more: &[(&'static str, &'static str)]) -> Bot {
+    let url: &'static str = Box::leak(yookassa.url.clone().into_boxed_str());
+    let mut extra = vec![
+        ("RATE_LIMIT_PER_MINUTE", "1000"),
+        ("YOOKASSA_SHOP_ID", "123456"),
+        ("YOOKASSA_SECRET_KEY", "test_secret"),
+        ("YOOKASSA_API_URL", url),
+        ("YOOKASSA_RETURN_URL", "https://t.me/rei_test_bot"),
+    ];
+    extra.extend_from_slice(more);
+    bot_with(Box::leak(extra.into_boxed_slice())).await
 }
 
 /// A bot, with `public` (when given) as its `PUBLIC_URL` in front of its HTTP server.
@@ -115,13 +130,8 @@ fn spawn(
         .append(true)
         .open(logs.join("bot.log"))
         .expect("open the bot's log");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_rei-bot"));
+    let mut command = bot_command(env!("CARGO_BIN_EXE_rei-bot"), "run", Stdio::from(log));
     command
-        .arg("run")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("BOT_TOKEN", "123456:TEST")
-        .env("ADMIN_IDS", ADMIN.to_string())
         .env("DATABASE_PATH", path)
         .env("NANO_BANANA_API_KEY", "test-key")
         .env("NANO_BANANA_API_URL", &gemini.url)
@@ -131,11 +141,7 @@ fn spawn(
         .env("ASSET_DIR", assets)
         .env("WORKER_LEASE_SECS", "2")
         .env("VIDEO_POLL_INTERVAL_MS", "100")
-        .env("HTTP_ADDR", "127.0.0.1:0")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(log))
-        .kill_on_drop(true);
+        .env("HTTP_ADDR", "127.0.0.1:0");
     for (name, value) in extra {
         if value.is_empty() {
             command.env_remove(name);
@@ -232,23 +238,15 @@ impl Bot {
     async fn next(&self, user: i64, before: usize) -> Call {
         eventually("a reply", || self.sent(user).get(before).cloned()).await
     }
-}
 
-/// The `callback_data` of the button whose label contains `label`.
-fn data(call: &Call, label: &str) -> String {
-    let markup = call
-        .reply_markup
-        .as_ref()
-        .unwrap_or_else(|| panic!("no buttons: {call:?}"));
-    markup["inline_keyboard"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|row| row.as_array().into_iter().flatten())
-        .find(|b| b["text"].as_str().is_some_and(|t| t.contains(label)))
-        .and_then(|b| b["callback_data"].as_str())
-        .unwrap_or_else(|| panic!("no button {label}: {markup}"))
-        .to_owned()
+    /// Every job of `user`, as the store lists them.
+    async fn jobs_of(&self, user: UserId) -> Vec<Job> {
+        let mine = JobFilter {
+            user_id: Some(user),
+            ..JobFilter::default()
+        };
+        self.stores.jobs.jobs(mine).await.unwrap()
+    }
 }
 
 fn text(call: &Call) -> &str {
@@ -269,13 +267,17 @@ async fn a_video_from_start_to_delivery_with_a_double_confirm() {
     assert!(text(&told).contains("500.00 ₽"), "{told:?}");
 
     let models = bot.say(ANNA, "/video").await;
-    let durations = bot.press(ANNA, &models, &data(&models, "Kling 2.6")).await;
+    let durations = bot
+        .press(ANNA, &models, &models.button_data("Kling 2.6"))
+        .await;
     assert!(text(&durations).contains("Kling 2.6"), "{durations:?}");
-    let ask = bot.press(ANNA, &durations, &data(&durations, "5 с")).await;
+    let ask = bot
+        .press(ANNA, &durations, &durations.button_data("5 с"))
+        .await;
     assert!(text(&ask).contains("Отправьте текст"), "{ask:?}");
     let draft = bot.say(ANNA, "a fox running in the snow").await;
     assert!(text(&draft).contains("Цена: 100.00 ₽"), "{draft:?}");
-    let confirm = data(&draft, "Запустить");
+    let confirm = draft.button_data("Запустить");
     let queued = bot.press(ANNA, &draft, &confirm).await;
     assert!(text(&queued).contains("Запущено"), "{queued:?}");
     // The same button again (a double tap): one job.
@@ -289,15 +291,7 @@ async fn a_video_from_start_to_delivery_with_a_double_confirm() {
     })
     .await;
     assert_eq!(delivered.len(), 1);
-    let jobs = bot
-        .stores
-        .jobs
-        .jobs(JobFilter {
-            user_id: Some(user),
-            ..JobFilter::default()
-        })
-        .await
-        .unwrap();
+    let jobs = bot.jobs_of(user).await;
     assert_eq!(jobs.len(), 1, "one job for two presses");
     let done = loop {
         let j = bot.stores.jobs.job(jobs[0].id).await.unwrap().unwrap();
@@ -330,13 +324,8 @@ async fn stale_buttons_unknown_commands_and_admin_only_commands() {
     assert!(text(&reply).contains("кнопка устарела"), "{reply:?}");
     let reply = bot.say(ANNA, "/add 4242 1000").await;
     assert!(text(&reply).contains("Не знаю такой команды"), "{reply:?}");
-    let balance = bot
-        .stores
-        .ledger
-        .balance(UserId::new(ANNA).unwrap())
-        .await
-        .unwrap();
-    assert_eq!(balance.available, Money::ZERO, "nothing credited");
+    let (available, _) = anna_balance(&bot).await;
+    assert_eq!(available, Money::ZERO, "nothing credited");
     let answered = bot.telegram.calls_of("answerCallbackQuery");
     assert_eq!(answered.len(), 1, "every callback query is answered");
     let commands = bot.telegram.calls_of("setMyCommands");
@@ -365,7 +354,9 @@ async fn an_image_draft_survives_a_restart_and_the_photo_is_delivered() {
     assert!(text(&draft).contains("Цена: 50.00 ₽"), "{draft:?}");
     // The bot dies in the middle of the dialogue; the draft is in the database.
     bot.restart().await;
-    let queued = bot.press(ANNA, &draft, &data(&draft, "Запустить")).await;
+    let queued = bot
+        .press(ANNA, &draft, &draft.button_data("Запустить"))
+        .await;
     assert!(text(&queued).contains("Запущено"), "{queued:?}");
     let photos = eventually("the photo", || {
         let sent = bot.telegram.calls_to("sendPhoto", ANNA);
@@ -374,13 +365,8 @@ async fn an_image_draft_survives_a_restart_and_the_photo_is_delivered() {
     .await;
     assert_eq!(photos.len(), 1);
     assert_eq!(bot.gemini.calls(), 1, "one billed call");
-    let balance = bot
-        .stores
-        .ledger
-        .balance(UserId::new(ANNA).unwrap())
-        .await
-        .unwrap();
-    assert_eq!(balance.available, "50".parse().unwrap());
+    let (available, _) = anna_balance(&bot).await;
+    assert_eq!(available, "50".parse().unwrap());
     let health = reqwest::get(format!("http://{}/readyz", bot.http))
         .await
         .unwrap();
@@ -436,7 +422,7 @@ async fn every_command_of_the_menu_answers_in_the_users_language() {
         assert!(text(&reply).contains(expected), "{command}: {reply:?}");
     }
     let lang = bot.say(ANNA, "/lang").await;
-    let switched = bot.press(ANNA, &lang, &data(&lang, "English")).await;
+    let switched = bot.press(ANNA, &lang, &lang.button_data("English")).await;
     assert!(text(&switched).contains("language changed"), "{switched:?}");
     let balance = bot.say(ANNA, "/balance").await;
     assert!(text(&balance).contains("Balance: 100.00 ₽"), "{balance:?}");
@@ -449,7 +435,9 @@ async fn admin_ban_unban_and_stats() {
     bot.say(ANNA, "/start").await;
     let menu = bot.say(ADMIN, "/admin").await;
     assert!(text(&menu).contains("/ban"), "{menu:?}");
-    let stats = bot.press(ADMIN, &menu, &data(&menu, "Статистика")).await;
+    let stats = bot
+        .press(ADMIN, &menu, &menu.button_data("Статистика"))
+        .await;
     assert!(text(&stats).contains("Пользователей: 2"), "{stats:?}");
     let banned = bot.say(ADMIN, "/ban 4242").await;
     assert!(text(&banned).contains("заблокирован"), "{banned:?}");
@@ -487,12 +475,17 @@ async fn refusals_come_before_any_charge_and_a_manual_debit_is_told() {
             .find(|c| text(c).contains("пополните его: /pay"))
     })
     .await;
-    let refused = bot.press(ANNA, &draft, &data(&draft, "Запустить")).await;
+    let refused = bot
+        .press(ANNA, &draft, &draft.button_data("Запустить"))
+        .await;
     assert!(text(&refused).contains("/pay"), "{refused:?}");
     // A model that cannot make a video from text.
     let models = bot.say(ANNA, "/video").await;
-    let durations = bot.press(ANNA, &models, &data(&models, "Kling 1.5")).await;
-    bot.press(ANNA, &durations, &data(&durations, "5 с")).await;
+    let durations = bot
+        .press(ANNA, &models, &models.button_data("Kling 1.5"))
+        .await;
+    bot.press(ANNA, &durations, &durations.button_data("5 с"))
+        .await;
     let cannot = bot.say(ANNA, "a fox running").await;
     assert!(text(&cannot).contains("так не умеет"), "{cannot:?}");
     bot.say(ANNA, "/cancel").await;
@@ -515,16 +508,7 @@ async fn refusals_come_before_any_charge_and_a_manual_debit_is_told() {
         bot.telegram.calls_of("getFile").is_empty(),
         "nothing downloaded"
     );
-    let user = UserId::new(ANNA).unwrap();
-    let jobs = bot
-        .stores
-        .jobs
-        .jobs(JobFilter {
-            user_id: Some(user),
-            ..JobFilter::default()
-        })
-        .await
-        .unwrap();
+    let jobs = bot.jobs_of(UserId::new(ANNA).unwrap()).await;
     assert!(jobs.is_empty(), "no job, no charge");
     // An admin's debit is told to the user.
     bot.say(ADMIN, "/start").await;
@@ -600,7 +584,8 @@ async fn a_refused_image_is_explained_and_refunded() {
     bot.say(ADMIN, "/add 4242 100").await;
     bot.gemini.refuse();
     let draft = bot.say(ANNA, "something the filter blocks").await;
-    bot.press(ANNA, &draft, &data(&draft, "Запустить")).await;
+    bot.press(ANNA, &draft, &draft.button_data("Запустить"))
+        .await;
     let failure = eventually("the failure notice", || {
         bot.telegram.calls().into_iter().find(|c| {
             c.chat_id == ANNA
@@ -631,8 +616,11 @@ async fn a_video_to_video_request_without_a_public_url_is_refused_before_any_cha
     let bot = bot().await;
     bot.say(ANNA, "/start").await;
     let models = bot.say(ANNA, "/video").await;
-    let durations = bot.press(ANNA, &models, &data(&models, "Kling 3.0")).await;
-    bot.press(ANNA, &durations, &data(&durations, "5 с")).await;
+    let durations = bot
+        .press(ANNA, &models, &models.button_data("Kling 3.0"))
+        .await;
+    bot.press(ANNA, &durations, &durations.button_data("5 с"))
+        .await;
     let before = bot.sent(ANNA).len();
     bot.telegram.send_video(
         ANNA,
@@ -658,8 +646,12 @@ async fn with_a_public_url_a_video_to_video_source_is_fetched_from_a_signed_link
     bot.say(ADMIN, "/start").await;
     bot.say(ADMIN, "/add 4242 500").await;
     let models = bot.say(ANNA, "/video").await;
-    let durations = bot.press(ANNA, &models, &data(&models, "Kling 3.0")).await;
-    let ask = bot.press(ANNA, &durations, &data(&durations, "5 с")).await;
+    let durations = bot
+        .press(ANNA, &models, &models.button_data("Kling 3.0"))
+        .await;
+    let ask = bot
+        .press(ANNA, &durations, &durations.button_data("5 с"))
+        .await;
     assert!(text(&ask).contains("видео"), "{ask:?}");
     let before = bot.sent(ANNA).len();
     // The fake serves an MP4 header padded with zeros to the stated size.
@@ -672,7 +664,9 @@ async fn with_a_public_url_a_video_to_video_source_is_fetched_from_a_signed_link
         "video/mp4",
     );
     let draft = bot.next(ANNA, before).await;
-    let queued = bot.press(ANNA, &draft, &data(&draft, "Запустить")).await;
+    let queued = bot
+        .press(ANNA, &draft, &draft.button_data("Запустить"))
+        .await;
     assert!(text(&queued).contains("Запущено"), "{queued:?}");
     let body = eventually("the omni-video create", || {
         bot.kling.create_bodies().into_iter().next()
@@ -707,22 +701,14 @@ async fn with_a_public_url_a_video_to_video_source_is_fetched_from_a_signed_link
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pay_gives_a_payment_link_and_check_payment_credits_once() {
-    let yookassa = rei_tests::fakes::yookassa::FakeYooKassa::start()
-        .await
-        .unwrap();
-    let url: &'static str = Box::leak(yookassa.url.clone().into_boxed_str());
-    let extra: &'static [(&'static str, &'static str)] = Box::leak(Box::new([
-        ("RATE_LIMIT_PER_MINUTE", "1000"),
-        ("YOOKASSA_SHOP_ID", "123456"),
-        ("YOOKASSA_SECRET_KEY", "test_secret"),
-        ("YOOKASSA_API_URL", url),
-        ("YOOKASSA_RETURN_URL", "https://t.me/rei_test_bot"),
-    ]));
-    let bot = bot_with(extra).await;
+    let yookassa = FakeYooKassa::start().await.unwrap();
+    let bot = paying_bot(&yookassa, &[]).await;
     bot.say(ANNA, "/start").await;
     let amounts = bot.say(ANNA, "/pay").await;
     assert!(text(&amounts).contains("Выберите сумму"), "{amounts:?}");
-    let link = bot.press(ANNA, &amounts, &data(&amounts, "300.00 ₽")).await;
+    let link = bot
+        .press(ANNA, &amounts, &amounts.button_data("300.00 ₽"))
+        .await;
     assert!(text(&link).contains("300.00 ₽"), "{link:?}");
     let markup = link.reply_markup.clone().unwrap();
     let pay_url = markup["inline_keyboard"][0][0]["url"]
@@ -736,7 +722,7 @@ async fn pay_gives_a_payment_link_and_check_payment_credits_once() {
     let payments = yookassa.payments();
     assert_eq!(payments.len(), 1);
     assert_eq!(payments[0]["amount"]["value"], "300.00");
-    let check = data(&link, "Проверить");
+    let check = link.button_data("Проверить");
     let pending = bot.press(ANNA, &link, &check).await;
     assert!(text(&pending).contains("ещё не поступила"), "{pending:?}");
     yookassa.pay(payments[0]["id"].as_str().unwrap());
@@ -748,13 +734,8 @@ async fn pay_gives_a_payment_link_and_check_payment_credits_once() {
     // Pressed again: still paid, credited once.
     let again = bot.press(ANNA, &link, &check).await;
     assert!(text(&again).contains("Оплата получена"), "{again:?}");
-    let balance = bot
-        .stores
-        .ledger
-        .balance(UserId::new(ANNA).unwrap())
-        .await
-        .unwrap();
-    assert_eq!(balance.available, "300".parse().unwrap());
+    let (available, _) = anna_balance(&bot).await;
+    assert_eq!(available, "300".parse().unwrap());
     assert!(bot.stores.ledger.verify().await.unwrap().is_ok());
 }
 
@@ -800,7 +781,9 @@ async fn a_first_message_without_start_is_served_and_admin_commands_work_at_once
     // The admin never sent /start either: the credit is done, not silently dropped.
     let added = bot.say(ADMIN, "/add 4242 100 welcome").await;
     assert!(text(&added).contains("начислено 100.00 ₽"), "{added:?}");
-    let queued = bot.press(ANNA, &draft, &data(&draft, "Запустить")).await;
+    let queued = bot
+        .press(ANNA, &draft, &draft.button_data("Запустить"))
+        .await;
     assert!(text(&queued).contains("Запущено"), "{queued:?}");
     eventually("the photo", || {
         let sent = bot.telegram.calls_to("sendPhoto", ANNA);
@@ -822,7 +805,9 @@ async fn a_job_that_fails_after_retries_is_told_in_a_new_message() {
     bot.say(ADMIN, "/add 4242 100").await;
     bot.gemini.rate_limit();
     let draft = bot.say(ANNA, "a fox").await;
-    let queued = bot.press(ANNA, &draft, &data(&draft, "Запустить")).await;
+    let queued = bot
+        .press(ANNA, &draft, &draft.button_data("Запустить"))
+        .await;
     assert!(text(&queued).contains("Запущено"), "{queued:?}");
     // Three attempts with backoff (5 s, 10 s) and the client's own retries.
     let failure = within(Duration::from_secs(90), "the failure message", || {
@@ -836,14 +821,8 @@ async fn a_job_that_fails_after_retries_is_told_in_a_new_message() {
         "{failure:?}"
     );
     assert!(bot.gemini.calls() >= 3, "retried: {}", bot.gemini.calls());
-    let balance = bot
-        .stores
-        .ledger
-        .balance(UserId::new(ANNA).unwrap())
-        .await
-        .unwrap();
     assert_eq!(
-        (balance.available, balance.held),
+        anna_balance(&bot).await,
         ("100".parse().unwrap(), Money::ZERO)
     );
     assert!(bot.stores.ledger.verify().await.unwrap().is_ok());
@@ -887,19 +866,23 @@ async fn start_shows_a_main_menu_whose_buttons_work_like_the_commands() {
         ("Помощь", "/help"),
         ("Видео", "/video"),
     ] {
-        let by_button = bot.press(ANNA, &welcome, &data(&welcome, label)).await;
+        let by_button = bot.press(ANNA, &welcome, &welcome.button_data(label)).await;
         bot.say(ANNA, "/cancel").await;
         let by_command = bot.say(ANNA, command).await;
         bot.say(ANNA, "/cancel").await;
         assert_eq!(by_button.text, by_command.text, "{label}");
         assert_eq!(by_button.reply_markup, by_command.reply_markup, "{label}");
     }
-    let ask = bot.press(ANNA, &welcome, &data(&welcome, "Картинка")).await;
+    let ask = bot
+        .press(ANNA, &welcome, &welcome.button_data("Картинка"))
+        .await;
     assert!(text(&ask).contains("Опишите картинку"), "{ask:?}");
     let draft = bot.say(ANNA, "a fox").await;
     assert!(text(&draft).contains("Цена: 50.00 ₽"), "{draft:?}");
-    let lang = bot.press(ANNA, &welcome, &data(&welcome, "Язык")).await;
-    bot.press(ANNA, &lang, &data(&lang, "English")).await;
+    let lang = bot
+        .press(ANNA, &welcome, &welcome.button_data("Язык"))
+        .await;
+    bot.press(ANNA, &lang, &lang.button_data("English")).await;
     let english = bot.say(ANNA, "/start").await;
     let menu = labels(&english);
     for label in ["Image", "Video", "Balance", "History", "Language", "Help"] {
@@ -909,19 +892,8 @@ async fn start_shows_a_main_menu_whose_buttons_work_like_the_commands() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_main_menu_follows_what_is_configured() {
-    let yookassa = rei_tests::fakes::yookassa::FakeYooKassa::start()
-        .await
-        .unwrap();
-    let url: &'static str = Box::leak(yookassa.url.clone().into_boxed_str());
-    let extra: &'static [(&'static str, &'static str)] = Box::leak(Box::new([
-        ("RATE_LIMIT_PER_MINUTE", "1000"),
-        ("KLING_API_KEY", ""),
-        ("YOOKASSA_SHOP_ID", "123456"),
-        ("YOOKASSA_SECRET_KEY", "test_secret"),
-        ("YOOKASSA_API_URL", url),
-        ("YOOKASSA_RETURN_URL", "https://t.me/rei_test_bot"),
-    ]));
-    let bot = bot_with(extra).await;
+    let yookassa = FakeYooKassa::start().await.unwrap();
+    let bot = paying_bot(&yookassa, &[("KLING_API_KEY", "")]).await;
     let welcome = bot.say(ANNA, "/start").await;
     let menu = labels(&welcome);
     assert!(
@@ -929,7 +901,7 @@ async fn the_main_menu_follows_what_is_configured() {
         "no video without Kling keys: {menu:?}"
     );
     let amounts = bot
-        .press(ANNA, &welcome, &data(&welcome, "Пополнить"))
+        .press(ANNA, &welcome, &welcome.button_data("Пополнить"))
         .await;
     assert!(text(&amounts).contains("Выберите сумму"), "{amounts:?}");
 }
@@ -1047,7 +1019,8 @@ async fn a_gemini_call_whose_answer_is_lost_is_sent_once_and_refunded() {
     funded(&bot, "100").await;
     bot.gemini.drop_answers();
     let draft = bot.say(ANNA, "a fox").await;
-    bot.press(ANNA, &draft, &data(&draft, "Запустить")).await;
+    bot.press(ANNA, &draft, &draft.button_data("Запустить"))
+        .await;
     let failure = eventually("the failure message", || {
         bot.sent(ANNA)
             .into_iter()
@@ -1079,7 +1052,8 @@ async fn sigterm_waits_for_a_call_in_flight_and_the_result_is_delivered_once() {
     funded(&bot, "100").await;
     bot.gemini.answer_after(Duration::from_secs(22));
     let draft = bot.say(ANNA, "a slow fox").await;
-    bot.press(ANNA, &draft, &data(&draft, "Запустить")).await;
+    bot.press(ANNA, &draft, &draft.button_data("Запустить"))
+        .await;
     eventually("the call out", || (bot.gemini.calls() == 1).then_some(())).await;
     terminate(&bot.process);
     let exit = tokio::time::timeout(Duration::from_secs(60), bot.process.wait())
@@ -1115,7 +1089,8 @@ async fn a_step_cut_off_by_shutdown_after_its_call_went_out_is_not_sent_again() 
     funded(&bot, "100").await;
     bot.gemini.answer_after(Duration::from_secs(30));
     let draft = bot.say(ANNA, "a fox").await;
-    bot.press(ANNA, &draft, &data(&draft, "Запустить")).await;
+    bot.press(ANNA, &draft, &draft.button_data("Запустить"))
+        .await;
     eventually("the call out", || (bot.gemini.calls() == 1).then_some(())).await;
     terminate(&bot.process);
     let exit = tokio::time::timeout(Duration::from_secs(15), bot.process.wait())
@@ -1152,10 +1127,14 @@ async fn public_bot(more: &[(&'static str, &'static str)]) -> Bot {
 /// Orders a 5 s Kling 2.6 video of text; returns the confirmation.
 async fn order_video(bot: &Bot) -> Call {
     let models = bot.say(ANNA, "/video").await;
-    let durations = bot.press(ANNA, &models, &data(&models, "Kling 2.6")).await;
-    bot.press(ANNA, &durations, &data(&durations, "5 с")).await;
+    let durations = bot
+        .press(ANNA, &models, &models.button_data("Kling 2.6"))
+        .await;
+    bot.press(ANNA, &durations, &durations.button_data("5 с"))
+        .await;
     let draft = bot.say(ANNA, "a fox running in the snow").await;
-    bot.press(ANNA, &draft, &data(&draft, "Запустить")).await
+    bot.press(ANNA, &draft, &draft.button_data("Запустить"))
+        .await
 }
 
 /// [money] 7: a 60 MB video (over the Bot API's 50 MB upload limit) is delivered as a
@@ -1237,21 +1216,14 @@ async fn a_user_who_comes_back_gets_a_paid_result_again_once() {
     bot.telegram.press(
         ANNA,
         draft.message_id.unwrap_or(1),
-        &data(&draft, "Запустить"),
+        &draft.button_data("Запустить"),
     );
     let user = UserId::new(ANNA).unwrap();
     let started = Instant::now();
     let job = loop {
-        let jobs = bot
-            .stores
-            .jobs
-            .jobs(JobFilter {
-                user_id: Some(user),
-                ..JobFilter::default()
-            })
+        if let Some(job) = bot
+            .jobs_of(user)
             .await
-            .unwrap();
-        if let Some(job) = jobs
             .into_iter()
             .find(|j| j.delivery == Delivery::Unreachable)
         {

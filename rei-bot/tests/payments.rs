@@ -16,12 +16,11 @@ use rei_core::payment::{PaymentConfig, PaymentFilter, PaymentPorts, PaymentServi
 use rei_core::prelude::*;
 use rei_tests::fakes::telegram::{Call, FakeTelegram};
 use rei_tests::fakes::yookassa::{FakeYooKassa, RefundAnswer};
-use rei_tests::process::listening_addr;
+use rei_tests::process::{bot_command, listening_addr};
 use serde_json::{Value, json};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 const ANNA: i64 = 4242;
-const ADMIN: i64 = 1;
 const LOOPBACK: &str = "127.0.0.1/32";
 
 struct Bot {
@@ -55,13 +54,8 @@ async fn bot_on(db: Db, extra: &[(&str, &str)]) -> Bot {
     let assets = tempfile::tempdir().unwrap();
     let log_path = assets.path().join("bot.log");
     let log = std::fs::File::create(&log_path).unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_rei-bot"));
+    let mut command = bot_command(env!("CARGO_BIN_EXE_rei-bot"), "run", Stdio::from(log));
     command
-        .arg("run")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("BOT_TOKEN", "123456:TEST")
-        .env("ADMIN_IDS", ADMIN.to_string())
         .env("TELEGRAM_API_URL", &telegram.url)
         .env("YOOKASSA_SHOP_ID", "123456")
         .env("YOOKASSA_SECRET_KEY", "test_secret")
@@ -69,11 +63,7 @@ async fn bot_on(db: Db, extra: &[(&str, &str)]) -> Bot {
         .env("YOOKASSA_RETURN_URL", "https://t.me/rei_test_bot")
         .env("RATE_LIMIT_PER_MINUTE", "1000")
         .env("ASSET_DIR", assets.path())
-        .env("HTTP_ADDR", "127.0.0.1:0")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(log))
-        .kill_on_drop(true);
+        .env("HTTP_ADDR", "127.0.0.1:0");
     match &database {
         DatabaseTarget::SqlitePath(path) => command.env("DATABASE_PATH", path),
         DatabaseTarget::SqliteUrl(url) | DatabaseTarget::Postgres(url) => {
@@ -135,20 +125,6 @@ fn text(call: &Call) -> &str {
     call.text.as_deref().unwrap_or_default()
 }
 
-/// The `callback_data` of the button whose label contains `label`.
-fn data(call: &Call, label: &str) -> String {
-    let markup = call.reply_markup.as_ref().expect("buttons");
-    markup["inline_keyboard"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|row| row.as_array().into_iter().flatten())
-        .find(|b| b["text"].as_str().is_some_and(|t| t.contains(label)))
-        .and_then(|b| b["callback_data"].as_str())
-        .unwrap_or_else(|| panic!("no button {label}: {markup}"))
-        .to_owned()
-}
-
 impl Bot {
     fn user(&self) -> UserId {
         UserId::new(ANNA).unwrap()
@@ -202,8 +178,11 @@ impl Bot {
 
     async fn press(&self, message: &Call, label: &str) -> Call {
         let before = self.sent().len();
-        self.telegram
-            .press(ANNA, message.message_id.unwrap_or(1), &data(message, label));
+        self.telegram.press(
+            ANNA,
+            message.message_id.unwrap_or(1),
+            &message.button_data(label),
+        );
         self.next(before).await
     }
 
@@ -587,7 +566,7 @@ async fn stars_invoice_checkout_and_a_payment_delivered_twice_credit_once() {
     let bot = bot(&[("STARS_RUB_RATE", "1.30")]).await;
     bot.say("/start").await;
     let menu = bot.say("/pay").await;
-    let stars_button = data(&menu, "⭐ 77");
+    let stars_button = menu.button_data("⭐ 77");
     let before = bot.telegram.calls_to("sendInvoice", ANNA).len();
     bot.telegram
         .press(ANNA, menu.message_id.unwrap_or(1), &stars_button);
@@ -833,12 +812,7 @@ async fn one_payment_poller_per_deployment_and_a_survivor_takes_over() {
     let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
     let spawn = |dir: &tempfile::TempDir| {
         let log = std::fs::File::create(dir.path().join("bot.log")).unwrap();
-        Command::new(env!("CARGO_BIN_EXE_rei-bot"))
-            .arg("run")
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("BOT_TOKEN", "123456:TEST")
-            .env("ADMIN_IDS", ADMIN.to_string())
+        bot_command(env!("CARGO_BIN_EXE_rei-bot"), "run", Stdio::from(log))
             .env("TELEGRAM_API_URL", &telegram.url)
             .env("TELEGRAM_MODE", "webhook")
             // Telegram's webhook target; no update is pushed in this test.
@@ -852,10 +826,6 @@ async fn one_payment_poller_per_deployment_and_a_survivor_takes_over() {
             .env("DATABASE_PATH", path)
             .env("ASSET_DIR", dir.path().join("assets"))
             .env("HTTP_ADDR", "127.0.0.1:0")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(log))
-            .kill_on_drop(true)
             .spawn()
             .unwrap()
     };

@@ -13,8 +13,8 @@ use rei_core::job::{Delivery, Job, JobLimits, JobSpec, JobState, Prompt, VideoMo
 use rei_core::prelude::*;
 use rei_tests::fakes::kling::{FakeKling, Hang};
 use rei_tests::fakes::telegram::FakeTelegram;
-use rei_tests::process::listening_addr;
-use tokio::process::{Child, Command};
+use rei_tests::process::{bot_command, listening_addr};
+use tokio::process::Child;
 
 const USER: i64 = 4242;
 
@@ -105,23 +105,14 @@ impl World {
         extra: &[(&str, &str)],
         stderr: Stdio,
     ) -> Child {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rei-bot"));
-        cmd.arg(command)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("BOT_TOKEN", "123456:TEST")
-            .env("ADMIN_IDS", "1")
-            .env("KLING_API_KEY", "ak-test:sk-test")
+        let mut cmd = bot_command(env!("CARGO_BIN_EXE_rei-bot"), command, stderr);
+        cmd.env("KLING_API_KEY", "ak-test:sk-test")
             .env("KLING_API_URL", &self.kling.url)
             .env("TELEGRAM_API_URL", &self.telegram.url)
             .env("ASSET_DIR", assets)
             .env("WORKER_CONCURRENCY", "1")
             .env("WORKER_LEASE_SECS", "2")
-            .env("VIDEO_POLL_INTERVAL_MS", "100")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .kill_on_drop(true);
+            .env("VIDEO_POLL_INTERVAL_MS", "100");
         match &self.target {
             DatabaseTarget::SqlitePath(p) => cmd.env("DATABASE_PATH", p),
             DatabaseTarget::SqliteUrl(u) | DatabaseTarget::Postgres(u) => {

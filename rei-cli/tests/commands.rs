@@ -12,7 +12,7 @@ use std::time::Duration;
 use rei_adapters::outbound::sql::{DatabaseTarget, Stores, connect};
 use rei_adapters::outbound::system::{RandomIds, SystemClock};
 use rei_adapters::outbound::yookassa::{YooKassaClient, YooKassaConfig};
-use rei_core::job::{FailureReason, JobEvent, JobGuard, JobLimits, JobSpec, Prompt};
+use rei_core::job::{FailureReason, JobEvent, JobGuard, JobLimits, JobSpec, LeaseToken, Prompt};
 use rei_core::memory::RecordingNotifier;
 use rei_core::payment::{Payment, PaymentConfig, PaymentPorts, PaymentService};
 use rei_core::prelude::*;
@@ -21,6 +21,9 @@ use rei_tests::fakes::yookassa::FakeYooKassa;
 use serde_json::{Value, json};
 
 const ANNA: i64 = 4242;
+
+/// Reconciles the last day's payments and fixes what it can.
+const RECONCILE_APPLY: &[&str] = &["payments", "reconcile", "--since", "1d", "--apply"];
 
 /// A database (SQLite file or PostgreSQL) and an asset directory, for one test.
 struct Env {
@@ -341,6 +344,27 @@ async fn an_unreachable_database_is_an_operational_failure() {
 
 // ---- jobs ----
 
+/// Claims the next job as a worker would: the job and its lease token.
+async fn claim_next(jobs: &JobService) -> (rei_core::job::Job, LeaseToken) {
+    let claimed = jobs
+        .claim("t", Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    let token = claimed.lease.clone().unwrap().token;
+    (claimed, token)
+}
+
+/// Fails job `id` (leased under `token`) for a provider outage.
+async fn provider_failed(jobs: &JobService, id: JobId, token: LeaseToken, detail: &str) {
+    let reason = FailureReason::ProviderFailed {
+        detail: detail.into(),
+    };
+    jobs.write(id, JobEvent::Failed { reason }, JobGuard::Lease(token))
+        .await
+        .unwrap();
+}
+
 async fn failed_job(e: &Env, user_id: UserId) -> rei_core::job::Job {
     let jobs = rei_tests::job_service(&e.stores, JobLimits::default());
     let spec = JobSpec::ImageGeneration {
@@ -351,23 +375,8 @@ async fn failed_job(e: &Env, user_id: UserId) -> rei_core::job::Job {
         .create(user_id, spec, &quote, IdempotencyKey::new("c-1").unwrap())
         .await
         .unwrap();
-    let claimed = jobs
-        .claim("t", Duration::from_secs(60))
-        .await
-        .unwrap()
-        .unwrap();
-    let token = claimed.lease.clone().unwrap().token;
-    jobs.write(
-        job.id,
-        JobEvent::Failed {
-            reason: FailureReason::ProviderFailed {
-                detail: "outage".into(),
-            },
-        },
-        JobGuard::Lease(token.clone()),
-    )
-    .await
-    .unwrap();
+    let (_, token) = claim_next(&jobs).await;
+    provider_failed(&jobs, job.id, token.clone(), "outage").await;
     // The user was told: the job leaves the queue, as a worker would finish it.
     jobs.write(job.id, JobEvent::Delivered, JobGuard::Lease(token))
         .await
@@ -445,27 +454,14 @@ async fn jobs_list_retry_and_cancel(e: Env) {
             .unwrap();
         // Earlier jobs still owe the user a notice: deliver those as a worker would.
         loop {
-            let claimed = jobs
-                .claim("t", Duration::from_secs(60))
-                .await
-                .unwrap()
-                .unwrap();
-            let token = claimed.lease.clone().unwrap().token;
+            let (claimed, token) = claim_next(&jobs).await;
             if claimed.id != j.id {
                 jobs.write(claimed.id, JobEvent::Delivered, JobGuard::Lease(token))
                     .await
                     .unwrap();
                 continue;
             }
-            jobs.write(
-                j.id,
-                JobEvent::Failed {
-                    reason: FailureReason::ProviderFailed { detail: "x".into() },
-                },
-                JobGuard::Lease(token),
-            )
-            .await
-            .unwrap();
+            provider_failed(&jobs, j.id, token, "x").await;
             break;
         }
         j
@@ -701,12 +697,7 @@ async fn reconcile_finds_each_kind_of_difference_and_fixes_what_it_can(mut e: En
     );
     assert_eq!(dry["needs_person"], 3);
     assert_eq!(balance(&e, ANNA).await, before, "a dry run changes nothing");
-    let applied = cli_json(
-        &e,
-        1,
-        &["payments", "reconcile", "--since", "1d", "--apply"],
-    )
-    .await;
+    let applied = cli_json(&e, 1, RECONCILE_APPLY).await;
     assert!(
         kinds(&applied).contains(&s("paid_there_not_here", "fixed")),
         "{applied}"
@@ -716,12 +707,7 @@ async fn reconcile_finds_each_kind_of_difference_and_fixes_what_it_can(mut e: En
         before + 20_000,
         "the lost payment credited once"
     );
-    let again = cli_json(
-        &e,
-        1,
-        &["payments", "reconcile", "--since", "1d", "--apply"],
-    )
-    .await;
+    let again = cli_json(&e, 1, RECONCILE_APPLY).await;
     assert_eq!(again["needs_person"], 3);
     assert_eq!(balance(&e, ANNA).await, before + 20_000, "never twice");
     // Each fix has its audit line (who, when, what, why); the repeat fixed nothing more.
@@ -828,23 +814,13 @@ async fn stars_are_reconciled_with_the_bots_transactions(mut e: Env) {
         "every charge for no invoice of ours, across pages"
     );
     assert_eq!(balance(&e, ANNA).await, before, "a dry run changes nothing");
-    let applied = cli_json(
-        &e,
-        1,
-        &["payments", "reconcile", "--since", "1d", "--apply"],
-    )
-    .await;
+    let applied = cli_json(&e, 1, RECONCILE_APPLY).await;
     assert!(
         kinds(&applied, "telegram_stars").contains(&pair("paid_there_not_here", "fixed")),
         "{applied}"
     );
     assert_eq!(balance(&e, ANNA).await, before + 5_000, "credited once");
-    cli_json(
-        &e,
-        1,
-        &["payments", "reconcile", "--since", "1d", "--apply"],
-    )
-    .await;
+    cli_json(&e, 1, RECONCILE_APPLY).await;
     assert_eq!(balance(&e, ANNA).await, before + 5_000, "never twice");
     let audit = e.stores.users.audit_log(50).await.unwrap();
     assert_eq!(
@@ -958,19 +934,14 @@ async fn refunds_take_the_credit_back_first(mut e: Env) {
         ("STARS_RUB_RATE".into(), "2".into()),
     ]);
     let stars = svc.create_stars_topup(anna, 50).await.unwrap();
+    let stars_id = stars.id.to_string();
     svc.stars_paid(stars.id, "stxCharge1", 50).await.unwrap();
     assert_eq!(balance(&e, ANNA).await, 10_000);
     // Stars go back whole only.
     let (code, _, err) = cli(
         &e,
         &[
-            "payments",
-            "refund",
-            &stars.id.to_string(),
-            "--amount",
-            "50",
-            "--reason",
-            "half",
+            "payments", "refund", &stars_id, "--amount", "50", "--reason", "half",
         ],
     )
     .await;
@@ -980,17 +951,7 @@ async fn refunds_take_the_credit_back_first(mut e: Env) {
     // Telegram fails in a way that does not say whether the Stars went back: the amount
     // stays held: the Stars may have gone back.
     telegram.fail_next("refundStarPayment", 500, "Internal Server Error");
-    let (code, _, err) = cli(
-        &e,
-        &[
-            "payments",
-            "refund",
-            &stars.id.to_string(),
-            "--reason",
-            "asked",
-        ],
-    )
-    .await;
+    let (code, _, err) = cli(&e, &["payments", "refund", &stars_id, "--reason", "asked"]).await;
     assert_eq!(code, 1, "{err}");
     let held = e.stores.ledger.balance(anna).await.unwrap();
     assert_eq!(
@@ -1001,13 +962,7 @@ async fn refunds_take_the_credit_back_first(mut e: Env) {
     let done = cli_json(
         &e,
         0,
-        &[
-            "payments",
-            "refund",
-            &stars.id.to_string(),
-            "--reason",
-            "asked",
-        ],
+        &["payments", "refund", &stars_id, "--reason", "asked"],
     )
     .await;
     assert_eq!(

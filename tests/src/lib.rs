@@ -12,7 +12,12 @@ pub mod process;
 use std::sync::Arc;
 
 use anyhow::Context;
-use rei_adapters::outbound::sql::SqlStore;
+use rei_adapters::outbound::sql::{SqlStore, Stores};
+use rei_core::ledger::{EntryKind, NewEntry, RefType};
+use rei_core::payment::{PaymentConfig, PaymentPorts, PaymentService};
+use rei_core::ports::{Clock, IdGenerator};
+use rei_core::user::{Language, UserProfile};
+use rei_core::{IdempotencyKey, Money, Timestamp, UserId};
 use uuid::Uuid;
 
 /// A path for a new SQLite file, in a temp dir kept until the machine cleans it.
@@ -84,6 +89,70 @@ pub async fn postgres() -> anyhow::Result<Arc<SqlStore>> {
     Ok(Arc::new(
         SqlStore::connect_postgres(&postgres_url().await?).await?,
     ))
+}
+
+/// The profile of user `id` as the tests register it: no names, Russian.
+#[must_use]
+pub fn profile(id: UserId) -> UserProfile {
+    UserProfile {
+        id,
+        username: None,
+        first_name: None,
+        language: Language::Ru,
+    }
+}
+
+/// Registers user `id` at time 0 and posts `amount` to them as an admin credit keyed
+/// `key`, straight through the stores (no service, no audit).
+///
+/// # Errors
+/// When the store refuses.
+pub async fn seeded_user(
+    stores: &Stores,
+    id: i64,
+    amount: Money,
+    key: &str,
+) -> anyhow::Result<UserId> {
+    let user = UserId::new(id)?;
+    let start = Timestamp::from_millis(0);
+    stores.users.register(profile(user), start).await?;
+    let seed = NewEntry {
+        user_id: user,
+        kind: EntryKind::Credit,
+        amount,
+        ref_type: RefType::Admin,
+        ref_id: "test".into(),
+        description: "seed".into(),
+        idempotency_key: IdempotencyKey::new(key)?,
+        created_at: start,
+    };
+    stores.ledger.post(seed, None).await?;
+    Ok(user)
+}
+
+/// A payment service over `stores` that takes Telegram Stars only (no YooKassa), at
+/// `stars_rate` a Star; admin alerts are recorded, not sent.
+#[must_use]
+pub fn stars_payments(
+    stores: &Stores,
+    clock: Arc<dyn Clock>,
+    ids: Arc<dyn IdGenerator>,
+    stars_rate: Money,
+) -> PaymentService {
+    let ports = PaymentPorts {
+        users: stores.users.clone(),
+        payments: stores.payments.clone(),
+        gateway: None,
+        stars: None,
+        notifier: Arc::new(rei_core::memory::RecordingNotifier::default()),
+        clock,
+        ids,
+    };
+    let config = PaymentConfig {
+        stars_rate: Some(stars_rate),
+        ..PaymentConfig::default()
+    };
+    PaymentService::new(ports, config)
 }
 
 /// Registers user `id` and credits `amount` to them (audited as `system`), through the

@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::process::Stdio;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -12,6 +13,28 @@ use tokio::net::{TcpListener, TcpStream};
 
 /// The line the HTTP server logs once it listens.
 const LISTENING: &str = "HTTP server listening";
+
+/// The one admin of a bot started by [`bot_command`].
+pub const BOT_ADMIN: i64 = 1;
+
+/// `rei-bot <subcommand>` (the binary at `bin`) as the tests start it: nothing of the
+/// caller's environment but `PATH`, the fake Telegram's bot token, [`BOT_ADMIN`],
+/// logs at `info` to `stderr`, stdout dropped, and killed when dropped.
+#[must_use]
+pub fn bot_command(bin: &str, subcommand: &str, stderr: Stdio) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(bin);
+    command
+        .arg(subcommand)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("BOT_TOKEN", "123456:TEST")
+        .env("ADMIN_IDS", BOT_ADMIN.to_string())
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .kill_on_drop(true);
+    command
+}
 
 /// The address a bot's HTTP server reported in the log at `log`, in what was written
 /// after byte `from` (a restarted bot appends to the same log), waiting up to `limit`.

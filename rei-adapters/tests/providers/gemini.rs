@@ -12,7 +12,8 @@ use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
 use crate::support::{
-    LogCapture, RawAnswer, RawServer, TestRecorder, Then, fast_retry, job, jpeg, png,
+    LogCapture, RawAnswer, RawServer, TestRecorder, Then, fast_retry, job, jpeg, json_reply, png,
+    requests, respond, respond_first,
 };
 
 const KEY: &str = "AIzaSy-test-key-0123456789";
@@ -77,8 +78,13 @@ fn quota_exceeded(quota_id: &str, retry_delay: &str) -> Value {
     )
 }
 
-async fn requests(server: &MockServer) -> Vec<Request> {
-    server.received_requests().await.unwrap()
+/// HTTP 429 for the per-minute quota, to be retried after `retry_delay`.
+fn per_minute_quota_exceeded(retry_delay: &str) -> ResponseTemplate {
+    let body = quota_exceeded(
+        "GenerateRequestsPerMinutePerProjectPerModel-FreeTier",
+        retry_delay,
+    );
+    json_reply(429, body)
 }
 
 #[tokio::test]
@@ -88,7 +94,7 @@ async fn text_to_image_returns_the_last_non_thought_image_and_caption() {
     Mock::given(method("POST"))
         .and(path(ENDPOINT))
         .and(header("x-goog-api-key", KEY))
-        .respond_with(ResponseTemplate::new(200).set_body_json(answer(&final_image)))
+        .respond_with(json_reply(200, answer(&final_image)))
         .expect(1)
         .mount(&server)
         .await;
@@ -119,11 +125,12 @@ async fn text_to_image_returns_the_last_non_thought_image_and_caption() {
 #[tokio::test]
 async fn photo_and_text_send_inline_image_data() {
     let (server, client) = fixture(3).await;
-    Mock::given(method("POST"))
-        .and(path(ENDPOINT))
-        .respond_with(ResponseTemplate::new(200).set_body_json(answer(&png(512, 512))))
-        .mount(&server)
-        .await;
+    respond(
+        &server,
+        &format!("POST {}", ENDPOINT),
+        json_reply(200, answer(&png(512, 512))),
+    )
+    .await;
     let photo = jpeg(800, 600);
 
     let image = client
@@ -186,10 +193,7 @@ async fn refusals_carry_the_providers_reason() {
     ];
     for (body, reason) in cases {
         let (server, client) = fixture(3).await;
-        Mock::given(method("POST"))
-            .respond_with(ResponseTemplate::new(200).set_body_json(body.clone()))
-            .mount(&server)
-            .await;
+        respond(&server, "POST", json_reply(200, body.clone())).await;
         let err = client.generate(&request(vec![])).await.unwrap_err();
         let ProviderError::Refused { reason: got } = &err else {
             panic!("{body}: expected Refused, got {err:?}")
@@ -240,10 +244,7 @@ async fn only_stop_or_no_finish_reason_delivers_the_image() {
             }
         }
         let (server, client) = fixture(3).await;
-        Mock::given(method("POST"))
-            .respond_with(ResponseTemplate::new(200).set_body_json(body))
-            .mount(&server)
-            .await;
+        respond(&server, "POST", json_reply(200, body)).await;
         let result = client.generate(&request(vec![])).await;
         assert_eq!(requests(&server).await.len(), 1, "{finish:?}: not retried");
         match (expected, result) {
@@ -361,10 +362,7 @@ async fn error_answers_map_to_their_class() {
     ];
     for (status, body, kind, attempts) in cases {
         let (server, client) = fixture(3).await;
-        Mock::given(method("POST"))
-            .respond_with(ResponseTemplate::new(status).set_body_json(body))
-            .mount(&server)
-            .await;
+        respond(&server, "POST", json_reply(status, body)).await;
         let err = client.generate(&request(vec![])).await.unwrap_err();
         assert_eq!(err.kind(), kind, "HTTP {status}: {err:?}");
         assert_eq!(
@@ -381,18 +379,8 @@ async fn a_rate_limit_waits_for_retry_delay_then_succeeds() {
     let recorder = TestRecorder::default();
     let _metrics = metrics::set_default_local_recorder(&recorder);
     let (server, client) = fixture(3).await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(429).set_body_json(quota_exceeded(
-            "GenerateRequestsPerMinutePerProjectPerModel-FreeTier",
-            "0.3s",
-        )))
-        .up_to_n_times(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(answer(&png(300, 300))))
-        .mount(&server)
-        .await;
+    respond_first(&server, "POST", 1, per_minute_quota_exceeded("0.3s")).await;
+    respond(&server, "POST", json_reply(200, answer(&png(300, 300)))).await;
 
     let started = Instant::now();
     client.generate(&request(vec![])).await.unwrap();
@@ -419,13 +407,7 @@ async fn a_rate_limit_waits_for_retry_delay_then_succeeds() {
 #[tokio::test]
 async fn a_long_retry_delay_is_surfaced_with_its_value() {
     let (server, client) = fixture(3).await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(429).set_body_json(quota_exceeded(
-            "GenerateRequestsPerMinutePerProjectPerModel-FreeTier",
-            "22s",
-        )))
-        .mount(&server)
-        .await;
+    respond(&server, "POST", per_minute_quota_exceeded("22s")).await;
     let err = client.generate(&request(vec![])).await.unwrap_err();
     assert_eq!(
         err,
@@ -443,13 +425,7 @@ async fn a_long_retry_delay_is_surfaced_with_its_value() {
 #[tokio::test]
 async fn rate_limits_exhaust_the_retry_budget() {
     let (server, client) = fixture(2).await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(429).set_body_json(quota_exceeded(
-            "GenerateRequestsPerMinutePerProjectPerModel-FreeTier",
-            "0.01s",
-        )))
-        .mount(&server)
-        .await;
+    respond(&server, "POST", per_minute_quota_exceeded("0.01s")).await;
     let err = client.generate(&request(vec![])).await.unwrap_err();
     assert_eq!(err.kind(), ProviderErrorKind::RateLimited);
     assert_eq!(requests(&server).await.len(), 2);
@@ -458,20 +434,17 @@ async fn rate_limits_exhaust_the_retry_budget() {
 #[tokio::test]
 async fn server_errors_are_retried_then_succeed() {
     let (server, client) = fixture(3).await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(503).set_body_json(google_error(
+    respond_first(
+        &server,
+        "POST",
+        1,
+        json_reply(
             503,
-            "UNAVAILABLE",
-            "overloaded",
-            json!([]),
-        )))
-        .up_to_n_times(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(answer(&png(300, 300))))
-        .mount(&server)
-        .await;
+            google_error(503, "UNAVAILABLE", "overloaded", json!([])),
+        ),
+    )
+    .await;
+    respond(&server, "POST", json_reply(200, answer(&png(300, 300)))).await;
     assert_eq!(
         client.generate(&request(vec![])).await.unwrap().bytes,
         png(300, 300)
@@ -520,14 +493,14 @@ async fn an_answer_slower_than_the_timeout_is_not_requested_again() {
     let recorder = TestRecorder::default();
     let _metrics = metrics::set_default_local_recorder(&recorder);
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(answer(&png(300, 300)))
-                .set_delay(Duration::from_secs(5)),
-        )
-        .mount(&server)
-        .await;
+    respond(
+        &server,
+        "POST",
+        ResponseTemplate::new(200)
+            .set_body_json(answer(&png(300, 300)))
+            .set_delay(Duration::from_secs(5)),
+    )
+    .await;
     let client = client_for(&server.uri(), 3, |c| {
         c.http.request_timeout = Duration::from_millis(300);
         c.http.read_timeout = Duration::from_millis(300);
@@ -627,10 +600,12 @@ async fn malformed_answers_are_clear_errors_not_panics() {
         bad_base64.to_string(),
     ] {
         let (server, client) = fixture(3).await;
-        Mock::given(method("POST"))
-            .respond_with(ResponseTemplate::new(200).set_body_raw(body.clone(), "application/json"))
-            .mount(&server)
-            .await;
+        respond(
+            &server,
+            "POST",
+            ResponseTemplate::new(200).set_body_raw(body.clone(), "application/json"),
+        )
+        .await;
         let err = client.generate(&request(vec![])).await.unwrap_err();
         let ProviderError::Unknown { message } = &err else {
             panic!("{body}: expected Unknown, got {err:?}")
@@ -679,15 +654,12 @@ async fn oversized_or_unsupported_inputs_are_refused_before_sending() {
 async fn the_key_never_reaches_the_logs() {
     let (logs, _guard) = LogCapture::start();
     let (server, client) = fixture(2).await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(500).set_body_json(google_error(
-            500,
-            "INTERNAL",
-            "boom",
-            json!([]),
-        )))
-        .mount(&server)
-        .await;
+    respond(
+        &server,
+        "POST",
+        json_reply(500, google_error(500, "INTERNAL", "boom", json!([]))),
+    )
+    .await;
     let err = client.generate(&request(vec![])).await.unwrap_err();
     let text = logs.text();
     assert!(

@@ -17,11 +17,11 @@ use rei_core::pricing::VideoDuration;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use tempfile::TempDir;
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+use wiremock::{MockServer, Request, Respond, ResponseTemplate};
 
 use crate::support::{
-    LogCapture, RawAnswer, RawServer, TestRecorder, Then, chunked, fast_retry, job, jpeg, png,
+    LogCapture, RawAnswer, RawServer, TestRecorder, Then, chunked, fast_retry, job, jpeg,
+    json_reply, png, requests, respond, respond_first, respond_once,
 };
 
 const AK: &str = "ak-test-access-key";
@@ -55,6 +55,54 @@ async fn fixture_with(edit: impl FnOnce(&mut KlingConfig)) -> Fixture {
     }
 }
 
+impl Fixture {
+    /// Submits a text-to-video request of `job` on `model`.
+    async fn submit_text(&self, job: JobId, model: &str) -> Result<ProviderTaskId, ProviderError> {
+        self.client.submit(&text_request(job, model)).await
+    }
+
+    /// Answers the first `n` creates with `refusal` and the next with the create envelope,
+    /// then submits a text-to-video request of `job`.
+    async fn submit_after(&self, n: u64, refusal: ResponseTemplate, job: JobId) -> ProviderTaskId {
+        respond_first(&self.server, "POST", n, refusal).await;
+        respond(&self.server, "POST", created(job)).await;
+        self.submit_text(job, "kling-v3").await.unwrap()
+    }
+
+    /// The JSON body of the first request the server received.
+    async fn first_body(&self) -> Value {
+        requests(&self.server).await[0].body_json().unwrap()
+    }
+
+    /// Serves `account`'s task list behind a lookup that finds nothing, then asks for the
+    /// task of `job`.
+    async fn find_via_list(
+        &self,
+        account: &Account,
+        mode: VideoMode,
+        job: JobId,
+    ) -> Result<Option<ProviderTaskId>, ProviderError> {
+        let family = family(mode);
+        mount_lookup_not_found(&self.server, family, job).await;
+        account.mount_list(&self.server, family).await;
+        self.client.find_by_job(mode, job).await
+    }
+}
+
+/// The path segment of `mode`'s endpoints.
+fn family(mode: VideoMode) -> &'static str {
+    match mode {
+        VideoMode::TextToVideo => "text2video",
+        VideoMode::ImageToVideo => "image2video",
+        VideoMode::VideoToVideo => "omni-video",
+    }
+}
+
+/// The request line of the lookup of `job`'s task by its `external_task_id`.
+fn lookup(family: &str, job: JobId) -> String {
+    format!("GET /v1/videos/{family}/{job}")
+}
+
 fn text_request(job: JobId, model: &str) -> VideoRequest {
     VideoRequest {
         job_id: job,
@@ -81,10 +129,25 @@ fn image_request(job: JobId, bytes: Vec<u8>) -> VideoRequest {
     }
 }
 
-fn created(job: JobId) -> Value {
-    json!({"code": 0, "message": "SUCCEED", "request_id": "c0656403-1e6e-4b7e-b8f8-2cdd2595f2b9",
-           "data": {"task_id": TASK, "task_status": "submitted", "task_info": {"external_task_id": job.to_string()},
-                    "created_at": 1_774_805_076_166_i64, "updated_at": 1_774_805_076_166_i64}})
+/// A video-to-video edit of the video at `url`.
+fn edit_request(job: JobId, model: &str, prompt: String, url: &str) -> VideoRequest {
+    VideoRequest {
+        mode: VideoMode::VideoToVideo,
+        model: model.to_owned(),
+        prompt,
+        input: VideoInput::VideoUrl(url.to_owned()),
+        ..text_request(job, model)
+    }
+}
+
+/// The create envelope of §1.7 for `job`'s task.
+fn created(job: JobId) -> ResponseTemplate {
+    json_reply(
+        200,
+        json!({"code": 0, "message": "SUCCEED", "request_id": "c0656403-1e6e-4b7e-b8f8-2cdd2595f2b9",
+               "data": {"task_id": TASK, "task_status": "submitted", "task_info": {"external_task_id": job.to_string()},
+                        "created_at": 1_774_805_076_166_i64, "updated_at": 1_774_805_076_166_i64}}),
+    )
 }
 
 fn task(job: JobId, status: &str, extra: Value) -> Value {
@@ -96,12 +159,12 @@ fn task(job: JobId, status: &str, extra: Value) -> Value {
     json!({"code": 0, "message": "SUCCEED", "request_id": "5d1d0e4b-0f8a-4ad3-9f55-3c1f1a2b3c4d", "data": data})
 }
 
-fn kling_error(code: i64, message: &str) -> Value {
-    json!({"code": code, "message": message, "request_id": "9984d27b-2a6f-4b1f-a7d5-0e4f4c0d9a11"})
-}
-
-async fn requests(server: &MockServer) -> Vec<Request> {
-    server.received_requests().await.unwrap()
+/// A Kling error answer: HTTP `status` with the error envelope of `code`.
+fn kling_error(status: u16, code: i64, message: &str) -> ResponseTemplate {
+    json_reply(
+        status,
+        json!({"code": code, "message": message, "request_id": "9984d27b-2a6f-4b1f-a7d5-0e4f4c0d9a11"}),
+    )
 }
 
 #[derive(serde::Deserialize)]
@@ -170,18 +233,9 @@ fn check_jwt(request: &Request) -> String {
 async fn text_to_video_posts_the_documented_body_with_a_valid_jwt() {
     let f = fixture().await;
     let job = job(1);
-    Mock::given(method("POST"))
-        .and(path("/v1/videos/text2video"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(created(job)))
-        .expect(1)
-        .mount(&f.server)
-        .await;
+    respond_once(&f.server, "POST /v1/videos/text2video", created(job)).await;
 
-    let task = f
-        .client
-        .submit(&text_request(job, "kling-v3"))
-        .await
-        .unwrap();
+    let task = f.submit_text(job, "kling-v3").await.unwrap();
 
     assert_eq!(task.as_str(), TASK);
     let sent = requests(&f.server).await;
@@ -202,12 +256,7 @@ async fn text_to_video_posts_the_documented_body_with_a_valid_jwt() {
 async fn image_to_video_sends_raw_base64_without_data_prefix() {
     let f = fixture_with(|c| c.mode = KlingMode::Pro).await;
     let job = job(2);
-    Mock::given(method("POST"))
-        .and(path("/v1/videos/image2video"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(created(job)))
-        .expect(1)
-        .mount(&f.server)
-        .await;
+    respond_once(&f.server, "POST /v1/videos/image2video", created(job)).await;
     let image = jpeg(1280, 720);
 
     f.client
@@ -215,7 +264,7 @@ async fn image_to_video_sends_raw_base64_without_data_prefix() {
         .await
         .unwrap();
 
-    let body: Value = requests(&f.server).await[0].body_json().unwrap();
+    let body: Value = f.first_body().await;
     let sent_image = body["image"].as_str().unwrap();
     assert!(!sent_image.starts_with("data:"));
     assert_eq!(
@@ -235,23 +284,17 @@ async fn image_to_video_sends_raw_base64_without_data_prefix() {
 async fn video_to_video_edits_through_the_omni_endpoint_with_a_callback() {
     let f = fixture_with(|c| c.public_url = Some("https://bot.example.com/".to_owned())).await;
     let job = job(3);
-    Mock::given(method("POST"))
-        .and(path("/v1/videos/omni-video"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(created(job)))
-        .expect(1)
-        .mount(&f.server)
-        .await;
-    let request = VideoRequest {
-        mode: VideoMode::VideoToVideo,
-        model: "kling-v3".to_owned(),
-        prompt: "Turn <<<video_1>>> into a watercolor animation".to_owned(),
-        input: VideoInput::VideoUrl("https://bot.example.com/assets/s3cr3t/in.mp4".to_owned()),
-        ..text_request(job, "kling-v3")
-    };
+    respond_once(&f.server, "POST /v1/videos/omni-video", created(job)).await;
+    let request = edit_request(
+        job,
+        "kling-v3",
+        "Turn <<<video_1>>> into a watercolor animation".to_owned(),
+        "https://bot.example.com/assets/s3cr3t/in.mp4",
+    );
 
     f.client.submit(&request).await.unwrap();
 
-    let body: Value = requests(&f.server).await[0].body_json().unwrap();
+    let body: Value = f.first_body().await;
     assert_eq!(
         body,
         json!({"model_name": "kling-v3-omni", "prompt": "Turn <<<video_1>>> into a watercolor animation",
@@ -265,20 +308,16 @@ async fn video_to_video_edits_through_the_omni_endpoint_with_a_callback() {
 async fn a_prompt_without_the_video_reference_gets_one() {
     let f = fixture().await;
     let job = job(4);
-    Mock::given(method("POST"))
-        .and(path("/v1/videos/omni-video"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(created(job)))
-        .mount(&f.server)
-        .await;
-    let request = VideoRequest {
-        mode: VideoMode::VideoToVideo,
-        model: "kling-video-o1".to_owned(),
-        prompt: "make it a watercolor".to_owned(),
-        input: VideoInput::VideoUrl("https://bot.example.com/in.mp4".to_owned()),
-        ..text_request(job, "kling-video-o1")
-    };
+    respond(&f.server, "POST /v1/videos/omni-video", created(job)).await;
+    let prompt = "make it a watercolor".to_owned();
+    let request = edit_request(
+        job,
+        "kling-video-o1",
+        prompt,
+        "https://bot.example.com/in.mp4",
+    );
     f.client.submit(&request).await.unwrap();
-    let body: Value = requests(&f.server).await[0].body_json().unwrap();
+    let body: Value = f.first_body().await;
     assert_eq!(body["prompt"], "Edit <<<video_1>>>: make it a watercolor");
     assert_eq!(
         body["model_name"], "kling-video-o1",
@@ -290,17 +329,15 @@ async fn a_prompt_without_the_video_reference_gets_one() {
 async fn the_omni_prefix_counts_against_the_prompt_limit() {
     let f = fixture().await;
     let job = job(40);
-    Mock::given(method("POST"))
-        .and(path("/v1/videos/omni-video"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(created(job)))
-        .mount(&f.server)
-        .await;
-    let edit = |chars: usize| VideoRequest {
-        mode: VideoMode::VideoToVideo,
-        model: "kling-v3-omni".to_owned(),
-        prompt: "a".repeat(chars),
-        input: VideoInput::VideoUrl("https://bot.example.com/in.mp4".to_owned()),
-        ..text_request(job, "kling-v3-omni")
+    respond(&f.server, "POST /v1/videos/omni-video", created(job)).await;
+    let edit = |chars: usize| {
+        let prompt = "a".repeat(chars);
+        edit_request(
+            job,
+            "kling-v3-omni",
+            prompt,
+            "https://bot.example.com/in.mp4",
+        )
     };
     // "Edit <<<video_1>>>: " is 20 characters: 2481 + 20 = 2501 > 2500.
     let err = f.client.submit(&edit(2481)).await.unwrap_err();
@@ -308,7 +345,7 @@ async fn the_omni_prefix_counts_against_the_prompt_limit() {
     assert!(requests(&f.server).await.is_empty(), "nothing is sent");
 
     f.client.submit(&edit(2480)).await.unwrap();
-    let body: Value = requests(&f.server).await[0].body_json().unwrap();
+    let body: Value = f.first_body().await;
     assert_eq!(body["prompt"].as_str().unwrap().chars().count(), 2500);
 }
 
@@ -317,11 +354,7 @@ async fn the_omni_prefix_counts_against_the_prompt_limit() {
 #[tokio::test]
 async fn kling_1_5_cannot_do_text_to_video_and_nothing_is_sent() {
     let f = fixture().await;
-    let err = f
-        .client
-        .submit(&text_request(job(5), "kling-v1-5"))
-        .await
-        .unwrap_err();
+    let err = f.submit_text(job(5), "kling-v1-5").await.unwrap_err();
     let ProviderError::InvalidRequest { message } = err else {
         panic!("expected InvalidRequest, got {err:?}")
     };
@@ -399,12 +432,12 @@ async fn task_states_map_to_video_task_status() {
     ];
     for (answer, expected) in cases {
         f.server.reset().await;
-        Mock::given(method("GET"))
-            .and(path(format!("/v1/videos/image2video/{TASK}")))
-            .respond_with(ResponseTemplate::new(200).set_body_json(answer))
-            .expect(1)
-            .mount(&f.server)
-            .await;
+        respond_once(
+            &f.server,
+            &format!("GET /v1/videos/image2video/{TASK}"),
+            json_reply(200, answer),
+        )
+        .await;
         assert_eq!(
             f.client.status(VideoMode::ImageToVideo, &id).await.unwrap(),
             expected
@@ -422,10 +455,7 @@ async fn a_success_without_a_video_or_an_unknown_state_is_an_unknown_error() {
         task(job(8), "exploded", json!({})),
     ] {
         f.server.reset().await;
-        Mock::given(method("GET"))
-            .respond_with(ResponseTemplate::new(200).set_body_json(answer))
-            .mount(&f.server)
-            .await;
+        respond(&f.server, "GET", json_reply(200, answer)).await;
         assert_eq!(
             f.client
                 .status(VideoMode::TextToVideo, &id)
@@ -449,10 +479,12 @@ async fn malformed_answers_are_clear_errors_not_panics() {
     ];
     for body in bodies {
         f.server.reset().await;
-        Mock::given(method("GET"))
-            .respond_with(ResponseTemplate::new(200).set_body_raw(body.clone(), "application/json"))
-            .mount(&f.server)
-            .await;
+        respond(
+            &f.server,
+            "GET",
+            ResponseTemplate::new(200).set_body_raw(body.clone(), "application/json"),
+        )
+        .await;
         let err = f
             .client
             .status(VideoMode::TextToVideo, &id)
@@ -476,12 +508,12 @@ async fn malformed_answers_are_clear_errors_not_panics() {
 async fn find_by_job_looks_the_task_up_by_external_task_id() {
     let f = fixture().await;
     let job = job(9);
-    Mock::given(method("GET"))
-        .and(path(format!("/v1/videos/text2video/{job}")))
-        .respond_with(ResponseTemplate::new(200).set_body_json(task(job, "processing", json!({}))))
-        .expect(1)
-        .mount(&f.server)
-        .await;
+    respond_once(
+        &f.server,
+        &lookup("text2video", job),
+        json_reply(200, task(job, "processing", json!({}))),
+    )
+    .await;
     let found = f
         .client
         .find_by_job(VideoMode::TextToVideo, job)
@@ -497,15 +529,10 @@ async fn any_404_lookup_confirmed_by_an_empty_list_is_none() {
     for answer in [
         ResponseTemplate::new(404),
         ResponseTemplate::new(404).set_body_raw("<html>Not Found</html>", "text/html"),
-        ResponseTemplate::new(404).set_body_json(kling_error(1202, "invalid method")),
+        kling_error(404, 1202, "invalid method"),
     ] {
         f.server.reset().await;
-        Mock::given(method("GET"))
-            .and(path(format!("/v1/videos/text2video/{job}")))
-            .respond_with(answer)
-            .expect(1)
-            .mount(&f.server)
-            .await;
+        respond_once(&f.server, &lookup("text2video", job), answer).await;
         Account::default().mount_list(&f.server, "text2video").await;
         assert_eq!(
             f.client
@@ -522,27 +549,16 @@ async fn any_404_lookup_confirmed_by_an_empty_list_is_none() {
 async fn an_unanswered_create_that_neither_the_lookup_nor_the_list_shows_is_posted_again() {
     let f = fixture().await;
     let job = job(42);
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(504).set_body_json(kling_error(5002, "timeout")))
-        .up_to_n_times(1)
-        .mount(&f.server)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(created(job)))
-        .mount(&f.server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path(format!("/v1/videos/text2video/{job}")))
-        .respond_with(ResponseTemplate::new(404))
-        .expect(1)
-        .mount(&f.server)
-        .await;
+    respond_first(&f.server, "POST", 1, kling_error(504, 5002, "timeout")).await;
+    respond(&f.server, "POST", created(job)).await;
+    respond_once(
+        &f.server,
+        &lookup("text2video", job),
+        ResponseTemplate::new(404),
+    )
+    .await;
     Account::default().mount_list(&f.server, "text2video").await;
-    let task = f
-        .client
-        .submit(&text_request(job, "kling-v3"))
-        .await
-        .unwrap();
+    let task = f.submit_text(job, "kling-v3").await.unwrap();
     assert_eq!(task.as_str(), TASK);
     assert_eq!(posts(&f.server).await, 2);
     assert_eq!(list_pages(&f.server, "text2video").await.len(), 1);
@@ -553,19 +569,15 @@ async fn a_lookup_answer_that_shows_no_task_of_the_job_is_never_taken_for_none()
     let other = job(99);
     let job = job(11);
     let unclear = [
-        ResponseTemplate::new(200).set_body_json(task(other, "processing", json!({}))),
-        ResponseTemplate::new(200).set_body_json(task(job, "processing", json!({"task_info": {}}))),
-        ResponseTemplate::new(400).set_body_json(kling_error(1201, "invalid task id")),
-        ResponseTemplate::new(200).set_body_json(json!({"code": 0, "message": "SUCCEED"})),
+        json_reply(200, task(other, "processing", json!({}))),
+        json_reply(200, task(job, "processing", json!({"task_info": {}}))),
+        kling_error(400, 1201, "invalid task id"),
+        json_reply(200, json!({"code": 0, "message": "SUCCEED"})),
     ];
     for answer in unclear {
         // The list has no task of the job: an error, not None.
         let f = fixture().await;
-        Mock::given(method("GET"))
-            .and(path(format!("/v1/videos/text2video/{job}")))
-            .respond_with(answer.clone())
-            .mount(&f.server)
-            .await;
+        respond(&f.server, &lookup("text2video", job), answer.clone()).await;
         Account::default().mount_list(&f.server, "text2video").await;
         let err = f
             .client
@@ -576,11 +588,7 @@ async fn a_lookup_answer_that_shows_no_task_of_the_job_is_never_taken_for_none()
 
         // The list has it: found.
         let f = fixture().await;
-        Mock::given(method("GET"))
-            .and(path(format!("/v1/videos/text2video/{job}")))
-            .respond_with(answer)
-            .mount(&f.server)
-            .await;
+        respond(&f.server, &lookup("text2video", job), answer).await;
         let account = Account::default();
         let ours = account.add("text2video", &job.to_string(), HOUR);
         account.mount_list(&f.server, "text2video").await;
@@ -598,24 +606,20 @@ async fn a_lookup_answer_that_shows_no_task_of_the_job_is_never_taken_for_none()
 async fn a_create_without_answer_is_looked_up_instead_of_posted_again() {
     let f = fixture().await;
     let job = job(12);
-    Mock::given(method("POST"))
-        .and(path("/v1/videos/text2video"))
-        .respond_with(ResponseTemplate::new(500).set_body_json(kling_error(5000, "internal error")))
-        .expect(1)
-        .mount(&f.server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path(format!("/v1/videos/text2video/{job}")))
-        .respond_with(ResponseTemplate::new(200).set_body_json(task(job, "submitted", json!({}))))
-        .expect(1)
-        .mount(&f.server)
-        .await;
+    respond_once(
+        &f.server,
+        "POST /v1/videos/text2video",
+        kling_error(500, 5000, "internal error"),
+    )
+    .await;
+    respond_once(
+        &f.server,
+        &lookup("text2video", job),
+        json_reply(200, task(job, "submitted", json!({}))),
+    )
+    .await;
 
-    let task = f
-        .client
-        .submit(&text_request(job, "kling-v2-6"))
-        .await
-        .unwrap();
+    let task = f.submit_text(job, "kling-v2-6").await.unwrap();
 
     assert_eq!(task.as_str(), TASK);
 }
@@ -624,31 +628,23 @@ async fn a_create_without_answer_is_looked_up_instead_of_posted_again() {
 async fn a_create_that_did_not_land_is_posted_again_with_the_same_external_task_id() {
     let f = fixture().await;
     let job = job(13);
-    Mock::given(method("POST"))
-        .and(path("/v1/videos/text2video"))
-        .respond_with(ResponseTemplate::new(503).set_body_json(kling_error(5001, "maintenance")))
-        .up_to_n_times(1)
-        .mount(&f.server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path("/v1/videos/text2video"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(created(job)))
-        .mount(&f.server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path(format!("/v1/videos/text2video/{job}")))
-        .respond_with(
-            ResponseTemplate::new(404).set_body_json(kling_error(1203, "resource not found")),
-        )
-        .expect(1)
-        .mount(&f.server)
-        .await;
+    respond_first(
+        &f.server,
+        "POST /v1/videos/text2video",
+        1,
+        kling_error(503, 5001, "maintenance"),
+    )
+    .await;
+    respond(&f.server, "POST /v1/videos/text2video", created(job)).await;
+    respond_once(
+        &f.server,
+        &lookup("text2video", job),
+        kling_error(404, 1203, "resource not found"),
+    )
+    .await;
     Account::default().mount_list(&f.server, "text2video").await;
 
-    f.client
-        .submit(&text_request(job, "kling-v2-6"))
-        .await
-        .unwrap();
+    f.submit_text(job, "kling-v2-6").await.unwrap();
 
     let posts: Vec<Value> = requests(&f.server)
         .await
@@ -712,27 +708,29 @@ impl Account {
 
     /// Serves `GET /v1/videos/<family>?pageNum=&pageSize=` from the account.
     async fn mount_list(&self, server: &MockServer, family: &'static str) {
-        Mock::given(method("GET"))
-            .and(path(format!("/v1/videos/{family}")))
-            .respond_with(ListTasks {
+        respond(
+            server,
+            &format!("GET /v1/videos/{family}"),
+            ListTasks {
                 account: self.clone(),
                 family,
-            })
-            .mount(server)
-            .await;
+            },
+        )
+        .await;
     }
 
     /// Records every `POST /v1/videos/<family>` as a task and answers `answer`.
     async fn mount_create(&self, server: &MockServer, family: &'static str, answer: CreateAnswer) {
-        Mock::given(method("POST"))
-            .and(path(format!("/v1/videos/{family}")))
-            .respond_with(CreateTask {
+        respond(
+            server,
+            &format!("POST /v1/videos/{family}"),
+            CreateTask {
                 account: self.clone(),
                 family,
                 answer,
-            })
-            .mount(server)
-            .await;
+            },
+        )
+        .await;
     }
 }
 
@@ -767,8 +765,7 @@ impl Respond for ListTasks {
         };
         let (Some(page), Some(size)) = (param("pageNum", 1, 1000), param("pageSize", 30, 500))
         else {
-            return ResponseTemplate::new(400)
-                .set_body_json(kling_error(1201, "pageNum or pageSize out of range"));
+            return kling_error(400, 1201, "pageNum or pageSize out of range");
         };
         let mut tasks: Vec<Value> = self
             .account
@@ -785,8 +782,11 @@ impl Respond for ListTasks {
             .skip((page - 1) * size)
             .take(size)
             .collect();
-        ResponseTemplate::new(200).set_body_json(json!({"code": 0, "message": "SUCCEED",
-            "request_id": "7e2a1c3b-5d4f-4e6a-8b9c-0d1e2f3a4b5c", "data": data}))
+        json_reply(
+            200,
+            json!({"code": 0, "message": "SUCCEED",
+            "request_id": "7e2a1c3b-5d4f-4e6a-8b9c-0d1e2f3a4b5c", "data": data}),
+        )
     }
 }
 
@@ -803,11 +803,12 @@ impl Respond for CreateTask {
         let external = body["external_task_id"].as_str().unwrap();
         let task = self.account.add_task(self.family, external, Duration::ZERO);
         match self.answer {
-            CreateAnswer::Created => ResponseTemplate::new(200)
-                .set_body_json(json!({"code": 0, "message": "SUCCEED",
-                    "request_id": "c0656403-1e6e-4b7e-b8f8-2cdd2595f2b9", "data": task})),
-            CreateAnswer::Lost => ResponseTemplate::new(504)
-                .set_body_json(kling_error(5002, "timeout, please try again later")),
+            CreateAnswer::Created => json_reply(
+                200,
+                json!({"code": 0, "message": "SUCCEED",
+                    "request_id": "c0656403-1e6e-4b7e-b8f8-2cdd2595f2b9", "data": task}),
+            ),
+            CreateAnswer::Lost => kling_error(504, 5002, "timeout, please try again later"),
         }
     }
 }
@@ -815,13 +816,14 @@ impl Respond for CreateTask {
 /// `GET /v1/videos/<family>/<job id>` answers 404 / code 1203, as if Kling did not resolve
 /// `external_task_id` in the path (the unconfirmed case the list covers).
 async fn mount_lookup_not_found(server: &MockServer, family: &str, job: JobId) {
-    Mock::given(method("GET"))
-        .and(path(format!("/v1/videos/{family}/{job}")))
-        .respond_with(
-            ResponseTemplate::new(404).set_body_json(kling_error(1203, "resource not found")),
-        )
-        .mount(server)
-        .await;
+    let not_found = kling_error(404, 1203, "resource not found");
+    respond(server, &lookup(family, job), not_found).await;
+}
+
+/// The task list of `family` fails with HTTP 500, code 5000.
+async fn mount_failing_list(server: &MockServer, family: &str) {
+    let failure = kling_error(500, 5000, "internal error");
+    respond(server, &format!("GET /v1/videos/{family}"), failure).await;
 }
 
 /// The list requests received, as `(pageNum, pageSize)`.
@@ -863,15 +865,12 @@ async fn a_task_the_lookup_misses_is_found_in_the_list_and_nothing_is_created() 
     let ours = account.add("text2video", &job.to_string(), 2 * HOUR);
     account.add_others("text2video", 2, 3 * HOUR);
     account.add("image2video", &job.to_string(), HOUR);
-    mount_lookup_not_found(&f.server, "text2video", job).await;
-    account.mount_list(&f.server, "text2video").await;
     account
         .mount_create(&f.server, "text2video", CreateAnswer::Created)
         .await;
 
     let found = f
-        .client
-        .find_by_job(VideoMode::TextToVideo, job)
+        .find_via_list(&account, VideoMode::TextToVideo, job)
         .await
         .unwrap();
 
@@ -894,12 +893,9 @@ async fn find_by_job_is_none_only_when_the_lookup_and_the_list_both_have_no_task
     others.add("text2video", &job.to_string(), HOUR);
     for account in [empty, others] {
         let f = fixture().await;
-        mount_lookup_not_found(&f.server, "omni-video", job).await;
-        account.mount_list(&f.server, "omni-video").await;
 
         let found = f
-            .client
-            .find_by_job(VideoMode::VideoToVideo, job)
+            .find_via_list(&account, VideoMode::VideoToVideo, job)
             .await
             .unwrap();
 
@@ -917,11 +913,7 @@ async fn a_failing_list_makes_find_by_job_an_error_not_none() {
     let f = fixture().await;
     let job = job(52);
     mount_lookup_not_found(&f.server, "text2video", job).await;
-    Mock::given(method("GET"))
-        .and(path("/v1/videos/text2video"))
-        .respond_with(ResponseTemplate::new(500).set_body_json(kling_error(5000, "internal error")))
-        .mount(&f.server)
-        .await;
+    mount_failing_list(&f.server, "text2video").await;
 
     let outcome = f.client.find_by_job(VideoMode::TextToVideo, job).await;
 
@@ -939,13 +931,9 @@ async fn an_unanswered_create_is_not_posted_again_while_the_list_fails() {
         .mount_create(&f.server, "text2video", CreateAnswer::Lost)
         .await;
     mount_lookup_not_found(&f.server, "text2video", job).await;
-    Mock::given(method("GET"))
-        .and(path("/v1/videos/text2video"))
-        .respond_with(ResponseTemplate::new(500).set_body_json(kling_error(5000, "internal error")))
-        .mount(&f.server)
-        .await;
+    mount_failing_list(&f.server, "text2video").await;
 
-    let outcome = f.client.submit(&text_request(job, "kling-v3")).await;
+    let outcome = f.submit_text(job, "kling-v3").await;
 
     assert_eq!(posts(&f.server).await, 1, "exactly one create: {outcome:?}");
     assert_eq!(outcome.unwrap_err().kind(), ProviderErrorKind::Transient);
@@ -963,7 +951,7 @@ async fn an_unanswered_create_found_only_in_the_list_is_not_paid_twice() {
     mount_lookup_not_found(&f.server, "text2video", job).await;
     account.mount_list(&f.server, "text2video").await;
 
-    let outcome = f.client.submit(&text_request(job, "kling-v3")).await;
+    let outcome = f.submit_text(job, "kling-v3").await;
 
     assert_eq!(posts(&f.server).await, 1, "exactly one create: {outcome:?}");
     let task = outcome.unwrap();
@@ -987,15 +975,10 @@ async fn the_list_is_read_page_by_page_until_tasks_are_a_day_old() {
     account.add_others("image2video", 500, HOUR);
     let ours = account.add("image2video", &on_page_2.to_string(), 2 * HOUR);
     account.add_others("image2video", 10, 30 * HOUR);
-    mount_lookup_not_found(&f.server, "image2video", on_page_2).await;
-    account.mount_list(&f.server, "image2video").await;
-    assert_eq!(
-        f.client
-            .find_by_job(VideoMode::ImageToVideo, on_page_2)
-            .await
-            .unwrap(),
-        Some(ProviderTaskId::new(ours).unwrap())
-    );
+    let found = f
+        .find_via_list(&account, VideoMode::ImageToVideo, on_page_2)
+        .await;
+    assert_eq!(found.unwrap(), Some(ProviderTaskId::new(ours).unwrap()));
     assert_eq!(list_pages(&f.server, "image2video").await.len(), 2);
 
     // No task of ours: page 2 ends with tasks older than a day, so page 3 is never read.
@@ -1004,15 +987,10 @@ async fn the_list_is_read_page_by_page_until_tasks_are_a_day_old() {
     let account = Account::default();
     account.add_others("image2video", 700, HOUR);
     account.add_others("image2video", 600, 25 * HOUR);
-    mount_lookup_not_found(&f.server, "image2video", absent).await;
-    account.mount_list(&f.server, "image2video").await;
-    assert_eq!(
-        f.client
-            .find_by_job(VideoMode::ImageToVideo, absent)
-            .await
-            .unwrap(),
-        None
-    );
+    let found = f
+        .find_via_list(&account, VideoMode::ImageToVideo, absent)
+        .await;
+    assert_eq!(found.unwrap(), None);
     assert_eq!(
         list_pages(&f.server, "image2video").await,
         vec![
@@ -1028,10 +1006,8 @@ async fn a_list_longer_than_the_page_budget_is_inconclusive() {
     let job = job(57);
     let account = Account::default();
     account.add_others("text2video", 2_100, HOUR);
-    mount_lookup_not_found(&f.server, "text2video", job).await;
-    account.mount_list(&f.server, "text2video").await;
 
-    let outcome = f.client.find_by_job(VideoMode::TextToVideo, job).await;
+    let outcome = f.find_via_list(&account, VideoMode::TextToVideo, job).await;
 
     let err = outcome.expect_err("recent tasks beyond the last page read may hide ours");
     assert_eq!(err.kind(), ProviderErrorKind::Unknown, "{err:?}");
@@ -1066,36 +1042,22 @@ async fn every_documented_error_code_maps_to_its_class() {
     ];
     for (status, code, kind) in cases {
         let f = fixture().await;
-        Mock::given(method("POST"))
-            .respond_with(
-                ResponseTemplate::new(status).set_body_json(kling_error(code, "provider words")),
-            )
-            .mount(&f.server)
-            .await;
+        respond(
+            &f.server,
+            "POST",
+            kling_error(status, code, "provider words"),
+        )
+        .await;
         // Transient creates look the task up before posting again: answer "no such task",
         // and an empty task list.
-        Mock::given(method("GET"))
-            .and(path(format!("/v1/videos/text2video/{}", job(14))))
-            .respond_with(
-                ResponseTemplate::new(404).set_body_json(kling_error(1203, "resource not found")),
-            )
-            .mount(&f.server)
-            .await;
+        mount_lookup_not_found(&f.server, "text2video", job(14)).await;
         Account::default().mount_list(&f.server, "text2video").await;
-        let err = f
-            .client
-            .submit(&text_request(job(14), "kling-v3"))
-            .await
-            .unwrap_err();
+        let err = f.submit_text(job(14), "kling-v3").await.unwrap_err();
         assert_eq!(err.kind(), kind, "HTTP {status} code {code}: {err:?}");
-        let posts = requests(&f.server)
-            .await
-            .iter()
-            .filter(|r| r.method.as_str() == "POST")
-            .count();
         let expected_posts = if err.is_retryable() { 3 } else { 1 };
         assert_eq!(
-            posts, expected_posts,
+            posts(&f.server).await,
+            expected_posts,
             "HTTP {status} code {code}: retried only when retryable, within the budget"
         );
         assert_eq!(err.alerts_admins(), matches!(kind, Auth | OutOfFunds));
@@ -1115,21 +1077,9 @@ async fn an_expired_token_is_re_signed_and_retried_once() {
     let recorder = TestRecorder::default();
     let _metrics = metrics::set_default_local_recorder(&recorder);
     let f = fixture().await;
-    let job = job(15);
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(401).set_body_json(kling_error(1004, "token expired")))
-        .up_to_n_times(1)
-        .mount(&f.server)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(created(job)))
-        .mount(&f.server)
-        .await;
+    let expired = kling_error(401, 1004, "token expired");
 
-    f.client
-        .submit(&text_request(job, "kling-v3"))
-        .await
-        .unwrap();
+    f.submit_after(1, expired, job(15)).await;
 
     let sent = requests(&f.server).await;
     assert_eq!(sent.len(), 2);
@@ -1163,23 +1113,9 @@ async fn an_expired_token_is_re_signed_and_retried_once() {
 #[tokio::test]
 async fn a_not_yet_valid_token_is_re_signed_with_an_earlier_nbf() {
     let f = fixture().await;
-    let job = job(43);
-    Mock::given(method("POST"))
-        .respond_with(
-            ResponseTemplate::new(401).set_body_json(kling_error(1003, "token not yet valid")),
-        )
-        .up_to_n_times(1)
-        .mount(&f.server)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(created(job)))
-        .mount(&f.server)
-        .await;
+    let not_yet_valid = kling_error(401, 1003, "token not yet valid");
 
-    f.client
-        .submit(&text_request(job, "kling-v3"))
-        .await
-        .unwrap();
+    f.submit_after(1, not_yet_valid, job(43)).await;
 
     let sent = requests(&f.server).await;
     assert_eq!(sent.len(), 2);
@@ -1200,17 +1136,13 @@ async fn a_token_rejected_twice_is_an_auth_failure_after_one_re_sign() {
     let recorder = TestRecorder::default();
     let _metrics = metrics::set_default_local_recorder(&recorder);
     let f = fixture().await;
-    Mock::given(method("POST"))
-        .respond_with(
-            ResponseTemplate::new(401).set_body_json(kling_error(1003, "token not yet valid")),
-        )
-        .mount(&f.server)
-        .await;
-    let err = f
-        .client
-        .submit(&text_request(job(16), "kling-v3"))
-        .await
-        .unwrap_err();
+    respond(
+        &f.server,
+        "POST",
+        kling_error(401, 1003, "token not yet valid"),
+    )
+    .await;
+    let err = f.submit_text(job(16), "kling-v3").await.unwrap_err();
     assert_eq!(err.kind(), ProviderErrorKind::Auth);
     assert!(err.alerts_admins());
     assert_eq!(requests(&f.server).await.len(), 2);
@@ -1233,24 +1165,9 @@ async fn rate_limits_are_retried_then_succeed_and_are_counted() {
     let recorder = TestRecorder::default();
     let _metrics = metrics::set_default_local_recorder(&recorder);
     let f = fixture().await;
-    let job = job(18);
-    Mock::given(method("POST"))
-        .respond_with(
-            ResponseTemplate::new(429)
-                .set_body_json(kling_error(1303, "parallel task over resource pack limit")),
-        )
-        .up_to_n_times(2)
-        .mount(&f.server)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(created(job)))
-        .mount(&f.server)
-        .await;
+    let too_many = kling_error(429, 1303, "parallel task over resource pack limit");
 
-    f.client
-        .submit(&text_request(job, "kling-v3"))
-        .await
-        .unwrap();
+    f.submit_after(2, too_many, job(18)).await;
 
     assert_eq!(
         requests(&f.server).await.len(),
@@ -1287,25 +1204,10 @@ async fn rate_limits_are_retried_then_succeed_and_are_counted() {
 #[tokio::test]
 async fn a_retry_after_header_is_honoured() {
     let f = fixture().await;
-    let job = job(19);
-    Mock::given(method("POST"))
-        .respond_with(
-            ResponseTemplate::new(429)
-                .insert_header("Retry-After", "1")
-                .set_body_json(kling_error(1302, "request rate too high")),
-        )
-        .up_to_n_times(1)
-        .mount(&f.server)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(created(job)))
-        .mount(&f.server)
-        .await;
+    let too_fast =
+        kling_error(429, 1302, "request rate too high").insert_header("Retry-After", "1");
     let started = Instant::now();
-    f.client
-        .submit(&text_request(job, "kling-v3"))
-        .await
-        .unwrap();
+    f.submit_after(1, too_fast, job(19)).await;
     assert!(
         started.elapsed() >= Duration::from_secs(1),
         "waited {:?}",
@@ -1316,19 +1218,13 @@ async fn a_retry_after_header_is_honoured() {
 #[tokio::test]
 async fn a_retry_after_beyond_the_cap_is_returned_at_once() {
     let f = fixture().await;
-    Mock::given(method("POST"))
-        .respond_with(
-            ResponseTemplate::new(429)
-                .insert_header("Retry-After", "120")
-                .set_body_json(kling_error(1302, "too fast")),
-        )
-        .mount(&f.server)
-        .await;
-    let err = f
-        .client
-        .submit(&text_request(job(20), "kling-v3"))
-        .await
-        .unwrap_err();
+    respond(
+        &f.server,
+        "POST",
+        kling_error(429, 1302, "too fast").insert_header("Retry-After", "120"),
+    )
+    .await;
+    let err = f.submit_text(job(20), "kling-v3").await.unwrap_err();
     assert_eq!(
         err,
         ProviderError::RateLimited {
@@ -1344,12 +1240,12 @@ async fn a_retry_after_beyond_the_cap_is_returned_at_once() {
 async fn results_are_streamed_into_the_asset_dir_without_credentials() {
     let f = fixture().await;
     let video = vec![0x42u8; 300_000];
-    Mock::given(method("GET"))
-        .and(path("/bs2/upload-ylab-stunt/output.mp4"))
-        .respond_with(ResponseTemplate::new(200).set_body_raw(video.clone(), "video/mp4"))
-        .expect(1)
-        .mount(&f.server)
-        .await;
+    respond_once(
+        &f.server,
+        "GET /bs2/upload-ylab-stunt/output.mp4",
+        ResponseTemplate::new(200).set_body_raw(video.clone(), "video/mp4"),
+    )
+    .await;
     let job = job(21);
 
     let asset = f
@@ -1382,10 +1278,12 @@ async fn results_are_streamed_into_the_asset_dir_without_credentials() {
 #[tokio::test]
 async fn downloads_over_the_cap_fail_and_store_nothing() {
     let f = fixture_with(|c| c.download.max_bytes = 1000).await;
-    Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(200).set_body_raw(vec![0u8; 1001], "video/mp4"))
-        .mount(&f.server)
-        .await;
+    respond(
+        &f.server,
+        "GET",
+        ResponseTemplate::new(200).set_body_raw(vec![0u8; 1001], "video/mp4"),
+    )
+    .await;
     let err = f
         .client
         .download(&format!("{}/out.mp4", f.server.uri()), job(22))
@@ -1452,22 +1350,14 @@ async fn streamed_downloads_without_a_length_stop_at_the_cap_and_leave_no_file()
 #[tokio::test]
 async fn downloads_retry_server_errors_and_give_up_on_missing_files() {
     let f = fixture().await;
-    Mock::given(method("GET"))
-        .and(path("/flaky.mp4"))
-        .respond_with(ResponseTemplate::new(502))
-        .up_to_n_times(1)
-        .mount(&f.server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/flaky.mp4"))
-        .respond_with(ResponseTemplate::new(200).set_body_raw(vec![1u8; 10], "video/mp4"))
-        .mount(&f.server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/gone.mp4"))
-        .respond_with(ResponseTemplate::new(404))
-        .mount(&f.server)
-        .await;
+    respond_first(&f.server, "GET /flaky.mp4", 1, ResponseTemplate::new(502)).await;
+    respond(
+        &f.server,
+        "GET /flaky.mp4",
+        ResponseTemplate::new(200).set_body_raw(vec![1u8; 10], "video/mp4"),
+    )
+    .await;
+    respond(&f.server, "GET /gone.mp4", ResponseTemplate::new(404)).await;
     assert_eq!(
         f.client
             .download(&format!("{}/flaky.mp4", f.server.uri()), job(23))
@@ -1501,14 +1391,14 @@ async fn slow_downloads_time_out_as_transient() {
         c.retry = fast_retry(1);
     })
     .await;
-    Mock::given(method("GET"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_raw(vec![1u8; 10], "video/mp4")
-                .set_delay(Duration::from_secs(5)),
-        )
-        .mount(&f.server)
-        .await;
+    respond(
+        &f.server,
+        "GET",
+        ResponseTemplate::new(200)
+            .set_body_raw(vec![1u8; 10], "video/mp4")
+            .set_delay(Duration::from_secs(5)),
+    )
+    .await;
     let err = f
         .client
         .download(&format!("{}/slow.mp4", f.server.uri()), job(26))
@@ -1539,15 +1429,8 @@ async fn callbacks_name_the_task_to_re_read() {
 async fn logs_carry_method_path_and_status_but_no_secret() {
     let (logs, _guard) = LogCapture::start();
     let f = fixture().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(401).set_body_json(kling_error(1002, "token invalid")))
-        .mount(&f.server)
-        .await;
-    let err = f
-        .client
-        .submit(&text_request(job(30), "kling-v3"))
-        .await
-        .unwrap_err();
+    respond(&f.server, "POST", kling_error(401, 1002, "token invalid")).await;
+    let err = f.submit_text(job(30), "kling-v3").await.unwrap_err();
     let token = check_jwt(&requests(&f.server).await[0]);
     let text = logs.text();
     assert!(text.contains("provider_request"), "{text}");

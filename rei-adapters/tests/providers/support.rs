@@ -11,7 +11,10 @@ use std::time::Duration;
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
 use rei_adapters::outbound::client::RetryPolicy;
 use rei_core::ids::JobId;
+use serde_json::Value;
 use uuid::Uuid;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockBuilder, MockServer, Request, Respond, ResponseTemplate};
 
 /// `attempts` attempts with millisecond backoff, no jitter, no rate-limit floor, provider
 /// waits up to 2 s.
@@ -31,6 +34,55 @@ pub fn job(n: u128) -> JobId {
     JobId::from_uuid(Uuid::from_u128(
         0x0b7c_1e2a_0000_4000_8000_0000_0000_0000 + n,
     ))
+}
+
+/// An answer with `status` and `body` as JSON.
+pub fn json_reply(status: u16, body: Value) -> ResponseTemplate {
+    ResponseTemplate::new(status).set_body_json(body)
+}
+
+/// A mock for the requests `request_line` names: a method and, unless any path will do,
+/// the path (`"GET /v1/tasks"`).
+pub fn on(request_line: &str) -> MockBuilder {
+    match request_line.split_once(' ') {
+        Some((verb, route)) => Mock::given(method(verb)).and(path(route)),
+        None => Mock::given(method(request_line)),
+    }
+}
+
+/// Answers every request `request_line` names with `answer`.
+pub async fn respond(server: &MockServer, request_line: &str, answer: impl Respond + 'static) {
+    on(request_line).respond_with(answer).mount(server).await;
+}
+
+/// Answers the first `n` requests `request_line` names with `answer`; later ones go to the
+/// mocks mounted after it.
+pub async fn respond_first(
+    server: &MockServer,
+    request_line: &str,
+    n: u64,
+    answer: impl Respond + 'static,
+) {
+    on(request_line)
+        .respond_with(answer)
+        .up_to_n_times(n)
+        .mount(server)
+        .await;
+}
+
+/// Answers the requests `request_line` names with `answer` and expects exactly one of them
+/// (checked when the server is dropped).
+pub async fn respond_once(server: &MockServer, request_line: &str, answer: impl Respond + 'static) {
+    on(request_line)
+        .respond_with(answer)
+        .expect(1)
+        .mount(server)
+        .await;
+}
+
+/// Every request the mock server received, in order.
+pub async fn requests(server: &MockServer) -> Vec<Request> {
+    server.received_requests().await.unwrap()
 }
 
 /// Counters by `name{label=value,…}` (labels sorted).
@@ -133,22 +185,31 @@ impl LogCapture {
 
 /// A PNG signature and IHDR claiming `width`×`height`.
 pub fn png(width: u32, height: u32) -> Vec<u8> {
-    let mut b = b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR".to_vec();
-    b.extend_from_slice(&width.to_be_bytes());
-    b.extend_from_slice(&height.to_be_bytes());
-    b.extend_from_slice(&[8, 6, 0, 0, 0, 0, 0, 0, 0]);
-    b
+    [
+        &b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR"[..],
+        &width.to_be_bytes(),
+        &height.to_be_bytes(),
+        // Bit depth 8, RGBA, then compression, filter, interlace and a CRC left zero.
+        &[8, 6, 0, 0, 0, 0, 0, 0, 0],
+    ]
+    .concat()
 }
 
 /// A JPEG with an APP0 segment and a baseline frame header of `width`×`height`.
 pub fn jpeg(width: u16, height: u16) -> Vec<u8> {
-    let mut b = vec![0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10];
-    b.extend_from_slice(b"JFIF\0\x01\x01\0\0\x01\0\x01\0\0");
-    b.extend_from_slice(&[0xFF, 0xC0, 0x00, 0x11, 0x08]);
-    b.extend_from_slice(&height.to_be_bytes());
-    b.extend_from_slice(&width.to_be_bytes());
-    b.extend_from_slice(&[3, 1, 0x22, 0, 2, 0x11, 1, 3, 0x11, 1, 0xFF, 0xD9]);
-    b
+    [
+        // SOI, then the APP0 (JFIF) segment.
+        &[0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10][..],
+        b"JFIF\0\x01\x01\0\0\x01\0\x01\0\0",
+        // SOF0: length 17, 8-bit samples, the height and width, three components.
+        &[0xFF, 0xC0, 0x00, 0x11, 0x08],
+        &height.to_be_bytes(),
+        &width.to_be_bytes(),
+        &[3, 1, 0x22, 0, 2, 0x11, 1, 3, 0x11, 1],
+        // EOI.
+        &[0xFF, 0xD9],
+    ]
+    .concat()
 }
 
 /// What a [`RawServer`] does after writing an answer.

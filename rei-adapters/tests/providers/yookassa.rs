@@ -14,9 +14,12 @@ use rei_core::time::Timestamp;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use wiremock::matchers::{header, method, path, query_param};
-use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::support::{LogCapture, RawAnswer, RawServer, Then, fast_retry, raw_body, raw_header};
+use crate::support::{
+    LogCapture, RawAnswer, RawServer, Then, fast_retry, json_reply, raw_body, raw_header, requests,
+    respond, respond_first, respond_once,
+};
 
 const SHOP: &str = "123456";
 const SECRET: &str = "test_Fh8hUAVVBGUGbjmlzba6TB0iyUbos_lueTHE-axOwM0";
@@ -93,10 +96,6 @@ fn yookassa_error(code: &str, description: &str) -> Value {
     json!({"type": "error", "id": "ab5a11cd-13cc-4e33-af8b-75a74e18dd09", "code": code, "description": description, "parameter": "amount.value"})
 }
 
-async fn requests(server: &MockServer) -> Vec<Request> {
-    server.received_requests().await.unwrap()
-}
-
 fn expected_pending() -> GatewayPayment {
     GatewayPayment {
         provider_payment_id: GATEWAY_ID.to_owned(),
@@ -125,7 +124,7 @@ async fn create_payment_sends_the_documented_request() {
         .and(header("authorization", basic.as_str()))
         .and(header("idempotence-key", PAYMENT))
         .and(header("content-type", "application/json"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(pending()))
+        .respond_with(json_reply(200, pending()))
         .expect(1)
         .mount(&server)
         .await;
@@ -145,11 +144,7 @@ async fn create_payment_sends_the_documented_request() {
 #[tokio::test]
 async fn a_vat_code_adds_a_prepayment_receipt() {
     let (server, client) = fixture(|c| c.receipt_vat_code = Some(VatCode::new(4).unwrap())).await;
-    Mock::given(method("POST"))
-        .and(path("/v3/payments"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(pending()))
-        .mount(&server)
-        .await;
+    respond(&server, "POST /v3/payments", json_reply(200, pending())).await;
 
     client
         .create_payment(&create(Some("user@example.com")))
@@ -175,10 +170,7 @@ async fn a_vat_code_adds_a_prepayment_receipt() {
 #[tokio::test]
 async fn long_descriptions_are_cut_to_128_characters_and_amounts_keep_kopecks() {
     let (server, client) = fixture(|_| {}).await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(pending()))
-        .mount(&server)
-        .await;
+    respond(&server, "POST", json_reply(200, pending())).await;
     let request = CreatePayment {
         description: "я".repeat(200),
         amount: Money::from_kopecks(12_345).unwrap(),
@@ -193,18 +185,17 @@ async fn long_descriptions_are_cut_to_128_characters_and_amounts_keep_kopecks() 
 #[tokio::test]
 async fn server_errors_are_retried_with_the_same_key_and_body() {
     let (server, client) = fixture(|_| {}).await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(500).set_body_json(yookassa_error(
-            "internal_server_error",
-            "Internal server error",
-        )))
-        .up_to_n_times(2)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(pending()))
-        .mount(&server)
-        .await;
+    respond_first(
+        &server,
+        "POST",
+        2,
+        json_reply(
+            500,
+            yookassa_error("internal_server_error", "Internal server error"),
+        ),
+    )
+    .await;
+    respond(&server, "POST", json_reply(200, pending())).await;
 
     client.create_payment(&create(None)).await.unwrap();
 
@@ -219,19 +210,16 @@ async fn server_errors_are_retried_with_the_same_key_and_body() {
 #[tokio::test]
 async fn timeouts_are_transient_and_retried_with_the_same_key() {
     let (server, client) = fixture(|c| c.http.request_timeout = Duration::from_millis(200)).await;
-    Mock::given(method("POST"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(pending())
-                .set_delay(Duration::from_secs(3)),
-        )
-        .up_to_n_times(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(pending()))
-        .mount(&server)
-        .await;
+    respond_first(
+        &server,
+        "POST",
+        1,
+        ResponseTemplate::new(200)
+            .set_body_json(pending())
+            .set_delay(Duration::from_secs(3)),
+    )
+    .await;
+    respond(&server, "POST", json_reply(200, pending())).await;
     client.create_payment(&create(None)).await.unwrap();
     let sent = requests(&server).await;
     assert_eq!(sent.len(), 2);
@@ -244,12 +232,12 @@ async fn timeouts_are_transient_and_retried_with_the_same_key() {
 #[tokio::test]
 async fn the_retry_budget_ends_in_a_transient_error() {
     let (server, client) = fixture(|_| {}).await;
-    Mock::given(method("POST"))
-        .respond_with(
-            ResponseTemplate::new(500).set_body_json(yookassa_error("internal_server_error", "x")),
-        )
-        .mount(&server)
-        .await;
+    respond(
+        &server,
+        "POST",
+        json_reply(500, yookassa_error("internal_server_error", "x")),
+    )
+    .await;
     let err = client.create_payment(&create(None)).await.unwrap_err();
     assert_eq!(err.kind(), ProviderErrorKind::Transient);
     assert_eq!(requests(&server).await.len(), 3);
@@ -268,12 +256,12 @@ async fn error_answers_map_to_their_class() {
     ];
     for (status, code, kind, attempts) in cases {
         let (server, client) = fixture(|_| {}).await;
-        Mock::given(method("GET"))
-            .respond_with(
-                ResponseTemplate::new(status).set_body_json(yookassa_error(code, "words")),
-            )
-            .mount(&server)
-            .await;
+        respond(
+            &server,
+            "GET",
+            json_reply(status, yookassa_error(code, "words")),
+        )
+        .await;
         let err = client.get_payment(GATEWAY_ID).await.unwrap_err();
         assert_eq!(err.kind(), kind, "HTTP {status} {code}");
         assert_eq!(
@@ -289,19 +277,16 @@ async fn error_answers_map_to_their_class() {
 #[tokio::test]
 async fn too_many_requests_honours_retry_after() {
     let (server, client) = fixture(|_| {}).await;
-    Mock::given(method("POST"))
-        .respond_with(
-            ResponseTemplate::new(429)
-                .insert_header("Retry-After", "1")
-                .set_body_json(yookassa_error("too_many_requests", "Too many requests")),
-        )
-        .up_to_n_times(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(pending()))
-        .mount(&server)
-        .await;
+    respond_first(
+        &server,
+        "POST",
+        1,
+        ResponseTemplate::new(429)
+            .insert_header("Retry-After", "1")
+            .set_body_json(yookassa_error("too_many_requests", "Too many requests")),
+    )
+    .await;
+    respond(&server, "POST", json_reply(200, pending())).await;
     let started = Instant::now();
     client.create_payment(&create(None)).await.unwrap();
     assert!(
@@ -345,12 +330,12 @@ async fn payment_statuses_map_to_the_state_machine() {
     ];
     for (body, status) in cases {
         let (server, client) = fixture(|_| {}).await;
-        Mock::given(method("GET"))
-            .and(path(format!("/v3/payments/{GATEWAY_ID}")))
-            .respond_with(ResponseTemplate::new(200).set_body_json(body))
-            .expect(1)
-            .mount(&server)
-            .await;
+        respond_once(
+            &server,
+            &format!("GET /v3/payments/{GATEWAY_ID}"),
+            json_reply(200, body),
+        )
+        .await;
         let got = client.get_payment(GATEWAY_ID).await.unwrap();
         assert_eq!(got.status, status);
         assert_eq!(got.payment_id, Some(payment_id()));
@@ -384,10 +369,12 @@ async fn malformed_or_unknown_answers_are_clear_errors_not_panics() {
     ];
     for body in bodies {
         let (server, client) = fixture(|_| {}).await;
-        Mock::given(method("GET"))
-            .respond_with(ResponseTemplate::new(200).set_body_raw(body.clone(), "application/json"))
-            .mount(&server)
-            .await;
+        respond(
+            &server,
+            "GET",
+            ResponseTemplate::new(200).set_body_raw(body.clone(), "application/json"),
+        )
+        .await;
         let err = client.get_payment(GATEWAY_ID).await.unwrap_err();
         assert_eq!(err.kind(), ProviderErrorKind::Unknown, "{body}: {err:?}");
     }
@@ -401,18 +388,9 @@ async fn malformed_or_unknown_answers_are_clear_errors_not_panics() {
 #[tokio::test]
 async fn refunds_use_the_requests_key_on_every_retry() {
     let (server, client) = fixture(|_| {}).await;
-    Mock::given(method("POST"))
-        .and(path("/v3/refunds"))
-        .respond_with(ResponseTemplate::new(500))
-        .up_to_n_times(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path("/v3/refunds"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "2f9e2b7c-0015-5000-8000-1a2b3c4d5e6f", "payment_id": GATEWAY_ID,
-            "status": "succeeded", "amount": {"value": "500.00", "currency": "RUB"}, "created_at": "2025-05-21T10:00:00.000Z", "description": "Возврат пополнения"})))
-        .mount(&server)
-        .await;
+    respond_first(&server, "POST /v3/refunds", 1, ResponseTemplate::new(500)).await;
+    respond(&server, "POST /v3/refunds", json_reply(200, json!({"id": "2f9e2b7c-0015-5000-8000-1a2b3c4d5e6f", "payment_id": GATEWAY_ID,
+            "status": "succeeded", "amount": {"value": "500.00", "currency": "RUB"}, "created_at": "2025-05-21T10:00:00.000Z", "description": "Возврат пополнения"}))).await;
     let refund = client
         .refund(&refund_request(Money::from_rubles(500).unwrap()))
         .await
@@ -439,11 +417,8 @@ async fn refunds_use_the_requests_key_on_every_retry() {
 #[tokio::test]
 async fn canceled_refunds_carry_their_reason() {
     let (server, client) = fixture(|_| {}).await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "r1", "payment_id": GATEWAY_ID, "status": "canceled",
-            "amount": {"value": "1.00", "currency": "RUB"}, "cancellation_details": {"party": "yoo_money", "reason": "general_decline"}})))
-        .mount(&server)
-        .await;
+    respond(&server, "POST", json_reply(200, json!({"id": "r1", "payment_id": GATEWAY_ID, "status": "canceled",
+            "amount": {"value": "1.00", "currency": "RUB"}, "cancellation_details": {"party": "yoo_money", "reason": "general_decline"}}))).await;
     let request = RefundRequest {
         description: "x".to_owned(),
         ..refund_request(Money::from_rubles(1).unwrap())
@@ -473,19 +448,17 @@ async fn refund_keys_over_64_characters_are_refused_before_sending() {
 #[tokio::test]
 async fn a_processing_answer_is_repeated_with_the_same_key_after_its_wait() {
     let (server, client) = fixture(|_| {}).await;
-    Mock::given(method("POST"))
-        .and(path("/v3/payments"))
-        .respond_with(ResponseTemplate::new(202).set_body_json(
+    respond_first(
+        &server,
+        "POST /v3/payments",
+        1,
+        json_reply(
+            202,
             json!({"type": "processing", "description": "Request accepted", "retry_after": 300}),
-        ))
-        .up_to_n_times(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path("/v3/payments"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(pending()))
-        .mount(&server)
-        .await;
+        ),
+    )
+    .await;
+    respond(&server, "POST /v3/payments", json_reply(200, pending())).await;
 
     let started = Instant::now();
     let created = client.create_payment(&create(None)).await.unwrap();
@@ -507,13 +480,12 @@ async fn a_processing_answer_is_repeated_with_the_same_key_after_its_wait() {
 #[tokio::test]
 async fn a_processing_answer_that_never_ends_is_a_rate_limit() {
     let (server, client) = fixture(|c| c.retry = fast_retry(2)).await;
-    Mock::given(method("POST"))
-        .respond_with(
-            ResponseTemplate::new(202)
-                .set_body_json(json!({"type": "processing", "retry_after": 10})),
-        )
-        .mount(&server)
-        .await;
+    respond(
+        &server,
+        "POST",
+        json_reply(202, json!({"type": "processing", "retry_after": 10})),
+    )
+    .await;
     let err = client.create_payment(&create(None)).await.unwrap_err();
     assert_eq!(
         err,
@@ -567,16 +539,17 @@ async fn an_unreadable_payment_is_skipped_and_the_page_goes_on() {
     let (server, client) = fixture(|_| {}).await;
     let odd_status = json!({"id": "odd-status-0001", "status": "exploded", "amount": {"value": "1.00", "currency": "RUB"}});
     let no_amount = json!({"id": "no-amount-0002", "status": "succeeded"});
-    Mock::given(method("GET"))
-        .and(path("/v3/payments"))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(json!({"type": "list",
+    respond_once(
+        &server,
+        "GET /v3/payments",
+        json_reply(
+            200,
+            json!({"type": "list",
             "items": [pending(), odd_status, no_amount, payment("succeeded", json!({}))],
-            "next_cursor": "37a5c87d-3984-51e8-a7f3-8de646d39ec15"})),
-        )
-        .expect(1)
-        .mount(&server)
-        .await;
+            "next_cursor": "37a5c87d-3984-51e8-a7f3-8de646d39ec15"}),
+        ),
+    )
+    .await;
 
     let page = client
         .list_payments(&list_from(Timestamp::from_millis(1_746_057_600_000), None))
@@ -613,18 +586,17 @@ async fn listing_pages_through_payments_since_an_instant() {
             "cursor",
             "37a5c87d-3984-51e8-a7f3-8de646d39ec15",
         ))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(json!({"type": "list", "items": [pending()]})),
-        )
+        .respond_with(json_reply(
+            200,
+            json!({"type": "list", "items": [pending()]}),
+        ))
         .mount(&server)
         .await;
     Mock::given(method("GET"))
         .and(path("/v3/payments"))
         .and(query_param("created_at.gte", "2025-05-01T00:00:00.000Z"))
         .and(query_param("limit", "100"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(
-            json!({"type": "list", "items": [pending(), payment("succeeded", json!({}))], "next_cursor": "37a5c87d-3984-51e8-a7f3-8de646d39ec15"}),
-        ))
+        .respond_with(json_reply(200, json!({"type": "list", "items": [pending(), payment("succeeded", json!({}))], "next_cursor": "37a5c87d-3984-51e8-a7f3-8de646d39ec15"}),))
         .mount(&server)
         .await;
     let since = Timestamp::from_millis(1_746_057_600_000);
@@ -654,13 +626,15 @@ async fn listing_pages_through_payments_since_an_instant() {
 async fn the_secret_never_reaches_the_logs() {
     let (logs, _guard) = LogCapture::start();
     let (server, client) = fixture(|c| c.retry = fast_retry(2)).await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(401).set_body_json(yookassa_error(
-            "invalid_credentials",
-            "Login or password is invalid",
-        )))
-        .mount(&server)
-        .await;
+    respond(
+        &server,
+        "POST",
+        json_reply(
+            401,
+            yookassa_error("invalid_credentials", "Login or password is invalid"),
+        ),
+    )
+    .await;
     let err = client.create_payment(&create(None)).await.unwrap_err();
     assert_eq!(err, ProviderError::Auth { message: "YooKassa 401 invalid_credentials: Login or password is invalid (parameter amount.value)".to_owned() });
     let text = logs.text();
@@ -680,9 +654,7 @@ async fn the_secret_never_reaches_the_logs() {
 #[tokio::test]
 async fn a_finished_payment_is_read_in_full() {
     let (server, client) = fixture(|_| {}).await;
-    Mock::given(method("GET"))
-        .and(path(format!("/v3/payments/{GATEWAY_ID}")))
-        .respond_with(ResponseTemplate::new(200).set_body_json(payment(
+    respond(&server, &format!("GET /v3/payments/{GATEWAY_ID}"), json_reply(200, payment(
             "succeeded",
             json!({"captured_at": "2025-05-20T09:16:40.331Z",
                    "income_amount": {"value": "482.50", "currency": "RUB"},
@@ -691,9 +663,7 @@ async fn a_finished_payment_is_read_in_full() {
                    "refundable": true,
                    "refunded_amount": {"value": "100.00", "currency": "RUB"},
                    "receipt_registration": "succeeded"}),
-        )))
-        .mount(&server)
-        .await;
+        ))).await;
     let read = client.get_payment(GATEWAY_ID).await.unwrap();
     assert_eq!(
         read,
@@ -718,14 +688,10 @@ async fn a_finished_payment_is_read_in_full() {
 #[tokio::test]
 async fn a_cancelled_payment_names_who_cancelled_it() {
     let (server, client) = fixture(|_| {}).await;
-    Mock::given(method("GET"))
-        .and(path(format!("/v3/payments/{GATEWAY_ID}")))
-        .respond_with(ResponseTemplate::new(200).set_body_json(payment(
+    respond(&server, &format!("GET /v3/payments/{GATEWAY_ID}"), json_reply(200, payment(
             "canceled",
             json!({"cancellation_details": {"party": "yoo_money", "reason": "expired_on_confirmation"}}),
-        )))
-        .mount(&server)
-        .await;
+        ))).await;
     let read = client.get_payment(GATEWAY_ID).await.unwrap();
     assert_eq!(
         read.status,
@@ -739,12 +705,12 @@ async fn a_cancelled_payment_names_who_cancelled_it() {
 #[tokio::test]
 async fn unknown_payments_and_refunds_are_not_found_not_bad_requests() {
     let (server, client) = fixture(|_| {}).await;
-    Mock::given(method("GET"))
-        .respond_with(
-            ResponseTemplate::new(404).set_body_json(yookassa_error("not_found", "Not found")),
-        )
-        .mount(&server)
-        .await;
+    respond(
+        &server,
+        "GET",
+        json_reply(404, yookassa_error("not_found", "Not found")),
+    )
+    .await;
     assert_eq!(
         client.get_payment(GATEWAY_ID).await.unwrap_err().kind(),
         ProviderErrorKind::NotFound
@@ -764,16 +730,19 @@ async fn unknown_payments_and_refunds_are_not_found_not_bad_requests() {
 async fn a_refund_is_re_read_by_its_id() {
     let (server, client) = fixture(|_| {}).await;
     let refund = "2f9e2b7c-0015-5000-8000-1a2b3c4d5e6f";
-    Mock::given(method("GET"))
-        .and(path(format!("/v3/refunds/{refund}")))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+    respond_once(
+        &server,
+        &format!("GET /v3/refunds/{refund}"),
+        json_reply(
+            200,
+            json!({
             "id": refund, "payment_id": GATEWAY_ID, "status": "canceled",
             "cancellation_details": {"party": "yoo_money", "reason": "rejected_by_payee"},
             "amount": {"value": "500.00", "currency": "RUB"},
-            "created_at": "2025-05-21T10:00:00.000Z", "description": "Возврат пополнения"})))
-        .expect(1)
-        .mount(&server)
-        .await;
+            "created_at": "2025-05-21T10:00:00.000Z", "description": "Возврат пополнения"}),
+        ),
+    )
+    .await;
     let read = client.get_refund(refund).await.unwrap();
     assert_eq!(read.refund_id, refund);
     assert_eq!(
@@ -799,9 +768,10 @@ async fn listing_a_window_sends_both_bounds_and_the_page_size() {
         .and(query_param("created_at.gte", "2025-05-01T00:00:00.000Z"))
         .and(query_param("created_at.lt", "2025-05-02T00:00:00.000Z"))
         .and(query_param("limit", "20"))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(json!({"type": "list", "items": [pending()]})),
-        )
+        .respond_with(json_reply(
+            200,
+            json!({"type": "list", "items": [pending()]}),
+        ))
         .expect(1)
         .mount(&server)
         .await;

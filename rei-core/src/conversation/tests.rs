@@ -682,6 +682,32 @@ async fn a_photo_with_a_caption_is_an_edit_draft_and_limits_are_checked_first() 
     assert_eq!(w.media.assets.read(image).await.unwrap(), b"f3");
 }
 
+/// [edge] A file is downloaded only for a draft the user can pay for: a photo (or a
+/// video) from someone short of money is refused before anything reaches the disk.
+#[tokio::test]
+async fn nothing_is_downloaded_for_a_draft_the_user_cannot_afford() {
+    let w = world();
+    w.user_with(ANNA, "29.99").await;
+    let refused = w
+        .send_photo(ANNA, photo("f1", 100_000), Some("anime style"))
+        .await;
+    assert_eq!(keys(&refused), ["insufficient-funds"]);
+    assert_eq!(
+        (arg(&refused[0], "price"), arg(&refused[0], "balance")),
+        (&rub("30"), &rub("29.99"))
+    );
+    assert!(
+        w.media.fetched.lock().unwrap().is_empty(),
+        "nothing downloaded"
+    );
+    w.user_with(7, "30").await;
+    let draft = w
+        .send_photo(7, photo("f2", 100_000), Some("anime style"))
+        .await;
+    assert_eq!(keys(&draft), ["draft-edit"]);
+    assert_eq!(*w.media.fetched.lock().unwrap(), ["f2"]);
+}
+
 // ---- video ----
 
 #[tokio::test]

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use rei_adapters::outbound::sql::{DatabaseTarget, Stores, connect};
-use rei_core::ledger::{EntryKind, NewEntry, NewReservation, RefType, Settlement};
+use rei_core::ledger::{NewReservation, Settlement};
 use rei_core::prelude::*;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use uuid::Uuid;
@@ -44,31 +44,9 @@ fn args() -> anyhow::Result<Args> {
 async fn pairs(stores: &Stores, args: Args) -> anyhow::Result<f64> {
     let mut users = Vec::new();
     for w in 0..args.writers {
-        let u = UserId::new(i64::from(w) + 1)?;
-        stores
-            .users
-            .register(
-                UserProfile {
-                    id: u,
-                    username: None,
-                    first_name: None,
-                    language: Language::Ru,
-                },
-                Timestamp::from_millis(0),
-            )
-            .await?;
-        let seed = NewEntry {
-            user_id: u,
-            kind: EntryKind::Credit,
-            amount: Money::from_kopecks(1_000_000_000)?,
-            ref_type: RefType::Admin,
-            ref_id: "bench".into(),
-            description: "bench".into(),
-            idempotency_key: IdempotencyKey::new(format!("bench-seed-{w}"))?,
-            created_at: Timestamp::from_millis(0),
-        };
-        stores.ledger.post(seed, None).await?;
-        users.push(u);
+        let funds = Money::from_kopecks(1_000_000_000)?;
+        let key = format!("bench-seed-{w}");
+        users.push(rei_tests::seeded_user(stores, i64::from(w) + 1, funds, &key).await?);
     }
     let per_writer = args.pairs / args.writers;
     let started = Instant::now();
@@ -116,16 +94,15 @@ async fn pairs(stores: &Stores, args: Args) -> anyhow::Result<f64> {
     Ok(f64::from(per_writer * args.writers) / secs)
 }
 
-/// Single-row insert commits through `writers` connections, each in its own transaction
+/// Single-row insert commits into a `bench_raw` table made by `create`, as many as the
+/// pairs' transactions, through `args.writers` connections, each in its own transaction
 /// begun the way the store begins writes (`begin`), so the baseline pays the same
 /// transaction and durability costs and differs only in the work inside.
 async fn raw_commits<DB>(
     pool: sqlx::Pool<DB>,
     begin: &'static str,
     create: &'static str,
-    insert: &'static str,
-    n: u32,
-    writers: u32,
+    args: Args,
 ) -> anyhow::Result<f64>
 where
     DB: sqlx::Database,
@@ -135,7 +112,8 @@ where
     i64: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
 {
     sqlx::query(create).execute(&pool).await?;
-    let per_writer = n / writers;
+    let writers = args.writers;
+    let per_writer = args.pairs * 2 / writers;
     let started = Instant::now();
     let tasks: Vec<_> = (0..writers)
         .map(|w| {
@@ -143,7 +121,7 @@ where
             tokio::spawn(async move {
                 for i in 0..per_writer {
                     let mut tx = pool.begin_with(begin).await?;
-                    sqlx::query(insert)
+                    sqlx::query("INSERT INTO bench_raw (v) VALUES ($1)")
                         .bind(i64::from(w * per_writer + i))
                         .execute(&mut *tx)
                         .await?;
@@ -182,15 +160,8 @@ async fn sqlite(args: Args) -> anyhow::Result<()> {
         .max_connections(8)
         .connect_with(options)
         .await?;
-    let raw = raw_commits(
-        pool,
-        "BEGIN IMMEDIATE",
-        "CREATE TABLE bench_raw (id INTEGER PRIMARY KEY, v INTEGER NOT NULL)",
-        "INSERT INTO bench_raw (v) VALUES ($1)",
-        args.pairs * 2,
-        args.writers,
-    )
-    .await?;
+    let create = "CREATE TABLE bench_raw (id INTEGER PRIMARY KEY, v INTEGER NOT NULL)";
+    let raw = raw_commits(pool, "BEGIN IMMEDIATE", create, args).await?;
     row("SQLite", args.writers, pair_rate, raw);
     Ok(())
 }
@@ -209,15 +180,8 @@ async fn postgres(args: Args, admin: &str) -> anyhow::Result<()> {
         .max_connections(16)
         .connect(url.as_str())
         .await?;
-    let raw = raw_commits(
-        pool,
-        "BEGIN",
-        "CREATE TABLE bench_raw (id BIGSERIAL PRIMARY KEY, v BIGINT NOT NULL)",
-        "INSERT INTO bench_raw (v) VALUES ($1)",
-        args.pairs * 2,
-        args.writers,
-    )
-    .await?;
+    let create = "CREATE TABLE bench_raw (id BIGSERIAL PRIMARY KEY, v BIGINT NOT NULL)";
+    let raw = raw_commits(pool, "BEGIN", create, args).await?;
     row("PostgreSQL", args.writers, pair_rate, raw);
     Ok(())
 }

@@ -64,6 +64,29 @@ pub struct Call {
     pub at: std::time::Instant,
 }
 
+impl Call {
+    /// The `callback_data` of the inline button whose label contains `label`.
+    ///
+    /// # Panics
+    /// When the call has no buttons, or none with that label.
+    #[must_use]
+    pub fn button_data(&self, label: &str) -> String {
+        let markup = self
+            .reply_markup
+            .as_ref()
+            .unwrap_or_else(|| panic!("no buttons: {self:?}"));
+        markup["inline_keyboard"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|row| row.as_array().into_iter().flatten())
+            .find(|b| b["text"].as_str().is_some_and(|t| t.contains(label)))
+            .and_then(|b| b["callback_data"].as_str())
+            .unwrap_or_else(|| panic!("no button {label}: {markup}"))
+            .to_owned()
+    }
+}
+
 /// What `getFile` and the download route know of a file.
 #[derive(Debug)]
 struct FakeFile {
@@ -780,7 +803,13 @@ async fn call(
         } else if s.blocked.contains(&chat) {
             error(403, "Forbidden: bot was blocked by the user", None)
         } else {
-            answer(&mut s, &method, &params, chat, text)
+            let incoming = Incoming {
+                method: &method,
+                p: &params,
+                chat,
+                text,
+            };
+            answer(&mut s, incoming)
         };
         (hang, answer)
     };
@@ -790,14 +819,18 @@ async fn call(
     answer
 }
 
-/// The answer to an accepted call (no refusal injected).
-fn answer(
-    s: &mut TelegramState,
-    method: &str,
-    p: &Params,
+/// An accepted call as the answers read it: the method, its parameters, the chat it goes
+/// to (0 when none) and its text or caption.
+struct Incoming<'a> {
+    method: &'a str,
+    p: &'a Params,
     chat: i64,
     text: Option<String>,
-) -> Response {
+}
+
+/// The answer to an accepted call (no refusal injected).
+fn answer(s: &mut TelegramState, incoming: Incoming<'_>) -> Response {
+    let Incoming { method, p, .. } = incoming;
     match method {
         "getMe" => ok(json!({
             "id": BOT_ID, "is_bot": true, "first_name": "REI", "username": "rei_test_bot",
@@ -844,9 +877,7 @@ fn answer(
                 ),
             }
         }
-        "editMessageText" | "editMessageCaption" | "editMessageReplyMarkup" => {
-            edit(s, method, p, chat, text)
-        }
+        "editMessageText" | "editMessageCaption" | "editMessageReplyMarkup" => edit(s, incoming),
         "getFile" => get_file(s, p),
         "getStarTransactions" => {
             let offset = usize::try_from(int(p, "offset").unwrap_or(0)).unwrap_or(0);
@@ -861,18 +892,18 @@ fn answer(
                 .collect();
             ok(json!({"transactions": page}))
         }
-        _ => send(s, method, p, chat, text),
+        _ => send(s, incoming),
     }
 }
 
 /// A new message from the bot: its Message, remembered for later edits.
-fn send(
-    s: &mut TelegramState,
-    method: &str,
-    p: &Params,
-    chat: i64,
-    text: Option<String>,
-) -> Response {
+fn send(s: &mut TelegramState, incoming: Incoming<'_>) -> Response {
+    let Incoming {
+        method,
+        p,
+        chat,
+        text,
+    } = incoming;
     s.next_message += 1;
     let id = s.next_message;
     let mut message = bot_message(chat, id);
@@ -920,13 +951,13 @@ fn send(
 /// an edit without `reply_markup` removes the inline keyboard, and an edit that changes
 /// nothing is refused. A message the fake never saw (sent before it started) is taken
 /// as it is edited.
-fn edit(
-    s: &mut TelegramState,
-    method: &str,
-    p: &Params,
-    chat: i64,
-    text: Option<String>,
-) -> Response {
+fn edit(s: &mut TelegramState, incoming: Incoming<'_>) -> Response {
+    let Incoming {
+        method,
+        p,
+        chat,
+        text,
+    } = incoming;
     let Some(id) = int(p, "message_id") else {
         if p.contains_key("inline_message_id") {
             return ok(json!(true));

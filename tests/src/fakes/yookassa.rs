@@ -68,6 +68,11 @@ fn error(status: StatusCode, code: &str, description: &str) -> Response {
         .into_response()
 }
 
+/// HTTP 400 `invalid_request` saying `description`.
+fn bad_request(description: &str) -> Response {
+    error(StatusCode::BAD_REQUEST, "invalid_request", description)
+}
+
 impl FakeYooKassa {
     /// Starts the fake.
     ///
@@ -261,11 +266,7 @@ async fn create(
 ) -> Response {
     hit(&books, "POST /payments");
     let Some(key) = headers.get("Idempotence-Key").and_then(|v| v.to_str().ok()) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "Idempotence-Key is required",
-        );
+        return bad_request("Idempotence-Key is required");
     };
     let mut b = lock(&books);
     b.create_bodies.push(body.clone());
@@ -321,11 +322,7 @@ async fn list(
             .transpose()
     };
     let (Ok(gte), Ok(lt)) = (instant("created_at.gte"), instant("created_at.lt")) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "Invalid created_at",
-        );
+        return bad_request("Invalid created_at");
     };
     let limit: usize = query
         .get("limit")
@@ -367,32 +364,20 @@ async fn refund(
 ) -> Response {
     hit(&books, "POST /refunds");
     let Some(key) = headers.get("Idempotence-Key").and_then(|v| v.to_str().ok()) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "Idempotence-Key is required",
-        );
+        return bad_request("Idempotence-Key is required");
     };
     let mut b = lock(&books);
     if let Some(id) = b.refunds_by_key.get(key) {
         return Json(b.refunds.get(id).cloned().unwrap_or_default()).into_response();
     }
     let Some(payment_id) = body["payment_id"].as_str().map(str::to_owned) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "payment_id is required",
-        );
+        return bad_request("payment_id is required");
     };
     if b.payments
         .get(&payment_id)
         .is_none_or(|p| p["refundable"] != json!(true))
     {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "The payment cannot be refunded",
-        );
+        return bad_request("The payment cannot be refunded");
     }
     // Like YooKassa: never more than what is left of the payment.
     let cents = |v: &Value| {
@@ -406,11 +391,7 @@ async fn refund(
         .get(&payment_id)
         .map_or(0, |p| cents(&p["amount"]) - cents(&p["refunded_amount"]));
     if cents(&body["amount"]) > left {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "The refund amount exceeds the amount left to refund",
-        );
+        return bad_request("The refund amount exceeds the amount left to refund");
     }
     let answer = b
         .refund_answers

@@ -395,37 +395,31 @@ async fn the_language_code_follows_the_test() {
     assert_eq!(codes, [Some("en".to_owned()), None]);
 }
 
+/// Sends `request` and parses the answer as JSON.
+async fn json_answer(request: reqwest::RequestBuilder) -> serde_json::Value {
+    request.send().await.unwrap().json().await.unwrap()
+}
+
 #[tokio::test]
 async fn form_and_query_parameters_work_too() {
     let (telegram, _bot) = fake().await;
     let first = telegram.send_text(USER, "one");
     telegram.send_text(USER, "two");
     let client = reqwest::Client::new();
-    let by_query: serde_json::Value = client
-        .get(format!(
-            "{}/bot123:TEST/getUpdates?offset={}&timeout=0",
-            telegram.url,
-            first + 1
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let query = format!(
+        "{}/bot123:TEST/getUpdates?offset={}&timeout=0",
+        telegram.url,
+        first + 1
+    );
+    let by_query = json_answer(client.get(query)).await;
     assert_eq!(by_query["result"].as_array().unwrap().len(), 1);
-    let by_form: serde_json::Value = client
+    let form = client
         .post(format!("{}/bot123:TEST/sendMessage", telegram.url))
         .header("content-type", "application/x-www-form-urlencoded")
         .body(format!(
             "chat_id={USER}&text=hi&reply_markup=%7B%22inline_keyboard%22%3A%5B%5B%7B%22text%22%3A%22a%22%2C%22callback_data%22%3A%22b%22%7D%5D%5D%7D"
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        ));
+    let by_form = json_answer(form).await;
     assert_eq!(by_form["result"]["text"], "hi");
     let call = &telegram.calls_to("sendMessage", USER)[0];
     assert_eq!(

@@ -8,10 +8,10 @@ use rei_adapters::outbound::files::AssetStore;
 use rei_adapters::outbound::locale::Locales;
 use rei_adapters::outbound::sql::connect;
 use rei_adapters::outbound::telegram::{SendRate, TelegramNotifier, TelegramNotifierConfig};
-use rei_core::job::{AssetRef, FailureReason, JobKind};
+use rei_core::job::{AssetRef, FailureReason, JobKind, Progress};
 use rei_core::ports::{AdminAlert, MessageRef, Notice, Notifier, NotifyError, ProviderErrorKind};
 use rei_core::prelude::*;
-use rei_tests::fakes::telegram::FakeTelegram;
+use rei_tests::fakes::telegram::{Call, FakeTelegram};
 
 const ANNA: i64 = 4242;
 const ADMIN: i64 = 1;
@@ -68,6 +68,34 @@ fn job() -> JobId {
     JobId::from_uuid(uuid::Uuid::from_u128(7))
 }
 
+impl World {
+    /// Tells Anna her job is at `progress`, editing `status_message` when given; the status
+    /// message sent, if a new one was.
+    async fn progress(
+        &self,
+        progress: Progress,
+        status_message: Option<MessageRef>,
+    ) -> Option<MessageRef> {
+        let notice = Notice::JobProgress {
+            job_id: job(),
+            progress,
+            status_message,
+        };
+        self.notifier.notify(user(), notice).await.unwrap()
+    }
+
+    /// The one `editMessageText` so far, which must have edited `message`.
+    fn only_edit_of(&self, message: &MessageRef) -> Call {
+        let edits = self.telegram.calls_of("editMessageText");
+        assert_eq!(edits.len(), 1);
+        assert_eq!(
+            edits[0].message_id.map(|m| m.to_string()),
+            Some(message.as_str().to_owned())
+        );
+        edits[0].clone()
+    }
+}
+
 async fn result(w: &World, key: &str, bytes: usize) -> AssetRef {
     w.assets.write(key, &vec![0_u8; bytes]).await.unwrap()
 }
@@ -75,39 +103,12 @@ async fn result(w: &World, key: &str, bytes: usize) -> AssetRef {
 #[tokio::test]
 async fn progress_starts_a_status_message_and_then_edits_it() {
     let w = world().await;
-    let first = w
-        .notifier
-        .notify(
-            user(),
-            Notice::JobProgress {
-                job_id: job(),
-                progress: rei_core::job::Progress::Started,
-                status_message: None,
-            },
-        )
-        .await
-        .unwrap()
-        .expect("a new status message");
-    let again = w
-        .notifier
-        .notify(
-            user(),
-            Notice::JobProgress {
-                job_id: job(),
-                progress: rei_core::job::Progress::Generating,
-                status_message: Some(first.clone()),
-            },
-        )
-        .await
-        .unwrap();
+    let first = w.progress(Progress::Started, None).await;
+    let first = first.expect("a new status message");
+    let again = w.progress(Progress::Generating, Some(first.clone())).await;
     assert_eq!(again, None, "edited, not sent again");
-    let edits = w.telegram.calls_of("editMessageText");
-    assert_eq!(edits.len(), 1);
-    assert_eq!(
-        edits[0].message_id.map(|m| m.to_string()),
-        Some(first.as_str().to_owned())
-    );
-    assert!(edits[0].text.as_deref().unwrap_or_default().contains("50%"));
+    let edit = w.only_edit_of(&first);
+    assert!(edit.text.as_deref().unwrap_or_default().contains("50%"));
 }
 
 /// A confirmed job's status message is started by the notifier (its one writer), which
@@ -138,24 +139,10 @@ async fn a_queued_job_starts_the_status_message_that_progress_edits() {
         "{sent:?}"
     );
     let progress = w
-        .notifier
-        .notify(
-            user(),
-            Notice::JobProgress {
-                job_id: job(),
-                progress: rei_core::job::Progress::Generating,
-                status_message: Some(started.clone()),
-            },
-        )
-        .await
-        .unwrap();
+        .progress(Progress::Generating, Some(started.clone()))
+        .await;
     assert_eq!(progress, None, "edited, not sent again");
-    let edits = w.telegram.calls_of("editMessageText");
-    assert_eq!(edits.len(), 1);
-    assert_eq!(
-        edits[0].message_id.map(|m| m.to_string()),
-        Some(started.as_str().to_owned())
-    );
+    w.only_edit_of(&started);
 }
 
 #[tokio::test]
@@ -219,19 +206,8 @@ async fn a_failure_is_told_in_plain_words_with_the_refund() {
 #[tokio::test]
 async fn a_failure_with_a_status_message_is_a_new_message_not_only_an_edit() {
     let w = world().await;
-    let status = w
-        .notifier
-        .notify(
-            user(),
-            Notice::JobProgress {
-                job_id: job(),
-                progress: rei_core::job::Progress::Started,
-                status_message: None,
-            },
-        )
-        .await
-        .unwrap()
-        .expect("a status message");
+    let status = w.progress(Progress::Started, None).await;
+    let status = status.expect("a status message");
     for notice in [
         Notice::JobFailed {
             job_id: job(),

@@ -228,8 +228,8 @@ impl KlingClient {
     /// A result link we may fetch: `https`, or `http` on a loopback host when the API
     /// itself is a local `http` fake.
     fn result_url(&self, text: &str) -> Result<Url, ProviderError> {
-        let url = parse_http_url(text)
-            .ok_or_else(|| invalid("the result URL is not an http(s) URL"))?;
+        let url =
+            parse_http_url(text).ok_or_else(|| invalid("the result URL is not an http(s) URL"))?;
         match url.scheme() {
             "https" => Ok(url),
             _ if self.loopback_http && is_loopback(&url) => Ok(url),

@@ -2,6 +2,7 @@
 //! animate, a video to restyle (checked before anything is charged).
 
 use super::*;
+use crate::pricing::Product;
 
 /// Kling takes images up to 10 MB …
 const MAX_KLING_IMAGE_BYTES: u64 = 10 * 1024 * 1024;
@@ -165,7 +166,7 @@ impl Conversation {
                 if let Some(refusal) = too_large(media, self.ports.media.max_bytes()) {
                     return Ok(refusal);
                 }
-                let image = match self.fetch(media, "jpg").await {
+                let image = match self.fetch(user, media, "jpg", &Product::ImageEdit).await? {
                     Ok(asset) => asset,
                     Err(refusal) => return Ok(refusal),
                 };
@@ -190,7 +191,11 @@ impl Conversation {
                             .arg("pixels", Arg::Number(i64::from(MIN_KLING_IMAGE_SIDE))),
                     )]);
                 }
-                let image = match self.fetch(media, "jpg").await {
+                let product = Product::Video {
+                    model: model.clone(),
+                    duration,
+                };
+                let image = match self.fetch(user, media, "jpg", &product).await? {
                     Ok(asset) => asset,
                     Err(refusal) => return Ok(refusal),
                 };
@@ -246,15 +251,19 @@ impl Conversation {
         if let Some(refusal) = too_large(media, self.ports.media.max_bytes()) {
             return Ok(refusal);
         }
-        let source = match self.fetch(media, "mp4").await {
-            Ok(asset) => asset,
-            Err(refusal) => return Ok(refusal),
-        };
         // The output is as long as the source: priced as 5 s up to 5 s, else as 10 s.
         let duration = if secs <= 5 {
             VideoDuration::Five
         } else {
             VideoDuration::Ten
+        };
+        let product = Product::Video {
+            model: self.config.omni_model.clone(),
+            duration,
+        };
+        let source = match self.fetch(user, media, "mp4", &product).await? {
+            Ok(asset) => asset,
+            Err(refusal) => return Ok(refusal),
         };
         let spec = JobSpec::Video {
             mode: VideoMode::VideoToVideo,
@@ -266,18 +275,31 @@ impl Conversation {
         self.draft(user, spec, stored).await
     }
 
-    /// Downloads a user's file into the asset store (`inputs/<random>.<ext>`).
+    /// Downloads a user's file into the asset store (`inputs/<random>.<ext>`) for a draft
+    /// of `product` — only when the user can pay for it: nothing is downloaded (or kept
+    /// on disk) for a draft they cannot afford. `Ok(Err(replies))` says why not.
     pub(super) async fn fetch(
         &self,
+        user: UserId,
         media: &Media,
         ext: &str,
-    ) -> Result<crate::job::AssetRef, Vec<Reply>> {
+        product: &crate::pricing::Product,
+    ) -> Result<Result<crate::job::AssetRef, Vec<Reply>>, ConversationError> {
+        let price = self.ports.jobs.prices().price(product);
+        let balance = self.ports.ledger.balance(user).await?.available;
+        if balance < price {
+            return Ok(Err(vec![Reply::text(
+                Text::key("insufficient-funds")
+                    .arg("price", Arg::Money(price))
+                    .arg("balance", Arg::Money(balance)),
+            )]));
+        }
         let key = format!("inputs/{}.{ext}", self.ports.ids.job_id());
-        match self.ports.media.fetch(media, &key).await {
+        Ok(match self.ports.media.fetch(media, &key).await {
             Ok(asset) => Ok(asset),
             Err(MediaError::TooLarge { limit_bytes }) => Err(size_refusal(limit_bytes)),
             Err(MediaError::Unavailable(_)) => Err(say("file-unavailable")),
-        }
+        })
     }
 
     /// Shows a priced draft with Confirm / Cancel.

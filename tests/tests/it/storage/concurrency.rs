@@ -5,40 +5,17 @@ use std::sync::Arc;
 
 use futures::future::join_all;
 use rei_adapters::outbound::sql::{DatabaseTarget, Stores, connect};
-use rei_core::ledger::{EntryKind, NewEntry, NewReservation, RefType};
-use rei_core::memory::{ManualClock, RecordingNotifier, SequentialIds};
-use rei_core::payment::PaymentConfig;
+use rei_core::ledger::NewReservation;
+use rei_core::memory::{ManualClock, SequentialIds};
 use rei_core::ports::StoreError;
 use rei_core::prelude::*;
 use uuid::Uuid;
 
 async fn user_with(stores: &Stores, id: i64, kopecks: i64) -> UserId {
-    let u = UserId::new(id).unwrap();
-    stores
-        .users
-        .register(
-            UserProfile {
-                id: u,
-                username: None,
-                first_name: None,
-                language: Language::Ru,
-            },
-            Timestamp::from_millis(0),
-        )
+    let amount = Money::from_kopecks(kopecks).unwrap();
+    rei_tests::seeded_user(stores, id, amount, &format!("seed-{id}"))
         .await
-        .unwrap();
-    let e = NewEntry {
-        user_id: u,
-        kind: EntryKind::Credit,
-        amount: Money::from_kopecks(kopecks).unwrap(),
-        ref_type: RefType::Admin,
-        ref_id: "test".into(),
-        description: "seed".into(),
-        idempotency_key: IdempotencyKey::new(format!("seed-{id}")).unwrap(),
-        created_at: Timestamp::from_millis(0),
-    };
-    stores.ledger.post(e, None).await.unwrap();
-    u
+        .unwrap()
 }
 
 /// 100 tasks on 4 threads each hold 10 from a balance of 100: exactly 10 succeed.
@@ -82,20 +59,11 @@ async fn threads_spend_one_balance(stores: Stores) {
 /// 50 tasks deliver the same Telegram Stars payment: one credit.
 async fn duplicate_credits_credit_once(stores: Stores) {
     let u = user_with(&stores, 2, 1).await;
-    let payments = Arc::new(PaymentService::new(
-        PaymentPorts {
-            users: stores.users.clone(),
-            payments: stores.payments.clone(),
-            gateway: None,
-            stars: None,
-            notifier: Arc::new(RecordingNotifier::default()),
-            clock: Arc::new(ManualClock::new(Timestamp::from_millis(5))),
-            ids: Arc::new(SequentialIds::default()),
-        },
-        PaymentConfig {
-            stars_rate: Some(Money::from_kopecks(150).unwrap()),
-            ..PaymentConfig::default()
-        },
+    let payments = Arc::new(rei_tests::stars_payments(
+        &stores,
+        Arc::new(ManualClock::new(Timestamp::from_millis(5))),
+        Arc::new(SequentialIds::default()),
+        Money::from_kopecks(150).unwrap(),
     ));
     let p = payments.create_stars_topup(u, 100).await.unwrap();
     let tasks: Vec<_> = (0..50)

@@ -10,8 +10,7 @@ use rei_core::job::{
     AssetRef, JobEvent, JobGuard, JobLimits, JobPorts, JobSpec, Prompt, StoreQueue,
 };
 use rei_core::ledger::Violation;
-use rei_core::memory::{ManualClock, RecordingNotifier, SequentialIds};
-use rei_core::payment::PaymentConfig;
+use rei_core::memory::{ManualClock, SequentialIds};
 use rei_core::prelude::*;
 use sqlx::Connection;
 
@@ -45,31 +44,14 @@ async fn sound() -> Planted {
         PriceList::seed_defaults(),
         JobLimits::default(),
     );
-    let pay = PaymentService::new(
-        PaymentPorts {
-            users: stores.users.clone(),
-            payments: stores.payments.clone(),
-            gateway: None,
-            stars: None,
-            notifier: Arc::new(RecordingNotifier::default()),
-            clock: clock.clone(),
-            ids,
-        },
-        PaymentConfig {
-            stars_rate: Some(Money::from_kopecks(100).unwrap()),
-            ..PaymentConfig::default()
-        },
+    let pay = rei_tests::stars_payments(
+        &stores,
+        clock.clone(),
+        ids,
+        Money::from_kopecks(100).unwrap(),
     );
     let u = UserId::new(1).unwrap();
-    users
-        .register(UserProfile {
-            id: u,
-            username: None,
-            first_name: None,
-            language: Language::Ru,
-        })
-        .await
-        .unwrap();
+    users.register(rei_tests::profile(u)).await.unwrap();
     let topup = pay.create_stars_topup(u, 100).await.unwrap();
     pay.stars_paid(topup.id, "charge-1", 100).await.unwrap();
     let spec = JobSpec::ImageGeneration {
