@@ -191,22 +191,14 @@ impl Conversation {
                             .arg("pixels", Arg::Number(i64::from(MIN_KLING_IMAGE_SIDE))),
                     )]);
                 }
-                let product = Product::Video {
-                    model: model.clone(),
-                    duration,
-                };
-                let image = match self.fetch(user, media, "jpg", &product).await? {
-                    Ok(asset) => asset,
-                    Err(refusal) => return Ok(refusal),
-                };
                 let spec = JobSpec::Video {
                     mode: VideoMode::ImageToVideo,
                     model,
                     duration,
                     prompt,
-                    input: Some(image),
+                    input: None,
                 };
-                self.draft(user, spec, stored).await
+                self.video_draft(user, spec, media, "jpg", stored).await
             }
         }
     }
@@ -257,21 +249,34 @@ impl Conversation {
         } else {
             VideoDuration::Ten
         };
-        let product = Product::Video {
-            model: self.config.omni_model.clone(),
-            duration,
-        };
-        let source = match self.fetch(user, media, "mp4", &product).await? {
-            Ok(asset) => asset,
-            Err(refusal) => return Ok(refusal),
-        };
         let spec = JobSpec::Video {
             mode: VideoMode::VideoToVideo,
             model: self.config.omni_model.clone(),
             duration,
             prompt,
-            input: Some(source),
+            input: None,
         };
+        self.video_draft(user, spec, media, "mp4", stored).await
+    }
+
+    /// A video draft from a user's file: fetched (if the user can pay for the video) as
+    /// the input of `spec`.
+    async fn video_draft(
+        &self,
+        user: UserId,
+        mut spec: JobSpec,
+        media: &Media,
+        ext: &str,
+        stored: &mut Stored,
+    ) -> Replies {
+        let product = spec.product();
+        let asset = match self.fetch(user, media, ext, &product).await? {
+            Ok(asset) => asset,
+            Err(refusal) => return Ok(refusal),
+        };
+        if let JobSpec::Video { input, .. } = &mut spec {
+            *input = Some(asset);
+        }
         self.draft(user, spec, stored).await
     }
 

@@ -23,38 +23,35 @@ pub(super) fn input(msg: &Message) -> Input {
         return text_input(text);
     }
     let caption = msg.caption().map(str::to_owned);
-    if let Some(sizes) = msg.photo() {
-        if let Some(largest) = sizes
+    if let Some(largest) = msg.photo().and_then(|sizes| {
+        sizes
             .iter()
             .max_by_key(|p| u64::from(p.width) * u64::from(p.height))
-        {
-            return Input::Photo {
-                media: Media {
-                    reference: largest.file.id.0.clone(),
-                    size: known_size(largest.file.size),
-                    width: Some(largest.width),
-                    height: Some(largest.height),
-                    duration_secs: None,
-                    mime_type: Some("image/jpeg".into()),
-                },
-                caption,
-            };
-        }
+    }) {
+        let mut media = media(&largest.file, largest.width, largest.height);
+        media.mime_type = Some("image/jpeg".into());
+        return Input::Photo { media, caption };
     }
     if let Some(video) = msg.video() {
-        return Input::Video {
-            media: Media {
-                reference: video.file.id.0.clone(),
-                size: known_size(video.file.size),
-                width: Some(video.width),
-                height: Some(video.height),
-                duration_secs: Some(video.duration.seconds()),
-                mime_type: video.mime_type.as_ref().map(ToString::to_string),
-            },
-            caption,
-        };
+        let mut media = media(&video.file, video.width, video.height);
+        media.duration_secs = Some(video.duration.seconds());
+        media.mime_type = video.mime_type.as_ref().map(ToString::to_string);
+        return Input::Video { media, caption };
     }
     Input::Other
+}
+
+/// A file as core sees it: Telegram's file id as the opaque reference, its size and
+/// dimensions.
+fn media(file: &teloxide::types::FileMeta, width: u32, height: u32) -> Media {
+    Media {
+        reference: file.id.0.clone(),
+        size: known_size(file.size),
+        width: Some(width),
+        height: Some(height),
+        duration_secs: None,
+        mime_type: None,
+    }
 }
 
 /// Telegram sends `u32::MAX` when it does not know a size.
