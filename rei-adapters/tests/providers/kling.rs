@@ -196,7 +196,7 @@ fn jwt(request: &Request) -> (String, Claims) {
     assert_eq!(header["alg"], "HS256");
     assert_eq!(header["typ"], "JWT");
     {
-        use hmac::Mac;
+        use hmac::{KeyInit, Mac};
         let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SK.as_bytes()).unwrap();
         mac.update(format!("{}.{}", parts[0], parts[1]).as_bytes());
         mac.verify_slice(&decode(parts[2])).expect("signed with SK");
