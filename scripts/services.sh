@@ -32,6 +32,8 @@ rei_services_start() {
     local missing=()
     rei_pg_bindir >/dev/null || missing+=(postgresql)
     command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+    # The Redis-over-TLS test makes its certificates with the openssl tool.
+    command -v openssl >/dev/null 2>&1 || missing+=(openssl)
     if [ "${#missing[@]}" -gt 0 ]; then rei_install "${missing[@]}" || return 1; fi
 
     REI_SERVICES_DIR=$(mktemp -d /tmp/rei-services.XXXXXX)
