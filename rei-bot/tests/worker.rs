@@ -581,6 +581,24 @@ async fn a_callback_elsewhere_wakes_the_owner(redis: Option<String>) {
     )
     .await;
     assert!(started.elapsed() < Duration::from_secs(20));
+    // Callbacks are hints: an unreadable one is refused, one about no job of ours ignored.
+    let post = |body: serde_json::Value| {
+        let client = client.clone();
+        async move {
+            client
+                .post(format!("http://{http}/webhooks/kling"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(post(serde_json::json!({"nope": 1})).await, 400);
+    let stranger = serde_json::json!({"task_id": "task-1", "task_status": "succeed",
+        "task_info": {"external_task_id": "0192f0c4-8d4e-7c6b-9a53-6f1e2d3c4b5a"}});
+    assert_eq!(post(stranger).await, 200);
     owner.kill().await.unwrap();
     receiver.kill().await.unwrap();
     assert_eq!(w.kling.creates().len(), 1);

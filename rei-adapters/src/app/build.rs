@@ -67,6 +67,9 @@ pub(super) struct Http {
     pub(super) yookassa_ips: IpList,
     pub(super) metrics_ips: IpList,
     pub(super) trusted_proxies: IpList,
+    pub(super) limits: crate::inbound::http::ServerLimits,
+    /// Kling is configured: its callback route is mounted.
+    pub(super) kling_callbacks: bool,
 }
 
 /// Everything built from the settings.
@@ -234,6 +237,13 @@ impl App {
                 yookassa_ips: settings.yookassa_webhook_allowed_ips.clone(),
                 metrics_ips: settings.metrics_allowed_ips.clone(),
                 trusted_proxies: settings.trusted_proxies.clone(),
+                kling_callbacks: settings.kling_api_key.is_some()
+                    || settings.kling_access_key.is_some(),
+                limits: crate::inbound::http::ServerLimits {
+                    max_connections: usize::try_from(settings.http_max_connections)
+                        .unwrap_or(usize::MAX),
+                    ..crate::inbound::http::ServerLimits::default()
+                },
             },
             disabled: settings.disabled_features(),
             backends,

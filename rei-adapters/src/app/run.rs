@@ -104,13 +104,21 @@ impl App {
             yookassa_ips: self.http.yookassa_ips.clone(),
             trusted_proxies: self.http.trusted_proxies.clone(),
             telegram,
-            kling: Some((self.services.jobs.clone(), bot.worker.wakeups())),
+            kling: self
+                .http
+                .kling_callbacks
+                .then(|| (self.services.jobs.clone(), bot.worker.wakeups())),
             metrics: Some(metrics),
             metrics_ips: self.http.metrics_ips.clone(),
             admin: Some(self.services.admin.clone()),
             assets: self.public_url.is_some().then(|| self.assets.clone()),
         };
-        let http = tokio::spawn(crate::inbound::http::serve(listener, web, shutdown.clone()));
+        let http = tokio::spawn(crate::inbound::http::serve(
+            listener,
+            web,
+            self.http.limits,
+            shutdown.clone(),
+        ));
         let front = tokio::spawn(bot.front.clone().run(source, shutdown.clone()));
         let poller = offered.map(|payments| {
             tokio::spawn(crate::inbound::poller::poll_payments(

@@ -121,6 +121,10 @@ pub struct Settings {
     /// Address of the HTTP server (webhooks, health, metrics).
     #[arg(long, env = "HTTP_ADDR", default_value = "0.0.0.0:8080")]
     pub http_addr: SocketAddr,
+    /// Connections the HTTP server serves at once; more wait in the backlog. Idle and
+    /// slow clients are cut off after 10 s.
+    #[arg(long, env = "HTTP_MAX_CONNECTIONS", default_value = "1024", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub http_max_connections: u32,
     /// https base URL for webhooks (Telegram webhook mode, Kling callbacks, video→video inputs).
     #[arg(long, env = "PUBLIC_URL", value_parser = parse_https_url)]
     pub public_url: Option<url::Url>,
@@ -531,6 +535,7 @@ mod tests {
             ("TRUSTED_PROXIES", "10.0.0.0/99"),
             ("PAYMENT_POLL_INTERVAL_SECS", "0"),
             ("LOG_FORMAT", "xml"),
+            ("HTTP_MAX_CONNECTIONS", "0"),
             ("ASSET_SIGNING_KEY", "too-short"),
             ("ASSET_SIGNING_KEY_PREVIOUS", "short"),
         ] {

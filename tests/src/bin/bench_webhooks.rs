@@ -177,6 +177,7 @@ async fn run(label: &str, database: DatabaseTarget, a: &Args) -> anyhow::Result<
     let server = tokio::spawn(rei_adapters::inbound::http::serve(
         listener,
         state,
+        rei_adapters::inbound::http::ServerLimits::default(),
         shutdown.clone(),
     ));
     let client = reqwest::Client::builder()

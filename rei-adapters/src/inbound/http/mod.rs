@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -55,7 +55,31 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 const YOOKASSA_BODY_LIMIT: usize = 64 * 1024;
 /// Other webhook bodies (Telegram updates, Kling callbacks).
 const WEBHOOK_BODY_LIMIT: usize = 1024 * 1024;
+/// The largest Kling callback read (a task's status and result links).
+const KLING_BODY_LIMIT: usize = 64 * 1024;
 
+/// Reads a request's body once its sender is authorised, up to `limit` bytes: a larger
+/// declared length is refused before anything is read.
+async fn read_body(
+    request: axum::extract::Request,
+    limit: usize,
+) -> Result<axum::body::Bytes, WebError> {
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > u64::try_from(limit).unwrap_or(u64::MAX)) {
+        return Err(WebError::TooLarge);
+    }
+    axum::body::to_bytes(request.into_body(), limit)
+        .await
+        .map_err(|_| match declared {
+            // Within its declared length: the client stopped sending.
+            Some(_) => WebError::BadRequest("the body was cut off"),
+            None => WebError::TooLarge,
+        })
+}
 /// What the server serves with; parts left `None` answer 404.
 #[derive(Clone)]
 pub struct WebState {
@@ -147,6 +171,9 @@ pub enum WebError {
     /// This route is not enabled in this configuration.
     #[error("not found")]
     NotFound,
+    /// The body is larger than the route takes.
+    #[error("payload too large")]
+    TooLarge,
     /// A dependency (the database, the provider's API) cannot answer now: retry later.
     #[error("unavailable: {0}")]
     Unavailable(&'static str),
@@ -159,6 +186,7 @@ impl IntoResponse for WebError {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotFound => StatusCode::NOT_FOUND,
+            Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         (status, self.to_string()).into_response()
@@ -167,24 +195,27 @@ impl IntoResponse for WebError {
 
 /// The routes.
 pub fn router(state: WebState) -> Router {
+    let kling = state.kling.is_some();
     let state = Arc::new(state);
-    Router::new()
+    let mut router = Router::new();
+    // The Kling callback (unauthenticated by Kling's design) exists only when Kling does.
+    if kling {
+        router = router.route("/webhooks/kling", post(webhooks::kling));
+    }
+    router
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
+        .route("/readyz", {
+            let cache = Arc::new(ReadyCache::default());
+            get(move |State(state): State<Arc<WebState>>| async move {
+                readyz(&state, &cache).await
+            })
+        })
         .route("/metrics", get(metrics_route::metrics))
         .route("/assets/{*key}", get(assets::asset))
-        .route(
-            "/webhooks/yookassa",
-            post(webhooks::yookassa).layer(DefaultBodyLimit::max(YOOKASSA_BODY_LIMIT)),
-        )
-        .route(
-            "/webhooks/telegram",
-            post(telegram::webhook).layer(DefaultBodyLimit::max(WEBHOOK_BODY_LIMIT)),
-        )
-        .route(
-            "/webhooks/kling",
-            post(webhooks::kling).layer(DefaultBodyLimit::max(WEBHOOK_BODY_LIMIT)),
-        )
+        // Bodies are read by the handlers, after the sender is authorised, each within
+        // its route's limit.
+        .route("/webhooks/yookassa", post(webhooks::yookassa))
+        .route("/webhooks/telegram", post(telegram::webhook))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
@@ -207,36 +238,130 @@ pub fn router(state: WebState) -> Router {
         .with_state(state)
 }
 
-async fn readyz(State(state): State<Arc<WebState>>) -> Result<&'static str, WebError> {
-    match tokio::time::timeout(READY_TIMEOUT, state.backends.ready()).await {
-        Ok(Ok(())) => Ok("ready"),
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, error.chain = ?e, "not ready");
-            Err(WebError::Unavailable(e.what()))
+/// How long a readiness answer is reused: `/readyz` asks the backends at most once a
+/// second, however often it is called (a flood never reaches the database pool).
+const READY_FOR: Duration = Duration::from_secs(1);
+
+/// The last readiness answer and when it was found.
+type ReadyCache = tokio::sync::Mutex<Option<(tokio::time::Instant, Result<(), &'static str>)>>;
+
+async fn readyz(state: &WebState, cache: &ReadyCache) -> Result<&'static str, WebError> {
+    // Callers queue on the lock: while one check runs, the others wait for its answer.
+    let mut last = cache.lock().await;
+    let fresh = last
+        .as_ref()
+        .filter(|(at, _)| at.elapsed() < READY_FOR)
+        .map(|(_, answer)| *answer);
+    let answer = match fresh {
+        Some(answer) => answer,
+        None => {
+            let answer = match tokio::time::timeout(READY_TIMEOUT, state.backends.ready()).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, error.chain = ?e, "not ready");
+                    Err(e.what())
+                }
+                Err(_) => {
+                    tracing::warn!("readiness check timed out");
+                    Err("timed out")
+                }
+            };
+            *last = Some((tokio::time::Instant::now(), answer));
+            answer
         }
-        Err(_) => {
-            tracing::warn!("readiness check timed out");
-            Err(WebError::Unavailable("timed out"))
+    };
+    answer.map(|()| "ready").map_err(WebError::Unavailable)
+}
+
+/// How the server guards its connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// Connections open at once (`HTTP_MAX_CONNECTIONS`); more wait in the backlog.
+    pub max_connections: usize,
+    /// How long a client may take to send a request's headers — also how long an idle
+    /// keep-alive connection is kept waiting for its next request.
+    pub header_timeout: Duration,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 1024,
+            header_timeout: Duration::from_secs(10),
         }
     }
 }
 
-/// Serves the routes on `listener` until `shutdown`, then lets requests in flight finish.
+/// Serves the routes on `listener` until `shutdown`, then lets requests in flight finish
+/// (up to [`REQUEST_TIMEOUT`]). A slow or idle client is cut off after
+/// `header_timeout`; at most `max_connections` are served at once.
 ///
 /// # Errors
-/// When the server fails.
+/// When the listener fails.
 pub async fn serve(
     listener: TcpListener,
     state: WebState,
+    limits: ServerLimits,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use tower::ServiceExt;
+
     if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, "HTTP server listening");
+        tracing::info!(%addr, max_connections = limits.max_connections, "HTTP server listening");
     }
-    axum::serve(
-        listener,
-        router(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move { shutdown.cancelled().await })
-    .await
+    let app = router(state);
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    // HTTP/1.1 only (a proxy in front speaks HTTP/2 to clients): no protocol sniffing
+    // waits before the header timeout starts.
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    loop {
+        // A free slot first: at the cap, new clients wait in the kernel's backlog.
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot.map_err(std::io::Error::other)?,
+            () = shutdown.cancelled() => break,
+        };
+        let (socket, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a moment, keep serving.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => break,
+        };
+        let service = app.clone().map_request(
+            move |mut request: axum::extract::Request<hyper::body::Incoming>| {
+                request
+                    .extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                request
+            },
+        );
+        let connection = builder.serve_connection(
+            TokioIo::new(socket),
+            hyper_util::service::TowerToHyperService::new(service),
+        );
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+            drop(slot);
+        });
+    }
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(REQUEST_TIMEOUT) => {
+            tracing::warn!("connections still open after the shutdown grace: closed");
+        }
+    }
+    Ok(())
 }

@@ -3,11 +3,9 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::extract::{Request, State};
 
-use super::{WebError, WebState};
+use super::{WEBHOOK_BODY_LIMIT, WebError, WebState, read_body};
 use crate::inbound::telegram::{Pushed, Stopped};
 
 /// The header Telegram sends the webhook secret in.
@@ -15,19 +13,21 @@ const SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
 
 pub(super) async fn webhook(
     State(state): State<Arc<WebState>>,
-    headers: HeaderMap,
-    body: Bytes,
+    request: Request,
 ) -> Result<&'static str, WebError> {
     let Some(hook) = &state.telegram else {
         return Err(WebError::NotFound);
     };
-    if !hook.accepts(headers.get(SECRET_HEADER).map(|v| v.as_bytes())) {
+    // The secret is checked before a byte of the body is read.
+    let secret = request.headers().get(SECRET_HEADER).map(|v| v.as_bytes());
+    if !hook.accepts(secret) {
         tracing::warn!(
             route = "/webhooks/telegram",
             "update without the right secret refused"
         );
         return Err(WebError::Unauthorized);
     }
+    let body = read_body(request, WEBHOOK_BODY_LIMIT).await?;
     match hook.push(&body) {
         Ok(Pushed::Accepted) => {
             metrics::counter!("telegram_updates_received_total", "via" => "webhook").increment(1);

@@ -3,13 +3,11 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::{ConnectInfo, State};
-use axum::http::HeaderMap;
-use rei_core::payment::{GatewayHint, PaymentError};
+use axum::extract::{ConnectInfo, Request, State};
+use rei_core::payment::{GatewayHint, PaymentError, PaymentService};
 use tracing::Instrument;
 
-use super::{WebError, WebState};
+use super::{KLING_BODY_LIMIT, WebError, WebState, YOOKASSA_BODY_LIMIT, read_body};
 
 /// A notification: checked source, parsed hint, re-read and applied by the payment
 /// service. 200 for processed, duplicate and ignored events (YooKassa stops retrying);
@@ -17,8 +15,7 @@ use super::{WebError, WebState};
 pub(super) async fn yookassa(
     State(state): State<Arc<WebState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Bytes,
+    request: Request,
 ) -> Result<&'static str, WebError> {
     let span = tracing::info_span!(
         "webhook",
@@ -29,13 +26,26 @@ pub(super) async fn yookassa(
         user_id = tracing::field::Empty,
         amount_kopecks = tracing::field::Empty,
     );
-    let outcome = handle_yookassa(&state, peer, &headers, &body)
-        .instrument(span)
-        .await;
+    let outcome = async {
+        let Some(payments) = &state.payments else {
+            return Err(WebError::NotFound);
+        };
+        // Who is asking is checked before a byte of the body is read.
+        state.admit(
+            &state.yookassa_ips,
+            peer,
+            request.headers(),
+            "payment notification",
+        )?;
+        let body = read_body(request, YOOKASSA_BODY_LIMIT).await?;
+        handle_yookassa(payments, &body).await
+    }
+    .instrument(span)
+    .await;
     let label = match &outcome {
         Ok(label) => *label,
         Err(WebError::Forbidden) => "forbidden",
-        Err(WebError::BadRequest(_)) => "bad_request",
+        Err(WebError::BadRequest(_) | WebError::TooLarge) => "bad_request",
         Err(WebError::Unavailable(_)) => "unavailable",
         Err(WebError::NotFound | WebError::Unauthorized) => "refused",
     };
@@ -44,16 +54,7 @@ pub(super) async fn yookassa(
     outcome.map(|_| "ok")
 }
 
-async fn handle_yookassa(
-    state: &WebState,
-    peer: SocketAddr,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<&'static str, WebError> {
-    let Some(payments) = &state.payments else {
-        return Err(WebError::NotFound);
-    };
-    state.admit(&state.yookassa_ips, peer, headers, "payment notification")?;
+async fn handle_yookassa(payments: &PaymentService, body: &[u8]) -> Result<&'static str, WebError> {
     let hint = match crate::outbound::yookassa::parse_notification(body) {
         Ok(Some(hint)) => hint,
         Ok(None) => {
@@ -117,7 +118,7 @@ async fn handle_yookassa(
 /// any other through the queue (Redis, or the job row at the worker's next heartbeat).
 pub(super) async fn kling(
     State(state): State<Arc<WebState>>,
-    body: Bytes,
+    request: Request,
 ) -> Result<&'static str, WebError> {
     let span = tracing::info_span!(
         "webhook",
@@ -129,6 +130,7 @@ pub(super) async fn kling(
         let Some((jobs, wakeups)) = &state.kling else {
             return Err(WebError::NotFound);
         };
+        let body = read_body(request, KLING_BODY_LIMIT).await?;
         let callback = crate::outbound::kling::parse_callback(&body).map_err(|e| {
             tracing::warn!(error = %e, "unreadable Kling callback");
             WebError::BadRequest("not a Kling task callback")
