@@ -708,6 +708,47 @@ async fn nothing_is_downloaded_for_a_draft_the_user_cannot_afford() {
     assert_eq!(*w.media.fetched.lock().unwrap(), ["f2"]);
 }
 
+/// [edge] A draft's file does not outlive the draft: replaced by another draft or
+/// cancelled, its input is deleted; confirmed, it stays for the job.
+#[tokio::test]
+async fn a_superseded_drafts_input_is_deleted_and_a_confirmed_ones_kept() {
+    let w = world();
+    w.user_with(ANNA, "500").await;
+    let first = w.send_photo(ANNA, photo("f1", 1_000), Some("anime")).await;
+    assert_eq!(keys(&first), ["draft-edit"]);
+    assert_eq!(w.media.assets.keys().len(), 1);
+    let second = w.send_photo(ANNA, photo("f2", 1_000), Some("noir")).await;
+    let inputs = w.media.assets.keys();
+    assert_eq!(
+        inputs.len(),
+        1,
+        "the first draft's photo is gone: {inputs:?}"
+    );
+    assert_eq!(
+        w.media
+            .assets
+            .read(&crate::job::AssetRef::new(&inputs[0]))
+            .await
+            .unwrap(),
+        b"f2"
+    );
+    w.press(ANNA, button(&second, "button-cancel")).await;
+    assert!(
+        w.media.assets.keys().is_empty(),
+        "cancelled: its photo is gone"
+    );
+    let third = w.send_photo(ANNA, photo("f3", 1_000), Some("pastel")).await;
+    w.press(ANNA, button(&third, "button-confirm")).await;
+    w.say(ANNA, "a fox").await;
+    let job = &w.jobs_of(ANNA).await[0];
+    let input = job.spec.input().unwrap();
+    assert_eq!(
+        w.media.assets.read(input).await.unwrap(),
+        b"f3",
+        "the job keeps its input"
+    );
+}
+
 // ---- video ----
 
 #[tokio::test]

@@ -148,6 +148,16 @@ pub enum JobSpec {
 }
 
 impl JobSpec {
+    /// The user's file it works on (a photo to edit or animate, a video to restyle).
+    #[must_use]
+    pub const fn input(&self) -> Option<&AssetRef> {
+        match self {
+            Self::ImageGeneration { .. } => None,
+            Self::ImageEdit { image, .. } => Some(image),
+            Self::Video { input, .. } => input.as_ref(),
+        }
+    }
+
     /// The seed's job type.
     #[must_use]
     pub const fn kind(&self) -> JobKind {

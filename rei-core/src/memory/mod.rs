@@ -250,6 +250,14 @@ impl crate::ports::Assets for MemoryAssets {
             .unwrap_or_else(PoisonError::into_inner)
             .contains_key(asset.as_str()))
     }
+
+    async fn remove(&self, asset: &crate::job::AssetRef) -> Result<(), crate::ports::AssetError> {
+        self.files
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(asset.as_str());
+        Ok(())
+    }
 }
 
 /// A 1×1 PNG: what [`InstantImages`] draws.

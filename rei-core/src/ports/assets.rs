@@ -45,4 +45,10 @@ pub trait Assets: Send + Sync {
     /// # Errors
     /// `Unavailable` when the store cannot tell.
     async fn exists(&self, asset: &AssetRef) -> Result<bool, AssetError>;
+
+    /// Deletes an asset; one already gone is not an error.
+    ///
+    /// # Errors
+    /// `Unavailable` when the store cannot delete it.
+    async fn remove(&self, asset: &AssetRef) -> Result<(), AssetError>;
 }

@@ -432,6 +432,12 @@ impl rei_core::ports::Assets for AssetStore {
             .await
             .map_err(|e| rei_core::ports::AssetError::Unavailable(Box::new(e)))
     }
+
+    async fn remove(&self, asset: &AssetRef) -> Result<(), rei_core::ports::AssetError> {
+        Self::remove(self, asset)
+            .await
+            .map_err(|e| rei_core::ports::AssetError::Unavailable(Box::new(e)))
+    }
 }
 
 /// Checks that a key is a safe relative path (see the module docs).

@@ -311,7 +311,7 @@ impl Conversation {
     pub(super) async fn draft(&self, user: UserId, spec: JobSpec, stored: &mut Stored) -> Replies {
         let quote = self.ports.jobs.quote(&spec);
         let balance = self.ports.ledger.balance(user).await?.available;
-        let id = DraftId(self.ports.ids.job_id().as_uuid().as_u64_pair().0);
+        let id = DraftId(self.ports.ids.job_id().as_uuid().as_u64_pair().1);
         let text = match &spec {
             JobSpec::ImageGeneration { .. } => Text::key("draft-image"),
             JobSpec::ImageEdit { .. } => Text::key("draft-edit"),

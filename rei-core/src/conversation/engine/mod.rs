@@ -221,8 +221,30 @@ impl Conversation {
         // Most inputs (balance, help, history) change nothing: no write for them.
         if stored != loaded {
             self.save(user, &mut stored).await?;
+            self.drop_superseded_input(&loaded, &stored).await;
         }
         Ok(replies)
+    }
+
+    /// A draft replaced, cancelled or expired leaves its user's file behind: deleted once
+    /// the new state is saved, unless the draft became a job (which needs it). A file that
+    /// cannot be deleted now is left to the retention sweep. Says whether one was deleted.
+    async fn drop_superseded_input(&self, before: &Stored, after: &Stored) -> bool {
+        let DialogueState::Draft(old) = &before.state else {
+            return false;
+        };
+        let still_shown = matches!(&after.state, DialogueState::Draft(d) if d.id == old.id);
+        if still_shown || after.confirmed.contains(&old.id) {
+            return false;
+        }
+        let Some(input) = old.spec.input() else {
+            return false;
+        };
+        let reused =
+            matches!(&after.state, DialogueState::Draft(d) if d.spec.input() == Some(input));
+        // A failed delete is not worth failing the user's update over: the retention
+        // sweep (ASSET_RETENTION_DAYS) removes the file later.
+        !reused && self.ports.assets.remove(input).await.is_ok()
     }
 
     async fn load(&self, user: UserId) -> Result<Stored, ConversationError> {
