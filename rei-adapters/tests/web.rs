@@ -39,6 +39,17 @@ async fn serve_with(
     (url, shutdown)
 }
 
+/// The status of a POST of `body` to `url`.
+async fn post(url: &str, body: &'static str) -> u16 {
+    let answer = reqwest::Client::new()
+        .post(url)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    answer.status().as_u16()
+}
+
 async fn get(url: &str) -> (u16, String) {
     let answer = reqwest::get(url).await.unwrap();
     (answer.status().as_u16(), answer.text().await.unwrap())
@@ -55,13 +66,7 @@ async fn health_and_readiness_answer_on_a_working_database() {
     assert_eq!(get(&format!("{url}/nothing")).await.0, 404);
     // Parts not configured answer 404.
     assert_eq!(get(&format!("{url}/metrics")).await.0, 404);
-    let hook = reqwest::Client::new()
-        .post(format!("{url}/webhooks/yookassa"))
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(hook.status().as_u16(), 404);
+    assert_eq!(post(&format!("{url}/webhooks/yookassa"), "{}").await, 404);
     shutdown.cancel();
 }
 
@@ -117,14 +122,8 @@ async fn idle_and_slow_clients_do_not_starve_the_server() {
     });
     let started = std::time::Instant::now();
     assert_eq!(get(&format!("{url}/healthz")).await, (200, "ok".to_owned()));
-    let hook = reqwest::Client::new()
-        .post(format!("{url}/webhooks/yookassa"))
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
     assert_eq!(
-        hook.status().as_u16(),
+        post(&format!("{url}/webhooks/yookassa"), "{}").await,
         404,
         "answered (not configured here)"
     );
