@@ -40,3 +40,6 @@
 pub mod app;
 pub mod inbound;
 pub mod outbound;
+
+#[cfg(all(test, feature = "app"))]
+mod parsers_fuzz;

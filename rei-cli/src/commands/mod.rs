@@ -230,4 +230,32 @@ mod tests {
         assert!(parse_age("d").is_err());
         assert!(parse_age("").is_err());
     }
+
+    /// [edge] Every string of up to three characters from digits, units, signs and
+    /// multibyte letters (the `7д` that once panicked): an age or a message, never a panic.
+    #[test]
+    fn no_short_string_panics_the_age_parser() {
+        let alphabet = [
+            '0', '7', '9', 'd', 'h', 'm', 's', 'w', 'д', 'ч', '-', '+', ' ', '.', '😀',
+        ];
+        let mut checked = 0;
+        for a in alphabet {
+            for b in alphabet {
+                for c in alphabet {
+                    for s in [
+                        a.to_string(),
+                        format!("{a}{b}"),
+                        format!("{a}{b}{c}"),
+                        format!("99999999999999999999{a}"),
+                    ] {
+                        if let Ok(age) = parse_age(&s) {
+                            assert!(s.ends_with(['d', 'h', 'm', 's']), "{s} → {age:?}");
+                        }
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(checked, 4 * 15 * 15 * 15);
+    }
 }

@@ -7,5 +7,7 @@ mod frontend;
 mod webhook;
 
 pub use callback::{decode, encode};
+#[cfg(test)]
+pub(crate) use frontend::text_input;
 pub use frontend::{COMMANDS, FrontEnd, FrontendError, UpdateSource, render};
 pub use webhook::{Pushed, Stopped, TelegramWebhook, WebhookUpdates};

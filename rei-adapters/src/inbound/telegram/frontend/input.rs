@@ -61,7 +61,7 @@ pub(super) fn known_size(size: u32) -> Option<u64> {
 
 /// A message text: a command in Telegram's syntax (`/name`, `/name@bot_username`, then
 /// arguments separated by spaces) or a plain text.
-pub(super) fn text_input(text: &str) -> Input {
+pub(crate) fn text_input(text: &str) -> Input {
     let Some(command) = text.trim().strip_prefix('/') else {
         return Input::Text(text.to_owned());
     };

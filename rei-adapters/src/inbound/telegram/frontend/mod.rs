@@ -41,6 +41,8 @@ use crate::outbound::telegram::{
 
 mod input;
 mod replies;
+#[cfg(test)]
+pub(crate) use input::text_input;
 use input::*;
 pub use replies::render;
 
