@@ -144,6 +144,9 @@ impl App {
             },
         ));
         let mut assets = AssetStore::new(&settings.asset_dir);
+        if let Some(max_bytes) = settings.asset_dir_max_bytes {
+            assets = assets.with_cap(max_bytes);
+        }
         let link_secret = settings
             .asset_signing_key
             .as_ref()

@@ -108,6 +108,7 @@ pub const TEXT_KEYS: &[&str] = &[
     "stars-invoice-expired",
     "stars-invoice-title",
     "stars-payment-problem",
+    "storage-full",
     "too-many-jobs",
     "unknown-command",
     "unknown-input",

@@ -749,6 +749,51 @@ async fn a_superseded_drafts_input_is_deleted_and_a_confirmed_ones_kept() {
     );
 }
 
+/// A media fetcher whose asset store is at its cap.
+struct FullStore;
+
+#[async_trait]
+impl MediaFetcher for FullStore {
+    async fn fetch(&self, _: &Media, _: &str) -> Result<crate::job::AssetRef, MediaError> {
+        Err(MediaError::StorageFull)
+    }
+
+    fn max_bytes(&self) -> u64 {
+        20 * 1024 * 1024
+    }
+}
+
+/// [edge] At `ASSET_DIR_MAX_BYTES` an upload is refused with a clear message, the admins
+/// are told, and nothing is charged or held.
+#[tokio::test]
+async fn at_the_storage_cap_an_upload_is_refused_and_the_admins_told() {
+    let w = world();
+    w.user_with(ANNA, "500").await;
+    let full = Conversation::new(
+        ConversationPorts {
+            media: Arc::new(FullStore),
+            ..w.ports.clone()
+        },
+        config(false),
+    );
+    let refused = full
+        .handle(
+            &sender(ANNA),
+            Input::Photo {
+                media: photo("f1", 1_000),
+                caption: Some("anime".into()),
+            },
+            "tg:full",
+        )
+        .await
+        .unwrap();
+    assert_eq!(keys(&refused), ["storage-full"]);
+    let alerts = w.notifier.alerts();
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0].provider, "asset_dir");
+    assert_eq!(w.available(ANNA).await, money("500"), "nothing held");
+}
+
 // ---- video ----
 
 #[tokio::test]

@@ -15,6 +15,9 @@ pub enum MediaError {
         /// The limit.
         limit_bytes: u64,
     },
+    /// The asset store is at its cap (`ASSET_DIR_MAX_BYTES`): no new uploads for now.
+    #[error("the asset store is full")]
+    StorageFull,
     /// The messenger or the asset store failed; the user may send it again.
     #[error("the file could not be fetched")]
     Unavailable(#[source] BoxError),

@@ -161,6 +161,10 @@ pub struct Settings {
     /// Downloaded inputs and results.
     #[arg(long, env = "ASSET_DIR", default_value = "./assets")]
     pub asset_dir: String,
+    /// The most `ASSET_DIR` may hold before users' uploads are refused (admins are told;
+    /// results of paid jobs are still written, nothing is deleted); unset: no cap.
+    #[arg(long, env = "ASSET_DIR_MAX_BYTES", value_parser = clap::value_parser!(u64).range(1..))]
+    pub asset_dir_max_bytes: Option<u64>,
     /// Days to keep assets.
     #[arg(long, env = "ASSET_RETENTION_DAYS", default_value = "7", value_parser = clap::value_parser!(u32).range(1..=3650))]
     pub asset_retention_days: u32,

@@ -179,6 +179,11 @@ impl MediaFetcher for LocalFiles {
                 limit_bytes: MAX_FILE_BYTES,
             });
         }
+        match self.assets.has_room(size).await {
+            Ok(true) => {}
+            Ok(false) => return Err(MediaError::StorageFull),
+            Err(e) => return Err(MediaError::Unavailable(Box::new(e))),
+        }
         let bytes = tokio::fs::read(&media.reference)
             .await
             .map_err(unavailable)?;

@@ -109,7 +109,20 @@ pub struct SweptFile {
 pub struct AssetStore {
     root: PathBuf,
     public: Option<PublicLinks>,
+    cap: Option<Cap>,
 }
+
+/// `ASSET_DIR_MAX_BYTES`: users' uploads stop when the directory holds this much.
+#[derive(Clone)]
+struct Cap {
+    max_bytes: u64,
+    /// The last measured size of the directory, and when (measured again every
+    /// [`USAGE_FRESH_FOR`]: other processes write here too).
+    measured: Arc<tokio::sync::Mutex<Option<(std::time::Instant, u64)>>>,
+}
+
+/// How long a measurement of `ASSET_DIR`'s size is reused.
+const USAGE_FRESH_FOR: Duration = Duration::from_secs(10);
 
 impl fmt::Debug for AssetStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -127,7 +140,46 @@ impl AssetStore {
         Self {
             root: root.into(),
             public: None,
+            cap: None,
         }
+    }
+
+    /// Caps the directory (`ASSET_DIR_MAX_BYTES`): [`Self::has_room`] says no to a user's
+    /// upload that would take it over `max_bytes`. Results of paid jobs are always
+    /// written, and nothing is ever deleted to make room.
+    #[must_use]
+    pub fn with_cap(mut self, max_bytes: u64) -> Self {
+        self.cap = Some(Cap {
+            max_bytes,
+            measured: Arc::default(),
+        });
+        self
+    }
+
+    /// Whether a user's upload of `incoming` bytes fits under the cap (always without
+    /// one). The directory is measured at most every ten seconds.
+    ///
+    /// # Errors
+    /// [`AssetError::Io`] when the directory cannot be measured.
+    pub async fn has_room(&self, incoming: u64) -> Result<bool, AssetError> {
+        let Some(cap) = &self.cap else {
+            return Ok(true);
+        };
+        let mut measured = cap.measured.lock().await;
+        let used = match *measured {
+            Some((at, used)) if at.elapsed() < USAGE_FRESH_FOR => used,
+            _ => {
+                let used = directory_size(&self.root).await?;
+                *measured = Some((std::time::Instant::now(), used));
+                used
+            }
+        };
+        if used.saturating_add(incoming) > cap.max_bytes {
+            return Ok(false);
+        }
+        // Counted now, so that uploads within the next ten seconds see it.
+        *measured = measured.map(|(at, used)| (at, used.saturating_add(incoming)));
+        Ok(true)
     }
 
     /// Also hands out signed links under `base` (`PUBLIC_URL`), served by the HTTP
@@ -382,6 +434,28 @@ impl AssetStore {
     pub async fn remove(&self, asset: &AssetRef) -> Result<(), AssetError> {
         remove_file(&self.path(asset)?).await.map(|_| ())
     }
+}
+
+/// The bytes of every file under `root` (0 when it does not exist yet).
+async fn directory_size(root: &Path) -> Result<u64, AssetError> {
+    let mut total = 0_u64;
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let mut entries = match tokio::fs::read_dir(&dir).await {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e.into()),
+        };
+        while let Some(entry) = entries.next_entry().await? {
+            let meta = entry.metadata().await?;
+            if meta.is_dir() {
+                pending.push(entry.path());
+            } else {
+                total = total.saturating_add(meta.len());
+            }
+        }
+    }
+    Ok(total)
 }
 
 /// Deletes a file; false when it was gone already.

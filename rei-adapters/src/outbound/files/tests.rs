@@ -306,3 +306,29 @@ async fn a_failing_source_stores_nothing() {
         0
     );
 }
+
+/// [edge] `ASSET_DIR_MAX_BYTES`: an upload that would take the directory over its cap
+/// is refused; without a cap everything fits.
+#[tokio::test]
+async fn uploads_stop_at_the_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = AssetStore::new(dir.path()).with_cap(100);
+    store.write("results/a.png", &[0_u8; 60]).await.unwrap();
+    assert!(store.has_room(30).await.unwrap(), "60 + 30 fit in 100");
+    assert!(
+        !store.has_room(20).await.unwrap(),
+        "the 30 just let in count: 90 + 20 do not"
+    );
+    assert!(
+        AssetStore::new(dir.path())
+            .has_room(u64::MAX)
+            .await
+            .unwrap()
+    );
+    let empty = tempfile::tempdir().unwrap();
+    let fresh = AssetStore::new(empty.path().join("not-yet")).with_cap(10);
+    assert!(
+        fresh.has_room(10).await.unwrap(),
+        "a directory not made yet is empty"
+    );
+}

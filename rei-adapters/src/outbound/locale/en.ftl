@@ -182,3 +182,4 @@ command-lang = Language
 error-generic = Something went wrong. Please try again a little later.
 console-usage = REI console: type a text or a /command; #N presses button N; +photo PATH caption sends a photo.
 console-result = 📁 File: { $path }
+storage-full = 😔 I cannot take files right now: storage is full. The admins know — please try later. Text prompts still work.

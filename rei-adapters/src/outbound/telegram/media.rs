@@ -52,6 +52,17 @@ impl MediaFetcher for TelegramMedia {
                 limit_bytes: MAX_DOWNLOAD_BYTES,
             });
         }
+        // At ASSET_DIR_MAX_BYTES no upload is taken (an unknown size counts as the most).
+        let incoming = if file.size == u32::MAX {
+            MAX_DOWNLOAD_BYTES
+        } else {
+            u64::from(file.size)
+        };
+        match self.assets.has_room(incoming).await {
+            Ok(true) => {}
+            Ok(false) => return Err(MediaError::StorageFull),
+            Err(e) => return Err(unavailable(Box::new(e))),
+        }
         let stream = self.bot.download_file_stream(&file.path);
         match self
             .assets

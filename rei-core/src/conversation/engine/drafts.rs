@@ -304,6 +304,19 @@ impl Conversation {
             Ok(asset) => Ok(asset),
             Err(MediaError::TooLarge { limit_bytes }) => Err(size_refusal(limit_bytes)),
             Err(MediaError::Unavailable(_)) => Err(say("file-unavailable")),
+            Err(MediaError::StorageFull) => {
+                // The admins must make room (throttled: one alert an hour).
+                let alert = crate::ports::AdminAlert {
+                    provider: "asset_dir".to_owned(),
+                    kind: crate::ports::ProviderErrorKind::Unknown,
+                    message: "ASSET_DIR is at ASSET_DIR_MAX_BYTES: users' uploads are refused until there is room".to_owned(),
+                    subject: None,
+                };
+                if let Err(e) = self.ports.notifier.alert_admins(alert).await {
+                    return Err(e.into());
+                }
+                Err(say("storage-full"))
+            }
         })
     }
 
