@@ -487,4 +487,82 @@ mod tests {
             "an empty v2.0 file reads as empty"
         );
     }
+
+    /// A loose SQLite value, as the prototype stored its cells.
+    #[derive(Clone, Debug)]
+    enum Loose {
+        Null,
+        Int(i64),
+        Real(f64),
+        Text(String),
+    }
+
+    fn loose() -> impl proptest::strategy::Strategy<Value = Loose> {
+        use proptest::prelude::*;
+        prop_oneof![
+            Just(Loose::Null),
+            any::<i64>().prop_map(Loose::Int),
+            (-1_000_000..1_000_000_i64).prop_map(Loose::Int),
+            any::<f64>().prop_map(Loose::Real),
+            prop_oneof![
+                Just("150.50".to_owned()),
+                Just("-12,5".to_owned()),
+                Just("1e308".to_owned()),
+                Just("2024-01-31T12:00:00".to_owned()),
+                Just("2024-01-31 12:00:00.123456".to_owned()),
+                Just("credit".to_owned()),
+                Just("debit".to_owned()),
+                Just("payment".to_owned()),
+                Just("paid".to_owned()),
+                Just("yk-1".to_owned()),
+                any::<String>(),
+            ]
+            .prop_map(Loose::Text),
+        ]
+    }
+
+    /// Rows of the v2.0 tables with every cell a loose value.
+    async fn fill(path: &std::path::Path, rows: &[Vec<Loose>]) {
+        let options = SqliteConnectOptions::new().filename(path);
+        let mut conn = SqliteConnection::connect_with(&options).await.unwrap();
+        let tables: [(&str, usize); 4] =
+            [("users", 5), ("ledger", 8), ("jobs", 2), ("payments", 7)];
+        for (n, row) in rows.iter().enumerate() {
+            let (table, width) = tables[n % tables.len()];
+            let holes = vec!["?"; width].join(", ");
+            let sql = format!("INSERT INTO {table} VALUES ({holes})");
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for cell in row.iter().cycle().take(width) {
+                query = match cell.clone() {
+                    Loose::Null => query.bind(None::<i64>),
+                    Loose::Int(i) => query.bind(i),
+                    Loose::Real(r) => query.bind(r),
+                    Loose::Text(t) => query.bind(t),
+                };
+            }
+            query.execute(&mut conn).await.unwrap();
+        }
+        conn.close().await.unwrap();
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// [edge] Prototype rows of any loose type: the reader never panics; a row it
+        /// cannot read is named, never guessed.
+        #[test]
+        fn any_prototype_rows_are_read_or_named(
+            rows in proptest::collection::vec(proptest::collection::vec(loose(), 1..8), 0..24)
+        ) {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async {
+                let (_dir, path) = file(&TABLES_SQL).await;
+                fill(&path, &rows).await;
+                match read(&path).await {
+                    Ok(_) | Err(LegacyError::Rows(_)) => {}
+                    Err(other) => panic!("{other}"),
+                }
+            });
+        }
+    }
 }
