@@ -559,6 +559,13 @@ async fn a_callback_elsewhere_wakes_the_owner(redis: Option<String>) {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let client = reqwest::Client::new();
+    // The URL Kling was given for this job (its token is derived from the Kling key).
+    let key = rei_adapters::outbound::kling::KlingCredentials::from_combined(
+        &secrecy::SecretString::from("ak-test:sk-test"),
+    )
+    .unwrap()
+    .callback_key();
+    let hook = key.url(&format!("http://{http}/webhooks/kling"), job.id);
     let callback = serde_json::json!({
         "task_id": task.as_str(),
         "task_status": "succeed",
@@ -567,7 +574,7 @@ async fn a_callback_elsewhere_wakes_the_owner(redis: Option<String>) {
     let started = Instant::now();
     eventually("the callback taken", Duration::from_secs(30), || async {
         client
-            .post(format!("http://{http}/webhooks/kling"))
+            .post(&hook)
             .json(&callback)
             .send()
             .await
@@ -581,12 +588,21 @@ async fn a_callback_elsewhere_wakes_the_owner(redis: Option<String>) {
     )
     .await;
     assert!(started.elapsed() < Duration::from_secs(20));
-    // Callbacks are hints: an unreadable one is refused, one about no job of ours ignored.
+    // Callbacks are hints: without this job's token refused before the body is read, an
+    // unreadable one refused, one about another job ignored.
+    let unsigned = client
+        .post(format!("http://{http}/webhooks/kling?job={}&t=00", job.id))
+        .json(&callback)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unsigned.status().as_u16(), 401);
     let post = |body: serde_json::Value| {
         let client = client.clone();
+        let hook = hook.clone();
         async move {
             client
-                .post(format!("http://{http}/webhooks/kling"))
+                .post(&hook)
                 .json(&body)
                 .send()
                 .await

@@ -68,8 +68,8 @@ pub(super) struct Http {
     pub(super) metrics_ips: IpList,
     pub(super) trusted_proxies: IpList,
     pub(super) limits: crate::inbound::http::ServerLimits,
-    /// Kling is configured: its callback route is mounted.
-    pub(super) kling_callbacks: bool,
+    /// Kling is configured: its callback route is mounted, checking this key.
+    pub(super) kling_callbacks: Option<crate::outbound::kling::CallbackKey>,
 }
 
 /// Everything built from the settings.
@@ -240,8 +240,8 @@ impl App {
                 yookassa_ips: settings.yookassa_webhook_allowed_ips.clone(),
                 metrics_ips: settings.metrics_allowed_ips.clone(),
                 trusted_proxies: settings.trusted_proxies.clone(),
-                kling_callbacks: settings.kling_api_key.is_some()
-                    || settings.kling_access_key.is_some(),
+                kling_callbacks: kling_credentials(settings)?
+                    .map(|credentials| credentials.callback_key()),
                 limits: crate::inbound::http::ServerLimits {
                     max_connections: usize::try_from(settings.http_max_connections)
                         .unwrap_or(usize::MAX),
@@ -486,20 +486,32 @@ fn images(settings: &Settings) -> Result<Option<Arc<dyn ImageGenerator>>, AppErr
     Ok(Some(Arc::new(client)))
 }
 
+/// Kling's keys (`KLING_API_KEY`, or `KLING_ACCESS_KEY` + `KLING_SECRET_KEY`); `None`
+/// when Kling is not configured.
+fn kling_credentials(settings: &Settings) -> Result<Option<KlingCredentials>, AppError> {
+    Ok(Some(
+        match (
+            &settings.kling_api_key,
+            &settings.kling_access_key,
+            &settings.kling_secret_key,
+        ) {
+            (Some(combined), _, _) => KlingCredentials::from_combined(combined)
+                .map_err(|e| AppError::setting("KLING_API_KEY", e))?,
+            (None, Some(access), Some(secret)) => {
+                KlingCredentials::new(access.clone(), secret.clone())
+                    .map_err(|e| AppError::setting("KLING_ACCESS_KEY / KLING_SECRET_KEY", e))?
+            }
+            _ => return Ok(None),
+        },
+    ))
+}
+
 fn videos(
     settings: &Settings,
     assets: &AssetStore,
 ) -> Result<Option<Arc<dyn VideoGenerator>>, AppError> {
-    let credentials = match (
-        &settings.kling_api_key,
-        &settings.kling_access_key,
-        &settings.kling_secret_key,
-    ) {
-        (Some(combined), _, _) => KlingCredentials::from_combined(combined)
-            .map_err(|e| AppError::setting("KLING_API_KEY", e))?,
-        (None, Some(access), Some(secret)) => KlingCredentials::new(access.clone(), secret.clone())
-            .map_err(|e| AppError::setting("KLING_ACCESS_KEY / KLING_SECRET_KEY", e))?,
-        _ => return Ok(None),
+    let Some(credentials) = kling_credentials(settings)? else {
+        return Ok(None);
     };
     let mut kling = KlingConfig::new(credentials);
     kling.base_url = settings.kling_api_url.to_string();

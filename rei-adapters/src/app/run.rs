@@ -6,7 +6,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::build::{App, NOTICE_ROUND, process_name};
 use super::{AppError, TelegramMode};
-use crate::inbound::http::{Metrics, WebState};
+use crate::inbound::http::{KlingHooks, Metrics, WebState};
 use crate::inbound::telegram::{TelegramWebhook, UpdateSource};
 
 impl App {
@@ -98,16 +98,18 @@ impl App {
         let offered = self
             .payments_offered
             .then(|| self.services.payments.clone());
+        let kling = self.http.kling_callbacks.clone().map(|key| KlingHooks {
+            jobs: self.services.jobs.clone(),
+            wakeups: bot.worker.wakeups(),
+            key,
+        });
         let web = WebState {
             backends: self.backends.clone(),
             payments: offered.clone().filter(|p| p.has_gateway()),
             yookassa_ips: self.http.yookassa_ips.clone(),
             trusted_proxies: self.http.trusted_proxies.clone(),
             telegram,
-            kling: self
-                .http
-                .kling_callbacks
-                .then(|| (self.services.jobs.clone(), bot.worker.wakeups())),
+            kling,
             metrics: Some(metrics),
             metrics_ips: self.http.metrics_ips.clone(),
             admin: Some(self.services.admin.clone()),

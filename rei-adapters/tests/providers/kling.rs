@@ -302,7 +302,7 @@ async fn image_to_video_sends_raw_base64_without_data_prefix() {
 #[tokio::test]
 async fn video_to_video_edits_through_the_omni_endpoint_with_a_callback() {
     let f = fixture_with(|c| c.public_url = Some("https://bot.example.com/".to_owned())).await;
-    let job = job(3);
+    let (job, other_job) = (job(3), job(4));
     respond_once(&f.server, "POST /v1/videos/omni-video", created(job)).await;
     let request = edit_request(
         job,
@@ -314,11 +314,24 @@ async fn video_to_video_edits_through_the_omni_endpoint_with_a_callback() {
     f.client.submit(&request).await.unwrap();
 
     let body: Value = f.first_body().await;
+    // The callback URL names the job and carries a token only REI can make.
+    let key = KlingCredentials::new(SecretString::from(AK), SecretString::from(SK))
+        .unwrap()
+        .callback_key();
+    let callback = format!(
+        "https://bot.example.com/webhooks/kling?job={job}&t={}",
+        key.token(job)
+    );
+    assert!(key.verify(job, &key.token(job)));
+    assert!(
+        !key.verify(other_job, &key.token(job)),
+        "one job's token only"
+    );
     assert_eq!(
         body,
         json!({"model_name": "kling-v3-omni", "prompt": "Turn <<<video_1>>> into a watercolor animation",
                "video_list": [{"video_url": "https://bot.example.com/assets/s3cr3t/in.mp4", "refer_type": "base", "keep_original_sound": "no"}],
-               "mode": "std", "sound": "off", "callback_url": "https://bot.example.com/webhooks/kling",
+               "mode": "std", "sound": "off", "callback_url": callback,
                "external_task_id": job.to_string()})
     );
 }

@@ -80,6 +80,19 @@ async fn read_body(
             None => WebError::TooLarge,
         })
 }
+/// What the Kling callback route needs.
+#[derive(Clone)]
+pub struct KlingHooks {
+    /// Looks the job up.
+    pub jobs: Arc<JobService>,
+    /// Wakes this process's waiting workers.
+    pub wakeups: Wakeups,
+    /// Checks each callback URL's token before its body is read.
+    pub key: crate::outbound::kling::CallbackKey,
+}
+
+rei_core::opaque_debug!(KlingHooks);
+
 /// What the server serves with; parts left `None` answer 404.
 #[derive(Clone)]
 pub struct WebState {
@@ -93,8 +106,8 @@ pub struct WebState {
     pub trusted_proxies: IpList,
     /// Telegram webhook mode.
     pub telegram: Option<TelegramWebhook>,
-    /// Kling callbacks: the job service and this process's waiting workers.
-    pub kling: Option<(Arc<JobService>, Wakeups)>,
+    /// Kling callbacks (when Kling is configured).
+    pub kling: Option<KlingHooks>,
     /// `/metrics`.
     pub metrics: Option<Metrics>,
     /// Who may read `/metrics` (`METRICS_ALLOWED_IPS`).

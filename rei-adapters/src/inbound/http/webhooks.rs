@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Query, Request, State};
 use rei_core::payment::{GatewayHint, PaymentError, PaymentService};
 use tracing::Instrument;
 
@@ -113,11 +113,19 @@ async fn handle_yookassa(payments: &PaymentService, body: &[u8]) -> Result<&'sta
     }
 }
 
+/// The query of a task's callback URL: its job and token.
+#[derive(Debug, serde::Deserialize)]
+pub(super) struct CallbackQuery {
+    job: Option<String>,
+    t: Option<String>,
+}
+
 /// A Kling task callback: only a hint. When it names a running job of ours with that
 /// task, the job's worker wakes and re-reads the task: at once in this process, and in
 /// any other through the queue (Redis, or the job row at the worker's next heartbeat).
 pub(super) async fn kling(
     State(state): State<Arc<WebState>>,
+    Query(query): Query<CallbackQuery>,
     request: Request,
 ) -> Result<&'static str, WebError> {
     let span = tracing::info_span!(
@@ -127,8 +135,23 @@ pub(super) async fn kling(
         job_id = tracing::field::Empty
     );
     async move {
-        let Some((jobs, wakeups)) = &state.kling else {
+        let Some(hooks) = &state.kling else {
             return Err(WebError::NotFound);
+        };
+        let (jobs, wakeups) = (&hooks.jobs, &hooks.wakeups);
+        // The URL must be one we gave Kling for this job: checked before the body is read.
+        let signed = query
+            .job
+            .as_deref()
+            .and_then(|job| job.parse::<rei_core::ids::JobId>().ok())
+            .filter(|job| {
+                hooks
+                    .key
+                    .verify(*job, query.t.as_deref().unwrap_or_default())
+            });
+        let Some(signed) = signed else {
+            tracing::warn!("Kling callback without a valid token refused");
+            return Err(WebError::Unauthorized);
         };
         let body = read_body(request, KLING_BODY_LIMIT).await?;
         let callback = crate::outbound::kling::parse_callback(&body).map_err(|e| {
@@ -137,8 +160,8 @@ pub(super) async fn kling(
         })?;
         let span = tracing::Span::current();
         span.record("task_id", callback.task_id.as_str());
-        let Some(job) = callback.job_id() else {
-            tracing::info!("callback without one of our job ids: ignored");
+        let Some(job) = callback.job_id().filter(|job| *job == signed) else {
+            tracing::info!("callback about another job than its URL names: ignored");
             return Ok("ignored");
         };
         span.record("job_id", tracing::field::display(job));

@@ -39,6 +39,12 @@ pub struct KlingCredentials {
 pub struct CredentialsError;
 
 impl KlingCredentials {
+    /// The key that signs task callback URLs, derived from the secret key.
+    #[must_use]
+    pub fn callback_key(&self) -> super::CallbackKey {
+        super::CallbackKey::derive(self.secret_key.expose_secret().as_bytes())
+    }
+
     /// Credentials from the two keys (`KLING_ACCESS_KEY`, `KLING_SECRET_KEY`).
     ///
     /// # Errors

@@ -66,7 +66,7 @@ mod download;
 mod failure;
 mod lookup;
 
-pub use callback::{CallbackError, KlingCallback, duration_millis, parse_callback};
+pub use callback::{CallbackError, CallbackKey, KlingCallback, duration_millis, parse_callback};
 use failure::*;
 use lookup::*;
 
@@ -162,6 +162,7 @@ pub struct KlingConfig {
     /// `KLING_MODE` (default `std`).
     pub mode: KlingMode,
     /// `PUBLIC_URL`: when set, tasks carry `callback_url = PUBLIC_URL + /webhooks/kling`
+    /// with the job and a token ([`CallbackKey`])
     /// unless the request names its own.
     pub public_url: Option<String>,
     /// Result download limits.
@@ -208,6 +209,7 @@ pub struct KlingClient {
     omni_model: String,
     mode: KlingMode,
     callback_url: Option<String>,
+    callback_key: CallbackKey,
     download: DownloadLimits,
     retry: RetryPolicy,
     assets: AssetStore,
@@ -267,6 +269,7 @@ impl KlingClient {
             downloads: client::build_download_client(PROVIDER, &config.http)?,
             loopback_http,
             base_url,
+            callback_key: config.credentials.callback_key(),
             signer: auth::TokenSigner::new(config.credentials),
             models: config.models,
             omni_model: config.omni_model,
@@ -304,10 +307,12 @@ impl KlingClient {
     ) -> Result<(&'static str, Vec<u8>), ProviderError> {
         let prompt = request.prompt.trim();
         let external_task_id = request.job_id.to_string();
-        let callback_url = request
+        // Each task's callback URL carries its job and a token only we can make.
+        let signed = self
             .callback_url
             .as_deref()
-            .or(self.callback_url.as_deref());
+            .map(|base| self.callback_key.url(base, request.job_id));
+        let callback_url = request.callback_url.as_deref().or(signed.as_deref());
         let mode = self.mode.as_str();
         let duration = request.duration.seconds().to_string();
         let body = match (request.mode, &request.input) {
