@@ -52,10 +52,25 @@ rei_services_start() {
     fi
     "${run_as[@]}" "$bindir/initdb" -D "$REI_SERVICES_DIR/pg/data" -U rei --auth=trust -E UTF8 >"$REI_SERVICES_DIR/pg/initdb.log" 2>&1 \
         || { cat "$REI_SERVICES_DIR/pg/initdb.log" >&2; return 1; }
+    # TLS too (the sslmode=verify-full test): a throwaway CA and a certificate for
+    # 127.0.0.1; plain connections keep working beside it.
+    local tls="$REI_SERVICES_DIR/pg/tls"
+    mkdir -p "$tls"
+    (
+        cd "$tls" &&
+        openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=rei-test-ca -keyout ca.key -out ca.pem &&
+        openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout server.key -out server.csr &&
+        printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >san.ext &&
+        openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile san.ext -out server.pem &&
+        openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=rei-other-ca -keyout other-ca.key -out other-ca.pem
+    ) >/dev/null 2>&1 || { rei_log "cannot make the PostgreSQL test certificate (openssl)"; return 1; }
+    chmod 600 "$tls/server.key"
+    [ "$(id -u)" = 0 ] && chown -R postgres "$tls"
     # fsync off: these databases are thrown away; the tests kill clients, not the server.
     "${run_as[@]}" "$bindir/pg_ctl" -D "$REI_SERVICES_DIR/pg/data" -l "$REI_SERVICES_DIR/pg/server.log" -w \
-        -o "-c listen_addresses=127.0.0.1 -p $pg_port -k $REI_SERVICES_DIR/pg -c fsync=off -c max_connections=400" start >/dev/null \
+        -o "-c listen_addresses=127.0.0.1 -p $pg_port -k $REI_SERVICES_DIR/pg -c fsync=off -c max_connections=400 -c ssl=on -c ssl_cert_file=$tls/server.pem -c ssl_key_file=$tls/server.key" start >/dev/null \
         || { cat "$REI_SERVICES_DIR/pg/server.log" >&2; return 1; }
+    export REI_TEST_POSTGRES_CA="$tls/ca.pem" REI_TEST_POSTGRES_OTHER_CA="$tls/other-ca.pem"
     REI_PG_RUN_AS="${run_as[*]}"
     REI_PG_BINDIR=$bindir
     export REI_TEST_POSTGRES_URL="postgres://rei@127.0.0.1:$pg_port/postgres"

@@ -176,3 +176,39 @@ async fn postgres_schema_refuses_what_the_domain_forbids() {
     let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
     constraints_hold!(conn);
 }
+
+/// [edge] PostgreSQL over TLS with `sslmode=verify-full`: the stores open and migrate
+/// through a connection that is encrypted and whose certificate was checked; a server
+/// certificate from an unknown CA is refused.
+#[tokio::test]
+async fn postgres_over_tls_with_a_verified_certificate() {
+    let ca = std::env::var("REI_TEST_POSTGRES_CA")
+        .expect("scripts/test starts PostgreSQL with TLS and sets REI_TEST_POSTGRES_CA");
+    let plain = rei_tests::postgres_url().await.unwrap();
+    let with_roots = |roots: &str| {
+        let mut url = url::Url::parse(&plain).unwrap();
+        url.query_pairs_mut()
+            .append_pair("sslmode", "verify-full")
+            .append_pair("sslrootcert", roots);
+        url.to_string()
+    };
+    let url = with_roots(&ca);
+    rei_adapters::outbound::sql::SqlStore::connect_postgres(&url)
+        .await
+        .unwrap();
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    let (encrypted,): (bool,) =
+        sqlx::query_as("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert!(encrypted, "the connection is TLS");
+    // Another CA does not vouch for the test server: refused.
+    let other = std::env::var("REI_TEST_POSTGRES_OTHER_CA").expect("set by scripts/test");
+    let refused =
+        rei_adapters::outbound::sql::SqlStore::connect_postgres(&with_roots(&other)).await;
+    assert!(
+        refused.is_err(),
+        "a certificate from an unknown CA is refused"
+    );
+}
