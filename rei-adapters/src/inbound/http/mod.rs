@@ -80,6 +80,31 @@ async fn read_body(
             None => WebError::TooLarge,
         })
 }
+/// How often one kind of warning a stranger can cause is written.
+const STRANGER_WARNING_EVERY: Duration = Duration::from_secs(60);
+
+/// When each kind of stranger-caused warning was last written.
+static STRANGER_WARNINGS: std::sync::LazyLock<
+    std::sync::Mutex<std::collections::HashMap<&'static str, tokio::time::Instant>>,
+> = std::sync::LazyLock::new(Default::default);
+
+/// Whether a warning of `kind` that anyone on the internet can cause (a refused or
+/// unreadable webhook) may be written now: at most one a minute per kind, so strangers
+/// cannot flood the log. The metrics count every one.
+pub(crate) fn stranger_warning(kind: &'static str) -> bool {
+    let now = tokio::time::Instant::now();
+    let mut last = STRANGER_WARNINGS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    match last.get(kind) {
+        Some(at) if now.duration_since(*at) < STRANGER_WARNING_EVERY => false,
+        _ => {
+            last.insert(kind, now);
+            true
+        }
+    }
+}
+
 /// What the Kling callback route needs.
 #[derive(Clone)]
 pub struct KlingHooks {
@@ -151,7 +176,9 @@ impl WebState {
         if from.is_some_and(|ip| allowed.contains(ip)) {
             Ok(())
         } else {
-            tracing::warn!(client = ?from, what, "request from an address off the allow-list refused");
+            if stranger_warning("off-allow-list") {
+                tracing::warn!(client = ?from, what, "request from an address off the allow-list refused (told at most once a minute)");
+            }
             Err(WebError::Forbidden)
         }
     }
@@ -377,4 +404,20 @@ pub async fn serve(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// [edge] A stranger cannot flood the log: one warning of a kind a minute.
+    #[test]
+    fn stranger_warnings_are_written_once_a_minute_per_kind() {
+        assert!(stranger_warning("test-kind-a"));
+        assert!(
+            !stranger_warning("test-kind-a"),
+            "the second within a minute is not"
+        );
+        assert!(stranger_warning("test-kind-b"), "another kind is");
+    }
 }

@@ -21,10 +21,12 @@ pub(super) async fn webhook(
     // The secret is checked before a byte of the body is read.
     let secret = request.headers().get(SECRET_HEADER).map(|v| v.as_bytes());
     if !hook.accepts(secret) {
-        tracing::warn!(
-            route = "/webhooks/telegram",
-            "update without the right secret refused"
-        );
+        if super::stranger_warning("telegram-secret") {
+            tracing::warn!(
+                route = "/webhooks/telegram",
+                "update without the right secret refused (told at most once a minute)"
+            );
+        }
         return Err(WebError::Unauthorized);
     }
     let body = read_body(request, WEBHOOK_BODY_LIMIT).await?;

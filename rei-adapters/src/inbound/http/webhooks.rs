@@ -62,7 +62,9 @@ async fn handle_yookassa(payments: &PaymentService, body: &[u8]) -> Result<&'sta
             return Ok("ignored");
         }
         Err(e) => {
-            tracing::warn!(error = %e, "unreadable payment notification");
+            if super::stranger_warning("unreadable-yookassa") {
+                tracing::warn!(error = %e, "unreadable payment notification (told at most once a minute)");
+            }
             return Err(WebError::BadRequest("not a YooKassa notification"));
         }
     };
@@ -150,12 +152,16 @@ pub(super) async fn kling(
                     .verify(*job, query.t.as_deref().unwrap_or_default())
             });
         let Some(signed) = signed else {
-            tracing::warn!("Kling callback without a valid token refused");
+            if super::stranger_warning("unsigned-kling") {
+                tracing::warn!("Kling callback without a valid token refused (told at most once a minute)");
+            }
             return Err(WebError::Unauthorized);
         };
         let body = read_body(request, KLING_BODY_LIMIT).await?;
         let callback = crate::outbound::kling::parse_callback(&body).map_err(|e| {
-            tracing::warn!(error = %e, "unreadable Kling callback");
+            if super::stranger_warning("unreadable-kling") {
+                tracing::warn!(error = %e, "unreadable Kling callback (told at most once a minute)");
+            }
             WebError::BadRequest("not a Kling task callback")
         })?;
         let span = tracing::Span::current();
