@@ -83,6 +83,20 @@ impl FromStr for SecretUrl {
     }
 }
 
+/// A key of `N` bytes derived from `secret` for one purpose (`label`, HKDF-SHA256 `info`):
+/// a secret used for several things (a bot token, Kling's key) never signs anything
+/// itself, and each purpose gets a key of its own.
+#[must_use]
+pub fn derive_key<const N: usize>(secret: &[u8], label: &[u8]) -> [u8; N] {
+    const { assert!(N <= 255 * 32, "HKDF-SHA256 derives at most 8160 bytes") };
+    let mut key = [0_u8; N];
+    // Within HKDF-SHA256's output limit (asserted above), so `expand` does not fail.
+    match hkdf::Hkdf::<sha2::Sha256>::new(None, secret).expand(label, &mut key) {
+        Ok(()) => key,
+        Err(_) => [0_u8; N],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,3 +1,5 @@
+use std::time::UNIX_EPOCH;
+
 use super::*;
 
 /// [edge] Link keys rotate: after `ASSET_SIGNING_KEY` changes, links signed with the

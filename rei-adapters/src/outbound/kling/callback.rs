@@ -21,14 +21,8 @@ impl CallbackKey {
     /// The key derived from `secret` (Kling's secret key).
     #[must_use]
     pub fn derive(secret: &[u8]) -> Self {
-        // A whole HMAC-SHA256 block of key (64 bytes, within HKDF's output limit).
-        let mut key = [0_u8; 64];
-        if hkdf::Hkdf::<sha2::Sha256>::new(None, secret)
-            .expand(CALLBACK_KEY_LABEL, &mut key)
-            .is_err()
-        {
-            key = [0_u8; 64];
-        }
+        // A whole HMAC-SHA256 block of key.
+        let key: [u8; 64] = crate::outbound::secret_url::derive_key(secret, CALLBACK_KEY_LABEL);
         Self(std::sync::Arc::new(key))
     }
 
