@@ -11,28 +11,40 @@ impl LeaseStore for SqlStore {
         until: Timestamp,
         now: Timestamp,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "INSERT INTO leases (name, holder, until) VALUES ($1, $2, $3) \
-             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until \
-             WHERE leases.until <= $4 OR leases.holder = excluded.holder",
-        )
-        .bind(name)
-        .bind(holder)
-        .bind(until.millis())
-        .bind(now.millis())
-        .execute(&self.pool)
-        .await
-        .map_err(TxError::from)?;
+        let (name, holder) = (name.to_owned(), holder.to_owned());
+        let done = self
+            .write(move |tx| {
+                Box::pin(async move {
+                    Ok(sqlx::query(
+                        "INSERT INTO leases (name, holder, until) VALUES ($1, $2, $3) \
+                         ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until \
+                         WHERE leases.until <= $4 OR leases.holder = excluded.holder",
+                    )
+                    .bind(name)
+                    .bind(holder)
+                    .bind(until.millis())
+                    .bind(now.millis())
+                    .execute(&mut **tx)
+                    .await?)
+                })
+            })
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")
-            .bind(name)
-            .bind(holder)
-            .execute(&self.pool)
-            .await
-            .map_err(TxError::from)?;
+        let (name, holder) = (name.to_owned(), holder.to_owned());
+        self.write(move |tx| {
+            Box::pin(async move {
+                sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")
+                    .bind(name)
+                    .bind(holder)
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(())
+            })
+        })
+        .await?;
         Ok(())
     }
 }
@@ -65,27 +77,39 @@ impl DialogueStore for SqlStore {
             what: "dialogue",
             id: user.to_string(),
         };
+        let state = state.to_owned();
         let done = match expected {
             // First save: only if nobody saved meanwhile.
-            None => sqlx::query(
-                "INSERT INTO dialogues (user_id, state, version, updated_at) VALUES ($1, $2, 1, $3) ON CONFLICT (user_id) DO NOTHING",
-            )
-            .bind(user.get())
-            .bind(state)
-            .bind(at.millis())
-            .execute(&self.pool)
-            .await
-            .map_err(|e| StoreError::from(unknown_user(e, user)))?,
+            None => {
+                self.write(move |tx| {
+                    Box::pin(async move {
+                        sqlx::query(
+                            "INSERT INTO dialogues (user_id, state, version, updated_at) VALUES ($1, $2, 1, $3) ON CONFLICT (user_id) DO NOTHING",
+                        )
+                        .bind(user.get())
+                        .bind(state)
+                        .bind(at.millis())
+                        .execute(&mut **tx)
+                        .await
+                        .map_err(|e| unknown_user(e, user))
+                    })
+                })
+                .await?
+            }
             Some(v) => {
                 let v = i64::try_from(v).map_err(|_| conflict())?;
-                sqlx::query("UPDATE dialogues SET state = $1, version = version + 1, updated_at = $2 WHERE user_id = $3 AND version = $4")
-                    .bind(state)
-                    .bind(at.millis())
-                    .bind(user.get())
-                    .bind(v)
-                    .execute(&self.pool)
-                    .await
-                    .map_err(TxError::from)?
+                self.write(move |tx| {
+                    Box::pin(async move {
+                        Ok(sqlx::query("UPDATE dialogues SET state = $1, version = version + 1, updated_at = $2 WHERE user_id = $3 AND version = $4")
+                            .bind(state)
+                            .bind(at.millis())
+                            .bind(user.get())
+                            .bind(v)
+                            .execute(&mut **tx)
+                            .await?)
+                    })
+                })
+                .await?
             }
         };
         if done.rows_affected() != 1 {
@@ -95,11 +119,16 @@ impl DialogueStore for SqlStore {
     }
 
     async fn clear_dialogue(&self, user: UserId) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM dialogues WHERE user_id = $1")
-            .bind(user.get())
-            .execute(&self.pool)
-            .await
-            .map_err(TxError::from)?;
+        self.write(move |tx| {
+            Box::pin(async move {
+                sqlx::query("DELETE FROM dialogues WHERE user_id = $1")
+                    .bind(user.get())
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(())
+            })
+        })
+        .await?;
         Ok(())
     }
 }

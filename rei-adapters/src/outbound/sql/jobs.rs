@@ -12,11 +12,22 @@ use rei_core::ports::ClaimTarget;
 
 impl SqlStore {
     async fn create_job_once(&self, job: &NewJob, max_active: u32) -> Result<Job, TxError> {
-        let mut tx = self.write().await?;
+        let job = job.clone();
+        self.write(move |tx| {
+            Box::pin(async move { Self::create_job_in(tx, &job, max_active).await })
+        })
+        .await
+    }
+
+    async fn create_job_in(
+        tx: &mut Tx<'static>,
+        job: &NewJob,
+        max_active: u32,
+    ) -> Result<Job, TxError> {
         // Serialises job creation per user on PostgreSQL, so the active-job count
         // below cannot be raced past the cap.
-        Self::lock_user(&mut tx, job.user_id()).await?;
-        if let Some(first) = Self::job_by_key(&mut tx, job.idempotency_key().as_str()).await? {
+        Self::lock_user(tx, job.user_id()).await?;
+        if let Some(first) = Self::job_by_key(tx, job.idempotency_key().as_str()).await? {
             return if job.matches(&first) {
                 Ok(first)
             } else {
@@ -30,14 +41,14 @@ impl SqlStore {
             "SELECT COUNT(*) FROM jobs WHERE user_id = $1 AND status IN ('pending', 'processing')",
         )
         .bind(job.user_id().get())
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut **tx)
         .await?;
         if active >= i64::from(max_active) {
             return Err(StoreError::ActiveJobLimit { limit: max_active }.into());
         }
         // A hold under this job's key that is not this job's reservation means the
         // job id was reused: refuse rather than pair a new job with an old hold.
-        let hold = Self::reserve_in(&mut tx, &job.reservation()).await?;
+        let hold = Self::reserve_in(tx, &job.reservation()).await?;
         if hold.id != job.reservation_id() {
             return Err(StoreError::Invalid(format!("job id {} already exists", job.id())).into());
         }
@@ -61,9 +72,8 @@ impl SqlStore {
         .bind(created.created_at.millis())
         .bind(created.run_after.map(Timestamp::millis))
         .bind(created.delivery.as_str())
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
-        tx.commit().await?;
         Ok(created)
     }
 
@@ -143,29 +153,32 @@ impl SqlStore {
     }
 
     async fn write_job_once(&self, w: &JobWrite) -> Result<Applied, TxError> {
-        let mut tx = self.write().await?;
-        let stored = Self::job_locked(&mut tx, w.job_id)
+        let w = w.clone();
+        self.write(move |tx| Box::pin(async move { Self::write_job_in(tx, &w).await }))
+            .await
+    }
+
+    async fn write_job_in(tx: &mut Tx<'static>, w: &JobWrite) -> Result<Applied, TxError> {
+        let stored = Self::job_locked(tx, w.job_id)
             .await?
             .ok_or_else(|| StoreError::NotFound(Missing::Job(w.job_id)))?;
         let t = stored
             .apply(&w.event, &w.guard, w.at)
             .map_err(StoreError::from)?;
         if !t.changed() {
-            tx.rollback().await?;
             return Ok(Applied {
                 job: t.into_after(),
                 changed: false,
             });
         }
-        Self::update_job(&mut tx, &t).await?;
+        Self::update_job(tx, &t).await?;
         if let Some(how) = t.settlement() {
             // The stored job's own reservation, never one a caller names.
-            Self::settle_in(&mut tx, stored.reservation_id, how, w.at).await?;
+            Self::settle_in(tx, stored.reservation_id, how, w.at).await?;
         }
         if let Some(audit) = &w.audit {
-            Self::insert_audit(&mut tx, audit).await?;
+            Self::insert_audit(tx, audit).await?;
         }
-        tx.commit().await?;
         Ok(Applied {
             job: t.into_after(),
             changed: true,
@@ -192,12 +205,24 @@ impl SqlStore {
                 return Ok(None);
             }
         }
-        let mut tx = self.write().await?;
+        let lease = lease.clone();
+        self.write(move |tx| {
+            Box::pin(async move { Self::claim_job_in(tx, target, lease, at).await })
+        })
+        .await
+    }
+
+    async fn claim_job_in(
+        tx: &mut Tx<'static>,
+        target: ClaimTarget,
+        lease: JobLease,
+        at: Timestamp,
+    ) -> Result<Option<Job>, TxError> {
         let candidate = match target {
-            ClaimTarget::Job(id) => Self::job_locked(&mut tx, id).await?,
+            ClaimTarget::Job(id) => Self::job_locked(tx, id).await?,
             ClaimTarget::Next => {
                 let sql = dialect_sql!(
-                    self.dialect,
+                    Dialect::of(tx),
                     [
                         "SELECT ",
                         job_cols!(),
@@ -208,28 +233,21 @@ impl SqlStore {
                 );
                 let row: Option<JobRow> = sqlx::query_as(sql)
                     .bind(at.millis())
-                    .fetch_optional(&mut *tx)
+                    .fetch_optional(&mut **tx)
                     .await?;
                 row.map(Job::try_from).transpose()?
             }
         };
         let Some(job) = candidate else {
-            tx.rollback().await?;
             return Ok(None);
         };
-        let event = JobEvent::Claimed {
-            lease: lease.clone(),
-        };
+        let event = JobEvent::Claimed { lease };
         let t = match job.apply(&event, &JobGuard::Unleased, at) {
             Ok(t) => t,
-            Err(ApplyError::NotClaimable { .. }) => {
-                tx.rollback().await?;
-                return Ok(None);
-            }
+            Err(ApplyError::NotClaimable { .. }) => return Ok(None),
             Err(e) => return Err(StoreError::from(e).into()),
         };
-        Self::update_job(&mut tx, &t).await?;
-        tx.commit().await?;
+        Self::update_job(tx, &t).await?;
         Ok(Some(t.into_after()))
     }
 }
@@ -334,36 +352,46 @@ impl JobStore for SqlStore {
         &self,
         job: &rei_core::legacy::LegacyJob,
     ) -> Result<bool, StoreError> {
-        retrying(|| async {
-            let mut tx = self.write().await?;
-            let known: Option<(i64,)> = sqlx::query_as("SELECT id FROM legacy_jobs WHERE id = $1")
-                .bind(job.id)
-                .fetch_optional(&mut *tx)
-                .await?;
-            if known.is_some() {
-                return Ok(false);
-            }
-            sqlx::query(
-                "INSERT INTO legacy_jobs (id, user_id, kind, status, params, result_url, error_message, cost_estimate, cost_actual, created_at, completed_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-            )
-            .bind(job.id)
-            .bind(job.user_id.get())
-            .bind(&job.kind)
-            .bind(&job.status)
-            .bind(&job.params)
-            .bind(&job.result_url)
-            .bind(&job.error_message)
-            .bind(job.cost_estimate.map(|m| m.kopecks()))
-            .bind(job.cost_actual.map(|m| m.kopecks()))
-            .bind(job.created_at.millis())
-            .bind(job.completed_at.map(Timestamp::millis))
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| unknown_user(e, job.user_id))?;
-            tx.commit().await?;
-            Ok(true)
+        retrying(|| {
+            let job = job.clone();
+            self.write(move |tx| {
+                Box::pin(async move { Self::import_legacy_job_in(tx, &job).await })
+            })
         })
         .await
+    }
+}
+
+impl SqlStore {
+    async fn import_legacy_job_in(
+        tx: &mut Tx<'static>,
+        job: &rei_core::legacy::LegacyJob,
+    ) -> Result<bool, TxError> {
+        let known: Option<(i64,)> = sqlx::query_as("SELECT id FROM legacy_jobs WHERE id = $1")
+            .bind(job.id)
+            .fetch_optional(&mut **tx)
+            .await?;
+        if known.is_some() {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO legacy_jobs (id, user_id, kind, status, params, result_url, error_message, cost_estimate, cost_actual, created_at, completed_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(job.id)
+        .bind(job.user_id.get())
+        .bind(&job.kind)
+        .bind(&job.status)
+        .bind(&job.params)
+        .bind(&job.result_url)
+        .bind(&job.error_message)
+        .bind(job.cost_estimate.map(|m| m.kopecks()))
+        .bind(job.cost_actual.map(|m| m.kopecks()))
+        .bind(job.created_at.millis())
+        .bind(job.completed_at.map(Timestamp::millis))
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| unknown_user(e, job.user_id))?;
+        Ok(true)
     }
 }

@@ -11,23 +11,39 @@ impl SqlStore {
         audit: Option<&AuditRecord>,
         tell: bool,
     ) -> Result<Posted, TxError> {
-        let mut tx = self.write().await?;
-        let (entry, replayed) = match Self::insert_entry(&mut tx, e).await? {
+        let (e, audit) = (e.clone(), audit.cloned());
+        let posted = self
+            .write(move |tx| {
+                Box::pin(async move { Self::post_in(tx, &e, audit.as_ref(), tell).await })
+            })
+            .await?;
+        if tell && !posted.replayed {
+            self.outbox_signal.notify_one();
+        }
+        Ok(posted)
+    }
+
+    async fn post_in(
+        tx: &mut Tx<'static>,
+        e: &NewEntry,
+        audit: Option<&AuditRecord>,
+        tell: bool,
+    ) -> Result<Posted, TxError> {
+        let (entry, replayed) = match Self::insert_entry(tx, e).await? {
             Inserted::New(entry) => (entry, false),
             Inserted::Replay(first) => (first, true),
         };
-        let balance = Self::current_balance(&mut tx, entry.user_id).await?;
+        let balance = Self::current_balance(tx, entry.user_id).await?;
         let posted = Posted {
             entry,
             balance,
             replayed,
         };
         if posted.replayed {
-            tx.commit().await?;
             return Ok(posted);
         }
         if let Some(a) = audit {
-            Self::insert_audit(&mut tx, a).await?;
+            Self::insert_audit(tx, a).await?;
         }
         if tell {
             let notice = if e.kind == rei_core::ledger::EntryKind::Debit {
@@ -41,20 +57,15 @@ impl SqlStore {
                     balance,
                 }
             };
-            Self::insert_notice(&mut tx, e.user_id, &notice, e.created_at).await?;
-        }
-        tx.commit().await?;
-        if tell {
-            self.outbox_signal.notify_one();
+            Self::insert_notice(tx, e.user_id, &notice, e.created_at).await?;
         }
         Ok(posted)
     }
 
     async fn reserve_once(&self, r: &NewReservation) -> Result<Reservation, TxError> {
-        let mut tx = self.write().await?;
-        let held = Self::reserve_in(&mut tx, r).await?;
-        tx.commit().await?;
-        Ok(held)
+        let r = r.clone();
+        self.write(move |tx| Box::pin(async move { Self::reserve_in(tx, &r).await }))
+            .await
     }
 
     async fn settle_once(
@@ -63,16 +74,26 @@ impl SqlStore {
         how: Settlement,
         at: Timestamp,
     ) -> Result<Reservation, TxError> {
-        let mut tx = self.write().await?;
-        // A job's hold and a payment's refund hold are settled only with them.
-        let held = Self::reservation_in(&mut tx, id, true).await?;
+        self.write(move |tx| Box::pin(async move { Self::settle_free_in(tx, id, how, at).await }))
+            .await
+    }
+
+    /// Settles a hold that belongs to no job or payment (those are settled only with
+    /// them).
+    async fn settle_free_in(
+        tx: &mut Tx<'static>,
+        id: ReservationId,
+        how: Settlement,
+        at: Timestamp,
+    ) -> Result<Reservation, TxError> {
+        let held = Self::reservation_in(tx, id, true).await?;
         let owner = match held.as_ref().and_then(|r| r.job_id) {
             Some(job) => Some(format!("job {job}")),
             None => sqlx::query_as::<_, (String,)>(
                 "SELECT id FROM payments WHERE refund_reservation_id = $1",
             )
             .bind(id.to_string())
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut **tx)
             .await?
             .map(|(payment,)| format!("payment {payment}")),
         };
@@ -81,9 +102,7 @@ impl SqlStore {
                 StoreError::Settlement(SettlementError::BelongsElsewhere { id, owner }).into(),
             );
         }
-        let r = Self::settle_in(&mut tx, id, how, at).await?;
-        tx.commit().await?;
-        Ok(r)
+        Self::settle_in(tx, id, how, at).await
     }
 
     async fn verify_once(&self) -> Result<VerifyReport, TxError> {

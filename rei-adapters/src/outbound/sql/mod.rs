@@ -15,6 +15,7 @@ pub(crate) mod rows;
 mod sqlite;
 mod store;
 mod users;
+mod writer;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -27,6 +28,7 @@ use rei_core::ports::{
 use sqlx::error::ErrorKind;
 
 pub use store::SqlStore;
+pub use writer::WriteStats;
 
 /// Why a database could not be opened or migrated.
 #[derive(Debug, thiserror::Error)]
@@ -107,6 +109,8 @@ pub struct Stores {
     pub outbox_signal: Arc<tokio::sync::Notify>,
     /// Answers whether the database is reachable (for `/readyz`).
     pub health: Arc<dyn Health>,
+    /// The store itself (for what no port covers, such as [`SqlStore::write_stats`]).
+    pub sql: Arc<SqlStore>,
 }
 
 rei_core::opaque_debug!(Stores);
@@ -121,18 +125,7 @@ pub trait Health: Send + Sync {
     async fn ping(&self) -> Result<(), StoreError>;
 }
 
-fn stores<S>(s: Arc<S>, outbox_signal: Arc<tokio::sync::Notify>) -> Stores
-where
-    S: UserStore
-        + LedgerStore
-        + JobStore
-        + PaymentStore
-        + DialogueStore
-        + rei_core::ports::LeaseStore
-        + rei_core::ports::OutboxStore
-        + Health
-        + 'static,
-{
+fn stores(s: Arc<SqlStore>) -> Stores {
     Stores {
         users: s.clone(),
         ledger: s.clone(),
@@ -141,8 +134,9 @@ where
         dialogues: s.clone(),
         leases: s.clone(),
         outbox: s.clone(),
-        outbox_signal,
-        health: s,
+        outbox_signal: s.outbox_signal(),
+        health: s.clone(),
+        sql: s,
     }
 }
 
@@ -151,23 +145,12 @@ where
 /// # Errors
 /// [`SqlError`] when the database cannot be opened or migrated.
 pub async fn connect(target: &DatabaseTarget) -> Result<Stores, SqlError> {
-    Ok(match target {
-        DatabaseTarget::SqlitePath(path) => {
-            let store = SqlStore::open_sqlite_path(path).await?;
-            let signal = store.outbox_signal();
-            stores(Arc::new(store), signal)
-        }
-        DatabaseTarget::SqliteUrl(url) => {
-            let store = SqlStore::open_sqlite_url(url).await?;
-            let signal = store.outbox_signal();
-            stores(Arc::new(store), signal)
-        }
-        DatabaseTarget::Postgres(url) => {
-            let store = SqlStore::connect_postgres(url).await?;
-            let signal = store.outbox_signal();
-            stores(Arc::new(store), signal)
-        }
-    })
+    let store = match target {
+        DatabaseTarget::SqlitePath(path) => SqlStore::open_sqlite_path(path).await?,
+        DatabaseTarget::SqliteUrl(url) => SqlStore::open_sqlite_url(url).await?,
+        DatabaseTarget::Postgres(url) => SqlStore::connect_postgres(url).await?,
+    };
+    Ok(stores(Arc::new(store)))
 }
 
 /// An attempt's failure: a domain refusal (final) or a database error (maybe transient).
@@ -175,6 +158,8 @@ pub async fn connect(target: &DatabaseTarget) -> Result<Stores, SqlError> {
 pub(crate) enum TxError {
     Store(StoreError),
     Sql(sqlx::Error),
+    /// The commit of a batch this write was part of failed (see `writer.rs`).
+    Commit(Arc<sqlx::Error>),
 }
 
 impl From<StoreError> for TxError {
@@ -194,6 +179,7 @@ impl From<TxError> for StoreError {
         match e {
             TxError::Store(s) => s,
             TxError::Sql(e) => classify(e),
+            TxError::Commit(e) => StoreError::Unavailable(Box::new(e)),
         }
     }
 }
@@ -282,10 +268,15 @@ impl SqlStore {
             .run(&pool)
             .await
             .map_err(|e| SqlError::Migrate(Box::new(e)))?;
+        let writer = match dialect {
+            store::Dialect::Sqlite => writer::Writer::batched(&pool, dialect.begin_write(), 1),
+            store::Dialect::Postgres => writer::Writer::direct(pool.clone(), dialect.begin_write()),
+        };
         Ok(Self {
             pool,
             dialect,
             outbox_signal: Arc::default(),
+            writer: Arc::new(writer),
         })
     }
 
@@ -307,21 +298,26 @@ impl SqlStore {
 
     /// `UPDATE users SET <one column> = $1 WHERE tg_id = $2`: `NotFound` for an unknown
     /// user.
-    async fn update_user<'q, V>(
+    async fn update_user<V>(
         &self,
         sql: &'static str,
         value: V,
         id: rei_core::UserId,
     ) -> Result<(), StoreError>
     where
-        V: 'q + Send + sqlx::Encode<'q, sqlx::Any> + sqlx::Type<sqlx::Any>,
+        V: 'static + Send + sqlx::Encode<'static, sqlx::Any> + sqlx::Type<sqlx::Any>,
     {
-        let done = sqlx::query(sql)
-            .bind(value)
-            .bind(id.get())
-            .execute(&self.pool)
-            .await
-            .map_err(TxError::from)?;
+        let done = self
+            .write(move |tx| {
+                Box::pin(async move {
+                    Ok(sqlx::query(sql)
+                        .bind(value)
+                        .bind(id.get())
+                        .execute(&mut **tx)
+                        .await?)
+                })
+            })
+            .await?;
         changed_one(&done, Missing::User(id))
     }
 }
@@ -336,6 +332,11 @@ pub(crate) fn changed_one(
     } else {
         Err(StoreError::NotFound(missing))
     }
+}
+
+async fn back_off(attempt: u32) {
+    let jitter = u64::from(rand::random::<u8>() % 8);
+    tokio::time::sleep(Duration::from_millis((1 << attempt) + jitter)).await;
 }
 
 /// How many times one write is attempted when another transaction got in the way.
@@ -356,8 +357,11 @@ where
             Ok(v) => return Ok(v),
             Err(TxError::Sql(e)) if n < ATTEMPTS && is_transient(&e) => {
                 tracing::debug!(attempt = n, error = %e, "transient database conflict, retrying");
-                let jitter = u64::from(rand::random::<u8>() % 8);
-                tokio::time::sleep(Duration::from_millis((1 << n) + jitter)).await;
+                back_off(n).await;
+            }
+            Err(TxError::Commit(e)) if n < ATTEMPTS && is_transient(&e) => {
+                tracing::debug!(attempt = n, error = %e, "a batch commit conflicted, retrying");
+                back_off(n).await;
             }
             Err(e) => return Err(e.into()),
         }

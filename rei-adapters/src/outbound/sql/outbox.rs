@@ -21,12 +21,17 @@ impl SqlStore {
                 "UPDATE outbox SET next_at = NULL, given_up_at = $1 WHERE id = $2 AND next_at IS NOT NULL"
             }
         };
-        sqlx::query(sql)
-            .bind(at.millis())
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(TxError::from)?;
+        self.write(move |tx| {
+            Box::pin(async move {
+                sqlx::query(sql)
+                    .bind(at.millis())
+                    .bind(id)
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(())
+            })
+        })
+        .await?;
         Ok(())
     }
 }
@@ -59,13 +64,19 @@ impl OutboxStore for SqlStore {
             skip_locked,
             [") RETURNING id, user_id, notice, attempts, created_at"]
         );
-        let rows: Vec<OutboxRow> = sqlx::query_as(sql)
-            .bind(until.millis())
-            .bind(now.millis())
-            .bind(limit(limit_n))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(TxError::from)?;
+        let n = limit(limit_n);
+        let rows: Vec<OutboxRow> = self
+            .write(move |tx| {
+                Box::pin(async move {
+                    Ok(sqlx::query_as(sql)
+                        .bind(until.millis())
+                        .bind(now.millis())
+                        .bind(n)
+                        .fetch_all(&mut **tx)
+                        .await?)
+                })
+            })
+            .await?;
         let mut taken = Vec::with_capacity(rows.len());
         for row in rows {
             match entry_of(&row) {
@@ -93,15 +104,20 @@ impl OutboxStore for SqlStore {
         retry_at: Timestamp,
     ) -> Result<(), StoreError> {
         let attempts = i32::try_from(attempts).unwrap_or(i32::MAX);
-        sqlx::query(
-            "UPDATE outbox SET attempts = $1, next_at = $2 WHERE id = $3 AND next_at IS NOT NULL",
-        )
-        .bind(attempts)
-        .bind(retry_at.millis())
-        .bind(id)
-        .execute(&self.pool)
-        .await
-        .map_err(TxError::from)?;
+        self.write(move |tx| {
+            Box::pin(async move {
+                sqlx::query(
+                    "UPDATE outbox SET attempts = $1, next_at = $2 WHERE id = $3 AND next_at IS NOT NULL",
+                )
+                .bind(attempts)
+                .bind(retry_at.millis())
+                .bind(id)
+                .execute(&mut **tx)
+                .await?;
+                Ok(())
+            })
+        })
+        .await?;
         Ok(())
     }
 

@@ -4,8 +4,13 @@ use super::store::*;
 
 impl SqlStore {
     async fn create_payment_once(&self, p: &NewPayment) -> Result<Payment, TxError> {
-        let mut tx = self.write().await?;
-        if let Some(first) = Self::payment_in(&mut tx, p.id, false).await? {
+        let p = p.clone();
+        self.write(move |tx| Box::pin(async move { Self::create_payment_in(tx, &p).await }))
+            .await
+    }
+
+    async fn create_payment_in(tx: &mut Tx<'static>, p: &NewPayment) -> Result<Payment, TxError> {
+        if let Some(first) = Self::payment_in(tx, p.id, false).await? {
             let same = first.user_id == p.user_id
                 && first.amount == p.amount
                 && first.provider == p.provider
@@ -34,10 +39,9 @@ impl SqlStore {
         .bind(created.state.as_str())
         .bind(created.created_at.millis())
         .bind(created.provider_units.map(i64::from))
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await
         .map_err(|e| unknown_user(e, p.user_id))?;
-        tx.commit().await?;
         Ok(created)
     }
 
@@ -66,11 +70,26 @@ impl SqlStore {
         &self,
         t: &PaymentTransition,
     ) -> Result<Payment, TxError> {
-        let mut tx = self.write().await?;
+        let t = t.clone();
+        let (saved, queued) = self
+            .write(move |tx| {
+                Box::pin(async move { Self::save_payment_transition_in(tx, &t).await })
+            })
+            .await?;
+        if queued {
+            self.outbox_signal.notify_one();
+        }
+        Ok(saved)
+    }
+
+    async fn save_payment_transition_in(
+        tx: &mut Tx<'static>,
+        t: &PaymentTransition,
+    ) -> Result<(Payment, bool), TxError> {
         let p = t.after();
         // Effects are checked against the stored row, never the caller's copy: a
         // transition made from anything but the stored row is refused.
-        let stored = Self::payment_in(&mut tx, p.id, true)
+        let stored = Self::payment_in(tx, p.id, true)
             .await?
             .ok_or_else(|| StoreError::NotFound(Missing::Payment(p.id)))?;
         if stored.without_bookkeeping() != t.before().without_bookkeeping() {
@@ -80,7 +99,7 @@ impl SqlStore {
             }
             .into());
         }
-        Self::provider_id_is_free(&mut tx, p).await?;
+        Self::provider_id_is_free(tx, p).await?;
         let at = p.updated_at;
         // The refund hold is placed before the row names it.
         if let Some(PaymentEffect::HoldRefund(hold)) = t.effect() {
@@ -94,7 +113,7 @@ impl SqlStore {
                 }
                 .into());
             }
-            let placed = Self::reserve_in(&mut tx, hold).await?;
+            let placed = Self::reserve_in(tx, hold).await?;
             // A repeat of this very start (same hold) is fine; another hold under
             // the key is not this refund's.
             if placed.id != hold.id || placed.state != rei_core::ledger::ReservationState::Held {
@@ -123,7 +142,7 @@ impl SqlStore {
         .bind(p.refund.as_ref().and_then(|r| r.provider_refund_id.clone()))
         .bind(p.refund.as_ref().map(|r| r.amount.kopecks()))
         .bind(p.refunded.kopecks())
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
         if done.rows_affected() != 1 {
             // The row was read (and locked) above at this version.
@@ -138,16 +157,14 @@ impl SqlStore {
             None | Some(PaymentEffect::HoldRefund(_)) => {}
             Some(PaymentEffect::Credit) => {
                 // Built from the stored row (user, amount, id), not the caller's copy.
-                if let Inserted::New(_) =
-                    Self::insert_entry(&mut tx, &stored.credit_entry(at)).await?
-                {
-                    let balance = Self::current_balance(&mut tx, stored.user_id).await?;
+                if let Inserted::New(_) = Self::insert_entry(tx, &stored.credit_entry(at)).await? {
+                    let balance = Self::current_balance(tx, stored.user_id).await?;
                     let notice = Notice::PaymentCredited {
                         payment_id: stored.id,
                         amount: stored.amount,
                         balance,
                     };
-                    Self::insert_notice(&mut tx, stored.user_id, &notice, at).await?;
+                    Self::insert_notice(tx, stored.user_id, &notice, at).await?;
                     queued = true;
                 }
             }
@@ -160,7 +177,7 @@ impl SqlStore {
                     })
                     .into());
                 }
-                let hold = Self::reservation_in(&mut tx, *r, true)
+                let hold = Self::reservation_in(tx, *r, true)
                     .await?
                     .ok_or_else(|| StoreError::NotFound(Missing::Reservation(*r)))?;
                 let how = if matches!(t.effect(), Some(PaymentEffect::ReleaseRefundHold(_))) {
@@ -170,9 +187,9 @@ impl SqlStore {
                         actual: hold.amount,
                     }
                 };
-                Self::settle_in(&mut tx, *r, how, at).await?;
+                Self::settle_in(tx, *r, how, at).await?;
                 if matches!(how, Settlement::Capture { .. }) {
-                    let balance = Self::current_balance(&mut tx, stored.user_id).await?;
+                    let balance = Self::current_balance(tx, stored.user_id).await?;
                     let amount = p
                         .refunded
                         .checked_sub(stored.refunded)
@@ -182,21 +199,18 @@ impl SqlStore {
                         amount,
                         balance,
                     };
-                    Self::insert_notice(&mut tx, stored.user_id, &notice, at).await?;
+                    Self::insert_notice(tx, stored.user_id, &notice, at).await?;
                     queued = true;
                 }
             }
         }
-        tx.commit().await?;
-        if queued {
-            self.outbox_signal.notify_one();
-        }
         // The poller's bookkeeping is the stored one, not the caller's copy.
-        Ok(Payment {
+        let saved = Payment {
             checks: stored.checks,
             next_check_at: stored.next_check_at,
             ..p.clone()
-        })
+        };
+        Ok((saved, queued))
     }
 }
 
@@ -269,35 +283,9 @@ impl PaymentStore for SqlStore {
     }
 
     async fn import_payment(&self, p: &Payment) -> Result<bool, StoreError> {
-        retrying(|| async {
-            let mut tx = self.write().await?;
-            if Self::payment_in(&mut tx, p.id, false).await?.is_some() {
-                return Ok(false);
-            }
-            Self::provider_id_is_free(&mut tx, p).await?;
-            sqlx::query(
-                "INSERT INTO payments (id, provider, provider_payment_id, user_id, amount, provider_units, status, confirmation_url, \
-                 cancel_reason, version, created_at, paid_at, updated_at, refunded_amount) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-            )
-            .bind(p.id.to_string())
-            .bind(p.provider.as_str())
-            .bind(&p.provider_payment_id)
-            .bind(p.user_id.get())
-            .bind(p.amount.kopecks())
-            .bind(p.provider_units.map(i64::from))
-            .bind(p.state.as_str())
-            .bind(&p.confirmation_url)
-            .bind(&p.cancel_reason)
-            .bind(i64::from(p.version))
-            .bind(p.created_at.millis())
-            .bind(p.paid_at.map(Timestamp::millis))
-            .bind(p.updated_at.millis())
-            .bind(p.refunded.kopecks())
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| unknown_user(e, p.user_id))?;
-            tx.commit().await?;
-            Ok(true)
+        retrying(|| {
+            let p = p.clone();
+            self.write(move |tx| Box::pin(async move { Self::import_payment_in(tx, &p).await }))
         })
         .await
     }
@@ -342,13 +330,51 @@ impl PaymentStore for SqlStore {
         checks: u32,
         next_check_at: Timestamp,
     ) -> Result<(), StoreError> {
-        let done = sqlx::query("UPDATE payments SET checks = $1, next_check_at = $2 WHERE id = $3")
-            .bind(i64::from(checks))
-            .bind(next_check_at.millis())
-            .bind(id.to_string())
-            .execute(&self.pool)
-            .await
-            .map_err(TxError::from)?;
+        let done = self
+            .write(move |tx| {
+                Box::pin(async move {
+                    Ok(sqlx::query(
+                        "UPDATE payments SET checks = $1, next_check_at = $2 WHERE id = $3",
+                    )
+                    .bind(i64::from(checks))
+                    .bind(next_check_at.millis())
+                    .bind(id.to_string())
+                    .execute(&mut **tx)
+                    .await?)
+                })
+            })
+            .await?;
         super::changed_one(&done, Missing::Payment(id))
+    }
+}
+
+impl SqlStore {
+    async fn import_payment_in(tx: &mut Tx<'static>, p: &Payment) -> Result<bool, TxError> {
+        if Self::payment_in(tx, p.id, false).await?.is_some() {
+            return Ok(false);
+        }
+        Self::provider_id_is_free(tx, p).await?;
+        sqlx::query(
+                "INSERT INTO payments (id, provider, provider_payment_id, user_id, amount, provider_units, status, confirmation_url, \
+                 cancel_reason, version, created_at, paid_at, updated_at, refunded_amount) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+            )
+            .bind(p.id.to_string())
+            .bind(p.provider.as_str())
+            .bind(&p.provider_payment_id)
+            .bind(p.user_id.get())
+            .bind(p.amount.kopecks())
+            .bind(p.provider_units.map(i64::from))
+            .bind(p.state.as_str())
+            .bind(&p.confirmation_url)
+            .bind(&p.cancel_reason)
+            .bind(i64::from(p.version))
+            .bind(p.created_at.millis())
+            .bind(p.paid_at.map(Timestamp::millis))
+            .bind(p.updated_at.millis())
+            .bind(p.refunded.kopecks())
+            .execute(&mut **tx)
+            .await
+            .map_err(|e| unknown_user(e, p.user_id))?;
+        Ok(true)
     }
 }

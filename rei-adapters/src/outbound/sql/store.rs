@@ -42,6 +42,8 @@ pub struct SqlStore {
     /// Woken when a commit put a notice into the outbox (this process's dispatcher
     /// sends it at once instead of at its next round).
     pub(crate) outbox_signal: std::sync::Arc<tokio::sync::Notify>,
+    /// Where writes go: group commit on SQLite (see `writer.rs`).
+    pub(crate) writer: std::sync::Arc<super::writer::Writer>,
 }
 
 pub(crate) type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
@@ -71,13 +73,30 @@ impl SqlStore {
         self.outbox_signal.clone()
     }
 
+    /// How many transactions the store has committed and how many writes they
+    /// carried (group commit shares one commit between concurrent writes).
+    #[must_use]
+    pub fn write_stats(&self) -> super::writer::WriteStats {
+        self.writer.stats()
+    }
+
     /// Closes the pool (waits for connections to be returned).
     pub async fn close(&self) {
         self.pool.close().await;
     }
 
-    pub(crate) async fn write(&self) -> Result<Tx<'_>, TxError> {
-        Ok(self.pool.begin_with(self.dialect.begin_write()).await?)
+    /// Runs `work` as one atomic write (in a batch on SQLite) and answers once it is
+    /// committed.
+    pub(crate) async fn write<T, F>(&self, work: F) -> Result<T, TxError>
+    where
+        T: Send + 'static,
+        F: for<'t> FnOnce(
+                &'t mut Tx<'static>,
+            ) -> futures::future::BoxFuture<'t, Result<T, TxError>>
+            + Send
+            + 'static,
+    {
+        self.writer.write(work).await
     }
 
     pub(crate) async fn lock_user(tx: &mut Tx<'_>, user: UserId) -> Result<Money, TxError> {

@@ -4,14 +4,23 @@ use super::store::*;
 
 impl SqlStore {
     async fn register_once(&self, p: &UserProfile, at: Timestamp) -> Result<(User, bool), TxError> {
-        let mut tx = self.write().await?;
-        let created = match Self::user_in(&mut tx, p.id).await? {
+        let p = p.clone();
+        self.write(move |tx| Box::pin(async move { Self::register_in(tx, &p, at).await }))
+            .await
+    }
+
+    async fn register_in(
+        tx: &mut Tx<'static>,
+        p: &UserProfile,
+        at: Timestamp,
+    ) -> Result<(User, bool), TxError> {
+        let created = match Self::user_in(tx, p.id).await? {
             Some(_) => {
                 sqlx::query("UPDATE users SET username = $1, first_name = $2 WHERE tg_id = $3")
                     .bind(&p.username)
                     .bind(&p.first_name)
                     .bind(p.id.get())
-                    .execute(&mut *tx)
+                    .execute(&mut **tx)
                     .await?;
                 false
             }
@@ -22,15 +31,14 @@ impl SqlStore {
                     .bind(&p.first_name)
                     .bind(p.language.as_str())
                     .bind(at.millis())
-                    .execute(&mut *tx)
+                    .execute(&mut **tx)
                     .await?;
                 true
             }
         };
-        let user = Self::user_in(&mut tx, p.id)
+        let user = Self::user_in(tx, p.id)
             .await?
             .ok_or_else(|| StoreError::Corrupt("user vanished".into()))?;
-        tx.commit().await?;
         Ok((user, created))
     }
 
@@ -40,8 +48,20 @@ impl SqlStore {
         banned: bool,
         audit: &AuditRecord,
     ) -> Result<User, TxError> {
-        let mut tx = self.write().await?;
-        let user = Self::user_in(&mut tx, id)
+        let audit = audit.clone();
+        self.write(move |tx| {
+            Box::pin(async move { Self::set_banned_in(tx, id, banned, &audit).await })
+        })
+        .await
+    }
+
+    async fn set_banned_in(
+        tx: &mut Tx<'static>,
+        id: UserId,
+        banned: bool,
+        audit: &AuditRecord,
+    ) -> Result<User, TxError> {
+        let user = Self::user_in(tx, id)
             .await?
             .ok_or_else(|| StoreError::NotFound(Missing::User(id)))?;
         let notified = user.is_banned == banned && user.ban_notified;
@@ -49,10 +69,9 @@ impl SqlStore {
             .bind(banned)
             .bind(notified)
             .bind(id.get())
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
-        Self::insert_audit(&mut tx, audit).await?;
-        tx.commit().await?;
+        Self::insert_audit(tx, audit).await?;
         Ok(User {
             is_banned: banned,
             ban_notified: notified,
@@ -87,11 +106,16 @@ impl UserStore for SqlStore {
     }
 
     async fn mark_ban_notified(&self, id: UserId) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE users SET ban_notified = TRUE WHERE tg_id = $1 AND is_banned = TRUE AND ban_notified = FALSE")
-            .bind(id.get())
-            .execute(&self.pool)
-            .await
-            .map_err(TxError::from)?;
+        let done = self
+            .write(move |tx| {
+                Box::pin(async move {
+                    Ok(sqlx::query("UPDATE users SET ban_notified = TRUE WHERE tg_id = $1 AND is_banned = TRUE AND ban_notified = FALSE")
+                        .bind(id.get())
+                        .execute(&mut **tx)
+                        .await?)
+                })
+            })
+            .await?;
         if done.rows_affected() == 1 {
             return Ok(true);
         }
@@ -138,11 +162,9 @@ impl UserStore for SqlStore {
     }
 
     async fn append_audit(&self, record: AuditRecord) -> Result<(), StoreError> {
-        retrying(|| async {
-            let mut tx = self.write().await?;
-            Self::insert_audit(&mut tx, &record).await?;
-            tx.commit().await?;
-            Ok(())
+        retrying(|| {
+            let record = record.clone();
+            self.write(move |tx| Box::pin(async move { Self::insert_audit(tx, &record).await }))
         })
         .await
     }
@@ -154,7 +176,7 @@ impl UserStore for SqlStore {
     ) -> Result<(), StoreError> {
         self.update_user(
             "UPDATE users SET receipt_email = $1 WHERE tg_id = $2",
-            email.as_str(),
+            email.as_str().to_owned(),
             id,
         )
         .await
