@@ -24,6 +24,7 @@ async fn serve_with(
         redis_url: redis_url.map(rei_adapters::outbound::secret_url::SecretUrl::new),
         rate_limit_per_minute: 10,
         lease_for: Duration::from_secs(60),
+        write_mode: None,
     })
     .await
     .unwrap();

@@ -24,6 +24,20 @@ use uuid::Uuid;
 ///
 /// # Errors
 /// When no temp dir can be made.
+/// A bench's `--write` flag: `default`, `direct` or `batched`.
+///
+/// # Errors
+/// On any other value.
+pub fn write_mode(value: &str) -> anyhow::Result<Option<rei_adapters::outbound::sql::WriteMode>> {
+    use rei_adapters::outbound::sql::WriteMode;
+    Ok(match value {
+        "default" => None,
+        "direct" => Some(WriteMode::Direct),
+        "batched" => Some(WriteMode::Batched),
+        other => anyhow::bail!("--write default|direct|batched, not {other}"),
+    })
+}
+
 pub fn sqlite_path() -> anyhow::Result<String> {
     let dir = tempfile::Builder::new()
         .prefix("rei-sqlite-")

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::outbound::limiter::InProcessLimiter;
 use crate::outbound::secret_url::SecretUrl;
-use crate::outbound::sql::{DatabaseTarget, SqlError, Stores};
+use crate::outbound::sql::{DatabaseTarget, SqlError, Stores, WriteMode};
 
 /// Keys of every Redis structure REI owns start with this.
 pub const REDIS_KEY_PREFIX: &str = "rei:";
@@ -28,6 +28,9 @@ pub struct BackendsConfig {
     pub rate_limit_per_minute: u32,
     /// The workers' lease: a broker entry idle this long is taken over.
     pub lease_for: Duration,
+    /// How the database commits writes; `None` for the database kind's default
+    /// ([`WriteMode::default_for`]).
+    pub write_mode: Option<WriteMode>,
 }
 
 /// Why the backends could not be opened.
@@ -75,7 +78,10 @@ impl std::fmt::Debug for Backends {
 /// # Errors
 /// [`BackendsError`] when the database cannot be opened or a setting is invalid.
 pub async fn connect(config: &BackendsConfig) -> Result<Backends, BackendsError> {
-    let stores = crate::outbound::sql::connect(&config.database).await?;
+    let mode = config
+        .write_mode
+        .unwrap_or_else(|| WriteMode::default_for(&config.database));
+    let stores = crate::outbound::sql::connect_with(&config.database, mode).await?;
     let per_minute =
         NonZeroU32::new(config.rate_limit_per_minute).ok_or(BackendsError::ZeroRateLimit)?;
     let database_queue: Arc<dyn JobQueue> = Arc::new(StoreQueue::new(stores.jobs.clone()));

@@ -124,6 +124,7 @@ impl App {
             redis_url: settings.redis_url.clone(),
             rate_limit_per_minute: settings.rate_limit_per_minute,
             lease_for: Duration::from_secs(settings.worker_lease_secs),
+            write_mode: None,
         })
         .await?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);

@@ -43,6 +43,7 @@ struct Args {
     jobs: u32,
     slots: usize,
     queue: QueueKind,
+    write: Option<rei_adapters::outbound::sql::WriteMode>,
 }
 
 fn args() -> anyhow::Result<Args> {
@@ -50,6 +51,7 @@ fn args() -> anyhow::Result<Args> {
         jobs: 2_000,
         slots: 8,
         queue: QueueKind::Database,
+        write: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -57,6 +59,7 @@ fn args() -> anyhow::Result<Args> {
         match flag.as_str() {
             "--jobs" => a.jobs = value.parse()?,
             "--slots" => a.slots = value.parse()?,
+            "--write" => a.write = rei_tests::write_mode(&value)?,
             "--queue" => {
                 a.queue = match value.as_str() {
                     "database" => QueueKind::Database,
@@ -65,7 +68,7 @@ fn args() -> anyhow::Result<Args> {
                 }
             }
             other => anyhow::bail!(
-                "unknown flag {other} (use --jobs N --slots S --queue database|redis)"
+                "unknown flag {other} (use --jobs N --slots S --queue database|redis --write default|direct|batched)"
             ),
         }
     }
@@ -148,6 +151,7 @@ struct Figures {
     claim_mean: Duration,
     claim_p50: Duration,
     claim_p99: Duration,
+    writes_per_commit: f64,
 }
 
 async fn run(
@@ -160,6 +164,7 @@ async fn run(
         redis_url: redis_url.map(rei_adapters::outbound::secret_url::SecretUrl::new),
         rate_limit_per_minute: 10,
         lease_for: Duration::from_secs(60),
+        write_mode: args.write,
     })
     .await?;
     let stores = backends.stores.clone();
@@ -264,18 +269,25 @@ async fn run(
         claim_mean: total / count,
         claim_p50: pick(0.5),
         claim_p99: pick(0.99),
+        writes_per_commit: {
+            let stats = stores.sql.write_stats();
+            #[allow(clippy::cast_precision_loss)]
+            let ratio = stats.writes as f64 / stats.commits.max(1) as f64;
+            ratio
+        },
     })
 }
 
 fn print(backend: &str, args: &Args, f: &Figures) {
     println!(
-        "{backend:<24} jobs {:>5}  slots {:>2}  {:>8.0} jobs/s  claim mean {:>7.3} ms  p50 {:>7.3} ms  p99 {:>7.3} ms",
+        "{backend:<24} jobs {:>5}  slots {:>2}  {:>8.0} jobs/s  claim mean {:>7.3} ms  p50 {:>7.3} ms  p99 {:>7.3} ms  writes/commit {:>5.1}",
         args.jobs,
         args.slots,
         f.jobs_per_sec,
         f.claim_mean.as_secs_f64() * 1e3,
         f.claim_p50.as_secs_f64() * 1e3,
         f.claim_p99.as_secs_f64() * 1e3,
+        f.writes_per_commit,
     );
 }
 

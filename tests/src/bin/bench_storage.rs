@@ -2,7 +2,8 @@
 //! to the raw rate of single-row insert commits with the same settings, in the same run.
 //!
 //! ```text
-//! cargo run --release -p rei-tests --bin rei-bench-storage -- [--pairs N] [--writers W]
+//! cargo run --release -p rei-tests --bin rei-bench-storage -- [--pairs N] [--writers W] \
+//!     [--write default|direct|batched]
 //! ```
 //! PostgreSQL is measured when `REI_BENCH_POSTGRES_URL` (or `REI_TEST_POSTGRES_URL`) names
 //! a server where databases may be created.
@@ -11,7 +12,7 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use rei_adapters::outbound::sql::{DatabaseTarget, Stores, connect};
+use rei_adapters::outbound::sql::{DatabaseTarget, Stores, WriteMode, connect_with};
 use rei_core::ledger::{NewReservation, Settlement};
 use rei_core::prelude::*;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -21,12 +22,14 @@ use uuid::Uuid;
 struct Args {
     pairs: u32,
     writers: u32,
+    write: Option<WriteMode>,
 }
 
 fn args() -> anyhow::Result<Args> {
     let mut a = Args {
         pairs: 2_000,
         writers: 1,
+        write: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -34,7 +37,10 @@ fn args() -> anyhow::Result<Args> {
         match flag.as_str() {
             "--pairs" => a.pairs = value.parse()?,
             "--writers" => a.writers = value.parse()?,
-            other => anyhow::bail!("unknown flag {other} (use --pairs N --writers W)"),
+            "--write" => a.write = rei_tests::write_mode(&value)?,
+            other => anyhow::bail!(
+                "unknown flag {other} (use --pairs N --writers W --write default|direct|batched)"
+            ),
         }
     }
     Ok(a)
@@ -137,19 +143,26 @@ where
     Ok(f64::from(per_writer * writers) / started.elapsed().as_secs_f64())
 }
 
-fn row(backend: &str, writers: u32, pairs: f64, raw: f64) {
+fn row(backend: &str, writers: u32, pairs: f64, raw: f64, stores: &Stores, mode: WriteMode) {
+    let stats = stores.sql.write_stats();
+    #[allow(clippy::cast_precision_loss)]
+    let per_commit = stats.writes as f64 / stats.commits.max(1) as f64;
     println!(
-        "| {backend} | {writers} | {pairs:.0} | {:.0} | {raw:.0} | {:.0} % | {:.0} % |",
+        "| {backend} | {writers} | {mode:?} | {pairs:.0} | {:.0} | {raw:.0} | {:.0} % | {:.2}× | {per_commit:.1} |",
         pairs * 2.0,
         100.0 * pairs / raw,
-        100.0 * 2.0 * pairs / raw
+        2.0 * pairs / raw
     );
 }
 
 async fn sqlite(args: Args) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("bench.db").to_string_lossy().into_owned();
-    let stores = connect(&DatabaseTarget::SqlitePath(path.clone())).await?;
+    let target = DatabaseTarget::SqlitePath(path.clone());
+    let mode = args
+        .write
+        .unwrap_or_else(|| WriteMode::default_for(&target));
+    let stores = connect_with(&target, mode).await?;
     let pair_rate = pairs(&stores, args).await?;
     // The same settings as the store: WAL, synchronous=FULL, busy timeout, same file.
     let options = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))?
@@ -162,7 +175,7 @@ async fn sqlite(args: Args) -> anyhow::Result<()> {
         .await?;
     let create = "CREATE TABLE bench_raw (id INTEGER PRIMARY KEY, v INTEGER NOT NULL)";
     let raw = raw_commits(pool, "BEGIN IMMEDIATE", create, args).await?;
-    row("SQLite", args.writers, pair_rate, raw);
+    row("SQLite", args.writers, pair_rate, raw, &stores, mode);
     Ok(())
 }
 
@@ -174,7 +187,11 @@ async fn postgres(args: Args, admin: &str) -> anyhow::Result<()> {
         .await?;
     let mut url = url::Url::parse(admin)?;
     url.set_path(&name);
-    let stores = connect(&DatabaseTarget::from_config(Some(url.as_str()), "")?).await?;
+    let target = DatabaseTarget::from_config(Some(url.as_str()), "")?;
+    let mode = args
+        .write
+        .unwrap_or_else(|| WriteMode::default_for(&target));
+    let stores = connect_with(&target, mode).await?;
     let pair_rate = pairs(&stores, args).await?;
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(16)
@@ -182,7 +199,7 @@ async fn postgres(args: Args, admin: &str) -> anyhow::Result<()> {
         .await?;
     let create = "CREATE TABLE bench_raw (id BIGSERIAL PRIMARY KEY, v BIGINT NOT NULL)";
     let raw = raw_commits(pool, "BEGIN", create, args).await?;
-    row("PostgreSQL", args.writers, pair_rate, raw);
+    row("PostgreSQL", args.writers, pair_rate, raw, &stores, mode);
     Ok(())
 }
 
@@ -198,15 +215,15 @@ async fn main() -> anyhow::Result<()> {
     );
     println!();
     println!(
-        "| backend | writers | pairs/s | transactions/s | raw commits/s | pairs / raw | transactions / raw |"
+        "| backend | writers | write mode | pairs/s | transactions/s | raw commits/s | pairs / raw | transactions / raw | writes per commit |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     sqlite(args).await?;
     let pg =
         std::env::var("REI_BENCH_POSTGRES_URL").or_else(|_| std::env::var("REI_TEST_POSTGRES_URL"));
     match pg {
         Ok(url) if !url.is_empty() => postgres(args, &url).await?,
-        _ => println!("| PostgreSQL | - | skipped: set REI_BENCH_POSTGRES_URL | | | | |"),
+        _ => println!("| PostgreSQL | - | skipped: set REI_BENCH_POSTGRES_URL | | | | | | |"),
     }
     Ok(())
 }

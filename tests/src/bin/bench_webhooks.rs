@@ -112,6 +112,7 @@ async fn run(label: &str, database: DatabaseTarget, a: &Args) -> anyhow::Result<
         redis_url: None,
         rate_limit_per_minute: 1_000_000,
         lease_for: Duration::from_secs(60),
+        write_mode: None,
     })
     .await?;
     let stores = backends.stores.clone();

@@ -4,6 +4,7 @@
 //! ```text
 //! rei-storage-child spend <sqlite-path> <tg-id> <attempts>
 //! rei-storage-child crash-writer <sqlite-path | postgres-url> <round>
+//! rei-storage-child batch-writer <sqlite-path | postgres-url> <round>
 //! rei-storage-child limit <redis-url> <key-prefix> <tg-id> <per-minute> <attempts>
 //! ```
 
@@ -39,6 +40,7 @@ async fn main() -> anyhow::Result<()> {
             spend(&args[2], args[3].parse()?, args[4].parse()?).await
         }
         Some("crash-writer") if args.len() == 4 => crash_writer(&args[2], args[3].parse()?).await,
+        Some("batch-writer") if args.len() == 4 => batch_writer(&args[2], args[3].parse()?).await,
         Some("limit") if args.len() == 7 => {
             limit(
                 &args[2],
@@ -51,6 +53,7 @@ async fn main() -> anyhow::Result<()> {
         }
         _ => bail!(
             "usage: rei-storage-child spend <path> <tg-id> <attempts> | crash-writer <target> <round> \
+             | batch-writer <target> <round> \
              | limit <redis-url> <prefix> <tg-id> <per-minute> <attempts>"
         ),
     }
@@ -241,4 +244,108 @@ async fn crash_writer(target_arg: &str, round: u32) -> anyhow::Result<()> {
         step(&mut out)?;
     }
     Ok(())
+}
+
+/// 32 tasks write at once through group commit (SQLite's default; PostgreSQL opened in
+/// batched mode too) until killed: each posts an audited, notified credit and places
+/// and captures a hold, printing every write as soon as its caller has the answer
+/// (`credit <key>`, `hold <id>`, `captured <id>`).
+async fn batch_writer(target_arg: &str, round: u32) -> anyhow::Result<()> {
+    use rei_adapters::outbound::sql::{WriteMode, connect_with};
+    use rei_core::ledger::{EntryKind, NewEntry, RefType, Settlement};
+    use rei_core::user::{AuditAction, AuditRecord};
+
+    {
+        let stores = connect_with(&target(target_arg)?, WriteMode::Batched).await?;
+        let out = Arc::new(std::sync::Mutex::new(std::io::stdout()));
+        let say = move |line: String| -> anyhow::Result<()> {
+            let mut out = out
+                .lock()
+                .map_err(|_| anyhow::anyhow!("stdout lock poisoned"))?;
+            writeln!(out, "{line}")?;
+            out.flush()?;
+            Ok(())
+        };
+        for id in 1..=8 {
+            let user = UserId::new(id)?;
+            stores
+                .users
+                .register(
+                    UserProfile {
+                        id: user,
+                        username: None,
+                        first_name: None,
+                        language: Language::Ru,
+                    },
+                    Timestamp::from_millis(0),
+                )
+                .await?;
+        }
+        let mut tasks = Vec::new();
+        for task in 0..32_i64 {
+            let stores = stores.clone();
+            let say = say.clone();
+            tasks.push(tokio::spawn(async move {
+                let user = UserId::new(task % 8 + 1)?;
+                let at = Timestamp::from_millis(1_000);
+                for i in 0u64.. {
+                    let key = format!("bw-{round}-{task}-{i}");
+                    let amount = Money::from_kopecks(100)?;
+                    stores
+                        .ledger
+                        .post_adjustment(
+                            NewEntry {
+                                user_id: user,
+                                kind: EntryKind::Credit,
+                                amount,
+                                ref_type: RefType::Admin,
+                                ref_id: "crash-batch".into(),
+                                description: "crash batch".into(),
+                                idempotency_key: IdempotencyKey::new(key.clone())?,
+                                created_at: at,
+                            },
+                            AuditRecord {
+                                actor: Actor::System,
+                                action: AuditAction::BalanceAdd,
+                                target_user: Some(user),
+                                amount: Some(amount),
+                                reason: "crash-batch".into(),
+                                created_at: at,
+                            },
+                        )
+                        .await?;
+                    say(format!("credit {key}"))?;
+                    let held = stores
+                        .ledger
+                        .reserve(NewReservation {
+                            id: ReservationId::from_uuid(Uuid::new_v4()),
+                            user_id: user,
+                            amount: Money::from_kopecks(60)?,
+                            job_id: None,
+                            description: "crash batch".into(),
+                            idempotency_key: IdempotencyKey::new(format!("{key}-hold"))?,
+                            created_at: at,
+                        })
+                        .await?;
+                    say(format!("hold {}", held.id))?;
+                    stores
+                        .ledger
+                        .settle(
+                            held.id,
+                            Settlement::Capture {
+                                actual: Money::from_kopecks(60)?,
+                            },
+                            at,
+                        )
+                        .await?;
+                    say(format!("captured {}", held.id))?;
+                }
+                anyhow::Ok(())
+            }));
+        }
+        for task in tasks {
+            task.await??;
+        }
+        anyhow::Ok(())
+    }
 }

@@ -18,6 +18,7 @@ mod users;
 mod writer;
 
 use std::future::Future;
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,9 +27,32 @@ use rei_core::ports::{
     BoxError, DialogueStore, JobStore, LedgerStore, Missing, PaymentStore, StoreError, UserStore,
 };
 use sqlx::error::ErrorKind;
+use sqlx::sqlite::SqliteConnectOptions;
 
 pub use store::SqlStore;
 pub use writer::WriteStats;
+
+/// How a store commits its writes (see `writer.rs` for the measurements behind the
+/// defaults).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteMode {
+    /// One transaction per write, concurrent writers on pooled connections.
+    Direct,
+    /// Group commit: one writer task commits whatever is waiting, at once.
+    Batched,
+}
+
+impl WriteMode {
+    /// The default for a database kind: group commit on SQLite, a pool of writers on
+    /// PostgreSQL.
+    #[must_use]
+    pub const fn default_for(target: &DatabaseTarget) -> Self {
+        match target {
+            DatabaseTarget::SqlitePath(_) | DatabaseTarget::SqliteUrl(_) => Self::Batched,
+            DatabaseTarget::Postgres(_) => Self::Direct,
+        }
+    }
+}
 
 /// Why a database could not be opened or migrated.
 #[derive(Debug, thiserror::Error)]
@@ -145,10 +169,24 @@ fn stores(s: Arc<SqlStore>) -> Stores {
 /// # Errors
 /// [`SqlError`] when the database cannot be opened or migrated.
 pub async fn connect(target: &DatabaseTarget) -> Result<Stores, SqlError> {
+    connect_with(target, WriteMode::default_for(target)).await
+}
+
+/// [`connect`] with a chosen [`WriteMode`] (benchmarks and tests compare them).
+///
+/// # Errors
+/// [`SqlError`] when the database cannot be opened or migrated.
+pub async fn connect_with(target: &DatabaseTarget, mode: WriteMode) -> Result<Stores, SqlError> {
     let store = match target {
-        DatabaseTarget::SqlitePath(path) => SqlStore::open_sqlite_path(path).await?,
-        DatabaseTarget::SqliteUrl(url) => SqlStore::open_sqlite_url(url).await?,
-        DatabaseTarget::Postgres(url) => SqlStore::connect_postgres(url).await?,
+        DatabaseTarget::SqlitePath(path) => {
+            SqlStore::open_sqlite(SqliteConnectOptions::new().filename(path), mode).await?
+        }
+        DatabaseTarget::SqliteUrl(url) => {
+            let options =
+                SqliteConnectOptions::from_str(url).map_err(|e| SqlError::BadUrl(e.to_string()))?;
+            SqlStore::open_sqlite(options, mode).await?
+        }
+        DatabaseTarget::Postgres(url) => SqlStore::connect_postgres_with(url, mode).await?,
     };
     Ok(stores(Arc::new(store)))
 }
@@ -263,14 +301,15 @@ impl SqlStore {
         pool: sqlx::AnyPool,
         dialect: store::Dialect,
         migrator: &sqlx::migrate::Migrator,
+        mode: WriteMode,
     ) -> Result<Self, SqlError> {
         migrator
             .run(&pool)
             .await
             .map_err(|e| SqlError::Migrate(Box::new(e)))?;
-        let writer = match dialect {
-            store::Dialect::Sqlite => writer::Writer::batched(&pool, dialect.begin_write(), 1),
-            store::Dialect::Postgres => writer::Writer::direct(pool.clone(), dialect.begin_write()),
+        let writer = match mode {
+            WriteMode::Direct => writer::Writer::direct(pool.clone(), dialect.begin_write()),
+            WriteMode::Batched => writer::Writer::batched(&pool, dialect.begin_write()),
         };
         Ok(Self {
             pool,

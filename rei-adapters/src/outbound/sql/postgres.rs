@@ -9,9 +9,9 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::postgres::PgConnectOptions;
 
-use super::SqlError;
 use super::dialect::Dialect;
 use super::store::SqlStore;
+use super::{SqlError, WriteMode};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -22,6 +22,14 @@ impl SqlStore {
     /// [`SqlError`] when the URL is malformed, the server cannot be reached, or
     /// migrations fail.
     pub async fn connect_postgres(url: &str) -> Result<Self, SqlError> {
+        Self::connect_postgres_with(url, WriteMode::Direct).await
+    }
+
+    /// [`SqlStore::connect_postgres`] with a chosen [`WriteMode`].
+    ///
+    /// # Errors
+    /// As [`SqlStore::connect_postgres`].
+    pub async fn connect_postgres_with(url: &str, mode: WriteMode) -> Result<Self, SqlError> {
         let options = PgConnectOptions::from_str(url)
             .map_err(|e| SqlError::BadUrl(format!("{}: {e}", super::redact(url))))?;
         // One connection first, so that a server that refuses or does not answer is
@@ -45,6 +53,6 @@ impl SqlStore {
             .connect_with(any)
             .await
             .map_err(|e| SqlError::Connect(Box::new(e)))?;
-        Self::migrated(pool, Dialect::Postgres, &MIGRATOR).await
+        Self::migrated(pool, Dialect::Postgres, &MIGRATOR, mode).await
     }
 }

@@ -9,9 +9,9 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Executor};
 
-use super::SqlError;
 use super::dialect::Dialect;
 use super::store::SqlStore;
+use super::{SqlError, WriteMode};
 
 /// How long a writer waits for the write lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -28,7 +28,11 @@ impl SqlStore {
     /// # Errors
     /// [`SqlError`] when the file cannot be opened or migrated.
     pub async fn open_sqlite_path(path: &str) -> Result<Self, SqlError> {
-        Self::open_sqlite(SqliteConnectOptions::new().filename(path)).await
+        Self::open_sqlite(
+            SqliteConnectOptions::new().filename(path),
+            WriteMode::Batched,
+        )
+        .await
     }
 
     /// Opens a `sqlite://` URL and applies migrations.
@@ -38,10 +42,13 @@ impl SqlStore {
     pub async fn open_sqlite_url(url: &str) -> Result<Self, SqlError> {
         let options =
             SqliteConnectOptions::from_str(url).map_err(|e| SqlError::BadUrl(e.to_string()))?;
-        Self::open_sqlite(options).await
+        Self::open_sqlite(options, WriteMode::Batched).await
     }
 
-    async fn open_sqlite(options: SqliteConnectOptions) -> Result<Self, SqlError> {
+    pub(crate) async fn open_sqlite(
+        options: SqliteConnectOptions,
+        mode: WriteMode,
+    ) -> Result<Self, SqlError> {
         sqlx::any::install_default_drivers();
         let url = options.create_if_missing(true).to_url_lossy();
         let any = AnyConnectOptions::from_url(&url).map_err(|e| SqlError::BadUrl(e.to_string()))?;
@@ -57,6 +64,6 @@ impl SqlStore {
             .connect_with(any)
             .await
             .map_err(|e| SqlError::Connect(Box::new(e)))?;
-        Self::migrated(pool, Dialect::Sqlite, &MIGRATOR).await
+        Self::migrated(pool, Dialect::Sqlite, &MIGRATOR, mode).await
     }
 }

@@ -1,8 +1,8 @@
 //! Group commit: how every write of the store reaches the database.
 //!
 //! A write is one atomic domain operation (a hold, a job step, a dialogue save…),
-//! written as a closure over an open transaction. [`Writer::Batched`] queues it for a
-//! *lane*, a task that owns a write transaction at a time: the lane takes every write
+//! written as a closure over an open transaction. [`Writer::Batched`] queues it for the
+//! *lane*, one task that owns one write transaction at a time: the lane takes every write
 //! that is waiting (up to [`MAX_BATCH`]), runs each inside a savepoint of one
 //! transaction, commits once, and only then answers each caller with its own result.
 //! Writes that arrive while a commit is in flight wait for the next one, so under load
@@ -15,10 +15,12 @@
 //! - Until the commit, nothing of a batch is visible to other connections, so a reply
 //!   never reports what a crash could undo.
 //!
-//! SQLite gets one lane (its write lock admits one writer; queueing in-process also
+//! SQLite batches (its write lock admits one writer anyway; queueing in-process also
 //! replaces the busy handler's sleep-and-poll). PostgreSQL keeps a pool of writers
 //! ([`Writer::Direct`]): the server already shares WAL flushes between concurrent
-//! commits, and the measurements in `docs/benchmarks.md` favour it.
+//! commits, and the measurements in `docs/benchmarks.md` favour it. There is one lane,
+//! never several: two open batches on PostgreSQL each hold the row locks of all their
+//! writes until their commit, so they deadlock on shared users (measured: 50× slower).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -26,7 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::future::BoxFuture;
 use rei_core::ports::StoreError;
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 use super::TxError;
 use super::store::Tx;
@@ -85,8 +87,6 @@ impl<T: Send + 'static> Op for Pending<T> {
     }
 }
 
-type Queue = Arc<Mutex<mpsc::Receiver<Box<dyn Op>>>>;
-
 /// What the writer has committed since the store was opened.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WriteStats {
@@ -133,7 +133,7 @@ pub(crate) enum Writer {
         begin: &'static str,
         counters: Arc<Counters>,
     },
-    /// Group commit through lanes (see the module comment).
+    /// Group commit through the lane (see the module comment).
     Batched {
         queue: mpsc::Sender<Box<dyn Op>>,
         counters: Arc<Counters>,
@@ -166,21 +166,12 @@ impl Writer {
         }
     }
 
-    /// Group commit with `lanes` batching tasks (at least one), spawned on the current
-    /// runtime. They stop when the last handle of the store is dropped.
-    pub(crate) fn batched(pool: &sqlx::AnyPool, begin: &'static str, lanes: usize) -> Self {
+    /// Group commit through one lane, spawned on the current runtime. It stops when
+    /// the last handle of the store is dropped.
+    pub(crate) fn batched(pool: &sqlx::AnyPool, begin: &'static str) -> Self {
         let (queue, receiver) = mpsc::channel(QUEUE);
-        let receiver: Queue = Arc::new(Mutex::new(receiver));
         let counters = Arc::<Counters>::default();
-        for lane_no in 0..lanes.max(1) {
-            tokio::spawn(lane(
-                pool.clone(),
-                begin,
-                receiver.clone(),
-                counters.clone(),
-                lane_no,
-            ));
-        }
+        tokio::spawn(lane(pool.clone(), begin, receiver, counters.clone()));
         Self::Batched { queue, counters }
     }
 
@@ -224,26 +215,24 @@ fn stopped() -> TxError {
     ))
 }
 
-/// One lane: takes what is waiting, writes it in one transaction, answers, repeats.
+/// The lane: takes what is waiting, writes it in one transaction, answers, repeats.
 async fn lane(
     pool: sqlx::AnyPool,
     begin: &'static str,
-    queue: Queue,
+    mut queue: mpsc::Receiver<Box<dyn Op>>,
     counters: Arc<Counters>,
-    lane_no: usize,
 ) {
     let mut carried: VecDeque<Box<dyn Op>> = VecDeque::new();
     loop {
         let mut batch: Vec<Box<dyn Op>> = Vec::new();
         if carried.is_empty() {
-            let mut receiver = queue.lock().await;
-            let Some(first) = receiver.recv().await else {
-                tracing::debug!(lane = lane_no, "database writer lane stopped");
+            let Some(first) = queue.recv().await else {
+                tracing::debug!("the database writer stopped");
                 return;
             };
             batch.push(first);
             while batch.len() < MAX_BATCH {
-                match receiver.try_recv() {
+                match queue.try_recv() {
                     Ok(op) => batch.push(op),
                     Err(_) => break,
                 }

@@ -9,6 +9,23 @@ mod conformance_postgres {
     rei_core::conformance_tests!(async { rei_tests::postgres().await.unwrap() });
 }
 
+/// The same suite with PostgreSQL writes through group commit (the default there is a
+/// pool of writers; the batching write path is proven on both databases).
+mod conformance_postgres_batched {
+    rei_core::conformance_tests!(async {
+        let url = rei_tests::postgres_url().await.unwrap();
+        std::sync::Arc::new(
+            rei_adapters::outbound::sql::SqlStore::connect_postgres_with(
+                &url,
+                rei_adapters::outbound::sql::WriteMode::Batched,
+            )
+            .await
+            .unwrap(),
+        )
+    });
+}
+
+mod batch;
 mod concurrency;
 mod crash;
 mod open;
