@@ -117,6 +117,21 @@ const ALLOWED_UPDATES: [AllowedUpdate; 3] = [
     AllowedUpdate::PreCheckoutQuery,
 ];
 
+/// How many updates are handled at once, at most: a chat's updates go to one of this
+/// many lanes (in order, as Telegram sent them), so a burst of thousands of new chats
+/// does not become thousands of concurrent handlers, each with its own connection to
+/// the Bot API and its own buffers.
+const LANES: i64 = 256;
+
+/// Updates waiting per lane before the dispatcher stops taking new ones (back-pressure
+/// on long polling; in webhook mode they wait in the route's channel).
+const LANE_QUEUE: usize = 8;
+
+/// The lane of an update: by chat, so one chat's updates stay in order.
+fn lane_of(update: &Update) -> Option<i64> {
+    update.chat().map(|chat| chat.id.0.rem_euclid(LANES))
+}
+
 impl FrontEnd {
     /// Runs the bot until `shutdown`.
     ///
@@ -153,6 +168,8 @@ impl FrontEnd {
             .default_handler(|update| async move {
                 tracing::debug!(update_id = update.id.0, "update ignored");
             })
+            .distribution_function(lane_of)
+            .worker_queue_size(LANE_QUEUE)
             .build();
         let token = dispatcher.shutdown_token();
         let conflict = CancellationToken::new();
