@@ -82,6 +82,47 @@ fn hold(user: UserId, kopecks: i64, key: &str) -> NewReservation {
 
 type Outcome = Result<String, StoreError>;
 
+/// One write of the batch under test.
+enum Step {
+    Credit(UserId, i64, &'static str),
+    Hold(UserId, i64, &'static str),
+    Capture(ReservationId),
+    StaleDialogue(UserId),
+}
+
+impl Step {
+    async fn run(self, s: Stores) -> Outcome {
+        match self {
+            Self::Credit(user, k, key) => s
+                .ledger
+                .post(credit(user, k, key), None)
+                .await
+                .map(|p| format!("credited {}", p.balance)),
+            Self::Hold(user, k, key) => s
+                .ledger
+                .reserve(hold(user, k, key))
+                .await
+                .map(|r| format!("held {}", r.amount)),
+            Self::Capture(id) => {
+                let actual = Money::from_kopecks(10).unwrap();
+                s.ledger
+                    .settle(
+                        id,
+                        Settlement::Capture { actual },
+                        Timestamp::from_millis(7),
+                    )
+                    .await
+                    .map(|_| "captured".into())
+            }
+            Self::StaleDialogue(user) => s
+                .dialogues
+                .save_dialogue(user, "{\"stale\":true}", Some(7), Timestamp::from_millis(7))
+                .await
+                .map(|v| format!("saved v{v}")),
+        }
+    }
+}
+
 /// Seven writes queued behind a blocked lane: three succeed, four are refused (an
 /// overdraft, a replayed key with other content, a settlement of a hold already
 /// released, a stale dialogue version). They are committed in one transaction; each
@@ -131,96 +172,19 @@ async fn refusals_in_a_batch_refuse_only_themselves(target: DatabaseTarget, stor
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    let s = stores.clone();
-    let ops: Vec<Box<dyn FnOnce() -> futures::future::BoxFuture<'static, Outcome> + Send>> = vec![
-        Box::new({
-            let s = s.clone();
-            move || {
-                Box::pin(async move {
-                    s.ledger
-                        .post(credit(b, 500, "b-1"), None)
-                        .await
-                        .map(|p| format!("credited {}", p.balance))
-                })
-            }
-        }),
-        Box::new({
-            let s = s.clone();
-            move || {
-                Box::pin(async move {
-                    s.ledger
-                        .reserve(hold(a, 1_000, "a-overdraft"))
-                        .await
-                        .map(|_| "held".into())
-                })
-            }
-        }),
-        Box::new({
-            let s = s.clone();
-            move || {
-                Box::pin(async move {
-                    s.ledger
-                        .post(credit(b, 999, "seed-2"), None)
-                        .await
-                        .map(|_| "replayed".into())
-                })
-            }
-        }),
-        Box::new({
-            let s = s.clone();
-            move || {
-                Box::pin(async move {
-                    s.ledger
-                        .settle(
-                            released.id,
-                            Settlement::Capture {
-                                actual: Money::from_kopecks(10).unwrap(),
-                            },
-                            Timestamp::from_millis(7),
-                        )
-                        .await
-                        .map(|_| "captured".into())
-                })
-            }
-        }),
-        Box::new({
-            let s = s.clone();
-            move || {
-                Box::pin(async move {
-                    s.ledger
-                        .reserve(hold(c, 50, "c-hold"))
-                        .await
-                        .map(|r| format!("held {}", r.amount))
-                })
-            }
-        }),
-        Box::new({
-            let s = s.clone();
-            move || {
-                Box::pin(async move {
-                    s.ledger
-                        .post(credit(b, 700, "b-2"), None)
-                        .await
-                        .map(|p| format!("credited {}", p.balance))
-                })
-            }
-        }),
-        Box::new({
-            let s = s.clone();
-            move || {
-                Box::pin(async move {
-                    s.dialogues
-                        .save_dialogue(b, "{\"stale\":true}", Some(7), Timestamp::from_millis(7))
-                        .await
-                        .map(|v| format!("saved v{v}"))
-                })
-            }
-        }),
+    let ops = [
+        Step::Credit(b, 500, "b-1"),
+        Step::Hold(a, 1_000, "a-overdraft"),
+        Step::Credit(b, 999, "seed-2"),
+        Step::Capture(released.id),
+        Step::Hold(c, 50, "c-hold"),
+        Step::Credit(b, 700, "b-2"),
+        Step::StaleDialogue(b),
     ];
     let n = ops.len();
     let mut tasks = Vec::new();
     for op in ops {
-        tasks.push(tokio::spawn(op()));
+        tasks.push(tokio::spawn(op.run(stores.clone())));
         // In this order into the queue: the batch's first write is one that succeeds.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
