@@ -1,0 +1,429 @@
+//! The fault matrix across processes (issue [prove], first rows): two `rei-bot run`
+//! processes in webhook mode behind one (simulated) load balancer, on one PostgreSQL
+//! database and one Redis, with fakes of Telegram and YooKassa that speak their wire
+//! formats. Each row drives real top-ups, injects its fault, and ends with the money
+//! checks: the ledger verifies, every paid top-up is credited exactly once, and every
+//! user was told exactly once. Rows repeat with several seeds; a failure names its seed.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rei_adapters::outbound::sql::{DatabaseTarget, Stores, connect};
+use rei_adapters::outbound::yookassa::{YooKassaClient, YooKassaConfig};
+use rei_core::payment::{PaymentConfig, PaymentFilter, PaymentPorts, PaymentService, PaymentState};
+use rei_core::prelude::*;
+use rei_tests::fakes::telegram::FakeTelegram;
+use rei_tests::fakes::yookassa::FakeYooKassa;
+use rei_tests::process::{bot_command, listening_addr};
+use serde_json::Value;
+use tokio::process::Child;
+
+/// A YooKassa address (their published range): what the load balancer forwards.
+const YOOKASSA_IP: &str = "185.71.76.5";
+const SEEDS: [u64; 3] = [11, 22, 33];
+
+/// Seeded choices, the same on every run of a seed.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        (z ^ (z >> 31)) % n
+    }
+}
+
+/// A bot process and where it listens.
+struct Node {
+    process: Child,
+    http: String,
+    log: std::path::PathBuf,
+}
+
+struct Cluster {
+    seed: u64,
+    database: String,
+    redis: String,
+    stores: Stores,
+    telegram: FakeTelegram,
+    yookassa: FakeYooKassa,
+    payments: PaymentService,
+    nodes: Vec<std::sync::Mutex<Option<Node>>>,
+    dir: tempfile::TempDir,
+    client: reqwest::Client,
+}
+
+async fn eventually<F, Fut>(seed: u64, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !check().await {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "seed {seed}: timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+impl Cluster {
+    async fn start(seed: u64) -> Self {
+        let database = rei_tests::postgres_url().await.unwrap();
+        let redis = rei_tests::server_url("REI_TEST_REDIS_URL");
+        let stores = connect(&DatabaseTarget::from_config(Some(&database), "").unwrap())
+            .await
+            .unwrap();
+        let telegram = FakeTelegram::start().await.unwrap();
+        let yookassa = FakeYooKassa::start().await.unwrap();
+        let mut config = YooKassaConfig::new("123456", secrecy::SecretString::from("test_secret"));
+        config.base_url.clone_from(&yookassa.url);
+        let payments = PaymentService::new(
+            PaymentPorts {
+                users: stores.users.clone(),
+                payments: stores.payments.clone(),
+                gateway: Some(Arc::new(YooKassaClient::new(config).unwrap())),
+                stars: None,
+                notifier: Arc::new(rei_core::memory::RecordingNotifier::default()),
+                clock: Arc::new(rei_adapters::outbound::system::SystemClock),
+                ids: Arc::new(rei_adapters::outbound::system::RandomIds),
+            },
+            PaymentConfig {
+                return_url: "https://t.me/rei_test_bot".into(),
+                ..PaymentConfig::default()
+            },
+        );
+        let cluster = Self {
+            seed,
+            database,
+            redis,
+            stores,
+            telegram,
+            yookassa,
+            payments,
+            nodes: vec![std::sync::Mutex::new(None), std::sync::Mutex::new(None)],
+            dir: tempfile::tempdir().unwrap(),
+            client: reqwest::Client::new(),
+        };
+        for i in 0..2 {
+            cluster.start_node(i).await;
+        }
+        cluster
+    }
+
+    /// Starts (or restarts) bot process `i`.
+    async fn start_node(&self, i: usize) {
+        let log = self
+            .dir
+            .path()
+            .join(format!("bot-{i}-{}.log", rand_suffix()));
+        let file = std::fs::File::create(&log).unwrap();
+        let mut command = bot_command(env!("CARGO_BIN_EXE_rei-bot"), "run", Stdio::from(file));
+        command
+            .env("TELEGRAM_API_URL", &self.telegram.url)
+            .env("TELEGRAM_MODE", "webhook")
+            .env("PUBLIC_URL", "https://bot.example.com")
+            .env("TELEGRAM_WEBHOOK_SECRET", "matrix-secret")
+            .env("YOOKASSA_SHOP_ID", "123456")
+            .env("YOOKASSA_SECRET_KEY", "test_secret")
+            .env("YOOKASSA_API_URL", &self.yookassa.url)
+            .env("YOOKASSA_RETURN_URL", "https://t.me/rei_test_bot")
+            // Behind the load balancer (the loopback): the forwarded address decides,
+            // checked against YooKassa's published ranges (the default allow-list).
+            .env("TRUSTED_PROXIES", "127.0.0.1/32")
+            .env("RATE_LIMIT_PER_MINUTE", "1000")
+            // A notice claimed by a process that died is sent by another after this.
+            .env("OUTBOX_HOLD_SECS", "2")
+            .env("ASSET_DIR", self.dir.path())
+            .env("HTTP_ADDR", "127.0.0.1:0")
+            .env("DATABASE_URL", &self.database)
+            .env("REDIS_URL", &self.redis);
+        let process = command.spawn().expect("start rei-bot");
+        let http = listening_addr(&log, 0, Duration::from_secs(30))
+            .await
+            .unwrap_or_else(|e| panic!("seed {}: bot {i}: {e}", self.seed))
+            .to_string();
+        let url = format!("http://{http}/healthz");
+        *self.nodes[i].lock().unwrap() = Some(Node { process, http, log });
+        let client = self.client.clone();
+        eventually(self.seed, "the HTTP server", || {
+            let (client, url) = (client.clone(), url.clone());
+            async move {
+                client
+                    .get(url)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status() == 200)
+            }
+        })
+        .await;
+    }
+
+    /// SIGKILL of bot process `i`.
+    async fn kill_node(&self, i: usize) {
+        let node = self.nodes[i].lock().unwrap().take();
+        if let Some(mut node) = node {
+            node.process.start_kill().unwrap();
+            node.process.wait().await.unwrap();
+            if std::env::var("TEST_LOG").is_ok() {
+                eprintln!(
+                    "---- bot {i} ----\n{}",
+                    std::fs::read_to_string(&node.log).unwrap_or_default()
+                );
+            }
+        }
+    }
+
+    /// Posts a notification to bot `i` as the load balancer forwards it from `from`;
+    /// `None` when the process is not there (connection refused or cut).
+    async fn notify(&self, i: usize, body: &Value, from: &str) -> Option<u16> {
+        let http = self.nodes[i].lock().unwrap().as_ref()?.http.clone();
+        let sent = self
+            .client
+            .post(format!("http://{http}/webhooks/yookassa"))
+            .header("content-type", "application/json")
+            .header("x-forwarded-for", from)
+            .body(body.to_string())
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .ok()?;
+        Some(sent.status().as_u16())
+    }
+
+    /// YooKassa's delivery of one notification: to either process (the balancer picks),
+    /// again until one answers 200, as YooKassa retries.
+    async fn deliver(&self, pick: usize, body: &Value) {
+        for attempt in 0..200 {
+            let i = (pick + attempt) % self.nodes.len();
+            if self.notify(i, body, YOOKASSA_IP).await == Some(200) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("seed {}: a notification was never accepted", self.seed);
+    }
+
+    /// `n` users, each with a YooKassa top-up of 100 ₽ created and paid at YooKassa: the
+    /// provider ids.
+    async fn paid_topups(&self, n: i64) -> Vec<(UserId, String)> {
+        let users = UserService::new(
+            self.stores.users.clone(),
+            Arc::new(rei_adapters::outbound::system::SystemClock),
+        );
+        let mut out = Vec::new();
+        for id in 1..=n {
+            let user = UserId::new(1_000 + id).unwrap();
+            users
+                .register(UserProfile {
+                    id: user,
+                    username: None,
+                    first_name: None,
+                    language: Language::Ru,
+                })
+                .await
+                .unwrap();
+            let p = self
+                .payments
+                .create_topup(user, "100".parse().unwrap(), None)
+                .await
+                .unwrap();
+            let provider = p.provider_payment_id.unwrap();
+            self.yookassa.pay(&provider);
+            out.push((user, provider));
+        }
+        out
+    }
+
+    fn credit_notices(&self, user: UserId) -> usize {
+        self.telegram
+            .calls_to("sendMessage", user.get())
+            .iter()
+            .filter(|c| {
+                c.text
+                    .as_deref()
+                    .unwrap_or_default()
+                    .contains("Баланс пополнен")
+            })
+            .count()
+    }
+
+    /// The money checks of every row: the ledger verifies; each top-up is paid and
+    /// credited exactly once; each user is told, exactly once unless `kills` processes
+    /// were killed: a notice sent to Telegram by a process killed before it recorded
+    /// the send is sent again by another (at-least-once), so each kill may repeat one
+    /// notice — never more.
+    async fn check(&self, topups: &[(UserId, String)], kills: usize) {
+        let seed = self.seed;
+        let report = self.stores.ledger.verify().await.unwrap();
+        assert!(report.is_ok(), "seed {seed}: {:?}", report.violations);
+        let all = self
+            .stores
+            .payments
+            .payments(PaymentFilter::default())
+            .await
+            .unwrap();
+        for (user, _) in topups {
+            let theirs: Vec<_> = all.iter().filter(|p| p.user_id == *user).collect();
+            assert_eq!(theirs.len(), 1, "seed {seed}: {user}");
+            assert_eq!(theirs[0].state, PaymentState::Paid, "seed {seed}: {user}");
+            let balance = self.stores.ledger.balance(*user).await.unwrap();
+            assert_eq!(
+                balance.available,
+                "100".parse::<Money>().unwrap(),
+                "seed {seed}: {user} credited once"
+            );
+        }
+        for (user, _) in topups {
+            eventually(seed, "the credit notice", || {
+                std::future::ready(self.credit_notices(*user) >= 1)
+            })
+            .await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        for (user, _) in topups {
+            assert_eq!(
+                self.credit_notices(*user),
+                1,
+                "seed {seed}: {user} told once"
+            );
+        }
+    }
+}
+
+fn rand_suffix() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    u64::from(std::process::id()) ^ u64::from(nanos)
+}
+
+/// Row: 50 identical notifications of each top-up, spread over both bot processes at
+/// random, all at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_identical_notifications_over_two_processes_credit_once() {
+    for seed in SEEDS {
+        let cluster = Cluster::start(seed).await;
+        let topups = cluster.paid_topups(4).await;
+        let mut rng = Rng(seed);
+        let mut sends = Vec::new();
+        for (_, provider) in &topups {
+            let body = cluster
+                .yookassa
+                .notification("payment.succeeded", provider, None);
+            for _ in 0..50 {
+                let pick = usize::try_from(rng.below(2)).unwrap();
+                sends.push((pick, body.clone()));
+            }
+        }
+        let replies = futures::future::join_all(
+            sends
+                .iter()
+                .map(|(i, body)| cluster.notify(*i, body, YOOKASSA_IP)),
+        )
+        .await;
+        assert!(
+            replies.iter().all(|s| *s == Some(200)),
+            "seed {seed}: {replies:?}"
+        );
+        cluster.check(&topups, 0).await;
+    }
+}
+
+/// Row: a forged notification (the API says the payment is pending) and notifications
+/// from outside YooKassa's ranges, to either process: nothing is credited; the genuine
+/// one afterwards credits once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_and_foreign_notifications_to_either_process_credit_nothing() {
+    let cluster = Cluster::start(1).await;
+    let users = UserService::new(
+        cluster.stores.users.clone(),
+        Arc::new(rei_adapters::outbound::system::SystemClock),
+    );
+    let user = UserId::new(1_001).unwrap();
+    users
+        .register(UserProfile {
+            id: user,
+            username: None,
+            first_name: None,
+            language: Language::Ru,
+        })
+        .await
+        .unwrap();
+    let p = cluster
+        .payments
+        .create_topup(user, "100".parse().unwrap(), None)
+        .await
+        .unwrap();
+    let provider = p.provider_payment_id.unwrap();
+    // The body says succeeded; YooKassa's API says pending.
+    let forged = cluster
+        .yookassa
+        .notification("payment.succeeded", &provider, Some("succeeded"));
+    for i in 0..2 {
+        assert_eq!(cluster.notify(i, &forged, YOOKASSA_IP).await, Some(200));
+        assert_eq!(cluster.notify(i, &forged, "203.0.113.7").await, Some(403));
+    }
+    cluster.yookassa.pay(&provider);
+    let genuine = cluster
+        .yookassa
+        .notification("payment.succeeded", &provider, None);
+    for i in 0..2 {
+        assert_eq!(
+            cluster.notify(i, &genuine, "203.0.113.7").await,
+            Some(403),
+            "not from YooKassa"
+        );
+    }
+    assert_eq!(
+        cluster.stores.ledger.balance(user).await.unwrap().available,
+        Money::ZERO
+    );
+    assert_eq!(cluster.credit_notices(user), 0);
+    cluster.deliver(1, &genuine).await;
+    cluster.check(&[(user, provider)], 0).await;
+}
+
+/// Row: SIGKILL of a bot process while it credits. Notifications stream to both
+/// processes; one is killed at a random moment, YooKassa's retries reach the other,
+/// and the killed one comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bot_killed_while_crediting_loses_and_doubles_nothing() {
+    for seed in SEEDS {
+        let cluster = Cluster::start(seed).await;
+        let topups = cluster.paid_topups(12).await;
+        let mut rng = Rng(seed);
+        let victim = usize::try_from(rng.below(2)).unwrap();
+        // Notifications arrive over 400 ms (each twice, to either process); the victim
+        // dies in the middle of them.
+        let kill_after = Duration::from_millis(100 + rng.below(200));
+        let bodies: Vec<(Duration, usize, Value)> = topups
+            .iter()
+            .flat_map(|(_, provider)| {
+                let body = cluster
+                    .yookassa
+                    .notification("payment.succeeded", provider, None);
+                [0, 1].map(|i| (Duration::from_millis(rng.below(400)), i, body.clone()))
+            })
+            .collect();
+        // YooKassa delivers each notification until one process answers 200.
+        let deliveries = futures::future::join_all(bodies.iter().map(|(at, i, body)| async {
+            tokio::time::sleep(*at).await;
+            cluster.deliver(*i, body).await;
+        }));
+        let kill = async {
+            tokio::time::sleep(kill_after).await;
+            cluster.kill_node(victim).await;
+        };
+        tokio::join!(deliveries, kill);
+        cluster.start_node(victim).await;
+        cluster.check(&topups, 1).await;
+    }
+}
