@@ -79,7 +79,13 @@ where
 impl Cluster {
     async fn start(seed: u64) -> Self {
         let database = rei_tests::postgres_url().await.unwrap();
-        let redis = rei_tests::server_url("REI_TEST_REDIS_URL");
+        // A Redis database of its own (1–15; other tests use 0): clusters running at
+        // the same time must not take each other's queue entries.
+        static NEXT_DB: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let db = 1 + NEXT_DB.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 15;
+        let mut redis = url::Url::parse(&rei_tests::server_url("REI_TEST_REDIS_URL")).unwrap();
+        redis.set_path(&db.to_string());
+        let redis = redis.to_string();
         let stores = connect(&DatabaseTarget::from_config(Some(&database), "").unwrap())
             .await
             .unwrap();
@@ -134,6 +140,16 @@ impl Cluster {
             .env("ASSET_DIR", self.dir.path())
             .env("DATABASE_URL", &self.database)
             .env("REDIS_URL", &self.redis);
+    }
+
+    /// SIGKILL of `rei-bot worker` number `i`, and a new one in its place.
+    async fn kill_worker(&self, i: usize) {
+        let mut victim = {
+            let mut workers = self.workers.lock().unwrap();
+            workers.remove(i)
+        };
+        victim.start_kill().unwrap();
+        victim.wait().await.unwrap();
     }
 
     /// Starts `rei-bot worker` number `i`.
@@ -638,4 +654,116 @@ async fn presses_of_one_confirm_over_two_processes_spend_once() {
         let report = cluster.stores.ledger.verify().await.unwrap();
         assert!(report.is_ok(), "seed {seed}: {:?}", report.violations);
     }
+}
+
+/// Row: SIGKILL of a worker while image calls are out (Gemini answers after 300 ms), with
+/// Telegram answering 429 with `retry_after` to some sends and one user who blocked the
+/// bot. The other worker takes the jobs over once the lease runs out, a new worker
+/// starts, and every job ends once: made and delivered (or recorded unreachable) and
+/// charged, or, when its billed call was lost with the killed worker, refunded and the
+/// user told. A result may reach Telegram twice only if its sender was killed between
+/// Telegram's answer and our record of it: at most once per kill.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_during_calls_leaves_every_job_settled_once() {
+    use rei_core::job::{Delivery, JobLimits};
+    let mut refunded = 0;
+    for seed in SEEDS {
+        let cluster = Cluster::start(seed).await;
+        let mut rng = Rng(seed);
+        cluster.gemini.answer_after(Duration::from_millis(300));
+        let jobs = rei_tests::job_service(&cluster.stores, JobLimits::default());
+        let mut created = Vec::new();
+        for u in 0..4_i64 {
+            let user = rei_tests::funded_user(&cluster.stores, 3_001 + u, "1000".parse().unwrap())
+                .await
+                .unwrap();
+            for n in 0..3 {
+                let spec = JobSpec::ImageGeneration {
+                    prompt: Prompt::parse("a red fox").unwrap(),
+                };
+                let quote = jobs.quote(&spec);
+                let key = IdempotencyKey::new(format!("matrix-{seed}-{u}-{n}")).unwrap();
+                created.push(jobs.create(user, spec, &quote, key).await.unwrap());
+            }
+        }
+        let blocked = UserId::new(3_004).unwrap();
+        cluster.telegram.block(blocked.get());
+        cluster.telegram.too_many_requests(3);
+        tokio::time::sleep(Duration::from_millis(100 + rng.below(500))).await;
+        let victim = usize::try_from(rng.below(2)).unwrap();
+        cluster.kill_worker(victim).await;
+        cluster.start_worker(victim);
+
+        let settled = |job: &Job| {
+            job.state.is_final()
+                && matches!(job.delivery, Delivery::Delivered | Delivery::Unreachable)
+        };
+        let mut last = Vec::new();
+        let start = Instant::now();
+        loop {
+            last.clear();
+            for job in &created {
+                last.push(cluster.stores.jobs.job(job.id).await.unwrap().unwrap());
+            }
+            if last.iter().all(settled) {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "seed {seed}: jobs not settled: {last:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let mut repeated = 0;
+        for u in 0..4_i64 {
+            let user = UserId::new(3_001 + u).unwrap();
+            let theirs: Vec<&Job> = last.iter().filter(|j| j.user_id == user).collect();
+            let made = theirs
+                .iter()
+                .filter(|j| j.state == JobState::Completed)
+                .count();
+            let charged: i64 = theirs
+                .iter()
+                .filter(|j| j.state == JobState::Completed)
+                .map(|j| j.quote.amount.kopecks())
+                .sum();
+            let balance = cluster.stores.ledger.balance(user).await.unwrap();
+            assert_eq!(
+                balance.held,
+                Money::ZERO,
+                "seed {seed}: {user}: nothing left held"
+            );
+            assert_eq!(
+                balance.available.kopecks(),
+                100_000 - charged,
+                "seed {seed}: {user}: charged exactly for what was made"
+            );
+            let photos = cluster.telegram.calls_to("sendPhoto", user.get()).len();
+            if user == blocked {
+                assert!(
+                    theirs
+                        .iter()
+                        .all(|j| j.state != JobState::Completed
+                            || j.delivery == Delivery::Unreachable),
+                    "seed {seed}: {theirs:?}"
+                );
+            } else {
+                assert!(
+                    photos >= made,
+                    "seed {seed}: {user}: {photos} photos for {made} images"
+                );
+                repeated += photos - made;
+            }
+        }
+        assert!(
+            repeated <= 1,
+            "seed {seed}: {repeated} results sent twice after one kill"
+        );
+        refunded += last.iter().filter(|j| j.state == JobState::Failed).count();
+        let report = cluster.stores.ledger.verify().await.unwrap();
+        assert!(report.is_ok(), "seed {seed}: {:?}", report.violations);
+    }
+    // The kills landed on calls in flight: their jobs were refunded, not retried.
+    assert!(refunded > 0, "no call was in flight at any kill");
+    eprintln!("jobs refunded after their call was lost with a killed worker: {refunded}");
 }
