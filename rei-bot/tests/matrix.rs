@@ -78,14 +78,18 @@ where
 
 impl Cluster {
     async fn start(seed: u64) -> Self {
-        let database = rei_tests::postgres_url().await.unwrap();
         // A Redis database of its own (1–15; other tests use 0): clusters running at
         // the same time must not take each other's queue entries.
         static NEXT_DB: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let db = 1 + NEXT_DB.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 15;
         let mut redis = url::Url::parse(&rei_tests::server_url("REI_TEST_REDIS_URL")).unwrap();
         redis.set_path(&db.to_string());
-        let redis = redis.to_string();
+        Self::start_with(seed, redis.to_string()).await
+    }
+
+    /// A cluster on the Redis at `redis`.
+    async fn start_with(seed: u64, redis: String) -> Self {
+        let database = rei_tests::postgres_url().await.unwrap();
         let stores = connect(&DatabaseTarget::from_config(Some(&database), "").unwrap())
             .await
             .unwrap();
@@ -766,4 +770,145 @@ async fn a_worker_killed_during_calls_leaves_every_job_settled_once() {
     // The kills landed on calls in flight: their jobs were refunded, not retried.
     assert!(refunded > 0, "no call was in flight at any kill");
     eprintln!("jobs refunded after their call was lost with a killed worker: {refunded}");
+}
+
+/// A Redis server of the test's own, which it can stop and start again on the same port.
+struct OwnRedis {
+    port: u16,
+    process: Option<Child>,
+}
+
+impl OwnRedis {
+    async fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut redis = Self {
+            port,
+            process: None,
+        };
+        redis.up().await;
+        redis
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    async fn up(&mut self) {
+        let process = tokio::process::Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("redis-server (scripts/services.sh installs it)");
+        self.process = Some(process);
+        let start = Instant::now();
+        while tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .is_err()
+        {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "redis-server did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn down(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            process.start_kill().unwrap();
+            process.wait().await.unwrap();
+        }
+    }
+}
+
+/// Row: Redis stopped, then started again (empty: it keeps nothing on disk). Images
+/// ordered through the bot before, during and after the outage are all made and
+/// delivered once, and paid once: the queue runs on the database while Redis is away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_stopped_and_started_again_doubles_and_loses_nothing() {
+    let mut redis = OwnRedis::start().await;
+    let cluster = Cluster::start_with(7, redis.url()).await;
+    let seed = cluster.seed;
+    let user = UserId::new(4_001).unwrap();
+    cluster.say(0, user, "/start", "Баланс").await;
+    rei_tests::funded_user(&cluster.stores, user.get(), "1000".parse().unwrap())
+        .await
+        .unwrap();
+    let mut ordered = 0;
+    let order = |n: usize| {
+        let cluster = &cluster;
+        async move {
+            let draft = cluster
+                .say(n % 2, user, &format!("a red fox {n}"), "Цена: ")
+                .await;
+            let confirm = draft.button_data("Запустить");
+            cluster
+                .telegram
+                .press(user.get(), draft.message_id.unwrap_or(1), &confirm);
+            assert_eq!(cluster.push_last_update((n + 1) % 2).await, Some(200));
+        }
+    };
+    let delivered = |n: usize| {
+        let cluster = &cluster;
+        async move {
+            eventually(seed, "the images so far", || {
+                std::future::ready(cluster.telegram.calls_to("sendPhoto", user.get()).len() >= n)
+            })
+            .await;
+        }
+    };
+    for _ in 0..2 {
+        order(ordered).await;
+        ordered += 1;
+    }
+    delivered(ordered).await;
+    redis.down().await;
+    for _ in 0..2 {
+        order(ordered).await;
+        ordered += 1;
+    }
+    delivered(ordered).await;
+    redis.up().await;
+    for _ in 0..2 {
+        order(ordered).await;
+        ordered += 1;
+    }
+    delivered(ordered).await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(
+        cluster.telegram.calls_to("sendPhoto", user.get()).len(),
+        ordered,
+        "each image once"
+    );
+    let jobs = cluster
+        .stores
+        .jobs
+        .jobs(rei_core::job::JobFilter {
+            user_id: Some(user),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), ordered);
+    assert!(
+        jobs.iter().all(|j| j.state == JobState::Completed),
+        "{jobs:?}"
+    );
+    let paid: i64 = jobs.iter().map(|j| j.quote.amount.kopecks()).sum();
+    let balance = cluster.stores.ledger.balance(user).await.unwrap();
+    assert_eq!(
+        balance.available.kopecks(),
+        100_000 - paid,
+        "paid once each"
+    );
+    assert_eq!(balance.held, Money::ZERO);
+    let report = cluster.stores.ledger.verify().await.unwrap();
+    assert!(report.is_ok(), "{:?}", report.violations);
 }
