@@ -18,7 +18,7 @@ use rei_core::prelude::*;
 use rei_tests::fakes::gemini::FakeGemini;
 use rei_tests::fakes::telegram::FakeTelegram;
 use rei_tests::fakes::yookassa::FakeYooKassa;
-use rei_tests::process::{bot_command, listening_addr};
+use rei_tests::process::{Forwarder, bot_command, listening_addr};
 use serde_json::Value;
 use tokio::process::Child;
 
@@ -48,6 +48,7 @@ struct Node {
 
 struct Cluster {
     seed: u64,
+    /// What the processes use (through the proxy, if any).
     database: String,
     redis: String,
     stores: Stores,
@@ -84,12 +85,27 @@ impl Cluster {
         let db = 1 + NEXT_DB.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 15;
         let mut redis = url::Url::parse(&rei_tests::server_url("REI_TEST_REDIS_URL")).unwrap();
         redis.set_path(&db.to_string());
-        Self::start_with(seed, redis.to_string()).await
+        Self::start_with(seed, redis.to_string(), None).await
     }
 
-    /// A cluster on the Redis at `redis`.
-    async fn start_with(seed: u64, redis: String) -> Self {
+    /// A cluster on the Redis at `redis`; its processes reach PostgreSQL through
+    /// `db_proxy` when given (so that a test can cut their connections).
+    async fn start_with(seed: u64, redis: String, db_proxy: Option<&Forwarder>) -> Self {
         let database = rei_tests::postgres_url().await.unwrap();
+        let process_database = match db_proxy {
+            None => database.clone(),
+            Some(proxy) => {
+                let mut direct = url::Url::parse(&database).unwrap();
+                let server = format!(
+                    "{}:{}",
+                    direct.host_str().unwrap(),
+                    direct.port().unwrap_or(5432)
+                );
+                proxy.point_at(server.parse().unwrap());
+                direct.set_port(Some(proxy.addr.port())).unwrap();
+                direct.to_string()
+            }
+        };
         let stores = connect(&DatabaseTarget::from_config(Some(&database), "").unwrap())
             .await
             .unwrap();
@@ -115,7 +131,7 @@ impl Cluster {
         );
         let cluster = Self {
             seed,
-            database,
+            database: process_database,
             redis,
             stores,
             telegram,
@@ -141,6 +157,8 @@ impl Cluster {
             .env("NANO_BANANA_API_KEY", "test-key")
             .env("NANO_BANANA_API_URL", &self.gemini.url)
             .env("MAX_ACTIVE_JOBS_PER_USER", "10")
+            // A job held by a process that lost it is taken over after 2 s.
+            .env("WORKER_LEASE_SECS", "2")
             .env("ASSET_DIR", self.dir.path())
             .env("DATABASE_URL", &self.database)
             .env("REDIS_URL", &self.redis);
@@ -165,7 +183,6 @@ impl Cluster {
         let file = std::fs::File::create(&log).unwrap();
         let mut command = bot_command(env!("CARGO_BIN_EXE_rei-bot"), "worker", Stdio::from(file));
         self.shared_env(&mut command);
-        command.env("WORKER_LEASE_SECS", "2");
         self.workers
             .lock()
             .unwrap()
@@ -834,7 +851,7 @@ impl OwnRedis {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_stopped_and_started_again_doubles_and_loses_nothing() {
     let mut redis = OwnRedis::start().await;
-    let cluster = Cluster::start_with(7, redis.url()).await;
+    let cluster = Cluster::start_with(7, redis.url(), None).await;
     let seed = cluster.seed;
     let user = UserId::new(4_001).unwrap();
     cluster.say(0, user, "/start", "Баланс").await;
@@ -911,4 +928,108 @@ async fn redis_stopped_and_started_again_doubles_and_loses_nothing() {
     assert_eq!(balance.held, Money::ZERO);
     let report = cluster.stores.ledger.verify().await.unwrap();
     assert!(report.is_ok(), "{:?}", report.violations);
+}
+
+/// Row: PostgreSQL restarted mid-flow: every connection of every process drops and new
+/// ones are refused for two seconds, while images are being made and YooKassa notifies
+/// three top-ups (answered 503 until the database is back, and retried). Work resumes:
+/// each top-up credited once; each image made, delivered and charged once: a render
+/// stored while its record could not be written is found and recorded by the next
+/// step, not refunded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_restarted_mid_flow_loses_and_doubles_nothing() {
+    let proxy = Forwarder::start().await.unwrap();
+    let redis = url::Url::parse(&rei_tests::server_url("REI_TEST_REDIS_URL")).unwrap();
+    let mut redis = redis;
+    redis.set_path("15");
+    let cluster = Cluster::start_with(9, redis.to_string(), Some(&proxy)).await;
+    let seed = cluster.seed;
+    let user = UserId::new(5_001).unwrap();
+    cluster.say(0, user, "/start", "Баланс").await;
+    rei_tests::funded_user(&cluster.stores, user.get(), "1000".parse().unwrap())
+        .await
+        .unwrap();
+    cluster.gemini.answer_after(Duration::from_millis(300));
+    for n in 0..3 {
+        let draft = cluster
+            .say(n % 2, user, &format!("a red fox {n}"), "Цена: ")
+            .await;
+        let confirm = draft.button_data("Запустить");
+        cluster
+            .telegram
+            .press(user.get(), draft.message_id.unwrap_or(1), &confirm);
+        assert_eq!(cluster.push_last_update((n + 1) % 2).await, Some(200));
+    }
+    let topups = cluster.paid_topups(3).await;
+    // The images are being made: the database goes away under them.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    proxy.cut();
+    let restore = async {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let direct = url::Url::parse(&rei_tests::postgres_admin_url()).unwrap();
+        let server = format!(
+            "{}:{}",
+            direct.host_str().unwrap(),
+            direct.port().unwrap_or(5432)
+        );
+        proxy.point_at(server.parse().unwrap());
+    };
+    let notify = futures::future::join_all(topups.iter().enumerate().map(|(n, (_, provider))| {
+        let body = cluster
+            .yookassa
+            .notification("payment.succeeded", provider, None);
+        let cluster = &cluster;
+        async move { cluster.deliver(n % 2, &body).await }
+    }));
+    tokio::join!(restore, notify);
+    let settled = |job: &Job| {
+        job.state.is_final() && matches!(job.delivery, rei_core::job::Delivery::Delivered)
+    };
+    let start = Instant::now();
+    let jobs = loop {
+        let jobs = cluster
+            .stores
+            .jobs
+            .jobs(rei_core::job::JobFilter {
+                user_id: Some(user),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        if jobs.len() == 3 && jobs.iter().all(settled) {
+            break jobs;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "seed {seed}: jobs not settled: {jobs:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let made = jobs
+        .iter()
+        .filter(|j| j.state == JobState::Completed)
+        .count();
+    let charged: i64 = jobs
+        .iter()
+        .filter(|j| j.state == JobState::Completed)
+        .map(|j| j.quote.amount.kopecks())
+        .sum();
+    let balance = cluster.stores.ledger.balance(user).await.unwrap();
+    assert_eq!(
+        balance.available.kopecks(),
+        100_000 - charged,
+        "charged for what was made"
+    );
+    assert_eq!(balance.held, Money::ZERO);
+    // A result whose delivery could not be recorded (the database was away) may be
+    // sent again, never more than that.
+    let photos = cluster.telegram.calls_to("sendPhoto", user.get()).len();
+    assert!(
+        (made..=2 * made).contains(&photos),
+        "{photos} photos for {made} images"
+    );
+    // Renders stored before the database went away are recorded by the next step
+    // (the processes share ASSET_DIR): none is refunded while its file exists.
+    assert_eq!(made, 3, "seed {seed}: every render kept: {jobs:?}");
+    cluster.check(&topups, 0).await;
 }

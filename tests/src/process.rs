@@ -80,6 +80,7 @@ pub struct Forwarder {
     /// Where it listens.
     pub addr: SocketAddr,
     target: Arc<Mutex<Option<SocketAddr>>>,
+    live: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
 }
 
 impl Forwarder {
@@ -91,28 +92,46 @@ impl Forwarder {
         let listener = TcpListener::bind("127.0.0.1:0").await.context("bind")?;
         let addr = listener.local_addr()?;
         let target: Arc<Mutex<Option<SocketAddr>>> = Arc::default();
-        let to = target.clone();
+        let live: Arc<Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
+        let (to, conns) = (target.clone(), live.clone());
         tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
                 let Some(target) = *to.lock().unwrap_or_else(PoisonError::into_inner) else {
                     continue;
                 };
-                tokio::spawn(async move {
+                let connection = tokio::spawn(async move {
                     if let Ok(mut outbound) = TcpStream::connect(target).await {
                         // Either side closing ends the connection; errors are the peer's.
                         let _copied =
                             tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
                     }
                 });
+                let mut conns = conns.lock().unwrap_or_else(PoisonError::into_inner);
+                conns.retain(|c| !c.is_finished());
+                conns.push(connection.abort_handle());
             }
         });
-        Ok(Self { addr, target })
+        Ok(Self { addr, target, live })
     }
 
     /// `http://<addr>/`.
     #[must_use]
     pub fn url(&self) -> String {
         format!("http://{}/", self.addr)
+    }
+
+    /// Drops every connection it carries and refuses new ones (they are accepted and
+    /// closed at once) until [`Self::point_at`]: the server behind it restarting.
+    pub fn cut(&self) {
+        *self.target.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        for connection in self
+            .live
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain(..)
+        {
+            connection.abort();
+        }
     }
 
     /// Forwards to `target` from now on.

@@ -994,6 +994,33 @@ async fn a_gemini_call_cut_off_by_a_crash_is_never_sent_again_and_refunded() {
     assert!(w.store.verify().await.unwrap().is_ok());
 }
 
+/// [prove]: the render was stored but recording it failed (the database went away
+/// under the worker): the next step finds the stored render and delivers it, charged
+/// once, instead of refunding a result that exists. Gemini is not called again.
+#[tokio::test]
+async fn a_stored_render_whose_record_was_lost_is_delivered_not_refunded() {
+    let w = world(10_000).await;
+    let job = confirm(&w, "c1").await.unwrap();
+    die_mid_call(&w, &job).await;
+    // The dead worker had stored the render before it could record it.
+    w.assets
+        .write(&format!("results/{}.png", job.id), &png().bytes)
+        .await
+        .unwrap();
+    let runner = w.image_runner(0, Ok(png()));
+    let out = runner.step(w.claim().await.unwrap()).await.unwrap();
+    assert!(out.notes.is_empty(), "{:?}", out.notes);
+    run(&runner, out.job).await;
+    let stored = w.stored(&job).await;
+    assert_eq!(
+        (stored.state, stored.delivery, stored.provider_calls),
+        (JobState::Completed, Delivery::Delivered, 1)
+    );
+    assert_eq!(w.available().await, 5_000, "charged once");
+    assert!(w.notifier.alerts().is_empty());
+    assert!(w.store.verify().await.unwrap().is_ok());
+}
+
 /// [money] 5: Gemini took the request and the answer was lost (the connection broke):
 /// the client says "unknown"; the job is not tried again.
 #[tokio::test]

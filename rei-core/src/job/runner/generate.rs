@@ -24,10 +24,25 @@ fn sniff_image(bytes: &[u8]) -> &'static str {
     }
 }
 
+/// The file types a Gemini render is stored as.
+const RESULT_EXTENSIONS: [&str; 3] = ["png", "jpg", "webp"];
+
+/// Where a job's render is stored: derived from the job alone, so a later step can
+/// find it.
+fn result_key(job: crate::JobId, ext: &str) -> String {
+    format!("results/{job}.{ext}")
+}
+
 impl Step<'_> {
     pub(super) async fn image(&mut self) -> Result<Next, JobError> {
-        // A call went out before and never came back (its worker died): not sent again.
+        // A call went out before and its answer was never recorded. If the render was
+        // stored (the worker lost the database, or died, between storing the file and
+        // recording it), it is this job's paid result: record it now. Otherwise the
+        // call is not sent again.
         if self.job.provider_calls > self.job.attempts {
+            if let Some(result) = self.stored_image().await {
+                return self.succeed(result, None, "gemini").await;
+            }
             return self
                 .call_lost("gemini", "the worker that sent it stopped")
                 .await;
@@ -59,7 +74,7 @@ impl Step<'_> {
                     "image/webp" => "webp",
                     _ => "png",
                 };
-                let key = format!("results/{}.{ext}", self.job.id);
+                let key = result_key(self.job.id, ext);
                 match self.runner.ports.assets.write(&key, &image.bytes).await {
                     Ok(result) => self.succeed(result, None, "gemini").await,
                     // The render is paid for but could not be kept: try again later
@@ -77,6 +92,19 @@ impl Step<'_> {
             }
             Err(e) => self.provider_failed("gemini", e).await,
         }
+    }
+
+    /// The render of an earlier call of this job, if it was stored (under its
+    /// job-derived key) but never recorded. An asset store that cannot answer counts as
+    /// nothing stored.
+    async fn stored_image(&self) -> Option<crate::job::AssetRef> {
+        for ext in RESULT_EXTENSIONS {
+            let asset = crate::job::AssetRef::new(result_key(self.job.id, ext));
+            if matches!(self.runner.ports.assets.exists(&asset).await, Ok(true)) {
+                return Some(asset);
+            }
+        }
+        None
     }
 
     /// A stored input photo, or what the step does instead: a file that is gone fails
