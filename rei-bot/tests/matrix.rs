@@ -1033,3 +1033,113 @@ async fn postgres_restarted_mid_flow_loses_and_doubles_nothing() {
     assert_eq!(made, 3, "seed {seed}: every render kept: {jobs:?}");
     cluster.check(&topups, 0).await;
 }
+
+/// What Gemini does wrong in a provider row.
+#[derive(Clone, Copy, Debug)]
+enum GeminiFault {
+    /// The safety filter blocks every prompt (HTTP 200, no image).
+    Refusal,
+    /// Every call is taken, then the connection breaks before the answer.
+    LostAnswer,
+    /// Every call gets 429 `RESOURCE_EXHAUSTED` with a retry delay.
+    RateLimited,
+}
+
+/// Rows: Gemini refusing, losing its answers, or rate limiting every call, while the
+/// two workers run 6 image jobs. Every job ends refunded and its user told; a refused
+/// or lost call is never sent again (it may have been billed); a rate-limited one is
+/// retried a bounded number of times.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gemini_refusing_losing_answers_or_rate_limiting_refunds_every_job() {
+    use rei_core::job::{Delivery, JobLimits};
+    for (n, fault) in [
+        GeminiFault::Refusal,
+        GeminiFault::LostAnswer,
+        GeminiFault::RateLimited,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let cluster = Cluster::start(100 + n as u64).await;
+        let seed = cluster.seed;
+        match fault {
+            GeminiFault::Refusal => cluster.gemini.refuse(),
+            GeminiFault::LostAnswer => cluster.gemini.drop_answers(),
+            GeminiFault::RateLimited => cluster.gemini.rate_limit(),
+        }
+        let jobs = rei_tests::job_service(&cluster.stores, JobLimits::default());
+        let limits = JobLimits::default();
+        let mut created = Vec::new();
+        for u in 0..3_i64 {
+            let user = rei_tests::funded_user(&cluster.stores, 6_001 + u, "1000".parse().unwrap())
+                .await
+                .unwrap();
+            for k in 0..2 {
+                let spec = JobSpec::ImageGeneration {
+                    prompt: Prompt::parse("a red fox").unwrap(),
+                };
+                let quote = jobs.quote(&spec);
+                let key = IdempotencyKey::new(format!("gemini-{n}-{u}-{k}")).unwrap();
+                created.push(jobs.create(user, spec, &quote, key).await.unwrap());
+            }
+        }
+        let start = Instant::now();
+        let done = loop {
+            let mut now = Vec::new();
+            for job in &created {
+                now.push(cluster.stores.jobs.job(job.id).await.unwrap().unwrap());
+            }
+            if now
+                .iter()
+                .all(|j| j.state.is_final() && j.delivery == Delivery::Delivered)
+            {
+                break now;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(90),
+                "{fault:?}: not settled: {now:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        assert!(
+            done.iter().all(|j| j.state == JobState::Failed),
+            "{fault:?}: {done:?}"
+        );
+        for u in 0..3_i64 {
+            let user = UserId::new(6_001 + u).unwrap();
+            let balance = cluster.stores.ledger.balance(user).await.unwrap();
+            assert_eq!(
+                balance,
+                Balance {
+                    available: "1000".parse().unwrap(),
+                    held: Money::ZERO
+                },
+                "seed {seed} {fault:?}: {user} refunded in full"
+            );
+            assert!(
+                cluster
+                    .telegram
+                    .calls_to("sendPhoto", user.get())
+                    .is_empty()
+            );
+        }
+        let calls = usize::try_from(cluster.gemini.calls()).unwrap();
+        match fault {
+            GeminiFault::Refusal | GeminiFault::LostAnswer => {
+                assert_eq!(
+                    calls,
+                    created.len(),
+                    "{fault:?}: each call sent once, never again"
+                );
+            }
+            GeminiFault::RateLimited => {
+                // Each job's attempts, each retried by the client after the 429's delay:
+                // 3 job attempts × 3 client attempts, then refunded.
+                let per_job = usize::try_from(limits.max_attempts).unwrap() * 3;
+                assert_eq!(calls, created.len() * per_job, "{fault:?}: bounded retries");
+            }
+        }
+        let report = cluster.stores.ledger.verify().await.unwrap();
+        assert!(report.is_ok(), "{fault:?}: {:?}", report.violations);
+    }
+}
