@@ -12,8 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rei_adapters::outbound::sql::{DatabaseTarget, Stores, connect};
-use rei_adapters::outbound::yookassa::{YooKassaClient, YooKassaConfig};
-use rei_core::payment::{PaymentConfig, PaymentFilter, PaymentPorts, PaymentService, PaymentState};
+use rei_core::payment::{PaymentFilter, PaymentService, PaymentState};
 use rei_core::prelude::*;
 use rei_tests::fakes::gemini::FakeGemini;
 use rei_tests::fakes::telegram::FakeTelegram;
@@ -112,23 +111,7 @@ impl Cluster {
         let telegram = FakeTelegram::start().await.unwrap();
         let yookassa = FakeYooKassa::start().await.unwrap();
         let gemini = FakeGemini::start().await.unwrap();
-        let mut config = YooKassaConfig::new("123456", secrecy::SecretString::from("test_secret"));
-        config.base_url.clone_from(&yookassa.url);
-        let payments = PaymentService::new(
-            PaymentPorts {
-                users: stores.users.clone(),
-                payments: stores.payments.clone(),
-                gateway: Some(Arc::new(YooKassaClient::new(config).unwrap())),
-                stars: None,
-                notifier: Arc::new(rei_core::memory::RecordingNotifier::default()),
-                clock: Arc::new(rei_adapters::outbound::system::SystemClock),
-                ids: Arc::new(rei_adapters::outbound::system::RandomIds),
-            },
-            PaymentConfig {
-                return_url: "https://t.me/rei_test_bot".into(),
-                ..PaymentConfig::default()
-            },
-        );
+        let payments = rei_tests::yookassa_payments(&stores, &yookassa.url).unwrap();
         let cluster = Self {
             seed,
             database: process_database,
@@ -279,41 +262,83 @@ impl Cluster {
         panic!("seed {}: a notification was never accepted", self.seed);
     }
 
-    /// `n` users, each with a YooKassa top-up of 100 ₽ created and paid at YooKassa: the
-    /// provider ids.
-    async fn paid_topups(&self, n: i64) -> Vec<(UserId, String)> {
-        let users = UserService::new(
+    /// User `1_000 + n`, registered, with a YooKassa top-up of 100 ₽ created (not yet
+    /// paid): the user and the provider's payment id.
+    async fn unpaid_topup(&self, n: i64) -> (UserId, String) {
+        let user = UserId::new(1_000 + n).unwrap();
+        UserService::new(
             self.stores.users.clone(),
             Arc::new(rei_adapters::outbound::system::SystemClock),
-        );
+        )
+        .register(UserProfile {
+            id: user,
+            username: None,
+            first_name: None,
+            language: Language::Ru,
+        })
+        .await
+        .unwrap();
+        let p = self
+            .payments
+            .create_topup(user, "100".parse().unwrap(), None)
+            .await
+            .unwrap();
+        (user, p.provider_payment_id.unwrap())
+    }
+
+    /// `n` users, each with a top-up of 100 ₽ created and paid at YooKassa.
+    async fn paid_topups(&self, n: i64) -> Vec<(UserId, String)> {
         let mut out = Vec::new();
         for id in 1..=n {
-            let user = UserId::new(1_000 + id).unwrap();
-            users
-                .register(UserProfile {
-                    id: user,
-                    username: None,
-                    first_name: None,
-                    language: Language::Ru,
-                })
-                .await
-                .unwrap();
-            let p = self
-                .payments
-                .create_topup(user, "100".parse().unwrap(), None)
-                .await
-                .unwrap();
-            let provider = p.provider_payment_id.unwrap();
-            self.yookassa.pay(&provider);
-            out.push((user, provider));
+            let topup = self.unpaid_topup(id).await;
+            self.yookassa.pay(&topup.1);
+            out.push(topup);
         }
         out
+    }
+
+    /// The jobs of `user`.
+    async fn jobs_of(&self, user: UserId) -> Vec<Job> {
+        self.stores
+            .jobs
+            .jobs(rei_core::job::JobFilter {
+                user_id: Some(user),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+    }
+
+    /// `per_user` image jobs for each of `users` new users (ids from `first`), each
+    /// funded with 1,000 ₽, created as the bot creates them.
+    async fn image_jobs(&self, first: i64, users: i64, per_user: usize, tag: &str) -> Vec<Job> {
+        let jobs = rei_tests::job_service(&self.stores, rei_core::job::JobLimits::default());
+        let mut created = Vec::new();
+        for u in 0..users {
+            let user = rei_tests::funded_user(&self.stores, first + u, "1000".parse().unwrap())
+                .await
+                .unwrap();
+            for k in 0..per_user {
+                let spec = JobSpec::ImageGeneration {
+                    prompt: Prompt::parse("a red fox").unwrap(),
+                };
+                let quote = jobs.quote(&spec);
+                let key = IdempotencyKey::new(format!("{tag}-{u}-{k}")).unwrap();
+                created.push(jobs.create(user, spec, &quote, key).await.unwrap());
+            }
+        }
+        created
     }
 
     /// Hands the update the fake Telegram queued last to bot process `i`, as Telegram
     /// posts it to the webhook (the balancer picked `i`).
     async fn push_last_update(&self, i: usize) -> Option<u16> {
         let update = self.telegram.pending_updates().pop()?;
+        self.post_update(i, &update).await
+    }
+
+    /// Posts `update` to bot process `i`'s Telegram webhook with the secret.
+    async fn post_update(&self, i: usize, update: &Value) -> Option<u16> {
         let http = self.nodes[i].lock().unwrap().as_ref()?.http.clone();
         let sent = self
             .client
@@ -351,6 +376,28 @@ impl Cluster {
         })
         .await;
         got.unwrap()
+    }
+
+    /// User `id` starts the bot and is credited 1,000 ₽.
+    async fn customer(&self, id: i64) -> UserId {
+        let user = UserId::new(id).unwrap();
+        self.say(0, user, "/start", "Баланс").await;
+        rei_tests::funded_user(&self.stores, id, "1000".parse().unwrap())
+            .await
+            .unwrap();
+        user
+    }
+
+    /// `user` orders image `n`: the prompt through one bot process, Confirm through
+    /// the other.
+    async fn order_image(&self, user: UserId, n: usize) {
+        let draft = self
+            .say(n % 2, user, &format!("a red fox {n}"), "Цена: ")
+            .await;
+        let confirm = draft.button_data("Запустить");
+        self.telegram
+            .press(user.get(), draft.message_id.unwrap_or(1), &confirm);
+        assert_eq!(self.push_last_update((n + 1) % 2).await, Some(200));
     }
 
     fn credit_notices(&self, user: UserId) -> usize {
@@ -416,6 +463,13 @@ impl Cluster {
     }
 }
 
+/// How many of `jobs` were made, and what they were charged in kopecks.
+fn made_and_charged<'a>(jobs: impl IntoIterator<Item = &'a Job>) -> (usize, i64) {
+    jobs.into_iter()
+        .filter(|j| j.state == JobState::Completed)
+        .fold((0, 0), |(n, k), j| (n + 1, k + j.quote.amount.kopecks()))
+}
+
 fn rand_suffix() -> u64 {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -462,26 +516,7 @@ async fn fifty_identical_notifications_over_two_processes_credit_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_and_foreign_notifications_to_either_process_credit_nothing() {
     let cluster = Cluster::start(1).await;
-    let users = UserService::new(
-        cluster.stores.users.clone(),
-        Arc::new(rei_adapters::outbound::system::SystemClock),
-    );
-    let user = UserId::new(1_001).unwrap();
-    users
-        .register(UserProfile {
-            id: user,
-            username: None,
-            first_name: None,
-            language: Language::Ru,
-        })
-        .await
-        .unwrap();
-    let p = cluster
-        .payments
-        .create_topup(user, "100".parse().unwrap(), None)
-        .await
-        .unwrap();
-    let provider = p.provider_payment_id.unwrap();
+    let (user, provider) = cluster.unpaid_topup(1).await;
     // The body says succeeded; YooKassa's API says pending.
     let forged = cluster
         .yookassa
@@ -593,50 +628,20 @@ async fn presses_of_one_confirm_over_two_processes_spend_once() {
                     .press(user.get(), draft.message_id.unwrap_or(1), &confirm);
                 presses.push(cluster.telegram.pending_updates().pop().unwrap());
             }
-            let replies = futures::future::join_all(presses.iter().map(|update| {
-                let i = usize::try_from(rng.below(2)).unwrap();
-                let http = cluster.nodes[i]
-                    .lock()
-                    .unwrap()
-                    .as_ref()
-                    .unwrap()
-                    .http
-                    .clone();
-                let client = cluster.client.clone();
-                let body = update.to_string();
-                async move {
-                    client
-                        .post(format!("http://{http}/webhooks/telegram"))
-                        .header("content-type", "application/json")
-                        .header("x-telegram-bot-api-secret-token", "matrix-secret")
-                        .body(body)
-                        .send()
-                        .await
-                        .map(|r| r.status().as_u16())
-                        .ok()
-                }
-            }))
-            .await;
+            let replies =
+                futures::future::join_all(presses.iter().map(|update| {
+                    cluster.post_update(usize::try_from(rng.below(2)).unwrap(), update)
+                }))
+                .await;
             assert!(
                 replies.iter().all(|r| *r == Some(200)),
                 "seed {seed}: {replies:?}"
             );
-            let jobs = |n: usize| {
-                let stores = cluster.stores.clone();
-                async move {
-                    stores
-                        .jobs
-                        .jobs(rei_core::job::JobFilter {
-                            user_id: Some(user),
-                            ..Default::default()
-                        })
-                        .await
-                        .unwrap()
-                        .len()
-                        == n
-                }
-            };
-            eventually(seed, "the job of this draft", || jobs(round + 1)).await;
+            let cluster = &cluster;
+            eventually(seed, "the job of this draft", || async move {
+                cluster.jobs_of(user).await.len() == round + 1
+            })
+            .await;
         }
         // The two workers make and deliver every image; every press has been handled.
         eventually(seed, "ten images delivered", || {
@@ -649,15 +654,7 @@ async fn presses_of_one_confirm_over_two_processes_spend_once() {
             10,
             "seed {seed}: each image delivered once"
         );
-        let all = cluster
-            .stores
-            .jobs
-            .jobs(rei_core::job::JobFilter {
-                user_id: Some(user),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
+        let all = cluster.jobs_of(user).await;
         assert_eq!(all.len(), 10, "seed {seed}: one job per draft");
         let balance = cluster.stores.ledger.balance(user).await.unwrap();
         assert_eq!(
@@ -686,27 +683,15 @@ async fn presses_of_one_confirm_over_two_processes_spend_once() {
 /// Telegram's answer and our record of it: at most once per kill.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_during_calls_leaves_every_job_settled_once() {
-    use rei_core::job::{Delivery, JobLimits};
+    use rei_core::job::Delivery;
     let mut refunded = 0;
     for seed in SEEDS {
         let cluster = Cluster::start(seed).await;
         let mut rng = Rng(seed);
         cluster.gemini.answer_after(Duration::from_millis(300));
-        let jobs = rei_tests::job_service(&cluster.stores, JobLimits::default());
-        let mut created = Vec::new();
-        for u in 0..4_i64 {
-            let user = rei_tests::funded_user(&cluster.stores, 3_001 + u, "1000".parse().unwrap())
-                .await
-                .unwrap();
-            for n in 0..3 {
-                let spec = JobSpec::ImageGeneration {
-                    prompt: Prompt::parse("a red fox").unwrap(),
-                };
-                let quote = jobs.quote(&spec);
-                let key = IdempotencyKey::new(format!("matrix-{seed}-{u}-{n}")).unwrap();
-                created.push(jobs.create(user, spec, &quote, key).await.unwrap());
-            }
-        }
+        let created = cluster
+            .image_jobs(3_001, 4, 3, &format!("matrix-{seed}"))
+            .await;
         let blocked = UserId::new(3_004).unwrap();
         cluster.telegram.block(blocked.get());
         cluster.telegram.too_many_requests(3);
@@ -739,15 +724,7 @@ async fn a_worker_killed_during_calls_leaves_every_job_settled_once() {
         for u in 0..4_i64 {
             let user = UserId::new(3_001 + u).unwrap();
             let theirs: Vec<&Job> = last.iter().filter(|j| j.user_id == user).collect();
-            let made = theirs
-                .iter()
-                .filter(|j| j.state == JobState::Completed)
-                .count();
-            let charged: i64 = theirs
-                .iter()
-                .filter(|j| j.state == JobState::Completed)
-                .map(|j| j.quote.amount.kopecks())
-                .sum();
+            let (made, charged) = made_and_charged(theirs.iter().copied());
             let balance = cluster.stores.ledger.balance(user).await.unwrap();
             assert_eq!(
                 balance.held,
@@ -853,25 +830,9 @@ async fn redis_stopped_and_started_again_doubles_and_loses_nothing() {
     let mut redis = OwnRedis::start().await;
     let cluster = Cluster::start_with(7, redis.url(), None).await;
     let seed = cluster.seed;
-    let user = UserId::new(4_001).unwrap();
-    cluster.say(0, user, "/start", "Баланс").await;
-    rei_tests::funded_user(&cluster.stores, user.get(), "1000".parse().unwrap())
-        .await
-        .unwrap();
+    let user = cluster.customer(4_001).await;
     let mut ordered = 0;
-    let order = |n: usize| {
-        let cluster = &cluster;
-        async move {
-            let draft = cluster
-                .say(n % 2, user, &format!("a red fox {n}"), "Цена: ")
-                .await;
-            let confirm = draft.button_data("Запустить");
-            cluster
-                .telegram
-                .press(user.get(), draft.message_id.unwrap_or(1), &confirm);
-            assert_eq!(cluster.push_last_update((n + 1) % 2).await, Some(200));
-        }
-    };
+    let order = |n: usize| cluster.order_image(user, n);
     let delivered = |n: usize| {
         let cluster = &cluster;
         async move {
@@ -904,15 +865,7 @@ async fn redis_stopped_and_started_again_doubles_and_loses_nothing() {
         ordered,
         "each image once"
     );
-    let jobs = cluster
-        .stores
-        .jobs
-        .jobs(rei_core::job::JobFilter {
-            user_id: Some(user),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let jobs = cluster.jobs_of(user).await;
     assert_eq!(jobs.len(), ordered);
     assert!(
         jobs.iter().all(|j| j.state == JobState::Completed),
@@ -944,21 +897,10 @@ async fn postgres_restarted_mid_flow_loses_and_doubles_nothing() {
     redis.set_path("15");
     let cluster = Cluster::start_with(9, redis.to_string(), Some(&proxy)).await;
     let seed = cluster.seed;
-    let user = UserId::new(5_001).unwrap();
-    cluster.say(0, user, "/start", "Баланс").await;
-    rei_tests::funded_user(&cluster.stores, user.get(), "1000".parse().unwrap())
-        .await
-        .unwrap();
+    let user = cluster.customer(5_001).await;
     cluster.gemini.answer_after(Duration::from_millis(300));
     for n in 0..3 {
-        let draft = cluster
-            .say(n % 2, user, &format!("a red fox {n}"), "Цена: ")
-            .await;
-        let confirm = draft.button_data("Запустить");
-        cluster
-            .telegram
-            .press(user.get(), draft.message_id.unwrap_or(1), &confirm);
-        assert_eq!(cluster.push_last_update((n + 1) % 2).await, Some(200));
+        cluster.order_image(user, n).await;
     }
     let topups = cluster.paid_topups(3).await;
     // The images are being made: the database goes away under them.
@@ -987,15 +929,7 @@ async fn postgres_restarted_mid_flow_loses_and_doubles_nothing() {
     };
     let start = Instant::now();
     let jobs = loop {
-        let jobs = cluster
-            .stores
-            .jobs
-            .jobs(rei_core::job::JobFilter {
-                user_id: Some(user),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
+        let jobs = cluster.jobs_of(user).await;
         if jobs.len() == 3 && jobs.iter().all(settled) {
             break jobs;
         }
@@ -1005,15 +939,7 @@ async fn postgres_restarted_mid_flow_loses_and_doubles_nothing() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let made = jobs
-        .iter()
-        .filter(|j| j.state == JobState::Completed)
-        .count();
-    let charged: i64 = jobs
-        .iter()
-        .filter(|j| j.state == JobState::Completed)
-        .map(|j| j.quote.amount.kopecks())
-        .sum();
+    let (made, charged) = made_and_charged(&jobs);
     let balance = cluster.stores.ledger.balance(user).await.unwrap();
     assert_eq!(
         balance.available.kopecks(),
@@ -1067,22 +993,10 @@ async fn gemini_refusing_losing_answers_or_rate_limiting_refunds_every_job() {
             GeminiFault::LostAnswer => cluster.gemini.drop_answers(),
             GeminiFault::RateLimited => cluster.gemini.rate_limit(),
         }
-        let jobs = rei_tests::job_service(&cluster.stores, JobLimits::default());
         let limits = JobLimits::default();
-        let mut created = Vec::new();
-        for u in 0..3_i64 {
-            let user = rei_tests::funded_user(&cluster.stores, 6_001 + u, "1000".parse().unwrap())
-                .await
-                .unwrap();
-            for k in 0..2 {
-                let spec = JobSpec::ImageGeneration {
-                    prompt: Prompt::parse("a red fox").unwrap(),
-                };
-                let quote = jobs.quote(&spec);
-                let key = IdempotencyKey::new(format!("gemini-{n}-{u}-{k}")).unwrap();
-                created.push(jobs.create(user, spec, &quote, key).await.unwrap());
-            }
-        }
+        let created = cluster
+            .image_jobs(6_001, 3, 2, &format!("gemini-{n}"))
+            .await;
         let start = Instant::now();
         let done = loop {
             let mut now = Vec::new();

@@ -849,25 +849,7 @@ async fn one_payment_poller_per_deployment_and_a_survivor_takes_over() {
     rei_tests::funded_user(&stores, ANNA, rub("1"))
         .await
         .unwrap();
-    let service = {
-        let mut config = YooKassaConfig::new("123456", "test_secret".to_owned().into());
-        config.base_url.clone_from(&yookassa.url);
-        PaymentService::new(
-            PaymentPorts {
-                users: stores.users.clone(),
-                payments: stores.payments.clone(),
-                gateway: Some(Arc::new(YooKassaClient::new(config).unwrap())),
-                stars: None,
-                notifier: Arc::new(rei_core::memory::RecordingNotifier::default()),
-                clock: Arc::new(rei_adapters::outbound::system::SystemClock),
-                ids: Arc::new(rei_adapters::outbound::system::RandomIds),
-            },
-            PaymentConfig {
-                return_url: "https://t.me/rei_test_bot".into(),
-                ..PaymentConfig::default()
-            },
-        )
-    };
+    let service = rei_tests::yookassa_payments(&stores, &yookassa.url).unwrap();
     let payment = service
         .create_topup(UserId::new(ANNA).unwrap(), rub("300"), None)
         .await

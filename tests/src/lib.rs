@@ -226,3 +226,33 @@ pub fn job_service(
         limits,
     )
 }
+
+/// A payment service over `stores` that creates card top-ups at the YooKassa at `url`
+/// (a fake), as `rei-bot` would; notices are recorded, not sent.
+///
+/// # Errors
+/// When the YooKassa client cannot be built.
+pub fn yookassa_payments(
+    stores: &rei_adapters::outbound::sql::Stores,
+    url: &str,
+) -> anyhow::Result<PaymentService> {
+    use rei_adapters::outbound::yookassa::{YooKassaClient, YooKassaConfig};
+    let mut config = YooKassaConfig::new("123456", "test_secret".to_owned().into());
+    config.base_url = url.to_owned();
+    let client = YooKassaClient::new(config)?;
+    Ok(PaymentService::new(
+        PaymentPorts {
+            users: stores.users.clone(),
+            payments: stores.payments.clone(),
+            gateway: Some(Arc::new(client)),
+            stars: None,
+            notifier: Arc::new(rei_core::memory::RecordingNotifier::default()),
+            clock: Arc::new(rei_adapters::outbound::system::SystemClock),
+            ids: Arc::new(rei_adapters::outbound::system::RandomIds),
+        },
+        PaymentConfig {
+            return_url: "https://t.me/rei_test_bot".into(),
+            ..PaymentConfig::default()
+        },
+    ))
+}
