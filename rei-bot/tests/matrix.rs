@@ -1057,3 +1057,83 @@ async fn gemini_refusing_losing_answers_or_rate_limiting_refunds_every_job() {
         assert!(report.is_ok(), "{fault:?}: {:?}", report.violations);
     }
 }
+
+/// Row: SIGKILL of a bot process during confirms. Five drafts; each Confirm is pressed
+/// four times at once over both processes; during the third round one process is
+/// killed (Telegram redelivers what it did not acknowledge to the other) and then
+/// comes back. One job per draft, each image made and delivered once, paid once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bot_killed_during_confirms_loses_and_doubles_nothing() {
+    for seed in SEEDS {
+        let cluster = Cluster::start(seed).await;
+        let mut rng = Rng(seed);
+        let user = cluster.customer(7_001).await;
+        let victim = usize::try_from(rng.below(2)).unwrap();
+        let survivor = 1 - victim;
+        for round in 0..5_usize {
+            let via = if round >= 2 { survivor } else { round % 2 };
+            let draft = cluster
+                .say(via, user, &format!("a red fox {round}"), "Цена: ")
+                .await;
+            let confirm = draft.button_data("Запустить");
+            let mut presses = Vec::new();
+            for _ in 0..4 {
+                cluster
+                    .telegram
+                    .press(user.get(), draft.message_id.unwrap_or(1), &confirm);
+                let update = cluster.telegram.pending_updates().pop().unwrap();
+                presses.push((usize::try_from(rng.below(2)).unwrap(), update));
+            }
+            // Telegram redelivers an update until a process acknowledges it.
+            let deliveries = futures::future::join_all(presses.iter().map(|(pick, update)| {
+                let cluster = &cluster;
+                async move {
+                    for attempt in 0..200 {
+                        let i = (pick + attempt) % 2;
+                        if cluster.post_update(i, update).await == Some(200) {
+                            return;
+                        }
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    panic!("seed {seed}: an update was never acknowledged");
+                }
+            }));
+            let kill = async {
+                if round == 2 {
+                    tokio::time::sleep(Duration::from_millis(rng.below(30))).await;
+                    cluster.kill_node(victim).await;
+                }
+            };
+            tokio::join!(deliveries, kill);
+            let cluster = &cluster;
+            eventually(seed, "the job of this draft", || async move {
+                cluster.jobs_of(user).await.len() == round + 1
+            })
+            .await;
+        }
+        cluster.start_node(victim).await;
+        eventually(seed, "five images delivered", || {
+            std::future::ready(cluster.telegram.calls_to("sendPhoto", user.get()).len() >= 5)
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(
+            cluster.telegram.calls_to("sendPhoto", user.get()).len(),
+            5,
+            "seed {seed}: each image once"
+        );
+        let jobs = cluster.jobs_of(user).await;
+        assert_eq!(jobs.len(), 5, "seed {seed}: one job per draft");
+        let (made, charged) = made_and_charged(&jobs);
+        assert_eq!(made, 5, "seed {seed}: {jobs:?}");
+        let balance = cluster.stores.ledger.balance(user).await.unwrap();
+        assert_eq!(
+            balance.available.kopecks(),
+            100_000 - charged,
+            "seed {seed}"
+        );
+        assert_eq!(balance.held, Money::ZERO, "seed {seed}");
+        let report = cluster.stores.ledger.verify().await.unwrap();
+        assert!(report.is_ok(), "seed {seed}: {:?}", report.violations);
+    }
+}
