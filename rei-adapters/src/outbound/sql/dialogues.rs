@@ -13,37 +13,28 @@ impl LeaseStore for SqlStore {
     ) -> Result<bool, StoreError> {
         let (name, holder) = (name.to_owned(), holder.to_owned());
         let done = self
-            .write(move |tx| {
-                Box::pin(async move {
-                    Ok(sqlx::query(
-                        "INSERT INTO leases (name, holder, until) VALUES ($1, $2, $3) \
-                         ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until \
-                         WHERE leases.until <= $4 OR leases.holder = excluded.holder",
-                    )
-                    .bind(name)
-                    .bind(holder)
-                    .bind(until.millis())
-                    .bind(now.millis())
-                    .execute(&mut **tx)
-                    .await?)
-                })
-            })
+            .execute(
+                sqlx::query(
+                    "INSERT INTO leases (name, holder, until) VALUES ($1, $2, $3) \
+                     ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until \
+                     WHERE leases.until <= $4 OR leases.holder = excluded.holder",
+                )
+                .bind(name)
+                .bind(holder)
+                .bind(until.millis())
+                .bind(now.millis()),
+            )
             .await?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
         let (name, holder) = (name.to_owned(), holder.to_owned());
-        self.write(move |tx| {
-            Box::pin(async move {
-                sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")
-                    .bind(name)
-                    .bind(holder)
-                    .execute(&mut **tx)
-                    .await?;
-                Ok(())
-            })
-        })
+        self.execute(
+            sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")
+                .bind(name)
+                .bind(holder),
+        )
         .await?;
         Ok(())
     }
@@ -98,17 +89,13 @@ impl DialogueStore for SqlStore {
             }
             Some(v) => {
                 let v = i64::try_from(v).map_err(|_| conflict())?;
-                self.write(move |tx| {
-                    Box::pin(async move {
-                        Ok(sqlx::query("UPDATE dialogues SET state = $1, version = version + 1, updated_at = $2 WHERE user_id = $3 AND version = $4")
-                            .bind(state)
-                            .bind(at.millis())
-                            .bind(user.get())
-                            .bind(v)
-                            .execute(&mut **tx)
-                            .await?)
-                    })
-                })
+                self.execute(
+                    sqlx::query("UPDATE dialogues SET state = $1, version = version + 1, updated_at = $2 WHERE user_id = $3 AND version = $4")
+                        .bind(state)
+                        .bind(at.millis())
+                        .bind(user.get())
+                        .bind(v),
+                )
                 .await?
             }
         };
@@ -119,16 +106,8 @@ impl DialogueStore for SqlStore {
     }
 
     async fn clear_dialogue(&self, user: UserId) -> Result<(), StoreError> {
-        self.write(move |tx| {
-            Box::pin(async move {
-                sqlx::query("DELETE FROM dialogues WHERE user_id = $1")
-                    .bind(user.get())
-                    .execute(&mut **tx)
-                    .await?;
-                Ok(())
-            })
-        })
-        .await?;
+        self.execute(sqlx::query("DELETE FROM dialogues WHERE user_id = $1").bind(user.get()))
+            .await?;
         Ok(())
     }
 }

@@ -18,7 +18,6 @@ mod users;
 mod writer;
 
 use std::future::Future;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,7 +26,6 @@ use rei_core::ports::{
     BoxError, DialogueStore, JobStore, LedgerStore, Missing, PaymentStore, StoreError, UserStore,
 };
 use sqlx::error::ErrorKind;
-use sqlx::sqlite::SqliteConnectOptions;
 
 pub use store::SqlStore;
 pub use writer::WriteStats;
@@ -178,14 +176,8 @@ pub async fn connect(target: &DatabaseTarget) -> Result<Stores, SqlError> {
 /// [`SqlError`] when the database cannot be opened or migrated.
 pub async fn connect_with(target: &DatabaseTarget, mode: WriteMode) -> Result<Stores, SqlError> {
     let store = match target {
-        DatabaseTarget::SqlitePath(path) => {
-            SqlStore::open_sqlite(SqliteConnectOptions::new().filename(path), mode).await?
-        }
-        DatabaseTarget::SqliteUrl(url) => {
-            let options =
-                SqliteConnectOptions::from_str(url).map_err(|e| SqlError::BadUrl(e.to_string()))?;
-            SqlStore::open_sqlite(options, mode).await?
-        }
+        DatabaseTarget::SqlitePath(path) => SqlStore::open_sqlite_path_with(path, mode).await?,
+        DatabaseTarget::SqliteUrl(url) => SqlStore::open_sqlite_url_with(url, mode).await?,
         DatabaseTarget::Postgres(url) => SqlStore::connect_postgres_with(url, mode).await?,
     };
     Ok(stores(Arc::new(store)))
@@ -198,6 +190,18 @@ pub(crate) enum TxError {
     Sql(sqlx::Error),
     /// The commit of a batch this write was part of failed (see `writer.rs`).
     Commit(Arc<sqlx::Error>),
+}
+
+impl TxError {
+    /// The database's error, if it was one (of this write's transaction or of the
+    /// batch commit that carried it).
+    fn sql(&self) -> Option<&sqlx::Error> {
+        match self {
+            Self::Store(_) => None,
+            Self::Sql(e) => Some(e),
+            Self::Commit(e) => Some(e),
+        }
+    }
 }
 
 impl From<StoreError> for TxError {
@@ -347,15 +351,7 @@ impl SqlStore {
         V: 'static + Send + sqlx::Encode<'static, sqlx::Any> + sqlx::Type<sqlx::Any>,
     {
         let done = self
-            .write(move |tx| {
-                Box::pin(async move {
-                    Ok(sqlx::query(sql)
-                        .bind(value)
-                        .bind(id.get())
-                        .execute(&mut **tx)
-                        .await?)
-                })
-            })
+            .execute(sqlx::query(sql).bind(value).bind(id.get()))
             .await?;
         changed_one(&done, Missing::User(id))
     }
@@ -371,11 +367,6 @@ pub(crate) fn changed_one(
     } else {
         Err(StoreError::NotFound(missing))
     }
-}
-
-async fn back_off(attempt: u32) {
-    let jitter = u64::from(rand::random::<u8>() % 8);
-    tokio::time::sleep(Duration::from_millis((1 << attempt) + jitter)).await;
 }
 
 /// How many times one write is attempted when another transaction got in the way.
@@ -394,13 +385,10 @@ where
         n += 1;
         match attempt().await {
             Ok(v) => return Ok(v),
-            Err(TxError::Sql(e)) if n < ATTEMPTS && is_transient(&e) => {
-                tracing::debug!(attempt = n, error = %e, "transient database conflict, retrying");
-                back_off(n).await;
-            }
-            Err(TxError::Commit(e)) if n < ATTEMPTS && is_transient(&e) => {
-                tracing::debug!(attempt = n, error = %e, "a batch commit conflicted, retrying");
-                back_off(n).await;
+            Err(e) if n < ATTEMPTS && e.sql().is_some_and(is_transient) => {
+                tracing::debug!(attempt = n, error = ?e, "transient database conflict, retrying");
+                let jitter = u64::from(rand::random::<u8>() % 8);
+                tokio::time::sleep(Duration::from_millis((1 << n) + jitter)).await;
             }
             Err(e) => return Err(e.into()),
         }

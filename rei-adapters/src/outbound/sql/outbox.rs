@@ -21,17 +21,8 @@ impl SqlStore {
                 "UPDATE outbox SET next_at = NULL, given_up_at = $1 WHERE id = $2 AND next_at IS NOT NULL"
             }
         };
-        self.write(move |tx| {
-            Box::pin(async move {
-                sqlx::query(sql)
-                    .bind(at.millis())
-                    .bind(id)
-                    .execute(&mut **tx)
-                    .await?;
-                Ok(())
-            })
-        })
-        .await?;
+        self.execute(sqlx::query(sql).bind(at.millis()).bind(id))
+            .await?;
         Ok(())
     }
 }
@@ -104,19 +95,14 @@ impl OutboxStore for SqlStore {
         retry_at: Timestamp,
     ) -> Result<(), StoreError> {
         let attempts = i32::try_from(attempts).unwrap_or(i32::MAX);
-        self.write(move |tx| {
-            Box::pin(async move {
-                sqlx::query(
-                    "UPDATE outbox SET attempts = $1, next_at = $2 WHERE id = $3 AND next_at IS NOT NULL",
-                )
-                .bind(attempts)
-                .bind(retry_at.millis())
-                .bind(id)
-                .execute(&mut **tx)
-                .await?;
-                Ok(())
-            })
-        })
+        self.execute(
+            sqlx::query(
+                "UPDATE outbox SET attempts = $1, next_at = $2 WHERE id = $3 AND next_at IS NOT NULL",
+            )
+            .bind(attempts)
+            .bind(retry_at.millis())
+            .bind(id),
+        )
         .await?;
         Ok(())
     }

@@ -331,18 +331,12 @@ impl PaymentStore for SqlStore {
         next_check_at: Timestamp,
     ) -> Result<(), StoreError> {
         let done = self
-            .write(move |tx| {
-                Box::pin(async move {
-                    Ok(sqlx::query(
-                        "UPDATE payments SET checks = $1, next_check_at = $2 WHERE id = $3",
-                    )
+            .execute(
+                sqlx::query("UPDATE payments SET checks = $1, next_check_at = $2 WHERE id = $3")
                     .bind(i64::from(checks))
                     .bind(next_check_at.millis())
-                    .bind(id.to_string())
-                    .execute(&mut **tx)
-                    .await?)
-                })
-            })
+                    .bind(id.to_string()),
+            )
             .await?;
         super::changed_one(&done, Missing::Payment(id))
     }

@@ -28,11 +28,15 @@ impl SqlStore {
     /// # Errors
     /// [`SqlError`] when the file cannot be opened or migrated.
     pub async fn open_sqlite_path(path: &str) -> Result<Self, SqlError> {
-        Self::open_sqlite(
-            SqliteConnectOptions::new().filename(path),
-            WriteMode::Batched,
-        )
-        .await
+        Self::open_sqlite_path_with(path, WriteMode::Batched).await
+    }
+
+    /// [`SqlStore::open_sqlite_path`] with a chosen [`WriteMode`].
+    ///
+    /// # Errors
+    /// As [`SqlStore::open_sqlite_path`].
+    pub async fn open_sqlite_path_with(path: &str, mode: WriteMode) -> Result<Self, SqlError> {
+        Self::open_sqlite(SqliteConnectOptions::new().filename(path), mode).await
     }
 
     /// Opens a `sqlite://` URL and applies migrations.
@@ -40,15 +44,20 @@ impl SqlStore {
     /// # Errors
     /// [`SqlError`] when the URL is malformed or the file cannot be opened or migrated.
     pub async fn open_sqlite_url(url: &str) -> Result<Self, SqlError> {
-        let options =
-            SqliteConnectOptions::from_str(url).map_err(|e| SqlError::BadUrl(e.to_string()))?;
-        Self::open_sqlite(options, WriteMode::Batched).await
+        Self::open_sqlite_url_with(url, WriteMode::Batched).await
     }
 
-    pub(crate) async fn open_sqlite(
-        options: SqliteConnectOptions,
-        mode: WriteMode,
-    ) -> Result<Self, SqlError> {
+    /// [`SqlStore::open_sqlite_url`] with a chosen [`WriteMode`].
+    ///
+    /// # Errors
+    /// As [`SqlStore::open_sqlite_url`].
+    pub async fn open_sqlite_url_with(url: &str, mode: WriteMode) -> Result<Self, SqlError> {
+        let options =
+            SqliteConnectOptions::from_str(url).map_err(|e| SqlError::BadUrl(e.to_string()))?;
+        Self::open_sqlite(options, mode).await
+    }
+
+    async fn open_sqlite(options: SqliteConnectOptions, mode: WriteMode) -> Result<Self, SqlError> {
         sqlx::any::install_default_drivers();
         let url = options.create_if_missing(true).to_url_lossy();
         let any = AnyConnectOptions::from_url(&url).map_err(|e| SqlError::BadUrl(e.to_string()))?;

@@ -99,6 +99,15 @@ impl SqlStore {
         self.writer.write(work).await
     }
 
+    /// Runs one statement (its values bound) as a write of its own; what it changed.
+    pub(crate) async fn execute(
+        &self,
+        statement: sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments>,
+    ) -> Result<sqlx::any::AnyQueryResult, TxError> {
+        self.write(move |tx| Box::pin(async move { Ok(statement.execute(&mut **tx).await?) }))
+            .await
+    }
+
     pub(crate) async fn lock_user(tx: &mut Tx<'_>, user: UserId) -> Result<Money, TxError> {
         let row: Option<(i64,)> = sqlx::query_as(dialect_sql!(
             Dialect::of(tx),

@@ -107,14 +107,10 @@ impl UserStore for SqlStore {
 
     async fn mark_ban_notified(&self, id: UserId) -> Result<bool, StoreError> {
         let done = self
-            .write(move |tx| {
-                Box::pin(async move {
-                    Ok(sqlx::query("UPDATE users SET ban_notified = TRUE WHERE tg_id = $1 AND is_banned = TRUE AND ban_notified = FALSE")
-                        .bind(id.get())
-                        .execute(&mut **tx)
-                        .await?)
-                })
-            })
+            .execute(
+                sqlx::query("UPDATE users SET ban_notified = TRUE WHERE tg_id = $1 AND is_banned = TRUE AND ban_notified = FALSE")
+                    .bind(id.get()),
+            )
             .await?;
         if done.rows_affected() == 1 {
             return Ok(true);

@@ -22,7 +22,6 @@
 //! never several: two open batches on PostgreSQL each hold the row locks of all their
 //! writes until their commit, so they deadlock on shared users (measured: 50× slower).
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -222,10 +221,11 @@ async fn lane(
     mut queue: mpsc::Receiver<Box<dyn Op>>,
     counters: Arc<Counters>,
 ) {
-    let mut carried: VecDeque<Box<dyn Op>> = VecDeque::new();
+    // Writes the last transaction did not get to go first into the next.
+    let mut carried: Vec<Box<dyn Op>> = Vec::new();
     loop {
-        let mut batch: Vec<Box<dyn Op>> = Vec::new();
-        if carried.is_empty() {
+        let mut batch = std::mem::take(&mut carried);
+        if batch.is_empty() {
             let Some(first) = queue.recv().await else {
                 tracing::debug!("the database writer stopped");
                 return;
@@ -237,15 +237,8 @@ async fn lane(
                     Err(_) => break,
                 }
             }
-        } else {
-            while batch.len() < MAX_BATCH {
-                match carried.pop_front() {
-                    Some(op) => batch.push(op),
-                    None => break,
-                }
-            }
         }
-        carried.extend(write_batch(&pool, begin, batch, &counters).await);
+        carried = write_batch(&pool, begin, batch, &counters).await;
     }
 }
 
