@@ -61,19 +61,17 @@ struct Cluster {
     client: reqwest::Client,
 }
 
-async fn eventually<F, Fut>(seed: u64, what: &str, mut check: F)
+async fn eventually<F, Fut>(seed: u64, what: &str, check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let start = Instant::now();
-    while !check().await {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "seed {seed}: timed out waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    rei_tests::eventually(
+        &format!("seed {seed}: {what}"),
+        Duration::from_secs(30),
+        check,
+    )
+    .await;
 }
 
 impl Cluster {
@@ -157,15 +155,22 @@ impl Cluster {
         victim.wait().await.unwrap();
     }
 
-    /// Starts `rei-bot worker` number `i`.
-    fn start_worker(&self, i: usize) {
+    /// `rei-bot <subcommand>` with the cluster's environment, logging to a new file in
+    /// the cluster's directory: the command and the log's path.
+    fn command(&self, subcommand: &str, i: usize) -> (tokio::process::Command, std::path::PathBuf) {
         let log = self
             .dir
             .path()
-            .join(format!("worker-{i}-{}.log", rand_suffix()));
+            .join(format!("{subcommand}-{i}-{}.log", rand_suffix()));
         let file = std::fs::File::create(&log).unwrap();
-        let mut command = bot_command(env!("CARGO_BIN_EXE_rei-bot"), "worker", Stdio::from(file));
+        let mut command = bot_command(env!("CARGO_BIN_EXE_rei-bot"), subcommand, Stdio::from(file));
         self.shared_env(&mut command);
+        (command, log)
+    }
+
+    /// Starts `rei-bot worker` number `i`.
+    fn start_worker(&self, i: usize) {
+        let (mut command, _) = self.command("worker", i);
         self.workers
             .lock()
             .unwrap()
@@ -174,13 +179,7 @@ impl Cluster {
 
     /// Starts (or restarts) bot process `i`.
     async fn start_node(&self, i: usize) {
-        let log = self
-            .dir
-            .path()
-            .join(format!("bot-{i}-{}.log", rand_suffix()));
-        let file = std::fs::File::create(&log).unwrap();
-        let mut command = bot_command(env!("CARGO_BIN_EXE_rei-bot"), "run", Stdio::from(file));
-        self.shared_env(&mut command);
+        let (mut command, log) = self.command("run", i);
         command
             .env("TELEGRAM_MODE", "webhook")
             .env("PUBLIC_URL", "https://bot.example.com")
@@ -295,6 +294,15 @@ impl Cluster {
             out.push(topup);
         }
         out
+    }
+
+    /// `jobs` as stored now.
+    async fn reread(&self, jobs: &[Job]) -> Vec<Job> {
+        let mut now = Vec::new();
+        for job in jobs {
+            now.push(self.stores.jobs.job(job.id).await.unwrap().unwrap());
+        }
+        now
     }
 
     /// The jobs of `user`.
@@ -460,6 +468,29 @@ impl Cluster {
             repeated <= kills,
             "seed {seed}: {repeated} notices repeated after {kills} kill(s)"
         );
+    }
+}
+
+/// Polls `read` every 100 ms until `done` holds for the jobs it read; those jobs.
+/// Fails after `limit`, naming `what` and the jobs last read.
+async fn jobs_when<R, Fut>(
+    what: &str,
+    limit: Duration,
+    mut read: R,
+    done: impl Fn(&[Job]) -> bool,
+) -> Vec<Job>
+where
+    R: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Vec<Job>>,
+{
+    let start = Instant::now();
+    loop {
+        let jobs = read().await;
+        if done(&jobs) {
+            return jobs;
+        }
+        assert!(start.elapsed() < limit, "{what}: {jobs:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -704,22 +735,13 @@ async fn a_worker_killed_during_calls_leaves_every_job_settled_once() {
             job.state.is_final()
                 && matches!(job.delivery, Delivery::Delivered | Delivery::Unreachable)
         };
-        let mut last = Vec::new();
-        let start = Instant::now();
-        loop {
-            last.clear();
-            for job in &created {
-                last.push(cluster.stores.jobs.job(job.id).await.unwrap().unwrap());
-            }
-            if last.iter().all(settled) {
-                break;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "seed {seed}: jobs not settled: {last:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let last = jobs_when(
+            &format!("seed {seed}: jobs not settled"),
+            Duration::from_secs(60),
+            || cluster.reread(&created),
+            |jobs| jobs.iter().all(settled),
+        )
+        .await;
         let mut repeated = 0;
         for u in 0..4_i64 {
             let user = UserId::new(3_001 + u).unwrap();
@@ -927,18 +949,13 @@ async fn postgres_restarted_mid_flow_loses_and_doubles_nothing() {
     let settled = |job: &Job| {
         job.state.is_final() && matches!(job.delivery, rei_core::job::Delivery::Delivered)
     };
-    let start = Instant::now();
-    let jobs = loop {
-        let jobs = cluster.jobs_of(user).await;
-        if jobs.len() == 3 && jobs.iter().all(settled) {
-            break jobs;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "seed {seed}: jobs not settled: {jobs:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let jobs = jobs_when(
+        &format!("seed {seed}: jobs not settled"),
+        Duration::from_secs(60),
+        || cluster.jobs_of(user),
+        |jobs| jobs.len() == 3 && jobs.iter().all(settled),
+    )
+    .await;
     let (made, charged) = made_and_charged(&jobs);
     let balance = cluster.stores.ledger.balance(user).await.unwrap();
     assert_eq!(
@@ -997,24 +1014,16 @@ async fn gemini_refusing_losing_answers_or_rate_limiting_refunds_every_job() {
         let created = cluster
             .image_jobs(6_001, 3, 2, &format!("gemini-{n}"))
             .await;
-        let start = Instant::now();
-        let done = loop {
-            let mut now = Vec::new();
-            for job in &created {
-                now.push(cluster.stores.jobs.job(job.id).await.unwrap().unwrap());
-            }
-            if now
-                .iter()
-                .all(|j| j.state.is_final() && j.delivery == Delivery::Delivered)
-            {
-                break now;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(90),
-                "{fault:?}: not settled: {now:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        };
+        let done = jobs_when(
+            &format!("{fault:?}: not settled"),
+            Duration::from_secs(90),
+            || cluster.reread(&created),
+            |jobs| {
+                jobs.iter()
+                    .all(|j| j.state.is_final() && j.delivery == Delivery::Delivered)
+            },
+        )
+        .await;
         assert!(
             done.iter().all(|j| j.state == JobState::Failed),
             "{fault:?}: {done:?}"

@@ -8,7 +8,7 @@
 
 use std::process::Stdio;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rei_adapters::outbound::sql::{DatabaseTarget, Stores, connect};
 use rei_adapters::outbound::yookassa::{YooKassaClient, YooKassaConfig};
@@ -106,19 +106,12 @@ impl Drop for Bot {
     }
 }
 
-async fn eventually<F, Fut>(what: &str, mut check: F)
+async fn eventually<F, Fut>(what: &str, check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let start = Instant::now();
-    while !check().await {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "timed out waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    rei_tests::eventually(what, Duration::from_secs(30), check).await;
 }
 
 fn text(call: &Call) -> &str {

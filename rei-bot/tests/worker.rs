@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use rei_adapters::outbound::sql::{DatabaseTarget, Stores, connect};
 use rei_core::job::{Delivery, Job, JobLimits, JobSpec, JobState, Prompt, VideoMode};
 use rei_core::prelude::*;
+use rei_tests::eventually;
 use rei_tests::fakes::kling::{FakeKling, Hang};
 use rei_tests::fakes::telegram::FakeTelegram;
 use rei_tests::process::{bot_command, listening_addr};
@@ -157,19 +158,6 @@ impl World {
             .unwrap()
             .available
             .kopecks()
-    }
-}
-
-/// Polls until `done` holds, failing after `limit`.
-async fn eventually<F, Fut>(what: &str, limit: Duration, mut done: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !done().await {
-        assert!(start.elapsed() < limit, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
 

@@ -256,3 +256,19 @@ pub fn yookassa_payments(
         },
     ))
 }
+
+/// Polls `check` every 25 ms until it holds.
+///
+/// # Panics
+/// When it does not hold within `limit`, naming `what`.
+pub async fn eventually<F, Fut>(what: &str, limit: std::time::Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = std::time::Instant::now();
+    while !check().await {
+        assert!(start.elapsed() < limit, "timed out waiting for: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+}

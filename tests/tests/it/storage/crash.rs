@@ -10,30 +10,41 @@ use rei_core::Timestamp;
 
 const ROUNDS: u32 = 8;
 
+/// Runs `rei-storage-child <mode> <target> <round>`, hands each line it prints (one per
+/// answered write) to `on_line`, and kills it with SIGKILL after `kill_after` lines:
+/// its next write is somewhere between begin and commit.
+fn run_and_kill(
+    mode: &str,
+    target: &str,
+    round: u32,
+    kill_after: u64,
+    mut on_line: impl FnMut(String),
+) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rei-storage-child"))
+        .args([mode, target, &round.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn the storage child");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    for seen in 0..kill_after {
+        match lines.next() {
+            Some(Ok(line)) => on_line(line),
+            other => panic!("the {mode} stopped on its own after {seen} lines: {other:?}"),
+        }
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reap");
+}
+
 fn kill_at_random_points(target: &str) -> u64 {
     let mut rng = rand::rng();
     let mut total_ops = 0;
     for round in 0..ROUNDS {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_rei-storage-child"))
-            .args(["crash-writer", target, &round.to_string()])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn crash writer");
         let kill_after: u64 = rng.random_range(1..60);
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let mut seen = 0;
-        while seen < kill_after {
-            match lines.next() {
-                Some(Ok(_)) => seen += 1,
-                other => panic!("the writer stopped on its own after {seen} ops: {other:?}"),
-            }
-        }
-        // SIGKILL mid-flight: the next write is somewhere between begin and commit.
-        child.kill().expect("SIGKILL");
-        child.wait().expect("reap");
-        total_ops += seen;
+        run_and_kill("crash-writer", target, round, kill_after, |_| {});
+        total_ops += kill_after;
     }
     total_ops
 }
@@ -85,32 +96,19 @@ fn kill_batches_in_flight(target: &str) -> Answered {
     let mut rng = rand::rng();
     let mut answered = Answered::default();
     for round in 0..ROUNDS {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_rei-storage-child"))
-            .args(["batch-writer", target, &round.to_string()])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn batch writer");
         let kill_after: u64 = rng.random_range(50..600);
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let mut seen = 0;
-        while seen < kill_after {
-            match lines.next() {
-                Some(Ok(line)) => {
-                    seen += 1;
-                    match line.split_once(' ') {
-                        Some(("credit", key)) => answered.credits.push(key.to_owned()),
-                        Some(("hold", id)) => answered.holds.push(id.to_owned()),
-                        Some(("captured", id)) => answered.captured.push(id.to_owned()),
-                        _ => panic!("unexpected line from the batch writer: {line}"),
-                    }
-                }
-                other => panic!("the writer stopped on its own after {seen} lines: {other:?}"),
-            }
-        }
-        child.kill().expect("SIGKILL");
-        child.wait().expect("reap");
+        run_and_kill(
+            "batch-writer",
+            target,
+            round,
+            kill_after,
+            |line| match line.split_once(' ') {
+                Some(("credit", key)) => answered.credits.push(key.to_owned()),
+                Some(("hold", id)) => answered.holds.push(id.to_owned()),
+                Some(("captured", id)) => answered.captured.push(id.to_owned()),
+                _ => panic!("unexpected line from the batch writer: {line}"),
+            },
+        );
     }
     answered
 }
