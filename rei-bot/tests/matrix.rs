@@ -269,12 +269,7 @@ impl Cluster {
             self.stores.users.clone(),
             Arc::new(rei_adapters::outbound::system::SystemClock),
         )
-        .register(UserProfile {
-            id: user,
-            username: None,
-            first_name: None,
-            language: Language::Ru,
-        })
+        .register(rei_tests::profile(user))
         .await
         .unwrap();
         let p = self

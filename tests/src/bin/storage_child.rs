@@ -270,15 +270,7 @@ async fn batch_writer(target_arg: &str, round: u32) -> anyhow::Result<()> {
             let user = UserId::new(id)?;
             stores
                 .users
-                .register(
-                    UserProfile {
-                        id: user,
-                        username: None,
-                        first_name: None,
-                        language: Language::Ru,
-                    },
-                    Timestamp::from_millis(0),
-                )
+                .register(rei_tests::profile(user), Timestamp::from_millis(0))
                 .await?;
         }
         let mut tasks = Vec::new();
