@@ -1,9 +1,10 @@
 //! The fault matrix across processes (issue [prove], first rows): two `rei-bot run`
-//! processes in webhook mode behind one (simulated) load balancer, on one PostgreSQL
-//! database and one Redis, with fakes of Telegram and YooKassa that speak their wire
-//! formats. Each row drives real top-ups, injects its fault, and ends with the money
-//! checks: the ledger verifies, every paid top-up is credited exactly once, and every
-//! user was told exactly once. Rows repeat with several seeds; a failure names its seed.
+//! processes in webhook mode behind one (simulated) load balancer and two `rei-bot
+//! worker` processes, on one PostgreSQL database and a Redis server of the cluster's
+//! own, with fakes of Telegram, YooKassa and Gemini that speak their wire formats. Each
+//! row drives real flows, injects its fault, and ends with the money checks: the ledger
+//! verifies, every paid top-up is credited exactly once, every job is settled once.
+//! Rows repeat with several seeds; a failure names its seed.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -59,6 +60,8 @@ struct Cluster {
     workers: std::sync::Mutex<Vec<Child>>,
     dir: tempfile::TempDir,
     client: reqwest::Client,
+    /// The Redis server [`Cluster::start`] started for it (stopped with it).
+    own_redis: Option<OwnRedis>,
 }
 
 async fn eventually<F, Fut>(seed: u64, what: &str, check: F)
@@ -75,14 +78,13 @@ where
 }
 
 impl Cluster {
+    /// A cluster on a Redis server of its own: clusters running at the same time must
+    /// not take each other's queue entries (REI's Redis keys have one fixed prefix).
     async fn start(seed: u64) -> Self {
-        // A Redis database of its own (1–15; other tests use 0): clusters running at
-        // the same time must not take each other's queue entries.
-        static NEXT_DB: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let db = 1 + NEXT_DB.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 15;
-        let mut redis = url::Url::parse(&rei_tests::server_url("REI_TEST_REDIS_URL")).unwrap();
-        redis.set_path(&db.to_string());
-        Self::start_with(seed, redis.to_string(), None).await
+        let redis = OwnRedis::start().await;
+        let mut cluster = Self::start_with(seed, redis.url(), None).await;
+        cluster.own_redis = Some(redis);
+        cluster
     }
 
     /// A cluster on the Redis at `redis`; its processes reach PostgreSQL through
@@ -123,6 +125,7 @@ impl Cluster {
             workers: std::sync::Mutex::new(Vec::new()),
             dir: tempfile::tempdir().unwrap(),
             client: reqwest::Client::new(),
+            own_redis: None,
         };
         for i in 0..2 {
             cluster.start_node(i).await;
@@ -909,10 +912,8 @@ async fn redis_stopped_and_started_again_doubles_and_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_restarted_mid_flow_loses_and_doubles_nothing() {
     let proxy = Forwarder::start().await.unwrap();
-    let redis = url::Url::parse(&rei_tests::server_url("REI_TEST_REDIS_URL")).unwrap();
-    let mut redis = redis;
-    redis.set_path("15");
-    let cluster = Cluster::start_with(9, redis.to_string(), Some(&proxy)).await;
+    let redis = OwnRedis::start().await;
+    let cluster = Cluster::start_with(9, redis.url(), Some(&proxy)).await;
     let seed = cluster.seed;
     let user = cluster.customer(5_001).await;
     cluster.gemini.answer_after(Duration::from_millis(300));
