@@ -12,10 +12,12 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rei_adapters::app::backends::BackendsConfig;
 use rei_adapters::outbound::sql::{DatabaseTarget, Stores, connect};
 use rei_core::payment::{PaymentFilter, PaymentService, PaymentState};
 use rei_core::prelude::*;
 use rei_tests::fakes::gemini::FakeGemini;
+use rei_tests::fakes::kling::FakeKling;
 use rei_tests::fakes::telegram::FakeTelegram;
 use rei_tests::fakes::yookassa::FakeYooKassa;
 use rei_tests::process::{Forwarder, bot_command, listening_addr};
@@ -55,6 +57,7 @@ struct Cluster {
     telegram: FakeTelegram,
     yookassa: FakeYooKassa,
     gemini: FakeGemini,
+    kling: FakeKling,
     payments: PaymentService,
     nodes: Vec<std::sync::Mutex<Option<Node>>>,
     workers: std::sync::Mutex<Vec<Child>>,
@@ -62,6 +65,8 @@ struct Cluster {
     client: reqwest::Client,
     /// The Redis server [`Cluster::start`] started for it (stopped with it).
     own_redis: Option<OwnRedis>,
+    /// Settings of this cluster's rows on top of the shared ones.
+    extra_env: Vec<(String, String)>,
 }
 
 async fn eventually<F, Fut>(seed: u64, what: &str, check: F)
@@ -81,8 +86,13 @@ impl Cluster {
     /// A cluster on a Redis server of its own: clusters running at the same time must
     /// not take each other's queue entries (REI's Redis keys have one fixed prefix).
     async fn start(seed: u64) -> Self {
+        Self::start_env(seed, &[]).await
+    }
+
+    /// [`Cluster::start`] with `env` set in every process on top of the shared settings.
+    async fn start_env(seed: u64, env: &[(&str, &str)]) -> Self {
         let redis = OwnRedis::start().await;
-        let mut cluster = Self::start_with(seed, redis.url(), None).await;
+        let mut cluster = Self::start_full(seed, redis.url(), None, env).await;
         cluster.own_redis = Some(redis);
         cluster
     }
@@ -90,6 +100,15 @@ impl Cluster {
     /// A cluster on the Redis at `redis`; its processes reach PostgreSQL through
     /// `db_proxy` when given (so that a test can cut their connections).
     async fn start_with(seed: u64, redis: String, db_proxy: Option<&Forwarder>) -> Self {
+        Self::start_full(seed, redis, db_proxy, &[]).await
+    }
+
+    async fn start_full(
+        seed: u64,
+        redis: String,
+        db_proxy: Option<&Forwarder>,
+        env: &[(&str, &str)],
+    ) -> Self {
         let database = rei_tests::postgres_url().await.unwrap();
         let process_database = match db_proxy {
             None => database.clone(),
@@ -111,6 +130,7 @@ impl Cluster {
         let telegram = FakeTelegram::start().await.unwrap();
         let yookassa = FakeYooKassa::start().await.unwrap();
         let gemini = FakeGemini::start().await.unwrap();
+        let kling = FakeKling::start(2).await.unwrap();
         let payments = rei_tests::yookassa_payments(&stores, &yookassa.url).unwrap();
         let cluster = Self {
             seed,
@@ -120,12 +140,17 @@ impl Cluster {
             telegram,
             yookassa,
             gemini,
+            kling,
             payments,
             nodes: vec![std::sync::Mutex::new(None), std::sync::Mutex::new(None)],
             workers: std::sync::Mutex::new(Vec::new()),
             dir: tempfile::tempdir().unwrap(),
             client: reqwest::Client::new(),
             own_redis: None,
+            extra_env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
         };
         for i in 0..2 {
             cluster.start_node(i).await;
@@ -140,12 +165,21 @@ impl Cluster {
             .env("TELEGRAM_API_URL", &self.telegram.url)
             .env("NANO_BANANA_API_KEY", "test-key")
             .env("NANO_BANANA_API_URL", &self.gemini.url)
+            // A call that hangs is given up after 3 s (answers come in 300 ms at most).
+            .env("NANO_BANANA_TIMEOUT_SECS", "3")
+            .env("KLING_API_KEY", "ak-test:sk-test")
+            .env("KLING_API_URL", &self.kling.url)
+            .env("KLING_TIMEOUT_SECS", "2")
+            .env("VIDEO_POLL_INTERVAL_MS", "100")
             .env("MAX_ACTIVE_JOBS_PER_USER", "10")
             // A job held by a process that lost it is taken over after 2 s.
             .env("WORKER_LEASE_SECS", "2")
             .env("ASSET_DIR", self.dir.path())
             .env("DATABASE_URL", &self.database)
             .env("REDIS_URL", &self.redis);
+        for (name, value) in &self.extra_env {
+            command.env(name, value);
+        }
     }
 
     /// SIGKILL of `rei-bot worker` number `i`, and a new one in its place.
@@ -318,16 +352,54 @@ impl Cluster {
     /// `per_user` image jobs for each of `users` new users (ids from `first`), each
     /// funded with 1,000 ₽, created as the bot creates them.
     async fn image_jobs(&self, first: i64, users: i64, per_user: usize, tag: &str) -> Vec<Job> {
-        let jobs = rei_tests::job_service(&self.stores, rei_core::job::JobLimits::default());
+        self.jobs_for(first, users, per_user, tag, || JobSpec::ImageGeneration {
+            prompt: Prompt::parse("a red fox").unwrap(),
+        })
+        .await
+    }
+
+    /// [`Self::image_jobs`] with 5 s text-to-video jobs on Kling.
+    async fn video_jobs(&self, first: i64, users: i64, per_user: usize, tag: &str) -> Vec<Job> {
+        self.jobs_for(first, users, per_user, tag, || JobSpec::Video {
+            mode: rei_core::job::VideoMode::TextToVideo,
+            model: "kling-v2-6".into(),
+            duration: VideoDuration::Five,
+            prompt: Prompt::parse("a fox in the snow").unwrap(),
+            input: None,
+        })
+        .await
+    }
+
+    async fn jobs_for(
+        &self,
+        first: i64,
+        users: i64,
+        per_user: usize,
+        tag: &str,
+        spec: impl Fn() -> JobSpec,
+    ) -> Vec<Job> {
+        // New jobs go to the cluster's Redis, as the bot hands them over.
+        let backends = rei_adapters::app::backends::connect(&BackendsConfig {
+            database: DatabaseTarget::from_config(Some(&self.database), "").unwrap(),
+            redis_url: Some(self.redis.parse().unwrap()),
+            rate_limit_per_minute: 1_000,
+            lease_for: Duration::from_secs(2),
+            write_mode: None,
+        })
+        .await
+        .unwrap();
+        let jobs = rei_tests::job_service_on(
+            &self.stores,
+            backends.queue,
+            rei_core::job::JobLimits::default(),
+        );
         let mut created = Vec::new();
         for u in 0..users {
             let user = rei_tests::funded_user(&self.stores, first + u, "1000".parse().unwrap())
                 .await
                 .unwrap();
             for k in 0..per_user {
-                let spec = JobSpec::ImageGeneration {
-                    prompt: Prompt::parse("a red fox").unwrap(),
-                };
+                let spec = spec();
                 let quote = jobs.quote(&spec);
                 let key = IdempotencyKey::new(format!("{tag}-{u}-{k}")).unwrap();
                 created.push(jobs.create(user, spec, &quote, key).await.unwrap());
@@ -982,19 +1054,26 @@ enum GeminiFault {
     LostAnswer,
     /// Every call gets 429 `RESOURCE_EXHAUSTED` with a retry delay.
     RateLimited,
+    /// Every call is taken and never answered (`NANO_BANANA_TIMEOUT_SECS` gives up).
+    Hang,
+    /// The first calls get 503 `UNAVAILABLE` (nothing generated): sent again, made.
+    Unavailable,
 }
 
-/// Rows: Gemini refusing, losing its answers, or rate limiting every call, while the
-/// two workers run 6 image jobs. Every job ends refunded and its user told; a refused
-/// or lost call is never sent again (it may have been billed); a rate-limited one is
-/// retried a bounded number of times.
+/// Rows: Gemini refusing, losing its answers, rate limiting, or never answering every
+/// call, or overloaded (503) for a few, while the cluster's workers run 6 image jobs.
+/// Every job ends once: refunded and its user told, or (after the 503s) made, delivered
+/// and charged; a refused, lost or timed-out call is never sent again (it may have been
+/// billed); a rate-limited one is retried a bounded number of times.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn gemini_refusing_losing_answers_or_rate_limiting_refunds_every_job() {
+async fn gemini_faults_end_every_job_once() {
     use rei_core::job::{Delivery, JobLimits};
     for (n, fault) in [
         GeminiFault::Refusal,
         GeminiFault::LostAnswer,
         GeminiFault::RateLimited,
+        GeminiFault::Hang,
+        GeminiFault::Unavailable,
     ]
     .into_iter()
     .enumerate()
@@ -1005,6 +1084,8 @@ async fn gemini_refusing_losing_answers_or_rate_limiting_refunds_every_job() {
             GeminiFault::Refusal => cluster.gemini.refuse(),
             GeminiFault::LostAnswer => cluster.gemini.drop_answers(),
             GeminiFault::RateLimited => cluster.gemini.rate_limit(),
+            GeminiFault::Hang => cluster.gemini.answer_after(Duration::from_secs(3_600)),
+            GeminiFault::Unavailable => cluster.gemini.unavailable(3),
         }
         let limits = JobLimits::default();
         let created = cluster
@@ -1020,31 +1101,35 @@ async fn gemini_refusing_losing_answers_or_rate_limiting_refunds_every_job() {
             },
         )
         .await;
+        let made = matches!(fault, GeminiFault::Unavailable);
+        let expected = if made {
+            JobState::Completed
+        } else {
+            JobState::Failed
+        };
         assert!(
-            done.iter().all(|j| j.state == JobState::Failed),
+            done.iter().all(|j| j.state == expected),
             "{fault:?}: {done:?}"
         );
         for u in 0..3_i64 {
             let user = UserId::new(6_001 + u).unwrap();
+            let theirs: Vec<&Job> = done.iter().filter(|j| j.user_id == user).collect();
+            let (images, charged) = made_and_charged(theirs.iter().copied());
             let balance = cluster.stores.ledger.balance(user).await.unwrap();
             assert_eq!(
-                balance,
-                Balance {
-                    available: "1000".parse().unwrap(),
-                    held: Money::ZERO
-                },
-                "seed {seed} {fault:?}: {user} refunded in full"
+                (balance.available.kopecks(), balance.held),
+                (100_000 - charged, Money::ZERO),
+                "seed {seed} {fault:?}: {user} charged for what was made, the rest refunded"
             );
-            assert!(
-                cluster
-                    .telegram
-                    .calls_to("sendPhoto", user.get())
-                    .is_empty()
+            assert_eq!(
+                cluster.telegram.calls_to("sendPhoto", user.get()).len(),
+                images,
+                "seed {seed} {fault:?}: {user}: each image once"
             );
         }
         let calls = usize::try_from(cluster.gemini.calls()).unwrap();
         match fault {
-            GeminiFault::Refusal | GeminiFault::LostAnswer => {
+            GeminiFault::Refusal | GeminiFault::LostAnswer | GeminiFault::Hang => {
                 assert_eq!(
                     calls,
                     created.len(),
@@ -1056,6 +1141,10 @@ async fn gemini_refusing_losing_answers_or_rate_limiting_refunds_every_job() {
                 // 3 job attempts × 3 client attempts, then refunded.
                 let per_job = usize::try_from(limits.max_attempts).unwrap() * 3;
                 assert_eq!(calls, created.len() * per_job, "{fault:?}: bounded retries");
+            }
+            GeminiFault::Unavailable => {
+                // Nothing was generated by a 503: those calls are sent again.
+                assert_eq!(calls, created.len() + 3, "{fault:?}: the 503s sent again");
             }
         }
         let report = cluster.stores.ledger.verify().await.unwrap();
@@ -1138,6 +1227,519 @@ async fn a_bot_killed_during_confirms_loses_and_doubles_nothing() {
             "seed {seed}"
         );
         assert_eq!(balance.held, Money::ZERO, "seed {seed}");
+        let report = cluster.stores.ledger.verify().await.unwrap();
+        assert!(report.is_ok(), "seed {seed}: {:?}", report.violations);
+    }
+}
+
+/// Where, inside a video job, the workers are killed.
+#[derive(Clone, Copy, Debug)]
+enum Step {
+    /// The hold is taken and the job claimed; the start notice is being sent, no
+    /// provider call yet.
+    AfterHold,
+    /// Kling accepted the task; its answer (the task id) never came back.
+    AfterProviderCall,
+    /// The task id is stored; a status query is out.
+    WhilePolling,
+    /// The video is ready and being downloaded: not captured yet.
+    BeforeCapture,
+    /// Captured (charged); the video is being sent to the user.
+    DuringDelivery,
+}
+
+/// Row: SIGKILL of every process that runs workers (both `rei-bot worker`s and both
+/// `rei-bot run`s, which embed workers) inside each step of two video jobs (a step's
+/// call is made to hang until the kill), then all four again. Each job ends made, delivered and
+/// charged once; Kling got one create per job; a video may reach the user twice only
+/// when its sender was killed between Telegram's answer and our record of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_killed_at_each_step_of_a_video_leave_it_made_and_paid_once() {
+    use rei_core::job::Delivery;
+    use rei_tests::fakes::kling::Hang;
+    for seed in SEEDS {
+        let cluster = Cluster::start(seed).await;
+        let mut rng = Rng(seed);
+        for (n, step) in [
+            Step::AfterHold,
+            Step::AfterProviderCall,
+            Step::WhilePolling,
+            Step::BeforeCapture,
+            Step::DuringDelivery,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let first = 10_001 + 10 * i64::try_from(n).unwrap();
+            let user = UserId::new(first).unwrap();
+            match step {
+                Step::AfterHold => cluster.telegram.hang("sendMessage"),
+                Step::AfterProviderCall => cluster.kling.hang(Hang::CreateAfterAccept),
+                Step::WhilePolling => cluster.kling.hang(Hang::Status),
+                Step::BeforeCapture => cluster.kling.hang(Hang::Download),
+                Step::DuringDelivery => cluster.telegram.hang("sendVideo"),
+            }
+            let downloads = cluster.kling.downloads();
+            let created = cluster
+                .video_jobs(first, 1, 2, &format!("step-{seed}-{n}"))
+                .await;
+            let externals: Vec<String> = created.iter().map(|j| j.id.to_string()).collect();
+            let what = format!("seed {seed}: both jobs inside {step:?}");
+            let kling = &cluster.kling;
+            let telegram = &cluster.telegram;
+            let reread = || cluster.reread(&created);
+            match step {
+                Step::AfterHold => {
+                    let jobs = jobs_when(&what, Duration::from_secs(30), reread, |jobs| {
+                        jobs.iter().all(|j| j.state == JobState::Processing)
+                    })
+                    .await;
+                    assert!(kling.creates().is_empty(), "{what}: no call yet: {jobs:?}");
+                }
+                Step::AfterProviderCall => {
+                    eventually(seed, &what, || {
+                        let creates = kling.creates();
+                        std::future::ready(externals.iter().all(|e| creates.contains(e)))
+                    })
+                    .await;
+                }
+                Step::WhilePolling => {
+                    eventually(seed, &what, || {
+                        std::future::ready(externals.iter().all(|e| kling.polls(e) > 0))
+                    })
+                    .await;
+                }
+                Step::BeforeCapture => {
+                    eventually(seed, &what, || {
+                        std::future::ready(kling.downloads() >= downloads + 2)
+                    })
+                    .await;
+                    let jobs = reread().await;
+                    assert!(
+                        jobs.iter().all(|j| j.state == JobState::Processing),
+                        "{what}: not captured yet: {jobs:?}"
+                    );
+                }
+                Step::DuringDelivery => {
+                    eventually(seed, &what, || {
+                        std::future::ready(telegram.calls_to("sendVideo", user.get()).len() >= 2)
+                    })
+                    .await;
+                    let jobs = reread().await;
+                    assert!(
+                        jobs.iter().all(|j| j.state == JobState::Completed),
+                        "{what}: captured before delivery: {jobs:?}"
+                    );
+                }
+            }
+            // `rei-bot run` embeds workers too: every process that may hold a job is
+            // killed, in a seeded order, a little apart.
+            let mut victims = vec![(false, 0), (false, 1), (true, 0), (true, 1)];
+            for k in (1..victims.len()).rev() {
+                victims.swap(k, usize::try_from(rng.below(k as u64 + 1)).unwrap());
+            }
+            for (node, i) in victims {
+                if node {
+                    cluster.kill_node(i).await;
+                } else {
+                    let left = cluster.workers.lock().unwrap().len();
+                    cluster.kill_worker(i.min(left - 1)).await;
+                }
+                tokio::time::sleep(Duration::from_millis(rng.below(100))).await;
+            }
+            cluster.kling.hang(Hang::Never);
+            cluster.telegram.release();
+            for i in 0..2 {
+                cluster.start_node(i).await;
+                cluster.start_worker(i);
+            }
+            let jobs = jobs_when(
+                &format!("seed {seed}: {step:?}: jobs not settled"),
+                Duration::from_secs(60),
+                reread,
+                |jobs| {
+                    jobs.iter()
+                        .all(|j| j.state.is_final() && j.delivery != Delivery::Pending)
+                },
+            )
+            .await;
+            assert!(
+                jobs.iter()
+                    .all(|j| (j.state, j.delivery) == (JobState::Completed, Delivery::Delivered)),
+                "seed {seed}: {step:?}: {jobs:?}"
+            );
+            let creates = kling.creates();
+            for external in &externals {
+                assert_eq!(
+                    creates.iter().filter(|c| *c == external).count(),
+                    1,
+                    "seed {seed}: {step:?}: Kling paid once for {external}"
+                );
+            }
+            let (made, charged) = made_and_charged(&jobs);
+            let balance = cluster.stores.ledger.balance(user).await.unwrap();
+            assert_eq!(
+                (balance.available.kopecks(), balance.held),
+                (100_000 - charged, Money::ZERO),
+                "seed {seed}: {step:?}: charged once each"
+            );
+            let videos = telegram.calls_to("sendVideo", user.get()).len();
+            let resent = if matches!(step, Step::DuringDelivery) {
+                2
+            } else {
+                0
+            };
+            assert!(
+                (made..=made + resent).contains(&videos),
+                "seed {seed}: {step:?}: {videos} videos for {made}"
+            );
+        }
+        let report = cluster.stores.ledger.verify().await.unwrap();
+        assert!(report.is_ok(), "seed {seed}: {:?}", report.violations);
+    }
+}
+
+/// What Kling does wrong in a provider row, and how the two jobs of the row end.
+#[derive(Clone, Copy, Debug)]
+enum KlingFault {
+    /// Creates answered 429 code 1303 (no task made): backed off and sent again.
+    CreateRateLimited,
+    /// Creates answered 500 (no task made): looked up by job id, found missing, sent
+    /// again.
+    CreateServerError,
+    /// Creates taken, then the connection breaks: looked up, found, not sent again.
+    CreateLost,
+    /// Creates never answered (`KLING_TIMEOUT_SECS`): looked up, found, not sent again.
+    CreateHangs,
+    /// The prompt refused (400 code 1301): refunded, the user told.
+    CreateRefused,
+    /// Status queries answered 429 code 1302, 500, or cut off: asked again.
+    PollFaults,
+    /// Status queries never answered for a while: given up after the timeout, asked
+    /// again.
+    PollHangs,
+    /// The task ends `failed` (the output refused): refunded, the user told.
+    TaskFailed,
+}
+
+/// Rows: Kling rate limiting, failing, losing answers, hanging and refusing, on submit
+/// and on poll, with two video jobs per fault over the cluster's workers. Every job
+/// ends once: made, delivered and charged, with exactly one task at Kling; or, when
+/// Kling refused, refunded in full with no video and no task billed twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kling_faults_on_submit_and_poll_end_every_job_once() {
+    use rei_core::job::Delivery;
+    use rei_tests::fakes::kling::{CreateFault, Hang, PollFault};
+    let cluster = Cluster::start(200).await;
+    let seed = cluster.seed;
+    for (n, fault) in [
+        KlingFault::CreateRateLimited,
+        KlingFault::CreateServerError,
+        KlingFault::CreateLost,
+        KlingFault::CreateHangs,
+        KlingFault::CreateRefused,
+        KlingFault::PollFaults,
+        KlingFault::PollHangs,
+        KlingFault::TaskFailed,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let kling = &cluster.kling;
+        match fault {
+            KlingFault::CreateRateLimited => kling.fault_creates([CreateFault::RateLimited; 3]),
+            KlingFault::CreateServerError => kling.fault_creates([CreateFault::ServerError; 2]),
+            KlingFault::CreateLost => kling.fault_creates([CreateFault::LostAfterAccept; 2]),
+            KlingFault::CreateHangs => kling.hang(Hang::CreateAfterAccept),
+            KlingFault::CreateRefused => kling.fault_creates([CreateFault::Refused; 2]),
+            KlingFault::PollFaults => kling.fault_polls([
+                PollFault::RateLimited,
+                PollFault::ServerError,
+                PollFault::Lost,
+                PollFault::RateLimited,
+                PollFault::Lost,
+            ]),
+            KlingFault::PollHangs => kling.hang(Hang::Status),
+            KlingFault::TaskFailed => kling.fail_tasks(),
+        }
+        let first = 20_001 + 10 * i64::try_from(n).unwrap();
+        let user = UserId::new(first).unwrap();
+        let created = cluster.video_jobs(first, 1, 2, &format!("kling-{n}")).await;
+        if matches!(fault, KlingFault::PollHangs) {
+            // Both jobs' polls time out at least once, then Kling answers again.
+            let externals: Vec<String> = created.iter().map(|j| j.id.to_string()).collect();
+            eventually(seed, "polls out", || {
+                std::future::ready(externals.iter().all(|e| kling.polls(e) > 0))
+            })
+            .await;
+            tokio::time::sleep(Duration::from_millis(2_500)).await;
+            kling.hang(Hang::Never);
+        }
+        let jobs = jobs_when(
+            &format!("{fault:?}: not settled"),
+            Duration::from_secs(60),
+            || cluster.reread(&created),
+            |jobs| {
+                jobs.iter()
+                    .all(|j| j.state.is_final() && j.delivery == Delivery::Delivered)
+            },
+        )
+        .await;
+        kling.hang(Hang::Never);
+        let refused = matches!(fault, KlingFault::CreateRefused | KlingFault::TaskFailed);
+        let expected = if refused {
+            JobState::Failed
+        } else {
+            JobState::Completed
+        };
+        assert!(
+            jobs.iter().all(|j| j.state == expected),
+            "{fault:?}: {jobs:?}"
+        );
+        for job in &jobs {
+            let tasks = kling.tasks_of(&job.id.to_string());
+            let billed = usize::from(!matches!(fault, KlingFault::CreateRefused));
+            assert_eq!(tasks, billed, "{fault:?}: tasks at Kling for {}", job.id);
+        }
+        let (made, charged) = made_and_charged(&jobs);
+        let balance = cluster.stores.ledger.balance(user).await.unwrap();
+        assert_eq!(
+            (balance.available.kopecks(), balance.held),
+            (100_000 - charged, Money::ZERO),
+            "{fault:?}: charged for what was made"
+        );
+        let videos = cluster.telegram.calls_to("sendVideo", user.get()).len();
+        assert_eq!(videos, made, "{fault:?}: each video once");
+        if refused {
+            assert_eq!(charged, 0, "{fault:?}: refunded in full");
+            let told = cluster
+                .telegram
+                .calls_to("sendMessage", user.get())
+                .iter()
+                .filter(|c| {
+                    c.text
+                        .as_deref()
+                        .unwrap_or_default()
+                        .contains("Деньги вернулись")
+                })
+                .count();
+            assert!(told >= 2, "{fault:?}: each refund told ({told})");
+        }
+    }
+    let report = cluster.stores.ledger.verify().await.unwrap();
+    assert!(report.is_ok(), "{:?}", report.violations);
+}
+
+/// Row: the deadline passes while the task runs at Kling (a clock jump for the job:
+/// `KLING_TASK_DEADLINE_SECS=3` and a task that does not finish), with both workers
+/// killed around the deadline. Each job is refunded once and the user told; when the
+/// video still comes later, it is delivered free: the refund stands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadline_passing_while_the_task_runs_refunds_once_and_a_late_video_is_free() {
+    use rei_core::job::Delivery;
+    for seed in SEEDS {
+        let cluster = Cluster::start_env(seed, &[("KLING_TASK_DEADLINE_SECS", "3")]).await;
+        let mut rng = Rng(seed);
+        cluster.kling.finish_after(u32::MAX);
+        let created = cluster
+            .video_jobs(30_001, 1, 2, &format!("deadline-{seed}"))
+            .await;
+        let user = UserId::new(30_001).unwrap();
+        tokio::time::sleep(Duration::from_millis(2_000 + rng.below(2_000))).await;
+        let victim = usize::try_from(rng.below(2)).unwrap();
+        cluster.kill_worker(victim).await;
+        cluster.kill_worker(0).await;
+        cluster.start_worker(0);
+        cluster.start_worker(1);
+        let jobs = jobs_when(
+            &format!("seed {seed}: not refunded"),
+            Duration::from_secs(60),
+            || cluster.reread(&created),
+            |jobs| {
+                jobs.iter()
+                    .all(|j| j.state == JobState::Failed && j.delivery == Delivery::Delivered)
+            },
+        )
+        .await;
+        let balance = cluster.stores.ledger.balance(user).await.unwrap();
+        assert_eq!(
+            (balance.available.kopecks(), balance.held),
+            (100_000, Money::ZERO),
+            "seed {seed}: refunded in full: {jobs:?}"
+        );
+        // Kling finishes after all: the videos are delivered, free.
+        cluster.kling.finish_after(0);
+        eventually(seed, "the late videos", || {
+            std::future::ready(cluster.telegram.calls_to("sendVideo", user.get()).len() >= 2)
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(1_000)).await;
+        assert_eq!(
+            cluster.telegram.calls_to("sendVideo", user.get()).len(),
+            2,
+            "seed {seed}: each late video once"
+        );
+        for job in &created {
+            assert_eq!(
+                cluster.kling.tasks_of(&job.id.to_string()),
+                1,
+                "seed {seed}"
+            );
+        }
+        let balance = cluster.stores.ledger.balance(user).await.unwrap();
+        assert_eq!(
+            (balance.available.kopecks(), balance.held),
+            (100_000, Money::ZERO),
+            "seed {seed}: the late videos cost nothing"
+        );
+        let report = cluster.stores.ledger.verify().await.unwrap();
+        assert!(report.is_ok(), "seed {seed}: {:?}", report.violations);
+    }
+}
+
+/// Row: SIGKILL of a bot process during refunds. Six paid top-ups are refunded by an
+/// operator (YooKassa answers `pending`); YooKassa then finishes them, some succeeded
+/// and some canceled, and sends each `refund.succeeded` notification ten times over
+/// both processes at once while one of them is killed (and comes back). Each succeeded
+/// refund takes its credit back once and tells the user; each canceled one gives the
+/// held credit back; nothing stays held; the ledger verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bot_killed_during_refunds_takes_each_credit_back_once() {
+    use rei_tests::fakes::yookassa::RefundAnswer;
+    for seed in SEEDS {
+        let cluster = Cluster::start_env(seed, &[("PAYMENT_POLL_INTERVAL_SECS", "1")]).await;
+        let mut rng = Rng(seed);
+        let topups = cluster.paid_topups(6).await;
+        for (n, (_, provider)) in topups.iter().enumerate() {
+            let body = cluster
+                .yookassa
+                .notification("payment.succeeded", provider, None);
+            cluster.deliver(n % 2, &body).await;
+        }
+        cluster.check(&topups, 0).await;
+        cluster.yookassa.answer_refunds([RefundAnswer::Pending; 6]);
+        let all = cluster
+            .stores
+            .payments
+            .payments(PaymentFilter::default())
+            .await
+            .unwrap();
+        for payment in &all {
+            cluster.payments.refund(payment.id, None).await.unwrap();
+        }
+        for (user, _) in &topups {
+            let balance = cluster.stores.ledger.balance(*user).await.unwrap();
+            assert_eq!(
+                balance.held.kopecks(),
+                10_000,
+                "seed {seed}: held while pending"
+            );
+        }
+        let refunds = cluster.yookassa.refunds();
+        assert_eq!(refunds.len(), 6, "seed {seed}");
+        let mut succeeded = Vec::new();
+        for refund in &refunds {
+            let id = refund["id"].as_str().unwrap().to_owned();
+            let payment = refund["payment_id"].as_str().unwrap();
+            let user = topups.iter().find(|(_, p)| p == payment).unwrap().0;
+            let ok = rng.below(3) > 0;
+            cluster.yookassa.finish_refund(&id, ok);
+            if ok {
+                succeeded.push((user, id));
+            }
+        }
+        let victim = usize::try_from(rng.below(2)).unwrap();
+        let deliveries = futures::future::join_all(succeeded.iter().flat_map(|(_, id)| {
+            let body = cluster.yookassa.refund_notification(id);
+            let cluster = &cluster;
+            (0..10).map(move |k| {
+                let body = body.clone();
+                async move { cluster.deliver(k % 2, &body).await }
+            })
+        }));
+        let kill = async {
+            tokio::time::sleep(Duration::from_millis(rng.below(40))).await;
+            cluster.kill_node(victim).await;
+        };
+        tokio::join!(deliveries, kill);
+        cluster.start_node(victim).await;
+        let refunded_notices = |user: UserId| {
+            cluster
+                .telegram
+                .calls_to("sendMessage", user.get())
+                .iter()
+                .filter(|c| {
+                    c.text
+                        .as_deref()
+                        .unwrap_or_default()
+                        .contains("Платёж возвращён")
+                })
+                .count()
+        };
+        for (user, _) in &topups {
+            let refunded = succeeded.iter().any(|(u, _)| u == user);
+            let want = if refunded {
+                PaymentState::Refunded
+            } else {
+                PaymentState::Paid
+            };
+            let cluster = &cluster;
+            eventually(seed, "the refund settled", || async move {
+                let payment = cluster
+                    .stores
+                    .payments
+                    .payments(PaymentFilter::default())
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .find(|p| p.user_id == *user)
+                    .unwrap();
+                let balance = cluster.stores.ledger.balance(*user).await.unwrap();
+                payment.state == want && balance.held == Money::ZERO
+            })
+            .await;
+            let balance = cluster.stores.ledger.balance(*user).await.unwrap();
+            let left = if refunded { 0 } else { 10_000 };
+            assert_eq!(
+                balance.available.kopecks(),
+                left,
+                "seed {seed}: {user}: the credit taken back once (refunded: {refunded})"
+            );
+            if refunded {
+                eventually(seed, "the refund notice", || {
+                    std::future::ready(refunded_notices(*user) >= 1)
+                })
+                .await;
+            }
+        }
+        // Longer than the outbox hold: a notice left claimed would be sent again by now.
+        tokio::time::sleep(Duration::from_millis(2_500)).await;
+        let mut repeated = 0;
+        for (user, _) in &topups {
+            let refunded = succeeded.iter().any(|(u, _)| u == user);
+            let told = refunded_notices(*user);
+            if refunded {
+                assert!(
+                    (1..=2).contains(&told),
+                    "seed {seed}: {user} told {told} times"
+                );
+                repeated += told - 1;
+            } else {
+                assert_eq!(
+                    told, 0,
+                    "seed {seed}: {user}: a canceled refund is no refund"
+                );
+            }
+        }
+        assert!(
+            repeated <= 1,
+            "seed {seed}: {repeated} notices repeated after one kill"
+        );
+        assert_eq!(
+            cluster.yookassa.refunds().len(),
+            6,
+            "seed {seed}: no refund made twice"
+        );
         let report = cluster.stores.ledger.verify().await.unwrap();
         assert!(report.is_ok(), "seed {seed}: {:?}", report.violations);
     }

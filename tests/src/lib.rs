@@ -214,11 +214,22 @@ pub fn job_service(
     stores: &rei_adapters::outbound::sql::Stores,
     limits: rei_core::job::JobLimits,
 ) -> rei_core::JobService {
+    let queue = Arc::new(rei_core::job::StoreQueue::new(stores.jobs.clone()));
+    job_service_on(stores, queue, limits)
+}
+
+/// [`job_service`] that hands new jobs to `queue` (Redis, as a deployment with
+/// `REDIS_URL` does).
+pub fn job_service_on(
+    stores: &rei_adapters::outbound::sql::Stores,
+    queue: Arc<dyn rei_core::ports::JobQueue>,
+    limits: rei_core::job::JobLimits,
+) -> rei_core::JobService {
     rei_core::JobService::new(
         rei_core::job::JobPorts {
             users: stores.users.clone(),
             jobs: stores.jobs.clone(),
-            queue: Arc::new(rei_core::job::StoreQueue::new(stores.jobs.clone())),
+            queue,
             clock: Arc::new(rei_adapters::outbound::system::SystemClock),
             ids: Arc::new(rei_adapters::outbound::system::RandomIds),
         },

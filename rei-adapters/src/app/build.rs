@@ -23,6 +23,7 @@ use super::backends::{self, Backends, BackendsConfig};
 use crate::inbound::http::IpList;
 use crate::inbound::telegram::FrontEnd;
 use crate::inbound::worker::{Worker, WorkerConfig};
+use crate::outbound::client::HttpConfig;
 use crate::outbound::files::AssetStore;
 use crate::outbound::gemini::{GeminiClient, GeminiConfig};
 use crate::outbound::kling::{KlingClient, KlingConfig, KlingCredentials, KlingModel};
@@ -482,6 +483,8 @@ fn images(settings: &Settings) -> Result<Option<Arc<dyn ImageGenerator>>, AppErr
     let mut gemini = GeminiConfig::new(key.clone());
     gemini.base_url = settings.nano_banana_api_url.to_string();
     gemini.model.clone_from(&settings.nano_banana_model);
+    gemini.http =
+        HttpConfig::with_request_timeout(Duration::from_secs(settings.nano_banana_timeout_secs));
     let client =
         GeminiClient::new(gemini).map_err(|e| AppError::setting("NANO_BANANA_API_URL", e))?;
     Ok(Some(Arc::new(client)))
@@ -524,6 +527,7 @@ fn videos(
         .parse()
         .map_err(|e| AppError::setting("KLING_MODE", e))?;
     kling.public_url = settings.public_url.as_ref().map(ToString::to_string);
+    kling.http = HttpConfig::with_request_timeout(Duration::from_secs(settings.kling_timeout_secs));
     let client = KlingClient::new(kling, assets.clone())
         .map_err(|e| AppError::setting("KLING_API_URL", e))?;
     Ok(Some(Arc::new(client)))

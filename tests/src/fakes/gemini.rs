@@ -1,8 +1,9 @@
 //! A fake Gemini `generateContent` (providers.md §2): answers every request with one
 //! final PNG part (`finishReason: STOP`) and counts the calls; a test can make it refuse
 //! every prompt (safety filter), answer every call with 429 `RESOURCE_EXHAUSTED`, take a
-//! call and drop the connection before its answer (the call may have been billed), or
-//! hold each answer for a while (a render in progress).
+//! call and drop the connection before its answer (the call may have been billed),
+//! answer 503 `UNAVAILABLE` (overloaded), or hold each answer for a while (a render in
+//! progress, or a call that hangs).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -86,6 +87,12 @@ impl FakeGemini {
         self.refuse.store(true, Ordering::SeqCst);
     }
 
+    /// The next `n` calls answer 503 `UNAVAILABLE` (the model is overloaded), without
+    /// generating anything.
+    pub fn unavailable(&self, n: u32) {
+        self.modes.unavailable.store(n, Ordering::SeqCst);
+    }
+
     /// `generateContent` calls so far.
     #[must_use]
     pub fn calls(&self) -> u32 {
@@ -97,6 +104,7 @@ impl FakeGemini {
 struct Modes {
     drop_answers: std::sync::atomic::AtomicBool,
     delay_ms: std::sync::atomic::AtomicU64,
+    unavailable: AtomicU32,
 }
 
 type Shared = (
@@ -108,6 +116,21 @@ type Shared = (
 
 async fn generate(State((calls, refuse, limited, modes)): State<Shared>) -> Response {
     calls.fetch_add(1, Ordering::SeqCst);
+    let overloaded = modes
+        .unavailable
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok();
+    if overloaded {
+        return (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"error": {
+                "code": 503,
+                "message": "The model is overloaded. Please try again later.",
+                "status": "UNAVAILABLE"
+            }})),
+        )
+            .into_response();
+    }
     let delay = modes.delay_ms.load(Ordering::SeqCst);
     if delay > 0 {
         tokio::time::sleep(std::time::Duration::from_millis(delay)).await;

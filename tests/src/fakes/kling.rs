@@ -26,6 +26,32 @@ pub enum Hang {
     Download,
 }
 
+/// A create answered wrongly (one per create, in the order given).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CreateFault {
+    /// HTTP 429 code 1303 (concurrency over the resource pack): no task made.
+    RateLimited,
+    /// HTTP 500 code 5000: no task made (the caller cannot know that).
+    ServerError,
+    /// The task is made (and will be billed), then the connection breaks before the
+    /// answer.
+    LostAfterAccept,
+    /// HTTP 400 code 1301: the content-security policy refused the prompt.
+    Refused,
+}
+
+/// A status query answered wrongly (one per query, in the order given); it does not
+/// count as a poll.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PollFault {
+    /// HTTP 429 code 1302 (request rate too high).
+    RateLimited,
+    /// HTTP 500 code 5000.
+    ServerError,
+    /// The connection breaks before the answer.
+    Lost,
+}
+
 #[derive(Debug)]
 struct Task {
     id: String,
@@ -49,6 +75,10 @@ struct KlingState {
     result_size: Option<usize>,
     /// Status queries still to answer with HTTP 500.
     failing_polls: u32,
+    create_faults: std::collections::VecDeque<CreateFault>,
+    poll_faults: std::collections::VecDeque<PollFault>,
+    /// Tasks end `failed` (the output failed moderation) instead of `succeed`.
+    fail_tasks: bool,
 }
 
 /// The fake and its recordings.
@@ -76,6 +106,9 @@ impl FakeKling {
             next_id: 867_283_741_759_000_000,
             result_size: None,
             failing_polls: 0,
+            create_faults: std::collections::VecDeque::new(),
+            poll_faults: std::collections::VecDeque::new(),
+            fail_tasks: false,
         }));
         let router = Router::new()
             .route("/v1/videos/{family}", get(list).post(create))
@@ -106,6 +139,32 @@ impl FakeKling {
     /// count as polls.
     pub fn fail_polls(&self, n: u32) {
         lock(&self.state).failing_polls = n;
+    }
+
+    /// The next creates are answered with `faults`, one each, in order.
+    pub fn fault_creates(&self, faults: impl IntoIterator<Item = CreateFault>) {
+        lock(&self.state).create_faults.extend(faults);
+    }
+
+    /// The next status queries are answered with `faults`, one each, in order.
+    pub fn fault_polls(&self, faults: impl IntoIterator<Item = PollFault>) {
+        lock(&self.state).poll_faults.extend(faults);
+    }
+
+    /// From now on tasks end `failed` with Kling's risk-control message (the output
+    /// was refused) instead of `succeed`.
+    pub fn fail_tasks(&self) {
+        lock(&self.state).fail_tasks = true;
+    }
+
+    /// Tasks made (accepted creates) for the job `external`, whatever their answer.
+    #[must_use]
+    pub fn tasks_of(&self, external: &str) -> usize {
+        lock(&self.state)
+            .tasks
+            .values()
+            .filter(|t| t.external == external)
+            .count()
     }
 
     /// External ids of every create received (accepted or not).
@@ -157,6 +216,27 @@ fn envelope(data: Value) -> Response {
         .into_response()
 }
 
+/// Kling's error envelope with `status`.
+fn error(status: StatusCode, code: u32, message: &str) -> Response {
+    (
+        status,
+        Json(json!({"code": code, "message": message, "request_id": uuid::Uuid::new_v4().to_string()})),
+    )
+        .into_response()
+}
+
+/// Headers go out, then the body fails: the connection drops mid-answer.
+fn broken() -> Response {
+    let body = futures::stream::once(async {
+        Err::<axum::body::Bytes, std::io::Error>(std::io::Error::other("connection dropped"))
+    });
+    (
+        [("content-type", "application/json")],
+        axum::body::Body::from_stream(body),
+    )
+        .into_response()
+}
+
 fn not_found() -> Response {
     (
         StatusCode::NOT_FOUND,
@@ -167,15 +247,16 @@ fn not_found() -> Response {
 
 fn task_json(t: &Task, state: &KlingState) -> Value {
     let finished = t.polls >= state.polls_to_finish;
+    let failed = finished && state.fail_tasks;
     let mut task = json!({
         "task_id": t.id,
-        "task_status": if finished { "succeed" } else if t.polls == 0 { "submitted" } else { "processing" },
-        "task_status_msg": "",
+        "task_status": if failed { "failed" } else if finished { "succeed" } else if t.polls == 0 { "submitted" } else { "processing" },
+        "task_status_msg": if failed { "Failure to pass the risk control system" } else { "" },
         "task_info": {"external_task_id": t.external},
         "created_at": t.created_at,
         "updated_at": now_ms(),
     });
-    if finished {
+    if finished && !failed {
         task["final_unit_deduction"] = json!("1");
         task["task_result"] = json!({"videos": [{"id": format!("v-{}", t.id), "url": format!("{}/files/{}.mp4", state.base_url, t.id), "duration": "5.1"}]});
     }
@@ -191,10 +272,35 @@ async fn create(
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    let (task, hang) = {
+    let (task, hang, fault) = {
         let mut s = lock(&state);
         s.creates.push(external.clone());
         s.bodies.push(body.clone());
+        let fault = s.create_faults.pop_front();
+        match fault {
+            Some(CreateFault::RateLimited) => {
+                return error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    1303,
+                    "parallel task over resource pack limit",
+                );
+            }
+            Some(CreateFault::ServerError) => {
+                return error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    5000,
+                    "server internal error",
+                );
+            }
+            Some(CreateFault::Refused) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    1301,
+                    "Failure to pass the risk control system",
+                );
+            }
+            Some(CreateFault::LostAfterAccept) | None => {}
+        }
         s.next_id += 1;
         let task = Task {
             id: s.next_id.to_string(),
@@ -205,10 +311,13 @@ async fn create(
         };
         let json = task_json(&task, &s);
         s.tasks.insert(task.id.clone(), task);
-        (json, s.hang)
+        (json, s.hang, fault)
     };
     if hang == Hang::CreateAfterAccept {
         std::future::pending::<()>().await;
+    }
+    if fault == Some(CreateFault::LostAfterAccept) {
+        return broken();
     }
     envelope(task)
 }
@@ -219,6 +328,20 @@ async fn query(
 ) -> Response {
     let (answer, hang) = {
         let mut s = lock(&state);
+        match s.poll_faults.pop_front() {
+            Some(PollFault::RateLimited) => {
+                return error(StatusCode::TOO_MANY_REQUESTS, 1302, "request rate too high");
+            }
+            Some(PollFault::ServerError) => {
+                return error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    5000,
+                    "server internal error",
+                );
+            }
+            Some(PollFault::Lost) => return broken(),
+            None => {}
+        }
         if s.failing_polls > 0 {
             s.failing_polls -= 1;
             return (

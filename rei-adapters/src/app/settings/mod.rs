@@ -197,6 +197,14 @@ pub struct Settings {
         default_value = "https://generativelanguage.googleapis.com"
     )]
     pub nano_banana_api_url: url::Url,
+    /// Longest wait for one Kling API exchange, in seconds (a create whose answer does
+    /// not come in time is looked up by the job's id before it is sent again).
+    #[arg(long, env = "KLING_TIMEOUT_SECS", default_value = "60", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub kling_timeout_secs: u64,
+    /// Longest wait for one image generation call, in seconds (a call that times out
+    /// may have been billed: its job is refunded, never sent again).
+    #[arg(long, env = "NANO_BANANA_TIMEOUT_SECS", default_value = "180", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub nano_banana_timeout_secs: u64,
     /// Image model id.
     #[arg(
         long,
