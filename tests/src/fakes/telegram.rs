@@ -303,6 +303,13 @@ impl FakeTelegram {
         }
     }
 
+    /// Takes every queued update out of the queue (webhook mode: the test posts them to
+    /// the bot itself, as Telegram does).
+    #[must_use]
+    pub fn take_updates(&self) -> Vec<Value> {
+        self.lock().updates.drain(..).map(|(_, u)| u).collect()
+    }
+
     /// Updates queued and not yet confirmed by an `offset`.
     #[must_use]
     pub fn pending_updates(&self) -> Vec<Value> {
