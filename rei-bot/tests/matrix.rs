@@ -479,16 +479,22 @@ impl Cluster {
     }
 
     fn credit_notices(&self, user: UserId) -> usize {
+        self.told(user, "Баланс пополнен")
+    }
+
+    /// How many messages sent to `user` hold `text`.
+    fn told(&self, user: UserId, text: &str) -> usize {
         self.telegram
             .calls_to("sendMessage", user.get())
             .iter()
-            .filter(|c| {
-                c.text
-                    .as_deref()
-                    .unwrap_or_default()
-                    .contains("Баланс пополнен")
-            })
+            .filter(|c| c.text.as_deref().unwrap_or_default().contains(text))
             .count()
+    }
+
+    /// The ledger verifies; `what` names the row and seed on failure.
+    async fn verify(&self, what: &str) {
+        let report = self.stores.ledger.verify().await.unwrap();
+        assert!(report.is_ok(), "{what}: {:?}", report.violations);
     }
 
     /// The money checks of every row: the ledger verifies; each top-up is paid and
@@ -498,8 +504,7 @@ impl Cluster {
     /// notice — never more.
     async fn check(&self, topups: &[(UserId, String)], kills: usize) {
         let seed = self.seed;
-        let report = self.stores.ledger.verify().await.unwrap();
-        assert!(report.is_ok(), "seed {seed}: {:?}", report.violations);
+        self.verify(&format!("seed {seed}")).await;
         let all = self
             .stores
             .payments
@@ -770,8 +775,7 @@ async fn presses_of_one_confirm_over_two_processes_spend_once() {
             all.iter().all(|j| j.state == JobState::Completed),
             "seed {seed}: {all:?}"
         );
-        let report = cluster.stores.ledger.verify().await.unwrap();
-        assert!(report.is_ok(), "seed {seed}: {:?}", report.violations);
+        cluster.verify(&format!("seed {seed}")).await;
     }
 }
 
@@ -850,8 +854,7 @@ async fn a_worker_killed_during_calls_leaves_every_job_settled_once() {
             "seed {seed}: {repeated} results sent twice after one kill"
         );
         refunded += last.iter().filter(|j| j.state == JobState::Failed).count();
-        let report = cluster.stores.ledger.verify().await.unwrap();
-        assert!(report.is_ok(), "seed {seed}: {:?}", report.violations);
+        cluster.verify(&format!("seed {seed}")).await;
     }
     // The kills landed on calls in flight: their jobs were refunded, not retried.
     assert!(refunded > 0, "no call was in flight at any kill");
@@ -971,8 +974,7 @@ async fn redis_stopped_and_started_again_doubles_and_loses_nothing() {
         "paid once each"
     );
     assert_eq!(balance.held, Money::ZERO);
-    let report = cluster.stores.ledger.verify().await.unwrap();
-    assert!(report.is_ok(), "{:?}", report.violations);
+    cluster.verify(&format!("seed {seed}")).await;
 }
 
 /// Row: PostgreSQL restarted mid-flow: every connection of every process drops and new
@@ -1147,8 +1149,7 @@ async fn gemini_faults_end_every_job_once() {
                 assert_eq!(calls, created.len() + 3, "{fault:?}: the 503s sent again");
             }
         }
-        let report = cluster.stores.ledger.verify().await.unwrap();
-        assert!(report.is_ok(), "{fault:?}: {:?}", report.violations);
+        cluster.verify(&format!("{fault:?}")).await;
     }
 }
 
@@ -1227,8 +1228,7 @@ async fn a_bot_killed_during_confirms_loses_and_doubles_nothing() {
             "seed {seed}"
         );
         assert_eq!(balance.held, Money::ZERO, "seed {seed}");
-        let report = cluster.stores.ledger.verify().await.unwrap();
-        assert!(report.is_ok(), "seed {seed}: {:?}", report.violations);
+        cluster.verify(&format!("seed {seed}")).await;
     }
 }
 
@@ -1394,8 +1394,7 @@ async fn workers_killed_at_each_step_of_a_video_leave_it_made_and_paid_once() {
                 "seed {seed}: {step:?}: {videos} videos for {made}"
             );
         }
-        let report = cluster.stores.ledger.verify().await.unwrap();
-        assert!(report.is_ok(), "seed {seed}: {:?}", report.violations);
+        cluster.verify(&format!("seed {seed}")).await;
     }
 }
 
@@ -1512,22 +1511,11 @@ async fn kling_faults_on_submit_and_poll_end_every_job_once() {
         assert_eq!(videos, made, "{fault:?}: each video once");
         if refused {
             assert_eq!(charged, 0, "{fault:?}: refunded in full");
-            let told = cluster
-                .telegram
-                .calls_to("sendMessage", user.get())
-                .iter()
-                .filter(|c| {
-                    c.text
-                        .as_deref()
-                        .unwrap_or_default()
-                        .contains("Деньги вернулись")
-                })
-                .count();
+            let told = cluster.told(user, "Деньги вернулись");
             assert!(told >= 2, "{fault:?}: each refund told ({told})");
         }
     }
-    let report = cluster.stores.ledger.verify().await.unwrap();
-    assert!(report.is_ok(), "{:?}", report.violations);
+    cluster.verify(&format!("seed {seed}")).await;
 }
 
 /// Row: the deadline passes while the task runs at Kling (a clock jump for the job:
@@ -1592,8 +1580,7 @@ async fn a_deadline_passing_while_the_task_runs_refunds_once_and_a_late_video_is
             (100_000, Money::ZERO),
             "seed {seed}: the late videos cost nothing"
         );
-        let report = cluster.stores.ledger.verify().await.unwrap();
-        assert!(report.is_ok(), "seed {seed}: {:?}", report.violations);
+        cluster.verify(&format!("seed {seed}")).await;
     }
 }
 
@@ -1663,19 +1650,7 @@ async fn a_bot_killed_during_refunds_takes_each_credit_back_once() {
         };
         tokio::join!(deliveries, kill);
         cluster.start_node(victim).await;
-        let refunded_notices = |user: UserId| {
-            cluster
-                .telegram
-                .calls_to("sendMessage", user.get())
-                .iter()
-                .filter(|c| {
-                    c.text
-                        .as_deref()
-                        .unwrap_or_default()
-                        .contains("Платёж возвращён")
-                })
-                .count()
-        };
+        let refunded_notices = |user: UserId| cluster.told(user, "Платёж возвращён");
         for (user, _) in &topups {
             let refunded = succeeded.iter().any(|(u, _)| u == user);
             let want = if refunded {
@@ -1740,7 +1715,6 @@ async fn a_bot_killed_during_refunds_takes_each_credit_back_once() {
             6,
             "seed {seed}: no refund made twice"
         );
-        let report = cluster.stores.ledger.verify().await.unwrap();
-        assert!(report.is_ok(), "seed {seed}: {:?}", report.violations);
+        cluster.verify(&format!("seed {seed}")).await;
     }
 }

@@ -2,7 +2,10 @@
 //! FoundationDB's simulation testing.
 //!
 //! Core's services (users and admin adjustments, jobs and the job runner, Stars
-//! payments) run over the memory store with a simulated clock. A seeded scheduler
+//! payments, and the conversation engine the bot's front end drives: `/start`,
+//! `/balance`, prompts that become drafts, Confirm and Discard pressed late, twice or
+//! after a restart, admin `/add`, updates the messenger delivers again) run over the
+//! memory store with a simulated clock. A seeded scheduler
 //! interleaves many users' steps and two worker "processes" in random order, and faults
 //! are injected at every store call (an outage before the call, or an answer lost after
 //! it: the write happened, the caller is told it failed), at every provider call
@@ -10,8 +13,9 @@
 //! crash at any step: it loses what it held in memory (its leased job), the store keeps
 //! everything. After every step the ledger's invariants are checked (balance = sum of
 //! entries ≥ 0, every hold settled at most once, no credit without a paid payment, every
-//! job's hold settled as its state says); at the end, with the faults off, every job
-//! must reach a final state.
+//! job's hold settled as its state says; no draft makes more than one job, and no more
+//! jobs come from the dialogue than drafts were confirmed); at the end, with the faults
+//! off, every job must reach a final state.
 //!
 //! ```text
 //! cargo test -p rei-core --test simulation                      # 1,000 seeds (CI)
@@ -28,18 +32,25 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::executor::block_on;
+use rei_core::conversation::{
+    Action, ButtonTarget, Conversation, ConversationConfig, ConversationPorts, DraftId, Input,
+    Media, Reply, Sender,
+};
 use rei_core::job::{
     Applied, Job, JobFilter, JobPorts, JobRunner, JobWrite, LeaseToken, NewJob, Next, RunnerConfig,
     RunnerPorts, StoreQueue,
 };
-use rei_core::ledger::{NewEntry, NewReservation, Posted, Reservation, VerifyReport};
+use rei_core::ledger::{
+    LedgerService, NewEntry, NewReservation, Posted, Reservation, VerifyReport,
+};
 use rei_core::memory::{ManualClock, MemoryAssets, MemoryStore};
 use rei_core::payment::{
     DueFilter, DuePayments, NewPayment, PaymentConfig, PaymentFilter, PaymentTransition,
 };
 use rei_core::ports::{
-    AdminAlert, ClaimTarget, DownloadedAsset, GeneratedImage, ImageRequest, MessageRef, Notice,
-    NotifyError, ProviderError, StoreError, VideoRequest, VideoTaskStatus,
+    AdminAlert, ClaimTarget, DialogueRecord, DialogueStore, DownloadedAsset, GeneratedImage,
+    ImageRequest, LimiterError, MediaError, MediaFetcher, MessageRef, Notice, NotifyError,
+    ProviderError, RateDecision, RateLimiter, StoreError, VideoRequest, VideoTaskStatus,
 };
 use rei_core::prelude::*;
 use rei_core::user::{AuditRecord, Email, Stats, User};
@@ -276,6 +287,52 @@ impl PaymentStore for FaultyStore {
 
 /// Nano Banana under the fault plan: most calls draw, some fail in every way a
 /// provider fails.
+#[async_trait]
+impl DialogueStore for FaultyStore {
+    async fn load_dialogue(&self, user: UserId) -> Result<Option<DialogueRecord>, StoreError> {
+        faulty!(self, self.inner.load_dialogue(user))
+    }
+    async fn save_dialogue(
+        &self,
+        user: UserId,
+        state: &str,
+        expected: Option<u64>,
+        at: Timestamp,
+    ) -> Result<u64, StoreError> {
+        faulty!(self, self.inner.save_dialogue(user, state, expected, at))
+    }
+    async fn clear_dialogue(&self, user: UserId) -> Result<(), StoreError> {
+        faulty!(self, self.inner.clear_dialogue(user))
+    }
+}
+
+/// The rate limiter under the fault plan: it fails now and then (the engine then lets
+/// the user through), and otherwise allows.
+struct SimLimiter(Arc<Faults>);
+
+#[async_trait]
+impl RateLimiter for SimLimiter {
+    async fn check(&self, _: UserId) -> Result<RateDecision, LimiterError> {
+        match self.0.draw(50) {
+            u64::MAX => Ok(RateDecision::Allowed),
+            _ => Err(LimiterError("simulated".into())),
+        }
+    }
+}
+
+/// Users send no files in the simulation.
+struct NoMedia;
+
+#[async_trait]
+impl MediaFetcher for NoMedia {
+    async fn fetch(&self, _: &Media, _: &str) -> Result<rei_core::job::AssetRef, MediaError> {
+        Err(MediaError::Unavailable("no files in the simulation".into()))
+    }
+    fn max_bytes(&self) -> u64 {
+        20 * 1024 * 1024
+    }
+}
+
 struct SimImages(Arc<Faults>);
 
 #[async_trait]
@@ -462,7 +519,9 @@ struct Process {
     runner: JobRunner,
     admin: AdminService,
     users: UserService,
-    payments: PaymentService,
+    payments: Arc<PaymentService>,
+    /// The dialogue engine (the bot's front end hands it every update).
+    conversation: Conversation,
     /// The job this worker holds the lease of, and when it may take its next step.
     held: Option<(Job, Timestamp)>,
 }
@@ -481,9 +540,23 @@ struct World {
     jobs: Vec<JobId>,
     steps: u64,
     crashes: u64,
+    /// Updates handed to the engine so far (each has its own key).
+    updates: u64,
+    /// Updates delivered a second time.
+    redelivered: u64,
+    /// Updates already handled, which the messenger may deliver again.
+    delivered: Vec<(UserId, Input, String)>,
+    /// Confirm buttons users were shown, by user: pressed later, maybe more than once.
+    drafts: Vec<(UserId, DraftId)>,
+    /// Drafts a Confirm was pressed for (each may make one job at most).
+    confirmed: std::collections::HashSet<(UserId, DraftId)>,
 }
 
 const LEASE: Duration = Duration::from_secs(60);
+/// The admin of the simulated bot.
+fn admin_id() -> UserId {
+    UserId::new(999_999).unwrap()
+}
 
 impl World {
     fn new(seed: u64) -> Self {
@@ -511,6 +584,11 @@ impl World {
             jobs: Vec::new(),
             steps: 0,
             crashes: 0,
+            updates: 0,
+            redelivered: 0,
+            delivered: Vec::new(),
+            drafts: Vec::new(),
+            confirmed: std::collections::HashSet::new(),
         };
         for _ in 0..2 {
             let p = world.process();
@@ -563,19 +641,46 @@ impl World {
             clock: clock.clone(),
         });
         let users = UserService::new(faulty.clone(), clock.clone());
-        let payments = PaymentService::new(
+        let payments = Arc::new(PaymentService::new(
             PaymentPorts {
                 users: faulty.clone(),
-                payments: faulty,
+                payments: faulty.clone(),
                 gateway: None,
                 stars: None,
                 notifier: Arc::new(SimNotifier(self.faults.clone(), AtomicU64::new(1))),
-                clock,
+                clock: clock.clone(),
                 ids: self.ids.clone(),
             },
             PaymentConfig {
                 stars_rate: Some(Money::from_kopecks(150).unwrap()),
                 ..PaymentConfig::default()
+            },
+        ));
+        let conversation = Conversation::new(
+            ConversationPorts {
+                users: users.clone(),
+                ledger: LedgerService::new(faulty.clone()),
+                jobs: jobs.clone(),
+                payments: Some(payments.clone()),
+                admin: admin.clone(),
+                dialogues: faulty,
+                limiter: Arc::new(SimLimiter(self.faults.clone())),
+                media: Arc::new(NoMedia),
+                notifier: Arc::new(SimNotifier(self.faults.clone(), AtomicU64::new(1))),
+                assets: Arc::new(MemoryAssets::default()),
+                clock: clock.clone(),
+                ids: self.ids.clone(),
+            },
+            ConversationConfig {
+                admins: vec![admin_id()],
+                topup_amounts: vec![Money::from_kopecks(10_000).unwrap()],
+                images: true,
+                videos: true,
+                video_models: Vec::new(),
+                omni_model: String::new(),
+                video_to_video: false,
+                draft_ttl: Duration::from_secs(900),
+                result_link_ttl: Duration::from_secs(24 * 3600),
             },
         );
         Process {
@@ -584,6 +689,7 @@ impl World {
             admin,
             users,
             payments,
+            conversation,
             held: None,
         }
     }
@@ -608,7 +714,13 @@ impl World {
     fn step(&mut self) {
         self.steps += 1;
         let p = usize::try_from(self.rng.below(2)).unwrap();
-        match self.rng.below(100) {
+        let roll = self.rng.below(130);
+        if roll >= 100 {
+            self.talk(p);
+            self.check();
+            return;
+        }
+        match roll {
             0..=9 => {
                 let id = UserId::new(i64::try_from(self.users.len() + 1).unwrap()).unwrap();
                 let profile = UserProfile {
@@ -706,7 +818,7 @@ impl World {
                 let actor = if self.rng.chance(500) {
                     Actor::User(job.user_id)
                 } else {
-                    Actor::Admin(UserId::new(999_999).unwrap())
+                    Actor::Admin(admin_id())
                 };
                 drop(block_on(self.processes[p].jobs.cancel(
                     id,
@@ -731,6 +843,11 @@ impl World {
                 self.clock.advance(by);
             }
         }
+        self.check();
+    }
+
+    /// The invariants that hold after every step.
+    fn check(&self) {
         let report = block_on(self.store.verify()).unwrap();
         if !report.is_ok() {
             self.fail(&format!(
@@ -738,6 +855,113 @@ impl World {
                 report.violations
             ));
         }
+        // A job made through the dialogue comes from one confirmed draft, once.
+        let jobs = block_on(self.store.jobs(JobFilter::default())).unwrap();
+        let mut from_drafts = std::collections::BTreeSet::new();
+        for job in &jobs {
+            let key = job.idempotency_key.as_str();
+            if key.starts_with("confirm:") && !from_drafts.insert(key.to_owned()) {
+                self.fail(&format!("two jobs of one draft: {key}"));
+            }
+        }
+        if from_drafts.len() > self.confirmed.len() {
+            self.fail(&format!(
+                "{} jobs from {} confirmed drafts",
+                from_drafts.len(),
+                self.confirmed.len()
+            ));
+        }
+    }
+
+    /// A user (or the admin) says something to process `p`'s engine: a new update, or
+    /// one the messenger delivers again.
+    fn talk(&mut self, p: usize) {
+        if !self.delivered.is_empty() && self.rng.chance(150) {
+            // Telegram redelivers an update it got no answer for: same key, same input.
+            let i = usize::try_from(self.rng.below(self.delivered.len() as u64)).unwrap();
+            let (user, input, key) = self.delivered[i].clone();
+            self.redelivered += 1;
+            drop(self.say(p, user, input, &key));
+            return;
+        }
+        let admin = admin_id();
+        let (user, input) = match self.rng.below(10) {
+            0 => {
+                // Someone new, or someone known, starts the bot.
+                let n = self.users.len() as u64 + 1 + self.rng.below(2);
+                (
+                    UserId::new(i64::try_from(n).unwrap()).unwrap(),
+                    command("start", &[]),
+                )
+            }
+            1 => {
+                let Some(user) = self.pick(&self.users.clone()) else {
+                    return;
+                };
+                (user, command("balance", &[]))
+            }
+            2..=4 => {
+                let Some(user) = self.pick(&self.users.clone()) else {
+                    return;
+                };
+                let text = format!("a fox number {}", self.rng.below(100));
+                (user, Input::Text(text))
+            }
+            5..=7 => {
+                // A Confirm from a draft shown earlier: pressed again, or late (the
+                // draft replaced, expired or already confirmed).
+                let Some((user, draft)) = self.pick(&self.drafts.clone()) else {
+                    return;
+                };
+                self.confirmed.insert((user, draft));
+                (user, Input::Button(Action::Confirm(draft)))
+            }
+            8 => {
+                let Some((user, draft)) = self.pick(&self.drafts.clone()) else {
+                    return;
+                };
+                (user, Input::Button(Action::Discard(draft)))
+            }
+            _ => {
+                let Some(user) = self.pick(&self.users.clone()) else {
+                    return;
+                };
+                let rubles = 1 + self.rng.below(300);
+                let args = [user.to_string(), rubles.to_string()];
+                (admin, command("add", &[&args[0], &args[1]]))
+            }
+        };
+        self.updates += 1;
+        let key = format!("sim:{}", self.updates);
+        let replies = self.say(p, user, input.clone(), &key);
+        self.delivered.push((user, input, key));
+        if let Ok(replies) = replies {
+            if user != admin && !self.users.contains(&user) {
+                self.users.push(user);
+            }
+            for reply in &replies {
+                for (draft_user, draft) in confirm_buttons(user, reply) {
+                    self.drafts.push((draft_user, draft));
+                }
+            }
+        }
+    }
+
+    /// Process `p`'s engine handles `input` of `user` under `key`.
+    fn say(
+        &self,
+        p: usize,
+        user: UserId,
+        input: Input,
+        key: &str,
+    ) -> Result<Vec<Reply>, rei_core::conversation::ConversationError> {
+        let sender = Sender {
+            id: user,
+            username: None,
+            first_name: Some("Sim".into()),
+            language_code: Some("ru".into()),
+        };
+        block_on(self.processes[p].conversation.handle(&sender, input, key))
     }
 
     /// Worker `p` steps its job, or claims one.
@@ -769,12 +993,9 @@ impl World {
     fn drain(&mut self) {
         self.faults.on.store(false, Ordering::Relaxed);
         for _ in 0..20_000 {
-            let all_final = self.jobs.iter().all(|id| {
-                block_on(self.store.job(*id))
-                    .unwrap()
-                    .is_some_and(|j| j.state.is_final())
-            });
-            if all_final {
+            // Every job: those the services made and those confirmed in the dialogue.
+            let all = block_on(self.store.jobs(JobFilter::default())).unwrap();
+            if all.iter().all(|j| j.state.is_final()) {
                 return;
             }
             self.clock.advance(Duration::from_secs(5));
@@ -782,15 +1003,35 @@ impl World {
                 self.work(p);
             }
         }
-        let stuck: Vec<_> = self
-            .jobs
-            .iter()
-            .filter_map(|id| block_on(self.store.job(*id)).unwrap())
+        let stuck: Vec<_> = block_on(self.store.jobs(JobFilter::default()))
+            .unwrap()
+            .into_iter()
             .filter(|j| !j.state.is_final())
             .map(|j| (j.id, j.state))
             .collect();
         self.fail(&format!("jobs never reached a final state: {stuck:?}"));
     }
+}
+
+/// A command as the front end reads it.
+fn command(name: &str, args: &[&str]) -> Input {
+    Input::Command {
+        name: name.to_owned(),
+        args: args.iter().map(|a| (*a).to_owned()).collect(),
+    }
+}
+
+/// The drafts whose Confirm button `reply` shows `user`.
+fn confirm_buttons(user: UserId, reply: &Reply) -> Vec<(UserId, DraftId)> {
+    reply
+        .buttons
+        .iter()
+        .flatten()
+        .filter_map(|b| match &b.target {
+            ButtonTarget::Action(Action::Confirm(draft)) => Some((user, *draft)),
+            _ => None,
+        })
+        .collect()
 }
 
 /// What the runs did, so a plan that exercises nothing is noticed.
@@ -802,6 +1043,12 @@ struct Tally {
     failed: u64,
     cancelled: u64,
     paid: u64,
+    /// Drafts the engine showed with a Confirm button.
+    drafts: u64,
+    /// Jobs made by pressing Confirm.
+    dialogue_jobs: u64,
+    /// Updates the messenger delivered again.
+    redelivered: u64,
 }
 
 fn run(seed: u64, steps: u64, tally: &mut Tally) {
@@ -835,6 +1082,13 @@ fn run(seed: u64, steps: u64, tally: &mut Tally) {
         .map_or(0, |(_, n, _)| *n);
     tally.faults += world.faults.injected.load(Ordering::Relaxed);
     tally.crashes += world.crashes;
+    tally.drafts += world.drafts.len() as u64;
+    tally.redelivered += world.redelivered;
+    tally.dialogue_jobs += block_on(world.store.jobs(JobFilter::default()))
+        .unwrap()
+        .iter()
+        .filter(|j| j.idempotency_key.as_str().starts_with("confirm:"))
+        .count() as u64;
 }
 
 #[test]
@@ -866,6 +1120,9 @@ fn core_keeps_its_promises_under_random_faults_and_crashes() {
         ("failed jobs", tally.failed),
         ("cancelled jobs", tally.cancelled),
         ("paid top-ups", tally.paid),
+        ("drafts", tally.drafts),
+        ("jobs confirmed in the dialogue", tally.dialogue_jobs),
+        ("redelivered updates", tally.redelivered),
     ] {
         assert!(n >= seeds, "only {n} {what} in {seeds} runs: {tally:?}");
     }
