@@ -981,6 +981,53 @@ async fn a_rejected_token_stops_the_bot_at_once_with_that_reason() {
     assert!(!log.contains("cannot reach"), "{log}");
 }
 
+// ---- [growth]: drafts keep their price for DRAFT_TTL_SECS ----
+
+/// `DRAFT_TTL_SECS`: Confirm on a draft older than that charges nothing, says so, and
+/// shows the same request priced again; its Confirm makes the job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confirm_on_an_expired_draft_prices_it_again_and_asks_again() {
+    let bot = bot_with(&[("DRAFT_TTL_SECS", "1")]).await;
+    funded(&bot, "100").await;
+    let draft = bot.say(ANNA, "a red fox in the snow").await;
+    assert!(text(&draft).contains("Цена: 50.00 ₽"), "{draft:?}");
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let expired = bot
+        .press(ANNA, &draft, &draft.button_data("Запустить"))
+        .await;
+    assert!(text(&expired).contains("устарело"), "{expired:?}");
+    let again = eventually("the draft priced again", || {
+        bot.telegram
+            .calls_to("sendMessage", ANNA)
+            .into_iter()
+            .rev()
+            .find(|c| text(c).contains("Цена: 50.00 ₽"))
+            .filter(|c| c.at >= expired.at)
+    })
+    .await;
+    assert_eq!(
+        anna_balance(&bot).await,
+        ("100".parse().unwrap(), Money::ZERO)
+    );
+    let queued = bot
+        .press(ANNA, &again, &again.button_data("Запустить"))
+        .await;
+    assert!(text(&queued).contains("Запущено"), "{queued:?}");
+    eventually("the photo", || {
+        let sent = bot.telegram.calls_to("sendPhoto", ANNA);
+        (!sent.is_empty()).then_some(sent)
+    })
+    .await;
+    let jobs = bot
+        .stores
+        .jobs
+        .jobs(rei_core::job::JobFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert!(bot.stores.ledger.verify().await.unwrap().is_ok());
+}
+
 // ---- [money]: paid results are never lost, billed calls never sent twice ----
 
 /// Admin and Anna registered; Anna has `rubles`.

@@ -471,7 +471,7 @@ fn conversation_config(
         omni_model: settings.kling_omni_model.clone(),
         // Kling fetches a video→video source from a signed link under PUBLIC_URL.
         video_to_video: settings.public_url.is_some(),
-        draft_ttl: Duration::from_secs(3600),
+        draft_ttl: Duration::from_secs(settings.draft_ttl_secs),
         result_link_ttl: settings.asset_link_ttl,
     })
 }

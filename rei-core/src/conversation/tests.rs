@@ -620,9 +620,13 @@ async fn cancelled_expired_and_stale_drafts_charge_nothing() {
     );
     let old = w.say(ANNA, "a slow fox").await;
     w.clock.advance(Duration::from_secs(3601));
+    let again = w.press(ANNA, button(&old, "button-confirm")).await;
+    assert_eq!(keys(&again), ["draft-expired", "draft-image"]);
+    assert!(w.jobs_of(ANNA).await.is_empty());
+    // The old draft's buttons are gone with it.
     assert_eq!(
         keys(&w.press(ANNA, button(&old, "button-confirm")).await),
-        ["draft-expired"]
+        ["button-expired"]
     );
     assert!(w.jobs_of(ANNA).await.is_empty());
     assert_eq!(w.available(ANNA).await, "500".parse().unwrap());
@@ -631,6 +635,40 @@ async fn cancelled_expired_and_stale_drafts_charge_nothing() {
         keys(&w.say(ANNA, &"x".repeat(2501)).await),
         ["prompt-too-long"]
     );
+}
+
+#[tokio::test]
+async fn an_expired_draft_is_priced_again_at_todays_price_and_asked_again() {
+    let w = world();
+    w.user_with(ANNA, "500").await;
+    let draft = w.say(ANNA, "a red fox").await;
+    assert_eq!(arg(&draft[0], "price"), &rub("50"));
+    w.jobs.set_prices(
+        PriceList::new(
+            "70".parse().unwrap(),
+            "30".parse().unwrap(),
+            "100".parse().unwrap(),
+            2,
+        )
+        .unwrap(),
+    );
+    w.clock.advance(Duration::from_secs(3601));
+    let again = w.press(ANNA, button(&draft, "button-confirm")).await;
+    assert_eq!(keys(&again), ["draft-expired", "draft-image"]);
+    assert_eq!(arg(&again[1], "price"), &rub("70"));
+    assert!(
+        w.jobs_of(ANNA).await.is_empty(),
+        "nothing made before asking"
+    );
+    assert_eq!(w.available(ANNA).await, "500".parse().unwrap());
+    w.press(ANNA, button(&again, "button-confirm")).await;
+    let jobs = w.jobs_of(ANNA).await;
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].quote.amount, "70".parse().unwrap());
+    let JobSpec::ImageGeneration { prompt } = &jobs[0].spec else {
+        panic!("{jobs:?}")
+    };
+    assert_eq!(prompt.as_str(), "a red fox", "the same request");
 }
 
 #[tokio::test]

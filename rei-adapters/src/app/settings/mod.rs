@@ -233,6 +233,10 @@ pub struct Settings {
     /// A result that still comes later is delivered free.
     #[arg(long, env = "KLING_TASK_DEADLINE_SECS", default_value = "3600", value_parser = parse_deadlines)]
     pub kling_task_deadline_secs: VideoDeadlines,
+    /// How long a draft keeps the price it quoted, in seconds; Confirm on an older one
+    /// prices it again at today's prices and asks again.
+    #[arg(long, env = "DRAFT_TTL_SECS", default_value = "900", value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub draft_ttl_secs: u64,
     /// How long a result's download link works (`7d`, `48h`): results too large for
     /// Telegram are delivered as such a link, and `/history` lists them.
     #[arg(long, env = "ASSET_LINK_TTL", default_value = "7d", value_parser = parse_duration)]

@@ -170,8 +170,10 @@ impl Conversation {
         };
         let now = self.ports.clock.now();
         if now.since(draft.created_at) > self.config.draft_ttl {
-            stored.state = DialogueState::Idle;
-            return Ok(say("draft-expired"));
+            // Priced again at today's prices, and asked again: nothing is charged.
+            let mut replies = say("draft-expired");
+            replies.extend(self.draft(user, draft.spec, stored).await?);
+            return Ok(replies);
         }
         let Ok(key) = IdempotencyKey::new(format!("confirm:{}:{:016x}", user, id.0)) else {
             return Ok(say("button-expired"));

@@ -57,7 +57,8 @@ pub struct ConversationConfig {
     pub omni_model: String,
     /// Video→video is possible (the provider fetches the source from `PUBLIC_URL`).
     pub video_to_video: bool,
-    /// A draft older than this must be made again.
+    /// How long a draft keeps the price it quoted (`DRAFT_TTL_SECS`); Confirm on an
+    /// older one prices it again and asks again.
     pub draft_ttl: Duration,
     /// How long a result's download link works after its job finished
     /// (`ASSET_LINK_TTL`); `/history` lists the links still valid.
