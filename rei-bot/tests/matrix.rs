@@ -922,9 +922,15 @@ impl OwnRedis {
 /// delivered once, and paid once: the queue runs on the database while Redis is away.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_stopped_and_started_again_doubles_and_loses_nothing() {
+    for seed in SEEDS {
+        redis_stopped_and_started_again(seed).await;
+    }
+}
+
+async fn redis_stopped_and_started_again(seed: u64) {
+    let mut rng = Rng(seed);
     let mut redis = OwnRedis::start().await;
-    let cluster = Cluster::start_with(7, redis.url(), None).await;
-    let seed = cluster.seed;
+    let cluster = Cluster::start_with(seed, redis.url(), None).await;
     let user = cluster.customer(4_001).await;
     let mut ordered = 0;
     let order = |n: usize| cluster.order_image(user, n);
@@ -942,12 +948,14 @@ async fn redis_stopped_and_started_again_doubles_and_loses_nothing() {
         ordered += 1;
     }
     delivered(ordered).await;
+    tokio::time::sleep(Duration::from_millis(rng.below(300))).await;
     redis.down().await;
     for _ in 0..2 {
         order(ordered).await;
         ordered += 1;
     }
     delivered(ordered).await;
+    tokio::time::sleep(Duration::from_millis(rng.below(300))).await;
     redis.up().await;
     for _ in 0..2 {
         order(ordered).await;
@@ -958,37 +966,43 @@ async fn redis_stopped_and_started_again_doubles_and_loses_nothing() {
     assert_eq!(
         cluster.telegram.calls_to("sendPhoto", user.get()).len(),
         ordered,
-        "each image once"
+        "seed {seed}: each image once"
     );
     let jobs = cluster.jobs_of(user).await;
-    assert_eq!(jobs.len(), ordered);
+    assert_eq!(jobs.len(), ordered, "seed {seed}");
     assert!(
         jobs.iter().all(|j| j.state == JobState::Completed),
-        "{jobs:?}"
+        "seed {seed}: {jobs:?}"
     );
     let paid: i64 = jobs.iter().map(|j| j.quote.amount.kopecks()).sum();
     let balance = cluster.stores.ledger.balance(user).await.unwrap();
     assert_eq!(
         balance.available.kopecks(),
         100_000 - paid,
-        "paid once each"
+        "seed {seed}: paid once each"
     );
     assert_eq!(balance.held, Money::ZERO);
     cluster.verify(&format!("seed {seed}")).await;
 }
 
 /// Row: PostgreSQL restarted mid-flow: every connection of every process drops and new
-/// ones are refused for two seconds, while images are being made and YooKassa notifies
+/// ones are refused for 1.5–2.5 s (by seed), while images are being made and YooKassa notifies
 /// three top-ups (answered 503 until the database is back, and retried). Work resumes:
 /// each top-up credited once; each image made, delivered and charged once: a render
 /// stored while its record could not be written is found and recorded by the next
 /// step, not refunded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_restarted_mid_flow_loses_and_doubles_nothing() {
+    for seed in SEEDS {
+        postgres_restarted_mid_flow(seed).await;
+    }
+}
+
+async fn postgres_restarted_mid_flow(seed: u64) {
+    let mut rng = Rng(seed);
     let proxy = Forwarder::start().await.unwrap();
     let redis = OwnRedis::start().await;
-    let cluster = Cluster::start_with(9, redis.url(), Some(&proxy)).await;
-    let seed = cluster.seed;
+    let cluster = Cluster::start_with(seed, redis.url(), Some(&proxy)).await;
     let user = cluster.customer(5_001).await;
     cluster.gemini.answer_after(Duration::from_millis(300));
     for n in 0..3 {
@@ -996,10 +1010,11 @@ async fn postgres_restarted_mid_flow_loses_and_doubles_nothing() {
     }
     let topups = cluster.paid_topups(3).await;
     // The images are being made: the database goes away under them.
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    tokio::time::sleep(Duration::from_millis(50 + rng.below(300))).await;
     proxy.cut();
+    let outage = Duration::from_millis(1_500 + rng.below(1_000));
     let restore = async {
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        tokio::time::sleep(outage).await;
         let direct = url::Url::parse(&rei_tests::postgres_admin_url()).unwrap();
         let server = format!(
             "{}:{}",
