@@ -981,7 +981,7 @@ async fn a_rejected_token_stops_the_bot_at_once_with_that_reason() {
     assert!(!log.contains("cannot reach"), "{log}");
 }
 
-// ---- [growth]: drafts keep their price for DRAFT_TTL_SECS ----
+// ---- [growth]: drafts keep their price for DRAFT_TTL_SECS; history repeats ----
 
 /// `DRAFT_TTL_SECS`: Confirm on a draft older than that charges nothing, says so, and
 /// shows the same request priced again; its Confirm makes the job.
@@ -1025,6 +1025,53 @@ async fn confirm_on_an_expired_draft_prices_it_again_and_asks_again() {
         .await
         .unwrap();
     assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert!(bot.stores.ledger.verify().await.unwrap().is_ok());
+}
+
+/// `/history` numbers the jobs and offers "🔁 n" for each finished one: a new draft of
+/// the same request at today's price, made only on its Confirm.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_repeat_makes_a_new_draft_of_a_finished_job() {
+    let bot = bot().await;
+    funded(&bot, "200").await;
+    let draft = bot.say(ANNA, "a red fox in the snow").await;
+    bot.press(ANNA, &draft, &draft.button_data("Запустить"))
+        .await;
+    eventually("the photo", || {
+        let sent = bot.telegram.calls_to("sendPhoto", ANNA);
+        (!sent.is_empty()).then_some(sent)
+    })
+    .await;
+    let jobs_now = || async {
+        bot.stores
+            .jobs
+            .jobs(rei_core::job::JobFilter::default())
+            .await
+            .unwrap()
+    };
+    rei_tests::eventually("the job to finish", Duration::from_secs(30), || async {
+        jobs_now().await.iter().all(|j| j.state.is_final())
+    })
+    .await;
+    let history = bot.say(ANNA, "/history").await;
+    assert!(text(&history).contains("1. "), "{history:?}");
+    let again = bot
+        .press(ANNA, &history, &history.button_data("🔁 1"))
+        .await;
+    assert!(text(&again).contains("Цена: 50.00 ₽"), "{again:?}");
+    assert_eq!(jobs_now().await.len(), 1, "nothing made before Confirm");
+    let queued = bot
+        .press(ANNA, &again, &again.button_data("Запустить"))
+        .await;
+    assert!(text(&queued).contains("Запущено"), "{queued:?}");
+    let jobs = jobs_now().await;
+    assert_eq!(jobs.len(), 2, "{jobs:?}");
+    assert_eq!(jobs[0].spec, jobs[1].spec, "the same request");
+    eventually("the second photo", || {
+        let sent = bot.telegram.calls_to("sendPhoto", ANNA);
+        (sent.len() >= 2).then_some(sent)
+    })
+    .await;
     assert!(bot.stores.ledger.verify().await.unwrap().is_ok());
 }
 

@@ -67,6 +67,8 @@ pub const TEXT_KEYS: &[&str] = &[
     "history-empty",
     "history-job",
     "history-job-link",
+    "history-repeat",
+    "repeat-input-gone",
     "history-legacy-job",
     "history-refund",
     "image-too-small",
@@ -222,6 +224,9 @@ pub enum Action {
     SetLanguage(Language),
     /// `/admin` menu: statistics.
     AdminStats,
+    /// `/history`: a new draft with the same request as this job of the user's, priced
+    /// at today's prices.
+    Repeat(crate::ids::JobId),
     /// The main menu under `/start`: does what its command does.
     Menu(MenuItem),
 }

@@ -1486,3 +1486,90 @@ async fn history_shows_the_jobs_of_the_old_bot() {
     );
     assert_eq!(arg_of(&jobs[0], "price"), &rub("50"));
 }
+
+/// [growth] 5: "Repeat" under `/history` makes a new draft of a finished job's request,
+/// at today's price; only the owner's own finished jobs, and only while an input file
+/// is still kept.
+#[tokio::test]
+async fn history_repeats_a_finished_request_as_a_new_draft_at_todays_price() {
+    let w = world();
+    w.user_with(ANNA, "500").await;
+    w.user_with(ADMIN, "500").await;
+    let anna = UserId::new(ANNA).unwrap();
+    let draft = w.say(ANNA, "a red fox").await;
+    w.press(ANNA, button(&draft, "button-confirm")).await;
+    let first = w.jobs_of(ANNA).await[0].clone();
+    // A job still running offers no Repeat.
+    let running = w.say(ANNA, "/history").await;
+    assert!(
+        buttons(&running, "history-repeat").is_empty(),
+        "{running:?}"
+    );
+    w.jobs
+        .cancel(first.id, crate::user::Actor::User(anna), "changed my mind")
+        .await
+        .unwrap();
+    let history = w.say(ANNA, "/history").await;
+    assert_eq!(
+        buttons(&history, "history-repeat"),
+        [Action::Repeat(first.id)]
+    );
+    w.jobs.set_prices(
+        PriceList::new(
+            "70".parse().unwrap(),
+            "30".parse().unwrap(),
+            "100".parse().unwrap(),
+            2,
+        )
+        .unwrap(),
+    );
+    let again = w.press(ANNA, button(&history, "history-repeat")).await;
+    assert_eq!(keys(&again), ["draft-image"]);
+    assert_eq!(arg(&again[0], "price"), &rub("70"));
+    assert_eq!(
+        w.jobs_of(ANNA).await.len(),
+        1,
+        "nothing made before Confirm"
+    );
+    w.press(ANNA, button(&again, "button-confirm")).await;
+    let jobs = w.jobs_of(ANNA).await;
+    assert_eq!(jobs.len(), 2);
+    let repeated = jobs.iter().find(|j| j.id != first.id).unwrap();
+    assert_eq!(repeated.spec, first.spec, "the same request");
+    assert_eq!(repeated.quote.amount, money("70"), "at today's price");
+    // Someone else's job, or one that does not exist: a stale button.
+    assert_eq!(
+        keys(&w.press(ADMIN, Action::Repeat(first.id)).await),
+        ["button-expired"]
+    );
+    let nowhere = crate::ids::JobId::from_uuid(uuid::Uuid::from_u128(7));
+    assert_eq!(
+        keys(&w.press(ANNA, Action::Repeat(nowhere)).await),
+        ["button-expired"]
+    );
+    assert_eq!(w.jobs_of(ADMIN).await.len(), 0);
+    // An edit whose photo the retention sweep removed cannot be repeated.
+    let edit = w
+        .send_photo(ANNA, photo("f9", 100_000), Some("anime style"))
+        .await;
+    w.press(ANNA, button(&edit, "button-confirm")).await;
+    let edit_job = w
+        .jobs_of(ANNA)
+        .await
+        .into_iter()
+        .find(|j| matches!(j.spec, JobSpec::ImageEdit { .. }))
+        .unwrap();
+    w.jobs
+        .cancel(edit_job.id, crate::user::Actor::User(anna), "no")
+        .await
+        .unwrap();
+    let JobSpec::ImageEdit { image, .. } = &edit_job.spec else {
+        unreachable!()
+    };
+    w.media.assets.remove(image).await.unwrap();
+    assert_eq!(
+        keys(&w.press(ANNA, Action::Repeat(edit_job.id)).await),
+        ["repeat-input-gone"]
+    );
+    assert_eq!(w.jobs_of(ANNA).await.len(), 3, "nothing more made");
+}

@@ -15,6 +15,7 @@
 //! | `CheckPayment(id)` | `1:p:<uuid as 32 lowercase hex digits>` |
 //! | `SetLanguage(l)` | `1:l:ru`, `1:l:en` |
 //! | `AdminStats` | `1:a:s` |
+//! | `Repeat(job)` | `1:r:<uuid as 32 lowercase hex digits>` |
 //! | `Menu(item)` | `1:u:image`, `1:u:video`, `1:u:balance`, `1:u:topup`, `1:u:history`, `1:u:lang`, `1:u:help` |
 //!
 //! Decoding is strict: each action has exactly one accepted form (no leading zeros, no
@@ -28,7 +29,7 @@
 //! reused: such buttons decode to `None`.
 
 use rei_core::conversation::{Action, DraftId, MenuItem};
-use rei_core::ids::PaymentId;
+use rei_core::ids::{JobId, PaymentId};
 use rei_core::money::Money;
 use rei_core::pricing::VideoDuration;
 use rei_core::user::Language;
@@ -52,6 +53,7 @@ pub fn encode(action: &Action) -> String {
         Action::SetLanguage(Language::Ru) => ('l', "ru".to_owned()),
         Action::SetLanguage(Language::En) => ('l', "en".to_owned()),
         Action::AdminStats => ('a', "s".to_owned()),
+        Action::Repeat(job) => ('r', job.as_uuid().simple().to_string()),
         Action::Menu(item) => ('u', menu_word(*item).to_owned()),
     };
     format!("{VERSION}:{tag}:{value}")
@@ -81,6 +83,7 @@ pub fn decode(data: &str) -> Option<Action> {
             _ => None,
         },
         "a" if value == "s" => Some(Action::AdminStats),
+        "r" => simple_uuid(value).map(|id| Action::Repeat(JobId::from_uuid(id))),
         "u" => MenuItem::ALL
             .into_iter()
             .find(|item| menu_word(*item) == value)
@@ -197,6 +200,8 @@ mod tests {
             Action::SetLanguage(Language::Ru),
             Action::SetLanguage(Language::En),
             Action::AdminStats,
+            Action::Repeat(JobId::from_uuid(Uuid::from_u128(0))),
+            Action::Repeat(JobId::from_uuid(Uuid::from_u128(u128::MAX))),
             Action::Menu(MenuItem::Image),
             Action::Menu(MenuItem::Video),
             Action::Menu(MenuItem::Balance),
@@ -243,6 +248,10 @@ mod tests {
             (Action::SetLanguage(Language::Ru), "1:l:ru"),
             (Action::SetLanguage(Language::En), "1:l:en"),
             (Action::AdminStats, "1:a:s"),
+            (
+                Action::Repeat(JobId::from_uuid(Uuid::from_u128(0xff))),
+                "1:r:000000000000000000000000000000ff",
+            ),
             (Action::Menu(MenuItem::Image), "1:u:image"),
             (Action::Menu(MenuItem::TopUp), "1:u:topup"),
             (Action::Menu(MenuItem::Language), "1:u:lang"),
@@ -353,6 +362,7 @@ mod tests {
             any::<u128>().prop_map(|n| Action::CheckPayment(payment(n))),
             prop_oneof![Just(Language::Ru), Just(Language::En)].prop_map(Action::SetLanguage),
             Just(Action::AdminStats),
+            any::<u128>().prop_map(|n| Action::Repeat(JobId::from_uuid(Uuid::from_u128(n)))),
             proptest::sample::select(MenuItem::ALL.to_vec()).prop_map(Action::Menu),
         ]
     }

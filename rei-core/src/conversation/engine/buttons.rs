@@ -130,6 +130,7 @@ impl Conversation {
                 Ok(say("lang-set"))
             }
             Action::Menu(item) => self.menu(sender, item, stored).await,
+            Action::Repeat(job) => self.repeat(user, job, stored).await,
             Action::AdminStats => {
                 if self.config.admins.contains(&user) {
                     self.stats().await
@@ -138,6 +139,39 @@ impl Conversation {
                 }
             }
         }
+    }
+
+    /// "Repeat" under `/history`: the same request as `job` (the user's own), as a new
+    /// draft at today's prices. Nothing is charged until its Confirm. A request whose
+    /// input file is gone (retention), or whose kind or model is no longer offered, is
+    /// refused.
+    async fn repeat(&self, user: UserId, job: crate::ids::JobId, stored: &mut Stored) -> Replies {
+        let job = match self.ports.jobs.job(job).await {
+            Ok(job) if job.user_id == user && job.state.is_final() => job,
+            Ok(_) | Err(JobError::UnknownJob(_)) => return Ok(say("button-expired")),
+            Err(e) => return Err(e.into()),
+        };
+        let input = match &job.spec {
+            JobSpec::ImageGeneration { .. } | JobSpec::ImageEdit { .. } if !self.config.images => {
+                return Ok(say("images-unavailable"));
+            }
+            JobSpec::ImageGeneration { .. } => None,
+            JobSpec::ImageEdit { image, .. } => Some(image),
+            JobSpec::Video { model, input, .. } => {
+                if !self.config.videos || self.model(model).is_none() {
+                    return Ok(say("video-unavailable"));
+                }
+                input.as_ref()
+            }
+        };
+        if let Some(input) = input {
+            match self.ports.assets.exists(input).await {
+                Ok(true) => {}
+                Ok(false) => return Ok(say("repeat-input-gone")),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.draft(user, job.spec, stored).await
     }
 
     /// Starts a queued job's status message through the notifier (its one writer: it

@@ -120,6 +120,9 @@ pub enum ConversationError {
     /// change was not kept (the user may repeat it).
     #[error("the dialogue was changed by another update meanwhile")]
     Concurrent,
+    /// The asset store failed.
+    #[error(transparent)]
+    Assets(#[from] crate::ports::AssetError),
     /// Admins had to be told something and could not be.
     #[error("the admins could not be told")]
     Alert(#[from] crate::ports::NotifyError),

@@ -50,7 +50,8 @@ impl Conversation {
         let now = self.ports.clock.now();
         let job_lines = jobs
             .iter()
-            .map(|j| {
+            .enumerate()
+            .map(|(i, j)| {
                 // A result still kept can be downloaded until its link expires.
                 let link = j.result.as_ref().and_then(|result| {
                     let expires = j
@@ -66,6 +67,7 @@ impl Conversation {
                 } else {
                     "history-job"
                 })
+                .arg("n", Arg::Number(i64::try_from(i + 1).unwrap_or(i64::MAX)))
                 .arg("what", Arg::Text(j.quote.product.to_string()))
                 .arg("status", Arg::Text(j.state.as_str().to_owned()))
                 .arg("price", Arg::Money(j.quote.amount));
@@ -84,11 +86,27 @@ impl Conversation {
                     )
             }))
             .collect();
-        Ok(vec![Reply::text(
-            Text::key("history")
-                .arg("entries", Arg::List(entry_lines))
-                .arg("jobs", Arg::List(job_lines)),
-        )])
+        // "Repeat" for each finished job shown, by its number in the list.
+        let repeat: Vec<Button> = jobs
+            .iter()
+            .enumerate()
+            .filter(|(_, j)| j.state.is_final())
+            .map(|(i, j)| {
+                let n = i64::try_from(i + 1).unwrap_or(i64::MAX);
+                Button::action(
+                    Text::key("history-repeat").arg("n", Arg::Number(n)),
+                    Action::Repeat(j.id),
+                )
+            })
+            .collect();
+        let history = Text::key("history")
+            .arg("entries", Arg::List(entry_lines))
+            .arg("jobs", Arg::List(job_lines));
+        Ok(vec![if repeat.is_empty() {
+            Reply::text(history)
+        } else {
+            Reply::with_buttons(history, vec![repeat])
+        }])
     }
 
     pub(super) fn pay_menu(&self) -> Vec<Reply> {
