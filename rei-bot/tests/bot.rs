@@ -1075,6 +1075,53 @@ async fn history_repeat_makes_a_new_draft_of_a_finished_job() {
     assert!(bot.stores.ledger.verify().await.unwrap().is_ok());
 }
 
+/// `/history` offers "📤 n" for each completed result: sent once more, charged nothing.
+/// (A second press while it is on its way changes nothing: the machine's test.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_send_again_sends_a_result_once_more_for_nothing() {
+    let bot = bot().await;
+    funded(&bot, "200").await;
+    let draft = bot.say(ANNA, "a red fox in the snow").await;
+    bot.press(ANNA, &draft, &draft.button_data("Запустить"))
+        .await;
+    let job_delivered = || async {
+        bot.stores
+            .jobs
+            .jobs(rei_core::job::JobFilter::default())
+            .await
+            .unwrap()
+            .iter()
+            .all(|j| j.delivery == rei_core::job::Delivery::Delivered)
+    };
+    rei_tests::eventually(
+        "the result delivered",
+        Duration::from_secs(30),
+        job_delivered,
+    )
+    .await;
+    let charged = anna_balance(&bot).await;
+    assert_eq!(charged, ("150".parse().unwrap(), Money::ZERO));
+    let history = bot.say(ANNA, "/history").await;
+    let queued = bot
+        .press(ANNA, &history, &history.button_data("📤 1"))
+        .await;
+    assert!(text(&queued).contains("ещё раз"), "{queued:?}");
+    eventually("the photo again", || {
+        let sent = bot.telegram.calls_to("sendPhoto", ANNA);
+        (sent.len() >= 2).then_some(sent)
+    })
+    .await;
+    rei_tests::eventually("delivered again", Duration::from_secs(30), job_delivered).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        bot.telegram.calls_to("sendPhoto", ANNA).len(),
+        2,
+        "once more, once"
+    );
+    assert_eq!(anna_balance(&bot).await, charged, "charged nothing more");
+    assert!(bot.stores.ledger.verify().await.unwrap().is_ok());
+}
+
 // ---- [money]: paid results are never lost, billed calls never sent twice ----
 
 /// Admin and Anna registered; Anna has `rubles`.

@@ -68,7 +68,11 @@ pub const TEXT_KEYS: &[&str] = &[
     "history-job",
     "history-job-link",
     "history-repeat",
+    "history-send-again",
     "repeat-input-gone",
+    "send-again-gone",
+    "send-again-queued",
+    "send-again-under-way",
     "history-legacy-job",
     "history-refund",
     "image-too-small",
@@ -227,6 +231,8 @@ pub enum Action {
     /// `/history`: a new draft with the same request as this job of the user's, priced
     /// at today's prices.
     Repeat(crate::ids::JobId),
+    /// `/history`: this completed job's result, sent again.
+    SendAgain(crate::ids::JobId),
     /// The main menu under `/start`: does what its command does.
     Menu(MenuItem),
 }

@@ -62,6 +62,8 @@ pub enum JobEvent {
     WatchEnded,
     /// The user can be reached again: a result they could not be given is sent again.
     Redeliver,
+    /// The user asked for a delivered result again ("Send again" under `/history`).
+    SendAgain,
     /// A provider says the task changed (any writer): its worker asks at once.
     Woken,
     /// The provider failed or refused: released.
@@ -108,6 +110,7 @@ impl JobEvent {
             Self::DeadlinePassed { .. } => "deadline_passed",
             Self::WatchEnded => "watch_ended",
             Self::Redeliver => "redeliver",
+            Self::SendAgain => "send_again",
             Self::Woken => "woken",
             Self::Failed { .. } => "failed",
             Self::Cancelled { .. } => "cancelled",

@@ -113,6 +113,7 @@ impl Job {
                 | JobEvent::Cancelled { .. }
                 | JobEvent::StatusMessage { .. }
                 | JobEvent::Redeliver
+                | JobEvent::SendAgain
                 | JobEvent::Woken
         );
         if needs_lease && !leased {
@@ -268,6 +269,16 @@ impl Job {
                 next.run_after = Some(now);
             }
             (JobEvent::Redeliver, _) => {}
+            // Only a result that was given: one being sent (or not yet) is on its way.
+            (JobEvent::SendAgain, Completed)
+                if self.delivery == Delivery::Delivered && self.result.is_some() =>
+            {
+                next.delivery = Delivery::Pending;
+                next.delivery_attempts = 0;
+                next.redelivery = true;
+                next.run_after = Some(now);
+            }
+            (JobEvent::SendAgain, _) => {}
             (JobEvent::Woken, Processing) => next.woken_at = Some(now),
             (JobEvent::Woken, _) => {}
             (JobEvent::Failed { reason }, Processing) => {

@@ -480,6 +480,30 @@ impl JobService {
         Ok(queued)
     }
 
+    /// "Send again": queues `user`'s delivered result of `id` for one more delivery (with
+    /// a note that it is sent again; a result not on the worker's disk is fetched from
+    /// the provider again). `Ok(false)` when there is nothing to send: the job is not
+    /// theirs, not completed, or its result is already on its way.
+    ///
+    /// # Errors
+    /// [`JobError::Store`] on storage failure.
+    pub async fn send_again(&self, user: UserId, id: JobId) -> Result<bool, JobError> {
+        let job = match self.ports.jobs.job(id).await? {
+            Some(job) if job.user_id == user => job,
+            _ => return Ok(false),
+        };
+        if job.state != JobState::Completed || job.result.is_none() {
+            return Ok(false);
+        }
+        let applied = self
+            .write(job.id, JobEvent::SendAgain, JobGuard::Unleased)
+            .await?;
+        if applied.changed {
+            self.ports.queue.enqueue(job.id).await;
+        }
+        Ok(applied.changed)
+    }
+
     /// A user's newest jobs of the v2.0 bot (imported history).
     ///
     /// # Errors

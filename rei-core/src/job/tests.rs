@@ -353,6 +353,59 @@ fn delivery_is_recorded_once_and_ends_the_queue_entry() {
     );
 }
 
+/// [growth] "Send again": only a delivered, completed result goes out once more (and is
+/// claimable for it); one being sent, a failed job, or a job still running is left as
+/// it is. No money moves.
+#[test]
+fn send_again_queues_a_delivered_result_once_more_and_nothing_else() {
+    let job = done(&claimed());
+    let delivered = step(&job, JobEvent::Delivered, &mine()).after;
+    let again = step(&delivered, JobEvent::SendAgain, &JobGuard::Unleased);
+    assert!(again.settlement.is_none(), "no money moves");
+    let again = again.after;
+    assert_eq!(
+        (
+            again.state,
+            again.delivery,
+            again.redelivery,
+            again.delivery_attempts
+        ),
+        (JobState::Completed, Delivery::Pending, true, 0)
+    );
+    assert!(again.is_claimable(t(100)));
+    assert_eq!(again.cost_actual, delivered.cost_actual);
+    // A second press while it is on its way changes nothing.
+    assert_eq!(
+        step(&again, JobEvent::SendAgain, &JobGuard::Unleased).after,
+        again
+    );
+    // Delivered again: the note is for that delivery only.
+    let resent = step(
+        &step(
+            &again,
+            JobEvent::Claimed {
+                lease: lease("w1", 20_000),
+            },
+            &JobGuard::Unleased,
+        )
+        .after,
+        JobEvent::Delivered,
+        &mine(),
+    )
+    .after;
+    assert_eq!(
+        (resent.delivery, resent.redelivery),
+        (Delivery::Delivered, false)
+    );
+    for unchanged in [job.clone(), failed_job(), claimed(), pending_job()] {
+        assert_eq!(
+            step(&unchanged, JobEvent::SendAgain, &JobGuard::Unleased).after,
+            unchanged,
+            "{unchanged:?}"
+        );
+    }
+}
+
 #[test]
 fn repeated_final_events_change_nothing() {
     let job = done(&claimed());

@@ -16,6 +16,7 @@
 //! | `SetLanguage(l)` | `1:l:ru`, `1:l:en` |
 //! | `AdminStats` | `1:a:s` |
 //! | `Repeat(job)` | `1:r:<uuid as 32 lowercase hex digits>` |
+//! | `SendAgain(job)` | `1:g:<uuid as 32 lowercase hex digits>` |
 //! | `Menu(item)` | `1:u:image`, `1:u:video`, `1:u:balance`, `1:u:topup`, `1:u:history`, `1:u:lang`, `1:u:help` |
 //!
 //! Decoding is strict: each action has exactly one accepted form (no leading zeros, no
@@ -54,6 +55,7 @@ pub fn encode(action: &Action) -> String {
         Action::SetLanguage(Language::En) => ('l', "en".to_owned()),
         Action::AdminStats => ('a', "s".to_owned()),
         Action::Repeat(job) => ('r', job.as_uuid().simple().to_string()),
+        Action::SendAgain(job) => ('g', job.as_uuid().simple().to_string()),
         Action::Menu(item) => ('u', menu_word(*item).to_owned()),
     };
     format!("{VERSION}:{tag}:{value}")
@@ -84,6 +86,7 @@ pub fn decode(data: &str) -> Option<Action> {
         },
         "a" if value == "s" => Some(Action::AdminStats),
         "r" => simple_uuid(value).map(|id| Action::Repeat(JobId::from_uuid(id))),
+        "g" => simple_uuid(value).map(|id| Action::SendAgain(JobId::from_uuid(id))),
         "u" => MenuItem::ALL
             .into_iter()
             .find(|item| menu_word(*item) == value)
@@ -202,6 +205,7 @@ mod tests {
             Action::AdminStats,
             Action::Repeat(JobId::from_uuid(Uuid::from_u128(0))),
             Action::Repeat(JobId::from_uuid(Uuid::from_u128(u128::MAX))),
+            Action::SendAgain(JobId::from_uuid(Uuid::from_u128(u128::MAX))),
             Action::Menu(MenuItem::Image),
             Action::Menu(MenuItem::Video),
             Action::Menu(MenuItem::Balance),
@@ -363,6 +367,7 @@ mod tests {
             prop_oneof![Just(Language::Ru), Just(Language::En)].prop_map(Action::SetLanguage),
             Just(Action::AdminStats),
             any::<u128>().prop_map(|n| Action::Repeat(JobId::from_uuid(Uuid::from_u128(n)))),
+            any::<u128>().prop_map(|n| Action::SendAgain(JobId::from_uuid(Uuid::from_u128(n)))),
             proptest::sample::select(MenuItem::ALL.to_vec()).prop_map(Action::Menu),
         ]
     }

@@ -131,6 +131,7 @@ impl Conversation {
             }
             Action::Menu(item) => self.menu(sender, item, stored).await,
             Action::Repeat(job) => self.repeat(user, job, stored).await,
+            Action::SendAgain(job) => self.send_again(user, job).await,
             Action::AdminStats => {
                 if self.config.admins.contains(&user) {
                     self.stats().await
@@ -172,6 +173,27 @@ impl Conversation {
             }
         }
         self.draft(user, job.spec, stored).await
+    }
+
+    /// "Send again" under `/history`: the user's completed result once more, while its
+    /// file is kept here or the provider still has it.
+    async fn send_again(&self, user: UserId, id: crate::ids::JobId) -> Replies {
+        let job = match self.ports.jobs.job(id).await {
+            Ok(job) if job.user_id == user && job.state == crate::job::JobState::Completed => job,
+            Ok(_) | Err(JobError::UnknownJob(_)) => return Ok(say("button-expired")),
+            Err(e) => return Err(e.into()),
+        };
+        let Some(result) = &job.result else {
+            return Ok(say("button-expired"));
+        };
+        if job.result_url.is_none() && !self.ports.assets.exists(result).await? {
+            return Ok(say("send-again-gone"));
+        }
+        Ok(say(if self.ports.jobs.send_again(user, id).await? {
+            "send-again-queued"
+        } else {
+            "send-again-under-way"
+        }))
     }
 
     /// Starts a queued job's status message through the notifier (its one writer: it

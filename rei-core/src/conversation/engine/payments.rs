@@ -86,27 +86,34 @@ impl Conversation {
                     )
             }))
             .collect();
-        // "Repeat" for each finished job shown, by its number in the list.
-        let repeat: Vec<Button> = jobs
+        // For each finished job shown, by its number in the list: "Send again" (a
+        // completed one's result) and "Repeat"; one row a job.
+        let rows: Vec<Vec<Button>> = jobs
             .iter()
             .enumerate()
             .filter(|(_, j)| j.state.is_final())
             .map(|(i, j)| {
-                let n = i64::try_from(i + 1).unwrap_or(i64::MAX);
-                Button::action(
-                    Text::key("history-repeat").arg("n", Arg::Number(n)),
+                let n = Arg::Number(i64::try_from(i + 1).unwrap_or(i64::MAX));
+                let mut row = Vec::new();
+                if j.state == crate::job::JobState::Completed && j.result.is_some() {
+                    row.push(Button::action(
+                        Text::key("history-send-again").arg("n", n.clone()),
+                        Action::SendAgain(j.id),
+                    ));
+                }
+                row.push(Button::action(
+                    Text::key("history-repeat").arg("n", n),
                     Action::Repeat(j.id),
-                )
+                ));
+                row
             })
             .collect();
-        let history = Text::key("history")
-            .arg("entries", Arg::List(entry_lines))
-            .arg("jobs", Arg::List(job_lines));
-        Ok(vec![if repeat.is_empty() {
-            Reply::text(history)
-        } else {
-            Reply::with_buttons(history, vec![repeat])
-        }])
+        Ok(vec![Reply::with_buttons(
+            Text::key("history")
+                .arg("entries", Arg::List(entry_lines))
+                .arg("jobs", Arg::List(job_lines)),
+            rows,
+        )])
     }
 
     pub(super) fn pay_menu(&self) -> Vec<Reply> {
