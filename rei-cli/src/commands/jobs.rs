@@ -62,6 +62,7 @@ pub(crate) async fn run(ctx: &Ctx, c: &JobsCommand) -> Result<(), Failure> {
                 state: *status,
                 user_id: *user,
                 limit: (*limit).clamp(1, 10_000),
+                offset: 0,
             };
             let list = jobs.list(filter).await.map_err(job_failure)?;
             ctx.out

@@ -67,6 +67,9 @@ pub const TEXT_KEYS: &[&str] = &[
     "history-empty",
     "history-job",
     "history-job-link",
+    "history-newer",
+    "history-older",
+    "history-page",
     "history-repeat",
     "history-send-again",
     "repeat-input-gone",
@@ -233,6 +236,8 @@ pub enum Action {
     Repeat(crate::ids::JobId),
     /// `/history`: this completed job's result, sent again.
     SendAgain(crate::ids::JobId),
+    /// `/history`: a page of older jobs (0 = the newest).
+    HistoryPage(u32),
     /// The main menu under `/start`: does what its command does.
     Menu(MenuItem),
 }
@@ -296,6 +301,8 @@ pub enum Arg {
     Key(&'static str),
     /// Texts shown one per line (history).
     List(Vec<Text>),
+    /// A day, written as the language writes dates.
+    Date(crate::time::Timestamp),
 }
 
 /// A text of the locale: its key and arguments.

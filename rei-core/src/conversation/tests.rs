@@ -1573,3 +1573,75 @@ async fn history_repeats_a_finished_request_as_a_new_draft_at_todays_price() {
     );
     assert_eq!(w.jobs_of(ANNA).await.len(), 3, "nothing more made");
 }
+
+/// [growth] 5: `/history` pages through the jobs, five a page, numbered and dated; the
+/// page buttons lead to older and newer pages, and a page past the end is stale.
+#[tokio::test]
+async fn history_pages_through_the_jobs_numbered_and_dated() {
+    let w = world();
+    w.user_with(ANNA, "1000").await;
+    let anna = UserId::new(ANNA).unwrap();
+    for n in 0..7 {
+        let draft = w.say(ANNA, &format!("fox {n}")).await;
+        w.press(ANNA, button(&draft, "button-confirm")).await;
+        let newest = w.jobs_of(ANNA).await[0].clone();
+        w.jobs
+            .cancel(newest.id, crate::user::Actor::User(anna), "next")
+            .await
+            .unwrap();
+        w.clock.advance(Duration::from_secs(60));
+    }
+    let all = w.jobs_of(ANNA).await;
+    assert_eq!(all.len(), 7);
+    let numbers = |reply: &Reply| {
+        let Arg::List(lines) = arg(reply, "jobs") else {
+            panic!("{reply:?}")
+        };
+        lines
+            .iter()
+            .filter(|l| l.key == "history-job")
+            .map(|l| (arg_of(l, "n").clone(), arg_of(l, "date").clone()))
+            .collect::<Vec<_>>()
+    };
+    let first = w.say(ANNA, "/history").await;
+    assert_eq!(keys(&first), ["history"]);
+    let on_first = numbers(&first[0]);
+    assert_eq!(
+        on_first,
+        (0..5)
+            .map(|i| (
+                Arg::Number(i + 1),
+                Arg::Date(all[usize::try_from(i).unwrap()].created_at)
+            ))
+            .collect::<Vec<_>>(),
+        "the newest five, numbered and dated"
+    );
+    assert_eq!(buttons(&first, "history-newer"), []);
+    assert_eq!(buttons(&first, "history-older"), [Action::HistoryPage(1)]);
+    assert_eq!(buttons(&first, "history-repeat").len(), 5);
+    let second = w.press(ANNA, Action::HistoryPage(1)).await;
+    assert_eq!(keys(&second), ["history-page"]);
+    assert_eq!(arg(&second[0], "page"), &Arg::Number(2));
+    assert_eq!(
+        numbers(&second[0]),
+        [
+            (Arg::Number(6), Arg::Date(all[5].created_at)),
+            (Arg::Number(7), Arg::Date(all[6].created_at))
+        ]
+    );
+    assert_eq!(buttons(&second, "history-older"), []);
+    assert_eq!(buttons(&second, "history-newer"), [Action::HistoryPage(0)]);
+    // The repeat buttons of the second page are its own jobs'.
+    assert_eq!(
+        buttons(&second, "history-repeat"),
+        [Action::Repeat(all[5].id), Action::Repeat(all[6].id)]
+    );
+    assert_eq!(
+        keys(&w.press(ANNA, Action::HistoryPage(2)).await),
+        ["button-expired"]
+    );
+    assert_eq!(
+        keys(&w.press(ANNA, Action::HistoryPage(u32::MAX)).await),
+        ["button-expired"]
+    );
+}

@@ -489,6 +489,8 @@ pub struct JobFilter {
     pub user_id: Option<UserId>,
     /// At most this many, newest first (0 = store default of 100).
     pub limit: u32,
+    /// Skip this many of the newest first (pages).
+    pub offset: u32,
 }
 
 #[cfg(test)]

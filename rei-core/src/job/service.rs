@@ -516,11 +516,16 @@ impl JobService {
         Ok(self.ports.jobs.legacy_jobs(user, limit).await?)
     }
 
-    /// A user's newest jobs.
+    /// A user's newest jobs, skipping the `offset` newest (pages of history).
     ///
     /// # Errors
     /// [`JobError::Store`] on storage failure.
-    pub async fn history(&self, user: UserId, limit: u32) -> Result<Vec<Job>, JobError> {
+    pub async fn history(
+        &self,
+        user: UserId,
+        limit: u32,
+        offset: u32,
+    ) -> Result<Vec<Job>, JobError> {
         Ok(self
             .ports
             .jobs
@@ -528,6 +533,7 @@ impl JobService {
                 state: None,
                 user_id: Some(user),
                 limit: limit.clamp(1, 1000),
+                offset,
             })
             .await?)
     }

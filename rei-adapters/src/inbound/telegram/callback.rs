@@ -17,6 +17,7 @@
 //! | `AdminStats` | `1:a:s` |
 //! | `Repeat(job)` | `1:r:<uuid as 32 lowercase hex digits>` |
 //! | `SendAgain(job)` | `1:g:<uuid as 32 lowercase hex digits>` |
+//! | `HistoryPage(n)` | `1:h:<n in decimal>` |
 //! | `Menu(item)` | `1:u:image`, `1:u:video`, `1:u:balance`, `1:u:topup`, `1:u:history`, `1:u:lang`, `1:u:help` |
 //!
 //! Decoding is strict: each action has exactly one accepted form (no leading zeros, no
@@ -56,6 +57,7 @@ pub fn encode(action: &Action) -> String {
         Action::AdminStats => ('a', "s".to_owned()),
         Action::Repeat(job) => ('r', job.as_uuid().simple().to_string()),
         Action::SendAgain(job) => ('g', job.as_uuid().simple().to_string()),
+        Action::HistoryPage(page) => ('h', page.to_string()),
         Action::Menu(item) => ('u', menu_word(*item).to_owned()),
     };
     format!("{VERSION}:{tag}:{value}")
@@ -87,6 +89,7 @@ pub fn decode(data: &str) -> Option<Action> {
         "a" if value == "s" => Some(Action::AdminStats),
         "r" => simple_uuid(value).map(|id| Action::Repeat(JobId::from_uuid(id))),
         "g" => simple_uuid(value).map(|id| Action::SendAgain(JobId::from_uuid(id))),
+        "h" => decimal_u32(value).map(Action::HistoryPage),
         "u" => MenuItem::ALL
             .into_iter()
             .find(|item| menu_word(*item) == value)
@@ -106,6 +109,18 @@ const fn menu_word(item: MenuItem) -> &'static str {
         MenuItem::Language => "lang",
         MenuItem::Help => "help",
     }
+}
+
+/// `0` or a decimal without leading zeros, fitting a `u32`.
+fn decimal_u32(value: &str) -> Option<u32> {
+    let canonical = !value.is_empty()
+        && value.len() <= 10
+        && (value == "0" || !value.starts_with('0'))
+        && value.bytes().all(|b| b.is_ascii_digit());
+    if !canonical {
+        return None;
+    }
+    value.parse().ok()
 }
 
 /// `0` or lowercase hex without leading zeros, fitting a `u64`.
@@ -206,6 +221,8 @@ mod tests {
             Action::Repeat(JobId::from_uuid(Uuid::from_u128(0))),
             Action::Repeat(JobId::from_uuid(Uuid::from_u128(u128::MAX))),
             Action::SendAgain(JobId::from_uuid(Uuid::from_u128(u128::MAX))),
+            Action::HistoryPage(0),
+            Action::HistoryPage(u32::MAX),
             Action::Menu(MenuItem::Image),
             Action::Menu(MenuItem::Video),
             Action::Menu(MenuItem::Balance),
@@ -263,6 +280,22 @@ mod tests {
         for (action, data) in cases {
             assert_eq!(encode(&action), data);
             check(data, Some(action));
+        }
+    }
+
+    #[test]
+    fn history_pages_are_canonical_decimals() {
+        check("1:h:0", Some(Action::HistoryPage(0)));
+        check("1:h:12", Some(Action::HistoryPage(12)));
+        for bad in [
+            "1:h:",
+            "1:h:012",
+            "1:h:-1",
+            "1:h:4294967296",
+            "1:h:1a",
+            "1:h: 1",
+        ] {
+            check(bad, None);
         }
     }
 
@@ -368,6 +401,7 @@ mod tests {
             Just(Action::AdminStats),
             any::<u128>().prop_map(|n| Action::Repeat(JobId::from_uuid(Uuid::from_u128(n)))),
             any::<u128>().prop_map(|n| Action::SendAgain(JobId::from_uuid(Uuid::from_u128(n)))),
+            any::<u32>().prop_map(Action::HistoryPage),
             proptest::sample::select(MenuItem::ALL.to_vec()).prop_map(Action::Menu),
         ]
     }

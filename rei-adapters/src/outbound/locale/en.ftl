@@ -65,8 +65,12 @@ history-empty = No operations yet.
 history-credit = + { $amount } — { $what }
 history-debit = − { $amount } — { $what }
 history-refund = ↩ { $amount } — { $what }
-history-job = { $n }. { $what }: { $status }, { $price }
-history-job-link = { $n }. { $what }: { $status }, { $price } — download: { $link }
+history-job = { $n }. { $date } { $what }: { $status }, { $price }
+history-job-link = { $n }. { $date } { $what }: { $status }, { $price } — download: { $link }
+history-page = Jobs, page { $page }:
+    { $jobs }
+history-older = Older ▶
+history-newer = ◀ Newer
 history-repeat = 🔁 { $n }
 history-send-again = 📤 { $n }
 send-again-queued = Sending the result again.

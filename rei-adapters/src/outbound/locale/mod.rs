@@ -121,6 +121,7 @@ impl Locales {
             CoreArg::Money(m) => Arg::Text(m.to_string()),
             CoreArg::Number(n) => Arg::Number(*n),
             CoreArg::Text(t) => Arg::Text(t.clone()),
+            CoreArg::Date(at) => Arg::Text(date(language, *at)),
             CoreArg::Key(k) => Arg::Text(self.text(language, k, &[])),
             CoreArg::List(items) => Arg::Text(
                 items
@@ -146,6 +147,17 @@ impl Locales {
             .collect();
         keys.sort();
         keys
+    }
+}
+
+/// A day as `language` writes it (UTC): `04.12.2026` in Russian, `2026-12-04` in English.
+fn date(language: Language, at: rei_core::time::Timestamp) -> String {
+    let Some(day) = chrono::DateTime::from_timestamp_millis(at.millis()) else {
+        return String::new();
+    };
+    match language {
+        Language::Ru => day.format("%d.%m.%Y").to_string(),
+        Language::En => day.format("%Y-%m-%d").to_string(),
     }
 }
 
@@ -220,6 +232,28 @@ pub(crate) mod tests {
                 "{language:?} has keys no code lists: {unused:?}"
             );
         }
+    }
+
+    #[test]
+    fn dates_are_written_as_each_language_writes_them() {
+        // 2026-12-04 23:59 UTC.
+        let at = rei_core::time::Timestamp::from_millis(1_796_428_740_000);
+        assert_eq!(date(Language::Ru, at), "04.12.2026");
+        assert_eq!(date(Language::En, at), "2026-12-04");
+        let locales = Locales::load().unwrap();
+        let line = Text::key("history-job")
+            .arg("n", CoreArg::Number(3))
+            .arg("date", CoreArg::Date(at))
+            .arg("what", CoreArg::Text("image".into()))
+            .arg("status", CoreArg::Text("completed".into()))
+            .arg(
+                "price",
+                CoreArg::Money(rei_core::money::Money::from_kopecks(5_000).unwrap()),
+            );
+        assert_eq!(
+            locales.render(Language::Ru, &line),
+            "3. 04.12.2026 image: completed, 50.00 ₽"
+        );
     }
 
     #[test]

@@ -65,8 +65,12 @@ history-empty = Операций пока нет.
 history-credit = + { $amount } — { $what }
 history-debit = − { $amount } — { $what }
 history-refund = ↩ { $amount } — { $what }
-history-job = { $n }. { $what }: { $status }, { $price }
-history-job-link = { $n }. { $what }: { $status }, { $price } — скачать: { $link }
+history-job = { $n }. { $date } { $what }: { $status }, { $price }
+history-job-link = { $n }. { $date } { $what }: { $status }, { $price } — скачать: { $link }
+history-page = Задачи, страница { $page }:
+    { $jobs }
+history-older = Старше ▶
+history-newer = ◀ Новее
 history-repeat = 🔁 { $n }
 history-send-again = 📤 { $n }
 send-again-queued = Отправляю результат ещё раз.

@@ -317,12 +317,13 @@ impl JobStore for SqlStore {
                 " FROM jobs WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR user_id = $2) ORDER BY "
             ],
             order_col,
-            [" DESC LIMIT $3"]
+            [" DESC LIMIT $3 OFFSET $4"]
         );
         let rows: Vec<JobRow> = sqlx::query_as(sql)
             .bind(filter.state.map(|s| s.as_str()))
             .bind(filter.user_id.map(UserId::get))
             .bind(limit(filter.limit))
+            .bind(i64::from(filter.offset))
             .fetch_all(&self.pool)
             .await
             .map_err(TxError::from)?;

@@ -408,11 +408,27 @@ pub async fn jobs_are_filtered_newest_first<S: Backend>(s: Store<S>) {
         limit: 1,
         ..everything.clone()
     };
+    let second_page = JobFilter {
+        limit: 1,
+        offset: 1,
+        ..everything.clone()
+    };
+    let my_second = JobFilter {
+        offset: 1,
+        ..mine.clone()
+    };
+    let past_the_end = JobFilter {
+        offset: 3,
+        ..everything.clone()
+    };
     for (filter, want) in [
         (everything, vec![c.id, b.id, a.id]),
         (mine, vec![c.id, a.id]),
         (pending, vec![c.id, b.id]),
         (newest, vec![c.id]),
+        (second_page, vec![b.id]),
+        (my_second, vec![a.id]),
+        (past_the_end, vec![]),
     ] {
         let jobs = s.jobs(filter.clone()).await.unwrap();
         let got: Vec<_> = jobs.iter().map(|j| j.id).collect();

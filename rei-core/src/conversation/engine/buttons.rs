@@ -132,6 +132,7 @@ impl Conversation {
             Action::Menu(item) => self.menu(sender, item, stored).await,
             Action::Repeat(job) => self.repeat(user, job, stored).await,
             Action::SendAgain(job) => self.send_again(user, job).await,
+            Action::HistoryPage(page) => self.history(user, page).await,
             Action::AdminStats => {
                 if self.config.admins.contains(&user) {
                     self.stats().await

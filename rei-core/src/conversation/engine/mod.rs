@@ -396,7 +396,7 @@ impl Conversation {
                         .arg("held", Arg::Money(b.held)),
                 )])
             }
-            Command::History => self.history(user).await,
+            Command::History => self.history(user, 0).await,
             Command::Lang => Ok(vec![Reply::with_buttons(
                 Text::key("lang-choose"),
                 vec![vec![

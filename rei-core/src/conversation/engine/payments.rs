@@ -22,18 +22,38 @@ fn pay_link(payment: &crate::payment::Payment) -> Vec<Reply> {
 }
 
 impl Conversation {
-    pub(super) async fn history(&self, user: UserId) -> Replies {
-        let entries = self.ports.ledger.history(user, 10).await?;
-        let jobs = self.ports.jobs.history(user, 5).await?;
-        // Jobs of the v2.0 bot fill the list when there are few newer ones.
+    /// `/history`: page `page` of the user's jobs (five a page, newest first), each
+    /// numbered and dated, with "Send again" and "Repeat" for finished ones and buttons
+    /// to the older and newer pages. The first page also shows the latest money
+    /// movements, and jobs of the v2.0 bot when there are few newer ones.
+    pub(super) async fn history(&self, user: UserId, page: u32) -> Replies {
+        const PER_PAGE: u32 = 5;
+        let Some(offset) = page.checked_mul(PER_PAGE) else {
+            return Ok(say("button-expired"));
+        };
+        let mut jobs = self.ports.jobs.history(user, PER_PAGE + 1, offset).await?;
+        let older_page = jobs.len() > PER_PAGE as usize;
+        jobs.truncate(PER_PAGE as usize);
+        let first = page == 0;
+        let entries = if first {
+            self.ports.ledger.history(user, 10).await?
+        } else {
+            Vec::new()
+        };
+        // Jobs of the v2.0 bot fill the first page when there are few newer ones.
         let older = u32::try_from(5_usize.saturating_sub(jobs.len())).unwrap_or(0);
-        let legacy = if older > 0 {
+        let legacy = if first && older > 0 {
             self.ports.jobs.legacy_history(user, older).await?
         } else {
             Vec::new()
         };
-        if entries.is_empty() && jobs.is_empty() && legacy.is_empty() {
-            return Ok(say("history-empty"));
+        if jobs.is_empty() && legacy.is_empty() {
+            if !first {
+                return Ok(say("button-expired"));
+            }
+            if entries.is_empty() {
+                return Ok(say("history-empty"));
+            }
         }
         let entry_lines = entries
             .iter()
@@ -48,6 +68,9 @@ impl Conversation {
             })
             .collect();
         let now = self.ports.clock.now();
+        let number = |i: usize| {
+            Arg::Number(i64::from(offset).saturating_add(i64::try_from(i + 1).unwrap_or(i64::MAX)))
+        };
         let job_lines = jobs
             .iter()
             .enumerate()
@@ -67,7 +90,8 @@ impl Conversation {
                 } else {
                     "history-job"
                 })
-                .arg("n", Arg::Number(i64::try_from(i + 1).unwrap_or(i64::MAX)))
+                .arg("n", number(i))
+                .arg("date", Arg::Date(j.created_at))
                 .arg("what", Arg::Text(j.quote.product.to_string()))
                 .arg("status", Arg::Text(j.state.as_str().to_owned()))
                 .arg("price", Arg::Money(j.quote.amount));
@@ -88,32 +112,51 @@ impl Conversation {
             .collect();
         // For each finished job shown, by its number in the list: "Send again" (a
         // completed one's result) and "Repeat"; one row a job.
-        let rows: Vec<Vec<Button>> = jobs
+        let mut rows: Vec<Vec<Button>> = jobs
             .iter()
             .enumerate()
             .filter(|(_, j)| j.state.is_final())
             .map(|(i, j)| {
-                let n = Arg::Number(i64::try_from(i + 1).unwrap_or(i64::MAX));
                 let mut row = Vec::new();
                 if j.state == crate::job::JobState::Completed && j.result.is_some() {
                     row.push(Button::action(
-                        Text::key("history-send-again").arg("n", n.clone()),
+                        Text::key("history-send-again").arg("n", number(i)),
                         Action::SendAgain(j.id),
                     ));
                 }
                 row.push(Button::action(
-                    Text::key("history-repeat").arg("n", n),
+                    Text::key("history-repeat").arg("n", number(i)),
                     Action::Repeat(j.id),
                 ));
                 row
             })
             .collect();
-        Ok(vec![Reply::with_buttons(
+        let mut pages = Vec::new();
+        if let Some(newer) = page.checked_sub(1) {
+            pages.push(Button::action(
+                Text::key("history-newer"),
+                Action::HistoryPage(newer),
+            ));
+        }
+        if older_page {
+            pages.push(Button::action(
+                Text::key("history-older"),
+                Action::HistoryPage(page.saturating_add(1)),
+            ));
+        }
+        if !pages.is_empty() {
+            rows.push(pages);
+        }
+        let text = if first {
             Text::key("history")
                 .arg("entries", Arg::List(entry_lines))
-                .arg("jobs", Arg::List(job_lines)),
-            rows,
-        )])
+                .arg("jobs", Arg::List(job_lines))
+        } else {
+            Text::key("history-page")
+                .arg("page", Arg::Number(i64::from(page) + 1))
+                .arg("jobs", Arg::List(job_lines))
+        };
+        Ok(vec![Reply::with_buttons(text, rows)])
     }
 
     pub(super) fn pay_menu(&self) -> Vec<Reply> {

@@ -126,6 +126,7 @@ impl JobStore for MemoryStore {
                 filter.state.is_none_or(|st| j.state == st)
                     && filter.user_id.is_none_or(|u| j.user_id == u)
             })
+            .skip(usize::try_from(filter.offset).unwrap_or(usize::MAX))
             .take(limit(filter.limit))
             .cloned()
             .collect())
