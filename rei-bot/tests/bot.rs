@@ -358,11 +358,7 @@ async fn an_image_draft_survives_a_restart_and_the_photo_is_delivered() {
         .press(ANNA, &draft, &draft.button_data("Запустить"))
         .await;
     assert!(text(&queued).contains("Запущено"), "{queued:?}");
-    let photos = eventually("the photo", || {
-        let sent = bot.telegram.calls_to("sendPhoto", ANNA);
-        (!sent.is_empty()).then_some(sent)
-    })
-    .await;
+    let photos = anna_photos(&bot, 1, "the photo").await;
     assert_eq!(photos.len(), 1);
     assert_eq!(bot.gemini.calls(), 1, "one billed call");
     let (available, _) = anna_balance(&bot).await;
@@ -785,11 +781,7 @@ async fn a_first_message_without_start_is_served_and_admin_commands_work_at_once
         .press(ANNA, &draft, &draft.button_data("Запустить"))
         .await;
     assert!(text(&queued).contains("Запущено"), "{queued:?}");
-    eventually("the photo", || {
-        let sent = bot.telegram.calls_to("sendPhoto", ANNA);
-        (!sent.is_empty()).then_some(sent)
-    })
-    .await;
+    anna_photos(&bot, 1, "the photo").await;
     // A first contact in English is registered in English.
     bot.telegram.user_language(777, Some("en"));
     let balance = bot.say(777, "/balance").await;
@@ -1013,11 +1005,7 @@ async fn confirm_on_an_expired_draft_prices_it_again_and_asks_again() {
         .press(ANNA, &again, &again.button_data("Запустить"))
         .await;
     assert!(text(&queued).contains("Запущено"), "{queued:?}");
-    eventually("the photo", || {
-        let sent = bot.telegram.calls_to("sendPhoto", ANNA);
-        (!sent.is_empty()).then_some(sent)
-    })
-    .await;
+    anna_photos(&bot, 1, "the photo").await;
     let jobs = bot
         .stores
         .jobs
@@ -1034,14 +1022,8 @@ async fn confirm_on_an_expired_draft_prices_it_again_and_asks_again() {
 async fn history_repeat_makes_a_new_draft_of_a_finished_job() {
     let bot = bot().await;
     funded(&bot, "200").await;
-    let draft = bot.say(ANNA, "a red fox in the snow").await;
-    bot.press(ANNA, &draft, &draft.button_data("Запустить"))
-        .await;
-    eventually("the photo", || {
-        let sent = bot.telegram.calls_to("sendPhoto", ANNA);
-        (!sent.is_empty()).then_some(sent)
-    })
-    .await;
+    order_image(&bot).await;
+    anna_photos(&bot, 1, "the photo").await;
     let jobs_now = || async {
         bot.stores
             .jobs
@@ -1067,11 +1049,7 @@ async fn history_repeat_makes_a_new_draft_of_a_finished_job() {
     let jobs = jobs_now().await;
     assert_eq!(jobs.len(), 2, "{jobs:?}");
     assert_eq!(jobs[0].spec, jobs[1].spec, "the same request");
-    eventually("the second photo", || {
-        let sent = bot.telegram.calls_to("sendPhoto", ANNA);
-        (sent.len() >= 2).then_some(sent)
-    })
-    .await;
+    anna_photos(&bot, 2, "the second photo").await;
     assert!(bot.stores.ledger.verify().await.unwrap().is_ok());
 }
 
@@ -1081,9 +1059,7 @@ async fn history_repeat_makes_a_new_draft_of_a_finished_job() {
 async fn history_send_again_sends_a_result_once_more_for_nothing() {
     let bot = bot().await;
     funded(&bot, "200").await;
-    let draft = bot.say(ANNA, "a red fox in the snow").await;
-    bot.press(ANNA, &draft, &draft.button_data("Запустить"))
-        .await;
+    order_image(&bot).await;
     let job_delivered = || async {
         bot.stores
             .jobs
@@ -1106,11 +1082,7 @@ async fn history_send_again_sends_a_result_once_more_for_nothing() {
         .press(ANNA, &history, &history.button_data("📤 1"))
         .await;
     assert!(text(&queued).contains("ещё раз"), "{queued:?}");
-    eventually("the photo again", || {
-        let sent = bot.telegram.calls_to("sendPhoto", ANNA);
-        (sent.len() >= 2).then_some(sent)
-    })
-    .await;
+    anna_photos(&bot, 2, "the photo again").await;
     rei_tests::eventually("delivered again", Duration::from_secs(30), job_delivered).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
@@ -1123,6 +1095,22 @@ async fn history_send_again_sends_a_result_once_more_for_nothing() {
 }
 
 // ---- [money]: paid results are never lost, billed calls never sent twice ----
+
+/// Waits until Anna got at least `n` photos (`what` names the wait); those photos.
+async fn anna_photos(bot: &Bot, n: usize, what: &str) -> Vec<Call> {
+    eventually(what, || {
+        let sent = bot.telegram.calls_to("sendPhoto", ANNA);
+        (sent.len() >= n).then_some(sent)
+    })
+    .await
+}
+
+/// Anna orders an image (50 ₽) and confirms it.
+async fn order_image(bot: &Bot) {
+    let draft = bot.say(ANNA, "a red fox in the snow").await;
+    bot.press(ANNA, &draft, &draft.button_data("Запустить"))
+        .await;
+}
 
 /// Admin and Anna registered; Anna has `rubles`.
 async fn funded(bot: &Bot, rubles: &str) {

@@ -643,15 +643,7 @@ async fn an_expired_draft_is_priced_again_at_todays_price_and_asked_again() {
     w.user_with(ANNA, "500").await;
     let draft = w.say(ANNA, "a red fox").await;
     assert_eq!(arg(&draft[0], "price"), &rub("50"));
-    w.jobs.set_prices(
-        PriceList::new(
-            "70".parse().unwrap(),
-            "30".parse().unwrap(),
-            "100".parse().unwrap(),
-            2,
-        )
-        .unwrap(),
-    );
+    image_price_now_70(&w);
     w.clock.advance(Duration::from_secs(3601));
     let again = w.press(ANNA, button(&draft, "button-confirm")).await;
     assert_eq!(keys(&again), ["draft-expired", "draft-image"]);
@@ -671,11 +663,8 @@ async fn an_expired_draft_is_priced_again_at_todays_price_and_asked_again() {
     assert_eq!(prompt.as_str(), "a red fox", "the same request");
 }
 
-#[tokio::test]
-async fn a_price_change_before_confirm_shows_the_new_price() {
-    let w = world();
-    w.user_with(ANNA, "500").await;
-    let draft = w.say(ANNA, "a red fox").await;
+/// The prices change: an image costs 70 ₽ from now on.
+fn image_price_now_70(w: &World) {
     w.jobs.set_prices(
         PriceList::new(
             "70".parse().unwrap(),
@@ -685,6 +674,14 @@ async fn a_price_change_before_confirm_shows_the_new_price() {
         )
         .unwrap(),
     );
+}
+
+#[tokio::test]
+async fn a_price_change_before_confirm_shows_the_new_price() {
+    let w = world();
+    w.user_with(ANNA, "500").await;
+    let draft = w.say(ANNA, "a red fox").await;
+    image_price_now_70(&w);
     let r = w.press(ANNA, button(&draft, "button-confirm")).await;
     assert_eq!(keys(&r), ["price-changed", "draft-image"]);
     assert_eq!(arg(&r[1], "price"), &rub("70"));
@@ -1514,15 +1511,7 @@ async fn history_repeats_a_finished_request_as_a_new_draft_at_todays_price() {
         buttons(&history, "history-repeat"),
         [Action::Repeat(first.id)]
     );
-    w.jobs.set_prices(
-        PriceList::new(
-            "70".parse().unwrap(),
-            "30".parse().unwrap(),
-            "100".parse().unwrap(),
-            2,
-        )
-        .unwrap(),
-    );
+    image_price_now_70(&w);
     let again = w.press(ANNA, button(&history, "history-repeat")).await;
     assert_eq!(keys(&again), ["draft-image"]);
     assert_eq!(arg(&again[0], "price"), &rub("70"));
