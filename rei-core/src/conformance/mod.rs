@@ -73,6 +73,7 @@ macro_rules! __conformance_cases {
             language_is_kept,
             unknown_users_are_not_found,
             credit_updates_balance_and_history,
+            growth_entries_have_kinds_of_their_own,
             post_is_idempotent,
             entries_are_found_by_their_key,
             key_reuse_with_other_content_conflicts,

@@ -47,6 +47,12 @@ pub enum RefType {
     Admin,
     /// A reservation and its settlement (`ref_id` = reservation id).
     Reservation,
+    /// A gift of the bot: the signup bonus (`ref_id` = what it is for, e.g. `signup`).
+    Bonus,
+    /// A reward for a referred user's top-up, or its reversal (`ref_id` = the payment).
+    Referral,
+    /// A promo code's credit (`ref_id` = the code).
+    Promo,
 }
 
 macro_rules! text_codes {
@@ -89,7 +95,7 @@ pub struct UnknownCode {
 }
 
 text_codes!(EntryKind { Credit => "credit", Debit => "debit", Refund => "refund" });
-text_codes!(RefType { Payment => "payment", Job => "job", Admin => "admin", Reservation => "reservation" });
+text_codes!(RefType { Payment => "payment", Job => "job", Admin => "admin", Reservation => "reservation", Bonus => "bonus", Referral => "referral", Promo => "promo" });
 text_codes!(ReservationState { Held => "held", Captured => "captured", Released => "released" });
 
 impl EntryKind {

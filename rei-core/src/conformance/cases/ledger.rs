@@ -195,6 +195,52 @@ pub async fn partial_capture_refunds_difference<S: Backend>(s: Store<S>) {
     assert_sound(&*s).await;
 }
 
+/// A signup bonus, a referral reward (and its reversal) and a promo credit are entries
+/// of their own kinds: stored, read back and summed like any other.
+pub async fn growth_entries_have_kinds_of_their_own<S: Backend>(s: Store<S>) {
+    let u = user(&*s, 1).await;
+    for (n, (ref_type, kind, kopecks)) in [
+        (RefType::Bonus, EntryKind::Credit, 5_000),
+        (RefType::Referral, EntryKind::Credit, 1_000),
+        (RefType::Promo, EntryKind::Credit, 2_500),
+        (RefType::Referral, EntryKind::Debit, 400),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let posted = s
+            .post(
+                NewEntry {
+                    ref_type,
+                    ref_id: format!("growth-{n}"),
+                    ..entry(u, kind, kopecks, &format!("growth-{n}"))
+                },
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(posted.entry.ref_type, ref_type);
+    }
+    assert_eq!(available(&*s, u).await, 5_000 + 1_000 + 2_500 - 400);
+    let kinds: Vec<RefType> = s
+        .entries(u, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.ref_type)
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            RefType::Referral,
+            RefType::Promo,
+            RefType::Referral,
+            RefType::Bonus
+        ]
+    );
+    assert_sound(&*s).await;
+}
+
 pub async fn release_refunds_everything<S: Backend>(s: Store<S>) {
     let u = user(&*s, 1).await;
     fund(&*s, u, 1_000).await;

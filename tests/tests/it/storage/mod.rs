@@ -29,4 +29,5 @@ mod batch;
 mod concurrency;
 mod crash;
 mod open;
+mod upgrade;
 mod verify;
