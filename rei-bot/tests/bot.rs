@@ -973,7 +973,7 @@ async fn a_rejected_token_stops_the_bot_at_once_with_that_reason() {
     assert!(!log.contains("cannot reach"), "{log}");
 }
 
-// ---- [growth]: drafts keep their price for DRAFT_TTL_SECS; history repeats ----
+// ---- [growth]: drafts keep their price for DRAFT_TTL_SECS; history; signup bonus ----
 
 /// `DRAFT_TTL_SECS`: Confirm on a draft older than that charges nothing, says so, and
 /// shows the same request priced again; its Confirm makes the job.
@@ -1091,6 +1091,43 @@ async fn history_send_again_sends_a_result_once_more_for_nothing() {
         "once more, once"
     );
     assert_eq!(anna_balance(&bot).await, charged, "charged nothing more");
+    assert!(bot.stores.ledger.verify().await.unwrap().is_ok());
+}
+
+/// `SIGNUP_BONUS`: a new user gets it once, told before the welcome; a second /start
+/// gives nothing; `/stats` shows it apart from revenue; the ledger verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_signup_bonus_is_given_once_and_shown_apart_in_stats() {
+    let bot = bot_with(&[("SIGNUP_BONUS", "25")]).await;
+    let gift = bot.say(ANNA, "/start").await;
+    assert!(text(&gift).contains("подарок: 25.00 ₽"), "{gift:?}");
+    eventually("the welcome", || {
+        bot.telegram
+            .calls_to("sendMessage", ANNA)
+            .into_iter()
+            .find(|c| text(c).contains("Баланс: 25.00 ₽"))
+    })
+    .await;
+    bot.say(ANNA, "/start").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let gifts = bot
+        .telegram
+        .calls_to("sendMessage", ANNA)
+        .iter()
+        .filter(|c| text(c).contains("подарок"))
+        .count();
+    assert_eq!(gifts, 1, "told once");
+    assert_eq!(
+        anna_balance(&bot).await,
+        ("25".parse().unwrap(), Money::ZERO)
+    );
+    bot.say(ADMIN, "/start").await;
+    let stats = bot.say(ADMIN, "/stats").await;
+    assert!(
+        text(&stats).contains("Подарено бонусами (не оплачено): 50.00 ₽"),
+        "{stats:?}"
+    );
+    assert!(text(&stats).contains("Выручка: 0.00 ₽"), "{stats:?}");
     assert!(bot.stores.ledger.verify().await.unwrap().is_ok());
 }
 

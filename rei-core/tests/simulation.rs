@@ -680,6 +680,7 @@ impl World {
                 omni_model: String::new(),
                 video_to_video: false,
                 draft_ttl: Duration::from_secs(900),
+                signup_bonus: Money::from_kopecks(2_500).unwrap(),
                 result_link_ttl: Duration::from_secs(24 * 3600),
             },
         );

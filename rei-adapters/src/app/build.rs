@@ -472,6 +472,7 @@ fn conversation_config(
         // Kling fetches a video→video source from a signed link under PUBLIC_URL.
         video_to_video: settings.public_url.is_some(),
         draft_ttl: Duration::from_secs(settings.draft_ttl_secs),
+        signup_bonus: settings.signup_bonus,
         result_link_ttl: settings.asset_link_ttl,
     })
 }

@@ -108,12 +108,17 @@ pub(crate) async fn stats(ctx: &Ctx) -> Result<(), Failure> {
         "active_24h": s.active_since,
         "failed_jobs_24h": s.failed_since,
         "unreachable_users": s.unreachable_users,
+        "bonuses_total_kopecks": s.bonuses_total.kopecks(),
     });
     let mut rows = vec![
         vec!["users".into(), s.users.to_string()],
         vec!["banned users".into(), s.banned_users.to_string()],
         vec!["balances total".into(), s.balances_total.to_string()],
         vec!["held by running jobs".into(), s.held_total.to_string()],
+        vec![
+            "given as bonuses (not paid)".into(),
+            s.bonuses_total.to_string(),
+        ],
         vec![
             "queue depth (jobs with work left)".into(),
             depth.to_string(),

@@ -67,6 +67,7 @@ pub const TEXT_KEYS: &[&str] = &[
     "history-empty",
     "history-job",
     "history-job-link",
+    "signup-bonus",
     "history-newer",
     "history-older",
     "history-page",

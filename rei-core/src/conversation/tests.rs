@@ -114,6 +114,7 @@ fn config(video_to_video: bool) -> ConversationConfig {
         omni_model: "kling-v3-omni".into(),
         video_to_video,
         draft_ttl: Duration::from_secs(3600),
+        signup_bonus: Money::ZERO,
         result_link_ttl: Duration::from_secs(7 * 24 * 3600),
     }
 }
@@ -1633,4 +1634,70 @@ async fn history_pages_through_the_jobs_numbered_and_dated() {
         keys(&w.press(ANNA, Action::HistoryPage(u32::MAX)).await),
         ["button-expired"]
     );
+}
+
+/// [growth] 1: the signup bonus is given once per user — on `/start` or on a first
+/// message without it — never on a second `/start`, never to a user who came before it
+/// was set; it is a ledger entry of its own kind, and `/stats` shows it apart.
+#[tokio::test]
+async fn the_signup_bonus_is_given_once_to_each_new_user() {
+    let w = world_with(
+        ConversationConfig {
+            signup_bonus: money("25"),
+            ..config(false)
+        },
+        None,
+    );
+    let first = w.say(ANNA, "/start").await;
+    assert_eq!(keys(&first), ["signup-bonus", "welcome"]);
+    assert_eq!(arg(&first[0], "amount"), &rub("25"));
+    assert_eq!(arg(&first[1], "balance"), &rub("25"));
+    assert_eq!(keys(&w.say(ANNA, "/start").await), ["welcome"]);
+    assert_eq!(w.available(ANNA).await, money("25"));
+    let entries = w
+        .store
+        .entries(UserId::new(ANNA).unwrap(), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        entries
+            .iter()
+            .map(|e| (e.ref_type, e.kind, e.amount))
+            .collect::<Vec<_>>(),
+        [(
+            crate::ledger::RefType::Bonus,
+            crate::ledger::EntryKind::Credit,
+            money("25")
+        )]
+    );
+    // A first message without /start (a shared link) gets it too, then its answer.
+    let straight = w.say(7, "a red fox").await;
+    assert_eq!(
+        keys(&straight),
+        ["signup-bonus", "draft-image", "draft-short-of-money"],
+        "25 ₽ of 50"
+    );
+    assert_eq!(w.available(7).await, money("25"));
+    // Someone who came long before the bonus was set gets nothing now.
+    let old = world();
+    old.say(8, "/start").await;
+    old.clock.advance(Duration::from_secs(2 * 3600));
+    let later = Conversation::new(
+        old.ports.clone(),
+        ConversationConfig {
+            signup_bonus: money("25"),
+            ..config(false)
+        },
+    );
+    let r = later
+        .handle(&sender(8), line("/start"), "tg:later")
+        .await
+        .unwrap();
+    assert_eq!(keys(&r), ["welcome"]);
+    assert_eq!(old.available(8).await, Money::ZERO);
+    // Admins see bonuses apart from paid money.
+    w.say(ADMIN, "/start").await;
+    let stats = w.say(ADMIN, "/stats").await;
+    assert_eq!(arg(&stats[0], "bonuses"), &rub("75"));
+    assert_eq!(arg(&stats[0], "revenue"), &rub("0"));
 }

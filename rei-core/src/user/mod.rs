@@ -245,6 +245,8 @@ pub struct Stats {
     pub failed_since: u64,
     /// Users who blocked the bot.
     pub unreachable_users: u64,
+    /// Given as signup bonuses (gifts, not paid money).
+    pub bonuses_total: Money,
 }
 
 #[cfg(test)]

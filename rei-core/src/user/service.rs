@@ -327,6 +327,45 @@ impl AdminService {
         }
     }
 
+    /// The signup bonus (`SIGNUP_BONUS`): `amount` credited to `user` as a gift of its
+    /// own kind, once per user ever (key `signup:<id>`). `Ok(None)` when there is
+    /// nothing to give: a zero amount, or the bonus was given before (whatever its
+    /// amount then).
+    ///
+    /// # Errors
+    /// [`UserError::UnknownUser`], or [`UserError::Store`] on storage failure.
+    pub async fn signup_bonus(
+        &self,
+        user: UserId,
+        amount: Money,
+    ) -> Result<Option<Posted>, UserError> {
+        if amount == Money::ZERO {
+            return Ok(None);
+        }
+        let key = IdempotencyKey::new(format!("signup:{user}"))
+            .map_err(|e| UserError::Store(StoreError::Corrupt(e.to_string())))?;
+        let found = self.ledger.entry_by_key(&key).await;
+        if found.map_err(UserError::from_store(user))?.is_some() {
+            return Ok(None);
+        }
+        let entry = NewEntry {
+            user_id: user,
+            kind: EntryKind::Credit,
+            amount,
+            ref_type: RefType::Bonus,
+            ref_id: "signup".to_owned(),
+            description: "signup bonus".to_owned(),
+            idempotency_key: key,
+            created_at: self.clock.now(),
+        };
+        match self.ledger.post(entry, None).await {
+            Ok(posted) if !posted.replayed => Ok(Some(posted)),
+            // Given meanwhile by another update (or with another amount before).
+            Ok(_) | Err(StoreError::IdempotencyConflict { .. }) => Ok(None),
+            Err(e) => Err(UserError::from_store(user)(e)),
+        }
+    }
+
     /// Credits a user (`/add`, `rei-cli balance add`). Repeating with the same key
     /// returns the first result and credits nothing more.
     ///

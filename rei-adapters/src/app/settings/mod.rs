@@ -233,6 +233,9 @@ pub struct Settings {
     /// A result that still comes later is delivered free.
     #[arg(long, env = "KLING_TASK_DEADLINE_SECS", default_value = "3600", value_parser = parse_deadlines)]
     pub kling_task_deadline_secs: VideoDeadlines,
+    /// Rubles given once to each new user, apart from paid money (`0`: none).
+    #[arg(long, env = "SIGNUP_BONUS", default_value = "0", value_parser = parse_amount_or_zero)]
+    pub signup_bonus: Money,
     /// How long a draft keeps the price it quoted, in seconds; Confirm on an older one
     /// prices it again at today's prices and asks again.
     #[arg(long, env = "DRAFT_TTL_SECS", default_value = "900", value_parser = clap::value_parser!(u64).range(1..=86_400))]
@@ -420,6 +423,11 @@ fn parse_price(s: &str) -> Result<Money, String> {
     } else {
         Ok(m)
     }
+}
+
+/// Rubles, zero allowed (`SIGNUP_BONUS=0`: none).
+fn parse_amount_or_zero(s: &str) -> Result<Money, String> {
+    Money::parse_rubles(s).map_err(|e| e.to_string())
 }
 
 fn parse_https_url(s: &str) -> Result<url::Url, String> {

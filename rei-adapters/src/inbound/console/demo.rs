@@ -110,6 +110,7 @@ pub async fn run(
             omni_model: String::new(),
             video_to_video: false,
             draft_ttl: Duration::from_secs(3600),
+            signup_bonus: Money::ZERO,
             result_link_ttl: Duration::from_secs(24 * 3600),
         },
     ));

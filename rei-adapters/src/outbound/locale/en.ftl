@@ -42,6 +42,7 @@ welcome = Hi, { $name }! I generate images and videos.
     Balance: { $balance }
     Send text for a picture, a photo with a caption to edit it, /video for a video.
     Or pick an action below.
+signup-bonus = 🎁 A gift for you: { $amount } on your balance. Give it a try!
 menu-image = 🖼 Image
 menu-video = 🎬 Video
 menu-balance = 💰 Balance
@@ -163,6 +164,7 @@ admin-stats = Users: { $users } (banned: { $banned }, blocked the bot: { $unreac
     Active in 24 h: { $active }; failed jobs in 24 h: { $failed }
     Balances: { $balances } (held: { $held })
     Revenue: { $revenue }
+    Given as bonuses (not paid): { $bonuses }
     Queue: { $queue }
     Jobs:
     { $jobs }

@@ -201,6 +201,10 @@ impl UserStore for SqlStore {
             .fetch_one(pool)
             .await
             .map_err(TxError::from)?;
+        let (bonuses,): (i64,) = sqlx::query_as("SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM ledger WHERE ref_type = 'bonus' AND type = 'credit'")
+            .fetch_one(pool)
+            .await
+            .map_err(TxError::from)?;
         let jobs: Vec<(String, i64)> =
             sqlx::query_as("SELECT status, COUNT(*) FROM jobs GROUP BY status")
                 .fetch_all(pool)
@@ -246,6 +250,7 @@ impl UserStore for SqlStore {
             active_since: count(active)?,
             failed_since: count(failed)?,
             unreachable_users: count(unreachable)?,
+            bonuses_total: money("bonuses total", bonuses)?,
         })
     }
 }

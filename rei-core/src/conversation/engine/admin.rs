@@ -130,6 +130,7 @@ impl Conversation {
                 .arg("active", count(s.active_since))
                 .arg("failed", count(s.failed_since))
                 .arg("unreachable", count(s.unreachable_users))
+                .arg("bonuses", Arg::Money(s.bonuses_total))
                 .arg("jobs", Arg::List(jobs)),
         )])
     }

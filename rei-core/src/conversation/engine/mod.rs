@@ -57,6 +57,8 @@ pub struct ConversationConfig {
     pub omni_model: String,
     /// Video→video is possible (the provider fetches the source from `PUBLIC_URL`).
     pub video_to_video: bool,
+    /// The signup bonus (`SIGNUP_BONUS`): credited once to each new user; zero = none.
+    pub signup_bonus: Money,
     /// How long a draft keeps the price it quoted (`DRAFT_TTL_SECS`); Confirm on an
     /// older one prices it again and asks again.
     pub draft_ttl: Duration,
@@ -187,21 +189,23 @@ impl Conversation {
         if command == Some(Ok(Command::Start)) {
             return self.start(sender, &mut stored).await;
         }
+        let mut bonus = None;
         match self.ports.users.access(user).await? {
             Access::Allowed => {}
             Access::Back => self.came_back(user).await?,
             // First contact without /start (a shared link, a forward, a cleared chat):
             // registered now, then served as usual.
             Access::Unknown => {
-                let (registered, _) = self.ports.users.register(profile(sender)).await?;
+                let (registered, created) = self.ports.users.register(profile(sender)).await?;
                 if registered.is_banned {
                     return self.handle_banned(user).await;
                 }
+                bonus = self.welcome_bonus(&registered, created).await?;
             }
             Access::Banned { notify: true } => return Ok(say("banned")),
             Access::Banned { notify: false } => return Ok(Vec::new()),
         }
-        let replies = match (command, input) {
+        let replies: Vec<Reply> = match (command, input) {
             (Some(Ok(command)), _) => {
                 self.command(sender, command, &mut stored, update_key)
                     .await?
@@ -227,7 +231,7 @@ impl Conversation {
             self.save(user, &mut stored).await?;
             self.drop_superseded_input(&loaded, &stored).await;
         }
-        Ok(replies)
+        Ok(bonus.into_iter().chain(replies).collect())
     }
 
     /// A draft replaced, cancelled or expired leaves its user's file behind: deleted once
@@ -289,11 +293,33 @@ impl Conversation {
         }
     }
 
+    /// The signup bonus for a user registered just now (or within the hour: a bonus cut
+    /// off by a crash right after the registration is given on their next contact):
+    /// the message that tells them, when it was given now.
+    async fn welcome_bonus(
+        &self,
+        user: &crate::user::User,
+        created: bool,
+    ) -> Result<Option<Reply>, ConversationError> {
+        let amount = self.config.signup_bonus;
+        let recent = self.ports.clock.now().since(user.created_at) < Duration::from_secs(3600);
+        if amount == Money::ZERO || !(created || recent) {
+            return Ok(None);
+        }
+        Ok(self
+            .ports
+            .admin
+            .signup_bonus(user.id, amount)
+            .await?
+            .map(|_| Reply::text(Text::key("signup-bonus").arg("amount", Arg::Money(amount)))))
+    }
+
     async fn start(&self, sender: &Sender, stored: &mut Stored) -> Replies {
-        let (user, _) = self.ports.users.register(profile(sender)).await?;
+        let (user, created) = self.ports.users.register(profile(sender)).await?;
         if user.is_banned {
             return self.handle_banned(sender.id).await;
         }
+        let bonus = self.welcome_bonus(&user, created).await?;
         if user.unreachable_since.is_some()
             && self.ports.users.access(sender.id).await? == Access::Back
         {
@@ -303,12 +329,14 @@ impl Conversation {
         self.save(sender.id, stored).await?;
         let balance = self.ports.ledger.balance(sender.id).await?;
         let name = sender.first_name.clone().unwrap_or_default();
-        Ok(vec![Reply::with_buttons(
+        let mut replies: Vec<Reply> = bonus.into_iter().collect();
+        replies.push(Reply::with_buttons(
             Text::key("welcome")
                 .arg("name", Arg::Text(name))
                 .arg("balance", Arg::Money(balance.available)),
             self.main_menu(),
-        )])
+        ));
+        Ok(replies)
     }
 
     /// The main menu under the welcome: one button per action that is enabled now.

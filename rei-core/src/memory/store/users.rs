@@ -171,6 +171,17 @@ impl UserStore for MemoryStore {
                 .values()
                 .filter(|u| u.unreachable_since.is_some())
                 .count() as u64,
+            bonuses_total: Money::from_kopecks(
+                s.entries
+                    .iter()
+                    .filter(|e| {
+                        e.ref_type == crate::ledger::RefType::Bonus
+                            && e.kind == crate::ledger::EntryKind::Credit
+                    })
+                    .map(|e| e.amount.kopecks())
+                    .sum(),
+            )
+            .unwrap_or(Money::ZERO),
         })
     }
 }
