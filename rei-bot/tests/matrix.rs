@@ -1733,3 +1733,85 @@ async fn a_bot_killed_during_refunds_takes_each_credit_back_once() {
         cluster.verify(&format!("seed {seed}")).await;
     }
 }
+
+/// Row (growth): the signup bonus over both processes. Twenty new users start the bot
+/// at once, each `/start` delivered to both processes (Telegram redelivers what was not
+/// acknowledged) while one process is killed and comes back. Each user gets the bonus
+/// exactly once, as a `bonus` entry, and is told at most once; the ledger verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_signup_bonus_over_two_processes_and_a_kill_is_given_once() {
+    use rei_core::ledger::RefType;
+    for seed in SEEDS {
+        let cluster = Cluster::start_env(seed, &[("SIGNUP_BONUS", "25")]).await;
+        let mut rng = Rng(seed);
+        let users: Vec<UserId> = (0..20).map(|n| UserId::new(40_001 + n).unwrap()).collect();
+        let mut starts = Vec::new();
+        for user in &users {
+            cluster.telegram.send_text(user.get(), "/start");
+            let update = cluster.telegram.pending_updates().pop().unwrap();
+            let first = usize::try_from(rng.below(2)).unwrap();
+            starts.push((first, update.clone()));
+            starts.push((1 - first, update));
+        }
+        let victim = usize::try_from(rng.below(2)).unwrap();
+        let deliveries = futures::future::join_all(starts.iter().map(|(pick, update)| {
+            let cluster = &cluster;
+            async move {
+                for attempt in 0..200 {
+                    let i = (pick + attempt) % 2;
+                    if cluster.post_update(i, update).await == Some(200) {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                panic!("seed {seed}: a /start was never acknowledged");
+            }
+        }));
+        let kill = async {
+            tokio::time::sleep(Duration::from_millis(rng.below(60))).await;
+            cluster.kill_node(victim).await;
+        };
+        tokio::join!(deliveries, kill);
+        cluster.start_node(victim).await;
+        for user in &users {
+            let cluster = &cluster;
+            eventually(seed, "the bonus", || async move {
+                cluster
+                    .stores
+                    .ledger
+                    .balance(*user)
+                    .await
+                    .unwrap()
+                    .available
+                    .kopecks()
+                    > 0
+            })
+            .await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        for user in &users {
+            let entries = cluster.stores.ledger.entries(*user, 10).await.unwrap();
+            let bonuses: Vec<_> = entries
+                .iter()
+                .filter(|e| e.ref_type == RefType::Bonus)
+                .collect();
+            assert_eq!(bonuses.len(), 1, "seed {seed}: {user}: {entries:?}");
+            assert_eq!(
+                cluster
+                    .stores
+                    .ledger
+                    .balance(*user)
+                    .await
+                    .unwrap()
+                    .available
+                    .kopecks(),
+                2_500,
+                "seed {seed}: {user}: given once"
+            );
+            // Told by the reply of the update that gave it: never twice.
+            let told = cluster.told(*user, "подарок");
+            assert!(told <= 1, "seed {seed}: {user}: told {told} times");
+        }
+        cluster.verify(&format!("seed {seed}")).await;
+    }
+}
