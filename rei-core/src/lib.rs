@@ -97,6 +97,7 @@ pub mod notice;
 pub mod payment;
 pub mod ports;
 pub mod pricing;
+pub mod promo;
 pub mod time;
 pub mod user;
 

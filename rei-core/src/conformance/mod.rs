@@ -26,6 +26,7 @@ use std::sync::Arc;
 use crate::ports::{
     DialogueStore, JobStore, LeaseStore, LedgerStore, OutboxStore, PaymentStore, UserStore,
 };
+use crate::promo::PromoStore;
 
 /// Declares [`Backend`] over the store ports, named once: the trait and the blanket
 /// implementation for every type that implements them all.
@@ -46,6 +47,7 @@ backend_of!(
     DialogueStore,
     LeaseStore,
     OutboxStore,
+    PromoStore,
 );
 
 /// Shared handle the cases take.
@@ -129,6 +131,9 @@ macro_rules! __conformance_cases {
             a_wake_is_recorded_on_a_running_job_only,
             money_changes_write_their_notices_with_them,
             outbox_notices_are_taken_oldest_first_held_and_finished,
+            promo_codes_are_created_once_listed_and_disabled,
+            a_promo_is_redeemed_once_per_user_within_its_uses_and_time,
+            fifty_users_redeeming_ten_uses_get_ten_credits,
         );
     };
 }

@@ -194,6 +194,10 @@ pub enum AuditAction {
     PaymentRefund,
     /// Fixed a payment by reconciliation with the provider.
     PaymentReconcile,
+    /// Created a promo code.
+    PromoCreate,
+    /// Disabled a promo code.
+    PromoDisable,
 }
 
 text_codes!(AuditAction {
@@ -205,6 +209,8 @@ text_codes!(AuditAction {
     JobRetry => "job_retry",
     PaymentRefund => "payment_refund",
     PaymentReconcile => "payment_reconcile",
+    PromoCreate => "promo_create",
+    PromoDisable => "promo_disable",
 });
 
 /// One line of the admin audit log.

@@ -23,7 +23,7 @@ impl SqlStore {
         Ok(posted)
     }
 
-    async fn post_in(
+    pub(super) async fn post_in(
         tx: &mut Tx<'static>,
         e: &NewEntry,
         audit: Option<&AuditRecord>,

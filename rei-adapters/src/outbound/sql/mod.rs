@@ -11,6 +11,7 @@ mod ledger;
 mod outbox;
 mod payments;
 mod postgres;
+mod promos;
 pub(crate) mod rows;
 mod sqlite;
 mod store;
@@ -127,6 +128,8 @@ pub struct Stores {
     pub leases: Arc<dyn rei_core::ports::LeaseStore>,
     /// The outbox of money notices (written with their change, sent by a dispatcher).
     pub outbox: Arc<dyn rei_core::ports::OutboxStore>,
+    /// Promo codes.
+    pub promos: Arc<dyn rei_core::promo::PromoStore>,
     /// Woken when a commit in this process put a notice into the outbox.
     pub outbox_signal: Arc<tokio::sync::Notify>,
     /// Answers whether the database is reachable (for `/readyz`).
@@ -156,6 +159,7 @@ fn stores(s: Arc<SqlStore>) -> Stores {
         dialogues: s.clone(),
         leases: s.clone(),
         outbox: s.clone(),
+        promos: s.clone(),
         outbox_signal: s.outbox_signal(),
         health: s.clone(),
         sql: s,

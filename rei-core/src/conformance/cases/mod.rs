@@ -26,6 +26,7 @@ mod jobs;
 mod ledger;
 mod outbox;
 mod payments;
+mod promos;
 mod refunds;
 mod users;
 
@@ -35,6 +36,7 @@ pub use jobs::*;
 pub use ledger::*;
 pub use outbox::*;
 pub use payments::*;
+pub use promos::*;
 pub use refunds::*;
 pub use users::*;
 

@@ -34,6 +34,7 @@ mod jobs;
 mod ledger;
 mod outbox;
 mod payments;
+mod promos;
 mod users;
 
 /// Every store port in memory. Cheap to create; share it behind an `Arc`.
@@ -64,6 +65,9 @@ struct State {
     outbox: Vec<OutboxRow>,
     dialogues: HashMap<UserId, DialogueRecord>,
     dialogue_times: HashMap<UserId, Timestamp>,
+    promos: Vec<crate::promo::Promo>,
+    /// (code, user) of every redemption.
+    redemptions: std::collections::HashSet<(String, UserId)>,
 }
 
 /// A notice in the outbox.

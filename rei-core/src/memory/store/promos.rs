@@ -1,0 +1,91 @@
+//! `PromoStore` in memory.
+
+use super::*;
+use crate::promo::{NewPromo, Promo, PromoCode, PromoStore, Redeemed};
+
+#[async_trait]
+impl PromoStore for MemoryStore {
+    async fn create_promo(&self, p: NewPromo, audit: AuditRecord) -> Result<Promo, StoreError> {
+        let mut s = self.lock();
+        if s.promos.iter().any(|q| q.code == p.code) {
+            return Err(StoreError::Conflict {
+                what: "promo code",
+                id: p.code.to_string(),
+            });
+        }
+        let promo = Promo {
+            code: p.code,
+            amount: p.amount,
+            max_uses: p.max_uses,
+            used: 0,
+            expires_at: p.expires_at,
+            disabled: false,
+            created_at: p.created_at,
+        };
+        s.promos.push(promo.clone());
+        s.audit.push(audit);
+        Ok(promo)
+    }
+
+    async fn promos(&self) -> Result<Vec<Promo>, StoreError> {
+        Ok(self.lock().promos.iter().rev().cloned().collect())
+    }
+
+    async fn promo(&self, code: &PromoCode) -> Result<Option<Promo>, StoreError> {
+        Ok(self.lock().promos.iter().find(|p| &p.code == code).cloned())
+    }
+
+    async fn disable_promo(
+        &self,
+        code: &PromoCode,
+        audit: AuditRecord,
+    ) -> Result<Option<Promo>, StoreError> {
+        let mut s = self.lock();
+        let Some(promo) = s.promos.iter_mut().find(|p| &p.code == code) else {
+            return Ok(None);
+        };
+        promo.disabled = true;
+        let promo = promo.clone();
+        s.audit.push(audit);
+        Ok(Some(promo))
+    }
+
+    async fn redeem_promo(
+        &self,
+        code: &PromoCode,
+        entry: NewEntry,
+        now: Timestamp,
+    ) -> Result<Redeemed, StoreError> {
+        let mut s = self.lock();
+        s.user(entry.user_id)?;
+        let Some(i) = s.promos.iter().position(|p| &p.code == code) else {
+            return Ok(Redeemed::Unknown);
+        };
+        let promo = &s.promos[i];
+        if promo.amount != entry.amount {
+            return Err(StoreError::Invalid(format!(
+                "promo code {code} credits {}, not {}",
+                promo.amount, entry.amount
+            )));
+        }
+        let outcome = if s.redemptions.contains(&(code.to_string(), entry.user_id)) {
+            Some(Redeemed::AlreadyUsed)
+        } else if promo.disabled {
+            Some(Redeemed::Disabled)
+        } else if promo.expires_at.is_some_and(|at| now >= at) {
+            Some(Redeemed::Expired)
+        } else if promo.max_uses.is_some_and(|max| promo.used >= max) {
+            Some(Redeemed::Exhausted)
+        } else {
+            None
+        };
+        if let Some(refused) = outcome {
+            return Ok(refused);
+        }
+        let user = entry.user_id;
+        let posted = s.post(entry)?;
+        s.promos[i].used += 1;
+        s.redemptions.insert((code.to_string(), user));
+        Ok(Redeemed::Credited(posted))
+    }
+}
