@@ -139,7 +139,7 @@ impl PromoStore for SqlStore {
                         return Ok(None);
                     }
                     Self::insert_audit(tx, &audit).await?;
-                    Ok(Self::promo_in(tx, &p.code, false).await?)
+                    Self::promo_in(tx, &p.code, false).await
                 })
             })
             .await?;
@@ -194,7 +194,7 @@ impl PromoStore for SqlStore {
                         return Ok(None);
                     }
                     Self::insert_audit(tx, &audit).await?;
-                    Ok(Self::promo_in(tx, &code, false).await?)
+                    Self::promo_in(tx, &code, false).await
                 })
             })
             .await?)
