@@ -973,7 +973,7 @@ async fn a_rejected_token_stops_the_bot_at_once_with_that_reason() {
     assert!(!log.contains("cannot reach"), "{log}");
 }
 
-// ---- [growth]: drafts keep their price for DRAFT_TTL_SECS; history; signup bonus ----
+// ---- [growth]: drafts keep their price for DRAFT_TTL_SECS; history; signup bonus; promo codes ----
 
 /// `DRAFT_TTL_SECS`: Confirm on a draft older than that charges nothing, says so, and
 /// shows the same request priced again; its Confirm makes the job.
@@ -1128,6 +1128,87 @@ async fn the_signup_bonus_is_given_once_and_shown_apart_in_stats() {
         "{stats:?}"
     );
     assert!(text(&stats).contains("Выручка: 0.00 ₽"), "{stats:?}");
+    assert!(bot.stores.ledger.verify().await.unwrap().is_ok());
+}
+
+/// `/promo CODE` on the real binary: credited once, told why not otherwise (in the
+/// user's language); fifty users sending a ten-use code at once get exactly ten
+/// credits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promo_codes_credit_once_and_a_rush_on_ten_uses_credits_ten() {
+    // Fifty users at once: the per-user rate limit is not what this is about.
+    let bot = bot_with(&[("RATE_LIMIT_PER_MINUTE", "1000")]).await;
+    let promos = rei_core::promo::PromoService::new(
+        bot.stores.promos.clone(),
+        std::sync::Arc::new(rei_adapters::outbound::system::SystemClock),
+    );
+    let admin = rei_core::user::Actor::Admin(UserId::new(ADMIN).unwrap());
+    promos
+        .create(admin.clone(), "WELCOME", "30".parse().unwrap(), None, None)
+        .await
+        .unwrap();
+    bot.say(ANNA, "/start").await;
+    let credited = bot.say(ANNA, "/promo welcome").await;
+    assert!(
+        text(&credited).contains("WELCOME активирован: +30.00 ₽. Баланс: 30.00 ₽"),
+        "{credited:?}"
+    );
+    let again = bot.say(ANNA, "/promo WELCOME").await;
+    assert!(text(&again).contains("уже активировали"), "{again:?}");
+    assert!(text(&bot.say(ANNA, "/promo").await).contains("/promo КОД"));
+    assert!(text(&bot.say(ANNA, "/promo ??").await).contains("Такого кода не бывает"));
+    assert!(text(&bot.say(ANNA, "/promo NOPE").await).contains("Промокода NOPE нет"));
+    promos.disable(admin.clone(), "WELCOME").await.unwrap();
+    bot.telegram.user_language(777, Some("en"));
+    let off = bot.say(777, "/promo WELCOME").await;
+    assert!(text(&off).contains("WELCOME is switched off"), "{off:?}");
+    assert_eq!(
+        anna_balance(&bot).await,
+        ("30".parse().unwrap(), Money::ZERO)
+    );
+    // The rush.
+    promos
+        .create(admin, "RUSH", "10".parse().unwrap(), Some(10), None)
+        .await
+        .unwrap();
+    let rushers: Vec<i64> = (0..50).map(|n| 50_001 + n).collect();
+    for user in &rushers {
+        bot.telegram.send_text(*user, "/promo RUSH");
+    }
+    let replies = eventually("fifty answers", || {
+        let answers: Vec<String> = rushers
+            .iter()
+            .filter_map(|u| {
+                bot.telegram
+                    .calls_to("sendMessage", *u)
+                    .first()
+                    .map(|c| text(c).to_owned())
+            })
+            .collect();
+        (answers.len() == rushers.len()).then_some(answers)
+    })
+    .await;
+    let won = replies
+        .iter()
+        .filter(|t| t.contains("RUSH активирован"))
+        .count();
+    let late = replies
+        .iter()
+        .filter(|t| t.contains("RUSH закончился"))
+        .count();
+    assert_eq!((won, late), (10, 40), "{replies:?}");
+    let mut total = 0;
+    for user in &rushers {
+        total += bot
+            .stores
+            .ledger
+            .balance(UserId::new(*user).unwrap())
+            .await
+            .unwrap()
+            .available
+            .kopecks();
+    }
+    assert_eq!(total, 10 * 1_000, "exactly ten credits");
     assert!(bot.stores.ledger.verify().await.unwrap().is_ok());
 }
 

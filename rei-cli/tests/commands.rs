@@ -1131,3 +1131,122 @@ async fn importing_a_legacy_file_twice_imports_it_once(e: Env) {
     verified(&e).await;
 }
 on_both!(importing_a_legacy_file_twice_imports_it_once);
+
+// ---- [growth] promo codes ----
+
+async fn promo_codes_are_created_listed_redeemed_and_disabled(e: Env) {
+    let created = cli_json(
+        &e,
+        0,
+        &[
+            "promo",
+            "create",
+            "spring25",
+            "--amount",
+            "50",
+            "--uses",
+            "2",
+            "--expires",
+            "2099-01-31",
+        ],
+    )
+    .await;
+    assert_eq!(
+        (
+            created["code"].as_str(),
+            created["amount_kopecks"].as_i64(),
+            created["max_uses"].as_u64(),
+            created["used"].as_u64()
+        ),
+        (Some("SPRING25"), Some(5_000), Some(2), Some(0)),
+        "{created}"
+    );
+    // The last day works; the first moment after it does not.
+    let expiry = chrono::NaiveDate::from_ymd_opt(2099, 2, 1)
+        .unwrap()
+        .and_hms_opt(0, 0, 0)
+        .unwrap()
+        .and_utc()
+        .timestamp_millis();
+    assert_eq!(created["expires_at"].as_i64(), Some(expiry));
+    // Refused, each with one line and exit 2: the same code, a bad code, nothing to
+    // credit, no uses, an expiry already past.
+    for args in [
+        &["promo", "create", "SPRING25", "--amount", "10"][..],
+        &["promo", "create", "no", "--amount", "10"],
+        &["promo", "create", "FREE", "--amount", "0"],
+        &["promo", "create", "FREE", "--amount", "10", "--uses", "0"],
+        &[
+            "promo",
+            "create",
+            "FREE",
+            "--amount",
+            "10",
+            "--expires",
+            "2020-01-01",
+        ],
+        &[
+            "promo",
+            "create",
+            "FREE",
+            "--amount",
+            "10",
+            "--expires",
+            "31.01.2099",
+        ],
+        &["promo", "disable", "NOSUCH"],
+    ] {
+        let (code, _, err) = cli(&e, args).await;
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(!err.trim().is_empty(), "{args:?}: a message");
+    }
+    cli_json(&e, 0, &["promo", "create", "OPEN", "--amount", "10"]).await;
+    let list = cli_json(&e, 0, &["promo", "list"]).await;
+    let codes: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        codes,
+        ["OPEN", "SPRING25"],
+        "only the two created, newest first"
+    );
+    // Redeemed through the service the bot uses: counted in the list.
+    let anna = user(&e, ANNA, "0").await;
+    let promos = rei_core::promo::PromoService::new(
+        e.stores.promos.clone(),
+        std::sync::Arc::new(rei_adapters::outbound::system::SystemClock),
+    );
+    let (_, done) = promos.redeem(anna, "spring25").await.unwrap();
+    assert!(
+        matches!(done, rei_core::promo::Redeemed::Credited(_)),
+        "{done:?}"
+    );
+    assert_eq!(balance(&e, ANNA).await, 5_000);
+    let list = cli_json(&e, 0, &["promo", "list"]).await;
+    assert_eq!(list[1]["used"].as_u64(), Some(1), "{list}");
+    let off = cli_json(&e, 0, &["promo", "disable", "SPRING25"]).await;
+    assert_eq!(off["disabled"], true);
+    let second = user(&e, 777, "0").await;
+    let (_, refused) = promos.redeem(second, "SPRING25").await.unwrap();
+    assert_eq!(refused, rei_core::promo::Redeemed::Disabled);
+    let (code, table, _) = cli(&e, &["promo", "list"]).await;
+    assert_eq!(code, 0);
+    assert!(
+        table.contains("SPRING25") && table.contains("1/2") && table.contains("off"),
+        "{table}"
+    );
+    // Each change is in the audit log, by the CLI's actor.
+    let audit = e.stores.users.audit_log(20).await.unwrap();
+    let promo_lines: Vec<_> = audit
+        .iter()
+        .filter(|a| a.reason == "SPRING25" || a.reason == "OPEN")
+        .map(|a| (a.action, a.actor.to_string().starts_with("cli:")))
+        .collect();
+    assert_eq!(promo_lines.len(), 3, "{audit:?}");
+    assert!(promo_lines.iter().all(|(_, cli)| *cli), "{audit:?}");
+    verified(&e).await;
+}
+on_both!(promo_codes_are_created_listed_redeemed_and_disabled);

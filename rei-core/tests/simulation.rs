@@ -663,6 +663,7 @@ impl World {
                 jobs: jobs.clone(),
                 payments: Some(payments.clone()),
                 admin: admin.clone(),
+                promos: rei_core::promo::PromoService::new(self.store.clone(), clock.clone()),
                 dialogues: faulty,
                 limiter: Arc::new(SimLimiter(self.faults.clone())),
                 media: Arc::new(NoMedia),

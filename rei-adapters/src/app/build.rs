@@ -49,6 +49,8 @@ pub struct Services {
     pub jobs: Arc<JobService>,
     /// Top-ups, refunds, the poller, reconciliation (with or without a gateway).
     pub payments: Arc<PaymentService>,
+    /// Promo codes.
+    pub promos: rei_core::promo::PromoService,
     /// The stores an import of the v2.0 bot's data writes to.
     pub import: rei_core::legacy::ImportPorts,
 }
@@ -210,6 +212,7 @@ impl App {
             ledger: LedgerService::new(stores.ledger.clone()),
             jobs: jobs.clone(),
             payments: payments.clone(),
+            promos: rei_core::promo::PromoService::new(stores.promos.clone(), clock.clone()),
             import: rei_core::legacy::ImportPorts {
                 users: stores.users.clone(),
                 ledger: stores.ledger.clone(),
@@ -363,6 +366,7 @@ fn bot(
             jobs: services.jobs.clone(),
             payments,
             admin: services.admin.clone(),
+            promos: services.promos.clone(),
             dialogues: backends.stores.dialogues.clone(),
             limiter: backends.limiter.clone(),
             media: Arc::new(TelegramMedia::new(

@@ -7,6 +7,7 @@ mod import;
 mod jobs;
 mod ledger;
 mod payments;
+mod promo;
 mod user;
 
 use std::time::Duration;
@@ -43,6 +44,9 @@ pub(crate) enum Command {
     /// Jobs.
     #[command(subcommand)]
     Jobs(jobs::JobsCommand),
+    /// Promo codes (`/promo CODE` in the bot).
+    #[command(subcommand)]
+    Promo(promo::PromoCommand),
     /// Downloaded inputs and generated results under ASSET_DIR.
     #[command(subcommand)]
     Assets(assets::AssetsCommand),
@@ -214,6 +218,7 @@ pub(crate) async fn run(
         Command::Payments(c) => payments::run(&ctx, c).await,
         Command::Jobs(c) => jobs::run(&ctx, c).await,
         Command::Assets(c) => assets::run(&ctx, c).await,
+        Command::Promo(c) => promo::run(&ctx, c).await,
         Command::ImportLegacy { path } => import::run(&ctx, path).await,
     }
 }

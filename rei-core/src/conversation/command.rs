@@ -24,6 +24,8 @@ pub enum Command {
     Cancel,
     /// Choose the language.
     Lang,
+    /// Redeem a promo code.
+    Promo(String),
     /// An admin command (only for `ADMIN_IDS`).
     Admin(AdminCommand),
 }
@@ -95,6 +97,10 @@ impl Command {
             "video" => plain(Self::Video),
             "cancel" => plain(Self::Cancel),
             "lang" => plain(Self::Lang),
+            "promo" => match args.as_slice() {
+                [code] => plain(Self::Promo((*code).to_owned())),
+                _ => Err(CommandError::Usage("promo-usage")),
+            },
             "admin" | "add" | "sub" | "ban" | "unban" | "stats" if !is_admin => {
                 Err(CommandError::Unknown)
             }

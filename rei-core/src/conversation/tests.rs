@@ -185,6 +185,7 @@ fn world_full(
             queue,
             clock: clock.clone(),
         }),
+        promos: crate::promo::PromoService::new(store.clone(), clock.clone()),
         dialogues: store.clone(),
         limiter: limiter.clone(),
         media: media.clone(),

@@ -91,6 +91,7 @@ pub async fn run(
             jobs: jobs.clone(),
             payments: None,
             admin: admin.clone(),
+            promos: rei_core::promo::PromoService::new(store.clone(), clock.clone()),
             dialogues: store.clone(),
             limiter: Arc::new(InProcessLimiter::per_minute(
                 NonZeroU32::new(60).unwrap_or(NonZeroU32::MIN),

@@ -80,6 +80,8 @@ pub struct ConversationPorts {
     pub payments: Option<Arc<PaymentService>>,
     /// Admin operations.
     pub admin: AdminService,
+    /// Promo codes (`/promo`).
+    pub promos: crate::promo::PromoService,
     /// Dialogue state.
     pub dialogues: Arc<dyn DialogueStore>,
     /// `RATE_LIMIT_PER_MINUTE`.
@@ -125,6 +127,9 @@ pub enum ConversationError {
     /// The asset store failed.
     #[error(transparent)]
     Assets(#[from] crate::ports::AssetError),
+    /// A promo code could not be redeemed (storage).
+    #[error(transparent)]
+    Promo(#[from] crate::promo::PromoError),
     /// Admins had to be told something and could not be.
     #[error("the admins could not be told")]
     Alert(#[from] crate::ports::NotifyError),
@@ -425,6 +430,7 @@ impl Conversation {
                 )])
             }
             Command::History => self.history(user, 0).await,
+            Command::Promo(code) => self.promo(user, &code).await,
             Command::Lang => Ok(vec![Reply::with_buttons(
                 Text::key("lang-choose"),
                 vec![vec![

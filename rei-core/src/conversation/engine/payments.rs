@@ -159,6 +159,27 @@ impl Conversation {
         Ok(vec![Reply::with_buttons(text, rows)])
     }
 
+    /// `/promo CODE`: the code's credit, once per user, or why not.
+    pub(super) async fn promo(&self, user: UserId, code: &str) -> Replies {
+        use crate::promo::{PromoError, Redeemed};
+        let (code, redeemed) = match self.ports.promos.redeem(user, code).await {
+            Ok(done) => done,
+            Err(PromoError::BadCode(_)) => return Ok(say("promo-bad-code")),
+            Err(e) => return Err(e.into()),
+        };
+        let text = |key| Text::key(key).arg("code", Arg::Text(code.to_string()));
+        Ok(vec![Reply::text(match redeemed {
+            Redeemed::Credited(posted) => text("promo-credited")
+                .arg("amount", Arg::Money(posted.entry.amount))
+                .arg("balance", Arg::Money(posted.balance)),
+            Redeemed::AlreadyUsed => text("promo-already-used"),
+            Redeemed::Exhausted => text("promo-exhausted"),
+            Redeemed::Expired => text("promo-expired"),
+            Redeemed::Disabled => text("promo-disabled"),
+            Redeemed::Unknown => text("promo-unknown"),
+        })])
+    }
+
     pub(super) fn pay_menu(&self) -> Vec<Reply> {
         let Some(payments) = &self.ports.payments else {
             return say("pay-unavailable");

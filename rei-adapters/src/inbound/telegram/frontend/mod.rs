@@ -250,8 +250,8 @@ impl FrontEnd {
 }
 
 /// The commands of the menu Telegram shows users; each has a `command-<name>` text.
-pub const COMMANDS: [&str; 8] = [
-    "start", "help", "balance", "pay", "history", "video", "cancel", "lang",
+pub const COMMANDS: [&str; 9] = [
+    "start", "help", "balance", "pay", "history", "video", "cancel", "lang", "promo",
 ];
 
 /// The command menu, in Russian (default) and English.
