@@ -1815,3 +1815,77 @@ async fn the_signup_bonus_over_two_processes_and_a_kill_is_given_once() {
         cluster.verify(&format!("seed {seed}")).await;
     }
 }
+
+/// Row (growth): a promo code of ten uses rushed over both processes. Thirty users send
+/// `/promo RUSH` at once, each update delivered to both processes while one is killed
+/// and comes back. Exactly ten users are credited, each once, as `promo` entries; the
+/// ledger verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_promo_rush_over_two_processes_and_a_kill_credits_its_uses_once() {
+    use rei_core::ledger::RefType;
+    for seed in SEEDS {
+        let cluster = Cluster::start(seed).await;
+        let mut rng = Rng(seed);
+        rei_core::promo::PromoService::new(
+            cluster.stores.promos.clone(),
+            Arc::new(rei_adapters::outbound::system::SystemClock),
+        )
+        .create(
+            rei_core::user::Actor::System,
+            "RUSH",
+            "10".parse().unwrap(),
+            Some(10),
+            None,
+        )
+        .await
+        .unwrap();
+        let users: Vec<UserId> = (0..30).map(|n| UserId::new(50_001 + n).unwrap()).collect();
+        let mut sends = Vec::new();
+        for user in &users {
+            cluster.telegram.send_text(user.get(), "/promo RUSH");
+            let update = cluster.telegram.pending_updates().pop().unwrap();
+            let first = usize::try_from(rng.below(2)).unwrap();
+            sends.push((first, update.clone()));
+            sends.push((1 - first, update));
+        }
+        let victim = usize::try_from(rng.below(2)).unwrap();
+        let deliveries = futures::future::join_all(sends.iter().map(|(pick, update)| {
+            let cluster = &cluster;
+            async move {
+                for attempt in 0..200 {
+                    if cluster.post_update((pick + attempt) % 2, update).await == Some(200) {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                panic!("seed {seed}: a /promo was never acknowledged");
+            }
+        }));
+        let kill = async {
+            tokio::time::sleep(Duration::from_millis(rng.below(60))).await;
+            cluster.kill_node(victim).await;
+        };
+        tokio::join!(deliveries, kill);
+        cluster.start_node(victim).await;
+        let promos = cluster.stores.promos.clone();
+        let code = rei_core::promo::PromoCode::parse("RUSH").unwrap();
+        eventually(seed, "ten uses taken", || {
+            let (promos, code) = (promos.clone(), code.clone());
+            async move { promos.promo(&code).await.unwrap().unwrap().used == 10 }
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut credited = 0;
+        for user in &users {
+            let entries = cluster.stores.ledger.entries(*user, 10).await.unwrap();
+            let promo = entries
+                .iter()
+                .filter(|e| e.ref_type == RefType::Promo)
+                .count();
+            assert!(promo <= 1, "seed {seed}: {user}: {entries:?}");
+            credited += promo;
+        }
+        assert_eq!(credited, 10, "seed {seed}: exactly the code's uses");
+        cluster.verify(&format!("seed {seed}")).await;
+    }
+}
