@@ -175,6 +175,7 @@ pub const FRONT_END_KEYS: &[&str] = &[
     "command-history",
     "command-lang",
     "command-pay",
+    "command-promo",
     "command-start",
     "command-video",
     "error-generic",
