@@ -415,6 +415,37 @@ impl Cluster {
         self.post_update(i, &update).await
     }
 
+    /// Each of `users` sends `text`; each update is delivered to both processes (Telegram
+    /// redelivers what was not acknowledged), all at once, while a process picked by
+    /// `rng` is killed; it is started again once every update was acknowledged.
+    async fn everyone_says_twice_with_a_kill(&self, rng: &mut Rng, users: &[UserId], text: &str) {
+        let seed = self.seed;
+        let mut sends = Vec::new();
+        for user in users {
+            self.telegram.send_text(user.get(), text);
+            let update = self.telegram.pending_updates().pop().unwrap();
+            let first = usize::try_from(rng.below(2)).unwrap();
+            sends.push((first, update.clone()));
+            sends.push((1 - first, update));
+        }
+        let victim = usize::try_from(rng.below(2)).unwrap();
+        let deliveries = futures::future::join_all(sends.iter().map(|(pick, update)| async move {
+            for attempt in 0..200 {
+                if self.post_update((pick + attempt) % 2, update).await == Some(200) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            panic!("seed {seed}: an update was never acknowledged");
+        }));
+        let kill = async {
+            tokio::time::sleep(Duration::from_millis(rng.below(60))).await;
+            self.kill_node(victim).await;
+        };
+        tokio::join!(deliveries, kill);
+        self.start_node(victim).await;
+    }
+
     /// Posts `update` to bot process `i`'s Telegram webhook with the secret.
     async fn post_update(&self, i: usize, update: &Value) -> Option<u16> {
         let http = self.nodes[i].lock().unwrap().as_ref()?.http.clone();
@@ -779,7 +810,7 @@ async fn presses_of_one_confirm_over_two_processes_spend_once() {
     }
 }
 
-/// Row: SIGKILL of a worker while image calls are out (Gemini answers after 300 ms), with
+/// Row: SIGKILL of a worker while image calls are out (Gemini answers after 1.5 s), with
 /// Telegram answering 429 with `retry_after` to some sends and one user who blocked the
 /// bot. The other worker takes the jobs over once the lease runs out, a new worker
 /// starts, and every job ends once: made and delivered (or recorded unreachable) and
@@ -793,14 +824,14 @@ async fn a_worker_killed_during_calls_leaves_every_job_settled_once() {
     for seed in SEEDS {
         let cluster = Cluster::start(seed).await;
         let mut rng = Rng(seed);
-        cluster.gemini.answer_after(Duration::from_millis(300));
+        cluster.gemini.answer_after(Duration::from_millis(1_500));
         let created = cluster
             .image_jobs(3_001, 4, 3, &format!("matrix-{seed}"))
             .await;
         let blocked = UserId::new(3_004).unwrap();
         cluster.telegram.block(blocked.get());
         cluster.telegram.too_many_requests(3);
-        tokio::time::sleep(Duration::from_millis(100 + rng.below(500))).await;
+        tokio::time::sleep(Duration::from_millis(300 + rng.below(700))).await;
         let victim = usize::try_from(rng.below(2)).unwrap();
         cluster.kill_worker(victim).await;
         cluster.start_worker(victim);
@@ -1745,34 +1776,9 @@ async fn the_signup_bonus_over_two_processes_and_a_kill_is_given_once() {
         let cluster = Cluster::start_env(seed, &[("SIGNUP_BONUS", "25")]).await;
         let mut rng = Rng(seed);
         let users: Vec<UserId> = (0..20).map(|n| UserId::new(40_001 + n).unwrap()).collect();
-        let mut starts = Vec::new();
-        for user in &users {
-            cluster.telegram.send_text(user.get(), "/start");
-            let update = cluster.telegram.pending_updates().pop().unwrap();
-            let first = usize::try_from(rng.below(2)).unwrap();
-            starts.push((first, update.clone()));
-            starts.push((1 - first, update));
-        }
-        let victim = usize::try_from(rng.below(2)).unwrap();
-        let deliveries = futures::future::join_all(starts.iter().map(|(pick, update)| {
-            let cluster = &cluster;
-            async move {
-                for attempt in 0..200 {
-                    let i = (pick + attempt) % 2;
-                    if cluster.post_update(i, update).await == Some(200) {
-                        return;
-                    }
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                panic!("seed {seed}: a /start was never acknowledged");
-            }
-        }));
-        let kill = async {
-            tokio::time::sleep(Duration::from_millis(rng.below(60))).await;
-            cluster.kill_node(victim).await;
-        };
-        tokio::join!(deliveries, kill);
-        cluster.start_node(victim).await;
+        cluster
+            .everyone_says_twice_with_a_kill(&mut rng, &users, "/start")
+            .await;
         for user in &users {
             let cluster = &cluster;
             eventually(seed, "the bonus", || async move {
@@ -1840,33 +1846,9 @@ async fn a_promo_rush_over_two_processes_and_a_kill_credits_its_uses_once() {
         .await
         .unwrap();
         let users: Vec<UserId> = (0..30).map(|n| UserId::new(50_001 + n).unwrap()).collect();
-        let mut sends = Vec::new();
-        for user in &users {
-            cluster.telegram.send_text(user.get(), "/promo RUSH");
-            let update = cluster.telegram.pending_updates().pop().unwrap();
-            let first = usize::try_from(rng.below(2)).unwrap();
-            sends.push((first, update.clone()));
-            sends.push((1 - first, update));
-        }
-        let victim = usize::try_from(rng.below(2)).unwrap();
-        let deliveries = futures::future::join_all(sends.iter().map(|(pick, update)| {
-            let cluster = &cluster;
-            async move {
-                for attempt in 0..200 {
-                    if cluster.post_update((pick + attempt) % 2, update).await == Some(200) {
-                        return;
-                    }
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                panic!("seed {seed}: a /promo was never acknowledged");
-            }
-        }));
-        let kill = async {
-            tokio::time::sleep(Duration::from_millis(rng.below(60))).await;
-            cluster.kill_node(victim).await;
-        };
-        tokio::join!(deliveries, kill);
-        cluster.start_node(victim).await;
+        cluster
+            .everyone_says_twice_with_a_kill(&mut rng, &users, "/promo RUSH")
+            .await;
         let promos = cluster.stores.promos.clone();
         let code = rei_core::promo::PromoCode::parse("RUSH").unwrap();
         eventually(seed, "ten uses taken", || {

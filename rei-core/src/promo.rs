@@ -72,6 +72,26 @@ pub struct Promo {
     pub created_at: Timestamp,
 }
 
+impl Promo {
+    /// Why `user_used_it` (or not) at `now` is refused, by core's rules: redeemed before,
+    /// switched off, expired, every use taken — or `None`, and the redemption goes on.
+    /// Stores call it inside their redeeming transaction.
+    #[must_use]
+    pub fn refusal(&self, user_used_it: bool, now: Timestamp) -> Option<Redeemed> {
+        if user_used_it {
+            Some(Redeemed::AlreadyUsed)
+        } else if self.disabled {
+            Some(Redeemed::Disabled)
+        } else if self.expires_at.is_some_and(|at| now >= at) {
+            Some(Redeemed::Expired)
+        } else if self.max_uses.is_some_and(|max| self.used >= max) {
+            Some(Redeemed::Exhausted)
+        } else {
+            None
+        }
+    }
+}
+
 /// A code to create.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewPromo {

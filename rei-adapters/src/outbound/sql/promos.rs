@@ -84,18 +84,7 @@ impl SqlStore {
                 .bind(entry.user_id.get())
                 .fetch_optional(&mut **tx)
                 .await?;
-        let refused = if used_before.is_some() {
-            Some(Redeemed::AlreadyUsed)
-        } else if promo.disabled {
-            Some(Redeemed::Disabled)
-        } else if promo.expires_at.is_some_and(|at| now >= at) {
-            Some(Redeemed::Expired)
-        } else if promo.max_uses.is_some_and(|max| promo.used >= max) {
-            Some(Redeemed::Exhausted)
-        } else {
-            None
-        };
-        if let Some(refused) = refused {
+        if let Some(refused) = promo.refusal(used_before.is_some(), now) {
             return Ok(refused);
         }
         sqlx::query("UPDATE promo_codes SET used = used + 1 WHERE code = $1")

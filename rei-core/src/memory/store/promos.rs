@@ -68,18 +68,8 @@ impl PromoStore for MemoryStore {
                 promo.amount, entry.amount
             )));
         }
-        let outcome = if s.redemptions.contains(&(code.to_string(), entry.user_id)) {
-            Some(Redeemed::AlreadyUsed)
-        } else if promo.disabled {
-            Some(Redeemed::Disabled)
-        } else if promo.expires_at.is_some_and(|at| now >= at) {
-            Some(Redeemed::Expired)
-        } else if promo.max_uses.is_some_and(|max| promo.used >= max) {
-            Some(Redeemed::Exhausted)
-        } else {
-            None
-        };
-        if let Some(refused) = outcome {
+        let used_it = s.redemptions.contains(&(code.to_string(), entry.user_id));
+        if let Some(refused) = promo.refusal(used_it, now) {
             return Ok(refused);
         }
         let user = entry.user_id;
