@@ -1131,9 +1131,9 @@ async fn the_signup_bonus_is_given_once_and_shown_apart_in_stats() {
     assert!(bot.stores.ledger.verify().await.unwrap().is_ok());
 }
 
-/// `/promo CODE` on the real binary: credited once, told why not otherwise (in the
-/// user's language); fifty users sending a ten-use code at once get exactly ten
-/// credits.
+/// `/newpromo` and `/promo CODE` on the real binary: the admin makes a code, a user is
+/// credited once and told why not otherwise (in the user's language); fifty users
+/// sending a ten-use code at once get exactly ten credits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn promo_codes_credit_once_and_a_rush_on_ten_uses_credits_ten() {
     // Fifty users at once: the per-user rate limit is not what this is about.
@@ -1143,10 +1143,13 @@ async fn promo_codes_credit_once_and_a_rush_on_ten_uses_credits_ten() {
         std::sync::Arc::new(rei_adapters::outbound::system::SystemClock),
     );
     let admin = rei_core::user::Actor::Admin(UserId::new(ADMIN).unwrap());
-    promos
-        .create(admin.clone(), "WELCOME", "30".parse().unwrap(), None, None)
-        .await
-        .unwrap();
+    // The admin makes the first code in the bot.
+    bot.say(ADMIN, "/start").await;
+    let made = bot.say(ADMIN, "/newpromo welcome 30").await;
+    assert!(
+        text(&made).contains("Промокод создан: WELCOME — 30.00 ₽, активаций 0/∞, срок: бессрочно"),
+        "{made:?}"
+    );
     bot.say(ANNA, "/start").await;
     let credited = bot.say(ANNA, "/promo welcome").await;
     assert!(

@@ -35,6 +35,19 @@ pub enum Command {
 pub enum AdminCommand {
     /// The admin menu.
     Menu,
+    /// Create a promo code.
+    NewPromo {
+        /// The code as typed.
+        code: String,
+        /// What one redemption credits.
+        amount: Money,
+        /// How many users may redeem it.
+        uses: Option<u32>,
+        /// When it stops working (the day after the last day, UTC).
+        expires_at: Option<crate::time::Timestamp>,
+    },
+    /// List the promo codes.
+    Promos,
     /// Credit a user.
     Add {
         /// Whom.
@@ -101,11 +114,15 @@ impl Command {
                 [code] => plain(Self::Promo((*code).to_owned())),
                 _ => Err(CommandError::Usage("promo-usage")),
             },
-            "admin" | "add" | "sub" | "ban" | "unban" | "stats" if !is_admin => {
+            "admin" | "add" | "sub" | "ban" | "unban" | "stats" | "newpromo" | "promos"
+                if !is_admin =>
+            {
                 Err(CommandError::Unknown)
             }
             "admin" => plain(Self::Admin(AdminCommand::Menu)),
             "stats" => plain(Self::Admin(AdminCommand::Stats)),
+            "promos" => plain(Self::Admin(AdminCommand::Promos)),
+            "newpromo" => new_promo(&args).map(Self::Admin),
             "add" | "sub" => money_command(&name, &args).map(Self::Admin),
             "ban" | "unban" => target_command(&name, &args).map(Self::Admin),
             _ => Err(CommandError::Unknown),
@@ -144,6 +161,41 @@ fn money_command(name: &str, args: &[&str]) -> Result<AdminCommand, CommandError
             amount,
             reason,
         }
+    })
+}
+
+/// `/newpromo CODE AMOUNT [USES] [YYYY-MM-DD]`.
+fn new_promo(args: &[&str]) -> Result<AdminCommand, CommandError> {
+    let usage = CommandError::Usage("admin-usage-newpromo");
+    let (Some(code), Some(amount)) = (args.first(), args.get(1)) else {
+        return Err(usage);
+    };
+    let amount: Money = amount.parse().map_err(|_| usage.clone())?;
+    let mut uses = None;
+    let mut expires_at = None;
+    for arg in args.get(2..).unwrap_or_default() {
+        if let Some((y, rest)) = arg.split_once('-') {
+            let (m, d) = rest.split_once('-').ok_or_else(|| usage.clone())?;
+            let day = (y.parse(), m.parse(), d.parse());
+            let (Ok(y), Ok(m), Ok(d)) = day else {
+                return Err(usage);
+            };
+            if expires_at.is_some() {
+                return Err(usage);
+            }
+            expires_at =
+                Some(crate::time::Timestamp::after_day(y, m, d).ok_or_else(|| usage.clone())?);
+        } else if uses.is_none() && expires_at.is_none() {
+            uses = Some(arg.parse().map_err(|_| usage.clone())?);
+        } else {
+            return Err(usage);
+        }
+    }
+    Ok(AdminCommand::NewPromo {
+        code: (*code).to_owned(),
+        amount,
+        uses,
+        expires_at,
     })
 }
 

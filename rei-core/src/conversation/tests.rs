@@ -1702,3 +1702,83 @@ async fn the_signup_bonus_is_given_once_to_each_new_user() {
     assert_eq!(arg(&stats[0], "bonuses"), &rub("75"));
     assert_eq!(arg(&stats[0], "revenue"), &rub("0"));
 }
+
+/// [growth] 3: an admin creates promo codes from the bot (`/newpromo`) and lists them
+/// (`/promos`); for anyone else both are unknown commands; bad arguments get the usage.
+#[tokio::test]
+async fn admins_create_and_list_promo_codes_in_the_bot() {
+    let w = world();
+    w.user_with(ADMIN, "0").await;
+    w.user_with(ANNA, "0").await;
+    assert_eq!(keys(&w.say(ADMIN, "/promos").await), ["admin-promos-empty"]);
+    let created = w.say(ADMIN, "/newpromo spring 50 2 2099-01-31").await;
+    assert_eq!(keys(&created), ["admin-promo-created"]);
+    assert_eq!(arg(&created[0], "code"), &Arg::Text("SPRING".into()));
+    assert_eq!(arg(&created[0], "limit"), &Arg::Number(2));
+    assert_eq!(
+        arg(&created[0], "expires"),
+        &Arg::Date(
+            Timestamp::after_day(2099, 1, 31)
+                .unwrap()
+                .minus(Duration::from_millis(1))
+        )
+    );
+    let open = w.say(ADMIN, "/newpromo OPEN 10").await;
+    assert_eq!(arg(&open[0], "limit"), &Arg::Key("admin-promo-no-limit"));
+    assert_eq!(
+        keys(&w.say(ADMIN, "/newpromo OPEN 10").await),
+        ["admin-promo-exists"]
+    );
+    // The test clock starts on 1970-01-01 at 00:16:40 UTC: two days on, that day is past.
+    w.clock.advance(Duration::from_secs(2 * 86_400));
+    assert_eq!(
+        keys(&w.say(ADMIN, "/newpromo OLD 10 1970-01-01").await),
+        ["admin-promo-past"]
+    );
+    assert_eq!(
+        keys(&w.say(ADMIN, "/newpromo X! 10").await),
+        ["promo-bad-code"]
+    );
+    for bad in [
+        "/newpromo",
+        "/newpromo CODE",
+        "/newpromo CODE ten",
+        "/newpromo CODE 10 0",
+        "/newpromo CODE 10 2099-02-30",
+        "/newpromo CODE 0",
+    ] {
+        assert_eq!(
+            keys(&w.say(ADMIN, bad).await),
+            ["admin-usage-newpromo"],
+            "{bad}"
+        );
+    }
+    let listed = w.say(ADMIN, "/promos").await;
+    let Arg::List(lines) = arg(&listed[0], "promos") else {
+        panic!("{listed:?}")
+    };
+    let codes: Vec<&Arg> = lines.iter().map(|l| arg_of(l, "code")).collect();
+    assert_eq!(
+        codes,
+        [&Arg::Text("OPEN".into()), &Arg::Text("SPRING".into())]
+    );
+    // Anna redeems what the admin made; for her the admin commands do not exist.
+    assert_eq!(
+        keys(&w.say(ANNA, "/promo spring").await),
+        ["promo-credited"]
+    );
+    assert_eq!(w.available(ANNA).await, money("50"));
+    assert_eq!(
+        keys(&w.say(ANNA, "/newpromo FREE 1000").await),
+        ["unknown-command"]
+    );
+    assert_eq!(keys(&w.say(ANNA, "/promos").await), ["unknown-command"]);
+    let audit = w.store.audit_log(10).await.unwrap();
+    assert_eq!(
+        audit
+            .iter()
+            .filter(|a| a.action == crate::user::AuditAction::PromoCreate)
+            .count(),
+        2
+    );
+}

@@ -158,7 +158,19 @@ stars-payment-problem = ⚠️ Your payment arrived but could not be credited au
 
 ## Admin
 
-admin-menu = Admin: /add <id> <amount> [reason], /sub <id> <amount> [reason], /ban <id>, /unban <id>, /stats
+admin-menu = Admin: /add <id> <amount> [reason], /sub <id> <amount> [reason], /ban <id>, /unban <id>, /stats, /newpromo CODE AMOUNT [uses] [YYYY-MM-DD], /promos
+admin-usage-newpromo = Usage: /newpromo CODE AMOUNT [USES] [YYYY-MM-DD — the last day]
+admin-promo-created = Promo code created: { $code } — { $amount }, uses { $used }/{ $limit }, expires: { $expires }, { $state }
+admin-promo-exists = Promo code { $code } already exists.
+admin-promo-past = That day is already past.
+admin-promos = Promo codes:
+    { $promos }
+admin-promos-empty = No promo codes yet.
+admin-promo-line = { $code } — { $amount }, uses { $used }/{ $limit }, expires: { $expires }, { $state }
+admin-promo-no-limit = ∞
+admin-promo-no-expiry = never
+admin-promo-on = on
+admin-promo-off = off
 admin-stats-button = 📊 Statistics
 admin-stats = Users: { $users } (banned: { $banned }, blocked the bot: { $unreachable })
     Active in 24 h: { $active }; failed jobs in 24 h: { $failed }

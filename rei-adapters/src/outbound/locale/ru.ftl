@@ -159,7 +159,19 @@ stars-payment-problem = ⚠️ Оплата пришла, но не зачисл
 
 ## Admin
 
-admin-menu = Админ-панель: /add <id> <сумма> [причина], /sub <id> <сумма> [причина], /ban <id>, /unban <id>, /stats
+admin-menu = Админ-панель: /add <id> <сумма> [причина], /sub <id> <сумма> [причина], /ban <id>, /unban <id>, /stats, /newpromo КОД СУММА [активаций] [ГГГГ-ММ-ДД], /promos
+admin-usage-newpromo = Использование: /newpromo КОД СУММА [АКТИВАЦИЙ] [ГГГГ-ММ-ДД — последний день]
+admin-promo-created = Промокод создан: { $code } — { $amount }, активаций { $used }/{ $limit }, срок: { $expires }, { $state }
+admin-promo-exists = Промокод { $code } уже есть.
+admin-promo-past = Этот день уже прошёл.
+admin-promos = Промокоды:
+    { $promos }
+admin-promos-empty = Промокодов пока нет.
+admin-promo-line = { $code } — { $amount }, активаций { $used }/{ $limit }, срок: { $expires }, { $state }
+admin-promo-no-limit = ∞
+admin-promo-no-expiry = бессрочно
+admin-promo-on = включён
+admin-promo-off = отключён
 admin-stats-button = 📊 Статистика
 admin-stats = Пользователей: { $users } (забанено: { $banned }, заблокировали бота: { $unreachable })
     Активных за 24 ч: { $active }; неудачных задач за 24 ч: { $failed }

@@ -26,6 +26,32 @@ fn adjusted(
     }
 }
 
+/// A promo code in one line: code, amount, uses (of the limit), expiry, on or off.
+fn promo_line(key: &'static str, p: &crate::promo::Promo) -> Text {
+    let limit = p.max_uses.map_or(Arg::Key("admin-promo-no-limit"), |max| {
+        Arg::Number(i64::from(max))
+    });
+    let expires = p
+        .expires_at
+        .map_or(Arg::Key("admin-promo-no-expiry"), |at| {
+            Arg::Date(at.minus(std::time::Duration::from_millis(1)))
+        });
+    Text::key(key)
+        .arg("code", Arg::Text(p.code.to_string()))
+        .arg("amount", Arg::Money(p.amount))
+        .arg("used", Arg::Number(i64::from(p.used)))
+        .arg("limit", limit)
+        .arg("expires", expires)
+        .arg(
+            "state",
+            Arg::Key(if p.disabled {
+                "admin-promo-off"
+            } else {
+                "admin-promo-on"
+            }),
+        )
+}
+
 fn unknown_target(target: UserId) -> Vec<Reply> {
     vec![Reply::text(
         Text::key("admin-unknown-user").arg("user", Arg::Number(target.get())),
@@ -50,6 +76,45 @@ impl Conversation {
                 )]],
             )]),
             AdminCommand::Stats => self.stats().await,
+            AdminCommand::NewPromo {
+                code,
+                amount,
+                uses,
+                expires_at,
+            } => {
+                use crate::promo::PromoError;
+                let created = self
+                    .ports
+                    .promos
+                    .create(actor, &code, amount, uses, expires_at)
+                    .await;
+                Ok(match created {
+                    Ok(promo) => vec![Reply::text(promo_line("admin-promo-created", &promo))],
+                    Err(PromoError::BadCode(_)) => say("promo-bad-code"),
+                    Err(PromoError::Exists(code)) => vec![Reply::text(
+                        Text::key("admin-promo-exists").arg("code", Arg::Text(code.to_string())),
+                    )],
+                    Err(PromoError::ExpiryPast) => say("admin-promo-past"),
+                    Err(PromoError::ZeroAmount | PromoError::ZeroUses) => {
+                        say("admin-usage-newpromo")
+                    }
+                    Err(e) => return Err(e.into()),
+                })
+            }
+            AdminCommand::Promos => {
+                let promos = self.ports.promos.list().await?;
+                if promos.is_empty() {
+                    return Ok(say("admin-promos-empty"));
+                }
+                let lines = promos
+                    .iter()
+                    .take(30)
+                    .map(|p| promo_line("admin-promo-line", p))
+                    .collect();
+                Ok(vec![Reply::text(
+                    Text::key("admin-promos").arg("promos", Arg::List(lines)),
+                )])
+            }
             AdminCommand::Add {
                 target,
                 amount,
