@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rei_adapters::app::backends::BackendsConfig;
-use rei_adapters::outbound::sql::{DatabaseTarget, Stores, connect};
+use rei_adapters::outbound::sql::{DatabaseTarget, Stores};
 use rei_core::payment::{PaymentFilter, PaymentService, PaymentState};
 use rei_core::prelude::*;
 use rei_tests::fakes::gemini::FakeGemini;
@@ -54,6 +54,8 @@ struct Cluster {
     database: String,
     redis: String,
     stores: Stores,
+    /// Jobs created as the bot creates them (handed to the cluster's Redis).
+    jobs: JobService,
     telegram: FakeTelegram,
     yookassa: FakeYooKassa,
     gemini: FakeGemini,
@@ -124,9 +126,20 @@ impl Cluster {
                 direct.to_string()
             }
         };
-        let stores = connect(&DatabaseTarget::from_config(Some(&database), "").unwrap())
-            .await
-            .unwrap();
+        // The test's own view of the database and the queue: new jobs go to the cluster's
+        // Redis, as the bot hands them over.
+        let backends = rei_adapters::app::backends::connect(&BackendsConfig {
+            database: DatabaseTarget::from_config(Some(&database), "").unwrap(),
+            redis_url: Some(redis.parse().unwrap()),
+            rate_limit_per_minute: 1_000,
+            lease_for: Duration::from_secs(2),
+            write_mode: None,
+        })
+        .await
+        .unwrap();
+        let stores = backends.stores.clone();
+        let jobs =
+            rei_tests::job_service_on(&stores, backends.queue, rei_core::job::JobLimits::default());
         let telegram = FakeTelegram::start().await.unwrap();
         let yookassa = FakeYooKassa::start().await.unwrap();
         let gemini = FakeGemini::start().await.unwrap();
@@ -137,6 +150,7 @@ impl Cluster {
             database: process_database,
             redis,
             stores,
+            jobs,
             telegram,
             yookassa,
             gemini,
@@ -378,21 +392,7 @@ impl Cluster {
         tag: &str,
         spec: impl Fn() -> JobSpec,
     ) -> Vec<Job> {
-        // New jobs go to the cluster's Redis, as the bot hands them over.
-        let backends = rei_adapters::app::backends::connect(&BackendsConfig {
-            database: DatabaseTarget::from_config(Some(&self.database), "").unwrap(),
-            redis_url: Some(self.redis.parse().unwrap()),
-            rate_limit_per_minute: 1_000,
-            lease_for: Duration::from_secs(2),
-            write_mode: None,
-        })
-        .await
-        .unwrap();
-        let jobs = rei_tests::job_service_on(
-            &self.stores,
-            backends.queue,
-            rei_core::job::JobLimits::default(),
-        );
+        let jobs = &self.jobs;
         let mut created = Vec::new();
         for u in 0..users {
             let user = rei_tests::funded_user(&self.stores, first + u, "1000".parse().unwrap())
