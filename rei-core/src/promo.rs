@@ -73,12 +73,26 @@ pub struct Promo {
 }
 
 impl Promo {
-    /// Why `user_used_it` (or not) at `now` is refused, by core's rules: redeemed before,
-    /// switched off, expired, every use taken — or `None`, and the redemption goes on.
-    /// Stores call it inside their redeeming transaction.
-    #[must_use]
-    pub fn refusal(&self, user_used_it: bool, now: Timestamp) -> Option<Redeemed> {
-        if user_used_it {
+    /// Why crediting `credit` to a user who `used_it` (or not) at `now` is refused, by
+    /// core's rules: redeemed before, switched off, expired, every use taken — or
+    /// `None`, and the redemption goes on. Stores call it inside their redeeming
+    /// transaction.
+    ///
+    /// # Errors
+    /// `Invalid` when `credit` is not this code's amount (nothing may be written).
+    pub fn refusal(
+        &self,
+        credit: Money,
+        used_it: bool,
+        now: Timestamp,
+    ) -> Result<Option<Redeemed>, StoreError> {
+        if credit != self.amount {
+            return Err(StoreError::Invalid(format!(
+                "promo code {} credits {}, not {credit}",
+                self.code, self.amount
+            )));
+        }
+        Ok(if used_it {
             Some(Redeemed::AlreadyUsed)
         } else if self.disabled {
             Some(Redeemed::Disabled)
@@ -88,7 +102,7 @@ impl Promo {
             Some(Redeemed::Exhausted)
         } else {
             None
-        }
+        })
     }
 }
 

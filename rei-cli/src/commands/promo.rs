@@ -1,5 +1,6 @@
 //! `rei-cli promo create|list|disable`.
 
+use chrono::Datelike;
 use clap::Subcommand;
 use rei_core::money::Money;
 use rei_core::promo::{Promo, PromoError};
@@ -88,13 +89,11 @@ pub(crate) async fn run(ctx: &Ctx, c: &PromoCommand) -> Result<(), Failure> {
             uses,
             expires,
         } => {
-            // The first moment after the last day.
+            // The first moment after the last day (as the bot's /newpromo reads it).
             let expires_at = expires
                 .map(|day| {
-                    day.succ_opt()
-                        .and_then(|next| next.and_hms_opt(0, 0, 0))
-                        .map(|t| rei_core::Timestamp::from_millis(t.and_utc().timestamp_millis()))
-                        .ok_or_else(|| Failure::Usage(format!("{day} is too far ahead")))
+                    rei_core::Timestamp::after_day(day.year(), day.month(), day.day())
+                        .ok_or_else(|| Failure::Usage(format!("{day} is out of range")))
                 })
                 .transpose()?;
             promos

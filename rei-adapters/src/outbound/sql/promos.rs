@@ -72,19 +72,13 @@ impl SqlStore {
             return Ok(Redeemed::Unknown);
         };
         Self::lock_user(tx, entry.user_id).await?;
-        if promo.amount != entry.amount {
-            return Err(TxError::Store(StoreError::Invalid(format!(
-                "promo code {code} credits {}, not {}",
-                promo.amount, entry.amount
-            ))));
-        }
         let used_before: Option<(i64,)> =
             sqlx::query_as("SELECT 1 FROM promo_redemptions WHERE code = $1 AND user_id = $2")
                 .bind(code.as_str())
                 .bind(entry.user_id.get())
                 .fetch_optional(&mut **tx)
                 .await?;
-        if let Some(refused) = promo.refusal(used_before.is_some(), now) {
+        if let Some(refused) = promo.refusal(entry.amount, used_before.is_some(), now)? {
             return Ok(refused);
         }
         sqlx::query("UPDATE promo_codes SET used = used + 1 WHERE code = $1")

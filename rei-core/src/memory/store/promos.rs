@@ -62,14 +62,8 @@ impl PromoStore for MemoryStore {
             return Ok(Redeemed::Unknown);
         };
         let promo = &s.promos[i];
-        if promo.amount != entry.amount {
-            return Err(StoreError::Invalid(format!(
-                "promo code {code} credits {}, not {}",
-                promo.amount, entry.amount
-            )));
-        }
         let used_it = s.redemptions.contains(&(code.to_string(), entry.user_id));
-        if let Some(refused) = promo.refusal(used_it, now) {
+        if let Some(refused) = promo.refusal(entry.amount, used_it, now)? {
             return Ok(refused);
         }
         let user = entry.user_id;
