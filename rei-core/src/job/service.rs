@@ -483,7 +483,8 @@ impl JobService {
     /// "Send again": queues `user`'s delivered result of `id` for one more delivery (with
     /// a note that it is sent again; a result not on the worker's disk is fetched from
     /// the provider again). `Ok(false)` when there is nothing to send: the job is not
-    /// theirs, not completed, or its result is already on its way.
+    /// theirs, or the job machine finds no delivered result to send (not completed, or
+    /// its result already on its way).
     ///
     /// # Errors
     /// [`JobError::Store`] on storage failure.
@@ -492,9 +493,6 @@ impl JobService {
             Some(job) if job.user_id == user => job,
             _ => return Ok(false),
         };
-        if job.state != JobState::Completed || job.result.is_none() {
-            return Ok(false);
-        }
         let applied = self
             .write(job.id, JobEvent::SendAgain, JobGuard::Unleased)
             .await?;

@@ -148,10 +148,12 @@ impl Conversation {
     /// input file is gone (retention), or whose kind or model is no longer offered, is
     /// refused.
     async fn repeat(&self, user: UserId, job: crate::ids::JobId, stored: &mut Stored) -> Replies {
-        let job = match self.ports.jobs.job(job).await {
-            Ok(job) if job.user_id == user && job.state.is_final() => job,
-            Ok(_) | Err(JobError::UnknownJob(_)) => return Ok(say("button-expired")),
-            Err(e) => return Err(e.into()),
+        let Some(job) = self
+            .own_job(user, job)
+            .await?
+            .filter(|j| j.state.is_final())
+        else {
+            return Ok(say("button-expired"));
         };
         let input = match &job.spec {
             JobSpec::ImageGeneration { .. } | JobSpec::ImageEdit { .. } if !self.config.images => {
@@ -179,15 +181,14 @@ impl Conversation {
     /// "Send again" under `/history`: the user's completed result once more, while its
     /// file is kept here or the provider still has it.
     async fn send_again(&self, user: UserId, id: crate::ids::JobId) -> Replies {
-        let job = match self.ports.jobs.job(id).await {
-            Ok(job) if job.user_id == user && job.state == crate::job::JobState::Completed => job,
-            Ok(_) | Err(JobError::UnknownJob(_)) => return Ok(say("button-expired")),
-            Err(e) => return Err(e.into()),
-        };
-        let Some(result) = &job.result else {
+        let job = self.own_job(user, id).await?;
+        let Some((job, result)) = job
+            .filter(|j| j.state == crate::job::JobState::Completed)
+            .and_then(|j| j.result.clone().map(|r| (j, r)))
+        else {
             return Ok(say("button-expired"));
         };
-        if job.result_url.is_none() && !self.ports.assets.exists(result).await? {
+        if job.result_url.is_none() && !self.ports.assets.exists(&result).await? {
             return Ok(say("send-again-gone"));
         }
         Ok(say(if self.ports.jobs.send_again(user, id).await? {
@@ -195,6 +196,20 @@ impl Conversation {
         } else {
             "send-again-under-way"
         }))
+    }
+
+    /// Job `id` when it is `user`'s own; `None` for another user's or an unknown one (a
+    /// button from elsewhere).
+    async fn own_job(
+        &self,
+        user: UserId,
+        id: crate::ids::JobId,
+    ) -> Result<Option<crate::job::Job>, ConversationError> {
+        match self.ports.jobs.job(id).await {
+            Ok(job) => Ok((job.user_id == user).then_some(job)),
+            Err(JobError::UnknownJob(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Starts a queued job's status message through the notifier (its one writer: it

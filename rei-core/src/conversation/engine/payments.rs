@@ -41,7 +41,7 @@ impl Conversation {
             Vec::new()
         };
         // Jobs of the v2.0 bot fill the first page when there are few newer ones.
-        let older = u32::try_from(5_usize.saturating_sub(jobs.len())).unwrap_or(0);
+        let older = PER_PAGE.saturating_sub(u32::try_from(jobs.len()).unwrap_or(PER_PAGE));
         let legacy = if first && older > 0 {
             self.ports.jobs.legacy_history(user, older).await?
         } else {
