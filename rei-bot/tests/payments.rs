@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use rei_adapters::outbound::sql::{DatabaseTarget, Stores, connect};
 use rei_adapters::outbound::yookassa::{YooKassaClient, YooKassaConfig};
+use rei_core::ledger::{EntryKind, NewEntry, RefType};
 use rei_core::payment::{PaymentConfig, PaymentFilter, PaymentPorts, PaymentService, PaymentState};
 use rei_core::prelude::*;
 use rei_tests::fakes::telegram::{Call, FakeTelegram};
@@ -865,4 +866,162 @@ async fn one_payment_poller_per_deployment_and_a_survivor_takes_over() {
     drop(processes);
     let report = stores.ledger.verify().await.unwrap();
     assert!(report.is_ok(), "{:?}", report.violations);
+}
+
+/// Boris invites Anna; her 300 ₽ top-up earns him 10% as a referral entry; he spends
+/// 20 ₽ of it; then her top-up is refunded in full and the reward is taken back — the
+/// 10 ₽ he still has, the other 20 ₽ recorded as unrecovered. Boris speaks English, Anna
+/// Russian: both languages' texts are checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_referral_reward_comes_with_the_top_up_and_its_refund_takes_it_back() {
+    const BORIS: i64 = 4343;
+    let bot = bot(&[
+        ("REFERRAL_PERCENT", "10"),
+        ("YOOKASSA_WEBHOOK_ALLOWED_IPS", LOOPBACK),
+    ])
+    .await;
+    let boris = UserId::new(BORIS).unwrap();
+    let to_boris = || bot.telegram.calls_to("sendMessage", BORIS);
+    let boris_says = |text: &str| {
+        let before = to_boris().len();
+        bot.telegram.send_text(BORIS, text);
+        async move {
+            let mut got = None;
+            eventually("Boris's reply", || {
+                got = to_boris().get(before).cloned();
+                std::future::ready(got.is_some())
+            })
+            .await;
+            got.unwrap()
+        }
+    };
+    bot.telegram.user_language(BORIS, Some("en"));
+    boris_says("/start").await;
+    let info = boris_says("/ref").await;
+    let info = text(&info).to_owned();
+    assert!(info.contains("Invite friends with your link"), "{info}");
+    assert!(info.contains("10%"), "{info}");
+    let prefix = "https://t.me/rei_test_bot?start=";
+    let at = info.find(prefix).expect("the link") + prefix.len();
+    let payload: String = info[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    assert!(payload.starts_with("ref_"), "{info}");
+    // Anna starts through the link (Telegram sends `/start <payload>`).
+    let welcome = bot.say(&format!("/start {payload}")).await;
+    let joined = bot.sent();
+    assert!(
+        joined
+            .iter()
+            .any(|c| text(c).contains("Вы пришли по приглашению друга")),
+        "{joined:?} {welcome:?}"
+    );
+    // Her top-up is paid: Boris earns 30 ₽ and is told, in English.
+    let id = bot.top_up_300().await;
+    bot.yookassa.pay(&id);
+    let paid = bot.yookassa.notification("payment.succeeded", &id, None);
+    for _ in 0..3 {
+        assert_eq!(bot.notify(&paid).await, 200);
+    }
+    let ledger = bot.stores.ledger.clone();
+    let balance = |user| {
+        let ledger = ledger.clone();
+        async move { ledger.balance(user).await.unwrap().available }
+    };
+    assert_eq!(bot.balance().await, rub("300"));
+    assert_eq!(balance(boris).await, rub("30"));
+    eventually("Boris is told", || {
+        std::future::ready(
+            to_boris()
+                .iter()
+                .any(|c| text(c).contains("A friend you invited topped up: +30.00 ₽")),
+        )
+    })
+    .await;
+    let entries = bot.stores.ledger.entries(boris, 10).await.unwrap();
+    assert_eq!(entries.len(), 1, "one reward for three notifications");
+    assert_eq!(entries[0].ref_type, RefType::Referral);
+    // Boris spends 20 ₽ of it.
+    bot.stores
+        .ledger
+        .post(
+            NewEntry {
+                user_id: boris,
+                kind: EntryKind::Debit,
+                amount: rub("20"),
+                ref_type: RefType::Admin,
+                ref_id: "test".into(),
+                description: "spent".into(),
+                idempotency_key: IdempotencyKey::new("boris-spends").unwrap(),
+                created_at: Timestamp::from_millis(0),
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    // Anna's top-up is refunded (an operator starts it; YooKassa finishes it later
+    // and tells the bot): the bot takes back what Boris has left.
+    bot.yookassa.answer_refunds([RefundAnswer::Pending]);
+    let mut config = YooKassaConfig::new("123456", secrecy::SecretString::from("test_secret"));
+    config.base_url.clone_from(&bot.yookassa.url);
+    let service = PaymentService::new(
+        PaymentPorts {
+            users: bot.stores.users.clone(),
+            payments: bot.stores.payments.clone(),
+            gateway: Some(Arc::new(YooKassaClient::new(config).unwrap())),
+            stars: None,
+            notifier: Arc::new(rei_core::memory::RecordingNotifier::default()),
+            clock: Arc::new(rei_adapters::outbound::system::SystemClock),
+            ids: Arc::new(rei_adapters::outbound::system::RandomIds),
+        },
+        PaymentConfig::default(),
+    );
+    let ours = bot
+        .stores
+        .payments
+        .payments(PaymentFilter::default())
+        .await
+        .unwrap()[0]
+        .id;
+    assert!(matches!(
+        service.refund(ours, None).await.unwrap(),
+        rei_core::payment::RefundOutcome::Pending(_)
+    ));
+    let refund_id = bot.yookassa.refunds()[0]["id"].as_str().unwrap().to_owned();
+    bot.yookassa.finish_refund(&refund_id, true);
+    let done = bot.yookassa.refund_notification(&refund_id);
+    for _ in 0..3 {
+        assert_eq!(bot.notify(&done).await, 200);
+    }
+    eventually("the refund", || async {
+        bot.payment_state().await == PaymentState::Refunded
+    })
+    .await;
+    assert_eq!(bot.balance().await, Money::ZERO);
+    assert_eq!(balance(boris).await, Money::ZERO, "never below zero");
+    let reward = bot
+        .stores
+        .referrals
+        .referral_reward(ours)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (reward.reward, reward.taken_back, reward.unrecovered),
+        (rub("30"), rub("10"), rub("20"))
+    );
+    let info = boris_says("/ref").await;
+    assert!(
+        text(&info).contains("Invited: 1. Earned: 20.00 ₽"),
+        "{info:?}"
+    );
+    // Anna's own /ref, in Russian.
+    let hers = bot.say("/ref").await;
+    assert!(
+        text(&hers).contains("Приглашайте друзей по вашей ссылке")
+            && text(&hers).contains("Приглашено: 0"),
+        "{hers:?}"
+    );
+    bot.verify().await;
 }

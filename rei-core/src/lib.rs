@@ -98,6 +98,7 @@ pub mod payment;
 pub mod ports;
 pub mod pricing;
 pub mod promo;
+pub mod referral;
 pub mod time;
 pub mod user;
 

@@ -664,6 +664,12 @@ impl World {
                 payments: Some(payments.clone()),
                 admin: admin.clone(),
                 promos: rei_core::promo::PromoService::new(self.store.clone(), clock.clone()),
+                referrals: rei_core::referral::ReferralService::new(
+                    self.store.clone(),
+                    self.store.clone(),
+                    clock.clone(),
+                    self.ids.clone(),
+                ),
                 dialogues: faulty,
                 limiter: Arc::new(SimLimiter(self.faults.clone())),
                 media: Arc::new(NoMedia),

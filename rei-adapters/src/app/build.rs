@@ -51,6 +51,8 @@ pub struct Services {
     pub payments: Arc<PaymentService>,
     /// Promo codes.
     pub promos: rei_core::promo::PromoService,
+    /// Referral links and bindings.
+    pub referrals: rei_core::referral::ReferralService,
     /// The stores an import of the v2.0 bot's data writes to.
     pub import: rei_core::legacy::ImportPorts,
 }
@@ -177,30 +179,33 @@ impl App {
         let stars: Option<Arc<dyn StarsGateway>> = telegram
             .as_ref()
             .map(|t| Arc::new(TelegramStars::new(t.clients.send.clone())) as Arc<dyn StarsGateway>);
-        let payments = Arc::new(PaymentService::new(
-            PaymentPorts {
-                users: stores.users.clone(),
-                payments: stores.payments.clone(),
-                gateway,
-                stars,
-                notifier: notifier.clone(),
-                clock: clock.clone(),
-                ids: ids.clone(),
-            },
-            PaymentConfig {
-                return_url: settings
-                    .yookassa_return_url
-                    .as_ref()
-                    .map_or_else(String::new, ToString::to_string),
-                receipts: settings.yookassa_receipt_vat_code.is_some(),
-                stars_rate: settings.stars_rub_rate,
-                poll: PollConfig {
-                    first_backoff: Duration::from_secs(settings.payment_poll_interval_secs),
-                    ..PollConfig::default()
+        let payments = Arc::new(
+            PaymentService::new(
+                PaymentPorts {
+                    users: stores.users.clone(),
+                    payments: stores.payments.clone(),
+                    gateway,
+                    stars,
+                    notifier: notifier.clone(),
+                    clock: clock.clone(),
+                    ids: ids.clone(),
                 },
-                ..PaymentConfig::default()
-            },
-        ));
+                PaymentConfig {
+                    return_url: settings
+                        .yookassa_return_url
+                        .as_ref()
+                        .map_or_else(String::new, ToString::to_string),
+                    receipts: settings.yookassa_receipt_vat_code.is_some(),
+                    stars_rate: settings.stars_rub_rate,
+                    poll: PollConfig {
+                        first_backoff: Duration::from_secs(settings.payment_poll_interval_secs),
+                        ..PollConfig::default()
+                    },
+                    ..PaymentConfig::default()
+                },
+            )
+            .with_referrals(stores.referrals.clone(), settings.referral_percent),
+        );
         let services = Services {
             users: UserService::new(stores.users.clone(), clock.clone()),
             admin: AdminService::new(AdminPorts {
@@ -213,6 +218,12 @@ impl App {
             jobs: jobs.clone(),
             payments: payments.clone(),
             promos: rei_core::promo::PromoService::new(stores.promos.clone(), clock.clone()),
+            referrals: rei_core::referral::ReferralService::new(
+                stores.referrals.clone(),
+                stores.jobs.clone(),
+                clock.clone(),
+                ids.clone(),
+            ),
             import: rei_core::legacy::ImportPorts {
                 users: stores.users.clone(),
                 ledger: stores.ledger.clone(),
@@ -367,6 +378,7 @@ fn bot(
             payments,
             admin: services.admin.clone(),
             promos: services.promos.clone(),
+            referrals: services.referrals.clone(),
             dialogues: backends.stores.dialogues.clone(),
             limiter: backends.limiter.clone(),
             media: Arc::new(TelegramMedia::new(

@@ -27,6 +27,7 @@ use crate::ports::{
     DialogueStore, JobStore, LeaseStore, LedgerStore, OutboxStore, PaymentStore, UserStore,
 };
 use crate::promo::PromoStore;
+use crate::referral::ReferralStore;
 
 /// Declares [`Backend`] over the store ports, named once: the trait and the blanket
 /// implementation for every type that implements them all.
@@ -48,6 +49,7 @@ backend_of!(
     LeaseStore,
     OutboxStore,
     PromoStore,
+    ReferralStore,
 );
 
 /// Shared handle the cases take.
@@ -134,6 +136,10 @@ macro_rules! __conformance_cases {
             promo_codes_are_created_once_listed_and_disabled,
             a_promo_is_redeemed_once_per_user_within_its_uses_and_time,
             fifty_users_redeeming_ten_uses_get_ten_credits,
+            referral_codes_and_bindings_are_kept_once,
+            concurrent_bindings_bind_once,
+            a_reward_comes_with_the_credit_and_goes_with_the_refunds,
+            referral_moves_that_do_not_fit_are_refused,
         );
     };
 }

@@ -8,8 +8,9 @@ use crate::money::Money;
 /// A user command.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
-    /// Register, show balance and menu.
-    Start,
+    /// Register, show balance and menu; with the start payload of a deep link
+    /// (`ref_<code>`: a referral).
+    Start(Option<String>),
     /// What the bot does.
     Help,
     /// The balance.
@@ -26,6 +27,8 @@ pub enum Command {
     Lang,
     /// Redeem a promo code.
     Promo(String),
+    /// The user's referral link and earnings.
+    Ref,
     /// An admin command (only for `ADMIN_IDS`).
     Admin(AdminCommand),
 }
@@ -102,7 +105,8 @@ impl Command {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let plain = Ok;
         match name.as_str() {
-            "start" => plain(Self::Start),
+            "start" => plain(Self::Start(args.first().map(|a| (*a).to_owned()))),
+            "ref" => plain(Self::Ref),
             "help" => plain(Self::Help),
             "balance" => plain(Self::Balance),
             "pay" => plain(Self::Pay),

@@ -87,6 +87,9 @@ pub const TEXT_KEYS: &[&str] = &[
     "promo-expired",
     "promo-disabled",
     "promo-unknown",
+    "ref-info",
+    "ref-off",
+    "ref-joined",
     "history-newer",
     "history-older",
     "history-page",
@@ -323,6 +326,9 @@ pub enum Arg {
     List(Vec<Text>),
     /// A day, written as the language writes dates.
     Date(crate::time::Timestamp),
+    /// A link that opens the bot with this start payload (a referral link): each front
+    /// end writes it its own way (Telegram: `https://t.me/<bot>?start=<payload>`).
+    StartLink(String),
 }
 
 /// A text of the locale: its key and arguments.

@@ -154,23 +154,26 @@ fn world_full(
         JobLimits::default(),
     ));
     let payments = (gateway.is_some() || stars_rate.is_some()).then(|| {
-        Arc::new(PaymentService::new(
-            PaymentPorts {
-                users: store.clone(),
-                payments: store.clone(),
-                gateway: gateway.map(|g| Arc::new(g) as Arc<dyn crate::ports::PaymentGateway>),
-                stars: None,
-                notifier: notifier.clone(),
-                clock: clock.clone(),
-                ids: ids.clone(),
-            },
-            PaymentConfig {
-                return_url: "https://t.me/rei_bot".into(),
-                stars_rate,
-                receipts,
-                ..PaymentConfig::default()
-            },
-        ))
+        Arc::new(
+            PaymentService::new(
+                PaymentPorts {
+                    users: store.clone(),
+                    payments: store.clone(),
+                    gateway: gateway.map(|g| Arc::new(g) as Arc<dyn crate::ports::PaymentGateway>),
+                    stars: None,
+                    notifier: notifier.clone(),
+                    clock: clock.clone(),
+                    ids: ids.clone(),
+                },
+                PaymentConfig {
+                    return_url: "https://t.me/rei_bot".into(),
+                    stars_rate,
+                    receipts,
+                    ..PaymentConfig::default()
+                },
+            )
+            .with_referrals(store.clone(), 10),
+        )
     });
     let media = Arc::new(FakeMedia::default());
     let limiter = Arc::new(Switch::default());
@@ -186,6 +189,12 @@ fn world_full(
             clock: clock.clone(),
         }),
         promos: crate::promo::PromoService::new(store.clone(), clock.clone()),
+        referrals: crate::referral::ReferralService::new(
+            store.clone(),
+            store.clone(),
+            clock.clone(),
+            ids.clone(),
+        ),
         dialogues: store.clone(),
         limiter: limiter.clone(),
         media: media.clone(),
@@ -1320,8 +1329,13 @@ fn commands_parse_and_reject_bad_arguments() {
         };
         Command::parse(&name, &args, is_admin)
     };
-    assert_eq!(parse("/start", false), Ok(Command::Start));
-    assert_eq!(parse("/START", false), Ok(Command::Start));
+    assert_eq!(parse("/start", false), Ok(Command::Start(None)));
+    assert_eq!(parse("/START", false), Ok(Command::Start(None)));
+    assert_eq!(
+        parse("/start ref_abcd1234", false),
+        Ok(Command::Start(Some("ref_abcd1234".into())))
+    );
+    assert_eq!(parse("/ref", false), Ok(Command::Ref));
     assert_eq!(parse("/hello", false), Err(CommandError::Unknown));
     assert_eq!(parse("/add 1 2", false), Err(CommandError::Unknown));
     assert_eq!(
@@ -1781,4 +1795,92 @@ async fn admins_create_and_list_promo_codes_in_the_bot() {
             .count(),
         2
     );
+}
+
+/// The `ref_<code>` payload of the link `/ref` shows `user`.
+async fn referral_payload(w: &World, user: i64) -> String {
+    let reply = w.say(user, "/ref").await;
+    assert_eq!(keys(&reply), ["ref-info"]);
+    match arg_of(&reply[0].text, "link") {
+        Arg::StartLink(payload) => payload.clone(),
+        other => panic!("not a start link: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_friend_who_starts_through_the_link_earns_the_referrer_a_share_of_top_ups() {
+    const BORIS: i64 = 43;
+    const VERA: i64 = 44;
+    let w = world_paying(config(false), None, Some(money("1.30")));
+    w.user_with(ANNA, "0").await;
+    let link = referral_payload(&w, ANNA).await;
+    assert!(link.starts_with("ref_"), "{link}");
+    assert_eq!(
+        referral_payload(&w, ANNA).await,
+        link,
+        "the link stays the same"
+    );
+    // Boris comes through Anna's link: bound once, told once.
+    let first = w.say(BORIS, &format!("/start {link}")).await;
+    assert_eq!(keys(&first), ["ref-joined", "welcome"]);
+    let again = w.say(BORIS, &format!("/start {link}")).await;
+    assert_eq!(keys(&again), ["welcome"]);
+    // Anna cannot refer herself, nor be referred by the friend she referred (a loop).
+    let own = w.say(ANNA, &format!("/start {link}")).await;
+    assert_eq!(keys(&own), ["welcome"]);
+    let borises = referral_payload(&w, BORIS).await;
+    let back = w.say(ANNA, &format!("/start {borises}")).await;
+    assert_eq!(keys(&back), ["welcome"]);
+    // A user who has made a job is too late to be referred; a made-up code binds nobody.
+    w.user_with(VERA, "100").await;
+    let draft = w.say(VERA, "a red fox").await;
+    let Some(Action::Confirm(draft_id)) = draft[0].buttons.iter().flatten().find_map(|b| match &b
+        .target
+    {
+        ButtonTarget::Action(a @ Action::Confirm(_)) => Some(a.clone()),
+        _ => None,
+    }) else {
+        panic!("no confirm button: {draft:?}");
+    };
+    w.press(VERA, Action::Confirm(draft_id)).await;
+    assert_eq!(
+        keys(&w.say(VERA, &format!("/start {link}")).await),
+        ["welcome"]
+    );
+    assert_eq!(keys(&w.say(VERA, "/start ref_zzzz9999").await), ["welcome"]);
+    let summary = w.say(ANNA, "/ref").await;
+    assert_eq!(arg_of(&summary[0].text, "invited"), &Arg::Number(1));
+    assert_eq!(arg_of(&summary[0].text, "percent"), &Arg::Number(10));
+    // Boris tops up 100.10 ₽ (77 Stars) with Stars: Anna gets 10% of it, as a referral
+    // entry, told once.
+    let invoice = w.press(BORIS, Action::TopUpStars(money("100"))).await;
+    let payment = invoice[0].invoice.clone().unwrap().payment;
+    let boris = sender(BORIS);
+    for _ in 0..2 {
+        w.chat
+            .stars_paid(&boris, Some(payment), 77, "stx-ref")
+            .await
+            .unwrap();
+    }
+    assert_eq!(w.available(BORIS).await, money("100.10"));
+    assert_eq!(w.available(ANNA).await, money("10.01"));
+    let entries = w
+        .store
+        .entries(UserId::new(ANNA).unwrap(), 10)
+        .await
+        .unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].ref_type, crate::ledger::RefType::Referral);
+    crate::notice::flush(w.store.clone(), w.notifier.clone(), w.clock.clone()).await;
+    let told: Vec<_> = w
+        .notifier
+        .notices()
+        .into_iter()
+        .filter(|(_, n)| matches!(n, crate::ports::Notice::ReferralRewarded { .. }))
+        .collect();
+    assert_eq!(told.len(), 1);
+    assert_eq!(told[0].0, UserId::new(ANNA).unwrap());
+    let summary = w.say(ANNA, "/ref").await;
+    assert_eq!(arg_of(&summary[0].text, "earned"), &rub("10.01"));
+    assert_eq!(w.store.verify().await.unwrap().violations, []);
 }

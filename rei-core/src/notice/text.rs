@@ -12,6 +12,7 @@ use crate::ports::Notice;
 pub const NOTICE_KEYS: &[&str] = &[
     "balance-credited",
     "balance-debited",
+    "referral-rewarded",
     "failure-bad-input",
     "failure-content-refused",
     "failure-deadline",
@@ -76,6 +77,9 @@ impl Notice {
             } => money("payment-refunded", amount, balance),
             Self::BalanceCredited { amount, balance } => money("balance-credited", amount, balance),
             Self::BalanceDebited { amount, balance } => money("balance-debited", amount, balance),
+            Self::ReferralRewarded { amount, balance } => {
+                money("referral-rewarded", amount, balance)
+            }
         }
     }
 }

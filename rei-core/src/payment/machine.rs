@@ -146,6 +146,7 @@ pub struct PaymentTransition {
     pub(super) before: Payment,
     pub(super) after: Payment,
     pub(super) effect: Option<PaymentEffect>,
+    pub(super) referral: Option<crate::referral::ReferralMove>,
 }
 
 impl PaymentTransition {
@@ -177,6 +178,32 @@ impl PaymentTransition {
     #[must_use]
     pub fn credits(&self) -> bool {
         self.effect == Some(PaymentEffect::Credit)
+    }
+
+    /// The referral move written with it: a reward with a credit, a take-back with a
+    /// refund's capture.
+    #[must_use]
+    pub const fn referral(&self) -> Option<&crate::referral::ReferralMove> {
+        self.referral.as_ref()
+    }
+
+    /// Adds the referral move core computed for this transition: a reward only to a
+    /// credit, a take-back only to a refund's capture; anything else is ignored.
+    #[must_use]
+    pub fn with_referral(mut self, referral: crate::referral::ReferralMove) -> Self {
+        use crate::referral::ReferralMove;
+        let fits = matches!(
+            (&referral, &self.effect),
+            (ReferralMove::Reward { .. }, Some(PaymentEffect::Credit))
+                | (
+                    ReferralMove::TakeBack { .. },
+                    Some(PaymentEffect::CaptureRefundHold(_))
+                )
+        );
+        if fits {
+            self.referral = Some(referral);
+        }
+        self
     }
 }
 
@@ -364,6 +391,7 @@ impl Payment {
             before: self.clone(),
             after: next,
             effect,
+            referral: None,
         })
     }
 

@@ -132,6 +132,13 @@ pub enum Notice {
         /// Balance after.
         balance: Money,
     },
+    /// A referee's top-up earned this referrer a reward.
+    ReferralRewarded {
+        /// How much.
+        amount: Money,
+        /// Balance after.
+        balance: Money,
+    },
     /// An admin debited the balance.
     BalanceDebited {
         /// How much.

@@ -236,6 +236,10 @@ pub struct Settings {
     /// Rubles given once to each new user, apart from paid money (`0`: none).
     #[arg(long, env = "SIGNUP_BONUS", default_value = "0", value_parser = parse_amount_or_zero)]
     pub signup_bonus: Money,
+    /// The share, in percent, of each paid top-up of a referred user that their
+    /// referrer earns (`0`: no rewards).
+    #[arg(long, env = "REFERRAL_PERCENT", default_value = "0", value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub referral_percent: u8,
     /// How long a draft keeps the price it quoted, in seconds; Confirm on an older one
     /// prices it again at today's prices and asks again.
     #[arg(long, env = "DRAFT_TTL_SECS", default_value = "900", value_parser = clap::value_parser!(u64).range(1..=86_400))]

@@ -92,6 +92,12 @@ pub async fn run(
             payments: None,
             admin: admin.clone(),
             promos: rei_core::promo::PromoService::new(store.clone(), clock.clone()),
+            referrals: rei_core::referral::ReferralService::new(
+                store.clone(),
+                store.clone(),
+                clock.clone(),
+                ids.clone(),
+            ),
             dialogues: store.clone(),
             limiter: Arc::new(InProcessLimiter::per_minute(
                 NonZeroU32::new(60).unwrap_or(NonZeroU32::MIN),

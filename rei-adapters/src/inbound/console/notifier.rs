@@ -126,7 +126,8 @@ impl Notifier for ConsoleNotifier {
             Notice::PaymentCredited { .. }
             | Notice::PaymentRefunded { .. }
             | Notice::BalanceCredited { .. }
-            | Notice::BalanceDebited { .. } => self.print(&text).map(|()| None),
+            | Notice::BalanceDebited { .. }
+            | Notice::ReferralRewarded { .. } => self.print(&text).map(|()| None),
         }
     }
 

@@ -56,7 +56,7 @@ help = What I do:
     • photo with a caption → edited image;
     • /video → a video from text, a photo or a video.
     I show the price before anything starts; you pay only for a finished result, and a failure is refunded.
-    /balance, /pay to top up, /history, /cancel, /lang.
+    /balance, /pay to top up, /history, /cancel, /lang, /promo for a promo code, /ref to invite friends.
 balance = Balance: { $available } (held: { $held })
 history = Recent operations:
     { $entries }
@@ -208,6 +208,17 @@ promo-expired = Promo code { $code } has expired.
 promo-disabled = Promo code { $code } is switched off.
 promo-unknown = There is no promo code { $code }.
 command-promo = Promo code
+command-ref = Invite friends
+ref-info = 🤝 Invite friends with your link:
+    { $link }
+    You get { $percent }% of every top-up of each friend who starts the bot through it.
+    Invited: { $invited }. Earned: { $earned }.
+ref-off = 🤝 Your invitation link:
+    { $link }
+    Rewards for friends' top-ups are not paid at the moment.
+    Invited: { $invited }. Earned: { $earned }.
+ref-joined = 🤝 You came through a friend's invitation: welcome!
+referral-rewarded = 🤝 A friend you invited topped up: +{ $amount } for you. Balance: { $balance }
 command-history = History
 command-video = Video
 command-cancel = Cancel

@@ -123,6 +123,8 @@ impl Locales {
             CoreArg::Text(t) => Arg::Text(t.clone()),
             CoreArg::Date(at) => Arg::Text(date(language, *at)),
             CoreArg::Key(k) => Arg::Text(self.text(language, k, &[])),
+            // Front ends with links of their own replace these before rendering.
+            CoreArg::StartLink(payload) => Arg::Text(format!("/start {payload}")),
             CoreArg::List(items) => Arg::Text(
                 items
                     .iter()
@@ -176,6 +178,7 @@ pub const FRONT_END_KEYS: &[&str] = &[
     "command-lang",
     "command-pay",
     "command-promo",
+    "command-ref",
     "command-start",
     "command-video",
     "error-generic",

@@ -12,6 +12,7 @@ mod outbox;
 mod payments;
 mod postgres;
 mod promos;
+mod referrals;
 pub(crate) mod rows;
 mod sqlite;
 mod store;
@@ -130,6 +131,8 @@ pub struct Stores {
     pub outbox: Arc<dyn rei_core::ports::OutboxStore>,
     /// Promo codes.
     pub promos: Arc<dyn rei_core::promo::PromoStore>,
+    /// Referral codes, bindings and rewards.
+    pub referrals: Arc<dyn rei_core::referral::ReferralStore>,
     /// Woken when a commit in this process put a notice into the outbox.
     pub outbox_signal: Arc<tokio::sync::Notify>,
     /// Answers whether the database is reachable (for `/readyz`).
@@ -160,6 +163,7 @@ fn stores(s: Arc<SqlStore>) -> Stores {
         leases: s.clone(),
         outbox: s.clone(),
         promos: s.clone(),
+        referrals: s.clone(),
         outbox_signal: s.outbox_signal(),
         health: s.clone(),
         sql: s,

@@ -166,6 +166,9 @@ impl SqlStore {
                     };
                     Self::insert_notice(tx, stored.user_id, &notice, at).await?;
                     queued = true;
+                    if let Some(referral) = t.referral() {
+                        Self::referral_in(tx, referral, &stored, at).await?;
+                    }
                 }
             }
             Some(PaymentEffect::CaptureRefundHold(r) | PaymentEffect::ReleaseRefundHold(r)) => {
@@ -201,6 +204,9 @@ impl SqlStore {
                     };
                     Self::insert_notice(tx, stored.user_id, &notice, at).await?;
                     queued = true;
+                    if let Some(referral) = t.referral() {
+                        Self::referral_in(tx, referral, &stored, at).await?;
+                    }
                 }
             }
         }

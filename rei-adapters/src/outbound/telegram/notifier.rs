@@ -376,7 +376,8 @@ impl TelegramNotifier {
             Notice::PaymentCredited { .. }
             | Notice::PaymentRefunded { .. }
             | Notice::BalanceCredited { .. }
-            | Notice::BalanceDebited { .. } => self.send_text(chat, text).await.map(|()| None),
+            | Notice::BalanceDebited { .. }
+            | Notice::ReferralRewarded { .. } => self.send_text(chat, text).await.map(|()| None),
         }
     }
 }
@@ -400,5 +401,6 @@ const fn notice_name(notice: &Notice) -> &'static str {
         Notice::PaymentRefunded { .. } => "payment_refunded",
         Notice::BalanceCredited { .. } => "balance_credited",
         Notice::BalanceDebited { .. } => "balance_debited",
+        Notice::ReferralRewarded { .. } => "referral_rewarded",
     }
 }

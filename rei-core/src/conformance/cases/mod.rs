@@ -27,6 +27,7 @@ mod ledger;
 mod outbox;
 mod payments;
 mod promos;
+mod referrals;
 mod refunds;
 mod users;
 
@@ -37,6 +38,7 @@ pub use ledger::*;
 pub use outbox::*;
 pub use payments::*;
 pub use promos::*;
+pub use referrals::*;
 pub use refunds::*;
 pub use users::*;
 

@@ -82,6 +82,8 @@ pub struct ConversationPorts {
     pub admin: AdminService,
     /// Promo codes (`/promo`).
     pub promos: crate::promo::PromoService,
+    /// Referral links and bindings (`/ref`, `/start ref_<code>`).
+    pub referrals: crate::referral::ReferralService,
     /// Dialogue state.
     pub dialogues: Arc<dyn DialogueStore>,
     /// `RATE_LIMIT_PER_MINUTE`.
@@ -130,6 +132,9 @@ pub enum ConversationError {
     /// A promo code could not be redeemed (storage).
     #[error(transparent)]
     Promo(#[from] crate::promo::PromoError),
+    /// A referral operation failed (storage).
+    #[error(transparent)]
+    Referral(#[from] crate::referral::ReferralError),
     /// Admins had to be told something and could not be.
     #[error("the admins could not be told")]
     Alert(#[from] crate::ports::NotifyError),
@@ -191,8 +196,8 @@ impl Conversation {
             Input::Command { name, args } => Some(Command::parse(name, args, is_admin)),
             _ => None,
         };
-        if command == Some(Ok(Command::Start)) {
-            return self.start(sender, &mut stored).await;
+        if let Some(Ok(Command::Start(payload))) = &command {
+            return self.start(sender, payload.as_deref(), &mut stored).await;
         }
         let mut bonus = None;
         match self.ports.users.access(user).await? {
@@ -319,10 +324,20 @@ impl Conversation {
             .map(|_| Reply::text(Text::key("signup-bonus").arg("amount", Arg::Money(amount)))))
     }
 
-    async fn start(&self, sender: &Sender, stored: &mut Stored) -> Replies {
+    async fn start(&self, sender: &Sender, payload: Option<&str>, stored: &mut Stored) -> Replies {
         let (user, created) = self.ports.users.register(profile(sender)).await?;
         if user.is_banned {
             return self.handle_banned(sender.id).await;
+        }
+        // A referral link binds a new user to its owner (once; the rules are the
+        // service's); only a binding made now is worth a word.
+        let mut replies = Vec::new();
+        if let Some(code) = payload.and_then(|p| p.strip_prefix(crate::referral::START_PREFIX)) {
+            if let crate::referral::Bind::Bound(_) =
+                self.ports.referrals.bind(user.id, code).await?
+            {
+                replies.push(Reply::text(Text::key("ref-joined")));
+            }
         }
         let bonus = self.welcome_bonus(&user, created).await?;
         if user.unreachable_since.is_some()
@@ -334,7 +349,7 @@ impl Conversation {
         self.save(sender.id, stored).await?;
         let balance = self.ports.ledger.balance(sender.id).await?;
         let name = sender.first_name.clone().unwrap_or_default();
-        let mut replies: Vec<Reply> = bonus.into_iter().collect();
+        replies.extend(bonus);
         replies.push(Reply::with_buttons(
             Text::key("welcome")
                 .arg("name", Arg::Text(name))
@@ -419,7 +434,8 @@ impl Conversation {
     ) -> Replies {
         let user = sender.id;
         match command {
-            Command::Start => self.start(sender, stored).await,
+            Command::Start(payload) => self.start(sender, payload.as_deref(), stored).await,
+            Command::Ref => self.referral(user).await,
             Command::Help => Ok(say("help")),
             Command::Balance => {
                 let b = self.ports.ledger.balance(user).await?;

@@ -180,6 +180,25 @@ impl Conversation {
         })])
     }
 
+    /// `/ref`: the user's link, how many they invited and what it earned; while the
+    /// program is off (`REFERRAL_PERCENT=0`), the link and what it earned before.
+    pub(super) async fn referral(&self, user: UserId) -> Replies {
+        let percent = self
+            .ports
+            .payments
+            .as_ref()
+            .map_or(0, |p| p.referral_percent());
+        let (code, summary) = self.ports.referrals.summary(user).await?;
+        let key = if percent == 0 { "ref-off" } else { "ref-info" };
+        Ok(vec![Reply::text(
+            Text::key(key)
+                .arg("link", Arg::StartLink(code.start_payload()))
+                .arg("percent", Arg::Number(i64::from(percent)))
+                .arg("invited", Arg::Number(i64::from(summary.invited)))
+                .arg("earned", Arg::Money(summary.earned)),
+        )])
+    }
+
     pub(super) fn pay_menu(&self) -> Vec<Reply> {
         let Some(payments) = &self.ports.payments else {
             return say("pay-unavailable");

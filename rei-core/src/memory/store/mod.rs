@@ -35,6 +35,7 @@ mod ledger;
 mod outbox;
 mod payments;
 mod promos;
+mod referrals;
 mod users;
 
 /// Every store port in memory. Cheap to create; share it behind an `Arc`.
@@ -68,6 +69,13 @@ struct State {
     promos: Vec<crate::promo::Promo>,
     /// (code, user) of every redemption.
     redemptions: std::collections::HashSet<(String, UserId)>,
+    /// Each user's referral code, and its owner.
+    referral_codes: HashMap<UserId, crate::referral::ReferralCode>,
+    referral_code_owners: HashMap<crate::referral::ReferralCode, UserId>,
+    /// Referee → referrer.
+    referrers: HashMap<UserId, UserId>,
+    /// The reward of each referee's top-up.
+    referral_rewards: HashMap<PaymentId, crate::referral::ReferralReward>,
 }
 
 /// A notice in the outbox.

@@ -105,6 +105,7 @@ impl PaymentStore for MemoryStore {
                 // Built from the stored payment, not the caller's copy.
                 let entry = stored.credit_entry(at);
                 if let PostPlan::New { balance } = s.plan_post(&entry)? {
+                    let referral = s.plan_referral(t, &stored, true)?;
                     s.commit_post(entry, balance);
                     let notice = crate::ports::Notice::PaymentCredited {
                         payment_id: id,
@@ -112,6 +113,9 @@ impl PaymentStore for MemoryStore {
                         balance,
                     };
                     s.queue_notice(stored.user_id, notice, at);
+                    if let Some(referral) = referral {
+                        s.commit_referral(referral, id, at);
+                    }
                 }
             }
             Some(PaymentEffect::HoldRefund(hold)) => {
@@ -156,8 +160,12 @@ impl PaymentStore for MemoryStore {
                         Settlement::Capture { actual: amount }
                     }
                 };
+                let referral = s.plan_referral(t, &stored, true)?;
                 let plan = s.plan_settle(*r, how, at)?;
                 s.commit_settle(plan);
+                if let Some(referral) = referral {
+                    s.commit_referral(referral, id, at);
+                }
                 if matches!(how, Settlement::Capture { .. }) {
                     let notice = crate::ports::Notice::PaymentRefunded {
                         payment_id: id,

@@ -8,13 +8,14 @@ use crate::ids::{IdempotencyKey, PaymentId, ReservationId, UserId};
 use crate::money::Money;
 use crate::payment::{
     Due, DueFilter, NewPayment, Payment, PaymentEffect, PaymentEvent, PaymentFilter,
-    PaymentProvider, PaymentState, PaymentTransitionError,
+    PaymentProvider, PaymentState, PaymentTransition, PaymentTransitionError,
 };
 use crate::ports::{
     AdminAlert, Clock, CreatePayment, GatewayPayment, GatewayRefund, IdGenerator, Missing,
     Notifier, NotifyError, PaymentGateway, PaymentListQuery, PaymentStore, ProviderError,
     ProviderErrorKind, RefundRequest, RefundStatus, StarsGateway, StoreError, UserStore,
 };
+use crate::referral::{self, ReferralMove, ReferralStore};
 use crate::time::Timestamp;
 use crate::user::{Actor, AuditAction, AuditRecord};
 
@@ -229,10 +230,18 @@ pub struct PaymentPorts {
 
 crate::opaque_debug!(PaymentPorts);
 
+/// The referral program as payments see it: who is bound to whom, and the share.
+#[derive(Clone)]
+struct Referrals {
+    store: Arc<dyn ReferralStore>,
+    percent: u8,
+}
+
 /// Top-ups and refunds.
 pub struct PaymentService {
     ports: PaymentPorts,
     config: PaymentConfig,
+    referrals: Option<Referrals>,
 }
 
 impl std::fmt::Debug for PaymentService {
@@ -248,7 +257,85 @@ impl PaymentService {
     /// A service over its ports.
     #[must_use]
     pub const fn new(ports: PaymentPorts, config: PaymentConfig) -> Self {
-        Self { ports, config }
+        Self {
+            ports,
+            config,
+            referrals: None,
+        }
+    }
+
+    /// With the referral program: a referee's top-up credits its referrer `percent`
+    /// (`REFERRAL_PERCENT`, 0 = no new rewards) in the same transaction, and a refund
+    /// takes the reward back in the transaction that captures it (whatever the percent
+    /// is now).
+    #[must_use]
+    pub fn with_referrals(mut self, store: Arc<dyn ReferralStore>, percent: u8) -> Self {
+        self.referrals = Some(Referrals {
+            store,
+            percent: percent.min(100),
+        });
+        self
+    }
+
+    /// The share of a referee's top-up its referrer earns (0 without the program).
+    #[must_use]
+    pub fn referral_percent(&self) -> u8 {
+        self.referrals.as_ref().map_or(0, |r| r.percent)
+    }
+
+    /// The referral move that goes with `transition`: the reward of a credited top-up
+    /// of a bound user, or what a captured refund takes back of an earlier reward.
+    async fn referral_move(
+        &self,
+        transition: PaymentTransition,
+    ) -> Result<PaymentTransition, PaymentError> {
+        let Some(referrals) = &self.referrals else {
+            return Ok(transition);
+        };
+        let (before, after) = (transition.before(), transition.after());
+        let now = after.updated_at;
+        let referral = match transition.effect() {
+            Some(PaymentEffect::Credit) if referrals.percent > 0 => {
+                let reward = referral::reward_of(after.amount, referrals.percent);
+                match referrals.store.referrer_of(after.user_id).await? {
+                    Some(referrer) if !reward.is_zero() => Some(ReferralMove::Reward {
+                        referee: after.user_id,
+                        entry: referral::reward_entry(referrer, after.id, reward, now)?,
+                    }),
+                    _ => None,
+                }
+            }
+            Some(PaymentEffect::CaptureRefundHold(_)) => {
+                match referrals.store.referral_reward(after.id).await? {
+                    Some(given) => {
+                        let due = referral::due_back(
+                            given.reward,
+                            after.amount,
+                            before.refunded,
+                            after.refunded,
+                        );
+                        (!due.is_zero())
+                            .then(|| {
+                                referral::take_back_entry(
+                                    given.referrer,
+                                    after.id,
+                                    after.refunded,
+                                    due,
+                                    now,
+                                )
+                            })
+                            .transpose()?
+                            .map(|entry| ReferralMove::TakeBack { entry })
+                    }
+                    None => None,
+                }
+            }
+            _ => None,
+        };
+        Ok(match referral {
+            Some(referral) => transition.with_referral(referral),
+            None => transition,
+        })
     }
 
     /// The settings in force.
@@ -312,6 +399,7 @@ impl PaymentService {
             if !transition.changed() {
                 return Ok(PaymentApplied::unchanged(payment));
             }
+            let transition = self.referral_move(transition).await?;
             match self
                 .ports
                 .payments

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use rei_core::UserId;
 use rei_core::conversation::{
-    Button as CoreButton, ButtonTarget, Conversation, Input, Media, Reply, Sender, Text,
+    Arg, Button as CoreButton, ButtonTarget, Conversation, Input, Media, Reply, Sender, Text,
 };
 use rei_core::user::Language;
 use teloxide::dispatching::{Dispatcher, UpdateFilterExt};
@@ -72,6 +72,8 @@ struct Front {
     conversation: Arc<Conversation>,
     locales: Arc<Locales>,
     users: rei_core::user::UserService,
+    /// The bot's username (`getMe`), for links that open it.
+    username: String,
 }
 
 /// What the front end works with.
@@ -158,6 +160,7 @@ impl FrontEnd {
             conversation: self.conversation,
             locales: self.locales,
             users: self.users,
+            username: me.username().to_owned(),
         });
         let handler = dptree::entry()
             .branch(Update::filter_message().endpoint(on_message))
@@ -250,8 +253,8 @@ impl FrontEnd {
 }
 
 /// The commands of the menu Telegram shows users; each has a `command-<name>` text.
-pub const COMMANDS: [&str; 9] = [
-    "start", "help", "balance", "pay", "history", "video", "cancel", "lang", "promo",
+pub const COMMANDS: [&str; 10] = [
+    "start", "help", "balance", "pay", "history", "video", "cancel", "lang", "promo", "ref",
 ];
 
 /// The command menu, in Russian (default) and English.

@@ -8,6 +8,27 @@ pub fn render(locales: &Locales, language: Language, text: &Text) -> String {
     locales.render(language, text)
 }
 
+/// `text` with its start links written as Telegram links to `bot` (its username):
+/// `https://t.me/<bot>?start=<payload>`.
+pub fn with_links(text: &Text, bot: &str) -> Text {
+    let args = text
+        .args
+        .iter()
+        .map(|(name, arg)| {
+            let arg = match arg {
+                Arg::StartLink(payload) => Arg::Text(format!("https://t.me/{bot}?start={payload}")),
+                Arg::List(items) => Arg::List(items.iter().map(|t| with_links(t, bot)).collect()),
+                other => other.clone(),
+            };
+            (*name, arg)
+        })
+        .collect();
+    Text {
+        key: text.key,
+        args,
+    }
+}
+
 /// Buttons in a row of the inline keyboard, at most: labels stay readable on a phone.
 const BUTTONS_PER_ROW: usize = 2;
 
@@ -78,7 +99,11 @@ impl Front {
         language: Language,
         reply: &Reply,
     ) -> Result<Message, RequestError> {
-        let text = render(&self.locales, language, &reply.text);
+        let text = render(
+            &self.locales,
+            language,
+            &with_links(&reply.text, &self.username),
+        );
         if let Some(invoice) = &reply.invoice {
             let title = render(&self.locales, language, &invoice.title);
             // Stars: currency XTR, one price line, no provider token.
