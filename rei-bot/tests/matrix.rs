@@ -1871,3 +1871,158 @@ async fn a_promo_rush_over_two_processes_and_a_kill_credits_its_uses_once() {
         cluster.verify(&format!("seed {seed}")).await;
     }
 }
+
+/// Row (growth): referral rewards over both processes and kills. Eight referred users
+/// (four for each of two referrers) have their 100 ₽ top-ups paid while the
+/// notifications, each twice, go to both processes and one is killed; then every top-up
+/// is refunded by an operator, YooKassa finishes most of the refunds (the rest are
+/// canceled) and sends each `refund.succeeded` four times over both processes while one
+/// is killed again. Each referrer earns exactly 10 ₽ per paid top-up, as one `referral`
+/// entry each, and loses exactly that per refunded one; the ledger verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn referral_rewards_over_two_processes_and_kills_come_and_go_once() {
+    use rei_core::ledger::RefType;
+    use rei_tests::fakes::yookassa::RefundAnswer;
+    for seed in SEEDS {
+        let cluster = Cluster::start_env(
+            seed,
+            &[
+                ("REFERRAL_PERCENT", "10"),
+                ("PAYMENT_POLL_INTERVAL_SECS", "1"),
+            ],
+        )
+        .await;
+        let mut rng = Rng(seed);
+        let users = UserService::new(
+            cluster.stores.users.clone(),
+            Arc::new(rei_adapters::outbound::system::SystemClock),
+        );
+        let referrers = [UserId::new(50_001).unwrap(), UserId::new(50_002).unwrap()];
+        for referrer in referrers {
+            users.register(rei_tests::profile(referrer)).await.unwrap();
+        }
+        let topups = cluster.paid_topups(8).await;
+        let referrer_of = |n: usize| referrers[n % 2];
+        for (n, (user, _)) in topups.iter().enumerate() {
+            let bound = cluster
+                .stores
+                .referrals
+                .bind_referrer(*user, referrer_of(n), Timestamp::from_millis(0))
+                .await
+                .unwrap();
+            assert!(bound, "seed {seed}");
+        }
+        // The credits, with a kill.
+        let victim = usize::try_from(rng.below(2)).unwrap();
+        let bodies: Vec<(Duration, usize, Value)> = topups
+            .iter()
+            .flat_map(|(_, provider)| {
+                let body = cluster
+                    .yookassa
+                    .notification("payment.succeeded", provider, None);
+                [0, 1].map(|i| (Duration::from_millis(rng.below(400)), i, body.clone()))
+            })
+            .collect();
+        let deliveries = futures::future::join_all(bodies.iter().map(|(at, i, body)| async {
+            tokio::time::sleep(*at).await;
+            cluster.deliver(*i, body).await;
+        }));
+        let kill_after = Duration::from_millis(100 + rng.below(200));
+        let kill = async {
+            tokio::time::sleep(kill_after).await;
+            cluster.kill_node(victim).await;
+        };
+        tokio::join!(deliveries, kill);
+        cluster.start_node(victim).await;
+        cluster.check(&topups, 1).await;
+        let rewards = |referrer: UserId| {
+            let cluster = &cluster;
+            async move {
+                let entries = cluster.stores.ledger.entries(referrer, 100).await.unwrap();
+                let mine: Vec<_> = entries
+                    .into_iter()
+                    .filter(|e| e.ref_type == RefType::Referral)
+                    .collect();
+                mine
+            }
+        };
+        for referrer in referrers {
+            let mine = rewards(referrer).await;
+            assert_eq!(mine.len(), 4, "seed {seed}: {referrer}: {mine:?}");
+            assert!(
+                mine.iter().all(|e| e.amount.kopecks() == 1_000),
+                "seed {seed}"
+            );
+            let balance = cluster.stores.ledger.balance(referrer).await.unwrap();
+            assert_eq!(
+                balance.available.kopecks(),
+                4_000,
+                "seed {seed}: {referrer}"
+            );
+        }
+        // The refunds, with another kill.
+        cluster.yookassa.answer_refunds([RefundAnswer::Pending; 8]);
+        let all = cluster
+            .stores
+            .payments
+            .payments(PaymentFilter::default())
+            .await
+            .unwrap();
+        for payment in &all {
+            cluster.payments.refund(payment.id, None).await.unwrap();
+        }
+        let mut refunded = Vec::new();
+        for refund in cluster.yookassa.refunds() {
+            let id = refund["id"].as_str().unwrap().to_owned();
+            let payment = refund["payment_id"].as_str().unwrap();
+            let n = topups.iter().position(|(_, p)| p == payment).unwrap();
+            let ok = rng.below(4) > 0;
+            cluster.yookassa.finish_refund(&id, ok);
+            if ok {
+                refunded.push((n, id));
+            }
+        }
+        let victim = usize::try_from(rng.below(2)).unwrap();
+        let deliveries = futures::future::join_all(refunded.iter().flat_map(|(_, id)| {
+            let body = cluster.yookassa.refund_notification(id);
+            let cluster = &cluster;
+            (0..4).map(move |k| {
+                let body = body.clone();
+                async move { cluster.deliver(k % 2, &body).await }
+            })
+        }));
+        let kill = async {
+            tokio::time::sleep(Duration::from_millis(rng.below(40))).await;
+            cluster.kill_node(victim).await;
+        };
+        tokio::join!(deliveries, kill);
+        cluster.start_node(victim).await;
+        // Canceled refunds are found by the poller; every hold ends.
+        for (user, _) in &topups {
+            let cluster = &cluster;
+            eventually(seed, "the refunds settled", || async move {
+                let balance = cluster.stores.ledger.balance(*user).await.unwrap();
+                balance.held == Money::ZERO
+            })
+            .await;
+        }
+        for (r, referrer) in referrers.iter().enumerate() {
+            let kept = (0..topups.len())
+                .filter(|n| n % 2 == r && !refunded.iter().any(|(m, _)| m == n))
+                .count();
+            let balance = cluster.stores.ledger.balance(*referrer).await.unwrap();
+            assert_eq!(
+                balance.available.kopecks(),
+                1_000 * i64::try_from(kept).unwrap(),
+                "seed {seed}: {referrer}: each refunded top-up's reward taken back once"
+            );
+            let taken_back = rewards(*referrer)
+                .await
+                .iter()
+                .filter(|e| e.kind == rei_core::ledger::EntryKind::Debit)
+                .count();
+            assert_eq!(taken_back, 4 - kept, "seed {seed}: {referrer}");
+        }
+        cluster.verify(&format!("seed {seed}")).await;
+    }
+}
