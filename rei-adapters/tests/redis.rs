@@ -231,9 +231,7 @@ impl World {
     }
 
     async fn create(&self, jobs: &JobService) -> JobId {
-        let spec = JobSpec::ImageGeneration {
-            prompt: Prompt::parse("a fox in the snow").unwrap(),
-        };
+        let spec = JobSpec::image(Prompt::parse("a fox in the snow").unwrap());
         let quote = jobs.quote(&spec);
         let key = IdempotencyKey::new(Uuid::new_v4().to_string()).unwrap();
         jobs.create(self.user, spec, &quote, key).await.unwrap().id

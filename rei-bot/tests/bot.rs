@@ -1642,3 +1642,77 @@ async fn a_credit_notice_cut_off_by_a_crash_is_sent_after_the_restart_once() {
     assert_eq!(anna_balance(&bot).await.0, "75".parse().unwrap());
     assert!(bot.stores.ledger.verify().await.unwrap().is_ok());
 }
+
+/// [growth] Shape and size: an image draft's buttons choose 16:9 and 4K (priced at
+/// `IMAGE_4K_PRICE_PERCENT` of the 1K price), Gemini receives exactly that
+/// `imageConfig`, and the next draft starts with it (checked in English too); a text →
+/// video chooses 9:16 and Kling's create body carries it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chosen_shape_and_size_price_the_draft_and_reach_the_providers() {
+    let bot = bot().await;
+    funded(&bot, "1000").await;
+    let draft = bot.say(ANNA, "a red fox in the snow").await;
+    assert!(
+        text(&draft).contains("Формат: как выберет модель, размер 1K.")
+            && text(&draft).contains("Цена: 50.00 ₽"),
+        "{draft:?}"
+    );
+    let wide = bot.press(ANNA, &draft, &draft.button_data("16:9")).await;
+    assert!(text(&wide).contains("Формат: 16:9, размер 1K."), "{wide:?}");
+    let big = bot.press(ANNA, &wide, &wide.button_data("4K")).await;
+    assert!(
+        text(&big).contains("Формат: 16:9, размер 4K.") && text(&big).contains("Цена: 100.00 ₽"),
+        "{big:?}"
+    );
+    // The replaced draft's buttons are stale.
+    let stale = bot
+        .press(ANNA, &draft, &draft.button_data("Запустить"))
+        .await;
+    assert!(text(&stale).contains("кнопка устарела"), "{stale:?}");
+    let queued = bot.press(ANNA, &big, &big.button_data("Запустить")).await;
+    assert!(text(&queued).contains("Запущено"), "{queued:?}");
+    anna_photos(&bot, 1, "the photo").await;
+    assert_eq!(
+        bot.gemini.generation_configs(),
+        [serde_json::json!({
+            "responseModalities": ["TEXT", "IMAGE"],
+            "imageConfig": {"aspectRatio": "16:9", "imageSize": "4K"}
+        })]
+    );
+    let mut charged = anna_balance(&bot).await;
+    for _ in 0..100 {
+        if charged.1 == Money::ZERO {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        charged = anna_balance(&bot).await;
+    }
+    assert_eq!(charged, ("900".parse().unwrap(), Money::ZERO), "4K charged");
+    // A text → video in 9:16.
+    let models = bot.say(ANNA, "/video").await;
+    let durations = bot
+        .press(ANNA, &models, &models.button_data("Kling 2.6"))
+        .await;
+    bot.press(ANNA, &durations, &durations.button_data("5 с"))
+        .await;
+    let video = bot.say(ANNA, "a fox running through snow").await;
+    assert!(text(&video).contains("формат 16:9"), "{video:?}");
+    let tall = bot.press(ANNA, &video, &video.button_data("9:16")).await;
+    assert!(text(&tall).contains("формат 9:16"), "{tall:?}");
+    bot.press(ANNA, &tall, &tall.button_data("Запустить")).await;
+    let body = eventually("the text2video create", || {
+        bot.kling.create_bodies().into_iter().next()
+    })
+    .await;
+    assert_eq!(body["aspect_ratio"], "9:16", "{body}");
+    assert_eq!(body["model_name"], "kling-v2-6", "{body}");
+    // The next image draft starts with 16:9 and 4K — shown in English after /lang.
+    let lang = bot.say(ANNA, "/lang").await;
+    bot.press(ANNA, &lang, &lang.button_data("English")).await;
+    let next = bot.say(ANNA, "a blue fox").await;
+    assert!(
+        text(&next).contains("Shape: 16:9, size 4K.") && text(&next).contains("Price: 100.00 ₽"),
+        "{next:?}"
+    );
+    assert!(bot.stores.ledger.verify().await.unwrap().is_ok());
+}

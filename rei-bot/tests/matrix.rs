@@ -366,8 +366,8 @@ impl Cluster {
     /// `per_user` image jobs for each of `users` new users (ids from `first`), each
     /// funded with 1,000 ₽, created as the bot creates them.
     async fn image_jobs(&self, first: i64, users: i64, per_user: usize, tag: &str) -> Vec<Job> {
-        self.jobs_for(first, users, per_user, tag, || JobSpec::ImageGeneration {
-            prompt: Prompt::parse("a red fox").unwrap(),
+        self.jobs_for(first, users, per_user, tag, || {
+            JobSpec::image(Prompt::parse("a red fox").unwrap())
         })
         .await
     }
@@ -380,6 +380,7 @@ impl Cluster {
             duration: VideoDuration::Five,
             prompt: Prompt::parse("a fox in the snow").unwrap(),
             input: None,
+            aspect: None,
         })
         .await
     }

@@ -133,6 +133,7 @@ impl World {
             duration: VideoDuration::Five,
             prompt: Prompt::parse("a fox in the snow").unwrap(),
             input: None,
+            aspect: None,
         };
         let quote = self.jobs.quote(&spec);
         self.jobs

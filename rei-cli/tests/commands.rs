@@ -367,9 +367,7 @@ async fn provider_failed(jobs: &JobService, id: JobId, token: LeaseToken, detail
 
 async fn failed_job(e: &Env, user_id: UserId) -> rei_core::job::Job {
     let jobs = rei_tests::job_service(&e.stores, JobLimits::default());
-    let spec = JobSpec::ImageGeneration {
-        prompt: Prompt::parse("a red fox").unwrap(),
-    };
+    let spec = JobSpec::image(Prompt::parse("a red fox").unwrap());
     let quote = jobs.quote(&spec);
     let job = jobs
         .create(user_id, spec, &quote, IdempotencyKey::new("c-1").unwrap())
@@ -444,9 +442,7 @@ async fn jobs_list_retry_and_cancel(e: Env) {
     // Short of money: the retry of another failed job is refused, nothing held.
     let other = {
         let jobs = rei_tests::job_service(&e.stores, JobLimits::default());
-        let spec = JobSpec::ImageGeneration {
-            prompt: Prompt::parse("a blue fox").unwrap(),
-        };
+        let spec = JobSpec::image(Prompt::parse("a blue fox").unwrap());
         let quote = jobs.quote(&spec);
         let j = jobs
             .create(anna, spec, &quote, IdempotencyKey::new("c-2").unwrap())
@@ -501,6 +497,7 @@ async fn assets_cleanup_keeps_files_of_jobs_with_work_left(e: Env) {
     let spec = JobSpec::ImageEdit {
         prompt: Prompt::parse("make it blue").unwrap(),
         image: rei_core::job::AssetRef::new("inputs/in-use.jpg"),
+        look: rei_core::job::ImageLook::default(),
     };
     let quote = jobs.quote(&spec);
     jobs.create(anna, spec, &quote, IdempotencyKey::new("c-1").unwrap())

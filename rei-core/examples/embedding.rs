@@ -202,9 +202,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     );
 
     // An image: 50 ₽ held at confirmation, captured on success.
-    let spec = JobSpec::ImageGeneration {
-        prompt: Prompt::parse("a red fox in the snow, watercolor")?,
-    };
+    let spec = JobSpec::image(Prompt::parse("a red fox in the snow, watercolor")?);
     let quote = jobs.quote(&spec);
     println!("draft: {} costs {}", quote.product, quote.amount);
     jobs.create(anna, spec, &quote, IdempotencyKey::new("confirm:1")?)
@@ -218,6 +216,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
         duration: VideoDuration::Ten,
         prompt: Prompt::parse("a fox running")?,
         input: None,
+        aspect: None,
     };
     let quote = jobs.quote(&video);
     println!("draft: {} costs {}", quote.product, quote.amount);

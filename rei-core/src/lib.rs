@@ -70,7 +70,7 @@
 //! admin.credit(Actor::System, alice, "100".parse()?, "welcome", IdempotencyKey::new("welcome:42")?).await?;
 //!
 //! // The user confirms a 50 ₽ image: the price is held at once, and the job is queued.
-//! let spec = JobSpec::ImageGeneration { prompt: Prompt::parse("a red fox in snow")? };
+//! let spec = JobSpec::image(Prompt::parse("a red fox in snow")?);
 //! let quote = jobs.quote(&spec);
 //! jobs.create(alice, spec, &quote, IdempotencyKey::new("confirm:1")?).await?;
 //! assert_eq!(store.balance(alice).await?.available, "50".parse()?);

@@ -50,14 +50,132 @@ impl VideoDuration {
     }
 }
 
+/// The shape of a picture or video (Nano Banana Pro's `imageConfig.aspectRatio`, Kling's
+/// `aspect_ratio`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum AspectRatio {
+    /// Square.
+    #[serde(rename = "1:1")]
+    Square,
+    /// Portrait 3:4.
+    #[serde(rename = "3:4")]
+    Portrait3x4,
+    /// Landscape 4:3.
+    #[serde(rename = "4:3")]
+    Landscape4x3,
+    /// Tall 9:16 (phones, stories).
+    #[serde(rename = "9:16")]
+    Tall9x16,
+    /// Wide 16:9.
+    #[serde(rename = "16:9")]
+    Wide16x9,
+    /// Cinema 21:9.
+    #[serde(rename = "21:9")]
+    Cinema21x9,
+}
+
+impl AspectRatio {
+    /// What images offer, in menu order.
+    pub const IMAGES: [Self; 6] = [
+        Self::Square,
+        Self::Portrait3x4,
+        Self::Landscape4x3,
+        Self::Tall9x16,
+        Self::Wide16x9,
+        Self::Cinema21x9,
+    ];
+
+    /// What Kling's text → video offers, in menu order (its default first).
+    pub const VIDEOS: [Self; 3] = [Self::Wide16x9, Self::Tall9x16, Self::Square];
+
+    /// As providers write it (`16:9`).
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Square => "1:1",
+            Self::Portrait3x4 => "3:4",
+            Self::Landscape4x3 => "4:3",
+            Self::Tall9x16 => "9:16",
+            Self::Wide16x9 => "16:9",
+            Self::Cinema21x9 => "21:9",
+        }
+    }
+
+    /// From the provider's form.
+    #[must_use]
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::IMAGES.into_iter().find(|r| r.as_str() == text)
+    }
+}
+
+impl fmt::Display for AspectRatio {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The size of a generated image (Nano Banana Pro's `imageConfig.imageSize`).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+pub enum Resolution {
+    /// About 1024 px (the provider's default).
+    #[default]
+    #[serde(rename = "1K")]
+    OneK,
+    /// About 2048 px.
+    #[serde(rename = "2K")]
+    TwoK,
+    /// About 4096 px.
+    #[serde(rename = "4K")]
+    FourK,
+}
+
+impl Resolution {
+    /// Every size, in menu order.
+    pub const ALL: [Self; 3] = [Self::OneK, Self::TwoK, Self::FourK];
+
+    /// As the provider writes it (`2K`, upper-case `K`).
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::OneK => "1K",
+            Self::TwoK => "2K",
+            Self::FourK => "4K",
+        }
+    }
+
+    const fn index(self) -> usize {
+        match self {
+            Self::OneK => 0,
+            Self::TwoK => 1,
+            Self::FourK => 2,
+        }
+    }
+}
+
+impl fmt::Display for Resolution {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Something a user can buy.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "product", rename_all = "snake_case")]
 pub enum Product {
-    /// Text → image.
-    ImageGeneration,
-    /// Photo + text → edited image.
-    ImageEdit,
+    /// Text → image of a size.
+    ImageGeneration {
+        /// The size (quotes stored before sizes existed read as 1K).
+        #[serde(default)]
+        resolution: Resolution,
+    },
+    /// Photo + text → edited image of a size.
+    ImageEdit {
+        /// The size.
+        #[serde(default)]
+        resolution: Resolution,
+    },
     /// A video of a model and duration.
     Video {
         /// The provider's model name (e.g. `kling-v2-6`).
@@ -67,13 +185,39 @@ pub enum Product {
     },
 }
 
+impl Product {
+    /// Text → image at 1K.
+    #[must_use]
+    pub const fn image_generation() -> Self {
+        Self::ImageGeneration {
+            resolution: Resolution::OneK,
+        }
+    }
+
+    /// Photo + text → image at 1K.
+    #[must_use]
+    pub const fn image_edit() -> Self {
+        Self::ImageEdit {
+            resolution: Resolution::OneK,
+        }
+    }
+}
+
 impl fmt::Display for Product {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::ImageGeneration => f.write_str("image_generation"),
-            Self::ImageEdit => f.write_str("image_edit"),
+            Self::ImageGeneration { resolution } => image_name(f, "image_generation", *resolution),
+            Self::ImageEdit { resolution } => image_name(f, "image_edit", *resolution),
             Self::Video { model, duration } => write!(f, "video:{model}:{}s", duration.seconds()),
         }
+    }
+}
+
+/// `image_generation` (1K, as before sizes existed), `image_generation:2k`, ….
+fn image_name(f: &mut fmt::Formatter<'_>, kind: &str, resolution: Resolution) -> fmt::Result {
+    match resolution {
+        Resolution::OneK => f.write_str(kind),
+        other => write!(f, "{kind}:{}", other.as_str().to_ascii_lowercase()),
     }
 }
 
@@ -94,8 +238,9 @@ pub enum PricingError {
 /// Prices of every product. Built once from configuration; live price changes build a new one.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PriceList {
-    image_generation: Money,
-    image_edit: Money,
+    /// By [`Resolution`]: 1K, 2K, 4K.
+    image_generation: [Money; 3],
+    image_edit: [Money; 3],
     video_5s: Money,
     video_10s_multiplier: u32,
     video_5s_by_model: BTreeMap<String, Money>,
@@ -113,8 +258,8 @@ impl PriceList {
         video_10s_multiplier: u32,
     ) -> Result<Self, PricingError> {
         let list = Self {
-            image_generation,
-            image_edit,
+            image_generation: [image_generation; 3],
+            image_edit: [image_edit; 3],
             video_5s,
             video_10s_multiplier,
             video_5s_by_model: BTreeMap::new(),
@@ -137,11 +282,36 @@ impl PriceList {
         Ok(self)
     }
 
+    /// The same list with the larger sizes of images priced at `percent` of the 1K
+    /// price (rounded down to the kopeck, at least the 1K price): `IMAGE_2K_PRICE_PERCENT`
+    /// and `IMAGE_4K_PRICE_PERCENT`.
+    ///
+    /// # Errors
+    /// [`PricingError::Overflow`] for a price that does not fit.
+    pub fn with_resolution_percent(
+        mut self,
+        resolution: Resolution,
+        percent: u32,
+    ) -> Result<Self, PricingError> {
+        let i = resolution.index();
+        for prices in [&mut self.image_generation, &mut self.image_edit] {
+            let base = prices[0];
+            let scaled = i128::from(base.kopecks()) * i128::from(percent) / 100;
+            let scaled = i64::try_from(scaled)
+                .ok()
+                .and_then(|k| Money::from_kopecks(k).ok())
+                .ok_or_else(|| PricingError::Overflow(resolution.as_str().to_owned()))?;
+            prices[i] = scaled.max(base);
+        }
+        self.validate()?;
+        Ok(self)
+    }
+
     fn validate(&self) -> Result<(), PricingError> {
-        if self.image_generation.is_zero() {
+        if self.image_generation.iter().any(|p| p.is_zero()) {
             return Err(PricingError::ZeroPrice("IMAGE_GENERATION_PRICE"));
         }
-        if self.image_edit.is_zero() {
+        if self.image_edit.iter().any(|p| p.is_zero()) {
             return Err(PricingError::ZeroPrice("IMAGE_EDIT_PRICE"));
         }
         if self.video_10s_multiplier == 0 {
@@ -160,12 +330,16 @@ impl PriceList {
         Ok(())
     }
 
-    /// The seed's defaults: image 50 ₽, edit 30 ₽, video 5 s 100 ₽, 10 s × 2.
+    /// The seed's defaults: image 50 ₽, edit 30 ₽ (at 1K; 2K at 150 % and 4K at 200 %
+    /// of that), video 5 s 100 ₽, 10 s × 2.
     #[must_use]
     pub fn seed_defaults() -> Self {
+        let sized = |k: i64| {
+            [k, k * 3 / 2, k * 2].map(|k| Money::from_kopecks(k).unwrap_or(Money::ZERO))
+        };
         Self {
-            image_generation: Money::from_kopecks(5_000).unwrap_or(Money::ZERO),
-            image_edit: Money::from_kopecks(3_000).unwrap_or(Money::ZERO),
+            image_generation: sized(5_000),
+            image_edit: sized(3_000),
             video_5s: Money::from_kopecks(10_000).unwrap_or(Money::ZERO),
             video_10s_multiplier: 2,
             video_5s_by_model: BTreeMap::new(),
@@ -176,8 +350,8 @@ impl PriceList {
     #[must_use]
     pub fn price(&self, product: &Product) -> Money {
         match product {
-            Product::ImageGeneration => self.image_generation,
-            Product::ImageEdit => self.image_edit,
+            Product::ImageGeneration { resolution } => self.image_generation[resolution.index()],
+            Product::ImageEdit { resolution } => self.image_edit[resolution.index()],
             Product::Video { model, duration } => {
                 let base = self
                     .video_5s_by_model
@@ -232,8 +406,8 @@ mod tests {
     #[test]
     fn seed_defaults_match_the_seed() {
         let p = PriceList::seed_defaults();
-        assert_eq!(p.price(&Product::ImageGeneration), rub("50"));
-        assert_eq!(p.price(&Product::ImageEdit), rub("30"));
+        assert_eq!(p.price(&Product::image_generation()), rub("50"));
+        assert_eq!(p.price(&Product::image_edit()), rub("30"));
         let v5 = Product::Video {
             model: "kling-v3".into(),
             duration: VideoDuration::Five,
@@ -282,9 +456,46 @@ mod tests {
     #[test]
     fn quotes_are_frozen_values() {
         let old = PriceList::seed_defaults();
-        let q = old.quote(Product::ImageEdit);
+        let q = old.quote(Product::image_edit());
         let _new = PriceList::new(rub("1"), rub("99"), rub("1"), 2).unwrap();
         assert_eq!(q.amount, rub("30"));
+    }
+
+    #[test]
+    fn larger_images_cost_a_percent_of_the_1k_price() {
+        let p = PriceList::new(rub("50"), rub("30"), rub("100"), 2)
+            .unwrap()
+            .with_resolution_percent(Resolution::TwoK, 150)
+            .unwrap()
+            .with_resolution_percent(Resolution::FourK, 200)
+            .unwrap();
+        let image = |resolution| p.price(&Product::ImageGeneration { resolution });
+        let edit = |resolution| p.price(&Product::ImageEdit { resolution });
+        assert_eq!(image(Resolution::OneK), rub("50"));
+        assert_eq!(image(Resolution::TwoK), rub("75"));
+        assert_eq!(image(Resolution::FourK), rub("100"));
+        assert_eq!(edit(Resolution::FourK), rub("60"));
+        // Never below the 1K price.
+        let cheap = PriceList::seed_defaults()
+            .with_resolution_percent(Resolution::TwoK, 10)
+            .unwrap();
+        assert_eq!(
+            cheap.price(&Product::ImageGeneration {
+                resolution: Resolution::TwoK
+            }),
+            rub("50")
+        );
+        // Quotes stored before sizes existed read as 1K.
+        let old: Product = serde_json::from_str(r#"{"product":"image_generation"}"#).unwrap();
+        assert_eq!(old, Product::image_generation());
+        assert_eq!(old.to_string(), "image_generation");
+        assert_eq!(
+            Product::ImageEdit {
+                resolution: Resolution::FourK
+            }
+            .to_string(),
+            "image_edit:4k"
+        );
     }
 
     #[test]

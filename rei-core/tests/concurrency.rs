@@ -64,9 +64,7 @@ async fn many_tasks_spending_one_balance_never_overdraw() {
         .map(|i| {
             let jobs = jobs.clone();
             tokio::spawn(async move {
-                let spec = JobSpec::ImageGeneration {
-                    prompt: Prompt::parse("fox").unwrap(),
-                };
+                let spec = JobSpec::image(Prompt::parse("fox").unwrap());
                 let quote = jobs.quote(&spec);
                 let job = jobs
                     .create(

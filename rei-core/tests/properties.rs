@@ -224,9 +224,7 @@ async fn apply(
             settle(s, reservation_id(reservation), Settlement::Release, settled).await?
         }
         Op::Confirm { user, key } => {
-            let spec = JobSpec::ImageGeneration {
-                prompt: Prompt::parse("p").unwrap(),
-            };
+            let spec = JobSpec::image(Prompt::parse("p").unwrap());
             let quote = w.jobs.quote(&spec);
             let k = IdempotencyKey::new(format!("confirm-{user}-{key}")).unwrap();
             match w.jobs.create(uid(user), spec, &quote, k).await {

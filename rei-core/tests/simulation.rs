@@ -773,11 +773,10 @@ impl World {
                         duration: VideoDuration::Five,
                         prompt: Prompt::parse("a fox runs").unwrap(),
                         input: None,
+                        aspect: None,
                     }
                 } else {
-                    JobSpec::ImageGeneration {
-                        prompt: Prompt::parse("a fox").unwrap(),
-                    }
+                    JobSpec::image(Prompt::parse("a fox").unwrap())
                 };
                 let quote = self.processes[p].jobs.quote(&spec);
                 let key = format!("job-{}-{}", user, self.rng.below(6));

@@ -6,6 +6,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use rei_adapters::outbound::gemini::{GeminiClient, GeminiConfig};
 use rei_core::ports::{ImageGenerator, ImageInput, ImageRequest, ProviderError, ProviderErrorKind};
+use rei_core::pricing::{AspectRatio, Resolution};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use wiremock::matchers::{header, method, path};
@@ -38,6 +39,8 @@ fn request(images: Vec<ImageInput>) -> ImageRequest {
         job_id: job(100),
         prompt: "Make this photo a watercolor poster, keep the face unchanged".to_owned(),
         images,
+        aspect: None,
+        resolution: Resolution::OneK,
     }
 }
 
@@ -120,6 +123,40 @@ async fn text_to_image_returns_the_last_non_thought_image_and_caption() {
         json!({"contents": [{"role": "user", "parts": [{"text": "Make this photo a watercolor poster, keep the face unchanged"}]}],
                "generationConfig": {"responseModalities": ["TEXT", "IMAGE"]}})
     );
+}
+
+#[tokio::test]
+async fn a_chosen_shape_and_size_go_in_image_config_exactly() {
+    for (aspect, resolution, config) in [
+        (
+            Some(AspectRatio::Wide16x9),
+            Resolution::FourK,
+            json!({"aspectRatio": "16:9", "imageSize": "4K"}),
+        ),
+        (
+            Some(AspectRatio::Portrait3x4),
+            Resolution::OneK,
+            json!({"aspectRatio": "3:4"}),
+        ),
+        (None, Resolution::TwoK, json!({"imageSize": "2K"})),
+    ] {
+        let (server, client) = fixture(1).await;
+        Mock::given(method("POST"))
+            .and(path(ENDPOINT))
+            .respond_with(json_reply(200, answer(&jpeg(64, 64))))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let mut sent = request(vec![]);
+        sent.aspect = aspect;
+        sent.resolution = resolution;
+        client.generate(&sent).await.unwrap();
+        let body: Value = requests(&server).await[0].body_json().unwrap();
+        assert_eq!(
+            body["generationConfig"],
+            json!({"responseModalities": ["TEXT", "IMAGE"], "imageConfig": config})
+        );
+    }
 }
 
 #[tokio::test]

@@ -13,7 +13,7 @@ use rei_core::ports::{
     ImageInput, ProviderError, ProviderErrorKind, VideoGenerator, VideoInput, VideoRequest,
     VideoTaskStatus,
 };
-use rei_core::pricing::VideoDuration;
+use rei_core::pricing::{AspectRatio, VideoDuration};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -112,6 +112,7 @@ fn text_request(job: JobId, model: &str) -> VideoRequest {
         prompt: "A red fox running through snowy forest, cinematic".to_owned(),
         input: VideoInput::None,
         callback_url: None,
+        aspect: None,
     }
 }
 
@@ -269,6 +270,28 @@ async fn text_to_video_posts_the_documented_body_with_a_valid_jwt() {
         json!({"model_name": "kling-v3", "prompt": "A red fox running through snowy forest, cinematic", "mode": "std",
                "duration": "5", "external_task_id": job.to_string()})
     );
+}
+
+#[tokio::test]
+async fn a_chosen_shape_is_sent_as_aspect_ratio_and_a_shape_kling_lacks_is_refused_unsent() {
+    let f = fixture().await;
+    let job = job(11);
+    respond_once(&f.server, "POST /v1/videos/text2video", created(job)).await;
+    let mut request = text_request(job, "kling-v2-6");
+    request.aspect = Some(AspectRatio::Tall9x16);
+    f.client.submit(&request).await.unwrap();
+    let body = f.first_body().await;
+    assert_eq!(body["aspect_ratio"], "9:16");
+    assert_eq!(body["model_name"], "kling-v2-6");
+    // 21:9 is an image shape only: refused here, nothing sent.
+    request.aspect = Some(AspectRatio::Cinema21x9);
+    let refused = f.client.submit(&request).await.unwrap_err();
+    assert_eq!(
+        refused.kind(),
+        ProviderErrorKind::InvalidRequest,
+        "{refused:?}"
+    );
+    assert_eq!(requests(&f.server).await.len(), 1);
 }
 
 #[tokio::test]

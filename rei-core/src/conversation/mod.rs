@@ -87,6 +87,10 @@ pub const TEXT_KEYS: &[&str] = &[
     "promo-expired",
     "promo-disabled",
     "promo-unknown",
+    "look-image",
+    "look-auto",
+    "look-choice",
+    "look-chosen",
     "ref-info",
     "ref-off",
     "ref-joined",
@@ -261,6 +265,10 @@ pub enum Action {
     SendAgain(crate::ids::JobId),
     /// `/history`: a page of older jobs (0 = the newest).
     HistoryPage(u32),
+    /// A draft's shape: the same request as a new draft of this shape.
+    DraftAspect(DraftId, crate::pricing::AspectRatio),
+    /// An image draft's size: the same request as a new draft of this size.
+    DraftResolution(DraftId, crate::pricing::Resolution),
     /// The main menu under `/start`: does what its command does.
     Menu(MenuItem),
 }

@@ -68,9 +68,23 @@ pub(crate) struct Stored {
     /// Drafts confirmed recently (a second press finds its job).
     #[serde(default)]
     pub confirmed: Vec<DraftId>,
+    /// The shape and size the user chose last: new drafts start with them.
+    #[serde(default)]
+    pub look: Look,
     /// The store's version of this record when it was loaded (not serialised).
     #[serde(skip)]
     pub revision: Option<u64>,
+}
+
+/// What a user chose last for the look of their results.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Look {
+    /// Images: shape and size.
+    #[serde(default)]
+    pub image: crate::job::ImageLook,
+    /// Text → video: the shape.
+    #[serde(default)]
+    pub video: Option<crate::pricing::AspectRatio>,
 }
 
 /// The current schema version of [`Stored`].

@@ -150,7 +150,11 @@ fn world_full(
             clock: clock.clone(),
             ids: ids.clone(),
         },
-        PriceList::seed_defaults(),
+        PriceList::seed_defaults()
+            .with_resolution_percent(crate::pricing::Resolution::TwoK, 150)
+            .unwrap()
+            .with_resolution_percent(crate::pricing::Resolution::FourK, 200)
+            .unwrap(),
         JobLimits::default(),
     ));
     let payments = (gateway.is_some() || stars_rate.is_some()).then(|| {
@@ -668,7 +672,7 @@ async fn an_expired_draft_is_priced_again_at_todays_price_and_asked_again() {
     let jobs = w.jobs_of(ANNA).await;
     assert_eq!(jobs.len(), 1);
     assert_eq!(jobs[0].quote.amount, "70".parse().unwrap());
-    let JobSpec::ImageGeneration { prompt } = &jobs[0].spec else {
+    let JobSpec::ImageGeneration { prompt, .. } = &jobs[0].spec else {
         panic!("{jobs:?}")
     };
     assert_eq!(prompt.as_str(), "a red fox", "the same request");
@@ -1883,4 +1887,172 @@ async fn a_friend_who_starts_through_the_link_earns_the_referrer_a_share_of_top_
     let summary = w.say(ANNA, "/ref").await;
     assert_eq!(arg_of(&summary[0].text, "earned"), &rub("10.01"));
     assert_eq!(w.store.verify().await.unwrap().violations, []);
+}
+
+/// Every action of a reply's buttons.
+fn actions(reply: &Reply) -> Vec<Action> {
+    reply
+        .buttons
+        .iter()
+        .flatten()
+        .filter_map(|b| match &b.target {
+            ButtonTarget::Action(a) => Some(a.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The draft id of a draft reply (its Confirm button).
+fn draft_of(reply: &Reply) -> DraftId {
+    actions(reply)
+        .into_iter()
+        .find_map(|a| match a {
+            Action::Confirm(id) => Some(id),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("not a draft: {reply:?}"))
+}
+
+/// The label key of the button that does `action`.
+fn label_of(reply: &Reply, action: &Action) -> &'static str {
+    reply
+        .buttons
+        .iter()
+        .flatten()
+        .find(|b| matches!(&b.target, ButtonTarget::Action(a) if a == action))
+        .unwrap_or_else(|| panic!("no button {action:?} in {reply:?}"))
+        .label
+        .key
+}
+
+#[tokio::test]
+async fn an_image_draft_chooses_its_shape_and_size_and_the_next_one_remembers() {
+    use crate::pricing::{AspectRatio, Resolution};
+    let w = world();
+    w.user_with(ANNA, "500").await;
+    let first = w.say(ANNA, "a red fox").await;
+    let id = draft_of(&first[0]);
+    let offered = actions(&first[0]);
+    for aspect in AspectRatio::IMAGES {
+        assert!(
+            offered.contains(&Action::DraftAspect(id, aspect)),
+            "{offered:?}"
+        );
+    }
+    assert_eq!(
+        label_of(&first[0], &Action::DraftResolution(id, Resolution::OneK)),
+        "look-chosen"
+    );
+    assert_eq!(
+        label_of(&first[0], &Action::DraftResolution(id, Resolution::FourK)),
+        "look-choice"
+    );
+    assert_eq!(arg(&first[0], "price"), &rub("50"));
+    // 16:9, then 4K: each a new draft of the same request, priced now.
+    let wide = w
+        .press(ANNA, Action::DraftAspect(id, AspectRatio::Wide16x9))
+        .await;
+    let wide_id = draft_of(&wide[0]);
+    assert_ne!(wide_id, id);
+    assert_eq!(
+        label_of(
+            &wide[0],
+            &Action::DraftAspect(wide_id, AspectRatio::Wide16x9)
+        ),
+        "look-chosen"
+    );
+    let big = w
+        .press(ANNA, Action::DraftResolution(wide_id, Resolution::FourK))
+        .await;
+    assert_eq!(arg(&big[0], "price"), &rub("100"));
+    let Arg::List(look) = arg(&big[0], "look") else {
+        panic!("{big:?}")
+    };
+    assert_eq!(arg_of(&look[0], "aspect"), &Arg::Text("16:9".into()));
+    assert_eq!(arg_of(&look[0], "size"), &Arg::Text("4K".into()));
+    // A button of a draft that was replaced is stale.
+    let stale = w
+        .press(ANNA, Action::DraftResolution(id, Resolution::TwoK))
+        .await;
+    assert_eq!(keys(&stale), ["button-expired"]);
+    w.press(ANNA, Action::Confirm(draft_of(&big[0]))).await;
+    let jobs = w.jobs_of(ANNA).await;
+    assert_eq!(jobs.len(), 1);
+    let JobSpec::ImageGeneration { look, .. } = &jobs[0].spec else {
+        panic!("{jobs:?}")
+    };
+    assert_eq!(
+        (look.aspect, look.resolution),
+        (Some(AspectRatio::Wide16x9), Resolution::FourK)
+    );
+    assert_eq!(jobs[0].quote.amount, money("100"));
+    // The next prompt starts where the last one ended.
+    let next = w.say(ANNA, "a blue fox").await;
+    assert_eq!(arg(&next[0], "price"), &rub("100"));
+    let next_id = draft_of(&next[0]);
+    assert_eq!(
+        label_of(
+            &next[0],
+            &Action::DraftAspect(next_id, AspectRatio::Wide16x9)
+        ),
+        "look-chosen"
+    );
+    // A photo edit keeps its photo's shape, at the size chosen last.
+    let edit = w
+        .send_photo(ANNA, photo("f9", 100_000), Some("anime style"))
+        .await;
+    assert_eq!(keys(&edit), ["draft-edit"]);
+    let Arg::List(look) = arg(&edit[0], "look") else {
+        panic!("{edit:?}")
+    };
+    assert_eq!(arg_of(&look[0], "aspect"), &Arg::Key("look-auto"));
+    assert_eq!(arg(&edit[0], "price"), &rub("60"));
+}
+
+#[tokio::test]
+async fn a_text_video_draft_chooses_among_klings_shapes() {
+    use crate::pricing::AspectRatio;
+    let w = world_with(config(false), None);
+    w.user_with(ANNA, "1000").await;
+    w.choose_video(ANNA, "kling-v2-6", VideoDuration::Five)
+        .await;
+    let draft = w.say(ANNA, "a fox running").await;
+    let id = draft_of(&draft[0]);
+    let shapes: Vec<Action> = actions(&draft[0])
+        .into_iter()
+        .filter(|a| matches!(a, Action::DraftAspect(..)))
+        .collect();
+    assert_eq!(
+        shapes,
+        AspectRatio::VIDEOS
+            .map(|a| Action::DraftAspect(id, a))
+            .to_vec()
+    );
+    assert_eq!(arg(&draft[0], "aspect"), &Arg::Text("16:9".into()));
+    assert!(
+        !actions(&draft[0])
+            .iter()
+            .any(|a| matches!(a, Action::DraftResolution(..))),
+        "videos have no size to choose"
+    );
+    // An image-only shape is refused for a video.
+    let odd = w
+        .press(ANNA, Action::DraftAspect(id, AspectRatio::Cinema21x9))
+        .await;
+    assert_eq!(keys(&odd), ["button-expired"]);
+    let tall = w
+        .press(ANNA, Action::DraftAspect(id, AspectRatio::Tall9x16))
+        .await;
+    assert_eq!(arg(&tall[0], "aspect"), &Arg::Text("9:16".into()));
+    w.press(ANNA, Action::Confirm(draft_of(&tall[0]))).await;
+    let jobs = w.jobs_of(ANNA).await;
+    let JobSpec::Video { aspect, .. } = &jobs[0].spec else {
+        panic!("{jobs:?}")
+    };
+    assert_eq!(*aspect, Some(AspectRatio::Tall9x16));
+    // Remembered for the next text → video.
+    w.choose_video(ANNA, "kling-v2-6", VideoDuration::Five)
+        .await;
+    let again = w.say(ANNA, "a fox sleeping").await;
+    assert_eq!(arg(&again[0], "aspect"), &Arg::Text("9:16".into()));
 }

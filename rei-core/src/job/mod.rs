@@ -29,7 +29,7 @@ mod event;
 mod spec;
 pub use event::{JobEvent, JobTransition, TransitionError};
 pub use service::{JobError, JobLimits, JobPorts, JobService, Retried};
-pub use spec::{AssetRef, JobKind, JobSpec, Prompt, PromptError, VideoMode};
+pub use spec::{AssetRef, ImageLook, JobKind, JobSpec, Prompt, PromptError, VideoMode};
 
 /// Where a job is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -116,6 +116,17 @@ impl fmt::Display for AssetRef {
     }
 }
 
+/// How an image is to look: its shape and its size, exactly what the provider is sent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageLook {
+    /// The shape; `None`: the model picks (an edit keeps its photo's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aspect: Option<crate::pricing::AspectRatio>,
+    /// The size (it sets the price).
+    #[serde(default)]
+    pub resolution: crate::pricing::Resolution,
+}
+
 /// What to generate: everything a worker needs, stored as the job's params.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -124,6 +135,9 @@ pub enum JobSpec {
     ImageGeneration {
         /// What to draw.
         prompt: Prompt,
+        /// Shape and size (jobs stored before they existed: the model's default, 1K).
+        #[serde(default)]
+        look: ImageLook,
     },
     /// Photo + text → image.
     ImageEdit {
@@ -131,6 +145,9 @@ pub enum JobSpec {
         prompt: Prompt,
         /// The photo.
         image: AssetRef,
+        /// Shape and size.
+        #[serde(default)]
+        look: ImageLook,
     },
     /// A video.
     Video {
@@ -144,6 +161,10 @@ pub enum JobSpec {
         prompt: Prompt,
         /// The photo or source video (none for text→video).
         input: Option<AssetRef>,
+        /// The shape of a text → video (`None`: the provider's default, 16:9); a photo
+        /// or a source video keeps its own.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        aspect: Option<crate::pricing::AspectRatio>,
     },
 }
 
@@ -172,8 +193,12 @@ impl JobSpec {
     #[must_use]
     pub fn product(&self) -> Product {
         match self {
-            Self::ImageGeneration { .. } => Product::ImageGeneration,
-            Self::ImageEdit { .. } => Product::ImageEdit,
+            Self::ImageGeneration { look, .. } => Product::ImageGeneration {
+                resolution: look.resolution,
+            },
+            Self::ImageEdit { look, .. } => Product::ImageEdit {
+                resolution: look.resolution,
+            },
             Self::Video {
                 model, duration, ..
             } => Product::Video {
@@ -183,11 +208,20 @@ impl JobSpec {
         }
     }
 
+    /// A text → image of `prompt`, the model's shape, at 1K.
+    #[must_use]
+    pub fn image(prompt: Prompt) -> Self {
+        Self::ImageGeneration {
+            prompt,
+            look: ImageLook::default(),
+        }
+    }
+
     /// The prompt.
     #[must_use]
     pub const fn prompt(&self) -> &Prompt {
         match self {
-            Self::ImageGeneration { prompt }
+            Self::ImageGeneration { prompt, .. }
             | Self::ImageEdit { prompt, .. }
             | Self::Video { prompt, .. } => prompt,
         }

@@ -29,9 +29,7 @@ fn t(ms: i64) -> Timestamp {
 }
 
 fn image_spec() -> JobSpec {
-    JobSpec::ImageGeneration {
-        prompt: Prompt::parse("a fox").unwrap(),
-    }
+    JobSpec::image(Prompt::parse("a fox").unwrap())
 }
 
 fn pending_job() -> Job {
@@ -39,7 +37,7 @@ fn pending_job() -> Job {
         JobId::from_uuid(Uuid::from_u128(1)),
         UserId::new(1).unwrap(),
         image_spec(),
-        Quote::new(Product::ImageGeneration, m(5_000)),
+        Quote::new(Product::image_generation(), m(5_000)),
         ReservationId::from_uuid(Uuid::from_u128(2)),
         IdempotencyKey::new("k").unwrap(),
         t(0),
@@ -485,6 +483,7 @@ fn states_progress_delivery_and_specs_have_stable_codes() {
         duration: crate::pricing::VideoDuration::Ten,
         prompt: Prompt::parse("go").unwrap(),
         input: Some(AssetRef::new("inputs/1.jpg")),
+        aspect: None,
     };
     let json = serde_json::to_string(&spec).unwrap();
     assert_eq!(serde_json::from_str::<JobSpec>(&json).unwrap(), spec);
@@ -691,6 +690,7 @@ fn edit_spec(image: &str) -> JobSpec {
     JobSpec::ImageEdit {
         prompt: Prompt::parse("brighter").unwrap(),
         image: AssetRef::new(image),
+        look: crate::job::ImageLook::default(),
     }
 }
 
@@ -701,6 +701,7 @@ fn video_spec(mode: VideoMode, input: Option<&str>) -> JobSpec {
         duration: crate::pricing::VideoDuration::Five,
         prompt: Prompt::parse("a cat").unwrap(),
         input: input.map(AssetRef::new),
+        aspect: None,
     }
 }
 
@@ -812,7 +813,7 @@ async fn the_price_charged_is_the_price_list_not_the_callers() {
     // Gap 5: `create` used to charge whatever quote the caller passed.
     let w = world(10_000).await;
     let spec = image_spec();
-    let forged = Quote::new(Product::ImageGeneration, m(1));
+    let forged = Quote::new(Product::image_generation(), m(1));
     let r = w
         .jobs
         .create(w.user, spec.clone(), &forged, key("c1"))
@@ -822,7 +823,7 @@ async fn the_price_charged_is_the_price_list_not_the_callers() {
     };
     assert_eq!(current, w.jobs.quote(&spec));
     assert_eq!(w.available().await, 10_000, "nothing reserved");
-    let other_product = Quote::new(Product::ImageEdit, m(3_000));
+    let other_product = Quote::new(Product::image_edit(), m(3_000));
     assert!(matches!(
         w.jobs.create(w.user, spec, &other_product, key("c2")).await,
         Err(JobError::PriceChanged { .. })

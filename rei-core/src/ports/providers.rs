@@ -179,6 +179,10 @@ pub struct ImageRequest {
     pub prompt: String,
     /// Photos to edit; empty for text → image.
     pub images: Vec<ImageInput>,
+    /// The shape (`imageConfig.aspectRatio`); `None`: the model picks.
+    pub aspect: Option<crate::pricing::AspectRatio>,
+    /// The size (`imageConfig.imageSize`).
+    pub resolution: crate::pricing::Resolution,
 }
 
 /// A generated image.
@@ -253,6 +257,8 @@ pub struct VideoRequest {
     pub input: VideoInput,
     /// Where the provider may post status changes (a hint; polling stays).
     pub callback_url: Option<String>,
+    /// The shape of a text → video (`aspect_ratio`); `None`: the provider's default.
+    pub aspect: Option<crate::pricing::AspectRatio>,
 }
 
 /// A provider task's state.

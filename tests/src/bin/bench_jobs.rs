@@ -188,9 +188,7 @@ async fn run(
         },
     ));
     let user = rei_tests::funded_user(&stores, 1, Money::from_kopecks(1_000_000_000_000)?).await?;
-    let spec = JobSpec::ImageGeneration {
-        prompt: Prompt::parse("a fox")?,
-    };
+    let spec = JobSpec::image(Prompt::parse("a fox")?);
     let quote = jobs.quote(&spec);
     let notifier = Arc::new(CountingNotifier::default());
     let runner = Arc::new(JobRunner::new(

@@ -190,9 +190,7 @@ async fn crash_writer(target_arg: &str, round: u32) -> anyhow::Result<()> {
             )
             .await?;
         step(&mut out)?;
-        let spec = JobSpec::ImageGeneration {
-            prompt: Prompt::parse("crash")?,
-        };
+        let spec = JobSpec::image(Prompt::parse("crash")?);
         let quote = job_svc.quote(&spec);
         let job = match job_svc
             .create(

@@ -98,6 +98,30 @@ impl FakeGemini {
     pub fn calls(&self) -> u32 {
         self.calls.load(Ordering::SeqCst)
     }
+
+    /// The `generationConfig` of every call, in order.
+    #[must_use]
+    pub fn generation_configs(&self) -> Vec<serde_json::Value> {
+        self.modes
+            .configs
+            .lock()
+            .map(|c| c.clone())
+            .unwrap_or_default()
+    }
+}
+
+/// `imageConfig.aspectRatio` values the API takes (providers.md §2.2).
+const ASPECT_RATIOS: [&str; 10] = [
+    "1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9",
+];
+
+/// A 400 `INVALID_ARGUMENT` for a bad `imageConfig`, as the API answers one.
+fn invalid_argument(message: &str) -> Response {
+    (
+        axum::http::StatusCode::BAD_REQUEST,
+        Json(json!({"error": {"code": 400, "message": message, "status": "INVALID_ARGUMENT"}})),
+    )
+        .into_response()
 }
 
 #[derive(Debug, Default)]
@@ -105,6 +129,7 @@ struct Modes {
     drop_answers: std::sync::atomic::AtomicBool,
     delay_ms: std::sync::atomic::AtomicU64,
     unavailable: AtomicU32,
+    configs: std::sync::Mutex<Vec<serde_json::Value>>,
 }
 
 type Shared = (
@@ -114,8 +139,33 @@ type Shared = (
     Arc<Modes>,
 );
 
-async fn generate(State((calls, refuse, limited, modes)): State<Shared>) -> Response {
+async fn generate(
+    State((calls, refuse, limited, modes)): State<Shared>,
+    Json(body): Json<serde_json::Value>,
+) -> Response {
     calls.fetch_add(1, Ordering::SeqCst);
+    let config = body["generationConfig"].clone();
+    if let Ok(mut configs) = modes.configs.lock() {
+        configs.push(config.clone());
+    }
+    let image = &config["imageConfig"];
+    if let Some(ratio) = image.get("aspectRatio") {
+        if !ratio.as_str().is_some_and(|r| ASPECT_RATIOS.contains(&r)) {
+            return invalid_argument(
+                "Invalid value at 'generation_config.image_config.aspect_ratio'",
+            );
+        }
+    }
+    if let Some(size) = image.get("imageSize") {
+        if !size
+            .as_str()
+            .is_some_and(|s| ["1K", "2K", "4K"].contains(&s))
+        {
+            return invalid_argument(
+                "Invalid value at 'generation_config.image_config.image_size'",
+            );
+        }
+    }
     let overloaded = modes
         .unavailable
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))

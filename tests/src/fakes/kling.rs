@@ -276,6 +276,16 @@ async fn create(
         let mut s = lock(&state);
         s.creates.push(external.clone());
         s.bodies.push(body.clone());
+        // `aspect_ratio` is `16:9`, `9:16` or `1:1`, and only for text → video
+        // (providers.md §1.6): anything else is a parameter error.
+        if let Some(ratio) = body.get("aspect_ratio") {
+            let known = ratio
+                .as_str()
+                .is_some_and(|r| ["16:9", "9:16", "1:1"].contains(&r));
+            if !known || family != "text2video" {
+                return error(StatusCode::BAD_REQUEST, 1201, "aspect_ratio is invalid");
+            }
+        }
         let fault = s.create_faults.pop_front();
         match fault {
             Some(CreateFault::RateLimited) => {

@@ -23,9 +23,7 @@ async fn twenty_concurrent_confirmations(target: DatabaseTarget) {
         .map(|i| {
             let jobs = jobs.clone();
             tokio::spawn(async move {
-                let spec = JobSpec::ImageGeneration {
-                    prompt: Prompt::parse("a fox").unwrap(),
-                };
+                let spec = JobSpec::image(Prompt::parse("a fox").unwrap());
                 let quote = jobs.quote(&spec);
                 jobs.create(
                     user,

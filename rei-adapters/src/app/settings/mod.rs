@@ -11,7 +11,7 @@ use clap::ValueEnum;
 use rei_core::ids::UserId;
 use rei_core::job::VideoDeadlines;
 use rei_core::money::Money;
-use rei_core::pricing::{PriceList, PricingError};
+use rei_core::pricing::{PriceList, PricingError, Resolution};
 use secrecy::SecretString;
 
 use crate::outbound::secret_url::SecretUrl;
@@ -93,6 +93,12 @@ pub struct Settings {
     /// Rubles per edited image.
     #[arg(long, env = "IMAGE_EDIT_PRICE", default_value = "30", value_parser = parse_price)]
     pub image_edit_price: Money,
+    /// A 2K image's price, in percent of the 1K price (generation and editing).
+    #[arg(long, env = "IMAGE_2K_PRICE_PERCENT", default_value = "150", value_parser = clap::value_parser!(u32).range(100..=10_000))]
+    pub image_2k_price_percent: u32,
+    /// A 4K image's price, in percent of the 1K price (generation and editing).
+    #[arg(long, env = "IMAGE_4K_PRICE_PERCENT", default_value = "200", value_parser = clap::value_parser!(u32).range(100..=10_000))]
+    pub image_4k_price_percent: u32,
     /// Rubles per 5 s video.
     #[arg(long, env = "VIDEO_5SEC_PRICE", default_value = "100", value_parser = parse_price)]
     pub video_5sec_price: Money,
@@ -342,7 +348,9 @@ impl Settings {
             self.image_edit_price,
             self.video_5sec_price,
             self.video_10sec_multiplier,
-        )?)
+        )?
+        .with_resolution_percent(Resolution::TwoK, self.image_2k_price_percent)?
+        .with_resolution_percent(Resolution::FourK, self.image_4k_price_percent)?)
     }
 
     /// Which provider features are off for lack of credentials (for start-up warnings).

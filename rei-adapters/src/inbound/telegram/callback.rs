@@ -18,6 +18,8 @@
 //! | `Repeat(job)` | `1:r:<uuid as 32 lowercase hex digits>` |
 //! | `SendAgain(job)` | `1:g:<uuid as 32 lowercase hex digits>` |
 //! | `HistoryPage(n)` | `1:h:<n in decimal>` |
+//! | `DraftAspect(DraftId(n), ratio)` | `1:f:<n in lowercase hex>.<ratio with x: 1x1, 3x4, 4x3, 9x16, 16x9, 21x9>` |
+//! | `DraftResolution(DraftId(n), size)` | `1:q:<n in lowercase hex>.<1k, 2k or 4k>` |
 //! | `Menu(item)` | `1:u:image`, `1:u:video`, `1:u:balance`, `1:u:topup`, `1:u:history`, `1:u:lang`, `1:u:help` |
 //!
 //! Decoding is strict: each action has exactly one accepted form (no leading zeros, no
@@ -33,7 +35,7 @@
 use rei_core::conversation::{Action, DraftId, MenuItem};
 use rei_core::ids::{JobId, PaymentId};
 use rei_core::money::Money;
-use rei_core::pricing::VideoDuration;
+use rei_core::pricing::{AspectRatio, Resolution, VideoDuration};
 use rei_core::user::Language;
 use uuid::Uuid;
 
@@ -58,6 +60,13 @@ pub fn encode(action: &Action) -> String {
         Action::Repeat(job) => ('r', job.as_uuid().simple().to_string()),
         Action::SendAgain(job) => ('g', job.as_uuid().simple().to_string()),
         Action::HistoryPage(page) => ('h', page.to_string()),
+        Action::DraftAspect(DraftId(id), aspect) => {
+            ('f', format!("{id:x}.{}", aspect_word(*aspect)))
+        }
+        Action::DraftResolution(DraftId(id), size) => (
+            'q',
+            format!("{id:x}.{}", size.as_str().to_ascii_lowercase()),
+        ),
         Action::Menu(item) => ('u', menu_word(*item).to_owned()),
     };
     format!("{VERSION}:{tag}:{value}")
@@ -90,12 +99,31 @@ pub fn decode(data: &str) -> Option<Action> {
         "r" => simple_uuid(value).map(|id| Action::Repeat(JobId::from_uuid(id))),
         "g" => simple_uuid(value).map(|id| Action::SendAgain(JobId::from_uuid(id))),
         "h" => decimal_u32(value).map(Action::HistoryPage),
+        "f" => {
+            let (id, word) = value.split_once('.')?;
+            let aspect = AspectRatio::IMAGES
+                .into_iter()
+                .find(|a| aspect_word(*a) == word)?;
+            hex_u64(id).map(|id| Action::DraftAspect(DraftId(id), aspect))
+        }
+        "q" => {
+            let (id, word) = value.split_once('.')?;
+            let size = Resolution::ALL
+                .into_iter()
+                .find(|r| r.as_str().to_ascii_lowercase() == word)?;
+            hex_u64(id).map(|id| Action::DraftResolution(DraftId(id), size))
+        }
         "u" => MenuItem::ALL
             .into_iter()
             .find(|item| menu_word(*item) == value)
             .map(Action::Menu),
         _ => None,
     }
+}
+
+/// A shape in a button's data: `16x9` (no `:`, which separates the fields).
+fn aspect_word(aspect: AspectRatio) -> String {
+    aspect.as_str().replace(':', "x")
 }
 
 /// The word of a main-menu item in its button's data.
@@ -270,6 +298,14 @@ mod tests {
             (Action::SetLanguage(Language::En), "1:l:en"),
             (Action::AdminStats, "1:a:s"),
             (
+                Action::DraftAspect(DraftId(255), AspectRatio::Wide16x9),
+                "1:f:ff.16x9",
+            ),
+            (
+                Action::DraftResolution(DraftId(0), Resolution::FourK),
+                "1:q:0.4k",
+            ),
+            (
                 Action::Repeat(JobId::from_uuid(Uuid::from_u128(0xff))),
                 "1:r:000000000000000000000000000000ff",
             ),
@@ -343,6 +379,13 @@ mod tests {
         check("1:p:0123456789ABCDEF0123456789abcdef", None);
         check("1:p:0123456789abcdef0123456789abcde", None);
         check("1:p:01234567-89ab-cdef-0123-456789abcdef", None);
+        check("1:f:ff.16:9", None);
+        check("1:f:ff.2x3", None);
+        check("1:f:0ff.16x9", None);
+        check("1:f:ff", None);
+        check("1:q:ff.4K", None);
+        check("1:q:ff.8k", None);
+        check("1:q:ff.1k.1k", None);
     }
 
     #[test]
@@ -402,6 +445,16 @@ mod tests {
             any::<u128>().prop_map(|n| Action::Repeat(JobId::from_uuid(Uuid::from_u128(n)))),
             any::<u128>().prop_map(|n| Action::SendAgain(JobId::from_uuid(Uuid::from_u128(n)))),
             any::<u32>().prop_map(Action::HistoryPage),
+            (
+                any::<u64>(),
+                proptest::sample::select(AspectRatio::IMAGES.to_vec())
+            )
+                .prop_map(|(n, a)| Action::DraftAspect(DraftId(n), a)),
+            (
+                any::<u64>(),
+                proptest::sample::select(Resolution::ALL.to_vec())
+            )
+                .prop_map(|(n, r)| Action::DraftResolution(DraftId(n), r)),
             proptest::sample::select(MenuItem::ALL.to_vec()).prop_map(Action::Menu),
         ]
     }

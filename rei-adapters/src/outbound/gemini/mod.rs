@@ -34,6 +34,7 @@
 
 mod wire;
 
+use rei_core::pricing::{AspectRatio, Resolution};
 use std::fmt;
 
 use async_trait::async_trait;
@@ -220,6 +221,20 @@ impl ImageGenerator for GeminiClient {
 }
 
 /// Builds the JSON body, refusing what Gemini would refuse before anything is billed.
+/// `imageConfig`: exactly the shape and size chosen; none when nothing was (the model's
+/// own choice at 1K, as before sizes existed).
+fn image_config(request: &ImageRequest) -> Option<wire::ImageConfig> {
+    let image_size = match request.resolution {
+        Resolution::OneK => None,
+        other => Some(other.as_str()),
+    };
+    let aspect_ratio = request.aspect.map(AspectRatio::as_str);
+    (image_size.is_some() || aspect_ratio.is_some()).then_some(wire::ImageConfig {
+        aspect_ratio,
+        image_size,
+    })
+}
+
 fn request_body(request: &ImageRequest) -> Result<Vec<u8>, ProviderError> {
     let prompt = request.prompt.trim();
     if prompt.is_empty() {
@@ -254,6 +269,7 @@ fn request_body(request: &ImageRequest) -> Result<Vec<u8>, ProviderError> {
         }],
         generation_config: wire::GenerationConfig {
             response_modalities: ["TEXT", "IMAGE"],
+            image_config: image_config(request),
         },
     };
     let bytes = serde_json::to_vec(&body).map_err(|e| ProviderError::Unknown {

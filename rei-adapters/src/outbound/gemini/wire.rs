@@ -39,6 +39,21 @@ pub(crate) struct InlineDataOut<'a> {
 pub(crate) struct GenerationConfig {
     #[serde(rename = "responseModalities")]
     pub response_modalities: [&'static str; 2],
+    /// Absent when neither the shape nor the size was chosen (the model decides; 1K).
+    #[serde(rename = "imageConfig", skip_serializing_if = "Option::is_none")]
+    pub image_config: Option<ImageConfig>,
+}
+
+/// `generationConfig.imageConfig` (providers.md §2.2).
+#[derive(Debug, Serialize)]
+pub(crate) struct ImageConfig {
+    /// `1:1`, `3:4`, `4:3`, `9:16`, `16:9`, `21:9`.
+    #[serde(rename = "aspectRatio", skip_serializing_if = "Option::is_none")]
+    pub aspect_ratio: Option<&'static str>,
+    /// `2K` or `4K` (upper-case K); absent for 1K, the default — the only size the
+    /// non-Pro model is known to take.
+    #[serde(rename = "imageSize", skip_serializing_if = "Option::is_none")]
+    pub image_size: Option<&'static str>,
 }
 
 /// The response body.

@@ -42,6 +42,7 @@ use rei_core::job::VideoMode;
 use rei_core::ports::{
     DownloadedAsset, ProviderError, VideoGenerator, VideoInput, VideoRequest, VideoTaskStatus,
 };
+use rei_core::pricing::AspectRatio;
 use reqwest::Method;
 use reqwest::header::CONTENT_TYPE;
 use secrecy::ExposeSecret;
@@ -327,6 +328,15 @@ impl KlingClient {
                     image: None,
                     prompt,
                     mode,
+                    aspect_ratio: match request.aspect {
+                        Some(a) if AspectRatio::VIDEOS.contains(&a) => Some(a.as_str()),
+                        Some(other) => {
+                            return Err(invalid(format!(
+                                "Kling makes videos of 16:9, 9:16 or 1:1, not {other}"
+                            )));
+                        }
+                        None => None,
+                    },
                     duration,
                     callback_url,
                     external_task_id,
@@ -341,6 +351,7 @@ impl KlingClient {
                     image: Some(base64::engine::general_purpose::STANDARD.encode(&input.bytes)),
                     prompt,
                     mode,
+                    aspect_ratio: None,
                     duration,
                     callback_url,
                     external_task_id,

@@ -37,6 +37,10 @@ pub(crate) struct GenerateVideo<'a> {
     pub image: Option<String>,
     pub prompt: &'a str,
     pub mode: &'a str,
+    /// `16:9` (Kling's default), `9:16` or `1:1`; text → video only (an animated
+    /// photo keeps its shape).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aspect_ratio: Option<&'static str>,
     pub duration: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub callback_url: Option<&'a str>,

@@ -117,12 +117,16 @@ file-too-large = The file is too large: at most { $megabytes } MB.
 file-unavailable = Could not get the file; please send it again.
 prompt-empty = Describe what to generate.
 prompt-too-long = The description is too long: at most { $max } characters.
-draft-image = 🖼 An image from your description.
+draft-image = 🖼 An image from your description. { $look }
     Price: { $price }. Your balance: { $balance }.
-draft-edit = 🖼 Photo editing.
+draft-edit = 🖼 Photo editing. { $look }
     Price: { $price }. Your balance: { $balance }.
-draft-text-video = 🎬 Video from text, { $model }, { $seconds } s.
+draft-text-video = 🎬 Video from text, { $model }, { $seconds } s, { $aspect }.
     Price: { $price }. Your balance: { $balance }.
+look-image = Shape: { $aspect }, size { $size }.
+look-auto = the model's choice
+look-choice = { $value }
+look-chosen = • { $value } •
 draft-image-video = 🎬 Video from a photo, { $model }, { $seconds } s.
     Price: { $price }. Your balance: { $balance }.
 draft-video-video = 🎬 Video from a video, { $model }; as long as the source, priced as { $seconds } s.

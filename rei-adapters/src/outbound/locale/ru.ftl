@@ -118,12 +118,16 @@ file-too-large = Файл слишком большой: не больше { $me
 file-unavailable = Не удалось получить файл, отправьте его ещё раз.
 prompt-empty = Опишите, что нужно сгенерировать.
 prompt-too-long = Описание слишком длинное: не больше { $max } символов.
-draft-image = 🖼 Изображение по описанию.
+draft-image = 🖼 Изображение по описанию. { $look }
     Цена: { $price }. Ваш баланс: { $balance }.
-draft-edit = 🖼 Редактирование фото.
+draft-edit = 🖼 Редактирование фото. { $look }
     Цена: { $price }. Ваш баланс: { $balance }.
-draft-text-video = 🎬 Видео из текста, { $model }, { $seconds } с.
+draft-text-video = 🎬 Видео из текста, { $model }, { $seconds } с, формат { $aspect }.
     Цена: { $price }. Ваш баланс: { $balance }.
+look-image = Формат: { $aspect }, размер { $size }.
+look-auto = как выберет модель
+look-choice = { $value }
+look-chosen = • { $value } •
 draft-image-video = 🎬 Видео из фото, { $model }, { $seconds } с.
     Цена: { $price }. Ваш баланс: { $balance }.
 draft-video-video = 🎬 Видео из видео, { $model }; длительность как у исходного, цена как за { $seconds } с.

@@ -119,10 +119,8 @@ fn new_job_keyed(n: u128, user: UserId, kopecks: i64, k: &str) -> NewJob {
     NewJob::new(
         JobId::from_uuid(uuid(n)),
         user,
-        JobSpec::ImageGeneration {
-            prompt: Prompt::parse("a fox").unwrap(),
-        },
-        Quote::new(Product::ImageGeneration, m(kopecks)),
+        JobSpec::image(Prompt::parse("a fox").unwrap()),
+        Quote::new(Product::image_generation(), m(kopecks)),
         ReservationId::from_uuid(uuid(1_000_000 + n)),
         key(k),
         at(3),

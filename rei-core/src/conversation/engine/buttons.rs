@@ -16,6 +16,12 @@ impl Conversation {
         let user = sender.id;
         match action {
             Action::Confirm(id) => self.confirm(user, id, stored).await,
+            Action::DraftAspect(id, aspect) => {
+                self.relook(user, id, Some(aspect), None, stored).await
+            }
+            Action::DraftResolution(id, resolution) => {
+                self.relook(user, id, None, Some(resolution), stored).await
+            }
             Action::Discard(id) => Ok(match &stored.state {
                 DialogueState::Draft(d) if d.id == id => {
                     stored.state = DialogueState::Idle;

@@ -2,7 +2,7 @@
 //! animate, a video to restyle (checked before anything is charged).
 
 use super::*;
-use crate::pricing::Product;
+use crate::pricing::{AspectRatio, Product, Resolution};
 
 /// Kling takes images up to 10 MB …
 const MAX_KLING_IMAGE_BYTES: u64 = 10 * 1024 * 1024;
@@ -37,7 +37,122 @@ fn size_refusal(limit_bytes: u64) -> Vec<Reply> {
     )]
 }
 
+/// "16:9" — or, when none was chosen, what the provider makes by default.
+fn aspect_arg(aspect: Option<AspectRatio>, default: AspectRatio) -> Arg {
+    Arg::Text(aspect.unwrap_or(default).as_str().to_owned())
+}
+
+/// An image draft's shape and size, as its text shows them.
+fn image_look(look: &crate::job::ImageLook) -> Text {
+    let aspect = match look.aspect {
+        Some(a) => Arg::Text(a.as_str().to_owned()),
+        None => Arg::Key("look-auto"),
+    };
+    Text::key("look-image")
+        .arg("aspect", aspect)
+        .arg("size", Arg::Text(look.resolution.as_str().to_owned()))
+}
+
+/// A choice button: its label marked when it is the current one.
+fn choice(label: &str, current: bool, action: Action) -> Button {
+    let key = if current {
+        "look-chosen"
+    } else {
+        "look-choice"
+    };
+    Button::action(
+        Text::key(key).arg("value", Arg::Text(label.to_owned())),
+        action,
+    )
+}
+
+/// The shape and size buttons of a draft: images choose both, a text → video its
+/// shape (Kling takes a photo's or a source video's shape as it is).
+fn look_buttons(id: DraftId, spec: &JobSpec) -> Vec<Vec<Button>> {
+    let aspects = |offered: &[AspectRatio], current: Option<AspectRatio>| -> Vec<Button> {
+        offered
+            .iter()
+            .map(|a| choice(a.as_str(), current == Some(*a), Action::DraftAspect(id, *a)))
+            .collect()
+    };
+    match spec {
+        JobSpec::ImageGeneration { look, .. } | JobSpec::ImageEdit { look, .. } => vec![
+            aspects(&AspectRatio::IMAGES, look.aspect),
+            Resolution::ALL
+                .iter()
+                .map(|r| {
+                    choice(
+                        r.as_str(),
+                        look.resolution == *r,
+                        Action::DraftResolution(id, *r),
+                    )
+                })
+                .collect(),
+        ],
+        JobSpec::Video {
+            mode: VideoMode::TextToVideo,
+            aspect,
+            ..
+        } => vec![aspects(
+            &AspectRatio::VIDEOS,
+            Some(aspect.unwrap_or(AspectRatio::Wide16x9)),
+        )],
+        JobSpec::Video { .. } => Vec::new(),
+    }
+}
+
 impl Conversation {
+    /// A draft's shape or size changed by its button: the same request as a new draft
+    /// with it, priced now; the choice is remembered for the user's next drafts.
+    pub(super) async fn relook(
+        &self,
+        user: UserId,
+        id: DraftId,
+        aspect: Option<AspectRatio>,
+        resolution: Option<Resolution>,
+        stored: &mut Stored,
+    ) -> Replies {
+        let DialogueState::Draft(draft) = &stored.state else {
+            return Ok(say("button-expired"));
+        };
+        if draft.id != id {
+            return Ok(say("button-expired"));
+        }
+        let mut spec = draft.spec.clone();
+        match &mut spec {
+            JobSpec::ImageGeneration { look, .. } | JobSpec::ImageEdit { look, .. } => {
+                if let Some(a) = aspect {
+                    look.aspect = Some(a);
+                }
+                if let Some(r) = resolution {
+                    look.resolution = r;
+                }
+                // Remembered: a generation's whole look; an edit's size only (an
+                // edit's shape is its photo's unless picked on its draft).
+                match &spec {
+                    JobSpec::ImageGeneration { look, .. } => stored.look.image = *look,
+                    _ => {
+                        if let Some(r) = resolution {
+                            stored.look.image.resolution = r;
+                        }
+                    }
+                }
+            }
+            JobSpec::Video {
+                mode: VideoMode::TextToVideo,
+                aspect: current,
+                ..
+            } if resolution.is_none()
+                && aspect.is_some_and(|a| AspectRatio::VIDEOS.contains(&a)) =>
+            {
+                *current = aspect;
+                stored.look.video = aspect;
+            }
+            JobSpec::Video { .. } => return Ok(say("button-expired")),
+        }
+        self.draft(user, spec, stored).await
+    }
+
     /// Text outside a command: a prompt.
     pub(super) async fn text(&self, user: UserId, text: &str, stored: &mut Stored) -> Replies {
         match stored.state.clone() {
@@ -49,7 +164,8 @@ impl Conversation {
                     Ok(p) => p,
                     Err(e) => return Ok(prompt_refused(&e)),
                 };
-                self.draft(user, JobSpec::ImageGeneration { prompt }, stored)
+                let look = stored.look.image;
+                self.draft(user, JobSpec::ImageGeneration { prompt, look }, stored)
                     .await
             }
             DialogueState::VideoModel | DialogueState::VideoDuration { .. } => {
@@ -77,6 +193,7 @@ impl Conversation {
                     duration,
                     prompt,
                     input: None,
+                    aspect: stored.look.video,
                 };
                 self.draft(user, spec, stored).await
             }
@@ -166,12 +283,29 @@ impl Conversation {
                 if let Some(refusal) = too_large(media, self.ports.media.max_bytes()) {
                     return Ok(refusal);
                 }
-                let image = match self.fetch(user, media, "jpg", &Product::ImageEdit).await? {
+                // An edit keeps its photo's shape unless the user picks another on
+                // its draft; the size is the one chosen last.
+                let look = crate::job::ImageLook {
+                    aspect: None,
+                    resolution: stored.look.image.resolution,
+                };
+                let product = Product::ImageEdit {
+                    resolution: look.resolution,
+                };
+                let image = match self.fetch(user, media, "jpg", &product).await? {
                     Ok(asset) => asset,
                     Err(refusal) => return Ok(refusal),
                 };
-                self.draft(user, JobSpec::ImageEdit { prompt, image }, stored)
-                    .await
+                self.draft(
+                    user,
+                    JobSpec::ImageEdit {
+                        prompt,
+                        image,
+                        look,
+                    },
+                    stored,
+                )
+                .await
             }
             DialogueState::VideoModel | DialogueState::VideoDuration { .. } => {
                 Ok(say("video-use-buttons"))
@@ -197,6 +331,7 @@ impl Conversation {
                     duration,
                     prompt,
                     input: None,
+                    aspect: None,
                 };
                 self.video_draft(user, spec, media, "jpg", stored).await
             }
@@ -255,6 +390,7 @@ impl Conversation {
             duration,
             prompt,
             input: None,
+            aspect: None,
         };
         self.video_draft(user, spec, media, "mp4", stored).await
     }
@@ -326,12 +462,17 @@ impl Conversation {
         let balance = self.ports.ledger.balance(user).await?.available;
         let id = DraftId(self.ports.ids.job_id().as_uuid().as_u64_pair().1);
         let text = match &spec {
-            JobSpec::ImageGeneration { .. } => Text::key("draft-image"),
-            JobSpec::ImageEdit { .. } => Text::key("draft-edit"),
+            JobSpec::ImageGeneration { look, .. } => {
+                Text::key("draft-image").arg("look", Arg::List(vec![image_look(look)]))
+            }
+            JobSpec::ImageEdit { look, .. } => {
+                Text::key("draft-edit").arg("look", Arg::List(vec![image_look(look)]))
+            }
             JobSpec::Video {
                 mode,
                 model,
                 duration,
+                aspect,
                 ..
             } => {
                 let label = self
@@ -344,24 +485,25 @@ impl Conversation {
                 })
                 .arg("model", Arg::Text(label))
                 .arg("seconds", Arg::Number(i64::from(duration.seconds())))
+                .arg("aspect", aspect_arg(*aspect, AspectRatio::Wide16x9))
             }
         }
         .arg("price", Arg::Money(quote.amount))
         .arg("balance", Arg::Money(balance));
         let short = balance < quote.amount;
+        // Confirm first (a console's `#1`), then the choices of shape and size.
+        let mut buttons = vec![vec![
+            Button::action(Text::key("button-confirm"), Action::Confirm(id)),
+            Button::action(Text::key("button-cancel"), Action::Discard(id)),
+        ]];
+        buttons.extend(look_buttons(id, &spec));
         stored.state = DialogueState::Draft(Draft {
             id,
             spec,
             quote,
             created_at: self.ports.clock.now(),
         });
-        let mut replies = vec![Reply::with_buttons(
-            text,
-            vec![vec![
-                Button::action(Text::key("button-confirm"), Action::Confirm(id)),
-                Button::action(Text::key("button-cancel"), Action::Discard(id)),
-            ]],
-        )];
+        let mut replies = vec![Reply::with_buttons(text, buttons)];
         if short {
             replies.push(Reply::text(Text::key("draft-short-of-money")));
         }

@@ -10,6 +10,7 @@ pub(super) struct VideoJob {
     pub(super) duration: crate::pricing::VideoDuration,
     pub(super) prompt: String,
     pub(super) input: Option<crate::job::AssetRef>,
+    pub(super) aspect: Option<crate::pricing::AspectRatio>,
 }
 
 /// The image type by its magic bytes (inputs come from Telegram as JPEG, but a
@@ -61,10 +62,16 @@ impl Step<'_> {
                 Err(next) => return Ok(next),
             }
         }
+        let look = match &self.job.spec {
+            JobSpec::ImageGeneration { look, .. } | JobSpec::ImageEdit { look, .. } => *look,
+            JobSpec::Video { .. } => crate::job::ImageLook::default(),
+        };
         let request = ImageRequest {
             job_id: self.job.id,
             prompt: self.job.spec.prompt().as_str().to_owned(),
             images: inputs,
+            aspect: look.aspect,
+            resolution: look.resolution,
         };
         self.write(JobEvent::CallStarted).await?;
         match images.generate(&request).await {
@@ -253,6 +260,10 @@ impl Step<'_> {
             prompt: v.prompt,
             input,
             callback_url: None,
+            aspect: match v.mode {
+                VideoMode::TextToVideo => v.aspect,
+                VideoMode::ImageToVideo | VideoMode::VideoToVideo => None,
+            },
         };
         self.write(JobEvent::CallStarted).await?;
         match videos.submit(&request).await {

@@ -303,6 +303,7 @@ impl Step<'_> {
                         duration,
                         prompt,
                         input,
+                        aspect,
                     } => {
                         self.video(VideoJob {
                             mode,
@@ -310,6 +311,7 @@ impl Step<'_> {
                             duration,
                             prompt: prompt.as_str().to_owned(),
                             input,
+                            aspect,
                         })
                         .await
                     }

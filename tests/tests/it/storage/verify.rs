@@ -54,9 +54,7 @@ async fn sound() -> Planted {
     users.register(rei_tests::profile(u)).await.unwrap();
     let topup = pay.create_stars_topup(u, 100).await.unwrap();
     pay.stars_paid(topup.id, "charge-1", 100).await.unwrap();
-    let spec = JobSpec::ImageGeneration {
-        prompt: Prompt::parse("fox").unwrap(),
-    };
+    let spec = JobSpec::image(Prompt::parse("fox").unwrap());
     let quote = jobs.quote(&spec);
     jobs.create(u, spec.clone(), &quote, IdempotencyKey::new("a").unwrap())
         .await
