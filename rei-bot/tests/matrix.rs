@@ -2027,3 +2027,88 @@ async fn referral_rewards_over_two_processes_and_kills_come_and_go_once() {
         cluster.verify(&format!("seed {seed}")).await;
     }
 }
+
+/// [growth] A live price change (what `rei-cli prices set` does, from another process)
+/// reaches both bot processes within `PRICES_REFRESH_SECS`, without a restart; a draft
+/// shown before it and confirmed on the other process after it is made at the price it
+/// quoted; the change is audited and the ledger verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_price_change_reaches_both_processes_and_a_shown_draft_keeps_its_price() {
+    let seed = SEEDS[0];
+    let cluster = Cluster::start_env(seed, &[("PRICES_REFRESH_SECS", "1")]).await;
+    let anna = cluster.customer(60_001).await;
+    let probe = cluster.customer(60_002).await;
+    let shown = cluster.say(0, anna, "a red fox", "Цена: ").await;
+    assert!(
+        shown
+            .text
+            .as_deref()
+            .unwrap_or_default()
+            .contains("Цена: 50.00 ₽"),
+        "{shown:?}"
+    );
+    let prices = rei_core::prices::PriceService::new(
+        cluster.stores.prices.clone(),
+        Arc::new(rei_tests::job_service(
+            &cluster.stores,
+            rei_core::job::JobLimits::default(),
+        )),
+        PriceList::seed_defaults(),
+        vec!["kling-v3".into(), "kling-v2-6".into(), "kling-v1-5".into()],
+        Arc::new(rei_adapters::outbound::system::SystemClock),
+    );
+    let before = prices
+        .set(
+            Actor::Cli("ops".into()),
+            "image_generation",
+            "70".parse().unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(before, "50".parse().unwrap());
+    let changed = Instant::now();
+    for node in [0, 1] {
+        let mut quoted = String::new();
+        for n in 0..40 {
+            let draft = cluster
+                .say(node, probe, &format!("a probe {node} {n}"), "Цена: ")
+                .await;
+            quoted = draft.text.unwrap_or_default();
+            if quoted.contains("Цена: 70.00 ₽") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        assert!(quoted.contains("Цена: 70.00 ₽"), "process {node}: {quoted}");
+    }
+    assert!(
+        changed.elapsed() < Duration::from_secs(10),
+        "in force everywhere within seconds: {:?}",
+        changed.elapsed()
+    );
+    // The draft shown at 50 ₽ is confirmed on the other process: made at 50 ₽.
+    cluster.telegram.press(
+        anna.get(),
+        shown.message_id.unwrap_or(1),
+        &shown.button_data("Запустить"),
+    );
+    assert_eq!(cluster.push_last_update(1).await, Some(200));
+    let jobs = jobs_when(
+        "the job",
+        Duration::from_secs(30),
+        || cluster.jobs_of(anna),
+        |jobs| !jobs.is_empty(),
+    )
+    .await;
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].quote.amount, "50".parse().unwrap());
+    let audit = cluster.stores.users.audit_log(10).await.unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|a| a.action == rei_core::user::AuditAction::PriceSet
+                && a.reason == "image_generation: 50.00 ₽ -> 70.00 ₽"),
+        "{audit:?}"
+    );
+    cluster.verify("live prices").await;
+}

@@ -1247,3 +1247,61 @@ async fn promo_codes_are_created_listed_redeemed_and_disabled(e: Env) {
     verified(&e).await;
 }
 on_both!(promo_codes_are_created_listed_redeemed_and_disabled);
+
+// ---- [growth] live prices ----
+
+async fn prices_are_listed_and_set_live_with_an_audit_line(e: Env) {
+    let list = cli_json(&e, 0, &["prices", "list"]).await;
+    let price = |list: &serde_json::Value, product: &str| {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["product"] == product)
+            .and_then(|p| p["amount_kopecks"].as_i64())
+    };
+    assert_eq!(price(&list, "image_generation"), Some(5_000), "{list}");
+    assert_eq!(price(&list, "image_generation:4k"), Some(10_000), "{list}");
+    assert_eq!(price(&list, "video:kling-v3:10s"), Some(20_000), "{list}");
+    let set = cli_json(&e, 0, &["prices", "set", "image_generation:4k", "120"]).await;
+    assert_eq!(
+        (
+            set["before_kopecks"].as_i64(),
+            set["amount_kopecks"].as_i64()
+        ),
+        (Some(10_000), Some(12_000)),
+        "{set}"
+    );
+    // Another invocation (another process) reads it from the database.
+    let list = cli_json(&e, 0, &["prices", "list"]).await;
+    assert_eq!(price(&list, "image_generation:4k"), Some(12_000), "{list}");
+    assert_eq!(price(&list, "image_generation"), Some(5_000), "{list}");
+    for args in [
+        &["prices", "set", "image", "10"][..],
+        &["prices", "set", "video:kling-v9:5s", "10"],
+        &["prices", "set", "image_generation", "0"],
+        &["prices", "set", "image_generation", "-5"],
+    ] {
+        let (code, _, err) = cli(&e, args).await;
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(!err.trim().is_empty(), "{args:?}: a message");
+    }
+    let (code, table, _) = cli(&e, &["prices", "list"]).await;
+    assert_eq!(code, 0);
+    assert!(
+        table.contains("image_generation:4k") && table.contains("120.00 ₽"),
+        "{table}"
+    );
+    let audit = e.stores.users.audit_log(20).await.unwrap();
+    let changes: Vec<_> = audit
+        .iter()
+        .filter(|a| a.action == rei_core::user::AuditAction::PriceSet)
+        .collect();
+    assert_eq!(changes.len(), 1, "{audit:?}");
+    assert!(changes[0].actor.to_string().starts_with("cli:"));
+    assert_eq!(
+        changes[0].reason,
+        "image_generation:4k: 100.00 ₽ -> 120.00 ₽"
+    );
+    verified(&e).await;
+}
+on_both!(prices_are_listed_and_set_live_with_an_audit_line);

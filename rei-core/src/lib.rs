@@ -96,6 +96,7 @@ pub mod money;
 pub mod notice;
 pub mod payment;
 pub mod ports;
+pub mod prices;
 pub mod pricing;
 pub mod promo;
 pub mod referral;

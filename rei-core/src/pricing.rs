@@ -203,6 +203,44 @@ impl Product {
     }
 }
 
+impl std::str::FromStr for Product {
+    type Err = String;
+
+    /// A product by its name: `image_generation`, `image_edit:4k`, `video:kling-v2-6:10s`.
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        let image = |rest: Option<&str>| match rest {
+            None => Some(Resolution::OneK),
+            Some(size) => Resolution::ALL
+                .into_iter()
+                .find(|r| r.as_str().to_ascii_lowercase() == size),
+        };
+        let mut parts = name.splitn(2, ':');
+        let kind = parts.next().unwrap_or_default();
+        let rest = parts.next();
+        let parsed = match kind {
+            "image_generation" => {
+                image(rest).map(|resolution| Self::ImageGeneration { resolution })
+            }
+            "image_edit" => image(rest).map(|resolution| Self::ImageEdit { resolution }),
+            "video" => rest.and_then(|rest| {
+                let (model, seconds) = rest.rsplit_once(':')?;
+                let seconds: u32 = seconds.strip_suffix('s')?.parse().ok()?;
+                let valid = !model.is_empty()
+                    && model.bytes().all(|b| {
+                        b.is_ascii_lowercase() || b.is_ascii_digit() || b"-._".contains(&b)
+                    });
+                valid.then_some(())?;
+                Some(Self::Video {
+                    model: model.to_owned(),
+                    duration: VideoDuration::from_seconds(seconds)?,
+                })
+            }),
+            _ => None,
+        };
+        parsed.ok_or_else(|| format!("{name:?} is not a product name"))
+    }
+}
+
 impl fmt::Display for Product {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -244,6 +282,9 @@ pub struct PriceList {
     video_5s: Money,
     video_10s_multiplier: u32,
     video_5s_by_model: BTreeMap<String, Money>,
+    /// Prices set live, by product name ([`Product`]'s display): they win.
+    #[serde(default)]
+    overrides: BTreeMap<String, Money>,
 }
 
 impl PriceList {
@@ -263,6 +304,7 @@ impl PriceList {
             video_5s,
             video_10s_multiplier,
             video_5s_by_model: BTreeMap::new(),
+            overrides: BTreeMap::new(),
         };
         list.validate()?;
         Ok(list)
@@ -334,21 +376,65 @@ impl PriceList {
     /// of that), video 5 s 100 ₽, 10 s × 2.
     #[must_use]
     pub fn seed_defaults() -> Self {
-        let sized = |k: i64| {
-            [k, k * 3 / 2, k * 2].map(|k| Money::from_kopecks(k).unwrap_or(Money::ZERO))
-        };
+        let sized =
+            |k: i64| [k, k * 3 / 2, k * 2].map(|k| Money::from_kopecks(k).unwrap_or(Money::ZERO));
         Self {
             image_generation: sized(5_000),
             image_edit: sized(3_000),
             video_5s: Money::from_kopecks(10_000).unwrap_or(Money::ZERO),
             video_10s_multiplier: 2,
             video_5s_by_model: BTreeMap::new(),
+            overrides: BTreeMap::new(),
         }
+    }
+
+    /// The same list with the prices set live (`rei-cli prices set`), by product name;
+    /// zero prices are ignored (a product always costs something).
+    #[must_use]
+    pub fn with_overrides(mut self, prices: impl IntoIterator<Item = (String, Money)>) -> Self {
+        self.overrides = prices
+            .into_iter()
+            .filter(|(_, amount)| !amount.is_zero())
+            .collect();
+        self
+    }
+
+    /// Every product sold with `models` and its price now, by name: images and edits
+    /// at each size, and each model's 5 s and 10 s videos.
+    #[must_use]
+    pub fn catalog<'a>(&self, models: impl IntoIterator<Item = &'a str>) -> Vec<(Product, Money)> {
+        let mut products: Vec<Product> = Resolution::ALL
+            .iter()
+            .map(|r| Product::ImageGeneration { resolution: *r })
+            .chain(
+                Resolution::ALL
+                    .iter()
+                    .map(|r| Product::ImageEdit { resolution: *r }),
+            )
+            .collect();
+        for model in models {
+            for duration in [VideoDuration::Five, VideoDuration::Ten] {
+                products.push(Product::Video {
+                    model: model.to_owned(),
+                    duration,
+                });
+            }
+        }
+        products
+            .into_iter()
+            .map(|p| {
+                let price = self.price(&p);
+                (p, price)
+            })
+            .collect()
     }
 
     /// The price of a product. Never zero, never overflows (checked at construction).
     #[must_use]
     pub fn price(&self, product: &Product) -> Money {
+        if let Some(price) = self.overrides.get(&product.to_string()) {
+            return *price;
+        }
         match product {
             Product::ImageGeneration { resolution } => self.image_generation[resolution.index()],
             Product::ImageEdit { resolution } => self.image_edit[resolution.index()],
@@ -496,6 +582,44 @@ mod tests {
             .to_string(),
             "image_edit:4k"
         );
+    }
+
+    #[test]
+    fn live_prices_win_by_product_name_and_names_round_trip() {
+        let p = PriceList::seed_defaults().with_overrides([
+            ("image_generation:4k".to_owned(), rub("120")),
+            ("video:kling-v3:10s".to_owned(), rub("333")),
+            ("image_edit".to_owned(), Money::ZERO),
+        ]);
+        assert_eq!(
+            p.price(&Product::ImageGeneration {
+                resolution: Resolution::FourK
+            }),
+            rub("120")
+        );
+        assert_eq!(p.price(&Product::image_generation()), rub("50"));
+        assert_eq!(
+            p.price(&Product::image_edit()),
+            rub("30"),
+            "zero is ignored"
+        );
+        let v10: Product = "video:kling-v3:10s".parse().unwrap();
+        assert_eq!(p.price(&v10), rub("333"));
+        let catalog = p.catalog(["kling-v3"]);
+        assert_eq!(catalog.len(), 8);
+        for (product, _) in &catalog {
+            assert_eq!(&product.to_string().parse::<Product>().unwrap(), product);
+        }
+        for bad in [
+            "",
+            "image",
+            "image_generation:8k",
+            "video:kling:7s",
+            "video::5s",
+            "video:Kling:5s",
+        ] {
+            assert!(bad.parse::<Product>().is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -670,6 +670,13 @@ impl World {
                     clock.clone(),
                     self.ids.clone(),
                 ),
+                prices: rei_core::prices::PriceService::new(
+                    self.store.clone(),
+                    jobs.clone(),
+                    jobs.prices().as_ref().clone(),
+                    Vec::new(),
+                    clock.clone(),
+                ),
                 dialogues: faulty,
                 limiter: Arc::new(SimLimiter(self.faults.clone())),
                 media: Arc::new(NoMedia),

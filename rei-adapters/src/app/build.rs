@@ -53,6 +53,8 @@ pub struct Services {
     pub promos: rei_core::promo::PromoService,
     /// Referral links and bindings.
     pub referrals: rei_core::referral::ReferralService,
+    /// Live prices (`rei-cli prices`, `/setprice`).
+    pub prices: rei_core::prices::PriceService,
     /// The stores an import of the v2.0 bot's data writes to.
     pub import: rei_core::legacy::ImportPorts,
 }
@@ -91,6 +93,8 @@ pub struct App {
     pub(super) payments_offered: bool,
     /// `PAYMENT_POLL_INTERVAL_SECS`.
     pub(super) poll_every: Duration,
+    /// How often the live prices are read again (`PRICES_REFRESH_SECS`).
+    pub(super) prices_every: Duration,
     /// `PUBLIC_URL`.
     pub(super) public_url: Option<url::Url>,
     pub(super) http: Http,
@@ -135,6 +139,7 @@ impl App {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let ids: Arc<dyn IdGenerator> = Arc::new(RandomIds);
         let stores = &backends.stores;
+        let base_prices = prices.clone();
         let jobs = Arc::new(JobService::new(
             JobPorts {
                 users: stores.users.clone(),
@@ -224,6 +229,13 @@ impl App {
                 clock.clone(),
                 ids.clone(),
             ),
+            prices: rei_core::prices::PriceService::new(
+                stores.prices.clone(),
+                jobs.clone(),
+                base_prices,
+                sold_models(settings)?,
+                clock.clone(),
+            ),
             import: rei_core::legacy::ImportPorts {
                 users: stores.users.clone(),
                 ledger: stores.ledger.clone(),
@@ -231,6 +243,11 @@ impl App {
                 jobs: stores.jobs.clone(),
             },
         };
+        // The prices in the database (seeded from the settings on the first start) are
+        // the ones in force, in every process.
+        if services.prices.start().await.map_err(AppError::Prices)? {
+            tracing::info!("live prices seeded from the settings");
+        }
         let bot = match telegram {
             Some(t) => Some(bot(
                 settings,
@@ -250,6 +267,7 @@ impl App {
             retention: Duration::from_secs(u64::from(settings.asset_retention_days) * 86_400),
             payments_offered,
             poll_every: Duration::from_secs(settings.payment_poll_interval_secs),
+            prices_every: Duration::from_secs(settings.prices_refresh_secs),
             public_url: settings.public_url.clone(),
             http: Http {
                 addr: settings.http_addr,
@@ -379,6 +397,7 @@ fn bot(
             admin: services.admin.clone(),
             promos: services.promos.clone(),
             referrals: services.referrals.clone(),
+            prices: services.prices.clone(),
             dialogues: backends.stores.dialogues.clone(),
             limiter: backends.limiter.clone(),
             media: Arc::new(TelegramMedia::new(
@@ -491,6 +510,17 @@ fn conversation_config(
         signup_bonus: settings.signup_bonus,
         result_link_ttl: settings.asset_link_ttl,
     })
+}
+
+/// The video models priced: the `/video` menu's and the video→video one.
+fn sold_models(settings: &Settings) -> Result<Vec<String>, AppError> {
+    let models = KlingModel::parse_list(&settings.kling_models)
+        .map_err(|e| AppError::setting("KLING_MODELS", e))?;
+    let mut names: Vec<String> = models.iter().map(|m| m.api_name().to_owned()).collect();
+    if !names.contains(&settings.kling_omni_model) {
+        names.push(settings.kling_omni_model.clone());
+    }
+    Ok(names)
 }
 
 fn images(settings: &Settings) -> Result<Option<Arc<dyn ImageGenerator>>, AppError> {

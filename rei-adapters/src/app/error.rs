@@ -26,6 +26,9 @@ pub enum AppError {
     /// The database or Redis.
     #[error("opening the database and queue")]
     Backends(#[from] BackendsError),
+    /// The live prices could not be seeded or read.
+    #[error("loading the live prices")]
+    Prices(#[source] rei_core::prices::PriceError),
     /// The ledger could not be read for its start-up check.
     #[error("verifying the ledger")]
     Ledger(#[source] StoreError),

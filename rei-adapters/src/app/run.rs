@@ -42,6 +42,11 @@ impl App {
             NOTICE_ROUND,
             shutdown.clone(),
         ));
+        let prices = tokio::spawn(crate::inbound::prices::refresh_prices(
+            self.services.prices.clone(),
+            self.prices_every,
+            shutdown.clone(),
+        ));
         let sweeper = tokio::spawn(crate::inbound::worker::sweep_assets_daily(
             self.services.jobs,
             self.assets,
@@ -61,6 +66,9 @@ impl App {
         notices
             .await
             .map_err(|_| AppError::Panicked("the outbox dispatcher"))?;
+        prices
+            .await
+            .map_err(|_| AppError::Panicked("the price refresher"))?;
         Ok(())
     }
 

@@ -7,6 +7,7 @@ pub mod console;
 pub mod http;
 pub mod notices;
 pub mod poller;
+pub mod prices;
 #[cfg(feature = "telegram")]
 pub mod telegram;
 pub mod worker;

@@ -7,6 +7,7 @@ mod import;
 mod jobs;
 mod ledger;
 mod payments;
+mod prices;
 mod promo;
 mod user;
 
@@ -47,6 +48,9 @@ pub(crate) enum Command {
     /// Promo codes (`/promo CODE` in the bot).
     #[command(subcommand)]
     Promo(promo::PromoCommand),
+    /// Live prices: listed and changed without a restart.
+    #[command(subcommand)]
+    Prices(prices::PricesCommand),
     /// Downloaded inputs and generated results under ASSET_DIR.
     #[command(subcommand)]
     Assets(assets::AssetsCommand),
@@ -219,6 +223,7 @@ pub(crate) async fn run(
         Command::Jobs(c) => jobs::run(&ctx, c).await,
         Command::Assets(c) => assets::run(&ctx, c).await,
         Command::Promo(c) => promo::run(&ctx, c).await,
+        Command::Prices(c) => prices::run(&ctx, c).await,
         Command::ImportLegacy { path } => import::run(&ctx, path).await,
     }
 }

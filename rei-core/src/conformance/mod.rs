@@ -26,6 +26,7 @@ use std::sync::Arc;
 use crate::ports::{
     DialogueStore, JobStore, LeaseStore, LedgerStore, OutboxStore, PaymentStore, UserStore,
 };
+use crate::prices::PriceStore;
 use crate::promo::PromoStore;
 use crate::referral::ReferralStore;
 
@@ -50,6 +51,7 @@ backend_of!(
     OutboxStore,
     PromoStore,
     ReferralStore,
+    PriceStore,
 );
 
 /// Shared handle the cases take.
@@ -140,6 +142,7 @@ macro_rules! __conformance_cases {
             concurrent_bindings_bind_once,
             a_reward_comes_with_the_credit_and_goes_with_the_refunds,
             referral_moves_that_do_not_fit_are_refused,
+            prices_are_seeded_once_and_set_with_their_audit_line,
         );
     };
 }

@@ -51,6 +51,20 @@ pub enum AdminCommand {
     },
     /// List the promo codes.
     Promos,
+    /// Switch a promo code off.
+    DisablePromo {
+        /// The code as typed.
+        code: String,
+    },
+    /// List the live prices.
+    Prices,
+    /// Set a live price.
+    SetPrice {
+        /// The product, as `/prices` names it.
+        product: String,
+        /// The new price.
+        amount: Money,
+    },
     /// Credit a user.
     Add {
         /// Whom.
@@ -119,6 +133,7 @@ impl Command {
                 _ => Err(CommandError::Usage("promo-usage")),
             },
             "admin" | "add" | "sub" | "ban" | "unban" | "stats" | "newpromo" | "promos"
+            | "disablepromo" | "prices" | "setprice"
                 if !is_admin =>
             {
                 Err(CommandError::Unknown)
@@ -126,6 +141,27 @@ impl Command {
             "admin" => plain(Self::Admin(AdminCommand::Menu)),
             "stats" => plain(Self::Admin(AdminCommand::Stats)),
             "promos" => plain(Self::Admin(AdminCommand::Promos)),
+            "prices" => plain(Self::Admin(AdminCommand::Prices)),
+            "disablepromo" => match args.as_slice() {
+                [code] => plain(Self::Admin(AdminCommand::DisablePromo {
+                    code: (*code).to_owned(),
+                })),
+                _ => Err(CommandError::Usage("admin-usage-disablepromo")),
+            },
+            "setprice" => match args.as_slice() {
+                [product, amount] => amount
+                    .parse::<Money>()
+                    .ok()
+                    .filter(|a| !a.is_zero())
+                    .map(|amount| {
+                        Self::Admin(AdminCommand::SetPrice {
+                            product: (*product).to_owned(),
+                            amount,
+                        })
+                    })
+                    .ok_or(CommandError::Usage("admin-usage-setprice")),
+                _ => Err(CommandError::Usage("admin-usage-setprice")),
+            },
             "newpromo" => new_promo(&args).map(Self::Admin),
             "add" | "sub" => money_command(&name, &args).map(Self::Admin),
             "ban" | "unban" => target_command(&name, &args).map(Self::Admin),

@@ -15,6 +15,7 @@ use crate::ports::{
     Clock, IdGenerator, JobQueue, JobStore, Missing, QueueError, StoreError, UserStore,
 };
 use crate::pricing::{PriceList, Quote};
+use crate::time::Timestamp;
 use crate::user::{Actor, AuditAction, AuditRecord};
 
 /// Limits on jobs.
@@ -148,8 +149,14 @@ crate::opaque_debug!(JobPorts);
 pub struct JobService {
     ports: JobPorts,
     prices: RwLock<Arc<PriceList>>,
+    /// Lists replaced by live price changes, with when: a draft quoted while one was in
+    /// force keeps its price until it expires.
+    replaced: RwLock<Vec<(Timestamp, Arc<PriceList>)>>,
     limits: JobLimits,
 }
+
+/// Replaced price lists kept for drafts quoted before a change.
+const REPLACED_KEPT: usize = 32;
 
 impl std::fmt::Debug for JobService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -166,6 +173,7 @@ impl JobService {
         Self {
             ports,
             prices: RwLock::new(Arc::new(prices)),
+            replaced: RwLock::new(Vec::new()),
             limits,
         }
     }
@@ -180,9 +188,31 @@ impl JobService {
     }
 
     /// Replaces the price list (live prices). Jobs already created keep their price; a
-    /// draft shown at the old price is re-quoted at confirmation.
-    pub fn set_prices(&self, prices: PriceList) {
-        *self.prices.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(prices);
+    /// draft quoted before keeps its price ([`Self::create_quoted`]). Says whether the
+    /// list changed.
+    pub fn set_prices(&self, prices: PriceList) -> bool {
+        let mut current = self.prices.write().unwrap_or_else(PoisonError::into_inner);
+        if **current == prices {
+            return false;
+        }
+        let old = std::mem::replace(&mut *current, Arc::new(prices));
+        let mut replaced = self
+            .replaced
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        replaced.push((self.ports.clock.now(), old));
+        let extra = replaced.len().saturating_sub(REPLACED_KEPT);
+        replaced.drain(..extra);
+        true
+    }
+
+    /// Whether `shown` is what a price list in force at or after `quoted_at` asks.
+    fn was_quoted(&self, shown: &Quote, quoted_at: Timestamp) -> bool {
+        let replaced = self.replaced.read().unwrap_or_else(PoisonError::into_inner);
+        replaced
+            .iter()
+            .filter(|(until, _)| *until >= quoted_at)
+            .any(|(_, list)| list.quote(shown.product.clone()) == *shown)
     }
 
     /// The limits in force.
@@ -213,6 +243,23 @@ impl JobService {
         shown: &Quote,
         key: IdempotencyKey,
     ) -> Result<Job, JobError> {
+        self.create_quoted(user, spec, shown, None, key).await
+    }
+
+    /// [`Self::create`] of a draft quoted at `quoted_at`: `shown` is honoured when it is
+    /// today's price or the price of a list in force at or after `quoted_at` (a live
+    /// price change after the quote does not touch it; the caller lets drafts expire).
+    ///
+    /// # Errors
+    /// As [`Self::create`].
+    pub async fn create_quoted(
+        &self,
+        user: UserId,
+        spec: JobSpec,
+        shown: &Quote,
+        quoted_at: Option<Timestamp>,
+        key: IdempotencyKey,
+    ) -> Result<Job, JobError> {
         let Some(profile) = self.ports.users.user(user).await.map_err(JobError::Store)? else {
             return Err(JobError::UnknownUser(user));
         };
@@ -222,10 +269,13 @@ impl JobService {
         if key.is_reserved() {
             return Err(JobError::DuplicateKey);
         }
-        let current = self.quote(&spec);
-        if current != *shown {
-            return Err(JobError::PriceChanged { current });
+        let today = self.quote(&spec);
+        let honoured = shown.product == spec.product()
+            && quoted_at.is_some_and(|at| self.was_quoted(shown, at));
+        if today != *shown && !honoured {
+            return Err(JobError::PriceChanged { current: today });
         }
+        let current = shown.clone();
         let new = NewJob::new(
             self.ports.ids.job_id(),
             user,

@@ -848,6 +848,48 @@ async fn a_price_change_between_draft_and_confirm_asks_again() {
     assert_eq!(job.quote.amount, m(7_000));
 }
 
+/// A draft quoted before a live price change is made at its price; a quote no list
+/// in force since its time asked is refused, and so is one for another product.
+#[tokio::test]
+async fn a_quote_made_before_a_price_change_is_honoured() {
+    let w = world(100_000).await;
+    let spec = image_spec();
+    let quoted_at = w.clock.now();
+    let shown = w.jobs.quote(&spec);
+    w.clock.advance(Duration::from_secs(5));
+    assert!(
+        w.jobs
+            .set_prices(PriceList::new(m(7_000), m(3_000), m(10_000), 2).unwrap())
+    );
+    w.clock.advance(Duration::from_secs(5));
+    let forged = Quote::new(Product::image_generation(), m(1));
+    let r = w
+        .jobs
+        .create_quoted(w.user, spec.clone(), &forged, Some(quoted_at), key("c0"))
+        .await;
+    assert!(matches!(r, Err(JobError::PriceChanged { .. })), "{r:?}");
+    let other = Quote::new(Product::image_edit(), m(3_000));
+    let r = w
+        .jobs
+        .create_quoted(w.user, spec.clone(), &other, Some(quoted_at), key("c0"))
+        .await;
+    assert!(matches!(r, Err(JobError::PriceChanged { .. })), "{r:?}");
+    // Quoted after the change: the old price is no longer honoured.
+    let late = w.clock.now();
+    let r = w
+        .jobs
+        .create_quoted(w.user, spec.clone(), &shown, Some(late), key("c0"))
+        .await;
+    assert!(matches!(r, Err(JobError::PriceChanged { .. })), "{r:?}");
+    let job = w
+        .jobs
+        .create_quoted(w.user, spec, &shown, Some(quoted_at), key("c1"))
+        .await
+        .unwrap();
+    assert_eq!(job.quote.amount, m(5_000));
+    assert_eq!(w.available().await, 95_000);
+}
+
 #[tokio::test]
 async fn refusals_at_creation_hold_nothing() {
     let w = world(4_999).await;

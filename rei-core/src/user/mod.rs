@@ -198,6 +198,8 @@ pub enum AuditAction {
     PromoCreate,
     /// Disabled a promo code.
     PromoDisable,
+    /// Changed a price.
+    PriceSet,
 }
 
 text_codes!(AuditAction {
@@ -211,6 +213,7 @@ text_codes!(AuditAction {
     PaymentReconcile => "payment_reconcile",
     PromoCreate => "promo_create",
     PromoDisable => "promo_disable",
+    PriceSet => "price_set",
 });
 
 /// One line of the admin audit log.

@@ -246,6 +246,10 @@ pub struct Settings {
     /// referrer earns (`0`: no rewards).
     #[arg(long, env = "REFERRAL_PERCENT", default_value = "0", value_parser = clap::value_parser!(u8).range(0..=100))]
     pub referral_percent: u8,
+    /// How often each process reads the live prices again, in seconds (a price set with
+    /// `rei-cli prices set` is in force everywhere within this).
+    #[arg(long, env = "PRICES_REFRESH_SECS", default_value = "5", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub prices_refresh_secs: u64,
     /// How long a draft keeps the price it quoted, in seconds; Confirm on an older one
     /// prices it again at today's prices and asks again.
     #[arg(long, env = "DRAFT_TTL_SECS", default_value = "900", value_parser = clap::value_parser!(u64).range(1..=86_400))]

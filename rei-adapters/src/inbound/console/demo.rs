@@ -98,6 +98,13 @@ pub async fn run(
                 clock.clone(),
                 ids.clone(),
             ),
+            prices: rei_core::prices::PriceService::new(
+                store.clone(),
+                jobs.clone(),
+                jobs.prices().as_ref().clone(),
+                Vec::new(),
+                clock.clone(),
+            ),
             dialogues: store.clone(),
             limiter: Arc::new(InProcessLimiter::per_minute(
                 NonZeroU32::new(60).unwrap_or(NonZeroU32::MIN),

@@ -162,7 +162,7 @@ stars-payment-problem = ⚠️ Your payment arrived but could not be credited au
 
 ## Admin
 
-admin-menu = Admin: /add <id> <amount> [reason], /sub <id> <amount> [reason], /ban <id>, /unban <id>, /stats, /newpromo CODE AMOUNT [uses] [YYYY-MM-DD], /promos
+admin-menu = Admin: /add <id> <amount> [reason], /sub <id> <amount> [reason], /ban <id>, /unban <id>, /stats, /newpromo CODE AMOUNT [uses] [YYYY-MM-DD], /promos, /disablepromo CODE, /prices, /setprice PRODUCT AMOUNT
 admin-usage-newpromo = Usage: /newpromo CODE AMOUNT [USES] [YYYY-MM-DD — the last day]
 admin-promo-created = Promo code created: { $code } — { $amount }, uses { $used }/{ $limit }, expires: { $expires }, { $state }
 admin-promo-exists = Promo code { $code } already exists.
@@ -170,6 +170,14 @@ admin-promo-past = That day is already past.
 admin-promos = Promo codes:
     { $promos }
 admin-promos-empty = No promo codes yet.
+admin-usage-disablepromo = Usage: /disablepromo CODE
+admin-promo-disabled = Promo code switched off: { $code } — { $amount }, uses { $used }/{ $limit }, expires: { $expires }, { $state }
+admin-prices = Prices now (/setprice PRODUCT AMOUNT changes one, in every process within seconds):
+    { $prices }
+admin-price-line = { $product } — { $price }
+admin-price-set = { $product }: { $before } → { $price }. In force everywhere within seconds; drafts already shown keep their price.
+admin-price-unknown = { $product } is not a product: /prices lists them.
+admin-usage-setprice = Usage: /setprice PRODUCT AMOUNT (e.g. /setprice image_generation:4k 120)
 admin-promo-line = { $code } — { $amount }, uses { $used }/{ $limit }, expires: { $expires }, { $state }
 admin-promo-no-limit = ∞
 admin-promo-no-expiry = never

@@ -163,7 +163,7 @@ stars-payment-problem = ⚠️ Оплата пришла, но не зачисл
 
 ## Admin
 
-admin-menu = Админ-панель: /add <id> <сумма> [причина], /sub <id> <сумма> [причина], /ban <id>, /unban <id>, /stats, /newpromo КОД СУММА [активаций] [ГГГГ-ММ-ДД], /promos
+admin-menu = Админ-панель: /add <id> <сумма> [причина], /sub <id> <сумма> [причина], /ban <id>, /unban <id>, /stats, /newpromo КОД СУММА [активаций] [ГГГГ-ММ-ДД], /promos, /disablepromo КОД, /prices, /setprice ТОВАР СУММА
 admin-usage-newpromo = Использование: /newpromo КОД СУММА [АКТИВАЦИЙ] [ГГГГ-ММ-ДД — последний день]
 admin-promo-created = Промокод создан: { $code } — { $amount }, активаций { $used }/{ $limit }, срок: { $expires }, { $state }
 admin-promo-exists = Промокод { $code } уже есть.
@@ -171,6 +171,14 @@ admin-promo-past = Этот день уже прошёл.
 admin-promos = Промокоды:
     { $promos }
 admin-promos-empty = Промокодов пока нет.
+admin-usage-disablepromo = Использование: /disablepromo КОД
+admin-promo-disabled = Промокод отключён: { $code } — { $amount }, активаций { $used }/{ $limit }, срок: { $expires }, { $state }
+admin-prices = Цены сейчас (/setprice ТОВАР СУММА меняет одну, во всех процессах за секунды):
+    { $prices }
+admin-price-line = { $product } — { $price }
+admin-price-set = { $product }: { $before } → { $price }. Действует везде через несколько секунд; уже показанные черновики сохраняют свою цену.
+admin-price-unknown = { $product } — нет такого товара: список в /prices.
+admin-usage-setprice = Использование: /setprice ТОВАР СУММА (например, /setprice image_generation:4k 120)
 admin-promo-line = { $code } — { $amount }, активаций { $used }/{ $limit }, срок: { $expires }, { $state }
 admin-promo-no-limit = ∞
 admin-promo-no-expiry = бессрочно

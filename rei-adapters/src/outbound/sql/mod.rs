@@ -11,6 +11,7 @@ mod ledger;
 mod outbox;
 mod payments;
 mod postgres;
+mod prices;
 mod promos;
 mod referrals;
 pub(crate) mod rows;
@@ -133,6 +134,8 @@ pub struct Stores {
     pub promos: Arc<dyn rei_core::promo::PromoStore>,
     /// Referral codes, bindings and rewards.
     pub referrals: Arc<dyn rei_core::referral::ReferralStore>,
+    /// Live prices.
+    pub prices: Arc<dyn rei_core::prices::PriceStore>,
     /// Woken when a commit in this process put a notice into the outbox.
     pub outbox_signal: Arc<tokio::sync::Notify>,
     /// Answers whether the database is reachable (for `/readyz`).
@@ -164,6 +167,7 @@ fn stores(s: Arc<SqlStore>) -> Stores {
         outbox: s.clone(),
         promos: s.clone(),
         referrals: s.clone(),
+        prices: s.clone(),
         outbox_signal: s.outbox_signal(),
         health: s.clone(),
         sql: s,

@@ -115,6 +115,50 @@ impl Conversation {
                     Text::key("admin-promos").arg("promos", Arg::List(lines)),
                 )])
             }
+            AdminCommand::DisablePromo { code } => {
+                use crate::promo::PromoError;
+                Ok(match self.ports.promos.disable(actor, &code).await {
+                    Ok(promo) => vec![Reply::text(promo_line("admin-promo-disabled", &promo))],
+                    Err(PromoError::BadCode(_)) => say("promo-bad-code"),
+                    Err(PromoError::Unknown(code)) => vec![Reply::text(
+                        Text::key("promo-unknown").arg("code", Arg::Text(code.to_string())),
+                    )],
+                    Err(e) => return Err(e.into()),
+                })
+            }
+            AdminCommand::Prices => {
+                let lines = self
+                    .ports
+                    .prices
+                    .list()
+                    .await?
+                    .into_iter()
+                    .map(|(product, price)| {
+                        Text::key("admin-price-line")
+                            .arg("product", Arg::Text(product.to_string()))
+                            .arg("price", Arg::Money(price))
+                    })
+                    .collect();
+                Ok(vec![Reply::text(
+                    Text::key("admin-prices").arg("prices", Arg::List(lines)),
+                )])
+            }
+            AdminCommand::SetPrice { product, amount } => {
+                use crate::prices::PriceError;
+                Ok(match self.ports.prices.set(actor, &product, amount).await {
+                    Ok(before) => vec![Reply::text(
+                        Text::key("admin-price-set")
+                            .arg("product", Arg::Text(product))
+                            .arg("before", Arg::Money(before))
+                            .arg("price", Arg::Money(amount)),
+                    )],
+                    Err(PriceError::UnknownProduct(_)) => vec![Reply::text(
+                        Text::key("admin-price-unknown").arg("product", Arg::Text(product)),
+                    )],
+                    Err(PriceError::ZeroPrice) => say("admin-usage-setprice"),
+                    Err(e) => return Err(e.into()),
+                })
+            }
             AdminCommand::Add {
                 target,
                 amount,

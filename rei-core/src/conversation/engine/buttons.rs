@@ -259,7 +259,13 @@ impl Conversation {
         match self
             .ports
             .jobs
-            .create(user, draft.spec.clone(), &draft.quote, key)
+            .create_quoted(
+                user,
+                draft.spec.clone(),
+                &draft.quote,
+                Some(draft.created_at),
+                key,
+            )
             .await
         {
             Ok(job) => {

@@ -84,6 +84,8 @@ pub struct ConversationPorts {
     pub promos: crate::promo::PromoService,
     /// Referral links and bindings (`/ref`, `/start ref_<code>`).
     pub referrals: crate::referral::ReferralService,
+    /// Live prices (admin `/prices`, `/setprice`).
+    pub prices: crate::prices::PriceService,
     /// Dialogue state.
     pub dialogues: Arc<dyn DialogueStore>,
     /// `RATE_LIMIT_PER_MINUTE`.
@@ -135,6 +137,9 @@ pub enum ConversationError {
     /// A referral operation failed (storage).
     #[error(transparent)]
     Referral(#[from] crate::referral::ReferralError),
+    /// The live prices could not be read or written (storage).
+    #[error(transparent)]
+    Prices(#[from] crate::prices::PriceError),
     /// Admins had to be told something and could not be.
     #[error("the admins could not be told")]
     Alert(#[from] crate::ports::NotifyError),

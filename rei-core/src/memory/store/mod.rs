@@ -34,6 +34,7 @@ mod jobs;
 mod ledger;
 mod outbox;
 mod payments;
+mod prices;
 mod promos;
 mod referrals;
 mod users;
@@ -76,6 +77,8 @@ struct State {
     referrers: HashMap<UserId, UserId>,
     /// The reward of each referee's top-up.
     referral_rewards: HashMap<PaymentId, crate::referral::ReferralReward>,
+    /// Live prices by product name.
+    prices: BTreeMap<String, Money>,
 }
 
 /// A notice in the outbox.
