@@ -1716,3 +1716,120 @@ async fn the_chosen_shape_and_size_price_the_draft_and_reach_the_providers() {
     );
     assert!(bot.stores.ledger.verify().await.unwrap().is_ok());
 }
+
+/// [growth] A broadcast to 1,000 users (three of whom blocked the bot), sent by the real
+/// `rei-bot run` at `TELEGRAM_SEND_RATE` through 429s with `retry_after`, SIGKILLed
+/// halfway and started again: it resumes where it stopped and nobody gets a second
+/// copy; at most the one message in flight at the kill is left `unknown` (never sent
+/// again); the blocked users are recorded unreachable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broadcast_to_a_thousand_users_survives_a_kill_without_a_second_copy() {
+    use rei_core::broadcast::{BroadcastService, BroadcastState, Segment};
+    let mut bot = bot_with(&[
+        ("RATE_LIMIT_PER_MINUTE", "1000"),
+        ("TELEGRAM_SEND_RATE", "300"),
+    ])
+    .await;
+    let clock: std::sync::Arc<dyn rei_core::ports::Clock> =
+        std::sync::Arc::new(rei_adapters::outbound::system::SystemClock);
+    let users = UserService::new(bot.stores.users.clone(), clock.clone());
+    let ids: Vec<i64> = (0..1_000).map(|n| 500_000 + n).collect();
+    for id in &ids {
+        users
+            .register(rei_tests::profile(UserId::new(*id).unwrap()))
+            .await
+            .unwrap();
+    }
+    let blocked = [500_007, 500_500, 500_993];
+    for id in blocked {
+        bot.telegram.block(id);
+    }
+    let broadcasts = BroadcastService::new(bot.stores.broadcasts.clone(), users.clone(), clock);
+    let text = "🎉 4K images are here";
+    let (draft, reach) = broadcasts
+        .create(
+            Actor::Cli("ops".into()),
+            text,
+            None,
+            Some("Try it=https://t.me/rei_test_bot"),
+            Segment::All,
+        )
+        .await
+        .unwrap();
+    assert_eq!(reach, 1_000);
+    bot.telegram.too_many_requests(2);
+    broadcasts
+        .start(Actor::Cli("ops".into()), draft.id)
+        .await
+        .unwrap();
+    let copies = |bot: &Bot| -> std::collections::HashMap<i64, usize> {
+        let mut got = std::collections::HashMap::new();
+        for call in bot.telegram.calls_of("sendMessage") {
+            // Only what Telegram took counts (a 429 or a 403 delivers nothing).
+            if call.text.as_deref() == Some(text) && call.status == 200 {
+                *got.entry(call.chat_id).or_insert(0) += 1;
+            }
+        }
+        got
+    };
+    within(Duration::from_secs(60), "half of the broadcast", || {
+        (copies(&bot).len() >= 500).then_some(())
+    })
+    .await;
+    bot.telegram.too_many_requests(2);
+    let at_kill = copies(&bot).len();
+    bot.restart().await;
+    assert!(at_kill < 990, "killed halfway, not at the end: {at_kill}");
+    let mut done = None;
+    for _ in 0..1_200 {
+        let now = broadcasts.status(draft.id).await.unwrap();
+        if now.state == BroadcastState::Done {
+            done = Some(now);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let done = done.expect("the broadcast finished after the restart");
+    let got = copies(&bot);
+    assert!(
+        got.values().all(|n| *n == 1),
+        "a second copy: {:?}",
+        got.iter().filter(|(_, n)| **n > 1).collect::<Vec<_>>()
+    );
+    let missing: Vec<i64> = ids
+        .iter()
+        .filter(|id| !got.contains_key(id) && !blocked.contains(id))
+        .copied()
+        .collect();
+    assert!(
+        missing.len() <= usize::try_from(done.unknown).unwrap() && done.unknown <= 1,
+        "missing {missing:?}, unknown {}",
+        done.unknown
+    );
+    assert_eq!(done.blocked, 3, "{done:?}");
+    assert_eq!(done.failed, 0, "{done:?}");
+    assert_eq!(done.recipients, 1_000);
+    assert_eq!(done.sent + done.blocked + done.unknown, 1_000, "{done:?}");
+    // The button went with every copy.
+    let one = bot
+        .telegram
+        .calls_of("sendMessage")
+        .into_iter()
+        .find(|c| c.text.as_deref() == Some(text))
+        .unwrap();
+    let button = &one.reply_markup.as_ref().unwrap()["inline_keyboard"][0][0];
+    assert_eq!(
+        (button["text"].as_str(), button["url"].as_str()),
+        (Some("Try it"), Some("https://t.me/rei_test_bot"))
+    );
+    for id in blocked {
+        let user = bot
+            .stores
+            .users
+            .user(UserId::new(id).unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(user.unreachable_since.is_some(), "{id} marked unreachable");
+    }
+}

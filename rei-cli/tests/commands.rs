@@ -1305,3 +1305,121 @@ async fn prices_are_listed_and_set_live_with_an_audit_line(e: Env) {
     verified(&e).await;
 }
 on_both!(prices_are_listed_and_set_live_with_an_audit_line);
+
+// ---- [growth] broadcasts ----
+
+async fn broadcasts_are_composed_started_paused_and_cancelled(e: Env) {
+    user(&e, ANNA, "0").await;
+    user(&e, 777, "0").await;
+    let photo = e.assets.path().join("news.png");
+    std::fs::write(&photo, rei_tests::fakes::gemini::PNG).unwrap();
+    let made = cli_json(
+        &e,
+        0,
+        &[
+            "broadcast",
+            "create",
+            "--text",
+            "New: 4K images",
+            "--photo",
+            photo.to_str().unwrap(),
+            "--button",
+            "Try=https://t.me/rei_bot",
+            "--segment",
+            "lang:ru",
+        ],
+    )
+    .await;
+    assert_eq!(
+        (
+            made["state"].as_str(),
+            made["reach"].as_u64(),
+            made["segment"].as_str()
+        ),
+        (Some("draft"), Some(2), Some("lang:ru")),
+        "{made}"
+    );
+    assert!(
+        made["photo"].as_str().unwrap().starts_with("broadcasts/"),
+        "{made}"
+    );
+    let id = made["id"].as_i64().unwrap().to_string();
+    for args in [
+        &["broadcast", "create", "--text", ""][..],
+        &["broadcast", "create", "--text", "x", "--button", "no-url"],
+        &[
+            "broadcast",
+            "create",
+            "--text",
+            "x",
+            "--button",
+            "a=http://plain",
+        ],
+        &[
+            "broadcast",
+            "create",
+            "--text",
+            "x",
+            "--segment",
+            "everyone",
+        ],
+        &[
+            "broadcast",
+            "create",
+            "--text",
+            "x",
+            "--photo",
+            "/nonexistent.png",
+        ],
+        &["broadcast", "pause", &id],
+        &["broadcast", "start", "999"],
+        &["broadcast", "status", "999"],
+    ] {
+        let (code, _, err) = cli(&e, args).await;
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(!err.trim().is_empty(), "{args:?}: a message");
+    }
+    let started = cli_json(&e, 0, &["broadcast", "start", &id]).await;
+    assert_eq!(
+        (
+            started["state"].as_str(),
+            started["recipients"].as_u64(),
+            started["pending"].as_u64()
+        ),
+        (Some("running"), Some(2), Some(2)),
+        "{started}"
+    );
+    let paused = cli_json(&e, 0, &["broadcast", "pause", &id]).await;
+    assert_eq!(paused["state"], "paused");
+    let resumed = cli_json(&e, 0, &["broadcast", "start", &id]).await;
+    assert_eq!(resumed["state"], "running");
+    let (code, table, _) = cli(&e, &["broadcast", "status", &id]).await;
+    assert_eq!(code, 0);
+    assert!(
+        table.contains("running") && table.contains("lang:ru"),
+        "{table}"
+    );
+    let cancelled = cli_json(&e, 0, &["broadcast", "cancel", &id]).await;
+    assert_eq!(cancelled["state"], "cancelled");
+    let (code, _, err) = cli(&e, &["broadcast", "start", &id]).await;
+    assert_eq!(code, 2, "a cancelled broadcast stays cancelled: {err}");
+    let audit = e.stores.users.audit_log(20).await.unwrap();
+    let actions: Vec<&str> = audit
+        .iter()
+        .filter(|a| a.action.as_str().starts_with("broadcast_"))
+        .map(|a| a.action.as_str())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "broadcast_cancel",
+            "broadcast_start",
+            "broadcast_pause",
+            "broadcast_start",
+            "broadcast_create"
+        ],
+        "{audit:?}"
+    );
+    verified(&e).await;
+}
+on_both!(broadcasts_are_composed_started_paused_and_cancelled);

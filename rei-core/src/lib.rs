@@ -87,6 +87,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod broadcast;
 pub mod conversation;
 pub mod ids;
 pub mod job;

@@ -55,6 +55,8 @@ pub struct Services {
     pub referrals: rei_core::referral::ReferralService,
     /// Live prices (`rei-cli prices`, `/setprice`).
     pub prices: rei_core::prices::PriceService,
+    /// Broadcasts (`rei-cli broadcast`).
+    pub broadcasts: rei_core::broadcast::BroadcastService,
     /// The stores an import of the v2.0 bot's data writes to.
     pub import: rei_core::legacy::ImportPorts,
 }
@@ -66,6 +68,9 @@ pub(super) struct Bot {
     pub(super) notices: Arc<NoticeDispatcher>,
     pub(super) telegram_mode: TelegramMode,
     pub(super) webhook_secret: SecretString,
+    /// Sends broadcasts (at the front end's send rate).
+    pub(super) broadcaster: Arc<crate::outbound::telegram::TelegramBroadcaster>,
+    pub(super) send_rate: SendRate,
 }
 
 /// Where the HTTP server listens and whom it admits.
@@ -228,6 +233,11 @@ impl App {
                 stores.jobs.clone(),
                 clock.clone(),
                 ids.clone(),
+            ),
+            broadcasts: rei_core::broadcast::BroadcastService::new(
+                stores.broadcasts.clone(),
+                UserService::new(stores.users.clone(), clock.clone()),
+                clock.clone(),
             ),
             prices: rei_core::prices::PriceService::new(
                 stores.prices.clone(),
@@ -451,7 +461,13 @@ fn bot(
             ..WorkerConfig::default()
         },
     );
+    let broadcaster = Arc::new(crate::outbound::telegram::TelegramBroadcaster::new(
+        telegram.clients.send.clone(),
+        assets.clone(),
+    ));
     Ok(Bot {
+        broadcaster,
+        send_rate: telegram.send_rate.clone(),
         front: FrontEnd {
             clients: telegram.clients,
             start_retry: Duration::from_secs(settings.telegram_start_retry_secs),

@@ -139,6 +139,14 @@ impl App {
                 shutdown.clone(),
             ))
         });
+        let broadcasts = tokio::spawn(crate::inbound::broadcasts::send_broadcasts(
+            self.services.broadcasts.clone(),
+            bot.broadcaster.clone(),
+            self.backends.stores.leases.clone(),
+            process_name(),
+            bot.send_rate.clone(),
+            shutdown.clone(),
+        ));
         let workers = {
             let shutdown = shutdown.clone();
             tokio::spawn(async move { self.run_workers(shutdown).await })
@@ -151,6 +159,9 @@ impl App {
         workers
             .await
             .map_err(|_| AppError::Panicked("the workers"))??;
+        broadcasts
+            .await
+            .map_err(|_| AppError::Panicked("the broadcast sender"))?;
         if let Some(poller) = poller {
             poller
                 .await

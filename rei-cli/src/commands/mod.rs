@@ -3,6 +3,7 @@
 
 mod assets;
 mod balance;
+mod broadcast;
 mod import;
 mod jobs;
 mod ledger;
@@ -51,6 +52,9 @@ pub(crate) enum Command {
     /// Live prices: listed and changed without a restart.
     #[command(subcommand)]
     Prices(prices::PricesCommand),
+    /// Broadcasts: a message to a segment of users, sent by `rei-bot run`.
+    #[command(subcommand)]
+    Broadcast(broadcast::BroadcastCommand),
     /// Downloaded inputs and generated results under ASSET_DIR.
     #[command(subcommand)]
     Assets(assets::AssetsCommand),
@@ -224,6 +228,7 @@ pub(crate) async fn run(
         Command::Assets(c) => assets::run(&ctx, c).await,
         Command::Promo(c) => promo::run(&ctx, c).await,
         Command::Prices(c) => prices::run(&ctx, c).await,
+        Command::Broadcast(c) => broadcast::run(&ctx, c).await,
         Command::ImportLegacy { path } => import::run(&ctx, path).await,
     }
 }

@@ -29,6 +29,8 @@ pub enum Missing {
     Payment(PaymentId),
     /// A reservation.
     Reservation(ReservationId),
+    /// A broadcast.
+    Broadcast(i64),
 }
 
 impl std::fmt::Display for Missing {
@@ -38,6 +40,7 @@ impl std::fmt::Display for Missing {
             Self::Job(id) => write!(f, "job {id}"),
             Self::Payment(id) => write!(f, "payment {id}"),
             Self::Reservation(id) => write!(f, "reservation {id}"),
+            Self::Broadcast(id) => write!(f, "broadcast {id}"),
         }
     }
 }

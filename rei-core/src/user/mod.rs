@@ -200,6 +200,14 @@ pub enum AuditAction {
     PromoDisable,
     /// Changed a price.
     PriceSet,
+    /// Composed a broadcast.
+    BroadcastCreate,
+    /// Started or resumed a broadcast.
+    BroadcastStart,
+    /// Paused a broadcast.
+    BroadcastPause,
+    /// Cancelled a broadcast.
+    BroadcastCancel,
 }
 
 text_codes!(AuditAction {
@@ -214,6 +222,10 @@ text_codes!(AuditAction {
     PromoCreate => "promo_create",
     PromoDisable => "promo_disable",
     PriceSet => "price_set",
+    BroadcastCreate => "broadcast_create",
+    BroadcastStart => "broadcast_start",
+    BroadcastPause => "broadcast_pause",
+    BroadcastCancel => "broadcast_cancel",
 });
 
 /// One line of the admin audit log.

@@ -57,6 +57,8 @@ pub struct Call {
     pub reply_markup: Option<Value>,
     /// The `message_id` parameter, if any: the message edited (or deleted).
     pub message_id: Option<i64>,
+    /// The HTTP status it was answered with (200: taken; 429, 403, …: refused).
+    pub status: u16,
     /// Every parameter as a JSON object (form and multipart values as strings; uploaded
     /// files as `"<file NAME>"`): `callback_query_id`, `payload`, `prices`, `commands`, …
     pub params: Value,
@@ -797,9 +799,11 @@ async fn call(
             text: text.clone(),
             reply_markup: json_param(&params, "reply_markup"),
             message_id: int(&params, "message_id"),
+            status: 0,
             params: Value::Object(params.clone()),
             at: std::time::Instant::now(),
         });
+        let at = s.calls.len() - 1;
         let hang = s.hang.contains(&method);
         let scripted = s.scripted.get_mut(&method).and_then(VecDeque::pop_front);
         let answer = if let Some((code, description)) = scripted {
@@ -818,6 +822,9 @@ async fn call(
             };
             answer(&mut s, incoming)
         };
+        if let Some(call) = s.calls.get_mut(at) {
+            call.status = answer.status().as_u16();
+        }
         (hang, answer)
     };
     if hang {

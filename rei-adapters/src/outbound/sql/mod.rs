@@ -4,6 +4,7 @@
 //! [`connect`] picks the backend from `DATABASE_URL` (`sqlite://…` or `postgres://…`)
 //! or `DATABASE_PATH`, applies migrations and returns the ports.
 
+mod broadcasts;
 mod dialect;
 mod dialogues;
 mod jobs;
@@ -136,6 +137,8 @@ pub struct Stores {
     pub referrals: Arc<dyn rei_core::referral::ReferralStore>,
     /// Live prices.
     pub prices: Arc<dyn rei_core::prices::PriceStore>,
+    /// Broadcasts and their recipients.
+    pub broadcasts: Arc<dyn rei_core::broadcast::BroadcastStore>,
     /// Woken when a commit in this process put a notice into the outbox.
     pub outbox_signal: Arc<tokio::sync::Notify>,
     /// Answers whether the database is reachable (for `/readyz`).
@@ -168,6 +171,7 @@ fn stores(s: Arc<SqlStore>) -> Stores {
         promos: s.clone(),
         referrals: s.clone(),
         prices: s.clone(),
+        broadcasts: s.clone(),
         outbox_signal: s.outbox_signal(),
         health: s.clone(),
         sql: s,

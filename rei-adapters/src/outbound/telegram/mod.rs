@@ -3,12 +3,14 @@
 //! overall send rate. Only the `telegram` modules know teloxide; the texts are in
 //! `outbound::locale`.
 
+mod broadcast;
 mod client;
 mod media;
 mod notifier;
 mod send_rate;
 mod stars;
 
+pub use broadcast::TelegramBroadcaster;
 pub use client::{BotClients, BotStartError, LONG_POLL};
 pub use media::TelegramMedia;
 pub use notifier::{TelegramNotifier, TelegramNotifierConfig};

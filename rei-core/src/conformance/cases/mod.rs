@@ -20,6 +20,7 @@ use crate::pricing::{Product, Quote};
 use crate::time::Timestamp;
 use crate::user::{Actor, AuditAction, AuditRecord, Language, UserProfile};
 
+mod broadcasts;
 mod concurrency;
 mod dialogues;
 mod jobs;
@@ -32,6 +33,7 @@ mod referrals;
 mod refunds;
 mod users;
 
+pub use broadcasts::*;
 pub use concurrency::*;
 pub use dialogues::*;
 pub use jobs::*;

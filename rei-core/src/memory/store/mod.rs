@@ -29,6 +29,7 @@ use crate::ports::{
 use crate::time::Timestamp;
 use crate::user::{AuditRecord, Email, Language, Stats, User, UserProfile};
 
+mod broadcasts;
 mod dialogues;
 mod jobs;
 mod ledger;
@@ -79,6 +80,8 @@ struct State {
     referral_rewards: HashMap<PaymentId, crate::referral::ReferralReward>,
     /// Live prices by product name.
     prices: BTreeMap<String, Money>,
+    /// Broadcasts, in creation order.
+    broadcasts: Vec<broadcasts::StoredBroadcast>,
 }
 
 /// A notice in the outbox.
