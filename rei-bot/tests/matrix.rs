@@ -1254,10 +1254,25 @@ async fn a_bot_killed_during_confirms_loses_and_doubles_nothing() {
             .await;
         }
         cluster.start_node(victim).await;
-        eventually(seed, "five images delivered", || {
-            std::future::ready(cluster.telegram.calls_to("sendPhoto", user.get()).len() >= 5)
-        })
-        .await;
+        // Up to a minute: twice in this session (once in CI, once in a full local run,
+        // both seed 11, never when the row runs alone) one image came later than 30 s
+        // after the restart. Suspected: a job committed by the killed process before its
+        // Redis push waits for the queue's 30 s resync. Every image must still come,
+        // exactly once; the delay itself is reported for investigation.
+        let restarted = Instant::now();
+        while cluster.telegram.calls_to("sendPhoto", user.get()).len() < 5 {
+            assert!(
+                restarted.elapsed() < Duration::from_secs(60),
+                "seed {seed}: five images delivered within a minute of the restart"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if restarted.elapsed() > Duration::from_secs(10) {
+            eprintln!(
+                "seed {seed}: the last image came {:?} after the restart",
+                restarted.elapsed()
+            );
+        }
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert_eq!(
             cluster.telegram.calls_to("sendPhoto", user.get()).len(),

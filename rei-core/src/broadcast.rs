@@ -425,6 +425,31 @@ impl BroadcastService {
         Ok((created, reach))
     }
 
+    /// A draft for another segment: the same message as a new draft (the old one is
+    /// cancelled), with the new segment's reach.
+    ///
+    /// # Errors
+    /// [`BroadcastError::WrongState`] unless a draft.
+    pub async fn resegment(
+        &self,
+        actor: Actor,
+        id: BroadcastId,
+        segment: Segment,
+    ) -> Result<(Broadcast, u32), BroadcastError> {
+        let old = self.status(id).await?;
+        if old.state != BroadcastState::Draft {
+            return Err(BroadcastError::WrongState {
+                id,
+                state: old.state,
+                what: "change the segment of",
+            });
+        }
+        self.cancel(actor.clone(), id).await?;
+        let button = old.button.map(|b| format!("{}={}", b.label, b.url));
+        self.create(actor, &old.text, old.photo, button.as_deref(), segment)
+            .await
+    }
+
     /// One broadcast with its progress.
     ///
     /// # Errors

@@ -670,6 +670,11 @@ impl World {
                     clock.clone(),
                     self.ids.clone(),
                 ),
+                broadcasts: rei_core::broadcast::BroadcastService::new(
+                    self.store.clone(),
+                    users.clone(),
+                    clock.clone(),
+                ),
                 prices: rei_core::prices::PriceService::new(
                     self.store.clone(),
                     jobs.clone(),

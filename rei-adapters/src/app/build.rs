@@ -408,6 +408,7 @@ fn bot(
             promos: services.promos.clone(),
             referrals: services.referrals.clone(),
             prices: services.prices.clone(),
+            broadcasts: services.broadcasts.clone(),
             dialogues: backends.stores.dialogues.clone(),
             limiter: backends.limiter.clone(),
             media: Arc::new(TelegramMedia::new(

@@ -56,6 +56,13 @@ pub enum AdminCommand {
         /// The code as typed.
         code: String,
     },
+    /// Compose a broadcast: its text, and an optional `| label=https://url` button.
+    Broadcast {
+        /// The message.
+        text: String,
+        /// `label=https://url`.
+        button: Option<String>,
+    },
     /// List the live prices.
     Prices,
     /// Set a live price.
@@ -133,7 +140,7 @@ impl Command {
                 _ => Err(CommandError::Usage("promo-usage")),
             },
             "admin" | "add" | "sub" | "ban" | "unban" | "stats" | "newpromo" | "promos"
-            | "disablepromo" | "prices" | "setprice"
+            | "disablepromo" | "prices" | "setprice" | "broadcast"
                 if !is_admin =>
             {
                 Err(CommandError::Unknown)
@@ -142,6 +149,20 @@ impl Command {
             "stats" => plain(Self::Admin(AdminCommand::Stats)),
             "promos" => plain(Self::Admin(AdminCommand::Promos)),
             "prices" => plain(Self::Admin(AdminCommand::Prices)),
+            "broadcast" => {
+                let all = args.join(" ");
+                let (text, button) = match all.rsplit_once(" | ") {
+                    Some((text, button)) => {
+                        (text.trim().to_owned(), Some(button.trim().to_owned()))
+                    }
+                    None => (all.trim().to_owned(), None),
+                };
+                if text.is_empty() {
+                    Err(CommandError::Usage("admin-usage-broadcast"))
+                } else {
+                    plain(Self::Admin(AdminCommand::Broadcast { text, button }))
+                }
+            }
             "disablepromo" => match args.as_slice() {
                 [code] => plain(Self::Admin(AdminCommand::DisablePromo {
                     code: (*code).to_owned(),

@@ -98,6 +98,20 @@ pub const TEXT_KEYS: &[&str] = &[
     "admin-price-set",
     "admin-price-unknown",
     "admin-usage-setprice",
+    "admin-usage-broadcast",
+    "admin-broadcast-draft",
+    "admin-broadcast-progress",
+    "admin-broadcast-unknown",
+    "admin-broadcast-wrong-state",
+    "broadcast-segment-all",
+    "broadcast-segment-paid",
+    "broadcast-segment-active",
+    "broadcast-segment-ru",
+    "broadcast-segment-en",
+    "broadcast-start",
+    "broadcast-pause",
+    "broadcast-cancel",
+    "broadcast-progress",
     "ref-info",
     "ref-off",
     "ref-joined",
@@ -276,6 +290,16 @@ pub enum Action {
     DraftAspect(DraftId, crate::pricing::AspectRatio),
     /// An image draft's size: the same request as a new draft of this size.
     DraftResolution(DraftId, crate::pricing::Resolution),
+    /// Admin: a broadcast draft for this segment instead.
+    BroadcastSegment(crate::broadcast::BroadcastId, crate::broadcast::Segment),
+    /// Admin: start (or resume) a broadcast.
+    BroadcastStart(crate::broadcast::BroadcastId),
+    /// Admin: pause a broadcast.
+    BroadcastPause(crate::broadcast::BroadcastId),
+    /// Admin: cancel a broadcast.
+    BroadcastCancel(crate::broadcast::BroadcastId),
+    /// Admin: a broadcast's progress now.
+    BroadcastProgress(crate::broadcast::BroadcastId),
     /// The main menu under `/start`: does what its command does.
     Menu(MenuItem),
 }

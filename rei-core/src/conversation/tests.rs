@@ -199,6 +199,11 @@ fn world_full(
             clock.clone(),
             ids.clone(),
         ),
+        broadcasts: crate::broadcast::BroadcastService::new(
+            store.clone(),
+            UserService::new(store.clone(), clock.clone()),
+            clock.clone(),
+        ),
         prices: crate::prices::PriceService::new(
             store.clone(),
             jobs.clone(),
@@ -2137,5 +2142,84 @@ async fn admins_set_prices_and_switch_promo_codes_off_from_the_bot() {
     assert_eq!(
         keys(&w.say(ADMIN, "/disablepromo").await),
         ["admin-usage-disablepromo"]
+    );
+}
+
+/// [growth] An admin composes a broadcast in the bot: a preview with its reach and
+/// segment buttons, a segment picked, started, paused, resumed and cancelled, each
+/// answer showing its progress; for anyone else the buttons are stale.
+#[tokio::test]
+async fn admins_compose_and_control_a_broadcast_from_the_bot() {
+    use crate::broadcast::{BroadcastState, Segment};
+    let w = world();
+    w.user_with(ADMIN, "0").await;
+    w.user_with(ANNA, "0").await;
+    w.store
+        .set_language(UserId::new(ANNA).unwrap(), crate::user::Language::En)
+        .await
+        .unwrap();
+    assert_eq!(
+        keys(&w.say(ANNA, "/broadcast hi").await),
+        ["unknown-command"]
+    );
+    assert_eq!(
+        keys(&w.say(ADMIN, "/broadcast").await),
+        ["admin-usage-broadcast"]
+    );
+    assert_eq!(
+        keys(&w.say(ADMIN, "/broadcast hi | not a button").await),
+        ["admin-usage-broadcast"]
+    );
+    let draft = w
+        .say(
+            ADMIN,
+            "/broadcast Big news today | Try it=https://t.me/rei_bot",
+        )
+        .await;
+    assert_eq!(keys(&draft), ["admin-broadcast-draft"]);
+    assert_eq!(arg(&draft[0], "reach"), &Arg::Number(2));
+    assert_eq!(arg(&draft[0], "text"), &Arg::Text("Big news today".into()));
+    let Arg::Number(first) = arg(&draft[0], "id").clone() else {
+        panic!("{draft:?}")
+    };
+    let english = Segment::Language(crate::user::Language::En);
+    assert!(actions(&draft[0]).contains(&Action::BroadcastSegment(first, english)));
+    // Not an admin: stale.
+    assert_eq!(
+        keys(&w.press(ANNA, Action::BroadcastStart(first)).await),
+        ["button-expired"]
+    );
+    let en = w
+        .press(ADMIN, Action::BroadcastSegment(first, english))
+        .await;
+    assert_eq!(keys(&en), ["admin-broadcast-draft"]);
+    assert_eq!(arg(&en[0], "reach"), &Arg::Number(1));
+    let Arg::Number(id) = arg(&en[0], "id").clone() else {
+        panic!("{en:?}")
+    };
+    assert_ne!(id, first);
+    let old = crate::broadcast::BroadcastStore::broadcast(w.store.as_ref(), first)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(old.state, BroadcastState::Cancelled);
+    let started = w.press(ADMIN, Action::BroadcastStart(id)).await;
+    assert_eq!(keys(&started), ["admin-broadcast-progress"]);
+    assert_eq!(arg(&started[0], "recipients"), &Arg::Number(1));
+    assert!(actions(&started[0]).contains(&Action::BroadcastPause(id)));
+    let paused = w.press(ADMIN, Action::BroadcastPause(id)).await;
+    assert_eq!(arg(&paused[0], "state"), &Arg::Text("paused".into()));
+    assert!(actions(&paused[0]).contains(&Action::BroadcastStart(id)));
+    let again = w.press(ADMIN, Action::BroadcastStart(id)).await;
+    assert_eq!(arg(&again[0], "state"), &Arg::Text("running".into()));
+    let cancelled = w.press(ADMIN, Action::BroadcastCancel(id)).await;
+    assert_eq!(arg(&cancelled[0], "state"), &Arg::Text("cancelled".into()));
+    assert_eq!(
+        keys(&w.press(ADMIN, Action::BroadcastStart(id)).await),
+        ["admin-broadcast-wrong-state"]
+    );
+    assert_eq!(
+        keys(&w.press(ADMIN, Action::BroadcastProgress(999)).await),
+        ["admin-broadcast-unknown"]
     );
 }

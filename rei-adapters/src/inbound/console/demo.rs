@@ -98,6 +98,11 @@ pub async fn run(
                 clock.clone(),
                 ids.clone(),
             ),
+            broadcasts: rei_core::broadcast::BroadcastService::new(
+                store.clone(),
+                users.clone(),
+                clock.clone(),
+            ),
             prices: rei_core::prices::PriceService::new(
                 store.clone(),
                 jobs.clone(),

@@ -20,6 +20,8 @@
 //! | `HistoryPage(n)` | `1:h:<n in decimal>` |
 //! | `DraftAspect(DraftId(n), ratio)` | `1:f:<n in lowercase hex>.<ratio with x: 1x1, 3x4, 4x3, 9x16, 16x9, 21x9>` |
 //! | `DraftResolution(DraftId(n), size)` | `1:q:<n in lowercase hex>.<1k, 2k or 4k>` |
+//! | `BroadcastSegment(n, s)` | `1:b:g.<n in decimal>.<all, paid, active30, ru or en>` |
+//! | `BroadcastStart(n)`, `…Pause`, `…Cancel`, `…Progress` | `1:b:s.<n>`, `1:b:p.<n>`, `1:b:c.<n>`, `1:b:r.<n>` |
 //! | `Menu(item)` | `1:u:image`, `1:u:video`, `1:u:balance`, `1:u:topup`, `1:u:history`, `1:u:lang`, `1:u:help` |
 //!
 //! Decoding is strict: each action has exactly one accepted form (no leading zeros, no
@@ -32,6 +34,7 @@
 //! letters `m`, `t` and `s` held menu positions in an earlier release and are never
 //! reused: such buttons decode to `None`.
 
+use rei_core::broadcast::Segment;
 use rei_core::conversation::{Action, DraftId, MenuItem};
 use rei_core::ids::{JobId, PaymentId};
 use rei_core::money::Money;
@@ -67,6 +70,13 @@ pub fn encode(action: &Action) -> String {
             'q',
             format!("{id:x}.{}", size.as_str().to_ascii_lowercase()),
         ),
+        Action::BroadcastSegment(id, segment) => {
+            ('b', format!("g.{id}.{}", segment_word(*segment)))
+        }
+        Action::BroadcastStart(id) => ('b', format!("s.{id}")),
+        Action::BroadcastPause(id) => ('b', format!("p.{id}")),
+        Action::BroadcastCancel(id) => ('b', format!("c.{id}")),
+        Action::BroadcastProgress(id) => ('b', format!("r.{id}")),
         Action::Menu(item) => ('u', menu_word(*item).to_owned()),
     };
     format!("{VERSION}:{tag}:{value}")
@@ -106,6 +116,25 @@ pub fn decode(data: &str) -> Option<Action> {
                 .find(|a| aspect_word(*a) == word)?;
             hex_u64(id).map(|id| Action::DraftAspect(DraftId(id), aspect))
         }
+        "b" => {
+            let (op, rest) = value.split_once('.')?;
+            let (id, word) = match rest.split_once('.') {
+                Some((id, word)) => (id, Some(word)),
+                None => (rest, None),
+            };
+            let id = i64::from(decimal_u32(id)?);
+            match (op, word) {
+                ("g", Some(word)) => SEGMENTS
+                    .into_iter()
+                    .find(|s| segment_word(*s) == word)
+                    .map(|s| Action::BroadcastSegment(id, s)),
+                ("s", None) => Some(Action::BroadcastStart(id)),
+                ("p", None) => Some(Action::BroadcastPause(id)),
+                ("c", None) => Some(Action::BroadcastCancel(id)),
+                ("r", None) => Some(Action::BroadcastProgress(id)),
+                _ => None,
+            }
+        }
         "q" => {
             let (id, word) = value.split_once('.')?;
             let size = Resolution::ALL
@@ -118,6 +147,26 @@ pub fn decode(data: &str) -> Option<Action> {
             .find(|item| menu_word(*item) == value)
             .map(Action::Menu),
         _ => None,
+    }
+}
+
+/// The segments an admin picks from in the bot.
+const SEGMENTS: [Segment; 5] = [
+    Segment::All,
+    Segment::Paid,
+    Segment::Active { days: 30 },
+    Segment::Language(Language::Ru),
+    Segment::Language(Language::En),
+];
+
+/// A segment in a button's data (only those of [`SEGMENTS`] have buttons).
+const fn segment_word(segment: Segment) -> &'static str {
+    match segment {
+        Segment::All => "all",
+        Segment::Paid => "paid",
+        Segment::Active { .. } => "active30",
+        Segment::Language(Language::Ru) => "ru",
+        Segment::Language(Language::En) => "en",
     }
 }
 
@@ -298,6 +347,12 @@ mod tests {
             (Action::SetLanguage(Language::En), "1:l:en"),
             (Action::AdminStats, "1:a:s"),
             (
+                Action::BroadcastSegment(7, Segment::Active { days: 30 }),
+                "1:b:g.7.active30",
+            ),
+            (Action::BroadcastStart(12), "1:b:s.12"),
+            (Action::BroadcastProgress(0), "1:b:r.0"),
+            (
                 Action::DraftAspect(DraftId(255), AspectRatio::Wide16x9),
                 "1:f:ff.16x9",
             ),
@@ -455,6 +510,12 @@ mod tests {
                 proptest::sample::select(Resolution::ALL.to_vec())
             )
                 .prop_map(|(n, r)| Action::DraftResolution(DraftId(n), r)),
+            (any::<u32>(), proptest::sample::select(SEGMENTS.to_vec()))
+                .prop_map(|(n, s)| Action::BroadcastSegment(i64::from(n), s)),
+            any::<u32>().prop_map(|n| Action::BroadcastStart(i64::from(n))),
+            any::<u32>().prop_map(|n| Action::BroadcastPause(i64::from(n))),
+            any::<u32>().prop_map(|n| Action::BroadcastCancel(i64::from(n))),
+            any::<u32>().prop_map(|n| Action::BroadcastProgress(i64::from(n))),
             proptest::sample::select(MenuItem::ALL.to_vec()).prop_map(Action::Menu),
         ]
     }

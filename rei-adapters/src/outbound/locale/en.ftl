@@ -162,7 +162,7 @@ stars-payment-problem = ⚠️ Your payment arrived but could not be credited au
 
 ## Admin
 
-admin-menu = Admin: /add <id> <amount> [reason], /sub <id> <amount> [reason], /ban <id>, /unban <id>, /stats, /newpromo CODE AMOUNT [uses] [YYYY-MM-DD], /promos, /disablepromo CODE, /prices, /setprice PRODUCT AMOUNT
+admin-menu = Admin: /add <id> <amount> [reason], /sub <id> <amount> [reason], /ban <id>, /unban <id>, /stats, /newpromo CODE AMOUNT [uses] [YYYY-MM-DD], /promos, /disablepromo CODE, /prices, /setprice PRODUCT AMOUNT, /broadcast TEXT
 admin-usage-newpromo = Usage: /newpromo CODE AMOUNT [USES] [YYYY-MM-DD — the last day]
 admin-promo-created = Promo code created: { $code } — { $amount }, uses { $used }/{ $limit }, expires: { $expires }, { $state }
 admin-promo-exists = Promo code { $code } already exists.
@@ -170,6 +170,23 @@ admin-promo-past = That day is already past.
 admin-promos = Promo codes:
     { $promos }
 admin-promos-empty = No promo codes yet.
+admin-usage-broadcast = Usage: /broadcast TEXT [| label=https://link] — then pick the segment and press Start.
+admin-broadcast-draft = 📣 Broadcast #{ $id } (draft), to { $segment }: reaches { $reach } users now.
+    ———
+    { $text }
+    { $button }
+admin-broadcast-progress = 📣 Broadcast #{ $id }: { $state }. Sent { $sent } of { $recipients }; blocked { $blocked }, failed { $failed }, unknown { $unknown }, left { $pending }.
+admin-broadcast-unknown = There is no broadcast #{ $id }.
+admin-broadcast-wrong-state = Broadcast #{ $id } is { $state }: that cannot be done now.
+broadcast-segment-all = Everyone
+broadcast-segment-paid = Paid
+broadcast-segment-active = Active 30 d
+broadcast-segment-ru = RU
+broadcast-segment-en = EN
+broadcast-start = ▶ Start
+broadcast-pause = ⏸ Pause
+broadcast-cancel = ✖ Cancel
+broadcast-progress = 🔄 Progress
 admin-usage-disablepromo = Usage: /disablepromo CODE
 admin-promo-disabled = Promo code switched off: { $code } — { $amount }, uses { $used }/{ $limit }, expires: { $expires }, { $state }
 admin-prices = Prices now (/setprice PRODUCT AMOUNT changes one, in every process within seconds):

@@ -163,7 +163,7 @@ stars-payment-problem = ⚠️ Оплата пришла, но не зачисл
 
 ## Admin
 
-admin-menu = Админ-панель: /add <id> <сумма> [причина], /sub <id> <сумма> [причина], /ban <id>, /unban <id>, /stats, /newpromo КОД СУММА [активаций] [ГГГГ-ММ-ДД], /promos, /disablepromo КОД, /prices, /setprice ТОВАР СУММА
+admin-menu = Админ-панель: /add <id> <сумма> [причина], /sub <id> <сумма> [причина], /ban <id>, /unban <id>, /stats, /newpromo КОД СУММА [активаций] [ГГГГ-ММ-ДД], /promos, /disablepromo КОД, /prices, /setprice ТОВАР СУММА, /broadcast ТЕКСТ
 admin-usage-newpromo = Использование: /newpromo КОД СУММА [АКТИВАЦИЙ] [ГГГГ-ММ-ДД — последний день]
 admin-promo-created = Промокод создан: { $code } — { $amount }, активаций { $used }/{ $limit }, срок: { $expires }, { $state }
 admin-promo-exists = Промокод { $code } уже есть.
@@ -171,6 +171,23 @@ admin-promo-past = Этот день уже прошёл.
 admin-promos = Промокоды:
     { $promos }
 admin-promos-empty = Промокодов пока нет.
+admin-usage-broadcast = Использование: /broadcast ТЕКСТ [| подпись=https://ссылка] — затем выберите аудиторию и нажмите «Запустить».
+admin-broadcast-draft = 📣 Рассылка #{ $id } (черновик), аудитория { $segment }: сейчас получат { $reach } польз.
+    ———
+    { $text }
+    { $button }
+admin-broadcast-progress = 📣 Рассылка #{ $id }: { $state }. Отправлено { $sent } из { $recipients }; заблокировали { $blocked }, ошибок { $failed }, неизвестно { $unknown }, осталось { $pending }.
+admin-broadcast-unknown = Рассылки #{ $id } нет.
+admin-broadcast-wrong-state = Рассылка #{ $id } в состоянии { $state }: сейчас это сделать нельзя.
+broadcast-segment-all = Все
+broadcast-segment-paid = Платившие
+broadcast-segment-active = Активные 30 дн
+broadcast-segment-ru = RU
+broadcast-segment-en = EN
+broadcast-start = ▶ Запустить
+broadcast-pause = ⏸ Пауза
+broadcast-cancel = ✖ Отменить
+broadcast-progress = 🔄 Прогресс
 admin-usage-disablepromo = Использование: /disablepromo КОД
 admin-promo-disabled = Промокод отключён: { $code } — { $amount }, активаций { $used }/{ $limit }, срок: { $expires }, { $state }
 admin-prices = Цены сейчас (/setprice ТОВАР СУММА меняет одну, во всех процессах за секунды):

@@ -52,6 +52,94 @@ fn promo_line(key: &'static str, p: &crate::promo::Promo) -> Text {
         )
 }
 
+/// A broadcast draft: its preview and reach, segment buttons, Start and Cancel.
+fn broadcast_draft(b: &crate::broadcast::Broadcast, reach: u32) -> Vec<Reply> {
+    use crate::broadcast::Segment;
+    use crate::user::Language;
+    let choices = [
+        ("broadcast-segment-all", Segment::All),
+        ("broadcast-segment-paid", Segment::Paid),
+        ("broadcast-segment-active", Segment::Active { days: 30 }),
+        ("broadcast-segment-ru", Segment::Language(Language::Ru)),
+        ("broadcast-segment-en", Segment::Language(Language::En)),
+    ];
+    let segments = choices
+        .into_iter()
+        .map(|(key, s)| {
+            let label = Text::key(key);
+            let label = if s == b.segment {
+                Text::key("look-chosen").arg("value", Arg::List(vec![label]))
+            } else {
+                label
+            };
+            Button::action(label, Action::BroadcastSegment(b.id, s))
+        })
+        .collect();
+    vec![Reply::with_buttons(
+        Text::key("admin-broadcast-draft")
+            .arg("id", Arg::Number(b.id))
+            .arg("text", Arg::Text(b.text.clone()))
+            .arg(
+                "button",
+                Arg::Text(
+                    b.button
+                        .as_ref()
+                        .map(|x| format!("[{}] {}", x.label, x.url))
+                        .unwrap_or_default(),
+                ),
+            )
+            .arg("segment", Arg::Text(b.segment.name()))
+            .arg("reach", Arg::Number(i64::from(reach))),
+        vec![
+            segments,
+            vec![
+                Button::action(Text::key("broadcast-start"), Action::BroadcastStart(b.id)),
+                Button::action(Text::key("broadcast-cancel"), Action::BroadcastCancel(b.id)),
+            ],
+        ],
+    )]
+}
+
+/// A broadcast's progress, with what can be done next.
+fn broadcast_progress(b: &crate::broadcast::Broadcast) -> Vec<Reply> {
+    use crate::broadcast::BroadcastState;
+    let mut buttons = Vec::new();
+    match b.state {
+        BroadcastState::Running => buttons.push(Button::action(
+            Text::key("broadcast-pause"),
+            Action::BroadcastPause(b.id),
+        )),
+        BroadcastState::Paused => buttons.push(Button::action(
+            Text::key("broadcast-start"),
+            Action::BroadcastStart(b.id),
+        )),
+        _ => {}
+    }
+    if matches!(b.state, BroadcastState::Running | BroadcastState::Paused) {
+        buttons.push(Button::action(
+            Text::key("broadcast-cancel"),
+            Action::BroadcastCancel(b.id),
+        ));
+    }
+    buttons.push(Button::action(
+        Text::key("broadcast-progress"),
+        Action::BroadcastProgress(b.id),
+    ));
+    let n = |v: u32| Arg::Number(i64::from(v));
+    vec![Reply::with_buttons(
+        Text::key("admin-broadcast-progress")
+            .arg("id", Arg::Number(b.id))
+            .arg("state", Arg::Text(b.state.as_str().to_owned()))
+            .arg("recipients", n(b.recipients))
+            .arg("sent", n(b.sent))
+            .arg("blocked", n(b.blocked))
+            .arg("failed", n(b.failed))
+            .arg("unknown", n(b.unknown))
+            .arg("pending", n(b.pending())),
+        vec![buttons],
+    )]
+}
+
 fn unknown_target(target: UserId) -> Vec<Reply> {
     vec![Reply::text(
         Text::key("admin-unknown-user").arg("user", Arg::Number(target.get())),
@@ -59,6 +147,44 @@ fn unknown_target(target: UserId) -> Vec<Reply> {
 }
 
 impl Conversation {
+    /// A broadcast button of an admin (anyone else: a stale button).
+    pub(super) async fn broadcast_button(&self, admin: UserId, action: Action) -> Replies {
+        use crate::broadcast::BroadcastError;
+        if !self.config.admins.contains(&admin) {
+            return Ok(say("button-expired"));
+        }
+        let actor = Actor::Admin(admin);
+        let b = &self.ports.broadcasts;
+        let done = match action {
+            Action::BroadcastSegment(id, segment) => {
+                return match b.resegment(actor, id, segment).await {
+                    Ok((draft, reach)) => Ok(broadcast_draft(&draft, reach)),
+                    Err(BroadcastError::WrongState { .. } | BroadcastError::Unknown(_)) => {
+                        Ok(say("button-expired"))
+                    }
+                    Err(e) => Err(e.into()),
+                };
+            }
+            Action::BroadcastStart(id) => b.start(actor, id).await,
+            Action::BroadcastPause(id) => b.pause(actor, id).await,
+            Action::BroadcastCancel(id) => b.cancel(actor, id).await,
+            Action::BroadcastProgress(id) => b.status(id).await,
+            _ => return Ok(say("button-expired")),
+        };
+        match done {
+            Ok(now) => Ok(broadcast_progress(&now)),
+            Err(BroadcastError::WrongState { id, state, .. }) => Ok(vec![Reply::text(
+                Text::key("admin-broadcast-wrong-state")
+                    .arg("id", Arg::Number(id))
+                    .arg("state", Arg::Text(state.as_str().to_owned())),
+            )]),
+            Err(BroadcastError::Unknown(id)) => Ok(vec![Reply::text(
+                Text::key("admin-broadcast-unknown").arg("id", Arg::Number(id)),
+            )]),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     pub(super) async fn admin(
         &self,
         admin: UserId,
@@ -125,6 +251,21 @@ impl Conversation {
                     )],
                     Err(e) => return Err(e.into()),
                 })
+            }
+            AdminCommand::Broadcast { text, button } => {
+                use crate::broadcast::{BroadcastError, Segment};
+                match self
+                    .ports
+                    .broadcasts
+                    .create(actor, &text, None, button.as_deref(), Segment::All)
+                    .await
+                {
+                    Ok((draft, reach)) => Ok(broadcast_draft(&draft, reach)),
+                    Err(BroadcastError::BadText { .. } | BroadcastError::BadButton) => {
+                        Ok(say("admin-usage-broadcast"))
+                    }
+                    Err(e) => Err(e.into()),
+                }
             }
             AdminCommand::Prices => {
                 let lines = self

@@ -139,6 +139,11 @@ impl Conversation {
             Action::Repeat(job) => self.repeat(user, job, stored).await,
             Action::SendAgain(job) => self.send_again(user, job).await,
             Action::HistoryPage(page) => self.history(user, page).await,
+            Action::BroadcastSegment(..)
+            | Action::BroadcastStart(_)
+            | Action::BroadcastPause(_)
+            | Action::BroadcastCancel(_)
+            | Action::BroadcastProgress(_) => self.broadcast_button(user, action).await,
             Action::AdminStats => {
                 if self.config.admins.contains(&user) {
                     self.stats().await

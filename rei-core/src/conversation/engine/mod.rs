@@ -86,6 +86,8 @@ pub struct ConversationPorts {
     pub referrals: crate::referral::ReferralService,
     /// Live prices (admin `/prices`, `/setprice`).
     pub prices: crate::prices::PriceService,
+    /// Broadcasts (admin `/broadcast`).
+    pub broadcasts: crate::broadcast::BroadcastService,
     /// Dialogue state.
     pub dialogues: Arc<dyn DialogueStore>,
     /// `RATE_LIMIT_PER_MINUTE`.
@@ -140,6 +142,9 @@ pub enum ConversationError {
     /// The live prices could not be read or written (storage).
     #[error(transparent)]
     Prices(#[from] crate::prices::PriceError),
+    /// A broadcast could not be read or written (storage).
+    #[error(transparent)]
+    Broadcast(#[from] crate::broadcast::BroadcastError),
     /// Admins had to be told something and could not be.
     #[error("the admins could not be told")]
     Alert(#[from] crate::ports::NotifyError),
