@@ -1254,35 +1254,55 @@ async fn a_bot_killed_during_confirms_loses_and_doubles_nothing() {
             .await;
         }
         cluster.start_node(victim).await;
-        // Up to a minute: twice in this session (once in CI, once in a full local run,
-        // both seed 11, never when the row runs alone) one image came later than 30 s
-        // after the restart. Suspected: a job committed by the killed process before its
-        // Redis push waits for the queue's 30 s resync. Every image must still come,
-        // exactly once; the delay itself is reported for investigation.
-        let restarted = Instant::now();
-        while cluster.telegram.calls_to("sendPhoto", user.get()).len() < 5 {
+        // Every job ends. Under load the victim's own worker may be in the middle of a
+        // Gemini call for an earlier round's job when it is killed: that call may have
+        // been billed, so it is never sent again — the job is refunded (the designed
+        // outcome, as in the worker-kill row), not made. Every other job is made and its
+        // image delivered exactly once.
+        let jobs = jobs_when(
+            &format!("seed {seed}: every job final"),
+            Duration::from_secs(60),
+            || cluster.jobs_of(user),
+            |jobs| jobs.len() == 5 && jobs.iter().all(|j| j.state.is_final()),
+        )
+        .await;
+        assert_eq!(jobs.len(), 5, "seed {seed}: one job per draft");
+        let (made, charged) = made_and_charged(&jobs);
+        for job in jobs.iter().filter(|j| j.state != JobState::Completed) {
+            let lost = matches!(
+                &job.failure,
+                Some(rei_core::job::FailureReason::ProviderFailed { detail })
+                    if detail.contains("billed call was lost")
+            );
             assert!(
-                restarted.elapsed() < Duration::from_secs(60),
-                "seed {seed}: five images delivered within a minute of the restart"
+                lost,
+                "seed {seed}: only a call cut off by the kill is refunded: {job:?}"
             );
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        if restarted.elapsed() > Duration::from_secs(10) {
+        if made < 5 {
             eprintln!(
-                "seed {seed}: the last image came {:?} after the restart",
-                restarted.elapsed()
+                "seed {seed}: {} job(s) refunded: the kill cut off their Gemini call",
+                5 - made
             );
         }
+        // Drafts 3 and 4 come after the kill: nothing can cut their calls off.
+        for late in ["a red fox 3", "a red fox 4"] {
+            let job = jobs
+                .iter()
+                .find(|j| j.spec.prompt().as_str() == late)
+                .unwrap();
+            assert_eq!(job.state, JobState::Completed, "seed {seed}: {job:?}");
+        }
+        eventually(seed, "each made image delivered", || {
+            std::future::ready(cluster.telegram.calls_to("sendPhoto", user.get()).len() >= made)
+        })
+        .await;
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert_eq!(
             cluster.telegram.calls_to("sendPhoto", user.get()).len(),
-            5,
+            made,
             "seed {seed}: each image once"
         );
-        let jobs = cluster.jobs_of(user).await;
-        assert_eq!(jobs.len(), 5, "seed {seed}: one job per draft");
-        let (made, charged) = made_and_charged(&jobs);
-        assert_eq!(made, 5, "seed {seed}: {jobs:?}");
         let balance = cluster.stores.ledger.balance(user).await.unwrap();
         assert_eq!(
             balance.available.kopecks(),
