@@ -342,6 +342,53 @@ impl Cluster {
         out
     }
 
+    /// YooKassa notifies each of `topups` paid, twice (to either process), over 400 ms;
+    /// a process picked by `rng` is killed in the middle of them, YooKassa's retries
+    /// reach the other, and the killed one comes back.
+    async fn credits_notified_with_a_kill(&self, rng: &mut Rng, topups: &[(UserId, String)]) {
+        let victim = usize::try_from(rng.below(2)).unwrap();
+        let kill_after = Duration::from_millis(100 + rng.below(200));
+        let bodies: Vec<(Duration, usize, Value)> = topups
+            .iter()
+            .flat_map(|(_, provider)| {
+                let body = self
+                    .yookassa
+                    .notification("payment.succeeded", provider, None);
+                [0, 1].map(|i| (Duration::from_millis(rng.below(400)), i, body.clone()))
+            })
+            .collect();
+        // YooKassa delivers each notification until one process answers 200.
+        let deliveries = futures::future::join_all(bodies.iter().map(|(at, i, body)| async {
+            tokio::time::sleep(*at).await;
+            self.deliver(*i, body).await;
+        }));
+        let kill = async {
+            tokio::time::sleep(kill_after).await;
+            self.kill_node(victim).await;
+        };
+        tokio::join!(deliveries, kill);
+        self.start_node(victim).await;
+    }
+
+    /// YooKassa sends each refund's `refund.succeeded` `copies` times over both
+    /// processes at once while a process picked by `rng` is killed; it comes back.
+    async fn refunds_notified_with_a_kill(&self, rng: &mut Rng, refunds: &[String], copies: usize) {
+        let victim = usize::try_from(rng.below(2)).unwrap();
+        let deliveries = futures::future::join_all(refunds.iter().flat_map(|id| {
+            let body = self.yookassa.refund_notification(id);
+            (0..copies).map(move |k| {
+                let body = body.clone();
+                async move { self.deliver(k % 2, &body).await }
+            })
+        }));
+        let kill = async {
+            tokio::time::sleep(Duration::from_millis(rng.below(40))).await;
+            self.kill_node(victim).await;
+        };
+        tokio::join!(deliveries, kill);
+        self.start_node(victim).await;
+    }
+
     /// `jobs` as stored now.
     async fn reread(&self, jobs: &[Job]) -> Vec<Job> {
         let mut now = Vec::new();
@@ -692,30 +739,9 @@ async fn a_bot_killed_while_crediting_loses_and_doubles_nothing() {
         let cluster = Cluster::start(seed).await;
         let topups = cluster.paid_topups(12).await;
         let mut rng = Rng(seed);
-        let victim = usize::try_from(rng.below(2)).unwrap();
-        // Notifications arrive over 400 ms (each twice, to either process); the victim
-        // dies in the middle of them.
-        let kill_after = Duration::from_millis(100 + rng.below(200));
-        let bodies: Vec<(Duration, usize, Value)> = topups
-            .iter()
-            .flat_map(|(_, provider)| {
-                let body = cluster
-                    .yookassa
-                    .notification("payment.succeeded", provider, None);
-                [0, 1].map(|i| (Duration::from_millis(rng.below(400)), i, body.clone()))
-            })
-            .collect();
-        // YooKassa delivers each notification until one process answers 200.
-        let deliveries = futures::future::join_all(bodies.iter().map(|(at, i, body)| async {
-            tokio::time::sleep(*at).await;
-            cluster.deliver(*i, body).await;
-        }));
-        let kill = async {
-            tokio::time::sleep(kill_after).await;
-            cluster.kill_node(victim).await;
-        };
-        tokio::join!(deliveries, kill);
-        cluster.start_node(victim).await;
+        cluster
+            .credits_notified_with_a_kill(&mut rng, &topups)
+            .await;
         cluster.check(&topups, 1).await;
     }
 }
@@ -1717,21 +1743,10 @@ async fn a_bot_killed_during_refunds_takes_each_credit_back_once() {
                 succeeded.push((user, id));
             }
         }
-        let victim = usize::try_from(rng.below(2)).unwrap();
-        let deliveries = futures::future::join_all(succeeded.iter().flat_map(|(_, id)| {
-            let body = cluster.yookassa.refund_notification(id);
-            let cluster = &cluster;
-            (0..10).map(move |k| {
-                let body = body.clone();
-                async move { cluster.deliver(k % 2, &body).await }
-            })
-        }));
-        let kill = async {
-            tokio::time::sleep(Duration::from_millis(rng.below(40))).await;
-            cluster.kill_node(victim).await;
-        };
-        tokio::join!(deliveries, kill);
-        cluster.start_node(victim).await;
+        let ids: Vec<String> = succeeded.iter().map(|(_, id)| id.clone()).collect();
+        cluster
+            .refunds_notified_with_a_kill(&mut rng, &ids, 10)
+            .await;
         let refunded_notices = |user: UserId| cluster.told(user, "Платёж возвращён");
         for (user, _) in &topups {
             let refunded = succeeded.iter().any(|(u, _)| u == user);
@@ -1948,28 +1963,9 @@ async fn referral_rewards_over_two_processes_and_kills_come_and_go_once() {
                 .unwrap();
             assert!(bound, "seed {seed}");
         }
-        // The credits, with a kill.
-        let victim = usize::try_from(rng.below(2)).unwrap();
-        let bodies: Vec<(Duration, usize, Value)> = topups
-            .iter()
-            .flat_map(|(_, provider)| {
-                let body = cluster
-                    .yookassa
-                    .notification("payment.succeeded", provider, None);
-                [0, 1].map(|i| (Duration::from_millis(rng.below(400)), i, body.clone()))
-            })
-            .collect();
-        let deliveries = futures::future::join_all(bodies.iter().map(|(at, i, body)| async {
-            tokio::time::sleep(*at).await;
-            cluster.deliver(*i, body).await;
-        }));
-        let kill_after = Duration::from_millis(100 + rng.below(200));
-        let kill = async {
-            tokio::time::sleep(kill_after).await;
-            cluster.kill_node(victim).await;
-        };
-        tokio::join!(deliveries, kill);
-        cluster.start_node(victim).await;
+        cluster
+            .credits_notified_with_a_kill(&mut rng, &topups)
+            .await;
         cluster.check(&topups, 1).await;
         let rewards = |referrer: UserId| {
             let cluster = &cluster;
@@ -2018,21 +2014,10 @@ async fn referral_rewards_over_two_processes_and_kills_come_and_go_once() {
                 refunded.push((n, id));
             }
         }
-        let victim = usize::try_from(rng.below(2)).unwrap();
-        let deliveries = futures::future::join_all(refunded.iter().flat_map(|(_, id)| {
-            let body = cluster.yookassa.refund_notification(id);
-            let cluster = &cluster;
-            (0..4).map(move |k| {
-                let body = body.clone();
-                async move { cluster.deliver(k % 2, &body).await }
-            })
-        }));
-        let kill = async {
-            tokio::time::sleep(Duration::from_millis(rng.below(40))).await;
-            cluster.kill_node(victim).await;
-        };
-        tokio::join!(deliveries, kill);
-        cluster.start_node(victim).await;
+        let ids: Vec<String> = refunded.iter().map(|(_, id)| id.clone()).collect();
+        cluster
+            .refunds_notified_with_a_kill(&mut rng, &ids, 4)
+            .await;
         // Canceled refunds are found by the poller; every hold ends.
         for (user, _) in &topups {
             let cluster = &cluster;

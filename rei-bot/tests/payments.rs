@@ -216,6 +216,28 @@ impl Bot {
         list[0].state
     }
 
+    /// The payment service an operator's `rei-cli` builds over this bot's database and
+    /// YooKassa (`attempts` per YooKassa call, or the client's default).
+    fn operator_payments(&self, attempts: Option<u32>) -> PaymentService {
+        let mut config = YooKassaConfig::new("123456", secrecy::SecretString::from("test_secret"));
+        config.base_url.clone_from(&self.yookassa.url);
+        if let Some(attempts) = attempts {
+            config.retry.max_attempts = attempts;
+        }
+        PaymentService::new(
+            PaymentPorts {
+                users: self.stores.users.clone(),
+                payments: self.stores.payments.clone(),
+                gateway: Some(Arc::new(YooKassaClient::new(config).unwrap())),
+                stars: None,
+                notifier: Arc::new(rei_core::memory::RecordingNotifier::default()),
+                clock: Arc::new(rei_adapters::outbound::system::SystemClock),
+                ids: Arc::new(rei_adapters::outbound::system::RandomIds),
+            },
+            PaymentConfig::default(),
+        )
+    }
+
     async fn verify(&self) {
         let report = self.stores.ledger.verify().await.unwrap();
         assert!(report.is_ok(), "{:?}", report.violations);
@@ -509,22 +531,7 @@ async fn a_refund_whose_gateway_call_failed_is_finished_by_the_poller() {
     assert_eq!(bot.balance().await, rub("300"));
     // An operator refunds it (as `rei-cli payments refund` does); YooKassa fails.
     bot.yookassa.answer_refunds([RefundAnswer::Fail]);
-    let mut config = YooKassaConfig::new("123456", secrecy::SecretString::from("test_secret"));
-    config.base_url.clone_from(&bot.yookassa.url);
-    config.retry.max_attempts = 1;
-    let gateway = Arc::new(YooKassaClient::new(config).unwrap());
-    let service = PaymentService::new(
-        PaymentPorts {
-            users: bot.stores.users.clone(),
-            payments: bot.stores.payments.clone(),
-            gateway: Some(gateway),
-            stars: None,
-            notifier: Arc::new(rei_core::memory::RecordingNotifier::default()),
-            clock: Arc::new(rei_adapters::outbound::system::SystemClock),
-            ids: Arc::new(rei_adapters::outbound::system::RandomIds),
-        },
-        PaymentConfig::default(),
-    );
+    let service = bot.operator_payments(Some(1));
     let ours = bot
         .stores
         .payments
@@ -963,20 +970,7 @@ async fn a_referral_reward_comes_with_the_top_up_and_its_refund_takes_it_back() 
     // Anna's top-up is refunded (an operator starts it; YooKassa finishes it later
     // and tells the bot): the bot takes back what Boris has left.
     bot.yookassa.answer_refunds([RefundAnswer::Pending]);
-    let mut config = YooKassaConfig::new("123456", secrecy::SecretString::from("test_secret"));
-    config.base_url.clone_from(&bot.yookassa.url);
-    let service = PaymentService::new(
-        PaymentPorts {
-            users: bot.stores.users.clone(),
-            payments: bot.stores.payments.clone(),
-            gateway: Some(Arc::new(YooKassaClient::new(config).unwrap())),
-            stars: None,
-            notifier: Arc::new(rei_core::memory::RecordingNotifier::default()),
-            clock: Arc::new(rei_adapters::outbound::system::SystemClock),
-            ids: Arc::new(rei_adapters::outbound::system::RandomIds),
-        },
-        PaymentConfig::default(),
-    );
+    let service = bot.operator_payments(None);
     let ours = bot
         .stores
         .payments

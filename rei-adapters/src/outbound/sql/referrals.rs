@@ -31,11 +31,15 @@ fn code(text: &str) -> Result<ReferralCode, StoreError> {
 }
 
 impl SqlStore {
-    async fn referrer_in(tx: &mut Tx<'_>, user: UserId) -> Result<Option<UserId>, TxError> {
+    /// Who `user` is bound to (inside a transaction or on a pooled connection).
+    async fn referrer_in(
+        conn: &mut sqlx::AnyConnection,
+        user: UserId,
+    ) -> Result<Option<UserId>, TxError> {
         let row: Option<(Option<i64>,)> =
             sqlx::query_as("SELECT referrer_id FROM referrals WHERE user_id = $1")
                 .bind(user.get())
-                .fetch_optional(&mut **tx)
+                .fetch_optional(&mut *conn)
                 .await?;
         Ok(row
             .and_then(|(id,)| id)
@@ -45,8 +49,9 @@ impl SqlStore {
             .transpose()?)
     }
 
+    /// The reward of `payment` (inside a transaction or on a pooled connection).
     async fn reward_in(
-        tx: &mut Tx<'_>,
+        conn: &mut sqlx::AnyConnection,
         payment: PaymentId,
     ) -> Result<Option<ReferralReward>, TxError> {
         let row: Option<RewardRow> = sqlx::query_as(
@@ -54,7 +59,7 @@ impl SqlStore {
              FROM referral_rewards WHERE payment_id = $1",
         )
         .bind(payment.to_string())
-        .fetch_optional(&mut **tx)
+        .fetch_optional(&mut *conn)
         .await?;
         Ok(row.map(reward).transpose()?)
     }
@@ -190,17 +195,7 @@ impl ReferralStore for SqlStore {
 
     async fn referrer_of(&self, user: UserId) -> Result<Option<UserId>, StoreError> {
         let mut conn = self.pool.acquire().await.map_err(TxError::from)?;
-        let row: Option<(Option<i64>,)> =
-            sqlx::query_as("SELECT referrer_id FROM referrals WHERE user_id = $1")
-                .bind(user.get())
-                .fetch_optional(&mut *conn)
-                .await
-                .map_err(TxError::from)?;
-        row.and_then(|(id,)| id)
-            .map(|id| {
-                UserId::new(id).map_err(|e| StoreError::Corrupt(format!("referrer {id}: {e}")))
-            })
-            .transpose()
+        Ok(Self::referrer_in(&mut conn, user).await?)
     }
 
     async fn bind_referrer(
@@ -263,14 +258,7 @@ impl ReferralStore for SqlStore {
         &self,
         payment: PaymentId,
     ) -> Result<Option<ReferralReward>, StoreError> {
-        let row: Option<RewardRow> = sqlx::query_as(
-            "SELECT payment_id, referrer_id, referee_id, reward, taken_back, unrecovered \
-             FROM referral_rewards WHERE payment_id = $1",
-        )
-        .bind(payment.to_string())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(TxError::from)?;
-        row.map(reward).transpose()
+        let mut conn = self.pool.acquire().await.map_err(TxError::from)?;
+        Ok(Self::reward_in(&mut conn, payment).await?)
     }
 }

@@ -66,13 +66,11 @@ fn broadcast_draft(b: &crate::broadcast::Broadcast, reach: u32) -> Vec<Reply> {
     let segments = choices
         .into_iter()
         .map(|(key, s)| {
-            let label = Text::key(key);
-            let label = if s == b.segment {
-                Text::key("look-chosen").arg("value", Arg::List(vec![label]))
-            } else {
-                label
-            };
-            Button::action(label, Action::BroadcastSegment(b.id, s))
+            super::drafts::choice(
+                Arg::Key(key),
+                s == b.segment,
+                Action::BroadcastSegment(b.id, s),
+            )
         })
         .collect();
     vec![Reply::with_buttons(

@@ -53,17 +53,14 @@ fn image_look(look: &crate::job::ImageLook) -> Text {
         .arg("size", Arg::Text(look.resolution.as_str().to_owned()))
 }
 
-/// A choice button: its label marked when it is the current one.
-fn choice(label: &str, current: bool, action: Action) -> Button {
+/// A choice button: its label (`value`) marked when it is the current one.
+pub(super) fn choice(value: Arg, current: bool, action: Action) -> Button {
     let key = if current {
         "look-chosen"
     } else {
         "look-choice"
     };
-    Button::action(
-        Text::key(key).arg("value", Arg::Text(label.to_owned())),
-        action,
-    )
+    Button::action(Text::key(key).arg("value", value), action)
 }
 
 /// The shape and size buttons of a draft: images choose both, a text → video its
@@ -72,7 +69,13 @@ fn look_buttons(id: DraftId, spec: &JobSpec) -> Vec<Vec<Button>> {
     let aspects = |offered: &[AspectRatio], current: Option<AspectRatio>| -> Vec<Button> {
         offered
             .iter()
-            .map(|a| choice(a.as_str(), current == Some(*a), Action::DraftAspect(id, *a)))
+            .map(|a| {
+                choice(
+                    Arg::Text(a.as_str().to_owned()),
+                    current == Some(*a),
+                    Action::DraftAspect(id, *a),
+                )
+            })
             .collect()
     };
     match spec {
@@ -82,7 +85,7 @@ fn look_buttons(id: DraftId, spec: &JobSpec) -> Vec<Vec<Button>> {
                 .iter()
                 .map(|r| {
                     choice(
-                        r.as_str(),
+                        Arg::Text(r.as_str().to_owned()),
                         look.resolution == *r,
                         Action::DraftResolution(id, *r),
                     )
@@ -119,24 +122,20 @@ impl Conversation {
             return Ok(say("button-expired"));
         }
         let mut spec = draft.spec.clone();
+        let choose = |look: &mut crate::job::ImageLook| {
+            look.aspect = aspect.or(look.aspect);
+            look.resolution = resolution.unwrap_or(look.resolution);
+        };
+        // Remembered: a generation's whole look; an edit's size only (an edit's shape
+        // is its photo's unless picked on its draft).
         match &mut spec {
-            JobSpec::ImageGeneration { look, .. } | JobSpec::ImageEdit { look, .. } => {
-                if let Some(a) = aspect {
-                    look.aspect = Some(a);
-                }
-                if let Some(r) = resolution {
-                    look.resolution = r;
-                }
-                // Remembered: a generation's whole look; an edit's size only (an
-                // edit's shape is its photo's unless picked on its draft).
-                match &spec {
-                    JobSpec::ImageGeneration { look, .. } => stored.look.image = *look,
-                    _ => {
-                        if let Some(r) = resolution {
-                            stored.look.image.resolution = r;
-                        }
-                    }
-                }
+            JobSpec::ImageGeneration { look, .. } => {
+                choose(look);
+                stored.look.image = *look;
+            }
+            JobSpec::ImageEdit { look, .. } => {
+                choose(look);
+                stored.look.image.resolution = resolution.unwrap_or(stored.look.image.resolution);
             }
             JobSpec::Video {
                 mode: VideoMode::TextToVideo,
