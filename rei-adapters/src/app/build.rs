@@ -9,7 +9,7 @@ use rei_core::job::{
 };
 use rei_core::ledger::LedgerService;
 use rei_core::notice::{DispatchConfig, NoticeDispatcher};
-use rei_core::payment::{PaymentConfig, PaymentPorts, PaymentService, PollConfig};
+use rei_core::payment::{PaymentConfig, PaymentPorts, PaymentProvider, PaymentService, PollConfig};
 use rei_core::ports::{
     Clock, IdGenerator, ImageGenerator, Notifier, PaymentGateway, StarsGateway, VideoGenerator,
 };
@@ -28,6 +28,7 @@ use crate::outbound::files::AssetStore;
 use crate::outbound::gemini::{GeminiClient, GeminiConfig};
 use crate::outbound::kling::{KlingClient, KlingConfig, KlingCredentials, KlingModel};
 use crate::outbound::locale::Locales;
+use crate::outbound::sandbox::{SandboxCheckout, SandboxImages, SandboxVideos};
 use crate::outbound::secret_url::SecretUrl;
 use crate::outbound::sql::DatabaseTarget;
 use crate::outbound::system::{LogNotifier, RandomIds, SystemClock};
@@ -105,6 +106,9 @@ pub struct App {
     pub(super) http: Http,
     pub(super) disabled: Vec<&'static str>,
     pub(super) bot: Option<Bot>,
+    /// `SANDBOX=1`: the checkout page's gateway (its address is set once the server is
+    /// bound).
+    pub(super) sandbox: Option<Arc<SandboxCheckout>>,
 }
 
 impl std::fmt::Debug for App {
@@ -118,6 +122,9 @@ impl std::fmt::Debug for App {
 /// How often the outbox is looked at for notices written by other processes and for
 /// retries (a commit in this process wakes its dispatcher at once).
 pub(super) const NOTICE_ROUND: Duration = Duration::from_secs(2);
+
+/// How long a sandbox video "renders": long enough to see its progress message.
+const SANDBOX_RENDER_TIME: Duration = Duration::from_secs(3);
 
 impl App {
     /// Opens the backends (migrating the database) and builds everything the settings
@@ -184,10 +191,23 @@ impl App {
             Some(t) => t.notifier.clone(),
             None => Arc::new(LogNotifier),
         };
-        let gateway = gateway(settings)?;
-        let payments_offered = gateway.is_some() || settings.stars_rub_rate.is_some();
+        // The sandbox takes play money on its own checkout page, and never Stars.
+        let sandbox = match settings.sandbox {
+            true => Some(Arc::new(SandboxCheckout::new(
+                std::path::Path::new(&settings.asset_dir),
+                local_base(settings)?,
+            ))),
+            false => None,
+        };
+        let gateway = match &sandbox {
+            Some(checkout) => Some(checkout.clone() as Arc<dyn PaymentGateway>),
+            None => gateway(settings)?,
+        };
+        let stars_rate = settings.stars_rub_rate.filter(|_| !settings.sandbox);
+        let payments_offered = gateway.is_some() || stars_rate.is_some();
         let stars: Option<Arc<dyn StarsGateway>> = telegram
             .as_ref()
+            .filter(|_| !settings.sandbox)
             .map(|t| Arc::new(TelegramStars::new(t.clients.send.clone())) as Arc<dyn StarsGateway>);
         let payments = Arc::new(
             PaymentService::new(
@@ -206,7 +226,12 @@ impl App {
                         .as_ref()
                         .map_or_else(String::new, ToString::to_string),
                     receipts: settings.yookassa_receipt_vat_code.is_some(),
-                    stars_rate: settings.stars_rub_rate,
+                    stars_rate,
+                    gateway: if settings.sandbox {
+                        PaymentProvider::Sandbox
+                    } else {
+                        PaymentProvider::Yookassa
+                    },
                     poll: PollConfig {
                         first_backoff: Duration::from_secs(settings.payment_poll_interval_secs),
                         ..PollConfig::default()
@@ -285,6 +310,7 @@ impl App {
                 metrics_ips: settings.metrics_allowed_ips.clone(),
                 trusted_proxies: settings.trusted_proxies.clone(),
                 kling_callbacks: kling_credentials(settings)?
+                    .filter(|_| !settings.sandbox)
                     .map(|credentials| credentials.callback_key()),
                 limits: crate::inbound::http::ServerLimits {
                     max_connections: usize::try_from(settings.http_max_connections)
@@ -295,6 +321,7 @@ impl App {
             disabled: settings.disabled_features(),
             backends,
             bot,
+            sandbox,
         })
     }
 
@@ -346,7 +373,7 @@ fn telegram(
 ) -> Result<Telegram, AppError> {
     let clients = BotClients::new(token.expose_secret(), settings.telegram_api_url.clone())
         .map_err(|e| AppError::setting("TELEGRAM_API_URL", e))?;
-    let locales = Arc::new(Locales::load()?);
+    let locales = Arc::new(Locales::load()?.sandboxed(settings.sandbox));
     let send_rate = SendRate::per_second(settings.telegram_send_rate);
     let notifier = Arc::new(TelegramNotifier::new(
         clients.send.clone(),
@@ -462,10 +489,19 @@ fn bot(
             ..WorkerConfig::default()
         },
     );
-    let broadcaster = Arc::new(crate::outbound::telegram::TelegramBroadcaster::new(
-        telegram.clients.send.clone(),
-        assets.clone(),
-    ));
+    // Broadcasts are one text for every language: the sandbox says so in both.
+    let banner = settings.sandbox.then(|| {
+        [rei_core::user::Language::Ru, rei_core::user::Language::En]
+            .map(|l| telegram.locales.text(l, "sandbox-banner", &[]))
+            .join("\n")
+    });
+    let broadcaster = Arc::new(
+        crate::outbound::telegram::TelegramBroadcaster::new(
+            telegram.clients.send.clone(),
+            assets.clone(),
+        )
+        .with_banner(banner),
+    );
     Ok(Bot {
         broadcaster,
         send_rate: telegram.send_rate.clone(),
@@ -540,7 +576,32 @@ fn sold_models(settings: &Settings) -> Result<Vec<String>, AppError> {
     Ok(names)
 }
 
+/// Where a browser on this machine reaches the HTTP server: `PUBLIC_URL`, else
+/// `HTTP_ADDR` (an unspecified address as 127.0.0.1). Port 0 is replaced once bound.
+fn local_base(settings: &Settings) -> Result<url::Url, AppError> {
+    match &settings.public_url {
+        Some(public) => Ok(public.clone()),
+        None => base_of(settings.http_addr).map_err(|e| AppError::setting("HTTP_ADDR", e)),
+    }
+}
+
+/// `http://<addr>/`, an unspecified address as the loopback one.
+///
+/// # Errors
+/// Only if the address does not make a URL (it always does).
+pub(super) fn base_of(addr: std::net::SocketAddr) -> Result<url::Url, url::ParseError> {
+    let ip = if addr.ip().is_unspecified() {
+        std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+    } else {
+        addr.ip()
+    };
+    format!("http://{}/", std::net::SocketAddr::new(ip, addr.port())).parse()
+}
+
 fn images(settings: &Settings) -> Result<Option<Arc<dyn ImageGenerator>>, AppError> {
+    if settings.sandbox {
+        return Ok(Some(Arc::new(SandboxImages)));
+    }
     let Some(key) = &settings.nano_banana_api_key else {
         return Ok(None);
     };
@@ -578,6 +639,12 @@ fn videos(
     settings: &Settings,
     assets: &AssetStore,
 ) -> Result<Option<Arc<dyn VideoGenerator>>, AppError> {
+    if settings.sandbox {
+        return Ok(Some(Arc::new(SandboxVideos::new(
+            assets.clone(),
+            SANDBOX_RENDER_TIME,
+        ))));
+    }
     let Some(credentials) = kling_credentials(settings)? else {
         return Ok(None);
     };

@@ -6,7 +6,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::build::{App, NOTICE_ROUND, process_name};
 use super::{AppError, TelegramMode};
-use crate::inbound::http::{KlingHooks, Metrics, WebState};
+use crate::inbound::http::{KlingHooks, Metrics, SandboxPages, WebState};
 use crate::inbound::telegram::{TelegramWebhook, UpdateSource};
 
 impl App {
@@ -88,6 +88,18 @@ impl App {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|source| AppError::Listen { addr, source })?;
+        if let Some(checkout) = &self.sandbox {
+            // Without PUBLIC_URL the checkout page is on this machine, at the bound port.
+            if self.public_url.is_none()
+                && let Ok(bound) = listener.local_addr()
+                && let Ok(base) = super::build::base_of(bound)
+            {
+                checkout.set_base_url(base);
+            }
+            tracing::warn!(
+                "SANDBOX=1: no paid provider is called; images and videos are placeholders, top-ups are play money"
+            );
+        }
         let (telegram, source) = match (bot.telegram_mode, &self.public_url) {
             (TelegramMode::Webhook, Some(base)) => {
                 let url = base
@@ -122,6 +134,12 @@ impl App {
             metrics_ips: self.http.metrics_ips.clone(),
             admin: Some(self.services.admin.clone()),
             assets: self.public_url.is_some().then(|| self.assets.clone()),
+            sandbox: self.sandbox.clone().map(|checkout| SandboxPages {
+                checkout,
+                payments: self.services.payments.clone(),
+                users: self.services.users.clone(),
+                locales: bot.front.locales.clone(),
+            }),
         };
         let http = tokio::spawn(crate::inbound::http::serve(
             listener,

@@ -10,6 +10,8 @@ pub mod limiter;
 pub mod locale;
 #[cfg(feature = "redis")]
 pub mod redis;
+#[cfg(feature = "sandbox")]
+pub mod sandbox;
 pub mod secret_url;
 pub mod sql;
 pub mod system;

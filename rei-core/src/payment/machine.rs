@@ -405,7 +405,13 @@ impl Payment {
             amount: self.amount,
             ref_type: RefType::Payment,
             ref_id: self.id.to_string(),
-            description: format!("top-up via {}", self.provider),
+            // Sandbox money is marked as such in the ledger itself.
+            description: match self.provider {
+                PaymentProvider::Sandbox => {
+                    "sandbox top-up: play money, nothing was charged".to_owned()
+                }
+                provider => format!("top-up via {provider}"),
+            },
             idempotency_key: Self::credit_key(self.id),
             created_at: at,
         }

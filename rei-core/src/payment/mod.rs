@@ -44,6 +44,8 @@ pub enum PaymentProvider {
     Yookassa,
     /// Telegram Stars (XTR invoices).
     TelegramStars,
+    /// The sandbox's own checkout page (`SANDBOX=1`): play money, nothing is charged.
+    Sandbox,
 }
 
 /// Where a payment is in its life.
@@ -60,7 +62,7 @@ pub enum PaymentState {
     Refunded,
 }
 
-text_codes!(PaymentProvider { Yookassa => "yookassa", TelegramStars => "telegram_stars" });
+text_codes!(PaymentProvider { Yookassa => "yookassa", TelegramStars => "telegram_stars", Sandbox => "sandbox" });
 text_codes!(PaymentState { Pending => "pending", Paid => "paid", Cancelled => "cancelled", Refunded => "refunded" });
 
 impl PaymentState {

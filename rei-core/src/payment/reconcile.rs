@@ -342,7 +342,7 @@ impl PaymentService {
             })
             .await?
             .into_iter()
-            .filter(|p| p.provider == PaymentProvider::Yookassa)
+            .filter(|p| p.provider == self.config().gateway)
             .collect();
         let by_provider: HashMap<&str, &Payment> = local
             .iter()
@@ -399,7 +399,7 @@ impl PaymentService {
         apply: Option<&Actor>,
     ) -> Result<Option<Difference>, PaymentError> {
         let difference = |kind, resolution| Difference {
-            provider: PaymentProvider::Yookassa,
+            provider: self.config().gateway,
             kind,
             payment_id: mine.map(|p| p.id),
             provider_payment_id: Some(r.provider_payment_id.clone()),

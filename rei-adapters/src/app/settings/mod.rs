@@ -267,6 +267,12 @@ pub struct Settings {
     /// middle of a send leaves its notices this long before another sends them.
     #[arg(long, env = "OUTBOX_HOLD_SECS", default_value = "180", value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub outbox_hold_secs: u64,
+    /// `1`: the sandbox. No paid provider is called: images are drawn locally, videos are
+    /// a bundled clip, a top-up opens a checkout page of our own HTTP server that pays
+    /// on a click (play money, marked in the ledger). Every message says so. Refused
+    /// together with real YooKassa keys.
+    #[arg(long, env = "SANDBOX", default_value = "0", value_parser = parse_flag, action = clap::ArgAction::Set)]
+    pub sandbox: bool,
 }
 
 /// A configuration that parsed but does not hold together.
@@ -284,6 +290,11 @@ pub enum SettingsError {
     /// Only one of the Kling key pair.
     #[error("KLING_ACCESS_KEY and KLING_SECRET_KEY must be set together")]
     HalfKlingKeys,
+    /// The sandbox's play money beside a real shop: a user could not tell them apart.
+    #[error(
+        "SANDBOX=1 cannot run with real YooKassa keys (YOOKASSA_SHOP_ID / YOOKASSA_SECRET_KEY): unset them, or SANDBOX"
+    )]
+    SandboxWithRealPayments,
     /// Only one of the YooKassa pair.
     #[error("YOOKASSA_SHOP_ID and YOOKASSA_SECRET_KEY must be set together")]
     HalfYookassaKeys,
@@ -315,7 +326,8 @@ impl Settings {
             .bot_token
             .as_ref()
             .ok_or(SettingsError::Missing("BOT_TOKEN"))?;
-        if self.admin_ids.is_empty() {
+        // The sandbox runs with only BOT_TOKEN (it has no admin then).
+        if self.admin_ids.is_empty() && !self.sandbox {
             return Err(SettingsError::Missing("ADMIN_IDS"));
         }
         Ok(token)
@@ -334,6 +346,9 @@ impl Settings {
         }
         if self.yookassa_shop_id.is_some() != self.yookassa_secret_key.is_some() {
             return Err(SettingsError::HalfYookassaKeys);
+        }
+        if self.sandbox && (self.yookassa_shop_id.is_some() || self.yookassa_secret_key.is_some()) {
+            return Err(SettingsError::SandboxWithRealPayments);
         }
         crate::outbound::kling::KlingModel::parse_list(&self.kling_models)
             .map_err(|e| SettingsError::KlingModels(e.to_string()))?;
@@ -361,6 +376,19 @@ impl Settings {
     #[must_use]
     pub fn disabled_features(&self) -> Vec<&'static str> {
         let mut off = Vec::new();
+        if self.sandbox {
+            // Every feature runs on the sandbox's stand-ins; real keys are not used.
+            if self.nano_banana_api_key.is_some() {
+                off.push("NANO_BANANA_API_KEY (ignored: SANDBOX=1 draws images locally)");
+            }
+            if self.kling_api_key.is_some() || self.kling_access_key.is_some() {
+                off.push("Kling keys (ignored: SANDBOX=1 delivers a bundled clip)");
+            }
+            if self.stars_rub_rate.is_some() {
+                off.push("Telegram Stars (off: SANDBOX=1 takes only play money)");
+            }
+            return off;
+        }
         if self.nano_banana_api_key.is_none() {
             off.push("image generation (NANO_BANANA_API_KEY is not set)");
         }
@@ -371,6 +399,15 @@ impl Settings {
             off.push("card payments (YOOKASSA_SHOP_ID / YOOKASSA_SECRET_KEY are not set)");
         }
         off
+    }
+}
+
+/// A switch: `0` or `1` (also `false`/`true`).
+fn parse_flag(s: &str) -> Result<bool, String> {
+    match s.trim() {
+        "1" | "true" => Ok(true),
+        "0" | "false" | "" => Ok(false),
+        other => Err(format!("`{other}` is not 0 or 1")),
     }
 }
 

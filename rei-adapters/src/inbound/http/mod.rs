@@ -12,6 +12,8 @@
 //!   the task.
 //! - `GET /metrics`: Prometheus text.
 //! - `GET /assets/…`: a file behind a signed, expiring link (video→video sources).
+//! - `GET /sandbox/checkout/{id}`, `POST …/pay`, `POST …/cancel` (`SANDBOX=1` only): the
+//!   sandbox's checkout page.
 //!
 //! One tracing span per request; every failure is mapped to a status in one place
 //! ([`WebError`]); bodies are limited and requests time out.
@@ -19,6 +21,7 @@
 mod assets;
 mod ips;
 mod metrics_route;
+mod sandbox;
 mod telegram;
 mod webhooks;
 
@@ -41,6 +44,7 @@ use tower_http::trace::TraceLayer;
 
 pub use ips::{DEFAULT_METRICS_IPS, DEFAULT_YOOKASSA_IPS, IpList, IpListError};
 pub use metrics_route::{Metrics, MetricsError};
+pub use sandbox::SandboxPages;
 
 use crate::app::backends::Backends;
 use crate::inbound::telegram::TelegramWebhook;
@@ -141,6 +145,8 @@ pub struct WebState {
     pub admin: Option<AdminService>,
     /// Files behind signed links (`PUBLIC_URL` set).
     pub assets: Option<AssetStore>,
+    /// The sandbox's checkout page (`SANDBOX=1`).
+    pub sandbox: Option<SandboxPages>,
 }
 
 impl WebState {
@@ -158,6 +164,7 @@ impl WebState {
             metrics_ips: IpList::default(),
             admin: None,
             assets: None,
+            sandbox: None,
         }
     }
 }
@@ -236,8 +243,16 @@ impl IntoResponse for WebError {
 /// The routes.
 pub fn router(state: WebState) -> Router {
     let kling = state.kling.is_some();
+    let sandbox = state.sandbox.is_some();
     let state = Arc::new(state);
     let mut router = Router::new();
+    // The sandbox's checkout page exists only in the sandbox.
+    if sandbox {
+        router = router
+            .route("/sandbox/checkout/{id}", get(sandbox::checkout))
+            .route("/sandbox/checkout/{id}/pay", post(sandbox::pay))
+            .route("/sandbox/checkout/{id}/cancel", post(sandbox::cancel));
+    }
     // The Kling callback (unauthenticated by Kling's design) exists only when Kling does.
     if kling {
         router = router.route("/webhooks/kling", post(webhooks::kling));

@@ -287,6 +287,11 @@ impl AssetStore {
             };
             while let Some(entry) = entries.next_entry().await? {
                 let name = entry.file_name().to_string_lossy().into_owned();
+                // A hidden top-level directory holds state kept beside the assets (the
+                // sandbox's checkout records), never an asset: no key starts with a dot.
+                if prefix.is_empty() && name.starts_with('.') && entry.path().is_dir() {
+                    continue;
+                }
                 let key = if prefix.is_empty() {
                     name
                 } else {

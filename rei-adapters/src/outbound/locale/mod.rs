@@ -24,6 +24,8 @@ pub struct LocaleError {
 /// One bundle per language.
 pub struct Locales {
     bundles: HashMap<Language, FluentBundle<FluentResource>>,
+    /// `SANDBOX=1`: every message starts with the sandbox banner.
+    sandbox: bool,
 }
 
 impl std::fmt::Debug for Locales {
@@ -65,7 +67,28 @@ impl Locales {
                 .map_err(|errors| error(format!("{errors:?}")))?;
             bundles.insert(language, bundle);
         }
-        Ok(Self { bundles })
+        Ok(Self {
+            bundles,
+            sandbox: false,
+        })
+    }
+
+    /// In the sandbox, every message [`Self::stamp`]s says so.
+    #[must_use]
+    pub const fn sandboxed(mut self, sandbox: bool) -> Self {
+        self.sandbox = sandbox;
+        self
+    }
+
+    /// A message about to be sent, as the user will see it: in the sandbox, with the
+    /// banner (`sandbox-banner`) on its first line; otherwise as it is.
+    #[must_use]
+    pub fn stamp(&self, language: Language, message: String) -> String {
+        if self.sandbox {
+            format!("{}\n\n{message}", self.text(language, "sandbox-banner", &[]))
+        } else {
+            message
+        }
     }
 
     /// The text of `key` in `language` with `args`; the key itself when missing (a test
@@ -186,6 +209,15 @@ pub const FRONT_END_KEYS: &[&str] = &[
     "job-download",
     "job-download-button",
     "job-too-large",
+    "sandbox-banner",
+    "sandbox-checkout-body",
+    "sandbox-checkout-cancel",
+    "sandbox-checkout-cancelled",
+    "sandbox-checkout-later",
+    "sandbox-checkout-paid",
+    "sandbox-checkout-pay",
+    "sandbox-checkout-title",
+    "sandbox-checkout-unknown",
 ];
 
 #[cfg(test)]

@@ -30,6 +30,8 @@ pub struct TelegramBroadcaster {
     assets: AssetStore,
     /// The photo of each broadcast once uploaded: sent again by its file id.
     uploaded: Arc<Mutex<HashMap<BroadcastId, FileId>>>,
+    /// `SANDBOX=1`: a first line that says so.
+    banner: Option<String>,
 }
 
 impl std::fmt::Debug for TelegramBroadcaster {
@@ -48,6 +50,21 @@ impl TelegramBroadcaster {
             bot,
             assets,
             uploaded: Arc::new(Mutex::new(HashMap::new())),
+            banner: None,
+        }
+    }
+
+    /// Every broadcast starts with `banner` (the sandbox's).
+    #[must_use]
+    pub fn with_banner(mut self, banner: Option<String>) -> Self {
+        self.banner = banner;
+        self
+    }
+
+    fn text(&self, b: &Broadcast) -> String {
+        match &self.banner {
+            Some(banner) => format!("{banner}\n\n{}", b.text),
+            None => b.text.clone(),
         }
     }
 
@@ -60,7 +77,7 @@ impl TelegramBroadcaster {
             )]]))
         });
         let Some(photo) = &b.photo else {
-            let request = self.bot.send_message(chat, b.text.clone());
+            let request = self.bot.send_message(chat, self.text(b));
             return match markup {
                 Some(m) => request.reply_markup(m).await,
                 None => request.await,
@@ -85,7 +102,7 @@ impl TelegramBroadcaster {
                 InputFile::file(path)
             }
         };
-        let request = self.bot.send_photo(chat, file).caption(b.text.clone());
+        let request = self.bot.send_photo(chat, file).caption(self.text(b));
         let sent = match markup {
             Some(m) => request.reply_markup(m).await,
             None => request.await,

@@ -157,7 +157,9 @@ impl TelegramNotifier {
         caption: String,
         status: Option<&MessageRef>,
     ) -> Result<(), NotifyError> {
-        let done = self.text(language, "job-done-status", &[]);
+        let done = self
+            .locales
+            .stamp(language, self.text(language, "job-done-status", &[]));
         self.edit_status(chat, status, done).await;
         let path = self
             .assets
@@ -310,7 +312,7 @@ impl Notifier for TelegramNotifier {
         let mut last_error = None;
         for admin in &self.config.admins {
             let language = self.language(*admin).await;
-            let text = self.text(
+            let text = self.locales.stamp(language, self.text(
                 language,
                 "admin-alert",
                 &[
@@ -318,7 +320,7 @@ impl Notifier for TelegramNotifier {
                     ("kind", Arg::Text(alert.kind.as_str().to_owned())),
                     ("message", Arg::Text(alert.message.clone())),
                 ],
-            );
+            ));
             if let Err(e) = self.send_text(ChatId(admin.get()), text).await {
                 tracing::warn!(admin = admin.get(), error = %e, "admin alert not delivered");
                 last_error = Some(e);
@@ -339,7 +341,9 @@ impl TelegramNotifier {
         let language = self.language(user).await;
         // What it says is core's; how it is shown (a new message, an edit of the status
         // message, a caption) is decided here.
-        let text = self.locales.render(language, &notice.text());
+        let text = self
+            .locales
+            .stamp(language, self.locales.render(language, &notice.text()));
         match notice {
             Notice::JobQueued { .. } => self.show_status(chat, None, text).await,
             Notice::JobProgress { status_message, .. } => {

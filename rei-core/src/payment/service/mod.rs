@@ -40,6 +40,8 @@ pub struct PaymentConfig {
     pub stars_rate: Option<Money>,
     /// How the poller for lost webhooks and unfinished refunds works.
     pub poll: PollConfig,
+    /// Who the gateway is: YooKassa, or the sandbox's checkout page (`SANDBOX=1`).
+    pub gateway: PaymentProvider,
 }
 
 impl Default for PaymentConfig {
@@ -51,6 +53,7 @@ impl Default for PaymentConfig {
             receipts: false,
             stars_rate: None,
             poll: PollConfig::default(),
+            gateway: PaymentProvider::Yookassa,
         }
     }
 }
@@ -438,6 +441,18 @@ impl PaymentService {
 
     pub(crate) fn now(&self) -> Timestamp {
         self.ports.clock.now()
+    }
+
+    /// The gateway, when it is the one that took `provider`'s payments (a sandbox
+    /// payment is never sent to YooKassa, nor the other way round).
+    fn gateway_for(
+        &self,
+        provider: PaymentProvider,
+    ) -> Result<&Arc<dyn PaymentGateway>, PaymentError> {
+        if provider != self.config.gateway {
+            return Err(PaymentError::MethodUnavailable);
+        }
+        self.gateway()
     }
 
     fn gateway(&self) -> Result<&Arc<dyn PaymentGateway>, PaymentError> {

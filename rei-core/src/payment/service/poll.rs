@@ -103,7 +103,7 @@ impl PaymentService {
             let pending = self
                 .ports
                 .payments
-                .due_payments(due(Due::Pending(PaymentProvider::Yookassa)))
+                .due_payments(due(Due::Pending(self.config.gateway)))
                 .await?;
             report.skip_unreadable(pending.unreadable);
             for p in pending.payments {

@@ -59,8 +59,8 @@ impl PaymentService {
     ) -> Result<RefundOutcome, PaymentError> {
         let payment = self.payment(id).await?;
         match payment.provider {
-            PaymentProvider::Yookassa => {
-                self.gateway()?;
+            PaymentProvider::Yookassa | PaymentProvider::Sandbox => {
+                self.gateway_for(payment.provider)?;
             }
             PaymentProvider::TelegramStars => {
                 self.ports
@@ -137,7 +137,7 @@ impl PaymentService {
         hold: ReservationId,
     ) -> Result<PaymentApplied, PaymentError> {
         match payment.provider {
-            PaymentProvider::Yookassa => {
+            PaymentProvider::Yookassa | PaymentProvider::Sandbox => {
                 let refund = self.request_refund(payment).await?;
                 self.finish_refund(payment.id, hold, &refund, Origin::OurRequest)
                     .await
@@ -255,7 +255,7 @@ impl PaymentService {
         if !ours {
             return Ok(PaymentApplied::unchanged(payment));
         }
-        if current.provider_refund_id.is_none() && payment.provider == PaymentProvider::Yookassa {
+        if current.provider_refund_id.is_none() && payment.provider == self.config.gateway {
             self.apply(
                 id,
                 PaymentEvent::RefundRequested {

@@ -101,7 +101,7 @@ impl PaymentService {
         if self.config.receipts && receipt_email.is_none() {
             return Err(PaymentError::EmailRequired);
         }
-        let new = self.new_payment(user, PaymentProvider::Yookassa, amount, None);
+        let new = self.new_payment(user, self.config.gateway, amount, None);
         let payment = self.ports.payments.create_payment(new).await?;
         let request = CreatePayment {
             payment_id: payment.id,
@@ -301,7 +301,7 @@ impl PaymentService {
                 let payment = self
                     .ports
                     .payments
-                    .payment_by_provider_id(PaymentProvider::Yookassa, provider_payment_id)
+                    .payment_by_provider_id(self.config.gateway, provider_payment_id)
                     .await?
                     .ok_or_else(|| PaymentError::UnknownPayment(provider_payment_id.clone()))?;
                 // Only a refund we started moves money here; one made elsewhere (the
@@ -343,7 +343,7 @@ impl PaymentService {
             payment.state,
             payment.provider,
         ) {
-            (Some(provider_id), PaymentState::Pending, PaymentProvider::Yookassa) => {
+            (Some(provider_id), PaymentState::Pending, provider) if provider == self.config.gateway => {
                 self.sync_provider_payment(provider_id).await
             }
             _ => Ok(PaymentApplied::unchanged(payment)),
@@ -362,7 +362,7 @@ impl PaymentService {
         let by_provider = self
             .ports
             .payments
-            .payment_by_provider_id(PaymentProvider::Yookassa, &remote.provider_payment_id)
+            .payment_by_provider_id(self.config.gateway, &remote.provider_payment_id)
             .await?;
         let payment = match (by_provider, remote.payment_id) {
             (Some(p), _) => p,

@@ -29,6 +29,14 @@ pub fn with_links(text: &Text, bot: &str) -> Text {
     }
 }
 
+/// `url` as a URL button can carry it: http(s) to a named host with a dot (Telegram
+/// refuses `localhost` and bare addresses).
+pub(super) fn button_url(url: &str) -> Option<url::Url> {
+    let url: url::Url = url.parse().ok()?;
+    let named = matches!(url.host(), Some(url::Host::Domain(d)) if d.contains('.'));
+    (named && matches!(url.scheme(), "https" | "http")).then_some(url)
+}
+
 /// Buttons in a row of the inline keyboard, at most: labels stay readable on a phone.
 const BUTTONS_PER_ROW: usize = 2;
 
@@ -120,6 +128,17 @@ impl Front {
                 .provider_token("")
                 .await;
         }
+        let mut text = self.locales.stamp(language, text);
+        // Telegram takes URL buttons to named public hosts only: a link to this machine
+        // (the sandbox's checkout page without PUBLIC_URL) is written in the text instead.
+        for button in reply.buttons.iter().flatten() {
+            if let ButtonTarget::Url(url) = &button.target
+                && button_url(url).is_none()
+            {
+                let label = render(&self.locales, language, &button.label);
+                text.push_str(&format!("\n\n{label}: {url}"));
+            }
+        }
         let request = self.bot.send_message(chat, text);
         if reply.buttons.is_empty() {
             return request.await;
@@ -149,10 +168,7 @@ impl Front {
                 label,
                 callback::encode(action),
             )),
-            ButtonTarget::Url(url) => url
-                .parse()
-                .ok()
-                .map(|url| InlineKeyboardButton::url(label, url)),
+            ButtonTarget::Url(url) => button_url(url).map(|url| InlineKeyboardButton::url(label, url)),
         }
     }
 }
