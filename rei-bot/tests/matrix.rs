@@ -2106,6 +2106,43 @@ async fn a_live_price_change_reaches_both_processes_and_a_shown_draft_keeps_its_
         "in force everywhere within seconds: {:?}",
         changed.elapsed()
     );
+    // Models and top-up amounts are live the same way: a model switched off and new
+    // amounts reach both processes' menus within seconds.
+    prices
+        .set_value(Actor::Cli("ops".into()), "model:kling-v1-5", "off")
+        .await
+        .unwrap();
+    prices
+        .set_value(Actor::Cli("ops".into()), "topups", "250,750")
+        .await
+        .unwrap();
+    let labels = |call: &rei_tests::fakes::telegram::Call| {
+        call.reply_markup.clone().unwrap_or_default().to_string()
+    };
+    for node in [0, 1] {
+        let mut menus = (String::new(), String::new());
+        for _ in 0..40 {
+            let video = cluster.say(node, probe, "/video", "Выберите модель").await;
+            let pay = cluster.say(node, probe, "/pay", "Выберите сумму").await;
+            menus = (labels(&video), labels(&pay));
+            if !menus.0.contains("Kling 1.5") && menus.1.contains("250.00 ₽") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        assert!(
+            !menus.0.contains("Kling 1.5") && menus.0.contains("Kling 2.6"),
+            "process {node}: {}",
+            menus.0
+        );
+        assert!(
+            menus.1.contains("250.00 ₽")
+                && menus.1.contains("750.00 ₽")
+                && !menus.1.contains("300.00 ₽"),
+            "process {node}: {}",
+            menus.1
+        );
+    }
     // The draft shown at 50 ₽ is confirmed on the other process: made at 50 ₽.
     cluster.telegram.press(
         anna.get(),

@@ -200,8 +200,14 @@ async fn a_newcomer_tops_up_makes_an_image_and_a_video_in_the_sandbox_with_only_
     let url = bot.checkout_link("300.00 ₽").await;
     let (status, page) = bot.page(&url).await;
     assert_eq!(status, 200, "{page}");
-    assert!(page.contains("300.00 ₽") && page.contains("ПЕСОЧНИЦА"), "{page}");
-    assert!(page.contains("/pay\"") && page.contains("/cancel\""), "{page}");
+    assert!(
+        page.contains("300.00 ₽") && page.contains("ПЕСОЧНИЦА"),
+        "{page}"
+    );
+    assert!(
+        page.contains("/pay\"") && page.contains("/cancel\""),
+        "{page}"
+    );
     assert_eq!(bot.balance().await, Money::ZERO, "nothing before the click");
     let before = bot.sent().len();
     let (status, paid) = bot.click(&url, "pay").await;
@@ -209,7 +215,10 @@ async fn a_newcomer_tops_up_makes_an_image_and_a_video_in_the_sandbox_with_only_
     assert!(paid.contains("Оплачено (песочница)"), "{paid}");
     let told = bot.next(before).await;
     assert!(text(&told).starts_with("🧪 ПЕСОЧНИЦА"), "{told:?}");
-    assert!(text(&told).contains("Баланс пополнен на 300.00 ₽"), "{told:?}");
+    assert!(
+        text(&told).contains("Баланс пополнен на 300.00 ₽"),
+        "{told:?}"
+    );
     // A second click (a reload) credits nothing more.
     let (status, _) = bot.click(&url, "pay").await;
     assert_eq!(status, 200);
@@ -250,7 +259,10 @@ async fn a_newcomer_tops_up_makes_an_image_and_a_video_in_the_sandbox_with_only_
         bot.telegram.calls_to("sendPhoto", ANNA).into_iter().next()
     })
     .await;
-    assert!(text(&photo).contains("ПЕСОЧНИЦА"), "the caption says so: {photo:?}");
+    assert!(
+        text(&photo).contains("ПЕСОЧНИЦА"),
+        "the caption says so: {photo:?}"
+    );
     let images = bot.results("png");
     assert_eq!(images.len(), 1);
     assert_eq!(png_size(&images[0]), (1024, 576), "16:9 at 1K");
@@ -269,7 +281,11 @@ async fn a_newcomer_tops_up_makes_an_image_and_a_video_in_the_sandbox_with_only_
     .await;
     assert!(text(&video).contains("ПЕСОЧНИЦА"), "{video:?}");
     assert_eq!(bot.results("mp4"), vec![SANDBOX_MP4.to_vec()]);
-    assert_eq!(bot.balance().await, "150".parse().unwrap(), "300 − 50 − 100");
+    assert_eq!(
+        bot.balance().await,
+        "150".parse().unwrap(),
+        "300 − 50 − 100"
+    );
 
     // A top-up cancelled on the page credits nothing and says so.
     let url = bot.checkout_link("100.00 ₽").await;
@@ -277,7 +293,10 @@ async fn a_newcomer_tops_up_makes_an_image_and_a_video_in_the_sandbox_with_only_
     assert_eq!(status, 200, "{cancelled}");
     assert!(cancelled.contains("Платёж отменён"), "{cancelled}");
     let (_, after) = bot.click(&url, "pay").await;
-    assert!(after.contains("Платёж отменён"), "pay after cancel pays nothing: {after}");
+    assert!(
+        after.contains("Платёж отменён"),
+        "pay after cancel pays nothing: {after}"
+    );
     // The page answered after the payment service applied the click.
     let states: Vec<PaymentState> = bot
         .stores
@@ -295,9 +314,7 @@ async fn a_newcomer_tops_up_makes_an_image_and_a_video_in_the_sandbox_with_only_
     assert!(states.contains(&PaymentState::Cancelled), "{states:?}");
     assert_eq!(bot.balance().await, "150".parse().unwrap());
     // A made-up page id names nothing.
-    let (status, unknown) = bot
-        .page(&url.replace("/sbx-", "/sbx-0000"))
-        .await;
+    let (status, unknown) = bot.page(&url.replace("/sbx-", "/sbx-0000")).await;
     assert_eq!(status, 404, "{unknown}");
 
     // In English, the banner too.
@@ -332,7 +349,10 @@ async fn the_sandbox_refuses_to_start_beside_real_yookassa_keys() {
         log.contains("SANDBOX=1 cannot run with real YooKassa keys"),
         "{log}"
     );
-    assert!(!log.contains("live_secret"), "the key is never printed: {log}");
+    assert!(
+        !log.contains("live_secret"),
+        "the key is never printed: {log}"
+    );
     assert!(
         telegram.calls_of("getUpdates").is_empty(),
         "it never started polling"

@@ -1253,7 +1253,8 @@ on_both!(promo_codes_are_created_listed_redeemed_and_disabled);
 async fn prices_are_listed_and_set_live_with_an_audit_line(e: Env) {
     let list = cli_json(&e, 0, &["prices", "list"]).await;
     let price = |list: &serde_json::Value, product: &str| {
-        list.as_array()
+        list["prices"]
+            .as_array()
             .unwrap()
             .iter()
             .find(|p| p["product"] == product)
@@ -1285,10 +1286,45 @@ async fn prices_are_listed_and_set_live_with_an_audit_line(e: Env) {
         assert_eq!(code, 2, "{args:?}: {err}");
         assert!(!err.trim().is_empty(), "{args:?}: a message");
     }
+    // Models and top-up amounts are live too.
+    let off = cli_json(&e, 0, &["prices", "set", "model:kling-v3", "off"]).await;
+    assert_eq!(off["on"], false, "{off}");
+    let topups = cli_json(&e, 0, &["prices", "set", "topups", "250,100"]).await;
+    assert_eq!(
+        topups["topup_amounts_kopecks"],
+        serde_json::json!([10_000, 25_000]),
+        "{topups}"
+    );
+    let list = cli_json(&e, 0, &["prices", "list"]).await;
+    let models = list["models"].as_array().unwrap();
+    assert!(
+        models
+            .iter()
+            .any(|m| m["model"] == "kling-v3" && m["on"] == false),
+        "{list}"
+    );
+    assert_eq!(
+        list["topup_amounts_kopecks"],
+        serde_json::json!([10_000, 25_000])
+    );
+    for args in [
+        &["prices", "set", "model:kling-v9", "off"][..],
+        &["prices", "set", "model:kling-v3", "maybe"],
+        &["prices", "set", "topups", "0"],
+        &["prices", "set", "topups", ""],
+    ] {
+        let (code, _, err) = cli(&e, args).await;
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(!err.trim().is_empty(), "{args:?}: a message");
+    }
     let (code, table, _) = cli(&e, &["prices", "list"]).await;
     assert_eq!(code, 0);
     assert!(
         table.contains("image_generation:4k") && table.contains("120.00 ₽"),
+        "{table}"
+    );
+    assert!(
+        table.contains("model:kling-v3") && table.contains("off"),
         "{table}"
     );
     let audit = e.stores.users.audit_log(20).await.unwrap();
@@ -1296,12 +1332,20 @@ async fn prices_are_listed_and_set_live_with_an_audit_line(e: Env) {
         .iter()
         .filter(|a| a.action == rei_core::user::AuditAction::PriceSet)
         .collect();
-    assert_eq!(changes.len(), 1, "{audit:?}");
-    assert!(changes[0].actor.to_string().starts_with("cli:"));
-    assert_eq!(
-        changes[0].reason,
-        "image_generation:4k: 100.00 ₽ -> 120.00 ₽"
+    assert_eq!(changes.len(), 3, "a price, a model, the top-ups: {audit:?}");
+    assert!(
+        changes
+            .iter()
+            .all(|c| c.actor.to_string().starts_with("cli:"))
     );
+    let reasons: Vec<&str> = changes.iter().map(|c| c.reason.as_str()).collect();
+    for reason in [
+        "image_generation:4k: 100.00 ₽ -> 120.00 ₽",
+        "model:kling-v3: off",
+        "topups: 100,250",
+    ] {
+        assert!(reasons.contains(&reason), "{reason}: {reasons:?}");
+    }
     verified(&e).await;
 }
 on_both!(prices_are_listed_and_set_live_with_an_audit_line);

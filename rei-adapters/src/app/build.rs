@@ -270,7 +270,8 @@ impl App {
                 base_prices,
                 sold_models(settings)?,
                 clock.clone(),
-            ),
+            )
+            .with_topups(settings.topup_amounts.clone()),
             import: rei_core::legacy::ImportPorts {
                 users: stores.users.clone(),
                 ledger: stores.ledger.clone(),

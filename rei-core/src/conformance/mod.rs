@@ -145,6 +145,7 @@ macro_rules! __conformance_cases {
             a_reward_comes_with_the_credit_and_goes_with_the_refunds,
             referral_moves_that_do_not_fit_are_refused,
             prices_are_seeded_once_and_set_with_their_audit_line,
+            offer_options_are_seeded_per_key_and_set_with_their_audit_line,
             broadcasts_reach_their_segment_and_claim_each_recipient_once,
         );
     };

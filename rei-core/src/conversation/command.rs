@@ -65,12 +65,12 @@ pub enum AdminCommand {
     },
     /// List the live prices.
     Prices,
-    /// Set a live price.
+    /// Set a live price, switch a video model on or off, or set the top-up amounts.
     SetPrice {
-        /// The product, as `/prices` names it.
+        /// The product as `/prices` names it, `model:<id>`, or `topups`.
         product: String,
-        /// The new price.
-        amount: Money,
+        /// Rubles; `on`/`off`; `100,300,500`.
+        value: String,
     },
     /// Credit a user.
     Add {
@@ -170,17 +170,10 @@ impl Command {
                 _ => Err(CommandError::Usage("admin-usage-disablepromo")),
             },
             "setprice" => match args.as_slice() {
-                [product, amount] => amount
-                    .parse::<Money>()
-                    .ok()
-                    .filter(|a| !a.is_zero())
-                    .map(|amount| {
-                        Self::Admin(AdminCommand::SetPrice {
-                            product: (*product).to_owned(),
-                            amount,
-                        })
-                    })
-                    .ok_or(CommandError::Usage("admin-usage-setprice")),
+                [product, value] => Ok(Self::Admin(AdminCommand::SetPrice {
+                    product: (*product).to_owned(),
+                    value: (*value).to_owned(),
+                })),
                 _ => Err(CommandError::Usage("admin-usage-setprice")),
             },
             "newpromo" => new_promo(&args).map(Self::Admin),

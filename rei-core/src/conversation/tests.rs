@@ -2145,6 +2145,98 @@ async fn admins_set_prices_and_switch_promo_codes_off_from_the_bot() {
     );
 }
 
+/// [growth] Models and top-up amounts are live like prices: an admin switches a model
+/// off and sets the amounts from the bot; the menus follow at once, an old button for
+/// what is gone has expired, every change is audited, and the last model stays on.
+#[tokio::test]
+async fn admins_switch_models_and_set_topup_amounts_live() {
+    let mut gateway = MockPaymentGateway::new();
+    gateway
+        .expect_create_payment()
+        .returning(|r| Ok(checkout(r)));
+    let w = world_with(config(false), Some(gateway));
+    w.user_with(ADMIN, "0").await;
+    w.user_with(ANNA, "500").await;
+    let models = buttons(&w.say(ANNA, "/video").await, "video-model");
+    assert_eq!(models.len(), 2);
+    let amounts = buttons(&w.say(ANNA, "/pay").await, "pay-amount");
+    assert_eq!(amounts.len(), 2, "the settings' 100 and 300");
+
+    let off = w.say(ADMIN, "/setprice model:kling-v2-6 off").await;
+    assert_eq!(keys(&off), ["admin-model-switched"]);
+    assert_eq!(arg(&off[0], "state"), &Arg::Key("admin-model-off"));
+    let now = buttons(&w.say(ANNA, "/video").await, "video-model");
+    assert_eq!(now, vec![Action::VideoModel("kling-v1-5".into())]);
+    assert_eq!(
+        keys(&w.press(ANNA, models[0].clone()).await),
+        ["button-expired"],
+        "the old button for the model switched off"
+    );
+    assert_eq!(
+        keys(&w.say(ADMIN, "/setprice model:kling-v1-5 off").await),
+        ["admin-model-last"]
+    );
+    assert_eq!(
+        keys(&w.say(ADMIN, "/setprice model:kling-v9 off").await),
+        ["admin-model-unknown"]
+    );
+    assert_eq!(
+        keys(&w.say(ADMIN, "/setprice model:kling-v1-5 maybe").await),
+        ["admin-usage-setprice"]
+    );
+
+    let set = w.say(ADMIN, "/setprice topups 500,250,500").await;
+    assert_eq!(keys(&set), ["admin-topups-set"]);
+    assert_eq!(
+        arg(&set[0], "topups"),
+        &Arg::Text("250.00 ₽, 500.00 ₽".into())
+    );
+    let now = buttons(&w.say(ANNA, "/pay").await, "pay-amount");
+    assert_eq!(
+        now,
+        vec![Action::TopUp(money("250")), Action::TopUp(money("500"))]
+    );
+    assert_eq!(
+        keys(&w.press(ANNA, amounts[0].clone()).await),
+        ["button-expired"],
+        "100 is not offered any more"
+    );
+    for bad in [
+        "/setprice topups 0",
+        "/setprice topups x",
+        "/setprice topups 1,2,3,4,5,6,7,8,9",
+    ] {
+        assert_eq!(
+            keys(&w.say(ADMIN, bad).await),
+            ["admin-usage-setprice"],
+            "{bad}"
+        );
+    }
+    let list = w.say(ADMIN, "/prices").await;
+    let Arg::List(lines) = arg(&list[0], "models") else {
+        panic!("{list:?}")
+    };
+    assert_eq!(lines.len(), 2, "every model, on or off");
+    assert_eq!(
+        arg(&list[0], "topups"),
+        &Arg::Text("250.00 ₽, 500.00 ₽".into())
+    );
+    let audit = w.store.audit_log(10).await.unwrap();
+    let reasons: Vec<&str> = audit
+        .iter()
+        .filter(|a| a.action == crate::user::AuditAction::PriceSet)
+        .map(|a| a.reason.as_str())
+        .collect();
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert!(reasons.contains(&"model:kling-v2-6: off"), "{reasons:?}");
+    assert!(reasons.contains(&"topups: 250,500"), "{reasons:?}");
+    assert_eq!(
+        keys(&w.say(ANNA, "/setprice topups 100").await),
+        ["unknown-command"],
+        "admins only"
+    );
+}
+
 /// [growth] An admin composes a broadcast in the bot: a preview with its reach and
 /// segment buttons, a segment picked, started, paused, resumed and cancelled, each
 /// answer showing its progress; for anyone else the buttons are stale.

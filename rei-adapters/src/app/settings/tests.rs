@@ -170,10 +170,16 @@ fn the_sandbox_needs_only_a_token_and_refuses_real_payment_keys() {
     let c = parse(&[("BOT_TOKEN", "123:abc"), ("SANDBOX", "1")]).unwrap();
     assert!(c.sandbox);
     assert!(c.validate().is_ok());
-    assert!(c.disabled_features().is_empty(), "nothing is off in the sandbox");
+    assert!(
+        c.disabled_features().is_empty(),
+        "nothing is off in the sandbox"
+    );
     assert!(!parse(&MIN).unwrap().sandbox, "off by default");
     let err = parse(&[("BOT_TOKEN", "123:abc")]).unwrap_err();
-    assert!(err.contains("ADMIN_IDS"), "outside the sandbox admins are needed: {err}");
+    assert!(
+        err.contains("ADMIN_IDS"),
+        "outside the sandbox admins are needed: {err}"
+    );
 
     let c = parse(&with(&[
         ("SANDBOX", "1"),
@@ -186,5 +192,8 @@ fn the_sandbox_needs_only_a_token_and_refuses_real_payment_keys() {
     assert!(err.to_string().contains("SANDBOX=1"), "{err}");
 
     let err = parse(&with(&[("SANDBOX", "yes")])).unwrap_err();
-    assert!(err.contains("SANDBOX") && err.contains("not 0 or 1"), "{err}");
+    assert!(
+        err.contains("SANDBOX") && err.contains("not 0 or 1"),
+        "{err}"
+    );
 }

@@ -191,10 +191,13 @@ admin-usage-disablepromo = Usage: /disablepromo CODE
 admin-promo-disabled = Promo code switched off: { $code } — { $amount }, uses { $used }/{ $limit }, expires: { $expires }, { $state }
 admin-prices = Prices now (/setprice PRODUCT AMOUNT changes one, in every process within seconds):
     { $prices }
+    Video models (/setprice model:ID on|off):
+    { $models }
+    Top-up amounts (/setprice topups 100,300,500): { $topups }
 admin-price-line = { $product } — { $price }
 admin-price-set = { $product }: { $before } → { $price }. In force everywhere within seconds; drafts already shown keep their price.
 admin-price-unknown = { $product } is not a product: /prices lists them.
-admin-usage-setprice = Usage: /setprice PRODUCT AMOUNT (e.g. /setprice image_generation:4k 120)
+admin-usage-setprice = Usage: /setprice PRODUCT AMOUNT (e.g. /setprice image_generation:4k 120), /setprice model:ID on|off, /setprice topups 100,300,500
 admin-promo-line = { $code } — { $amount }, uses { $used }/{ $limit }, expires: { $expires }, { $state }
 admin-promo-no-limit = ∞
 admin-promo-no-expiry = never
@@ -265,3 +268,10 @@ sandbox-checkout-paid = Paid (sandbox): { $amount } is on your balance. Go back 
 sandbox-checkout-cancelled = The payment was cancelled. Go back to the bot.
 sandbox-checkout-unknown = There is no such sandbox payment.
 sandbox-checkout-later = The payment is marked, but the bot could not credit it just now: it will, within a minute.
+admin-model-line = { $model } — { $state }
+admin-model-on = on
+admin-model-off = off
+admin-model-switched = Video model { $model }: { $state }. In force everywhere within seconds; drafts already shown keep their model.
+admin-model-unknown = { $model } is not a video model of this bot: /prices lists them.
+admin-model-last = At least one video model stays on.
+admin-topups-set = Top-up amounts now: { $topups }. In force everywhere within seconds.

@@ -85,7 +85,10 @@ impl Locales {
     #[must_use]
     pub fn stamp(&self, language: Language, message: String) -> String {
         if self.sandbox {
-            format!("{}\n\n{message}", self.text(language, "sandbox-banner", &[]))
+            format!(
+                "{}\n\n{message}",
+                self.text(language, "sandbox-banner", &[])
+            )
         } else {
             message
         }

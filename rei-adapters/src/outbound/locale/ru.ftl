@@ -192,10 +192,13 @@ admin-usage-disablepromo = Использование: /disablepromo КОД
 admin-promo-disabled = Промокод отключён: { $code } — { $amount }, активаций { $used }/{ $limit }, срок: { $expires }, { $state }
 admin-prices = Цены сейчас (/setprice ТОВАР СУММА меняет одну, во всех процессах за секунды):
     { $prices }
+    Видеомодели (/setprice model:ID on|off):
+    { $models }
+    Суммы пополнения (/setprice topups 100,300,500): { $topups }
 admin-price-line = { $product } — { $price }
 admin-price-set = { $product }: { $before } → { $price }. Действует везде через несколько секунд; уже показанные черновики сохраняют свою цену.
 admin-price-unknown = { $product } — нет такого товара: список в /prices.
-admin-usage-setprice = Использование: /setprice ТОВАР СУММА (например, /setprice image_generation:4k 120)
+admin-usage-setprice = Использование: /setprice ТОВАР СУММА (например, /setprice image_generation:4k 120), /setprice model:ID on|off, /setprice topups 100,300,500
 admin-promo-line = { $code } — { $amount }, активаций { $used }/{ $limit }, срок: { $expires }, { $state }
 admin-promo-no-limit = ∞
 admin-promo-no-expiry = бессрочно
@@ -266,3 +269,10 @@ sandbox-checkout-paid = Оплачено (песочница): { $amount } за�
 sandbox-checkout-cancelled = Платёж отменён. Вернитесь в бот.
 sandbox-checkout-unknown = Такого платежа в песочнице нет.
 sandbox-checkout-later = Платёж отмечен, но бот не смог зачислить его прямо сейчас: зачислит в течение минуты.
+admin-model-line = { $model } — { $state }
+admin-model-on = включена
+admin-model-off = выключена
+admin-model-switched = Видеомодель { $model }: { $state }. Действует везде через несколько секунд; уже показанные черновики сохраняют модель.
+admin-model-unknown = { $model } — не видеомодель этого бота: список в /prices.
+admin-model-last = Хотя бы одна видеомодель должна остаться включённой.
+admin-topups-set = Суммы пополнения теперь: { $topups }. Действует везде через несколько секунд.

@@ -128,7 +128,11 @@ fn safe_id(id: &str) -> Result<&str, CheckoutError> {
     let ok = (id.starts_with("sbx-") || id.starts_with("sbxr-"))
         && id.len() <= 80
         && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
-    if ok { Ok(id) } else { Err(CheckoutError::NotFound) }
+    if ok {
+        Ok(id)
+    } else {
+        Err(CheckoutError::NotFound)
+    }
 }
 
 impl SandboxCheckout {
@@ -166,10 +170,16 @@ impl SandboxCheckout {
         Ok(self.dir.join(format!("{}.json", safe_id(id)?)))
     }
 
-    async fn write_json<T: Serialize + Sync>(&self, id: &str, value: &T) -> Result<(), CheckoutError> {
+    async fn write_json<T: Serialize + Sync>(
+        &self,
+        id: &str,
+        value: &T,
+    ) -> Result<(), CheckoutError> {
         let path = self.path(id)?;
         tokio::fs::create_dir_all(&self.dir).await?;
-        let temporary = self.dir.join(format!(".{id}.{}.tmp", uuid::Uuid::new_v4().simple()));
+        let temporary = self
+            .dir
+            .join(format!(".{id}.{}.tmp", uuid::Uuid::new_v4().simple()));
         tokio::fs::write(&temporary, serde_json::to_vec(value)?).await?;
         tokio::fs::rename(&temporary, &path).await?;
         Ok(())
@@ -242,8 +252,10 @@ impl SandboxCheckout {
                 title: Some("sandbox checkout".into()),
             }),
             refundable: paid && refunded < r.kopecks,
-            refunded_amount: (refunded > 0).then(|| Money::from_kopecks(refunded).unwrap_or(Money::ZERO)),
-            cancellation_party: (r.state == CheckoutState::Cancelled).then(|| "merchant".to_owned()),
+            refunded_amount: (refunded > 0)
+                .then(|| Money::from_kopecks(refunded).unwrap_or(Money::ZERO)),
+            cancellation_party: (r.state == CheckoutState::Cancelled)
+                .then(|| "merchant".to_owned()),
             receipt_registration: None,
         }
     }
@@ -266,7 +278,10 @@ struct RefundRecord {
 
 #[async_trait]
 impl PaymentGateway for SandboxCheckout {
-    async fn create_payment(&self, request: &CreatePayment) -> Result<GatewayPayment, ProviderError> {
+    async fn create_payment(
+        &self,
+        request: &CreatePayment,
+    ) -> Result<GatewayPayment, ProviderError> {
         // One record per payment of ours: a retried creation finds the first.
         let id = format!("sbx-{}", request.payment_id.as_uuid().simple());
         let record = match self.record(&id).await {
@@ -291,7 +306,10 @@ impl PaymentGateway for SandboxCheckout {
         Ok(self.gateway_payment(&record))
     }
 
-    async fn get_payment(&self, provider_payment_id: &str) -> Result<GatewayPayment, ProviderError> {
+    async fn get_payment(
+        &self,
+        provider_payment_id: &str,
+    ) -> Result<GatewayPayment, ProviderError> {
         let record = self.record(provider_payment_id).await?;
         Ok(self.gateway_payment(&record))
     }
@@ -332,11 +350,14 @@ impl PaymentGateway for SandboxCheckout {
             id: id.clone(),
             kopecks,
         });
-        self.write_json(&id, &RefundRecord {
-            id: id.clone(),
-            payment: payment.id.clone(),
-            kopecks,
-        })
+        self.write_json(
+            &id,
+            &RefundRecord {
+                id: id.clone(),
+                payment: payment.id.clone(),
+                kopecks,
+            },
+        )
         .await?;
         self.write_json(&payment.id, &payment).await?;
         Ok(done(kopecks))
@@ -361,7 +382,10 @@ impl PaymentGateway for SandboxCheckout {
         };
         while let Some(entry) = entries.next_entry().await.map_err(CheckoutError::Io)? {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let Some(id) = name.strip_suffix(".json").filter(|id| id.starts_with("sbx-")) else {
+            let Some(id) = name
+                .strip_suffix(".json")
+                .filter(|id| id.starts_with("sbx-"))
+            else {
                 continue;
             };
             let record = self.record(id).await?;
@@ -371,7 +395,11 @@ impl PaymentGateway for SandboxCheckout {
             }
         }
         // Newest first; the cursor is how many were already given.
-        records.sort_by(|a, b| b.created_ms.cmp(&a.created_ms).then_with(|| a.id.cmp(&b.id)));
+        records.sort_by(|a, b| {
+            b.created_ms
+                .cmp(&a.created_ms)
+                .then_with(|| a.id.cmp(&b.id))
+        });
         let skip = query
             .cursor
             .as_deref()
@@ -422,7 +450,10 @@ mod tests {
         let page = created.confirmation_url.clone().unwrap();
         assert_eq!(
             page,
-            format!("http://127.0.0.1:8080/sandbox/checkout/{}", created.provider_payment_id)
+            format!(
+                "http://127.0.0.1:8080/sandbox/checkout/{}",
+                created.provider_payment_id
+            )
         );
         // A retried creation finds the first.
         let again = gateway.create_payment(&request).await.unwrap();
@@ -490,7 +521,10 @@ mod tests {
         };
         let first = gateway.list_payments(&query(None)).await.unwrap();
         assert_eq!(first.items.len(), 2);
-        let rest = gateway.list_payments(&query(first.next_cursor.clone())).await.unwrap();
+        let rest = gateway
+            .list_payments(&query(first.next_cursor.clone()))
+            .await
+            .unwrap();
         assert_eq!(rest.items.len(), 1);
         assert!(rest.next_cursor.is_none());
         assert!(first.items[0].created_at >= first.items[1].created_at);

@@ -7,8 +7,8 @@ use embedded_graphics::pixelcolor::Rgb888;
 use embedded_graphics::prelude::*;
 use embedded_graphics::primitives::{PrimitiveStyle, Rectangle};
 use embedded_graphics::text::{Baseline, Text};
-use rei_core::pricing::{AspectRatio, Resolution};
 use rei_core::ports::{GeneratedImage, ImageGenerator, ImageRequest, ProviderError};
+use rei_core::pricing::{AspectRatio, Resolution};
 
 /// The long side of the drawing, before it is scaled up to the size asked for.
 const DRAWN_LONG_SIDE: u32 = 512;
@@ -22,16 +22,18 @@ pub struct SandboxImages;
 #[async_trait]
 impl ImageGenerator for SandboxImages {
     async fn generate(&self, request: &ImageRequest) -> Result<GeneratedImage, ProviderError> {
-        let (prompt, aspect, resolution) = (request.prompt.clone(), request.aspect, request.resolution);
+        let (prompt, aspect, resolution) =
+            (request.prompt.clone(), request.aspect, request.resolution);
         // Encoding a 4K picture takes a moment: off the async threads.
-        let bytes = tokio::task::spawn_blocking(move || placeholder_png(&prompt, aspect, resolution))
-            .await
-            .map_err(|e| ProviderError::Transient {
-                message: format!("the sandbox's drawing task failed: {e}"),
-            })?
-            .map_err(|e| ProviderError::Unknown {
-                message: format!("the sandbox's placeholder could not be encoded: {e}"),
-            })?;
+        let bytes =
+            tokio::task::spawn_blocking(move || placeholder_png(&prompt, aspect, resolution))
+                .await
+                .map_err(|e| ProviderError::Transient {
+                    message: format!("the sandbox's drawing task failed: {e}"),
+                })?
+                .map_err(|e| ProviderError::Unknown {
+                    message: format!("the sandbox's placeholder could not be encoded: {e}"),
+                })?;
         tracing::info!(job_id = %request.job_id, bytes = bytes.len(), "sandbox image drawn");
         Ok(GeneratedImage {
             bytes,
@@ -152,7 +154,8 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
                 lines.push(word.drain(..width).collect());
             }
             let word: String = word.into_iter().collect();
-            let needed = line.chars().count() + usize::from(!line.is_empty()) + word.chars().count();
+            let needed =
+                line.chars().count() + usize::from(!line.is_empty()) + word.chars().count();
             if needed > width && !line.is_empty() {
                 lines.push(std::mem::take(&mut line));
             }
@@ -195,7 +198,8 @@ pub fn placeholder_png(
     let left = i32::try_from(MARGIN).unwrap_or(24);
     let mut y = left;
     let _: Result<Point, std::convert::Infallible> =
-        Text::with_baseline("REI SANDBOX", Point::new(left, y), title, Baseline::Top).draw(&mut canvas);
+        Text::with_baseline("REI SANDBOX", Point::new(left, y), title, Baseline::Top)
+            .draw(&mut canvas);
     y += 32;
     let columns = usize::try_from((width.saturating_sub(2 * MARGIN)) / 9).unwrap_or(1);
     let rows = usize::try_from(height.saturating_sub(2 * MARGIN + 32 + 40) / 17).unwrap_or(0);
@@ -228,7 +232,8 @@ pub fn placeholder_png(
     );
     let bottom = i32::try_from(height.saturating_sub(MARGIN + 15)).unwrap_or(0);
     let _: Result<Point, std::convert::Infallible> =
-        Text::with_baseline(&footer, Point::new(left, bottom), body, Baseline::Top).draw(&mut canvas);
+        Text::with_baseline(&footer, Point::new(left, bottom), body, Baseline::Top)
+            .draw(&mut canvas);
 
     // Scaled up row by row while encoding: the full-size picture is never in memory.
     let factor = scale(resolution);

@@ -109,8 +109,8 @@ impl VideoGenerator for SandboxVideos {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rei_core::pricing::VideoDuration;
     use rei_core::ports::VideoInput;
+    use rei_core::pricing::VideoDuration;
 
     #[tokio::test]
     async fn a_task_renders_for_a_moment_then_delivers_the_bundled_clip() {

@@ -84,4 +84,68 @@ impl PriceStore for SqlStore {
         .await?;
         Ok(())
     }
+
+    async fn offer_options(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT key, value FROM offer_options ORDER BY key")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(TxError::from)?;
+        Ok(rows)
+    }
+
+    async fn seed_offer_options(
+        &self,
+        options: &[(String, String)],
+        at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let options = options.to_vec();
+        let seeded = self
+            .write(move |tx| {
+                Box::pin(async move {
+                    let mut wrote = false;
+                    for (key, value) in &options {
+                        let done = sqlx::query(
+                            "INSERT INTO offer_options (key, value, updated_at) VALUES ($1, $2, $3) \
+                             ON CONFLICT (key) DO NOTHING",
+                        )
+                        .bind(key)
+                        .bind(value)
+                        .bind(at.millis())
+                        .execute(&mut **tx)
+                        .await?;
+                        wrote |= done.rows_affected() == 1;
+                    }
+                    Ok(wrote)
+                })
+            })
+            .await?;
+        Ok(seeded)
+    }
+
+    async fn set_offer_option(
+        &self,
+        key: &str,
+        value: &str,
+        audit: AuditRecord,
+    ) -> Result<(), StoreError> {
+        let (key, value) = (key.to_owned(), value.to_owned());
+        self.write(move |tx| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO offer_options (key, value, updated_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                )
+                .bind(&key)
+                .bind(&value)
+                .bind(audit.created_at.millis())
+                .execute(&mut **tx)
+                .await?;
+                Self::insert_audit(tx, &audit).await?;
+                Ok(())
+            })
+        })
+        .await?;
+        Ok(())
+    }
 }

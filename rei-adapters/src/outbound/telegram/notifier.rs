@@ -312,15 +312,18 @@ impl Notifier for TelegramNotifier {
         let mut last_error = None;
         for admin in &self.config.admins {
             let language = self.language(*admin).await;
-            let text = self.locales.stamp(language, self.text(
+            let text = self.locales.stamp(
                 language,
-                "admin-alert",
-                &[
-                    ("provider", Arg::Text(alert.provider.clone())),
-                    ("kind", Arg::Text(alert.kind.as_str().to_owned())),
-                    ("message", Arg::Text(alert.message.clone())),
-                ],
-            ));
+                self.text(
+                    language,
+                    "admin-alert",
+                    &[
+                        ("provider", Arg::Text(alert.provider.clone())),
+                        ("kind", Arg::Text(alert.kind.as_str().to_owned())),
+                        ("message", Arg::Text(alert.message.clone())),
+                    ],
+                ),
+            );
             if let Err(e) = self.send_text(ChatId(admin.get()), text).await {
                 tracing::warn!(admin = admin.get(), error = %e, "admin alert not delivered");
                 last_error = Some(e);

@@ -278,23 +278,70 @@ impl Conversation {
                             .arg("price", Arg::Money(price))
                     })
                     .collect();
+                let offer = self.ports.prices.offer();
+                let models = self
+                    .config
+                    .video_models
+                    .iter()
+                    .map(|m| {
+                        Text::key("admin-model-line")
+                            .arg("model", Arg::Text(m.api_name.clone()))
+                            .arg(
+                                "state",
+                                Arg::Key(if offer.model_on(&m.api_name) {
+                                    "admin-model-on"
+                                } else {
+                                    "admin-model-off"
+                                }),
+                            )
+                    })
+                    .collect();
                 Ok(vec![Reply::text(
-                    Text::key("admin-prices").arg("prices", Arg::List(lines)),
+                    Text::key("admin-prices")
+                        .arg("prices", Arg::List(lines))
+                        .arg("models", Arg::List(models))
+                        .arg("topups", Arg::Text(amounts_text(&self.topup_amounts()))),
                 )])
             }
-            AdminCommand::SetPrice { product, amount } => {
-                use crate::prices::PriceError;
-                Ok(match self.ports.prices.set(actor, &product, amount).await {
-                    Ok(before) => vec![Reply::text(
+            AdminCommand::SetPrice { product, value } => {
+                use crate::prices::{OfferChange, PriceError};
+                let changed = self.ports.prices.set_value(actor, &product, &value).await;
+                Ok(match changed {
+                    Ok(OfferChange::Price { before, after }) => vec![Reply::text(
                         Text::key("admin-price-set")
                             .arg("product", Arg::Text(product))
                             .arg("before", Arg::Money(before))
-                            .arg("price", Arg::Money(amount)),
+                            .arg("price", Arg::Money(after)),
+                    )],
+                    Ok(OfferChange::Model { on }) => vec![Reply::text(
+                        Text::key("admin-model-switched")
+                            .arg(
+                                "model",
+                                Arg::Text(product.trim_start_matches("model:").to_owned()),
+                            )
+                            .arg(
+                                "state",
+                                Arg::Key(if on {
+                                    "admin-model-on"
+                                } else {
+                                    "admin-model-off"
+                                }),
+                            ),
+                    )],
+                    Ok(OfferChange::TopUps(amounts)) => vec![Reply::text(
+                        Text::key("admin-topups-set")
+                            .arg("topups", Arg::Text(amounts_text(&amounts))),
                     )],
                     Err(PriceError::UnknownProduct(_)) => vec![Reply::text(
                         Text::key("admin-price-unknown").arg("product", Arg::Text(product)),
                     )],
-                    Err(PriceError::ZeroPrice) => say("admin-usage-setprice"),
+                    Err(PriceError::UnknownModel(model)) => vec![Reply::text(
+                        Text::key("admin-model-unknown").arg("model", Arg::Text(model)),
+                    )],
+                    Err(PriceError::LastModel) => say("admin-model-last"),
+                    Err(
+                        PriceError::ZeroPrice | PriceError::BadSwitch(_) | PriceError::BadTopUps(_),
+                    ) => say("admin-usage-setprice"),
                     Err(e) => return Err(e.into()),
                 })
             }
@@ -382,4 +429,13 @@ impl Conversation {
                 .arg("jobs", Arg::List(jobs)),
         )])
     }
+}
+
+/// `100.00 ₽, 300.00 ₽`.
+fn amounts_text(amounts: &[Money]) -> String {
+    amounts
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -205,9 +205,7 @@ impl Conversation {
         }
         stored.state = DialogueState::VideoModel;
         let buttons = self
-            .config
-            .video_models
-            .iter()
+            .models_on()
             .map(|m| {
                 vec![Button::action(
                     Text::key("video-model").arg("label", Arg::Text(m.label.clone())),
@@ -221,11 +219,18 @@ impl Conversation {
         )]
     }
 
-    pub(super) fn model(&self, api_name: &str) -> Option<&VideoModel> {
+    /// The video models offered now: configured, and not switched off
+    /// (`rei-cli prices set model:<id> off`).
+    pub(super) fn models_on(&self) -> impl Iterator<Item = &VideoModel> {
+        let offer = self.ports.prices.offer();
         self.config
             .video_models
             .iter()
-            .find(|m| m.api_name == api_name)
+            .filter(move |m| offer.model_on(&m.api_name))
+    }
+
+    pub(super) fn model(&self, api_name: &str) -> Option<&VideoModel> {
+        self.models_on().find(|m| m.api_name == api_name)
     }
 
     /// Whether the chosen model can take this input; the refusal to send otherwise (a
@@ -249,9 +254,7 @@ impl Conversation {
     /// "This model cannot do that; these can".
     pub(super) fn unsupported(&self, can: impl Fn(&VideoModel) -> bool) -> Vec<Reply> {
         let able: Vec<String> = self
-            .config
-            .video_models
-            .iter()
+            .models_on()
             .filter(|m| can(m))
             .map(|m| m.label.clone())
             .collect();

@@ -397,7 +397,7 @@ impl Conversation {
     }
 
     fn videos_enabled(&self) -> bool {
-        self.config.videos && !self.config.video_models.is_empty()
+        self.config.videos && self.models_on().next().is_some()
     }
 
     /// A main-menu button: exactly what its command does.

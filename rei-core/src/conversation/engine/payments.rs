@@ -203,7 +203,8 @@ impl Conversation {
         let Some(payments) = &self.ports.payments else {
             return say("pay-unavailable");
         };
-        let amounts = || self.config.topup_amounts.iter().copied();
+        let offered = self.topup_amounts();
+        let amounts = || offered.iter().copied();
         let mut buttons: Vec<Vec<Button>> = Vec::new();
         if payments.has_gateway() {
             let cards: Vec<Button> = amounts()
@@ -235,10 +236,21 @@ impl Conversation {
         vec![Reply::with_buttons(Text::key("pay-choose"), buttons)]
     }
 
-    /// Whether `amount` is one of the top-up amounts offered now (`TOPUP_AMOUNTS`): a
-    /// button for an amount no longer offered has expired.
+    /// The top-up amounts offered now: the live ones (`rei-cli prices set topups …`),
+    /// else the settings' (`TOPUP_AMOUNTS`).
+    pub(super) fn topup_amounts(&self) -> Vec<Money> {
+        let live = self.ports.prices.offer().topup_amounts;
+        if live.is_empty() {
+            self.config.topup_amounts.clone()
+        } else {
+            live
+        }
+    }
+
+    /// Whether `amount` is one of the top-up amounts offered now: a button for an
+    /// amount no longer offered has expired.
     pub(super) fn offers(&self, amount: Money) -> bool {
-        self.config.topup_amounts.contains(&amount)
+        self.topup_amounts().contains(&amount)
     }
 
     /// A card top-up of `amount` (one of `TOPUP_AMOUNTS`): with receipts on, the payer's

@@ -80,6 +80,8 @@ struct State {
     referral_rewards: HashMap<PaymentId, crate::referral::ReferralReward>,
     /// Live prices by product name.
     prices: BTreeMap<String, Money>,
+    /// Live options of the offer (models off, top-up amounts).
+    offer_options: BTreeMap<String, String>,
     /// Broadcasts, in creation order.
     broadcasts: Vec<broadcasts::StoredBroadcast>,
 }

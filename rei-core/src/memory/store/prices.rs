@@ -43,4 +43,41 @@ impl PriceStore for MemoryStore {
         s.audit.push(audit);
         Ok(())
     }
+
+    async fn offer_options(&self) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(self
+            .lock()
+            .offer_options
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
+    async fn seed_offer_options(
+        &self,
+        options: &[(String, String)],
+        _at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut s = self.lock();
+        let mut wrote = false;
+        for (key, value) in options {
+            if !s.offer_options.contains_key(key) {
+                s.offer_options.insert(key.clone(), value.clone());
+                wrote = true;
+            }
+        }
+        Ok(wrote)
+    }
+
+    async fn set_offer_option(
+        &self,
+        key: &str,
+        value: &str,
+        audit: AuditRecord,
+    ) -> Result<(), StoreError> {
+        let mut s = self.lock();
+        s.offer_options.insert(key.to_owned(), value.to_owned());
+        s.audit.push(audit);
+        Ok(())
+    }
 }

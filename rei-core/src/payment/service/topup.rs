@@ -343,7 +343,9 @@ impl PaymentService {
             payment.state,
             payment.provider,
         ) {
-            (Some(provider_id), PaymentState::Pending, provider) if provider == self.config.gateway => {
+            (Some(provider_id), PaymentState::Pending, provider)
+                if provider == self.config.gateway =>
+            {
                 self.sync_provider_payment(provider_id).await
             }
             _ => Ok(PaymentApplied::unchanged(payment)),

@@ -168,7 +168,9 @@ impl Front {
                 label,
                 callback::encode(action),
             )),
-            ButtonTarget::Url(url) => button_url(url).map(|url| InlineKeyboardButton::url(label, url)),
+            ButtonTarget::Url(url) => {
+                button_url(url).map(|url| InlineKeyboardButton::url(label, url))
+            }
         }
     }
 }
