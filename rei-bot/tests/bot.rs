@@ -1122,6 +1122,13 @@ async fn the_signup_bonus_is_given_once_and_shown_apart_in_stats() {
         ("25".parse().unwrap(), Money::ZERO)
     );
     bot.say(ADMIN, "/start").await;
+    // The gift comes first, then the welcome: both before /stats is asked.
+    eventually("the admin's welcome", || {
+        bot.sent(ADMIN)
+            .into_iter()
+            .find(|c| text(c).contains("Баланс: 25.00 ₽"))
+    })
+    .await;
     let stats = bot.say(ADMIN, "/stats").await;
     assert!(
         text(&stats).contains("Подарено бонусами (не оплачено): 50.00 ₽"),
@@ -1832,4 +1839,84 @@ async fn a_broadcast_to_a_thousand_users_survives_a_kill_without_a_second_copy()
             .unwrap();
         assert!(user.unreachable_since.is_some(), "{id} marked unreachable");
     }
+}
+
+/// [growth] An admin broadcasts a photo from the bot: a photo captioned
+/// `/broadcast TEXT | label=url` gives a draft that says the photo goes with it; the
+/// segment, Start and 🔄 Progress edit that one message in place (nobody is notified of
+/// an edit, and the chat does not fill with progress lines); the users of the segment
+/// get the photo with the text as its caption and the button, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_broadcasts_a_photo_from_the_bot_and_watches_it_in_one_edited_message() {
+    let bot = bot().await;
+    bot.say(ADMIN, "/start").await;
+    bot.say(ANNA, "/start").await;
+    let before = bot.sent(ADMIN).len();
+    bot.telegram.send_photo(
+        ADMIN,
+        Some("/broadcast Весенняя распродажа | Открыть=https://example.com/sale"),
+        "sale-photo",
+        40_000,
+        800,
+        600,
+    );
+    let draft = bot.next(ADMIN, before).await;
+    assert!(
+        text(&draft).contains("Весенняя распродажа") && text(&draft).contains("с присланным фото"),
+        "{draft:?}"
+    );
+    let message = bot.telegram.last_message_id(ADMIN).unwrap();
+    let sends = bot.sent(ADMIN).len();
+    let edits = || bot.telegram.calls_to("editMessageText", ADMIN);
+    // The segment: the same message shows it.
+    bot.telegram.press(ADMIN, message, &draft.button_data("RU"));
+    let edited = eventually("the draft edited", || edits().first().cloned()).await;
+    assert_eq!(edited.message_id, Some(message));
+    assert!(text(&edited).contains("аудитория lang:ru"), "{edited:?}");
+    // Start: the same message shows the progress, then 🔄 shows it again.
+    bot.telegram
+        .press(ADMIN, message, &edited.button_data("Запустить"));
+    let started = eventually("the progress", || edits().get(1).cloned()).await;
+    assert_eq!(started.message_id, Some(message));
+    assert!(text(&started).contains("📣 Рассылка #"), "{started:?}");
+    let photo = eventually("Anna's photo", || {
+        bot.telegram.calls_to("sendPhoto", ANNA).into_iter().next()
+    })
+    .await;
+    assert_eq!(text(&photo), "Весенняя распродажа");
+    assert!(
+        photo
+            .reply_markup
+            .clone()
+            .unwrap_or_default()
+            .to_string()
+            .contains("https://example.com/sale"),
+        "{photo:?}"
+    );
+    // Pressed until the progress shows it all sent (the sender may still be at work).
+    let started_at = Instant::now();
+    let progress = loop {
+        let seen = edits().len();
+        bot.telegram
+            .press(ADMIN, message, &started.button_data("Прогресс"));
+        let answer = eventually("an edit", || edits().get(seen).cloned()).await;
+        if text(&answer).contains("Отправлено 2 из 2") {
+            break answer;
+        }
+        assert!(started_at.elapsed() < Duration::from_secs(30), "{answer:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(progress.message_id, Some(message));
+    assert_eq!(
+        bot.sent(ADMIN).len(),
+        sends,
+        "no new message: every answer edited the draft"
+    );
+    // The segment (Russian speakers) is Anna and the admin: one copy each.
+    assert_eq!(bot.telegram.calls_to("sendPhoto", ADMIN).len(), 1);
+    assert_eq!(
+        bot.telegram.calls_to("sendPhoto", ANNA).len(),
+        1,
+        "one copy"
+    );
 }

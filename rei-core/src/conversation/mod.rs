@@ -103,6 +103,7 @@ pub const TEXT_KEYS: &[&str] = &[
     "admin-model-unknown",
     "admin-model-last",
     "admin-topups-set",
+    "admin-broadcast-photo",
     "admin-price-unknown",
     "admin-usage-setprice",
     "admin-usage-broadcast",
@@ -443,6 +444,9 @@ pub struct Reply {
     pub buttons: Vec<Vec<Button>>,
     /// Send this as an invoice in Telegram Stars (the text is its description).
     pub invoice: Option<Invoice>,
+    /// Show this in place of the message whose button made it (a broadcast's progress,
+    /// updated on the same message); a front end that cannot edit sends it anew.
+    pub in_place: bool,
 }
 
 /// An invoice to pay in the messenger's own currency (Telegram Stars). The front end
@@ -466,6 +470,7 @@ impl Reply {
             text,
             buttons: Vec::new(),
             invoice: None,
+            in_place: false,
         }
     }
 
@@ -476,7 +481,15 @@ impl Reply {
             text,
             buttons,
             invoice: None,
+            in_place: false,
         }
+    }
+
+    /// The same reply, shown in place of the message whose button made it.
+    #[must_use]
+    pub fn in_place(mut self) -> Self {
+        self.in_place = true;
+        self
     }
 }
 

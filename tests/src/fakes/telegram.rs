@@ -224,6 +224,23 @@ impl FakeTelegram {
             .collect()
     }
 
+    /// The id of the newest message in `chat` (what the bot sent last, or the user).
+    #[must_use]
+    pub fn last_message_id(&self, chat: i64) -> Option<i64> {
+        self.lock()
+            .messages
+            .keys()
+            .filter(|(c, _)| *c == chat)
+            .map(|(_, id)| *id)
+            .max()
+    }
+
+    /// Message `id` in `chat` as it looks now (after its edits).
+    #[must_use]
+    pub fn message(&self, chat: i64, id: i64) -> Option<Value> {
+        self.lock().messages.get(&(chat, id)).cloned()
+    }
+
     /// The user blocked the bot: sends to them get 403.
     pub fn block(&self, chat: i64) {
         self.lock().blocked.insert(chat);

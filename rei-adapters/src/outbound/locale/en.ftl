@@ -175,6 +175,7 @@ admin-broadcast-draft = 📣 Broadcast #{ $id } (draft), to { $segment }: reache
     ———
     { $text }
     { $button }
+    { $photo }
 admin-broadcast-progress = 📣 Broadcast #{ $id }: { $state }. Sent { $sent } of { $recipients }; blocked { $blocked }, failed { $failed }, unknown { $unknown }, left { $pending }.
 admin-broadcast-unknown = There is no broadcast #{ $id }.
 admin-broadcast-wrong-state = Broadcast #{ $id } is { $state }: that cannot be done now.
@@ -275,3 +276,4 @@ admin-model-switched = Video model { $model }: { $state }. In force everywhere w
 admin-model-unknown = { $model } is not a video model of this bot: /prices lists them.
 admin-model-last = At least one video model stays on.
 admin-topups-set = Top-up amounts now: { $topups }. In force everywhere within seconds.
+admin-broadcast-photo = 🖼 with the photo sent, the text as its caption

@@ -176,6 +176,7 @@ admin-broadcast-draft = 📣 Рассылка #{ $id } (черновик), ау�
     ———
     { $text }
     { $button }
+    { $photo }
 admin-broadcast-progress = 📣 Рассылка #{ $id }: { $state }. Отправлено { $sent } из { $recipients }; заблокировали { $blocked }, ошибок { $failed }, неизвестно { $unknown }, осталось { $pending }.
 admin-broadcast-unknown = Рассылки #{ $id } нет.
 admin-broadcast-wrong-state = Рассылка #{ $id } в состоянии { $state }: сейчас это сделать нельзя.
@@ -276,3 +277,4 @@ admin-model-switched = Видеомодель { $model }: { $state }. Дейст
 admin-model-unknown = { $model } — не видеомодель этого бота: список в /prices.
 admin-model-last = Хотя бы одна видеомодель должна остаться включённой.
 admin-topups-set = Суммы пополнения теперь: { $topups }. Действует везде через несколько секунд.
+admin-broadcast-photo = 🖼 с присланным фото, текст — его подпись

@@ -87,7 +87,15 @@ fn broadcast_draft(b: &crate::broadcast::Broadcast, reach: u32) -> Vec<Reply> {
                 ),
             )
             .arg("segment", Arg::Text(b.segment.name()))
-            .arg("reach", Arg::Number(i64::from(reach))),
+            .arg("reach", Arg::Number(i64::from(reach)))
+            .arg(
+                "photo",
+                if b.photo.is_some() {
+                    Arg::Key("admin-broadcast-photo")
+                } else {
+                    Arg::Text(String::new())
+                },
+            ),
         vec![
             segments,
             vec![
@@ -138,6 +146,10 @@ fn broadcast_progress(b: &crate::broadcast::Broadcast) -> Vec<Reply> {
     )]
 }
 
+fn in_place(replies: Vec<Reply>) -> Vec<Reply> {
+    replies.into_iter().map(Reply::in_place).collect()
+}
+
 fn unknown_target(target: UserId) -> Vec<Reply> {
     vec![Reply::text(
         Text::key("admin-unknown-user").arg("user", Arg::Number(target.get())),
@@ -145,6 +157,77 @@ fn unknown_target(target: UserId) -> Vec<Reply> {
 }
 
 impl Conversation {
+    /// A broadcast draft from the bot: its preview, reach and segment buttons.
+    async fn compose_broadcast(
+        &self,
+        actor: Actor,
+        text: &str,
+        photo: Option<String>,
+        button: Option<&str>,
+    ) -> Replies {
+        use crate::broadcast::{BroadcastError, Segment};
+        match self
+            .ports
+            .broadcasts
+            .create(actor, text, photo, button, Segment::All)
+            .await
+        {
+            Ok((draft, reach)) => Ok(broadcast_draft(&draft, reach)),
+            Err(BroadcastError::BadText { .. } | BroadcastError::BadButton) => {
+                Ok(say("admin-usage-broadcast"))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// An admin's photo captioned `/broadcast TEXT [| label=url]`: the photo is kept in
+    /// the asset store (`broadcasts/…`) and the broadcast drafted with it.
+    pub(super) async fn broadcast_photo(
+        &self,
+        admin: UserId,
+        media: &Media,
+        caption: &str,
+        update_key: &str,
+    ) -> Replies {
+        let words: Vec<String> = caption
+            .split_whitespace()
+            .skip(1)
+            .map(str::to_owned)
+            .collect();
+        let Ok(Command::Admin(AdminCommand::Broadcast { text, button })) =
+            Command::parse("broadcast", &words, true)
+        else {
+            return Ok(say("admin-usage-broadcast"));
+        };
+        if let Some(refusal) = super::drafts::too_large(media, self.ports.media.max_bytes()) {
+            return Ok(refusal);
+        }
+        // One file per update: a redelivered update writes the same file again.
+        let key: String = update_key
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        let photo = match self
+            .ports
+            .media
+            .fetch(media, &format!("broadcasts/{key}.jpg"))
+            .await
+        {
+            Ok(asset) => asset,
+            Err(crate::ports::MediaError::TooLarge { limit_bytes }) => {
+                return Ok(super::drafts::size_refusal(limit_bytes));
+            }
+            Err(_) => return Ok(say("file-unavailable")),
+        };
+        self.compose_broadcast(
+            Actor::Admin(admin),
+            &text,
+            Some(photo.as_str().to_owned()),
+            button.as_deref(),
+        )
+        .await
+    }
+
     /// A broadcast button of an admin (anyone else: a stale button).
     pub(super) async fn broadcast_button(&self, admin: UserId, action: Action) -> Replies {
         use crate::broadcast::BroadcastError;
@@ -156,7 +239,8 @@ impl Conversation {
         let done = match action {
             Action::BroadcastSegment(id, segment) => {
                 return match b.resegment(actor, id, segment).await {
-                    Ok((draft, reach)) => Ok(broadcast_draft(&draft, reach)),
+                    // The draft message itself shows the new segment and reach.
+                    Ok((draft, reach)) => Ok(in_place(broadcast_draft(&draft, reach))),
                     Err(BroadcastError::WrongState { .. } | BroadcastError::Unknown(_)) => {
                         Ok(say("button-expired"))
                     }
@@ -170,7 +254,8 @@ impl Conversation {
             _ => return Ok(say("button-expired")),
         };
         match done {
-            Ok(now) => Ok(broadcast_progress(&now)),
+            // The message pressed is edited to show the progress (🔄 asks again).
+            Ok(now) => Ok(in_place(broadcast_progress(&now))),
             Err(BroadcastError::WrongState { id, state, .. }) => Ok(vec![Reply::text(
                 Text::key("admin-broadcast-wrong-state")
                     .arg("id", Arg::Number(id))
@@ -251,19 +336,8 @@ impl Conversation {
                 })
             }
             AdminCommand::Broadcast { text, button } => {
-                use crate::broadcast::{BroadcastError, Segment};
-                match self
-                    .ports
-                    .broadcasts
-                    .create(actor, &text, None, button.as_deref(), Segment::All)
+                self.compose_broadcast(actor, &text, None, button.as_deref())
                     .await
-                {
-                    Ok((draft, reach)) => Ok(broadcast_draft(&draft, reach)),
-                    Err(BroadcastError::BadText { .. } | BroadcastError::BadButton) => {
-                        Ok(say("admin-usage-broadcast"))
-                    }
-                    Err(e) => Err(e.into()),
-                }
             }
             AdminCommand::Prices => {
                 let lines = self

@@ -23,14 +23,14 @@ fn prompt_refused(e: &PromptError) -> Vec<Reply> {
     }]
 }
 
-fn too_large(media: &Media, limit: u64) -> Option<Vec<Reply>> {
+pub(super) fn too_large(media: &Media, limit: u64) -> Option<Vec<Reply>> {
     media
         .size
         .filter(|size| *size > limit)
         .map(|_| size_refusal(limit))
 }
 
-fn size_refusal(limit_bytes: u64) -> Vec<Reply> {
+pub(super) fn size_refusal(limit_bytes: u64) -> Vec<Reply> {
     let megabytes = i64::try_from(limit_bytes / (1024 * 1024)).unwrap_or(i64::MAX);
     vec![Reply::text(
         Text::key("file-too-large").arg("megabytes", Arg::Number(megabytes)),

@@ -234,6 +234,22 @@ impl Conversation {
             (Some(Err(CommandError::Usage(key))), _) => say(key),
             (None, Input::Text(text)) => self.text(user, &text, &mut stored).await?,
             (None, Input::Command { .. }) => say("unknown-command"),
+            // An admin's photo captioned `/broadcast TEXT [| label=url]`: a broadcast
+            // with that photo.
+            (None, Input::Photo { media, caption })
+                if is_admin
+                    && caption
+                        .as_deref()
+                        .is_some_and(|c| c.trim_start().starts_with("/broadcast")) =>
+            {
+                self.broadcast_photo(
+                    user,
+                    &media,
+                    caption.as_deref().unwrap_or_default(),
+                    update_key,
+                )
+                .await?
+            }
             (None, Input::Photo { media, caption }) => {
                 self.photo(user, &media, caption.as_deref(), &mut stored)
                     .await?

@@ -21,12 +21,13 @@ use rei_core::conversation::{
 use rei_core::user::Language;
 use teloxide::dispatching::{Dispatcher, UpdateFilterExt};
 use teloxide::payloads::{
-    AnswerPreCheckoutQuerySetters, SendInvoiceSetters, SetMyCommandsSetters, SetWebhookSetters,
+    AnswerPreCheckoutQuerySetters, EditMessageTextSetters, SendInvoiceSetters,
+    SetMyCommandsSetters, SetWebhookSetters,
 };
 use teloxide::prelude::{Requester, dptree};
 use teloxide::types::{
     AllowedUpdate, BotCommand, BotCommandScope, CallbackQuery, ChatId, InlineKeyboardButton,
-    InlineKeyboardMarkup, LabeledPrice, Message, PreCheckoutQuery, Update,
+    InlineKeyboardMarkup, LabeledPrice, Message, MessageId, PreCheckoutQuery, Update,
 };
 use teloxide::{ApiError, Bot, RequestError};
 use tokio_util::sync::CancellationToken;
@@ -288,7 +289,7 @@ async fn on_message(update: Update, msg: Message, front: Arc<Front>) -> Result<(
         return Ok(());
     }
     front
-        .handle(&sender, input(&msg), update.id.0, "message")
+        .handle(&sender, input(&msg), update.id.0, "message", None)
         .await
 }
 
@@ -356,7 +357,14 @@ async fn on_callback(
         .as_deref()
         .and_then(callback::decode)
         .map_or(Input::StaleButton, Input::Button);
-    front.handle(&sender, input, update.id.0, "callback").await
+    // The message the button is on: a reply meant "in place" edits it.
+    let origin = query
+        .message
+        .as_ref()
+        .map(teloxide::types::MaybeInaccessibleMessage::id);
+    front
+        .handle(&sender, input, update.id.0, "callback", origin)
+        .await
 }
 
 impl Front {
@@ -413,10 +421,11 @@ impl Front {
         input: Input,
         update_id: u32,
         kind: &'static str,
+        origin: Option<MessageId>,
     ) -> Result<(), RequestError> {
         metrics::counter!("telegram_updates_total", "kind" => kind).increment(1);
         let span = tracing::info_span!("update", update_id, user_id = sender.id.get(), kind);
-        self.handle_in_span(sender, input, update_id)
+        self.handle_in_span(sender, input, update_id, origin)
             .instrument(span)
             .await
     }
@@ -426,6 +435,7 @@ impl Front {
         sender: &Sender,
         input: Input,
         update_id: u32,
+        origin: Option<MessageId>,
     ) -> Result<(), RequestError> {
         let replies = match self
             .conversation
@@ -438,6 +448,6 @@ impl Front {
                 vec![Reply::text(Text::key("error-generic"))]
             }
         };
-        self.send_replies(sender, replies).await
+        self.send_replies_at(sender, replies, origin).await
     }
 }

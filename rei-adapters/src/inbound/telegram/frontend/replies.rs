@@ -54,12 +54,28 @@ impl Front {
         sender: &Sender,
         replies: Vec<Reply>,
     ) -> Result<(), RequestError> {
+        self.send_replies_at(sender, replies, None).await
+    }
+
+    /// Sends `replies`; one meant in place edits `origin` (the message whose button
+    /// made it) instead, or is sent anew when that message cannot be edited.
+    pub(super) async fn send_replies_at(
+        &self,
+        sender: &Sender,
+        replies: Vec<Reply>,
+        origin: Option<MessageId>,
+    ) -> Result<(), RequestError> {
         if replies.is_empty() {
             return Ok(());
         }
         let chat = ChatId(sender.id.get());
         let language = self.language(sender.id).await;
         for reply in replies {
+            if let (true, Some(message)) = (reply.in_place, origin)
+                && self.edit(chat, message, language, &reply).await
+            {
+                continue;
+            }
             let sent = self.send(chat, language, &reply).await;
             match sent {
                 Ok(_) => {}
@@ -74,6 +90,46 @@ impl Front {
             }
         }
         Ok(())
+    }
+
+    /// Edits `message` to show `reply` (its text and buttons): true when the message
+    /// shows it now (also when it did already), false when it cannot be edited (gone,
+    /// too old, a photo) and the reply must be sent anew.
+    async fn edit(
+        &self,
+        chat: ChatId,
+        message: MessageId,
+        language: Language,
+        reply: &Reply,
+    ) -> bool {
+        let text = self.locales.stamp(
+            language,
+            render(
+                &self.locales,
+                language,
+                &with_links(&reply.text, &self.username),
+            ),
+        );
+        let rows: Vec<Vec<InlineKeyboardButton>> = layout(&reply.buttons)
+            .map(|row| {
+                row.iter()
+                    .filter_map(|b| self.button(language, b))
+                    .collect()
+            })
+            .collect();
+        self.send_rate.wait().await;
+        let edited = self
+            .bot
+            .edit_message_text(chat, message, text)
+            .reply_markup(InlineKeyboardMarkup::new(rows))
+            .await;
+        match edited {
+            Ok(_) | Err(RequestError::Api(ApiError::MessageNotModified)) => true,
+            Err(e) => {
+                tracing::debug!(error = %e, "the message could not be edited: sent anew");
+                false
+            }
+        }
     }
 
     /// Sends a reply within `TELEGRAM_SEND_RATE`, waiting out Telegram's 429
