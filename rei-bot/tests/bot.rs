@@ -1920,3 +1920,65 @@ async fn an_admin_broadcasts_a_photo_from_the_bot_and_watches_it_in_one_edited_m
         "one copy"
     );
 }
+
+/// [admin-web] The real bot with `ADMIN_WEB=1`: the admin's `/web` gives a one-time link
+/// (written in the text: Telegram takes no URL button to this machine), which signs in
+/// once through `PUBLIC_URL`; the overview shows the bot's numbers; a second use and
+/// anyone else's `/web` are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_gives_the_admin_a_link_that_signs_in_to_the_web_admin_once() {
+    let public = Forwarder::start().await.unwrap();
+    let bot = bot_behind(
+        Some(public),
+        &[("RATE_LIMIT_PER_MINUTE", "1000"), ("ADMIN_WEB", "1")],
+    )
+    .await;
+    bot.say(ANNA, "/start").await;
+    assert!(
+        text(&bot.say(ANNA, "/web").await).contains("Не знаю такой команды"),
+        "admins only"
+    );
+    bot.say(ADMIN, "/start").await;
+    let reply = bot.say(ADMIN, "/web").await;
+    assert!(text(&reply).contains("работает один раз"), "{reply:?}");
+    let base = bot.public.as_ref().unwrap().url();
+    let link = text(&reply)
+        .split_whitespace()
+        .find(|w| w.starts_with(&format!("{base}admin/login?token=")))
+        .unwrap_or_else(|| panic!("no link in {reply:?}"))
+        .to_owned();
+    let token = link.split("token=").nth(1).unwrap().to_owned();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = http.get(&link).send().await.unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    let sign_in = || {
+        http.post(format!("{base}admin/login"))
+            .form(&[("token", token.as_str())])
+            .send()
+    };
+    let signed = sign_in().await.unwrap();
+    assert_eq!(signed.status().as_u16(), 303);
+    let cookie = signed.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let overview = http
+        .get(format!("{base}admin"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(overview.status().as_u16(), 200);
+    let html = overview.text().await.unwrap();
+    assert!(
+        html.contains("<th>Users</th><td>2</td>"),
+        "Anna and the admin: {html}"
+    );
+    assert_eq!(sign_in().await.unwrap().status().as_u16(), 403, "once");
+}

@@ -103,6 +103,7 @@ pub mod promo;
 pub mod referral;
 pub mod time;
 pub mod user;
+pub mod web;
 
 #[cfg(feature = "memory")]
 pub mod memory;

@@ -507,6 +507,9 @@ impl rei_core::ports::IdGenerator for Ids {
     fn lease_token(&self) -> LeaseToken {
         LeaseToken::new(uuid(&self.0, 4).to_string())
     }
+    fn secret_token(&self) -> String {
+        uuid(&self.0, 5).simple().to_string()
+    }
 }
 
 fn uuid(n: &AtomicU64, kind: u128) -> uuid::Uuid {
@@ -675,6 +678,12 @@ impl World {
                     users.clone(),
                     clock.clone(),
                 ),
+                web: rei_core::web::WebAdminService::new(
+                    self.store.clone(),
+                    vec![admin_id()],
+                    clock.clone(),
+                    self.ids.clone(),
+                ),
                 prices: rei_core::prices::PriceService::new(
                     self.store.clone(),
                     jobs.clone(),
@@ -701,6 +710,7 @@ impl World {
                 draft_ttl: Duration::from_secs(900),
                 signup_bonus: Money::from_kopecks(2_500).unwrap(),
                 result_link_ttl: Duration::from_secs(24 * 3600),
+                web_admin_login: None,
             },
         );
         Process {

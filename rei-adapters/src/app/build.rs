@@ -58,6 +58,8 @@ pub struct Services {
     pub prices: rei_core::prices::PriceService,
     /// Broadcasts (`rei-cli broadcast`).
     pub broadcasts: rei_core::broadcast::BroadcastService,
+    /// Web admin sign-in links and sessions.
+    pub web: rei_core::web::WebAdminService,
     /// The stores an import of the v2.0 bot's data writes to.
     pub import: rei_core::legacy::ImportPorts,
 }
@@ -109,6 +111,8 @@ pub struct App {
     /// `SANDBOX=1`: the checkout page's gateway (its address is set once the server is
     /// bound).
     pub(super) sandbox: Option<Arc<SandboxCheckout>>,
+    /// `ADMIN_WEB=1`.
+    pub(super) admin_web: bool,
 }
 
 impl std::fmt::Debug for App {
@@ -272,6 +276,12 @@ impl App {
                 clock.clone(),
             )
             .with_topups(settings.topup_amounts.clone()),
+            web: rei_core::web::WebAdminService::new(
+                stores.web.clone(),
+                settings.admin_ids.clone(),
+                clock.clone(),
+                ids.clone(),
+            ),
             import: rei_core::legacy::ImportPorts {
                 users: stores.users.clone(),
                 ledger: stores.ledger.clone(),
@@ -323,6 +333,7 @@ impl App {
             backends,
             bot,
             sandbox,
+            admin_web: settings.admin_web,
         })
     }
 
@@ -437,6 +448,7 @@ fn bot(
             referrals: services.referrals.clone(),
             prices: services.prices.clone(),
             broadcasts: services.broadcasts.clone(),
+            web: services.web.clone(),
             dialogues: backends.stores.dialogues.clone(),
             limiter: backends.limiter.clone(),
             media: Arc::new(TelegramMedia::new(
@@ -563,6 +575,16 @@ fn conversation_config(
         draft_ttl: Duration::from_secs(settings.draft_ttl_secs),
         signup_bonus: settings.signup_bonus,
         result_link_ttl: settings.asset_link_ttl,
+        web_admin_login: if settings.admin_web {
+            Some(
+                local_base(settings)?
+                    .join("/admin/login")
+                    .map_err(|e| AppError::setting("PUBLIC_URL", e))?
+                    .to_string(),
+            )
+        } else {
+            None
+        },
     })
 }
 

@@ -6,7 +6,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::build::{App, NOTICE_ROUND, process_name};
 use super::{AppError, TelegramMode};
-use crate::inbound::http::{KlingHooks, Metrics, SandboxPages, WebState};
+use crate::inbound::http::{AdminPages, KlingHooks, Metrics, SandboxPages, WebState};
 use crate::inbound::telegram::{TelegramWebhook, UpdateSource};
 
 impl App {
@@ -134,6 +134,15 @@ impl App {
             metrics_ips: self.http.metrics_ips.clone(),
             admin: Some(self.services.admin.clone()),
             assets: self.public_url.is_some().then(|| self.assets.clone()),
+            admin_web: self.admin_web.then(|| {
+                AdminPages::new(
+                    self.services.web.clone(),
+                    self.services.admin.clone(),
+                    self.public_url
+                        .as_ref()
+                        .is_some_and(|u| u.scheme() == "https"),
+                )
+            }),
             sandbox: self.sandbox.clone().map(|checkout| SandboxPages {
                 checkout,
                 payments: self.services.payments.clone(),

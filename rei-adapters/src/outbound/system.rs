@@ -37,6 +37,15 @@ impl IdGenerator for RandomIds {
     fn lease_token(&self) -> rei_core::job::LeaseToken {
         rei_core::job::LeaseToken::new(Uuid::new_v4().to_string())
     }
+    fn secret_token(&self) -> String {
+        use rand::Rng;
+        // 43 characters of 62: about 256 bits, from the OS-seeded generator.
+        rand::rng()
+            .sample_iter(rand::distr::Alphanumeric)
+            .take(43)
+            .map(char::from)
+            .collect()
+    }
 }
 
 /// Writes notices and alerts to the log instead of delivering them.

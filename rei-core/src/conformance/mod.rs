@@ -30,6 +30,7 @@ use crate::ports::{
 use crate::prices::PriceStore;
 use crate::promo::PromoStore;
 use crate::referral::ReferralStore;
+use crate::web::WebStore;
 
 /// Declares [`Backend`] over the store ports, named once: the trait and the blanket
 /// implementation for every type that implements them all.
@@ -54,6 +55,7 @@ backend_of!(
     ReferralStore,
     PriceStore,
     BroadcastStore,
+    WebStore,
 );
 
 /// Shared handle the cases take.
@@ -146,6 +148,7 @@ macro_rules! __conformance_cases {
             referral_moves_that_do_not_fit_are_refused,
             prices_are_seeded_once_and_set_with_their_audit_line,
             offer_options_are_seeded_per_key_and_set_with_their_audit_line,
+            a_sign_in_link_is_taken_once_before_it_expires_and_sessions_end,
             broadcasts_reach_their_segment_and_claim_each_recipient_once,
         );
     };

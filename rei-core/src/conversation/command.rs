@@ -65,6 +65,8 @@ pub enum AdminCommand {
     },
     /// List the live prices.
     Prices,
+    /// A one-time sign-in link to the web admin.
+    Web,
     /// Set a live price, switch a video model on or off, or set the top-up amounts.
     SetPrice {
         /// The product as `/prices` names it, `model:<id>`, or `topups`.
@@ -149,6 +151,7 @@ impl Command {
             "stats" => plain(Self::Admin(AdminCommand::Stats)),
             "promos" => plain(Self::Admin(AdminCommand::Promos)),
             "prices" => plain(Self::Admin(AdminCommand::Prices)),
+            "web" => plain(Self::Admin(AdminCommand::Web)),
             "broadcast" => {
                 let all = args.join(" ");
                 let (text, button) = match all.rsplit_once(" | ") {

@@ -116,6 +116,7 @@ fn config(video_to_video: bool) -> ConversationConfig {
         draft_ttl: Duration::from_secs(3600),
         signup_bonus: Money::ZERO,
         result_link_ttl: Duration::from_secs(7 * 24 * 3600),
+        web_admin_login: Some("https://admin.test/admin/login".into()),
     }
 }
 
@@ -203,6 +204,12 @@ fn world_full(
             store.clone(),
             UserService::new(store.clone(), clock.clone()),
             clock.clone(),
+        ),
+        web: crate::web::WebAdminService::new(
+            store.clone(),
+            vec![UserId::new(ADMIN).unwrap()],
+            clock.clone(),
+            ids.clone(),
         ),
         prices: crate::prices::PriceService::new(
             store.clone(),
@@ -2143,6 +2150,64 @@ async fn admins_set_prices_and_switch_promo_codes_off_from_the_bot() {
         keys(&w.say(ADMIN, "/disablepromo").await),
         ["admin-usage-disablepromo"]
     );
+}
+
+/// [admin-web] `/web` gives an admin a one-time sign-in link (a URL button), and says
+/// so when the web admin is off; for anyone else it is an unknown command.
+#[tokio::test]
+async fn web_gives_an_admin_a_one_time_sign_in_link() {
+    let w = world();
+    w.user_with(ADMIN, "0").await;
+    w.user_with(ANNA, "0").await;
+    let replies = w.say(ADMIN, "/web").await;
+    assert_eq!(keys(&replies), ["admin-web-link"]);
+    let url = replies[0]
+        .buttons
+        .iter()
+        .flatten()
+        .find_map(|b| match &b.target {
+            ButtonTarget::Url(url) => Some(url.clone()),
+            ButtonTarget::Action(_) => None,
+        })
+        .unwrap();
+    let token = url
+        .strip_prefix("https://admin.test/admin/login?token=")
+        .unwrap_or_else(|| panic!("{url}"));
+    // The link signs in once.
+    let signed = w
+        .ports
+        .web
+        .sign_in(&crate::web::Secret::new(token))
+        .await
+        .unwrap();
+    assert_eq!(signed.session.admin, UserId::new(ADMIN).unwrap());
+    assert!(
+        w.ports
+            .web
+            .sign_in(&crate::web::Secret::new(token))
+            .await
+            .is_err()
+    );
+    assert_eq!(keys(&w.say(ANNA, "/web").await), ["unknown-command"]);
+    let off = Conversation::new(
+        w.ports.clone(),
+        ConversationConfig {
+            web_admin_login: None,
+            ..config(false)
+        },
+    );
+    let replies = off
+        .handle(
+            &sender(ADMIN),
+            Input::Command {
+                name: "web".into(),
+                args: Vec::new(),
+            },
+            "tg:web-off",
+        )
+        .await
+        .unwrap();
+    assert_eq!(keys(&replies), ["admin-web-off"]);
 }
 
 /// [growth] Models and top-up amounts are live like prices: an admin switches a model

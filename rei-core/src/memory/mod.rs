@@ -72,6 +72,10 @@ impl IdGenerator for SequentialIds {
     fn lease_token(&self) -> crate::job::LeaseToken {
         crate::job::LeaseToken::new(self.next().to_string())
     }
+    fn secret_token(&self) -> String {
+        // Predictable on purpose: for tests only.
+        format!("secret-{}", self.next().simple())
+    }
 }
 
 /// A notifier that keeps every notice and alert, for tests and examples.

@@ -25,4 +25,7 @@ pub trait IdGenerator: Send + Sync {
     fn reservation_id(&self) -> ReservationId;
     /// A fresh, unique lease token.
     fn lease_token(&self) -> LeaseToken;
+    /// A secret nobody can guess (at least 128 random bits, URL-safe): a sign-in link's
+    /// token, a session cookie.
+    fn secret_token(&self) -> String;
 }

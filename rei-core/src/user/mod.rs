@@ -208,6 +208,10 @@ pub enum AuditAction {
     BroadcastPause,
     /// Cancelled a broadcast.
     BroadcastCancel,
+    /// Signed in to the web admin.
+    WebSignIn,
+    /// Signed out of the web admin.
+    WebSignOut,
 }
 
 text_codes!(AuditAction {
@@ -226,6 +230,8 @@ text_codes!(AuditAction {
     BroadcastStart => "broadcast_start",
     BroadcastPause => "broadcast_pause",
     BroadcastCancel => "broadcast_cancel",
+    WebSignIn => "web_sign_in",
+    WebSignOut => "web_sign_out",
 });
 
 /// One line of the admin audit log.

@@ -273,6 +273,10 @@ pub struct Settings {
     /// together with real YooKassa keys.
     #[arg(long, env = "SANDBOX", default_value = "0", value_parser = parse_flag, action = clap::ArgAction::Set)]
     pub sandbox: bool,
+    /// `1`: the web admin under `/admin` on the HTTP server; admins sign in with the
+    /// bot's one-time `/web` link (under `PUBLIC_URL`, else `HTTP_ADDR`).
+    #[arg(long, env = "ADMIN_WEB", default_value = "0", value_parser = parse_flag, action = clap::ArgAction::Set)]
+    pub admin_web: bool,
 }
 
 /// A configuration that parsed but does not hold together.

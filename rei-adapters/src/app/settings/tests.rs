@@ -197,3 +197,15 @@ fn the_sandbox_needs_only_a_token_and_refuses_real_payment_keys() {
         "{err}"
     );
 }
+
+/// [admin-web] `ADMIN_WEB` is off by default and takes 0 or 1, named when wrong.
+#[test]
+fn the_web_admin_is_off_by_default_and_switched_with_0_or_1() {
+    assert!(!parse(&MIN).unwrap().admin_web);
+    assert!(parse(&with(&[("ADMIN_WEB", "1")])).unwrap().admin_web);
+    let err = parse(&with(&[("ADMIN_WEB", "on")])).unwrap_err();
+    assert!(
+        err.contains("ADMIN_WEB") && err.contains("not 0 or 1"),
+        "{err}"
+    );
+}

@@ -103,6 +103,12 @@ pub async fn run(
                 users.clone(),
                 clock.clone(),
             ),
+            web: rei_core::web::WebAdminService::new(
+                store.clone(),
+                vec![me],
+                clock.clone(),
+                ids.clone(),
+            ),
             prices: rei_core::prices::PriceService::new(
                 store.clone(),
                 jobs.clone(),
@@ -131,6 +137,7 @@ pub async fn run(
             draft_ttl: Duration::from_secs(3600),
             signup_bonus: Money::ZERO,
             result_link_ttl: Duration::from_secs(24 * 3600),
+            web_admin_login: None,
         },
     ));
     let runner = Arc::new(JobRunner::new(

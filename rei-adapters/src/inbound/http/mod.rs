@@ -12,12 +12,14 @@
 //!   the task.
 //! - `GET /metrics`: Prometheus text.
 //! - `GET /assets/…`: a file behind a signed, expiring link (video→video sources).
+//! - `/admin`, `/admin/login`, `/admin/logout` (`ADMIN_WEB=1` only): the web admin.
 //! - `GET /sandbox/checkout/{id}`, `POST …/pay`, `POST …/cancel` (`SANDBOX=1` only): the
 //!   sandbox's checkout page.
 //!
 //! One tracing span per request; every failure is mapped to a status in one place
 //! ([`WebError`]); bodies are limited and requests time out.
 
+mod admin;
 mod assets;
 mod ips;
 mod metrics_route;
@@ -42,6 +44,7 @@ use tokio_util::sync::CancellationToken;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+pub use admin::AdminPages;
 pub use ips::{DEFAULT_METRICS_IPS, DEFAULT_YOOKASSA_IPS, IpList, IpListError};
 pub use metrics_route::{Metrics, MetricsError};
 pub use sandbox::SandboxPages;
@@ -147,6 +150,8 @@ pub struct WebState {
     pub assets: Option<AssetStore>,
     /// The sandbox's checkout page (`SANDBOX=1`).
     pub sandbox: Option<SandboxPages>,
+    /// The web admin (`ADMIN_WEB=1`).
+    pub admin_web: Option<AdminPages>,
 }
 
 impl WebState {
@@ -165,6 +170,7 @@ impl WebState {
             admin: None,
             assets: None,
             sandbox: None,
+            admin_web: None,
         }
     }
 }
@@ -244,6 +250,7 @@ impl IntoResponse for WebError {
 pub fn router(state: WebState) -> Router {
     let kling = state.kling.is_some();
     let sandbox = state.sandbox.is_some();
+    let admin_web = state.admin_web.is_some();
     let state = Arc::new(state);
     let mut router = Router::new();
     // The sandbox's checkout page exists only in the sandbox.
@@ -252,6 +259,13 @@ pub fn router(state: WebState) -> Router {
             .route("/sandbox/checkout/{id}", get(sandbox::checkout))
             .route("/sandbox/checkout/{id}/pay", post(sandbox::pay))
             .route("/sandbox/checkout/{id}/cancel", post(sandbox::cancel));
+    }
+    // The web admin exists only with ADMIN_WEB=1.
+    if admin_web {
+        router = router
+            .route("/admin", get(admin::overview))
+            .route("/admin/login", get(admin::login_page).post(admin::login))
+            .route("/admin/logout", post(admin::logout));
     }
     // The Kling callback (unauthenticated by Kling's design) exists only when Kling does.
     if kling {

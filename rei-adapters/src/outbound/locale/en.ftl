@@ -277,3 +277,6 @@ admin-model-unknown = { $model } is not a video model of this bot: /prices lists
 admin-model-last = At least one video model stays on.
 admin-topups-set = Top-up amounts now: { $topups }. In force everywhere within seconds.
 admin-broadcast-photo = 🖼 with the photo sent, the text as its caption
+admin-web-link = 🔐 Your sign-in link to the web admin: it works once, for { $minutes } minutes. Do not forward it.
+admin-web-open = Open the web admin
+admin-web-off = The web admin is off (ADMIN_WEB=0).

@@ -19,6 +19,7 @@ pub(crate) mod rows;
 mod sqlite;
 mod store;
 mod users;
+mod web;
 mod writer;
 
 use std::future::Future;
@@ -139,6 +140,8 @@ pub struct Stores {
     pub prices: Arc<dyn rei_core::prices::PriceStore>,
     /// Broadcasts and their recipients.
     pub broadcasts: Arc<dyn rei_core::broadcast::BroadcastStore>,
+    /// Web admin sign-in links and sessions.
+    pub web: Arc<dyn rei_core::web::WebStore>,
     /// Woken when a commit in this process put a notice into the outbox.
     pub outbox_signal: Arc<tokio::sync::Notify>,
     /// Answers whether the database is reachable (for `/readyz`).
@@ -172,6 +175,7 @@ fn stores(s: Arc<SqlStore>) -> Stores {
         referrals: s.clone(),
         prices: s.clone(),
         broadcasts: s.clone(),
+        web: s.clone(),
         outbox_signal: s.outbox_signal(),
         health: s.clone(),
         sql: s,

@@ -32,6 +32,7 @@ mod promos;
 mod referrals;
 mod refunds;
 mod users;
+mod web;
 
 pub use broadcasts::*;
 pub use concurrency::*;
@@ -45,6 +46,7 @@ pub use promos::*;
 pub use referrals::*;
 pub use refunds::*;
 pub use users::*;
+pub use web::*;
 
 const T0: i64 = 1_700_000_000_000;
 

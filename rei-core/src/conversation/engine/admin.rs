@@ -339,6 +339,24 @@ impl Conversation {
                 self.compose_broadcast(actor, &text, None, button.as_deref())
                     .await
             }
+            AdminCommand::Web => {
+                let Some(login) = &self.config.web_admin_login else {
+                    return Ok(say("admin-web-off"));
+                };
+                let token = match self.ports.web.issue_link(admin).await {
+                    Ok(token) => token,
+                    Err(crate::web::WebError::Store(e)) => return Err(e.into()),
+                    Err(_) => return Ok(say("unknown-command")),
+                };
+                let link = format!("{login}?token={}", token.expose());
+                Ok(vec![Reply::with_buttons(
+                    Text::key("admin-web-link").arg("minutes", Arg::Number(5)),
+                    vec![vec![Button {
+                        label: Text::key("admin-web-open"),
+                        target: ButtonTarget::Url(link),
+                    }]],
+                )])
+            }
             AdminCommand::Prices => {
                 let lines = self
                     .ports

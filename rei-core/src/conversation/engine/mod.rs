@@ -65,6 +65,9 @@ pub struct ConversationConfig {
     /// How long a result's download link works after its job finished
     /// (`ASSET_LINK_TTL`); `/history` lists the links still valid.
     pub result_link_ttl: Duration,
+    /// Where `/web`'s one-time links point (`…/admin/login`); `None`: the web admin is
+    /// off (`ADMIN_WEB=0`).
+    pub web_admin_login: Option<String>,
 }
 
 /// The services and ports the conversation uses.
@@ -88,6 +91,8 @@ pub struct ConversationPorts {
     pub prices: crate::prices::PriceService,
     /// Broadcasts (admin `/broadcast`).
     pub broadcasts: crate::broadcast::BroadcastService,
+    /// Web admin sign-in links (`/web`).
+    pub web: crate::web::WebAdminService,
     /// Dialogue state.
     pub dialogues: Arc<dyn DialogueStore>,
     /// `RATE_LIMIT_PER_MINUTE`.

@@ -39,6 +39,7 @@ mod prices;
 mod promos;
 mod referrals;
 mod users;
+mod web;
 
 /// Every store port in memory. Cheap to create; share it behind an `Arc`.
 #[derive(Debug, Default)]
@@ -82,6 +83,10 @@ struct State {
     prices: BTreeMap<String, Money>,
     /// Live options of the offer (models off, top-up amounts).
     offer_options: BTreeMap<String, String>,
+    /// Web admin sign-in links by digest: admin, expiry, used.
+    web_links: BTreeMap<String, (UserId, Timestamp, bool)>,
+    /// Web admin sessions by digest.
+    web_sessions: BTreeMap<String, crate::web::WebSession>,
     /// Broadcasts, in creation order.
     broadcasts: Vec<broadcasts::StoredBroadcast>,
 }
