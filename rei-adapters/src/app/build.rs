@@ -10,9 +10,7 @@ use rei_core::job::{
 use rei_core::ledger::LedgerService;
 use rei_core::notice::{DispatchConfig, NoticeDispatcher};
 use rei_core::payment::{PaymentConfig, PaymentPorts, PaymentProvider, PaymentService, PollConfig};
-use rei_core::ports::{
-    Clock, IdGenerator, ImageGenerator, Notifier, PaymentGateway, StarsGateway, VideoGenerator,
-};
+use rei_core::ports::{Clock, IdGenerator, Notifier, PaymentGateway, StarsGateway};
 use rei_core::user::{AdminPorts, AdminService, UserService};
 use secrecy::{ExposeSecret, SecretString};
 
@@ -20,22 +18,20 @@ use super::error::AppError;
 use super::settings::{Settings, TelegramMode};
 
 use super::backends::{self, Backends, BackendsConfig};
+use super::providers::{gateway, images, kling_credentials, local_base, sold_models, videos};
 use crate::inbound::http::IpList;
 use crate::inbound::telegram::FrontEnd;
 use crate::inbound::worker::{Worker, WorkerConfig};
-use crate::outbound::client::HttpConfig;
 use crate::outbound::files::AssetStore;
-use crate::outbound::gemini::{GeminiClient, GeminiConfig};
-use crate::outbound::kling::{KlingClient, KlingConfig, KlingCredentials, KlingModel};
+use crate::outbound::kling::KlingModel;
 use crate::outbound::locale::Locales;
-use crate::outbound::sandbox::{SandboxCheckout, SandboxImages, SandboxVideos};
+use crate::outbound::sandbox::SandboxCheckout;
 use crate::outbound::secret_url::SecretUrl;
 use crate::outbound::sql::DatabaseTarget;
 use crate::outbound::system::{LogNotifier, RandomIds, SystemClock};
 use crate::outbound::telegram::{
     BotClients, SendRate, TelegramMedia, TelegramNotifier, TelegramNotifierConfig, TelegramStars,
 };
-use crate::outbound::yookassa::{VatCode, YooKassaClient, YooKassaConfig};
 
 /// The core services, over the stores of one database.
 #[derive(Debug)]
@@ -126,9 +122,6 @@ impl std::fmt::Debug for App {
 /// How often the outbox is looked at for notices written by other processes and for
 /// retries (a commit in this process wakes its dispatcher at once).
 pub(super) const NOTICE_ROUND: Duration = Duration::from_secs(2);
-
-/// How long a sandbox video "renders": long enough to see its progress message.
-const SANDBOX_RENDER_TIME: Duration = Duration::from_secs(3);
 
 impl App {
     /// Opens the backends (migrating the database) and builds everything the settings
@@ -405,24 +398,6 @@ fn telegram(
     })
 }
 
-/// YooKassa when its keys are set (`validate` saw to it that they come in pairs).
-fn gateway(settings: &Settings) -> Result<Option<Arc<dyn PaymentGateway>>, AppError> {
-    let (Some(shop), Some(key)) = (&settings.yookassa_shop_id, &settings.yookassa_secret_key)
-    else {
-        return Ok(None);
-    };
-    let mut yookassa = YooKassaConfig::new(shop.clone(), key.clone());
-    yookassa.base_url = settings.yookassa_api_url.to_string();
-    yookassa.receipt_vat_code = settings
-        .yookassa_receipt_vat_code
-        .map(VatCode::new)
-        .transpose()
-        .map_err(|e| AppError::setting("YOOKASSA_RECEIPT_VAT_CODE", e))?;
-    let client =
-        YooKassaClient::new(yookassa).map_err(|e| AppError::setting("YOOKASSA_API_URL", e))?;
-    Ok(Some(Arc::new(client)))
-}
-
 /// The dialogue, the workers and the outbox dispatcher of a process with `BOT_TOKEN`.
 #[allow(clippy::too_many_arguments)]
 fn bot(
@@ -586,105 +561,6 @@ fn conversation_config(
             None
         },
     })
-}
-
-/// The video models priced: the `/video` menu's and the video→video one.
-fn sold_models(settings: &Settings) -> Result<Vec<String>, AppError> {
-    let models = KlingModel::parse_list(&settings.kling_models)
-        .map_err(|e| AppError::setting("KLING_MODELS", e))?;
-    let mut names: Vec<String> = models.iter().map(|m| m.api_name().to_owned()).collect();
-    if !names.contains(&settings.kling_omni_model) {
-        names.push(settings.kling_omni_model.clone());
-    }
-    Ok(names)
-}
-
-/// Where a browser on this machine reaches the HTTP server: `PUBLIC_URL`, else
-/// `HTTP_ADDR` (an unspecified address as 127.0.0.1). Port 0 is replaced once bound.
-fn local_base(settings: &Settings) -> Result<url::Url, AppError> {
-    match &settings.public_url {
-        Some(public) => Ok(public.clone()),
-        None => base_of(settings.http_addr).map_err(|e| AppError::setting("HTTP_ADDR", e)),
-    }
-}
-
-/// `http://<addr>/`, an unspecified address as the loopback one.
-///
-/// # Errors
-/// Only if the address does not make a URL (it always does).
-pub(super) fn base_of(addr: std::net::SocketAddr) -> Result<url::Url, url::ParseError> {
-    let ip = if addr.ip().is_unspecified() {
-        std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
-    } else {
-        addr.ip()
-    };
-    format!("http://{}/", std::net::SocketAddr::new(ip, addr.port())).parse()
-}
-
-fn images(settings: &Settings) -> Result<Option<Arc<dyn ImageGenerator>>, AppError> {
-    if settings.sandbox {
-        return Ok(Some(Arc::new(SandboxImages)));
-    }
-    let Some(key) = &settings.nano_banana_api_key else {
-        return Ok(None);
-    };
-    let mut gemini = GeminiConfig::new(key.clone());
-    gemini.base_url = settings.nano_banana_api_url.to_string();
-    gemini.model.clone_from(&settings.nano_banana_model);
-    gemini.http =
-        HttpConfig::with_request_timeout(Duration::from_secs(settings.nano_banana_timeout_secs));
-    let client =
-        GeminiClient::new(gemini).map_err(|e| AppError::setting("NANO_BANANA_API_URL", e))?;
-    Ok(Some(Arc::new(client)))
-}
-
-/// Kling's keys (`KLING_API_KEY`, or `KLING_ACCESS_KEY` + `KLING_SECRET_KEY`); `None`
-/// when Kling is not configured.
-fn kling_credentials(settings: &Settings) -> Result<Option<KlingCredentials>, AppError> {
-    Ok(Some(
-        match (
-            &settings.kling_api_key,
-            &settings.kling_access_key,
-            &settings.kling_secret_key,
-        ) {
-            (Some(combined), _, _) => KlingCredentials::from_combined(combined)
-                .map_err(|e| AppError::setting("KLING_API_KEY", e))?,
-            (None, Some(access), Some(secret)) => {
-                KlingCredentials::new(access.clone(), secret.clone())
-                    .map_err(|e| AppError::setting("KLING_ACCESS_KEY / KLING_SECRET_KEY", e))?
-            }
-            _ => return Ok(None),
-        },
-    ))
-}
-
-fn videos(
-    settings: &Settings,
-    assets: &AssetStore,
-) -> Result<Option<Arc<dyn VideoGenerator>>, AppError> {
-    if settings.sandbox {
-        return Ok(Some(Arc::new(SandboxVideos::new(
-            assets.clone(),
-            SANDBOX_RENDER_TIME,
-        ))));
-    }
-    let Some(credentials) = kling_credentials(settings)? else {
-        return Ok(None);
-    };
-    let mut kling = KlingConfig::new(credentials);
-    kling.base_url = settings.kling_api_url.to_string();
-    kling.models = KlingModel::parse_list(&settings.kling_models)
-        .map_err(|e| AppError::setting("KLING_MODELS", e))?;
-    kling.omni_model.clone_from(&settings.kling_omni_model);
-    kling.mode = settings
-        .kling_mode
-        .parse()
-        .map_err(|e| AppError::setting("KLING_MODE", e))?;
-    kling.public_url = settings.public_url.as_ref().map(ToString::to_string);
-    kling.http = HttpConfig::with_request_timeout(Duration::from_secs(settings.kling_timeout_secs));
-    let client = KlingClient::new(kling, assets.clone())
-        .map_err(|e| AppError::setting("KLING_API_URL", e))?;
-    Ok(Some(Arc::new(client)))
 }
 
 /// `host:pid`: unique per process, readable in logs (worker and poller lease holder).

@@ -10,6 +10,8 @@ mod build;
 #[cfg(feature = "app")]
 mod error;
 #[cfg(feature = "app")]
+mod providers;
+#[cfg(feature = "app")]
 mod run;
 #[cfg(feature = "app")]
 pub mod settings;

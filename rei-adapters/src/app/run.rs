@@ -92,7 +92,7 @@ impl App {
             // Without PUBLIC_URL the checkout page is on this machine, at the bound port.
             if self.public_url.is_none()
                 && let Ok(bound) = listener.local_addr()
-                && let Ok(base) = super::build::base_of(bound)
+                && let Ok(base) = super::providers::base_of(bound)
             {
                 checkout.set_base_url(base);
             }
