@@ -66,6 +66,7 @@ async fn sandbox() -> Sandbox {
     let assets = tempfile::tempdir().unwrap();
     let log_path = assets.path().join("bot.log");
     let log = std::fs::File::create(&log_path).unwrap();
+    std::fs::write(assets.path().join("db-path"), &path).unwrap();
     let process = sandbox_command(&telegram.url, &path, assets.path(), log)
         .spawn()
         .expect("start rei-bot");
@@ -356,5 +357,35 @@ async fn the_sandbox_refuses_to_start_beside_real_yookassa_keys() {
     assert!(
         telegram.calls_of("getUpdates").is_empty(),
         "it never started polling"
+    );
+}
+
+/// A sandbox database holds play money: started without `SANDBOX=1` it is refused, so
+/// sandbox balances never pass for paid ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_with_sandbox_payments_is_refused_outside_the_sandbox() {
+    let mut bot = sandbox().await;
+    bot.say("/start").await;
+    let url = bot.checkout_link("100.00 ₽").await;
+    assert_eq!(bot.click(&url, "pay").await.0, 200);
+    bot._process.kill().await.unwrap();
+    let log_path = bot.assets.path().join("production.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let database = bot.assets.path().join("db-path");
+    let database = std::fs::read_to_string(&database).unwrap();
+    let mut process = sandbox_command(&bot.telegram.url, &database, bot.assets.path(), log)
+        .env("SANDBOX", "0")
+        .env("ADMIN_IDS", "1")
+        .spawn()
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(30), process.wait())
+        .await
+        .expect("it stops at once")
+        .unwrap();
+    assert!(!status.success(), "{status:?}");
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(
+        log.contains("database that holds sandbox payments"),
+        "{log}"
     );
 }

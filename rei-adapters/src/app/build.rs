@@ -282,6 +282,21 @@ impl App {
                 jobs: stores.jobs.clone(),
             },
         };
+        // Play money must never pass for paid money: a sandbox database stays one.
+        if !settings.sandbox {
+            let sandbox_payments = stores
+                .payments
+                .payments(rei_core::payment::PaymentFilter {
+                    provider: Some(PaymentProvider::Sandbox),
+                    limit: 1,
+                    ..rei_core::payment::PaymentFilter::default()
+                })
+                .await
+                .map_err(AppError::Ledger)?;
+            if !sandbox_payments.is_empty() {
+                return Err(AppError::PlayMoneyDatabase);
+            }
+        }
         // The prices in the database (seeded from the settings on the first start) are
         // the ones in force, in every process.
         if services.prices.start().await.map_err(AppError::Prices)? {

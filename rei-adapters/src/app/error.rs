@@ -29,6 +29,11 @@ pub enum AppError {
     /// The live prices could not be seeded or read.
     #[error("loading the live prices")]
     Prices(#[source] rei_core::prices::PriceError),
+    /// A database with sandbox payments (play money) opened outside the sandbox.
+    #[error(
+        "SANDBOX=0 on a database that holds sandbox payments (play money in its balances): run it with SANDBOX=1, or start production on a new database"
+    )]
+    PlayMoneyDatabase,
     /// The ledger could not be read for its start-up check.
     #[error("verifying the ledger")]
     Ledger(#[source] StoreError),

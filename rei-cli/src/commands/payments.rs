@@ -89,6 +89,7 @@ async fn list(
         state: status,
         user_id: None,
         since,
+        provider: None,
         limit: limit.clamp(1, 10_000),
     };
     let payments = ctx

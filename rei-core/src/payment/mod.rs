@@ -191,6 +191,8 @@ pub struct PaymentFilter {
     pub user_id: Option<UserId>,
     /// Only created at or after this instant.
     pub since: Option<Timestamp>,
+    /// Only this provider's.
+    pub provider: Option<PaymentProvider>,
     /// At most this many, newest first (0 = store default of 100).
     pub limit: u32,
 }

@@ -230,6 +230,7 @@ impl PaymentService {
                 state: None,
                 user_id: None,
                 since: Some(since),
+                provider: None,
                 limit: LOCAL_LIMIT,
             })
             .await?;
@@ -338,6 +339,7 @@ impl PaymentService {
                 state: None,
                 user_id: None,
                 since: Some(since.minus(LOCAL_MARGIN)),
+                provider: None,
                 limit: LOCAL_LIMIT,
             })
             .await?

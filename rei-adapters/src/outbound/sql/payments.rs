@@ -272,7 +272,7 @@ impl PaymentStore for SqlStore {
                 "SELECT ",
                 payment_cols!(),
                 " FROM payments WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR user_id = $2) ",
-                "AND ($3 IS NULL OR created_at >= $3) ORDER BY "
+                "AND ($3 IS NULL OR created_at >= $3) AND ($5 IS NULL OR provider = $5) ORDER BY "
             ],
             order_col,
             [" DESC LIMIT $4"]
@@ -282,6 +282,7 @@ impl PaymentStore for SqlStore {
             .bind(filter.user_id.map(UserId::get))
             .bind(filter.since.map(Timestamp::millis))
             .bind(limit(filter.limit))
+            .bind(filter.provider.map(|p| p.as_str()))
             .fetch_all(&self.pool)
             .await
             .map_err(TxError::from)?;

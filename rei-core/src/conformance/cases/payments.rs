@@ -143,6 +143,14 @@ pub async fn payments_are_filtered<S: Backend>(s: Store<S>) {
         (by(None, Some(u), None), vec![c.id, a.id]),
         (by(None, None, Some(at(2))), vec![c.id, b.id]),
     ];
+    let of = |provider| PaymentFilter {
+        provider: Some(provider),
+        ..PaymentFilter::default()
+    };
+    let cases = cases.into_iter().chain([
+        (of(PaymentProvider::Yookassa), vec![c.id, b.id, a.id]),
+        (of(PaymentProvider::Sandbox), vec![]),
+    ]);
     for (filter, want) in cases {
         let listed = s.payments(filter.clone()).await.unwrap();
         let got: Vec<_> = listed.iter().map(|p| p.id).collect();

@@ -202,6 +202,7 @@ impl PaymentStore for MemoryStore {
                 filter.state.is_none_or(|st| p.state == st)
                     && filter.user_id.is_none_or(|u| p.user_id == u)
                     && filter.since.is_none_or(|t| p.created_at >= t)
+                    && filter.provider.is_none_or(|pr| p.provider == pr)
             })
             .take(limit(filter.limit))
             .cloned()
