@@ -125,6 +125,18 @@ impl Sandbox {
         self.next(before).await
     }
 
+    /// Anna's payments, newest first.
+    async fn payments(&self) -> Vec<rei_core::payment::Payment> {
+        self.stores
+            .payments
+            .payments(PaymentFilter {
+                user_id: Some(UserId::new(ANNA).unwrap()),
+                ..PaymentFilter::default()
+            })
+            .await
+            .unwrap()
+    }
+
     async fn balance(&self) -> Money {
         self.stores
             .ledger
@@ -227,15 +239,7 @@ async fn a_newcomer_tops_up_makes_an_image_and_a_video_in_the_sandbox_with_only_
 
     // The play money is marked: the payment is the sandbox's, its credit says so.
     let user = UserId::new(ANNA).unwrap();
-    let payments = bot
-        .stores
-        .payments
-        .payments(PaymentFilter {
-            user_id: Some(user),
-            ..PaymentFilter::default()
-        })
-        .await
-        .unwrap();
+    let payments = bot.payments().await;
     assert_eq!(payments.len(), 1);
     assert_eq!(payments[0].provider, PaymentProvider::Sandbox);
     assert_eq!(payments[0].state, PaymentState::Paid);
@@ -299,18 +303,7 @@ async fn a_newcomer_tops_up_makes_an_image_and_a_video_in_the_sandbox_with_only_
         "pay after cancel pays nothing: {after}"
     );
     // The page answered after the payment service applied the click.
-    let states: Vec<PaymentState> = bot
-        .stores
-        .payments
-        .payments(PaymentFilter {
-            user_id: Some(user),
-            ..PaymentFilter::default()
-        })
-        .await
-        .unwrap()
-        .iter()
-        .map(|p| p.state)
-        .collect();
+    let states: Vec<PaymentState> = bot.payments().await.iter().map(|p| p.state).collect();
     assert_eq!(states.len(), 2);
     assert!(states.contains(&PaymentState::Cancelled), "{states:?}");
     assert_eq!(bot.balance().await, "150".parse().unwrap());

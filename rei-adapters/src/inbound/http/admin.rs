@@ -22,7 +22,7 @@ use axum::response::{Html, IntoResponse, Response};
 use rei_core::user::AdminService;
 use rei_core::web::{Secret, WebAdminService, WebError as SignInError, WebSession};
 
-use super::{WebError, WebState, read_body};
+use super::{WebError, WebState, escape_html as escape, read_body};
 
 /// The session cookie's name.
 pub const COOKIE: &str = "rei_admin";
@@ -64,13 +64,6 @@ impl AdminPages {
 
 fn pages(state: &WebState) -> Result<&AdminPages, WebError> {
     state.admin_web.as_ref().ok_or(WebError::NotFound)
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 /// A whole page; `nav` adds the sign-out form of a session.

@@ -87,6 +87,15 @@ async fn read_body(
             None => WebError::TooLarge,
         })
 }
+/// `text` safe inside HTML text and double-quoted attributes (the server-rendered
+/// pages: the sandbox's checkout, the web admin).
+pub(crate) fn escape_html(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
 /// How often one kind of warning a stranger can cause is written.
 const STRANGER_WARNING_EVERY: Duration = Duration::from_secs(60);
 

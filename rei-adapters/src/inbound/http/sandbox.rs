@@ -13,7 +13,7 @@ use rei_core::money::Money;
 use rei_core::payment::{GatewayHint, PaymentService};
 use rei_core::user::{Language, UserService};
 
-use super::{WebError, WebState};
+use super::{WebError, WebState, escape_html as escape};
 use crate::outbound::locale::{Arg, Locales};
 use crate::outbound::sandbox::{CheckoutError, CheckoutRecord, CheckoutState, SandboxCheckout};
 
@@ -33,13 +33,6 @@ pub struct SandboxPages {
 rei_core::opaque_debug!(SandboxPages);
 
 type Page = (StatusCode, Html<String>);
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
 
 impl SandboxPages {
     async fn language(&self, record: Option<&CheckoutRecord>) -> Language {

@@ -261,13 +261,6 @@ impl SandboxCheckout {
     }
 }
 
-/// FNV-1a: the same digest in every build and on every machine.
-fn fnv1a(bytes: impl Iterator<Item = u8>) -> u64 {
-    bytes.fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
 /// A refund's own record: which payment, how much.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct RefundRecord {
@@ -316,7 +309,7 @@ impl PaymentGateway for SandboxCheckout {
 
     async fn refund(&self, request: &RefundRequest) -> Result<GatewayRefund, ProviderError> {
         // The refund's id is derived from its idempotency key: a retry finds the first.
-        let digest = fnv1a(
+        let digest = super::fnv1a(
             request
                 .idempotency_key
                 .as_str()

@@ -130,10 +130,7 @@ const fn scale(resolution: Resolution) -> u32 {
 
 /// A calm background that differs from prompt to prompt.
 fn background(prompt: &str) -> Rgb888 {
-    // FNV-1a: stable across runs and platforms.
-    let hash = prompt.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
+    let hash = super::fnv1a(prompt.bytes());
     let [a, b, c, ..] = hash.to_le_bytes();
     Rgb888::new(24 + a % 48, 24 + b % 48, 40 + c % 64)
 }

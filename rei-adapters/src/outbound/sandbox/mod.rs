@@ -17,3 +17,11 @@ mod videos;
 pub use checkout::{CheckoutError, CheckoutRecord, CheckoutState, SandboxCheckout};
 pub use images::{SandboxImages, placeholder_png};
 pub use videos::{SANDBOX_MP4, SandboxVideos};
+
+/// FNV-1a: the same digest in every build and on every machine (a refund's id from its
+/// key, a placeholder's colour from its prompt).
+fn fnv1a(bytes: impl Iterator<Item = u8>) -> u64 {
+    bytes.fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
